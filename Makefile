@@ -1,0 +1,40 @@
+# The two commands: `make run` (all four services, here, without Docker) and `make test`.
+# Both install what they need into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PACKAGES := -e contracts -e runtime -e services/orders -e services/ledger -e services/payments -e services/notifications
+PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml runtime/pyproject.toml $(wildcard services/*/pyproject.toml)
+
+.PHONY: install run test bench schemas lock clean
+
+$(STAMP): $(PROJECT_FILES)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/cagette-dev run
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) bench/ledger/run.py
+
+schemas: install
+	$(VENV)/bin/cagette-contracts export-schemas contracts/schemas
+
+# Re-pin every third-party dependency (run after changing a pyproject.toml).
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade "pip>=25"
+	.lock-venv/bin/pip install --quiet ./contracts ./runtime ./services/orders ./services/ledger ./services/payments ./services/notifications -r requirements-dev.txt
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^cagette-' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV)

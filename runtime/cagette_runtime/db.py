@@ -1,0 +1,73 @@
+"""One async SQLAlchemy engine per service database, and the transaction every change runs in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+OUTBOX_WRITTEN = "cagette.outbox_written"
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._after_outbox_commit: list[Callable[[], None]] = []
+
+    def on_outbox_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit that wrote outbox rows (wakes the relay at once)."""
+        self._after_outbox_commit.append(callback)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one database transaction: committed on success, rolled back on error."""
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            if session.info.pop(OUTBOX_WRITTEN, False):
+                for callback in self._after_outbox_commit:
+                    callback()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def ensure_database(url: str) -> bool:
+    """Create the database named in `url` if it does not exist. True when it was created."""
+    import asyncpg
+
+    parsed = make_url(url)
+    name = parsed.database
+    server_dsn = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(server_dsn)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        return True
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await connection.close()
+
+
+async def drop_database(url: str) -> None:
+    import asyncpg
+
+    parsed = make_url(url)
+    server_dsn = parsed.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(server_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        await connection.close()

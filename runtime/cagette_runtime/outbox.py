@@ -1,0 +1,173 @@
+"""Transactional outbox (docs/decisions/0001-outbox.md).
+
+`add()` writes the event row in the caller's transaction, so an event exists if and only if the
+state change committed. The relay publishes pending rows persistent, mandatory, with publisher
+confirms, and marks a row published only after the broker confirmed it. A row the broker
+returned as unroutable or did not confirm stays pending and is retried with backoff. Several
+relays (replicas) share the work through FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from faststream.rabbit import RabbitBroker
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import Event
+
+from .correlation import peek_correlation_id
+from .db import OUTBOX_WRITTEN, Database
+from .tables import outbox_messages
+from .topology import events_exchange
+
+log = logging.getLogger(__name__)
+
+
+async def add(session: AsyncSession, *events: Event) -> None:
+    """Record events to publish once the caller's transaction commits."""
+    if not events:
+        return
+    await session.execute(
+        insert(outbox_messages),
+        [
+            {
+                "event_id": event.event_id,
+                "routing_key": event.routing_key(),
+                "body": event.model_dump_json(),
+                "correlation_id": event.correlation_id,
+                "headers": {"x-event-type": event.routing_key(), "x-schema-version": event.version()},
+            }
+            for event in events
+        ],
+    )
+    session.info[OUTBOX_WRITTEN] = True
+
+
+def event_context(**fields: object) -> dict[str, object]:
+    """Envelope fields for a new event caused by the action in progress (its correlation id)."""
+    correlation_id = peek_correlation_id()
+    return {**({"correlation_id": correlation_id} if correlation_id else {}), **fields}
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database: Database,
+        broker: RabbitBroker,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 0.5,
+        max_backoff: float = 60.0,
+        publish_timeout: float = 10.0,
+    ) -> None:
+        self.database = database
+        self.broker = broker
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self.publish_timeout = publish_timeout
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        database.on_outbox_commit(self.wake)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                published = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed; retrying")
+                published = 0
+            if published < self.batch_size:
+                # Caught up: sleep until woken by a commit or the next poll.
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one batch of due rows. Returns how many were confirmed by the broker."""
+        async with self.database.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(outbox_messages)
+                    .where(outbox_messages.c.published_at.is_(None))
+                    .where(outbox_messages.c.next_attempt_at <= datetime.now(UTC))
+                    .order_by(outbox_messages.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            outcomes = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+            now = datetime.now(UTC)
+            confirmed = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            if confirmed:
+                await session.execute(
+                    update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=now)
+                )
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if outcome is not None:
+                    delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16))
+                    log.warning(
+                        "event %s (%s) not confirmed, retry in %.1fs: %s",
+                        row.event_id, row.routing_key, delay, _describe(outcome),
+                    )
+                    await session.execute(
+                        update(outbox_messages)
+                        .where(outbox_messages.c.id == row.id)
+                        .values(
+                            attempts=row.attempts + 1,
+                            next_attempt_at=now + timedelta(seconds=delay),
+                            last_error=_describe(outcome)[:1000],
+                        )
+                    )
+            return len(confirmed)
+
+    async def _publish(self, row) -> None:  # type: ignore[no-untyped-def]
+        confirmation = await self.broker.publish(
+            row.body.encode(),
+            exchange=events_exchange,
+            routing_key=row.routing_key,
+            mandatory=True,
+            persist=True,
+            message_id=str(row.event_id),
+            correlation_id=row.correlation_id,
+            content_type="application/json",
+            headers=row.headers,
+            timestamp=row.created_at,
+            timeout=self.publish_timeout,
+        )
+        # aiormq answers Basic.Ack when confirmed; a Nack or nothing means not stored.
+        if type(confirmation).__name__ != "Ack":
+            raise RuntimeError(f"broker did not confirm: {confirmation!r}")
+
+
+def _describe(outcome: object) -> str:
+    name = type(outcome).__name__
+    if name == "DeliveryError":
+        return "unroutable: no queue is bound for this routing key (returned by the broker)"
+    return f"{name}: {outcome}"

@@ -1,0 +1,113 @@
+"""The one bootstrap place: a Service wires settings, database, broker, topology, consumers,
+outbox relay and the HTTP app, and starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.schemas import Channel
+
+from .consumer import Consumer, ConsumerRunner
+from .db import Database, ensure_database
+from .http import install_common
+from .logs import configure_logging
+from .migrations import upgrade_async
+from .outbox import OutboxRelay
+from .settings import ServiceSettings, load_settings
+from .topology import declare_consumer_queue, declare_exchanges
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(
+        self,
+        name: str,
+        *,
+        migrations: str,
+        routers: Sequence[APIRouter] = (),
+        consumers: Callable[[Service], Sequence[Consumer]] = lambda service: (),
+        settings: ServiceSettings | None = None,
+        description: str = "",
+    ) -> None:
+        self.name = name
+        self.settings = settings or load_settings(name)
+        self.migrations = migrations
+        self.routers = routers
+        self.description = description
+        self.database = Database(self.settings.database_url)
+        self.broker = RabbitBroker(
+            self.settings.amqp_url,
+            default_channel=Channel(
+                prefetch_count=self.settings.prefetch_count, publisher_confirms=True, on_return_raises=True
+            ),
+            log_level=logging.getLevelName(self.settings.broker_log_level.upper()),
+            app_id=f"cagette-{name}",
+            fail_fast=True,
+        )
+        self.relay = OutboxRelay(
+            self.database,
+            self.broker,
+            batch_size=self.settings.outbox_batch_size,
+            poll_interval=self.settings.outbox_poll_interval,
+            max_backoff=self.settings.outbox_max_backoff,
+        )
+        self.consumers = list(consumers(self))
+        self.runners = [ConsumerRunner(self.broker, self.database, consumer) for consumer in self.consumers]
+        for runner in self.runners:
+            runner.subscribe()
+
+    async def migrate(self) -> None:
+        if await ensure_database(self.settings.database_url):
+            log.info("created database for %s", self.name)
+        await upgrade_async(self.settings.database_url, self.migrations)
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await self.migrate()
+        await self.database.ping()
+        await self.broker.connect()
+        await declare_exchanges(self.broker)
+        for consumer in self.consumers:
+            await declare_consumer_queue(self.broker, consumer.queue)
+        await self.broker.start()
+        self.relay.start()
+        log.info("%s started", self.name)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.broker.stop()
+        await self.database.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.database.ping(), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["broker"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
+        return checks
+
+    def create_app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        configure_logging(self.name, self.settings.log_level, self.settings.broker_log_level)
+        app = FastAPI(title=f"cagette {self.name}", description=self.description, lifespan=lifespan)
+        app.state.settings = self.settings
+        app.state.service = self
+        install_common(app)
+        for router in self.routers:
+            app.include_router(router)
+        return app

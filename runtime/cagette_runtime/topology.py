@@ -1,0 +1,73 @@
+"""Broker topology, declared the same way by every service.
+
+- `cagette.events`: the durable topic exchange every event is published to.
+- per consumer, a durable quorum queue `<service>.<consumer>` with a delivery limit whose
+  dead-letter route (exchange `cagette.dead-letter`, routing key = queue name) leads to the
+  parking queue `<service>.<consumer>.parking`. Messages the consumer refuses are parked there
+  with the reason in their headers; messages that keep failing reach it through the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.schemas.queue import QueueType
+
+from cagette_contracts.routing import EVENTS_EXCHANGE
+
+DEAD_LETTER_EXCHANGE = "cagette.dead-letter"
+
+events_exchange = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumerQueue:
+    """A consumer's queue: its name, the routing keys (topic patterns) it binds, its limit."""
+
+    name: str
+    routing_keys: tuple[str, ...]
+    delivery_limit: int = 5
+    extra_arguments: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def parking_name(self) -> str:
+        return f"{self.name}.parking"
+
+    def queue(self) -> RabbitQueue:
+        return RabbitQueue(
+            self.name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+                "x-dead-letter-routing-key": self.name,
+                # At-least-once dead-lettering needs reject-publish overflow (RabbitMQ >= 3.10).
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+                **self.extra_arguments,
+            },
+        )
+
+    def parking_queue(self) -> RabbitQueue:
+        return RabbitQueue(self.parking_name, queue_type=QueueType.QUORUM, durable=True)
+
+
+async def declare_exchanges(broker: RabbitBroker) -> None:
+    await broker.declare_exchange(events_exchange)
+    await broker.declare_exchange(dead_letter_exchange)
+
+
+async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue) -> None:
+    """Declare the queue, its parking queue and their bindings (idempotent)."""
+    parking = await broker.declare_queue(consumer.parking_queue())
+    await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=consumer.name)
+    queue = await broker.declare_queue(consumer.queue())
+    for routing_key in consumer.routing_keys:
+        await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
+    log.info("declared queue %s bound to %s", consumer.name, ", ".join(consumer.routing_keys))

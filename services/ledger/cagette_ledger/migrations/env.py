@@ -1,0 +1,5 @@
+from cagette_runtime.migrations import run_env
+
+from cagette_ledger.tables import metadata
+
+run_env(metadata)

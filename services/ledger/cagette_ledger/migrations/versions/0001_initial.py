@@ -1,0 +1,88 @@
+"""Ledger accounts, transactions, postings; outbox and inbox.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-27
+"""
+
+from alembic import op
+
+from cagette_runtime.tables import create_messaging_tables, drop_messaging_tables
+
+from cagette_ledger.tables import metadata
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_messaging_tables()
+    metadata.create_all(op.get_bind())
+    op.create_index("postings_account_history", "postings", ["account_id", "posting_id"])
+    for statement in APPEND_ONLY:
+        op.execute(statement)
+    for statement in BALANCED:
+        op.execute(statement)
+
+
+# Append-only (SPEC B4): corrections are reversing transactions, never edits.
+APPEND_ONLY = [
+        """
+        CREATE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          RAISE EXCEPTION 'ledger % are append-only: % refused', TG_TABLE_NAME, TG_OP
+            USING ERRCODE = 'restrict_violation';
+        END $$
+        """,
+        """
+        CREATE TRIGGER transactions_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON transactions
+          FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+        """,
+        """
+        CREATE TRIGGER postings_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON postings
+          FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+        """,
+]
+
+# Double entry enforced at commit: each transaction has >= 2 postings summing to zero, all in
+# the transaction's currency and on accounts of its group and currency.
+BALANCED = [
+        """
+        CREATE FUNCTION ledger_check_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+          n integer; total numeric; wrong integer;
+        BEGIN
+          SELECT count(*), coalesce(sum(p.amount), 0),
+                 count(*) FILTER (WHERE p.currency <> t.currency OR a.currency <> t.currency
+                                        OR a.group_id <> t.group_id)
+            INTO n, total, wrong
+            FROM postings p
+            JOIN transactions t ON t.transaction_id = p.transaction_id
+            JOIN accounts a ON a.account_id = p.account_id
+           WHERE p.transaction_id = NEW.transaction_id;
+          IF n < 2 OR total <> 0 OR wrong > 0 THEN
+            RAISE EXCEPTION 'ledger transaction % is not balanced (% postings, sum %, % foreign)',
+              NEW.transaction_id, n, total, wrong USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NULL;
+        END $$
+        """,
+        """
+        CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+          EXECUTE FUNCTION ledger_check_transaction_balanced()
+        """,
+        """
+        CREATE CONSTRAINT TRIGGER transactions_have_postings AFTER INSERT ON transactions
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+          EXECUTE FUNCTION ledger_check_transaction_balanced()
+        """,
+]
+
+
+def downgrade() -> None:
+    op.execute("DROP TABLE postings, transactions, accounts, groups CASCADE")
+    op.execute("DROP FUNCTION ledger_refuse_change, ledger_check_transaction_balanced")
+    drop_messaging_tables()

@@ -1,0 +1,28 @@
+"""The orders service's bootstrap."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings
+
+from .api import router
+from .handlers import consumers
+
+NAME = "orders"
+
+
+def build_service(settings: ServiceSettings | None = None) -> Service:
+    return Service(
+        NAME,
+        migrations=str(Path(__file__).parent / "migrations"),
+        routers=[router],
+        consumers=consumers,
+        settings=settings,
+        description="Groups and payment settings, members, orders: the front door of every money flow.",
+    )
+
+
+def create_app() -> FastAPI:
+    return build_service().create_app()

@@ -1,0 +1,28 @@
+"""The payments service's bootstrap."""
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings
+
+from .api import router
+from .handlers import consumers
+
+NAME = "payments"
+
+
+def build_service(settings: ServiceSettings | None = None) -> Service:
+    return Service(
+        NAME,
+        migrations=str(Path(__file__).parent / "migrations"),
+        routers=[router],
+        consumers=consumers,
+        settings=settings,
+        description="Payment references, manual and card payments, distribution validation.",
+    )
+
+
+def create_app() -> FastAPI:
+    return build_service().create_app()

@@ -1,0 +1,5 @@
+from cagette_runtime.migrations import run_env
+
+from cagette_payments.tables import metadata
+
+run_env(metadata)
