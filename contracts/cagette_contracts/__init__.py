@@ -4,9 +4,10 @@ from . import routing
 from .envelope import Event, UnknownEvent, event_class, new_correlation_id, utc_now
 from .events import *  # noqa: F403
 from .events import __all__ as _events
-from .money import CurrencyMismatch, MAX_MINOR_UNITS, Money, MoneyError, line_amount, minor_unit_exponent, total
+from .money import MAX_MINOR_UNITS, CurrencyCode, CurrencyMismatch, Money, MoneyError, line_amount, minor_unit_exponent, total
 
 __all__ = [
+    "CurrencyCode",
     "CurrencyMismatch",
     "Event",
     "MAX_MINOR_UNITS",

@@ -1,0 +1,84 @@
+"""Events the ledger service publishes (routing keys `ledger.*`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from . import routing
+from .common import Part
+from .envelope import Event
+from .money import Money
+
+class AccountType(StrEnum):
+    MEMBER = "member"
+    SALES = "sales"
+    CHEQUES = "cheques"
+    CASH = "cash"
+    TRANSFERS = "transfers"
+    CARD_CLEARING = "card_clearing"
+    CARD_FEES = "card_fees"
+    OPENING_BALANCE_EQUITY = "opening_balance_equity"
+
+
+class PostingLine(Part):
+    account_id: UUID
+    account_type: AccountType
+    member_id: UUID | None = None
+    amount: Money = Field(description="Signed: positive credits the account as members see it")
+    balance_after: Money
+
+
+class TransactionPosted(Event):
+    """One balanced ledger transaction was posted ("EntryPosted" in the brief)."""
+
+    event_type: Literal["ledger.transaction.posted"] = routing.TRANSACTION_POSTED
+    schema_version: Literal[1] = 1
+    transaction_id: UUID
+    kind: str
+    idempotency_key: str
+    reverses_transaction_id: UUID | None = None
+    postings: list[PostingLine] = Field(min_length=2)
+
+
+class BalanceChanged(Event):
+    """A member's posted balance changed. Positive = credit with the group; negative = owes."""
+
+    event_type: Literal["ledger.balance.changed"] = routing.BALANCE_CHANGED
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    account_id: UUID
+    transaction_id: UUID
+    previous_balance: Money
+    balance: Money
+
+
+class BalanceWentNegative(Event):
+    event_type: Literal["ledger.balance.went_negative"] = routing.BALANCE_WENT_NEGATIVE
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    account_id: UUID
+    transaction_id: UUID
+    balance: Money
+
+
+class BalanceBackToNonNegative(Event):
+    event_type: Literal["ledger.balance.back_to_non_negative"] = routing.BALANCE_BACK_TO_NON_NEGATIVE
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    account_id: UUID
+    transaction_id: UUID
+    balance: Money
+
+
+__all__ = [
+    "AccountType",
+    "BalanceBackToNonNegative",
+    "BalanceChanged",
+    "BalanceWentNegative",
+    "PostingLine",
+    "TransactionPosted",
+]

@@ -1,0 +1,219 @@
+"""Test support shared by every test suite: isolated broker vhosts and databases on the real
+servers, and a spy that sees what is published on `cagette.events`.
+
+Servers come from the environment (CAGETTE_AMQP_URL, CAGETTE_POSTGRES_URL); when they do not
+answer and a Docker daemon is reachable, testcontainers starts them; otherwise the tests fail
+with a message that says what to start. Nothing is ever skipped for a missing server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import aio_pika
+import httpx
+from yarl import URL
+
+from cagette_contracts.routing import EVENTS_EXCHANGE
+
+from .db import drop_database, ensure_database
+from .devstack import START_POSTGRES, START_RABBITMQ, ServerUnreachable, check_servers
+from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
+
+
+@dataclass
+class IsolatedServers:
+    """The real servers for one test run, isolated under `run_id`."""
+
+    amqp_url: str  # a vhost of this run only
+    postgres_url: str  # server URL; databases are named after run_id
+    run_id: str
+    base_amqp_url: str
+    databases: list[str] = field(default_factory=list)
+
+    def database_url(self, name: str) -> str:
+        return f"{self.postgres_url}/{self.run_id}_{name}"
+
+    async def create_database(self, name: str) -> str:
+        url = self.database_url(name)
+        await drop_database(url)
+        await ensure_database(url)
+        self.databases.append(url)
+        return url
+
+
+def _docker_reachable() -> bool:
+    return os.path.exists("/var/run/docker.sock") or bool(os.environ.get("DOCKER_HOST"))
+
+
+async def _start_containers() -> tuple[str, str, object]:  # pragma: no cover - needs a Docker daemon
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.rabbitmq import RabbitMqContainer
+
+    postgres = PostgresContainer("postgres:16", driver="asyncpg").start()
+    rabbit = RabbitMqContainer("rabbitmq:3.13-management").start()
+    pg_url = postgres.get_connection_url().rsplit("/", 1)[0]
+    params = rabbit.get_connection_params()
+    amqp = f"amqp://guest:guest@{params.host}:{params.port}/"
+    return amqp, pg_url, (postgres, rabbit)
+
+
+async def locate_servers() -> tuple[str, str, object | None]:
+    amqp_url = os.environ.get("CAGETTE_AMQP_URL", DEFAULT_AMQP_URL)
+    postgres_url = os.environ.get("CAGETTE_POSTGRES_URL", DEFAULT_POSTGRES_SERVER_URL)
+    try:
+        await check_servers(amqp_url, postgres_url)
+        return amqp_url, postgres_url, None
+    except ServerUnreachable as exc:
+        if _docker_reachable():
+            return await _start_containers()
+        raise ServerUnreachable(
+            f"{exc}\nThe tests need a real PostgreSQL and RabbitMQ: start them as above, or point "
+            "CAGETTE_POSTGRES_URL / CAGETTE_AMQP_URL at running servers (or run a Docker daemon "
+            "for testcontainers)."
+        ) from None
+
+
+def _management_url(amqp_url: str) -> str:
+    parsed = URL(amqp_url)
+    return os.environ.get("CAGETTE_RABBITMQ_MANAGEMENT_URL", f"http://{parsed.host}:15672")
+
+
+async def create_vhost(amqp_url: str, vhost: str) -> str:
+    """Create `vhost` with full rights for the URL's user; return the URL pointing at it."""
+    parsed = URL(amqp_url)
+    user, password = parsed.user or "guest", parsed.password or "guest"
+    api = _management_url(amqp_url)
+    try:
+        async with httpx.AsyncClient(auth=(user, password), timeout=5) as client:
+            (await client.put(f"{api}/api/vhosts/{quote(vhost, safe='')}")).raise_for_status()
+            (
+                await client.put(
+                    f"{api}/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}",
+                    json={"configure": ".*", "write": ".*", "read": ".*"},
+                )
+            ).raise_for_status()
+    except httpx.HTTPError:
+        ctl = shutil.which("rabbitmqctl")
+        if ctl is None:
+            raise ServerUnreachable(
+                "cannot create a test vhost: enable the RabbitMQ management plugin "
+                "(rabbitmq-plugins enable rabbitmq_management) or run the tests where rabbitmqctl works"
+            ) from None
+        for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
+            await asyncio.to_thread(subprocess.run, [ctl, "-q", *args], check=True, capture_output=True)
+    return str(parsed.with_path("/" + quote(vhost, safe="")))
+
+
+async def delete_vhost(amqp_url: str, vhost: str) -> None:
+    parsed = URL(amqp_url)
+    try:
+        async with httpx.AsyncClient(auth=(parsed.user or "guest", parsed.password or "guest"), timeout=5) as client:
+            (await client.delete(f"{_management_url(amqp_url)}/api/vhosts/{quote(vhost, safe='')}")).raise_for_status()
+    except httpx.HTTPError:
+        if ctl := shutil.which("rabbitmqctl"):
+            await asyncio.to_thread(subprocess.run, [ctl, "-q", "delete_vhost", vhost], capture_output=True)
+
+
+@asynccontextmanager
+async def isolated_servers() -> AsyncIterator[IsolatedServers]:
+    base_amqp, postgres_url, containers = await locate_servers()
+    run_id = f"t{uuid.uuid4().hex[:10]}"
+    vhost = f"cagette-test-{run_id}"
+    servers = IsolatedServers(await create_vhost(base_amqp, vhost), postgres_url, run_id, base_amqp)
+    try:
+        yield servers
+    finally:
+        for url in servers.databases:
+            await drop_database(url)
+        await delete_vhost(base_amqp, vhost)
+        for container in containers or ():  # type: ignore[attr-defined]
+            container.stop()
+
+
+@dataclass
+class SeenMessage:
+    routing_key: str
+    body: dict
+    raw: aio_pika.abc.AbstractIncomingMessage
+
+
+class EventSpy:
+    """An exclusive queue bound to `cagette.events`, like an external subscriber's."""
+
+    def __init__(self, amqp_url: str, *binding_keys: str) -> None:
+        self.amqp_url = amqp_url
+        self.binding_keys = binding_keys or ("#",)
+        self.messages: list[SeenMessage] = []
+        self._arrived = asyncio.Condition()
+
+    async def __aenter__(self) -> EventSpy:
+        self.connection = await aio_pika.connect_robust(self.amqp_url)
+        channel = await self.connection.channel()
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        self.queue = await channel.declare_queue(exclusive=True)
+        for key in self.binding_keys:
+            await self.queue.bind(exchange, key)
+        await self.queue.consume(self._on_message, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with self._arrived:
+            try:
+                body = json.loads(message.body)
+            except ValueError:
+                body = {"_raw": message.body.decode(errors="replace")}
+            self.messages.append(SeenMessage(message.routing_key or "", body, message))
+            self._arrived.notify_all()
+
+    def matching(self, routing_key: str, **fields: object) -> list[SeenMessage]:
+        return [
+            m for m in self.messages
+            if m.routing_key == routing_key and all(m.body.get(k) == v for k, v in fields.items())
+        ]
+
+    async def wait_for(self, routing_key: str, count: int = 1, timeout: float = 15.0, **fields: object) -> list[SeenMessage]:
+        async def enough() -> list[SeenMessage]:
+            async with self._arrived:
+                await self._arrived.wait_for(lambda: len(self.matching(routing_key, **fields)) >= count)
+            return self.matching(routing_key, **fields)
+
+        try:
+            return await asyncio.wait_for(enough(), timeout)
+        except TimeoutError:
+            seen = [m.routing_key for m in self.messages]
+            raise AssertionError(f"expected {count} x {routing_key} {fields or ''} within {timeout}s; saw {seen}") from None
+
+
+async def drain_queue(amqp_url: str, queue_name: str, expected: int = 1, timeout: float = 15.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Take messages from a (parking) queue until `expected` arrived or the timeout passes."""
+    connection = await aio_pika.connect_robust(amqp_url)
+    taken = []
+    try:
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name, ensure=True)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(taken) < expected and asyncio.get_running_loop().time() < deadline:
+            message = await queue.get(fail=False, no_ack=True)
+            if message is None:
+                await asyncio.sleep(0.1)
+            else:
+                taken.append(message)
+    finally:
+        await connection.close()
+    return taken
+
+
+__all__ = ["EventSpy", "START_POSTGRES", "START_RABBITMQ", "IsolatedServers", "drain_queue", "isolated_servers"]
