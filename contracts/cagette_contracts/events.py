@@ -4,6 +4,7 @@ named after it (orders, ledger, payments, notifications); shared value types in 
 from .common import *  # noqa: F403
 from .ledger import *  # noqa: F403
 from .orders import *  # noqa: F403
-from . import common, ledger, orders
+from .payments import *  # noqa: F403
+from . import common, ledger, orders, payments
 
-__all__ = [*common.__all__, *ledger.__all__, *orders.__all__]
+__all__ = [*common.__all__, *ledger.__all__, *orders.__all__, *payments.__all__]

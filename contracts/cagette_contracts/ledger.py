@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
@@ -74,7 +75,32 @@ class BalanceBackToNonNegative(Event):
     balance: Money
 
 
+
+class PlaceHold(Part):
+    """Request (not an event): hold `amount` on the member's account for a money-pot order.
+
+    Sent to the queue `routing.LEDGER_HOLD_REQUESTS_QUEUE` with reply_to; answered by a HoldDecision.
+    The same hold_id asked twice gets the same decision."""
+
+    hold_id: UUID
+    group_id: UUID
+    member_id: UUID
+    order_id: UUID
+    amount: Money
+    expires_at: datetime
+    correlation_id: str | None = None
+
+
+class HoldDecision(Part):
+    hold_id: UUID
+    granted: bool
+    available: Money = Field(description="Posted balance minus active holds, after this decision")
+    reason: str | None = None
+
+
 __all__ = [
+    "HoldDecision",
+    "PlaceHold",
     "AccountType",
     "BalanceBackToNonNegative",
     "BalanceChanged",

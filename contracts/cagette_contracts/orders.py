@@ -77,7 +77,60 @@ class OrderConfirmed(Event):
         return self
 
 
+
+class OrderAmended(Event):
+    """Products were added to a confirmed order (add-only, R6): the member owes `added_total` more."""
+
+    event_type: Literal["orders.order.amended"] = routing.ORDER_AMENDED
+    schema_version: Literal[1] = 1
+    order_id: UUID
+    amendment_id: UUID
+    member_id: UUID
+    distribution_id: UUID | None = None
+    payment_method: PaymentMethod
+    added_lines: list[OrderLine] = Field(min_length=1)
+    added_total: Money
+    new_total: Money
+
+    @model_validator(mode="after")
+    def _added_total_is_sum_of_added_lines(self) -> OrderAmended:
+        expected = total([line.line_total for line in self.added_lines], self.added_total.currency)
+        if expected != self.added_total:
+            raise MoneyError(f"added total {self.added_total} differs from the sum of the added lines {expected}")
+        if self.added_total.amount <= 0:
+            raise MoneyError("an amendment adds a positive amount")
+        if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
+            raise MoneyError("new_total must include added_total, in the same currency")
+        return self
+
+
+class SubscriptionConfirmed(Event):
+    """A member subscribed to a contract: the debt is the contract total (R19)."""
+
+    event_type: Literal["orders.subscription.confirmed"] = routing.SUBSCRIPTION_CONFIRMED
+    schema_version: Literal[1] = 1
+    subscription_id: UUID
+    contract_id: UUID
+    contract_name: str
+    member_id: UUID
+    payment_method: PaymentMethod | None = None
+    lines: list[OrderLine] = Field(min_length=1, description="One distribution's products and quantities")
+    distribution_count: int = Field(gt=0)
+    distribution_ids: list[UUID] = []
+    total: Money = Field(description="Per-distribution sum x distribution_count")
+
+    @model_validator(mode="after")
+    def _total_is_lines_times_distributions(self) -> SubscriptionConfirmed:
+        per_distribution = total([line.line_total for line in self.lines], self.total.currency)
+        expected = Money(amount=per_distribution.amount * self.distribution_count, currency=self.total.currency)
+        if expected != self.total:
+            raise MoneyError(f"subscription total {self.total} differs from lines x distributions = {expected}")
+        return self
+
+
 __all__ = [
+    "OrderAmended",
+    "SubscriptionConfirmed",
     "GroupSettingsChanged",
     "MemberJoined",
     "OrderConfirmed",

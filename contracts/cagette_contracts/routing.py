@@ -14,3 +14,20 @@ TRANSACTION_POSTED: Final = "ledger.transaction.posted"
 BALANCE_CHANGED: Final = "ledger.balance.changed"
 BALANCE_WENT_NEGATIVE: Final = "ledger.balance.went_negative"
 BALANCE_BACK_TO_NON_NEGATIVE: Final = "ledger.balance.back_to_non_negative"
+ORDER_AMENDED: Final = "orders.order.amended"
+SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
+
+# payments
+PAYMENT_DECLARED: Final = "payments.payment.declared"
+PAYMENT_RECEIVED: Final = "payments.payment.received"
+PAYMENT_CANCELLED: Final = "payments.payment.cancelled"
+PAYMENT_REFUNDED: Final = "payments.payment.refunded"
+CARD_PAYMENT_SUCCEEDED: Final = "payments.card_payment.succeeded"
+CARD_PAYMENT_FAILED: Final = "payments.card_payment.failed"
+CARD_FEE_CHARGED: Final = "payments.card_fee.charged"
+BASKET_VALIDATED: Final = "payments.basket.validated"
+BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
+
+# ledger request/reply (not on the events exchange): money-pot holds, sent to this queue with
+# reply_to set; the answer is a HoldDecision.
+LEDGER_HOLD_REQUESTS_QUEUE: Final = "ledger.hold-requests"

@@ -1,0 +1,130 @@
+"""Events the payments service publishes (routing keys `payments.*`).
+
+Amounts are positive: the direction is in the event type (received credits the member, refunded
+debits the member back)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, model_validator
+
+from . import routing
+from .common import PaymentMethod
+from .envelope import Event
+from .money import Money, MoneyError
+
+
+class _PaymentEvent(Event):
+    payment_id: UUID
+    member_id: UUID
+    amount: Money
+    order_id: UUID | None = None
+    amendment_id: UUID | None = None
+    subscription_id: UUID | None = None
+    distribution_id: UUID | None = None
+
+    @model_validator(mode="after")
+    def _positive_amount(self) -> _PaymentEvent:
+        if self.amount.amount <= 0:
+            raise MoneyError(f"{self.event_type} needs a positive amount, got {self.amount}")  # type: ignore[attr-defined]
+        return self
+
+
+class PaymentDeclared(_PaymentEvent):
+    """A cheque, transfer, cash or on-the-spot payment is expected: pending, not in the balance (R16)."""
+
+    event_type: Literal["payments.payment.declared"] = routing.PAYMENT_DECLARED
+    schema_version: Literal[1] = 1
+    method: PaymentMethod
+    reference: str | None = Field(default=None, description="ISO 11649 RF creditor reference, printed in groups of four")
+
+
+class PaymentReceived(_PaymentEvent):
+    """Money arrived: credits the member. `amount` may differ from what was declared (corrected at
+    validation), and `method` is the actual one (e.g. cash for an on-the-spot payment)."""
+
+    event_type: Literal["payments.payment.received"] = routing.PAYMENT_RECEIVED
+    schema_version: Literal[1] = 1
+    method: PaymentMethod
+    declared_amount: Money | None = Field(default=None, description="Set when it confirms a declared payment")
+    reference: str | None = None
+    label: str | None = Field(default=None, description="e.g. the cheque number")
+    recorded_by: UUID | None = None
+
+
+class PaymentCancelled(_PaymentEvent):
+    """A declared payment will not come: its pending entry is voided."""
+
+    event_type: Literal["payments.payment.cancelled"] = routing.PAYMENT_CANCELLED
+    schema_version: Literal[1] = 1
+    method: PaymentMethod
+    reason: str = ""
+    recorded_by: UUID | None = None
+
+
+class PaymentRefunded(_PaymentEvent):
+    """Money given back to the member (card refund or overpayment returned): debits the member."""
+
+    event_type: Literal["payments.payment.refunded"] = routing.PAYMENT_REFUNDED
+    schema_version: Literal[1] = 1
+    refund_id: UUID
+    method: PaymentMethod
+    reason: str = ""
+    recorded_by: UUID | None = None
+
+
+class CardPaymentSucceeded(_PaymentEvent):
+    event_type: Literal["payments.card_payment.succeeded"] = routing.CARD_PAYMENT_SUCCEEDED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+
+
+class CardPaymentFailed(_PaymentEvent):
+    event_type: Literal["payments.card_payment.failed"] = routing.CARD_PAYMENT_FAILED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str | None = None
+    reason: str = ""
+    retry_url: str | None = None
+
+
+class CardFeeCharged(_PaymentEvent):
+    """The card provider's fee for a payment: the group's fee account bears it."""
+
+    event_type: Literal["payments.card_fee.charged"] = routing.CARD_FEE_CHARGED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+
+
+class BasketValidated(Event):
+    """A coordinator validated one member's basket for one distribution (R20): orders locks it."""
+
+    event_type: Literal["payments.basket.validated"] = routing.BASKET_VALIDATED
+    schema_version: Literal[1] = 1
+    distribution_id: UUID
+    member_id: UUID
+    validated_by: UUID
+
+
+class BasketUnvalidated(Event):
+    """A platform administrator undid a basket validation: orders unlocks it."""
+
+    event_type: Literal["payments.basket.unvalidated"] = routing.BASKET_UNVALIDATED
+    schema_version: Literal[1] = 1
+    distribution_id: UUID
+    member_id: UUID
+    unvalidated_by: UUID
+
+
+__all__ = [
+    "BasketUnvalidated",
+    "BasketValidated",
+    "CardFeeCharged",
+    "CardPaymentFailed",
+    "CardPaymentSucceeded",
+    "PaymentCancelled",
+    "PaymentDeclared",
+    "PaymentReceived",
+    "PaymentRefunded",
+]
