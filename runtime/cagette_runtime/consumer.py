@@ -70,6 +70,12 @@ async def claim(session: AsyncSession, consumer: str, event: Event) -> bool:
     return result.first() is not None
 
 
+async def _raw_body(message: RabbitMessage) -> bytes:
+    # FastStream would decode JSON itself and drop what it cannot read; parse_event does it
+    # so a malformed body is parked with its reason instead.
+    return message.body
+
+
 @dataclass(frozen=True)
 class Consumer:
     queue: ConsumerQueue
@@ -90,7 +96,9 @@ class ConsumerRunner:
         async def on_message(message: RabbitMessage = Context("message")) -> None:
             await self.process(message)
 
-        self.broker.subscriber(self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL, title=self.name)(on_message)
+        self.broker.subscriber(
+            self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL, decoder=_raw_body, title=self.name
+        )(on_message)
 
     async def process(self, message: RabbitMessage) -> None:
         token = set_correlation_id(message.correlation_id or None)

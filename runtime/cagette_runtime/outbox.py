@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from faststream.rabbit import RabbitBroker
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
@@ -114,7 +114,7 @@ class OutboxRelay:
                 await session.execute(
                     select(outbox_messages)
                     .where(outbox_messages.c.published_at.is_(None))
-                    .where(outbox_messages.c.next_attempt_at <= datetime.now(UTC))
+                    .where(outbox_messages.c.next_attempt_at <= func.now())  # the database's clock, shared by replicas
                     .order_by(outbox_messages.c.id)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
@@ -123,11 +123,10 @@ class OutboxRelay:
             if not rows:
                 return 0
             outcomes = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
-            now = datetime.now(UTC)
             confirmed = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             if confirmed:
                 await session.execute(
-                    update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=now)
+                    update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=func.now())
                 )
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome is not None:
@@ -141,7 +140,7 @@ class OutboxRelay:
                         .where(outbox_messages.c.id == row.id)
                         .values(
                             attempts=row.attempts + 1,
-                            next_attempt_at=now + timedelta(seconds=delay),
+                            next_attempt_at=func.now() + timedelta(seconds=delay),
                             last_error=_describe(outcome)[:1000],
                         )
                     )
@@ -167,7 +166,6 @@ class OutboxRelay:
 
 
 def _describe(outcome: object) -> str:
-    name = type(outcome).__name__
-    if name == "DeliveryError":
-        return "unroutable: no queue is bound for this routing key (returned by the broker)"
-    return f"{name}: {outcome}"
+    if "NO_ROUTE" in str(outcome) or type(outcome).__name__ == "DeliveryError":
+        return "unroutable: the broker returned it, no queue is bound for this routing key yet"
+    return f"{type(outcome).__name__}: {outcome}"

@@ -64,7 +64,8 @@ async def declare_exchanges(broker: RabbitBroker) -> None:
 
 
 async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue) -> None:
-    """Declare the queue, its parking queue and their bindings (idempotent)."""
+    """Declare the queue, its parking queue, the exchanges and bindings (all idempotent)."""
+    await declare_exchanges(broker)
     parking = await broker.declare_queue(consumer.parking_queue())
     await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=consumer.name)
     queue = await broker.declare_queue(consumer.queue())

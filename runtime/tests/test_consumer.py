@@ -1,0 +1,161 @@
+"""Consumption on the real broker: idempotent, and poison messages parked with their reason
+while the consumer keeps going."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import pytest
+from sqlalchemy import func, select
+
+from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, parse_event, MalformedMessage
+from cagette_runtime.errors import Invalid
+from cagette_runtime.tables import inbox_messages
+from cagette_runtime.testing import drain_queue
+from cagette_runtime.topology import ConsumerQueue, declare_consumer_queue
+
+from .conftest import WidgetCreated, make_broker, widget_event, widgets
+
+
+class Harness:
+    """A consumer of test.widget.* whose handler records widgets, with scripted failures."""
+
+    def __init__(self, servers, database, delivery_limit: int = 3) -> None:
+        self.servers = servers
+        self.database = database
+        self.queue = ConsumerQueue(f"test.widgets.{uuid.uuid4().hex[:8]}", ("test.widget.#",), delivery_limit)
+        self.failures: dict[str, int] = {}  # widget name -> transient failures still to raise
+        self.broker = make_broker(servers)
+        ConsumerRunner(self.broker, database, Consumer(self.queue, self.handle, (WidgetCreated,))).subscribe()
+
+    async def handle(self, session, event) -> None:
+        if event.name.startswith("refuse"):
+            raise Invalid(f"widget name {event.name!r} is not allowed")
+        if event.name == "always-fails":
+            raise RuntimeError("database exploded")
+        if self.failures.get(event.name, 0) > 0:
+            self.failures[event.name] -= 1
+            raise RuntimeError("transient failure")
+        existing = await session.scalar(select(widgets.c.effects).where(widgets.c.widget_id == event.widget_id))
+        if existing is None:
+            await session.execute(widgets.insert().values(widget_id=event.widget_id, name=event.name))
+        else:  # would only happen if a duplicate got through: make it visible
+            await session.execute(widgets.update().where(widgets.c.widget_id == event.widget_id).values(effects=existing + 1))
+
+    async def __aenter__(self) -> Harness:
+        await self.broker.connect()
+        await declare_consumer_queue(self.broker, self.queue)
+        await self.broker.start()
+        self.connection = await aio_pika.connect_robust(self.servers.amqp_url)
+        channel = await self.connection.channel()
+        self.exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.connection.close()
+        await self.broker.stop()
+
+    async def publish_raw(self, body: bytes, message_id: str, routing_key: str = "test.widget.created") -> None:
+        await self.exchange.publish(
+            aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                             content_type="application/json"),
+            routing_key=routing_key,
+        )
+
+    async def publish(self, event: WidgetCreated) -> None:
+        await self.publish_raw(event.model_dump_json().encode(), str(event.event_id))
+
+    async def effects(self, event: WidgetCreated) -> int | None:
+        async with self.database.sessionmaker() as session:
+            return await session.scalar(select(widgets.c.effects).where(widgets.c.widget_id == event.widget_id))
+
+    async def wait_processed(self, event: WidgetCreated, timeout: float = 15) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await self.effects(event) is None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{event.name} was not processed within {timeout}s")
+            await asyncio.sleep(0.05)
+
+
+def test_parse_event_says_what_is_wrong() -> None:
+    with pytest.raises(MalformedMessage, match="not JSON"):
+        parse_event(b"{nope")
+    with pytest.raises(MalformedMessage, match="not a JSON object"):
+        parse_event(b"[1, 2]")
+    with pytest.raises(MalformedMessage, match="no contract for event 'orders.order.shipped'"):
+        parse_event(b'{"event_type": "orders.order.shipped", "schema_version": 1}')
+    with pytest.raises(MalformedMessage, match="widget_id"):
+        parse_event(b'{"event_type": "test.widget.created", "schema_version": 1, "group_id": "%s", "name": "x"}' % str(uuid.uuid4()).encode())
+
+
+async def test_duplicated_message_has_one_effect(servers, database) -> None:
+    event = widget_event("once")
+    async with Harness(servers, database) as harness:
+        for _ in range(3):
+            await harness.publish(event)
+        sentinel = widget_event("after")
+        await harness.publish(sentinel)
+        await harness.wait_processed(sentinel)
+        await harness.wait_processed(event)
+        await asyncio.sleep(0.3)
+    assert await harness.effects(event) == 1
+    async with database.sessionmaker() as session:
+        claimed = await session.scalar(select(func.count()).where(inbox_messages.c.event_id == event.event_id))
+    assert claimed == 1
+
+
+async def test_malformed_message_is_parked_with_reason_and_the_next_is_processed(servers, database) -> None:
+    async with Harness(servers, database) as harness:
+        await harness.publish_raw(b"this is not json", message_id="garbage-1")
+        await harness.publish_raw(b'{"event_type": "test.widget.created", "schema_version": 1}', message_id="garbage-2")
+        good = widget_event("good")
+        await harness.publish(good)
+        await harness.wait_processed(good)
+        parked = await drain_queue(servers.amqp_url, harness.queue.parking_name, expected=2)
+    assert [m.message_id for m in parked] == ["garbage-1", "garbage-2"]
+    assert "body is not JSON" in parked[0].headers[PARKING_REASON_HEADER]
+    assert "not a valid event" in parked[1].headers[PARKING_REASON_HEADER]
+    assert parked[0].body == b"this is not json"
+    assert parked[0].headers["x-original-routing-key"] == "test.widget.created"
+
+
+async def test_refused_message_is_parked_with_the_domain_reason_and_changes_nothing(servers, database) -> None:
+    async with Harness(servers, database) as harness:
+        refused = widget_event("refuse-me")
+        await harness.publish(refused)
+        good = widget_event("fine")
+        await harness.publish(good)
+        await harness.wait_processed(good)
+        [parked] = await drain_queue(servers.amqp_url, harness.queue.parking_name)
+    assert "refused: widget name 'refuse-me' is not allowed" in parked.headers[PARKING_REASON_HEADER]
+    assert await harness.effects(refused) is None
+    async with database.sessionmaker() as session:
+        assert await session.scalar(select(func.count()).where(inbox_messages.c.event_id == refused.event_id)) == 0
+
+
+async def test_transient_failure_is_retried_then_processed_once(servers, database) -> None:
+    async with Harness(servers, database, delivery_limit=5) as harness:
+        flaky = widget_event("flaky")
+        harness.failures["flaky"] = 2
+        await harness.publish(flaky)
+        await harness.wait_processed(flaky)
+    assert await harness.effects(flaky) == 1
+    assert harness.failures["flaky"] == 0
+
+
+async def test_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(servers, database) -> None:
+    async with Harness(servers, database, delivery_limit=2) as harness:
+        doomed = widget_event("always-fails")
+        await harness.publish(doomed)
+        after = widget_event("still-flowing")
+        await harness.publish(after)
+        await harness.wait_processed(after)
+        [parked] = await drain_queue(servers.amqp_url, harness.queue.parking_name, timeout=20)
+    assert parked.message_id == str(doomed.event_id)
+    death = parked.headers["x-death"][0]
+    assert death["reason"] == "delivery_limit"
+    assert death["queue"] == harness.queue.name
+    assert await harness.effects(doomed) is None
