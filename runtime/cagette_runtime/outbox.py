@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from datetime import timedelta
 
 from faststream.rabbit import RabbitBroker
@@ -130,7 +131,8 @@ class OutboxRelay:
                 )
             for row, outcome in zip(rows, outcomes, strict=True):
                 if outcome is not None:
-                    delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16))
+                    # Capped exponential backoff with jitter, so replicas do not retry in step.
+                    delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16)) * random.uniform(0.8, 1.0)
                     log.warning(
                         "event %s (%s) not confirmed, retry in %.1fs: %s",
                         row.event_id, row.routing_key, delay, _describe(outcome),
