@@ -98,8 +98,36 @@ class HoldDecision(Part):
     reason: str | None = None
 
 
+# Queue (default exchange) for ReleaseHold requests; reply_to is optional (answered by HoldReleased).
+LEDGER_HOLD_RELEASES_QUEUE = "ledger.hold-releases"
+
+
+class ReleaseHold(Part):
+    """Request (not an event): void an active hold whose order will not be confirmed (e.g. the
+    member abandoned the basket). Sent to `LEDGER_HOLD_RELEASES_QUEUE`; idempotent. A hold that
+    is not released expires by itself at its expires_at."""
+
+    hold_id: UUID
+    group_id: UUID
+    reason: str = ""
+    correlation_id: str | None = None
+
+
+class HoldReleased(Part):
+    """Answer to a ReleaseHold that carried reply_to: the hold's status after the request
+    ('released', or 'captured' / 'expired' / 'refused' when it was no longer active)."""
+
+    hold_id: UUID
+    status: str
+    available: Money | None = None
+    reason: str | None = None
+
+
 __all__ = [
     "HoldDecision",
+    "HoldReleased",
+    "LEDGER_HOLD_RELEASES_QUEUE",
+    "ReleaseHold",
     "PlaceHold",
     "AccountType",
     "BalanceBackToNonNegative",

@@ -1,51 +1,571 @@
-"""Ledger HTTP API (reading balances)."""
+"""Ledger HTTP API: balances, statements, the group balances page, CSV exports, coordinators'
+adjustments (opening balances, corrections, reversals) and the audit. See services/ledger/README.md.
+
+Auth (runtime Principal): a member reads only their own account, a coordinator everything of
+their group, nobody crosses groups; adjustments need the coordinator role, the audit a
+platform administrator.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel
-from sqlalchemy import select
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.errors import NotFound
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Invalid, NotFound, Refused
 
-from .tables import accounts, groups
+from . import domain, operations
+from .audit import run_audit
+from .posting import PostedTransaction
+from .tables import accounts, holds, pending_entries, postings, transactions
 
-router = APIRouter(tags=["balances"])
+router = APIRouter()
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=150,
+                                             description="Replays with the same key return the original result")]
+
+
+def _database(request: Request) -> Database:
+    return request.app.state.service.database
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- reading ---------------------------------------------------------------------------------
 
 
 class MemberBalance(BaseModel):
     group_id: UUID
     member_id: UUID
+    balance: Money = Field(description="Posted balance: positive = credit with the group, negative = owes it")
+    pending: Money = Field(description="Declared payments not yet received (not in the balance)")
+    held: Money = Field(description="Active money-pot holds")
+    available: Money = Field(description="balance - held; pending credits never count")
+
+
+class BalanceAt(BaseModel):
+    group_id: UUID
+    member_id: UUID
+    at: datetime
+    balance: Money
+
+
+async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID):  # type: ignore[no-untyped-def]
+    """(account_id | None, currency) of the member; 404 when the group is unknown."""
+    row = (
+        await session.execute(
+            select(accounts.c.account_id, accounts.c.currency, accounts.c.balance).where(
+                accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value,
+                accounts.c.member_id == member_id,
+            )
+        )
+    ).first()
+    if row is not None:
+        return row
+    group = await operations.find_group(session, group_id)
+    if group is None:
+        raise NotFound(f"the ledger knows no group {group_id}")
+    return None, group.currency
+
+
+def _pending_sum():  # type: ignore[no-untyped-def]
+    return (
+        select(pending_entries.c.account_id, func.sum(pending_entries.c.amount).label("pending"))
+        .where(pending_entries.c.status == "pending")
+        .group_by(pending_entries.c.account_id)
+        .subquery()
+    )
+
+
+def _held_sum():  # type: ignore[no-untyped-def]
+    return (
+        select(holds.c.account_id, func.sum(holds.c.amount).label("held"))
+        .where(holds.c.status == "active", holds.c.expires_at > func.now())
+        .group_by(holds.c.account_id)
+        .subquery()
+    )
+
+
+@router.get("/groups/{group_id}/members/{member_id}/balance", response_model=MemberBalance, tags=["balances"])
+async def member_balance(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> MemberBalance:
+    """The member's posted balance, pending payments, active holds and available amount."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    async with _database(request).sessionmaker() as session:
+        found = await _member_account(session, group_id, member_id)
+        currency = found[1] if found[0] is None else found.currency
+        balance = pending = held = 0
+        if found[0] is not None:
+            balance = found.balance
+            pending_total, held_total = _pending_sum(), _held_sum()
+            row = (
+                await session.execute(
+                    select(func.coalesce(pending_total.c.pending, 0), func.coalesce(held_total.c.held, 0))
+                    .select_from(accounts)
+                    .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
+                    .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
+                    .where(accounts.c.account_id == found.account_id)
+                )
+            ).one()
+            pending, held = int(row[0]), int(row[1])
+
+    def money(amount: int) -> Money:
+        return Money(amount=amount, currency=currency)
+
+    return MemberBalance(group_id=group_id, member_id=member_id, balance=money(balance), pending=money(pending),
+                        held=money(held), available=money(balance - held))
+
+
+@router.get("/groups/{group_id}/members/{member_id}/balance-at", response_model=BalanceAt, tags=["balances"])
+async def member_balance_at(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
+                            at: Annotated[datetime, Query(description="ISO 8601; naive means UTC")]) -> BalanceAt:
+    """The member's posted balance as it was at `at` (the running balance of the last posting
+    at or before it)."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    at = _utc(at)  # type: ignore[assignment]
+    async with _database(request).sessionmaker() as session:
+        found = await _member_account(session, group_id, member_id)
+        currency = found[1] if found[0] is None else found.currency
+        balance = 0
+        if found[0] is not None:
+            balance = await session.scalar(
+                select(postings.c.balance_after)
+                .where(postings.c.account_id == found.account_id, postings.c.posted_at <= at)
+                .order_by(postings.c.posting_id.desc())
+                .limit(1)
+            ) or 0
+    return BalanceAt(group_id=group_id, member_id=member_id, at=at, balance=Money(amount=balance, currency=currency))
+
+
+class StatementEntry(BaseModel):
+    status: str = Field(description="'posted', or 'pending' for a declared payment not yet received (not in the balance)")
+    at: datetime = Field(description="When it was posted (pending: when it was declared)")
+    kind: str
+    description: str
+    amount: Money = Field(description="Signed as the member sees it: + credits the member")
+    balance_after: Money | None = Field(description="Running balance after this entry; null when pending")
+    transaction_id: UUID | None = None
+    reverses_transaction_id: UUID | None = None
+    reversed_by_transaction_id: UUID | None = None
+    reason: str | None = None
+    payment_id: UUID | None = None
+    cursor: int | None = Field(default=None, description="Pass as `before` to get older entries")
+
+
+class Statement(BaseModel):
+    group_id: UUID
+    member_id: UUID
+    balance: Money
+    entries: list[StatementEntry] = Field(description="Newest first; pending entries at the top of the first page")
+    next_before: int | None = Field(description="Cursor of the next (older) page, null on the last page")
+
+
+async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, limit: int | None,
+                     before: int | None, from_: datetime | None, to: datetime | None) -> Statement:
+    found = await _member_account(session, group_id, member_id)
+    currency = found[1] if found[0] is None else found.currency
+    balance = 0 if found[0] is None else found.balance
+    entries: list[StatementEntry] = []
+    next_before = None
+    if found[0] is not None:
+        account_id = found.account_id
+        if before is None:
+            pending_query = select(pending_entries).where(pending_entries.c.account_id == account_id,
+                                                          pending_entries.c.status == "pending")
+            if from_ is not None:
+                pending_query = pending_query.where(pending_entries.c.declared_at >= from_)
+            if to is not None:
+                pending_query = pending_query.where(pending_entries.c.declared_at < to)
+            for row in (await session.execute(pending_query.order_by(pending_entries.c.declared_at.desc()))).all():
+                entries.append(StatementEntry(
+                    status="pending", at=row.declared_at, kind="payment",
+                    description=" ".join(p for p in (f"{row.method} payment (pending)", row.reference or "") if p),
+                    amount=Money(amount=row.amount, currency=row.currency), balance_after=None,
+                    payment_id=row.payment_id,
+                ))
+        reversal = transactions.alias("reversal")
+        query = (
+            select(postings.c.posting_id, postings.c.amount, postings.c.balance_after, postings.c.posted_at,
+                   postings.c.currency, transactions.c.transaction_id, transactions.c.kind, transactions.c.memo,
+                   transactions.c.reason, transactions.c.reverses_transaction_id,
+                   reversal.c.transaction_id.label("reversed_by"))
+            .join(transactions, transactions.c.transaction_id == postings.c.transaction_id)
+            .outerjoin(reversal, reversal.c.reverses_transaction_id == transactions.c.transaction_id)
+            .where(postings.c.account_id == account_id)
+            .order_by(postings.c.posting_id.desc())
+        )
+        if before is not None:
+            query = query.where(postings.c.posting_id < before)
+        if from_ is not None:
+            query = query.where(postings.c.posted_at >= from_)
+        if to is not None:
+            query = query.where(postings.c.posted_at < to)
+        if limit is not None:
+            query = query.limit(limit + 1)
+        rows = (await session.execute(query)).all()
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            next_before = rows[-1].posting_id
+        for row in rows:
+            entries.append(StatementEntry(
+                status="posted", at=row.posted_at, kind=row.kind, description=row.memo,
+                amount=Money(amount=row.amount, currency=row.currency),
+                balance_after=Money(amount=row.balance_after, currency=row.currency),
+                transaction_id=row.transaction_id, reverses_transaction_id=row.reverses_transaction_id,
+                reversed_by_transaction_id=row.reversed_by, reason=row.reason, cursor=row.posting_id,
+            ))
+    return Statement(group_id=group_id, member_id=member_id, balance=Money(amount=balance, currency=currency),
+                     entries=entries, next_before=next_before)
+
+
+@router.get("/groups/{group_id}/members/{member_id}/statement", response_model=Statement, tags=["statements"])
+async def member_statement(
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[int | None, Query(description="`next_before` of the previous page")] = None,
+    from_: Annotated[datetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
+    to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+) -> Statement:
+    """The member's account history, newest first, with the running balance after each entry."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    async with _database(request).sessionmaker() as session:
+        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=_utc(from_), to=_utc(to))
+
+
+STATEMENT_CSV_COLUMNS = ["date", "status", "kind", "description", "amount", "balance_after", "currency",
+                         "transaction_id", "reverses_transaction_id", "reason", "payment_id"]
+BALANCES_CSV_COLUMNS = ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
+
+
+def _csv_response(rows: list[list[str]], columns: list[str], filename: str) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return Response(content=buffer.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/groups/{group_id}/members/{member_id}/statement.csv", tags=["statements"],
+            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+async def member_statement_csv(
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
+    from_: Annotated[datetime | None, Query(alias="from")] = None,
+    to: Annotated[datetime | None, Query()] = None,
+) -> Response:
+    """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    async with _database(request).sessionmaker() as session:
+        statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to))
+    rows = [
+        [e.at.astimezone(UTC).isoformat(), e.status, e.kind, e.description, e.amount.decimal_text(),
+         e.balance_after.decimal_text() if e.balance_after else "", e.amount.currency,
+         str(e.transaction_id or ""), str(e.reverses_transaction_id or ""), e.reason or "", str(e.payment_id or "")]
+        for e in statement.entries
+    ]
+    return _csv_response(rows, STATEMENT_CSV_COLUMNS, f"statement-{member_id}.csv")
+
+
+class MemberLine(BaseModel):
+    member_id: UUID
+    standing: domain.Standing
     balance: Money
     pending: Money
+    held: Money
     available: Money
 
 
-@router.get("/groups/{group_id}/members/{member_id}/balance", response_model=MemberBalance)
-async def member_balance(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> MemberBalance:
-    """The member's balance: positive = credit with the group, negative = owes the group."""
-    principal.require_self_or_coordinator(group_id, member_id)
-    database = request.app.state.service.database
-    async with database.sessionmaker() as session:
-        row = (
+class Totals(BaseModel):
+    members: int
+    in_debt: Money = Field(description="Sum of negative balances (what members owe)")
+    in_credit: Money = Field(description="Sum of positive balances (what the group owes)")
+    net: Money
+    pending: Money
+    counts: dict[domain.Standing, int]
+
+
+class GroupBalances(BaseModel):
+    group_id: UUID
+    currency: str
+    in_debt: list[MemberLine] = Field(description="Most owed first")
+    balanced: list[MemberLine]
+    in_credit: list[MemberLine] = Field(description="Largest credit first")
+    totals: Totals
+
+
+async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, list[MemberLine]]:
+    group = await operations.require_group(session, group_id)
+    pending_total, held_total = _pending_sum(), _held_sum()
+    rows = (
+        await session.execute(
+            select(accounts.c.member_id, accounts.c.balance, accounts.c.currency,
+                   func.coalesce(pending_total.c.pending, 0).label("pending"),
+                   func.coalesce(held_total.c.held, 0).label("held"))
+            .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
+            .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
+            .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
+            .order_by(accounts.c.balance, accounts.c.member_id)
+        )
+    ).all()
+    lines = []
+    for row in rows:
+        def money(amount: int, currency: str = row.currency) -> Money:
+            return Money(amount=int(amount), currency=currency)
+
+        lines.append(MemberLine(member_id=row.member_id, standing=domain.standing(row.balance),
+                                balance=money(row.balance), pending=money(row.pending), held=money(row.held),
+                                available=money(row.balance - row.held)))
+    return group.currency, lines
+
+
+@router.get("/groups/{group_id}/balances", response_model=GroupBalances, tags=["balances"])
+async def group_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> GroupBalances:
+    """The member balances page (R5): every member, grouped in debt / balanced / in credit, with totals."""
+    principal.require_coordinator(group_id)
+    async with _database(request).sessionmaker() as session:
+        currency, lines = await _member_lines(session, group_id)
+    by = {s: [line for line in lines if line.standing == s] for s in domain.Standing}
+    by[domain.Standing.IN_CREDIT].sort(key=lambda line: (-line.balance.amount, str(line.member_id)))
+
+    def money(amount: int) -> Money:
+        return Money(amount=amount, currency=currency)
+
+    return GroupBalances(
+        group_id=group_id, currency=currency, in_debt=by[domain.Standing.IN_DEBT],
+        balanced=by[domain.Standing.BALANCED], in_credit=by[domain.Standing.IN_CREDIT],
+        totals=Totals(
+            members=len(lines),
+            in_debt=money(sum(line.balance.amount for line in by[domain.Standing.IN_DEBT])),
+            in_credit=money(sum(line.balance.amount for line in by[domain.Standing.IN_CREDIT])),
+            net=money(sum(line.balance.amount for line in lines)),
+            pending=money(sum(line.pending.amount for line in lines)),
+            counts={s: len(by[s]) for s in domain.Standing},
+        ),
+    )
+
+
+@router.get("/groups/{group_id}/balances.csv", tags=["balances"], response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, request: Request) -> Response:
+    """Every member's balance as CSV; columns in services/ledger/README.md."""
+    principal.require_coordinator(group_id)
+    async with _database(request).sessionmaker() as session:
+        currency, lines = await _member_lines(session, group_id)
+    rows = [[str(line.member_id), line.standing.value, line.balance.decimal_text(), line.pending.decimal_text(),
+             line.held.decimal_text(), line.available.decimal_text(), currency] for line in lines]
+    return _csv_response(rows, BALANCES_CSV_COLUMNS, f"balances-{group_id}.csv")
+
+
+class GroupAccount(BaseModel):
+    account_id: UUID
+    type: AccountType
+    balance: Money
+
+
+@router.get("/groups/{group_id}/accounts", response_model=list[GroupAccount], tags=["balances"])
+async def group_accounts(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[GroupAccount]:
+    """The group's own accounts (sales, cheques, cash, transfers, card clearing, card fees,
+    opening-balance equity) and their balances."""
+    principal.require_coordinator(group_id)
+    async with _database(request).sessionmaker() as session:
+        await operations.require_group(session, group_id)
+        rows = (
             await session.execute(
-                select(accounts.c.balance, accounts.c.currency).where(
-                    accounts.c.group_id == group_id,
-                    accounts.c.type == AccountType.MEMBER.value,
-                    accounts.c.member_id == member_id,
-                )
+                select(accounts).where(accounts.c.group_id == group_id, accounts.c.member_id.is_(None))
+                .order_by(accounts.c.type)
             )
-        ).first()
-        if row is None:
-            currency = await session.scalar(select(groups.c.currency).where(groups.c.group_id == group_id))
-            if currency is None:
-                raise NotFound(f"the ledger knows no account of member {member_id} in group {group_id}")
-            balance = Money.zero(currency)
-        else:
-            balance = Money(amount=row.balance, currency=row.currency)
-    zero = Money.zero(balance.currency)
-    return MemberBalance(group_id=group_id, member_id=member_id, balance=balance, pending=zero, available=balance)
+        ).all()
+    return [GroupAccount(account_id=r.account_id, type=AccountType(r.type), balance=Money(amount=r.balance,
+                         currency=r.currency)) for r in rows]
+
+
+# --- adjustments -----------------------------------------------------------------------------
+
+
+class PostingView(BaseModel):
+    account_id: UUID
+    account_type: AccountType
+    member_id: UUID | None
+    amount: Money
+    balance_after: Money
+
+
+class TransactionView(BaseModel):
+    transaction_id: UUID
+    kind: str
+    idempotency_key: str
+    replayed: bool = Field(description="True when this key was already posted: the original result")
+    reverses_transaction_id: UUID | None = None
+    reason: str | None = None
+    postings: list[PostingView]
+
+
+def _view(posted: PostedTransaction) -> JSONResponse:
+    view = TransactionView(
+        transaction_id=posted.transaction_id, kind=posted.draft.kind, idempotency_key=posted.draft.idempotency_key,
+        replayed=posted.replayed, reverses_transaction_id=posted.draft.reverses, reason=posted.draft.reason,
+        postings=[PostingView(account_id=leg.account_id, account_type=leg.account.type, member_id=leg.account.member_id,
+                              amount=leg.amount, balance_after=leg.balance_after) for leg in posted.legs],
+    )
+    return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
+
+
+class OpeningBalanceRequest(BaseModel):
+    amount: Money = Field(description="Signed: positive = the member has a credit, negative = owes the group")
+    memo: str = Field(default="", max_length=500)
+
+
+@router.post("/groups/{group_id}/members/{member_id}/opening-balance", response_model=TransactionView,
+             status_code=201, tags=["adjustments"])
+async def post_opening_balance(group_id: UUID, member_id: UUID, body: OpeningBalanceRequest,
+                               principal: CurrentPrincipal, request: Request) -> JSONResponse:
+    """Record the member's opening balance ("reprise de solde", R15) against opening-balance
+    equity. Once per member: the same amount again replays (200), another amount is 409."""
+    principal.require_coordinator(group_id)
+    draft = domain.opening_balance(group_id, member_id, body.amount, recorded_by=principal.user_id, memo=body.memo)
+    async with _database(request).transaction() as session:
+        return _view(await operations.adjust(session, draft))
+
+
+class CorrectionRequest(BaseModel):
+    amount: Money = Field(description="Signed as the member sees it: + credits the member, - debits")
+    reason: str = Field(min_length=1, max_length=1000)
+    against: AccountType = Field(default=AccountType.SALES, description="The group account on the other side")
+
+
+@router.post("/groups/{group_id}/members/{member_id}/corrections", response_model=TransactionView,
+             status_code=201, tags=["adjustments"])
+async def post_correction(group_id: UUID, member_id: UUID, body: CorrectionRequest, principal: CurrentPrincipal,
+                          request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+    """A correction of the member's balance, with a required reason."""
+    principal.require_coordinator(group_id)
+    if body.against == AccountType.MEMBER:
+        raise Invalid("a correction is posted against a group account, not a member account")
+    key = f"correction:{group_id}:{idempotency_key or uuid.uuid4()}"
+    draft = domain.correction(group_id, member_id, body.amount, reason=body.reason, against=body.against, key=key,
+                              recorded_by=principal.user_id)
+    async with _database(request).transaction() as session:
+        return _view(await operations.adjust(session, draft))
+
+
+class ReversalRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+@router.post("/groups/{group_id}/transactions/{transaction_id}/reversal", response_model=TransactionView,
+             status_code=201, tags=["adjustments"])
+async def post_reversal(group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal,
+                        request: Request) -> JSONResponse:
+    """Undo a transaction with a reversing one that points at it (nothing is ever edited)."""
+    principal.require_coordinator(group_id)
+    async with _database(request).transaction() as session:
+        return _view(await operations.reverse(session, group_id, transaction_id, reason=body.reason,
+                                              recorded_by=principal.user_id))
+
+
+class ImportResult(BaseModel):
+    imported: int
+    replayed: int
+    transactions: list[TransactionView]
+
+
+@router.post("/groups/{group_id}/opening-balances", response_model=ImportResult, tags=["adjustments"],
+             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}})
+async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> ImportResult:
+    """Opening balances of many members from CSV (columns `member_id,amount[,memo]`, amount in
+    major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
+    every error by line) and records nothing."""
+    principal.require_coordinator(group_id)
+    raw = await request.body()
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid("the file must be UTF-8 text") from None
+    database = _database(request)
+    async with database.transaction() as session:
+        group = await operations.require_group(session, group_id)
+        rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
+        errors: list[str] = []
+        posted: list[PostedTransaction] = []
+        for line_number, draft in rows:
+            try:
+                async with session.begin_nested():
+                    posted.append(await operations.adjust(session, draft))
+            except Refused as exc:
+                errors.append(f"line {line_number}: {exc.reason}")
+        if errors:
+            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+    views = [TransactionView(
+        transaction_id=p.transaction_id, kind=p.draft.kind, idempotency_key=p.draft.idempotency_key, replayed=p.replayed,
+        postings=[PostingView(account_id=leg.account_id, account_type=leg.account.type, member_id=leg.account.member_id,
+                              amount=leg.amount, balance_after=leg.balance_after) for leg in p.legs],
+    ) for p in posted]
+    return ImportResult(imported=sum(not p.replayed for p in posted), replayed=sum(p.replayed for p in posted),
+                        transactions=views)
+
+
+def parse_opening_balances(content: str, group_id: UUID, currency: str,
+                           recorded_by: UUID | None) -> list[tuple[int, domain.TransactionDraft]]:
+    """CSV text -> (line number, draft) per row; every problem reported at once, by line."""
+    reader = csv.DictReader(io.StringIO(content))
+    fields = [f.strip() for f in reader.fieldnames or []]
+    if "member_id" not in fields or "amount" not in fields:
+        raise Invalid("the CSV needs a header line with the columns member_id,amount (and optionally memo)")
+    reader.fieldnames = fields
+    errors: list[str] = []
+    drafts: list[tuple[int, domain.TransactionDraft]] = []
+    seen: dict[UUID, int] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            member_id = UUID((row.get("member_id") or "").strip())
+        except ValueError:
+            errors.append(f"line {line}: member_id {row.get('member_id')!r} is not a UUID")
+            continue
+        if member_id in seen:
+            errors.append(f"line {line}: member {member_id} already appears on line {seen[member_id]}")
+            continue
+        seen[member_id] = line
+        try:
+            amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
+            drafts.append((line, domain.opening_balance(group_id, member_id, amount, recorded_by=recorded_by,
+                                                        memo=(row.get("memo") or "").strip()[:500])))
+        except Refused as exc:
+            errors.append(f"line {line}: {exc.reason}")
+    if errors:
+        raise Invalid("the file was refused, nothing was recorded", errors=errors)
+    if not drafts:
+        raise Invalid("the file has no opening balances")
+    return drafts
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+@router.get("/admin/audit", tags=["operations"])
+async def audit(principal: CurrentPrincipal, request: Request,
+                group_id: Annotated[UUID | None, Query()] = None) -> JSONResponse:
+    """Check the ledger's invariants (platform administrators). 200 with ok=true when every
+    check passed, 409 with the breaches otherwise."""
+    principal.require_platform_admin()
+    database = _database(request)
+    async with database.engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="REPEATABLE READ")
+        async with connection.begin():
+            report = await run_audit(AsyncSession(bind=connection), group_id)
+    return JSONResponse(status_code=200 if report.ok else 409, content=report.as_dict())

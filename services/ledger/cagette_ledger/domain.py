@@ -1,4 +1,5 @@
-"""Pure ledger rules: what a transaction is, when it balances, what each event posts.
+"""Pure ledger rules: what a transaction is, when it balances, what each event posts, when a
+hold is granted, how amounts are read from and written to CSV. No I/O here.
 
 Sign convention: amounts are signed as the account holder sees them. A member's balance is
 positive when the group owes the member (credit) and negative when the member owes the group.
@@ -10,11 +11,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
-from cagette_contracts import AccountType, Money, OrderConfirmed
+from cagette_contracts import (
+    AccountType,
+    CardFeeCharged,
+    Money,
+    OrderAmended,
+    OrderConfirmed,
+    PaymentMethod,
+    PaymentReceived,
+    PaymentRefunded,
+    SubscriptionConfirmed,
+    minor_unit_exponent,
+)
+from cagette_contracts.money import MAX_MINOR_UNITS
 from cagette_runtime.errors import Invalid
+
+GROUP_ACCOUNT_TYPES = tuple(t for t in AccountType if t != AccountType.MEMBER)
+
+
+class Kind(StrEnum):
+    """What a transaction records (stored, exported, and in TransactionPosted.kind)."""
+
+    ORDER = "order"
+    ORDER_AMENDMENT = "order_amendment"
+    SUBSCRIPTION = "subscription"
+    PAYMENT = "payment"
+    REFUND = "refund"
+    CARD_FEE = "card_fee"
+    OPENING_BALANCE = "opening_balance"
+    CORRECTION = "correction"
+    REVERSAL = "reversal"
 
 
 @dataclass(frozen=True)
@@ -45,10 +77,12 @@ class TransactionDraft:
     memo: str = ""
     reverses: UUID | None = None
     source_event_id: UUID | None = None
+    reason: str | None = None
+    recorded_by: UUID | None = None
 
     def __post_init__(self) -> None:
-        if not self.idempotency_key:
-            raise Invalid("a transaction needs an idempotency key")
+        if not self.idempotency_key or len(self.idempotency_key) > 200:
+            raise Invalid("a transaction needs an idempotency key of 1 to 200 characters")
         if len(self.legs) < 2:
             raise Invalid("a transaction needs at least two postings")
         currencies = {leg.amount.currency for leg in self.legs}
@@ -60,6 +94,8 @@ class TransactionDraft:
             raise Invalid("every posting must be on an account of the transaction's group")
         if sum(leg.amount.amount for leg in self.legs) != 0:
             raise Invalid("the postings of a transaction must sum to zero")
+        if len({leg.account for leg in self.legs}) != len(self.legs):
+            raise Invalid("a transaction posts at most once to each account")
 
     @property
     def currency(self) -> str:
@@ -71,6 +107,7 @@ class TransactionDraft:
             "group": str(self.group_id),
             "kind": self.kind,
             "reverses": str(self.reverses) if self.reverses else None,
+            "reason": self.reason,
             "legs": sorted(
                 (leg.account.type.value, str(leg.account.member_id), leg.amount.amount, leg.amount.currency)
                 for leg in self.legs
@@ -78,27 +115,178 @@ class TransactionDraft:
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
+    def member_legs(self) -> list[Leg]:
+        return [leg for leg in self.legs if leg.account.type == AccountType.MEMBER]
+
 
 def member_account(group_id: UUID, member_id: UUID) -> AccountRef:
     return AccountRef(group_id, AccountType.MEMBER, member_id)
 
 
 def group_account(group_id: UUID, account_type: AccountType) -> AccountRef:
+    if account_type == AccountType.MEMBER:
+        raise Invalid("a group account cannot be of type member")
     return AccountRef(group_id, account_type)
+
+
+def _member_against(
+    *, group_id: UUID, member_id: UUID, member_amount: Money, against: AccountType, kind: Kind, key: str,
+    memo: str, source_event_id: UUID | None = None, reason: str | None = None, recorded_by: UUID | None = None,
+) -> TransactionDraft:
+    """Two legs: `member_amount` on the member (signed as the member sees it), the opposite on
+    the group account `against`."""
+    return TransactionDraft(
+        group_id=group_id,
+        kind=kind.value,
+        idempotency_key=key,
+        legs=(
+            Leg(member_account(group_id, member_id), member_amount),
+            Leg(group_account(group_id, against), -member_amount),
+        ),
+        memo=memo,
+        source_event_id=source_event_id,
+        reason=reason,
+        recorded_by=recorded_by,
+    )
+
+
+def _positive(amount: Money, what: str) -> Money:
+    if amount.amount <= 0:
+        raise Invalid(f"{what} must be a positive amount, got {amount}")
+    return amount
 
 
 def order_confirmed(event: OrderConfirmed) -> TransactionDraft:
     """An order debits the member and credits the group's sales (SPEC R3)."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id, member_amount=-_positive(event.total, "an order total"),
+        against=AccountType.SALES, kind=Kind.ORDER, key=f"order:{event.order_id}:confirmed",
+        memo=f"order {event.order_id}", source_event_id=event.event_id,
+    )
+
+
+def order_amended(event: OrderAmended) -> TransactionDraft:
+    """Products added to an order (R6, add-only): an extra debit of the added total."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id,
+        member_amount=-_positive(event.added_total, "an amendment"), against=AccountType.SALES,
+        kind=Kind.ORDER_AMENDMENT, key=f"order:{event.order_id}:amendment:{event.amendment_id}",
+        memo=f"order {event.order_id} amended", source_event_id=event.event_id,
+    )
+
+
+def subscription_confirmed(event: SubscriptionConfirmed) -> TransactionDraft:
+    """A subscription contract: the debt is the contract total, recorded at once (R19)."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id,
+        member_amount=-_positive(event.total, "a subscription total"), against=AccountType.SALES,
+        kind=Kind.SUBSCRIPTION, key=f"subscription:{event.subscription_id}:confirmed",
+        memo=f"subscription {event.contract_name} ({event.distribution_count} distributions)",
+        source_event_id=event.event_id,
+    )
+
+
+CLEARING_ACCOUNTS: dict[PaymentMethod, AccountType] = {
+    PaymentMethod.CHEQUE: AccountType.CHEQUES,
+    PaymentMethod.CASH: AccountType.CASH,
+    PaymentMethod.TRANSFER: AccountType.TRANSFERS,
+    PaymentMethod.CARD: AccountType.CARD_CLEARING,
+}
+
+
+def clearing_account(method: PaymentMethod) -> AccountType:
+    """Where money paid by `method` is cleared. The money pot moves no money and "on the spot"
+    is not a method money arrives by (the coordinator records the actual one, R17)."""
+    try:
+        return CLEARING_ACCOUNTS[method]
+    except KeyError:
+        raise Invalid(
+            f"no money arrives by {method.value!r}: a received payment or refund needs the actual method "
+            f"({', '.join(m.value for m in CLEARING_ACCOUNTS)})"
+        ) from None
+
+
+def payment_received(event: PaymentReceived) -> TransactionDraft:
+    """Money arrived: credit the member, against the clearing account of the actual method."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id, member_amount=_positive(event.amount, "a payment"),
+        against=clearing_account(event.method), kind=Kind.PAYMENT, key=f"payment:{event.payment_id}:received",
+        memo=" ".join(part for part in (f"{event.method.value} payment", event.label or "", event.reference or "") if part),
+        source_event_id=event.event_id, recorded_by=event.recorded_by,
+    )
+
+
+def payment_refunded(event: PaymentRefunded) -> TransactionDraft:
+    """Money given back: debit the member, against the clearing account it leaves by."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id, member_amount=-_positive(event.amount, "a refund"),
+        against=clearing_account(event.method), kind=Kind.REFUND, key=f"refund:{event.refund_id}",
+        memo=f"{event.method.value} refund {event.reason}".strip(), source_event_id=event.event_id,
+        recorded_by=event.recorded_by,
+    )
+
+
+def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:
+    """The provider keeps its fee out of the card clearing account; the group bears it."""
+    fee = _positive(event.amount, "a card fee")
     return TransactionDraft(
         group_id=event.group_id,
-        kind="order",
-        idempotency_key=f"order:{event.order_id}:confirmed",
+        kind=Kind.CARD_FEE.value,
+        idempotency_key=f"card_fee:{event.payment_id}",
         legs=(
-            Leg(member_account(event.group_id, event.member_id), -event.total),
-            Leg(group_account(event.group_id, AccountType.SALES), event.total),
+            Leg(group_account(event.group_id, AccountType.CARD_FEES), -fee),
+            Leg(group_account(event.group_id, AccountType.CARD_CLEARING), fee),
         ),
-        memo=f"order {event.order_id}",
+        memo=f"card fee for payment {event.provider_payment_id}",
         source_event_id=event.event_id,
+    )
+
+
+def opening_balance(group_id: UUID, member_id: UUID, amount: Money, *, recorded_by: UUID | None,
+                    memo: str = "", key: str | None = None) -> TransactionDraft:
+    """"Reprise de solde" (R15): the member's balance carried over, positive or negative, against
+    opening-balance equity. One per member unless the caller gives its own key."""
+    if amount.is_zero:
+        raise Invalid("an opening balance of zero records nothing: leave the member at zero instead")
+    return _member_against(
+        group_id=group_id, member_id=member_id, member_amount=amount, against=AccountType.OPENING_BALANCE_EQUITY,
+        kind=Kind.OPENING_BALANCE, key=key or f"opening_balance:{group_id}:{member_id}",
+        memo=memo or "opening balance", recorded_by=recorded_by,
+    )
+
+
+def correction(group_id: UUID, member_id: UUID, amount: Money, *, reason: str, against: AccountType,
+               key: str, recorded_by: UUID | None) -> TransactionDraft:
+    """A coordinator's correction of a member's balance: signed as the member sees it, with a
+    reason, against a group account (sales by default)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("a correction needs a reason")
+    if amount.is_zero:
+        raise Invalid("a correction of zero changes nothing")
+    return _member_against(
+        group_id=group_id, member_id=member_id, member_amount=amount, against=against, kind=Kind.CORRECTION,
+        key=key, memo="correction", reason=reason, recorded_by=recorded_by,
+    )
+
+
+def reversal(original_id: UUID, group_id: UUID, legs: list[Leg], *, reason: str, recorded_by: UUID | None,
+             original_kind: str) -> TransactionDraft:
+    """The transaction that undoes `original_id`: every leg negated, pointing at it."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise Invalid("a reversal needs a reason")
+    if original_kind == Kind.REVERSAL.value:
+        raise Invalid("a reversal cannot itself be reversed: post a correction instead")
+    return TransactionDraft(
+        group_id=group_id,
+        kind=Kind.REVERSAL.value,
+        idempotency_key=f"reversal:{original_id}",
+        legs=tuple(Leg(leg.account, -leg.amount) for leg in legs),
+        memo=f"reversal of {original_kind} {original_id}",
+        reverses=original_id,
+        reason=reason,
+        recorded_by=recorded_by,
     )
 
 
@@ -109,3 +297,67 @@ def crossed_zero(previous: Money, current: Money) -> str | None:
     if previous.amount < 0 <= current.amount:
         return "non_negative"
     return None
+
+
+# --- holds (R13, B2) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldVerdict:
+    granted: bool
+    available_after: int
+    reason: str | None = None
+
+
+def decide_hold(*, balance: int, active_holds: int, amount: int, allow_negative: bool) -> HoldVerdict:
+    """Grant a money-pot hold when the group allows negative pots or when what is available
+    (posted balance minus active holds; pending credits never count) covers it."""
+    if amount <= 0:
+        raise Invalid("a hold must be a positive amount")
+    available = balance - active_holds
+    if allow_negative or available >= amount:
+        return HoldVerdict(True, available - amount)
+    return HoldVerdict(False, available, "insufficient available balance and the group refuses negative money pots")
+
+
+def hold_fingerprint(group_id: UUID, member_id: UUID, order_id: UUID, amount: Money, expires_at: datetime) -> str:
+    content = [str(group_id), str(member_id), str(order_id), amount.amount, amount.currency, expires_at.isoformat()]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()
+
+
+# --- balances page, CSV amounts ------------------------------------------------------------
+
+
+class Standing(StrEnum):
+    IN_DEBT = "in_debt"
+    BALANCED = "balanced"
+    IN_CREDIT = "in_credit"
+
+
+def standing(balance: int) -> Standing:
+    """R4: zero is settled, positive is a credit with the group, negative is owed to it."""
+    if balance < 0:
+        return Standing.IN_DEBT
+    if balance > 0:
+        return Standing.IN_CREDIT
+    return Standing.BALANCED
+
+
+_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:[.,](\d+))?$")
+
+
+def parse_decimal_amount(text: str, currency: str) -> Money:
+    """'-12.50' (or '-12,50') in major units -> Money(-1250, EUR). Refuses more decimals than the
+    currency has, and anything that is not a plain decimal number. No float, no rounding."""
+    match = _DECIMAL.match(text.strip())
+    if match is None:
+        raise Invalid(f"{text!r} is not an amount: write it like -12.50")
+    sign, units, fraction = match.groups()
+    exponent = minor_unit_exponent(currency)
+    fraction = fraction or ""
+    if len(fraction) > exponent:
+        raise Invalid(f"{text!r} has more decimals than {currency} allows ({exponent})")
+    minor = int(units) * 10**exponent + (int(fraction.ljust(exponent, "0")) if exponent else 0)
+    if minor > MAX_MINOR_UNITS:
+        raise Invalid(f"{text!r} is out of range")
+    return Money(amount=-minor if sign == "-" else minor, currency=currency)

@@ -1,22 +1,60 @@
-"""What the ledger does with each event it consumes (one database transaction each)."""
+"""What the ledger does with each event it consumes (one database transaction each, inside
+the runtime's idempotent inbox consumer: a duplicate has no effect, a refusal is parked)."""
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import Event, GroupSettingsChanged, OrderConfirmed, routing
-from cagette_runtime import outbox
+from cagette_contracts import (
+    CardFeeCharged,
+    Event,
+    GroupSettingsChanged,
+    MemberJoined,
+    OrderAmended,
+    OrderConfirmed,
+    PaymentCancelled,
+    PaymentDeclared,
+    PaymentReceived,
+    PaymentRefunded,
+    SubscriptionConfirmed,
+    routing,
+)
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
-from . import domain
-from .posting import post
-from .tables import groups
+from . import domain, operations
+from .tables import accounts, groups
+
+POSTINGS_QUEUE = "ledger.postings"
+
+HANDLED: tuple[type[Event], ...] = (
+    GroupSettingsChanged,
+    MemberJoined,
+    OrderConfirmed,
+    OrderAmended,
+    SubscriptionConfirmed,
+    PaymentDeclared,
+    PaymentReceived,
+    PaymentCancelled,
+    PaymentRefunded,
+    CardFeeCharged,
+)
 
 
 async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsChanged) -> None:
+    current = await operations.find_group(session, event.group_id)
+    if current is not None and current.currency != event.currency:
+        has_accounts = await session.scalar(
+            select(func.count()).select_from(accounts).where(accounts.c.group_id == event.group_id)
+        )
+        if has_accounts:
+            raise Invalid(
+                f"group {event.group_id} already keeps accounts in {current.currency}; "
+                f"changing its currency to {event.currency} is not supported"
+            )
     values = {
         "currency": event.currency,
         "payments_enabled": event.payments_enabled,
@@ -34,38 +72,60 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
     )
 
 
-async def check_group_currency(session: AsyncSession, event: Event, currency: str) -> None:
-    known = await session.scalar(groups.select().with_only_columns(groups.c.currency).where(groups.c.group_id == event.group_id))
-    if known is not None and known != currency:
-        raise Invalid(f"group {event.group_id} keeps its accounts in {known}, not {currency}")
-
-
-async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> None:
-    await check_group_currency(session, event, event.total.currency)
-    posted = await post(session, domain.order_confirmed(event))
-    if not posted.replayed:
-        await outbox.add(session, *posted.events())
+async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
+    """Open the member's account (at zero) so coordinators can adjust it before any order."""
+    group = await operations.find_group(session, event.group_id)
+    if group is not None:
+        await operations.open_member_account(session, event.group_id, event.member_id, group.currency)
+    # Otherwise the account opens with the member's first posting, in that posting's currency.
 
 
 async def dispatch(session: AsyncSession, event: Event) -> None:
     match event:
         case GroupSettingsChanged():
             await on_group_settings_changed(session, event)
+        case MemberJoined():
+            await on_member_joined(session, event)
         case OrderConfirmed():
-            await on_order_confirmed(session, event)
+            await operations.confirm_order(session, domain.order_confirmed(event), event.order_id)
+        case OrderAmended():
+            await operations.post_and_publish(session, domain.order_amended(event))
+        case SubscriptionConfirmed():
+            await operations.post_and_publish(session, domain.subscription_confirmed(event))
+        case PaymentDeclared():
+            await operations.declare_payment(session, event)
+        case PaymentReceived():
+            await operations.receive_payment(session, event)
+        case PaymentCancelled():
+            await operations.cancel_payment(session, event)
+        case PaymentRefunded():
+            await operations.post_and_publish(session, domain.payment_refunded(event))
+        case CardFeeCharged():
+            await operations.post_and_publish(session, domain.card_fee_charged(event))
         case _:
             raise Invalid(f"the ledger does not handle {event.routing_key()}")
 
 
+ROUTING_KEYS = (
+    routing.GROUP_SETTINGS_CHANGED,
+    routing.MEMBER_JOINED,
+    routing.ORDER_CONFIRMED,
+    routing.ORDER_AMENDED,
+    routing.SUBSCRIPTION_CONFIRMED,
+    routing.PAYMENT_DECLARED,
+    routing.PAYMENT_RECEIVED,
+    routing.PAYMENT_CANCELLED,
+    routing.PAYMENT_REFUNDED,
+    routing.CARD_FEE_CHARGED,
+)
+
+
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
+    # One queue for everything that touches balances: one group's events keep their order.
     return [
         Consumer(
-            queue=ConsumerQueue(
-                "ledger.postings",
-                routing_keys=(routing.GROUP_SETTINGS_CHANGED, routing.ORDER_CONFIRMED),
-                delivery_limit=service.settings.delivery_limit,
-            ),
+            queue=ConsumerQueue(POSTINGS_QUEUE, routing_keys=ROUTING_KEYS, delivery_limit=service.settings.delivery_limit),
             handler=dispatch,
-            accepts=(GroupSettingsChanged, OrderConfirmed),
+            accepts=HANDLED,
         )
     ]

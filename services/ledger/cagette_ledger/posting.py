@@ -159,7 +159,7 @@ async def post(session: AsyncSession, draft: TransactionDraft) -> PostedTransact
             transaction_id=transaction_id, group_id=draft.group_id, kind=draft.kind,
             idempotency_key=draft.idempotency_key, fingerprint=draft.fingerprint(), currency=currency,
             memo=draft.memo, reverses_transaction_id=draft.reverses, source_event_id=draft.source_event_id,
-            correlation_id=peek_correlation_id(),
+            correlation_id=peek_correlation_id(), reason=draft.reason, recorded_by=draft.recorded_by,
         )
     )
     await session.execute(
@@ -179,6 +179,7 @@ async def post(session: AsyncSession, draft: TransactionDraft) -> PostedTransact
 
 
 async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDraft) -> PostedTransaction:
+    """The stored transaction `transaction_id` (a replay: the original result)."""
     rows = (
         await session.execute(
             select(postings.c.account_id, postings.c.amount, postings.c.balance_after, postings.c.currency,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     MetaData,
     String,
     Table,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 
 metadata = MetaData()
@@ -45,6 +47,11 @@ accounts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("group_id", "type", "member_id", postgresql_nulls_not_distinct=True, name="accounts_one_per_owner"),
     CheckConstraint("(type = 'member') = (member_id IS NOT NULL)", name="accounts_member_id_iff_member"),
+    CheckConstraint(
+        "type IN ('member', 'sales', 'cheques', 'cash', 'transfers', 'card_clearing', 'card_fees',"
+        " 'opening_balance_equity')",
+        name="accounts_known_type",
+    ),
 )
 
 transactions = Table(
@@ -57,10 +64,14 @@ transactions = Table(
     Column("fingerprint", Text, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("memo", Text, nullable=False, server_default=""),
-    Column("reverses_transaction_id", Uuid, ForeignKey("transactions.transaction_id")),
+    Column("reason", Text),
+    Column("recorded_by", Uuid),
+    # A transaction is reversed at most once (NULLs are distinct in a unique constraint).
+    Column("reverses_transaction_id", Uuid, ForeignKey("transactions.transaction_id"), unique=True),
     Column("source_event_id", Uuid),
     Column("correlation_id", Text),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("transactions_group_posted", "group_id", "posted_at"),
 )
 
 postings = Table(
@@ -74,4 +85,59 @@ postings = Table(
     Column("balance_after", BigInteger, nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("amount <> 0", name="postings_amount_not_zero"),
+)
+
+# Declared payments (R16): in the member's history as pending, never in the balance. A row
+# moves once from pending to posted (the PaymentReceived transaction) or voided (cancelled);
+# the database refuses any other change (see the migration).
+pending_entries = Table(
+    "pending_entries",
+    metadata,
+    Column("payment_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("account_id", Uuid, ForeignKey("accounts.account_id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("method", Text, nullable=False),
+    Column("reference", Text),
+    Column("order_id", Uuid),
+    Column("status", Text, nullable=False),
+    Column("declared_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("transaction_id", Uuid, ForeignKey("transactions.transaction_id")),
+    Column("resolution", Text),
+    CheckConstraint("amount > 0", name="pending_entries_amount_positive"),
+    CheckConstraint("status IN ('pending', 'posted', 'voided')", name="pending_entries_known_status"),
+    CheckConstraint("(status = 'posted') = (transaction_id IS NOT NULL)", name="pending_entries_posted_has_transaction"),
+    Index("pending_entries_open", "account_id", postgresql_where=text("status = 'pending'")),
+)
+
+# Money-pot holds (R13, B2). `granted` and the decision never change: the same hold_id asked
+# again gets the stored decision. A granted hold is active until captured (its order was
+# confirmed), released, or expired; an active hold past expires_at never counts.
+holds = Table(
+    "holds",
+    metadata,
+    Column("hold_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("order_id", Uuid, nullable=False),
+    Column("account_id", Uuid, ForeignKey("accounts.account_id")),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("available_after", BigInteger, nullable=False),
+    Column("reason", Text),
+    Column("status", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("transaction_id", Uuid, ForeignKey("transactions.transaction_id")),
+    CheckConstraint("amount > 0", name="holds_amount_positive"),
+    CheckConstraint("status IN ('active', 'refused', 'captured', 'released', 'expired')", name="holds_known_status"),
+    CheckConstraint("granted = (status <> 'refused')", name="holds_refused_iff_not_granted"),
+    Index("holds_active_per_account", "account_id", "expires_at", postgresql_where=text("status = 'active'")),
+    Index("holds_by_order", "order_id"),
 )

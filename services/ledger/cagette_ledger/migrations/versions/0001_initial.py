@@ -1,4 +1,4 @@
-"""Ledger accounts, transactions, postings; outbox and inbox.
+"""Ledger accounts, transactions, postings, pending entries, holds; outbox and inbox.
 
 Revision ID: 0001
 Revises:
@@ -24,6 +24,8 @@ def upgrade() -> None:
     for statement in APPEND_ONLY:
         op.execute(statement)
     for statement in BALANCED:
+        op.execute(statement)
+    for statement in STATE_MACHINES:
         op.execute(statement)
 
 
@@ -82,7 +84,58 @@ BALANCED = [
 ]
 
 
+# Pending entries and holds change state once, from pending / active, and are never deleted;
+# what was declared or decided (amounts, accounts, decision) never changes.
+STATE_MACHINES = [
+        """
+        CREATE FUNCTION ledger_pending_entry_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF OLD.status <> 'pending' OR NEW.status NOT IN ('posted', 'voided')
+             OR NEW.payment_id <> OLD.payment_id OR NEW.account_id <> OLD.account_id
+             OR NEW.amount <> OLD.amount OR NEW.currency <> OLD.currency
+             OR NEW.declared_at <> OLD.declared_at THEN
+            RAISE EXCEPTION 'pending entry %: % -> % refused (a pending entry is posted or voided once)',
+              OLD.payment_id, OLD.status, NEW.status USING ERRCODE = 'restrict_violation';
+          END IF;
+          RETURN NEW;
+        END $$
+        """,
+        """
+        CREATE TRIGGER pending_entries_transition BEFORE UPDATE ON pending_entries
+          FOR EACH ROW EXECUTE FUNCTION ledger_pending_entry_transition()
+        """,
+        """
+        CREATE TRIGGER pending_entries_no_delete BEFORE DELETE OR TRUNCATE ON pending_entries
+          FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+        """,
+        """
+        CREATE FUNCTION ledger_hold_transition() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF OLD.status <> 'active' OR NEW.status NOT IN ('captured', 'released', 'expired')
+             OR NEW.hold_id <> OLD.hold_id OR NEW.amount <> OLD.amount OR NEW.granted <> OLD.granted
+             OR NEW.account_id IS DISTINCT FROM OLD.account_id OR NEW.fingerprint <> OLD.fingerprint
+             OR NEW.available_after <> OLD.available_after THEN
+            RAISE EXCEPTION 'hold %: % -> % refused (an active hold is captured, released or expired once)',
+              OLD.hold_id, OLD.status, NEW.status USING ERRCODE = 'restrict_violation';
+          END IF;
+          RETURN NEW;
+        END $$
+        """,
+        """
+        CREATE TRIGGER holds_transition BEFORE UPDATE ON holds
+          FOR EACH ROW EXECUTE FUNCTION ledger_hold_transition()
+        """,
+        """
+        CREATE TRIGGER holds_no_delete BEFORE DELETE OR TRUNCATE ON holds
+          FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+        """,
+]
+
+
 def downgrade() -> None:
-    op.execute("DROP TABLE postings, transactions, accounts, groups CASCADE")
-    op.execute("DROP FUNCTION ledger_refuse_change, ledger_check_transaction_balanced")
+    op.execute("DROP TABLE holds, pending_entries, postings, transactions, accounts, groups CASCADE")
+    op.execute(
+        "DROP FUNCTION ledger_refuse_change, ledger_check_transaction_balanced, "
+        "ledger_pending_entry_transition, ledger_hold_transition"
+    )
     drop_messaging_tables()

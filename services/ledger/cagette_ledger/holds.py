@@ -1,0 +1,163 @@
+"""Money-pot holds over RabbitMQ request/reply (SPEC R13, B2; ARCHITECTURE "ledger").
+
+Contract (cagette_contracts.ledger), kept exactly:
+
+* Request: a `PlaceHold` JSON body published to the queue `ledger.hold-requests`
+  (`routing.LEDGER_HOLD_REQUESTS_QUEUE`, default exchange) with `reply_to` set. The orders
+  service does, with FastStream 0.7::
+
+      reply = await broker.request(PlaceHold(...).model_dump_json(),
+                                   queue="ledger.hold-requests", timeout=5)
+      decision = HoldDecision.model_validate_json(reply.body)
+
+* Reply: a `HoldDecision` JSON body (content type application/json) sent to `reply_to` with
+  the request's correlation id. `granted` false comes with `reason` and `available` (posted
+  balance minus active holds; pending credits never count). A body that is not a valid
+  PlaceHold gets `{"error": "malformed", "detail": ...}` instead, never a decision.
+* The same hold_id asked again gets the same stored decision (so the caller may retry after
+  a timeout); a hold_id reused with different content is refused.
+* The decision is atomic: the member account row is locked while the available amount is
+  computed and the hold written, so concurrent holds can never together overdraw.
+* A granted hold is turned into the order's posted debit by `orders.order.confirmed` for the
+  same order_id; it expires at `expires_at` (ignored at once by every read, and marked expired by
+  a periodic sweep), or is released earlier by a `ReleaseHold` sent to `ledger.hold-releases`
+  (answered with `HoldReleased` when reply_to is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from faststream import Context
+from faststream.rabbit import RabbitQueue
+from faststream.rabbit.message import RabbitMessage
+from pydantic import ValidationError
+
+from cagette_contracts import LEDGER_HOLD_RELEASES_QUEUE, HoldReleased, Money, PlaceHold, ReleaseHold, routing
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Refused
+
+from . import operations
+from .tables import holds
+
+if TYPE_CHECKING:
+    from cagette_runtime.service import Service
+
+log = logging.getLogger(__name__)
+
+# Requests older than this are dropped by the broker: their caller stopped waiting long ago.
+REQUEST_TTL_MS = 60_000
+
+
+def _malformed(body: bytes, exc: Exception) -> dict[str, Any]:
+    detail = exc.errors(include_url=False) if isinstance(exc, ValidationError) else str(exc)
+    return {"error": "malformed", "detail": json.loads(json.dumps(detail, default=str))}
+
+
+async def answer_hold_request(database: Database, body: bytes) -> dict[str, Any]:
+    """The reply body for one PlaceHold request body."""
+    try:
+        request = PlaceHold.model_validate_json(body)
+    except (ValidationError, ValueError) as exc:
+        return _malformed(body, exc)
+    token = set_correlation_id(request.correlation_id)
+    try:
+        async with database.transaction() as session:
+            decision = await operations.place_hold(session, request)
+        log.info("hold %s for order %s: %s", request.hold_id, request.order_id,
+                 "granted" if decision.granted else f"refused ({decision.reason})")
+        return decision.model_dump(mode="json")
+    finally:
+        reset_correlation_id(token)
+
+
+async def answer_release_request(database: Database, body: bytes) -> dict[str, Any]:
+    try:
+        request = ReleaseHold.model_validate_json(body)
+    except (ValidationError, ValueError) as exc:
+        return _malformed(body, exc)
+    async with database.transaction() as session:
+        try:
+            status = await operations.release_hold(session, request.hold_id, request.reason)
+        except Refused as exc:
+            return HoldReleased(hold_id=request.hold_id, status="unknown", reason=exc.reason).model_dump(mode="json")
+        row = (
+            await session.execute(
+                holds.select().with_only_columns(holds.c.account_id, holds.c.currency).where(holds.c.hold_id == request.hold_id)
+            )
+        ).first()
+        available = None
+        if row is not None and row.account_id is not None:
+            available = Money(amount=await available_amount(session, row.account_id), currency=row.currency)
+    return HoldReleased(hold_id=request.hold_id, status=status, available=available).model_dump(mode="json")
+
+
+async def available_amount(session, account_id) -> int:  # type: ignore[no-untyped-def]
+    from .tables import accounts
+
+    balance = await session.scalar(accounts.select().with_only_columns(accounts.c.balance).where(accounts.c.account_id == account_id))
+    return int(balance or 0) - await operations.active_holds_total(session, account_id)
+
+
+def hold_requests_queue() -> RabbitQueue:
+    return RabbitQueue(routing.LEDGER_HOLD_REQUESTS_QUEUE, durable=True, arguments={"x-message-ttl": REQUEST_TTL_MS})
+
+
+def hold_releases_queue() -> RabbitQueue:
+    return RabbitQueue(LEDGER_HOLD_RELEASES_QUEUE, durable=True)
+
+
+def register(service: Service) -> None:
+    """Subscribe the request/reply endpoints on the service's broker."""
+    database = service.database
+
+    @service.broker.subscriber(hold_requests_queue(), title="ledger.hold-requests")
+    async def on_hold_request(message: RabbitMessage = Context("message")) -> dict[str, Any]:
+        return await answer_hold_request(database, message.body)
+
+    @service.broker.subscriber(hold_releases_queue(), title="ledger.hold-releases")
+    async def on_hold_release(message: RabbitMessage = Context("message")) -> dict[str, Any]:
+        return await answer_release_request(database, message.body)
+
+
+class HoldSweeper:
+    """Marks expired holds every `interval` seconds (reads already ignore them)."""
+
+    def __init__(self, database: Database, interval: float) -> None:
+        self.database = database
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="ledger-hold-sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def sweep_once(self) -> int:
+        async with self.database.transaction() as session:
+            expired = await operations.expire_holds(session)
+        if expired:
+            log.info("%d hold(s) expired", expired)
+        return expired
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hold sweep failed; retrying")
+            await asyncio.sleep(self.interval)

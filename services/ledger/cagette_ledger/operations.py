@@ -1,0 +1,363 @@
+"""The ledger's use cases, each inside the caller's database transaction (adapters: the message
+handlers, the hold request/reply endpoint and the HTTP API call these)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import (
+    AccountType,
+    HoldDecision,
+    Money,
+    PaymentCancelled,
+    PaymentDeclared,
+    PaymentMethod,
+    PaymentReceived,
+    PlaceHold,
+)
+from cagette_runtime import outbox
+from cagette_runtime.errors import Conflict, Invalid, NotFound
+
+from . import domain
+from .domain import AccountRef, Leg, TransactionDraft
+from .posting import PostedTransaction, lock_accounts, post
+from .tables import accounts, groups, holds, pending_entries, postings, transactions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: UUID
+    currency: str
+    allow_negative_money_pot: bool
+
+
+async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
+    row = (
+        await session.execute(
+            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot).where(
+                groups.c.group_id == group_id
+            )
+        )
+    ).first()
+    return Group(row.group_id, row.currency, row.allow_negative_money_pot) if row else None
+
+
+async def require_group(session: AsyncSession, group_id: UUID) -> Group:
+    group = await find_group(session, group_id)
+    if group is None:
+        raise NotFound(f"the ledger knows no group {group_id} (it learns groups from the orders service)")
+    return group
+
+
+async def check_currency(session: AsyncSession, group_id: UUID, currency: str) -> None:
+    group = await find_group(session, group_id)
+    if group is not None and group.currency != currency:
+        raise Invalid(f"group {group_id} keeps its accounts in {group.currency}, not {currency}")
+
+
+async def post_and_publish(session: AsyncSession, draft: TransactionDraft) -> PostedTransaction:
+    """Post `draft` (idempotently) and, the first time only, queue its events in the outbox."""
+    await check_currency(session, draft.group_id, draft.currency)
+    posted = await post(session, draft)
+    if not posted.replayed:
+        await outbox.add(session, *posted.events())
+    return posted
+
+
+async def member_account_id(session: AsyncSession, group_id: UUID, member_id: UUID) -> UUID | None:
+    return await session.scalar(
+        select(accounts.c.account_id).where(
+            accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value, accounts.c.member_id == member_id
+        )
+    )
+
+
+async def open_member_account(session: AsyncSession, group_id: UUID, member_id: UUID, currency: str) -> UUID:
+    await session.execute(
+        pg_insert(accounts)
+        .values(account_id=uuid.uuid4(), group_id=group_id, type=AccountType.MEMBER.value, member_id=member_id,
+                currency=currency)
+        .on_conflict_do_nothing(constraint="accounts_one_per_owner")
+    )
+    account_id = await member_account_id(session, group_id, member_id)
+    assert account_id is not None
+    return account_id
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+
+async def confirm_order(session: AsyncSession, draft: TransactionDraft, order_id: UUID) -> PostedTransaction:
+    """Post the order debit; an active hold for the order becomes that posted debit."""
+    posted = await post_and_publish(session, draft)
+    await session.execute(
+        update(holds)
+        .where(holds.c.order_id == order_id, holds.c.status == "active")
+        .values(status="captured", resolved_at=func.now(), transaction_id=posted.transaction_id)
+    )
+    return posted
+
+
+# --- payments --------------------------------------------------------------------------------
+
+
+async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None:
+    """A pending credit (R16): shown in the history, never in the balance. Ignored when the
+    payment was already received or cancelled (messages may arrive out of order), and for the
+    money pot, which moves no money."""
+    if event.method == PaymentMethod.MONEY_POT:
+        log.info("payment %s is a money-pot payment: nothing pending", event.payment_id)
+        return
+    await check_currency(session, event.group_id, event.amount.currency)
+    account_id = await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
+    await session.execute(
+        pg_insert(pending_entries)
+        .values(
+            payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id, account_id=account_id,
+            amount=event.amount.amount, currency=event.amount.currency, method=event.method.value,
+            reference=event.reference, order_id=event.order_id, status="pending", declared_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
+    )
+
+
+async def receive_payment(session: AsyncSession, event: PaymentReceived) -> PostedTransaction:
+    """Post the credit; a pending entry for the same payment becomes posted (with the received
+    amount, which may differ from the declared one)."""
+    posted = await post_and_publish(session, domain.payment_received(event))
+    entry = (
+        await session.execute(
+            select(pending_entries.c.status, pending_entries.c.transaction_id)
+            .where(pending_entries.c.payment_id == event.payment_id)
+            .with_for_update()
+        )
+    ).first()
+    if entry is None:
+        # A manual entry (or the declaration is still on its way): record it as resolved so a
+        # late declaration does not show a pending entry for money already received.
+        account_id = posted.legs[0].account_id if posted.legs[0].account.member_id else posted.legs[1].account_id
+        await session.execute(
+            pg_insert(pending_entries)
+            .values(
+                payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id,
+                account_id=account_id, amount=event.amount.amount, currency=event.amount.currency,
+                method=event.method.value, reference=event.reference, order_id=event.order_id, status="posted",
+                declared_at=event.occurred_at, resolved_at=func.now(), transaction_id=posted.transaction_id,
+                resolution="received",
+            )
+            .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
+        )
+    elif entry.status == "pending":
+        await session.execute(
+            update(pending_entries)
+            .where(pending_entries.c.payment_id == event.payment_id)
+            .values(status="posted", resolved_at=func.now(), transaction_id=posted.transaction_id,
+                    resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
+                    f" by {event.method.value}")
+        )
+    # status voided: the money arrived after all; the credit is posted, the voided entry stays.
+    return posted
+
+
+async def cancel_payment(session: AsyncSession, event: PaymentCancelled) -> None:
+    """Void the pending entry. A cancellation that overtakes its declaration leaves a voided
+    entry, so the late declaration shows nothing pending."""
+    entry = (
+        await session.execute(
+            select(pending_entries.c.status).where(pending_entries.c.payment_id == event.payment_id).with_for_update()
+        )
+    ).first()
+    if entry is None:
+        await check_currency(session, event.group_id, event.amount.currency)
+        account_id = await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
+        await session.execute(
+            pg_insert(pending_entries).values(
+                payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id,
+                account_id=account_id, amount=event.amount.amount, currency=event.amount.currency,
+                method=event.method.value, order_id=event.order_id, status="voided", declared_at=event.occurred_at,
+                resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": "),
+            )
+        )
+    elif entry.status == "pending":
+        await session.execute(
+            update(pending_entries)
+            .where(pending_entries.c.payment_id == event.payment_id)
+            .values(status="voided", resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": "))
+        )
+    elif entry.status == "posted":
+        raise Invalid(
+            f"payment {event.payment_id} was already received and posted; undo it with a refund or a reversal"
+        )
+
+
+# --- adjustments -----------------------------------------------------------------------------
+
+
+async def require_member_account(session: AsyncSession, group_id: UUID, member_id: UUID) -> UUID:
+    account_id = await member_account_id(session, group_id, member_id)
+    if account_id is None:
+        raise NotFound(f"unknown account: member {member_id} has no account in group {group_id}")
+    return account_id
+
+
+async def adjust(session: AsyncSession, draft: TransactionDraft) -> PostedTransaction:
+    """Post a coordinator's adjustment: the group and the member's account must exist and the
+    amount must be in the group's currency."""
+    group = await require_group(session, draft.group_id)
+    if draft.currency != group.currency:
+        raise Invalid(f"group {group.group_id} keeps its accounts in {group.currency}, not {draft.currency}")
+    for leg in draft.member_legs():
+        assert leg.account.member_id is not None
+        await require_member_account(session, draft.group_id, leg.account.member_id)
+    return await post_and_publish(session, draft)
+
+
+async def reverse(session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str,
+                  recorded_by: UUID | None) -> PostedTransaction:
+    original = (
+        await session.execute(
+            select(transactions.c.kind, transactions.c.group_id).where(transactions.c.transaction_id == transaction_id)
+        )
+    ).first()
+    if original is None or original.group_id != group_id:
+        raise NotFound(f"group {group_id} has no transaction {transaction_id}")
+    rows = (
+        await session.execute(
+            select(postings.c.amount, postings.c.currency, accounts.c.type, accounts.c.member_id)
+            .join(accounts, accounts.c.account_id == postings.c.account_id)
+            .where(postings.c.transaction_id == transaction_id)
+            .order_by(postings.c.posting_id)
+        )
+    ).all()
+    legs = [
+        Leg(AccountRef(group_id, AccountType(row.type), row.member_id), Money(amount=row.amount, currency=row.currency))
+        for row in rows
+    ]
+    draft = domain.reversal(transaction_id, group_id, legs, reason=reason, recorded_by=recorded_by,
+                            original_kind=original.kind)
+    existing = await session.scalar(
+        select(transactions.c.transaction_id).where(transactions.c.reverses_transaction_id == transaction_id)
+    )
+    if existing is not None:
+        existing_key = await session.scalar(
+            select(transactions.c.fingerprint).where(transactions.c.transaction_id == existing)
+        )
+        if existing_key != draft.fingerprint():
+            raise Conflict(f"transaction {transaction_id} was already reversed by {existing}", reversal_id=existing)
+    return await post_and_publish(session, draft)
+
+
+# --- holds -----------------------------------------------------------------------------------
+
+
+async def active_holds_total(session: AsyncSession, account_id: UUID) -> int:
+    """Sum of the account's holds that still count: active and not past their expiry."""
+    return int(
+        await session.scalar(
+            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                holds.c.account_id == account_id, holds.c.status == "active", holds.c.expires_at > func.now()
+            )
+        )
+    )
+
+
+def _decision_from_row(row) -> HoldDecision:  # type: ignore[no-untyped-def]
+    return HoldDecision(
+        hold_id=row.hold_id, granted=row.granted, available=Money(amount=row.available_after, currency=row.currency),
+        reason=row.reason,
+    )
+
+
+async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
+    """Grant or refuse a hold atomically: the member's account row is locked while the
+    available amount is computed and the hold recorded, so two concurrent holds can never
+    together overdraw. The same hold_id asked again gets the stored decision."""
+    amount = request.amount
+    fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount,
+                                          request.expires_at)
+
+    async def stored() -> HoldDecision | None:
+        row = (await session.execute(select(holds).where(holds.c.hold_id == request.hold_id))).first()
+        if row is None:
+            return None
+        if row.fingerprint != fingerprint:
+            return HoldDecision(
+                hold_id=request.hold_id, granted=False, available=Money(amount=row.available_after, currency=row.currency),
+                reason=f"hold id {request.hold_id} was already used for a different hold",
+            )
+        return _decision_from_row(row)
+
+    if (decision := await stored()) is not None:
+        return decision
+
+    def refuse(reason: str, available: int = 0) -> HoldDecision:
+        return HoldDecision(hold_id=request.hold_id, granted=False, available=Money(amount=available,
+                            currency=amount.currency), reason=reason)
+
+    if amount.amount <= 0:
+        return refuse(f"a hold must be a positive amount, got {amount}")
+    group = await find_group(session, request.group_id)
+    if group is None:
+        return refuse(f"the ledger knows no group {request.group_id} yet")
+    if group.currency != amount.currency:
+        return refuse(f"group {group.group_id} keeps its accounts in {group.currency}, not {amount.currency}")
+    if request.expires_at <= datetime.now(UTC):
+        return refuse("the hold had already expired when it arrived")
+
+    await open_member_account(session, group.group_id, request.member_id, group.currency)
+    ref = domain.member_account(group.group_id, request.member_id)
+    locked = await lock_accounts(session, [ref], group.currency)
+    account_id, balance = locked[ref]
+    # Under the lock: a concurrent request for the same hold_id may have finished first.
+    if (decision := await stored()) is not None:
+        return decision
+    held = await active_holds_total(session, account_id)
+    verdict = domain.decide_hold(balance=balance, active_holds=held, amount=amount.amount,
+                                 allow_negative=group.allow_negative_money_pot)
+    await session.execute(
+        holds.insert().values(
+            hold_id=request.hold_id, group_id=group.group_id, member_id=request.member_id, order_id=request.order_id,
+            account_id=account_id, amount=amount.amount, currency=amount.currency, expires_at=request.expires_at,
+            fingerprint=fingerprint, granted=verdict.granted, available_after=verdict.available_after,
+            reason=verdict.reason, status="active" if verdict.granted else "refused",
+        )
+    )
+    return HoldDecision(hold_id=request.hold_id, granted=verdict.granted,
+                        available=Money(amount=verdict.available_after, currency=amount.currency),
+                        reason=verdict.reason)
+
+
+async def release_hold(session: AsyncSession, hold_id: UUID, reason: str = "") -> str:
+    """Void an active hold (its order will not be confirmed). Returns the hold's status after."""
+    row = (await session.execute(select(holds.c.status).where(holds.c.hold_id == hold_id).with_for_update())).first()
+    if row is None:
+        raise NotFound(f"no hold {hold_id}")
+    if row.status != "active":
+        return row.status
+    await session.execute(
+        update(holds).where(holds.c.hold_id == hold_id).values(status="released", resolved_at=func.now())
+    )
+    log.info("hold %s released: %s", hold_id, reason)
+    return "released"
+
+
+async def expire_holds(session: AsyncSession, now: datetime | None = None) -> int:
+    """Mark active holds past their expiry as expired (reading already ignores them)."""
+    cutoff = now or datetime.now(UTC)
+    result = await session.execute(
+        update(holds)
+        .where(holds.c.status == "active", holds.c.expires_at <= cutoff)
+        .values(status="expired", resolved_at=func.now())
+        .returning(holds.c.hold_id)
+    )
+    return len(result.all())
