@@ -13,6 +13,11 @@ from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
 from .envelope import Event
 from .money import CurrencyCode, Money, MoneyError, line_amount, total
 
+# Routing keys of the events below that routing.py does not list (yet).
+MEMBER_UPDATED = "orders.member.updated"
+ORDER_AWAITING_PAYMENT = "orders.order.awaiting_payment"
+SUBSCRIPTION_AMENDED = "orders.subscription.amended"
+
 class GroupSettingsChanged(Event):
     """A group was created or its payment settings changed (full state, not a diff)."""
 
@@ -27,10 +32,28 @@ class GroupSettingsChanged(Event):
     cheque_payee: str | None = None
     transfer_iban: str | None = None
     transfer_bic: str | None = None
+    card_payments_configured: bool = Field(
+        default=False, description="The group's card payments are set up (card may be offered only then)"
+    )
+    order_cutoff_hours: int = Field(
+        default=0, ge=0, description="Orders close this many hours before a distribution starts"
+    )
 
 
 class MemberJoined(Event):
     event_type: Literal["orders.member.joined"] = routing.MEMBER_JOINED
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    role: Role
+    name: str
+    email: EmailStr
+    language: Language = Language.FR
+
+
+class MemberUpdated(Event):
+    """A member's role or contact details changed (full state, not a diff)."""
+
+    event_type: Literal["orders.member.updated"] = MEMBER_UPDATED
     schema_version: Literal[1] = 1
     member_id: UUID
     role: Role
@@ -128,7 +151,62 @@ class SubscriptionConfirmed(Event):
         return self
 
 
+class OrderAwaitingPayment(Event):
+    """A card order (or an amendment of one) waits for its card payment (R21): nothing is owed yet.
+
+    Tells the payments service what to charge: `amount` for the order (no amendment_id) or for
+    the added lines of the amendment. OrderConfirmed / OrderAmended follow once the card payment
+    succeeded."""
+
+    event_type: Literal["orders.order.awaiting_payment"] = ORDER_AWAITING_PAYMENT
+    schema_version: Literal[1] = 1
+    order_id: UUID
+    amendment_id: UUID | None = None
+    member_id: UUID
+    distribution_id: UUID | None = None
+    payment_method: PaymentMethod
+    lines: list[OrderLine] = Field(min_length=1)
+    amount: Money
+
+    @model_validator(mode="after")
+    def _amount_is_sum_of_lines(self) -> OrderAwaitingPayment:
+        expected = total([line.line_total for line in self.lines], self.amount.currency)
+        if expected != self.amount or self.amount.amount <= 0:
+            raise MoneyError(f"amount {self.amount} must be the (positive) sum of the lines {expected}")
+        return self
+
+
+class SubscriptionAmended(Event):
+    """Products were added to a subscription (add-only, R6/R19): the member owes `added_total` more,
+    = the added lines x `distribution_count` (the subscription's distributions still to come)."""
+
+    event_type: Literal["orders.subscription.amended"] = SUBSCRIPTION_AMENDED
+    schema_version: Literal[1] = 1
+    subscription_id: UUID
+    amendment_id: UUID
+    contract_id: UUID
+    member_id: UUID
+    payment_method: PaymentMethod | None = None
+    added_lines: list[OrderLine] = Field(min_length=1, description="Per distribution")
+    distribution_count: int = Field(gt=0)
+    added_total: Money
+    new_total: Money
+
+    @model_validator(mode="after")
+    def _added_total_is_lines_times_distributions(self) -> SubscriptionAmended:
+        per_distribution = total([line.line_total for line in self.added_lines], self.added_total.currency)
+        expected = Money(amount=per_distribution.amount * self.distribution_count, currency=self.added_total.currency)
+        if expected != self.added_total or expected.amount <= 0:
+            raise MoneyError(f"added total {self.added_total} must be the (positive) added lines x distributions = {expected}")
+        if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
+            raise MoneyError("new_total must include added_total, in the same currency")
+        return self
+
+
 __all__ = [
+    "MemberUpdated",
+    "OrderAwaitingPayment",
+    "SubscriptionAmended",
     "OrderAmended",
     "SubscriptionConfirmed",
     "GroupSettingsChanged",

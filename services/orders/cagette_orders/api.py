@@ -1,34 +1,40 @@
-"""Orders HTTP API: groups and their payment settings, members, orders."""
+"""Orders HTTP API, part 1: groups and their payment settings, members, catalogs and products,
+distributions. Orders and subscriptions are in orders_api.py."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Request, status
-from pydantic import BaseModel, EmailStr, Field
-from sqlalchemy import select
+from pydantic import AwareDatetime, BaseModel, EmailStr, Field
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
-    CurrencyCode, GroupSettingsChanged, Language, MemberJoined, Money, OrderConfirmed, OrderLine, PaymentMethod, Role,
+    CurrencyCode, GroupSettingsChanged, Language, MemberJoined, MemberUpdated, Money, PaymentMethod, Role,
 )
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
-from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.auth import CurrentPrincipal, Principal
 from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Forbidden, NotFound
+from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
 
 from . import domain
-from .tables import groups, members, order_lines, orders
+from .tables import catalogs, distribution_catalogs, distributions, groups, members, orders, products
 
 router = APIRouter()
 
 
-def _database(request: Request) -> Database:
+def database(request: Request) -> Database:
     return request.app.state.service.database
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 # ------------------------------------------------------------------ groups
@@ -41,50 +47,117 @@ class GroupSettingsIn(BaseModel):
     payments_enabled: bool = True
     payment_methods: list[PaymentMethod] = []
     allow_negative_money_pot: bool = False
-    cheque_payee: str | None = None
-    transfer_iban: str | None = None
-    transfer_bic: str | None = None
+    cheque_payee: str | None = Field(default=None, max_length=200)
+    transfer_iban: str | None = Field(default=None, max_length=64)
+    transfer_bic: str | None = Field(default=None, max_length=16)
+    card_payments_configured: bool = Field(
+        default=False,
+        description="The group's card payments are set up. Until card payments land (a later issue) this is a "
+        "flag set here; card may be offered only when it is on.",
+    )
+    order_cutoff_hours: int = Field(default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution")
+
+
+class GroupSettingsPatch(BaseModel):
+    """Only the fields given change; the result is validated as a whole."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    currency: CurrencyCode | None = None
+    language: Language | None = None
+    payments_enabled: bool | None = None
+    payment_methods: list[PaymentMethod] | None = None
+    allow_negative_money_pot: bool | None = None
+    cheque_payee: str | None = Field(default=None, max_length=200)
+    transfer_iban: str | None = Field(default=None, max_length=64)
+    transfer_bic: str | None = Field(default=None, max_length=16)
+    card_payments_configured: bool | None = None
+    order_cutoff_hours: int | None = Field(default=None, ge=0, le=domain.MAX_CUTOFF_HOURS)
 
 
 class GroupOut(GroupSettingsIn):
     group_id: UUID
 
 
-def _settings(body: GroupSettingsIn) -> domain.PaymentSettings:
+def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
     return domain.PaymentSettings(
-        payments_enabled=body.payments_enabled,
-        payment_methods=tuple(body.payment_methods),
-        allow_negative_money_pot=body.allow_negative_money_pot,
-        cheque_payee=body.cheque_payee,
-        transfer_iban=body.transfer_iban,
-        transfer_bic=body.transfer_bic,
-    ).validated()
+        payments_enabled=group.payments_enabled,
+        payment_methods=tuple(group.payment_methods),
+        allow_negative_money_pot=group.allow_negative_money_pot,
+        cheque_payee=group.cheque_payee,
+        transfer_iban=group.transfer_iban,
+        transfer_bic=group.transfer_bic,
+        card_configured=group.card_payments_configured,
+        order_cutoff_hours=group.order_cutoff_hours,
+    )
+
+
+def _normalised(group_id: UUID, body: GroupSettingsIn) -> GroupOut:
+    settings = payment_settings(body).validated()
+    return GroupOut(
+        group_id=group_id,
+        **body.model_dump(exclude={"payment_methods", "cheque_payee", "transfer_iban", "transfer_bic"}),
+        payment_methods=list(settings.payment_methods),
+        cheque_payee=settings.cheque_payee,
+        transfer_iban=settings.transfer_iban,
+        transfer_bic=settings.transfer_bic,
+    )
+
+
+def settings_event(group: GroupOut) -> GroupSettingsChanged:
+    return GroupSettingsChanged(**outbox.event_context(**group.model_dump(mode="json")))
 
 
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["groups"])
 async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, request: Request) -> GroupOut:
-    """Create a buying group (platform administrators)."""
+    """Create a buying group (platform administrators). Publishes GroupSettingsChanged."""
     principal.require_platform_admin()
-    settings = _settings(body)
-    group = GroupOut(
-        group_id=uuid.uuid4(),
-        **body.model_dump(exclude={"payment_methods", "transfer_iban", "transfer_bic"}),
-        payment_methods=list(settings.payment_methods),
-        transfer_iban=settings.transfer_iban,
-        transfer_bic=settings.transfer_bic,
-    )
-    async with _database(request).transaction() as session:
-        values = group.model_dump(mode="json")
-        await session.execute(groups.insert().values(**values))
-        await outbox.add(session, GroupSettingsChanged(**outbox.event_context(**values)))
+    group = _normalised(uuid.uuid4(), body)
+    async with database(request).transaction() as session:
+        await session.execute(groups.insert().values(**group.model_dump(mode="json")))
+        await outbox.add(session, settings_event(group))
     return group
 
 
-async def _group(session: AsyncSession, group_id: UUID) -> GroupOut:
-    row = (await session.execute(select(groups).where(groups.c.group_id == group_id))).mappings().first()
+async def load_group(session: AsyncSession, group_id: UUID, *, for_update: bool = False) -> GroupOut:
+    statement = select(groups).where(groups.c.group_id == group_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).mappings().first()
     if row is None:
         raise NotFound(f"no group {group_id}")
     return GroupOut.model_validate(dict(row))
+
+
+@router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
+async def get_group(group_id: UUID, principal: CurrentPrincipal, request: Request) -> GroupOut:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        return await load_group(session, group_id)
+
+
+@router.patch("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
+async def update_group(group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, request: Request) -> GroupOut:
+    """Change the group's settings (coordinators). Every change publishes GroupSettingsChanged
+    with the full new state; invalid combinations are refused with the reason."""
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        current = await load_group(session, group_id, for_update=True)
+        merged = GroupSettingsIn.model_validate(
+            current.model_dump(exclude={"group_id"}) | body.model_dump(exclude_unset=True)
+        )
+        group = _normalised(group_id, merged)
+        if group == current:
+            return current
+        if group.currency != current.currency:
+            priced = await session.scalar(
+                select(exists().where(products.c.group_id == group_id).correlate(None))
+            ) or await session.scalar(select(exists().where(orders.c.group_id == group_id).correlate(None)))
+            domain.check_currency_change(current.currency, group.currency, has_priced_things=bool(priced))
+        await session.execute(
+            update(groups).where(groups.c.group_id == group_id).values(**group.model_dump(mode="json", exclude={"group_id"}), updated_at=func.now())
+        )
+        await outbox.add(session, settings_event(group))
+    return group
 
 
 # ------------------------------------------------------------------ members
@@ -95,25 +168,56 @@ class MemberIn(BaseModel):
     role: Role = Role.MEMBER
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
+    language: Language | None = Field(default=None, description="Defaults to the group's language")
+
+
+class MemberPatch(BaseModel):
+    role: Role | None = Field(default=None, description="Coordinators only")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: EmailStr | None = None
     language: Language | None = None
 
 
-class MemberOut(MemberIn):
+class MemberOut(BaseModel):
     group_id: UUID
+    member_id: UUID
+    role: Role
+    name: str
+    email: EmailStr
     language: Language
+
+
+async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False) -> MemberOut:
+    statement = select(members).where(members.c.group_id == group_id, members.c.member_id == member_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).mappings().first()
+    if row is None:
+        raise NotFound(f"{member_id} is not a member of group {group_id}")
+    return MemberOut.model_validate(dict(row))
+
+
+async def require_registered(session: AsyncSession, principal: Principal, group_id: UUID) -> MemberOut:
+    principal.require_group_member(group_id)
+    row = (
+        await session.execute(select(members).where(members.c.group_id == group_id, members.c.member_id == principal.user_id))
+    ).mappings().first()
+    if row is None:
+        raise Forbidden(f"you are not a registered member of group {group_id}")
+    return MemberOut.model_validate(dict(row))
 
 
 @router.post("/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"])
 async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, request: Request) -> MemberOut:
-    """Add a member to the group (coordinators)."""
+    """Add a member to the group (coordinators). Publishes MemberJoined."""
     principal.require_coordinator(group_id)
-    async with _database(request).transaction() as session:
-        group = await _group(session, group_id)
+    async with database(request).transaction() as session:
+        group = await load_group(session, group_id)
         member = MemberOut(group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language)
-        exists = await session.scalar(
+        already = await session.scalar(
             select(members.c.member_id).where(members.c.group_id == group_id, members.c.member_id == body.member_id)
         )
-        if exists:
+        if already:
             raise Conflict(f"{body.member_id} is already a member of group {group_id}")
         values = member.model_dump(mode="json")
         await session.execute(members.insert().values(**values))
@@ -121,86 +225,272 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
     return member
 
 
-# ------------------------------------------------------------------ orders
+@router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"])
+async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[MemberOut]:
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        await load_group(session, group_id)
+        rows = (await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))).mappings()
+        return [MemberOut.model_validate(dict(row)) for row in rows]
 
 
-class OrderLineIn(BaseModel):
-    product_id: UUID | None = None
-    product_name: str = Field(min_length=1, max_length=200)
-    quantity: Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3)]
-    unit_price: MinorUnits = Field(description="Unit price in minor units (cents)")
-
-
-class OrderIn(BaseModel):
-    payment_method: PaymentMethod | None = None
-    distribution_id: UUID | None = None
-    lines: list[OrderLineIn] = Field(min_length=1, max_length=500)
-
-
-class OrderOut(BaseModel):
-    order_id: UUID
-    group_id: UUID
-    member_id: UUID
-    status: str
-    payment_method: PaymentMethod | None
-    total: Money
-    lines: list[OrderLine]
-
-
-@router.post("/groups/{group_id}/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut, tags=["orders"])
-async def place_order(group_id: UUID, body: OrderIn, principal: CurrentPrincipal, request: Request) -> OrderOut:
-    """Place an order for yourself in a group you belong to; it is confirmed at once."""
-    principal.require_group_member(group_id)
-    async with _database(request).transaction() as session:
-        group = await _group(session, group_id)
-        is_member = await session.scalar(
-            select(members.c.member_id).where(members.c.group_id == group_id, members.c.member_id == principal.user_id)
-        )
-        if not is_member:
-            raise Forbidden(f"you are not a registered member of group {group_id}")
-        settings = domain.PaymentSettings(group.payments_enabled, tuple(group.payment_methods))
-        settings.check_method(body.payment_method)
-        priced, order_total = domain.price(
-            [
-                domain.LineRequest(line.product_name, line.quantity, Money(amount=line.unit_price, currency=group.currency), line.product_id)
-                for line in body.lines
-            ],
-            group.currency,
-        )
-        order_id = uuid.uuid4()
-        lines = [
-            OrderLine(
-                product_id=line.request.product_id, product_name=line.request.product_name, quantity=line.request.quantity,
-                unit_price=line.request.unit_price, fee_rate=line.request.fee_rate, line_total=line.line_total,
+@router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
+async def update_member(group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, request: Request) -> MemberOut:
+    """Change a member's details (the member themself, or a coordinator) or role (coordinators).
+    Publishes MemberUpdated with the full new state."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "role" in changes:
+        principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        current = await load_member(session, group_id, member_id, for_update=True)
+        member = current.model_copy(update=changes)
+        if member == current:
+            return current
+        if current.role is Role.COORDINATOR and member.role is not Role.COORDINATOR:
+            others = await session.scalar(
+                select(func.count()).select_from(members).where(
+                    members.c.group_id == group_id, members.c.role == Role.COORDINATOR.value, members.c.member_id != member_id
+                )
             )
-            for line in priced
-        ]
+            if not others:
+                raise Conflict("a group keeps at least one coordinator")
+        values = member.model_dump(mode="json")
         await session.execute(
-            orders.insert().values(
-                order_id=order_id, group_id=group_id, member_id=principal.user_id, distribution_id=body.distribution_id,
-                payment_method=body.payment_method, status="confirmed", total_amount=order_total.amount, currency=group.currency,
-            )
+            update(members).where(members.c.group_id == group_id, members.c.member_id == member_id).values(**values, updated_at=func.now())
         )
-        await session.execute(
-            order_lines.insert(),
-            [
-                {"order_id": order_id, "line_number": number, "product_id": line.product_id, "product_name": line.product_name,
-                 "quantity": line.quantity, "unit_price": line.unit_price.amount, "fee_rate": line.fee_rate,
-                 "line_total": line.line_total.amount}
-                for number, line in enumerate(lines, start=1)
-            ],
-        )
-        if group.payments_enabled:
-            # R1: with payments off, orders carry no money tracking at all.
-            await outbox.add(
-                session,
-                OrderConfirmed(
-                    **outbox.event_context(group_id=group_id),
-                    order_id=order_id, member_id=principal.user_id, distribution_id=body.distribution_id,
-                    payment_method=body.payment_method, lines=lines, total=order_total,
-                ),
-            )
-    return OrderOut(
-        order_id=order_id, group_id=group_id, member_id=principal.user_id, status="confirmed",
-        payment_method=body.payment_method, total=order_total, lines=lines,
+        await outbox.add(session, MemberUpdated(**outbox.event_context(**values)))
+    return member
+
+
+# ------------------------------------------------------------------ catalogs and products
+
+
+FeeRate = Annotated[Decimal, Field(ge=0, le=domain.MAX_FEE_RATE, max_digits=6, decimal_places=4)]
+
+
+class ProductIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    unit_price: MinorUnits = Field(description="Price of one unit in minor units (cents)")
+    unit: domain.Unit = domain.Unit.PIECE
+    fee_rate: FeeRate = Field(default=Decimal(0), description="Optional fee added to the price, e.g. 0.02 for 2%")
+
+
+class ProductOut(BaseModel):
+    product_id: UUID
+    catalog_id: UUID
+    name: str
+    unit: domain.Unit
+    unit_price: Money
+    fee_rate: Decimal
+
+
+class CatalogIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: domain.CatalogKind = Field(
+        default=domain.CatalogKind.VARIABLE,
+        description="variable: products ordered per distribution; subscription: an AMAP contract",
     )
+    products: list[ProductIn] = Field(default=[], max_length=500)
+
+
+class CatalogOut(BaseModel):
+    catalog_id: UUID
+    group_id: UUID
+    name: str
+    kind: domain.CatalogKind
+    products: list[ProductOut]
+
+
+def _product_out(row) -> ProductOut:  # type: ignore[no-untyped-def]
+    return ProductOut(
+        product_id=row.product_id, catalog_id=row.catalog_id, name=row.name, unit=domain.Unit(row.unit),
+        unit_price=Money(amount=row.unit_price, currency=row.currency), fee_rate=row.fee_rate,
+    )
+
+
+def to_domain_product(product: ProductOut) -> domain.Product:
+    return domain.Product(product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate)
+
+
+async def _insert_products(session: AsyncSession, group: GroupOut, catalog_id: UUID, items: list[ProductIn]) -> list[ProductOut]:
+    out = []
+    for item in items:
+        price = Money(amount=item.unit_price, currency=group.currency)
+        domain.check_product(item.name, price, item.fee_rate)
+        out.append(ProductOut(product_id=uuid.uuid4(), catalog_id=catalog_id, name=item.name.strip(), unit=item.unit, unit_price=price, fee_rate=item.fee_rate))
+    if out:
+        await session.execute(
+            products.insert(),
+            [
+                {"product_id": p.product_id, "catalog_id": catalog_id, "group_id": group.group_id, "name": p.name,
+                 "unit": p.unit.value, "unit_price": p.unit_price.amount, "fee_rate": p.fee_rate}
+                for p in out
+            ],
+        )
+    return out
+
+
+async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) -> CatalogOut:
+    row = (
+        await session.execute(select(catalogs).where(catalogs.c.catalog_id == catalog_id, catalogs.c.group_id == group_id))
+    ).first()
+    if row is None:
+        raise NotFound(f"no catalog {catalog_id} in group {group_id}")
+    items = (
+        await session.execute(
+            select(products, groups.c.currency).join(groups, groups.c.group_id == products.c.group_id)
+            .where(products.c.catalog_id == catalog_id).order_by(products.c.created_at, products.c.name)
+        )
+    ).all()
+    return CatalogOut(
+        catalog_id=row.catalog_id, group_id=row.group_id, name=row.name, kind=domain.CatalogKind(row.kind),
+        products=[_product_out(item) for item in items],
+    )
+
+
+async def load_products(session: AsyncSession, group_id: UUID, product_ids: list[UUID]) -> dict[UUID, domain.Product]:
+    """The group's products among `product_ids` (another group's product is simply not found)."""
+    rows = (
+        await session.execute(
+            select(products, groups.c.currency).join(groups, groups.c.group_id == products.c.group_id)
+            .where(products.c.group_id == group_id, products.c.product_id.in_(product_ids))
+        )
+    ).all()
+    return {row.product_id: to_domain_product(_product_out(row)) for row in rows}
+
+
+@router.post("/groups/{group_id}/catalogs", status_code=status.HTTP_201_CREATED, response_model=CatalogOut, tags=["catalogs"])
+async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+    """Create a variable catalog or a subscription contract with its products (coordinators)."""
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        group = await load_group(session, group_id)
+        catalog_id = uuid.uuid4()
+        await session.execute(catalogs.insert().values(catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind.value))
+        created = await _insert_products(session, group, catalog_id, body.products)
+    return CatalogOut(catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind, products=created)
+
+
+@router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
+async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        return await load_catalog(session, group_id, catalog_id)
+
+
+@router.post("/groups/{group_id}/catalogs/{catalog_id}/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut, tags=["catalogs"])
+async def add_product(group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, request: Request) -> ProductOut:
+    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        group = await load_group(session, group_id)
+        await load_catalog(session, group_id, catalog_id)
+        (created,) = await _insert_products(session, group, catalog_id, [body])
+    return created
+
+
+# ------------------------------------------------------------------ distributions
+
+
+class DistributionIn(BaseModel):
+    starts_at: AwareDatetime
+    place: str = Field(min_length=1, max_length=300)
+    catalog_ids: list[UUID] = Field(min_length=1, max_length=50)
+    orders_open_at: AwareDatetime | None = Field(default=None, description="Default: now")
+    orders_close_at: AwareDatetime | None = Field(default=None, description="Default: when the distribution starts")
+
+
+class DistributionOut(BaseModel):
+    distribution_id: UUID
+    group_id: UUID
+    starts_at: datetime
+    place: str
+    catalog_ids: list[UUID]
+    orders_open_at: datetime
+    orders_close_at: datetime
+    orders_close_with_cutoff: datetime = Field(description="When orders really close: closing time or the group's cut-off, whichever is first")
+    open_for_orders: bool
+
+
+async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID) -> DistributionOut:
+    row = (
+        await session.execute(
+            select(distributions).where(distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no distribution {distribution_id} in group {group.group_id}")
+    catalog_ids = (
+        await session.scalars(select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id))
+    ).all()
+    return _distribution_out(group, row, list(catalog_ids))
+
+
+def _distribution_out(group: GroupOut, row, catalog_ids: list[UUID]) -> DistributionOut:  # type: ignore[no-untyped-def]
+    d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
+    return DistributionOut(
+        distribution_id=row.distribution_id, group_id=group.group_id, starts_at=row.starts_at, place=row.place,
+        catalog_ids=catalog_ids, orders_open_at=row.orders_open_at, orders_close_at=row.orders_close_at,
+        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours), open_for_orders=d.is_open(now(), group.order_cutoff_hours),
+    )
+
+
+def as_domain_distribution(distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: list[UUID]) -> domain.Distribution:
+    return domain.Distribution(distribution_id, starts_at, open_at, close_at, frozenset(catalog_ids))
+
+
+def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
+    return as_domain_distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at, d.catalog_ids)
+
+
+@router.post("/groups/{group_id}/distributions", status_code=status.HTTP_201_CREATED, response_model=DistributionOut, tags=["distributions"])
+async def create_distribution(group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, request: Request) -> DistributionOut:
+    """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
+    principal.require_coordinator(group_id)
+    open_at = body.orders_open_at or now()
+    close_at = body.orders_close_at or body.starts_at
+    domain.check_distribution_times(body.starts_at, open_at, close_at)
+    if len(set(body.catalog_ids)) != len(body.catalog_ids):
+        raise Invalid("a catalog is listed twice")
+    async with database(request).transaction() as session:
+        group = await load_group(session, group_id)
+        known = set(
+            (await session.scalars(select(catalogs.c.catalog_id).where(catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)))).all()
+        )
+        missing = [str(c) for c in body.catalog_ids if c not in known]
+        if missing:
+            raise Invalid(f"no catalog {', '.join(missing)} in group {group_id}")
+        distribution_id = uuid.uuid4()
+        await session.execute(
+            distributions.insert().values(
+                distribution_id=distribution_id, group_id=group_id, starts_at=body.starts_at, place=body.place.strip(),
+                orders_open_at=open_at, orders_close_at=close_at,
+            )
+        )
+        await session.execute(distribution_catalogs.insert(), [{"distribution_id": distribution_id, "catalog_id": c} for c in body.catalog_ids])
+        return await load_distribution(session, group, distribution_id)
+
+
+@router.get("/groups/{group_id}/distributions", response_model=list[DistributionOut], tags=["distributions"])
+async def list_distributions(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[DistributionOut]:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        group = await load_group(session, group_id)
+        rows = (await session.execute(select(distributions).where(distributions.c.group_id == group_id).order_by(distributions.c.starts_at))).all()
+        links = (
+            await session.execute(
+                select(distribution_catalogs).where(distribution_catalogs.c.distribution_id.in_([r.distribution_id for r in rows]))
+            )
+        ).all()
+        by_distribution: dict[UUID, list[UUID]] = {}
+        for link in links:
+            by_distribution.setdefault(link.distribution_id, []).append(link.catalog_id)
+        return [_distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+
+
+@router.get("/groups/{group_id}/distributions/{distribution_id}", response_model=DistributionOut, tags=["distributions"])
+async def get_distribution(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> DistributionOut:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        return await load_distribution(session, await load_group(session, group_id), distribution_id)

@@ -8,6 +8,7 @@ from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
 from .api import router
+from .orders_api import router as orders_router
 from .handlers import consumers
 
 NAME = "orders"
@@ -17,10 +18,10 @@ def build_service(settings: ServiceSettings | None = None) -> Service:
     return Service(
         NAME,
         migrations=str(Path(__file__).parent / "migrations"),
-        routers=[router],
+        routers=[router, orders_router],
         consumers=consumers,
         settings=settings,
-        description="Groups and payment settings, members, orders: the front door of every money flow.",
+        description="Groups and payment settings, members, catalogs, distributions, orders and subscriptions: the front door of every money flow.",
     )
 
 

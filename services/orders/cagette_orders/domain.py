@@ -1,20 +1,40 @@
-"""Pure order rules: group payment settings (R1, R9, R18), methods (R8), pricing (B1)."""
+"""Pure order rules, no I/O: group payment settings (R1, R9, R13, R17, R18), catalogs and units,
+distributions and their cut-off, baskets priced once per line (B1), add-only changes (R6),
+how each payment method settles an order (R8, R12-R14, R21) and subscription totals (R19).
+
+Everything here raises `Invalid` (422) or `Conflict` (409) with a reason a member can act on.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from uuid import UUID
 
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
 from cagette_contracts import Money, PaymentMethod, line_amount, total
-from cagette_runtime.errors import Invalid
+from cagette_runtime.errors import Conflict, Invalid
+
+MAX_CUTOFF_HOURS = 24 * 30
+
+
+# ------------------------------------------------------------------ group settings
 
 
 @dataclass(frozen=True)
 class PaymentSettings:
+    """A group's payment settings.
+
+    `card_configured` stands for "the group's card-provider account is set up". Card payments
+    come with a later issue; until then it is a flag a coordinator sets on the group, and card
+    may be offered only when it is on.
+    """
+
     payments_enabled: bool
     payment_methods: tuple[PaymentMethod, ...]
     allow_negative_money_pot: bool = False
@@ -22,12 +42,18 @@ class PaymentSettings:
     transfer_iban: str | None = None
     transfer_bic: str | None = None
     card_configured: bool = False
+    order_cutoff_hours: int = 0
 
     def validated(self) -> PaymentSettings:
         """These settings, normalised, or Invalid with the reason they cannot be used."""
         methods = tuple(dict.fromkeys(self.payment_methods))
+        if not 0 <= self.order_cutoff_hours <= MAX_CUTOFF_HOURS:
+            raise Invalid(f"the order cut-off must be between 0 and {MAX_CUTOFF_HOURS} hours before a distribution")
         if not self.payments_enabled:
-            return self
+            return PaymentSettings(
+                False, methods, self.allow_negative_money_pot, self.cheque_payee, self.transfer_iban,
+                self.transfer_bic, self.card_configured, self.order_cutoff_hours,
+            )
         if not methods:
             raise Invalid("with payments on, offer at least one payment method")
         if PaymentMethod.MONEY_POT in methods and len(methods) > 1:
@@ -47,7 +73,7 @@ class PaymentSettings:
             raise Invalid("card payments are offered only once the group's card payments are configured")
         return PaymentSettings(
             self.payments_enabled, methods, self.allow_negative_money_pot,
-            self.cheque_payee, iban, bic, self.card_configured,
+            (self.cheque_payee or "").strip() or None, iban, bic, self.card_configured, self.order_cutoff_hours,
         )
 
     def check_method(self, method: PaymentMethod | None) -> None:
@@ -61,34 +87,255 @@ class PaymentSettings:
             raise Invalid(f"this group does not offer {method.value}; it offers {offered}")
 
 
+def check_currency_change(old: str, new: str, *, has_priced_things: bool) -> None:
+    if old != new and has_priced_things:
+        raise Conflict(f"the group's currency cannot change from {old} to {new} once it has products or orders")
+
+
+# ------------------------------------------------------------------ catalogs
+
+
+class CatalogKind(StrEnum):
+    VARIABLE = "variable"
+    SUBSCRIPTION = "subscription"
+
+
+class Unit(StrEnum):
+    PIECE = "piece"
+    KG = "kg"
+    LITRE = "litre"
+
+    @property
+    def weighed(self) -> bool:
+        return self is not Unit.PIECE
+
+
+MAX_FEE_RATE = Decimal("0.5")
+
+
+def check_product(name: str, unit_price: Money, fee_rate: Decimal) -> None:
+    if not name.strip():
+        raise Invalid("a product needs a name")
+    if unit_price.amount <= 0:
+        raise Invalid(f"{name}: the unit price must be positive")
+    if not Decimal(0) <= fee_rate <= MAX_FEE_RATE:
+        raise Invalid(f"{name}: the fee rate must be between 0 and {MAX_FEE_RATE}")
+
+
+@dataclass(frozen=True)
+class Product:
+    product_id: UUID
+    catalog_id: UUID
+    name: str
+    unit: Unit
+    unit_price: Money
+    fee_rate: Decimal = Decimal(0)
+
+
+def check_quantity(product: Product, quantity: Decimal) -> None:
+    """Quantities are positive; only weighed products (kg, litre) take fractions."""
+    if quantity <= 0:
+        raise Invalid(f"{product.name}: the quantity must be positive, got {quantity}")
+    if not product.unit.weighed and quantity != quantity.to_integral_value():
+        raise Invalid(f"{product.name} is sold by the piece: the quantity must be a whole number, got {quantity}")
+
+
+# ------------------------------------------------------------------ distributions
+
+
+@dataclass(frozen=True)
+class Distribution:
+    distribution_id: UUID
+    starts_at: datetime
+    orders_open_at: datetime
+    orders_close_at: datetime
+    catalog_ids: frozenset[UUID] = frozenset()
+
+    def closes_at(self, cutoff_hours: int) -> datetime:
+        """Orders close at the distribution's closing time or the group's cut-off, whichever is first."""
+        return min(self.orders_close_at, self.starts_at - timedelta(hours=cutoff_hours))
+
+    def check_open(self, now: datetime, cutoff_hours: int) -> None:
+        if now < self.orders_open_at:
+            raise Conflict(f"orders for this distribution open at {self.orders_open_at.isoformat()}")
+        closes = self.closes_at(cutoff_hours)
+        if now >= closes:
+            raise Conflict(f"orders for this distribution closed at {closes.isoformat()} (cut-off)")
+
+    def is_open(self, now: datetime, cutoff_hours: int) -> bool:
+        return self.orders_open_at <= now < self.closes_at(cutoff_hours)
+
+
+def check_distribution_times(starts_at: datetime, orders_open_at: datetime, orders_close_at: datetime) -> None:
+    if not orders_open_at < orders_close_at:
+        raise Invalid("orders must open before they close")
+    if orders_close_at > starts_at:
+        raise Invalid("orders must close no later than the distribution starts")
+
+
+# ------------------------------------------------------------------ baskets and pricing
+
+
 @dataclass(frozen=True)
 class LineRequest:
-    product_name: str
+    product_id: UUID
     quantity: Decimal
-    unit_price: Money
-    product_id: UUID | None = None
-    fee_rate: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
 class PricedLine:
-    request: LineRequest
+    product: Product
+    quantity: Decimal
     line_total: Money
 
 
-def price(lines: list[LineRequest], currency: str) -> tuple[list[PricedLine], Money]:
-    """Lines rounded once each (B1) and their sum, refusing what cannot be an order line."""
-    if not lines:
-        raise Invalid("an order needs at least one line")
+def price_line(product: Product, quantity: Decimal) -> PricedLine:
+    """One line rounded once (B1); a line that rounds to nothing is refused."""
+    check_quantity(product, quantity)
+    amount = line_amount(quantity, product.unit_price, product.fee_rate)
+    if amount.amount <= 0:
+        raise Invalid(f"{product.name}: {quantity} {product.unit.value} rounds to nothing")
+    return PricedLine(product, quantity, amount)
+
+
+def quantities(lines: Iterable[LineRequest]) -> dict[UUID, Decimal]:
+    """Product -> quantity of a requested basket, refusing a product listed twice."""
+    result: dict[UUID, Decimal] = {}
+    for line in lines:
+        if line.product_id in result:
+            raise Invalid(f"product {line.product_id} is listed twice; give its total quantity once")
+        result[line.product_id] = line.quantity
+    return result
+
+
+def price_basket(
+    wanted: Mapping[UUID, Decimal], products: Mapping[UUID, Product], allowed_catalogs: frozenset[UUID], currency: str,
+) -> tuple[list[PricedLine], Money]:
+    """The priced lines of `wanted` and their sum. Every product must exist in the group and be
+    sold through one of `allowed_catalogs` (the catalogs delivered at the distribution)."""
+    if not wanted:
+        raise Invalid("a basket needs at least one product")
     priced = []
-    for number, line in enumerate(lines, start=1):
-        if line.quantity <= 0:
-            raise Invalid(f"line {number}: quantity must be positive")
-        if line.unit_price.currency != currency:
-            raise Invalid(f"line {number}: price in {line.unit_price.currency}, the group uses {currency}")
-        if line.unit_price.amount <= 0:
-            raise Invalid(f"line {number}: unit price must be positive")
-        if line.fee_rate < 0:
-            raise Invalid(f"line {number}: fee rate cannot be negative")
-        priced.append(PricedLine(line, line_amount(line.quantity, line.unit_price, line.fee_rate)))
+    for product_id, quantity in wanted.items():
+        product = products.get(product_id)
+        if product is None:
+            raise Invalid(f"unknown product {product_id}")
+        if product.catalog_id not in allowed_catalogs:
+            raise Invalid(f"{product.name} is not sold for this distribution")
+        if product.unit_price.currency != currency:
+            raise Invalid(f"{product.name} is priced in {product.unit_price.currency}, the group uses {currency}")
+        priced.append(price_line(product, quantity))
     return priced, total([line.line_total for line in priced], currency)
+
+
+def add_only_diff(current: Mapping[UUID, Decimal], wanted: Mapping[UUID, Decimal], names: Mapping[UUID, str]) -> dict[UUID, Decimal]:
+    """R6: with payments on a basket may only grow. The quantities to add, or Conflict saying
+    what would be removed or lowered, or Invalid if nothing is added."""
+    for product_id, had in current.items():
+        now = wanted.get(product_id, Decimal(0))
+        name = names.get(product_id, str(product_id))
+        if now < had:
+            what = "remove" if now == 0 else f"lower from {had.normalize()} to {now.normalize()}"
+            raise Conflict(
+                f"with payments on, a placed order can only grow (R6): you cannot {what} {name}; "
+                "add products instead"
+            )
+    added = {p: q - current.get(p, Decimal(0)) for p, q in wanted.items() if q > current.get(p, Decimal(0))}
+    if not added:
+        raise Invalid("nothing to add: the basket is unchanged")
+    return added
+
+
+# ------------------------------------------------------------------ settling an order by method
+
+
+class Settlement(StrEnum):
+    NO_MONEY = "no_money"  # payments off (R1): no money events at all
+    CONFIRM = "confirm"  # cheque, cash, transfer, on the spot, money pot with negatives allowed
+    HOLD = "hold"  # money pot, negatives not allowed: the ledger must hold the amount first (R13, B2)
+    AWAIT_CARD = "await_card"  # card: confirmed when the card payment succeeds (R21)
+
+
+def settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Settlement:
+    if not settings.payments_enabled:
+        return Settlement.NO_MONEY
+    settings.check_method(method)
+    if method is PaymentMethod.CARD:
+        return Settlement.AWAIT_CARD
+    if method is PaymentMethod.MONEY_POT and not settings.allow_negative_money_pot:
+        return Settlement.HOLD
+    return Settlement.CONFIRM
+
+
+class OrderStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAYMENT_FAILED = "payment_failed"
+    ABANDONED = "abandoned"
+    CANCELLED = "cancelled"  # payments off only: a member dropped the order before the cut-off
+
+
+ACTIVE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED)
+
+LATE_PAYMENT_FLAG = "card payment succeeded after the basket was abandoned: honoured, check with the member"
+
+
+@dataclass(frozen=True)
+class CardOutcome:
+    status: OrderStatus
+    confirm: bool  # publish the confirmation (OrderConfirmed / OrderAmended)
+    flag: str | None = None
+
+
+def on_card_succeeded(status: OrderStatus) -> CardOutcome:
+    """A card payment succeeded for an order or amendment in `status` (R21, B6)."""
+    if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED):
+        return CardOutcome(OrderStatus.CONFIRMED, True)
+    if status is OrderStatus.ABANDONED:
+        # The money was taken: honour it, and flag it for the coordinator.
+        return CardOutcome(OrderStatus.CONFIRMED, True, LATE_PAYMENT_FLAG)
+    raise Conflict(f"a card payment succeeded for something already {status.value}: check for a double payment")
+
+
+def on_card_failed(status: OrderStatus) -> OrderStatus:
+    """A failure leaves the basket for the member to retry or abandon; it never undoes a success."""
+    if status is OrderStatus.AWAITING_PAYMENT:
+        return OrderStatus.PAYMENT_FAILED
+    return status
+
+
+def on_withdraw(status: OrderStatus, payments_enabled: bool) -> OrderStatus:
+    """What DELETE does to an order: payments off -> cancelled; an unpaid card basket -> abandoned;
+    a confirmed order with payments on cannot be withdrawn (R6)."""
+    if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED):
+        return OrderStatus.ABANDONED
+    if status is not OrderStatus.CONFIRMED:
+        raise Conflict(f"this order is already {status.value}")
+    if payments_enabled:
+        raise Conflict("with payments on, a placed order cannot be removed (R6)")
+    return OrderStatus.CANCELLED
+
+
+def check_changeable(status: OrderStatus, pending_amendment: bool) -> None:
+    if status in (OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED):
+        raise Conflict("this order waits for its card payment: pay or abandon it before changing it")
+    if status is not OrderStatus.CONFIRMED:
+        raise Conflict(f"this order is {status.value} and cannot change")
+    if pending_amendment:
+        raise Conflict("an earlier addition to this order waits for its card payment")
+
+
+def check_card_amount(paid: Money, owed: Money) -> None:
+    if paid != owed:
+        raise Invalid(f"card payment of {paid} does not match the {owed} owed")
+
+
+# ------------------------------------------------------------------ subscriptions (R19)
+
+
+def subscription_total(lines: Iterable[PricedLine], distribution_count: int, currency: str) -> Money:
+    """The contract total: the per-distribution sum x the number of distributions (R19)."""
+    if distribution_count <= 0:
+        raise Invalid("this contract has no distribution left to subscribe to")
+    per_distribution = total([line.line_total for line in lines], currency)
+    return Money(amount=per_distribution.amount * distribution_count, currency=currency)

@@ -1,13 +1,16 @@
-"""Orders tables."""
+"""Orders tables (the current model; migrations/versions/ says how each revision got there)."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
-    ARRAY, BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, ForeignKeyConstraint, Integer,
-    MetaData, Numeric, PrimaryKeyConstraint, String, Table, Text, Uuid, func,
+    ARRAY, BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, ForeignKeyConstraint, Index, Integer,
+    MetaData, Numeric, PrimaryKeyConstraint, String, Table, Text, Uuid, func, text,
 )
 
 metadata = MetaData()
+
+# Order statuses that make the basket of (member, distribution) taken.
+ACTIVE_ORDER = "status IN ('confirmed', 'awaiting_payment', 'payment_failed') AND flagged_reason IS NULL"
 
 groups = Table(
     "groups",
@@ -24,6 +27,8 @@ groups = Table(
     Column("transfer_bic", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("card_payments_configured", Boolean, nullable=False, server_default=text("false")),
+    Column("order_cutoff_hours", Integer, nullable=False, server_default=text("0")),
 )
 
 members = Table(
@@ -36,7 +41,54 @@ members = Table(
     Column("email", Text, nullable=False),
     Column("language", Text, nullable=False),
     Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("group_id", "member_id"),
+)
+
+catalogs = Table(
+    "catalogs",
+    metadata,
+    Column("catalog_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, ForeignKey("groups.group_id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('variable', 'subscription')", name="catalogs_kind"),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("product_id", Uuid, primary_key=True),
+    Column("catalog_id", Uuid, ForeignKey("catalogs.catalog_id"), nullable=False),
+    Column("group_id", Uuid, ForeignKey("groups.group_id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("unit", Text, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("fee_rate", Numeric(6, 4), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("unit_price > 0", name="products_price_positive"),
+    CheckConstraint("unit IN ('piece', 'kg', 'litre')", name="products_unit"),
+)
+
+distributions = Table(
+    "distributions",
+    metadata,
+    Column("distribution_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, ForeignKey("groups.group_id"), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("place", Text, nullable=False),
+    Column("orders_open_at", DateTime(timezone=True), nullable=False),
+    Column("orders_close_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+distribution_catalogs = Table(
+    "distribution_catalogs",
+    metadata,
+    Column("distribution_id", Uuid, ForeignKey("distributions.distribution_id"), nullable=False),
+    Column("catalog_id", Uuid, ForeignKey("catalogs.catalog_id"), nullable=False),
+    PrimaryKeyConstraint("distribution_id", "catalog_id"),
 )
 
 orders = Table(
@@ -51,8 +103,26 @@ orders = Table(
     Column("total_amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("hold_id", Uuid),
+    Column("flagged_reason", Text),
     ForeignKeyConstraint(["group_id", "member_id"], ["members.group_id", "members.member_id"]),
     CheckConstraint("total_amount > 0", name="orders_total_positive"),
+    Index("orders_one_basket", "group_id", "member_id", "distribution_id", unique=True, postgresql_where=text(ACTIVE_ORDER)),
+)
+
+order_amendments = Table(
+    "order_amendments",
+    metadata,
+    Column("amendment_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, ForeignKey("orders.order_id"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("added_total", BigInteger, nullable=False),
+    Column("hold_id", Uuid),
+    Column("flagged_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("added_total > 0", name="order_amendments_added_positive"),
 )
 
 order_lines = Table(
@@ -66,5 +136,64 @@ order_lines = Table(
     Column("unit_price", BigInteger, nullable=False),
     Column("fee_rate", Numeric(6, 4), nullable=False),
     Column("line_total", BigInteger, nullable=False),
+    Column("amendment_id", Uuid, ForeignKey("order_amendments.amendment_id")),
     PrimaryKeyConstraint("order_id", "line_number"),
+)
+
+basket_locks = Table(
+    "basket_locks",
+    metadata,
+    Column("group_id", Uuid, nullable=False),
+    Column("distribution_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("validated_by", Uuid, nullable=False),
+    Column("validated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("group_id", "distribution_id", "member_id"),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscription_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("contract_id", Uuid, ForeignKey("catalogs.catalog_id"), nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("payment_method", Text),
+    Column("distribution_ids", ARRAY(Uuid), nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ForeignKeyConstraint(["group_id", "member_id"], ["members.group_id", "members.member_id"]),
+    Index("subscriptions_one_per_contract", "contract_id", "member_id", unique=True),
+)
+
+subscription_amendments = Table(
+    "subscription_amendments",
+    metadata,
+    Column("amendment_id", Uuid, primary_key=True),
+    Column("subscription_id", Uuid, ForeignKey("subscriptions.subscription_id"), nullable=False),
+    Column("distribution_count", Integer, nullable=False),
+    Column("added_total", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+subscription_lines = Table(
+    "subscription_lines",
+    metadata,
+    Column("subscription_id", Uuid, ForeignKey("subscriptions.subscription_id"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("product_id", Uuid, nullable=False),
+    Column("product_name", Text, nullable=False),
+    Column("quantity", Numeric(12, 3), nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("fee_rate", Numeric(6, 4), nullable=False),
+    Column("line_total", BigInteger, nullable=False),
+    Column("amendment_id", Uuid, ForeignKey("subscription_amendments.amendment_id")),
+    PrimaryKeyConstraint("subscription_id", "line_number"),
+)
+
+NEW_IN_0002 = (
+    catalogs, products, distributions, distribution_catalogs, order_amendments, basket_locks,
+    subscriptions, subscription_amendments, subscription_lines,
 )

@@ -1,0 +1,321 @@
+"""Orders test fixtures: one orders service on real PostgreSQL and RabbitMQ, in a vhost of its
+own (so no real ledger of another suite answers its hold requests), driven over HTTP.
+
+Tests isolate themselves with fresh groups. `FakeLedgerHolds` is the test double of the ledger's
+hold responder: it answers `PlaceHold` requests on the real broker, on the contract queue, from
+balances the test sets. The real responder is exercised by tests/test_money_pot_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from cagette_contracts import Event, Money, Role, routing
+from cagette_contracts.ledger import HoldDecision, PlaceHold
+from cagette_runtime.auth import Principal, encode_token
+from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.tables import inbox_messages, outbox_messages
+from cagette_runtime.testing import EventSpy, IsolatedServers, create_vhost, delete_vhost
+from cagette_runtime.topology import events_exchange
+
+from cagette_orders import handlers
+from cagette_orders.app import build_service
+from cagette_orders.holds import LedgerHolds
+
+
+@dataclass
+class OrdersEnv:
+    amqp_url: str
+    service: Service
+    client: httpx.AsyncClient
+    spy: EventSpy
+
+    @property
+    def settings(self) -> ServiceSettings:
+        return self.service.settings
+
+
+@pytest.fixture(scope="session")
+async def orders_amqp(servers: IsolatedServers) -> AsyncIterator[str]:
+    vhost = f"cagette-test-{servers.run_id}-orders"
+    url = await create_vhost(servers.base_amqp_url, vhost)
+    yield url
+    await delete_vhost(servers.base_amqp_url, vhost)
+
+
+@pytest.fixture(scope="session")
+async def env(servers: IsolatedServers, orders_amqp: str) -> AsyncIterator[OrdersEnv]:
+    settings = ServiceSettings(
+        service_name="orders", database_url=await servers.create_database("orders"), amqp_url=orders_amqp,
+        outbox_poll_interval=0.1, delivery_limit=3,
+    )
+    service = build_service(settings)
+    app = service.create_app()
+    async with app.router.lifespan_context(app):
+        app.state.holds = LedgerHolds(service.broker, timeout=2.0)
+        async with EventSpy(orders_amqp, "orders.#") as spy:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
+                yield OrdersEnv(orders_amqp, service, client, spy)
+
+
+def bearer(settings: ServiceSettings, user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None, admin: bool = False) -> dict[str, str]:
+    principal = Principal(user_id=user_id, roles=roles or {}, platform_admin=admin)
+    return {"Authorization": f"Bearer {encode_token(principal, settings.jwt_secret, issuer=settings.jwt_issuer)}"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+METHODS_CHEQUE = {"payment_methods": ["cheque", "cash", "transfer", "on_the_spot"], "cheque_payee": "Les paniers",
+                  "transfer_iban": "FR76 3000 6000 0112 3456 7890 189", "transfer_bic": "AGRIFRPP"}
+
+
+@dataclass
+class Group:
+    """A fresh group with a coordinator, a variable catalog (bread by the piece, cheese by the kg
+    with a 2% fee) and an open distribution, plus helpers."""
+
+    env: OrdersEnv
+    group_id: uuid.UUID
+    coordinator_id: uuid.UUID
+    data: dict[str, Any]
+    catalog: dict[str, Any] = field(default_factory=dict)
+    distribution: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        return self.env.client
+
+    @property
+    def coordinator(self) -> dict[str, str]:
+        return bearer(self.env.settings, self.coordinator_id, {self.group_id: Role.COORDINATOR})
+
+    def member(self, member_id: uuid.UUID, role: Role = Role.MEMBER) -> dict[str, str]:
+        return bearer(self.env.settings, member_id, {self.group_id: role})
+
+    @property
+    def bread(self) -> str:
+        return self.catalog["products"][0]["product_id"]
+
+    @property
+    def cheese(self) -> str:
+        return self.catalog["products"][1]["product_id"]
+
+    def url(self, path: str = "") -> str:
+        return f"/groups/{self.group_id}{path}"
+
+    async def join(self, role: Role = Role.MEMBER, **extra: Any) -> tuple[uuid.UUID, dict[str, str]]:
+        member_id = uuid.uuid4()
+        body = {"member_id": str(member_id), "role": role.value, "name": f"M {member_id.hex[:6]}", "email": f"{member_id.hex[:8]}@example.org", **extra}
+        response = await self.client.post(self.url("/members"), json=body, headers=self.coordinator)
+        assert response.status_code == 201, response.text
+        return member_id, self.member(member_id, role)
+
+    async def new_distribution(self, catalog_ids: list[str] | None = None, *, starts_in: timedelta = timedelta(days=3),
+                               opened: timedelta = timedelta(hours=1), closes_before: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+        starts = now() + starts_in
+        body = {
+            "starts_at": starts.isoformat(), "place": "La grange",
+            "catalog_ids": catalog_ids or [self.catalog["catalog_id"]],
+            "orders_open_at": (now() - opened).isoformat(), "orders_close_at": (starts - closes_before).isoformat(),
+        }
+        response = await self.client.post(self.url("/distributions"), json=body, headers=self.coordinator)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def order(self, headers: dict[str, str], lines: list[tuple[str, str]], method: str | None = "cheque",
+                    distribution_id: str | None = None) -> httpx.Response:
+        body: dict[str, Any] = {
+            "distribution_id": distribution_id or self.distribution["distribution_id"],
+            "lines": [{"product_id": p, "quantity": q} for p, q in lines],
+        }
+        if method is not None:
+            body["payment_method"] = method
+        return await self.client.post(self.url("/orders"), json=body, headers=headers)
+
+    async def settings(self, **changes: Any) -> httpx.Response:
+        return await self.client.patch(self.url(), json=changes, headers=self.coordinator)
+
+
+async def make_group(env: OrdersEnv, **settings: Any) -> Group:
+    coordinator_id = uuid.uuid4()
+    admin = bearer(env.settings, uuid.uuid4(), admin=True)
+    body = {"name": "Les paniers", "currency": "EUR", "language": "fr", "payments_enabled": True, **METHODS_CHEQUE, **settings}
+    response = await env.client.post("/groups", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    data = response.json()
+    group = Group(env, uuid.UUID(data["group_id"]), coordinator_id, data)
+    response = await env.client.post(
+        group.url("/members"), headers=admin,
+        json={"member_id": str(coordinator_id), "role": "coordinator", "name": "Coord", "email": "coord@example.org"},
+    )
+    assert response.status_code == 201, response.text
+    response = await env.client.post(
+        group.url("/catalogs"), headers=group.coordinator,
+        json={"name": "Ferme", "kind": "variable", "products": [
+            {"name": "Bread", "unit_price": 350, "unit": "piece"},
+            {"name": "Cheese", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
+        ]},
+    )
+    assert response.status_code == 201, response.text
+    group.catalog = response.json()
+    group.distribution = await group.new_distribution()
+    return group
+
+
+@pytest.fixture
+async def group(env: OrdersEnv) -> Group:
+    return await make_group(env)
+
+
+# ------------------------------------------------------------------ looking at the database
+
+
+async def outbox_rows(env: OrdersEnv, group_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Every event this group's actions wrote to the outbox (published or not), oldest first."""
+    async with env.service.database.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(outbox_messages.c.routing_key, outbox_messages.c.body)
+                .where(text("(body::jsonb ->> 'group_id') = :g").bindparams(g=str(group_id)))
+                .order_by(outbox_messages.c.id)
+            )
+        ).all()
+    return [{"routing_key": r.routing_key, **json.loads(r.body)} for r in rows]
+
+
+async def count(env: OrdersEnv, table: str, group_id: uuid.UUID) -> int:
+    async with env.service.database.sessionmaker() as session:
+        return int(await session.scalar(text(f"SELECT count(*) FROM {table} WHERE group_id = :g"), {"g": group_id}))
+
+
+async def order_line_count(env: OrdersEnv, group_id: uuid.UUID) -> int:
+    async with env.service.database.sessionmaker() as session:
+        return int(await session.scalar(text(
+            "SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g"
+        ), {"g": group_id}))
+
+
+class Unchanged:
+    """`async with Unchanged(env, group_id):` asserts the block changed no order and wrote no event."""
+
+    def __init__(self, env: OrdersEnv, group_id: uuid.UUID) -> None:
+        self.env, self.group_id = env, group_id
+
+    async def snapshot(self) -> tuple[Any, ...]:
+        async with self.env.service.database.sessionmaker() as session:
+            outbox_total = await session.scalar(select(func.count()).select_from(outbox_messages))
+            state = (await session.execute(text("""
+                SELECT
+                  (SELECT string_agg(order_id::text || status || total_amount::text, ',' ORDER BY order_id) FROM orders WHERE group_id = :g),
+                  (SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g),
+                  (SELECT count(*) FROM order_amendments JOIN orders USING (order_id) WHERE orders.group_id = :g),
+                  (SELECT string_agg(subscription_id::text || total_amount::text, ',') FROM subscriptions WHERE group_id = :g),
+                  (SELECT count(*) FROM subscription_lines JOIN subscriptions USING (subscription_id) WHERE group_id = :g),
+                  (SELECT string_agg(g::text, ',') FROM groups g WHERE group_id = :g),
+                  (SELECT string_agg(m::text, ',' ORDER BY member_id) FROM members m WHERE group_id = :g)
+            """), {"g": self.group_id})).one()
+        return (outbox_total, *state)
+
+    async def __aenter__(self) -> Unchanged:
+        self.before = await self.snapshot()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            assert await self.snapshot() == self.before, "a refused request changed something or wrote an event"
+
+
+# ------------------------------------------------------------------ the broker
+
+
+async def publish(env: OrdersEnv, event: Event) -> None:
+    await env.service.broker.publish(
+        event.model_dump_json(), exchange=events_exchange, routing_key=event.routing_key(), persist=True,
+        message_id=str(event.event_id), correlation_id=event.correlation_id, content_type="application/json",
+    )
+
+
+async def deliver(env: OrdersEnv, event: Event, timeout: float = 10.0) -> None:
+    """Publish an event on the real broker and wait until the orders consumer committed it."""
+    await publish(env, event)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with env.service.database.sessionmaker() as session:
+            done = await session.scalar(
+                select(inbox_messages.c.event_id).where(
+                    inbox_messages.c.consumer == handlers.QUEUE, inbox_messages.c.event_id == event.event_id
+                )
+            )
+        if done is not None:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"event {event.routing_key()} was not processed within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+class FakeLedgerHolds:
+    """Test double of the ledger's hold responder (the real one is in services/ledger): answers
+    PlaceHold on `routing.LEDGER_HOLD_REQUESTS_QUEUE` with a HoldDecision, granting a hold when
+    the member's balance minus earlier holds covers it. `silent` makes it never answer."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.amqp_url = amqp_url
+        self.balances: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        self.held: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+        self.requests: list[PlaceHold] = []
+        self.silent = False
+
+    async def __aenter__(self) -> FakeLedgerHolds:
+        self.connection = await aio_pika.connect_robust(self.amqp_url)
+        self.channel = await self.connection.channel()
+        self.queue = await self.channel.declare_queue(routing.LEDGER_HOLD_REQUESTS_QUEUE, auto_delete=True)
+        await self.queue.consume(self._on_request)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.queue.delete(if_unused=False, if_empty=False)
+        await self.connection.close()
+
+    def available(self, group_id: uuid.UUID, member_id: uuid.UUID) -> int:
+        key = (group_id, member_id)
+        return self.balances.get(key, 0) - self.held.get(key, 0)
+
+    async def _on_request(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            request = PlaceHold.model_validate_json(message.body)
+            self.requests.append(request)
+            if self.silent:
+                return
+            key = (request.group_id, request.member_id)
+            granted = self.available(*key) >= request.amount.amount
+            if granted:
+                self.held[key] = self.held.get(key, 0) + request.amount.amount
+            decision = HoldDecision(
+                hold_id=request.hold_id, granted=granted,
+                available=Money(amount=self.available(*key), currency=request.amount.currency),
+                reason=None if granted else "insufficient balance",
+            )
+            await self.channel.default_exchange.publish(
+                aio_pika.Message(decision.model_dump_json().encode(), correlation_id=message.correlation_id, content_type="application/json"),
+                routing_key=message.reply_to or "",
+            )
+
+
+@pytest.fixture
+async def ledger(env: OrdersEnv) -> AsyncIterator[FakeLedgerHolds]:
+    async with FakeLedgerHolds(env.amqp_url) as fake:
+        yield fake
