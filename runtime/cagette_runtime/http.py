@@ -73,6 +73,14 @@ async def health(request: Request) -> dict[str, str]:
     return {"status": "ok", "service": request.app.state.settings.service_name}
 
 
+@health_router.get("/asyncapi.json", summary="AsyncAPI 3.0 document: the events this service publishes and consumes")
+async def asyncapi(request: Request) -> dict[str, object]:
+    from .asyncapi import asyncapi_document
+
+    service: Service = request.app.state.service
+    return asyncapi_document(service.name, {c.queue.name: c.queue.routing_keys for c in service.consumers})
+
+
 @health_router.get("/ready", summary="Readiness: database and broker reachable")
 async def ready(request: Request) -> JSONResponse:
     service: Service = request.app.state.service

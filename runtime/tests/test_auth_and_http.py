@@ -17,7 +17,7 @@ from cagette_runtime.errors import Forbidden, Unauthenticated
 from cagette_runtime.http import CORRELATION_HEADER, install_common
 from cagette_runtime.settings import ServiceSettings
 
-SECRET = "x" * 40
+SECRET = "x" * 64
 GROUP_A, GROUP_B = uuid.uuid4(), uuid.uuid4()
 ALICE, BOB = uuid.uuid4(), uuid.uuid4()
 
@@ -34,7 +34,7 @@ def test_round_trip_keeps_user_roles_and_admin_flag() -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: token(Principal(user_id=ALICE), secret="y" * 40), "invalid bearer token"),
+        (lambda: token(Principal(user_id=ALICE), secret="y" * 64), "invalid bearer token"),
         (lambda: token(Principal(user_id=ALICE), ttl=timedelta(seconds=-1)), "expired"),
         (lambda: "not.a.jwt", "invalid bearer token"),
         (lambda: jwt.encode({"sub": str(ALICE), "iss": "cagette"}, SECRET, algorithm="HS256"), "exp"),
@@ -95,7 +95,7 @@ async def test_http_answers_401_403_and_200_with_reasons(client: httpx.AsyncClie
         assert missing.json() == {"error": "unauthenticated", "detail": "missing bearer token (Authorization: Bearer <jwt>)"}
         assert missing.headers["WWW-Authenticate"] == "Bearer"
 
-        forged = await client.get(f"/groups/{GROUP_A}/secret", headers={"Authorization": f"Bearer {token(Principal(user_id=ALICE), 'z' * 40)}"})
+        forged = await client.get(f"/groups/{GROUP_A}/secret", headers={"Authorization": f"Bearer {token(Principal(user_id=ALICE), 'z' * 64)}"})
         assert forged.status_code == 401
 
         member = {"Authorization": f"Bearer {token(Principal(user_id=BOB, roles={GROUP_A: Role.MEMBER}))}"}
