@@ -52,6 +52,7 @@ class PaymentReceived(_PaymentEvent):
     reference: str | None = None
     label: str | None = Field(default=None, description="e.g. the cheque number")
     recorded_by: UUID | None = None
+    card_terminal: bool = Field(default=False, description="method card, paid on a card terminal at the distribution")
 
 
 class PaymentCancelled(_PaymentEvent):
@@ -73,6 +74,10 @@ class PaymentRefunded(_PaymentEvent):
     method: PaymentMethod
     reason: str = ""
     recorded_by: UUID | None = None
+    card_terminal: bool = Field(default=False, description="method card, given back on a card terminal")
+    reverses_payment_id: UUID | None = Field(
+        default=None, description="Set when this corrects a received payment recorded by mistake (a reversal)"
+    )
 
 
 class CardPaymentSucceeded(_PaymentEvent):

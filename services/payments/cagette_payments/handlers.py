@@ -1,35 +1,136 @@
-"""What payments does with the events it consumes."""
+"""What payments does with the events it consumes (one queue for the orders events, so a group's
+settings, members and orders are applied in the order orders published them).
+
+Each handler runs in the consumer's transaction, after the event id was claimed in the inbox,
+so a redelivered event has no second effect."""
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+import json
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import Event, OrderConfirmed, routing
+from cagette_contracts import (
+    Event,
+    GroupSettingsChanged,
+    MemberJoined,
+    OrderAmended,
+    OrderConfirmed,
+    OrderLine,
+    SubscriptionConfirmed,
+    routing,
+)
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.topology import ConsumerQueue
 
-from .tables import amounts_owed
+from . import store, usecases
+from .domain.methods import Method
+
+ORDERS_EVENTS = (GroupSettingsChanged, MemberJoined, OrderConfirmed, OrderAmended, SubscriptionConfirmed)
 
 
-async def on_order_confirmed(session: AsyncSession, event: Event) -> None:
-    assert isinstance(event, OrderConfirmed)
-    await session.execute(
-        pg_insert(amounts_owed)
-        .values(
-            order_id=event.order_id, group_id=event.group_id, member_id=event.member_id,
-            distribution_id=event.distribution_id, payment_method=event.payment_method.value,
-            amount=event.total.amount, currency=event.total.currency,
-        )
-        .on_conflict_do_nothing()
+def _lines(lines: list[OrderLine]) -> list[dict]:
+    return json.loads(json.dumps([line.model_dump(mode="json") for line in lines]))
+
+
+async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsChanged) -> None:
+    await store.upsert_group(
+        session,
+        {
+            "group_id": event.group_id, "name": event.name, "currency": event.currency,
+            "payments_enabled": event.payments_enabled, "payment_methods": [m.value for m in event.payment_methods],
+            "cheque_payee": event.cheque_payee, "transfer_iban": event.transfer_iban, "settings_at": event.occurred_at,
+        },
     )
+
+
+async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
+    await store.upsert_member(session, event.group_id, event.member_id, event.name, event.role.value)
+
+
+async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> None:
+    await store.ensure_member(session, event.group_id, event.member_id)
+    recorded = await store.insert_owed(session, {
+        "item_id": event.order_id, "kind": "order", "group_id": event.group_id, "member_id": event.member_id,
+        "distribution_id": event.distribution_id, "order_id": event.order_id, "payment_method": event.payment_method.value,
+        "amount": event.total.amount, "currency": event.total.currency, "lines": _lines(event.lines),
+        "event_id": event.event_id, "occurred_at": event.occurred_at,
+    })
+    if not recorded:
+        return
+    if event.distribution_id is not None:
+        await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
+    await usecases.declare_for_order(
+        session, group_id=event.group_id, member_id=event.member_id, method=Method.from_contract(event.payment_method),
+        amount=event.total, source="order", item_id=event.order_id, order_id=event.order_id, amendment_id=None,
+        distribution_id=event.distribution_id,
+    )
+
+
+async def on_order_amended(session: AsyncSession, event: OrderAmended) -> None:
+    """A complementary payment (R6): its own declared payment and its own reference."""
+    await store.ensure_member(session, event.group_id, event.member_id)
+    recorded = await store.insert_owed(session, {
+        "item_id": event.amendment_id, "kind": "amendment", "group_id": event.group_id, "member_id": event.member_id,
+        "distribution_id": event.distribution_id, "order_id": event.order_id, "amendment_id": event.amendment_id,
+        "payment_method": event.payment_method.value, "amount": event.added_total.amount,
+        "currency": event.added_total.currency, "lines": _lines(event.added_lines),
+        "event_id": event.event_id, "occurred_at": event.occurred_at,
+    })
+    if not recorded:
+        return
+    if event.distribution_id is not None:
+        await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
+    await usecases.declare_for_order(
+        session, group_id=event.group_id, member_id=event.member_id, method=Method.from_contract(event.payment_method),
+        amount=event.added_total, source="amendment", item_id=event.amendment_id, order_id=event.order_id,
+        amendment_id=event.amendment_id, distribution_id=event.distribution_id,
+    )
+
+
+async def on_subscription_confirmed(session: AsyncSession, event: SubscriptionConfirmed) -> None:
+    """The contract total is owed (R19). No declared payment: the coordinator enters the
+    subscriber's cheques by hand, usually in one mass entry (R7)."""
+    await store.ensure_member(session, event.group_id, event.member_id)
+    await store.insert_owed(session, {
+        "item_id": event.subscription_id, "kind": "subscription", "group_id": event.group_id,
+        "member_id": event.member_id, "subscription_id": event.subscription_id, "contract_id": event.contract_id,
+        "contract_name": event.contract_name, "distribution_ids": [str(d) for d in event.distribution_ids],
+        "distribution_count": event.distribution_count,
+        "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
+        "amount": event.total.amount, "currency": event.total.currency, "lines": _lines(event.lines),
+        "event_id": event.event_id, "occurred_at": event.occurred_at,
+    })
+
+
+async def on_orders_event(session: AsyncSession, event: Event) -> None:
+    if isinstance(event, GroupSettingsChanged):
+        await on_group_settings_changed(session, event)
+    elif isinstance(event, MemberJoined):
+        await on_member_joined(session, event)
+    elif isinstance(event, OrderConfirmed):
+        await on_order_confirmed(session, event)
+    elif isinstance(event, OrderAmended):
+        await on_order_amended(session, event)
+    elif isinstance(event, SubscriptionConfirmed):
+        await on_subscription_confirmed(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
     return [
         Consumer(
-            queue=ConsumerQueue("payments.orders", (routing.ORDER_CONFIRMED,), service.settings.delivery_limit),
-            handler=on_order_confirmed,
-            accepts=(OrderConfirmed,),
+            queue=ConsumerQueue(
+                "payments.orders",
+                (
+                    routing.GROUP_SETTINGS_CHANGED,
+                    routing.MEMBER_JOINED,
+                    routing.ORDER_CONFIRMED,
+                    routing.ORDER_AMENDED,
+                    routing.SUBSCRIPTION_CONFIRMED,
+                ),
+                service.settings.delivery_limit,
+            ),
+            handler=on_orders_event,
+            accepts=ORDERS_EVENTS,
         )
     ]

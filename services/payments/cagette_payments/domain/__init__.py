@@ -1,0 +1,1 @@
+"""Pure domain of the payments service: no I/O, unit-tested on its own."""

@@ -1,0 +1,205 @@
+"""The payments service running against the real PostgreSQL and RabbitMQ of the test run.
+
+One service for the whole session (its own database and the run's vhost); every test works in
+groups of its own (fresh UUIDs), so tests do not see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import aio_pika
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from cagette_contracts import (
+    Event,
+    GroupSettingsChanged,
+    MemberJoined,
+    Money,
+    OrderAmended,
+    OrderConfirmed,
+    OrderLine,
+    PaymentMethod,
+    Role,
+    SubscriptionConfirmed,
+    line_amount,
+)
+from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_payments.app import build_service
+from cagette_runtime.auth import Principal, encode_token
+from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.tables import outbox_messages
+from cagette_runtime.testing import EventSpy, IsolatedServers
+
+
+def line(name: str, cents: int, quantity: str = "1", currency: str = "EUR") -> OrderLine:
+    price = Money(amount=cents, currency=currency)
+    qty = Decimal(quantity)
+    return OrderLine(product_name=name, quantity=qty, unit_price=price, line_total=line_amount(qty, price))
+
+
+def lines_total(lines: list[OrderLine]) -> Money:
+    result = Money.zero(lines[0].line_total.currency)
+    for item in lines:
+        result = result + item.line_total
+    return result
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
+    """Retry `check` until it returns something truthy (events are consumed asynchronously)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Group:
+    group_id: UUID
+    coordinator: UUID
+    members: list[UUID]
+    currency: str = "EUR"
+
+
+@dataclass
+class Payments:
+    service: Service
+    client: httpx.AsyncClient
+    amqp_url: str
+    exchange: aio_pika.abc.AbstractExchange
+    tokens: dict[tuple, str] = field(default_factory=dict)
+
+    # -- auth --
+    def token(self, user_id: UUID, roles: dict[UUID, Role] | None = None, admin: bool = False) -> dict[str, str]:
+        key = (user_id, tuple(sorted((roles or {}).items())), admin)
+        if key not in self.tokens:
+            principal = Principal(user_id=user_id, roles=roles or {}, platform_admin=admin)
+            self.tokens[key] = encode_token(principal, self.service.settings.jwt_secret, issuer=self.service.settings.jwt_issuer)
+        return {"Authorization": f"Bearer {self.tokens[key]}"}
+
+    def coordinator(self, group: Group) -> dict[str, str]:
+        return self.token(group.coordinator, {group.group_id: Role.COORDINATOR})
+
+    def member(self, group: Group, member_id: UUID) -> dict[str, str]:
+        return self.token(member_id, {group.group_id: Role.MEMBER})
+
+    def admin(self) -> dict[str, str]:
+        return self.token(uuid4(), admin=True)
+
+    # -- messages --
+    async def publish(self, event: Event) -> None:
+        await self.exchange.publish(
+            aio_pika.Message(
+                event.model_dump_json().encode(), message_id=str(event.event_id), correlation_id=event.correlation_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
+            ),
+            routing_key=event.routing_key(),
+        )
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.service.database.transaction() as session:
+            return (await session.execute(text(sql), params)).scalar()
+
+    async def outbox_count(self) -> int:
+        async with self.service.database.transaction() as session:
+            return (await session.execute(select(func.count()).select_from(outbox_messages))).scalar_one()
+
+    async def processed(self, event: Event) -> None:
+        """Wait until the service consumed `event` (its id is in the inbox)."""
+        async def done() -> bool:
+            return bool(await self.scalar("SELECT 1 FROM inbox_messages WHERE event_id = :e", e=event.event_id))
+        await eventually(done)
+
+    async def feed(self, *events: Event) -> None:
+        for event in events:
+            await self.publish(event)
+        for event in events:
+            await self.processed(event)
+
+    # -- fixtures of a test --
+    async def new_group(self, members: int = 2, *, currency: str = "EUR", payments_enabled: bool = True) -> Group:
+        group = Group(uuid4(), uuid4(), [uuid4() for _ in range(members)], currency)
+        await self.feed(
+            GroupSettingsChanged(group_id=group.group_id, name="AMAP des Lilas", currency=currency,
+                                 payments_enabled=payments_enabled,
+                                 payment_methods=[PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH,
+                                                  PaymentMethod.ON_THE_SPOT, PaymentMethod.MONEY_POT]),
+            MemberJoined(group_id=group.group_id, member_id=group.coordinator, role=Role.COORDINATOR, name="Coord",
+                         email="coord@example.org"),
+            *[
+                MemberJoined(group_id=group.group_id, member_id=m, role=Role.MEMBER, name=f"Member {i}",
+                             email=f"m{i}@example.org")
+                for i, m in enumerate(group.members)
+            ],
+        )
+        return group
+
+    async def order(self, group: Group, member_id: UUID, distribution_id: UUID | None, method: PaymentMethod,
+                    *lines: OrderLine) -> OrderConfirmed:
+        lines = lines or (line("Carrots", 350, "2"),)
+        event = OrderConfirmed(group_id=group.group_id, order_id=uuid4(), member_id=member_id, distribution_id=distribution_id,
+                               payment_method=method, lines=list(lines), total=lines_total(list(lines)))
+        await self.feed(event)
+        return event
+
+    async def amend(self, group: Group, order: OrderConfirmed, *lines: OrderLine) -> OrderAmended:
+        lines = lines or (line("Eggs", 300),)
+        added = lines_total(list(lines))
+        event = OrderAmended(group_id=group.group_id, order_id=order.order_id, amendment_id=uuid4(), member_id=order.member_id,
+                             distribution_id=order.distribution_id, payment_method=order.payment_method,
+                             added_lines=list(lines), added_total=added, new_total=order.total + added)
+        await self.feed(event)
+        return event
+
+    async def subscribe(self, group: Group, member_id: UUID, contract_id: UUID, per_distribution: list[OrderLine],
+                        distributions: int) -> SubscriptionConfirmed:
+        per = lines_total(per_distribution)
+        event = SubscriptionConfirmed(
+            group_id=group.group_id, subscription_id=uuid4(), contract_id=contract_id, contract_name="Vegetables 2026",
+            member_id=member_id, payment_method=PaymentMethod.CHEQUE, lines=per_distribution,
+            distribution_count=distributions, distribution_ids=[uuid4() for _ in range(distributions)],
+            total=Money(amount=per.amount * distributions, currency=per.currency),
+        )
+        await self.feed(event)
+        return event
+
+    async def member_payments(self, group: Group, member_id: UUID) -> list[dict]:
+        response = await self.client.get(f"/groups/{group.group_id}/members/{member_id}/payments", headers=self.coordinator(group))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+async def payments(servers: IsolatedServers) -> AsyncIterator[Payments]:
+    database_url = await servers.create_database("payments")
+    settings = ServiceSettings(service_name="payments", database_url=database_url, amqp_url=servers.amqp_url,
+                               outbox_poll_interval=0.1)
+    service = build_service(settings)
+    app = service.create_app()
+    await service.start()
+    connection = await aio_pika.connect_robust(servers.amqp_url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments") as client:
+            yield Payments(service, client, servers.amqp_url, exchange)
+    finally:
+        await connection.close()
+        await service.stop()
+
+
+@pytest.fixture
+async def spy(payments: Payments) -> AsyncIterator[EventSpy]:
+    async with EventSpy(payments.amqp_url, "payments.#") as seen:
+        yield seen
