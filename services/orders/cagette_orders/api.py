@@ -305,7 +305,7 @@ class CatalogOut(BaseModel):
 def _product_out(row) -> ProductOut:  # type: ignore[no-untyped-def]
     return ProductOut(
         product_id=row.product_id, catalog_id=row.catalog_id, name=row.name, unit=domain.Unit(row.unit),
-        unit_price=Money(amount=row.unit_price, currency=row.currency), fee_rate=row.fee_rate,
+        unit_price=Money(amount=row.unit_price, currency=row.currency), fee_rate=domain.plain(row.fee_rate),
     )
 
 

@@ -189,9 +189,17 @@ class PricedLine:
     line_total: Money
 
 
+def plain(quantity: Decimal) -> Decimal:
+    """The quantity without trailing zeros or exponent: 2.000 -> 2, 0.500 -> 0.5."""
+    if quantity == quantity.to_integral_value():
+        return quantity.quantize(Decimal(1))
+    return quantity.normalize()
+
+
 def price_line(product: Product, quantity: Decimal) -> PricedLine:
     """One line rounded once (B1); a line that rounds to nothing is refused."""
     check_quantity(product, quantity)
+    quantity = plain(quantity)
     amount = line_amount(quantity, product.unit_price, product.fee_rate)
     if amount.amount <= 0:
         raise Invalid(f"{product.name}: {quantity} {product.unit.value} rounds to nothing")

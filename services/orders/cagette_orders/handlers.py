@@ -25,8 +25,8 @@ QUEUE = "orders.payment-outcomes"
 def _lines(rows, currency: str) -> list[OrderLine]:  # type: ignore[no-untyped-def]
     return [
         OrderLine(
-            product_id=row.product_id, product_name=row.product_name, quantity=row.quantity,
-            unit_price=Money(amount=row.unit_price, currency=currency), fee_rate=row.fee_rate,
+            product_id=row.product_id, product_name=row.product_name, quantity=domain.plain(row.quantity),
+            unit_price=Money(amount=row.unit_price, currency=currency), fee_rate=domain.plain(row.fee_rate),
             line_total=Money(amount=row.line_total, currency=currency),
         )
         for row in rows

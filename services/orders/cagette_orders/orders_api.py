@@ -146,8 +146,8 @@ def _line_rows(parent: str, parent_id: UUID, lines: list[OrderLine], first_numbe
 
 def _stored_line(row, currency: str) -> OrderLineOut:  # type: ignore[no-untyped-def]
     return OrderLineOut(
-        product_id=row.product_id, product_name=row.product_name, quantity=row.quantity,
-        unit_price=Money(amount=row.unit_price, currency=currency), fee_rate=row.fee_rate,
+        product_id=row.product_id, product_name=row.product_name, quantity=domain.plain(row.quantity),
+        unit_price=Money(amount=row.unit_price, currency=currency), fee_rate=domain.plain(row.fee_rate),
         line_total=Money(amount=row.line_total, currency=currency), amendment_id=row.amendment_id,
     )
 

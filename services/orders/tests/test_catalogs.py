@@ -1,0 +1,76 @@
+"""Catalogs (variable and subscription), products with units and fee rates, distributions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from .conftest import Group, Unchanged, make_group, now
+
+
+async def test_catalog_with_products_units_and_fees(group: Group) -> None:
+    products = group.catalog["products"]
+    assert [(p["name"], p["unit"], p["unit_price"], p["fee_rate"]) for p in products] == [
+        ("Bread", "piece", {"amount": 350, "currency": "EUR"}, "0"),
+        ("Cheese", "kg", {"amount": 1999, "currency": "EUR"}, "0.02"),
+    ]
+    added = await group.client.post(group.url(f"/catalogs/{group.catalog['catalog_id']}/products"), headers=group.coordinator,
+                                    json={"name": "Milk", "unit_price": 120, "unit": "litre"})
+    assert added.status_code == 201, added.text
+    _, member = await group.join()
+    seen = await group.client.get(group.url(f"/catalogs/{group.catalog['catalog_id']}"), headers=member)
+    assert [p["name"] for p in seen.json()["products"]] == ["Bread", "Cheese", "Milk"]
+
+
+async def test_bad_products_are_refused(group: Group) -> None:
+    url = group.url("/catalogs")
+    bad = [
+        {"name": "X", "products": [{"name": "Free", "unit_price": 0}]},
+        {"name": "X", "products": [{"name": "Neg", "unit_price": -5}]},
+        {"name": "X", "products": [{"name": "Float", "unit_price": 3.5}]},
+        {"name": "X", "products": [{"name": "Dear fee", "unit_price": 100, "fee_rate": "0.9"}]},
+        {"name": "X", "products": [{"name": "Grams", "unit_price": 100, "unit": "gram"}]},
+        {"name": "X", "kind": "weekly"},
+    ]
+    async with Unchanged(group.env, group.group_id):
+        for body in bad:
+            response = await group.client.post(url, json=body, headers=group.coordinator)
+            assert response.status_code == 422, (body, response.text)
+    _, member = await group.join()
+    assert (await group.client.post(url, json={"name": "Mine"}, headers=member)).status_code == 403
+
+
+async def test_distribution_shows_when_orders_really_close(group: Group) -> None:
+    assert group.distribution["open_for_orders"] is True
+    assert group.distribution["catalog_ids"] == [group.catalog["catalog_id"]]
+    assert (await group.settings(order_cutoff_hours=100)).status_code == 200
+    response = await group.client.get(group.url(f"/distributions/{group.distribution['distribution_id']}"), headers=group.coordinator)
+    body = response.json()
+    assert body["open_for_orders"] is False  # starts in 3 days, the cut-off is 100 hours before
+    assert body["orders_close_with_cutoff"] < body["orders_close_at"]
+    listing = await group.client.get(group.url("/distributions"), headers=group.coordinator)
+    assert [d["distribution_id"] for d in listing.json()] == [group.distribution["distribution_id"]]
+
+
+async def test_bad_distributions_are_refused(group: Group) -> None:
+    other = await make_group(group.env)
+    starts = now() + timedelta(days=2)
+    base = {"starts_at": starts.isoformat(), "place": "Grange", "catalog_ids": [group.catalog["catalog_id"]]}
+    bad = [
+        {**base, "catalog_ids": [other.catalog["catalog_id"]]},  # another group's catalog
+        {**base, "catalog_ids": [str(uuid.uuid4())]},
+        {**base, "catalog_ids": []},
+        {**base, "catalog_ids": [group.catalog["catalog_id"]] * 2},
+        {**base, "orders_close_at": (starts + timedelta(hours=1)).isoformat()},
+        {**base, "orders_open_at": (starts - timedelta(hours=1)).isoformat(), "orders_close_at": (starts - timedelta(hours=2)).isoformat()},
+        {**base, "starts_at": "2026-12-05T17:00:00"},  # no time zone
+    ]
+    async with Unchanged(group.env, group.group_id):
+        for body in bad:
+            response = await group.client.post(group.url("/distributions"), json=body, headers=group.coordinator)
+            assert response.status_code == 422, (body, response.text)
+    _, member = await group.join()
+    assert (await group.client.post(group.url("/distributions"), json=base, headers=member)).status_code == 403
+    # Another group's distribution is not found here.
+    response = await group.client.get(group.url(f"/distributions/{other.distribution['distribution_id']}"), headers=group.coordinator)
+    assert response.status_code == 404
