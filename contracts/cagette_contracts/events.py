@@ -4,7 +4,8 @@ named after it (orders, ledger, payments, notifications); shared value types in 
 from .common import *  # noqa: F403
 from .ledger import *  # noqa: F403
 from .orders import *  # noqa: F403
+from .notifications import *  # noqa: F403
 from .payments import *  # noqa: F403
-from . import common, ledger, orders, payments
+from . import common, ledger, notifications, orders, payments
 
-__all__ = [*common.__all__, *ledger.__all__, *orders.__all__, *payments.__all__]
+__all__ = [*common.__all__, *ledger.__all__, *notifications.__all__, *orders.__all__, *payments.__all__]

@@ -1,27 +1,69 @@
-"""The notifications service's bootstrap."""
+"""The notifications service's bootstrap: the runtime Service plus the email sender and the
+negative-balance digest scheduler, started after the broker and stopped before it."""
+
+from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import FastAPI
+from faststream.rabbit import RabbitQueue
+from faststream.rabbit.schemas.queue import QueueType
 
+from cagette_contracts import EMAIL_FAILED, EMAIL_SENT
+from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
 from .api import router
 from .handlers import consumers
+from .sender import DigestScheduler, EmailSender
+from .settings import NotificationSettings, notification_settings
 
 NAME = "notifications"
 
+# Operators read EmailSent / EmailFailed from this queue (or bind their own). It keeps the newest
+# reports only, so an unread queue cannot grow without bound; it also makes the events routable,
+# which the outbox relay requires (it publishes mandatory).
+REPORTS_QUEUE = "notifications.email-reports"
+REPORTS_MAX_LENGTH = 10_000
 
-def build_service(settings: ServiceSettings | None = None) -> Service:
-    return Service(
-        NAME,
-        migrations=str(Path(__file__).parent / "migrations"),
-        routers=[router],
-        consumers=consumers,
-        settings=settings,
-        description="Emails members can act on.",
-    )
+
+class NotificationsService(Service):
+    settings: NotificationSettings
+
+    def __init__(self, settings: NotificationSettings) -> None:
+        super().__init__(
+            NAME,
+            migrations=str(Path(__file__).parent / "migrations"),
+            routers=[router],
+            consumers=consumers,
+            settings=settings,
+            description="Emails members can act on: payment instructions, receipts, reminders.",
+        )
+        self.sender = EmailSender(self.database, settings)
+        self.digests = DigestScheduler(self.database, settings)
+
+    async def start(self) -> None:
+        await super().start()
+        queue = await self.broker.declare_queue(
+            RabbitQueue(
+                REPORTS_QUEUE, queue_type=QueueType.QUORUM, durable=True,
+                arguments={"x-max-length": REPORTS_MAX_LENGTH, "x-overflow": "drop-head"},
+            )
+        )
+        for routing_key in (EMAIL_SENT, EMAIL_FAILED):
+            await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
+        self.sender.start()
+        self.digests.start()
+
+    async def stop(self) -> None:
+        await self.digests.stop()
+        await self.sender.stop()
+        await super().stop()
+
+
+def build_service(settings: ServiceSettings | None = None) -> NotificationsService:
+    return NotificationsService(notification_settings(settings))
 
 
 def create_app() -> FastAPI:

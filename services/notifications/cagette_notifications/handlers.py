@@ -1,55 +1,371 @@
-"""Notifications keeps its own copy of groups and members from the orders events."""
+"""Consumers: keep the local copy of the facts, decide (domain) and log the emails to send.
+
+Everything runs in the consumer's one transaction per message (runtime inbox), so the facts and
+the pending deliveries commit together or not at all; SMTP happens later, in the sender task.
+"""
 
 from __future__ import annotations
 
+import logging
+from uuid import UUID
+
+from sqlalchemy import and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import Event, GroupSettingsChanged, MemberJoined, routing
+from cagette_contracts import (
+    BalanceBackToNonNegative,
+    BalanceChanged,
+    BalanceWentNegative,
+    CardPaymentFailed,
+    Event,
+    GroupSettingsChanged,
+    MemberJoined,
+    Money,
+    OrderAmended,
+    OrderConfirmed,
+    OrderLine,
+    PaymentCancelled,
+    PaymentDeclared,
+    PaymentMethod,
+    PaymentReceived,
+    PaymentRefunded,
+    SubscriptionConfirmed,
+    routing,
+)
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
-from .tables import group_directory, member_directory
+from . import domain
+from .delivery import enqueue
+from .domain import Email, Kind, Trigger, instructions_for, instructions_trigger
+from .settings import NotificationSettings
+from .smtp import sender_domain
+from .store import load_balance, load_group, load_recipient, lock, save_balance
+from .tables import (
+    declared_payments,
+    group_directory,
+    known_amendments,
+    known_orders,
+    known_subscriptions,
+    member_directory,
+)
+
+log = logging.getLogger(__name__)
+
+HANDLED = (
+    GroupSettingsChanged, MemberJoined,
+    OrderConfirmed, OrderAmended, SubscriptionConfirmed,
+    PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed,
+    BalanceChanged, BalanceWentNegative, BalanceBackToNonNegative,
+)
 
 
-async def on_directory_event(session: AsyncSession, event: Event) -> None:
-    match event:
-        case GroupSettingsChanged():
-            values = {
-                "name": event.name, "currency": event.currency, "language": event.language.value,
-                "cheque_payee": event.cheque_payee, "transfer_iban": event.transfer_iban,
-                "transfer_bic": event.transfer_bic, "updated_at": event.occurred_at,
-            }
-            statement = pg_insert(group_directory).values(group_id=event.group_id, **values)
+def _lines_json(lines: list[OrderLine]) -> list[dict]:
+    return [line.model_dump(mode="json") for line in lines]
+
+
+def _lines(data: list[dict]) -> list[OrderLine]:
+    return [OrderLine.model_validate(item) for item in data]
+
+
+class Handlers:
+    def __init__(self, settings: NotificationSettings) -> None:
+        self.settings = settings
+        self.domain = sender_domain(settings.smtp_sender)
+
+    async def send(self, session: AsyncSession, emails: list[Email]) -> None:
+        await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
+
+    async def handle(self, session: AsyncSession, event: Event) -> None:
+        match event:
+            case GroupSettingsChanged():
+                await self.on_group(session, event)
+            case MemberJoined():
+                await self.on_member(session, event)
+            case OrderConfirmed():
+                await self.on_order_confirmed(session, event)
+            case OrderAmended():
+                await self.on_order_amended(session, event)
+            case SubscriptionConfirmed():
+                await self.on_subscription(session, event)
+            case PaymentDeclared():
+                await self.on_payment_declared(session, event)
+            case PaymentReceived() | PaymentCancelled() | PaymentRefunded() | CardPaymentFailed():
+                await self.on_payment_outcome(session, event)
+            case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
+                await self.on_balance(session, event)
+            case _:
+                raise Invalid(f"notifications does not handle {event.routing_key()}")
+
+    # --- directory ---------------------------------------------------------------------
+
+    async def on_group(self, session: AsyncSession, event: GroupSettingsChanged) -> None:
+        values = {
+            "name": event.name, "currency": event.currency, "language": event.language.value,
+            "cheque_payee": event.cheque_payee, "transfer_iban": event.transfer_iban,
+            "transfer_bic": event.transfer_bic, "updated_at": event.occurred_at,
+        }
+        statement = pg_insert(group_directory).values(group_id=event.group_id, **values)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[group_directory.c.group_id], set_=values,
+                where=group_directory.c.updated_at < statement.excluded.updated_at,
+            )
+        )
+
+    async def on_member(self, session: AsyncSession, event: MemberJoined) -> None:
+        values = {"name": event.name, "email": str(event.email), "language": event.language.value, "updated_at": event.occurred_at}
+        statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[member_directory.c.group_id, member_directory.c.member_id], set_=values,
+                where=member_directory.c.updated_at < statement.excluded.updated_at,
+            )
+        )
+
+    # --- orders ------------------------------------------------------------------------
+
+    async def on_order_confirmed(self, session: AsyncSession, event: OrderConfirmed) -> None:
+        await lock(session, f"order:{event.order_id}")
+        await session.execute(
+            pg_insert(known_orders)
+            .values(
+                order_id=event.order_id, group_id=event.group_id, member_id=event.member_id,
+                payment_method=event.payment_method.value, lines=_lines_json(event.lines),
+                total_amount=event.total.amount, currency=event.total.currency, confirmed_at=event.occurred_at,
+            )
+            .on_conflict_do_nothing()
+        )
+        if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
+            group, member = await load_recipient(session, event.group_id, event.member_id)
+            balance_after = None
+            if event.payment_method == PaymentMethod.MONEY_POT:
+                state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
+                balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
+            instructions = instructions_for(
+                group, event.payment_method, event.total, balance_after=balance_after,
+                paid=event.payment_method == PaymentMethod.CARD,
+            )
+            assert instructions is not None
+            await self.send(session, domain.order_confirmed(
+                event.event_id, group, member, order_id=event.order_id, lines=event.lines, total=event.total,
+                instructions=instructions, confirmed_at=event.occurred_at,
+            ))
+            return
+        # Cheque, transfer, cash, on the spot: the email goes with the declared payment (its
+        # RF reference). If the payments service declared it before we saw the order, send now.
+        declared = (
             await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[group_directory.c.group_id], set_=values,
-                    where=group_directory.c.updated_at < statement.excluded.updated_at,
+                select(declared_payments).where(
+                    and_(declared_payments.c.order_id == event.order_id, declared_payments.c.amendment_id.is_(None))
                 )
             )
-        case MemberJoined():
-            values = {"name": event.name, "email": str(event.email), "language": event.language.value, "updated_at": event.occurred_at}
-            statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[member_directory.c.group_id, member_directory.c.member_id], set_=values,
-                    where=member_directory.c.updated_at < statement.excluded.updated_at,
-                )
+        ).all()
+        for payment in declared:
+            await self._send_order_instructions(session, payment, event.lines, event.total, event.occurred_at)
+
+    async def on_order_amended(self, session: AsyncSession, event: OrderAmended) -> None:
+        await lock(session, f"order:{event.order_id}")
+        await session.execute(
+            pg_insert(known_amendments)
+            .values(
+                amendment_id=event.amendment_id, order_id=event.order_id, group_id=event.group_id,
+                member_id=event.member_id, payment_method=event.payment_method.value,
+                added_lines=_lines_json(event.added_lines), added_total_amount=event.added_total.amount,
+                new_total_amount=event.new_total.amount, currency=event.added_total.currency,
+                amended_at=event.occurred_at,
             )
-        case _:
-            raise Invalid(f"notifications does not handle {event.routing_key()}")
+            .on_conflict_do_nothing()
+        )
+        if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
+            group, member = await load_recipient(session, event.group_id, event.member_id)
+            balance_after = None
+            if event.payment_method == PaymentMethod.MONEY_POT:
+                state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
+                balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
+            instructions = instructions_for(
+                group, event.payment_method, event.added_total, balance_after=balance_after,
+                paid=event.payment_method == PaymentMethod.CARD,
+            )
+            assert instructions is not None
+            await self.send(session, domain.order_amended(
+                event.event_id, group, member, order_id=event.order_id, added_lines=event.added_lines,
+                added_total=event.added_total, new_total=event.new_total, instructions=instructions,
+                amended_at=event.occurred_at,
+            ))
+            return
+        declared = (
+            await session.execute(select(declared_payments).where(declared_payments.c.amendment_id == event.amendment_id))
+        ).all()
+        for payment in declared:
+            await self._send_amendment_instructions(
+                session, payment, event.added_lines, event.added_total, event.new_total, event.occurred_at
+            )
+
+    async def on_subscription(self, session: AsyncSession, event: SubscriptionConfirmed) -> None:
+        await session.execute(
+            pg_insert(known_subscriptions)
+            .values(subscription_id=event.subscription_id, group_id=event.group_id, member_id=event.member_id,
+                    contract_name=event.contract_name)
+            .on_conflict_do_nothing()
+        )
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        balance_after = None
+        if event.payment_method == PaymentMethod.MONEY_POT:
+            state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
+            balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
+        instructions = instructions_for(group, event.payment_method, event.total, balance_after=balance_after)
+        await self.send(session, domain.subscription_confirmed(
+            event.event_id, group, member, contract_name=event.contract_name, lines=event.lines,
+            distribution_count=event.distribution_count, total=event.total, instructions=instructions,
+            confirmed_at=event.occurred_at,
+        ))
+
+    # --- payments ----------------------------------------------------------------------
+
+    async def on_payment_declared(self, session: AsyncSession, event: PaymentDeclared) -> None:
+        if event.order_id is not None:
+            await lock(session, f"order:{event.order_id}")
+        await session.execute(
+            pg_insert(declared_payments)
+            .values(
+                payment_id=event.payment_id, event_id=event.event_id, group_id=event.group_id,
+                member_id=event.member_id, order_id=event.order_id, amendment_id=event.amendment_id,
+                subscription_id=event.subscription_id, method=event.method.value, amount=event.amount.amount,
+                currency=event.amount.currency, reference=event.reference, declared_at=event.occurred_at,
+            )
+            .on_conflict_do_nothing()
+        )
+        payment = (
+            await session.execute(select(declared_payments).where(declared_payments.c.payment_id == event.payment_id))
+        ).one()
+        if event.amendment_id is not None:
+            amendment = (
+                await session.execute(select(known_amendments).where(known_amendments.c.amendment_id == event.amendment_id))
+            ).first()
+            if amendment is not None:
+                currency = amendment.currency
+                await self._send_amendment_instructions(
+                    session, payment, _lines(amendment.added_lines), Money(amount=amendment.added_total_amount, currency=currency),
+                    Money(amount=amendment.new_total_amount, currency=currency), amendment.amended_at,
+                )
+            return  # otherwise sent when OrderAmended arrives
+        if event.order_id is not None:
+            order = (await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))).first()
+            if order is not None:
+                await self._send_order_instructions(
+                    session, payment, _lines(order.lines), Money(amount=order.total_amount, currency=order.currency),
+                    order.confirmed_at,
+                )
+            return  # otherwise sent when OrderConfirmed arrives
+        # A payment not tied to an order: a subscription's, or one a coordinator expects.
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        about = None
+        if event.subscription_id is not None:
+            about = (
+                await session.execute(
+                    select(known_subscriptions.c.contract_name).where(
+                        known_subscriptions.c.subscription_id == event.subscription_id
+                    )
+                )
+            ).scalar()
+        instructions = instructions_for(group, event.method, event.amount, reference=event.reference)
+        assert instructions is not None
+        await self.send(session, domain.payment_instructions(
+            event.event_id, group, member, instructions=instructions, about=about, declared_at=event.occurred_at,
+        ))
+
+    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at) -> None:  # type: ignore[no-untyped-def]
+        group, member = await load_recipient(session, payment.group_id, payment.member_id)
+        instructions = instructions_for(
+            group, PaymentMethod(payment.method), Money(amount=payment.amount, currency=payment.currency),
+            reference=payment.reference,
+        )
+        assert instructions is not None
+        await self.send(session, domain.order_confirmed(
+            payment.event_id, group, member, order_id=payment.order_id, lines=lines, total=total,
+            instructions=instructions, confirmed_at=confirmed_at,
+        ))
+
+    async def _send_amendment_instructions(self, session, payment, lines, added, new_total, amended_at) -> None:  # type: ignore[no-untyped-def]
+        group, member = await load_recipient(session, payment.group_id, payment.member_id)
+        instructions = instructions_for(
+            group, PaymentMethod(payment.method), Money(amount=payment.amount, currency=payment.currency),
+            reference=payment.reference,
+        )
+        assert instructions is not None
+        await self.send(session, domain.order_amended(
+            payment.event_id, group, member, order_id=payment.order_id, added_lines=lines, added_total=added,
+            new_total=new_total, instructions=instructions, amended_at=amended_at,
+        ))
+
+    async def on_payment_outcome(
+        self, session: AsyncSession, event: PaymentReceived | PaymentCancelled | PaymentRefunded | CardPaymentFailed
+    ) -> None:
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        facts: dict[str, object] = {"amount": event.amount, "date": event.occurred_at, "order_id": event.order_id}
+        match event:
+            case PaymentReceived():
+                kind = Kind.PAYMENT_RECEIVED
+                facts |= {"method": event.method, "reference": event.reference or await self._reference(session, event.payment_id),
+                          "label": event.label, "declared_amount": event.declared_amount}
+            case PaymentCancelled():
+                kind = Kind.PAYMENT_CANCELLED
+                facts |= {"method": event.method, "reason": event.reason,
+                          "reference": await self._reference(session, event.payment_id)}
+            case PaymentRefunded():
+                kind = Kind.PAYMENT_REFUNDED
+                facts |= {"method": event.method, "reason": event.reason}
+            case CardPaymentFailed():
+                kind = Kind.CARD_PAYMENT_FAILED
+                facts |= {"method": PaymentMethod.CARD, "reason": event.reason, "retry_url": event.retry_url}
+        await self.send(session, domain.payment_event_email(kind, event.event_id, group, member, **facts))
+
+    async def _reference(self, session: AsyncSession, payment_id: UUID) -> str | None:
+        return (
+            await session.execute(select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id))
+        ).scalar()
+
+    # --- balances ----------------------------------------------------------------------
+
+    async def on_balance(
+        self, session: AsyncSession, event: BalanceChanged | BalanceWentNegative | BalanceBackToNonNegative
+    ) -> None:
+        state = await load_balance(session, event.group_id, event.member_id, event.balance.currency, for_update=True)
+        remind = False
+        match event:
+            case BalanceChanged():
+                state = domain.balance_changed(state, event.balance, event.occurred_at)
+            case BalanceWentNegative():
+                state, remind = domain.went_negative(state, event.balance, event.occurred_at)
+            case BalanceBackToNonNegative():
+                state = domain.back_to_non_negative(state, event.balance, event.occurred_at)
+        await save_balance(session, event.group_id, event.member_id, state)
+        if remind:
+            group, member = await load_recipient(session, event.group_id, event.member_id)
+            await self.send(session, domain.balance_reminder(
+                event.event_id, group, member, balance=event.balance, since=event.occurred_at
+            ))
+
+
+QUEUE_NAME = "notifications.events"
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
+    handlers = Handlers(service.settings)
     return [
         Consumer(
             queue=ConsumerQueue(
-                "notifications.directory",
-                (routing.GROUP_SETTINGS_CHANGED, routing.MEMBER_JOINED),
+                QUEUE_NAME,
+                tuple(cls.routing_key() for cls in HANDLED),
                 service.settings.delivery_limit,
             ),
-            handler=on_directory_event,
-            accepts=(GroupSettingsChanged, MemberJoined),
+            handler=handlers.handle,
+            accepts=HANDLED,
         )
     ]
+
+
+__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "consumers", "load_group"]

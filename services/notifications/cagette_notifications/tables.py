@@ -1,6 +1,24 @@
 """Notifications tables: a local copy of who to write to, kept from the orders events."""
 
-from sqlalchemy import Column, DateTime, MetaData, PrimaryKeyConstraint, String, Table, Text, Uuid, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = MetaData()
 
@@ -27,4 +45,120 @@ member_directory = Table(
     Column("language", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("group_id", "member_id"),
+)
+
+# Members' choices, set through the HTTP API (kept apart from the directory, which the orders
+# events overwrite). Absent row = defaults (reminders on).
+member_preferences = Table(
+    "member_preferences",
+    metadata,
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("reminders_opt_out", Boolean, nullable=False, server_default=text("false")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_by", Uuid),
+    PrimaryKeyConstraint("group_id", "member_id"),
+)
+
+# Orders and amendments as confirmed (their lines are shown in the instructions email).
+known_orders = Table(
+    "known_orders",
+    metadata,
+    Column("order_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("payment_method", Text, nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("total_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("confirmed_at", DateTime(timezone=True), nullable=False),
+)
+
+known_amendments = Table(
+    "known_amendments",
+    metadata,
+    Column("amendment_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, nullable=False, index=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("payment_method", Text, nullable=False),
+    Column("added_lines", JSONB, nullable=False),
+    Column("added_total_amount", BigInteger, nullable=False),
+    Column("new_total_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amended_at", DateTime(timezone=True), nullable=False),
+)
+
+known_subscriptions = Table(
+    "known_subscriptions",
+    metadata,
+    Column("subscription_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("contract_name", Text, nullable=False),
+)
+
+# Payments the payments service declared (cheque, transfer, cash, on the spot), with their RF
+# reference: the instructions email of their order is sent once both the order and this are known.
+declared_payments = Table(
+    "declared_payments",
+    metadata,
+    Column("payment_id", Uuid, primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("order_id", Uuid, index=True),
+    Column("amendment_id", Uuid, index=True),
+    Column("subscription_id", Uuid),
+    Column("method", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reference", Text),
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+)
+
+# Member balances from the ledger events, and the negative episode (reminder / digests).
+member_balances = Table(
+    "member_balances",
+    metadata,
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger),
+    Column("as_of", DateTime(timezone=True)),
+    Column("negative_since", DateTime(timezone=True)),
+    Column("episode_closed_at", DateTime(timezone=True)),
+    Column("last_reminder_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("group_id", "member_id"),
+)
+
+# The delivery log: one row per (event, recipient, kind), written as 'pending' in the consuming
+# transaction with the rendered message; the sender task sends it after commit.
+email_deliveries = Table(
+    "email_deliveries",
+    metadata,
+    Column("delivery_id", Uuid, primary_key=True),
+    Column("event_id", Uuid, nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid),
+    Column("language", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("text_body", Text, nullable=False),
+    Column("html_body", Text, nullable=False),
+    Column("message_id", Text, nullable=False),
+    Column("correlation_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    UniqueConstraint("event_id", "recipient", "kind", name="email_deliveries_once"),
+    CheckConstraint("status IN ('pending', 'sent', 'failed')", name="email_deliveries_status"),
+)
+Index(
+    "email_deliveries_due", email_deliveries.c.next_attempt_at, postgresql_where=email_deliveries.c.status == "pending"
 )

@@ -9,7 +9,7 @@ from alembic import op
 
 from cagette_runtime.tables import create_messaging_tables, drop_messaging_tables
 
-from cagette_notifications.tables import metadata
+from cagette_notifications.tables import group_directory, member_directory
 
 revision = "0001"
 down_revision = None
@@ -19,9 +19,12 @@ depends_on = None
 
 def upgrade() -> None:
     create_messaging_tables()
-    metadata.create_all(op.get_bind())
+    # Only this revision's tables: later revisions create theirs.
+    group_directory.create(op.get_bind())
+    member_directory.create(op.get_bind())
 
 
 def downgrade() -> None:
-    metadata.drop_all(op.get_bind())
+    member_directory.drop(op.get_bind())
+    group_directory.drop(op.get_bind())
     drop_messaging_tables()

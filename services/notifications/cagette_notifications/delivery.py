@@ -1,0 +1,158 @@
+"""The delivery log: an email outbox keyed by (event_id, recipient, kind).
+
+`enqueue` runs in the consuming transaction: the rendered email is stored as 'pending' if and only
+if the event's effects commit, and a second insert of the same key does nothing, so a redelivered
+event never yields a second email. The sender task (sender.py) claims due rows in a short
+transaction, talks SMTP outside any transaction, then records the outcome (and the operator event
+through the outbox) in another short transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import EmailFailed, EmailSent
+from cagette_runtime import outbox
+from cagette_runtime.correlation import current_correlation_id
+from cagette_runtime.db import OUTBOX_WRITTEN
+
+from .domain import Email
+from .rendering import render
+from .tables import email_deliveries
+
+PENDING, SENT, FAILED = "pending", "sent", "failed"
+
+
+def message_id_for(delivery_id: UUID, domain: str) -> str:
+    """A Message-ID fixed per delivery: if a crash makes us send twice, clients can tell."""
+    return f"<{delivery_id}@{domain}>"
+
+
+async def enqueue(session: AsyncSession, emails: list[Email], *, sender_domain: str, timezone: str) -> int:
+    """Store the emails as pending deliveries (idempotent per key). Returns how many are new."""
+    created = 0
+    for email in emails:
+        rendered = render(email, timezone=timezone)
+        delivery_id = uuid4()
+        result = await session.execute(
+            pg_insert(email_deliveries)
+            .values(
+                delivery_id=delivery_id,
+                event_id=email.source_event_id,
+                recipient=email.recipient,
+                kind=email.kind.value,
+                group_id=email.group.group_id,
+                member_id=email.member.member_id,
+                language=email.language,
+                subject=rendered.subject,
+                text_body=rendered.text,
+                html_body=rendered.html,
+                message_id=message_id_for(delivery_id, sender_domain),
+                correlation_id=current_correlation_id(),
+            )
+            .on_conflict_do_nothing(constraint="email_deliveries_once")
+            .returning(email_deliveries.c.delivery_id)
+        )
+        if result.first() is not None:
+            created += 1
+    if created:
+        # Wakes the sender after commit through the database's commit callbacks (the outbox
+        # relay's wake-up is harmless: the delivery log is this service's outbox for emails).
+        session.info[OUTBOX_WRITTEN] = True
+    return created
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: UUID
+    event_id: UUID
+    recipient: str
+    kind: str
+    group_id: UUID
+    member_id: UUID | None
+    subject: str
+    text_body: str
+    html_body: str
+    message_id: str
+    correlation_id: str
+    attempts: int  # including the one about to be made
+
+
+async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: datetime | None = None) -> list[Claimed]:
+    """Reserve due pending deliveries for `lease` seconds and count the attempt about to be made."""
+    now = now or datetime.now(UTC)
+    due = (
+        select(email_deliveries.c.delivery_id)
+        .where(and_(email_deliveries.c.status == PENDING, email_deliveries.c.next_attempt_at <= now))
+        .order_by(email_deliveries.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            update(email_deliveries)
+            .where(email_deliveries.c.delivery_id.in_(due))
+            .values(attempts=email_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=lease))
+            .returning(*email_deliveries.c)
+        )
+    ).all()
+    return [
+        Claimed(
+            delivery_id=row.delivery_id, event_id=row.event_id, recipient=row.recipient, kind=row.kind,
+            group_id=row.group_id, member_id=row.member_id, subject=row.subject, text_body=row.text_body,
+            html_body=row.html_body, message_id=row.message_id, correlation_id=row.correlation_id,
+            attempts=row.attempts,
+        )
+        for row in rows
+    ]
+
+
+def _outcome_fields(claimed: Claimed) -> dict[str, object]:
+    return {
+        "group_id": claimed.group_id,
+        "correlation_id": claimed.correlation_id,
+        "delivery_id": claimed.delivery_id,
+        "source_event_id": claimed.event_id,
+        "kind": claimed.kind,
+        "member_id": claimed.member_id,
+        "recipient": claimed.recipient,
+        "attempts": claimed.attempts,
+    }
+
+
+async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:
+    now = datetime.now(UTC)
+    result = await session.execute(
+        update(email_deliveries)
+        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
+        .values(status=SENT, sent_at=now, last_error=None)
+        .returning(email_deliveries.c.delivery_id)
+    )
+    if result.first() is not None:
+        await outbox.add(session, EmailSent(**_outcome_fields(claimed), message_id=claimed.message_id))
+
+
+async def mark_retry(session: AsyncSession, claimed: Claimed, error: str, delay: float) -> None:
+    await session.execute(
+        update(email_deliveries)
+        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
+        .values(next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error[:2000])
+    )
+
+
+async def mark_failed(session: AsyncSession, claimed: Claimed, error: str, *, permanent: bool) -> None:
+    result = await session.execute(
+        update(email_deliveries)
+        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
+        .values(status=FAILED, failed_at=datetime.now(UTC), last_error=error[:2000])
+        .returning(email_deliveries.c.delivery_id)
+    )
+    if result.first() is not None:
+        await outbox.add(session, EmailFailed(**_outcome_fields(claimed), permanent=permanent, reason=error[:2000]))

@@ -1,0 +1,343 @@
+"""What to send, to whom, and when: pure functions over the local copy of the facts.
+
+Nothing here touches the database, the broker or SMTP. The handlers load the facts, call these
+functions, and store what they return; the renderer turns an `Email` into subject, text and HTML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from uuid import UUID, NAMESPACE_URL, uuid5
+
+from cagette_contracts import Money, OrderLine, PaymentMethod
+
+
+class Kind(StrEnum):
+    """What an email is about (the `kind` of the delivery log key)."""
+
+    ORDER_CONFIRMED = "order_confirmed"
+    ORDER_AMENDED = "order_amended"
+    SUBSCRIPTION_CONFIRMED = "subscription_confirmed"
+    PAYMENT_INSTRUCTIONS = "payment_instructions"
+    PAYMENT_RECEIVED = "payment_received"
+    PAYMENT_CANCELLED = "payment_cancelled"
+    CARD_PAYMENT_FAILED = "card_payment_failed"
+    PAYMENT_REFUNDED = "payment_refunded"
+    BALANCE_REMINDER = "balance_reminder"
+    BALANCE_DIGEST = "balance_digest"
+
+
+# Members may opt out of these; never of anything else (receipts, instructions, failures).
+REMINDER_KINDS = frozenset({Kind.BALANCE_REMINDER, Kind.BALANCE_DIGEST})
+
+# Methods whose payment the payments service declares (with an RF reference for cheque and
+# transfer): their instructions email waits for PaymentDeclared. Money pot and card have no
+# declared payment: their confirmation goes out on OrderConfirmed itself.
+DECLARED_METHODS = frozenset({PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH, PaymentMethod.ON_THE_SPOT})
+
+SUPPORTED_LANGUAGES = ("fr", "en")
+
+
+class Trigger(StrEnum):
+    DECLARED = "declared"  # send on payments.payment.declared
+    CONFIRMED = "confirmed"  # send on orders.order.confirmed / amended
+
+
+def instructions_trigger(method: PaymentMethod) -> Trigger:
+    return Trigger.DECLARED if method in DECLARED_METHODS else Trigger.CONFIRMED
+
+
+@dataclass(frozen=True)
+class Group:
+    group_id: UUID
+    name: str
+    currency: str
+    language: str
+    cheque_payee: str | None = None
+    transfer_iban: str | None = None
+    transfer_bic: str | None = None
+
+
+@dataclass(frozen=True)
+class Member:
+    group_id: UUID
+    member_id: UUID
+    name: str
+    email: str
+    language: str
+    reminders_opt_out: bool = False
+
+
+def language_of(member: Member, group: Group) -> str:
+    for candidate in (member.language, group.language):
+        if candidate in SUPPORTED_LANGUAGES:
+            return candidate
+    return SUPPORTED_LANGUAGES[0]
+
+
+def wants(member: Member, kind: Kind) -> bool:
+    """Whether the member gets this kind of email: reminders may be refused, nothing else."""
+    return not (kind in REMINDER_KINDS and member.reminders_opt_out)
+
+
+@dataclass(frozen=True)
+class Instructions:
+    """How to pay `amount`, by `method`: what the templates print for each method."""
+
+    method: PaymentMethod
+    amount: Money
+    reference: str | None = None
+    payee: str | None = None
+    iban: str | None = None
+    bic: str | None = None
+    balance_after: Money | None = None  # money pot
+    paid: bool = False  # card: already paid
+    retry_url: str | None = None  # card: where to finish paying
+
+
+def instructions_for(
+    group: Group,
+    method: PaymentMethod | None,
+    amount: Money,
+    *,
+    reference: str | None = None,
+    balance_after: Money | None = None,
+    paid: bool = False,
+    retry_url: str | None = None,
+) -> Instructions | None:
+    if method is None:
+        return None
+    return Instructions(
+        method=method,
+        amount=amount,
+        reference=reference,
+        payee=(group.cheque_payee or group.name) if method == PaymentMethod.CHEQUE else None,
+        iban=group.transfer_iban if method == PaymentMethod.TRANSFER else None,
+        bic=group.transfer_bic if method == PaymentMethod.TRANSFER else None,
+        balance_after=balance_after if method == PaymentMethod.MONEY_POT else None,
+        paid=paid if method == PaymentMethod.CARD else False,
+        retry_url=retry_url,
+    )
+
+
+@dataclass(frozen=True)
+class Email:
+    """One email to one member, before rendering: its template (the kind) and the facts it shows."""
+
+    kind: Kind
+    source_event_id: UUID
+    group: Group
+    member: Member
+    facts: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def recipient(self) -> str:
+        return self.member.email
+
+    @property
+    def language(self) -> str:
+        return language_of(self.member, self.group)
+
+
+def email_if_wanted(email: Email) -> list[Email]:
+    return [email] if wants(email.member, email.kind) else []
+
+
+# --- order, amendment and subscription confirmations -------------------------------------
+
+
+def order_confirmed(
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    order_id: UUID,
+    lines: list[OrderLine],
+    total: Money,
+    instructions: Instructions,
+    confirmed_at: datetime,
+) -> list[Email]:
+    return email_if_wanted(
+        Email(
+            Kind.ORDER_CONFIRMED, source_event_id, group, member,
+            {"order_id": order_id, "lines": lines, "total": total, "instructions": instructions, "date": confirmed_at},
+        )
+    )
+
+
+def order_amended(
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    order_id: UUID,
+    added_lines: list[OrderLine],
+    added_total: Money,
+    new_total: Money,
+    instructions: Instructions,
+    amended_at: datetime,
+) -> list[Email]:
+    return email_if_wanted(
+        Email(
+            Kind.ORDER_AMENDED, source_event_id, group, member,
+            {
+                "order_id": order_id, "lines": added_lines, "added_total": added_total, "new_total": new_total,
+                "instructions": instructions, "date": amended_at,
+            },
+        )
+    )
+
+
+def subscription_confirmed(
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    contract_name: str,
+    lines: list[OrderLine],
+    distribution_count: int,
+    total: Money,
+    instructions: Instructions | None,
+    confirmed_at: datetime,
+) -> list[Email]:
+    per_distribution = Money(amount=total.amount // distribution_count, currency=total.currency)
+    return email_if_wanted(
+        Email(
+            Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member,
+            {
+                "contract_name": contract_name, "lines": lines, "distribution_count": distribution_count,
+                "per_distribution": per_distribution, "total": total, "instructions": instructions,
+                "date": confirmed_at,
+            },
+        )
+    )
+
+
+def payment_instructions(
+    source_event_id: UUID, group: Group, member: Member, *, instructions: Instructions, about: str | None, declared_at: datetime
+) -> list[Email]:
+    """A declared payment not tied to an order (a subscription's, or entered by a coordinator)."""
+    return email_if_wanted(
+        Email(Kind.PAYMENT_INSTRUCTIONS, source_event_id, group, member,
+              {"instructions": instructions, "about": about, "date": declared_at})
+    )
+
+
+# --- what happened to the money ---------------------------------------------------------
+
+
+def payment_event_email(kind: Kind, source_event_id: UUID, group: Group, member: Member, **facts: object) -> list[Email]:
+    """Receipt, cancellation, card failure, refund: facts are amount, method, date and the rest."""
+    if kind not in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
+        raise ValueError(f"{kind} is not about a payment")
+    return email_if_wanted(Email(kind, source_event_id, group, member, dict(facts)))
+
+
+# --- balances ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceState:
+    """What notifications knows of one member account in one group, from the ledger's events.
+
+    A negative *episode* starts when the ledger says the balance went negative and ends when it
+    says the balance is back to zero or more. One reminder per episode; a digest every
+    `interval` while it lasts."""
+
+    currency: str
+    balance: Money | None = None
+    as_of: datetime | None = None  # occurred_at of the ledger event that gave `balance`
+    negative_since: datetime | None = None
+    episode_closed_at: datetime | None = None
+    last_reminder_at: datetime | None = None
+
+
+def balance_changed(state: BalanceState, balance: Money, at: datetime) -> BalanceState:
+    """Keep the newest figure (ledger events may arrive out of order)."""
+    if state.as_of is not None and at < state.as_of:
+        return state
+    return replace(state, balance=balance, as_of=at)
+
+
+def went_negative(state: BalanceState, balance: Money, at: datetime) -> tuple[BalanceState, bool]:
+    """The ledger says the balance crossed below zero at `at`. Returns the new state and whether
+    this opens a new episode (so a reminder is due, unless the member opted out)."""
+    state = balance_changed(state, balance, at)
+    if state.negative_since is not None:
+        return state, False  # already in an episode: one reminder per crossing, not per posting
+    if state.episode_closed_at is not None and at <= state.episode_closed_at:
+        return state, False  # this crossing was already undone (events arrived out of order)
+    return replace(state, negative_since=at, last_reminder_at=at), True
+
+
+def back_to_non_negative(state: BalanceState, balance: Money, at: datetime) -> BalanceState:
+    state = balance_changed(state, balance, at)
+    if state.negative_since is not None and at < state.negative_since:
+        return state  # an older episode's end; the current one goes on
+    closed = at if state.episode_closed_at is None else max(at, state.episode_closed_at)
+    return replace(state, negative_since=None, episode_closed_at=closed)
+
+
+def digest_due(state: BalanceState, now: datetime, interval: timedelta) -> bool:
+    """A periodic digest is due while the episode lasts and the balance is still negative."""
+    if state.negative_since is None or state.balance is None or not state.balance.is_negative:
+        return False
+    last = state.last_reminder_at or state.negative_since
+    return now - last >= interval
+
+
+def digest_event_id(account_key: str, negative_since: datetime, sequence: int) -> UUID:
+    """A stable id for the n-th digest of one episode, so it keys the delivery log like an event."""
+    return uuid5(NAMESPACE_URL, f"cagette:notifications:digest:{account_key}:{negative_since.isoformat()}:{sequence}")
+
+
+def digest_sequence(state: BalanceState, now: datetime, interval: timedelta) -> int:
+    """Which digest of the episode this is (1 = the first after the reminder)."""
+    assert state.negative_since is not None
+    return max(1, int((now - state.negative_since) / interval))
+
+
+def balance_reminder(source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime) -> list[Email]:
+    return email_if_wanted(
+        Email(Kind.BALANCE_REMINDER, source_event_id, group, member,
+              {"balance": balance, "owed": -balance, "since": since, "settle": settle_options(group, -balance)})
+    )
+
+
+def balance_digest(source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, now: datetime) -> list[Email]:
+    return email_if_wanted(
+        Email(Kind.BALANCE_DIGEST, source_event_id, group, member,
+              {"balance": balance, "owed": -balance, "since": since, "date": now, "days": (now - since).days,
+               "settle": settle_options(group, -balance)})
+    )
+
+
+def settle_options(group: Group, owed: Money) -> list[Instructions]:
+    """How a member can settle a negative balance: the group's cheque payee and IBAN, and cash."""
+    options = [Instructions(PaymentMethod.CHEQUE, owed, payee=group.cheque_payee or group.name)]
+    if group.transfer_iban:
+        options.append(Instructions(PaymentMethod.TRANSFER, owed, iban=group.transfer_iban, bic=group.transfer_bic))
+    options.append(Instructions(PaymentMethod.CASH, owed))
+    return options
+
+
+def balance_after_order(state: BalanceState | None, total: Money, ordered_at: datetime) -> Money:
+    """The money-pot balance after an order, as far as the ledger has told us.
+
+    The ledger posts the order's debit when it sees OrderConfirmed, so a balance it reported
+    after the order was confirmed already includes it; an older one does not yet."""
+    if state is None or state.balance is None or state.balance.currency != total.currency:
+        return Money.zero(total.currency) - total
+    if state.as_of is not None and state.as_of > ordered_at:
+        return state.balance
+    return state.balance - total
+
+
+# --- delivery retries --------------------------------------------------------------------
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds to wait before the next SMTP attempt after `attempts` failed ones (exponential)."""
+    return min(cap, base * 2 ** max(0, min(attempts - 1, 30)))

@@ -1,0 +1,83 @@
+"""Turns an `Email` into subject, plain text and HTML with the Jinja2 templates of its language.
+
+Templates live in `templates/<language>/`: `<kind>.txt` sets `subject` and renders the plain
+text body; `<kind>.html` renders the HTML body (autoescaped). Amounts go through the `money`
+filter (Money.format for the language: "12,50 €" / "€12.50"), dates through `date` (babel, in the
+configured time zone), quantities through `quantity`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from cagette_contracts import Money
+
+from .domain import SUPPORTED_LANGUAGES, Email
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def _environment(language: str, timezone: str) -> Environment:
+    zone = ZoneInfo(timezone)
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES / language),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+    def money(value: Money) -> str:
+        return value.format(language)
+
+    def when(value: datetime | date) -> str:
+        if isinstance(value, datetime):
+            return format_date(value.astimezone(zone).date(), format="long", locale=language)
+        return format_date(value, format="long", locale=language)
+
+    def when_time(value: datetime) -> str:
+        return format_datetime(value.astimezone(zone), format="medium", locale=language)
+
+    def quantity(value: Decimal) -> str:
+        return format_decimal(value.normalize(), locale=language)
+
+    env.filters.update(money=money, date=when, datetime=when_time, quantity=quantity)
+    return env
+
+
+@lru_cache(maxsize=8)
+def environment(language: str, timezone: str = "Europe/Paris") -> Environment:
+    if language not in SUPPORTED_LANGUAGES:
+        raise ValueError(f"no templates for language {language!r}")
+    return _environment(language, timezone)
+
+
+def render(email: Email, *, timezone: str = "Europe/Paris") -> Rendered:
+    env = environment(email.language, timezone)
+    context = {"group": email.group, "member": email.member, **email.facts}
+    text_template = env.get_template(f"{email.kind.value}.txt")
+    module = text_template.make_module(context)
+    subject = re.sub(r"[ \t\r\n]+", " ", str(getattr(module, "subject", ""))).strip()
+    if not subject:
+        raise ValueError(f"template {email.language}/{email.kind.value}.txt sets no subject")
+    text = str(module).strip() + "\n"
+    html = env.get_template(f"{email.kind.value}.html").render(subject=subject, **context)
+    return Rendered(subject=subject, text=text, html=html)

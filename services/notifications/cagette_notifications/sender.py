@@ -1,0 +1,165 @@
+"""Background tasks: the sender (delivery log -> SMTP) and the negative-balance digest scheduler.
+
+The sender never holds a database transaction while it talks SMTP: it claims due deliveries
+(a short transaction that leases them and counts the attempt), sends them, then records each
+outcome in its own short transaction (sent + EmailSent, retry later, or failed + EmailFailed,
+the events going through the outbox). Several replicas share the work (SKIP LOCKED + lease).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, select, update
+
+from cagette_runtime.db import Database
+
+from . import domain
+from .delivery import Claimed, claim_due, enqueue, mark_failed, mark_retry, mark_sent
+from .settings import NotificationSettings
+from .smtp import SendFailure, SmtpClient, sender_domain
+from .store import NotYetKnown, load_recipient
+from .tables import member_balances
+
+log = logging.getLogger(__name__)
+
+
+class _Loop:
+    name = "loop"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s pass failed; retrying", self.name)
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+
+    async def run_once(self) -> bool:
+        raise NotImplementedError
+
+
+class EmailSender(_Loop):
+    name = "email-sender"
+
+    def __init__(self, database: Database, settings: NotificationSettings, client: SmtpClient | None = None) -> None:
+        super().__init__(settings.smtp_poll_interval)
+        self.database = database
+        self.settings = settings
+        self.client = client or SmtpClient(settings)
+        database.on_outbox_commit(self.wake)
+
+    async def run_once(self) -> bool:
+        """Send one batch of due emails. True when the batch was full (more may be due)."""
+        async with self.database.transaction() as session:
+            batch = await claim_due(session, limit=self.settings.smtp_batch_size, lease=self.settings.smtp_lease)
+        if not batch:
+            return False
+        await asyncio.gather(*(self._deliver(claimed) for claimed in batch))
+        return len(batch) >= self.settings.smtp_batch_size
+
+    async def _deliver(self, claimed: Claimed) -> None:
+        s = self.settings
+        try:
+            await self.client.send(claimed)
+        except SendFailure as failure:
+            async with self.database.transaction() as session:
+                if failure.permanent:
+                    log.error("email %s (%s to %s) refused for good: %s", claimed.delivery_id, claimed.kind, claimed.recipient, failure)
+                    await mark_failed(session, claimed, failure.reason, permanent=True)
+                elif claimed.attempts >= s.smtp_max_attempts:
+                    log.error("email %s (%s to %s) failed %d times, giving up: %s",
+                              claimed.delivery_id, claimed.kind, claimed.recipient, claimed.attempts, failure)
+                    await mark_failed(session, claimed, f"gave up after {claimed.attempts} attempts: {failure.reason}", permanent=False)
+                else:
+                    delay = domain.retry_delay(claimed.attempts, s.smtp_retry_base, s.smtp_retry_max)
+                    log.warning("email %s (%s to %s) not sent (attempt %d), retry in %.1fs: %s",
+                                claimed.delivery_id, claimed.kind, claimed.recipient, claimed.attempts, delay, failure)
+                    await mark_retry(session, claimed, failure.reason, delay)
+            return
+        async with self.database.transaction() as session:
+            await mark_sent(session, claimed)
+        log.info("email %s (%s) sent to %s", claimed.delivery_id, claimed.kind, claimed.recipient)
+
+
+class DigestScheduler(_Loop):
+    """While a member's balance stays negative, a digest every `reminder_interval`."""
+
+    name = "balance-digests"
+
+    def __init__(self, database: Database, settings: NotificationSettings) -> None:
+        super().__init__(settings.reminder_check_interval)
+        self.database = database
+        self.settings = settings
+        self.domain = sender_domain(settings.smtp_sender)
+
+    async def run_once(self, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        interval = self.settings.reminder_interval
+        async with self.database.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(member_balances)
+                    .where(and_(member_balances.c.negative_since.is_not(None), member_balances.c.balance < 0,
+                                member_balances.c.last_reminder_at <= now - interval))
+                    .limit(200)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                state = domain.BalanceState(
+                    currency=row.currency, balance=domain.Money(amount=row.balance, currency=row.currency),
+                    as_of=row.as_of, negative_since=row.negative_since, episode_closed_at=row.episode_closed_at,
+                    last_reminder_at=row.last_reminder_at,
+                )
+                if not domain.digest_due(state, now, interval):
+                    continue
+                try:
+                    group, member = await load_recipient(session, row.group_id, row.member_id)
+                except NotYetKnown:
+                    continue
+                sequence = domain.digest_sequence(state, now, interval)
+                event_id = domain.digest_event_id(f"{row.group_id}:{row.member_id}", state.negative_since, sequence)  # type: ignore[arg-type]
+                assert state.balance is not None and state.negative_since is not None
+                await enqueue(
+                    session,
+                    domain.balance_digest(event_id, group, member, balance=state.balance, since=state.negative_since, now=now),
+                    sender_domain=self.domain, timezone=self.settings.timezone,
+                )
+                await session.execute(
+                    update(member_balances)
+                    .where(and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id))
+                    .values(last_reminder_at=now)
+                )
+        return len(rows) >= 200

@@ -1,0 +1,42 @@
+"""The notifications service's settings: the runtime's, plus SMTP and reminders (prefix CAGETTE_)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import Field
+
+from cagette_runtime.settings import ServiceSettings
+
+
+class NotificationSettings(ServiceSettings):
+    service_name: str = "notifications"
+    # SMTP server (default: docker compose's mailpit, or `python -m aiosmtpd -n -l 127.0.0.1:1025`).
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False  # upgrade the connection with STARTTLS
+    smtp_tls: bool = False  # implicit TLS from the start (port 465)
+    smtp_validate_certs: bool = True
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_sender: str = "Cagette <no-reply@cagette.localhost>"
+    # Sender task: how often it looks for due emails, how many per pass, retries.
+    smtp_poll_interval: float = Field(default=1.0, gt=0)
+    smtp_batch_size: int = Field(default=50, gt=0)
+    smtp_max_attempts: int = Field(default=8, ge=1)
+    smtp_retry_base: float = Field(default=5.0, gt=0, description="seconds before the 1st retry, doubled each time")
+    smtp_retry_max: float = Field(default=1800.0, gt=0)
+    smtp_lease: float = Field(default=300.0, gt=0, description="seconds a claimed email is reserved for one sender")
+    # Negative balance digests: one every `reminder_interval` while the balance stays negative.
+    reminder_interval: timedelta = timedelta(days=7)
+    reminder_check_interval: float = Field(default=60.0, gt=0, description="seconds between digest scans")
+    # Dates in emails are shown in this time zone.
+    timezone: str = "Europe/Paris"
+
+
+def notification_settings(settings: ServiceSettings | None) -> NotificationSettings:
+    """NotificationSettings from the environment, overridden by what `settings` sets explicitly."""
+    if settings is None or isinstance(settings, NotificationSettings):
+        return settings or NotificationSettings()
+    return NotificationSettings(**settings.model_dump(exclude_unset=True))

@@ -1,0 +1,110 @@
+"""Reading and writing the local copy of the facts (directory, orders, payments, balances)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import Money
+
+from .domain import BalanceState, Group, Member
+from .tables import group_directory, member_balances, member_directory, member_preferences
+
+
+class NotYetKnown(Exception):
+    """A fact this event needs has not arrived yet (e.g. MemberJoined is still on its way):
+    transient, so the consumer retries the message a little later."""
+
+
+async def lock(session: AsyncSession, key: str) -> None:
+    """Serialise the transactions about one thing (e.g. an order) until this one ends."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+
+async def load_group(session: AsyncSession, group_id: UUID) -> Group:
+    row = (await session.execute(select(group_directory).where(group_directory.c.group_id == group_id))).first()
+    if row is None:
+        raise NotYetKnown(f"group {group_id} is not in the directory yet")
+    return Group(
+        group_id=row.group_id, name=row.name, currency=row.currency, language=row.language,
+        cheque_payee=row.cheque_payee, transfer_iban=row.transfer_iban, transfer_bic=row.transfer_bic,
+    )
+
+
+async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID) -> Member:
+    row = (
+        await session.execute(
+            select(member_directory, func.coalesce(member_preferences.c.reminders_opt_out, False).label("opt_out"))
+            .select_from(
+                member_directory.outerjoin(
+                    member_preferences,
+                    and_(
+                        member_preferences.c.group_id == member_directory.c.group_id,
+                        member_preferences.c.member_id == member_directory.c.member_id,
+                    ),
+                )
+            )
+            .where(and_(member_directory.c.group_id == group_id, member_directory.c.member_id == member_id))
+        )
+    ).first()
+    if row is None:
+        raise NotYetKnown(f"member {member_id} of group {group_id} is not in the directory yet")
+    return Member(
+        group_id=row.group_id, member_id=row.member_id, name=row.name, email=row.email, language=row.language,
+        reminders_opt_out=bool(row.opt_out),
+    )
+
+
+async def load_recipient(session: AsyncSession, group_id: UUID, member_id: UUID) -> tuple[Group, Member]:
+    return await load_group(session, group_id), await load_member(session, group_id, member_id)
+
+
+def _state_from_row(row, currency: str) -> BalanceState:  # type: ignore[no-untyped-def]
+    if row is None:
+        return BalanceState(currency=currency)
+    return BalanceState(
+        currency=row.currency,
+        balance=None if row.balance is None else Money(amount=row.balance, currency=row.currency),
+        as_of=row.as_of,
+        negative_since=row.negative_since,
+        episode_closed_at=row.episode_closed_at,
+        last_reminder_at=row.last_reminder_at,
+    )
+
+
+async def load_balance(
+    session: AsyncSession, group_id: UUID, member_id: UUID, currency: str, *, for_update: bool = False
+) -> BalanceState:
+    """The balance state (locked for update when asked; created empty if missing)."""
+    if for_update:
+        await session.execute(
+            pg_insert(member_balances)
+            .values(group_id=group_id, member_id=member_id, currency=currency)
+            .on_conflict_do_nothing()
+        )
+    query = select(member_balances).where(
+        and_(member_balances.c.group_id == group_id, member_balances.c.member_id == member_id)
+    )
+    if for_update:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return _state_from_row(row, currency)
+
+
+async def save_balance(session: AsyncSession, group_id: UUID, member_id: UUID, state: BalanceState) -> None:
+    values = {
+        "currency": state.balance.currency if state.balance is not None else state.currency,
+        "balance": None if state.balance is None else state.balance.amount,
+        "as_of": state.as_of,
+        "negative_since": state.negative_since,
+        "episode_closed_at": state.episode_closed_at,
+        "last_reminder_at": state.last_reminder_at,
+    }
+    await session.execute(
+        pg_insert(member_balances)
+        .values(group_id=group_id, member_id=member_id, **values)
+        .on_conflict_do_update(index_elements=[member_balances.c.group_id, member_balances.c.member_id], set_=values)
+    )
