@@ -1,0 +1,145 @@
+"""The write path on the real database: idempotency, running balances, the database's own
+guards (append-only, double entry, state machines), concurrent postings to one member."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from cagette_contracts import AccountType, Money
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Conflict, Invalid
+
+from cagette_ledger import operations
+from cagette_ledger.audit import run_audit
+from cagette_ledger.domain import Leg, TransactionDraft, group_account, member_account
+from cagette_ledger.posting import post
+from cagette_ledger.tables import accounts
+from cagette_ledger.tables import postings
+
+
+def eur(cents: int) -> Money:
+    return Money(amount=cents, currency="EUR")
+
+
+def charge(group: uuid.UUID, member: uuid.UUID, cents: int, key: str | None = None) -> TransactionDraft:
+    return TransactionDraft(
+        group_id=group, kind="order", idempotency_key=key or str(uuid.uuid4()),
+        legs=(Leg(member_account(group, member), eur(-cents)), Leg(group_account(group, AccountType.SALES), eur(cents))),
+    )
+
+
+async def balance_of(db: Database, group: uuid.UUID, member: uuid.UUID) -> int:
+    async with db.sessionmaker() as session:
+        return int(await session.scalar(select(accounts.c.balance).where(
+            accounts.c.group_id == group, accounts.c.member_id == member)))
+
+
+async def test_replay_returns_original_and_reused_key_is_refused(db: Database) -> None:
+    group, member = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        first = await operations.post_and_publish(session, charge(group, member, 100, key="k-" + str(group)))
+    async with db.transaction() as session:
+        again = await operations.post_and_publish(session, charge(group, member, 100, key="k-" + str(group)))
+    assert again.replayed and again.transaction_id == first.transaction_id
+    assert [leg.balance_after for leg in again.legs] == [leg.balance_after for leg in first.legs]
+    with pytest.raises(Conflict, match="different transaction"):
+        async with db.transaction() as session:
+            await operations.post_and_publish(session, charge(group, member, 101, key="k-" + str(group)))
+    assert await balance_of(db, group, member) == -100
+
+
+async def test_running_balance_per_posting(db: Database) -> None:
+    group, member = uuid.uuid4(), uuid.uuid4()
+    for cents in (100, 250, 50):
+        async with db.transaction() as session:
+            await post(session, charge(group, member, cents))
+    async with db.sessionmaker() as session:
+        rows = (await session.execute(
+            select(postings.c.amount, postings.c.balance_after).join(accounts, accounts.c.account_id == postings.c.account_id)
+            .where(accounts.c.member_id == member).order_by(postings.c.posting_id))).all()
+    assert [(r.amount, r.balance_after) for r in rows] == [(-100, -100), (-250, -350), (-50, -400)]
+
+
+async def test_account_currency_is_fixed(db: Database) -> None:
+    group, member = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        await post(session, charge(group, member, 100))
+    chf = TransactionDraft(group_id=group, kind="order", idempotency_key=str(uuid.uuid4()), legs=(
+        Leg(member_account(group, member), Money(amount=-5, currency="CHF")),
+        Leg(group_account(group, AccountType.SALES), Money(amount=5, currency="CHF"))))
+    with pytest.raises(Invalid, match="is in EUR, not CHF"):
+        async with db.transaction() as session:
+            await post(session, chf)
+    assert await balance_of(db, group, member) == -100
+
+
+async def raw(db: Database, *statements: str, **params: object) -> None:
+    async with db.transaction() as session:
+        for statement in statements:
+            await session.execute(text(statement), params)
+
+
+async def test_database_refuses_edits_deletes_and_unbalanced_transactions(db: Database) -> None:
+    group, member = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        posted = await post(session, charge(group, member, 100))
+    tx = posted.transaction_id
+    for statement in ("UPDATE postings SET amount = amount * 2 WHERE transaction_id = :tx",
+                      "DELETE FROM postings WHERE transaction_id = :tx",
+                      "UPDATE transactions SET memo = 'edited' WHERE transaction_id = :tx",
+                      "DELETE FROM transactions WHERE transaction_id = :tx"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            await raw(db, statement, tx=tx)
+    account = posted.legs[0].account_id
+    new_tx = uuid.uuid4()
+    with pytest.raises(DBAPIError, match="not balanced"):
+        await raw(
+            db,
+            "INSERT INTO transactions (transaction_id, group_id, kind, idempotency_key, fingerprint, currency) "
+            "VALUES (:tx, :g, 'x', :tx_text, 'f', 'EUR')",
+            "INSERT INTO postings (transaction_id, account_id, amount, currency, balance_after) VALUES (:tx, :a, 5, 'EUR', 0)",
+            tx=new_tx, tx_text=str(new_tx), g=group, a=account,
+        )
+    with pytest.raises(DBAPIError, match="not balanced"):  # no postings at all
+        await raw(db, "INSERT INTO transactions (transaction_id, group_id, kind, idempotency_key, fingerprint, currency) "
+                      "VALUES (:tx, :g, 'x', :tx_text, 'f', 'EUR')", tx=new_tx, tx_text=str(new_tx), g=group)
+    async with db.sessionmaker() as session:
+        assert (await run_audit(session, group)).ok
+
+
+async def test_database_guards_pending_entries_and_holds(db: Database) -> None:
+    group, member = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        account = await operations.open_member_account(session, group, member, "EUR")
+    payment = uuid.uuid4()
+    await raw(db, "INSERT INTO pending_entries (payment_id, group_id, member_id, account_id, amount, currency, method,"
+                  " status) VALUES (:p, :g, :m, :a, 100, 'EUR', 'cheque', 'pending')", p=payment, g=group, m=member, a=account)
+    await raw(db, "UPDATE pending_entries SET status = 'voided' WHERE payment_id = :p", p=payment)
+    for statement in ("UPDATE pending_entries SET status = 'pending' WHERE payment_id = :p",
+                      "UPDATE pending_entries SET amount = 5 WHERE payment_id = :p",
+                      "DELETE FROM pending_entries WHERE payment_id = :p"):
+        with pytest.raises(DBAPIError, match="refused"):
+            await raw(db, statement, p=payment)
+
+
+async def test_concurrent_postings_to_one_member(db: Database) -> None:
+    """Forty concurrent transactions on one member account: every one lands, each running
+    balance is consistent and the final balance is exact (rows are locked, never lost)."""
+    group, member = uuid.uuid4(), uuid.uuid4()
+    amounts = [(i % 7 + 1) * 10 for i in range(40)]
+
+    async def one(cents: int) -> None:
+        async with db.transaction() as session:
+            await operations.post_and_publish(session, charge(group, member, cents))
+
+    await asyncio.gather(*(one(cents) for cents in amounts))
+    assert await balance_of(db, group, member) == -sum(amounts)
+    async with db.sessionmaker() as session:
+        report = await run_audit(session, group)
+    assert report.ok, report.lines()
+    assert report.scopes[0].checks["every transaction balances"].checked == 40

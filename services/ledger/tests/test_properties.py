@@ -1,0 +1,195 @@
+"""Property-based: random sequences of postings, reversals, holds (granted, captured, released)
+and idempotent replays, run through the real handlers on the real database, keep every audit
+invariant and agree with a plain in-memory model of the balances."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cagette_contracts import (
+    GroupSettingsChanged,
+    MemberJoined,
+    Money,
+    OrderConfirmed,
+    OrderLine,
+    PaymentMethod,
+    PaymentReceived,
+    PaymentRefunded,
+    PlaceHold,
+    Role,
+)
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Conflict, Invalid
+
+from cagette_ledger import domain, handlers, operations
+from cagette_ledger.audit import run_audit
+from cagette_ledger.tables import accounts
+
+MEMBERS = 3
+cents = st.integers(1, 50_000)
+member = st.integers(0, MEMBERS - 1)
+operation = st.one_of(
+    st.tuples(st.just("order"), member, cents),
+    st.tuples(st.just("payment"), member, cents, st.sampled_from([PaymentMethod.CHEQUE, PaymentMethod.CASH,
+                                                                  PaymentMethod.TRANSFER, PaymentMethod.CARD])),
+    st.tuples(st.just("refund"), member, cents),
+    st.tuples(st.just("correction"), member, st.integers(-20_000, 20_000).filter(bool)),
+    st.tuples(st.just("reverse"), st.integers(0, 30)),
+    st.tuples(st.just("replay"), st.integers(0, 30)),
+    st.tuples(st.just("hold"), member, cents),
+    st.tuples(st.just("capture"), st.integers(0, 30)),
+    st.tuples(st.just("release"), st.integers(0, 30)),
+)
+
+
+def eur(amount: int) -> Money:
+    return Money(amount=amount, currency="EUR")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=st.lists(operation, min_size=1, max_size=25), allow_negative=st.booleans())
+async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: list[tuple], allow_negative: bool) -> None:
+    group = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(MEMBERS)]
+    expected = dict.fromkeys(members, 0)
+    posted: list[tuple[uuid.UUID, dict[uuid.UUID, int]]] = []  # transaction id, member deltas
+    reversed_ids: set[uuid.UUID] = set()
+    replayable: list[object] = []
+    grants: list[PlaceHold] = []
+
+    async with db.transaction() as session:
+        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
+                                                              payments_enabled=True,
+                                                              allow_negative_money_pot=allow_negative))
+        for m in members:
+            await handlers.dispatch(session, MemberJoined(group_id=group, member_id=m, role=Role.MEMBER, name="m",
+                                                          email="m@example.org"))
+
+    async def run(event) -> None:  # type: ignore[no-untyped-def]
+        async with db.transaction() as session:
+            await handlers.dispatch(session, event)
+
+    def order(m: uuid.UUID, amount: int, order_id: uuid.UUID | None = None) -> OrderConfirmed:
+        return OrderConfirmed(group_id=group, order_id=order_id or uuid.uuid4(), member_id=m,
+                              payment_method=PaymentMethod.MONEY_POT,
+                              lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount),
+                                               line_total=eur(amount))], total=eur(amount))
+
+    async def last_transaction() -> uuid.UUID:
+        from sqlalchemy import text
+
+        async with db.sessionmaker() as session:
+            return await session.scalar(text(
+                "SELECT transaction_id FROM transactions WHERE group_id = :g ORDER BY posted_at DESC, "
+                "(SELECT max(posting_id) FROM postings p WHERE p.transaction_id = transactions.transaction_id) DESC "
+                "LIMIT 1"), {"g": group})
+
+    for op in ops:
+        kind = op[0]
+        if kind in ("order", "payment", "refund"):
+            m, amount = members[op[1]], op[2]
+            if kind == "order":
+                event = order(m, amount)
+                delta = -amount
+            elif kind == "payment":
+                event = PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
+                                        method=op[3])
+                delta = amount
+            else:
+                event = PaymentRefunded(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
+                                        refund_id=uuid.uuid4(), method=PaymentMethod.CASH)
+                delta = -amount
+            await run(event)
+            expected[m] += delta
+            posted.append((await last_transaction(), {m: delta}))
+            replayable.append(event)
+        elif kind == "correction":
+            m, amount = members[op[1]], op[2]
+            draft = domain.correction(group, m, eur(amount), reason="property", against=domain.AccountType.SALES,
+                                      key=f"correction:{uuid.uuid4()}", recorded_by=None)
+            async with db.transaction() as session:
+                result = await operations.adjust(session, draft)
+            expected[m] += amount
+            posted.append((result.transaction_id, {m: amount}))
+            replayable.append(draft)
+        elif kind == "reverse" and posted:
+            tx, deltas = posted[op[1] % len(posted)]
+            try:
+                async with db.transaction() as session:
+                    result = await operations.reverse(session, group, tx, reason="property", recorded_by=None)
+            except Conflict:
+                assert tx in reversed_ids
+                continue
+            if not result.replayed:
+                assert tx not in reversed_ids
+                reversed_ids.add(tx)
+                for m, delta in deltas.items():
+                    expected[m] -= delta
+        elif kind == "replay" and replayable:
+            item = replayable[op[1] % len(replayable)]
+            if isinstance(item, domain.TransactionDraft):
+                async with db.transaction() as session:
+                    assert (await operations.adjust(session, item)).replayed
+            else:
+                await run(item.model_copy(update={"event_id": uuid.uuid4()}))  # redelivered under a new id
+        elif kind == "hold":
+            m, amount = members[op[1]], op[2]
+            request = PlaceHold(hold_id=uuid.uuid4(), group_id=group, member_id=m, order_id=uuid.uuid4(),
+                                amount=eur(amount), expires_at=datetime.now(UTC) + timedelta(minutes=5))
+            async with db.transaction() as session:
+                decision = await operations.place_hold(session, request)
+            if not allow_negative:
+                assert decision.granted == (decision.available.amount >= 0 and decision.reason is None)
+                if decision.granted:
+                    assert decision.available.amount >= 0
+            if decision.granted:
+                grants.append(request)
+            async with db.transaction() as session:
+                assert await operations.place_hold(session, request) == decision  # same id, same decision
+        elif kind == "capture" and grants:
+            request = grants.pop(op[1] % len(grants))
+            await run(order(request.member_id, request.amount.amount, request.order_id))
+            expected[request.member_id] -= request.amount.amount
+            posted.append((await last_transaction(), {request.member_id: -request.amount.amount}))
+        elif kind == "release" and grants:
+            request = grants.pop(op[1] % len(grants))
+            async with db.transaction() as session:
+                assert await operations.release_hold(session, request.hold_id) == "released"
+
+    async with db.sessionmaker() as session:
+        report = await run_audit(session, group)
+        assert report.ok, report.lines()
+        from sqlalchemy import select
+
+        rows = (await session.execute(select(accounts.c.member_id, accounts.c.balance).where(
+            accounts.c.group_id == group, accounts.c.member_id.is_not(None)))).all()
+        held = {m: await operations.active_holds_total(session, await operations.member_account_id(session, group, m))
+                for m in {r.member_id for r in rows}}
+    assert {r.member_id: r.balance for r in rows} == expected
+    assert {m: h for m, h in held.items() if h} == {
+        m: total for m in members if (total := sum(g.amount.amount for g in grants if g.member_id == m))}
+
+
+async def test_invalid_operations_change_nothing(db: Database) -> None:
+    group, m = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
+                                                              payments_enabled=True))
+    for bad in (
+        lambda: domain.correction(group, m, eur(0), reason="x", against=domain.AccountType.SALES, key="k", recorded_by=None),
+        lambda: domain.opening_balance(group, m, eur(0), recorded_by=None),
+    ):
+        try:
+            bad()
+        except Invalid:
+            pass
+        else:
+            raise AssertionError("expected Invalid")
+    async with db.sessionmaker() as session:
+        report = await run_audit(session, group)
+    assert report.ok and report.scopes == []
