@@ -57,7 +57,7 @@ async def _hold(request: Request, *, group_id: UUID, member_id: UUID, order_id: 
         raise Conflict(
             f"your money pot does not cover this: {amount} needed, {decision.available} available. "
             "Top up your account first (this group does not allow negative money pots).",
-            needed=amount.model_dump(), available=decision.available.model_dump(), reason=decision.reason,
+            needed=amount.model_dump(), available=decision.available.model_dump(), ledger_reason=decision.reason,
         )
     return decision.hold_id
 
