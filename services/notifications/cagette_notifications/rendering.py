@@ -1,7 +1,7 @@
 """Turns an `Email` into subject, plain text and HTML with the Jinja2 templates of its language.
 
 Templates live in `templates/<language>/`: `<kind>.txt` sets `subject` and renders the plain
-text body; `<kind>.html` renders the HTML body (autoescaped). Amounts go through the `money`
+text body; `<kind>.html` renders the HTML body (autoescaped); `_footer.txt` ends every plain text. Amounts go through the `money`
 filter (Money.format for the language: "12,50 €" / "€12.50"), dates through `date` (babel, in the
 configured time zone), quantities through `quantity`.
 """
@@ -78,6 +78,6 @@ def render(email: Email, *, timezone: str = "Europe/Paris") -> Rendered:
     subject = re.sub(r"[ \t\r\n]+", " ", str(getattr(module, "subject", ""))).strip()
     if not subject:
         raise ValueError(f"template {email.language}/{email.kind.value}.txt sets no subject")
-    text = str(module).strip() + "\n"
+    text = str(module).strip() + "\n\n" + env.get_template("_footer.txt").render(context)
     html = env.get_template(f"{email.kind.value}.html").render(subject=subject, **context)
     return Rendered(subject=subject, text=text, html=html)

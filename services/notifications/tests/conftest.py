@@ -77,6 +77,17 @@ class Mailbox:
         return self.to(address)
 
 
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> Callable[[], int]:
+    return free_port
+
+
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture() -> Callable[..., object]:
+    """`async with smtp_server(port=None, refuse=None) as (mailbox, port):` a real SMTP server."""
+    return smtp_server
+
+
 @asynccontextmanager
 async def smtp_server(port: int | None = None, refuse: set[str] | None = None) -> AsyncIterator[tuple[Mailbox, int]]:
     mailbox = Mailbox(refuse=refuse or set())

@@ -1,0 +1,73 @@
+"""The delivery log against a real SMTP server: outages are retried and delivered once,
+permanent refusals are marked failed, and operators hear of both through events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from cagette_contracts import EMAIL_FAILED, EMAIL_SENT, Money, PaymentReceived
+from cagette_runtime.testing import EventSpy
+
+
+def receipt_for(facts, member) -> PaymentReceived:
+    return PaymentReceived(
+        group_id=facts.group_id, payment_id=uuid.uuid4(), member_id=member.member_id, amount=Money.of(1255, "EUR"),
+        method="transfer", reference="RF18 5390 0754 7034",
+    )
+
+
+async def test_smtp_outage_then_recovery_delivers_exactly_once(start_service, facts, smtp_server, free_port) -> None:
+    port = free_port()  # nothing listens there yet: the SMTP server is down
+    async with start_service(smtp_port=port) as running, EventSpy(running.amqp_url, "notifications.#") as spy:
+        hugo = facts.member("Hugo", "en")
+        await running.publish(facts.group, hugo)
+        receipt = receipt_for(facts, hugo)
+        await running.publish(receipt)
+        failing = await running.wait_rows(
+            "SELECT status, attempts, last_error FROM email_deliveries",
+            lambda rows: len(rows) == 1 and rows[0].attempts >= 2,
+        )
+        assert failing[0].status == "pending" and "Connect" in failing[0].last_error
+        assert spy.matching(EMAIL_SENT) == [] and spy.matching(EMAIL_FAILED) == []
+
+        async with smtp_server(port=port) as (mailbox, _):
+            [message] = await mailbox.wait_for(str(hugo.email), timeout=10)
+            assert message["Subject"] == "Receipt: €12.55 received - AMAP des Lilas"
+            [sent] = await spy.wait_for(EMAIL_SENT)
+            await asyncio.sleep(1.0)  # retries are due every 0.5 s at most: none may follow
+            assert len(mailbox.messages) == 1
+        row = (await running.rows("SELECT delivery_id, status, attempts, last_error, message_id FROM email_deliveries"))[0]
+        assert row.status == "sent" and row.last_error is None and row.attempts >= 3
+        assert sent.body["delivery_id"] == str(row.delivery_id)
+        assert sent.body["source_event_id"] == str(receipt.event_id)
+        assert sent.body["kind"] == "payment_received" and sent.body["recipient"] == str(hugo.email)
+        assert sent.body["attempts"] == row.attempts and sent.body["message_id"] == row.message_id == message["Message-ID"]
+        assert sent.body["correlation_id"] == receipt.correlation_id
+
+
+async def test_permanent_refusal_is_failed_and_reported(start_service, facts, smtp_server) -> None:
+    async with smtp_server() as (mailbox, port):
+        async with start_service(smtp_port=port) as running, EventSpy(running.amqp_url, "notifications.#") as spy:
+            ines, jules = facts.member("Ines", "fr"), facts.member("Jules", "fr")
+            mailbox.refuse.add(str(ines.email))
+            await running.publish(facts.group, ines, jules, receipt_for(facts, ines), receipt_for(facts, jules))
+            [failed] = await spy.wait_for(EMAIL_FAILED)
+            assert failed.body["recipient"] == str(ines.email) and failed.body["permanent"] is True
+            assert "550" in failed.body["reason"] and failed.body["attempts"] == 1
+            await mailbox.wait_for(str(jules.email))  # the others keep flowing
+            await asyncio.sleep(1.0)
+            assert mailbox.to(str(ines.email)) == []
+            rows = await running.rows("SELECT recipient, status, attempts FROM email_deliveries ORDER BY recipient")
+            assert [tuple(r) for r in rows] == [(str(ines.email), "failed", 1), (str(jules.email), "sent", 1)]
+
+
+async def test_retries_run_out_into_a_reported_failure(start_service, facts, free_port) -> None:
+    async with start_service(smtp_port=free_port(), smtp_max_attempts=2) as running, EventSpy(running.amqp_url, "notifications.#") as spy:
+        karim = facts.member("Karim", "en")
+        await running.publish(facts.group, karim, receipt_for(facts, karim))
+        [failed] = await spy.wait_for(EMAIL_FAILED)
+        assert failed.body["permanent"] is False and failed.body["attempts"] == 2
+        assert failed.body["reason"].startswith("gave up after 2 attempts")
+        rows = await running.rows("SELECT status, attempts FROM email_deliveries")
+        assert [tuple(r) for r in rows] == [("failed", 2)]

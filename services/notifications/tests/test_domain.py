@@ -1,0 +1,120 @@
+"""The pure parts: who gets what, negative episodes, balance after an order, retry delays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cagette_contracts import Money, PaymentMethod
+from cagette_notifications import domain
+from cagette_notifications.domain import BalanceState, Group, Kind, Member, Trigger
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+EUR = "EUR"
+
+
+def eur(cents: int) -> Money:
+    return Money.of(cents, EUR)
+
+
+GROUP = Group(uuid.uuid4(), "AMAP", EUR, "fr", cheque_payee=None, transfer_iban="FR76 1", transfer_bic="BIC")
+
+
+def member(**kw: object) -> Member:
+    return Member(GROUP.group_id, uuid.uuid4(), "Alice", "alice@example.org", **{"language": "en", **kw})  # type: ignore[arg-type]
+
+
+def test_declared_methods_wait_for_the_declaration_others_go_on_confirmation() -> None:
+    assert {m for m in PaymentMethod if domain.instructions_trigger(m) == Trigger.DECLARED} == {
+        PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH, PaymentMethod.ON_THE_SPOT,
+    }
+    assert domain.instructions_trigger(PaymentMethod.MONEY_POT) == Trigger.CONFIRMED
+    assert domain.instructions_trigger(PaymentMethod.CARD) == Trigger.CONFIRMED
+
+
+def test_opt_out_removes_reminders_only() -> None:
+    opted_out = member(reminders_opt_out=True)
+    assert domain.balance_reminder(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0) == []
+    assert domain.balance_digest(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, now=T0) == []
+    for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
+        [email] = domain.payment_event_email(kind, uuid.uuid4(), GROUP, opted_out, amount=eur(100))
+        assert email.recipient == "alice@example.org"
+    [reminder] = domain.balance_reminder(uuid.uuid4(), GROUP, member(), balance=eur(-100), since=T0)
+    assert reminder.facts["owed"] == eur(100)
+
+
+def test_language_falls_back_to_the_group_then_french() -> None:
+    assert domain.language_of(member(language="en"), GROUP) == "en"
+    assert domain.language_of(member(language="de"), GROUP) == "fr"
+    assert domain.language_of(member(language="de"), Group(GROUP.group_id, "G", EUR, "it")) == "fr"
+
+
+def test_instructions_carry_only_what_the_method_needs() -> None:
+    cheque = domain.instructions_for(GROUP, PaymentMethod.CHEQUE, eur(500), reference="RF18")
+    assert cheque is not None and cheque.payee == "AMAP" and cheque.iban is None and cheque.reference == "RF18"
+    transfer = domain.instructions_for(GROUP, PaymentMethod.TRANSFER, eur(500), reference="RF18")
+    assert transfer is not None and (transfer.iban, transfer.bic, transfer.payee) == ("FR76 1", "BIC", None)
+    pot = domain.instructions_for(GROUP, PaymentMethod.MONEY_POT, eur(500), balance_after=eur(-20))
+    assert pot is not None and pot.balance_after == eur(-20)
+    card = domain.instructions_for(GROUP, PaymentMethod.CARD, eur(500), paid=True)
+    assert card is not None and card.paid
+    assert domain.instructions_for(GROUP, None, eur(500)) is None
+
+
+def test_one_reminder_per_episode_whatever_the_postings() -> None:
+    state = BalanceState(EUR)
+    state, remind = domain.went_negative(state, eur(-100), T0)
+    assert remind and state.negative_since == T0 and state.last_reminder_at == T0
+    state = domain.balance_changed(state, eur(-300), T0 + timedelta(minutes=1))
+    state, remind = domain.went_negative(state, eur(-400), T0 + timedelta(minutes=2))
+    assert not remind and state.balance == eur(-400)
+    state = domain.back_to_non_negative(state, eur(0), T0 + timedelta(minutes=3))
+    assert state.negative_since is None
+    state, remind = domain.went_negative(state, eur(-50), T0 + timedelta(minutes=4))
+    assert remind and state.negative_since == T0 + timedelta(minutes=4)
+
+
+def test_out_of_order_ledger_events() -> None:
+    # The end of an episode arrives before its start: no reminder for a debt already settled.
+    state = domain.back_to_non_negative(BalanceState(EUR), eur(0), T0 + timedelta(minutes=5))
+    state, remind = domain.went_negative(state, eur(-100), T0)
+    assert not remind and state.negative_since is None and state.balance == eur(0)
+    # An older figure never overwrites a newer one.
+    state = domain.balance_changed(state, eur(-999), T0 - timedelta(days=1))
+    assert state.balance == eur(0)
+    # The end of an older episode does not close the current one.
+    state, remind = domain.went_negative(state, eur(-10), T0 + timedelta(minutes=10))
+    assert remind
+    state = domain.back_to_non_negative(state, eur(0), T0 + timedelta(minutes=9))
+    assert state.negative_since == T0 + timedelta(minutes=10)
+
+
+def test_digest_due_every_interval_while_negative() -> None:
+    week = timedelta(days=7)
+    state, _ = domain.went_negative(BalanceState(EUR), eur(-100), T0)
+    assert not domain.digest_due(state, T0 + week - timedelta(seconds=1), week)
+    assert domain.digest_due(state, T0 + week, week)
+    assert domain.digest_sequence(state, T0 + week, week) == 1
+    assert domain.digest_sequence(state, T0 + 2 * week + timedelta(hours=1), week) == 2
+    settled = domain.back_to_non_negative(state, eur(0), T0 + timedelta(days=1))
+    assert not domain.digest_due(settled, T0 + 5 * week, week)
+    # Same episode and number: same id (keys the delivery log); otherwise different.
+    a = domain.digest_event_id("g:m", T0, 1)
+    assert a == domain.digest_event_id("g:m", T0, 1) != domain.digest_event_id("g:m", T0, 2)
+
+
+def test_balance_after_a_money_pot_order() -> None:
+    ordered_at = T0
+    assert domain.balance_after_order(None, eur(1255), ordered_at) == eur(-1255)
+    before = domain.balance_changed(BalanceState(EUR), eur(2000), T0 - timedelta(hours=1))
+    assert domain.balance_after_order(before, eur(1255), ordered_at) == eur(745)
+    # The ledger already posted the order (its report is later than the order): not twice.
+    after = domain.balance_changed(BalanceState(EUR), eur(745), T0 + timedelta(seconds=1))
+    assert domain.balance_after_order(after, eur(1255), ordered_at) == eur(745)
+
+
+@pytest.mark.parametrize(("attempts", "expected"), [(1, 5.0), (2, 10.0), (3, 20.0), (10, 600.0), (1000, 600.0)])
+def test_retry_delay_doubles_up_to_the_cap(attempts: int, expected: float) -> None:
+    assert domain.retry_delay(attempts, 5.0, 600.0) == expected

@@ -1,0 +1,113 @@
+"""Every template renders in both languages, with amounts and dates formatted for the language."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import aiosmtplib
+import pytest
+
+from cagette_contracts import Money, OrderLine, PaymentMethod, line_amount
+from cagette_notifications import domain
+from cagette_notifications.domain import Group, Kind, Member
+from cagette_notifications.rendering import render
+from cagette_notifications.smtp import classify
+
+IBAN = "FR76 3000 6000 0112 3456 7890 189"
+REF = "RF18 5390 0754 7034"
+WHEN = datetime(2026, 11, 27, 23, 30, tzinfo=UTC)  # 28 November in Paris
+GROUP = Group(uuid.uuid4(), "Les <Paniers> & Co", "EUR", "fr", "Trésorerie AMAP", IBAN, "AGRIFRPP")
+AMOUNTS = {"fr": "12,55\xa0€", "en": "€12.55"}
+DATES = {"fr": "28 novembre 2026", "en": "November 28, 2026"}
+
+
+def member(language: str) -> Member:
+    return Member(GROUP.group_id, uuid.uuid4(), "Zoé <b>", "zoe@example.org", language)
+
+
+def lines() -> list[OrderLine]:
+    eggs, bread = Money.of(320, "EUR"), Money.of(410, "EUR")
+    return [
+        OrderLine(product_name="Oeufs", quantity=Decimal(2), unit_price=eggs, line_total=line_amount(Decimal(2), eggs)),
+        OrderLine(product_name="Pain", quantity=Decimal("1.5"), unit_price=bread, line_total=line_amount(Decimal("1.5"), bread)),
+    ]
+
+
+TOTAL = Money.of(1255, "EUR")
+
+
+def every_email(language: str) -> list[domain.Email]:
+    m, eid = member(language), uuid.uuid4
+    emails = []
+    for method in PaymentMethod:
+        instructions = domain.instructions_for(GROUP, method, TOTAL, reference=REF, balance_after=Money.of(-300, "EUR"))
+        emails += domain.order_confirmed(eid(), GROUP, m, order_id=eid(), lines=lines(), total=TOTAL,
+                                         instructions=instructions, confirmed_at=WHEN)
+    card = domain.instructions_for(GROUP, PaymentMethod.CARD, TOTAL, retry_url="https://pay.example.org/r")
+    emails += domain.order_amended(eid(), GROUP, m, order_id=eid(), added_lines=lines(), added_total=TOTAL,
+                                   new_total=Money.of(2510, "EUR"), instructions=card, amended_at=WHEN)
+    emails += domain.subscription_confirmed(eid(), GROUP, m, contract_name="Légumes", lines=lines(), distribution_count=10,
+                                            total=Money.of(12550, "EUR"), instructions=None, confirmed_at=WHEN)
+    emails += domain.payment_instructions(eid(), GROUP, m, about="Légumes", declared_at=WHEN,
+                                          instructions=domain.instructions_for(GROUP, PaymentMethod.TRANSFER, TOTAL, reference=REF))
+    for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
+        emails += domain.payment_event_email(kind, eid(), GROUP, m, amount=TOTAL, method=PaymentMethod.CARD, date=WHEN,
+                                             reference=REF, label=None, declared_amount=None, reason="", retry_url=None)
+    emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN)
+    emails += domain.balance_digest(eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14))
+    return emails
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> None:
+    emails = every_email(language)
+    assert {e.kind for e in emails} == set(Kind)
+    for email in emails:
+        rendered = render(email)
+        assert rendered.subject and "\n" not in rendered.subject
+        assert GROUP.name in rendered.subject
+        assert AMOUNTS[language] in rendered.text and AMOUNTS[language] in rendered.html, email.kind
+        assert DATES[language] in rendered.text, email.kind
+        # HTML is escaped, plain text is not.
+        assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
+        assert "Les &lt;Paniers&gt; &amp; Co" in rendered.html and "Les <Paniers> & Co" in rendered.text
+        assert f'<html lang="{language}">' in rendered.html
+
+
+def test_instructions_by_method_in_french() -> None:
+    texts = {
+        e.facts["instructions"].method: render(e).text  # type: ignore[union-attr]
+        for e in every_email("fr") if e.kind == Kind.ORDER_CONFIRMED
+    }
+    assert f"Référence à écrire au dos du chèque : {REF}" in texts[PaymentMethod.CHEQUE]
+    assert "À l'ordre de : Trésorerie AMAP" in texts[PaymentMethod.CHEQUE]
+    assert f"IBAN : {IBAN}" in texts[PaymentMethod.TRANSFER] and "BIC : AGRIFRPP" in texts[PaymentMethod.TRANSFER]
+    assert f"libellé du virement : {REF}" in texts[PaymentMethod.TRANSFER]
+    assert "Apportez 12,55\xa0€ lors de la distribution" in texts[PaymentMethod.CASH]
+    assert "Apportez 12,55\xa0€ lors de la distribution" in texts[PaymentMethod.ON_THE_SPOT]
+    assert "Votre solde après cette commande : -3,00\xa0€" in texts[PaymentMethod.MONEY_POT]
+    assert "Oeufs : 2 x 3,20\xa0€ = 6,40\xa0€" in texts[PaymentMethod.CARD]
+    assert "Pain : 1,5 x 4,10\xa0€ = 6,15\xa0€" in texts[PaymentMethod.CARD]
+
+
+def test_card_amendment_and_digest_in_english() -> None:
+    by_kind = {e.kind: render(e) for e in every_email("en") if e.kind in (Kind.ORDER_AMENDED, Kind.BALANCE_DIGEST)}
+    amended = by_kind[Kind.ORDER_AMENDED]
+    assert "Finish paying here: https://pay.example.org/r" in amended.text
+    assert 'href="https://pay.example.org/r"' in amended.html and "New order total: €25.10" in amended.text
+    digest = by_kind[Kind.BALANCE_DIGEST]
+    assert "negative since November 28, 2026, 14 days" in digest.text and "-€12.55" in digest.subject
+
+
+def test_smtp_errors_split_into_permanent_and_transient() -> None:
+    refused = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(550, "no such user", "x@example.org")])
+    assert classify(refused).permanent
+    busy = aiosmtplib.SMTPRecipientsRefused([aiosmtplib.SMTPRecipientRefused(450, "mailbox busy", "x@example.org")])
+    assert not classify(busy).permanent
+    assert classify(aiosmtplib.SMTPDataError(554, "rejected as spam")).permanent
+    assert not classify(aiosmtplib.SMTPDataError(451, "try later")).permanent
+    assert not classify(aiosmtplib.SMTPAuthenticationError(535, "bad credentials")).permanent
+    assert not classify(aiosmtplib.SMTPConnectError("connection refused")).permanent
+    assert not classify(ConnectionRefusedError()).permanent
