@@ -1,0 +1,166 @@
+"""Money pot without negatives across the real services (SPEC R13, B2): the orders service asks
+the real ledger for a hold over RabbitMQ request/reply before recording an order.
+
+- an order the pot does not cover is refused with the available amount, and recorded nowhere;
+  after a top-up (an opening balance posted through the ledger's API) the same order passes and
+  the ledger turns the hold into the posted debit;
+- two concurrent orders when the balance covers only one: exactly one succeeds.
+
+The stack here runs in a broker vhost of its own, so no other ledger instance of the same test
+session (e.g. the ledger suite's) can answer its hold requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from cagette_runtime.devstack import SERVICES, Stack
+from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
+
+from .conftest import JWT_SECRET, LOG_DIR, bearer, client, free_port
+
+
+@pytest.fixture(scope="module")
+async def pot_stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
+    vhost = f"cagette-test-{servers.run_id}-mp"
+    amqp_url = await create_vhost(servers.base_amqp_url, vhost)
+    running = Stack(
+        amqp_url=amqp_url,
+        postgres_url=servers.postgres_url,
+        database_prefix=f"{servers.run_id}mp",
+        ports={name: free_port() for name in ("orders", "ledger")},
+        extra_env={"CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2"},
+        log_dir=LOG_DIR / f"{servers.run_id}-mp",
+    )
+    servers.databases.extend(running.database_url(name) for name in running.ports)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+        await delete_vhost(servers.base_amqp_url, vhost)
+
+
+async def eventually(check, timeout: float = 15.0) -> Any:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: last {result!r}")
+        await asyncio.sleep(0.1)
+
+
+class PotGroup:
+    """A money-pot group (negatives not allowed) set up over HTTP, known to the ledger."""
+
+    def __init__(self, orders: httpx.AsyncClient, ledger: httpx.AsyncClient) -> None:
+        self.orders, self.ledger = orders, ledger
+        self.coordinator_id = uuid.uuid4()
+
+    async def setup(self, distributions: int) -> None:
+        admin = bearer(uuid.uuid4(), admin=True)
+        created = await self.orders.post("/groups", headers=admin, json={
+            "name": "Épicerie du coin", "currency": "EUR", "payment_methods": ["money_pot"], "allow_negative_money_pot": False})
+        assert created.status_code == 201, created.text
+        self.group_id = uuid.UUID(created.json()["group_id"])
+        self.coordinator = bearer(self.coordinator_id, coordinator_of=self.group_id)
+        catalog = await self.orders.post(f"/groups/{self.group_id}/catalogs", headers=self.coordinator, json={
+            "name": "Épicerie", "products": [{"name": "Huile d'olive", "unit_price": 700, "unit": "litre"}]})
+        assert catalog.status_code == 201, catalog.text
+        self.oil = catalog.json()["products"][0]["product_id"]
+        self.distributions = []
+        for day in range(distributions):
+            response = await self.orders.post(f"/groups/{self.group_id}/distributions", headers=self.coordinator, json={
+                "starts_at": (datetime.now(UTC) + timedelta(days=day + 2)).isoformat(), "place": "Local",
+                "catalog_ids": [catalog.json()["catalog_id"]]})
+            assert response.status_code == 201, response.text
+            self.distributions.append(response.json()["distribution_id"])
+
+    async def join(self) -> tuple[uuid.UUID, dict[str, str]]:
+        member_id = uuid.uuid4()
+        joined = await self.orders.post(f"/groups/{self.group_id}/members", headers=self.coordinator, json={
+            "member_id": str(member_id), "name": "Chloé", "email": f"{member_id.hex[:8]}@example.org"})
+        assert joined.status_code == 201, joined.text
+        auth = bearer(member_id, member_of=self.group_id)
+
+        async def known() -> bool:  # the ledger learnt the group from GroupSettingsChanged
+            return (await self.balance(member_id)) is not None
+
+        await eventually(known)
+        return member_id, auth
+
+    async def balance(self, member_id: uuid.UUID) -> dict[str, Any] | None:
+        response = await self.ledger.get(f"/groups/{self.group_id}/members/{member_id}/balance", headers=self.coordinator)
+        return response.json() if response.status_code == 200 else None
+
+    async def order(self, auth: dict[str, str], litres: str, distribution: int = 0) -> httpx.Response:
+        return await self.orders.post(f"/groups/{self.group_id}/orders", headers=auth, json={
+            "distribution_id": self.distributions[distribution], "payment_method": "money_pot",
+            "lines": [{"product_id": self.oil, "quantity": litres}]})
+
+    async def top_up(self, member_id: uuid.UUID, cents: int) -> None:
+        response = await self.ledger.post(f"/groups/{self.group_id}/members/{member_id}/opening-balance",
+                                          headers=self.coordinator, json={"amount": {"amount": cents, "currency": "EUR"},
+                                                                          "memo": "reprise de solde"})
+        assert response.status_code == 201, response.text
+
+    async def orders_of(self, auth: dict[str, str]) -> list[dict[str, Any]]:
+        response = await self.orders.get(f"/groups/{self.group_id}/orders", headers=auth)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+async def test_refused_then_accepted_after_a_top_up(pot_stack: Stack) -> None:
+    async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
+        group = PotGroup(orders, ledger)
+        await group.setup(distributions=1)
+        member_id, member = await group.join()
+
+        refused = await group.order(member, "1.5")  # 1.5 l x 7.00 = 10.50
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["context"]["available"] == {"amount": 0, "currency": "EUR"}
+        assert refused.json()["context"]["needed"] == {"amount": 1050, "currency": "EUR"}
+        assert await group.orders_of(member) == []
+
+        await group.top_up(member_id, 2000)
+        placed = await group.order(member, "1.5")
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["status"] == "confirmed"
+
+        async def debited() -> dict[str, Any] | None:
+            found = await group.balance(member_id)
+            return found if found and found["balance"]["amount"] == 2000 - 1050 else None
+
+        final = await eventually(debited)
+        # The hold became the posted debit: nothing is held twice.
+        assert final["available"] == {"amount": 950, "currency": "EUR"}
+
+
+async def test_two_concurrent_orders_when_the_pot_covers_only_one(pot_stack: Stack) -> None:
+    async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
+        group = PotGroup(orders, ledger)
+        await group.setup(distributions=2)
+        member_id, member = await group.join()
+        await group.top_up(member_id, 1000)
+
+        responses = await asyncio.gather(group.order(member, "1", 0), group.order(member, "1", 1))  # 7.00 each
+        assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+        (refused,) = [r for r in responses if r.status_code == 409]
+        assert refused.json()["context"]["available"] == {"amount": 300, "currency": "EUR"}
+        assert len(await group.orders_of(member)) == 1
+
+        async def debited() -> dict[str, Any] | None:
+            found = await group.balance(member_id)
+            return found if found and found["balance"]["amount"] == 300 else None
+
+        final = await eventually(debited)
+        assert final["available"]["amount"] == 300
