@@ -226,3 +226,27 @@ async def test_malformed_message_is_parked(world: World) -> None:
     await world.service.broker.publish(json.dumps(body).encode(), exchange="cagette.events",
                                        routing_key=routing.ORDER_CONFIRMED, message_id=str(message_id))
     assert "not a valid event" in await park_reason(world, message_id)
+
+
+async def test_batches_commit_many_messages_and_a_bad_one_costs_nothing(world: World) -> None:
+    import asyncio
+
+    batcher = world.service.batchers[0]
+    fallbacks = batcher.fallbacks
+    members = [uuid.uuid4() for _ in range(5)]
+    orders = [world.order(members[i % 5], 100 + i) for i in range(60)]
+    world.currency = "CHF"
+    bad = world.order(members[0], 5)
+    world.currency = "EUR"
+    await asyncio.gather(*(world.publish(o) for o in orders[:30]), world.publish(bad),
+                         *(world.publish(o) for o in orders[30:]))
+    from .conftest import wait_processed
+
+    for order in orders:
+        await wait_processed(world.service.database, order.event_id)
+    assert "not CHF" in await park_reason(world, bad.event_id)
+    assert batcher.largest > 1 and batcher.fallbacks > fallbacks
+    for i, member in enumerate(members):
+        expected = -sum(100 + j for j in range(60) if j % 5 == i)
+        assert (await world.balance(member))["balance"]["amount"] == expected
+    assert await count_rows(world.service.database, "transactions", world.group_id) == 60

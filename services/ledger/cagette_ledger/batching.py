@@ -1,0 +1,129 @@
+"""Batched consumption: many messages committed in one database transaction.
+
+The runtime's ConsumerRunner commits one transaction per message. The ledger's consumer instead
+buffers the messages the broker has delivered (up to the channel's prefetch), and commits them
+together: one inbox claim plus one handler call per message, in delivery order, in a single
+transaction, then acks them all. Same semantics as the runtime's runner:
+
+* a malformed message is parked at once (it never joins a batch);
+* duplicates (already in the inbox, or twice in one batch) have no second effect;
+* when any message of a batch is refused or fails, the whole batch is rolled back and each of its
+  messages goes through the runtime's per-message path (`ConsumerRunner.process`), which parks
+  the refused one with its reason and retries the failing one under the delivery limit, so a
+  bad message never costs the others anything but a retry.
+
+One consumer processes one batch at a time, so a replica is the single writer of what it
+consumes and a batch's account locks are taken by one transaction. Accounts are locked in a
+fixed order within each posting; across replicas, a deadlock aborts a batch, which then falls
+back to per-message processing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.rabbit import RabbitBroker
+from faststream.rabbit.message import RabbitMessage
+
+from cagette_contracts import Event
+from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, claim, parse_event
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
+from cagette_runtime.db import Database
+
+log = logging.getLogger(__name__)
+
+
+class BatchingConsumer:
+    def __init__(self, broker: RabbitBroker, database: Database, runner: ConsumerRunner, *,
+                 max_batch: int = 200, linger: float = 0.002) -> None:
+        self.broker = broker
+        self.database = database
+        self.runner = runner  # the per-message path: fallback and parking
+        self.consumer = runner.consumer
+        self.max_batch = max_batch
+        self.linger = linger
+        self._buffer: list[RabbitMessage] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.fallbacks = 0
+        self.largest = 0
+
+    def subscribe(self) -> None:
+        async def on_message(message: RabbitMessage = Context("message")) -> None:
+            self._buffer.append(message)
+            self._arrived.set()
+
+        self.broker.subscriber(self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL,
+                               title=f"{self.consumer.queue.name} (batched)")(on_message)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"{self.consumer.queue.name}-batches")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._arrived.wait()
+            # Let the broker's already-delivered messages join the batch (bounded wait).
+            if len(self._buffer) < self.max_batch and self.linger > 0:
+                await asyncio.sleep(self.linger)
+            batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch:]
+            if not self._buffer:
+                self._arrived.clear()
+            try:
+                await self.process_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch of %d failed outside the database; messages will be redelivered", len(batch))
+                for message in batch:
+                    try:
+                        await message.nack(requeue=True)
+                    except Exception:  # noqa: BLE001 - the channel may be gone; redelivery follows
+                        pass
+
+    async def process_batch(self, batch: list[RabbitMessage]) -> None:
+        parsed: list[tuple[RabbitMessage, Event]] = []
+        for message in batch:
+            try:
+                event = parse_event(message.body)
+                if self.consumer.accepts and not isinstance(event, self.consumer.accepts):
+                    raise MalformedMessage(f"{event.routing_key()} is not handled by {self.runner.name}")
+            except MalformedMessage as exc:
+                await self.runner.park(message, str(exc))
+                continue
+            parsed.append((message, event))
+        if not parsed:
+            return
+        try:
+            async with self.database.transaction() as session:
+                for _, event in parsed:
+                    token = set_correlation_id(event.correlation_id)
+                    try:
+                        if await claim(session, self.runner.name, event):
+                            await self.consumer.handler(session, event)
+                    finally:
+                        reset_correlation_id(token)
+        except Exception as exc:  # noqa: BLE001 - any refusal or failure: per-message path
+            self.fallbacks += 1
+            log.info("batch of %d rolled back (%s: %s); processing its messages one by one",
+                     len(parsed), type(exc).__name__, exc)
+            for message, _ in parsed:
+                await self.runner.process(message)
+            return
+        self.batches += 1
+        self.largest = max(self.largest, len(parsed))
+        for message, _ in parsed:
+            await message.ack()
