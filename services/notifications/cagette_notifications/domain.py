@@ -20,6 +20,7 @@ class Kind(StrEnum):
     ORDER_CONFIRMED = "order_confirmed"
     ORDER_AMENDED = "order_amended"
     SUBSCRIPTION_CONFIRMED = "subscription_confirmed"
+    SUBSCRIPTION_AMENDED = "subscription_amended"
     PAYMENT_INSTRUCTIONS = "payment_instructions"
     PAYMENT_RECEIVED = "payment_received"
     PAYMENT_CANCELLED = "payment_cancelled"
@@ -210,6 +211,32 @@ def subscription_confirmed(
                 "contract_name": contract_name, "lines": lines, "distribution_count": distribution_count,
                 "per_distribution": per_distribution, "total": total, "instructions": instructions,
                 "date": confirmed_at,
+            },
+        )
+    )
+
+
+def subscription_amended(
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    contract_name: str | None,
+    lines: list[OrderLine],
+    distribution_count: int,
+    added_total: Money,
+    new_total: Money,
+    instructions: Instructions | None,
+    amended_at: datetime,
+) -> list[Email]:
+    per_distribution = Money(amount=added_total.amount // distribution_count, currency=added_total.currency)
+    return email_if_wanted(
+        Email(
+            Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member,
+            {
+                "contract_name": contract_name, "lines": lines, "distribution_count": distribution_count,
+                "per_distribution": per_distribution, "added_total": added_total, "new_total": new_total,
+                "instructions": instructions, "date": amended_at,
             },
         )
     )

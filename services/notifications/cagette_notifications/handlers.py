@@ -21,6 +21,7 @@ from cagette_contracts import (
     Event,
     GroupSettingsChanged,
     MemberJoined,
+    MemberUpdated,
     Money,
     OrderAmended,
     OrderConfirmed,
@@ -30,8 +31,8 @@ from cagette_contracts import (
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
+    SubscriptionAmended,
     SubscriptionConfirmed,
-    routing,
 )
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
@@ -55,8 +56,8 @@ from .tables import (
 log = logging.getLogger(__name__)
 
 HANDLED = (
-    GroupSettingsChanged, MemberJoined,
-    OrderConfirmed, OrderAmended, SubscriptionConfirmed,
+    GroupSettingsChanged, MemberJoined, MemberUpdated,
+    OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
     PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed,
     BalanceChanged, BalanceWentNegative, BalanceBackToNonNegative,
 )
@@ -82,7 +83,7 @@ class Handlers:
         match event:
             case GroupSettingsChanged():
                 await self.on_group(session, event)
-            case MemberJoined():
+            case MemberJoined() | MemberUpdated():
                 await self.on_member(session, event)
             case OrderConfirmed():
                 await self.on_order_confirmed(session, event)
@@ -90,6 +91,8 @@ class Handlers:
                 await self.on_order_amended(session, event)
             case SubscriptionConfirmed():
                 await self.on_subscription(session, event)
+            case SubscriptionAmended():
+                await self.on_subscription_amended(session, event)
             case PaymentDeclared():
                 await self.on_payment_declared(session, event)
             case PaymentReceived() | PaymentCancelled() | PaymentRefunded() | CardPaymentFailed():
@@ -115,7 +118,7 @@ class Handlers:
             )
         )
 
-    async def on_member(self, session: AsyncSession, event: MemberJoined) -> None:
+    async def on_member(self, session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
         values = {"name": event.name, "email": str(event.email), "language": event.language.value, "updated_at": event.occurred_at}
         statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
         await session.execute(
@@ -223,6 +226,26 @@ class Handlers:
             confirmed_at=event.occurred_at,
         ))
 
+    async def on_subscription_amended(self, session: AsyncSession, event: SubscriptionAmended) -> None:
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        contract_name = (
+            await session.execute(
+                select(known_subscriptions.c.contract_name).where(
+                    known_subscriptions.c.subscription_id == event.subscription_id
+                )
+            )
+        ).scalar()
+        balance_after = None
+        if event.payment_method == PaymentMethod.MONEY_POT:
+            state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
+            balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
+        instructions = instructions_for(group, event.payment_method, event.added_total, balance_after=balance_after)
+        await self.send(session, domain.subscription_amended(
+            event.event_id, group, member, contract_name=contract_name, lines=event.added_lines,
+            distribution_count=event.distribution_count, added_total=event.added_total, new_total=event.new_total,
+            instructions=instructions, amended_at=event.occurred_at,
+        ))
+
     # --- payments ----------------------------------------------------------------------
 
     async def on_payment_declared(self, session: AsyncSession, event: PaymentDeclared) -> None:
@@ -238,6 +261,8 @@ class Handlers:
             )
             .on_conflict_do_nothing()
         )
+        if instructions_trigger(event.method) == Trigger.CONFIRMED:
+            return  # money pot / card: their confirmation goes out with OrderConfirmed / OrderAmended
         payment = (
             await session.execute(select(declared_payments).where(declared_payments.c.payment_id == event.payment_id))
         ).one()

@@ -13,7 +13,9 @@ from cagette_contracts import (
     OrderLine,
     PaymentCancelled,
     PaymentReceived,
+    MemberUpdated,
     PaymentRefunded,
+    SubscriptionAmended,
     SubscriptionConfirmed,
     line_amount,
 )
@@ -159,3 +161,37 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
         refunded = (await mailbox.wait_for(str(claire.email), 4))[-1]
         assert refunded["Subject"] == "Remboursement : 12,55\xa0€ - AMAP des Lilas"
         assert "L'argent revient sur la carte" in mailbox.body(refunded, "plain")
+
+
+async def test_member_updates_and_subscription_amendments(start_service, mailbox, facts) -> None:
+    async with start_service(smtp_port=mailbox.port) as running:
+        lea = facts.member("Lea", "fr")
+        await running.publish(facts.group, lea)
+        # Lea changes her address and language: later emails follow.
+        updated = MemberUpdated(
+            group_id=facts.group_id, member_id=lea.member_id, role=lea.role, name="Léa", email="lea.new@example.org",
+            language="en",
+        )
+        subscription = SubscriptionConfirmed(
+            group_id=facts.group_id, subscription_id=uuid.uuid4(), contract_id=uuid.uuid4(), contract_name="Fromages",
+            member_id=lea.member_id, payment_method="transfer", lines=facts.lines(), distribution_count=4,
+            total=Money.of(5020, "EUR"),
+        )
+        await running.publish(updated, subscription)
+        [confirmed] = await mailbox.wait_for("lea.new@example.org")
+        assert confirmed["Subject"] == "Your subscription to Fromages: €50.20 - AMAP des Lilas"
+        assert f"IBAN: {facts.IBAN}" in mailbox.body(confirmed, "plain")
+
+        bread = Money.of(410, "EUR")
+        line = OrderLine(product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread))
+        amended = SubscriptionAmended(
+            group_id=facts.group_id, subscription_id=subscription.subscription_id, amendment_id=uuid.uuid4(),
+            contract_id=subscription.contract_id, member_id=lea.member_id, payment_method="transfer", added_lines=[line],
+            distribution_count=3, added_total=Money.of(1230, "EUR"), new_total=Money.of(6250, "EUR"),
+        )
+        await running.publish(amended)
+        _, complement = await mailbox.wait_for("lea.new@example.org", 2)
+        assert complement["Subject"] == "Products added to your subscription Fromages: €12.30 more to pay - AMAP des Lilas"
+        text = mailbox.body(complement, "plain")
+        assert "€4.10 per distribution x 3 distributions = €12.30" in text and "New contract total: €62.50" in text
+        assert mailbox.to(str(lea.email)) == []

@@ -50,6 +50,10 @@ def every_email(language: str) -> list[domain.Email]:
                                    new_total=Money.of(2510, "EUR"), instructions=card, amended_at=WHEN)
     emails += domain.subscription_confirmed(eid(), GROUP, m, contract_name="Légumes", lines=lines(), distribution_count=10,
                                             total=Money.of(12550, "EUR"), instructions=None, confirmed_at=WHEN)
+    emails += domain.subscription_amended(eid(), GROUP, m, contract_name="Légumes", lines=lines(), distribution_count=4,
+                                          added_total=Money.of(5020, "EUR"), new_total=Money.of(17570, "EUR"),
+                                          instructions=domain.instructions_for(GROUP, PaymentMethod.CHEQUE, TOTAL),
+                                          amended_at=WHEN)
     emails += domain.payment_instructions(eid(), GROUP, m, about="Légumes", declared_at=WHEN,
                                           instructions=domain.instructions_for(GROUP, PaymentMethod.TRANSFER, TOTAL, reference=REF))
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
