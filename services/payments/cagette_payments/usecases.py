@@ -44,10 +44,12 @@ def now() -> datetime:
 
 
 async def group_currency(session: AsyncSession, group_id: UUID, *, for_writing: bool = True) -> str:
+    """The group's currency. Writing money needs the group's settings and payments on (R1);
+    reading and validating need only the settings."""
     group = await store.get_group(session, group_id)
     if group is None:
         if not for_writing:
-            return "EUR"
+            raise NotFound(f"the payments service knows no group {group_id}")
         raise Conflict(f"the payments service has not received the settings of group {group_id} yet")
     if for_writing and not group.payments_enabled:
         raise Conflict(f"payment management is off in group {group_id} (R1)")
