@@ -15,7 +15,7 @@ from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
 from cagette_contracts import Money, routing
-from cagette_contracts.ledger import HoldDecision, PlaceHold
+from cagette_contracts.ledger import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, PlaceHold, ReleaseHold
 from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.errors import Refused
 
@@ -59,3 +59,15 @@ class LedgerHolds:
         if decision.hold_id != hold.hold_id:
             raise LedgerUnavailable("the ledger answered another money-pot check; nothing was recorded")
         return decision
+
+    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> None:
+        """Best effort: tell the ledger a granted hold will not be used (its order was not
+        recorded). If this message is lost the hold still expires by itself."""
+        message = ReleaseHold(hold_id=hold_id, group_id=group_id, reason=reason, correlation_id=current_correlation_id())
+        try:
+            await self.broker.publish(
+                message.model_dump_json(), queue=LEDGER_HOLD_RELEASES_QUEUE, persist=True, mandatory=True,
+                correlation_id=message.correlation_id, content_type="application/json", timeout=self.timeout,
+            )
+        except Exception as exc:  # noqa: BLE001 - the hold expires anyway
+            log.warning("could not release hold %s (%s: %s); it will expire", hold_id, type(exc).__name__, exc)

@@ -72,8 +72,15 @@ async def _checked_twice(request: Request, prepare: Callable[[AsyncSession], Awa
             if hold_id is not None and _held_amount(second) != _held_amount(first):
                 raise Conflict("prices changed while your order was being checked; please try again")
             await record(session, second, hold_id)
-    except IntegrityError:
-        raise Conflict("this basket changed at the same time in another request; reload it and try again") from None
+    except BaseException as exc:
+        if hold_id is not None:  # the order was not recorded: give the held money back at once
+            await ledger_holds(request).release(
+                group_id=first.group.group_id, hold_id=hold_id,  # type: ignore[attr-defined]
+                reason=f"order not recorded: {getattr(exc, 'reason', type(exc).__name__)}",
+            )
+        if isinstance(exc, IntegrityError):
+            raise Conflict("this basket changed at the same time in another request; reload it and try again") from None
+        raise
     return second
 
 

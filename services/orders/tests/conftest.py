@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from cagette_contracts import Event, Money, Role, routing
-from cagette_contracts.ledger import HoldDecision, PlaceHold
+from cagette_contracts.ledger import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, PlaceHold, ReleaseHold
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
@@ -277,6 +277,7 @@ class FakeLedgerHolds:
         self.balances: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         self.held: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         self.requests: list[PlaceHold] = []
+        self.releases: list[ReleaseHold] = []
         self.silent = False
 
     async def __aenter__(self) -> FakeLedgerHolds:
@@ -284,15 +285,27 @@ class FakeLedgerHolds:
         self.channel = await self.connection.channel()
         self.queue = await self.channel.declare_queue(routing.LEDGER_HOLD_REQUESTS_QUEUE, auto_delete=True)
         await self.queue.consume(self._on_request)
+        self.release_queue = await self.channel.declare_queue(LEDGER_HOLD_RELEASES_QUEUE, auto_delete=True)
+        await self.release_queue.consume(self._on_release)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.queue.delete(if_unused=False, if_empty=False)
+        await self.release_queue.delete(if_unused=False, if_empty=False)
         await self.connection.close()
 
     def available(self, group_id: uuid.UUID, member_id: uuid.UUID) -> int:
         key = (group_id, member_id)
         return self.balances.get(key, 0) - self.held.get(key, 0)
+
+    async def _on_release(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            release = ReleaseHold.model_validate_json(message.body)
+            self.releases.append(release)
+            for request in self.requests:
+                if request.hold_id == release.hold_id:
+                    key = (request.group_id, request.member_id)
+                    self.held[key] -= request.amount.amount
 
     async def _on_request(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process():

@@ -94,3 +94,27 @@ async def test_ledger_silent_is_503_after_the_timeout(env: OrdersEnv, ledger: Fa
         response = await group.order(member, [(group.bread, "1")], method="money_pot")
         assert response.status_code == 503, response.text
     assert len(ledger.requests) == 1
+
+
+async def test_a_hold_whose_order_is_not_recorded_is_released(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
+    group = await pot_group(env)
+    member_id, member = await group.join()
+    ledger.balances[(group.group_id, member_id)] = 5000
+    # The same basket twice at once: both holds are granted, only one order can be recorded.
+    responses = await asyncio.gather(*(group.order(member, [(group.bread, "2")], method="money_pot") for _ in range(2)))
+    assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
+    assert len(ledger.requests) == 2
+
+    async def released() -> bool:
+        for _ in range(100):
+            if ledger.releases:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    assert await released()
+    (release,) = ledger.releases
+    winner = next(r.json()["order_id"] for r in responses if r.status_code == 201)
+    (kept,) = [r for r in ledger.requests if str(r.order_id) == winner]
+    assert release.hold_id != kept.hold_id and release.group_id == group.group_id
+    assert ledger.available(group.group_id, member_id) == 5000 - 700
