@@ -3,6 +3,8 @@ the runtime's idempotent inbox consumer: a duplicate has no effect, a refusal is
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +29,8 @@ from cagette_runtime.topology import ConsumerQueue
 
 from . import domain, operations
 from .tables import accounts, groups
+
+log = logging.getLogger(__name__)
 
 POSTINGS_QUEUE = "ledger.postings"
 
@@ -80,7 +84,16 @@ async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
     # Otherwise the account opens with the member's first posting, in that posting's currency.
 
 
+ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed)
+
+
 async def dispatch(session: AsyncSession, event: Event) -> None:
+    if isinstance(event, ORDER_EVENTS):
+        group = await operations.find_group(session, event.group_id)
+        if group is not None and not group.payments_enabled:
+            # R1: with payment management off, orders carry no money tracking at all.
+            log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
+            return
     match event:
         case GroupSettingsChanged():
             await on_group_settings_changed(session, event)

@@ -39,17 +39,17 @@ class Group:
     group_id: UUID
     currency: str
     allow_negative_money_pot: bool
+    payments_enabled: bool = True
 
 
 async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
     row = (
         await session.execute(
-            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot).where(
-                groups.c.group_id == group_id
-            )
+            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot,
+                   groups.c.payments_enabled).where(groups.c.group_id == group_id)
         )
     ).first()
-    return Group(row.group_id, row.currency, row.allow_negative_money_pot) if row else None
+    return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) if row else None
 
 
 async def require_group(session: AsyncSession, group_id: UUID) -> Group:

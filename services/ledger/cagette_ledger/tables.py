@@ -70,7 +70,9 @@ transactions = Table(
     Column("reverses_transaction_id", Uuid, ForeignKey("transactions.transaction_id"), unique=True),
     Column("source_event_id", Uuid),
     Column("correlation_id", Text),
-    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # clock_timestamp(): taken when the row is written (after the accounts were locked), so the
+    # times of one account's postings follow their order even under contention.
+    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
     Index("transactions_group_posted", "group_id", "posted_at"),
 )
 
@@ -83,7 +85,7 @@ postings = Table(
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("balance_after", BigInteger, nullable=False),
-    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
     CheckConstraint("amount <> 0", name="postings_amount_not_zero"),
 )
 

@@ -250,3 +250,13 @@ async def test_batches_commit_many_messages_and_a_bad_one_costs_nothing(world: W
         expected = -sum(100 + j for j in range(60) if j % 5 == i)
         assert (await world.balance(member))["balance"]["amount"] == expected
     assert await count_rows(world.service.database, "transactions", world.group_id) == 60
+
+
+async def test_group_with_payments_off_tracks_no_order_money(world: World) -> None:
+    await world.deliver(GroupSettingsChanged(group_id=world.group_id, name="x", currency="EUR", payments_enabled=False))
+    member = uuid.uuid4()
+    await world.deliver(world.order(member, 1000))
+    assert await count_rows(world.service.database, "transactions", world.group_id) == 0
+    await world.settings_changed()  # payments on again (a newer settings event)
+    await world.deliver(world.order(member, 1000))
+    assert (await world.balance(member))["balance"]["amount"] == -1000
