@@ -14,9 +14,11 @@ from cagette_contracts import (
     Event,
     GroupSettingsChanged,
     MemberJoined,
+    MemberUpdated,
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    SubscriptionAmended,
     SubscriptionConfirmed,
     routing,
 )
@@ -26,7 +28,9 @@ from cagette_runtime.topology import ConsumerQueue
 from . import store, usecases
 from .domain.methods import Method
 
-ORDERS_EVENTS = (GroupSettingsChanged, MemberJoined, OrderConfirmed, OrderAmended, SubscriptionConfirmed)
+ORDERS_EVENTS = (
+    GroupSettingsChanged, MemberJoined, MemberUpdated, OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
+)
 
 
 def _lines(lines: list[OrderLine]) -> list[dict]:
@@ -44,7 +48,7 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
     )
 
 
-async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
+async def on_member_joined(session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
     await store.upsert_member(session, event.group_id, event.member_id, event.name, event.role.value)
 
 
@@ -103,10 +107,24 @@ async def on_subscription_confirmed(session: AsyncSession, event: SubscriptionCo
     })
 
 
+async def on_subscription_amended(session: AsyncSession, event: SubscriptionAmended) -> None:
+    """Products added to a subscription: the added lines x remaining distributions are owed too,
+    recorded as an amendment of the subscription (no declared payment, as for the subscription)."""
+    await store.ensure_member(session, event.group_id, event.member_id)
+    await store.insert_owed(session, {
+        "item_id": event.amendment_id, "kind": "amendment", "group_id": event.group_id, "member_id": event.member_id,
+        "subscription_id": event.subscription_id, "contract_id": event.contract_id, "amendment_id": event.amendment_id,
+        "distribution_count": event.distribution_count,
+        "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
+        "amount": event.added_total.amount, "currency": event.added_total.currency, "lines": _lines(event.added_lines),
+        "event_id": event.event_id, "occurred_at": event.occurred_at,
+    })
+
+
 async def on_orders_event(session: AsyncSession, event: Event) -> None:
     if isinstance(event, GroupSettingsChanged):
         await on_group_settings_changed(session, event)
-    elif isinstance(event, MemberJoined):
+    elif isinstance(event, (MemberJoined, MemberUpdated)):
         await on_member_joined(session, event)
     elif isinstance(event, OrderConfirmed):
         await on_order_confirmed(session, event)
@@ -114,6 +132,8 @@ async def on_orders_event(session: AsyncSession, event: Event) -> None:
         await on_order_amended(session, event)
     elif isinstance(event, SubscriptionConfirmed):
         await on_subscription_confirmed(session, event)
+    elif isinstance(event, SubscriptionAmended):
+        await on_subscription_amended(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
@@ -124,9 +144,11 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
                 (
                     routing.GROUP_SETTINGS_CHANGED,
                     routing.MEMBER_JOINED,
+                    MemberUpdated.routing_key(),
                     routing.ORDER_CONFIRMED,
                     routing.ORDER_AMENDED,
                     routing.SUBSCRIPTION_CONFIRMED,
+                    SubscriptionAmended.routing_key(),
                 ),
                 service.settings.delivery_limit,
             ),

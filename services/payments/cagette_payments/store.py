@@ -112,6 +112,19 @@ async def contract_subscriptions(session: AsyncSession, group_id: UUID, contract
     )
 
 
+async def subscription_amendments(session: AsyncSession, group_id: UUID, subscription_ids: Sequence[UUID]) -> list[Row]:
+    if not subscription_ids:
+        return []
+    return list(
+        await session.execute(
+            select(owed_items).where(
+                owed_items.c.group_id == group_id, owed_items.c.kind == "amendment",
+                owed_items.c.subscription_id.in_(subscription_ids),
+            )
+        )
+    )
+
+
 async def subscriptions_delivered_at(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> list[Row]:
     return list(
         await session.execute(

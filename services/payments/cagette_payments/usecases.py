@@ -636,13 +636,18 @@ class SubscriptionView:
 async def contract_view(session: AsyncSession, group_id: UUID, contract_id: UUID) -> list[SubscriptionView]:
     currency = await group_currency(session, group_id, for_writing=False)
     subscriptions = await store.contract_subscriptions(session, group_id, contract_id)
+    ids = [s.item_id for s in subscriptions]
     paid: dict[UUID, list[Row]] = defaultdict(list)
-    for row in await store.subscription_payments(session, group_id, [s.item_id for s in subscriptions]):
+    for row in await store.subscription_payments(session, group_id, ids):
         paid[row.subscription_id].append(row)
+    owed: dict[UUID, list[Row]] = {s.item_id: [s] for s in subscriptions}
+    for row in await store.subscription_amendments(session, group_id, ids):
+        owed[row.subscription_id].append(row)
     names = await store.member_names(session, group_id, [s.member_id for s in subscriptions])
     return [
         SubscriptionView(s, names.get(s.member_id, ""),
-                         figures([store.owed_of(s)], [store.line_of(r) for r in paid[s.item_id]], currency), paid[s.item_id])
+                         figures([store.owed_of(o) for o in owed[s.item_id]], [store.line_of(r) for r in paid[s.item_id]], currency),
+                         paid[s.item_id])
         for s in subscriptions
     ]
 

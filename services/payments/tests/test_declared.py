@@ -98,3 +98,35 @@ async def test_subscription_is_owed_in_full_and_declares_nothing(payments: Payme
     assert view["subscription_id"] == str(sub.subscription_id)
     assert view["due"]["amount"] == 15000 and view["standing"] == "missing" and view["distribution_count"] == 10
     assert await payments.member_payments(group, group.members[0]) == []
+
+
+async def test_subscription_amendment_adds_to_what_the_subscription_owes(payments: Payments) -> None:
+    from cagette_contracts import Money, SubscriptionAmended
+
+    group = await payments.new_group()
+    contract = uuid4()
+    sub = await payments.subscribe(group, group.members[0], contract, [line("Vegetable box", 1500)], 4)  # 60.00
+    added = [line("Eggs", 300)]
+    await payments.feed(SubscriptionAmended(
+        group_id=group.group_id, subscription_id=sub.subscription_id, amendment_id=uuid4(), contract_id=contract,
+        member_id=group.members[0], added_lines=added, distribution_count=3,
+        added_total=Money(amount=900, currency="EUR"), new_total=Money(amount=6900, currency="EUR"),
+    ))
+    response = await payments.client.get(f"/groups/{group.group_id}/contracts/{contract}/subscriptions",
+                                         headers=payments.coordinator(group))
+    [view] = response.json()["subscriptions"]
+    assert view["due"]["amount"] == 6900 and view["missing"]["amount"] == 6900
+
+
+async def test_member_updated_renames_the_member(payments: Payments) -> None:
+    from cagette_contracts import MemberUpdated, Role
+
+    group = await payments.new_group(1)
+    member = group.members[0]
+    distribution = uuid4()
+    await payments.order(group, member, distribution, PaymentMethod.CASH)
+    await payments.feed(MemberUpdated(group_id=group.group_id, member_id=member, role=Role.MEMBER, name="Alice Martin",
+                                      email="alice@example.org"))
+    basket = (await payments.client.get(f"/groups/{group.group_id}/distributions/{distribution}/baskets/{member}",
+                                        headers=payments.coordinator(group))).json()
+    assert basket["member_name"] == "Alice Martin"
