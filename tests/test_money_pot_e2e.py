@@ -108,10 +108,16 @@ class PotGroup:
             "lines": [{"product_id": self.oil, "quantity": litres}]})
 
     async def top_up(self, member_id: uuid.UUID, cents: int) -> None:
-        response = await self.ledger.post(f"/groups/{self.group_id}/members/{member_id}/opening-balance",
-                                          headers=self.coordinator, json={"amount": {"amount": cents, "currency": "EUR"},
-                                                                          "memo": "reprise de solde"})
-        assert response.status_code == 201, response.text
+        async def posted() -> httpx.Response | None:
+            response = await self.ledger.post(f"/groups/{self.group_id}/members/{member_id}/opening-balance",
+                                              headers=self.coordinator, json={"amount": {"amount": cents, "currency": "EUR"},
+                                                                              "memo": "reprise de solde"})
+            if response.status_code == 404:  # the ledger has not consumed MemberJoined yet
+                return None
+            assert response.status_code == 201, response.text
+            return response
+
+        await eventually(posted)
 
     async def orders_of(self, auth: dict[str, str]) -> list[dict[str, Any]]:
         response = await self.orders.get(f"/groups/{self.group_id}/orders", headers=auth)
