@@ -64,8 +64,10 @@ async def test_one_reminder_per_crossing_not_per_posting(start_service, mailbox,
         await running.publish(changed(-3265, 0), back(0), changed(0, -100), negative(-100))
         _, second = await mailbox.wait_for(str(dora.email), 2)
         assert "€1.00 to settle" in second["Subject"]
-        rows = await running.rows("SELECT kind, status FROM email_deliveries")
-        assert sorted(tuple(r) for r in rows) == [("balance_reminder", "sent")] * 2
+        await running.wait_rows(
+            "SELECT kind, status FROM email_deliveries",
+            lambda rows: sorted(tuple(r) for r in rows) == [("balance_reminder", "sent")] * 2,
+        )
 
 
 async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, mailbox, facts) -> None:
