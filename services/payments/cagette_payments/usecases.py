@@ -204,9 +204,9 @@ async def resolve_link(
 
 
 async def _lock_basket_of(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID | None) -> None:
-    if distribution_id is not None:
-        await store.ensure_basket(session, group_id, distribution_id, member_id)
-        await store.lock_basket(session, group_id, distribution_id, member_id)
+    """Lock the basket a payment goes to (it must exist: a basket comes from an order)."""
+    if distribution_id is not None and await store.lock_basket(session, group_id, distribution_id, member_id) is None:
+        raise Invalid(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
 
 
 @dataclass

@@ -131,6 +131,8 @@ async def test_a_payment_of_another_group_is_not_found_through_this_group(paymen
         ({"method": "bitcoin", "amount": eur(500)}, "method"),
         ({"method": "cash", "amount": eur(500), "surprise": 1}, "surprise"),
         ({"method": "cash", "amount": eur(500), "order_id": str(uuid4())}, "is not an order of member"),
+        ({"method": "cash", "amount": eur(500), "subscription_id": str(uuid4())}, "is not a subscription of member"),
+        ({"method": "cash", "amount": eur(500), "distribution_id": str(uuid4())}, "has no basket for distribution"),
     ],
 )
 async def test_bad_amounts_and_methods_are_refused(payments: Payments, scene: Scene, body: dict, detail: str) -> None:
