@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
@@ -189,8 +190,7 @@ async def basket_json(session: AsyncSession, view: usecases.BasketView, *, detai
 
 
 def created(body: Any, is_new: bool = True) -> JSONResponse:
-    from fastapi.encoders import jsonable_encoder
-
+    """201 for what this request created, 200 for the replay of an earlier one (same client key)."""
     return JSONResponse(status_code=201 if is_new else 200, content=jsonable_encoder(body))
 
 
