@@ -7,6 +7,8 @@ import io
 from uuid import uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cagette_contracts import Money
 from cagette_payments.domain.baskets import (
@@ -81,3 +83,26 @@ def test_takings_csv_totals_by_method_pending_and_members() -> None:
     assert table[("unpaid", str(bob))][4] == "20.00"
     assert table[("partly_paid", str(carol))][4:7] == ["3.00", "10.00", "7.00"]
     assert ("settled", str(alice)) not in table and not any(r[1] == str(alice) for r in rows)
+
+
+amounts = st.integers(min_value=1, max_value=10**7)
+methods = st.sampled_from([Method.CHEQUE, Method.CASH, Method.TRANSFER, Method.MONEY_POT, Method.ON_THE_SPOT])
+payment_lines = st.builds(
+    lambda cents, refund, state, method: PaymentLine(
+        Kind.REFUND if refund else Kind.PAYMENT, State.RECEIVED if refund else state, method, eur(-cents if refund else cents)
+    ),
+    amounts, st.booleans(), st.sampled_from(list(State)), st.sampled_from([Method.CHEQUE, Method.CASH, Method.CARD_TERMINAL]),
+)
+
+
+@given(st.lists(st.builds(lambda c, m: Owed(eur(c), m), amounts, methods), max_size=6), st.lists(payment_lines, max_size=8))
+def test_figures_add_up(owed: list[Owed], lines: list[PaymentLine]) -> None:
+    result = figures(owed, lines, "EUR")
+    assert result.ordered.amount == sum(o.amount.amount for o in owed)
+    assert result.due == result.ordered - result.money_pot
+    assert result.received.amount == sum(p.amount.amount for p in lines if p.state is State.RECEIVED)
+    assert result.pending.amount == sum(p.amount.amount for p in lines if p.state is State.DECLARED)
+    assert result.difference == result.received - result.due
+    assert (result.missing - result.overpaid) == -result.difference
+    assert (result.standing is Standing.SETTLED) == (result.difference.amount == 0)
+    assert (result.standing is Standing.OVERPAID) == (result.difference.amount > 0)
