@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
@@ -203,9 +203,10 @@ async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, 
             select(postings.c.posting_id, postings.c.amount, postings.c.balance_after, postings.c.posted_at,
                    postings.c.currency, transactions.c.transaction_id, transactions.c.kind, transactions.c.memo,
                    transactions.c.reason, transactions.c.reverses_transaction_id,
-                   reversal.c.transaction_id.label("reversed_by"))
+                   reversal.c.transaction_id.label("reversed_by"), pending_entries.c.payment_id)
             .join(transactions, transactions.c.transaction_id == postings.c.transaction_id)
             .outerjoin(reversal, reversal.c.reverses_transaction_id == transactions.c.transaction_id)
+            .outerjoin(pending_entries, pending_entries.c.transaction_id == transactions.c.transaction_id)
             .where(postings.c.account_id == account_id)
             .order_by(postings.c.posting_id.desc())
         )
@@ -227,7 +228,8 @@ async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, 
                 amount=Money(amount=row.amount, currency=row.currency),
                 balance_after=Money(amount=row.balance_after, currency=row.currency),
                 transaction_id=row.transaction_id, reverses_transaction_id=row.reverses_transaction_id,
-                reversed_by_transaction_id=row.reversed_by, reason=row.reason, cursor=row.posting_id,
+                reversed_by_transaction_id=row.reversed_by, reason=row.reason, payment_id=row.payment_id,
+                cursor=row.posting_id,
             ))
     return Statement(group_id=group_id, member_id=member_id, balance=Money(amount=balance, currency=currency),
                      entries=entries, next_before=next_before)

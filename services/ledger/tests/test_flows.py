@@ -105,6 +105,7 @@ async def test_declared_payment_is_pending_then_posted_with_corrected_amount(wor
                                         headers=world.member(member))).json()
     assert [(e["status"], e["kind"], e["amount"]["amount"], e["balance_after"]["amount"]) for e in statement["entries"]] == [
         ("posted", "payment", 2800, -200), ("posted", "order", -3000, -3000)]
+    assert statement["entries"][0]["payment_id"] == str(declaration.payment_id)
     assert (await group_accounts(world))["cheques"] == -2800
 
 
