@@ -5,7 +5,7 @@ the group of its path; a refusal is a 4xx that changed nothing and published not
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -112,6 +112,104 @@ class MassEntry(Body):
     rows: list[MassEntryRow] = Field(min_length=1, max_length=1000)
 
 
+# -- response shapes (OpenAPI) --------------------------------------------------------------
+
+
+class TransitionOut(BaseModel):
+    from_: str | None = Field(alias="from", description="null: the payment was created")
+    to: str
+    by: UUID | None = Field(description="who; null when it came from an orders event")
+    at: datetime
+    note: str
+    amount_before: Money | None
+    amount_after: Money
+    method_before: str | None
+    method_after: str
+
+
+class PaymentOut(BaseModel):
+    payment_id: UUID
+    member_id: UUID
+    kind: str = Field(description="payment, or refund (negative amount)")
+    state: str = Field(description="declared, received or cancelled")
+    method: str
+    amount: Money = Field(description="signed; the amount received once confirmed")
+    declared_amount: Money | None
+    reference: str | None = Field(description="RF creditor reference, in groups of four")
+    label: str | None
+    reason: str | None
+    paid_on: date | None
+    order_id: UUID | None
+    amendment_id: UUID | None
+    subscription_id: UUID | None
+    distribution_id: UUID | None
+    reverses_payment_id: UUID | None
+    source: str
+    created_at: datetime
+    transitions: list[TransitionOut] | None = None
+
+
+class FiguresOut(BaseModel):
+    ordered: Money
+    paid_from_money_pot: Money
+    due: Money = Field(description="ordered minus the money-pot part")
+    received: Money = Field(description="confirmed payments minus refunds")
+    pending: Money
+    difference: Money = Field(description="received - due: negative missing, positive overpaid")
+    missing: Money
+    overpaid: Money
+    standing: str = Field(description="settled, missing, partly_paid or overpaid")
+
+
+class BasketOut(FiguresOut):
+    distribution_id: UUID
+    member_id: UUID
+    member_name: str
+    state: str = Field(description="to_validate or validated")
+    validated_at: datetime | None
+    validated_by: UUID | None
+    pending_payments: int
+
+
+class BasketDetailOut(BasketOut):
+    orders: list[dict[str, Any]]
+    payments: list[PaymentOut]
+    subscriptions_delivered: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+class BasketListOut(BaseModel):
+    distribution_id: UUID
+    baskets: list[BasketOut]
+    to_validate: int
+    validated: int
+
+
+class DistributionValidationOut(BaseModel):
+    validated: list[UUID]
+    already_validated: list[UUID]
+    not_validated: list[dict[str, Any]]
+
+
+class MassEntryOut(BaseModel):
+    client_key: str
+    payments: list[PaymentOut]
+
+
+class SubscriptionOut(FiguresOut):
+    subscription_id: UUID
+    member_id: UUID
+    member_name: str
+    contract_name: str | None
+    distribution_count: int | None
+    payments: list[PaymentOut]
+
+
+class ContractOut(BaseModel):
+    contract_id: UUID
+    subscriptions: list[SubscriptionOut]
+
+
 # -- JSON shapes ----------------------------------------------------------------------------
 
 
@@ -197,7 +295,7 @@ def created(body: Any, is_new: bool = True) -> JSONResponse:
 # -- members: manual payments and refunds (R7, R22) -----------------------------------------
 
 
-@router.post("/groups/{group_id}/members/{member_id}/payments", status_code=201, tags=["manual payments"],
+@router.post("/groups/{group_id}/members/{member_id}/payments", status_code=201, response_model=PaymentOut, tags=["manual payments"],
              summary="Record a payment received from a member (coordinator)")
 async def record_payment(group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal,
                          request: Request) -> JSONResponse:
@@ -210,7 +308,7 @@ async def record_payment(group_id: UUID, member_id: UUID, body: ManualPayment, p
         return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
 
 
-@router.post("/groups/{group_id}/members/{member_id}/refunds", status_code=201, tags=["manual payments"],
+@router.post("/groups/{group_id}/members/{member_id}/refunds", status_code=201, response_model=PaymentOut, tags=["manual payments"],
              summary="Record money given back to a member, with a reason (coordinator)")
 async def record_refund(group_id: UUID, member_id: UUID, body: Refund, principal: CurrentPrincipal, request: Request) -> JSONResponse:
     async with database(request).transaction() as session:
@@ -222,7 +320,7 @@ async def record_refund(group_id: UUID, member_id: UUID, body: Refund, principal
         return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
 
 
-@router.get("/groups/{group_id}/members/{member_id}/payments", tags=["manual payments"],
+@router.get("/groups/{group_id}/members/{member_id}/payments", response_model=list[PaymentOut], tags=["manual payments"],
             summary="A member's payments with their states and transitions (the member or a coordinator)")
 async def member_payments(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
     principal.require_self_or_coordinator(group_id, member_id)
@@ -233,7 +331,7 @@ async def member_payments(group_id: UUID, member_id: UUID, principal: CurrentPri
 # -- payments and their transitions (B3) ----------------------------------------------------
 
 
-@router.get("/groups/{group_id}/payments", tags=["payments"],
+@router.get("/groups/{group_id}/payments", response_model=PaymentOut, tags=["payments"],
             summary="Find a payment by its RF reference (typos are caught by the check digits)")
 async def find_by_reference(group_id: UUID, principal: CurrentPrincipal, request: Request,
                             reference: Annotated[str, Query(max_length=40)]) -> dict[str, Any]:
@@ -249,7 +347,7 @@ async def find_by_reference(group_id: UUID, principal: CurrentPrincipal, request
         return (await with_transitions(session, [row]))[0]
 
 
-@router.get("/groups/{group_id}/payments/{payment_id}", tags=["payments"], summary="One payment with its transitions")
+@router.get("/groups/{group_id}/payments/{payment_id}", response_model=PaymentOut, tags=["payments"], summary="One payment with its transitions")
 async def get_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
@@ -260,7 +358,7 @@ async def get_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrinci
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/confirm", tags=["payments"],
+@router.post("/groups/{group_id}/payments/{payment_id}/confirm", response_model=PaymentOut, tags=["payments"],
              summary="Declared -> received, correcting the amount (and the method of an on-the-spot payment)")
 async def confirm(group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     async with database(request).transaction() as session:
@@ -269,14 +367,14 @@ async def confirm(group_id: UUID, payment_id: UUID, body: Confirm, principal: Cu
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/cancel", tags=["payments"], summary="Declared -> cancelled")
+@router.post("/groups/{group_id}/payments/{payment_id}/cancel", response_model=PaymentOut, tags=["payments"], summary="Declared -> cancelled")
 async def cancel(group_id: UUID, payment_id: UUID, body: Cancel, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     async with database(request).transaction() as session:
         row = await usecases.cancel_payment(session, principal, group_id, payment_id, reason=body.reason)
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/reverse", status_code=201, tags=["payments"],
+@router.post("/groups/{group_id}/payments/{payment_id}/reverse", status_code=201, response_model=PaymentOut, tags=["payments"],
              summary="Correct a received payment by a new reversing payment (the original is kept)")
 async def reverse(group_id: UUID, payment_id: UUID, body: Reverse, principal: CurrentPrincipal, request: Request) -> JSONResponse:
     async with database(request).transaction() as session:
@@ -287,7 +385,7 @@ async def reverse(group_id: UUID, payment_id: UUID, body: Reverse, principal: Cu
 # -- distribution validation (R20) ----------------------------------------------------------
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets", tags=["distribution validation"],
+@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets", response_model=BasketListOut, tags=["distribution validation"],
             summary="The baskets of a distribution with their state and figures")
 async def list_baskets(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_coordinator(group_id)
@@ -301,7 +399,7 @@ async def list_baskets(group_id: UUID, distribution_id: UUID, principal: Current
         }
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}", tags=["distribution validation"],
+@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}", response_model=BasketDetailOut, tags=["distribution validation"],
             summary="One basket: order lines, ordered, each payment with its state, and the difference")
 async def get_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
                      request: Request) -> dict[str, Any]:
@@ -320,6 +418,7 @@ async def _require_basket(session: AsyncSession, group_id: UUID, distribution_id
 
 
 @router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments", status_code=201,
+             response_model=BasketDetailOut,
              tags=["distribution validation"], summary="Record an extra payment for the basket")
 async def basket_payment(group_id: UUID, distribution_id: UUID, member_id: UUID, body: BasketPayment,
                          principal: CurrentPrincipal, request: Request) -> JSONResponse:
@@ -335,6 +434,7 @@ async def basket_payment(group_id: UUID, distribution_id: UUID, member_id: UUID,
 
 
 @router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/refunds", status_code=201,
+             response_model=BasketDetailOut,
              tags=["distribution validation"], summary="Give back an overpayment (at most what was overpaid)")
 async def basket_refund(group_id: UUID, distribution_id: UUID, member_id: UUID, body: BasketRefund,
                         principal: CurrentPrincipal, request: Request) -> JSONResponse:
@@ -349,7 +449,7 @@ async def basket_refund(group_id: UUID, distribution_id: UUID, member_id: UUID, 
         return created(await _basket_detail(session, group_id, distribution_id, member_id), recorded.created)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/validate",
+@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/validate", response_model=BasketDetailOut,
              tags=["distribution validation"], summary="Validate the basket (no payment may be pending)")
 async def validate_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
                           request: Request) -> dict[str, Any]:
@@ -359,6 +459,7 @@ async def validate_basket(group_id: UUID, distribution_id: UUID, member_id: UUID
 
 
 @router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/confirm-all-and-validate",
+             response_model=BasketDetailOut,
              tags=["distribution validation"],
              summary="Confirm every pending payment as received for its declared amount, then validate")
 async def confirm_all_and_validate(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
@@ -369,7 +470,7 @@ async def confirm_all_and_validate(group_id: UUID, distribution_id: UUID, member
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/unvalidate",
+@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/unvalidate", response_model=BasketDetailOut,
              tags=["distribution validation"], summary="Undo a basket validation (platform administrator only)")
 async def unvalidate_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
                             request: Request) -> dict[str, Any]:
@@ -378,7 +479,7 @@ async def unvalidate_basket(group_id: UUID, distribution_id: UUID, member_id: UU
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/validate", tags=["distribution validation"],
+@router.post("/groups/{group_id}/distributions/{distribution_id}/validate", response_model=DistributionValidationOut, tags=["distribution validation"],
              summary="Validate every basket that can be; report those that cannot")
 async def validate_distribution(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal,
                                 request: Request) -> dict[str, Any]:
@@ -403,7 +504,7 @@ async def takings_csv(group_id: UUID, distribution_id: UUID, principal: CurrentP
 # -- subscriptions (R7, R19, R22) -----------------------------------------------------------
 
 
-@router.post("/groups/{group_id}/contracts/{contract_id}/payments", status_code=201, tags=["subscriptions"],
+@router.post("/groups/{group_id}/contracts/{contract_id}/payments", status_code=201, response_model=MassEntryOut, tags=["subscriptions"],
              summary="Mass entry: one received payment per subscriber row, all or nothing, idempotent by client_key")
 async def mass_entry(group_id: UUID, contract_id: UUID, body: MassEntry, principal: CurrentPrincipal, request: Request) -> JSONResponse:
     async with database(request).transaction() as session:
@@ -415,7 +516,7 @@ async def mass_entry(group_id: UUID, contract_id: UUID, body: MassEntry, princip
         return created({"client_key": body.client_key, "payments": [payment_json(r) for r in rows]}, is_new)
 
 
-@router.get("/groups/{group_id}/contracts/{contract_id}/subscriptions", tags=["subscriptions"],
+@router.get("/groups/{group_id}/contracts/{contract_id}/subscriptions", response_model=ContractOut, tags=["subscriptions"],
             summary="Each subscription to the contract: owed, received, pending, difference")
 async def contract_subscriptions(group_id: UUID, contract_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_coordinator(group_id)
