@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cagette_runtime.devstack import SERVICES, Stack
+from cagette_runtime.devstack import Stack
 from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
 
 from .conftest import JWT_SECRET, LOG_DIR, bearer, client, free_port

@@ -124,7 +124,7 @@ class OrderOut(BaseModel):
     order_id: UUID
     group_id: UUID
     member_id: UUID
-    distribution_id: UUID
+    distribution_id: UUID | None = Field(description="None only for orders placed before distributions existed")
     status: domain.OrderStatus
     payment_method: PaymentMethod | None
     total: Money = Field(description="What the member owes for this order (confirmed lines)")

@@ -279,6 +279,7 @@ class FakeLedgerHolds:
         self.requests: list[PlaceHold] = []
         self.releases: list[ReleaseHold] = []
         self.silent = False
+        self.delay = 0.0  # seconds before answering
 
     async def __aenter__(self) -> FakeLedgerHolds:
         self.connection = await aio_pika.connect_robust(self.amqp_url)
@@ -313,6 +314,7 @@ class FakeLedgerHolds:
             self.requests.append(request)
             if self.silent:
                 return
+            await asyncio.sleep(self.delay)
             key = (request.group_id, request.member_id)
             granted = self.available(*key) >= request.amount.amount
             if granted:

@@ -100,6 +100,7 @@ async def test_a_hold_whose_order_is_not_recorded_is_released(env: OrdersEnv, le
     group = await pot_group(env)
     member_id, member = await group.join()
     ledger.balances[(group.group_id, member_id)] = 5000
+    ledger.delay = 0.3  # both requests are checked before either is recorded
     # The same basket twice at once: both holds are granted, only one order can be recorded.
     responses = await asyncio.gather(*(group.order(member, [(group.bread, "2")], method="money_pot") for _ in range(2)))
     assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
