@@ -186,3 +186,19 @@ async def test_group_unknown_or_with_payments_off(payments: Payments, scene: Sce
     off = await payments.new_group(1, payments_enabled=False)
     await refused(payments, scene, "POST", f"/groups/{off.group_id}/members/{off.members[0]}/payments", 409,
                   headers=payments.coordinator(off), json={"method": "cash", "amount": eur(100)}, detail="payment management is off")
+
+
+async def test_refund_links_and_reasons_are_checked(payments: Payments, scene: Scene) -> None:
+    g, m = scene.group.group_id, scene.member
+    headers = payments.coordinator(scene.group)
+    url = f"/groups/{g}/members/{m}/refunds"
+    await refused(payments, scene, "POST", url, 422, headers=headers,
+                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": str(uuid4())}, detail="is not a payment of member")
+    await refused(payments, scene, "POST", url, 409, headers=headers,
+                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.cancelled_id},
+                  detail="only money received can be given back")
+    await refused(payments, scene, "POST", url, 422, headers=headers, json={"method": "cash", "amount": eur(100)}, detail="reason")
+    other_member = scene.group.members[1]
+    await refused(payments, scene, "POST", f"/groups/{g}/members/{other_member}/refunds", 422, headers=headers,
+                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.received_id},
+                  detail="is not a payment of member")
