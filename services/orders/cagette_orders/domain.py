@@ -333,6 +333,15 @@ def check_changeable(status: OrderStatus, pending_amendment: bool) -> None:
         raise Conflict("an earlier addition to this order waits for its card payment")
 
 
+def check_same_money_mode(order_has_money: bool, payments_enabled: bool) -> None:
+    """An order keeps the money tracking it was placed with: once the group switches payments on
+    or off, its earlier orders can no longer change (their debts are, or are not, in the ledger)."""
+    if order_has_money and not payments_enabled:
+        raise Conflict("this order was placed with payments on and the group has turned them off since: ask a coordinator")
+    if payments_enabled and not order_has_money:
+        raise Conflict("this order was placed with payments off and the group has turned them on since: ask a coordinator")
+
+
 def check_card_amount(paid: Money, owed: Money) -> None:
     if paid != owed:
         raise Invalid(f"card payment of {paid} does not match the {owed} owed")

@@ -356,6 +356,7 @@ async def change_order(group_id: UUID, order_id: UUID, body: BasketIn, principal
         to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
         pending = any(a.status is domain.OrderStatus.AWAITING_PAYMENT for a in order.amendments)
         domain.check_changeable(order.status, pending)
+        domain.check_same_money_mode(order.payment_method is not None, group.payments_enabled)
         counted = {a.amendment_id for a in order.amendments if a.status is domain.OrderStatus.CONFIRMED}
         current: dict[UUID, Decimal] = {}
         names: dict[UUID, str] = {}
@@ -430,6 +431,8 @@ async def withdraw_order(group_id: UUID, order_id: UUID, principal: CurrentPrinc
         if order.locked:
             raise Conflict("this basket was validated at the distribution and is locked (R20)")
         state = domain.on_withdraw(order.status, group.payments_enabled)
+        if state is domain.OrderStatus.CANCELLED:
+            domain.check_same_money_mode(order.payment_method is not None, group.payments_enabled)
         if state is domain.OrderStatus.CANCELLED:
             distribution = await load_distribution(session, group, order.distribution_id)
             to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)

@@ -280,6 +280,7 @@ class FakeLedgerHolds:
         self.releases: list[ReleaseHold] = []
         self.silent = False
         self.delay = 0.0  # seconds before answering
+        self.reply_body: bytes | None = None  # answer this instead of a decision
 
     async def __aenter__(self) -> FakeLedgerHolds:
         self.connection = await aio_pika.connect_robust(self.amqp_url)
@@ -315,6 +316,10 @@ class FakeLedgerHolds:
             if self.silent:
                 return
             await asyncio.sleep(self.delay)
+            if self.reply_body is not None:
+                await self.channel.default_exchange.publish(
+                    aio_pika.Message(self.reply_body, correlation_id=message.correlation_id), routing_key=message.reply_to or "")
+                return
             key = (request.group_id, request.member_id)
             granted = self.available(*key) >= request.amount.amount
             if granted:

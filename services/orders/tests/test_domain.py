@@ -197,3 +197,12 @@ def test_product_checks() -> None:
         domain.check_product("Bread", eur(0), Decimal(0))
     with pytest.raises(Invalid, match="fee rate"):
         domain.check_product("Bread", eur(1), Decimal("0.6"))
+
+
+def test_an_order_keeps_the_money_mode_it_was_placed_with() -> None:
+    domain.check_same_money_mode(True, True)
+    domain.check_same_money_mode(False, False)
+    with pytest.raises(Conflict, match="turned them off"):
+        domain.check_same_money_mode(True, False)
+    with pytest.raises(Conflict, match="turned them on"):
+        domain.check_same_money_mode(False, True)

@@ -119,3 +119,13 @@ async def test_a_hold_whose_order_is_not_recorded_is_released(env: OrdersEnv, le
     (kept,) = [r for r in ledger.requests if str(r.order_id) == winner]
     assert release.hold_id != kept.hold_id and release.group_id == group.group_id
     assert ledger.available(group.group_id, member_id) == 5000 - 700
+
+
+async def test_an_answer_that_is_not_a_decision_is_503(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
+    group = await pot_group(env)
+    member_id, member = await group.join()
+    ledger.balances[(group.group_id, member_id)] = 10_000
+    ledger.reply_body = b'{"error": "malformed", "detail": "whatever"}'
+    async with Unchanged(env, group.group_id):
+        response = await group.order(member, [(group.bread, "1")], method="money_pot")
+        assert response.status_code == 503 and "not understood" in response.json()["detail"]

@@ -202,3 +202,14 @@ async def test_members_list_their_own_orders_coordinators_all(group: Group) -> N
     assert (await group.client.get(group.url(f"/orders?member_id={b_id}"), headers=a)).status_code == 403
     everyone = (await group.client.get(group.url(f"/orders?distribution_id={group.distribution['distribution_id']}"), headers=group.coordinator)).json()
     assert sorted(o["member_id"] for o in everyone) == sorted([str(a_id), str(b_id)])
+
+
+async def test_turning_payments_off_freezes_orders_placed_with_payments_on(group: Group) -> None:
+    _, member = await group.join()
+    order = (await group.order(member, [(group.bread, "2")])).json()
+    assert (await group.settings(payments_enabled=False)).status_code == 200
+    url = group.url(f"/orders/{order['order_id']}")
+    async with Unchanged(group.env, group.group_id):
+        lowered = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "1"}]})
+        assert lowered.status_code == 409 and "turned them off" in lowered.json()["detail"]
+        assert (await group.client.delete(url, headers=member)).status_code == 409
