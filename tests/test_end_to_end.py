@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 
@@ -37,16 +38,29 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
         })
         assert created.status_code == 201, created.text
         group_id = uuid.UUID(created.json()["group_id"])
+        coordinator_auth = bearer(coordinator, coordinator_of=group_id)
 
-        joined = await orders.post(f"/groups/{group_id}/members", headers=bearer(coordinator, coordinator_of=group_id),
+        joined = await orders.post(f"/groups/{group_id}/members", headers=coordinator_auth,
                                    json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"})
         assert joined.status_code == 201, joined.text
+        catalog = await orders.post(f"/groups/{group_id}/catalogs", headers=coordinator_auth, json={
+            "name": "Ferme du Pré", "kind": "variable",
+            "products": [{"name": "Panier de légumes", "unit_price": 1550}, {"name": "Oeufs x6", "unit_price": 320},
+                         {"name": "Pain", "unit_price": 410}],
+        })
+        assert catalog.status_code == 201, catalog.text
+        basket, eggs, bread = (product["product_id"] for product in catalog.json()["products"])
+        starts_at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+        distribution = await orders.post(f"/groups/{group_id}/distributions", headers=coordinator_auth, json={
+            "starts_at": starts_at, "place": "Préau", "catalog_ids": [catalog.json()["catalog_id"]],
+        })
+        assert distribution.status_code == 201, distribution.text
+        distribution_id = distribution.json()["distribution_id"]
 
         member_auth = bearer(member, member_of=group_id)
         placed = await orders.post(f"/groups/{group_id}/orders", headers=member_auth, json={
-            "payment_method": "cheque",
-            "lines": [{"product_name": "Panier de légumes", "quantity": "1", "unit_price": 1550},
-                      {"product_name": "Oeufs x6", "quantity": "2", "unit_price": 320}],
+            "distribution_id": distribution_id, "payment_method": "cheque",
+            "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"}],
         })
         assert placed.status_code == 201, placed.text
         assert placed.json()["total"] == {"amount": 2190, "currency": "EUR"}
@@ -70,10 +84,12 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
         await publish_raw(servers.amqp_url, b'{"event_type": "orders.order.confirmed", "schema_version": 1, "total": 12.5}',
                           ORDER_CONFIRMED, message_id="poison-1")
         await publish_raw(servers.amqp_url, confirmed.raw.body, ORDER_CONFIRMED, message_id=confirmed.raw.message_id)
-        second = await orders.post(f"/groups/{group_id}/orders", headers=member_auth, json={
-            "payment_method": "cheque", "lines": [{"product_name": "Pain", "quantity": "1", "unit_price": 410}],
+        # (one basket per member and distribution: the second order is an add-only amendment)
+        second = await orders.put(f"/groups/{group_id}/orders/{order_id}", headers=member_auth, json={
+            "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"},
+                      {"product_id": bread, "quantity": "1"}],
         })
-        assert second.status_code == 201
+        assert second.status_code == 200, second.text
         await spy.wait_for("ledger.balance.changed", count=2, member_id=str(member))
 
         [parked] = await drain_queue(servers.amqp_url, "ledger.postings.parking")
