@@ -1,5 +1,5 @@
 """The notifications service's bootstrap: the runtime Service plus the email sender and the
-negative-balance digest scheduler, started after the broker and stopped before it."""
+negative-balance reminder scheduler, started after the broker and stopped before it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cagette_runtime.settings import ServiceSettings
 
 from .api import router
 from .handlers import consumers
-from .sender import DigestScheduler, EmailSender
+from .sender import ReminderScheduler, EmailSender
 from .settings import NotificationSettings, notification_settings
 
 NAME = "notifications"
@@ -41,7 +41,7 @@ class NotificationsService(Service):
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)
-        self.digests = DigestScheduler(self.database, settings)
+        self.reminders = ReminderScheduler(self.database, settings)
 
     async def start(self) -> None:
         await super().start()
@@ -54,10 +54,10 @@ class NotificationsService(Service):
         for routing_key in (EMAIL_SENT, EMAIL_FAILED):
             await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
         self.sender.start()
-        self.digests.start()
+        self.reminders.start()
 
     async def stop(self) -> None:
-        await self.digests.stop()
+        await self.reminders.stop()
         await self.sender.stop()
         await super().stop()
 

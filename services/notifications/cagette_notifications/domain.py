@@ -270,15 +270,16 @@ class BalanceState:
     """What notifications knows of one member account in one group, from the ledger's events.
 
     A negative *episode* starts when the ledger says the balance went negative and ends when it
-    says the balance is back to zero or more. One reminder per episode; a digest every
-    `interval` while it lasts."""
+    says the balance is back to zero or more. One reminder per episode, then a digest every
+    `interval` while it lasts (see `next_reminder`)."""
 
     currency: str
     balance: Money | None = None
     as_of: datetime | None = None  # occurred_at of the ledger event that gave `balance`
     negative_since: datetime | None = None
+    episode_event_id: UUID | None = None  # the BalanceWentNegative that opened the episode
     episode_closed_at: datetime | None = None
-    last_reminder_at: datetime | None = None
+    last_reminder_at: datetime | None = None  # None: the episode's reminder is not sent yet
 
 
 def balance_changed(state: BalanceState, balance: Money, at: datetime) -> BalanceState:
@@ -288,15 +289,16 @@ def balance_changed(state: BalanceState, balance: Money, at: datetime) -> Balanc
     return replace(state, balance=balance, as_of=at)
 
 
-def went_negative(state: BalanceState, balance: Money, at: datetime) -> tuple[BalanceState, bool]:
-    """The ledger says the balance crossed below zero at `at`. Returns the new state and whether
-    this opens a new episode (so a reminder is due, unless the member opted out)."""
+def went_negative(state: BalanceState, balance: Money, at: datetime, event_id: UUID) -> BalanceState:
+    """The ledger says the balance crossed below zero at `at`: a new episode, unless one is
+    already open (one reminder per crossing, not per posting) or this crossing was already undone
+    (its BalanceBackToNonNegative arrived first)."""
     state = balance_changed(state, balance, at)
     if state.negative_since is not None:
-        return state, False  # already in an episode: one reminder per crossing, not per posting
+        return state
     if state.episode_closed_at is not None and at <= state.episode_closed_at:
-        return state, False  # this crossing was already undone (events arrived out of order)
-    return replace(state, negative_since=at, last_reminder_at=at), True
+        return state
+    return replace(state, negative_since=at, episode_event_id=event_id, last_reminder_at=None)
 
 
 def back_to_non_negative(state: BalanceState, balance: Money, at: datetime) -> BalanceState:
@@ -304,41 +306,69 @@ def back_to_non_negative(state: BalanceState, balance: Money, at: datetime) -> B
     if state.negative_since is not None and at < state.negative_since:
         return state  # an older episode's end; the current one goes on
     closed = at if state.episode_closed_at is None else max(at, state.episode_closed_at)
-    return replace(state, negative_since=None, episode_closed_at=closed)
+    return replace(state, negative_since=None, episode_event_id=None, episode_closed_at=closed)
 
 
-def digest_due(state: BalanceState, now: datetime, interval: timedelta) -> bool:
-    """A periodic digest is due while the episode lasts and the balance is still negative."""
+def next_reminder(state: BalanceState, now: datetime, *, grace: timedelta, interval: timedelta, pending: Money) -> Kind | None:
+    """Which reminder is due now, if any.
+
+    - none unless an episode is open and the balance is still negative;
+    - none while payments announced but not yet received (`pending`: a cheque to hand over at
+      the distribution, a transfer on its way) cover what is owed: by R16 a cheque order makes
+      the balance negative until the cheque is received, and its instructions email already
+      said how to pay;
+    - the episode's reminder once `grace` has passed since the crossing (time for the
+      payments service's PaymentDeclared, which races the ledger's BalanceWentNegative);
+    - then a digest every `interval`."""
     if state.negative_since is None or state.balance is None or not state.balance.is_negative:
-        return False
-    last = state.last_reminder_at or state.negative_since
-    return now - last >= interval
+        return None
+    owed = -state.balance
+    if pending.currency == owed.currency and pending >= owed:
+        return None
+    if state.last_reminder_at is None:
+        return Kind.BALANCE_REMINDER if now - state.negative_since >= grace else None
+    return Kind.BALANCE_DIGEST if now - state.last_reminder_at >= interval else None
 
 
-def digest_event_id(account_key: str, negative_since: datetime, sequence: int) -> UUID:
-    """A stable id for the n-th digest of one episode, so it keys the delivery log like an event."""
-    return uuid5(NAMESPACE_URL, f"cagette:notifications:digest:{account_key}:{negative_since.isoformat()}:{sequence}")
+def digest_event_id(account_key: str, negative_since: datetime, previous_reminder_at: datetime) -> UUID:
+    """A stable id for the digest that follows a given reminder, keying the delivery log."""
+    return uuid5(
+        NAMESPACE_URL,
+        f"cagette:notifications:digest:{account_key}:{negative_since.isoformat()}:{previous_reminder_at.isoformat()}",
+    )
 
 
-def digest_sequence(state: BalanceState, now: datetime, interval: timedelta) -> int:
-    """Which digest of the episode this is (1 = the first after the reminder)."""
-    assert state.negative_since is not None
-    return max(1, int((now - state.negative_since) / interval))
+def _balance_facts(group: Group, balance: Money, pending: Money) -> dict[str, object]:
+    owed = -balance
+    left = owed - pending if pending.currency == owed.currency and pending.amount > 0 else owed
+    return {"balance": balance, "owed": owed, "pending": pending, "left": left, "settle": settle_options(group, left)}
 
 
-def balance_reminder(source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime) -> list[Email]:
+def balance_reminder(
+    source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, pending: Money
+) -> list[Email]:
     return email_if_wanted(
         Email(Kind.BALANCE_REMINDER, source_event_id, group, member,
-              {"balance": balance, "owed": -balance, "since": since, "settle": settle_options(group, -balance)})
+              {**_balance_facts(group, balance, pending), "since": since})
     )
 
 
-def balance_digest(source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, now: datetime) -> list[Email]:
+def balance_digest(
+    source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, now: datetime, pending: Money
+) -> list[Email]:
     return email_if_wanted(
         Email(Kind.BALANCE_DIGEST, source_event_id, group, member,
-              {"balance": balance, "owed": -balance, "since": since, "date": now, "days": (now - since).days,
-               "settle": settle_options(group, -balance)})
+              {**_balance_facts(group, balance, pending), "since": since, "date": now, "days": (now - since).days})
     )
+
+
+def balance_email(
+    kind: Kind, source_event_id: UUID, group: Group, member: Member, state: BalanceState, now: datetime, pending: Money
+) -> list[Email]:
+    assert state.balance is not None and state.negative_since is not None
+    if kind == Kind.BALANCE_REMINDER:
+        return balance_reminder(source_event_id, group, member, balance=state.balance, since=state.negative_since, pending=pending)
+    return balance_digest(source_event_id, group, member, balance=state.balance, since=state.negative_since, now=now, pending=pending)
 
 
 def settle_options(group: Group, owed: Money) -> list[Instructions]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from uuid import UUID
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -249,6 +249,8 @@ class Handlers:
     # --- payments ----------------------------------------------------------------------
 
     async def on_payment_declared(self, session: AsyncSession, event: PaymentDeclared) -> None:
+        if instructions_trigger(event.method) == Trigger.CONFIRMED:
+            return  # money pot / card: their confirmation goes out with OrderConfirmed / OrderAmended
         if event.order_id is not None:
             await lock(session, f"order:{event.order_id}")
         await session.execute(
@@ -261,8 +263,6 @@ class Handlers:
             )
             .on_conflict_do_nothing()
         )
-        if instructions_trigger(event.method) == Trigger.CONFIRMED:
-            return  # money pot / card: their confirmation goes out with OrderConfirmed / OrderAmended
         payment = (
             await session.execute(select(declared_payments).where(declared_payments.c.payment_id == event.payment_id))
         ).one()
@@ -331,6 +331,7 @@ class Handlers:
     ) -> None:
         group, member = await load_recipient(session, event.group_id, event.member_id)
         facts: dict[str, object] = {"amount": event.amount, "date": event.occurred_at, "order_id": event.order_id}
+        await self._record_outcome(session, event)
         match event:
             case PaymentReceived():
                 kind = Kind.PAYMENT_RECEIVED
@@ -348,6 +349,29 @@ class Handlers:
                 facts |= {"method": PaymentMethod.CARD, "reason": event.reason, "retry_url": event.retry_url}
         await self.send(session, domain.payment_event_email(kind, event.event_id, group, member, **facts))
 
+    async def _record_outcome(self, session: AsyncSession, event: Event) -> None:
+        """What became of the payment (pending payments defer balance reminders)."""
+        match event:
+            case PaymentReceived():
+                settled = {"status": "received", "received_amount": event.amount.amount, "settled_at": event.occurred_at}
+                await session.execute(
+                    pg_insert(declared_payments)
+                    .values(
+                        payment_id=event.payment_id, event_id=event.event_id, group_id=event.group_id,
+                        member_id=event.member_id, order_id=event.order_id, amendment_id=event.amendment_id,
+                        subscription_id=event.subscription_id, method=event.method.value, amount=event.amount.amount,
+                        currency=event.amount.currency, reference=event.reference, declared_at=event.occurred_at,
+                        **settled,
+                    )
+                    .on_conflict_do_update(index_elements=[declared_payments.c.payment_id], set_=settled)
+                )
+            case PaymentCancelled():
+                await session.execute(
+                    update(declared_payments)
+                    .where(declared_payments.c.payment_id == event.payment_id)
+                    .values(status="cancelled", settled_at=event.occurred_at)
+                )
+
     async def _reference(self, session: AsyncSession, payment_id: UUID) -> str | None:
         return (
             await session.execute(select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id))
@@ -358,21 +382,17 @@ class Handlers:
     async def on_balance(
         self, session: AsyncSession, event: BalanceChanged | BalanceWentNegative | BalanceBackToNonNegative
     ) -> None:
+        """Keep the balance and the negative episode; the reminder itself is sent by the
+        reminder scheduler once the grace period has passed (see domain.next_reminder)."""
         state = await load_balance(session, event.group_id, event.member_id, event.balance.currency, for_update=True)
-        remind = False
         match event:
             case BalanceChanged():
                 state = domain.balance_changed(state, event.balance, event.occurred_at)
             case BalanceWentNegative():
-                state, remind = domain.went_negative(state, event.balance, event.occurred_at)
+                state = domain.went_negative(state, event.balance, event.occurred_at, event.event_id)
             case BalanceBackToNonNegative():
                 state = domain.back_to_non_negative(state, event.balance, event.occurred_at)
         await save_balance(session, event.group_id, event.member_id, state)
-        if remind:
-            group, member = await load_recipient(session, event.group_id, event.member_id)
-            await self.send(session, domain.balance_reminder(
-                event.event_id, group, member, balance=event.balance, since=event.occurred_at
-            ))
 
 
 QUEUE_NAME = "notifications.events"

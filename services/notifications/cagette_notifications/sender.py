@@ -1,4 +1,4 @@
-"""Background tasks: the sender (delivery log -> SMTP) and the negative-balance digest scheduler.
+"""Background tasks: the sender (delivery log -> SMTP) and the negative-balance reminder scheduler.
 
 The sender never holds a database transaction while it talks SMTP: it claims due deliveries
 (a short transaction that leases them and counts the attempt), sends them, then records each
@@ -12,7 +12,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from cagette_runtime.db import Database
 
@@ -20,7 +20,8 @@ from . import domain
 from .delivery import Claimed, claim_due, enqueue, mark_failed, mark_retry, mark_sent
 from .settings import NotificationSettings
 from .smtp import SendFailure, SmtpClient, sender_domain
-from .store import NotYetKnown, load_recipient
+from .domain import Kind
+from .store import NotYetKnown, load_recipient, pending_payments, state_from_row
 from .tables import member_balances
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ class EmailSender(_Loop):
         log.info("email %s (%s) sent to %s", claimed.delivery_id, claimed.kind, claimed.recipient)
 
 
-class DigestScheduler(_Loop):
-    """While a member's balance stays negative, a digest every `reminder_interval`."""
+class ReminderScheduler(_Loop):
+    """Negative balances: the episode's reminder after the grace period, then a digest every
+    `reminder_interval`, while the balance stays negative and pending payments do not cover it."""
 
-    name = "balance-digests"
+    name = "balance-reminders"
 
     def __init__(self, database: Database, settings: NotificationSettings) -> None:
         super().__init__(settings.reminder_check_interval)
@@ -126,40 +128,51 @@ class DigestScheduler(_Loop):
 
     async def run_once(self, now: datetime | None = None) -> bool:
         now = now or datetime.now(UTC)
-        interval = self.settings.reminder_interval
+        s = self.settings
         async with self.database.transaction() as session:
             rows = (
                 await session.execute(
                     select(member_balances)
-                    .where(and_(member_balances.c.negative_since.is_not(None), member_balances.c.balance < 0,
-                                member_balances.c.last_reminder_at <= now - interval))
-                    .limit(200)
+                    .where(and_(
+                        member_balances.c.negative_since.is_not(None),
+                        member_balances.c.balance < 0,
+                        or_(
+                            and_(member_balances.c.last_reminder_at.is_(None),
+                                 member_balances.c.negative_since <= now - s.reminder_grace),
+                            member_balances.c.last_reminder_at <= now - s.reminder_interval,
+                        ),
+                    ))
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
-                state = domain.BalanceState(
-                    currency=row.currency, balance=domain.Money(amount=row.balance, currency=row.currency),
-                    as_of=row.as_of, negative_since=row.negative_since, episode_closed_at=row.episode_closed_at,
-                    last_reminder_at=row.last_reminder_at,
-                )
-                if not domain.digest_due(state, now, interval):
-                    continue
+                state = state_from_row(row, row.currency)
+                pending = await pending_payments(session, row.group_id, row.member_id, row.currency, state.as_of)
+                kind = domain.next_reminder(state, now, grace=s.reminder_grace, interval=s.reminder_interval, pending=pending)
+                if kind is None:
+                    continue  # covered by pending payments (checked again next time)
                 try:
                     group, member = await load_recipient(session, row.group_id, row.member_id)
                 except NotYetKnown:
                     continue
-                sequence = domain.digest_sequence(state, now, interval)
-                event_id = domain.digest_event_id(f"{row.group_id}:{row.member_id}", state.negative_since, sequence)  # type: ignore[arg-type]
-                assert state.balance is not None and state.negative_since is not None
+                assert state.negative_since is not None
+                if kind == Kind.BALANCE_REMINDER:
+                    event_id = state.episode_event_id or domain.digest_event_id(
+                        f"{row.group_id}:{row.member_id}", state.negative_since, state.negative_since
+                    )
+                else:
+                    assert state.last_reminder_at is not None
+                    event_id = domain.digest_event_id(
+                        f"{row.group_id}:{row.member_id}", state.negative_since, state.last_reminder_at
+                    )
                 await enqueue(
-                    session,
-                    domain.balance_digest(event_id, group, member, balance=state.balance, since=state.negative_since, now=now),
-                    sender_domain=self.domain, timezone=self.settings.timezone,
+                    session, domain.balance_email(kind, event_id, group, member, state, now, pending),
+                    sender_domain=self.domain, timezone=s.timezone,
                 )
+                # Also when the member opted out: the reminder was due and is skipped, not postponed.
                 await session.execute(
                     update(member_balances)
                     .where(and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id))
                     .values(last_reminder_at=now)
                 )
-        return len(rows) >= 200
+        return False

@@ -28,9 +28,12 @@ class NotificationSettings(ServiceSettings):
     smtp_retry_base: float = Field(default=5.0, gt=0, description="seconds before the 1st retry, doubled each time")
     smtp_retry_max: float = Field(default=1800.0, gt=0)
     smtp_lease: float = Field(default=300.0, gt=0, description="seconds a claimed email is reserved for one sender")
-    # Negative balance digests: one every `reminder_interval` while the balance stays negative.
+    # Negative balances: the reminder `reminder_grace` after the crossing (time for the payments
+    # service's PaymentDeclared to arrive), then a digest every `reminder_interval` while the
+    # balance stays negative and is not covered by pending payments.
+    reminder_grace: timedelta = timedelta(minutes=2)
     reminder_interval: timedelta = timedelta(days=7)
-    reminder_check_interval: float = Field(default=60.0, gt=0, description="seconds between digest scans")
+    reminder_check_interval: float = Field(default=30.0, gt=0, description="seconds between reminder scans")
     # Dates in emails are shown in this time zone.
     timezone: str = "Europe/Paris"
 

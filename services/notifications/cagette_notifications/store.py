@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from sqlalchemy import and_, func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
 
 from .domain import BalanceState, Group, Member
-from .tables import group_directory, member_balances, member_directory, member_preferences
+from .tables import declared_payments, group_directory, member_balances, member_directory, member_preferences
 
 
 class NotYetKnown(Exception):
@@ -62,7 +62,7 @@ async def load_recipient(session: AsyncSession, group_id: UUID, member_id: UUID)
     return await load_group(session, group_id), await load_member(session, group_id, member_id)
 
 
-def _state_from_row(row, currency: str) -> BalanceState:  # type: ignore[no-untyped-def]
+def state_from_row(row, currency: str) -> BalanceState:  # type: ignore[no-untyped-def]
     if row is None:
         return BalanceState(currency=currency)
     return BalanceState(
@@ -70,6 +70,7 @@ def _state_from_row(row, currency: str) -> BalanceState:  # type: ignore[no-unty
         balance=None if row.balance is None else Money(amount=row.balance, currency=row.currency),
         as_of=row.as_of,
         negative_since=row.negative_since,
+        episode_event_id=row.episode_event_id,
         episode_closed_at=row.episode_closed_at,
         last_reminder_at=row.last_reminder_at,
     )
@@ -91,7 +92,7 @@ async def load_balance(
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).first()
-    return _state_from_row(row, currency)
+    return state_from_row(row, currency)
 
 
 async def save_balance(session: AsyncSession, group_id: UUID, member_id: UUID, state: BalanceState) -> None:
@@ -100,6 +101,7 @@ async def save_balance(session: AsyncSession, group_id: UUID, member_id: UUID, s
         "balance": None if state.balance is None else state.balance.amount,
         "as_of": state.as_of,
         "negative_since": state.negative_since,
+        "episode_event_id": state.episode_event_id,
         "episode_closed_at": state.episode_closed_at,
         "last_reminder_at": state.last_reminder_at,
     }
@@ -108,3 +110,24 @@ async def save_balance(session: AsyncSession, group_id: UUID, member_id: UUID, s
         .values(group_id=group_id, member_id=member_id, **values)
         .on_conflict_do_update(index_elements=[member_balances.c.group_id, member_balances.c.member_id], set_=values)
     )
+
+
+async def pending_payments(session: AsyncSession, group_id: UUID, member_id: UUID, currency: str, as_of) -> Money:  # type: ignore[no-untyped-def]
+    """Payments announced and not yet in the balance: declared ones not received or cancelled,
+    and received ones the ledger had not posted yet when it last reported the balance."""
+    not_in_balance = declared_payments.c.status == "declared"
+    received_after = and_(declared_payments.c.status == "received", declared_payments.c.settled_at > as_of) if as_of is not None else (
+        declared_payments.c.status == "received"
+    )
+    total = (
+        await session.execute(
+            select(func.coalesce(func.sum(func.coalesce(declared_payments.c.received_amount, declared_payments.c.amount)), 0))
+            .where(and_(
+                declared_payments.c.group_id == group_id,
+                declared_payments.c.member_id == member_id,
+                declared_payments.c.currency == currency,
+                or_(not_in_balance, received_after),
+            ))
+        )
+    ).scalar_one()
+    return Money(amount=int(total), currency=currency)

@@ -115,6 +115,11 @@ declared_payments = Table(
     Column("currency", String(3), nullable=False),
     Column("reference", Text),
     Column("declared_at", DateTime(timezone=True), nullable=False),
+    # Added by 0003: what became of it. 'declared' (pending), 'received' or 'cancelled'. A
+    # received payment not declared before (entered by a coordinator) gets a row too.
+    Column("status", Text, nullable=False, server_default=text("'declared'")),
+    Column("received_amount", BigInteger),
+    Column("settled_at", DateTime(timezone=True)),
 )
 
 # Member balances from the ledger events, and the negative episode (reminder / digests).
@@ -127,6 +132,7 @@ member_balances = Table(
     Column("balance", BigInteger),
     Column("as_of", DateTime(timezone=True)),
     Column("negative_since", DateTime(timezone=True)),
+    Column("episode_event_id", Uuid),  # added by 0003: the BalanceWentNegative that opened it
     Column("episode_closed_at", DateTime(timezone=True)),
     Column("last_reminder_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("group_id", "member_id"),

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
@@ -169,17 +170,17 @@ def start_service(servers: IsolatedServers) -> Callable[..., object]:
         database_url = await servers.create_database(name)
         vhost = f"cagette-test-{servers.run_id}-{name}"
         amqp_url = await create_vhost(servers.base_amqp_url, vhost)
-        settings = NotificationSettings(
-            database_url=database_url,
-            amqp_url=amqp_url,
-            smtp_poll_interval=0.2,
-            smtp_retry_base=0.2,
-            smtp_retry_max=0.5,
-            outbox_poll_interval=0.2,
+        fast: dict[str, object] = {
+            "smtp_poll_interval": 0.2,
+            "smtp_retry_base": 0.2,
+            "smtp_retry_max": 0.5,
+            "outbox_poll_interval": 0.2,
+            "reminder_grace": timedelta(0),
+            "reminder_check_interval": 0.2,
             # One message at a time, so a sentinel event proves everything before it was handled.
-            prefetch_count=1,
-            **overrides,
-        )
+            "prefetch_count": 1,
+        }
+        settings = NotificationSettings(database_url=database_url, amqp_url=amqp_url, **{**fast, **overrides})
         service = build_service(settings)
         await service.start()
         connection = await aio_pika.connect_robust(amqp_url)

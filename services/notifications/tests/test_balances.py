@@ -107,9 +107,7 @@ async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, ma
 
 
 async def test_digest_while_negative_then_stops(start_service, mailbox, facts) -> None:
-    async with start_service(
-        smtp_port=mailbox.port, reminder_interval=timedelta(seconds=1), reminder_check_interval=0.2
-    ) as running:
+    async with start_service(smtp_port=mailbox.port, reminder_interval=timedelta(seconds=1)) as running:
         fred, gina = facts.member("Fred", "fr"), facts.member("Gina", "en")
         await running.publish(facts.group, fred, gina)
         url = f"/groups/{facts.group_id}/members/{gina.member_id}/email-preferences"
@@ -134,3 +132,31 @@ async def test_digest_while_negative_then_stops(start_service, mailbox, facts) -
             "SELECT last_reminder_at > negative_since FROM member_balances WHERE member_id = :m", m=gina.member_id
         )
         assert state == [(True,)]  # her digests were due and skipped, not stuck
+
+
+async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(start_service, mailbox, facts) -> None:
+    from cagette_contracts import PaymentCancelled
+
+    async with start_service(smtp_port=mailbox.port, reminder_grace=timedelta(seconds=0.5)) as running:
+        nina = facts.member("Nina", "en")
+        await running.publish(facts.group, nina)
+        order = facts.order(nina, "cheque")
+        declared = facts.declared(order, "RF18 5390 0754 7034")
+        changed, negative, back = ledger(facts, nina, uuid.uuid4())
+        # R16: the ledger posts the order's debit at once; the cheque counts only once received.
+        # The ledger's crossing may even arrive before the payments service's declaration.
+        went_negative = negative(-1255)
+        await running.publish(order, changed(0, -1255), went_negative, declared)
+        [instructions] = await mailbox.wait_for(str(nina.email))
+        assert "Payable to" in mailbox.body(instructions, "plain")
+        await asyncio.sleep(1.5)  # grace passed, several scans: the pending cheque covers the debt
+        assert len(mailbox.to(str(nina.email))) == 1
+
+        await running.publish(PaymentCancelled(
+            group_id=facts.group_id, payment_id=declared.payment_id, member_id=nina.member_id, amount=order.total,
+            order_id=order.order_id, method="cheque", reason="no cheque at the distribution",
+        ))
+        cancelled, reminder = (await mailbox.wait_for(str(nina.email), 3))[1:]
+        assert cancelled["Subject"].startswith("Payment cancelled")
+        assert reminder["Subject"] == "Your balance is negative: €12.55 to settle - AMAP des Lilas"
+        assert reminder["X-Cagette-Event-Id"] == str(went_negative.event_id)  # keyed by the crossing

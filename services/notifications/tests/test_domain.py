@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -36,12 +37,12 @@ def test_declared_methods_wait_for_the_declaration_others_go_on_confirmation() -
 
 def test_opt_out_removes_reminders_only() -> None:
     opted_out = member(reminders_opt_out=True)
-    assert domain.balance_reminder(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0) == []
-    assert domain.balance_digest(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, now=T0) == []
+    assert domain.balance_reminder(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, pending=eur(0)) == []
+    assert domain.balance_digest(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, now=T0, pending=eur(0)) == []
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         [email] = domain.payment_event_email(kind, uuid.uuid4(), GROUP, opted_out, amount=eur(100))
         assert email.recipient == "alice@example.org"
-    [reminder] = domain.balance_reminder(uuid.uuid4(), GROUP, member(), balance=eur(-100), since=T0)
+    [reminder] = domain.balance_reminder(uuid.uuid4(), GROUP, member(), balance=eur(-100), since=T0, pending=eur(0))
     assert reminder.facts["owed"] == eur(100)
 
 
@@ -63,46 +64,62 @@ def test_instructions_carry_only_what_the_method_needs() -> None:
     assert domain.instructions_for(GROUP, None, eur(500)) is None
 
 
-def test_one_reminder_per_episode_whatever_the_postings() -> None:
-    state = BalanceState(EUR)
-    state, remind = domain.went_negative(state, eur(-100), T0)
-    assert remind and state.negative_since == T0 and state.last_reminder_at == T0
+def test_one_episode_per_crossing_whatever_the_postings() -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    state = domain.went_negative(BalanceState(EUR), eur(-100), T0, first)
+    assert state.negative_since == T0 and state.episode_event_id == first and state.last_reminder_at is None
     state = domain.balance_changed(state, eur(-300), T0 + timedelta(minutes=1))
-    state, remind = domain.went_negative(state, eur(-400), T0 + timedelta(minutes=2))
-    assert not remind and state.balance == eur(-400)
-    state = domain.back_to_non_negative(state, eur(0), T0 + timedelta(minutes=3))
-    assert state.negative_since is None
-    state, remind = domain.went_negative(state, eur(-50), T0 + timedelta(minutes=4))
-    assert remind and state.negative_since == T0 + timedelta(minutes=4)
+    again = domain.went_negative(state, eur(-400), T0 + timedelta(minutes=2), second)
+    assert again.episode_event_id == first and again.balance == eur(-400)
+    closed = domain.back_to_non_negative(again, eur(0), T0 + timedelta(minutes=3))
+    assert closed.negative_since is None and closed.episode_event_id is None
+    reopened = domain.went_negative(closed, eur(-50), T0 + timedelta(minutes=4), second)
+    assert reopened.negative_since == T0 + timedelta(minutes=4) and reopened.episode_event_id == second
 
 
 def test_out_of_order_ledger_events() -> None:
-    # The end of an episode arrives before its start: no reminder for a debt already settled.
+    # The end of an episode arrives before its start: no episode for a debt already settled.
     state = domain.back_to_non_negative(BalanceState(EUR), eur(0), T0 + timedelta(minutes=5))
-    state, remind = domain.went_negative(state, eur(-100), T0)
-    assert not remind and state.negative_since is None and state.balance == eur(0)
+    state = domain.went_negative(state, eur(-100), T0, uuid.uuid4())
+    assert state.negative_since is None and state.balance == eur(0)
     # An older figure never overwrites a newer one.
     state = domain.balance_changed(state, eur(-999), T0 - timedelta(days=1))
     assert state.balance == eur(0)
     # The end of an older episode does not close the current one.
-    state, remind = domain.went_negative(state, eur(-10), T0 + timedelta(minutes=10))
-    assert remind
+    state = domain.went_negative(state, eur(-10), T0 + timedelta(minutes=10), uuid.uuid4())
     state = domain.back_to_non_negative(state, eur(0), T0 + timedelta(minutes=9))
     assert state.negative_since == T0 + timedelta(minutes=10)
 
 
-def test_digest_due_every_interval_while_negative() -> None:
-    week = timedelta(days=7)
-    state, _ = domain.went_negative(BalanceState(EUR), eur(-100), T0)
-    assert not domain.digest_due(state, T0 + week - timedelta(seconds=1), week)
-    assert domain.digest_due(state, T0 + week, week)
-    assert domain.digest_sequence(state, T0 + week, week) == 1
-    assert domain.digest_sequence(state, T0 + 2 * week + timedelta(hours=1), week) == 2
-    settled = domain.back_to_non_negative(state, eur(0), T0 + timedelta(days=1))
-    assert not domain.digest_due(settled, T0 + 5 * week, week)
-    # Same episode and number: same id (keys the delivery log); otherwise different.
-    a = domain.digest_event_id("g:m", T0, 1)
-    assert a == domain.digest_event_id("g:m", T0, 1) != domain.digest_event_id("g:m", T0, 2)
+GRACE, WEEK = timedelta(minutes=2), timedelta(days=7)
+
+
+def due(state: BalanceState, now: datetime, pending: int = 0) -> Kind | None:
+    return domain.next_reminder(state, now, grace=GRACE, interval=WEEK, pending=eur(pending))
+
+
+def test_reminder_after_the_grace_then_a_digest_every_interval() -> None:
+    state = domain.went_negative(BalanceState(EUR), eur(-100), T0, uuid.uuid4())
+    assert due(state, T0 + GRACE - timedelta(seconds=1)) is None
+    assert due(state, T0 + GRACE) == Kind.BALANCE_REMINDER
+    reminded = replace(state, last_reminder_at=T0 + GRACE)
+    assert due(reminded, T0 + GRACE + WEEK - timedelta(seconds=1)) is None
+    assert due(reminded, T0 + GRACE + WEEK) == Kind.BALANCE_DIGEST
+    settled = domain.back_to_non_negative(reminded, eur(0), T0 + timedelta(days=1))
+    assert due(settled, T0 + 5 * WEEK) is None
+    # Same episode and previous reminder: same digest id (keys the delivery log).
+    a = domain.digest_event_id("g:m", T0, T0 + GRACE)
+    assert a == domain.digest_event_id("g:m", T0, T0 + GRACE) != domain.digest_event_id("g:m", T0, T0 + WEEK)
+
+
+def test_pending_payments_that_cover_the_debt_hold_reminders_back() -> None:
+    # A cheque order: the debit is posted at once, the cheque counts only once received (R16).
+    state = domain.went_negative(BalanceState(EUR), eur(-1255), T0, uuid.uuid4())
+    assert due(state, T0 + GRACE, pending=1255) is None
+    assert due(state, T0 + GRACE, pending=2000) is None
+    assert due(state, T0 + GRACE, pending=1000) == Kind.BALANCE_REMINDER  # 2,55 uncovered
+    [email] = domain.balance_email(Kind.BALANCE_REMINDER, uuid.uuid4(), GROUP, member(), state, T0, eur(1000))
+    assert email.facts["owed"] == eur(1255) and email.facts["left"] == eur(255)
 
 
 def test_balance_after_a_money_pot_order() -> None:

@@ -59,8 +59,9 @@ def every_email(language: str) -> list[domain.Email]:
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         emails += domain.payment_event_email(kind, eid(), GROUP, m, amount=TOTAL, method=PaymentMethod.CARD, date=WHEN,
                                              reference=REF, label=None, declared_amount=None, reason="", retry_url=None)
-    emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN)
-    emails += domain.balance_digest(eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14))
+    emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
+    emails += domain.balance_digest(eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14),
+                                    pending=Money.of(0, "EUR"))
     return emails
 
 
@@ -115,3 +116,12 @@ def test_smtp_errors_split_into_permanent_and_transient() -> None:
     assert not classify(aiosmtplib.SMTPAuthenticationError(535, "bad credentials")).permanent
     assert not classify(aiosmtplib.SMTPConnectError("connection refused")).permanent
     assert not classify(ConnectionRefusedError()).permanent
+
+
+def test_reminder_counts_pending_payments() -> None:
+    [email] = domain.balance_reminder(uuid.uuid4(), GROUP, member("fr"), balance=Money.of(-2000, "EUR"), since=WHEN,
+                                      pending=Money.of(1255, "EUR"))
+    rendered = render(email)
+    assert rendered.subject.startswith("Votre solde est négatif : 7,45\xa0€ à régler")
+    assert "Paiements annoncés pas encore reçus : 12,55\xa0€. Reste à régler : 7,45\xa0€." in rendered.text
+    assert "un chèque de 7,45\xa0€ à l'ordre de Trésorerie AMAP" in rendered.text
