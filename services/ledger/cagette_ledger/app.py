@@ -14,7 +14,7 @@ from cagette_runtime.settings import ServiceSettings
 from . import holds
 from .api import router
 from .batching import BatchingConsumer
-from .handlers import consumers
+from .handlers import consumers, dispatch_batch
 
 NAME = "ledger"
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -47,7 +47,7 @@ class LedgerService(Service):
             self.consumers = list(consumers(self))
             for consumer in self.consumers:
                 batcher = BatchingConsumer(self.broker, self.database, ConsumerRunner(self.broker, self.database, consumer),
-                                           max_batch=batch)
+                                           batch_handler=dispatch_batch, max_batch=batch)
                 batcher.subscribe()
                 self.batchers.append(batcher)
         holds.register(self)

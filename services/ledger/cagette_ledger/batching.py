@@ -28,21 +28,48 @@ from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
 
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from cagette_contracts import Event
-from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, claim, parse_event
+from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, parse_event
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
+from cagette_runtime.tables import inbox_messages
+
+BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
+
+
+async def claim_many(session: AsyncSession, consumer: str, events: list[Event]) -> list[Event]:
+    """Record the events as processed by `consumer` (one statement); return those not processed
+    before, in order, each once."""
+    result = await session.execute(
+        pg_insert(inbox_messages)
+        .values([{"consumer": consumer, "event_id": event.event_id} for event in events])
+        .on_conflict_do_nothing()
+        .returning(inbox_messages.c.event_id)
+    )
+    new = {row.event_id for row in result.all()}
+    claimed = []
+    for event in events:
+        if event.event_id in new:
+            new.discard(event.event_id)
+            claimed.append(event)
+    return claimed
 
 log = logging.getLogger(__name__)
 
 
 class BatchingConsumer:
     def __init__(self, broker: RabbitBroker, database: Database, runner: ConsumerRunner, *,
-                 max_batch: int = 200, linger: float = 0.002) -> None:
+                 batch_handler: BatchHandler, max_batch: int = 200, linger: float = 0.002) -> None:
         self.broker = broker
         self.database = database
         self.runner = runner  # the per-message path: fallback and parking
         self.consumer = runner.consumer
+        self.batch_handler = batch_handler
         self.max_batch = max_batch
         self.linger = linger
         self._buffer: list[RabbitMessage] = []
@@ -109,13 +136,14 @@ class BatchingConsumer:
             return
         try:
             async with self.database.transaction() as session:
-                for _, event in parsed:
-                    token = set_correlation_id(event.correlation_id)
-                    try:
-                        if await claim(session, self.runner.name, event):
-                            await self.consumer.handler(session, event)
-                    finally:
-                        reset_correlation_id(token)
+                claimed = await claim_many(session, self.runner.name, [event for _, event in parsed])
+                # Events keep their own correlation ids; the batch's statements log the first.
+                token = set_correlation_id(claimed[0].correlation_id if claimed else None)
+                try:
+                    if claimed:
+                        await self.batch_handler(session, claimed)
+                finally:
+                    reset_correlation_id(token)
         except Exception as exc:  # noqa: BLE001 - any refusal or failure: per-message path
             self.fallbacks += 1
             log.info("batch of %d rolled back (%s: %s); processing its messages one by one",

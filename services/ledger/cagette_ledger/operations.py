@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +28,7 @@ from cagette_runtime.errors import Conflict, Invalid, NotFound
 
 from . import domain
 from .domain import AccountRef, Leg, TransactionDraft
-from .posting import PostedTransaction, lock_accounts, post
+from .posting import PostedTransaction, lock_accounts, post, post_many
 from .tables import accounts, groups, holds, pending_entries, postings, transactions
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,18 @@ async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
     return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) if row else None
 
 
+async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group]:
+    if not group_ids:
+        return []
+    rows = (
+        await session.execute(
+            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot,
+                   groups.c.payments_enabled).where(groups.c.group_id.in_(group_ids))
+        )
+    ).all()
+    return [Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) for row in rows]
+
+
 async def require_group(session: AsyncSession, group_id: UUID) -> Group:
     group = await find_group(session, group_id)
     if group is None:
@@ -71,6 +83,25 @@ async def post_and_publish(session: AsyncSession, draft: TransactionDraft) -> Po
     posted = await post(session, draft)
     if not posted.replayed:
         await outbox.add(session, *posted.events())
+    return posted
+
+
+async def post_many_and_publish(session: AsyncSession, drafts: list[TransactionDraft],
+                                order_ids: list[UUID | None]) -> list[PostedTransaction]:
+    """Post many drafts (currencies already checked) with their events, in a fixed number of
+    statements; orders among them capture their active holds."""
+    posted = await post_many(session, drafts)
+    events = [event for result in posted if not result.replayed for event in result.events()]
+    await outbox.add(session, *events)
+    captures = [{"order": order_id, "tx": result.transaction_id}
+                for order_id, result in zip(order_ids, posted, strict=True) if order_id is not None]
+    if captures:
+        await session.execute(
+            update(holds)
+            .where(holds.c.order_id == bindparam("order"), holds.c.status == "active")
+            .values(status="captured", resolved_at=func.now(), transaction_id=bindparam("tx")),
+            captures,
+        )
     return posted
 
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import or_, select, tuple_, update
+from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,10 @@ from cagette_runtime.errors import Conflict, Invalid
 
 from .domain import AccountRef, TransactionDraft, crossed_zero
 from .tables import accounts, postings, transactions
+
+
+# 5 parameters per row, PostgreSQL allows 32767 per statement.
+POSTINGS_PER_STATEMENT = 4000
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,20 @@ class PostedTransaction:
         return result
 
 
-async def lock_accounts(session: AsyncSession, refs: list[AccountRef], currency: str) -> dict[AccountRef, tuple[UUID, int]]:
-    """Open missing accounts, then lock all of them in one fixed order (no deadlocks between
-    transactions touching the same accounts). Returns ref -> (account id, balance)."""
-    unique = sorted(set(refs), key=lambda ref: (str(ref.group_id), ref.type.value, str(ref.member_id)))
+async def lock_accounts(session: AsyncSession, refs: list[AccountRef] | dict[AccountRef, str],
+                        currency: str | None = None) -> dict[AccountRef, tuple[UUID, int]]:
+    """Open missing accounts, then lock all of them with one statement in one fixed order (no
+    deadlocks between transactions touching the same accounts). `refs` maps each account to its
+    currency (or is a list, all in `currency`); an existing account in another currency is
+    refused. Returns ref -> (account id, balance)."""
+    wanted = refs if isinstance(refs, dict) else dict.fromkeys(refs, currency)
+    unique = sorted(wanted, key=lambda ref: (str(ref.group_id), ref.type.value, str(ref.member_id)))
     await session.execute(
         pg_insert(accounts)
         .values(
             [
                 {"account_id": uuid.uuid4(), "group_id": ref.group_id, "type": ref.type.value,
-                 "member_id": ref.member_id, "currency": currency}
+                 "member_id": ref.member_id, "currency": wanted[ref]}
                 for ref in unique
             ]
         )
@@ -121,8 +129,8 @@ async def lock_accounts(session: AsyncSession, refs: list[AccountRef], currency:
     found: dict[AccountRef, tuple[UUID, int]] = {}
     for row in rows:
         ref = AccountRef(row.group_id, AccountType(row.type), row.member_id)
-        if row.currency != currency:
-            raise Invalid(f"account {ref.type.value} of group {ref.group_id} is in {row.currency}, not {currency}")
+        if row.currency != wanted[ref]:
+            raise Invalid(f"account {ref.type.value} of group {ref.group_id} is in {row.currency}, not {wanted[ref]}")
         found[ref] = (row.account_id, row.balance)
     return found
 
@@ -130,52 +138,104 @@ async def lock_accounts(session: AsyncSession, refs: list[AccountRef], currency:
 async def post(session: AsyncSession, draft: TransactionDraft) -> PostedTransaction:
     """Post `draft` once. The same idempotency key with the same content returns the original;
     with different content it is refused."""
-    existing = (
-        await session.execute(select(transactions).where(transactions.c.idempotency_key == draft.idempotency_key))
-    ).first()
-    if existing is not None:
-        if existing.fingerprint != draft.fingerprint():
-            raise Conflict(
-                f"idempotency key {draft.idempotency_key!r} was already used for a different transaction",
-                transaction_id=existing.transaction_id,
-            )
-        return await load(session, existing.transaction_id, draft)
+    return (await post_many(session, [draft]))[0]
 
-    currency = draft.currency
-    locked = await lock_accounts(session, [leg.account for leg in draft.legs], currency)
-    balances = {ref: balance for ref, (_, balance) in locked.items()}
-    transaction_id = uuid.uuid4()
-    legs: list[PostedLeg] = []
-    for leg in draft.legs:
-        before = balances[leg.account]
-        after = before + leg.amount.amount
-        balances[leg.account] = after
-        legs.append(
-            PostedLeg(locked[leg.account][0], leg.account, leg.amount, Money(amount=before, currency=currency),
-                      Money(amount=after, currency=currency))
-        )
-    await session.execute(
-        transactions.insert().values(
-            transaction_id=transaction_id, group_id=draft.group_id, kind=draft.kind,
-            idempotency_key=draft.idempotency_key, fingerprint=draft.fingerprint(), currency=currency,
-            memo=draft.memo, reverses_transaction_id=draft.reverses, source_event_id=draft.source_event_id,
-            correlation_id=peek_correlation_id(), reason=draft.reason, recorded_by=draft.recorded_by,
-        )
-    )
-    await session.execute(
-        postings.insert(),
-        [
-            {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount.amount,
-             "currency": currency, "balance_after": leg.balance_after.amount}
-            for leg in legs
-        ],
-    )
-    for ref, balance in balances.items():
-        if balance != locked[ref][1]:
+
+async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> list[PostedTransaction]:
+    """Post many drafts, in order, with a fixed number of statements whatever their count:
+    one replay lookup, one account open + lock, one insert each for transactions and postings,
+    one balance update per touched account (executemany). Replays (a key already posted, before
+    or earlier in this batch) return the original; a key reused with other content is refused."""
+    if not drafts:
+        return []
+    keys = {draft.idempotency_key for draft in drafts}
+    stored = {
+        row.idempotency_key: row
+        for row in (
             await session.execute(
-                update(accounts).where(accounts.c.account_id == locked[ref][0]).values(balance=balance)
+                select(transactions.c.transaction_id, transactions.c.idempotency_key, transactions.c.fingerprint)
+                .where(transactions.c.idempotency_key.in_(keys))
             )
-    return PostedTransaction(transaction_id, draft, tuple(legs))
+        ).all()
+    }
+    results: list[PostedTransaction | None] = [None] * len(drafts)
+    fresh: dict[str, int] = {}  # key -> index of the draft that posts it in this batch
+    to_post: list[int] = []
+    for index, draft in enumerate(drafts):
+        key = draft.idempotency_key
+        original = stored.get(key)
+        fingerprint = draft.fingerprint()
+        if original is not None:
+            if original.fingerprint != fingerprint:
+                raise Conflict(f"idempotency key {key!r} was already used for a different transaction",
+                               transaction_id=original.transaction_id)
+            results[index] = await load(session, original.transaction_id, draft)
+        elif key in fresh:
+            if drafts[fresh[key]].fingerprint() != fingerprint:
+                raise Conflict(f"idempotency key {key!r} was already used for a different transaction")
+        else:
+            fresh[key] = index
+            to_post.append(index)
+
+    if to_post:
+        wanted: dict[AccountRef, str] = {}
+        for index in to_post:
+            for leg in drafts[index].legs:
+                wanted[leg.account] = drafts[index].currency
+        locked = await lock_accounts(session, wanted)
+        balances = {ref: balance for ref, (_, balance) in locked.items()}
+        correlation_id = peek_correlation_id()
+        transaction_rows, posting_rows = [], []
+        for index in to_post:
+            draft = drafts[index]
+            currency = draft.currency
+            transaction_id = uuid.uuid4()
+            legs: list[PostedLeg] = []
+            for leg in draft.legs:
+                before = balances[leg.account]
+                after = before + leg.amount.amount
+                balances[leg.account] = after
+                legs.append(PostedLeg(locked[leg.account][0], leg.account, leg.amount,
+                                      Money(amount=before, currency=currency), Money(amount=after, currency=currency)))
+            transaction_rows.append({
+                "transaction_id": transaction_id, "group_id": draft.group_id, "kind": draft.kind,
+                "idempotency_key": draft.idempotency_key, "fingerprint": draft.fingerprint(), "currency": currency,
+                "memo": draft.memo, "reverses_transaction_id": draft.reverses, "source_event_id": draft.source_event_id,
+                "correlation_id": correlation_id, "reason": draft.reason, "recorded_by": draft.recorded_by,
+            })
+            posting_rows.extend(
+                {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount.amount,
+                 "currency": currency, "balance_after": leg.balance_after.amount}
+                for leg in legs
+            )
+            results[index] = PostedTransaction(transaction_id, draft, tuple(legs))
+        await session.execute(transactions.insert(), transaction_rows)
+        # One multi-row statement per chunk, never splitting a transaction's postings: the
+        # database checks each INSERT statement leaves its transactions balanced.
+        chunk: list[dict[str, object]] = []
+        for row in posting_rows:
+            if len(chunk) >= POSTINGS_PER_STATEMENT and row["transaction_id"] != chunk[-1]["transaction_id"]:
+                await session.execute(postings.insert().values(chunk))
+                chunk = []
+            chunk.append(row)
+        await session.execute(postings.insert().values(chunk))
+        changed = [
+            {"id": locked[ref][0], "new_balance": balance}
+            for ref, balance in balances.items() if balance != locked[ref][1]
+        ]
+        if changed:
+            await session.execute(
+                update(accounts).where(accounts.c.account_id == bindparam("id")).values(balance=bindparam("new_balance")),
+                changed,
+            )
+
+    # In-batch replays return what the first occurrence posted.
+    for index, draft in enumerate(drafts):
+        if results[index] is None:
+            first = results[fresh[draft.idempotency_key]]
+            assert first is not None
+            results[index] = PostedTransaction(first.transaction_id, draft, first.legs, replayed=True)
+    return results  # type: ignore[return-value]
 
 
 async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDraft) -> PostedTransaction:

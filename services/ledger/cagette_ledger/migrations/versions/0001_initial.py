@@ -48,33 +48,57 @@ APPEND_ONLY = [
         """,
 ]
 
-# Double entry enforced at commit: each transaction has >= 2 postings summing to zero, all in
-# the transaction's currency and on accounts of its group and currency.
+# Double entry, enforced by the database in two parts (cheap enough for batches of thousands):
+# * each INSERT statement on postings (statement trigger, transition table) must leave every
+#   transaction it touches with >= 2 postings summing to zero, all in the transaction's
+#   currency and on accounts of its group and currency: a transaction's postings are written
+#   by one statement;
+# * at commit, each new transaction must have such postings (deferred constraint trigger), so
+#   a transaction without postings cannot commit either.
 BALANCED = [
         """
-        CREATE FUNCTION ledger_check_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION ledger_transaction_breaches(ids uuid[]) RETURNS text LANGUAGE sql STABLE AS $$
+          SELECT string_agg(format('%s (%s postings, sum %s, %s foreign)', x.transaction_id, x.n, x.total, x.wrong), '; ')
+            FROM (
+              SELECT t.transaction_id, count(p.posting_id) AS n, coalesce(sum(p.amount), 0) AS total,
+                     count(*) FILTER (WHERE p.currency <> t.currency OR a.currency <> t.currency
+                                            OR a.group_id <> t.group_id) AS wrong
+                FROM transactions t
+                LEFT JOIN postings p ON p.transaction_id = t.transaction_id
+                LEFT JOIN accounts a ON a.account_id = p.account_id
+               WHERE t.transaction_id = ANY(ids)
+               GROUP BY t.transaction_id
+            ) x
+           WHERE x.n < 2 OR x.total <> 0 OR x.wrong > 0
+        $$
+        """,
+        """
+        CREATE FUNCTION ledger_check_postings_statement() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
-          n integer; total numeric; wrong integer;
+          breaches text;
         BEGIN
-          SELECT count(*), coalesce(sum(p.amount), 0),
-                 count(*) FILTER (WHERE p.currency <> t.currency OR a.currency <> t.currency
-                                        OR a.group_id <> t.group_id)
-            INTO n, total, wrong
-            FROM postings p
-            JOIN transactions t ON t.transaction_id = p.transaction_id
-            JOIN accounts a ON a.account_id = p.account_id
-           WHERE p.transaction_id = NEW.transaction_id;
-          IF n < 2 OR total <> 0 OR wrong > 0 THEN
-            RAISE EXCEPTION 'ledger transaction % is not balanced (% postings, sum %, % foreign)',
-              NEW.transaction_id, n, total, wrong USING ERRCODE = 'check_violation';
+          SELECT ledger_transaction_breaches(array_agg(DISTINCT transaction_id)) INTO breaches FROM new_postings;
+          IF breaches IS NOT NULL THEN
+            RAISE EXCEPTION 'ledger transaction not balanced: %', breaches USING ERRCODE = 'check_violation';
           END IF;
           RETURN NULL;
         END $$
         """,
         """
-        CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
-          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-          EXECUTE FUNCTION ledger_check_transaction_balanced()
+        CREATE TRIGGER postings_balanced AFTER INSERT ON postings
+          REFERENCING NEW TABLE AS new_postings
+          FOR EACH STATEMENT EXECUTE FUNCTION ledger_check_postings_statement()
+        """,
+        """
+        CREATE FUNCTION ledger_check_transaction_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          -- Any postings it has were checked balanced by the statement that wrote them.
+          IF NOT EXISTS (SELECT 1 FROM postings WHERE transaction_id = NEW.transaction_id) THEN
+            RAISE EXCEPTION 'ledger transaction % is not balanced: it has no postings', NEW.transaction_id
+              USING ERRCODE = 'check_violation';
+          END IF;
+          RETURN NULL;
+        END $$
         """,
         """
         CREATE CONSTRAINT TRIGGER transactions_have_postings AFTER INSERT ON transactions
@@ -82,7 +106,6 @@ BALANCED = [
           EXECUTE FUNCTION ledger_check_transaction_balanced()
         """,
 ]
-
 
 # Pending entries and holds change state once, from pending / active, and are never deleted;
 # what was declared or decided (amounts, accounts, decision) never changes.
@@ -135,7 +158,7 @@ STATE_MACHINES = [
 def downgrade() -> None:
     op.execute("DROP TABLE holds, pending_entries, postings, transactions, accounts, groups CASCADE")
     op.execute(
-        "DROP FUNCTION ledger_refuse_change, ledger_check_transaction_balanced, "
-        "ledger_pending_entry_transition, ledger_hold_transition"
+        "DROP FUNCTION ledger_refuse_change, ledger_check_transaction_balanced, ledger_check_postings_statement, "
+        "ledger_transaction_breaches, ledger_pending_entry_transition, ledger_hold_transition"
     )
     drop_messaging_tables()
