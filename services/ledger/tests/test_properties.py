@@ -193,3 +193,62 @@ async def test_invalid_operations_change_nothing(db: Database) -> None:
     async with db.sessionmaker() as session:
         report = await run_audit(session, group)
     assert report.ok and report.scopes == []
+
+
+posting_event = st.one_of(
+    st.tuples(st.just("order"), member, cents),
+    st.tuples(st.just("refund"), member, cents),
+    st.tuples(st.just("payment"), member, cents),
+    st.tuples(st.just("replay"), st.integers(0, 40)),
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(ops=st.lists(posting_event, min_size=1, max_size=40), cuts=st.lists(st.integers(1, 40), max_size=6))
+async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: list[tuple], cuts: list[int]) -> None:
+    """The batched path (many events per database transaction, any batch boundaries) leaves the
+    same balances and running balances as the per-event path, and the audit passes."""
+    from sqlalchemy import text
+
+    from cagette_ledger.batching import claim_many
+
+    results = []
+    for batched in (False, True):
+        group = uuid.uuid4()
+        members = [uuid.uuid4() for _ in range(MEMBERS)]
+        events: list = [GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)]
+        for op in ops:
+            if op[0] == "replay":
+                posted = [e for e in events[1:]]
+                if posted:
+                    events.append(posted[op[1] % len(posted)].model_copy(update={"event_id": uuid.uuid4()}))
+                continue
+            m, amount = members[op[1]], op[2]
+            if op[0] == "order":
+                events.append(OrderConfirmed(
+                    group_id=group, order_id=uuid.uuid4(), member_id=m, payment_method=PaymentMethod.CHEQUE,
+                    lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount),
+                                     line_total=eur(amount))], total=eur(amount)))
+            elif op[0] == "refund":
+                events.append(PaymentRefunded(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
+                                              refund_id=uuid.uuid4(), method=PaymentMethod.CASH))
+            else:
+                events.append(PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
+                                              method=PaymentMethod.CHEQUE))
+        if batched:
+            bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
+            for start, end in zip(bounds, bounds[1:]):
+                async with db.transaction() as session:
+                    await handlers.dispatch_batch(session, await claim_many(session, f"prop-{group}", events[start:end]))
+        else:
+            for event in events:
+                async with db.transaction() as session:
+                    await handlers.dispatch(session, event)
+        async with db.sessionmaker() as session:
+            assert (await run_audit(session, group)).ok
+            rows = (await session.execute(text(
+                "SELECT a.type, a.member_id, p.amount, p.balance_after FROM postings p JOIN accounts a USING (account_id)"
+                " WHERE a.group_id = :g ORDER BY p.posting_id"), {"g": group})).all()
+        index = {m: i for i, m in enumerate(members)}
+        results.append([(r.type, index.get(r.member_id), r.amount, r.balance_after) for r in rows])
+    assert results[0] == results[1]
