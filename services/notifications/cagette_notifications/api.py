@@ -8,7 +8,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cagette_runtime.auth import CurrentPrincipal
@@ -76,7 +76,7 @@ async def put_preferences(
             .values(group_id=group_id, member_id=member_id, **values)
             .on_conflict_do_update(
                 index_elements=[member_preferences.c.group_id, member_preferences.c.member_id],
-                set_={**values, "updated_at": datetime.now().astimezone()},
+                set_={**values, "updated_at": func.now()},
             )
         )
     return preferences

@@ -43,7 +43,7 @@ from .delivery import enqueue
 from .domain import Email, Kind, Trigger, instructions_for, instructions_trigger
 from .settings import NotificationSettings
 from .smtp import sender_domain
-from .store import load_balance, load_group, load_recipient, lock, save_balance
+from .store import load_balance, load_recipient, lock, save_balance
 from .tables import (
     declared_payments,
     group_directory,
@@ -413,4 +413,4 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
     ]
 
 
-__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "consumers", "load_group"]
+__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "consumers"]

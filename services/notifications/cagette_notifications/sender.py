@@ -87,7 +87,13 @@ class EmailSender(_Loop):
             batch = await claim_due(session, limit=self.settings.smtp_batch_size, lease=self.settings.smtp_lease)
         if not batch:
             return False
-        await asyncio.gather(*(self._deliver(claimed) for claimed in batch))
+        slots = asyncio.Semaphore(self.settings.smtp_concurrency)
+
+        async def deliver(claimed: Claimed) -> None:
+            async with slots:
+                await self._deliver(claimed)
+
+        await asyncio.gather(*(deliver(claimed) for claimed in batch))
         return len(batch) >= self.settings.smtp_batch_size
 
     async def _deliver(self, claimed: Claimed) -> None:

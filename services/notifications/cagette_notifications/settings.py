@@ -24,6 +24,7 @@ class NotificationSettings(ServiceSettings):
     # Sender task: how often it looks for due emails, how many per pass, retries.
     smtp_poll_interval: float = Field(default=1.0, gt=0)
     smtp_batch_size: int = Field(default=50, gt=0)
+    smtp_concurrency: int = Field(default=4, gt=0, description="SMTP connections at once")
     smtp_max_attempts: int = Field(default=8, ge=1)
     smtp_retry_base: float = Field(default=5.0, gt=0, description="seconds before the 1st retry, doubled each time")
     smtp_retry_max: float = Field(default=1800.0, gt=0)

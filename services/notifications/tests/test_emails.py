@@ -143,22 +143,34 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
         assert sub_mail["Subject"] == "Votre contrat Légumes d'hiver : 125,50\xa0€ - AMAP des Lilas"
         assert "12,55\xa0€ par distribution x 10 distributions" in mailbox.body(sub_mail, "plain")
 
+        # The payments service expects a payment for the subscription: instructions with its reference.
+        from cagette_contracts import PaymentDeclared
+
+        await running.publish(PaymentDeclared(
+            group_id=facts.group_id, payment_id=uuid.uuid4(), member_id=claire.member_id, amount=Money.of(12550, "EUR"),
+            subscription_id=subscription.subscription_id, method="cheque", reference="RF55 1234 5678 9",
+        ))
+        instructions = (await mailbox.wait_for(str(claire.email), 2))[-1]
+        assert instructions["Subject"] == "Paiement attendu : 125,50\xa0€ - AMAP des Lilas"
+        text = mailbox.body(instructions, "plain")
+        assert "attendu pour Légumes d'hiver" in text and "Référence à écrire au dos du chèque : RF55 1234 5678 9" in text
+
         common = {"group_id": facts.group_id, "member_id": claire.member_id, "amount": Money.of(1255, "EUR")}
         await running.publish(PaymentCancelled(payment_id=uuid.uuid4(), method="transfer", reason="jamais arrivé", **common))
-        cancelled = (await mailbox.wait_for(str(claire.email), 2))[-1]
+        cancelled = (await mailbox.wait_for(str(claire.email), 3))[-1]
         assert cancelled["Subject"] == "Paiement annulé : 12,55\xa0€ - AMAP des Lilas"
         assert "Motif : jamais arrivé" in mailbox.body(cancelled, "plain")
 
         await running.publish(CardPaymentFailed(
             payment_id=uuid.uuid4(), reason="carte refusée", retry_url="https://pay.example.org/retry/42", **common
         ))
-        failed = (await mailbox.wait_for(str(claire.email), 3))[-1]
+        failed = (await mailbox.wait_for(str(claire.email), 4))[-1]
         assert failed["Subject"] == "Échec du paiement par carte : 12,55\xa0€ - AMAP des Lilas"
         assert "https://pay.example.org/retry/42" in mailbox.body(failed, "plain")
         assert 'href="https://pay.example.org/retry/42"' in mailbox.body(failed, "html")
 
         await running.publish(PaymentRefunded(payment_id=uuid.uuid4(), refund_id=uuid.uuid4(), method="card", **common))
-        refunded = (await mailbox.wait_for(str(claire.email), 4))[-1]
+        refunded = (await mailbox.wait_for(str(claire.email), 5))[-1]
         assert refunded["Subject"] == "Remboursement : 12,55\xa0€ - AMAP des Lilas"
         assert "L'argent revient sur la carte" in mailbox.body(refunded, "plain")
 
