@@ -28,8 +28,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
+    # Its own vhost: the service test suites declare the same queues with other settings.
     running = Stack(
-        amqp_url=servers.amqp_url,
+        amqp_url=await servers.create_vhost("e2e"),
         postgres_url=servers.postgres_url,
         database_prefix=f"{servers.run_id}_e2e",
         ports={name: free_port() for name in SERVICES},

@@ -29,9 +29,9 @@ async def publish_raw(amqp_url: str, body: bytes, routing_key: str, message_id: 
         )
 
 
-async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(stack, servers) -> None:
+async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(stack) -> None:
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with EventSpy(servers.amqp_url, "orders.#", "ledger.#") as spy, \
+    async with EventSpy(stack.amqp_url, "orders.#", "ledger.#") as spy, \
             client(stack, "orders") as orders, client(stack, "ledger") as ledger:
         created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
             "name": "AMAP des Lilas", "currency": "EUR", "payment_methods": ["cheque"], "cheque_payee": "AMAP des Lilas",
@@ -81,9 +81,9 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
 
         # A poison message is parked with its reason; a duplicate of the confirmed order has no
         # second effect; the next valid order still flows.
-        await publish_raw(servers.amqp_url, b'{"event_type": "orders.order.confirmed", "schema_version": 1, "total": 12.5}',
+        await publish_raw(stack.amqp_url, b'{"event_type": "orders.order.confirmed", "schema_version": 1, "total": 12.5}',
                           ORDER_CONFIRMED, message_id="poison-1")
-        await publish_raw(servers.amqp_url, confirmed.raw.body, ORDER_CONFIRMED, message_id=confirmed.raw.message_id)
+        await publish_raw(stack.amqp_url, confirmed.raw.body, ORDER_CONFIRMED, message_id=confirmed.raw.message_id)
         # (one basket per member and distribution: the second order is an add-only amendment)
         second = await orders.put(f"/groups/{group_id}/orders/{order_id}", headers=member_auth, json={
             "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"},
@@ -92,7 +92,7 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
         assert second.status_code == 200, second.text
         await spy.wait_for("ledger.balance.changed", count=2, member_id=str(member))
 
-        [parked] = await drain_queue(servers.amqp_url, "ledger.postings.parking")
+        [parked] = await drain_queue(stack.amqp_url, "ledger.postings.parking")
         assert parked.message_id == "poison-1"
         assert "not a valid event" in parked.headers[PARKING_REASON_HEADER]
 

@@ -39,9 +39,18 @@ class IsolatedServers:
     run_id: str
     base_amqp_url: str
     databases: list[str] = field(default_factory=list)
+    vhosts: list[str] = field(default_factory=list)
 
     def database_url(self, name: str) -> str:
         return f"{self.postgres_url}/{self.run_id}_{name}"
+
+    async def create_vhost(self, name: str) -> str:
+        """Another vhost of this run (removed at the end), for a part of the tests that must not
+        share queues with the rest, e.g. services running as processes. Returns its URL."""
+        vhost = f"cagette-test-{self.run_id}-{name}"
+        url = await create_vhost(self.base_amqp_url, vhost)
+        self.vhosts.append(vhost)
+        return url
 
     async def create_database(self, name: str) -> str:
         url = self.database_url(name)
@@ -135,7 +144,8 @@ async def isolated_servers() -> AsyncIterator[IsolatedServers]:
     finally:
         for url in servers.databases:
             await drop_database(url)
-        await delete_vhost(base_amqp, vhost)
+        for name in [vhost, *servers.vhosts]:
+            await delete_vhost(base_amqp, name)
         for container in containers or ():  # type: ignore[attr-defined]
             container.stop()
 
