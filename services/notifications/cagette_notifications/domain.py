@@ -98,6 +98,14 @@ class Instructions:
     retry_url: str | None = None  # card: where to finish paying
 
 
+def format_iban(iban: str | None) -> str | None:
+    """An IBAN as people copy it: upper case, in groups of four ("FR76 3000 6000 ...")."""
+    if not iban:
+        return None
+    compact = "".join(iban.split()).upper()
+    return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+
+
 def instructions_for(
     group: Group,
     method: PaymentMethod | None,
@@ -115,7 +123,7 @@ def instructions_for(
         amount=amount,
         reference=reference,
         payee=(group.cheque_payee or group.name) if method == PaymentMethod.CHEQUE else None,
-        iban=group.transfer_iban if method == PaymentMethod.TRANSFER else None,
+        iban=format_iban(group.transfer_iban) if method == PaymentMethod.TRANSFER else None,
         bic=group.transfer_bic if method == PaymentMethod.TRANSFER else None,
         balance_after=balance_after if method == PaymentMethod.MONEY_POT else None,
         paid=paid if method == PaymentMethod.CARD else False,
@@ -375,7 +383,7 @@ def settle_options(group: Group, owed: Money) -> list[Instructions]:
     """How a member can settle a negative balance: the group's cheque payee and IBAN, and cash."""
     options = [Instructions(PaymentMethod.CHEQUE, owed, payee=group.cheque_payee or group.name)]
     if group.transfer_iban:
-        options.append(Instructions(PaymentMethod.TRANSFER, owed, iban=group.transfer_iban, bic=group.transfer_bic))
+        options.append(Instructions(PaymentMethod.TRANSFER, owed, iban=format_iban(group.transfer_iban), bic=group.transfer_bic))
     options.append(Instructions(PaymentMethod.CASH, owed))
     return options
 

@@ -78,12 +78,12 @@ class Mailbox:
         return self.to(address)
 
 
-@pytest.fixture(name="free_port")
+@pytest.fixture(name="free_port", scope="session")
 def free_port_fixture() -> Callable[[], int]:
     return free_port
 
 
-@pytest.fixture(name="smtp_server")
+@pytest.fixture(name="smtp_server", scope="session")
 def smtp_server_fixture() -> Callable[..., object]:
     """`async with smtp_server(port=None, refuse=None) as (mailbox, port):` a real SMTP server."""
     return smtp_server

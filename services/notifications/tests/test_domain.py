@@ -57,6 +57,8 @@ def test_instructions_carry_only_what_the_method_needs() -> None:
     assert cheque is not None and cheque.payee == "AMAP" and cheque.iban is None and cheque.reference == "RF18"
     transfer = domain.instructions_for(GROUP, PaymentMethod.TRANSFER, eur(500), reference="RF18")
     assert transfer is not None and (transfer.iban, transfer.bic, transfer.payee) == ("FR76 1", "BIC", None)
+    assert domain.format_iban("fr7630006000011234567890189") == "FR76 3000 6000 0112 3456 7890 189"
+    assert domain.format_iban(" FR76 3000 6000 0112 3456 7890 189 ") == "FR76 3000 6000 0112 3456 7890 189"
     pot = domain.instructions_for(GROUP, PaymentMethod.MONEY_POT, eur(500), balance_after=eur(-20))
     assert pot is not None and pot.balance_after == eur(-20)
     card = domain.instructions_for(GROUP, PaymentMethod.CARD, eur(500), paid=True)
