@@ -102,6 +102,22 @@ class CardFeeCharged(_PaymentEvent):
     provider_payment_id: str
 
 
+CARD_PAYMENT_DISPUTED = "payments.card_payment.disputed"
+
+
+class CardPaymentDisputed(_PaymentEvent):
+    """The card holder disputed a card payment (a chargeback): recorded and flagged to the group's
+    coordinators. No money moves yet: `amount` is what is disputed; the provider's decision
+    (won or lost) comes later."""
+
+    event_type: Literal["payments.card_payment.disputed"] = CARD_PAYMENT_DISPUTED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+    dispute_id: str = Field(description="The provider's dispute id")
+    reason: str = Field(default="", description="The provider's dispute reason, e.g. fraudulent")
+    status: str = Field(default="", description="The provider's dispute status, e.g. needs_response")
+
+
 class BasketValidated(Event):
     """A coordinator validated one member's basket for one distribution (R20): orders locks it."""
 
@@ -126,6 +142,7 @@ __all__ = [
     "BasketUnvalidated",
     "BasketValidated",
     "CardFeeCharged",
+    "CardPaymentDisputed",
     "CardPaymentFailed",
     "CardPaymentSucceeded",
     "PaymentCancelled",

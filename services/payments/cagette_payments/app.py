@@ -5,23 +5,53 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from cagette_runtime.service import Service
-from cagette_runtime.settings import ServiceSettings
 
 from .api import router
+from .card_api import router as card_router
 from .handlers import consumers
+from .jobs import FeeJobs
+from .provider import CardProvider
+from .settings import PaymentsSettings
+from .webhooks import router as webhook_router
 
 NAME = "payments"
 
 
-def build_service(settings: ServiceSettings | None = None) -> Service:
-    return Service(
-        NAME,
-        migrations=str(Path(__file__).parent / "migrations"),
-        routers=[router],
-        consumers=consumers,
-        settings=settings,
-        description="Payment references, manual and card payments, distribution validation.",
-    )
+class PaymentsService(Service):
+    """The runtime's Service plus the card provider client and its background jobs."""
+
+    settings: PaymentsSettings
+
+    def __init__(self, settings: PaymentsSettings) -> None:
+        super().__init__(
+            NAME,
+            migrations=str(Path(__file__).parent / "migrations"),
+            routers=[router, card_router, webhook_router],
+            consumers=consumers,
+            settings=settings,
+            description="Payment references, manual and card payments, distribution validation.",
+        )
+        self.card_provider = CardProvider(settings)
+        self.fee_jobs = FeeJobs(self.database, self.card_provider, settings.card_jobs_interval)
+
+    async def start(self) -> None:
+        await super().start()
+        self.fee_jobs.start()
+
+    async def stop(self) -> None:
+        await self.fee_jobs.stop()
+        await super().stop()
+
+    def create_app(self) -> FastAPI:
+        app = super().create_app()
+        app.state.card_provider = self.card_provider
+        return app
+
+
+def build_service(settings: PaymentsSettings | None = None) -> PaymentsService:
+    if settings is not None and not isinstance(settings, PaymentsSettings):
+        settings = PaymentsSettings(**settings.model_dump())
+    return PaymentsService(settings or PaymentsSettings(service_name=NAME))
 
 
 def create_app() -> FastAPI:

@@ -17,6 +17,7 @@ from cagette_contracts import (
     MemberUpdated,
     OrderAmended,
     OrderConfirmed,
+    OrderAwaitingPayment,
     OrderLine,
     SubscriptionAmended,
     SubscriptionConfirmed,
@@ -25,11 +26,12 @@ from cagette_contracts import (
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.topology import ConsumerQueue
 
-from . import store, usecases
+from . import card, store, usecases
 from .domain.methods import Method
 
 ORDERS_EVENTS = (
     GroupSettingsChanged, MemberJoined, MemberUpdated, OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
+    OrderAwaitingPayment,
 )
 
 
@@ -134,6 +136,8 @@ async def on_orders_event(session: AsyncSession, event: Event) -> None:
         await on_subscription_confirmed(session, event)
     elif isinstance(event, SubscriptionAmended):
         await on_subscription_amended(session, event)
+    elif isinstance(event, OrderAwaitingPayment):
+        await card.on_order_awaiting_payment(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
@@ -149,6 +153,7 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
                     routing.ORDER_AMENDED,
                     routing.SUBSCRIPTION_CONFIRMED,
                     SubscriptionAmended.routing_key(),
+                    OrderAwaitingPayment.routing_key(),
                 ),
                 service.settings.delivery_limit,
             ),

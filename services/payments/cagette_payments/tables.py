@@ -185,3 +185,149 @@ payment_transitions = Table(
 )
 
 NEW_IN_0002 = [groups, members, owed_items, baskets, basket_history, payment_batches, payments, payment_transitions]
+
+# -- online card payments (issue 6) ----------------------------------------------------------
+
+# A group's card set-up: the provider account its card payments go to. The platform's keys come
+# from the environment; a group names only its connected account (no secret is stored here).
+card_settings = Table(
+    "card_settings",
+    metadata,
+    Column("group_id", Uuid, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("stripe_account", Text),  # "acct_..." connected account; null: the platform's own account
+    Column("updated_by", Uuid, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# What orders asked to be paid by card (OrderAwaitingPayment): an order, or an amendment's added
+# lines. The amount charged comes from here, never from the client.
+card_dues = Table(
+    "card_dues",
+    metadata,
+    Column("due_id", Uuid, primary_key=True),  # amendment_id, or order_id for the order itself
+    Column("kind", Text, nullable=False),  # order | amendment
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("order_id", Uuid, nullable=False),
+    Column("amendment_id", Uuid),
+    Column("distribution_id", Uuid),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("lines", JSONB, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('order', 'amendment')", name="card_dues_kind"),
+    CheckConstraint("amount > 0", name="card_dues_positive"),
+)
+Index("card_dues_order", card_dues.c.group_id, card_dues.c.order_id)
+
+# One card payment attempt (one checkout session). Its id is the payment id of every event it
+# causes; once succeeded, a `payments` row with the same id holds the money received.
+card_payments = Table(
+    "card_payments",
+    metadata,
+    Column("payment_id", Uuid, primary_key=True),
+    Column("due_id", Uuid, ForeignKey("card_dues.due_id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("order_id", Uuid, nullable=False),
+    Column("amendment_id", Uuid),
+    Column("distribution_id", Uuid),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("stripe_account", Text),
+    Column("checkout_session_id", Text, unique=True),
+    Column("checkout_url", Text),
+    Column("expires_at", DateTime(timezone=True), nullable=False),  # the checkout session's end
+    Column("payment_intent_id", Text, unique=True),
+    Column("charge_id", Text),
+    Column("amount_refunded", BigInteger, nullable=False, server_default=text("0")),  # recorded so far
+    Column("fee_amount", BigInteger),
+    Column("fee_currency", String(3)),
+    Column("dispute_id", Text),
+    Column("dispute_reason", Text),
+    Column("dispute_status", Text),
+    Column("disputed_at", DateTime(timezone=True)),
+    Column("failure_reason", Text),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("state IN ('initiated', 'failed', 'expired', 'succeeded')", name="card_payments_state"),
+    CheckConstraint("amount > 0 AND amount_refunded >= 0 AND amount_refunded <= amount", name="card_payments_amounts"),
+    UniqueConstraint("due_id", "attempt", name="card_payments_attempt"),
+)
+Index("card_payments_charge", card_payments.c.charge_id)
+
+# Every state change of a card payment, with the provider event that caused it (B3).
+card_payment_history = Table(
+    "card_payment_history",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False, index=True),
+    Column("from_state", Text),
+    Column("to_state", Text, nullable=False),
+    Column("provider_event_id", Text),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Each provider webhook event, stored once by its id (a replay finds it and does nothing).
+# outcome: applied | ignored | parked (kept for an operator: unknown payment, mismatch).
+provider_events = Table(
+    "provider_events",
+    metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("account", Text),
+    Column("livemode", Boolean, nullable=False, server_default=text("false")),
+    Column("provider_created", BigInteger),
+    Column("payload", JSONB, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("payment_id", Uuid),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    CheckConstraint("outcome IN ('applied', 'ignored', 'parked')", name="provider_events_outcome"),
+)
+Index("provider_events_parked", provider_events.c.received_at, postgresql_where=provider_events.c.outcome == "parked")
+
+# Refunds asked of the provider by a coordinator. The ledger effect waits for the provider's
+# charge.refunded notification; this row is the request (and its idempotency key).
+card_refund_requests = Table(
+    "card_refund_requests",
+    metadata,
+    Column("request_id", Uuid, primary_key=True),
+    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False),
+    Column("group_id", Uuid, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("client_key", Text),
+    Column("request_hash", Text, nullable=False),
+    Column("provider_refund_id", Text),
+    Column("provider_status", Text),
+    Column("requested_by", Uuid, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0", name="card_refund_requests_positive"),
+    UniqueConstraint("payment_id", "client_key", name="card_refund_requests_client_key"),
+)
+
+# Background work that talks to the provider outside a webhook request (the fee of a payment).
+card_jobs = Table(
+    "card_jobs",
+    metadata,
+    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), primary_key=True),
+    Column("kind", Text, primary_key=True),  # fee
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("done_at", DateTime(timezone=True)),
+    Column("last_error", Text),
+)
+Index("card_jobs_due", card_jobs.c.next_attempt_at, postgresql_where=card_jobs.c.done_at.is_(None))
+
+NEW_IN_0003 = [card_settings, card_dues, card_payments, card_payment_history, provider_events, card_refund_requests, card_jobs]

@@ -32,11 +32,16 @@ from cagette_contracts import (
 )
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_payments.app import build_service
+from cagette_payments.settings import PaymentsSettings
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
-from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import outbox_messages
 from cagette_runtime.testing import EventSpy, IsolatedServers
+
+from .stripe_standin import Served, StripeStandIn
+
+STRIPE_KEY = "sk_test_" + "standin0123456789abcdef"
+WEBHOOK_SECRET = "whsec_" + "standin0123456789abcdefghijklmn"
 
 
 def line(name: str, cents: int, quantity: str = "1", currency: str = "EUR") -> OrderLine:
@@ -79,6 +84,8 @@ class Payments:
     amqp_url: str
     exchange: aio_pika.abc.AbstractExchange
     tokens: dict[tuple, str] = field(default_factory=dict)
+    web: httpx.AsyncClient | None = None  # the service over real HTTP
+    standin: StripeStandIn | None = None
 
     # -- auth --
     def token(self, user_id: UUID, roles: dict[UUID, Role] | None = None, admin: bool = False) -> dict[str, str]:
@@ -181,21 +188,41 @@ class Payments:
 
 
 @pytest.fixture(scope="session")
-async def payments(servers: IsolatedServers) -> AsyncIterator[Payments]:
+async def stripe_standin() -> AsyncIterator[tuple[StripeStandIn, Served]]:
+    """The local stand-in for the Stripe API, on a free port (see stripe_standin.py)."""
+    standin = StripeStandIn(api_key=STRIPE_KEY)
+    served = Served(standin.app())
+    await served.start()
+    try:
+        yield standin, served
+    finally:
+        await served.stop()
+
+
+@pytest.fixture(scope="session")
+async def payments(servers: IsolatedServers, stripe_standin: tuple[StripeStandIn, Served]) -> AsyncIterator[Payments]:
     database_url = await servers.create_database("payments")
-    settings = ServiceSettings(service_name="payments", database_url=database_url, amqp_url=servers.amqp_url,
-                               outbox_poll_interval=0.1)
+    standin, standin_server = stripe_standin
+    settings = PaymentsSettings(service_name="payments", database_url=database_url, amqp_url=servers.amqp_url,
+                                outbox_poll_interval=0.1, stripe_api_key=STRIPE_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+                                stripe_api_base=standin_server.url, stripe_max_network_retries=0, card_jobs_interval=0.2)
     service = build_service(settings)
     app = service.create_app()
     await service.start()
+    served = Served(app)  # the same app over real HTTP, for the provider's webhooks
+    await served.start()
     connection = await aio_pika.connect_robust(servers.amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments") as client:
-            yield Payments(service, client, servers.amqp_url, exchange)
+        async with (
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments") as client,
+            httpx.AsyncClient(base_url=served.url, timeout=10) as web,
+        ):
+            yield Payments(service, client, servers.amqp_url, exchange, web=web, standin=standin)
     finally:
         await connection.close()
+        await served.stop()
         await service.stop()
 
 

@@ -1,0 +1,214 @@
+"""Card payments over HTTP: a group's card set-up (coordinator), paying an order by card (the
+member who placed it), reading card payments, refunds through the provider (coordinator)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
+
+from cagette_contracts import Money
+from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.db import Database
+from cagette_runtime.errors import NotFound
+
+from . import card
+from .provider import CardProvider
+from .settings import PaymentsSettings
+
+router = APIRouter(tags=["card payments"])
+
+AccountId = Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$", description="Stripe connected account id")]
+
+
+class CardSettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    stripe_account: AccountId | None = Field(default=None, description="null: payments go to the platform's own account")
+
+
+class CardSettingsOut(BaseModel):
+    group_id: UUID
+    enabled: bool
+    stripe_account: str | None
+    provider_configured: bool = Field(description="the platform's provider keys are set (never shown)")
+    updated_by: UUID | None
+    updated_at: datetime | None
+
+
+class PayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amendment_id: UUID | None = Field(default=None, description="pay the complementary payment of this amendment")
+
+
+class CardPaymentOut(BaseModel):
+    payment_id: UUID
+    order_id: UUID
+    amendment_id: UUID | None
+    member_id: UUID
+    attempt: int
+    state: str = Field(description="initiated, failed, expired or succeeded")
+    amount: Money
+    amount_refunded: Money
+    checkout_url: str | None = Field(description="send the member here (Stripe's hosted payment page)")
+    checkout_session_id: str | None
+    expires_at: datetime
+    failure_reason: str | None
+    fee: Money | None
+    disputed: bool
+    dispute_reason: str | None
+    created_at: datetime
+    history: list[dict[str, Any]] | None = None
+    refund_requests: list[dict[str, Any]] | None = None
+
+
+class RefundIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Money
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    client_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")] = Field(
+        description="the same key again is the same refund (never a second one)")
+
+
+class RefundOut(BaseModel):
+    request_id: UUID
+    payment_id: UUID
+    amount: Money
+    reason: str
+    provider_refund_id: str | None
+    provider_status: str | None
+    requested_at: datetime
+    note: str = "the member is debited back when the provider confirms the refund (webhook)"
+
+
+def database(request: Request) -> Database:
+    return request.app.state.service.database
+
+
+def provider(request: Request) -> CardProvider:
+    return request.app.state.card_provider
+
+
+def settings(request: Request) -> PaymentsSettings:
+    return request.app.state.settings
+
+
+def _money(amount: int, currency: str) -> dict[str, Any]:
+    return {"amount": amount, "currency": currency}
+
+
+def payment_json(row: Row, history: list[Row] | None = None, refunds: list[Row] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "payment_id": row.payment_id, "order_id": row.order_id, "amendment_id": row.amendment_id, "member_id": row.member_id,
+        "attempt": row.attempt, "state": row.state, "amount": _money(row.amount, row.currency),
+        "amount_refunded": _money(row.amount_refunded, row.currency), "checkout_url": row.checkout_url,
+        "checkout_session_id": row.checkout_session_id, "expires_at": row.expires_at, "failure_reason": row.failure_reason,
+        "fee": _money(row.fee_amount, row.fee_currency) if row.fee_amount is not None and row.fee_currency else None,
+        "disputed": row.dispute_id is not None, "dispute_reason": row.dispute_reason, "created_at": row.created_at,
+    }
+    if history is not None:
+        body["history"] = [{"from": h.from_state, "to": h.to_state, "provider_event_id": h.provider_event_id, "note": h.note,
+                            "at": h.at} for h in history]
+    if refunds is not None:
+        body["refund_requests"] = [refund_json(r) for r in refunds]
+    return body
+
+
+def refund_json(row: Row) -> dict[str, Any]:
+    return {"request_id": row.request_id, "payment_id": row.payment_id, "amount": _money(row.amount, row.currency),
+            "reason": row.reason, "provider_refund_id": row.provider_refund_id, "provider_status": row.provider_status,
+            "requested_at": row.requested_at}
+
+
+def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str, Any]:
+    return {"group_id": group_id, "enabled": bool(row and row.enabled), "stripe_account": row.stripe_account if row else None,
+            "provider_configured": configured, "updated_by": row.updated_by if row else None,
+            "updated_at": row.updated_at if row else None}
+
+
+@router.get("/groups/{group_id}/card-settings", response_model=CardSettingsOut, summary="The group's card set-up (coordinator)")
+async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        return settings_json(group_id, await card.group_card_settings(session, group_id), provider(request).configured)
+
+
+@router.put("/groups/{group_id}/card-settings", response_model=CardSettingsOut,
+            summary="Set up the group's card payments: on/off and its Stripe connected account (coordinator)")
+async def put_card_settings(group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    principal.require_coordinator(group_id)
+    if body.enabled and body.stripe_account:
+        await provider(request).check_account(body.stripe_account)  # 409 when the platform has no keys, 502 unknown account
+    async with database(request).transaction() as session:
+        row = await card.set_group_card_settings(session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account)
+        return settings_json(group_id, row, provider(request).configured)
+
+
+@router.post("/groups/{group_id}/orders/{order_id}/card-payment", status_code=201, response_model=CardPaymentOut,
+             summary="Pay your order (or an addition to it) by card: the checkout page to send the member to")
+async def pay_by_card(group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request,
+                      body: PayIn | None = None) -> JSONResponse:
+    """201 with a new attempt, 200 with the attempt still open (the same checkout page: a retried
+    request never creates a second charge). Only the provider's webhook confirms the payment."""
+    amendment_id = body.amendment_id if body else None
+    async with database(request).transaction() as session:
+        started = await card.start_payment(session, principal, settings(request), group_id, order_id, amendment_id)
+    payment = started.payment
+    if started.needs_session:
+        ask = card.session_request(payment, settings(request))
+        created = await provider(request).create_checkout_session(**ask)
+        async with database(request).transaction() as session:
+            await card.finish_start(session, payment.payment_id, created.session_id, created.url)
+            payment = await card.get_card_payment(session, group_id, payment.payment_id)
+    return JSONResponse(status_code=201 if started.created else 200, content=jsonable_encoder(payment_json(payment)))
+
+
+@router.get("/groups/{group_id}/orders/{order_id}/card-payments", response_model=list[CardPaymentOut],
+            summary="The card payment attempts of an order (its member or a coordinator)")
+async def order_card_payments(group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        rows = await card.order_card_payments(session, group_id, order_id)
+        for row in rows:
+            principal.require_self_or_coordinator(group_id, row.member_id)
+        return [payment_json(r, await card.history_of(session, r.payment_id)) for r in rows]
+
+
+@router.get("/groups/{group_id}/card-payments/{payment_id}", response_model=CardPaymentOut,
+            summary="One card payment with its history and refund requests (its member or a coordinator)")
+async def get_card_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    principal.require_group_member(group_id)
+    async with database(request).transaction() as session:
+        row = await card.get_card_payment(session, group_id, payment_id)
+        if row is None:
+            raise NotFound(f"no card payment {payment_id} in group {group_id}")
+        principal.require_self_or_coordinator(group_id, row.member_id)
+        return payment_json(row, await card.history_of(session, payment_id), await card.refund_requests_of(session, payment_id))
+
+
+@router.post("/groups/{group_id}/card-payments/{payment_id}/refunds", status_code=202, response_model=RefundOut,
+             summary="Refund a card payment fully or partly through the provider (coordinator)")
+async def refund_card_payment(group_id: UUID, payment_id: UUID, body: RefundIn, principal: CurrentPrincipal,
+                              request: Request) -> JSONResponse:
+    """202: asked of the provider. The member is debited back (PaymentRefunded) only when the
+    provider confirms it (charge.refunded webhook). The same client_key again returns the same
+    request and never refunds twice."""
+    async with database(request).transaction() as session:
+        started = await card.start_refund(session, principal, group_id, payment_id, amount=body.amount, reason=body.reason,
+                                          client_key=body.client_key)
+    row = started.request
+    if row.provider_refund_id is None:
+        payment = started.payment
+        refund = await provider(request).refund(
+            request_id=row.request_id, payment_intent=payment.payment_intent_id, amount=row.amount, account=payment.stripe_account,
+            metadata={"cagette_group_id": str(group_id), "cagette_payment_id": str(payment_id), "cagette_refund_request_id": str(row.request_id)},
+        )
+        async with database(request).transaction() as session:
+            row = await card.finish_refund(session, row.request_id, refund.refund_id, refund.status)
+    return JSONResponse(status_code=202 if started.created else 200, content=jsonable_encoder(refund_json(row)))

@@ -1,0 +1,139 @@
+"""Online card payments (SPEC R14, R21, B3, B6): the card payment's state machine and the money
+arithmetic of provider notifications. Pure: no I/O, no provider library.
+
+    initiated --succeeded--> succeeded
+    initiated --failed-----> failed      (a declined attempt; the member may try again)
+    initiated --expired----> expired     (the checkout session ended unpaid)
+    failed ----succeeded---> succeeded   (a later attempt in the same checkout session worked)
+    failed ----expired-----> expired
+    expired ---succeeded---> succeeded   (never expected; the money was taken, so it counts)
+
+Succeeded is final for the state: refunds and disputes are recorded against a succeeded payment
+and never move it back. A notification that implies the payment succeeded (a refund or a dispute
+arriving before the success notification) applies the success first. Anything else (a failure
+after a success, a duplicate) changes nothing.
+
+Provider notifications may come twice and in any order, so refunds are derived from the
+provider's *cumulative* refunded amount: what is new is that total minus what was already
+recorded, never less than zero, never more than what was paid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cagette_contracts import Money
+from cagette_contracts.money import MoneyError
+
+
+class CardState(StrEnum):
+    INITIATED = "initiated"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    SUCCEEDED = "succeeded"
+
+
+class Outcome(StrEnum):
+    """What a provider notification says happened to a payment attempt."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+# A payment in one of these may still be paid by the member in the same checkout session.
+OPEN_STATES = frozenset({CardState.INITIATED, CardState.FAILED})
+
+_MOVES: dict[CardState, dict[Outcome, CardState]] = {
+    CardState.INITIATED: {Outcome.SUCCEEDED: CardState.SUCCEEDED, Outcome.FAILED: CardState.FAILED, Outcome.EXPIRED: CardState.EXPIRED},
+    CardState.FAILED: {Outcome.SUCCEEDED: CardState.SUCCEEDED, Outcome.EXPIRED: CardState.EXPIRED},
+    CardState.EXPIRED: {Outcome.SUCCEEDED: CardState.SUCCEEDED},
+    CardState.SUCCEEDED: {},
+}
+
+
+def advance(state: CardState, outcome: Outcome) -> CardState | None:
+    """The new state after `outcome`, or None when the notification changes nothing (a duplicate,
+    or news older than what is known, e.g. a failure after the success)."""
+    return _MOVES[state].get(outcome)
+
+
+def implies_success(state: CardState) -> bool:
+    """A refund or a dispute exists only for money taken: when it arrives before the success
+    notification, the success is applied first."""
+    return state is not CardState.SUCCEEDED
+
+
+class AmountMismatch(ValueError):
+    """The provider reports another amount or currency than the one we asked for."""
+
+
+def check_paid_amount(expected: Money, provider_amount: int | None, provider_currency: str | None) -> None:
+    """The provider's amount must be exactly ours: a card payment is confirmed for the order's
+    amount, never for whatever arrived (B6: no amount heuristics)."""
+    if provider_amount is None or provider_currency is None:
+        return  # the notification does not carry it (e.g. a charge event): ours stands
+    if provider_currency.upper() != expected.currency or provider_amount != expected.amount:
+        raise AmountMismatch(
+            f"the provider reports {provider_amount} {provider_currency.upper()} for a payment of {expected.amount} {expected.currency}"
+        )
+
+
+class RefundOverflow(MoneyError):
+    """The provider reports more refunded than was paid."""
+
+
+@dataclass(frozen=True)
+class RefundDelta:
+    new: Money  # to record now (zero: nothing new)
+    cumulative: Money  # what will have been recorded in all
+
+
+def refund_delta(paid: Money, provider_refunded_total: int, already_recorded: Money) -> RefundDelta:
+    """The newly refunded amount from the provider's cumulative `amount_refunded`.
+
+    Duplicates and out-of-order notifications report a total at most what we already recorded:
+    nothing new. The total can never exceed what was paid."""
+    if already_recorded.currency != paid.currency:
+        raise MoneyError("refunds are recorded in the payment's currency")
+    if isinstance(provider_refunded_total, bool) or not isinstance(provider_refunded_total, int) or provider_refunded_total < 0:
+        raise RefundOverflow(f"not a refunded amount: {provider_refunded_total!r}")
+    if provider_refunded_total > paid.amount:
+        raise RefundOverflow(f"the provider reports {provider_refunded_total} refunded on a payment of {paid.amount}")
+    new = max(0, provider_refunded_total - already_recorded.amount)
+    return RefundDelta(Money(amount=new, currency=paid.currency), already_recorded + Money(amount=new, currency=paid.currency))
+
+
+class RefundRefused(ValueError):
+    pass
+
+
+def check_refund_request(state: CardState, paid: Money, refunded: Money, requested: Money) -> None:
+    """A coordinator's refund request: only a succeeded payment, a positive amount in its
+    currency, at most what remains (the provider refuses more anyway; we say it first)."""
+    if state is not CardState.SUCCEEDED:
+        raise RefundRefused(f"only a succeeded card payment can be refunded (this one is {state})")
+    if requested.currency != paid.currency:
+        raise RefundRefused(f"the refund must be in {paid.currency}, the payment's currency")
+    if requested.amount <= 0:
+        raise RefundRefused("the refunded amount must be positive")
+    remaining = paid - refunded
+    if requested > remaining:
+        raise RefundRefused(f"at most {remaining} remains to refund on this payment")
+
+
+def fee_in_payment_currency(fee: int | None, fee_currency: str | None, payment_currency: str) -> Money | None:
+    """The provider's fee as Money when the group's ledger can bear it: a positive fee in the
+    payment's currency. A fee in another (settlement) currency is recorded but not posted."""
+    if fee is None or fee_currency is None or fee <= 0:
+        return None
+    if fee_currency.upper() != payment_currency:
+        return None
+    return Money(amount=fee, currency=payment_currency)
+
+
+def idempotency_key(kind: str, our_id: object) -> str:
+    """The provider-side idempotency key of one of our requests: derived from our own id only,
+    so a retried request (same id) can never create a second object."""
+    return f"cagette-{kind}-{our_id}"

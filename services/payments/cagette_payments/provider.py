@@ -1,0 +1,184 @@
+"""The card provider adapter: Stripe through the official library's `StripeClient` (async calls).
+
+Only what the service needs: create a Checkout Session, refund, read a payment's fee, check a
+connected account. Every creating call carries an idempotency key derived from our own ids, so
+a retried request never creates a second object. Keys are never logged."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import stripe
+
+from cagette_runtime.errors import Refused
+
+from .domain.card import idempotency_key
+from .settings import PaymentsSettings
+
+log = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(Refused):
+    """The provider could not be reached or failed: nothing was recorded as paid; retry."""
+
+    status_code = 503
+    code = "provider_unavailable"
+
+
+class ProviderRefused(Refused):
+    """The provider refused the request (e.g. an unknown connected account)."""
+
+    status_code = 502
+    code = "provider_refused"
+
+
+class CardNotConfigured(Refused):
+    status_code = 409
+    code = "conflict"
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    session_id: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    refund_id: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Fee:
+    charge_id: str
+    amount: int
+    currency: str
+
+
+def _get(obj: Any, key: str) -> Any:
+    """A field of a StripeObject (not a dict), or None."""
+    if obj is None:
+        return None
+    try:
+        return obj[key]
+    except (KeyError, TypeError):
+        return getattr(obj, key, None)
+
+
+def _id(value: Any) -> str | None:
+    """An id field that may be expanded into an object."""
+    if value is None or isinstance(value, str):
+        return value
+    return _get(value, "id")
+
+
+class CardProvider:
+    def __init__(self, settings: PaymentsSettings) -> None:
+        self.settings = settings
+        self._client: stripe.StripeClient | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.settings.card_enabled
+
+    @property
+    def client(self) -> stripe.StripeClient:
+        if not self.configured:
+            raise CardNotConfigured("card payments are not set up on this platform (CAGETTE_STRIPE_API_KEY is not set)")
+        if self._client is None:
+            assert self.settings.stripe_api_key is not None
+            kwargs: dict[str, Any] = {"max_network_retries": self.settings.stripe_max_network_retries,
+                                      "http_client": stripe.HTTPXClient(timeout=self.settings.stripe_timeout)}
+            if self.settings.stripe_api_base:
+                kwargs["base_addresses"] = {"api": self.settings.stripe_api_base}
+            self._client = stripe.StripeClient(self.settings.stripe_api_key.get_secret_value(), **kwargs)
+        return self._client
+
+    @staticmethod
+    def _options(key: str | None, account: str | None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if key:
+            options["idempotency_key"] = key
+        if account:
+            options["stripe_account"] = account
+        return options
+
+    @staticmethod
+    def _failed(what: str, exc: stripe.StripeError) -> Refused:
+        # The message and code only: never the request (it may carry keys or personal data).
+        detail = f"{type(exc).__name__}: {exc.user_message or getattr(exc, 'code', None) or 'error'}"
+        log.warning("card provider: %s failed: %s (request id %s)", what, detail, exc.request_id)
+        if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
+            return ProviderUnavailable(f"the card provider could not {what}; try again", provider_error=detail)
+        return ProviderRefused(f"the card provider refused to {what}", provider_error=detail)
+
+    async def create_checkout_session(
+        self, *, payment_id: object, account: str | None, amount: int, currency: str, description: str,
+        metadata: dict[str, str], success_url: str, cancel_url: str, expires_at: datetime,
+    ) -> CheckoutSession:
+        """A hosted Checkout Session for exactly `amount` (one line: the order's total, already
+        rounded once by the shared rule, so the provider charges exactly what is owed)."""
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "payment_method_types": ["card"],
+            "line_items": [{
+                "quantity": 1,
+                "price_data": {"currency": currency.lower(), "unit_amount": amount, "product_data": {"name": description}},
+            }],
+            "client_reference_id": str(payment_id),
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata, "description": description},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+        }
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                params=params, options=self._options(idempotency_key("checkout", payment_id), account),  # type: ignore[arg-type]
+            )
+        except stripe.StripeError as exc:
+            raise self._failed("create the checkout session", exc) from None
+        return CheckoutSession(session_id=session.id, url=_get(session, "url"))
+
+    async def refund(self, *, request_id: object, payment_intent: str, amount: int, account: str | None,
+                     metadata: dict[str, str]) -> ProviderRefund:
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                params={"payment_intent": payment_intent, "amount": amount, "reason": "requested_by_customer", "metadata": metadata},
+                options=self._options(idempotency_key("refund", request_id), account),  # type: ignore[arg-type]
+            )
+        except stripe.StripeError as exc:
+            raise self._failed("refund the payment", exc) from None
+        return ProviderRefund(refund_id=refund.id, status=str(_get(refund, "status") or "pending"))
+
+    async def fee(self, *, payment_intent: str | None, charge_id: str | None, account: str | None) -> Fee | None:
+        """The provider's fee on the payment's charge (from its balance transaction), or None
+        while the provider does not know it yet."""
+        options = self._options(None, account)
+        try:
+            if charge_id is None:
+                if payment_intent is None:
+                    return None
+                intent = await self.client.v1.payment_intents.retrieve_async(payment_intent, options=options)  # type: ignore[arg-type]
+                charge_id = _id(_get(intent, "latest_charge"))
+                if charge_id is None:
+                    return None
+            charge = await self.client.v1.charges.retrieve_async(charge_id, options=options)  # type: ignore[arg-type]
+            transaction_id = _id(_get(charge, "balance_transaction"))
+            if transaction_id is None:
+                return None
+            transaction = await self.client.v1.balance_transactions.retrieve_async(transaction_id, options=options)  # type: ignore[arg-type]
+        except stripe.StripeError as exc:
+            raise self._failed("read the payment's fee", exc) from None
+        return Fee(charge_id=charge_id, amount=int(_get(transaction, "fee") or 0), currency=str(_get(transaction, "currency") or "").upper())
+
+    async def check_account(self, account: str) -> None:
+        """The connected account exists and the platform may act on it."""
+        try:
+            await self.client.v1.accounts.retrieve_async(account)
+        except stripe.StripeError as exc:
+            raise self._failed(f"find the connected account {account}", exc) from None

@@ -1,0 +1,206 @@
+"""The card provider's webhook (B6): the signature is checked on the raw body with the library's
+verifier; each event is stored once by its id; its effect (state change + events in the outbox)
+is applied in the same database transaction. Nothing here calls the provider, so the answer is
+fast; the fee is fetched later by a background job.
+
+Answers: 400 for a missing, forged or stale signature (nothing recorded); 200 otherwise, also
+for a replay (no second effect), an event type we do not handle (ignored) and an event we
+cannot apply (parked in `provider_events` for an operator, logged)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from uuid import UUID
+
+import stripe
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.errors import Conflict, NotFound
+
+from . import card
+from .card import Notice, Park
+from .domain.card import Outcome
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+# Event types and what they say. Everything else is acknowledged and ignored.
+OUTCOMES = {
+    "payment_intent.succeeded": Outcome.SUCCEEDED,
+    "payment_intent.payment_failed": Outcome.FAILED,
+    "payment_intent.canceled": Outcome.EXPIRED,
+    "checkout.session.completed": Outcome.SUCCEEDED,  # only when payment_status is paid
+    "checkout.session.async_payment_succeeded": Outcome.SUCCEEDED,
+    "checkout.session.async_payment_failed": Outcome.FAILED,
+    "checkout.session.expired": Outcome.EXPIRED,
+}
+HANDLED = frozenset({*OUTCOMES, "charge.refunded", "charge.dispute.created"})
+
+
+def _uuid(value: Any) -> UUID | None:
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _id(value: Any) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def notice_of(event: dict[str, Any]) -> Notice | None:
+    """What a provider event says, or None when it says nothing to us."""
+    kind = event.get("type")
+    obj = (event.get("data") or {}).get("object") or {}
+    if kind not in HANDLED or not isinstance(obj, dict):
+        return None
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    common: dict[str, Any] = {"event_id": str(event["id"]), "account": event.get("account"),
+                              "payment_id": _uuid(metadata.get("cagette_payment_id"))}
+    if kind.startswith("checkout.session."):
+        if kind == "checkout.session.completed" and obj.get("payment_status") != "paid":
+            return None  # an asynchronous method still to settle: its own event follows
+        return Notice(**common | {"payment_id": common["payment_id"] or _uuid(obj.get("client_reference_id"))}, kind="outcome",
+                      outcome=OUTCOMES[kind], session_id=_id(obj), payment_intent=_id(obj.get("payment_intent")),
+                      amount=obj.get("amount_total") if kind != "checkout.session.expired" else None,
+                      currency=obj.get("currency") if kind != "checkout.session.expired" else None,
+                      reason="checkout session expired" if kind.endswith("expired") else "")
+    if kind.startswith("payment_intent."):
+        error = obj.get("last_payment_error") or {}
+        reason = (error.get("message") or error.get("code") or "") if isinstance(error, dict) else ""
+        if kind == "payment_intent.canceled":
+            reason = f"payment canceled: {obj.get('cancellation_reason') or ''}".strip()
+        succeeded = kind == "payment_intent.succeeded"
+        return Notice(**common, kind="outcome", outcome=OUTCOMES[kind], payment_intent=_id(obj),
+                      charge_id=_id(obj.get("latest_charge")), amount=obj.get("amount_received") if succeeded else None,
+                      currency=obj.get("currency") if succeeded else None, reason=reason or ("card declined" if not succeeded else ""))
+    if kind == "charge.refunded":
+        return Notice(**common, kind="refunded", charge_id=_id(obj), payment_intent=_id(obj.get("payment_intent")),
+                      amount_refunded=obj.get("amount_refunded"), currency=obj.get("currency"), reason="card refund")
+    if kind == "charge.dispute.created":
+        return Notice(**common, kind="disputed", charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent")),
+                      dispute_id=_id(obj), amount=obj.get("amount"), currency=obj.get("currency"),
+                      reason=str(obj.get("reason") or ""), dispute_status=str(obj.get("status") or ""))
+    return None
+
+
+def verify(request: Request, raw: bytes) -> dict[str, Any]:
+    """The event, once its signature (any of the configured endpoint secrets) checks out."""
+    settings = request.app.state.settings
+    header = request.headers.get("stripe-signature")
+    secrets = settings.webhook_secrets()
+    if not secrets:
+        log.error("stripe webhook received but CAGETTE_STRIPE_WEBHOOK_SECRET is not set: refused")
+    failure = "no webhook secret configured"
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(raw, header, secret, settings.stripe_webhook_tolerance)
+            break
+        except stripe.SignatureVerificationError as exc:
+            failure = str(exc).split(".")[0]
+    else:
+        raise BadSignature(failure)
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        raise BadSignature("the body is not JSON") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
+        raise BadSignature("not a provider event")
+    return event
+
+
+class BadSignature(Exception):
+    pass
+
+
+async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, str]:
+    """Apply a stored event (in the caller's transaction). Returns (outcome, note)."""
+    notice = notice_of(event)
+    if notice is None:
+        await card.set_event_outcome(session, event["id"], "ignored", f"{event.get('type')} not handled", None)
+        return "ignored", f"{event.get('type')} not handled"
+    try:
+        async with session.begin_nested():  # a parked event leaves no partial effect behind
+            payment_id, note = await card.apply_notice(session, notice)
+    except Park as parked:
+        log.warning("stripe event %s (%s) parked: %s", event["id"], event.get("type"), parked.reason)
+        await card.set_event_outcome(session, event["id"], "parked", parked.reason, parked.payment_id)
+        return "parked", parked.reason
+    await card.set_event_outcome(session, event["id"], "applied", note, payment_id)
+    await retry_parked_for(session, payment_id)
+    return "applied", note
+
+
+async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
+    """Events parked because the payment's provider ids were not known yet (a dispute before the
+    success) are applied once they are."""
+    payment = (await card.get_card_payment_any(session, payment_id))
+    if payment is None:
+        return
+    for row in await card.parked_events(session, payment=payment, lock=True):
+        notice = notice_of(row.payload)
+        if notice is None:
+            continue
+        try:
+            async with session.begin_nested():
+                applied_to, note = await card.apply_notice(session, notice)
+        except Park as parked:
+            await card.set_event_outcome(session, row.event_id, "parked", parked.reason, parked.payment_id)
+            continue
+        await card.set_event_outcome(session, row.event_id, "applied", f"{note} (after being parked)", applied_to)
+
+
+@router.post("/webhooks/stripe", tags=["card payments"], summary="Stripe webhook endpoint (authenticated by its signature)",
+             responses={400: {"description": "missing, forged or stale signature: nothing recorded"}})
+async def stripe_webhook(request: Request) -> JSONResponse:
+    raw = await request.body()
+    try:
+        event = verify(request, raw)
+    except BadSignature as exc:
+        log.warning("stripe webhook refused: %s", exc)
+        return JSONResponse(status_code=400, content={"error": "bad_signature", "detail": str(exc)})
+    async with request.app.state.service.database.transaction() as session:
+        if not await card.store_event(session, event):
+            return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
+        outcome, _ = await process(session, event)
+    return JSONResponse(status_code=200, content={"received": True, "outcome": outcome})
+
+
+# -- operators: parked events -----------------------------------------------------------------
+
+
+def _event_json(row: Any) -> dict[str, Any]:
+    return {
+        "event_id": row.event_id, "type": row.type, "account": row.account, "outcome": row.outcome, "note": row.note,
+        "payment_id": row.payment_id, "received_at": row.received_at, "resolved_at": row.resolved_at,
+    }
+
+
+@router.get("/card/provider-events/parked", tags=["card payments"],
+            summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)")
+async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+    principal.require_platform_admin()
+    async with request.app.state.service.database.transaction() as session:
+        return [_event_json(r) for r in await card.parked_events(session)]
+
+
+@router.post("/card/provider-events/{event_id}/retry", tags=["card payments"],
+             summary="Apply a parked provider event again, e.g. once its payment is known (platform admin)")
+async def retry_parked(event_id: str, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    principal.require_platform_admin()
+    async with request.app.state.service.database.transaction() as session:
+        row = await card.get_event(session, event_id, lock=True)
+        if row is None:
+            raise NotFound(f"no provider event {event_id}")
+        if row.outcome != "parked":
+            raise Conflict(f"provider event {event_id} is {row.outcome}, not parked")
+        await process(session, row.payload)
+        return _event_json(await card.get_event(session, event_id))
