@@ -13,10 +13,6 @@ from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
 from .envelope import Event
 from .money import CurrencyCode, Money, MoneyError, line_amount, total
 
-# Routing keys of the events below that routing.py does not list (yet).
-MEMBER_UPDATED = "orders.member.updated"
-ORDER_AWAITING_PAYMENT = "orders.order.awaiting_payment"
-SUBSCRIPTION_AMENDED = "orders.subscription.amended"
 
 class GroupSettingsChanged(Event):
     """A group was created or its payment settings changed (full state, not a diff)."""
@@ -53,7 +49,7 @@ class MemberJoined(Event):
 class MemberUpdated(Event):
     """A member's role or contact details changed (full state, not a diff)."""
 
-    event_type: Literal["orders.member.updated"] = MEMBER_UPDATED
+    event_type: Literal["orders.member.updated"] = routing.MEMBER_UPDATED
     schema_version: Literal[1] = 1
     member_id: UUID
     role: Role
@@ -158,7 +154,7 @@ class OrderAwaitingPayment(Event):
     the added lines of the amendment. OrderConfirmed / OrderAmended follow once the card payment
     succeeded."""
 
-    event_type: Literal["orders.order.awaiting_payment"] = ORDER_AWAITING_PAYMENT
+    event_type: Literal["orders.order.awaiting_payment"] = routing.ORDER_AWAITING_PAYMENT
     schema_version: Literal[1] = 1
     order_id: UUID
     amendment_id: UUID | None = None
@@ -180,7 +176,7 @@ class SubscriptionAmended(Event):
     """Products were added to a subscription (add-only, R6/R19): the member owes `added_total` more,
     = the added lines x `distribution_count` (the subscription's distributions still to come)."""
 
-    event_type: Literal["orders.subscription.amended"] = SUBSCRIPTION_AMENDED
+    event_type: Literal["orders.subscription.amended"] = routing.SUBSCRIPTION_AMENDED
     schema_version: Literal[1] = 1
     subscription_id: UUID
     amendment_id: UUID

@@ -14,8 +14,11 @@ TRANSACTION_POSTED: Final = "ledger.transaction.posted"
 BALANCE_CHANGED: Final = "ledger.balance.changed"
 BALANCE_WENT_NEGATIVE: Final = "ledger.balance.went_negative"
 BALANCE_BACK_TO_NON_NEGATIVE: Final = "ledger.balance.back_to_non_negative"
+MEMBER_UPDATED: Final = "orders.member.updated"
 ORDER_AMENDED: Final = "orders.order.amended"
+ORDER_AWAITING_PAYMENT: Final = "orders.order.awaiting_payment"
 SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
+SUBSCRIPTION_AMENDED: Final = "orders.subscription.amended"
 
 # payments
 PAYMENT_DECLARED: Final = "payments.payment.declared"
