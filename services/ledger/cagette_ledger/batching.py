@@ -30,7 +30,7 @@ from faststream.rabbit.message import RabbitMessage
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
@@ -39,18 +39,18 @@ from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.tables import inbox_messages
 
+CLAIM = text(
+    f"INSERT INTO {inbox_messages.name} (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[]))"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
 BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
 
 
 async def claim_many(session: AsyncSession, consumer: str, events: list[Event]) -> list[Event]:
     """Record the events as processed by `consumer` (one statement); return those not processed
     before, in order, each once."""
-    result = await session.execute(
-        pg_insert(inbox_messages)
-        .values([{"consumer": consumer, "event_id": event.event_id} for event in events])
-        .on_conflict_do_nothing()
-        .returning(inbox_messages.c.event_id)
-    )
+    result = await session.execute(CLAIM, {"consumer": consumer, "ids": [event.event_id for event in events]})
     new = {row.event_id for row in result.all()}
     claimed = []
     for event in events:
@@ -75,12 +75,14 @@ class BatchingConsumer:
         self._buffer: list[RabbitMessage] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.received = 0
         self.batches = 0
         self.fallbacks = 0
         self.largest = 0
 
     def subscribe(self) -> None:
         async def on_message(message: RabbitMessage = Context("message")) -> None:
+            self.received += 1
             self._buffer.append(message)
             self._arrived.set()
 

@@ -11,8 +11,7 @@ import uuid
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import bindparam, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
@@ -32,8 +31,52 @@ from .domain import AccountRef, TransactionDraft, crossed_zero
 from .tables import accounts, postings, transactions
 
 
-# 5 parameters per row, PostgreSQL allows 32767 per statement.
-POSTINGS_PER_STATEMENT = 4000
+TRANSACTION_COLUMNS = {
+    "transaction_id": "uuid", "group_id": "uuid", "kind": "text", "idempotency_key": "text", "fingerprint": "text",
+    "currency": "text", "memo": "text", "reverses_transaction_id": "uuid", "source_event_id": "uuid",
+    "correlation_id": "text", "reason": "text", "recorded_by": "uuid",
+}
+POSTING_COLUMNS = {"transaction_id": "uuid", "account_id": "uuid", "amount": "int8", "currency": "text",
+                   "balance_after": "int8"}
+
+
+def _insert_unnest(table: str, columns: dict[str, str]) -> TextClause:
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
+    return text(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays})")
+
+
+INSERT_TRANSACTIONS = _insert_unnest("transactions", TRANSACTION_COLUMNS)
+INSERT_POSTINGS = _insert_unnest("postings", POSTING_COLUMNS)
+UPDATE_BALANCES = text(
+    "UPDATE accounts SET balance = v.balance FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS int8[]))"
+    " AS v(account_id, balance) WHERE accounts.account_id = v.account_id"
+)
+
+
+OPEN_ACCOUNTS = text(
+    "INSERT INTO accounts (account_id, group_id, type, member_id, currency)"
+    " SELECT * FROM unnest(CAST(:account_id AS uuid[]), CAST(:group_id AS uuid[]), CAST(:type AS text[]),"
+    " CAST(:member_id AS uuid[]), CAST(:currency AS text[]))"
+    " ON CONFLICT ON CONSTRAINT accounts_one_per_owner DO NOTHING"
+)
+# Locked in one fixed order (FOR UPDATE locks rows in the ORDER BY order): no deadlocks between
+# transactions touching the same accounts.
+LOCK_ACCOUNTS = text(
+    "SELECT account_id, group_id, type, member_id, currency, balance FROM accounts WHERE account_id IN ("
+    "  SELECT a.account_id FROM accounts a"
+    "    JOIN unnest(CAST(:member_groups AS uuid[]), CAST(:members AS uuid[])) AS v(group_id, member_id)"
+    "      ON a.group_id = v.group_id AND a.type = 'member' AND a.member_id = v.member_id"
+    "  UNION ALL"
+    "  SELECT a.account_id FROM accounts a"
+    "    JOIN unnest(CAST(:groups AS uuid[]), CAST(:types AS text[])) AS v(group_id, type)"
+    "      ON a.group_id = v.group_id AND a.type = v.type AND a.member_id IS NULL"
+    ") ORDER BY group_id, type, member_id FOR UPDATE"
+)
+
+
+def _columns(rows: list[dict[str, object]], columns: dict[str, str]) -> dict[str, list[object]]:
+    return {name: [row[name] for row in rows] for name in columns}
 
 
 @dataclass(frozen=True)
@@ -97,34 +140,18 @@ async def lock_accounts(session: AsyncSession, refs: list[AccountRef] | dict[Acc
     refused. Returns ref -> (account id, balance)."""
     wanted = refs if isinstance(refs, dict) else dict.fromkeys(refs, currency)
     unique = sorted(wanted, key=lambda ref: (str(ref.group_id), ref.type.value, str(ref.member_id)))
-    await session.execute(
-        pg_insert(accounts)
-        .values(
-            [
-                {"account_id": uuid.uuid4(), "group_id": ref.group_id, "type": ref.type.value,
-                 "member_id": ref.member_id, "currency": wanted[ref]}
-                for ref in unique
-            ]
-        )
-        .on_conflict_do_nothing(constraint="accounts_one_per_owner")
-    )
-    keys = [(ref.group_id, ref.type.value, ref.member_id) for ref in unique]
-    member_keys = [key for key in keys if key[2] is not None]
-    group_keys = [key[:2] for key in keys if key[2] is None]
-    conditions = []
-    if member_keys:
-        conditions.append(tuple_(accounts.c.group_id, accounts.c.type, accounts.c.member_id).in_(member_keys))
-    if group_keys:
-        conditions.append(tuple_(accounts.c.group_id, accounts.c.type).in_(group_keys) & accounts.c.member_id.is_(None))
-
+    await session.execute(OPEN_ACCOUNTS, {
+        "account_id": [uuid.uuid4() for _ in unique], "group_id": [ref.group_id for ref in unique],
+        "type": [ref.type.value for ref in unique], "member_id": [ref.member_id for ref in unique],
+        "currency": [wanted[ref] for ref in unique],
+    })
+    members = [ref for ref in unique if ref.member_id is not None]
+    group_owned = [ref for ref in unique if ref.member_id is None]
     rows = (
-        await session.execute(
-            select(accounts.c.account_id, accounts.c.group_id, accounts.c.type, accounts.c.member_id,
-                   accounts.c.currency, accounts.c.balance)
-            .where(or_(*conditions))
-            .order_by(accounts.c.group_id, accounts.c.type, accounts.c.member_id)
-            .with_for_update()
-        )
+        await session.execute(LOCK_ACCOUNTS, {
+            "member_groups": [ref.group_id for ref in members], "members": [ref.member_id for ref in members],
+            "groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned],
+        })
     ).all()
     found: dict[AccountRef, tuple[UUID, int]] = {}
     for row in rows:
@@ -209,25 +236,14 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                 for leg in legs
             )
             results[index] = PostedTransaction(transaction_id, draft, tuple(legs))
-        await session.execute(transactions.insert(), transaction_rows)
-        # One multi-row statement per chunk, never splitting a transaction's postings: the
-        # database checks each INSERT statement leaves its transactions balanced.
-        chunk: list[dict[str, object]] = []
-        for row in posting_rows:
-            if len(chunk) >= POSTINGS_PER_STATEMENT and row["transaction_id"] != chunk[-1]["transaction_id"]:
-                await session.execute(postings.insert().values(chunk))
-                chunk = []
-            chunk.append(row)
-        await session.execute(postings.insert().values(chunk))
-        changed = [
-            {"id": locked[ref][0], "new_balance": balance}
-            for ref, balance in balances.items() if balance != locked[ref][1]
-        ]
+        # Column arrays + unnest: one statement each, whatever the batch size, and no per-row
+        # SQL compilation. All of a transaction's postings are written by one statement (the
+        # database checks each INSERT statement leaves its transactions balanced).
+        await session.execute(INSERT_TRANSACTIONS, _columns(transaction_rows, TRANSACTION_COLUMNS))
+        await session.execute(INSERT_POSTINGS, _columns(posting_rows, POSTING_COLUMNS))
+        changed = [(locked[ref][0], balance) for ref, balance in balances.items() if balance != locked[ref][1]]
         if changed:
-            await session.execute(
-                update(accounts).where(accounts.c.account_id == bindparam("id")).values(balance=bindparam("new_balance")),
-                changed,
-            )
+            await session.execute(UPDATE_BALANCES, {"ids": [c[0] for c in changed], "balances": [c[1] for c in changed]})
 
     # In-batch replays return what the first occurrence posted.
     for index, draft in enumerate(drafts):
