@@ -125,3 +125,26 @@ def test_reminder_counts_pending_payments() -> None:
     assert rendered.subject.startswith("Votre solde est négatif : 7,45\xa0€ à régler")
     assert "Paiements annoncés pas encore reçus : 12,55\xa0€. Reste à régler : 7,45\xa0€." in rendered.text
     assert "un chèque de 7,45\xa0€ à l'ordre de Trésorerie AMAP" in rendered.text
+
+
+def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
+    from cagette_notifications.delivery import Claimed, message_id_for
+    from cagette_notifications.smtp import build_message, sender_domain
+
+    [email] = domain.balance_reminder(uuid.uuid4(), GROUP, member("fr"), balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
+    rendered = render(email)
+    delivery_id = uuid.uuid4()
+    sender = "AMAP <amap@lilas.example.org>"
+    claimed = Claimed(
+        delivery_id=delivery_id, event_id=email.source_event_id, recipient=email.recipient, kind=email.kind.value,
+        group_id=GROUP.group_id, member_id=email.member.member_id, subject=rendered.subject, text_body=rendered.text,
+        html_body=rendered.html, message_id=message_id_for(delivery_id, sender_domain(sender)), correlation_id="c-1",
+        attempts=1,
+    )
+    message = build_message(claimed, sender)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["To"] == "zoe@example.org" and message["From"] == sender
+    assert message["Subject"] == rendered.subject and message["Message-ID"] == f"<{delivery_id}@lilas.example.org>"
+    assert message["X-Cagette-Event-Id"] == str(email.source_event_id) and message["X-Cagette-Kind"] == "balance_reminder"
+    assert message.get_body(preferencelist=("plain",)).get_content() == rendered.text
