@@ -89,3 +89,12 @@ async def outbox_for(payments: Payments, routing_key: str, payment_id: str) -> i
         "SELECT count(*) FROM outbox_messages WHERE routing_key = :k AND body::jsonb ->> 'payment_id' = :p",
         k=routing_key, p=payment_id,
     )
+
+
+async def settle_background_jobs(payments: Payments) -> None:
+    """Wait until the fee jobs of this test's payments are done, so no event from them lands in
+    another test's outbox counts."""
+    async def idle() -> bool:
+        return await payments.scalar("SELECT count(*) FROM card_jobs WHERE done_at IS NULL") == 0
+    from .conftest import eventually
+    await eventually(idle)

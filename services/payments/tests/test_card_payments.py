@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from .cardkit import awaiting, card_group, card_payment, pay, standin, started
+import pytest
+
+from .cardkit import awaiting, card_group, card_payment, pay, settle_background_jobs, standin, started
 from .conftest import STRIPE_KEY, Payments, line
+
+
+@pytest.fixture(autouse=True)
+async def _settled(payments: Payments):  # type: ignore[no-untyped-def]
+    yield
+    await settle_background_jobs(payments)
 
 
 async def test_card_settings_are_for_coordinators_and_show_no_secret(payments: Payments) -> None:
