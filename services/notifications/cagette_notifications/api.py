@@ -1,5 +1,5 @@
-"""Notifications HTTP API: a member's email preferences (reminders on or off) and, for
-coordinators, what was sent to a member (the delivery log)."""
+"""Notifications HTTP API: a member's email preferences (reminders on or off), the delivery log
+(a member's emails; a group's failed ones) and resending a failed email."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import Database
+from cagette_runtime.db import OUTBOX_WRITTEN, Database
+from cagette_runtime.errors import Conflict, NotFound
 
-from .tables import email_deliveries, member_preferences
+from .tables import email_deliveries, member_directory, member_preferences
 
 router = APIRouter(tags=["notifications"])
 
@@ -100,3 +101,72 @@ async def list_emails(
             )
         ).all()
     return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+
+
+@router.get("/groups/{group_id}/emails", summary="The group's emails in one state, e.g. ?status=failed (coordinator)")
+async def list_group_emails(
+    group_id: UUID, principal: CurrentPrincipal, request: Request, status: str = "failed", limit: int = 100
+) -> list[Delivery]:
+    principal.require_coordinator(group_id)
+    async with _database(request).transaction() as session:
+        rows = (
+            await session.execute(
+                select(email_deliveries)
+                .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.status == status))
+                .order_by(email_deliveries.c.created_at.desc())
+                .limit(max(1, min(limit, 500)))
+            )
+        ).all()
+    return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+
+
+@router.post(
+    "/groups/{group_id}/emails/{delivery_id}/retry",
+    summary="Send a failed email again, to the member's current address (coordinator)",
+)
+async def retry_email(group_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, request: Request) -> Delivery:
+    principal.require_coordinator(group_id)
+    async with _database(request).transaction() as session:
+        row = (
+            await session.execute(
+                select(email_deliveries)
+                .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.delivery_id == delivery_id))
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no email {delivery_id} in group {group_id}")
+        if row.status != "failed":
+            raise Conflict(f"email {delivery_id} is {row.status}: only a failed email can be sent again")
+        recipient = row.recipient
+        if row.member_id is not None:
+            current = (
+                await session.execute(
+                    select(member_directory.c.email).where(
+                        and_(member_directory.c.group_id == group_id, member_directory.c.member_id == row.member_id)
+                    )
+                )
+            ).scalar()
+            recipient = current or recipient
+        if recipient != row.recipient:
+            taken = (
+                await session.execute(
+                    select(email_deliveries.c.delivery_id).where(and_(
+                        email_deliveries.c.event_id == row.event_id, email_deliveries.c.kind == row.kind,
+                        email_deliveries.c.recipient == recipient,
+                    ))
+                )
+            ).first()
+            if taken is not None:
+                raise Conflict(f"this email already went to {recipient}", delivery_id=taken.delivery_id)
+        updated = (
+            await session.execute(
+                update(email_deliveries)
+                .where(email_deliveries.c.delivery_id == delivery_id)
+                .values(status="pending", recipient=recipient, attempts=0, next_attempt_at=func.now(),
+                        last_error=None, failed_at=None)
+                .returning(*email_deliveries.c)
+            )
+        ).one()
+        session.info[OUTBOX_WRITTEN] = True  # wakes the sender after commit
+    return Delivery.model_validate(updated._mapping, from_attributes=False)

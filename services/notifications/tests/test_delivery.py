@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from cagette_contracts import EMAIL_FAILED, EMAIL_SENT, Money, PaymentReceived
+from cagette_contracts import EMAIL_FAILED, EMAIL_SENT, MemberUpdated, Money, PaymentReceived, Role
 from cagette_runtime.testing import EventSpy
 
 
@@ -60,6 +60,30 @@ async def test_permanent_refusal_is_failed_and_reported(start_service, facts, sm
             assert mailbox.to(str(ines.email)) == []
             rows = await running.rows("SELECT recipient, status, attempts FROM email_deliveries ORDER BY recipient")
             assert [tuple(r) for r in rows] == [(str(ines.email), "failed", 1), (str(jules.email), "sent", 1)]
+
+            # A coordinator sees it among the group's failed emails; Ines gives a working address;
+            # the coordinator sends it again: it goes to the new address, once.
+            coordinator = running.token(uuid.uuid4(), {facts.group_id: Role.COORDINATOR})
+            failed_list = await running.http.get(f"/groups/{facts.group_id}/emails?status=failed", headers=coordinator)
+            assert [e["delivery_id"] for e in failed_list.json()] == [failed.body["delivery_id"]]
+            retry = f"/groups/{facts.group_id}/emails/{failed.body['delivery_id']}/retry"
+            as_member = running.token(ines.member_id, {facts.group_id: Role.MEMBER})
+            assert (await running.http.post(retry, headers=as_member)).status_code == 403
+            await running.publish(MemberUpdated(
+                group_id=facts.group_id, member_id=ines.member_id, role=Role.MEMBER, name="Ines",
+                email="ines.fixed@example.org", language="fr",
+            ))
+            await running.wait_rows(
+                "SELECT 1 FROM member_directory WHERE email = 'ines.fixed@example.org'", lambda rows: len(rows) == 1
+            )
+            resent = await running.http.post(retry, headers=coordinator)
+            assert resent.status_code == 200, resent.text
+            assert resent.json()["recipient"] == "ines.fixed@example.org" and resent.json()["status"] == "pending"
+            [message] = await mailbox.wait_for("ines.fixed@example.org")
+            assert message["Subject"].startswith("Reçu : 12,55")
+            await spy.wait_for(EMAIL_SENT, delivery_id=failed.body["delivery_id"])
+            again = await running.http.post(retry, headers=coordinator)
+            assert again.status_code == 409 and "is sent" in again.json()["detail"]
 
 
 async def test_retries_run_out_into_a_reported_failure(start_service, facts, free_port) -> None:
