@@ -34,3 +34,15 @@ def test_environment_and_plain_service_settings(monkeypatch) -> None:
     )
     assert settings.smtp_starttls and settings.smtp_sender == "AMAP <amap@example.org>"
     assert settings.reminder_interval == timedelta(days=3)
+
+
+async def test_asyncapi_document_lists_what_notifications_publishes_and_consumes() -> None:
+    import httpx
+
+    app = build_service(NotificationSettings(database_url="postgresql+asyncpg://postgres@127.0.0.1:5432/unused")).create_app()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as http:
+        document = (await http.get("/asyncapi.json")).json()
+    operations = document["operations"]
+    assert {"publish.notifications.email.sent", "publish.notifications.email.failed"} <= set(operations)
+    for key in ("payments.payment.declared", "orders.order.confirmed", "ledger.balance.went_negative", "orders.member.updated"):
+        assert f"notifications.events.{key}" in operations
