@@ -60,18 +60,21 @@ OPEN_ACCOUNTS = text(
     " CAST(:member_id AS uuid[]), CAST(:currency AS text[]))"
     " ON CONFLICT ON CONSTRAINT accounts_one_per_owner DO NOTHING"
 )
-# Locked in one fixed order (FOR UPDATE locks rows in the ORDER BY order): no deadlocks between
-# transactions touching the same accounts.
-LOCK_ACCOUNTS = text(
-    "SELECT account_id, group_id, type, member_id, currency, balance FROM accounts WHERE account_id IN ("
-    "  SELECT a.account_id FROM accounts a"
-    "    JOIN unnest(CAST(:member_groups AS uuid[]), CAST(:members AS uuid[])) AS v(group_id, member_id)"
-    "      ON a.group_id = v.group_id AND a.type = 'member' AND a.member_id = v.member_id"
-    "  UNION ALL"
-    "  SELECT a.account_id FROM accounts a"
-    "    JOIN unnest(CAST(:groups AS uuid[]), CAST(:types AS text[])) AS v(group_id, type)"
-    "      ON a.group_id = v.group_id AND a.type = v.type AND a.member_id IS NULL"
-    ") ORDER BY group_id, type, member_id FOR UPDATE"
+# Every transaction locks accounts in one global order: member accounts first, by group and
+# member, then group accounts, by group and type (FOR UPDATE locks rows in ORDER BY order), so
+# transactions touching the same accounts never deadlock. The join to unnest (not a subquery)
+# keeps re-checks after a concurrent update exact.
+LOCK_MEMBER_ACCOUNTS = text(
+    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance FROM accounts a"
+    " JOIN unnest(CAST(:groups AS uuid[]), CAST(:members AS uuid[])) AS v(group_id, member_id)"
+    "   ON a.group_id = v.group_id AND a.type = 'member' AND a.member_id = v.member_id"
+    " ORDER BY a.group_id, a.member_id FOR UPDATE OF a"
+)
+LOCK_GROUP_ACCOUNTS = text(
+    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance FROM accounts a"
+    " JOIN unnest(CAST(:groups AS uuid[]), CAST(:types AS text[])) AS v(group_id, type)"
+    "   ON a.group_id = v.group_id AND a.type = v.type AND a.member_id IS NULL"
+    " ORDER BY a.group_id, a.type FOR UPDATE OF a"
 )
 
 
@@ -134,8 +137,8 @@ class PostedTransaction:
 
 async def lock_accounts(session: AsyncSession, refs: list[AccountRef] | dict[AccountRef, str],
                         currency: str | None = None) -> dict[AccountRef, tuple[UUID, int]]:
-    """Open missing accounts, then lock all of them with one statement in one fixed order (no
-    deadlocks between transactions touching the same accounts). `refs` maps each account to its
+    """Open missing accounts, then lock all of them in the global lock order (no deadlocks
+    between transactions touching the same accounts). `refs` maps each account to its
     currency (or is a list, all in `currency`); an existing account in another currency is
     refused. Returns ref -> (account id, balance)."""
     wanted = refs if isinstance(refs, dict) else dict.fromkeys(refs, currency)
@@ -147,18 +150,21 @@ async def lock_accounts(session: AsyncSession, refs: list[AccountRef] | dict[Acc
     })
     members = [ref for ref in unique if ref.member_id is not None]
     group_owned = [ref for ref in unique if ref.member_id is None]
-    rows = (
-        await session.execute(LOCK_ACCOUNTS, {
-            "member_groups": [ref.group_id for ref in members], "members": [ref.member_id for ref in members],
-            "groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned],
-        })
-    ).all()
+    rows = []
+    if members:
+        rows += (await session.execute(LOCK_MEMBER_ACCOUNTS, {
+            "groups": [ref.group_id for ref in members], "members": [ref.member_id for ref in members]})).all()
+    if group_owned:
+        rows += (await session.execute(LOCK_GROUP_ACCOUNTS, {
+            "groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned]})).all()
     found: dict[AccountRef, tuple[UUID, int]] = {}
     for row in rows:
         ref = AccountRef(row.group_id, AccountType(row.type), row.member_id)
         if row.currency != wanted[ref]:
             raise Invalid(f"account {ref.type.value} of group {ref.group_id} is in {row.currency}, not {wanted[ref]}")
         found[ref] = (row.account_id, row.balance)
+    if len(found) != len(unique):  # cannot happen: opened above; a retry will tell
+        raise RuntimeError(f"accounts not found after opening them: {set(unique) - found.keys()}")
     return found
 
 
