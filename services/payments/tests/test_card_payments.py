@@ -4,12 +4,13 @@ talks to the local stand-in (stripe_standin.py)."""
 
 from __future__ import annotations
 
+import logging
 from uuid import uuid4
 
 import pytest
 
-from .cardkit import awaiting, card_group, card_payment, pay, settle_background_jobs, standin, started
-from .conftest import STRIPE_KEY, Payments, line
+from .cardkit import applied, awaiting, card_group, card_payment, pay, settle_background_jobs, standin, started, webhook
+from .conftest import STRIPE_KEY, WEBHOOK_SECRET, Payments, line
 
 
 @pytest.fixture(autouse=True)
@@ -123,3 +124,33 @@ async def test_an_amendment_is_paid_on_its_own(payments: Payments) -> None:
                                        headers=payments.member(group, alice))
     assert listed.status_code == 200 and {p["payment_id"] for p in listed.json()} == {payment["payment_id"], first["payment_id"]}
     assert (await card_payment(payments, group, payment["payment_id"]))["history"][0]["to"] == "initiated"
+
+
+async def test_a_provider_refusal_charges_nothing_and_the_retry_recovers(payments: Payments) -> None:
+    group = await card_group(payments)
+    alice = group.members[0]
+    due = await awaiting(payments, group, alice)
+    provider = standin(payments)
+    provider.api_key, real_key = "sk_test_rotated", provider.api_key
+    try:
+        refused = await pay(payments, group, alice, due.order_id)
+    finally:
+        provider.api_key = real_key
+    assert refused.status_code == 502, refused.text
+    assert refused.json()["error"] == "provider_refused" and STRIPE_KEY not in refused.text
+    retried = await pay(payments, group, alice, due.order_id)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["attempt"] == 1 and retried.json()["checkout_url"]
+
+
+async def test_secrets_never_reach_the_logs(payments: Payments, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    group = await card_group(payments)
+    due = await awaiting(payments, group, group.members[0])
+    payment = await started(payments, group, due)
+    session, _, _ = standin(payments).pay(payment["checkout_session_id"])
+    await applied(payments, standin(payments).event("checkout.session.completed", session))
+    assert (await webhook(payments, standin(payments).event("checkout.session.completed", session), secret="whsec_wrong")).status_code == 400
+    logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert caplog.records and STRIPE_KEY not in logged and WEBHOOK_SECRET not in logged
+    assert STRIPE_KEY not in repr(payments.service.settings) and WEBHOOK_SECRET not in repr(payments.service.settings)
