@@ -1,0 +1,212 @@
+"""Card payments on the running services (issue 6, SPEC R21, B6): orders, ledger and payments as
+real processes; the payments process talks to a local stand-in for the Stripe API (served from
+this test process); Stripe's webhooks are real-shaped events signed with the library's helper
+and posted over HTTP to the payments process.
+
+- a card order is confirmed and the member's balance is zero after the signed success webhook;
+- a replay of that webhook changes nothing;
+- a partial refund (asked by the coordinator, confirmed by webhook) debits exactly the refunded amount;
+- a forged webhook is refused with nothing recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import stripe
+from sqlalchemy.engine import make_url
+
+from cagette_runtime.devstack import Stack
+from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
+
+from .conftest import JWT_SECRET, LOG_DIR, bearer, client, free_port
+
+_spec = importlib.util.spec_from_file_location(
+    "card_e2e_stripe_standin", Path(__file__).resolve().parent.parent / "services/payments/tests/stripe_standin.py")
+assert _spec and _spec.loader
+standin_module = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
+_spec.loader.exec_module(standin_module)
+
+STRIPE_KEY = "sk_test_e2e_" + "0" * 24
+WEBHOOK_SECRET = "whsec_e2e_" + "1" * 24
+
+
+@pytest.fixture(scope="module")
+async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any]]:
+    standin = standin_module.StripeStandIn(api_key=STRIPE_KEY)
+    served = standin_module.Served(standin.app())
+    await served.start()
+    vhost = f"cagette-test-{servers.run_id}-card"
+    amqp_url = await create_vhost(servers.base_amqp_url, vhost)
+    running = Stack(
+        amqp_url=amqp_url,
+        postgres_url=servers.postgres_url,
+        database_prefix=f"{servers.run_id}card",
+        ports={name: free_port() for name in ("orders", "ledger", "payments")},
+        extra_env={
+            "CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2",
+            "CAGETTE_STRIPE_API_KEY": STRIPE_KEY, "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "CAGETTE_STRIPE_API_BASE": served.url, "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
+        },
+        log_dir=LOG_DIR / f"{servers.run_id}-card",
+    )
+    servers.databases.extend(running.database_url(name) for name in running.ports)
+    await running.start()
+    try:
+        yield running, standin
+    finally:
+        await running.stop()
+        await delete_vhost(servers.base_amqp_url, vhost)
+        await served.stop()
+
+
+async def eventually(check, timeout: float = 20.0) -> Any:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: last {result!r}")
+        await asyncio.sleep(0.1)
+
+
+def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, dict[str, str]]:
+    body = standin_module.body_of(event)
+    header = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=int(time.time()))
+    return body, {"Stripe-Signature": header, "Content-Type": "application/json"}
+
+
+async def payments_db(stack: Stack, sql: str, *args: Any) -> Any:
+    dsn = make_url(stack.database_url("payments")).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(dsn)
+    try:
+        return await connection.fetchval(sql, *args)
+    finally:
+        await connection.close()
+
+
+async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card_stack: tuple[Stack, Any]) -> None:
+    stack, standin = card_stack
+    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with client(stack, "orders") as orders, client(stack, "ledger") as ledger, client(stack, "payments") as payments:
+        created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
+            "name": "Coop du Marché", "currency": "EUR", "payment_methods": ["card"], "card_payments_configured": True})
+        assert created.status_code == 201, created.text
+        group_id = uuid.UUID(created.json()["group_id"])
+        coord = bearer(coordinator, coordinator_of=group_id)
+        alice = bearer(member, member_of=group_id)
+        joined = await orders.post(f"/groups/{group_id}/members", headers=coord,
+                                   json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"})
+        assert joined.status_code == 201, joined.text
+        catalog = await orders.post(f"/groups/{group_id}/catalogs", headers=coord, json={
+            "name": "Fromagerie", "products": [{"name": "Comté", "unit_price": 2390, "unit": "kg"}, {"name": "Yaourt", "unit_price": 95}]})
+        assert catalog.status_code == 201, catalog.text
+        comte, yoghurt = (p["product_id"] for p in catalog.json()["products"])
+        distribution = await orders.post(f"/groups/{group_id}/distributions", headers=coord, json={
+            "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(), "place": "Halle",
+            "catalog_ids": [catalog.json()["catalog_id"]]})
+        assert distribution.status_code == 201, distribution.text
+
+        # the coordinator sets up card payments on payments (once it knows the group)
+        async def set_up() -> bool:
+            response = await payments.put(f"/groups/{group_id}/card-settings", headers=coord, json={"enabled": True})
+            assert response.status_code in (200, 404), response.text
+            return response.status_code == 200
+        await eventually(set_up)
+
+        # 0.35 kg x 23.90 = 8.365 -> 8.37 (rounded once per line), + 6 x 0.95 = 5.70: 14.07
+        placed = await orders.post(f"/groups/{group_id}/orders", headers=alice, json={
+            "distribution_id": distribution.json()["distribution_id"], "payment_method": "card",
+            "lines": [{"product_id": comte, "quantity": "0.35"}, {"product_id": yoghurt, "quantity": "6"}]})
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["status"] == "awaiting_payment"
+        order_id = placed.json()["order_id"]
+
+        async def checkout() -> dict[str, Any] | None:
+            response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=alice)
+            assert response.status_code in (201, 404), response.text
+            return response.json() if response.status_code == 201 else None
+        payment = await eventually(checkout)
+        assert payment["amount"] == {"amount": 1407, "currency": "EUR"}
+        payment_id = payment["payment_id"]
+
+        async def balance() -> int | None:
+            response = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
+            return response.json()["balance"]["amount"] if response.status_code == 200 else None
+
+        async def entries() -> int:
+            response = await ledger.get(f"/groups/{group_id}/members/{member}/statement", headers=coord)
+            assert response.status_code == 200, response.text
+            return len(response.json()["entries"])
+
+        # Stripe's side: the member pays on the checkout page; Stripe sends the signed webhook
+        session, intent, charge = standin.pay(payment["checkout_session_id"])
+        success = standin.event("checkout.session.completed", session)
+        body, headers = signed(success)
+        delivered = await payments.post("/webhooks/stripe", content=body, headers=headers)
+        assert delivered.status_code == 200, delivered.text
+
+        async def confirmed() -> bool:
+            order = (await orders.get(f"/groups/{group_id}/orders/{order_id}", headers=alice)).json()
+            return order["status"] == "confirmed"
+        await eventually(confirmed)
+
+        async def settled() -> bool:  # debited 14.07 by the order, credited 14.07 by the card payment
+            return await balance() == 0 and await entries() == 2
+        await eventually(settled)
+
+        async def fee_posted() -> list[dict[str, Any]] | None:
+            accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
+            fees = [a for a in accounts if a["type"] == "card_fees"]
+            return fees if fees and fees[0]["balance"]["amount"] != 0 else None
+        fees = await eventually(fee_posted)
+        assert abs(fees[0]["balance"]["amount"]) == 1407 * 140 // 10000 + 25
+
+        # a replay of the same webhook (and the other success event): nothing changes
+        replay = await payments.post("/webhooks/stripe", content=body, headers=headers)
+        assert replay.status_code == 200 and replay.json()["duplicate"] is True
+        body2, headers2 = signed(standin.event("payment_intent.succeeded", intent))
+        assert (await payments.post("/webhooks/stripe", content=body2, headers=headers2)).status_code == 200
+        await asyncio.sleep(1.5)
+        assert await balance() == 0 and await entries() == 2
+        order = (await orders.get(f"/groups/{group_id}/orders/{order_id}", headers=alice)).json()
+        assert order["status"] == "confirmed" and order["flagged_reason"] is None
+
+        # a partial refund: asked by the coordinator, effective when Stripe confirms it
+        asked = await payments.post(f"/groups/{group_id}/card-payments/{payment_id}/refunds", headers=coord,
+                                    json={"amount": {"amount": 500, "currency": "EUR"}, "reason": "yoghurts missing",
+                                          "client_key": "refund-yoghurts"})
+        assert asked.status_code == 202, asked.text
+        await asyncio.sleep(0.5)
+        assert await balance() == 0
+        refunded = standin.event("charge.refunded", standin.charge(charge["id"]))
+        body3, headers3 = signed(refunded)
+        assert (await payments.post("/webhooks/stripe", content=body3, headers=headers3)).status_code == 200
+
+        async def debited_back() -> bool:
+            return await balance() == -500
+        await eventually(debited_back)
+
+        # a forged webhook (a full refund signed with another secret): refused, nothing recorded
+        standin.refund_outside(charge["id"], 907)
+        forged_event = standin.event("charge.refunded", standin.charge(charge["id"]))
+        body4, headers4 = signed(forged_event, secret="whsec_forged_" + "2" * 20)
+        forged = await payments.post("/webhooks/stripe", content=body4, headers=headers4)
+        assert forged.status_code == 400, forged.text
+        assert await payments_db(stack, "SELECT count(*) FROM provider_events WHERE event_id = $1", forged_event["id"]) == 0
+        await asyncio.sleep(1.0)
+        assert await balance() == -500 and await entries() == 3
+        assert await payments_db(stack, "SELECT amount_refunded FROM card_payments WHERE payment_id = $1",
+                                 uuid.UUID(payment_id)) == 500
