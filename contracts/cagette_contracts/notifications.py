@@ -3,15 +3,14 @@ one per email that was finally sent or finally failed."""
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import Field
 
+from . import routing
 from .envelope import Event
 
-EMAIL_SENT: Final = "notifications.email.sent"
-EMAIL_FAILED: Final = "notifications.email.failed"
 
 
 class _EmailOutcome(Event):
@@ -26,7 +25,7 @@ class _EmailOutcome(Event):
 class EmailSent(_EmailOutcome):
     """The SMTP server accepted the email."""
 
-    event_type: Literal["notifications.email.sent"] = EMAIL_SENT
+    event_type: Literal["notifications.email.sent"] = routing.EMAIL_SENT
     schema_version: Literal[1] = 1
     message_id: str = Field(description="The Message-ID header of the email")
 
@@ -34,10 +33,10 @@ class EmailSent(_EmailOutcome):
 class EmailFailed(_EmailOutcome):
     """The email will not be sent: the server refused it for good (5xx) or retries ran out."""
 
-    event_type: Literal["notifications.email.failed"] = EMAIL_FAILED
+    event_type: Literal["notifications.email.failed"] = routing.EMAIL_FAILED
     schema_version: Literal[1] = 1
     permanent: bool = Field(description="True when the server refused it (5xx); False when retries ran out")
     reason: str
 
 
-__all__ = ["EMAIL_FAILED", "EMAIL_SENT", "EmailFailed", "EmailSent"]
+__all__ = ["EmailFailed", "EmailSent"]

@@ -31,6 +31,10 @@ CARD_FEE_CHARGED: Final = "payments.card_fee.charged"
 BASKET_VALIDATED: Final = "payments.basket.validated"
 BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
 
+# notifications (for operators)
+EMAIL_SENT: Final = "notifications.email.sent"
+EMAIL_FAILED: Final = "notifications.email.failed"
+
 # ledger request/reply (not on the events exchange): money-pot holds, sent to this queue with
 # reply_to set; the answer is a HoldDecision.
 LEDGER_HOLD_REQUESTS_QUEUE: Final = "ledger.hold-requests"

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
-from cagette_contracts import EMAIL_FAILED, EMAIL_SENT
+from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings

@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from cagette_contracts import EMAIL_FAILED, EMAIL_SENT, MemberUpdated, Money, PaymentReceived, Role
+from cagette_contracts import MemberUpdated, Money, PaymentReceived, Role
+from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT
 from cagette_runtime.testing import EventSpy
 
 
