@@ -36,8 +36,9 @@ from . import store
 from .domain import card as domain
 from .domain.card import CardState, Outcome
 from .domain.methods import Method
-from .domain.states import Kind, State
-from .provider import CardNotConfigured, CardProvider
+from .domain.states import Kind, State, creation
+from .domain.states import Payment as ManualPayment
+from .provider import CardNotConfigured
 from .settings import PaymentsSettings
 from .tables import (
     card_dues,
@@ -196,6 +197,15 @@ async def get_card_payment(session: AsyncSession, group_id: UUID, payment_id: UU
     if lock:
         query = query.with_for_update()
     return (await session.execute(query)).first()
+
+
+async def group_card_payments(session: AsyncSession, group_id: UUID, *, state: str | None, disputed: bool | None) -> list[Row]:
+    query = select(card_payments).where(card_payments.c.group_id == group_id)
+    if state is not None:
+        query = query.where(card_payments.c.state == state)
+    if disputed is not None:
+        query = query.where(card_payments.c.dispute_id.isnot(None) if disputed else card_payments.c.dispute_id.is_(None))
+    return list(await session.execute(query.order_by(card_payments.c.created_at.desc()).limit(500)))
 
 
 async def order_card_payments(session: AsyncSession, group_id: UUID, order_id: UUID) -> list[Row]:
@@ -381,8 +391,6 @@ async def _succeed(session: AsyncSession, payment: Row, provider_event_id: str, 
         source="card", source_key=f"card:{current.payment_id}", provider=PROVIDER, provider_payment_id=provider_payment_id,
         created_at=at, updated_at=at,
     ))
-    from .domain.states import Payment as ManualPayment, creation
-
     await store.record_transition(session, creation(
         ManualPayment(current.payment_id, Kind.PAYMENT, State.RECEIVED, Method.CARD, amount), by=None, at=at,
         note=f"card payment confirmed by the provider ({provider_event_id})",
@@ -429,8 +437,6 @@ async def _apply_refund(session: AsyncSession, payment: Row, notice: Notice) -> 
         "source_key": f"card_refund:{payment.payment_id}:{delta.cumulative.amount}", "created_at": at, "updated_at": at,
     }
     await session.execute(insert(payments).values(**values))
-    from .domain.states import Payment as ManualPayment, creation
-
     await store.record_transition(session, creation(
         ManualPayment(refund_id, Kind.REFUND, State.RECEIVED, Method.CARD, -delta.new), by=None, at=at,
         note=f"card refund confirmed by the provider ({notice.event_id})",
@@ -508,8 +514,10 @@ async def start_refund(session: AsyncSession, principal: Principal, group_id: UU
     already = max(int(requested), payment.amount_refunded)
     try:
         domain.check_refund_request(CardState(payment.state), money_of(payment), Money(amount=already, currency=payment.currency), amount)
+    except domain.NotRefundable as exc:
+        raise Conflict(str(exc)) from None
     except domain.RefundRefused as exc:
-        raise (Conflict if "succeeded" in str(exc) else Invalid)(str(exc)) from None
+        raise Invalid(str(exc)) from None
     if payment.payment_intent_id is None:
         raise Conflict("the provider's payment id is not known yet; try again in a moment")
     await session.execute(insert(card_refund_requests).values(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -167,6 +167,16 @@ async def pay_by_card(group_id: UUID, order_id: UUID, principal: CurrentPrincipa
             await card.finish_start(session, payment.payment_id, created.session_id, created.url)
             payment = await card.get_card_payment(session, group_id, payment.payment_id)
     return JSONResponse(status_code=201 if started.created else 200, content=jsonable_encoder(payment_json(payment)))
+
+
+@router.get("/groups/{group_id}/card-payments", response_model=list[CardPaymentOut],
+            summary="The group's card payments, e.g. the disputed ones to look at (coordinator)")
+async def group_card_payments(group_id: UUID, principal: CurrentPrincipal, request: Request,
+                              state: Annotated[str | None, Query(pattern="^(initiated|failed|expired|succeeded)$")] = None,
+                              disputed: bool | None = None) -> list[dict[str, Any]]:
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        return [payment_json(r) for r in await card.group_card_payments(session, group_id, state=state, disputed=disputed)]
 
 
 @router.get("/groups/{group_id}/orders/{order_id}/card-payments", response_model=list[CardPaymentOut],

@@ -112,7 +112,8 @@ class CardProvider:
         # The message and code only: never the request (it may carry keys or personal data).
         detail = f"{type(exc).__name__}: {exc.user_message or getattr(exc, 'code', None) or 'error'}"
         log.warning("card provider: %s failed: %s (request id %s)", what, detail, exc.request_id)
-        if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
+        in_flight = isinstance(exc, stripe.IdempotencyError) and exc.http_status == 409  # the same key, still in flight
+        if in_flight or isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
             return ProviderUnavailable(f"the card provider could not {what}; try again", provider_error=detail)
         return ProviderRefused(f"the card provider refused to {what}", provider_error=detail)
 

@@ -4,6 +4,7 @@ talks to the local stand-in (stripe_standin.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from uuid import uuid4
 
@@ -154,3 +155,18 @@ async def test_secrets_never_reach_the_logs(payments: Payments, caplog: pytest.L
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert caplog.records and STRIPE_KEY not in logged and WEBHOOK_SECRET not in logged
     assert STRIPE_KEY not in repr(payments.service.settings) and WEBHOOK_SECRET not in repr(payments.service.settings)
+
+
+async def test_concurrent_pay_requests_make_one_attempt_and_one_session(payments: Payments) -> None:
+    group = await card_group(payments)
+    alice = group.members[0]
+    due = await awaiting(payments, group, alice)
+    responses = await asyncio.gather(*(pay(payments, group, alice, due.order_id) for _ in range(6)))
+    assert sorted(r.status_code for r in responses) == [200] * 5 + [201], [r.text for r in responses]
+    assert len({r.json()["payment_id"] for r in responses}) == 1
+    assert len({r.json()["checkout_session_id"] for r in responses}) == 1
+    assert await payments.scalar("SELECT count(*) FROM card_payments WHERE order_id = :o", o=due.order_id) == 1
+    payment_id = responses[0].json()["payment_id"]
+    sessions = [s for s in standin(payments).objects["platform"].values()
+                if s["object"] == "checkout.session" and s["client_reference_id"] == payment_id]
+    assert len(sessions) == 1

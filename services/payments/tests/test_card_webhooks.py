@@ -4,6 +4,7 @@ signatures, partial refunds, disputes, unknown payments and event types."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from uuid import uuid4
 
@@ -192,6 +193,22 @@ async def test_a_dispute_is_recorded_and_flagged(payments: Payments, spy: EventS
     assert state["disputed"] is True and state["dispute_reason"] == "fraudulent"
     assert (await webhook(payments, created)).json()["duplicate"] is True
     assert await outbox_for(payments, "payments.card_payment.disputed", pid) == 1
+    listed = await payments.client.get(f"/groups/{group.group_id}/card-payments?disputed=true", headers=payments.coordinator(group))
+    assert listed.status_code == 200 and [p["payment_id"] for p in listed.json()] == [pid]
+    assert (await payments.client.get(f"/groups/{group.group_id}/card-payments",
+                                      headers=payments.member(group, due.member_id))).status_code == 403
+
+
+async def test_success_notifications_at_the_same_time_confirm_once(payments: Payments, spy: EventSpy) -> None:
+    group, due, payment, session, intent, charge = await paid_order(payments)
+    pid = payment["payment_id"]
+    events = [standin(payments).event("checkout.session.completed", session), standin(payments).event("payment_intent.succeeded", intent)]
+    responses = await asyncio.gather(*(webhook(payments, e) for e in events + events))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+    await spy.wait_for("payments.payment.received", payment_id=pid)
+    assert await outbox_for(payments, "payments.card_payment.succeeded", pid) == 1
+    assert await outbox_for(payments, "payments.payment.received", pid) == 1
+    assert await payments.scalar("SELECT count(*) FROM provider_events WHERE payment_id = :p", p=pid) == 2
 
 
 async def test_a_dispute_before_the_success_is_parked_then_applied(payments: Payments, spy: EventSpy) -> None:

@@ -106,14 +106,18 @@ def refund_delta(paid: Money, provider_refunded_total: int, already_recorded: Mo
 
 
 class RefundRefused(ValueError):
-    pass
+    """A refund request that is wrong (amount, currency)."""
+
+
+class NotRefundable(RefundRefused):
+    """The payment cannot be refunded in its state."""
 
 
 def check_refund_request(state: CardState, paid: Money, refunded: Money, requested: Money) -> None:
     """A coordinator's refund request: only a succeeded payment, a positive amount in its
     currency, at most what remains (the provider refuses more anyway; we say it first)."""
     if state is not CardState.SUCCEEDED:
-        raise RefundRefused(f"only a succeeded card payment can be refunded (this one is {state})")
+        raise NotRefundable(f"only a succeeded card payment can be refunded (this one is {state})")
     if requested.currency != paid.currency:
         raise RefundRefused(f"the refund must be in {paid.currency}, the payment's currency")
     if requested.amount <= 0:
