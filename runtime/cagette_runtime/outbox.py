@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
 
+from .background import BackgroundLoop
 from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
 from .tables import outbox_messages
@@ -54,7 +55,9 @@ def event_context(**fields: object) -> dict[str, object]:
     return {**({"correlation_id": correlation_id} if correlation_id else {}), **fields}
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
+    name = "outbox-relay"
+
     def __init__(
         self,
         database: Database,
@@ -65,48 +68,16 @@ class OutboxRelay:
         max_backoff: float = 60.0,
         publish_timeout: float = 10.0,
     ) -> None:
+        super().__init__(poll_interval)
         self.database = database
         self.broker = broker
         self.batch_size = batch_size
-        self.poll_interval = poll_interval
         self.max_backoff = max_backoff
         self.publish_timeout = publish_timeout
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         database.on_outbox_commit(self.wake)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                published = await self.relay_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed; retrying")
-                published = 0
-            if published < self.batch_size:
-                # Caught up: sleep until woken by a commit or the next poll.
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
+    async def run_once(self) -> bool:
+        return await self.relay_once() >= self.batch_size
 
     async def relay_once(self) -> int:
         """Publish one batch of due rows. Returns how many were confirmed by the broker."""

@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 
+from .background import BackgroundLoop
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .http import install_common
@@ -57,6 +58,8 @@ class Service:
             poll_interval=self.settings.outbox_poll_interval,
             max_backoff=self.settings.outbox_max_backoff,
         )
+        # Loops started after the broker and stopped before it; services append their own.
+        self.background: list[BackgroundLoop] = [self.relay]
         self.consumers = list(consumers(self))
         self.runners = [ConsumerRunner(self.broker, self.database, consumer) for consumer in self.consumers]
         for runner in self.runners:
@@ -76,11 +79,13 @@ class Service:
         for consumer in self.consumers:
             await declare_consumer_queue(self.broker, consumer.queue)
         await self.broker.start()
-        self.relay.start()
+        for loop in self.background:
+            loop.start()
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
-        await self.relay.stop()
+        for loop in reversed(self.background):
+            await loop.stop()
         await self.broker.stop()
         await self.database.dispose()
 

@@ -1,5 +1,5 @@
 """The notifications service's bootstrap: the runtime Service plus the email sender and the
-negative-balance reminder scheduler, started after the broker and stopped before it."""
+negative-balance reminder scheduler (background loops: started after the broker, stopped before)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from fastapi import FastAPI
 from faststream.rabbit import RabbitQueue
 from faststream.rabbit.schemas.queue import QueueType
 
-from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT
-from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT, EVENTS_EXCHANGE
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
@@ -42,6 +41,7 @@ class NotificationsService(Service):
         )
         self.sender = EmailSender(self.database, settings)
         self.reminders = ReminderScheduler(self.database, settings)
+        self.background += [self.sender, self.reminders]
 
     async def start(self) -> None:
         await super().start()
@@ -53,13 +53,6 @@ class NotificationsService(Service):
         )
         for routing_key in (EMAIL_SENT, EMAIL_FAILED):
             await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
-        self.sender.start()
-        self.reminders.start()
-
-    async def stop(self) -> None:
-        await self.reminders.stop()
-        await self.sender.stop()
-        await super().stop()
 
 
 def build_service(settings: ServiceSettings | None = None) -> NotificationsService:

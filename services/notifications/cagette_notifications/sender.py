@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select, update
 
+from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.db import Database
 
 from . import domain
@@ -27,51 +28,7 @@ from .tables import member_balances
 log = logging.getLogger(__name__)
 
 
-class _Loop:
-    name = "loop"
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=self.name)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                busy = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s pass failed; retrying", self.name)
-                busy = False
-            if not busy:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
-
-    async def run_once(self) -> bool:
-        raise NotImplementedError
-
-
-class EmailSender(_Loop):
+class EmailSender(BackgroundLoop):
     name = "email-sender"
 
     def __init__(self, database: Database, settings: NotificationSettings, client: SmtpClient | None = None) -> None:
@@ -120,7 +77,7 @@ class EmailSender(_Loop):
         log.info("email %s (%s) sent to %s", claimed.delivery_id, claimed.kind, claimed.recipient)
 
 
-class ReminderScheduler(_Loop):
+class ReminderScheduler(BackgroundLoop):
     """Negative balances: the episode's reminder after the grace period, then a digest every
     `reminder_interval`, while the balance stays negative and pending payments do not cover it."""
 
