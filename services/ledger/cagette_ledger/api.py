@@ -254,6 +254,12 @@ STATEMENT_CSV_COLUMNS = ["date", "status", "kind", "description", "amount", "bal
 BALANCES_CSV_COLUMNS = ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
 
 
+def _text_cell(value: str | None) -> str:
+    """Free text (descriptions, reasons) can never start a spreadsheet formula."""
+    value = value or ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 def _csv_response(rows: list[list[str]], columns: list[str], filename: str) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -275,9 +281,10 @@ async def member_statement_csv(
     async with _database(request).sessionmaker() as session:
         statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to))
     rows = [
-        [e.at.astimezone(UTC).isoformat(), e.status, e.kind, e.description, e.amount.decimal_text(),
+        [e.at.astimezone(UTC).isoformat(), e.status, e.kind, _text_cell(e.description), e.amount.decimal_text(),
          e.balance_after.decimal_text() if e.balance_after else "", e.amount.currency,
-         str(e.transaction_id or ""), str(e.reverses_transaction_id or ""), e.reason or "", str(e.payment_id or "")]
+         str(e.transaction_id or ""), str(e.reverses_transaction_id or ""), _text_cell(e.reason),
+         str(e.payment_id or "")]
         for e in statement.entries
     ]
     return _csv_response(rows, STATEMENT_CSV_COLUMNS, f"statement-{member_id}.csv")

@@ -198,6 +198,12 @@ async def test_statement_csv(world: World) -> None:
                              "transaction_id", "reverses_transaction_id", "reason", "payment_id"]
     assert [(r["status"], r["kind"], r["amount"], r["balance_after"]) for r in rows] == [
         ("pending", "payment", "9.99", ""), ("posted", "order", "-9.99", "-9.99")]
+    # Free text never starts a spreadsheet formula.
+    body = {"amount": {"amount": 5, "currency": "EUR"}, "reason": "=HYPERLINK(\"http://x\")"}
+    assert (await world.client.post(url(world, member, "corrections"), json=body, headers=world.coordinator)).status_code == 201
+    response = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
+    first = next(r for r in csv.DictReader(io.StringIO(response.content.decode("utf-8"))) if r["kind"] == "correction")
+    assert first["reason"] == "'=HYPERLINK(\"http://x\")" and first["amount"] == "0.05"
 
 
 async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
