@@ -19,7 +19,7 @@ from cagette_runtime.db import Database
 from cagette_runtime.errors import NotFound
 
 from . import card
-from .provider import CardProvider
+from .provider import CardNotConfigured, CardProvider
 from .settings import PaymentsSettings
 
 router = APIRouter(tags=["card payments"])
@@ -157,6 +157,8 @@ async def pay_by_card(group_id: UUID, order_id: UUID, principal: CurrentPrincipa
     """201 with a new attempt, 200 with the attempt still open (the same checkout page: a retried
     request never creates a second charge). Only the provider's webhook confirms the payment."""
     amendment_id = body.amendment_id if body else None
+    if not provider(request).configured:
+        raise CardNotConfigured("card payments are not set up on this platform")
     async with database(request).transaction() as session:
         started = await card.start_payment(session, principal, settings(request), group_id, order_id, amendment_id)
     payment = started.payment
