@@ -444,11 +444,12 @@ class OpeningBalanceRequest(BaseModel):
 async def post_opening_balance(group_id: UUID, member_id: UUID, body: OpeningBalanceRequest,
                                principal: CurrentPrincipal, request: Request) -> JSONResponse:
     """Record the member's opening balance ("reprise de solde", R15) against opening-balance
-    equity. Once per member: the same amount again replays (200), another amount is 409."""
+    equity. Once per member: the same amount again replays (200), another amount is 409; to
+    change it, reverse it first, then post the right one."""
     principal.require_coordinator(group_id)
     draft = domain.opening_balance(group_id, member_id, body.amount, recorded_by=principal.user_id, memo=body.memo)
     async with _database(request).transaction() as session:
-        return _view(await operations.adjust(session, draft))
+        return _view(await operations.post_opening_balance(session, draft))
 
 
 class CorrectionRequest(BaseModel):
@@ -514,7 +515,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
         for line_number, draft in rows:
             try:
                 async with session.begin_nested():
-                    posted.append(await operations.adjust(session, draft))
+                    posted.append(await operations.post_opening_balance(session, draft))
             except Refused as exc:
                 errors.append(f"line {line_number}: {exc.reason}")
         if errors:

@@ -3,6 +3,7 @@ handlers, the hold request/reply endpoint and the HTTP API call these)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
@@ -251,6 +252,31 @@ async def adjust(session: AsyncSession, draft: TransactionDraft) -> PostedTransa
         assert leg.account.member_id is not None
         await require_member_account(session, draft.group_id, leg.account.member_id)
     return await post_and_publish(session, draft)
+
+
+async def post_opening_balance(session: AsyncSession, draft: TransactionDraft) -> PostedTransaction:
+    """One live opening balance per member: the same again replays, another amount is refused,
+    unless the current one was reversed, in which case the new one is recorded after it."""
+    base = draft.idempotency_key
+    rows = (
+        await session.execute(
+            select(transactions.c.idempotency_key, transactions.c.transaction_id)
+            .where(transactions.c.idempotency_key.startswith(base, autoescape=True))
+        )
+    ).all()
+    used = {row.idempotency_key: row.transaction_id for row in rows}
+    n = 0
+    while True:
+        key = base if n == 0 else f"{base}:{n}"
+        if key not in used:
+            break
+        reversed_by = await session.scalar(
+            select(transactions.c.transaction_id).where(transactions.c.reverses_transaction_id == used[key])
+        )
+        if reversed_by is None:
+            break
+        n += 1
+    return await adjust(session, dataclasses.replace(draft, idempotency_key=key))
 
 
 async def reverse(session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str,

@@ -63,6 +63,19 @@ async def test_opening_balance_once_per_member(world: World) -> None:
                                         json={"amount": {"amount": 500, "currency": "EUR"}}, headers=world.coordinator)
     assert different.status_code == 409
     assert (await world.balance(member))["balance"]["amount"] == -1250
+    # To change it: reverse it, then record the right one (which then replays and refuses like the first).
+    reversal = await world.client.post(f"/groups/{world.group_id}/transactions/{first.json()['transaction_id']}/reversal",
+                                       json={"reason": "wrong amount"}, headers=world.coordinator)
+    assert reversal.status_code == 201
+    right = await world.client.post(url(world, member, "opening-balance"),
+                                    json={"amount": {"amount": 500, "currency": "EUR"}}, headers=world.coordinator)
+    assert right.status_code == 201, right.text
+    again = await world.client.post(url(world, member, "opening-balance"),
+                                    json={"amount": {"amount": 500, "currency": "EUR"}}, headers=world.coordinator)
+    assert again.status_code == 200 and again.json()["transaction_id"] == right.json()["transaction_id"]
+    assert (await world.client.post(url(world, member, "opening-balance"), json=body,
+                                    headers=world.coordinator)).status_code == 409
+    assert (await world.balance(member))["balance"]["amount"] == 500
 
 
 async def test_bad_adjustments_are_refused_and_change_nothing(world: World) -> None:
