@@ -28,7 +28,7 @@ from cagette_contracts import Event, UnknownEvent, event_class
 
 from .correlation import reset_correlation_id, set_correlation_id
 from .db import Database
-from .errors import Refused
+from .errors import Refused, RetryLater
 from .tables import inbox_messages
 from .topology import ConsumerQueue
 
@@ -121,9 +121,12 @@ class ConsumerRunner:
             except Refused as exc:
                 await self.park(message, f"refused: {exc.reason}")
                 return
-            except Exception:
+            except Exception as exc:
                 attempt = int((message.raw_message.headers or {}).get("x-delivery-count") or 0)
-                log.exception("event %s failed in %s (attempt %d), will retry", event.event_id, self.name, attempt + 1)
+                if isinstance(exc, RetryLater):
+                    log.warning("event %s waits in %s (attempt %d): %s", event.event_id, self.name, attempt + 1, exc)
+                else:
+                    log.exception("event %s failed in %s (attempt %d), will retry", event.event_id, self.name, attempt + 1)
                 # Back off a little so a short outage does not burn the delivery limit at once.
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
                 await message.nack(requeue=True)

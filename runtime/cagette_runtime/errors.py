@@ -7,6 +7,11 @@ reason (retrying would not help). Anything else is treated as transient.
 from __future__ import annotations
 
 
+class RetryLater(Exception):
+    """An expected transient condition (e.g. a fact this message needs has not arrived yet):
+    the consumer retries the message without logging a traceback."""
+
+
 class Refused(Exception):
     """A request or message that is wrong and must change nothing."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, parse_event, MalformedMessage
-from cagette_runtime.errors import Invalid
+from cagette_runtime.errors import Invalid, RetryLater
 from cagette_runtime.tables import inbox_messages
 from cagette_runtime.testing import drain_queue
 from cagette_runtime.topology import ConsumerQueue, declare_consumer_queue
@@ -38,6 +38,8 @@ class Harness:
             raise RuntimeError("database exploded")
         if self.failures.get(event.name, 0) > 0:
             self.failures[event.name] -= 1
+            if event.name.startswith("later"):
+                raise RetryLater("the fact it needs has not arrived yet")
             raise RuntimeError("transient failure")
         existing = await session.scalar(select(widgets.c.effects).where(widgets.c.widget_id == event.widget_id))
         if existing is None:
@@ -144,6 +146,17 @@ async def test_transient_failure_is_retried_then_processed_once(servers, databas
         await harness.wait_processed(flaky)
     assert await harness.effects(flaky) == 1
     assert harness.failures["flaky"] == 0
+
+
+async def test_retry_later_is_retried_without_a_traceback(servers, database, caplog) -> None:
+    async with Harness(servers, database, delivery_limit=5) as harness:
+        waiting = widget_event("later-please")
+        harness.failures["later-please"] = 1
+        await harness.publish(waiting)
+        await harness.wait_processed(waiting)
+    waits = [r for r in caplog.records if "waits in" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].exc_info is None
+    assert await harness.effects(waiting) == 1
 
 
 async def test_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(servers, database) -> None:

@@ -9,12 +9,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
+from cagette_runtime.errors import RetryLater
 
 from .domain import BalanceState, Group, Member
 from .tables import declared_payments, group_directory, member_balances, member_directory, member_preferences
 
 
-class NotYetKnown(Exception):
+class NotYetKnown(RetryLater):
     """A fact this event needs has not arrived yet (e.g. MemberJoined is still on its way):
     transient, so the consumer retries the message a little later."""
 
