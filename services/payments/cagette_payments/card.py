@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "stripe"
 FEE_JOB = "fee"
+EXPIRY_MARGIN = timedelta(minutes=2)
 # Namespace of refund request ids derived from (payment, client key).
 _REFUND_NAMESPACE = uuid.UUID("6b0f6f3e-9d0a-4a59-8f55-2f1f6b8a9c11")
 
@@ -147,7 +148,10 @@ async def start_payment(session: AsyncSession, principal: Principal, settings: P
     at = now()
     if attempts:
         last = attempts[-1]
-        if CardState(last.state) in domain.OPEN_STATES and last.expires_at > at + timedelta(minutes=1):
+        # An open session is given again until it is surely over at the provider (its expiry
+        # notification, or its end plus a margin for clocks): two payable sessions at once could
+        # take the money twice.
+        if CardState(last.state) in domain.OPEN_STATES and at <= last.expires_at + EXPIRY_MARGIN:
             return Started(last, False, last.checkout_session_id is None)
     payment_id = uuid.uuid4()
     values = {

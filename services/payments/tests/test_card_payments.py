@@ -170,3 +170,18 @@ async def test_concurrent_pay_requests_make_one_attempt_and_one_session(payments
     sessions = [s for s in standin(payments).objects["platform"].values()
                 if s["object"] == "checkout.session" and s["client_reference_id"] == payment_id]
     assert len(sessions) == 1
+
+
+async def test_a_new_attempt_only_once_the_open_session_is_surely_over(payments: Payments) -> None:
+    group = await card_group(payments)
+    alice = group.members[0]
+    due = await awaiting(payments, group, alice)
+    first = await started(payments, group, due)
+    # past its end but within the margin (clocks): the same session, never two payable at once
+    await payments.scalar("UPDATE card_payments SET expires_at = now() - interval '1 minute' WHERE payment_id = :p RETURNING 1",
+                          p=first["payment_id"])
+    assert (await pay(payments, group, alice, due.order_id)).json()["payment_id"] == first["payment_id"]
+    await payments.scalar("UPDATE card_payments SET expires_at = now() - interval '3 minutes' WHERE payment_id = :p RETURNING 1",
+                          p=first["payment_id"])
+    second = await pay(payments, group, alice, due.order_id)
+    assert second.status_code == 201 and second.json()["attempt"] == 2
