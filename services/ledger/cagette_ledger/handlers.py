@@ -28,6 +28,7 @@ from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
 from . import domain, operations
+from .posting import lock_accounts
 from .tables import accounts, groups
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,7 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
         known[group.group_id] = group
     for group_id in missing:
         known.setdefault(group_id, None)
+    await lock_batch_accounts(session, events)
 
     for event in events:
         if isinstance(event, POSTING_EVENTS):
@@ -173,6 +175,27 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             await dispatch(session, event)
             known.pop(event.group_id, None)  # settings may have changed
     await flush()
+
+
+async def lock_batch_accounts(session: AsyncSession, events: list[Event]) -> None:
+    """Lock every account the batch will post to, up front and in the global lock order, so
+    batches of competing consumers never deadlock whatever mix of events they carry (the later
+    locks of the same rows by this transaction do not wait)."""
+    wanted: dict[domain.AccountRef, str] = {}
+    for event in events:
+        try:
+            if isinstance(event, POSTING_EVENTS):
+                draft = _DRAFTS[type(event)](event)
+            elif isinstance(event, PaymentReceived):
+                draft = domain.payment_received(event)
+            else:
+                continue
+        except Invalid:
+            continue  # refused when it is processed
+        for leg in draft.legs:
+            wanted.setdefault(leg.account, draft.currency)
+    if wanted:
+        await lock_accounts(session, wanted)
 
 
 ROUTING_KEYS = (

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from cagette_contracts import AccountType, Money
@@ -143,3 +143,49 @@ async def test_concurrent_postings_to_one_member(db: Database) -> None:
         report = await run_audit(session, group)
     assert report.ok, report.lines()
     assert report.scopes[0].checks["every transaction balances"].checked == 40
+
+
+async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) -> None:
+    """Two consumers (replicas) commit interleaved batches of orders and payments on the same
+    members at the same time: both always commit, nothing is lost."""
+    from decimal import Decimal
+
+    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
+
+    from cagette_ledger import handlers
+    from cagette_ledger.batching import claim_many
+
+    group = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(6)]
+    async with db.transaction() as session:
+        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
+                                                              payments_enabled=True))
+
+    def batch(seed: int) -> list:
+        events = []
+        for i in range(30):
+            m = members[(i * (seed + 1)) % len(members)]
+            if (i + seed) % 3:
+                events.append(OrderConfirmed(group_id=group, order_id=uuid.uuid4(), member_id=m,
+                                             payment_method=PaymentMethod.CHEQUE, total=eur(100),
+                                             lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(100),
+                                                              line_total=eur(100))]))
+            else:
+                events.append(PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(100),
+                                              method=PaymentMethod.CASH if i % 2 else PaymentMethod.CHEQUE))
+        return events
+
+    async def consume(events: list) -> None:
+        async with db.transaction() as session:
+            await handlers.dispatch_batch(session, await claim_many(session, "test-replicas", events))
+
+    batches = [batch(seed) for seed in range(12)]
+    for first, second in zip(batches[::2], batches[1::2]):
+        await asyncio.gather(consume(first), consume(second))
+    async with db.sessionmaker() as session:
+        report = await run_audit(session, group)
+        total = await session.scalar(select(func.sum(accounts.c.balance)).where(
+            accounts.c.group_id == group, accounts.c.member_id.is_not(None)))
+    assert report.ok
+    expected = sum(-100 if isinstance(e, OrderConfirmed) else 100 for b in batches for e in b)
+    assert total == expected
