@@ -28,7 +28,7 @@ from cagette_runtime.errors import Invalid, NotFound, Refused
 
 from . import domain, operations
 from .audit import run_audit
-from .posting import PostedTransaction
+from .posting import PostedTransaction, lock_accounts
 from .tables import accounts, holds, pending_entries, postings, transactions
 
 router = APIRouter()
@@ -511,6 +511,15 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
         group = await operations.require_group(session, group_id)
         rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
         errors: list[str] = []
+        for line_number, draft in rows:
+            for leg in draft.member_legs():
+                if await operations.member_account_id(session, group_id, leg.account.member_id) is None:  # type: ignore[arg-type]
+                    errors.append(f"line {line_number}: unknown account: member {leg.account.member_id} has no "
+                                  f"account in group {group_id}")
+        if errors:
+            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+        # All accounts locked up front in the global order: concurrent imports never deadlock.
+        await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
         posted: list[PostedTransaction] = []
         for line_number, draft in rows:
             try:
