@@ -18,7 +18,7 @@ NAME = "payments"
 
 
 class PaymentsService(Service):
-    """The runtime's Service plus the card provider client and its background jobs."""
+    """The runtime's Service plus the card provider client and its background fee job."""
 
     settings: PaymentsSettings
 
@@ -33,14 +33,8 @@ class PaymentsService(Service):
         )
         self.card_provider = CardProvider(settings)
         self.fee_jobs = FeeJobs(self.database, self.card_provider, settings.card_jobs_interval)
-
-    async def start(self) -> None:
-        await super().start()
-        self.fee_jobs.start()
-
-    async def stop(self) -> None:
-        await self.fee_jobs.stop()
-        await super().stop()
+        if self.card_provider.configured:
+            self.background.append(self.fee_jobs)
 
     def create_app(self) -> FastAPI:
         app = super().create_app()

@@ -171,6 +171,8 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         if not await card.store_event(session, event):
             return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
         outcome, _ = await process(session, event)
+    if outcome == "applied":
+        request.app.state.service.fee_jobs.wake()  # a success may have queued its fee lookup
     return JSONResponse(status_code=200, content={"received": True, "outcome": outcome})
 
 
