@@ -36,7 +36,7 @@ from faststream.rabbit import RabbitQueue
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 
-from cagette_contracts import LEDGER_HOLD_RELEASES_QUEUE, HoldReleased, Money, PlaceHold, ReleaseHold, routing
+from cagette_contracts import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, HoldReleased, Money, PlaceHold, ReleaseHold, routing
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Refused
@@ -66,8 +66,16 @@ async def answer_hold_request(database: Database, body: bytes) -> dict[str, Any]
         return _malformed(body, exc)
     token = set_correlation_id(request.correlation_id)
     try:
-        async with database.transaction() as session:
-            decision = await operations.place_hold(session, request)
+        try:
+            async with database.transaction() as session:
+                decision = await operations.place_hold(session, request)
+        except Exception as exc:  # noqa: BLE001 - answered, never silently dropped
+            log.exception("hold %s could not be decided", request.hold_id)
+            # Nothing was recorded: a refusal the caller may retry with the same hold_id.
+            return HoldDecision(
+                hold_id=request.hold_id, granted=False, available=Money(amount=0, currency=request.amount.currency),
+                reason=f"the ledger could not decide now ({type(exc).__name__}); ask again with the same hold_id",
+            ).model_dump(mode="json")
         log.info("hold %s for order %s: %s", request.hold_id, request.order_id,
                  "granted" if decision.granted else f"refused ({decision.reason})")
         return decision.model_dump(mode="json")

@@ -340,6 +340,8 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     available amount is computed and the hold recorded, so two concurrent holds can never
     together overdraw. The same hold_id asked again gets the stored decision."""
     amount = request.amount
+    if request.expires_at.tzinfo is None:  # the contract does not insist on an offset: naive means UTC
+        request = request.model_copy(update={"expires_at": request.expires_at.replace(tzinfo=UTC)})
     fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount,
                                           request.expires_at)
 

@@ -117,6 +117,9 @@ async def test_bad_requests_are_refused_or_reported(world: World) -> None:
     assert not expired.granted and "expired" in (expired.reason or "")
     unknown_group = hold(world, member, 100).model_copy(update={"group_id": uuid.uuid4()})
     assert "knows no group" in ((await ask(world, unknown_group)).reason or "")
+    naive = hold(world, member, 100)
+    naive = naive.model_copy(update={"expires_at": naive.expires_at.replace(tzinfo=None)})
+    assert "refuses negative" in ((await ask(world, naive)).reason or "")  # understood as UTC, then decided
     malformed = json.loads(await request(world, '{"hold_id": "nope"}'))
     assert malformed["error"] == "malformed"
     balance = await world.balance(member)
@@ -209,3 +212,15 @@ async def test_expire_holds_operation(world: World) -> None:
         expired = await operations.expire_holds(session, now=datetime.now(UTC) + timedelta(hours=2))
     assert expired >= 1
     assert (await world.balance(member))["held"]["amount"] == 0
+
+
+async def test_hold_answered_with_a_retryable_refusal_when_the_database_fails(world: World) -> None:
+    from cagette_runtime.db import Database
+
+    broken = Database("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    try:
+        reply = await answer_hold_request(broken, hold(world, uuid.uuid4(), 100).model_dump_json().encode())
+    finally:
+        await broken.dispose()
+    decision = HoldDecision.model_validate(reply)
+    assert not decision.granted and "ask again with the same hold_id" in (decision.reason or "")
