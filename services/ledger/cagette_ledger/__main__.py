@@ -24,6 +24,10 @@ def audit_cli(argv: list[str]) -> int:
     parser.add_argument("--database-url", default=None, help="default: $CAGETTE_DATABASE_URL or the local ledger DB")
     args = parser.parse_args(argv)
     url = args.database_url or load_settings(NAME).database_url
+    from sqlalchemy.engine import make_url
+
+    print(f"auditing {make_url(url).render_as_string(hide_password=True)}"
+          + (f", group {args.group}" if args.group else ", every group"))
     report = asyncio.run(audit_database(url, args.group))
     for line in report.lines():
         print(line)
