@@ -1,5 +1,6 @@
-"""What the ledger does with each event it consumes (one database transaction each, inside
-the runtime's idempotent inbox consumer: a duplicate has no effect, a refusal is parked)."""
+"""What the ledger does with each event it consumes, inside an idempotent inbox consumer (a
+duplicate has no effect, a refusal is parked): `dispatch` for one event, `dispatch_batch` for a
+delivered batch committed in one database transaction (see batching.py)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,13 @@ HANDLED: tuple[type[Event], ...] = (
 
 
 async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsChanged) -> None:
-    current = await operations.find_group(session, event.group_id)
+    current = (
+        await session.execute(
+            select(groups.c.currency, groups.c.settings_occurred_at).where(groups.c.group_id == event.group_id)
+        )
+    ).first()
+    if current is not None and current.settings_occurred_at >= event.occurred_at:
+        return  # an older state arriving late: the newer one already applies
     if current is not None and current.currency != event.currency:
         has_accounts = await session.scalar(
             select(func.count()).select_from(accounts).where(accounts.c.group_id == event.group_id)

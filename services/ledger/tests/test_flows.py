@@ -261,3 +261,15 @@ async def test_group_with_payments_off_tracks_no_order_money(world: World) -> No
     await world.settings_changed()  # payments on again (a newer settings event)
     await world.deliver(world.order(member, 1000))
     assert (await world.balance(member))["balance"]["amount"] == -1000
+
+
+async def test_older_settings_arriving_late_are_ignored(world: World) -> None:
+    from datetime import timedelta
+
+    await world.deliver(world.order(uuid.uuid4(), 100))
+    stale = GroupSettingsChanged(group_id=world.group_id, name="x", currency="CHF", payments_enabled=False,
+                                 occurred_at=GroupSettingsChanged.model_fields["occurred_at"].default_factory()
+                                 - timedelta(days=1))
+    await world.deliver(stale)  # processed (not parked), and changes nothing
+    await world.deliver(world.order(uuid.uuid4(), 100))
+    assert await count_rows(world.service.database, "transactions", world.group_id) == 2
