@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
@@ -66,8 +67,15 @@ class BalanceAt(BaseModel):
     balance: Money
 
 
-async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID):  # type: ignore[no-untyped-def]
-    """(account_id | None, currency) of the member; 404 when the group is unknown."""
+@dataclass(frozen=True)
+class _Account:
+    account_id: UUID | None  # None: the group is known, the member has no account yet (all zero)
+    currency: str
+    balance: int
+
+
+async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID) -> _Account:
+    """The member's account; 404 when the ledger does not know the group."""
     row = (
         await session.execute(
             select(accounts.c.account_id, accounts.c.currency, accounts.c.balance).where(
@@ -77,11 +85,11 @@ async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID
         )
     ).first()
     if row is not None:
-        return row
+        return _Account(row.account_id, row.currency, row.balance)
     group = await operations.find_group(session, group_id)
     if group is None:
         raise NotFound(f"the ledger knows no group {group_id}")
-    return None, group.currency
+    return _Account(None, group.currency, 0)
 
 
 def _pending_sum():  # type: ignore[no-untyped-def]
@@ -108,10 +116,8 @@ async def member_balance(group_id: UUID, member_id: UUID, principal: CurrentPrin
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
-        currency = found[1] if found[0] is None else found.currency
-        balance = pending = held = 0
-        if found[0] is not None:
-            balance = found.balance
+        currency, balance, pending, held = found.currency, found.balance, 0, 0
+        if found.account_id is not None:
             pending_total, held_total = _pending_sum(), _held_sum()
             row = (
                 await session.execute(
@@ -140,9 +146,8 @@ async def member_balance_at(group_id: UUID, member_id: UUID, principal: CurrentP
     at = _utc(at)  # type: ignore[assignment]
     async with _database(request).sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
-        currency = found[1] if found[0] is None else found.currency
-        balance = 0
-        if found[0] is not None:
+        currency, balance = found.currency, 0
+        if found.account_id is not None:
             balance = await session.scalar(
                 select(postings.c.balance_after)
                 .where(postings.c.account_id == found.account_id, postings.c.posted_at <= at)
@@ -178,11 +183,10 @@ class Statement(BaseModel):
 async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, limit: int | None,
                      before: int | None, from_: datetime | None, to: datetime | None) -> Statement:
     found = await _member_account(session, group_id, member_id)
-    currency = found[1] if found[0] is None else found.currency
-    balance = 0 if found[0] is None else found.balance
+    currency, balance = found.currency, found.balance
     entries: list[StatementEntry] = []
     next_before = None
-    if found[0] is not None:
+    if found.account_id is not None:
         account_id = found.account_id
         if before is None:
             pending_query = select(pending_entries).where(pending_entries.c.account_id == account_id,

@@ -257,3 +257,14 @@ async def test_audit_endpoint(world: World) -> None:
     report = response.json()
     assert report["ok"] and report["scopes"][0]["group_id"] == str(world.group_id)
     assert {c["name"] for c in report["scopes"][0]["checks"]} >= {"every transaction balances", "trial balance is zero"}
+
+
+async def test_openapi_documents_every_endpoint(world: World) -> None:
+    response = await world.client.get("/openapi.json")
+    assert response.status_code == 200
+    paths = response.json()["paths"]
+    for path in ("/groups/{group_id}/members/{member_id}/balance", "/groups/{group_id}/members/{member_id}/statement",
+                 "/groups/{group_id}/members/{member_id}/statement.csv", "/groups/{group_id}/balances.csv",
+                 "/groups/{group_id}/opening-balances", "/groups/{group_id}/transactions/{transaction_id}/reversal",
+                 "/admin/audit"):
+        assert path in paths, path
