@@ -191,6 +191,16 @@ async def test_two_concurrent_holds_that_together_overdraw_exactly_one_granted(w
         decisions = await asyncio.gather(ask(world, first), ask(world, second))
         assert sorted(d.granted for d in decisions) == [False, True]
         assert (await world.balance(member))["available"]["amount"] == 400
+    # The same straight on the database: two transactions really racing for the account row.
+    for _ in range(10):
+        member = uuid.uuid4()
+        await credit(world, member, 1000)
+        bodies = [hold(world, member, 600).model_dump_json().encode() for _ in range(2)]
+        replies = await asyncio.gather(*(answer_hold_request(world.service.database, body) for body in bodies))
+        assert sorted(r["granted"] for r in replies) == [False, True]
+        refused = next(r for r in replies if not r["granted"])
+        assert refused["available"]["amount"] == 400
+        assert (await world.balance(member))["available"]["amount"] == 400
 
 
 async def test_same_hold_id_concurrently_gets_one_decision(world: World) -> None:
