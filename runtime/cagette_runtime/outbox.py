@@ -2,8 +2,10 @@
 
 `add()` writes the event row in the caller's transaction, so an event exists if and only if the
 state change committed. The relay publishes pending rows persistent, mandatory, with publisher
-confirms, and marks a row published only after the broker confirmed it. A row the broker
-returned as unroutable or did not confirm stays pending and is retried with backoff. Several
+confirms, and marks a row published only after the broker confirmed it. A row the broker did
+not confirm stays pending and is retried with backoff; one it returned as unroutable (no queue
+bound yet, e.g. a subscriber still starting) is retried the same way for a grace period, then
+parked in the `cagette.unrouted` queue with the reason, so nothing is lost or retried forever. Several
 relays (replicas) share the work through FOR UPDATE SKIP LOCKED.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import func, insert, select, update
@@ -24,7 +26,7 @@ from .background import BackgroundLoop
 from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
 from .tables import outbox_messages
-from .topology import events_exchange
+from .topology import UNROUTED_QUEUE, events_exchange
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,10 @@ class OutboxRelay(BackgroundLoop):
         poll_interval: float = 0.5,
         max_backoff: float = 60.0,
         publish_timeout: float = 10.0,
+        unroutable_grace: float = 300.0,
     ) -> None:
         super().__init__(poll_interval)
+        self.unroutable_grace = unroutable_grace
         self.database = database
         self.broker = broker
         self.batch_size = batch_size
@@ -94,14 +98,20 @@ class OutboxRelay(BackgroundLoop):
             ).all()
             if not rows:
                 return 0
-            outcomes = await asyncio.gather(*(self._publish(row) for row in rows), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
             confirmed = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             if confirmed:
                 await session.execute(
                     update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=func.now())
                 )
             for row, outcome in zip(rows, outcomes, strict=True):
-                if outcome is not None:
+                if isinstance(outcome, ParkedUnroutable):
+                    await session.execute(
+                        update(outbox_messages)
+                        .where(outbox_messages.c.id == row.id)
+                        .values(published_at=func.now(), attempts=row.attempts + 1, last_error=str(outcome))
+                    )
+                elif outcome is not None:
                     # Capped exponential backoff with jitter, so replicas do not retry in step.
                     delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16)) * random.uniform(0.8, 1.0)
                     log.warning(
@@ -119,17 +129,34 @@ class OutboxRelay(BackgroundLoop):
                     )
             return len(confirmed)
 
-    async def _publish(self, row) -> None:  # type: ignore[no-untyped-def]
+    async def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
+        """Publish the row; an event still unroutable after the grace period is parked in the
+        `cagette.unrouted` queue (raising ParkedUnroutable) instead of being retried forever."""
+        try:
+            await self._publish(row, exchange=events_exchange, routing_key=row.routing_key, headers=row.headers)
+        except Exception as exc:
+            age = (datetime.now(UTC) - row.created_at).total_seconds()
+            if not _is_unroutable(exc) or age < self.unroutable_grace:
+                raise
+            reason = f"unroutable for {age:.0f}s: no queue is bound to {row.routing_key}"
+            await self._publish(
+                row, exchange=None, routing_key=UNROUTED_QUEUE,
+                headers={**row.headers, "x-unroutable-reason": reason, "x-original-routing-key": row.routing_key},
+            )
+            log.error("event %s (%s) parked in %s: %s", row.event_id, row.routing_key, UNROUTED_QUEUE, reason)
+            raise ParkedUnroutable(f"{reason}; parked in {UNROUTED_QUEUE}") from None
+
+    async def _publish(self, row, *, exchange, routing_key: str, headers: dict) -> None:  # type: ignore[no-untyped-def]
         confirmation = await self.broker.publish(
             row.body.encode(),
-            exchange=events_exchange,
-            routing_key=row.routing_key,
+            exchange=exchange,
+            routing_key=routing_key,
             mandatory=True,
             persist=True,
             message_id=str(row.event_id),
             correlation_id=row.correlation_id,
             content_type="application/json",
-            headers=row.headers,
+            headers=headers,
             timestamp=row.created_at,
             timeout=self.publish_timeout,
         )
@@ -138,7 +165,15 @@ class OutboxRelay(BackgroundLoop):
             raise RuntimeError(f"broker did not confirm: {confirmation!r}")
 
 
+class ParkedUnroutable(Exception):
+    """The event could not be routed for the whole grace period and was parked instead."""
+
+
+def _is_unroutable(outcome: object) -> bool:
+    return "NO_ROUTE" in str(outcome) or type(outcome).__name__ == "DeliveryError"
+
+
 def _describe(outcome: object) -> str:
-    if "NO_ROUTE" in str(outcome) or type(outcome).__name__ == "DeliveryError":
+    if _is_unroutable(outcome):
         return "unroutable: the broker returned it, no queue is bound for this routing key yet"
     return f"{type(outcome).__name__}: {outcome}"

@@ -57,6 +57,7 @@ class Service:
             batch_size=self.settings.outbox_batch_size,
             poll_interval=self.settings.outbox_poll_interval,
             max_backoff=self.settings.outbox_max_backoff,
+            unroutable_grace=self.settings.outbox_unroutable_grace,
         )
         # Loops started after the broker and stopped before it; services append their own.
         self.background: list[BackgroundLoop] = [self.relay]

@@ -36,6 +36,8 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 200
     outbox_poll_interval: float = 0.5
     outbox_max_backoff: float = 60.0
+    # How long an event nobody is bound to is retried before it is parked in cagette.unrouted.
+    outbox_unroutable_grace: float = 300.0
     migrate_on_start: bool = True
 
     def model_post_init(self, context: object) -> None:

@@ -18,6 +18,8 @@ from faststream.rabbit.schemas.queue import QueueType
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
 DEAD_LETTER_EXCHANGE = "cagette.dead-letter"
+# Where the outbox relay parks events that stayed unroutable for its whole grace period.
+UNROUTED_QUEUE = "cagette.unrouted"
 
 events_exchange = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
@@ -61,6 +63,7 @@ class ConsumerQueue:
 async def declare_exchanges(broker: RabbitBroker) -> None:
     await broker.declare_exchange(events_exchange)
     await broker.declare_exchange(dead_letter_exchange)
+    await broker.declare_queue(RabbitQueue(UNROUTED_QUEUE, queue_type=QueueType.QUORUM, durable=True))
 
 
 async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue) -> None:

@@ -11,7 +11,8 @@ from cagette_runtime import outbox
 from cagette_runtime.db import Database
 from cagette_runtime.outbox import OutboxRelay
 from cagette_runtime.tables import outbox_messages
-from cagette_runtime.testing import EventSpy, IsolatedServers
+from cagette_runtime.testing import EventSpy, IsolatedServers, drain_queue
+from cagette_runtime.topology import UNROUTED_QUEUE
 
 from .conftest import WidgetUnrouted, make_broker, widget_event, widgets
 
@@ -100,6 +101,23 @@ async def test_unroutable_event_stays_pending_and_is_retried_once_a_queue_is_bou
         await spy.wait_for("test.nobody.listens")
     [row] = await pending_rows(database)
     assert row.published_at is not None
+
+
+async def test_event_unroutable_past_the_grace_period_is_parked_not_lost(database, broker, servers) -> None:
+    event = WidgetUnrouted(group_id=widget_event().group_id)
+    async with database.transaction() as session:
+        await outbox.add(session, event)
+    relay = OutboxRelay(database, broker, unroutable_grace=0.0)
+    assert await relay.relay_once() == 0
+    [row] = await pending_rows(database)
+    assert row.published_at is not None
+    assert "parked in cagette.unrouted" in row.last_error
+    parked = await drain_queue(servers.amqp_url, UNROUTED_QUEUE)
+    mine = [m for m in parked if m.message_id == str(event.event_id)]
+    assert len(mine) == 1
+    assert mine[0].headers["x-original-routing-key"] == "test.nobody.listens"
+    assert "no queue is bound" in mine[0].headers["x-unroutable-reason"]
+    assert await relay.relay_once() == 0
 
 
 async def test_many_events_are_published_in_batches_each_exactly_once(database, broker, servers) -> None:
