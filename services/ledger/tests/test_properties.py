@@ -252,3 +252,67 @@ async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: lis
         index = {m: i for i, m in enumerate(members)}
         results.append([(r.type, index.get(r.member_id), r.amount, r.balance_after) for r in rows])
     assert results[0] == results[1]
+
+
+payment_story = st.tuples(
+    st.lists(st.sampled_from(["declared", "received", "cancelled"]), min_size=1, max_size=3, unique=True),
+    st.integers(1, 10_000),  # declared amount
+    st.integers(1, 10_000),  # received amount (corrected at validation)
+)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(stories=st.lists(payment_story, min_size=1, max_size=6), data=st.data())
+async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple], data: st.DataObject) -> None:
+    """Declared / received / cancelled events of several payments, interleaved and each in any
+    order: the balance counts exactly what was received, a payment is pending only when it was
+    declared and nothing else happened, and the only refusal (parked, changing nothing) is a
+    cancellation after the money was received."""
+    from cagette_contracts import PaymentCancelled, PaymentDeclared
+
+    group, m = uuid.uuid4(), uuid.uuid4()
+    async with db.transaction() as session:
+        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
+                                                              payments_enabled=True))
+    queue = []
+    for index, (steps, declared, received) in enumerate(stories):
+        payment_id = uuid.uuid4()
+        for step in steps:
+            if step == "declared":
+                queue.append((index, step, PaymentDeclared(group_id=group, payment_id=payment_id, member_id=m,
+                                                           amount=eur(declared), method=PaymentMethod.CHEQUE)))
+            elif step == "received":
+                queue.append((index, step, PaymentReceived(group_id=group, payment_id=payment_id, member_id=m,
+                                                           amount=eur(received), method=PaymentMethod.CHEQUE)))
+            else:
+                queue.append((index, step, PaymentCancelled(group_id=group, payment_id=payment_id, member_id=m,
+                                                            amount=eur(declared), method=PaymentMethod.CHEQUE)))
+    order = data.draw(st.permutations(queue))
+    parked = []
+    for index, step, event in order:
+        try:
+            async with db.transaction() as session:
+                await handlers.dispatch(session, event)
+        except Invalid:
+            parked.append((index, step))
+
+    expected_parked, expected_balance, expected_pending = [], 0, 0
+    for index, (steps, declared, received) in enumerate(stories):
+        seen = [step for i, step, _ in order if i == index]
+        if "received" in seen:
+            expected_balance += received
+        if seen == ["declared"]:
+            expected_pending += declared
+        if "received" in seen and "cancelled" in seen and seen.index("received") < seen.index("cancelled"):
+            expected_parked.append((index, "cancelled"))
+    assert sorted(parked) == sorted(expected_parked)
+    async with db.sessionmaker() as session:
+        from sqlalchemy import text
+
+        account = await operations.member_account_id(session, group, m)
+        balance = await session.scalar(text("SELECT balance FROM accounts WHERE account_id = :a"), {"a": account})
+        pending = await session.scalar(text(
+            "SELECT coalesce(sum(amount), 0) FROM pending_entries WHERE account_id = :a AND status = 'pending'"),
+            {"a": account})
+        assert (await run_audit(session, group)).ok
+    assert (balance or 0, int(pending)) == (expected_balance, expected_pending)
