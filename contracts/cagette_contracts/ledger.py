@@ -99,12 +99,11 @@ class HoldDecision(Part):
 
 
 # Queue (default exchange) for ReleaseHold requests; reply_to is optional (answered by HoldReleased).
-LEDGER_HOLD_RELEASES_QUEUE = "ledger.hold-releases"
 
 
 class ReleaseHold(Part):
     """Request (not an event): void an active hold whose order will not be confirmed (e.g. the
-    member abandoned the basket). Sent to `LEDGER_HOLD_RELEASES_QUEUE`; idempotent. A hold that
+    member abandoned the basket). Sent to `routing.LEDGER_HOLD_RELEASES_QUEUE`; idempotent. A hold that
     is not released expires by itself at its expires_at."""
 
     hold_id: UUID
@@ -126,7 +125,6 @@ class HoldReleased(Part):
 __all__ = [
     "HoldDecision",
     "HoldReleased",
-    "LEDGER_HOLD_RELEASES_QUEUE",
     "ReleaseHold",
     "PlaceHold",
     "AccountType",

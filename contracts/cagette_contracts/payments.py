@@ -102,7 +102,6 @@ class CardFeeCharged(_PaymentEvent):
     provider_payment_id: str
 
 
-CARD_PAYMENT_DISPUTED = "payments.card_payment.disputed"
 
 
 class CardPaymentDisputed(_PaymentEvent):
@@ -110,7 +109,7 @@ class CardPaymentDisputed(_PaymentEvent):
     coordinators. No money moves yet: `amount` is what is disputed; the provider's decision
     (won or lost) comes later."""
 
-    event_type: Literal["payments.card_payment.disputed"] = CARD_PAYMENT_DISPUTED
+    event_type: Literal["payments.card_payment.disputed"] = routing.CARD_PAYMENT_DISPUTED
     schema_version: Literal[1] = 1
     provider_payment_id: str
     dispute_id: str = Field(description="The provider's dispute id")

@@ -27,6 +27,7 @@ PAYMENT_CANCELLED: Final = "payments.payment.cancelled"
 PAYMENT_REFUNDED: Final = "payments.payment.refunded"
 CARD_PAYMENT_SUCCEEDED: Final = "payments.card_payment.succeeded"
 CARD_PAYMENT_FAILED: Final = "payments.card_payment.failed"
+CARD_PAYMENT_DISPUTED: Final = "payments.card_payment.disputed"
 CARD_FEE_CHARGED: Final = "payments.card_fee.charged"
 BASKET_VALIDATED: Final = "payments.basket.validated"
 BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
@@ -38,3 +39,5 @@ EMAIL_FAILED: Final = "notifications.email.failed"
 # ledger request/reply (not on the events exchange): money-pot holds, sent to this queue with
 # reply_to set; the answer is a HoldDecision.
 LEDGER_HOLD_REQUESTS_QUEUE: Final = "ledger.hold-requests"
+# Releases of holds whose order was not recorded after all (ReleaseHold -> HoldReleased).
+LEDGER_HOLD_RELEASES_QUEUE: Final = "ledger.hold-releases"

@@ -26,6 +26,7 @@ from cagette_contracts import (
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
+    SubscriptionAmended,
     SubscriptionConfirmed,
     minor_unit_exponent,
 )
@@ -41,6 +42,7 @@ class Kind(StrEnum):
     ORDER = "order"
     ORDER_AMENDMENT = "order_amendment"
     SUBSCRIPTION = "subscription"
+    SUBSCRIPTION_AMENDMENT = "subscription_amendment"
     PAYMENT = "payment"
     REFUND = "refund"
     CARD_FEE = "card_fee"
@@ -184,6 +186,26 @@ def subscription_confirmed(event: SubscriptionConfirmed) -> TransactionDraft:
         memo=f"subscription {event.contract_name} ({event.distribution_count} distributions)",
         source_event_id=event.event_id,
     )
+
+
+def subscription_amended(event: SubscriptionAmended) -> TransactionDraft:
+    """Products added to a subscription (add-only): an extra debit of the added lines x the
+    distributions still to come."""
+    return _member_against(
+        group_id=event.group_id, member_id=event.member_id,
+        member_amount=-_positive(event.added_total, "a subscription amendment"), against=AccountType.SALES,
+        kind=Kind.SUBSCRIPTION_AMENDMENT, key=f"subscription:{event.subscription_id}:amendment:{event.amendment_id}",
+        memo=f"subscription {event.subscription_id} amended ({event.distribution_count} distributions)",
+        source_event_id=event.event_id,
+    )
+
+
+def hold_key(event: OrderConfirmed | OrderAmended | SubscriptionConfirmed | SubscriptionAmended) -> UUID:
+    """The `order_id` the orders service put in its PlaceHold for what `event` confirms: the
+    order (for the order and its additions) or the subscription (for it and its additions)."""
+    if isinstance(event, OrderConfirmed | OrderAmended):
+        return event.order_id
+    return event.subscription_id
 
 
 CLEARING_ACCOUNTS: dict[PaymentMethod, AccountType] = {

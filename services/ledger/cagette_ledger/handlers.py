@@ -21,6 +21,7 @@ from cagette_contracts import (
     PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
+    SubscriptionAmended,
     SubscriptionConfirmed,
     routing,
 )
@@ -42,6 +43,7 @@ HANDLED: tuple[type[Event], ...] = (
     OrderConfirmed,
     OrderAmended,
     SubscriptionConfirmed,
+    SubscriptionAmended,
     PaymentDeclared,
     PaymentReceived,
     PaymentCancelled,
@@ -92,7 +94,8 @@ async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
     # Otherwise the account opens with the member's first posting, in that posting's currency.
 
 
-ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed)
+# What orders publishes for money owed; each turns the hold placed for it (if any) into its debit.
+ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended)
 
 
 async def dispatch(session: AsyncSession, event: Event) -> None:
@@ -107,12 +110,8 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             await on_group_settings_changed(session, event)
         case MemberJoined():
             await on_member_joined(session, event)
-        case OrderConfirmed():
-            await operations.confirm_order(session, domain.order_confirmed(event), event.order_id)
-        case OrderAmended():
-            await operations.post_and_publish(session, domain.order_amended(event))
-        case SubscriptionConfirmed():
-            await operations.post_and_publish(session, domain.subscription_confirmed(event))
+        case OrderConfirmed() | OrderAmended() | SubscriptionConfirmed() | SubscriptionAmended():
+            await operations.confirm_order(session, _DRAFTS[type(event)](event), domain.hold_key(event))
         case PaymentDeclared():
             await operations.declare_payment(session, event)
         case PaymentReceived():
@@ -127,14 +126,15 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             raise Invalid(f"the ledger does not handle {event.routing_key()}")
 
 
-# Events that are one posting each and nothing else (plus the hold capture of an order): a run
+# Events that are one posting each and nothing else (plus the capture of a hold): a run
 # of them is posted together by dispatch_batch.
-POSTING_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, PaymentRefunded, CardFeeCharged)
+POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged)
 
 _DRAFTS = {
     OrderConfirmed: domain.order_confirmed,
     OrderAmended: domain.order_amended,
     SubscriptionConfirmed: domain.subscription_confirmed,
+    SubscriptionAmended: domain.subscription_amended,
     PaymentRefunded: domain.payment_refunded,
     CardFeeCharged: domain.card_fee_charged,
 }
@@ -156,7 +156,7 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
         if run:
             await operations.post_many_and_publish(
                 session, [draft for _, draft in run],
-                [event.order_id if isinstance(event, OrderConfirmed) else None for event, _ in run],
+                [domain.hold_key(event) if isinstance(event, ORDER_EVENTS) else None for event, _ in run],
             )
             run.clear()
 
@@ -211,6 +211,7 @@ ROUTING_KEYS = (
     routing.ORDER_CONFIRMED,
     routing.ORDER_AMENDED,
     routing.SUBSCRIPTION_CONFIRMED,
+    routing.SUBSCRIPTION_AMENDED,
     routing.PAYMENT_DECLARED,
     routing.PAYMENT_RECEIVED,
     routing.PAYMENT_CANCELLED,

@@ -26,7 +26,6 @@ Contract (cagette_contracts.ledger), kept exactly:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -36,7 +35,9 @@ from faststream.rabbit import RabbitQueue
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 
-from cagette_contracts import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, HoldReleased, Money, PlaceHold, ReleaseHold, routing
+from cagette_contracts import HoldDecision, HoldReleased, Money, PlaceHold, ReleaseHold, routing
+from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
+from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Refused
@@ -132,26 +133,18 @@ def register(service: Service) -> None:
         return await answer_release_request(database, message.body)
 
 
-class HoldSweeper:
+class HoldSweeper(BackgroundLoop):
     """Marks expired holds every `interval` seconds (reads already ignore them)."""
 
+    name = "ledger-hold-sweeper"
+
     def __init__(self, database: Database, interval: float) -> None:
+        super().__init__(interval)
         self.database = database
-        self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="ledger-hold-sweeper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+    async def run_once(self) -> bool:
+        await self.sweep_once()
+        return False
 
     async def sweep_once(self) -> int:
         async with self.database.transaction() as session:
@@ -159,13 +152,3 @@ class HoldSweeper:
         if expired:
             log.info("%d hold(s) expired", expired)
         return expired
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("hold sweep failed; retrying")
-            await asyncio.sleep(self.interval)

@@ -90,7 +90,7 @@ async def post_and_publish(session: AsyncSession, draft: TransactionDraft) -> Po
 async def post_many_and_publish(session: AsyncSession, drafts: list[TransactionDraft],
                                 order_ids: list[UUID | None]) -> list[PostedTransaction]:
     """Post many drafts (currencies already checked) with their events, in a fixed number of
-    statements; orders among them capture their active holds."""
+    statements; those with an order id (see domain.hold_key) capture its active holds."""
     posted = await post_many(session, drafts)
     events = [event for result in posted if not result.replayed for event in result.events()]
     await outbox.add(session, *events)
@@ -130,7 +130,8 @@ async def open_member_account(session: AsyncSession, group_id: UUID, member_id: 
 
 
 async def confirm_order(session: AsyncSession, draft: TransactionDraft, order_id: UUID) -> PostedTransaction:
-    """Post the order debit; an active hold for the order becomes that posted debit."""
+    """Post what an order, a subscription or an addition to either owes; an active hold placed
+    for it (PlaceHold.order_id = `order_id`) becomes that posted debit."""
     posted = await post_and_publish(session, draft)
     await session.execute(
         update(holds)

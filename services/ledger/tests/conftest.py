@@ -34,6 +34,7 @@ from cagette_runtime.testing import IsolatedServers
 from cagette_runtime.topology import events_exchange
 
 from cagette_ledger import handlers
+from cagette_ledger.settings import LedgerSettings
 from cagette_ledger.app import MIGRATIONS, LedgerService
 
 
@@ -52,14 +53,14 @@ async def db(ledger_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture(scope="session")
-def settings(ledger_url: str, servers: IsolatedServers) -> ServiceSettings:
-    return ServiceSettings(service_name="ledger", database_url=ledger_url, amqp_url=servers.amqp_url,
-                           migrate_on_start=False, outbox_poll_interval=0.1, delivery_limit=3)
+def settings(ledger_url: str, servers: IsolatedServers) -> LedgerSettings:
+    return LedgerSettings(database_url=ledger_url, amqp_url=servers.amqp_url, migrate_on_start=False,
+                          outbox_poll_interval=0.1, delivery_limit=3, ledger_hold_sweep_seconds=0.2)
 
 
 @pytest.fixture(scope="session")
 async def service(settings: ServiceSettings) -> AsyncIterator[LedgerService]:
-    ledger = LedgerService(settings, hold_sweep_interval=0.2)
+    ledger = LedgerService(settings)
     await ledger.start()
     yield ledger
     await ledger.stop()

@@ -7,18 +7,22 @@ import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from faststream.rabbit import RabbitBroker
 
 from cagette_contracts import (
-    LEDGER_HOLD_RELEASES_QUEUE,
     HoldDecision,
     HoldReleased,
     Money,
+    OrderAmended,
+    OrderLine,
     PaymentMethod,
     PaymentReceived,
     PlaceHold,
     ReleaseHold,
+    SubscriptionAmended,
+    SubscriptionConfirmed,
     routing,
 )
 from cagette_ledger import operations
@@ -67,6 +71,49 @@ async def test_hold_granted_over_rabbitmq_then_captured_by_order(world: World) -
     await world.deliver(world.order(member, 1500, order_id=place.order_id, method=PaymentMethod.MONEY_POT))
     balance = await world.balance(member)
     assert (balance["balance"]["amount"], balance["held"]["amount"], balance["available"]["amount"]) == (500, 0, 500)
+
+
+def lines(world: World, cents: int) -> list[OrderLine]:
+    price = world.money(cents)
+    return [OrderLine(product_name="Pain", quantity=Decimal(1), unit_price=price, line_total=price)]
+
+
+async def test_holds_for_additions_and_subscriptions_are_captured_by_their_debits(world: World) -> None:
+    """Orders holds an addition under its order id and a subscription (and its additions) under
+    the subscription id; each debit turns its hold into the posted amount."""
+    await world.settings_changed(allow_negative=False)
+    member, order_id, subscription_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await credit(world, member, 10_000)
+
+    async def held() -> tuple[int, int]:
+        balance = await world.balance(member)
+        return balance["balance"]["amount"], balance["held"]["amount"]
+
+    assert (await ask(world, hold(world, member, 700, order_id=order_id))).granted
+    await world.deliver(world.order(member, 700, order_id=order_id, method=PaymentMethod.MONEY_POT))
+    assert await held() == (9300, 0)
+
+    assert (await ask(world, hold(world, member, 350, order_id=order_id))).granted
+    assert await held() == (9300, 350)
+    await world.deliver(OrderAmended(
+        group_id=world.group_id, order_id=order_id, amendment_id=uuid.uuid4(), member_id=member,
+        payment_method=PaymentMethod.MONEY_POT, added_lines=lines(world, 350), added_total=world.money(350),
+        new_total=world.money(1050)))
+    assert await held() == (8950, 0)
+
+    assert (await ask(world, hold(world, member, 4500, order_id=subscription_id))).granted
+    await world.deliver(SubscriptionConfirmed(
+        group_id=world.group_id, subscription_id=subscription_id, contract_id=uuid.uuid4(), contract_name="Légumes",
+        member_id=member, payment_method=PaymentMethod.MONEY_POT, lines=lines(world, 1500), distribution_count=3,
+        total=world.money(4500)))
+    assert await held() == (4450, 0)
+
+    assert (await ask(world, hold(world, member, 1000, order_id=subscription_id))).granted
+    await world.deliver(SubscriptionAmended(
+        group_id=world.group_id, subscription_id=subscription_id, amendment_id=uuid.uuid4(), contract_id=uuid.uuid4(),
+        member_id=member, payment_method=PaymentMethod.MONEY_POT, added_lines=lines(world, 500), distribution_count=2,
+        added_total=world.money(1000), new_total=world.money(5500)))
+    assert await held() == (3450, 0)
 
 
 async def test_refused_with_available_and_same_hold_id_same_decision(world: World) -> None:
@@ -157,11 +204,11 @@ async def test_release_over_rabbitmq(world: World) -> None:
     await broker.connect()
     try:
         release = ReleaseHold(hold_id=place.hold_id, group_id=world.group_id, reason="basket abandoned")
-        reply = await broker.request(release.model_dump_json(), queue=LEDGER_HOLD_RELEASES_QUEUE, timeout=5)
+        reply = await broker.request(release.model_dump_json(), queue=routing.LEDGER_HOLD_RELEASES_QUEUE, timeout=5)
         answer = HoldReleased.model_validate_json(reply.body)
         assert (answer.status, answer.available) == ("released", world.money(1000))
         again = HoldReleased.model_validate_json(
-            (await broker.request(release.model_dump_json(), queue=LEDGER_HOLD_RELEASES_QUEUE, timeout=5)).body)
+            (await broker.request(release.model_dump_json(), queue=routing.LEDGER_HOLD_RELEASES_QUEUE, timeout=5)).body)
         assert again.status == "released"
     finally:
         await broker.stop()

@@ -15,7 +15,8 @@ from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
 from cagette_contracts import Money, routing
-from cagette_contracts.ledger import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, PlaceHold, ReleaseHold
+from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
+from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
 from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.errors import Refused
 

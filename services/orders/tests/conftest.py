@@ -22,7 +22,8 @@ import pytest
 from sqlalchemy import func, select, text
 
 from cagette_contracts import Event, Money, Role, routing
-from cagette_contracts.ledger import LEDGER_HOLD_RELEASES_QUEUE, HoldDecision, PlaceHold, ReleaseHold
+from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
+from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
