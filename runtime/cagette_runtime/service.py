@@ -19,6 +19,7 @@ from .http import install_common
 from .logs import configure_logging
 from .migrations import upgrade_async
 from .outbox import OutboxRelay
+from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
 from .topology import declare_consumer_queue, declare_exchanges
 
@@ -60,7 +61,14 @@ class Service:
             unroutable_grace=self.settings.outbox_unroutable_grace,
         )
         # Loops started after the broker and stopped before it; services append their own.
-        self.background: list[BackgroundLoop] = [self.relay]
+        self.background: list[BackgroundLoop] = [
+            self.relay,
+            MessagingRetention(
+                self.database,
+                outbox_days=self.settings.outbox_retention_days,
+                inbox_days=self.settings.inbox_retention_days,
+            ),
+        ]
         self.consumers = list(consumers(self))
         self.runners = [ConsumerRunner(self.broker, self.database, consumer) for consumer in self.consumers]
         for runner in self.runners:

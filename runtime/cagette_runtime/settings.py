@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     outbox_max_backoff: float = 60.0
     # How long an event nobody is bound to is retried before it is parked in cagette.unrouted.
     outbox_unroutable_grace: float = 300.0
+    # Retention of published outbox rows and of inbox rows (which must outlive any redelivery).
+    outbox_retention_days: float = 7.0
+    inbox_retention_days: float = 30.0
     migrate_on_start: bool = True
 
     def model_post_init(self, context: object) -> None:
