@@ -65,14 +65,16 @@ def _docker_reachable() -> bool:
 
 
 async def _start_containers() -> tuple[str, str, object]:  # pragma: no cover - needs a Docker daemon
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.rabbitmq import RabbitMqContainer
+    """PostgreSQL and RabbitMQ (with its management API, for test vhosts) in containers."""
+    from testcontainers.community.postgres import PostgresContainer
+    from testcontainers.community.rabbitmq import RabbitMqContainer
 
     postgres = PostgresContainer("postgres:16", driver="asyncpg").start()
-    rabbit = RabbitMqContainer("rabbitmq:3.13-management").start()
+    rabbit = RabbitMqContainer("rabbitmq:3.13-management").with_exposed_ports(15672).start()
     pg_url = postgres.get_connection_url().rsplit("/", 1)[0]
-    params = rabbit.get_connection_params()
-    amqp = f"amqp://guest:guest@{params.host}:{params.port}/"
+    host = rabbit.get_container_host_ip()
+    amqp = f"amqp://{rabbit.username}:{rabbit.password}@{host}:{rabbit.get_exposed_port(rabbit.port)}/"
+    os.environ["CAGETTE_RABBITMQ_MANAGEMENT_URL"] = f"http://{host}:{rabbit.get_exposed_port(15672)}"
     return amqp, pg_url, (postgres, rabbit)
 
 
