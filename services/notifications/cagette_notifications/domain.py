@@ -28,6 +28,7 @@ class Kind(StrEnum):
     PAYMENT_REFUNDED = "payment_refunded"
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
+    CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -69,6 +70,7 @@ class Member:
     email: str
     language: str
     reminders_opt_out: bool = False
+    role: str | None = None  # "member" | "coordinator"; None: not known (kept before migration 0004)
 
 
 def language_of(member: Member, group: Group) -> str:
@@ -268,6 +270,54 @@ def payment_event_email(kind: Kind, source_event_id: UUID, group: Group, member:
     if kind not in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         raise ValueError(f"{kind} is not about a payment")
     return email_if_wanted(Email(kind, source_event_id, group, member, dict(facts)))
+
+
+# --- card disputes (to the coordinators) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownOrder:
+    """An order as confirmed (what a dispute email shows of it)."""
+
+    order_id: UUID
+    total: Money
+    confirmed_at: datetime
+
+
+def card_payment_disputed(
+    source_event_id: UUID,
+    group: Group,
+    coordinators: list[Member],
+    *,
+    payer: Member,
+    payment_id: UUID,
+    amount: Money,
+    disputed_at: datetime,
+    dispute_id: str,
+    provider_payment_id: str,
+    reason: str = "",
+    status: str = "",
+    order: KnownOrder | None = None,
+    order_id: UUID | None = None,
+    contract_name: str | None = None,
+) -> list[Email]:
+    """A card payment was disputed with the card provider (a chargeback): one email to each
+    coordinator of the group, in their own language, saying who paid what for which order and
+    that the dispute is answered in the card provider's dashboard.
+
+    Not a reminder: coordinators cannot opt out of it (only reminders may be refused). Members
+    who are not coordinators never get it (the disputing member neither, unless a coordinator)."""
+    facts: dict[str, object] = {
+        "payer": payer, "payment_id": payment_id, "amount": amount, "date": disputed_at,
+        "dispute_id": dispute_id, "provider_payment_id": provider_payment_id, "reason": reason.strip(),
+        "status": status.strip(), "order": order, "order_id": order.order_id if order is not None else order_id,
+        "contract_name": contract_name,
+    }
+    return [
+        Email(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinator, dict(facts))
+        for coordinator in coordinators
+        if coordinator.role == "coordinator"
+    ]
 
 
 # --- balances ------------------------------------------------------------------------------

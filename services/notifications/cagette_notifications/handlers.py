@@ -17,6 +17,7 @@ from cagette_contracts import (
     BalanceBackToNonNegative,
     BalanceChanged,
     BalanceWentNegative,
+    CardPaymentDisputed,
     CardPaymentFailed,
     Event,
     GroupSettingsChanged,
@@ -43,7 +44,17 @@ from .delivery import enqueue
 from .domain import Email, Kind, Trigger, instructions_for, instructions_trigger
 from .settings import NotificationSettings
 from .smtp import sender_domain
-from .store import load_balance, load_recipient, lock, save_balance
+from .store import (
+    NotYetKnown,
+    load_balance,
+    load_coordinators,
+    load_group,
+    load_member,
+    load_recipient,
+    lock,
+    members_without_role,
+    save_balance,
+)
 from .tables import (
     declared_payments,
     group_directory,
@@ -58,7 +69,7 @@ log = logging.getLogger(__name__)
 HANDLED = (
     GroupSettingsChanged, MemberJoined, MemberUpdated,
     OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
-    PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed,
+    PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed, CardPaymentDisputed,
     BalanceChanged, BalanceWentNegative, BalanceBackToNonNegative,
 )
 
@@ -97,6 +108,8 @@ class Handlers:
                 await self.on_payment_declared(session, event)
             case PaymentReceived() | PaymentCancelled() | PaymentRefunded() | CardPaymentFailed():
                 await self.on_payment_outcome(session, event)
+            case CardPaymentDisputed():
+                await self.on_card_payment_disputed(session, event)
             case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
                 await self.on_balance(session, event)
             case _:
@@ -119,7 +132,10 @@ class Handlers:
         )
 
     async def on_member(self, session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
-        values = {"name": event.name, "email": str(event.email), "language": event.language.value, "updated_at": event.occurred_at}
+        values = {
+            "name": event.name, "email": str(event.email), "language": event.language.value, "role": event.role.value,
+            "updated_at": event.occurred_at,
+        }
         statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
         await session.execute(
             statement.on_conflict_do_update(
@@ -371,6 +387,53 @@ class Handlers:
                     .where(declared_payments.c.payment_id == event.payment_id)
                     .values(status="cancelled", settled_at=event.occurred_at)
                 )
+
+    async def on_card_payment_disputed(self, session: AsyncSession, event: CardPaymentDisputed) -> None:
+        """Flag the dispute to every coordinator of the group (issue 6), each in their language.
+
+        The group and the disputing member must be known (else retried, like every email). No
+        coordinator in the directory: if some members' roles are not known (rows kept before
+        migration 0004) one of them may be a coordinator, so retry, up to the delivery limit
+        (then parked with the reason); if every role is known, the group has no coordinator:
+        a warning, and nothing is recorded (retrying would not make one appear)."""
+        group = await load_group(session, event.group_id)
+        payer = await load_member(session, event.group_id, event.member_id)
+        coordinators = await load_coordinators(session, event.group_id)
+        if not coordinators:
+            unknown = await members_without_role(session, event.group_id)
+            if unknown:
+                raise NotYetKnown(
+                    f"group {event.group_id} has no known coordinator for dispute {event.dispute_id}: the role of "
+                    f"{unknown} member(s) is not known yet (directory rows from before migration 0004)"
+                )
+            log.warning(
+                "card payment %s of member %s disputed (dispute %s, %s) but group %s has no coordinator: no email",
+                event.payment_id, event.member_id, event.dispute_id, event.amount, event.group_id,
+            )
+            return
+        order = None
+        if event.order_id is not None:
+            row = (await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))).first()
+            if row is not None:
+                order = domain.KnownOrder(
+                    order_id=row.order_id, total=Money(amount=row.total_amount, currency=row.currency),
+                    confirmed_at=row.confirmed_at,
+                )
+        contract_name = None
+        if event.subscription_id is not None:
+            contract_name = (
+                await session.execute(
+                    select(known_subscriptions.c.contract_name).where(
+                        known_subscriptions.c.subscription_id == event.subscription_id
+                    )
+                )
+            ).scalar()
+        await self.send(session, domain.card_payment_disputed(
+            event.event_id, group, coordinators, payer=payer, payment_id=event.payment_id, amount=event.amount,
+            disputed_at=event.occurred_at, dispute_id=event.dispute_id, provider_payment_id=event.provider_payment_id,
+            reason=event.reason, status=event.status, order=order, order_id=event.order_id,
+            contract_name=contract_name,
+        ))
 
     async def _reference(self, session: AsyncSession, payment_id: UUID) -> str | None:
         return (

@@ -55,8 +55,35 @@ async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID) ->
         raise NotYetKnown(f"member {member_id} of group {group_id} is not in the directory yet")
     return Member(
         group_id=row.group_id, member_id=row.member_id, name=row.name, email=row.email, language=row.language,
-        reminders_opt_out=bool(row.opt_out),
+        reminders_opt_out=bool(row.opt_out), role=row.role,
     )
+
+
+async def load_coordinators(session: AsyncSession, group_id: UUID) -> list[Member]:
+    """The group's coordinators as last told by MemberJoined / MemberUpdated, by name."""
+    rows = (
+        await session.execute(
+            select(member_directory)
+            .where(and_(member_directory.c.group_id == group_id, member_directory.c.role == "coordinator"))
+            .order_by(member_directory.c.name, member_directory.c.member_id)
+        )
+    ).all()
+    return [
+        Member(group_id=row.group_id, member_id=row.member_id, name=row.name, email=row.email, language=row.language,
+               role=row.role)
+        for row in rows
+    ]
+
+
+async def members_without_role(session: AsyncSession, group_id: UUID) -> int:
+    """How many of the group's members have no known role (directory rows kept before 0004)."""
+    return (
+        await session.execute(
+            select(func.count()).select_from(member_directory).where(
+                and_(member_directory.c.group_id == group_id, member_directory.c.role.is_(None))
+            )
+        )
+    ).scalar_one()
 
 
 async def load_recipient(session: AsyncSession, group_id: UUID, member_id: UUID) -> tuple[Group, Member]:

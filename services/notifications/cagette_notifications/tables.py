@@ -44,7 +44,11 @@ member_directory = Table(
     Column("email", Text, nullable=False),
     Column("language", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Added by 0004: 'member' or 'coordinator' (coordinators hear about card disputes). NULL only
+    # for rows kept before 0004, whose role was not stored: unknown until the next MemberUpdated.
+    Column("role", Text),
     PrimaryKeyConstraint("group_id", "member_id"),
+    CheckConstraint("role IN ('member', 'coordinator')", name="member_directory_role"),
 )
 
 # Members' choices, set through the HTTP API (kept apart from the directory, which the orders

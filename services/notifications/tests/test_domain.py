@@ -137,3 +137,20 @@ def test_balance_after_a_money_pot_order() -> None:
 @pytest.mark.parametrize(("attempts", "expected"), [(1, 5.0), (2, 10.0), (3, 20.0), (10, 600.0), (1000, 600.0)])
 def test_retry_delay_doubles_up_to_the_cap(attempts: int, expected: float) -> None:
     assert domain.retry_delay(attempts, 5.0, 600.0) == expected
+
+
+def test_a_dispute_goes_to_each_coordinator_in_their_language_opt_out_or_not() -> None:
+    payer = Member(GROUP.group_id, uuid.uuid4(), "Paul", "paul@example.org", "fr", role="member")
+    fr = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", "fr", reminders_opt_out=True, role="coordinator")
+    en = Member(GROUP.group_id, uuid.uuid4(), "Carl", "carl@example.org", "en", role="coordinator")
+    plain = Member(GROUP.group_id, uuid.uuid4(), "Max", "max@example.org", "fr", role="member")
+    unknown = Member(GROUP.group_id, uuid.uuid4(), "Old", "old@example.org", "fr")  # role not known
+    emails = domain.card_payment_disputed(
+        uuid.uuid4(), GROUP, [fr, plain, en, unknown], payer=payer, payment_id=uuid.uuid4(), amount=eur(1255),
+        disputed_at=T0, dispute_id="dp_1", provider_payment_id="pi_1", reason="fraudulent",
+    )
+    assert [(e.kind, e.recipient, e.language) for e in emails] == [
+        (Kind.CARD_PAYMENT_DISPUTED, "cora@example.org", "fr"), (Kind.CARD_PAYMENT_DISPUTED, "carl@example.org", "en"),
+    ]
+    assert all(e.facts["payer"] == payer and e.facts["amount"] == eur(1255) for e in emails)
+    assert Kind.CARD_PAYMENT_DISPUTED not in domain.REMINDER_KINDS and domain.wants(fr, Kind.CARD_PAYMENT_DISPUTED)

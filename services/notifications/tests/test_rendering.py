@@ -59,6 +59,10 @@ def every_email(language: str) -> list[domain.Email]:
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         emails += domain.payment_event_email(kind, eid(), GROUP, m, amount=TOTAL, method=PaymentMethod.CARD, date=WHEN,
                                              reference=REF, label=None, declared_amount=None, reason="", retry_url=None)
+    coordinator = Member(GROUP.group_id, uuid.uuid4(), "Zoé <b>", "coord@example.org", language, role="coordinator")
+    emails += domain.card_payment_disputed(eid(), GROUP, [coordinator], payer=member("en"), payment_id=eid(), amount=TOTAL,
+                                           disputed_at=WHEN, dispute_id="dp_1", provider_payment_id="pi_1",
+                                           reason="fraudulent", order_id=eid())
     emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
     emails += domain.balance_digest(eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14),
                                     pending=Money.of(0, "EUR"))
@@ -148,3 +152,48 @@ def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
     assert message["Subject"] == rendered.subject and message["Message-ID"] == f"<{delivery_id}@lilas.example.org>"
     assert message["X-Cagette-Event-Id"] == str(email.source_event_id) and message["X-Cagette-Kind"] == "balance_reminder"
     assert message.get_body(preferencelist=("plain",)).get_content() == rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fr", [
+            "Paiement par carte contesté : 12,55\xa0€ payés par Paul - Les <Paniers> & Co",
+            "- Adhérent : Paul (paul@example.org)", "- Montant contesté : 12,55\xa0€",
+            "confirmée le 28 novembre 2026, total 25,10\xa0€", "(chez le prestataire : pi_9)",
+            "- Litige : dp_9 (statut : needs_response)", "- Motif indiqué : product_not_received",
+            "tableau de bord du prestataire de paiement par carte (Stripe), litige dp_9",
+        ]),
+        ("en", [
+            "Card payment disputed: €12.55 paid by Paul - Les <Paniers> & Co",
+            "- Member: Paul (paul@example.org)", "- Amount disputed: €12.55",
+            "confirmed on November 28, 2026, total €25.10", "(at the card provider: pi_9)",
+            "- Dispute: dp_9 (status: needs_response)", "- Reason given: product_not_received",
+            "answer the dispute in the card provider's dashboard (Stripe), dispute dp_9",
+        ]),
+    ],
+)
+def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(language: str, expected: list[str]) -> None:
+    payer = Member(GROUP.group_id, uuid.uuid4(), "Paul", "paul@example.org", "fr", role="member")
+    coordinator = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", language, role="coordinator")
+    order_id, payment_id = uuid.uuid4(), uuid.uuid4()
+    [email] = domain.card_payment_disputed(
+        uuid.uuid4(), GROUP, [coordinator], payer=payer, payment_id=payment_id, amount=TOTAL, disputed_at=WHEN,
+        dispute_id="dp_9", provider_payment_id="pi_9", reason="product_not_received", status="needs_response",
+        order=domain.KnownOrder(order_id, Money.of(2510, "EUR"), WHEN),
+    )
+    rendered = render(email)
+    whole = rendered.subject + "\n" + rendered.text
+    for fragment in expected:
+        assert fragment in whole, fragment
+    assert str(order_id) in rendered.text and str(payment_id) in rendered.text
+    assert str(order_id) in rendered.html and "product_not_received" in rendered.html and "dp_9" in rendered.html
+    # Without a reason (nor status), no empty "reason" line.
+    [bare] = domain.card_payment_disputed(
+        uuid.uuid4(), GROUP, [coordinator], payer=payer, payment_id=payment_id, amount=TOTAL, disputed_at=WHEN,
+        dispute_id="dp_9", provider_payment_id="pi_9", order_id=order_id,
+    )
+    text = render(bare).text
+    assert "Motif" not in text and "Reason" not in text and "statut" not in text and "status:" not in text
+    # An order notifications never saw confirmed: its id, nothing made up.
+    assert {"fr": f"- Commande : {order_id}\n", "en": f"- Order: {order_id}\n"}[language] in text
