@@ -1,7 +1,8 @@
 """Tables the runtime keeps in every service database: the outbox and the inbox.
 
-Each service's first Alembic migration calls `create_messaging_tables()`, so the tables live in
-the service's own database and schema history.
+They live in each service's own database and schema history: each service's first Alembic
+migration creates them explicitly (frozen, like every migration), and the services' env.py
+compares them too, so a change here shows up as a migration to write in every service.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Identity,
+    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -38,6 +40,7 @@ outbox_messages = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_error", Text),
+    Index("outbox_messages_unpublished", "next_attempt_at", "id", postgresql_where=text("published_at IS NULL")),
 )
 
 inbox_messages = Table(
@@ -48,23 +51,3 @@ inbox_messages = Table(
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("consumer", "event_id"),
 )
-
-
-def create_messaging_tables() -> None:
-    """Alembic operations creating the outbox and inbox (call from a migration's upgrade())."""
-    from alembic import op
-
-    bind = op.get_bind()
-    messaging_metadata.create_all(bind)
-    op.create_index(
-        "outbox_messages_unpublished",
-        "outbox_messages",
-        ["next_attempt_at", "id"],
-        postgresql_where=text("published_at IS NULL"),
-    )
-
-
-def drop_messaging_tables() -> None:
-    from alembic import op
-
-    messaging_metadata.drop_all(op.get_bind())

@@ -87,6 +87,7 @@ postings = Table(
     Column("balance_after", BigInteger, nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
     CheckConstraint("amount <> 0", name="postings_amount_not_zero"),
+    Index("postings_account_history", "account_id", "posting_id"),
 )
 
 # Declared payments (R16): in the member's history as pending, never in the balance. A row

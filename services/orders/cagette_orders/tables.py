@@ -192,8 +192,3 @@ subscription_lines = Table(
     Column("amendment_id", Uuid, ForeignKey("subscription_amendments.amendment_id")),
     PrimaryKeyConstraint("subscription_id", "line_number"),
 )
-
-NEW_IN_0002 = (
-    catalogs, products, distributions, distribution_catalogs, order_amendments, basket_locks,
-    subscriptions, subscription_amendments, subscription_lines,
-)

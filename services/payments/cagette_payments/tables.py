@@ -184,7 +184,6 @@ payment_transitions = Table(
     Column("note", Text, nullable=False, server_default=""),
 )
 
-NEW_IN_0002 = [groups, members, owed_items, baskets, basket_history, payment_batches, payments, payment_transitions]
 
 # -- online card payments (issue 6) ----------------------------------------------------------
 
@@ -329,5 +328,3 @@ card_jobs = Table(
     Column("last_error", Text),
 )
 Index("card_jobs_due", card_jobs.c.next_attempt_at, postgresql_where=card_jobs.c.done_at.is_(None))
-
-NEW_IN_0003 = [card_settings, card_dues, card_payments, card_payment_history, provider_events, card_refund_requests, card_jobs]
