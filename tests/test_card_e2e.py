@@ -3,6 +3,8 @@ real processes; the payments process talks to a local stand-in for the Stripe AP
 this test process); Stripe's webhooks are real-shaped events signed with the library's helper
 and posted over HTTP to the payments process.
 
+- the group becomes card-ready through payments' PUT card-settings (payments.card_settings.changed
+  sets orders' read-only card_payments_configured), and loses it the same way;
 - a card order is confirmed and the member's balance is zero after the signed success webhook;
 - a replay of that webhook changes nothing;
 - a partial refund (asked by the coordinator, confirmed by webhook) debits exactly the refunded amount;
@@ -102,7 +104,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with client(stack, "orders") as orders, client(stack, "ledger") as ledger, client(stack, "payments") as payments:
         created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
-            "name": "Coop du Marché", "currency": "EUR", "payment_methods": ["card"], "card_payments_configured": True})
+            "name": "Coop du Marché", "currency": "EUR", "payment_methods": ["on_the_spot"]})
         assert created.status_code == 201, created.text
         group_id = uuid.UUID(created.json()["group_id"])
         coord = bearer(coordinator, coordinator_of=group_id)
@@ -119,12 +121,26 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             "catalog_ids": [catalog.json()["catalog_id"]]})
         assert distribution.status_code == 201, distribution.text
 
-        # the coordinator sets up card payments on payments (once it knows the group)
+        # card cannot be offered yet, and the flag is not the coordinator's to set on orders
+        refused = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
+        assert refused.status_code == 422 and "card payments are configured" in refused.json()["detail"], refused.text
+        by_hand = await orders.patch(f"/groups/{group_id}", headers=coord, json={"card_payments_configured": True})
+        assert by_hand.status_code == 422 and "read-only" in by_hand.json()["detail"], by_hand.text
+
+        # the coordinator sets up card payments on payments (once it knows the group) ...
         async def set_up() -> bool:
             response = await payments.put(f"/groups/{group_id}/card-settings", headers=coord, json={"enabled": True})
             assert response.status_code in (200, 404), response.text
             return response.status_code == 200
         await eventually(set_up)
+
+        # ... which tells orders (payments.card_settings.changed): card may now be offered
+        async def card_configured(expected: bool) -> dict[str, Any] | None:
+            group = (await orders.get(f"/groups/{group_id}", headers=coord)).json()
+            return group if group["card_payments_configured"] is expected else None
+        await eventually(lambda: card_configured(True))
+        offered = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
+        assert offered.status_code == 200 and offered.json()["payment_methods"] == ["card"], offered.text
 
         # 0.35 kg x 23.90 = 8.365 -> 8.37 (rounded once per line), + 6 x 0.95 = 5.70: 14.07
         placed = await orders.post(f"/groups/{group_id}/orders", headers=alice, json={
@@ -210,3 +226,16 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         assert await balance() == -500 and await entries() == 3
         assert await payments_db(stack, "SELECT amount_refunded FROM card_payments WHERE payment_id = $1",
                                  uuid.UUID(payment_id)) == 500
+
+        # the coordinator turns card payments off on payments: orders follows; card being the only
+        # method it stays listed, but a new card order is refused with the reason and not recorded
+        turned_off = await payments.put(f"/groups/{group_id}/card-settings", headers=coord, json={"enabled": False})
+        assert turned_off.status_code == 200 and turned_off.json()["card_payments_ready"] is False, turned_off.text
+        group = await eventually(lambda: card_configured(False))
+        assert group["payment_methods"] == ["card"]
+        late = await orders.post(f"/groups/{group_id}/orders", headers=alice, json={
+            "distribution_id": distribution.json()["distribution_id"], "payment_method": "card",
+            "lines": [{"product_id": yoghurt, "quantity": "1"}]})
+        assert late.status_code == 409 and "card payments are not available" in late.json()["detail"], late.text
+        listed = (await orders.get(f"/groups/{group_id}/orders", headers=coord)).json()
+        assert [o["order_id"] for o in listed] == [order_id]

@@ -137,6 +137,25 @@ class BasketUnvalidated(Event):
     unvalidated_by: UUID
 
 
+class CardSettingsChanged(Event):
+    """A group's card readiness was set or changed on the payments service (full state, not a
+    diff). The orders service offers card payment only while `card_payments_ready` is true.
+
+    Never carries a secret: not the platform's keys, not the connected account's id."""
+
+    event_type: Literal["payments.card_settings.changed"] = routing.CARD_SETTINGS_CHANGED
+    schema_version: Literal[1] = 1
+    card_payments_ready: bool = Field(
+        description="Card payments can work for this group now: the platform's provider keys (API key and webhook "
+        "secret) are configured and the group's card settings are enabled"
+    )
+    enabled: bool = Field(description="The group's card settings are enabled (a coordinator's choice)")
+    provider_configured: bool = Field(description="The platform's provider keys are configured (never shown)")
+    uses_connected_account: bool = Field(
+        default=False, description="Payments go to the group's own connected account (false: the platform's account)"
+    )
+
+
 __all__ = [
     "BasketUnvalidated",
     "BasketValidated",
@@ -144,6 +163,7 @@ __all__ = [
     "CardPaymentDisputed",
     "CardPaymentFailed",
     "CardPaymentSucceeded",
+    "CardSettingsChanged",
     "PaymentCancelled",
     "PaymentDeclared",
     "PaymentReceived",

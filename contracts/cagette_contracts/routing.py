@@ -31,6 +31,7 @@ CARD_PAYMENT_DISPUTED: Final = "payments.card_payment.disputed"
 CARD_FEE_CHARGED: Final = "payments.card_fee.charged"
 BASKET_VALIDATED: Final = "payments.basket.validated"
 BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
+CARD_SETTINGS_CHANGED: Final = "payments.card_settings.changed"
 
 # notifications (for operators)
 EMAIL_SENT: Final = "notifications.email.sent"

@@ -52,8 +52,9 @@ class GroupSettingsIn(BaseModel):
     transfer_bic: str | None = Field(default=None, max_length=16)
     card_payments_configured: bool = Field(
         default=False,
-        description="The group's card payments are set up. Until card payments land (a later issue) this is a "
-        "flag set here; card may be offered only when it is on.",
+        description="Read-only: the group's card payments are ready, as announced by the payments service "
+        "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
+        "Card may be offered only while it is on. Setting it here is refused (422).",
     )
     order_cutoff_hours: int = Field(default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution")
 
@@ -70,7 +71,9 @@ class GroupSettingsPatch(BaseModel):
     cheque_payee: str | None = Field(default=None, max_length=200)
     transfer_iban: str | None = Field(default=None, max_length=64)
     transfer_bic: str | None = Field(default=None, max_length=16)
-    card_payments_configured: bool | None = None
+    card_payments_configured: bool | None = Field(
+        default=None, description="Read-only (follows the payments service's card settings): a different value is refused (422)"
+    )
     order_cutoff_hours: int | None = Field(default=None, ge=0, le=domain.MAX_CUTOFF_HOURS)
 
 
@@ -91,8 +94,14 @@ def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
     )
 
 
-def _normalised(group_id: UUID, body: GroupSettingsIn) -> GroupOut:
-    settings = payment_settings(body).validated()
+CARD_FLAG_READ_ONLY = (
+    "card_payments_configured is read-only: it follows the group's card settings on the payments service "
+    "(a coordinator enables card payments there with PUT /groups/{group_id}/card-settings)"
+)
+
+
+def _normalised(group_id: UUID, body: GroupSettingsIn, previous: GroupOut | None = None) -> GroupOut:
+    settings = payment_settings(body).validated(payment_settings(previous) if previous is not None else None)
     return GroupOut(
         group_id=group_id,
         **body.model_dump(exclude={"payment_methods", "cheque_payee", "transfer_iban", "transfer_bic"}),
@@ -111,6 +120,8 @@ def settings_event(group: GroupOut) -> GroupSettingsChanged:
 async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, request: Request) -> GroupOut:
     """Create a buying group (platform administrators). Publishes GroupSettingsChanged."""
     principal.require_platform_admin()
+    if body.card_payments_configured:
+        raise Invalid(f"{CARD_FLAG_READ_ONLY}; a new group starts without card payments")
     group = _normalised(uuid.uuid4(), body)
     async with database(request).transaction() as session:
         await session.execute(groups.insert().values(**group.model_dump(mode="json")))
@@ -142,10 +153,12 @@ async def update_group(group_id: UUID, body: GroupSettingsPatch, principal: Curr
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         current = await load_group(session, group_id, for_update=True)
-        merged = GroupSettingsIn.model_validate(
-            current.model_dump(exclude={"group_id"}) | body.model_dump(exclude_unset=True)
-        )
-        group = _normalised(group_id, merged)
+        changes = body.model_dump(exclude_unset=True)
+        if "card_payments_configured" in changes:
+            if changes.pop("card_payments_configured") != current.card_payments_configured:
+                raise Invalid(CARD_FLAG_READ_ONLY)
+        merged = GroupSettingsIn.model_validate(current.model_dump(exclude={"group_id"}) | changes)
+        group = _normalised(group_id, merged, current)
         if group == current:
             return current
         if group.currency != current.currency:

@@ -30,9 +30,11 @@ MAX_CUTOFF_HOURS = 24 * 30
 class PaymentSettings:
     """A group's payment settings.
 
-    `card_configured` stands for "the group's card-provider account is set up". Card payments
-    come with a later issue; until then it is a flag a coordinator sets on the group, and card
-    may be offered only when it is on.
+    `card_configured` is the group's card readiness as announced by the payments service
+    (payments.card_settings.changed: the platform's provider keys are set and the group's card
+    settings are enabled). Card may be newly offered only while it is on. When it goes off, card
+    is removed from the methods (`without_card`), except when card is the only method with payments
+    on: the methods are then kept and card orders are refused (`settlement`) until it is back.
     """
 
     payments_enabled: bool
@@ -44,8 +46,12 @@ class PaymentSettings:
     card_configured: bool = False
     order_cutoff_hours: int = 0
 
-    def validated(self) -> PaymentSettings:
-        """These settings, normalised, or Invalid with the reason they cannot be used."""
+    def validated(self, previous: PaymentSettings | None = None) -> PaymentSettings:
+        """These settings, normalised, or Invalid with the reason they cannot be used.
+
+        `previous`: the group's current settings. Card offered while card payments are not ready
+        is accepted only if the methods stay exactly as they were (the kept-card case above), so a
+        coordinator can still change other settings."""
         methods = tuple(dict.fromkeys(self.payment_methods))
         if not 0 <= self.order_cutoff_hours <= MAX_CUTOFF_HOURS:
             raise Invalid(f"the order cut-off must be between 0 and {MAX_CUTOFF_HOURS} hours before a distribution")
@@ -69,11 +75,25 @@ class PaymentSettings:
                 bic = BIC(bic).compact if bic else None
             except SchwiftyException as exc:
                 raise Invalid(f"invalid bank details: {exc}") from None
-        if PaymentMethod.CARD in methods and not self.card_configured:
-            raise Invalid("card payments are offered only once the group's card payments are configured")
+        kept = previous is not None and tuple(dict.fromkeys(previous.payment_methods)) == methods
+        if PaymentMethod.CARD in methods and not self.card_configured and not kept:
+            raise Invalid(
+                "card payments are offered only once the group's card payments are configured: a coordinator "
+                "enables them on the payments service (PUT /groups/{g}/card-settings), which tells this service"
+            )
         return PaymentSettings(
             self.payments_enabled, methods, self.allow_negative_money_pot,
             (self.cheque_payee or "").strip() or None, iban, bic, self.card_configured, self.order_cutoff_hours,
+        )
+
+    def without_card(self) -> PaymentSettings:
+        """These settings once card payments stopped being ready: card removed from the methods,
+        unless that leaves no method with payments on (then kept; card orders are refused)."""
+        remaining = tuple(m for m in self.payment_methods if m is not PaymentMethod.CARD)
+        methods = remaining if remaining or not self.payments_enabled else self.payment_methods
+        return PaymentSettings(
+            self.payments_enabled, methods, self.allow_negative_money_pot, self.cheque_payee, self.transfer_iban,
+            self.transfer_bic, False, self.order_cutoff_hours,
         )
 
     def check_method(self, method: PaymentMethod | None) -> None:
@@ -269,6 +289,11 @@ def settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Settl
         return Settlement.NO_MONEY
     settings.check_method(method)
     if method is PaymentMethod.CARD:
+        if not settings.card_configured:
+            raise Conflict(
+                "card payments are not available in this group right now: its card set-up on the payments service "
+                "is not ready (a coordinator must enable it again); choose another payment method"
+            )
         return Settlement.AWAIT_CARD
     if method is PaymentMethod.MONEY_POT and not settings.allow_negative_money_pot:
         return Settlement.HOLD

@@ -1,5 +1,6 @@
 """What orders does with the events it consumes (one database transaction each, idempotent
-through the runtime's inbox): card payment outcomes (R21, B6) and basket validation (R20)."""
+through the runtime's inbox): card payment outcomes (R21, B6), basket validation (R20) and the
+group's card readiness announced by the payments service."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
-    BasketUnvalidated, BasketValidated, CardPaymentFailed, CardPaymentSucceeded, Event, Money, OrderAmended,
+    BasketUnvalidated, BasketValidated, CardPaymentFailed, CardPaymentSucceeded, CardSettingsChanged, Event, Money, OrderAmended,
     OrderConfirmed, OrderLine, PaymentMethod, routing,
 )
 from cagette_runtime import outbox
@@ -17,7 +18,8 @@ from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
 from . import domain
-from .tables import basket_locks, order_amendments, order_lines, orders
+from .api import GroupOut, payment_settings, settings_event
+from .tables import basket_locks, groups, order_amendments, order_lines, orders
 
 QUEUE = "orders.payment-outcomes"
 
@@ -145,6 +147,38 @@ async def on_basket_unvalidated(session: AsyncSession, event: BasketUnvalidated)
     )
 
 
+async def on_card_settings_changed(session: AsyncSession, event: CardSettingsChanged) -> None:
+    """The payments service announced the group's card readiness: `card_payments_configured`
+    follows it. Readiness lost removes card from the methods (unless it is the only method with
+    payments on: kept, and card orders are refused until it is back). A change publishes
+    GroupSettingsChanged (full state); an event older than the last one applied changes nothing."""
+    row = (
+        await session.execute(select(groups).where(groups.c.group_id == event.group_id).with_for_update())
+    ).mappings().first()
+    if row is None:
+        raise Invalid(f"no group {event.group_id}")
+    if row["card_settings_at"] is not None and event.occurred_at <= row["card_settings_at"]:
+        return  # an older announcement delivered late
+    current = GroupOut.model_validate(dict(row))
+    settings = payment_settings(current)
+    if event.card_payments_ready:
+        settings = domain.PaymentSettings(
+            settings.payments_enabled, settings.payment_methods, settings.allow_negative_money_pot, settings.cheque_payee,
+            settings.transfer_iban, settings.transfer_bic, True, settings.order_cutoff_hours,
+        )
+    else:
+        settings = settings.without_card()
+    group = current.model_copy(update={
+        "card_payments_configured": settings.card_configured, "payment_methods": list(settings.payment_methods),
+    })
+    values: dict[str, object] = {"card_settings_at": event.occurred_at}
+    if group != current:
+        values |= {"card_payments_configured": group.card_payments_configured,
+                   "payment_methods": [m.value for m in group.payment_methods], "updated_at": func.now()}
+        await outbox.add(session, settings_event(group))
+    await session.execute(update(groups).where(groups.c.group_id == event.group_id).values(**values))
+
+
 async def dispatch(session: AsyncSession, event: Event) -> None:
     match event:
         case CardPaymentSucceeded():
@@ -155,11 +189,13 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             await on_basket_validated(session, event)
         case BasketUnvalidated():
             await on_basket_unvalidated(session, event)
+        case CardSettingsChanged():
+            await on_card_settings_changed(session, event)
         case _:
             raise Invalid(f"orders does not handle {event.routing_key()}")
 
 
-ACCEPTS = (CardPaymentSucceeded, CardPaymentFailed, BasketValidated, BasketUnvalidated)
+ACCEPTS = (CardPaymentSucceeded, CardPaymentFailed, BasketValidated, BasketUnvalidated, CardSettingsChanged)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
@@ -169,6 +205,7 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
                 QUEUE,
                 routing_keys=(
                     routing.CARD_PAYMENT_SUCCEEDED, routing.CARD_PAYMENT_FAILED, routing.BASKET_VALIDATED, routing.BASKET_UNVALIDATED,
+                    routing.CARD_SETTINGS_CHANGED,
                 ),
                 delivery_limit=service.settings.delivery_limit,
             ),

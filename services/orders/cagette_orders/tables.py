@@ -29,6 +29,8 @@ groups = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("card_payments_configured", Boolean, nullable=False, server_default=text("false")),
     Column("order_cutoff_hours", Integer, nullable=False, server_default=text("0")),
+    # occurred_at of the last payments.card_settings.changed applied (card_payments_configured follows it).
+    Column("card_settings_at", DateTime(timezone=True)),
 )
 
 members = Table(

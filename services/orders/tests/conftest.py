@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from cagette_contracts import Event, Money, Role, routing
+from cagette_contracts import CardSettingsChanged, Event, Money, Role, routing
 from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
 from cagette_runtime.auth import Principal, encode_token
@@ -266,6 +266,29 @@ async def deliver(env: OrdersEnv, event: Event, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"event {event.routing_key()} was not processed within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+def card_settings(group: Group, ready: bool = True, **fields: Any) -> CardSettingsChanged:
+    """What the payments service announces after a coordinator's PUT /groups/{g}/card-settings."""
+    return CardSettingsChanged(group_id=group.group_id, card_payments_ready=ready, enabled=ready, provider_configured=True, **fields)
+
+
+async def card_ready(group: Group, ready: bool = True, **fields: Any) -> CardSettingsChanged:
+    """Deliver the payments service's card readiness for the group on the real broker, processed."""
+    event = card_settings(group, ready, **fields)
+    await deliver(group.env, event)
+    return event
+
+
+async def make_card_group(env: OrdersEnv, methods: list[str] | None = None, **settings: Any) -> Group:
+    """A group whose card payments are ready (announced by payments), offering `methods` (card only by default)."""
+    group = await make_group(env, **settings)
+    await card_ready(group)
+    response = await group.settings(payment_methods=methods or ["card"])
+    assert response.status_code == 200, response.text
+    assert response.json()["card_payments_configured"] is True
+    group.data = response.json()
+    return group
 
 
 class FakeLedgerHolds:

@@ -11,11 +11,11 @@ from cagette_runtime.testing import drain_queue
 
 from cagette_orders import handlers
 
-from .conftest import Group, OrdersEnv, Unchanged, deliver, make_group, outbox_rows, publish
+from .conftest import Group, OrdersEnv, Unchanged, deliver, make_card_group, outbox_rows, publish
 
 
 async def card_group(env: OrdersEnv) -> Group:
-    return await make_group(env, payment_methods=["card"], card_payments_configured=True)
+    return await make_card_group(env)
 
 
 def succeeded(group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None) -> CardPaymentSucceeded:

@@ -54,6 +54,26 @@ def test_valid_settings_are_normalised() -> None:
     assert PaymentSettings(False, ()).validated().payments_enabled is False
 
 
+def test_card_kept_without_readiness_only_when_the_methods_stay_as_they_were() -> None:
+    kept = PaymentSettings(True, (M.CARD,))
+    assert kept.validated(previous=kept).payment_methods == (M.CARD,)
+    with pytest.raises(Invalid, match="card payments are configured"):
+        PaymentSettings(True, (M.CARD, M.CASH)).validated(previous=kept)  # changing them needs readiness
+    with pytest.raises(Invalid, match="card payments are configured"):
+        PaymentSettings(True, (M.CARD, M.CASH)).validated(previous=PaymentSettings(True, (M.CASH,)))
+
+
+def test_readiness_lost_removes_card_unless_it_is_the_only_method() -> None:
+    s = PaymentSettings(True, (M.CHEQUE, M.CARD), cheque_payee="x", card_configured=True).without_card()
+    assert s.payment_methods == (M.CHEQUE,) and s.card_configured is False
+    alone = PaymentSettings(True, (M.CARD,), card_configured=True).without_card()
+    assert alone.payment_methods == (M.CARD,) and alone.card_configured is False
+    with pytest.raises(Conflict, match="card payments are not available in this group right now"):
+        domain.settlement(alone, M.CARD)
+    off = PaymentSettings(False, (M.CARD,), card_configured=True).without_card()
+    assert off.payment_methods == () and off.card_configured is False
+
+
 def test_method_must_be_chosen_and_offered() -> None:
     s = PaymentSettings(True, (M.CHEQUE, M.CASH), cheque_payee="x")
     with pytest.raises(Invalid, match="R8"):

@@ -8,7 +8,7 @@ import pytest
 
 from cagette_contracts import Role
 
-from .conftest import Group, OrdersEnv, Unchanged, bearer, make_group, outbox_rows
+from .conftest import Group, OrdersEnv, Unchanged, bearer, card_ready, make_group, outbox_rows
 
 
 async def test_settings_change_publishes_the_full_state(group: Group) -> None:
@@ -37,7 +37,8 @@ async def test_card_needs_card_payments_configured(group: Group) -> None:
         refused = await group.settings(payment_methods=["card", "cheque"])
         assert refused.status_code == 422
         assert "card payments are configured" in refused.json()["detail"]
-    response = await group.settings(payment_methods=["card", "cheque"], card_payments_configured=True)
+    await card_ready(group)  # the payments service announces the group's card payments ready
+    response = await group.settings(payment_methods=["card", "cheque"])
     assert response.status_code == 200, response.text
     assert response.json()["card_payments_configured"] is True
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from cagette_runtime.service import Service
 
+from . import card
 from .api import router
 from .card_api import router as card_router
 from .handlers import consumers
@@ -35,6 +36,13 @@ class PaymentsService(Service):
         self.fee_jobs = FeeJobs(self.database, self.card_provider, settings.card_jobs_interval)
         if self.card_provider.configured:
             self.background.append(self.fee_jobs)
+
+    async def start(self) -> None:
+        await super().start()
+        # The platform's keys may have been added or removed since the last run: tell orders
+        # about every group whose card readiness changed that way.
+        async with self.database.transaction() as session:
+            await card.reannounce_readiness(session, self.card_provider.ready)
 
     def create_app(self) -> FastAPI:
         app = super().create_app()

@@ -21,6 +21,7 @@ from cagette_contracts import (
     CardFeeCharged,
     CardPaymentFailed,
     CardPaymentSucceeded,
+    CardSettingsChanged,
     Money,
     OrderAwaitingPayment,
     PaymentMethod,
@@ -95,16 +96,64 @@ async def group_card_settings(session: AsyncSession, group_id: UUID) -> Row | No
 
 
 async def set_group_card_settings(session: AsyncSession, principal: Principal, group_id: UUID, *, enabled: bool,
-                                  stripe_account: str | None) -> Row:
+                                  stripe_account: str | None, provider_ready: bool) -> Row:
+    """Store the group's card set-up and, in the same transaction, announce its card readiness
+    (payments.card_settings.changed) when it is set for the first time or changed."""
     principal.require_coordinator(group_id)
     if await store.get_group(session, group_id) is None:
         raise NotFound(f"the payments service knows no group {group_id}")
+    if enabled and not provider_ready:
+        raise CardNotConfigured(
+            "card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY and "
+            "CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured"
+        )
     values = {"enabled": enabled, "stripe_account": stripe_account, "updated_by": principal.user_id, "updated_at": now()}
     stmt = pg_insert(card_settings).values(group_id=group_id, **values)
     await session.execute(stmt.on_conflict_do_update(index_elements=[card_settings.c.group_id], set_=values))
     row = await group_card_settings(session, group_id)
     assert row is not None
+    if await announce_readiness(session, row, provider_ready):
+        row = await group_card_settings(session, group_id)
+        assert row is not None
     return row
+
+
+def readiness(row: Row | None, provider_ready: bool) -> tuple[bool, bool]:
+    """(card payments ready, paid to a connected account) for a group's card settings row."""
+    if row is None:
+        return False, False
+    return provider_ready and bool(row.enabled), row.stripe_account is not None
+
+
+async def announce_readiness(session: AsyncSession, row: Row, provider_ready: bool) -> bool:
+    """Publish payments.card_settings.changed (outbox, caller's transaction) if the group's
+    readiness differs from what was last announced, or was never announced. True if published."""
+    ready, connected = readiness(row, provider_ready)
+    if row.announced_ready is ready and row.announced_connected is connected:
+        return False
+    await session.execute(
+        update(card_settings).where(card_settings.c.group_id == row.group_id)
+        .values(announced_ready=ready, announced_connected=connected)
+    )
+    await outbox.add(session, CardSettingsChanged(
+        **outbox.event_context(group_id=row.group_id), card_payments_ready=ready, enabled=bool(row.enabled),
+        provider_configured=provider_ready, uses_connected_account=connected,
+    ))
+    log.info("group %s: card payments %s", row.group_id, "ready" if ready else "not ready")
+    return True
+
+
+async def reannounce_readiness(session: AsyncSession, provider_ready: bool, *, group_id: UUID | None = None) -> int:
+    """Announce every group whose readiness changed without a PUT: the platform's keys were added
+    or removed (a restart with other settings). Run at start; replicas lock the rows, so each
+    change is announced once. Returns how many groups were announced."""
+    statement = select(card_settings).order_by(card_settings.c.group_id).with_for_update()
+    if group_id is not None:
+        statement = statement.where(card_settings.c.group_id == group_id)
+    announced = 0
+    for row in (await session.execute(statement)).all():
+        announced += await announce_readiness(session, row, provider_ready)
+    return announced
 
 
 # -- paying -----------------------------------------------------------------------------------

@@ -37,7 +37,9 @@ class CardSettingsOut(BaseModel):
     group_id: UUID
     enabled: bool
     stripe_account: str | None
-    provider_configured: bool = Field(description="the platform's provider keys are set (never shown)")
+    provider_configured: bool = Field(description="the platform's provider keys (API key and webhook secret) are set (never shown)")
+    card_payments_ready: bool = Field(description="card payments can work for the group: provider_configured and enabled "
+                                      "(announced to the orders service as payments.card_settings.changed)")
     updated_by: UUID | None
     updated_at: datetime | None
 
@@ -128,7 +130,8 @@ def refund_json(row: Row) -> dict[str, Any]:
 
 def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str, Any]:
     return {"group_id": group_id, "enabled": bool(row and row.enabled), "stripe_account": row.stripe_account if row else None,
-            "provider_configured": configured, "updated_by": row.updated_by if row else None,
+            "provider_configured": configured, "card_payments_ready": card.readiness(row, configured)[0],
+            "updated_by": row.updated_by if row else None,
             "updated_at": row.updated_at if row else None}
 
 
@@ -136,18 +139,27 @@ def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str
 async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
-        return settings_json(group_id, await card.group_card_settings(session, group_id), provider(request).configured)
+        return settings_json(group_id, await card.group_card_settings(session, group_id), provider(request).ready)
 
 
 @router.put("/groups/{group_id}/card-settings", response_model=CardSettingsOut,
             summary="Set up the group's card payments: on/off and its Stripe connected account (coordinator)")
 async def put_card_settings(group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    """Enabling needs the platform's provider keys (API key and webhook secret): without them 409,
+    nothing stored. A connected account is checked with the provider first (unknown: 502, nothing
+    stored). When the group's card readiness is set for the first time or changes,
+    `payments.card_settings.changed` is published (outbox, same transaction); orders follows it."""
     principal.require_coordinator(group_id)
+    ready = provider(request).ready
+    if body.enabled and not ready:
+        raise CardNotConfigured("card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY "
+                                "and CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured")
     if body.enabled and body.stripe_account:
-        await provider(request).check_account(body.stripe_account)  # 409 when the platform has no keys, 502 unknown account
+        await provider(request).check_account(body.stripe_account)  # 502 unknown account
     async with database(request).transaction() as session:
-        row = await card.set_group_card_settings(session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account)
-        return settings_json(group_id, row, provider(request).configured)
+        row = await card.set_group_card_settings(session, principal, group_id, enabled=body.enabled,
+                                                 stripe_account=body.stripe_account, provider_ready=ready)
+        return settings_json(group_id, row, ready)
 
 
 @router.post("/groups/{group_id}/orders/{order_id}/card-payment", status_code=201, response_model=CardPaymentOut,

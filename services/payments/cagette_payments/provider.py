@@ -86,6 +86,12 @@ class CardProvider:
         return self.settings.card_enabled
 
     @property
+    def ready(self) -> bool:
+        """Card payments can work on this platform: the API key to create payments and a webhook
+        secret to learn their outcome (without it no payment could ever be confirmed)."""
+        return self.configured and bool(self.settings.webhook_secrets())
+
+    @property
     def client(self) -> stripe.StripeClient:
         if not self.configured:
             raise CardNotConfigured("card payments are not set up on this platform (CAGETTE_STRIPE_API_KEY is not set)")

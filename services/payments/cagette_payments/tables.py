@@ -197,6 +197,9 @@ card_settings = Table(
     Column("stripe_account", Text),  # "acct_..." connected account; null: the platform's own account
     Column("updated_by", Uuid, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The readiness last announced in payments.card_settings.changed (null: never announced).
+    Column("announced_ready", Boolean),
+    Column("announced_connected", Boolean),
 )
 
 # What orders asked to be paid by card (OrderAwaitingPayment): an order, or an amendment's added
