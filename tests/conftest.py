@@ -3,10 +3,13 @@ own databases and broker vhost."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,23 +29,44 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
-    # Its own vhost: the service test suites declare the same queues with other settings.
+@asynccontextmanager
+async def running_stack(servers: IsolatedServers, name: str, services: Iterable[str] = SERVICES,
+                        extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+    """Services as processes in a vhost and databases of their own (the service test suites
+    declare the same queues with other settings; several stacks must not share a queue)."""
     running = Stack(
-        amqp_url=await servers.create_vhost("e2e"),
+        amqp_url=await servers.create_vhost(name),
         postgres_url=servers.postgres_url,
-        database_prefix=f"{servers.run_id}_e2e",
-        ports={name: free_port() for name in SERVICES},
-        extra_env={"CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2"},
-        log_dir=LOG_DIR / servers.run_id,
+        database_prefix=f"{servers.run_id}_{name}",
+        ports={service: free_port() for service in services},
+        extra_env={"CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2", **(extra_env or {})},
+        log_dir=LOG_DIR / f"{servers.run_id}-{name}",
     )
-    servers.databases.extend(running.database_url(name) for name in SERVICES)
+    servers.databases.extend(running.database_url(service) for service in running.ports)
     await running.start()
     try:
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
+    """All four services, shared by the end-to-end tests that need no special settings."""
+    async with running_stack(servers, "e2e") as running:
+        yield running
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    """The probe's first truthy answer (the services work asynchronously, through the broker)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        answer = await probe()
+        if answer:
+            return answer
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: last answer {answer!r}")
+        await asyncio.sleep(0.1)
 
 
 def bearer(user_id: uuid.UUID, *, coordinator_of: uuid.UUID | None = None, member_of: uuid.UUID | None = None,

@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 import stripe
 from sqlalchemy.engine import make_url
 
 from cagette_runtime.devstack import Stack
-from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
+from cagette_runtime.testing import IsolatedServers
 
-from .conftest import JWT_SECRET, LOG_DIR, bearer, client, free_port
+from .conftest import bearer, client, eventually, running_stack
 
 _spec = importlib.util.spec_from_file_location(
     "card_e2e_stripe_standin", Path(__file__).resolve().parent.parent / "services/payments/tests/stripe_standin.py")
@@ -49,39 +48,16 @@ async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any
     standin = standin_module.StripeStandIn(api_key=STRIPE_KEY)
     served = standin_module.Served(standin.app())
     await served.start()
-    vhost = f"cagette-test-{servers.run_id}-card"
-    amqp_url = await create_vhost(servers.base_amqp_url, vhost)
-    running = Stack(
-        amqp_url=amqp_url,
-        postgres_url=servers.postgres_url,
-        database_prefix=f"{servers.run_id}card",
-        ports={name: free_port() for name in ("orders", "ledger", "payments")},
-        extra_env={
-            "CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2",
+    try:
+        async with running_stack(servers, "card", ("orders", "ledger", "payments"), {
             "CAGETTE_STRIPE_API_KEY": STRIPE_KEY, "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "CAGETTE_STRIPE_API_BASE": served.url, "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
-        },
-        log_dir=LOG_DIR / f"{servers.run_id}-card",
-    )
-    servers.databases.extend(running.database_url(name) for name in running.ports)
-    await running.start()
-    try:
-        yield running, standin
+        }) as running:
+            yield running, standin
     finally:
-        await running.stop()
-        await delete_vhost(servers.base_amqp_url, vhost)
         await served.stop()
 
 
-async def eventually(check, timeout: float = 20.0) -> Any:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: last {result!r}")
-        await asyncio.sleep(0.1)
 
 
 def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, dict[str, str]]:

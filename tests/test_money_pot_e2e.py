@@ -22,41 +22,17 @@ import httpx
 import pytest
 
 from cagette_runtime.devstack import Stack
-from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
+from cagette_runtime.testing import IsolatedServers
 
-from .conftest import JWT_SECRET, LOG_DIR, bearer, client, free_port
+from .conftest import bearer, client, eventually, running_stack
 
 
 @pytest.fixture(scope="module")
 async def pot_stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
-    vhost = f"cagette-test-{servers.run_id}-mp"
-    amqp_url = await create_vhost(servers.base_amqp_url, vhost)
-    running = Stack(
-        amqp_url=amqp_url,
-        postgres_url=servers.postgres_url,
-        database_prefix=f"{servers.run_id}mp",
-        ports={name: free_port() for name in ("orders", "ledger")},
-        extra_env={"CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2"},
-        log_dir=LOG_DIR / f"{servers.run_id}-mp",
-    )
-    servers.databases.extend(running.database_url(name) for name in running.ports)
-    await running.start()
-    try:
+    async with running_stack(servers, "mp", ("orders", "ledger")) as running:
         yield running
-    finally:
-        await running.stop()
-        await delete_vhost(servers.base_amqp_url, vhost)
 
 
-async def eventually(check, timeout: float = 15.0) -> Any:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: last {result!r}")
-        await asyncio.sleep(0.1)
 
 
 class PotGroup:

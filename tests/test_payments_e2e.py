@@ -5,29 +5,15 @@ mass entry bring every subscriber to zero; the distribution's takings add up to 
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stdnum import iso11649
 
-from .conftest import bearer, client
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """The probe's first truthy answer (the services work asynchronously, through the broker)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        answer = await probe()
-        if answer:
-            return answer
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"no answer within {timeout}s from {probe.__qualname__}")
-        await asyncio.sleep(0.2)
+from .conftest import bearer, client, eventually
 
 
 def eur(cents: int) -> dict[str, Any]:

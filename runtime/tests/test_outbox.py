@@ -11,7 +11,7 @@ from cagette_runtime import outbox
 from cagette_runtime.db import Database
 from cagette_runtime.outbox import OutboxRelay
 from cagette_runtime.tables import outbox_messages
-from cagette_runtime.testing import EventSpy, IsolatedServers, drain_queue
+from cagette_runtime.testing import EventSpy, drain_queue
 from cagette_runtime.topology import UNROUTED_QUEUE
 
 from .conftest import WidgetUnrouted, make_broker, widget_event, widgets

@@ -48,17 +48,7 @@ class LedgerService(Service):
                 batcher.subscribe()
                 self.batchers.append(batcher)
         holds.register(self)
-        self.background.append(holds.HoldSweeper(self.database, settings.ledger_hold_sweep_seconds))
-
-    async def start(self) -> None:
-        for batcher in self.batchers:
-            batcher.start()
-        await super().start()
-
-    async def stop(self) -> None:
-        await super().stop()
-        for batcher in self.batchers:
-            await batcher.stop()
+        self.background += [*self.batchers, holds.HoldSweeper(self.database, settings.ledger_hold_sweep_seconds)]
 
 
 def build_service(settings: ServiceSettings | None = None) -> LedgerService:

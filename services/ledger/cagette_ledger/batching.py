@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from faststream import Context
 from faststream.middlewares import AckPolicy
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
-
-from collections.abc import Awaitable, Callable
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
+from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, parse_event
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
@@ -62,9 +61,13 @@ async def claim_many(session: AsyncSession, consumer: str, events: list[Event]) 
 log = logging.getLogger(__name__)
 
 
-class BatchingConsumer:
+class BatchingConsumer(BackgroundLoop):
+    """Buffers delivered messages; the loop (woken by each arrival) commits them in batches."""
+
     def __init__(self, broker: RabbitBroker, database: Database, runner: ConsumerRunner, *,
                  batch_handler: BatchHandler, max_batch: int = 200, linger: float = 0.002) -> None:
+        super().__init__(interval=1.0)
+        self.name = f"{runner.consumer.queue.name}-batches"
         self.broker = broker
         self.database = database
         self.runner = runner  # the per-message path: fallback and parking
@@ -73,8 +76,6 @@ class BatchingConsumer:
         self.max_batch = max_batch
         self.linger = linger
         self._buffer: list[RabbitMessage] = []
-        self._arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.received = 0
         self.batches = 0
         self.fallbacks = 0
@@ -84,44 +85,31 @@ class BatchingConsumer:
         async def on_message(message: RabbitMessage = Context("message")) -> None:
             self.received += 1
             self._buffer.append(message)
-            self._arrived.set()
+            self.wake()
 
         self.broker.subscriber(self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL,
                                title=f"{self.consumer.queue.name} (batched)")(on_message)
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=f"{self.consumer.queue.name}-batches")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await self._arrived.wait()
-            # Let the broker's already-delivered messages join the batch (bounded wait).
-            if len(self._buffer) < self.max_batch and self.linger > 0:
-                await asyncio.sleep(self.linger)
-            batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch:]
-            if not self._buffer:
-                self._arrived.clear()
-            try:
-                await self.process_batch(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("batch of %d failed outside the database; messages will be redelivered", len(batch))
-                for message in batch:
-                    try:
-                        await message.nack(requeue=True)
-                    except Exception:  # noqa: BLE001 - the channel may be gone; redelivery follows
-                        pass
+    async def run_once(self) -> bool:
+        """Commit one batch of what was delivered; True while more is buffered."""
+        if not self._buffer:
+            return False
+        # Let the broker's already-delivered messages join the batch (bounded wait).
+        if len(self._buffer) < self.max_batch and self.linger > 0:
+            await asyncio.sleep(self.linger)
+        batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch:]
+        try:
+            await self.process_batch(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch of %d failed outside the database; messages will be redelivered", len(batch))
+            for message in batch:
+                try:
+                    await message.nack(requeue=True)
+                except Exception:  # noqa: BLE001 - the channel may be gone; redelivery follows
+                    pass
+        return bool(self._buffer)
 
     async def process_batch(self, batch: list[RabbitMessage]) -> None:
         parsed: list[tuple[RabbitMessage, Event]] = []

@@ -245,7 +245,7 @@ class Facts:
         )
 
     def declared(self, order, reference: str | None, *, amendment=None):
-        from cagette_contracts import Money, PaymentDeclared
+        from cagette_contracts import PaymentDeclared
 
         amount = amendment.added_total if amendment is not None else order.total
         return PaymentDeclared(

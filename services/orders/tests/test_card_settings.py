@@ -14,7 +14,7 @@ from cagette_runtime.testing import drain_queue
 from cagette_orders import handlers
 
 from .conftest import (
-    Group, OrdersEnv, Unchanged, bearer, card_ready, card_settings, deliver, make_card_group, make_group, outbox_rows,
+    Group, OrdersEnv, Unchanged, bearer, card_ready, card_settings, deliver, make_card_group, outbox_rows,
     publish,
 )
 
