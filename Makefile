@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e contracts -e runtime -e services/orders -e services/ledger -e services/payments -e services/notifications
 PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml runtime/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install run test bench schemas lock clean
+.PHONY: install run test lint bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,12 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Lint and types: a lint or type error fails CI (`.ci/run` runs this before the tests).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/ledger/run.py

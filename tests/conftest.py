@@ -30,8 +30,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def running_stack(servers: IsolatedServers, name: str, services: Iterable[str] = SERVICES,
-                        extra_env: dict[str, str] | None = None) -> AsyncIterator[Stack]:
+async def running_stack(
+    servers: IsolatedServers, name: str, services: Iterable[str] = SERVICES, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Stack]:
     """Services as processes in a vhost and databases of their own (the service test suites
     declare the same queues with other settings; several stacks must not share a queue)."""
     running = Stack(
@@ -69,8 +70,13 @@ async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 20.0)
         await asyncio.sleep(0.1)
 
 
-def bearer(user_id: uuid.UUID, *, coordinator_of: uuid.UUID | None = None, member_of: uuid.UUID | None = None,
-           admin: bool = False) -> dict[str, str]:
+def bearer(
+    user_id: uuid.UUID,
+    *,
+    coordinator_of: uuid.UUID | None = None,
+    member_of: uuid.UUID | None = None,
+    admin: bool = False,
+) -> dict[str, str]:
     roles = {}
     if member_of:
         roles[member_of] = Role.MEMBER

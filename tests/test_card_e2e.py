@@ -34,7 +34,8 @@ from cagette_runtime.testing import IsolatedServers
 from .conftest import bearer, client, eventually, running_stack
 
 _spec = importlib.util.spec_from_file_location(
-    "card_e2e_stripe_standin", Path(__file__).resolve().parent.parent / "services/payments/tests/stripe_standin.py")
+    "card_e2e_stripe_standin", Path(__file__).resolve().parent.parent / "services/payments/tests/stripe_standin.py"
+)
 assert _spec and _spec.loader
 standin_module = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
 _spec.loader.exec_module(standin_module)
@@ -49,15 +50,20 @@ async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any
     served = standin_module.Served(standin.app())
     await served.start()
     try:
-        async with running_stack(servers, "card", ("orders", "ledger", "payments"), {
-            "CAGETTE_STRIPE_API_KEY": STRIPE_KEY, "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "CAGETTE_STRIPE_API_BASE": served.url, "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
-        }) as running:
+        async with running_stack(
+            servers,
+            "card",
+            ("orders", "ledger", "payments"),
+            {
+                "CAGETTE_STRIPE_API_KEY": STRIPE_KEY,
+                "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "CAGETTE_STRIPE_API_BASE": served.url,
+                "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
+            },
+        ) as running:
             yield running, standin
     finally:
         await served.stop()
-
-
 
 
 def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, dict[str, str]]:
@@ -78,23 +84,45 @@ async def payments_db(stack: Stack, sql: str, *args: Any) -> Any:
 async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card_stack: tuple[Stack, Any]) -> None:
     stack, standin = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with client(stack, "orders") as orders, client(stack, "ledger") as ledger, client(stack, "payments") as payments:
-        created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
-            "name": "Coop du Marché", "currency": "EUR", "payment_methods": ["on_the_spot"]})
+    async with (
+        client(stack, "orders") as orders,
+        client(stack, "ledger") as ledger,
+        client(stack, "payments") as payments,
+    ):
+        created = await orders.post(
+            "/groups",
+            headers=bearer(admin, admin=True),
+            json={"name": "Coop du Marché", "currency": "EUR", "payment_methods": ["on_the_spot"]},
+        )
         assert created.status_code == 201, created.text
         group_id = uuid.UUID(created.json()["group_id"])
         coord = bearer(coordinator, coordinator_of=group_id)
         alice = bearer(member, member_of=group_id)
-        joined = await orders.post(f"/groups/{group_id}/members", headers=coord,
-                                   json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"})
+        joined = await orders.post(
+            f"/groups/{group_id}/members",
+            headers=coord,
+            json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"},
+        )
         assert joined.status_code == 201, joined.text
-        catalog = await orders.post(f"/groups/{group_id}/catalogs", headers=coord, json={
-            "name": "Fromagerie", "products": [{"name": "Comté", "unit_price": 2390, "unit": "kg"}, {"name": "Yaourt", "unit_price": 95}]})
+        catalog = await orders.post(
+            f"/groups/{group_id}/catalogs",
+            headers=coord,
+            json={
+                "name": "Fromagerie",
+                "products": [{"name": "Comté", "unit_price": 2390, "unit": "kg"}, {"name": "Yaourt", "unit_price": 95}],
+            },
+        )
         assert catalog.status_code == 201, catalog.text
         comte, yoghurt = (p["product_id"] for p in catalog.json()["products"])
-        distribution = await orders.post(f"/groups/{group_id}/distributions", headers=coord, json={
-            "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(), "place": "Halle",
-            "catalog_ids": [catalog.json()["catalog_id"]]})
+        distribution = await orders.post(
+            f"/groups/{group_id}/distributions",
+            headers=coord,
+            json={
+                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                "place": "Halle",
+                "catalog_ids": [catalog.json()["catalog_id"]],
+            },
+        )
         assert distribution.status_code == 201, distribution.text
 
         # card cannot be offered yet, and the flag is not the coordinator's to set on orders
@@ -108,20 +136,28 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             response = await payments.put(f"/groups/{group_id}/card-settings", headers=coord, json={"enabled": True})
             assert response.status_code in (200, 404), response.text
             return response.status_code == 200
+
         await eventually(set_up)
 
         # ... which tells orders (payments.card_settings.changed): card may now be offered
         async def card_configured(expected: bool) -> dict[str, Any] | None:
             group = (await orders.get(f"/groups/{group_id}", headers=coord)).json()
             return group if group["card_payments_configured"] is expected else None
+
         await eventually(lambda: card_configured(True))
         offered = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
         assert offered.status_code == 200 and offered.json()["payment_methods"] == ["card"], offered.text
 
         # 0.35 kg x 23.90 = 8.365 -> 8.37 (rounded once per line), + 6 x 0.95 = 5.70: 14.07
-        placed = await orders.post(f"/groups/{group_id}/orders", headers=alice, json={
-            "distribution_id": distribution.json()["distribution_id"], "payment_method": "card",
-            "lines": [{"product_id": comte, "quantity": "0.35"}, {"product_id": yoghurt, "quantity": "6"}]})
+        placed = await orders.post(
+            f"/groups/{group_id}/orders",
+            headers=alice,
+            json={
+                "distribution_id": distribution.json()["distribution_id"],
+                "payment_method": "card",
+                "lines": [{"product_id": comte, "quantity": "0.35"}, {"product_id": yoghurt, "quantity": "6"}],
+            },
+        )
         assert placed.status_code == 201, placed.text
         assert placed.json()["status"] == "awaiting_payment"
         order_id = placed.json()["order_id"]
@@ -130,6 +166,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=alice)
             assert response.status_code in (201, 404), response.text
             return response.json() if response.status_code == 201 else None
+
         payment = await eventually(checkout)
         assert payment["amount"] == {"amount": 1407, "currency": "EUR"}
         payment_id = payment["payment_id"]
@@ -153,16 +190,19 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         async def confirmed() -> bool:
             order = (await orders.get(f"/groups/{group_id}/orders/{order_id}", headers=alice)).json()
             return order["status"] == "confirmed"
+
         await eventually(confirmed)
 
         async def settled() -> bool:  # debited 14.07 by the order, credited 14.07 by the card payment
             return await balance() == 0 and await entries() == 2
+
         await eventually(settled)
 
         async def fee_posted() -> list[dict[str, Any]] | None:
             accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
             fees = [a for a in accounts if a["type"] == "card_fees"]
             return fees if fees and fees[0]["balance"]["amount"] != 0 else None
+
         fees = await eventually(fee_posted)
         assert abs(fees[0]["balance"]["amount"]) == 1407 * 140 // 10000 + 25
 
@@ -177,9 +217,15 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         assert order["status"] == "confirmed" and order["flagged_reason"] is None
 
         # a partial refund: asked by the coordinator, effective when Stripe confirms it
-        asked = await payments.post(f"/groups/{group_id}/card-payments/{payment_id}/refunds", headers=coord,
-                                    json={"amount": {"amount": 500, "currency": "EUR"}, "reason": "yoghurts missing",
-                                          "client_key": "refund-yoghurts"})
+        asked = await payments.post(
+            f"/groups/{group_id}/card-payments/{payment_id}/refunds",
+            headers=coord,
+            json={
+                "amount": {"amount": 500, "currency": "EUR"},
+                "reason": "yoghurts missing",
+                "client_key": "refund-yoghurts",
+            },
+        )
         assert asked.status_code == 202, asked.text
         await asyncio.sleep(0.5)
         assert await balance() == 0
@@ -189,6 +235,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
 
         async def debited_back() -> bool:
             return await balance() == -500
+
         await eventually(debited_back)
 
         # a forged webhook (a full refund signed with another secret): refused, nothing recorded
@@ -197,11 +244,18 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         body4, headers4 = signed(forged_event, secret="whsec_forged_" + "2" * 20)
         forged = await payments.post("/webhooks/stripe", content=body4, headers=headers4)
         assert forged.status_code == 400, forged.text
-        assert await payments_db(stack, "SELECT count(*) FROM provider_events WHERE event_id = $1", forged_event["id"]) == 0
+        assert (
+            await payments_db(stack, "SELECT count(*) FROM provider_events WHERE event_id = $1", forged_event["id"])
+            == 0
+        )
         await asyncio.sleep(1.0)
         assert await balance() == -500 and await entries() == 3
-        assert await payments_db(stack, "SELECT amount_refunded FROM card_payments WHERE payment_id = $1",
-                                 uuid.UUID(payment_id)) == 500
+        assert (
+            await payments_db(
+                stack, "SELECT amount_refunded FROM card_payments WHERE payment_id = $1", uuid.UUID(payment_id)
+            )
+            == 500
+        )
 
         # the coordinator turns card payments off on payments: orders follows; card being the only
         # method it stays listed, but a new card order is refused with the reason and not recorded
@@ -209,9 +263,15 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         assert turned_off.status_code == 200 and turned_off.json()["card_payments_ready"] is False, turned_off.text
         group = await eventually(lambda: card_configured(False))
         assert group["payment_methods"] == ["card"]
-        late = await orders.post(f"/groups/{group_id}/orders", headers=alice, json={
-            "distribution_id": distribution.json()["distribution_id"], "payment_method": "card",
-            "lines": [{"product_id": yoghurt, "quantity": "1"}]})
+        late = await orders.post(
+            f"/groups/{group_id}/orders",
+            headers=alice,
+            json={
+                "distribution_id": distribution.json()["distribution_id"],
+                "payment_method": "card",
+                "lines": [{"product_id": yoghurt, "quantity": "1"}],
+            },
+        )
         assert late.status_code == 409 and "card payments are not available" in late.json()["detail"], late.text
         listed = (await orders.get(f"/groups/{group_id}/orders", headers=coord)).json()
         assert [o["order_id"] for o in listed] == [order_id]

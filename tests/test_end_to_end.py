@@ -23,45 +23,81 @@ async def publish_raw(amqp_url: str, body: bytes, routing_key: str, message_id: 
         channel = await connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
         await exchange.publish(
-            aio_pika.Message(body, message_id=message_id, content_type="application/json",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=routing_key,
         )
 
 
 async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(stack) -> None:
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with EventSpy(stack.amqp_url, "orders.#", "ledger.#") as spy, \
-            client(stack, "orders") as orders, client(stack, "ledger") as ledger:
-        created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
-            "name": "AMAP des Lilas", "currency": "EUR", "payment_methods": ["cheque"], "cheque_payee": "AMAP des Lilas",
-        })
+    async with (
+        EventSpy(stack.amqp_url, "orders.#", "ledger.#") as spy,
+        client(stack, "orders") as orders,
+        client(stack, "ledger") as ledger,
+    ):
+        created = await orders.post(
+            "/groups",
+            headers=bearer(admin, admin=True),
+            json={
+                "name": "AMAP des Lilas",
+                "currency": "EUR",
+                "payment_methods": ["cheque"],
+                "cheque_payee": "AMAP des Lilas",
+            },
+        )
         assert created.status_code == 201, created.text
         group_id = uuid.UUID(created.json()["group_id"])
         coordinator_auth = bearer(coordinator, coordinator_of=group_id)
 
-        joined = await orders.post(f"/groups/{group_id}/members", headers=coordinator_auth,
-                                   json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"})
+        joined = await orders.post(
+            f"/groups/{group_id}/members",
+            headers=coordinator_auth,
+            json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"},
+        )
         assert joined.status_code == 201, joined.text
-        catalog = await orders.post(f"/groups/{group_id}/catalogs", headers=coordinator_auth, json={
-            "name": "Ferme du Pré", "kind": "variable",
-            "products": [{"name": "Panier de légumes", "unit_price": 1550}, {"name": "Oeufs x6", "unit_price": 320},
-                         {"name": "Pain", "unit_price": 410}],
-        })
+        catalog = await orders.post(
+            f"/groups/{group_id}/catalogs",
+            headers=coordinator_auth,
+            json={
+                "name": "Ferme du Pré",
+                "kind": "variable",
+                "products": [
+                    {"name": "Panier de légumes", "unit_price": 1550},
+                    {"name": "Oeufs x6", "unit_price": 320},
+                    {"name": "Pain", "unit_price": 410},
+                ],
+            },
+        )
         assert catalog.status_code == 201, catalog.text
         basket, eggs, bread = (product["product_id"] for product in catalog.json()["products"])
         starts_at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-        distribution = await orders.post(f"/groups/{group_id}/distributions", headers=coordinator_auth, json={
-            "starts_at": starts_at, "place": "Préau", "catalog_ids": [catalog.json()["catalog_id"]],
-        })
+        distribution = await orders.post(
+            f"/groups/{group_id}/distributions",
+            headers=coordinator_auth,
+            json={
+                "starts_at": starts_at,
+                "place": "Préau",
+                "catalog_ids": [catalog.json()["catalog_id"]],
+            },
+        )
         assert distribution.status_code == 201, distribution.text
         distribution_id = distribution.json()["distribution_id"]
 
         member_auth = bearer(member, member_of=group_id)
-        placed = await orders.post(f"/groups/{group_id}/orders", headers=member_auth, json={
-            "distribution_id": distribution_id, "payment_method": "cheque",
-            "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"}],
-        })
+        placed = await orders.post(
+            f"/groups/{group_id}/orders",
+            headers=member_auth,
+            json={
+                "distribution_id": distribution_id,
+                "payment_method": "cheque",
+                "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"}],
+            },
+        )
         assert placed.status_code == 201, placed.text
         assert placed.json()["total"] == {"amount": 2190, "currency": "EUR"}
         order_id = placed.json()["order_id"]
@@ -81,14 +117,25 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
 
         # A poison message is parked with its reason; a duplicate of the confirmed order has no
         # second effect; the next valid order still flows.
-        await publish_raw(stack.amqp_url, b'{"event_type": "orders.order.confirmed", "schema_version": 1, "total": 12.5}',
-                          ORDER_CONFIRMED, message_id="poison-1")
+        await publish_raw(
+            stack.amqp_url,
+            b'{"event_type": "orders.order.confirmed", "schema_version": 1, "total": 12.5}',
+            ORDER_CONFIRMED,
+            message_id="poison-1",
+        )
         await publish_raw(stack.amqp_url, confirmed.raw.body, ORDER_CONFIRMED, message_id=confirmed.raw.message_id)
         # (one basket per member and distribution: the second order is an add-only amendment)
-        second = await orders.put(f"/groups/{group_id}/orders/{order_id}", headers=member_auth, json={
-            "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"},
-                      {"product_id": bread, "quantity": "1"}],
-        })
+        second = await orders.put(
+            f"/groups/{group_id}/orders/{order_id}",
+            headers=member_auth,
+            json={
+                "lines": [
+                    {"product_id": basket, "quantity": "1"},
+                    {"product_id": eggs, "quantity": "2"},
+                    {"product_id": bread, "quantity": "1"},
+                ],
+            },
+        )
         assert second.status_code == 200, second.text
         await spy.wait_for("ledger.balance.changed", count=2, member_id=str(member))
 
@@ -103,7 +150,9 @@ async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(
         assert balance.json()["balance"] == {"amount": -2600, "currency": "EUR"}
 
         # Nobody reads another member's account.
-        other = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=bearer(uuid.uuid4(), member_of=group_id))
+        other = await ledger.get(
+            f"/groups/{group_id}/members/{member}/balance", headers=bearer(uuid.uuid4(), member_of=group_id)
+        )
         assert other.status_code == 403
 
 

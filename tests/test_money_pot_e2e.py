@@ -33,8 +33,6 @@ async def pot_stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
         yield running
 
 
-
-
 class PotGroup:
     """A money-pot group (negatives not allowed) set up over HTTP, known to the ledger."""
 
@@ -44,27 +42,47 @@ class PotGroup:
 
     async def setup(self, distributions: int) -> None:
         admin = bearer(uuid.uuid4(), admin=True)
-        created = await self.orders.post("/groups", headers=admin, json={
-            "name": "Épicerie du coin", "currency": "EUR", "payment_methods": ["money_pot"], "allow_negative_money_pot": False})
+        created = await self.orders.post(
+            "/groups",
+            headers=admin,
+            json={
+                "name": "Épicerie du coin",
+                "currency": "EUR",
+                "payment_methods": ["money_pot"],
+                "allow_negative_money_pot": False,
+            },
+        )
         assert created.status_code == 201, created.text
         self.group_id = uuid.UUID(created.json()["group_id"])
         self.coordinator = bearer(self.coordinator_id, coordinator_of=self.group_id)
-        catalog = await self.orders.post(f"/groups/{self.group_id}/catalogs", headers=self.coordinator, json={
-            "name": "Épicerie", "products": [{"name": "Huile d'olive", "unit_price": 700, "unit": "litre"}]})
+        catalog = await self.orders.post(
+            f"/groups/{self.group_id}/catalogs",
+            headers=self.coordinator,
+            json={"name": "Épicerie", "products": [{"name": "Huile d'olive", "unit_price": 700, "unit": "litre"}]},
+        )
         assert catalog.status_code == 201, catalog.text
         self.oil = catalog.json()["products"][0]["product_id"]
         self.distributions = []
         for day in range(distributions):
-            response = await self.orders.post(f"/groups/{self.group_id}/distributions", headers=self.coordinator, json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=day + 2)).isoformat(), "place": "Local",
-                "catalog_ids": [catalog.json()["catalog_id"]]})
+            response = await self.orders.post(
+                f"/groups/{self.group_id}/distributions",
+                headers=self.coordinator,
+                json={
+                    "starts_at": (datetime.now(UTC) + timedelta(days=day + 2)).isoformat(),
+                    "place": "Local",
+                    "catalog_ids": [catalog.json()["catalog_id"]],
+                },
+            )
             assert response.status_code == 201, response.text
             self.distributions.append(response.json()["distribution_id"])
 
     async def join(self) -> tuple[uuid.UUID, dict[str, str]]:
         member_id = uuid.uuid4()
-        joined = await self.orders.post(f"/groups/{self.group_id}/members", headers=self.coordinator, json={
-            "member_id": str(member_id), "name": "Chloé", "email": f"{member_id.hex[:8]}@example.org"})
+        joined = await self.orders.post(
+            f"/groups/{self.group_id}/members",
+            headers=self.coordinator,
+            json={"member_id": str(member_id), "name": "Chloé", "email": f"{member_id.hex[:8]}@example.org"},
+        )
         assert joined.status_code == 201, joined.text
         auth = bearer(member_id, member_of=self.group_id)
 
@@ -75,19 +93,29 @@ class PotGroup:
         return member_id, auth
 
     async def balance(self, member_id: uuid.UUID) -> dict[str, Any] | None:
-        response = await self.ledger.get(f"/groups/{self.group_id}/members/{member_id}/balance", headers=self.coordinator)
+        response = await self.ledger.get(
+            f"/groups/{self.group_id}/members/{member_id}/balance", headers=self.coordinator
+        )
         return response.json() if response.status_code == 200 else None
 
     async def order(self, auth: dict[str, str], litres: str, distribution: int = 0) -> httpx.Response:
-        return await self.orders.post(f"/groups/{self.group_id}/orders", headers=auth, json={
-            "distribution_id": self.distributions[distribution], "payment_method": "money_pot",
-            "lines": [{"product_id": self.oil, "quantity": litres}]})
+        return await self.orders.post(
+            f"/groups/{self.group_id}/orders",
+            headers=auth,
+            json={
+                "distribution_id": self.distributions[distribution],
+                "payment_method": "money_pot",
+                "lines": [{"product_id": self.oil, "quantity": litres}],
+            },
+        )
 
     async def top_up(self, member_id: uuid.UUID, cents: int) -> None:
         async def posted() -> httpx.Response | None:
-            response = await self.ledger.post(f"/groups/{self.group_id}/members/{member_id}/opening-balance",
-                                              headers=self.coordinator, json={"amount": {"amount": cents, "currency": "EUR"},
-                                                                              "memo": "reprise de solde"})
+            response = await self.ledger.post(
+                f"/groups/{self.group_id}/members/{member_id}/opening-balance",
+                headers=self.coordinator,
+                json={"amount": {"amount": cents, "currency": "EUR"}, "memo": "reprise de solde"},
+            )
             if response.status_code == 404:  # the ledger has not consumed MemberJoined yet
                 return None
             assert response.status_code == 201, response.text

@@ -23,35 +23,80 @@ def eur(cents: int) -> dict[str, Any]:
 async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(stack) -> None:
     admin, coordinator = uuid.uuid4(), uuid.uuid4()
     alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with client(stack, "orders") as orders, client(stack, "payments") as payments, client(stack, "ledger") as ledger:
-        created = await orders.post("/groups", headers=bearer(admin, admin=True), json={
-            "name": "AMAP des Lilas", "currency": "EUR", "payment_methods": ["cheque", "cash", "on_the_spot"],
-            "cheque_payee": "AMAP des Lilas"})
+    async with (
+        client(stack, "orders") as orders,
+        client(stack, "payments") as payments,
+        client(stack, "ledger") as ledger,
+    ):
+        created = await orders.post(
+            "/groups",
+            headers=bearer(admin, admin=True),
+            json={
+                "name": "AMAP des Lilas",
+                "currency": "EUR",
+                "payment_methods": ["cheque", "cash", "on_the_spot"],
+                "cheque_payee": "AMAP des Lilas",
+            },
+        )
         assert created.status_code == 201, created.text
         group = created.json()["group_id"]
         coord = bearer(coordinator, coordinator_of=uuid.UUID(group))
-        for member_id, role, name in [(coordinator, "coordinator", "Claire"), (alice, "member", "Alice"),
-                                      (bob, "member", "Bob"), (carol, "member", "Carol")]:
-            joined = await orders.post(f"/groups/{group}/members", headers=bearer(admin, admin=True), json={
-                "member_id": str(member_id), "role": role, "name": name, "email": f"{name.lower()}@example.org"})
+        for member_id, role, name in [
+            (coordinator, "coordinator", "Claire"),
+            (alice, "member", "Alice"),
+            (bob, "member", "Bob"),
+            (carol, "member", "Carol"),
+        ]:
+            joined = await orders.post(
+                f"/groups/{group}/members",
+                headers=bearer(admin, admin=True),
+                json={"member_id": str(member_id), "role": role, "name": name, "email": f"{name.lower()}@example.org"},
+            )
             assert joined.status_code == 201, joined.text
         member = {m: bearer(m, member_of=uuid.UUID(group)) for m in (alice, bob, carol)}
 
-        shop = (await orders.post(f"/groups/{group}/catalogs", headers=coord, json={
-            "name": "Farm shop", "products": [{"name": "Cheese", "unit_price": 1250}]})).json()
-        contract = (await orders.post(f"/groups/{group}/catalogs", headers=coord, json={
-            "name": "Vegetables", "kind": "subscription", "products": [{"name": "Vegetable box", "unit_price": 1500}]})).json()
-        distribution = await orders.post(f"/groups/{group}/distributions", headers=coord, json={
-            "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(), "place": "Market hall",
-            "catalog_ids": [shop["catalog_id"], contract["catalog_id"]]})
+        shop = (
+            await orders.post(
+                f"/groups/{group}/catalogs",
+                headers=coord,
+                json={"name": "Farm shop", "products": [{"name": "Cheese", "unit_price": 1250}]},
+            )
+        ).json()
+        contract = (
+            await orders.post(
+                f"/groups/{group}/catalogs",
+                headers=coord,
+                json={
+                    "name": "Vegetables",
+                    "kind": "subscription",
+                    "products": [{"name": "Vegetable box", "unit_price": 1500}],
+                },
+            )
+        ).json()
+        distribution = await orders.post(
+            f"/groups/{group}/distributions",
+            headers=coord,
+            json={
+                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                "place": "Market hall",
+                "catalog_ids": [shop["catalog_id"], contract["catalog_id"]],
+            },
+        )
         assert distribution.status_code == 201, distribution.text
         d = distribution.json()["distribution_id"]
         cheese = shop["products"][0]["product_id"]
 
         # Alice pays two cheeses (25.00) by cheque, Bob one (12.50) on the spot.
         for who, method, quantity in [(alice, "cheque", "2"), (bob, "on_the_spot", "1")]:
-            placed = await orders.post(f"/groups/{group}/orders", headers=member[who], json={
-                "distribution_id": d, "payment_method": method, "lines": [{"product_id": cheese, "quantity": quantity}]})
+            placed = await orders.post(
+                f"/groups/{group}/orders",
+                headers=member[who],
+                json={
+                    "distribution_id": d,
+                    "payment_method": method,
+                    "lines": [{"product_id": cheese, "quantity": quantity}],
+                },
+            )
             assert placed.status_code == 201, placed.text
 
         async def declared(who: uuid.UUID) -> dict[str, Any] | None:
@@ -75,14 +120,22 @@ async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(s
         assert (balance["balance"], balance["pending"]) == (eur(-2500), eur(2500))
 
         # At the distribution: the cheque says 24.00, Bob paid his 12.50 in cash.
-        confirmed = await payments.post(f"/groups/{group}/payments/{cheque['payment_id']}/confirm", headers=coord,
-                                        json={"amount": eur(2400), "label": "cheque 0001234", "note": "made out for 24.00"})
+        confirmed = await payments.post(
+            f"/groups/{group}/payments/{cheque['payment_id']}/confirm",
+            headers=coord,
+            json={"amount": eur(2400), "label": "cheque 0001234", "note": "made out for 24.00"},
+        )
         assert confirmed.status_code == 200, confirmed.text
         assert (confirmed.json()["state"], confirmed.json()["declared_amount"]) == ("received", eur(2500))
-        validated = await payments.post(f"/groups/{group}/distributions/{d}/baskets/{bob}/confirm-all-and-validate",
-                                        headers=coord, json={"on_the_spot_method": "cash"})
+        validated = await payments.post(
+            f"/groups/{group}/distributions/{d}/baskets/{bob}/confirm-all-and-validate",
+            headers=coord,
+            json={"on_the_spot_method": "cash"},
+        )
         assert validated.status_code == 200, validated.text
-        assert (await payments.post(f"/groups/{group}/distributions/{d}/baskets/{alice}/validate", headers=coord)).status_code == 200
+        assert (
+            await payments.post(f"/groups/{group}/distributions/{d}/baskets/{alice}/validate", headers=coord)
+        ).status_code == 200
         assert on_the_spot["amount"] == eur(1250)
 
         async def balance_of(who: uuid.UUID, cents: int) -> bool:
@@ -100,34 +153,58 @@ async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(s
         assert rows[("received", "cash")]["amount"] == "12.50"
         assert rows[("total", "net_received")]["amount"] == "36.50"
         assert rows[("partly_paid", str(alice))]["amount"] == "1.00"
-        accounts = {a["type"]: a["balance"]["amount"]
-                    for a in (await ledger.get(f"/groups/{group}/accounts", headers=coord)).json()}
+        accounts = {
+            a["type"]: a["balance"]["amount"]
+            for a in (await ledger.get(f"/groups/{group}/accounts", headers=coord)).json()
+        }
         assert abs(accounts["cheques"]) + abs(accounts["cash"]) == 3650
 
         # Bob and Carol subscribe; their cheques are entered in one mass entry.
         subscriptions = {}
         for who in (bob, carol):
-            subscribed = await orders.post(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions",
-                                           headers=member[who], json={"payment_method": "cheque", "lines": [
-                                               {"product_id": contract["products"][0]["product_id"], "quantity": "1"}]})
+            subscribed = await orders.post(
+                f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions",
+                headers=member[who],
+                json={
+                    "payment_method": "cheque",
+                    "lines": [{"product_id": contract["products"][0]["product_id"], "quantity": "1"}],
+                },
+            )
             assert subscribed.status_code == 201, subscribed.text
             subscriptions[who] = subscribed.json()
             assert subscribed.json()["total"] == eur(1500)
         await eventually(lambda: balance_of(carol, -1500))
 
         async def known_to_payments() -> bool:
-            listed = (await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)).json()
+            listed = (
+                await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)
+            ).json()
             return len(listed.get("subscriptions", [])) == 2
 
         await eventually(known_to_payments)
-        entry = {"client_key": f"vegetables-{uuid.uuid4()}", "rows": [
-            {"member_id": str(who), "amount": eur(1500), "label": f"cheque {n}", "subscription_id": subscriptions[who]["subscription_id"]}
-            for n, who in enumerate((bob, carol), start=101)]}
-        mass = await payments.post(f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry)
+        entry = {
+            "client_key": f"vegetables-{uuid.uuid4()}",
+            "rows": [
+                {
+                    "member_id": str(who),
+                    "amount": eur(1500),
+                    "label": f"cheque {n}",
+                    "subscription_id": subscriptions[who]["subscription_id"],
+                }
+                for n, who in enumerate((bob, carol), start=101)
+            ],
+        }
+        mass = await payments.post(
+            f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry
+        )
         assert mass.status_code in (200, 201), mass.text
-        again = await payments.post(f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry)
+        again = await payments.post(
+            f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry
+        )
         assert again.status_code == 200 and again.json() == mass.json()
         await eventually(lambda: balance_of(bob, 0))
         await eventually(lambda: balance_of(carol, 0))
-        listed = (await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)).json()
+        listed = (
+            await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)
+        ).json()
         assert {s["standing"] for s in listed["subscriptions"]} == {"settled"}

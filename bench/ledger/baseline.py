@@ -49,7 +49,9 @@ async def main(amqp_url: str, dsn: str, queue_name: str) -> None:
             body = json.loads(message.body)
             rows.append((uuid.UUID(body["event_id"]), uuid.UUID(body["member_id"]), -int(body["total"]["amount"])))
         async with pool.acquire() as db, db.transaction():
-            await db.copy_records_to_table("baseline_postings", records=rows, columns=["event_id", "member_id", "amount"])
+            await db.copy_records_to_table(
+                "baseline_postings", records=rows, columns=["event_id", "member_id", "amount"]
+            )
         await batch[-1].ack(multiple=True)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import socket
 import statistics
@@ -57,8 +56,10 @@ class Result:
 
     def line(self) -> str:
         q = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
-        return (f"{self.name:<9} {self.phase:<6} {self.count:>6} msgs  {self.count / self.seconds:>8.0f} postings/s   "
-                f"latency ms p50 {q[49]:>7.1f}  p90 {q[89]:>7.1f}  p99 {q[98]:>7.1f}  max {max(self.latencies_ms):>7.1f}")
+        return (
+            f"{self.name:<9} {self.phase:<6} {self.count:>6} msgs  {self.count / self.seconds:>8.0f} postings/s   "
+            f"latency ms p50 {q[49]:>7.1f}  p90 {q[89]:>7.1f}  p99 {q[98]:>7.1f}  max {max(self.latencies_ms):>7.1f}"
+        )
 
 
 def free_port() -> int:
@@ -72,16 +73,22 @@ def make_orders(n: int, groups: list[uuid.UUID], members: int) -> list[OrderConf
     orders = []
     for i in range(n):
         price = Money(amount=100 + i % 5000, currency="EUR")
-        orders.append(OrderConfirmed(
-            group_id=groups[i % len(groups)], order_id=uuid.uuid4(), member_id=people[i % members],
-            payment_method=PaymentMethod.CHEQUE,
-            lines=[OrderLine(product_name="basket", quantity=Decimal(1), unit_price=price, line_total=price)], total=price,
-        ))
+        orders.append(
+            OrderConfirmed(
+                group_id=groups[i % len(groups)],
+                order_id=uuid.uuid4(),
+                member_id=people[i % members],
+                payment_method=PaymentMethod.CHEQUE,
+                lines=[OrderLine(product_name="basket", quantity=Decimal(1), unit_price=price, line_total=price)],
+                total=price,
+            )
+        )
     return orders
 
 
-async def publish(exchange: aio_pika.abc.AbstractExchange, orders: list[OrderConfirmed], rate: float,
-                  routing_key: str | None = None) -> dict[uuid.UUID, float]:
+async def publish(
+    exchange: aio_pika.abc.AbstractExchange, orders: list[OrderConfirmed], rate: float, routing_key: str | None = None
+) -> dict[uuid.UUID, float]:
     """Publish with confirms; returns event id -> wall time just before publishing."""
     sent: dict[uuid.UUID, float] = {}
     bodies = [(o.event_id, o.model_dump_json().encode()) for o in orders]
@@ -89,14 +96,18 @@ async def publish(exchange: aio_pika.abc.AbstractExchange, orders: list[OrderCon
     async def one(event_id: uuid.UUID, body: bytes) -> None:
         sent[event_id] = time.time()
         await exchange.publish(
-            aio_pika.Message(body, message_id=str(event_id), content_type="application/json",
-                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            aio_pika.Message(
+                body,
+                message_id=str(event_id),
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
             routing_key=routing_key or routing.ORDER_CONFIRMED,
         )
 
     if rate <= 0:
         for start in range(0, len(bodies), 500):
-            await asyncio.gather(*(one(e, b) for e, b in bodies[start:start + 500]))
+            await asyncio.gather(*(one(e, b) for e, b in bodies[start : start + 500]))
     else:
         begin = time.perf_counter()
         tasks = []
@@ -117,8 +128,17 @@ async def wait_rows(db: asyncpg.Connection, query: str, expected: int, timeout: 
         await asyncio.sleep(0.05)
 
 
-async def measure(name: str, phase: str, exchange, db: asyncpg.Connection, orders, rate: float, count_query: str,
-                  times_query: str, routing_key: str | None = None) -> Result:
+async def measure(
+    name: str,
+    phase: str,
+    exchange,
+    db: asyncpg.Connection,
+    orders,
+    rate: float,
+    count_query: str,
+    times_query: str,
+    routing_key: str | None = None,
+) -> Result:
     before = await db.fetchval(count_query)
     sent = await publish(exchange, orders, rate, routing_key)
     await wait_rows(db, count_query, before + len(orders), timeout=300)
@@ -152,9 +172,15 @@ async def main() -> None:
     processes: list[subprocess.Popen] = []
     try:
         port = free_port()
-        env = {**os.environ, "CAGETTE_DATABASE_URL": ledger_url, "CAGETTE_AMQP_URL": amqp_url,
-               "CAGETTE_HTTP_PORT": str(port), "CAGETTE_LOG_LEVEL": "WARNING", "CAGETTE_PREFETCH_COUNT": "256",
-               "CAGETTE_LEDGER_BATCH_SIZE": str(args.batch_size)}
+        env = {
+            **os.environ,
+            "CAGETTE_DATABASE_URL": ledger_url,
+            "CAGETTE_AMQP_URL": amqp_url,
+            "CAGETTE_HTTP_PORT": str(port),
+            "CAGETTE_LOG_LEVEL": "WARNING",
+            "CAGETTE_PREFETCH_COUNT": "256",
+            "CAGETTE_LEDGER_BATCH_SIZE": str(args.batch_size),
+        }
         ledger = subprocess.Popen([sys.executable, "-m", "cagette_ledger", "serve"], env=env, cwd=ROOT)
         processes.append(ledger)
         async with httpx.AsyncClient() as http:
@@ -183,16 +209,22 @@ async def main() -> None:
         groups = [uuid.uuid4() for _ in range(args.groups)]
         for group in groups:
             settings = GroupSettingsChanged(group_id=group, name="bench", currency="EUR", payments_enabled=True)
-            await exchange.publish(aio_pika.Message(settings.model_dump_json().encode(), message_id=str(settings.event_id)),
-                                   routing_key=routing.GROUP_SETTINGS_CHANGED)
+            await exchange.publish(
+                aio_pika.Message(settings.model_dump_json().encode(), message_id=str(settings.event_id)),
+                routing_key=routing.GROUP_SETTINGS_CHANGED,
+            )
 
         ledger_db = await asyncpg.connect(dsn(ledger_url))
         baseline_db = await asyncpg.connect(dsn(baseline_url))
         ledger_count = "SELECT count(*) FROM transactions"
         ledger_times = "SELECT source_event_id, posted_at FROM transactions WHERE source_event_id = ANY($1::uuid[])"
 
-        baseline = subprocess.Popen([sys.executable, str(HERE / "baseline.py"), amqp_url, dsn(baseline_url), BASELINE_QUEUE],
-                                    cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        baseline = subprocess.Popen(
+            [sys.executable, str(HERE / "baseline.py"), amqp_url, dsn(baseline_url), BASELINE_QUEUE],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         processes.append(baseline)
         assert baseline.stdout is not None and baseline.stdout.readline().strip() == "ready"
         base_count = "SELECT count(*) FROM baseline_postings"
@@ -201,22 +233,46 @@ async def main() -> None:
         # Warm-up (connections, plans, accounts opened), not measured.
         warm = make_orders(200, groups, args.members)
         await measure("ledger", "warmup", exchange, ledger_db, warm, 0, ledger_count, ledger_times)
-        await measure("baseline", "warmup", exchange, baseline_db, warm, 0, base_count, base_times, "bench.baseline.order")
+        await measure(
+            "baseline", "warmup", exchange, baseline_db, warm, 0, base_count, base_times, "bench.baseline.order"
+        )
 
         results = []
         burst = make_orders(args.orders, groups, args.members)
         results.append(await measure("ledger", "burst", exchange, ledger_db, burst, 0, ledger_count, ledger_times))
-        results.append(await measure("baseline", "burst", exchange, baseline_db, burst, 0, base_count, base_times,
-                                     "bench.baseline.order"))
+        results.append(
+            await measure(
+                "baseline", "burst", exchange, baseline_db, burst, 0, base_count, base_times, "bench.baseline.order"
+            )
+        )
         paced = make_orders(args.paced, groups, args.members)
-        results.append(await measure("ledger", "paced", exchange, ledger_db, paced, args.rate, ledger_count, ledger_times))
-        results.append(await measure("baseline", "paced", exchange, baseline_db, paced, args.rate, base_count, base_times,
-                                     "bench.baseline.order"))
+        results.append(
+            await measure("ledger", "paced", exchange, ledger_db, paced, args.rate, ledger_count, ledger_times)
+        )
+        results.append(
+            await measure(
+                "baseline",
+                "paced",
+                exchange,
+                baseline_db,
+                paced,
+                args.rate,
+                base_count,
+                base_times,
+                "bench.baseline.order",
+            )
+        )
 
-        audit = subprocess.run([sys.executable, "-m", "cagette_ledger", "audit", "--database-url", ledger_url],
-                               cwd=ROOT, capture_output=True, text=True)
-        print(f"ledger batch size {args.batch_size}, {args.groups} groups, {args.members} members, "
-              f"paced at {args.rate:.0f}/s, {os.cpu_count()} CPUs")
+        audit = subprocess.run(
+            [sys.executable, "-m", "cagette_ledger", "audit", "--database-url", ledger_url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        print(
+            f"ledger batch size {args.batch_size}, {args.groups} groups, {args.members} members, "
+            f"paced at {args.rate:.0f}/s, {os.cpu_count()} CPUs"
+        )
         for result in results:
             print(result.line())
         print(audit.stdout.strip().splitlines()[-1])

@@ -1,11 +1,92 @@
 """Every event contract, importable from one place. Each service's events live in the module
-named after it (orders, ledger, payments, notifications); shared value types in common."""
+named after it (orders, ledger, payments, notifications); shared value types in common.
 
-from .common import *  # noqa: F403
-from .ledger import *  # noqa: F403
-from .orders import *  # noqa: F403
-from .notifications import *  # noqa: F403
-from .payments import *  # noqa: F403
-from . import common, ledger, notifications, orders, payments
+The exports are spelled out (not star re-exports) so type checkers and readers see every name."""
 
-__all__ = [*common.__all__, *ledger.__all__, *notifications.__all__, *orders.__all__, *payments.__all__]
+from .common import (
+    Language,
+    Part,
+    PaymentMethod,
+    PositiveQuantity,
+    Role,
+)
+from .ledger import (
+    AccountType,
+    BalanceBackToNonNegative,
+    BalanceChanged,
+    BalanceWentNegative,
+    HoldDecision,
+    HoldReleased,
+    PlaceHold,
+    PostingLine,
+    ReleaseHold,
+    TransactionPosted,
+)
+from .notifications import (
+    EmailFailed,
+    EmailSent,
+)
+from .orders import (
+    GroupSettingsChanged,
+    MemberJoined,
+    MemberUpdated,
+    OrderAmended,
+    OrderAwaitingPayment,
+    OrderConfirmed,
+    OrderLine,
+    SubscriptionAmended,
+    SubscriptionConfirmed,
+)
+from .payments import (
+    BasketUnvalidated,
+    BasketValidated,
+    CardFeeCharged,
+    CardPaymentDisputed,
+    CardPaymentFailed,
+    CardPaymentSucceeded,
+    CardSettingsChanged,
+    PaymentCancelled,
+    PaymentDeclared,
+    PaymentReceived,
+    PaymentRefunded,
+)
+
+__all__ = [
+    "AccountType",
+    "BalanceBackToNonNegative",
+    "BalanceChanged",
+    "BalanceWentNegative",
+    "BasketUnvalidated",
+    "BasketValidated",
+    "CardFeeCharged",
+    "CardPaymentDisputed",
+    "CardPaymentFailed",
+    "CardPaymentSucceeded",
+    "CardSettingsChanged",
+    "EmailFailed",
+    "EmailSent",
+    "GroupSettingsChanged",
+    "HoldDecision",
+    "HoldReleased",
+    "Language",
+    "MemberJoined",
+    "MemberUpdated",
+    "OrderAmended",
+    "OrderAwaitingPayment",
+    "OrderConfirmed",
+    "OrderLine",
+    "Part",
+    "PaymentCancelled",
+    "PaymentDeclared",
+    "PaymentMethod",
+    "PaymentReceived",
+    "PaymentRefunded",
+    "PlaceHold",
+    "PositiveQuantity",
+    "PostingLine",
+    "ReleaseHold",
+    "Role",
+    "SubscriptionAmended",
+    "SubscriptionConfirmed",
+    "TransactionPosted",
+]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
@@ -13,6 +13,7 @@ from . import routing
 from .common import Part
 from .envelope import Event
 from .money import Money
+
 
 class AccountType(StrEnum):
     MEMBER = "member"
@@ -73,7 +74,6 @@ class BalanceBackToNonNegative(Event):
     account_id: UUID
     transaction_id: UUID
     balance: Money
-
 
 
 class PlaceHold(Part):

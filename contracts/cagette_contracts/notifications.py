@@ -12,7 +12,6 @@ from . import routing
 from .envelope import Event
 
 
-
 class _EmailOutcome(Event):
     delivery_id: UUID = Field(description="The delivery log entry of the email")
     source_event_id: UUID = Field(description="The event the email was about (or the digest's own id)")

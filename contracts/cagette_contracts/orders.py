@@ -96,7 +96,6 @@ class OrderConfirmed(Event):
         return self
 
 
-
 class OrderAmended(Event):
     """Products were added to a confirmed order (add-only, R6): the member owes `added_total` more."""
 
@@ -193,7 +192,9 @@ class SubscriptionAmended(Event):
         per_distribution = total([line.line_total for line in self.added_lines], self.added_total.currency)
         expected = Money(amount=per_distribution.amount * self.distribution_count, currency=self.added_total.currency)
         if expected != self.added_total or expected.amount <= 0:
-            raise MoneyError(f"added total {self.added_total} must be the (positive) added lines x distributions = {expected}")
+            raise MoneyError(
+                f"added total {self.added_total} must be the (positive) added lines x distributions = {expected}"
+            )
         if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
             raise MoneyError("new_total must include added_total, in the same currency")
         return self

@@ -38,7 +38,9 @@ class PaymentDeclared(_PaymentEvent):
     event_type: Literal["payments.payment.declared"] = routing.PAYMENT_DECLARED
     schema_version: Literal[1] = 1
     method: PaymentMethod
-    reference: str | None = Field(default=None, description="ISO 11649 RF creditor reference, printed in groups of four")
+    reference: str | None = Field(
+        default=None, description="ISO 11649 RF creditor reference, printed in groups of four"
+    )
 
 
 class PaymentReceived(_PaymentEvent):
@@ -100,8 +102,6 @@ class CardFeeCharged(_PaymentEvent):
     event_type: Literal["payments.card_fee.charged"] = routing.CARD_FEE_CHARGED
     schema_version: Literal[1] = 1
     provider_payment_id: str
-
-
 
 
 class CardPaymentDisputed(_PaymentEvent):

@@ -1,6 +1,6 @@
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -51,8 +51,8 @@ def test_envelope_defaults_and_routing_key() -> None:
 def test_occurred_at_is_converted_to_utc_and_naive_refused() -> None:
     paris = timezone(timedelta(hours=1))
     event = OrderConfirmed.model_validate(order(occurred_at=datetime(2026, 1, 1, 13, 0, tzinfo=paris)))
-    assert event.occurred_at == datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
-    assert event.occurred_at.tzinfo == timezone.utc
+    assert event.occurred_at == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert event.occurred_at.tzinfo == UTC
     with pytest.raises(ValidationError, match="timezone"):
         OrderConfirmed.model_validate(order(occurred_at="2026-01-01T12:00:00"))
 
@@ -85,7 +85,7 @@ def test_registry_finds_each_event_by_type_and_version() -> None:
     assert event_class(routing.ORDER_CONFIRMED, 1) is OrderConfirmed
     with pytest.raises(UnknownEvent, match="version 2"):
         event_class(routing.ORDER_CONFIRMED, 2)
-    for (event_type, version), cls in Event.registry.items():
+    for (event_type, _version), cls in Event.registry.items():
         if cls.__module__.startswith("cagette_contracts"):
             assert event_type.split(".")[0] in {"orders", "ledger", "payments", "notifications"}
             assert len(event_type.split(".")) == 3, event_type

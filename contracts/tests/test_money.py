@@ -85,6 +85,6 @@ def test_line_amount_refuses_float_quantities() -> None:
         line_amount(0.5, eur(100))  # type: ignore[arg-type]
 
 
-@given(st.lists(st.integers(-10**9, 10**9), max_size=50))
+@given(st.lists(st.integers(-(10**9), 10**9), max_size=50))
 def test_total_is_exact_integer_sum(amounts: list[int]) -> None:
     assert total([eur(a) for a in amounts], "EUR").amount == sum(amounts)

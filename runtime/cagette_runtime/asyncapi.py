@@ -46,7 +46,12 @@ def asyncapi_document(service: str, consumed: dict[str, tuple[str, ...]], versio
             channels[name] = {
                 "address": cls.routing_key(),
                 "messages": {message_name: {"$ref": f"#/components/messages/{message_name}"}},
-                "bindings": {"amqp": {"is": "routingKey", "exchange": {"name": EVENTS_EXCHANGE, "type": "topic", "durable": True}}},
+                "bindings": {
+                    "amqp": {
+                        "is": "routingKey",
+                        "exchange": {"name": EVENTS_EXCHANGE, "type": "topic", "durable": True},
+                    }
+                },
             }
         return name
 
@@ -70,7 +75,8 @@ def asyncapi_document(service: str, consumed: dict[str, tuple[str, ...]], versio
         "info": {
             "title": f"cagette {service} events",
             "version": version,
-            "description": "Events are JSON, persistent, message_id = event_id; see docs/events.md for the envelope and compatibility rule.",
+            "description": "Events are JSON, persistent, message_id = event_id; see "
+            "docs/events.md for the envelope and compatibility rule.",
         },
         "defaultContentType": "application/json",
         "channels": channels,

@@ -71,7 +71,9 @@ def decode_token(token: str, secret: str, *, issuer: str = "cagette") -> Princip
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], issuer=issuer, options={"require": ["sub", "exp", "iss"]}
         )
-        return Principal(user_id=claims["sub"], roles=claims.get("roles") or {}, platform_admin=bool(claims.get("admin")))
+        return Principal(
+            user_id=claims["sub"], roles=claims.get("roles") or {}, platform_admin=bool(claims.get("admin"))
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("the bearer token has expired") from None
     except (jwt.InvalidTokenError, ValidationError, KeyError) as exc:
@@ -93,7 +95,6 @@ def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-
 def mint_token_cli(argv: list[str] | None = None) -> None:
     """`cagette-token --user U --coordinator G --member G2 [--admin]`: print a token for local use."""
     parser = argparse.ArgumentParser(prog="cagette-token", description=mint_token_cli.__doc__)
@@ -102,7 +103,9 @@ def mint_token_cli(argv: list[str] | None = None) -> None:
     parser.add_argument("--coordinator", type=UUID, action="append", default=[], metavar="GROUP_ID")
     parser.add_argument("--admin", action="store_true", help="platform administrator")
     parser.add_argument("--hours", type=float, default=12.0, help="validity in hours")
-    parser.add_argument("--secret", default=None, help="signing secret (default: $CAGETTE_JWT_SECRET or the dev secret)")
+    parser.add_argument(
+        "--secret", default=None, help="signing secret (default: $CAGETTE_JWT_SECRET or the dev secret)"
+    )
     args = parser.parse_args(argv)
     settings = ServiceSettings()
     secret = args.secret or settings.jwt_secret

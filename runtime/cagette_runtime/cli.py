@@ -10,7 +10,9 @@ from .service import Service
 from .settings import load_settings
 
 
-def run_service_cli(name: str, build_service: Callable[[], Service], app_factory: str, argv: list[str] | None = None) -> None:
+def run_service_cli(
+    name: str, build_service: Callable[[], Service], app_factory: str, argv: list[str] | None = None
+) -> None:
     parser = argparse.ArgumentParser(prog=f"python -m cagette_{name}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="apply migrations, then serve HTTP and consume messages")

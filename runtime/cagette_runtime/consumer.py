@@ -39,6 +39,12 @@ Handler = Callable[[AsyncSession, Event], Awaitable[None]]
 PARKING_REASON_HEADER = "x-parking-reason"
 
 
+def delivery_count(message: RabbitMessage) -> int:
+    """How many times the broker delivered this message before (quorum queues' x-delivery-count)."""
+    count = (message.raw_message.headers or {}).get("x-delivery-count")
+    return count if isinstance(count, int) else 0
+
+
 class MalformedMessage(ValueError):
     pass
 
@@ -122,11 +128,13 @@ class ConsumerRunner:
                 await self.park(message, f"refused: {exc.reason}")
                 return
             except Exception as exc:
-                attempt = int((message.raw_message.headers or {}).get("x-delivery-count") or 0)
+                attempt = delivery_count(message)
                 if isinstance(exc, RetryLater):
                     log.warning("event %s waits in %s (attempt %d): %s", event.event_id, self.name, attempt + 1, exc)
                 else:
-                    log.exception("event %s failed in %s (attempt %d), will retry", event.event_id, self.name, attempt + 1)
+                    log.exception(
+                        "event %s failed in %s (attempt %d), will retry", event.event_id, self.name, attempt + 1
+                    )
                 # Back off a little so a short outage does not burn the delivery limit at once.
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
                 await message.nack(requeue=True)

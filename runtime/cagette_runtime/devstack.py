@@ -24,7 +24,9 @@ from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
 
 SERVICES: dict[str, int] = {"orders": 8001, "ledger": 8002, "payments": 8003, "notifications": 8004}
 
-START_POSTGRES = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start   (or: docker compose up -d postgres)"
+START_POSTGRES = (
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start   (or: docker compose up -d postgres)"
+)
 START_RABBITMQ = "rabbitmq-server -detached   (or: docker compose up -d rabbitmq)"
 
 
@@ -42,14 +44,19 @@ async def check_servers(amqp_url: str, postgres_url: str) -> None:
     try:
         connection = await asyncio.wait_for(aio_pika.connect(amqp_url), timeout=5)
         await connection.close()
-    except Exception as exc:  # noqa: BLE001 - reported below
-        problems.append(f"RabbitMQ at {_safe(amqp_url)} is unreachable ({type(exc).__name__}: {exc}).\n  Start it: {START_RABBITMQ}")
+    except Exception as exc:
+        problems.append(
+            f"RabbitMQ at {_safe(amqp_url)} is unreachable ({type(exc).__name__}: {exc}).\n  Start it: {START_RABBITMQ}"
+        )
     try:
         dsn = make_url(f"{postgres_url}/postgres").set(drivername="postgresql").render_as_string(hide_password=False)
         connection = await asyncio.wait_for(asyncpg.connect(dsn), timeout=5)
         await connection.close()
-    except Exception as exc:  # noqa: BLE001 - reported below
-        problems.append(f"PostgreSQL at {_safe(postgres_url)} is unreachable ({type(exc).__name__}: {exc}).\n  Start it: {START_POSTGRES}")
+    except Exception as exc:
+        problems.append(
+            f"PostgreSQL at {_safe(postgres_url)} is unreachable "
+            f"({type(exc).__name__}: {exc}).\n  Start it: {START_POSTGRES}"
+        )
     if problems:
         raise ServerUnreachable("\n".join(problems))
 
@@ -105,8 +112,13 @@ class Stack:
             }
             service = ServiceProcess(name, port, env)
             service.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", f"cagette_{name}", "serve",
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                f"cagette_{name}",
+                "serve",
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
             )
             service.pump = asyncio.create_task(self._pump(service))

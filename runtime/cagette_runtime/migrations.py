@@ -67,6 +67,8 @@ def run_env(target_metadata: MetaData | None = None) -> None:
     targets = [messaging_metadata, *([target_metadata] if target_metadata is not None else [])]
 
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic configuration without sqlalchemy.url")
 
     def run(connection) -> None:  # type: ignore[no-untyped-def]
         context.configure(connection=connection, target_metadata=targets, transaction_per_migration=False)

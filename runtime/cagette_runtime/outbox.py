@@ -15,6 +15,8 @@ import asyncio
 import logging
 import random
 from datetime import UTC, datetime, timedelta
+from typing import NotRequired, TypedDict
+from uuid import UUID
 
 from faststream.rabbit import RabbitBroker
 from sqlalchemy import func, insert, select, update
@@ -51,10 +53,20 @@ async def add(session: AsyncSession, *events: Event) -> None:
     session.info[OUTBOX_WRITTEN] = True
 
 
-def event_context(**fields: object) -> dict[str, object]:
-    """Envelope fields for a new event caused by the action in progress (its correlation id)."""
-    correlation_id = peek_correlation_id()
-    return {**({"correlation_id": correlation_id} if correlation_id else {}), **fields}
+class EventContext(TypedDict):
+    """The envelope fields a new event takes from the action in progress: its group and, when one
+    is in progress, the correlation id of the cause (else the event draws a new one)."""
+
+    group_id: UUID
+    correlation_id: NotRequired[str]
+
+
+def event_context(group_id: UUID) -> EventContext:
+    """Envelope fields for a new event of `group_id` caused by the action in progress."""
+    context = EventContext(group_id=group_id)
+    if correlation_id := peek_correlation_id():
+        context["correlation_id"] = correlation_id
+    return context
 
 
 class OutboxRelay(BackgroundLoop):
@@ -116,7 +128,10 @@ class OutboxRelay(BackgroundLoop):
                     delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16)) * random.uniform(0.8, 1.0)
                     log.warning(
                         "event %s (%s) not confirmed, retry in %.1fs: %s",
-                        row.event_id, row.routing_key, delay, _describe(outcome),
+                        row.event_id,
+                        row.routing_key,
+                        delay,
+                        _describe(outcome),
                     )
                     await session.execute(
                         update(outbox_messages)
@@ -140,7 +155,9 @@ class OutboxRelay(BackgroundLoop):
                 raise
             reason = f"unroutable for {age:.0f}s: no queue is bound to {row.routing_key}"
             await self._publish(
-                row, exchange=None, routing_key=UNROUTED_QUEUE,
+                row,
+                exchange=None,
+                routing_key=UNROUTED_QUEUE,
                 headers={**row.headers, "x-unroutable-reason": reason, "x-original-routing-key": row.routing_key},
             )
             log.error("event %s (%s) parked in %s: %s", row.event_id, row.routing_key, UNROUTED_QUEUE, reason)

@@ -34,15 +34,27 @@ class MessagingRetention(BackgroundLoop):
     async def purge(self) -> tuple[int, int]:
         """Delete what is past retention; returns (outbox rows, inbox rows) deleted."""
         async with self.database.transaction() as session:
-            outbox = await session.execute(
-                delete(outbox_messages).where(
-                    outbox_messages.c.published_at.is_not(None),
-                    outbox_messages.c.published_at < func.now() - self.outbox_age,
-                )
+            outbox_deleted = len(
+                (
+                    await session.execute(
+                        delete(outbox_messages)
+                        .where(
+                            outbox_messages.c.published_at.is_not(None),
+                            outbox_messages.c.published_at < func.now() - self.outbox_age,
+                        )
+                        .returning(outbox_messages.c.event_id)
+                    )
+                ).all()
             )
-            inbox = await session.execute(
-                delete(inbox_messages).where(inbox_messages.c.processed_at < func.now() - self.inbox_age)
+            inbox_deleted = len(
+                (
+                    await session.execute(
+                        delete(inbox_messages)
+                        .where(inbox_messages.c.processed_at < func.now() - self.inbox_age)
+                        .returning(inbox_messages.c.event_id)
+                    )
+                ).all()
             )
-        if outbox.rowcount or inbox.rowcount:
-            log.info("retention: %d published outbox rows and %d inbox rows deleted", outbox.rowcount, inbox.rowcount)
-        return outbox.rowcount, inbox.rowcount
+        if outbox_deleted or inbox_deleted:
+            log.info("retention: %d published outbox rows and %d inbox rows deleted", outbox_deleted, inbox_deleted)
+        return outbox_deleted, inbox_deleted

@@ -192,11 +192,14 @@ class EventSpy:
 
     def matching(self, routing_key: str, **fields: object) -> list[SeenMessage]:
         return [
-            m for m in self.messages
+            m
+            for m in self.messages
             if m.routing_key == routing_key and all(m.body.get(k) == v for k, v in fields.items())
         ]
 
-    async def wait_for(self, routing_key: str, count: int = 1, timeout: float = 15.0, **fields: object) -> list[SeenMessage]:
+    async def wait_for(
+        self, routing_key: str, count: int = 1, timeout: float = 15.0, **fields: object
+    ) -> list[SeenMessage]:
         async def enough() -> list[SeenMessage]:
             async with self._arrived:
                 await self._arrived.wait_for(lambda: len(self.matching(routing_key, **fields)) >= count)
@@ -206,13 +209,17 @@ class EventSpy:
             return await asyncio.wait_for(enough(), timeout)
         except TimeoutError:
             seen = [m.routing_key for m in self.messages]
-            raise AssertionError(f"expected {count} x {routing_key} {fields or ''} within {timeout}s; saw {seen}") from None
+            raise AssertionError(
+                f"expected {count} x {routing_key} {fields or ''} within {timeout}s; saw {seen}"
+            ) from None
 
 
-async def drain_queue(amqp_url: str, queue_name: str, expected: int = 1, timeout: float = 15.0) -> list[aio_pika.abc.AbstractIncomingMessage]:
+async def drain_queue(
+    amqp_url: str, queue_name: str, expected: int = 1, timeout: float = 15.0
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Take messages from a (parking) queue until `expected` arrived or the timeout passes."""
     connection = await aio_pika.connect_robust(amqp_url)
-    taken = []
+    taken: list[aio_pika.abc.AbstractIncomingMessage] = []
     try:
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name, ensure=True)

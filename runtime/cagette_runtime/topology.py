@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from faststream.rabbit import ExchangeType, RabbitBroker, RabbitExchange, RabbitQueue
-from faststream.rabbit.schemas.queue import QueueType
+from faststream.rabbit.schemas.queue import QueueType, QuorumQueueArgs
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
@@ -34,27 +34,21 @@ class ConsumerQueue:
     name: str
     routing_keys: tuple[str, ...]
     delivery_limit: int = 5
-    extra_arguments: dict[str, object] = field(default_factory=dict)
 
     @property
     def parking_name(self) -> str:
         return f"{self.name}.parking"
 
     def queue(self) -> RabbitQueue:
-        return RabbitQueue(
-            self.name,
-            queue_type=QueueType.QUORUM,
-            durable=True,
-            arguments={
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-                "x-dead-letter-routing-key": self.name,
-                # At-least-once dead-lettering needs reject-publish overflow (RabbitMQ >= 3.10).
-                "x-dead-letter-strategy": "at-least-once",
-                "x-overflow": "reject-publish",
-                **self.extra_arguments,
-            },
-        )
+        arguments: QuorumQueueArgs = {
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": self.name,
+            # At-least-once dead-lettering needs reject-publish overflow (RabbitMQ >= 3.10).
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+        return RabbitQueue(self.name, queue_type=QueueType.QUORUM, durable=True, arguments=arguments)
 
     def parking_queue(self) -> RabbitQueue:
         return RabbitQueue(self.parking_name, queue_type=QueueType.QUORUM, durable=True)

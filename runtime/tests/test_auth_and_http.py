@@ -71,7 +71,9 @@ def test_cli_mints_a_token_the_services_accept(capsys, monkeypatch) -> None:
     monkeypatch.setenv("CAGETTE_JWT_SECRET", SECRET)
     mint_token_cli(["--user", str(ALICE), "--coordinator", str(GROUP_A), "--member", str(GROUP_B)])
     printed = capsys.readouterr().out.strip()
-    assert decode_token(printed, SECRET) == Principal(user_id=ALICE, roles={GROUP_A: Role.COORDINATOR, GROUP_B: Role.MEMBER})
+    assert decode_token(printed, SECRET) == Principal(
+        user_id=ALICE, roles={GROUP_A: Role.COORDINATOR, GROUP_B: Role.MEMBER}
+    )
 
 
 @pytest.fixture
@@ -92,10 +94,16 @@ async def test_http_answers_401_403_and_200_with_reasons(client: httpx.AsyncClie
     async with client:
         missing = await client.get(f"/groups/{GROUP_A}/secret")
         assert missing.status_code == 401
-        assert missing.json() == {"error": "unauthenticated", "detail": "missing bearer token (Authorization: Bearer <jwt>)"}
+        assert missing.json() == {
+            "error": "unauthenticated",
+            "detail": "missing bearer token (Authorization: Bearer <jwt>)",
+        }
         assert missing.headers["WWW-Authenticate"] == "Bearer"
 
-        forged = await client.get(f"/groups/{GROUP_A}/secret", headers={"Authorization": f"Bearer {token(Principal(user_id=ALICE), 'z' * 64)}"})
+        forged = await client.get(
+            f"/groups/{GROUP_A}/secret",
+            headers={"Authorization": f"Bearer {token(Principal(user_id=ALICE), 'z' * 64)}"},
+        )
         assert forged.status_code == 401
 
         member = {"Authorization": f"Bearer {token(Principal(user_id=BOB, roles={GROUP_A: Role.MEMBER}))}"}
@@ -113,6 +121,8 @@ async def test_http_answers_401_403_and_200_with_reasons(client: httpx.AsyncClie
         assert bad_path.status_code == 422
         assert bad_path.json()["errors"][0]["loc"] == ["path", "group_id"]
 
-        generated = await client.get(f"/groups/{GROUP_A}/secret", headers=coordinator | {CORRELATION_HEADER: "bad id with spaces"})
+        generated = await client.get(
+            f"/groups/{GROUP_A}/secret", headers=coordinator | {CORRELATION_HEADER: "bad id with spaces"}
+        )
         assert generated.headers[CORRELATION_HEADER] != "bad id with spaces"
         assert len(generated.headers[CORRELATION_HEADER]) == 32

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
-from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, parse_event, MalformedMessage
+from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, MalformedMessage, parse_event
 from cagette_runtime.errors import Invalid, RetryLater
 from cagette_runtime.tables import inbox_messages
 from cagette_runtime.testing import drain_queue
@@ -45,7 +45,9 @@ class Harness:
         if existing is None:
             await session.execute(widgets.insert().values(widget_id=event.widget_id, name=event.name))
         else:  # would only happen if a duplicate got through: make it visible
-            await session.execute(widgets.update().where(widgets.c.widget_id == event.widget_id).values(effects=existing + 1))
+            await session.execute(
+                widgets.update().where(widgets.c.widget_id == event.widget_id).values(effects=existing + 1)
+            )
 
     async def __aenter__(self) -> Harness:
         await self.broker.connect()
@@ -62,8 +64,12 @@ class Harness:
 
     async def publish_raw(self, body: bytes, message_id: str, routing_key: str = "test.widget.created") -> None:
         await self.exchange.publish(
-            aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                             content_type="application/json"),
+            aio_pika.Message(
+                body,
+                message_id=message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+            ),
             routing_key=routing_key,
         )
 
@@ -90,7 +96,10 @@ def test_parse_event_says_what_is_wrong() -> None:
     with pytest.raises(MalformedMessage, match="no contract for event 'orders.order.shipped'"):
         parse_event(b'{"event_type": "orders.order.shipped", "schema_version": 1}')
     with pytest.raises(MalformedMessage, match="widget_id"):
-        parse_event(b'{"event_type": "test.widget.created", "schema_version": 1, "group_id": "%s", "name": "x"}' % str(uuid.uuid4()).encode())
+        parse_event(
+            b'{"event_type": "test.widget.created", "schema_version": 1, "group_id": "%s", "name": "x"}'
+            % str(uuid.uuid4()).encode()
+        )
 
 
 async def test_duplicated_message_has_one_effect(servers, database) -> None:

@@ -143,18 +143,23 @@ async def test_retention_deletes_only_old_published_rows_and_old_inbox_rows(data
     old_published, old_pending, recent = widget_event("old"), widget_event("pending"), widget_event("recent")
     async with database.transaction() as session:
         await outbox.add(session, old_published, old_pending, recent)
-        await session.execute(inbox_messages.insert(), [
-            {"consumer": "c", "event_id": old_published.event_id}, {"consumer": "c", "event_id": recent.event_id}])
+        await session.execute(
+            inbox_messages.insert(),
+            [{"consumer": "c", "event_id": old_published.event_id}, {"consumer": "c", "event_id": recent.event_id}],
+        )
     async with database.transaction() as session:
-        await session.execute(text(
-            "UPDATE outbox_messages SET published_at = now() - interval '8 days' WHERE event_id = :old"),
-            {"old": old_published.event_id})
-        await session.execute(text(
-            "UPDATE outbox_messages SET created_at = now() - interval '8 days' WHERE event_id = :pending"),
-            {"pending": old_pending.event_id})
-        await session.execute(text(
-            "UPDATE inbox_messages SET processed_at = now() - interval '31 days' WHERE event_id = :old"),
-            {"old": old_published.event_id})
+        await session.execute(
+            text("UPDATE outbox_messages SET published_at = now() - interval '8 days' WHERE event_id = :old"),
+            {"old": old_published.event_id},
+        )
+        await session.execute(
+            text("UPDATE outbox_messages SET created_at = now() - interval '8 days' WHERE event_id = :pending"),
+            {"pending": old_pending.event_id},
+        )
+        await session.execute(
+            text("UPDATE inbox_messages SET processed_at = now() - interval '31 days' WHERE event_id = :old"),
+            {"old": old_published.event_id},
+        )
     assert await MessagingRetention(database, outbox_days=7, inbox_days=30).purge() == (1, 1)
     remaining = {row.event_id for row in await pending_rows(database)}
     assert remaining == {old_pending.event_id, recent.event_id}  # never delete what is not yet published

@@ -19,15 +19,19 @@ from .app import NAME, build_service
 def audit_cli(argv: list[str]) -> int:
     from .audit import audit_database
 
-    parser = argparse.ArgumentParser(prog="python -m cagette_ledger audit", description="Check the ledger's invariants.")
+    parser = argparse.ArgumentParser(
+        prog="python -m cagette_ledger audit", description="Check the ledger's invariants."
+    )
     parser.add_argument("--group", type=UUID, default=None, help="audit one group only")
     parser.add_argument("--database-url", default=None, help="default: $CAGETTE_DATABASE_URL or the local ledger DB")
     args = parser.parse_args(argv)
     url = args.database_url or load_settings(NAME).database_url
     from sqlalchemy.engine import make_url
 
-    print(f"auditing {make_url(url).render_as_string(hide_password=True)}"
-          + (f", group {args.group}" if args.group else ", every group"))
+    print(
+        f"auditing {make_url(url).render_as_string(hide_password=True)}"
+        + (f", group {args.group}" if args.group else ", every group")
+    )
     report = asyncio.run(audit_database(url, args.group))
     for line in report.lines():
         print(line)

@@ -34,8 +34,10 @@ from .tables import accounts, holds, pending_entries, postings, transactions
 
 router = APIRouter()
 
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=150,
-                                             description="Replays with the same key return the original result")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=150, description="Replays with the same key return the original result"),
+]
 
 
 def _database(request: Request) -> Database:
@@ -79,7 +81,8 @@ async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID
     row = (
         await session.execute(
             select(accounts.c.account_id, accounts.c.currency, accounts.c.balance).where(
-                accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value,
+                accounts.c.group_id == group_id,
+                accounts.c.type == AccountType.MEMBER.value,
                 accounts.c.member_id == member_id,
             )
         )
@@ -111,7 +114,9 @@ def _held_sum():  # type: ignore[no-untyped-def]
 
 
 @router.get("/groups/{group_id}/members/{member_id}/balance", response_model=MemberBalance, tags=["balances"])
-async def member_balance(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> MemberBalance:
+async def member_balance(
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> MemberBalance:
     """The member's posted balance, pending payments, active holds and available amount."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
@@ -133,13 +138,24 @@ async def member_balance(group_id: UUID, member_id: UUID, principal: CurrentPrin
     def money(amount: int) -> Money:
         return Money(amount=amount, currency=currency)
 
-    return MemberBalance(group_id=group_id, member_id=member_id, balance=money(balance), pending=money(pending),
-                        held=money(held), available=money(balance - held))
+    return MemberBalance(
+        group_id=group_id,
+        member_id=member_id,
+        balance=money(balance),
+        pending=money(pending),
+        held=money(held),
+        available=money(balance - held),
+    )
 
 
 @router.get("/groups/{group_id}/members/{member_id}/balance-at", response_model=BalanceAt, tags=["balances"])
-async def member_balance_at(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
-                            at: Annotated[datetime, Query(description="ISO 8601; naive means UTC")]) -> BalanceAt:
+async def member_balance_at(
+    group_id: UUID,
+    member_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    at: Annotated[datetime, Query(description="ISO 8601; naive means UTC")],
+) -> BalanceAt:
     """The member's posted balance as it was at `at` (the running balance of the last posting
     at or before it)."""
     principal.require_self_or_coordinator(group_id, member_id)
@@ -148,17 +164,22 @@ async def member_balance_at(group_id: UUID, member_id: UUID, principal: CurrentP
         found = await _member_account(session, group_id, member_id)
         currency, balance = found.currency, 0
         if found.account_id is not None:
-            balance = await session.scalar(
-                select(postings.c.balance_after)
-                .where(postings.c.account_id == found.account_id, postings.c.posted_at <= at)
-                .order_by(postings.c.posting_id.desc())
-                .limit(1)
-            ) or 0
+            balance = (
+                await session.scalar(
+                    select(postings.c.balance_after)
+                    .where(postings.c.account_id == found.account_id, postings.c.posted_at <= at)
+                    .order_by(postings.c.posting_id.desc())
+                    .limit(1)
+                )
+                or 0
+            )
     return BalanceAt(group_id=group_id, member_id=member_id, at=at, balance=Money(amount=balance, currency=currency))
 
 
 class StatementEntry(BaseModel):
-    status: str = Field(description="'posted', or 'pending' for a declared payment not yet received (not in the balance)")
+    status: str = Field(
+        description="'posted', or 'pending' for a declared payment not yet received (not in the balance)"
+    )
     at: datetime = Field(description="When it was posted (pending: when it was declared)")
     kind: str
     description: str
@@ -180,8 +201,16 @@ class Statement(BaseModel):
     next_before: int | None = Field(description="Cursor of the next (older) page, null on the last page")
 
 
-async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, limit: int | None,
-                     before: int | None, from_: datetime | None, to: datetime | None) -> Statement:
+async def _statement(
+    session: AsyncSession,
+    group_id: UUID,
+    member_id: UUID,
+    *,
+    limit: int | None,
+    before: int | None,
+    from_: datetime | None,
+    to: datetime | None,
+) -> Statement:
     found = await _member_account(session, group_id, member_id)
     currency, balance = found.currency, found.balance
     entries: list[StatementEntry] = []
@@ -189,25 +218,41 @@ async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, 
     if found.account_id is not None:
         account_id = found.account_id
         if before is None:
-            pending_query = select(pending_entries).where(pending_entries.c.account_id == account_id,
-                                                          pending_entries.c.status == "pending")
+            pending_query = select(pending_entries).where(
+                pending_entries.c.account_id == account_id, pending_entries.c.status == "pending"
+            )
             if from_ is not None:
                 pending_query = pending_query.where(pending_entries.c.declared_at >= from_)
             if to is not None:
                 pending_query = pending_query.where(pending_entries.c.declared_at < to)
             for row in (await session.execute(pending_query.order_by(pending_entries.c.declared_at.desc()))).all():
-                entries.append(StatementEntry(
-                    status="pending", at=row.declared_at, kind="payment",
-                    description=" ".join(p for p in (f"{row.method} payment (pending)", row.reference or "") if p),
-                    amount=Money(amount=row.amount, currency=row.currency), balance_after=None,
-                    payment_id=row.payment_id,
-                ))
+                entries.append(
+                    StatementEntry(
+                        status="pending",
+                        at=row.declared_at,
+                        kind="payment",
+                        description=" ".join(p for p in (f"{row.method} payment (pending)", row.reference or "") if p),
+                        amount=Money(amount=row.amount, currency=row.currency),
+                        balance_after=None,
+                        payment_id=row.payment_id,
+                    )
+                )
         reversal = transactions.alias("reversal")
         query = (
-            select(postings.c.posting_id, postings.c.amount, postings.c.balance_after, postings.c.posted_at,
-                   postings.c.currency, transactions.c.transaction_id, transactions.c.kind, transactions.c.memo,
-                   transactions.c.reason, transactions.c.reverses_transaction_id,
-                   reversal.c.transaction_id.label("reversed_by"), pending_entries.c.payment_id)
+            select(
+                postings.c.posting_id,
+                postings.c.amount,
+                postings.c.balance_after,
+                postings.c.posted_at,
+                postings.c.currency,
+                transactions.c.transaction_id,
+                transactions.c.kind,
+                transactions.c.memo,
+                transactions.c.reason,
+                transactions.c.reverses_transaction_id,
+                reversal.c.transaction_id.label("reversed_by"),
+                pending_entries.c.payment_id,
+            )
             .join(transactions, transactions.c.transaction_id == postings.c.transaction_id)
             .outerjoin(reversal, reversal.c.reverses_transaction_id == transactions.c.transaction_id)
             .outerjoin(pending_entries, pending_entries.c.transaction_id == transactions.c.transaction_id)
@@ -227,21 +272,37 @@ async def _statement(session: AsyncSession, group_id: UUID, member_id: UUID, *, 
             rows = rows[:limit]
             next_before = rows[-1].posting_id
         for row in rows:
-            entries.append(StatementEntry(
-                status="posted", at=row.posted_at, kind=row.kind, description=row.memo,
-                amount=Money(amount=row.amount, currency=row.currency),
-                balance_after=Money(amount=row.balance_after, currency=row.currency),
-                transaction_id=row.transaction_id, reverses_transaction_id=row.reverses_transaction_id,
-                reversed_by_transaction_id=row.reversed_by, reason=row.reason, payment_id=row.payment_id,
-                cursor=row.posting_id,
-            ))
-    return Statement(group_id=group_id, member_id=member_id, balance=Money(amount=balance, currency=currency),
-                     entries=entries, next_before=next_before)
+            entries.append(
+                StatementEntry(
+                    status="posted",
+                    at=row.posted_at,
+                    kind=row.kind,
+                    description=row.memo,
+                    amount=Money(amount=row.amount, currency=row.currency),
+                    balance_after=Money(amount=row.balance_after, currency=row.currency),
+                    transaction_id=row.transaction_id,
+                    reverses_transaction_id=row.reverses_transaction_id,
+                    reversed_by_transaction_id=row.reversed_by,
+                    reason=row.reason,
+                    payment_id=row.payment_id,
+                    cursor=row.posting_id,
+                )
+            )
+    return Statement(
+        group_id=group_id,
+        member_id=member_id,
+        balance=Money(amount=balance, currency=currency),
+        entries=entries,
+        next_before=next_before,
+    )
 
 
 @router.get("/groups/{group_id}/members/{member_id}/statement", response_model=Statement, tags=["statements"])
 async def member_statement(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
+    group_id: UUID,
+    member_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[int | None, Query(description="`next_before` of the previous page")] = None,
     from_: Annotated[datetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
@@ -250,11 +311,24 @@ async def member_statement(
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=_utc(from_), to=_utc(to))
+        return await _statement(
+            session, group_id, member_id, limit=limit, before=before, from_=_utc(from_), to=_utc(to)
+        )
 
 
-STATEMENT_CSV_COLUMNS = ["date", "status", "kind", "description", "amount", "balance_after", "currency",
-                         "transaction_id", "reverses_transaction_id", "reason", "payment_id"]
+STATEMENT_CSV_COLUMNS = [
+    "date",
+    "status",
+    "kind",
+    "description",
+    "amount",
+    "balance_after",
+    "currency",
+    "transaction_id",
+    "reverses_transaction_id",
+    "reason",
+    "payment_id",
+]
 BALANCES_CSV_COLUMNS = ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
 
 
@@ -269,26 +343,47 @@ def _csv_response(rows: list[list[str]], columns: list[str], filename: str) -> R
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     writer.writerows(rows)
-    return Response(content=buffer.getvalue().encode("utf-8"), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        content=buffer.getvalue().encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
-@router.get("/groups/{group_id}/members/{member_id}/statement.csv", tags=["statements"],
-            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/groups/{group_id}/members/{member_id}/statement.csv",
+    tags=["statements"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 async def member_statement_csv(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request,
+    group_id: UUID,
+    member_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
     from_: Annotated[datetime | None, Query(alias="from")] = None,
     to: Annotated[datetime | None, Query()] = None,
 ) -> Response:
     """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to))
+        statement = await _statement(
+            session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to)
+        )
     rows = [
-        [e.at.astimezone(UTC).isoformat(), e.status, e.kind, _text_cell(e.description), e.amount.decimal_text(),
-         e.balance_after.decimal_text() if e.balance_after else "", e.amount.currency,
-         str(e.transaction_id or ""), str(e.reverses_transaction_id or ""), _text_cell(e.reason),
-         str(e.payment_id or "")]
+        [
+            e.at.astimezone(UTC).isoformat(),
+            e.status,
+            e.kind,
+            _text_cell(e.description),
+            e.amount.decimal_text(),
+            e.balance_after.decimal_text() if e.balance_after else "",
+            e.amount.currency,
+            str(e.transaction_id or ""),
+            str(e.reverses_transaction_id or ""),
+            _text_cell(e.reason),
+            str(e.payment_id or ""),
+        ]
         for e in statement.entries
     ]
     return _csv_response(rows, STATEMENT_CSV_COLUMNS, f"statement-{member_id}.csv")
@@ -326,9 +421,13 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
     pending_total, held_total = _pending_sum(), _held_sum()
     rows = (
         await session.execute(
-            select(accounts.c.member_id, accounts.c.balance, accounts.c.currency,
-                   func.coalesce(pending_total.c.pending, 0).label("pending"),
-                   func.coalesce(held_total.c.held, 0).label("held"))
+            select(
+                accounts.c.member_id,
+                accounts.c.balance,
+                accounts.c.currency,
+                func.coalesce(pending_total.c.pending, 0).label("pending"),
+                func.coalesce(held_total.c.held, 0).label("held"),
+            )
             .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
             .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
             .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
@@ -337,12 +436,20 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
     ).all()
     lines = []
     for row in rows:
+
         def money(amount: int, currency: str = row.currency) -> Money:
             return Money(amount=int(amount), currency=currency)
 
-        lines.append(MemberLine(member_id=row.member_id, standing=domain.standing(row.balance),
-                                balance=money(row.balance), pending=money(row.pending), held=money(row.held),
-                                available=money(row.balance - row.held)))
+        lines.append(
+            MemberLine(
+                member_id=row.member_id,
+                standing=domain.standing(row.balance),
+                balance=money(row.balance),
+                pending=money(row.pending),
+                held=money(row.held),
+                available=money(row.balance - row.held),
+            )
+        )
     return group.currency, lines
 
 
@@ -359,8 +466,11 @@ async def group_balances(group_id: UUID, principal: CurrentPrincipal, request: R
         return Money(amount=amount, currency=currency)
 
     return GroupBalances(
-        group_id=group_id, currency=currency, in_debt=by[domain.Standing.IN_DEBT],
-        balanced=by[domain.Standing.BALANCED], in_credit=by[domain.Standing.IN_CREDIT],
+        group_id=group_id,
+        currency=currency,
+        in_debt=by[domain.Standing.IN_DEBT],
+        balanced=by[domain.Standing.BALANCED],
+        in_credit=by[domain.Standing.IN_CREDIT],
         totals=Totals(
             members=len(lines),
             in_debt=money(sum(line.balance.amount for line in by[domain.Standing.IN_DEBT])),
@@ -372,15 +482,29 @@ async def group_balances(group_id: UUID, principal: CurrentPrincipal, request: R
     )
 
 
-@router.get("/groups/{group_id}/balances.csv", tags=["balances"], response_class=Response,
-            responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/groups/{group_id}/balances.csv",
+    tags=["balances"],
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, request: Request) -> Response:
     """Every member's balance as CSV; columns in services/ledger/README.md."""
     principal.require_coordinator(group_id)
     async with _database(request).sessionmaker() as session:
         currency, lines = await _member_lines(session, group_id)
-    rows = [[str(line.member_id), line.standing.value, line.balance.decimal_text(), line.pending.decimal_text(),
-             line.held.decimal_text(), line.available.decimal_text(), currency] for line in lines]
+    rows = [
+        [
+            str(line.member_id),
+            line.standing.value,
+            line.balance.decimal_text(),
+            line.pending.decimal_text(),
+            line.held.decimal_text(),
+            line.available.decimal_text(),
+            currency,
+        ]
+        for line in lines
+    ]
     return _csv_response(rows, BALANCES_CSV_COLUMNS, f"balances-{group_id}.csv")
 
 
@@ -399,12 +523,17 @@ async def group_accounts(group_id: UUID, principal: CurrentPrincipal, request: R
         await operations.require_group(session, group_id)
         rows = (
             await session.execute(
-                select(accounts).where(accounts.c.group_id == group_id, accounts.c.member_id.is_(None))
+                select(accounts)
+                .where(accounts.c.group_id == group_id, accounts.c.member_id.is_(None))
                 .order_by(accounts.c.type)
             )
         ).all()
-    return [GroupAccount(account_id=r.account_id, type=AccountType(r.type), balance=Money(amount=r.balance,
-                         currency=r.currency)) for r in rows]
+    return [
+        GroupAccount(
+            account_id=r.account_id, type=AccountType(r.type), balance=Money(amount=r.balance, currency=r.currency)
+        )
+        for r in rows
+    ]
 
 
 # --- adjustments -----------------------------------------------------------------------------
@@ -430,10 +559,22 @@ class TransactionView(BaseModel):
 
 def _view(posted: PostedTransaction) -> JSONResponse:
     view = TransactionView(
-        transaction_id=posted.transaction_id, kind=posted.draft.kind, idempotency_key=posted.draft.idempotency_key,
-        replayed=posted.replayed, reverses_transaction_id=posted.draft.reverses, reason=posted.draft.reason,
-        postings=[PostingView(account_id=leg.account_id, account_type=leg.account.type, member_id=leg.account.member_id,
-                              amount=leg.amount, balance_after=leg.balance_after) for leg in posted.legs],
+        transaction_id=posted.transaction_id,
+        kind=posted.draft.kind,
+        idempotency_key=posted.draft.idempotency_key,
+        replayed=posted.replayed,
+        reverses_transaction_id=posted.draft.reverses,
+        reason=posted.draft.reason,
+        postings=[
+            PostingView(
+                account_id=leg.account_id,
+                account_type=leg.account.type,
+                member_id=leg.account.member_id,
+                amount=leg.amount,
+                balance_after=leg.balance_after,
+            )
+            for leg in posted.legs
+        ],
     )
     return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
 
@@ -443,10 +584,15 @@ class OpeningBalanceRequest(BaseModel):
     memo: str = Field(default="", max_length=500)
 
 
-@router.post("/groups/{group_id}/members/{member_id}/opening-balance", response_model=TransactionView,
-             status_code=201, tags=["adjustments"])
-async def post_opening_balance(group_id: UUID, member_id: UUID, body: OpeningBalanceRequest,
-                               principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/members/{member_id}/opening-balance",
+    response_model=TransactionView,
+    status_code=201,
+    tags=["adjustments"],
+)
+async def post_opening_balance(
+    group_id: UUID, member_id: UUID, body: OpeningBalanceRequest, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     """Record the member's opening balance ("reprise de solde", R15) against opening-balance
     equity. Once per member: the same amount again replays (200), another amount is 409; to
     change it, reverse it first, then post the right one."""
@@ -462,17 +608,34 @@ class CorrectionRequest(BaseModel):
     against: AccountType = Field(default=AccountType.SALES, description="The group account on the other side")
 
 
-@router.post("/groups/{group_id}/members/{member_id}/corrections", response_model=TransactionView,
-             status_code=201, tags=["adjustments"])
-async def post_correction(group_id: UUID, member_id: UUID, body: CorrectionRequest, principal: CurrentPrincipal,
-                          request: Request, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/members/{member_id}/corrections",
+    response_model=TransactionView,
+    status_code=201,
+    tags=["adjustments"],
+)
+async def post_correction(
+    group_id: UUID,
+    member_id: UUID,
+    body: CorrectionRequest,
+    principal: CurrentPrincipal,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
     """A correction of the member's balance, with a required reason."""
     principal.require_coordinator(group_id)
     if body.against == AccountType.MEMBER:
         raise Invalid("a correction is posted against a group account, not a member account")
     key = f"correction:{group_id}:{idempotency_key or uuid.uuid4()}"
-    draft = domain.correction(group_id, member_id, body.amount, reason=body.reason, against=body.against, key=key,
-                              recorded_by=principal.user_id)
+    draft = domain.correction(
+        group_id,
+        member_id,
+        body.amount,
+        reason=body.reason,
+        against=body.against,
+        key=key,
+        recorded_by=principal.user_id,
+    )
     async with _database(request).transaction() as session:
         return _view(await operations.adjust(session, draft))
 
@@ -481,15 +644,23 @@ class ReversalRequest(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
-@router.post("/groups/{group_id}/transactions/{transaction_id}/reversal", response_model=TransactionView,
-             status_code=201, tags=["adjustments"])
-async def post_reversal(group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal,
-                        request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/transactions/{transaction_id}/reversal",
+    response_model=TransactionView,
+    status_code=201,
+    tags=["adjustments"],
+)
+async def post_reversal(
+    group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     """Undo a transaction with a reversing one that points at it (nothing is ever edited)."""
     principal.require_coordinator(group_id)
     async with _database(request).transaction() as session:
-        return _view(await operations.reverse(session, group_id, transaction_id, reason=body.reason,
-                                              recorded_by=principal.user_id))
+        return _view(
+            await operations.reverse(
+                session, group_id, transaction_id, reason=body.reason, recorded_by=principal.user_id
+            )
+        )
 
 
 class ImportResult(BaseModel):
@@ -498,8 +669,12 @@ class ImportResult(BaseModel):
     transactions: list[TransactionView]
 
 
-@router.post("/groups/{group_id}/opening-balances", response_model=ImportResult, tags=["adjustments"],
-             openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}})
+@router.post(
+    "/groups/{group_id}/opening-balances",
+    response_model=ImportResult,
+    tags=["adjustments"],
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
+)
 async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> ImportResult:
     """Opening balances of many members from CSV (columns `member_id,amount[,memo]`, amount in
     major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
@@ -518,8 +693,10 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
         for line_number, draft in rows:
             for leg in draft.member_legs():
                 if await operations.member_account_id(session, group_id, leg.account.member_id) is None:  # type: ignore[arg-type]
-                    errors.append(f"line {line_number}: unknown account: member {leg.account.member_id} has no "
-                                  f"account in group {group_id}")
+                    errors.append(
+                        f"line {line_number}: unknown account: member {leg.account.member_id} has no "
+                        f"account in group {group_id}"
+                    )
         if errors:
             raise Invalid("the file was refused, nothing was recorded", errors=errors)
         # All accounts locked up front in the global order: concurrent imports never deadlock.
@@ -533,17 +710,33 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
                 errors.append(f"line {line_number}: {exc.reason}")
         if errors:
             raise Invalid("the file was refused, nothing was recorded", errors=errors)
-    views = [TransactionView(
-        transaction_id=p.transaction_id, kind=p.draft.kind, idempotency_key=p.draft.idempotency_key, replayed=p.replayed,
-        postings=[PostingView(account_id=leg.account_id, account_type=leg.account.type, member_id=leg.account.member_id,
-                              amount=leg.amount, balance_after=leg.balance_after) for leg in p.legs],
-    ) for p in posted]
-    return ImportResult(imported=sum(not p.replayed for p in posted), replayed=sum(p.replayed for p in posted),
-                        transactions=views)
+    views = [
+        TransactionView(
+            transaction_id=p.transaction_id,
+            kind=p.draft.kind,
+            idempotency_key=p.draft.idempotency_key,
+            replayed=p.replayed,
+            postings=[
+                PostingView(
+                    account_id=leg.account_id,
+                    account_type=leg.account.type,
+                    member_id=leg.account.member_id,
+                    amount=leg.amount,
+                    balance_after=leg.balance_after,
+                )
+                for leg in p.legs
+            ],
+        )
+        for p in posted
+    ]
+    return ImportResult(
+        imported=sum(not p.replayed for p in posted), replayed=sum(p.replayed for p in posted), transactions=views
+    )
 
 
-def parse_opening_balances(content: str, group_id: UUID, currency: str,
-                           recorded_by: UUID | None) -> list[tuple[int, domain.TransactionDraft]]:
+def parse_opening_balances(
+    content: str, group_id: UUID, currency: str, recorded_by: UUID | None
+) -> list[tuple[int, domain.TransactionDraft]]:
     """CSV text -> (line number, draft) per row; every problem reported at once, by line."""
     reader = csv.DictReader(io.StringIO(content))
     fields = [f.strip() for f in reader.fieldnames or []]
@@ -566,8 +759,14 @@ def parse_opening_balances(content: str, group_id: UUID, currency: str,
         seen[member_id] = line
         try:
             amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
-            drafts.append((line, domain.opening_balance(group_id, member_id, amount, recorded_by=recorded_by,
-                                                        memo=(row.get("memo") or "").strip()[:500])))
+            drafts.append(
+                (
+                    line,
+                    domain.opening_balance(
+                        group_id, member_id, amount, recorded_by=recorded_by, memo=(row.get("memo") or "").strip()[:500]
+                    ),
+                )
+            )
         except Refused as exc:
             errors.append(f"line {line}: {exc.reason}")
     if errors:
@@ -581,8 +780,9 @@ def parse_opening_balances(content: str, group_id: UUID, currency: str,
 
 
 @router.get("/admin/audit", tags=["operations"])
-async def audit(principal: CurrentPrincipal, request: Request,
-                group_id: Annotated[UUID | None, Query()] = None) -> JSONResponse:
+async def audit(
+    principal: CurrentPrincipal, request: Request, group_id: Annotated[UUID | None, Query()] = None
+) -> JSONResponse:
     """Check the ledger's invariants (platform administrators). 200 with ok=true when every
     check passed, 409 with the breaches otherwise."""
     principal.require_platform_admin()

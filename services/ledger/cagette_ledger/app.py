@@ -43,8 +43,13 @@ class LedgerService(Service):
         if batched:
             self.consumers = list(consumers(self))
             for consumer in self.consumers:
-                batcher = BatchingConsumer(self.broker, self.database, ConsumerRunner(self.broker, self.database, consumer),
-                                           batch_handler=dispatch_batch, max_batch=settings.ledger_batch_size)
+                batcher = BatchingConsumer(
+                    self.broker,
+                    self.database,
+                    ConsumerRunner(self.broker, self.database, consumer),
+                    batch_handler=dispatch_batch,
+                    max_batch=settings.ledger_batch_size,
+                )
                 batcher.subscribe()
                 self.batchers.append(batcher)
         holds.register(self)

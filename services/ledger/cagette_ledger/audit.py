@@ -57,30 +57,44 @@ class AuditReport:
 
     @property
     def breaches(self) -> list[str]:
-        return [f"group {s.group_id} {s.currency}: {c.name}: {b}" for s in self.scopes
-                for c in s.checks.values() for b in c.breaches]
+        return [
+            f"group {s.group_id} {s.currency}: {c.name}: {b}"
+            for s in self.scopes
+            for c in s.checks.values()
+            for b in c.breaches
+        ]
 
     def lines(self) -> list[str]:
         out = []
         for scope in self.scopes:
             out.append(f"group {scope.group_id} ({scope.currency}): {'OK' if scope.ok else 'BREACH'}")
             for check in scope.checks.values():
-                out.append(f"  {'ok    ' if check.ok else 'BREACH'} {check.name}: {check.checked} checked"
-                           + (f", {len(check.breaches)} breach(es)" if check.breaches else ""))
+                out.append(
+                    f"  {'ok    ' if check.ok else 'BREACH'} {check.name}: {check.checked} checked"
+                    + (f", {len(check.breaches)} breach(es)" if check.breaches else "")
+                )
                 for breach in check.breaches[:BREACH_SAMPLE]:
                     out.append(f"         - {breach}")
         total = sum(c.checked for s in self.scopes for c in s.checks.values())
-        out.append(f"audit {'passed' if self.ok else 'FAILED'}: {len(self.scopes)} group/currency scope(s), "
-                   f"{total} item(s) checked, {len(self.breaches)} breach(es)")
+        out.append(
+            f"audit {'passed' if self.ok else 'FAILED'}: {len(self.scopes)} group/currency scope(s), "
+            f"{total} item(s) checked, {len(self.breaches)} breach(es)"
+        )
         return out
 
     def as_dict(self) -> dict[str, object]:
         return {
             "ok": self.ok,
             "scopes": [
-                {"group_id": str(s.group_id), "currency": s.currency, "ok": s.ok,
-                 "checks": [{"name": c.name, "checked": c.checked, "ok": c.ok, "breaches": c.breaches[:BREACH_SAMPLE]}
-                            for c in s.checks.values()]}
+                {
+                    "group_id": str(s.group_id),
+                    "currency": s.currency,
+                    "ok": s.ok,
+                    "checks": [
+                        {"name": c.name, "checked": c.checked, "ok": c.ok, "breaches": c.breaches[:BREACH_SAMPLE]}
+                        for c in s.checks.values()
+                    ],
+                }
                 for s in self.scopes
             ],
         }
@@ -100,7 +114,8 @@ ORDER BY 1, 2
 
 _TRANSACTIONS = """
 SELECT t.group_id, t.currency, t.transaction_id, count(p.posting_id) AS n, coalesce(sum(p.amount), 0) AS total,
-       count(*) FILTER (WHERE p.currency <> t.currency OR a.currency <> t.currency OR a.group_id <> t.group_id) AS foreign
+       count(*) FILTER (WHERE p.currency <> t.currency OR a.currency <> t.currency
+                           OR a.group_id <> t.group_id) AS foreign
   FROM transactions t
   LEFT JOIN postings p ON p.transaction_id = t.transaction_id
   LEFT JOIN accounts a ON a.account_id = p.account_id
@@ -181,7 +196,9 @@ async def run_audit(session: AsyncSession, group_id: UUID | None = None) -> Audi
         check.checked += 1
         owner = f"{row.type}" + (f" of member {row.member_id}" if row.member_id else "")
         if row.balance != row.summed:
-            check.breaches.append(f"account {row.account_id} ({owner}): stored {row.balance}, postings sum {row.summed}")
+            check.breaches.append(
+                f"account {row.account_id} ({owner}): stored {row.balance}, postings sum {row.summed}"
+            )
         elif row.last_running is not None and row.last_running != row.balance:
             check.breaches.append(
                 f"account {row.account_id} ({owner}): stored {row.balance}, last running balance {row.last_running}"

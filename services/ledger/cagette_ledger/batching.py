@@ -58,14 +58,23 @@ async def claim_many(session: AsyncSession, consumer: str, events: list[Event]) 
             claimed.append(event)
     return claimed
 
+
 log = logging.getLogger(__name__)
 
 
 class BatchingConsumer(BackgroundLoop):
     """Buffers delivered messages; the loop (woken by each arrival) commits them in batches."""
 
-    def __init__(self, broker: RabbitBroker, database: Database, runner: ConsumerRunner, *,
-                 batch_handler: BatchHandler, max_batch: int = 200, linger: float = 0.002) -> None:
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        database: Database,
+        runner: ConsumerRunner,
+        *,
+        batch_handler: BatchHandler,
+        max_batch: int = 200,
+        linger: float = 0.002,
+    ) -> None:
         super().__init__(interval=1.0)
         self.name = f"{runner.consumer.queue.name}-batches"
         self.broker = broker
@@ -87,8 +96,9 @@ class BatchingConsumer(BackgroundLoop):
             self._buffer.append(message)
             self.wake()
 
-        self.broker.subscriber(self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL,
-                               title=f"{self.consumer.queue.name} (batched)")(on_message)
+        self.broker.subscriber(
+            self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL, title=f"{self.consumer.queue.name} (batched)"
+        )(on_message)
 
     async def run_once(self) -> bool:
         """Commit one batch of what was delivered; True while more is buffered."""
@@ -97,7 +107,7 @@ class BatchingConsumer(BackgroundLoop):
         # Let the broker's already-delivered messages join the batch (bounded wait).
         if len(self._buffer) < self.max_batch and self.linger > 0:
             await asyncio.sleep(self.linger)
-        batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch:]
+        batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
         try:
             await self.process_batch(batch)
         except asyncio.CancelledError:
@@ -107,7 +117,7 @@ class BatchingConsumer(BackgroundLoop):
             for message in batch:
                 try:
                     await message.nack(requeue=True)
-                except Exception:  # noqa: BLE001 - the channel may be gone; redelivery follows
+                except Exception:
                     pass
         return bool(self._buffer)
 
@@ -134,10 +144,14 @@ class BatchingConsumer(BackgroundLoop):
                         await self.batch_handler(session, claimed)
                 finally:
                     reset_correlation_id(token)
-        except Exception as exc:  # noqa: BLE001 - any refusal or failure: per-message path
+        except Exception as exc:
             self.fallbacks += 1
-            log.info("batch of %d rolled back (%s: %s); processing its messages one by one",
-                     len(parsed), type(exc).__name__, exc)
+            log.info(
+                "batch of %d rolled back (%s: %s); processing its messages one by one",
+                len(parsed),
+                type(exc).__name__,
+                exc,
+            )
             for message, _ in parsed:
                 await self.runner.process(message)
             return

@@ -132,8 +132,17 @@ def group_account(group_id: UUID, account_type: AccountType) -> AccountRef:
 
 
 def _member_against(
-    *, group_id: UUID, member_id: UUID, member_amount: Money, against: AccountType, kind: Kind, key: str,
-    memo: str, source_event_id: UUID | None = None, reason: str | None = None, recorded_by: UUID | None = None,
+    *,
+    group_id: UUID,
+    member_id: UUID,
+    member_amount: Money,
+    against: AccountType,
+    kind: Kind,
+    key: str,
+    memo: str,
+    source_event_id: UUID | None = None,
+    reason: str | None = None,
+    recorded_by: UUID | None = None,
 ) -> TransactionDraft:
     """Two legs: `member_amount` on the member (signed as the member sees it), the opposite on
     the group account `against`."""
@@ -161,28 +170,40 @@ def _positive(amount: Money, what: str) -> Money:
 def order_confirmed(event: OrderConfirmed) -> TransactionDraft:
     """An order debits the member and credits the group's sales (SPEC R3)."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id, member_amount=-_positive(event.total, "an order total"),
-        against=AccountType.SALES, kind=Kind.ORDER, key=f"order:{event.order_id}:confirmed",
-        memo=f"order {event.order_id}", source_event_id=event.event_id,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=-_positive(event.total, "an order total"),
+        against=AccountType.SALES,
+        kind=Kind.ORDER,
+        key=f"order:{event.order_id}:confirmed",
+        memo=f"order {event.order_id}",
+        source_event_id=event.event_id,
     )
 
 
 def order_amended(event: OrderAmended) -> TransactionDraft:
     """Products added to an order (R6, add-only): an extra debit of the added total."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id,
-        member_amount=-_positive(event.added_total, "an amendment"), against=AccountType.SALES,
-        kind=Kind.ORDER_AMENDMENT, key=f"order:{event.order_id}:amendment:{event.amendment_id}",
-        memo=f"order {event.order_id} amended", source_event_id=event.event_id,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=-_positive(event.added_total, "an amendment"),
+        against=AccountType.SALES,
+        kind=Kind.ORDER_AMENDMENT,
+        key=f"order:{event.order_id}:amendment:{event.amendment_id}",
+        memo=f"order {event.order_id} amended",
+        source_event_id=event.event_id,
     )
 
 
 def subscription_confirmed(event: SubscriptionConfirmed) -> TransactionDraft:
     """A subscription contract: the debt is the contract total, recorded at once (R19)."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id,
-        member_amount=-_positive(event.total, "a subscription total"), against=AccountType.SALES,
-        kind=Kind.SUBSCRIPTION, key=f"subscription:{event.subscription_id}:confirmed",
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=-_positive(event.total, "a subscription total"),
+        against=AccountType.SALES,
+        kind=Kind.SUBSCRIPTION,
+        key=f"subscription:{event.subscription_id}:confirmed",
         memo=f"subscription {event.contract_name} ({event.distribution_count} distributions)",
         source_event_id=event.event_id,
     )
@@ -192,9 +213,12 @@ def subscription_amended(event: SubscriptionAmended) -> TransactionDraft:
     """Products added to a subscription (add-only): an extra debit of the added lines x the
     distributions still to come."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id,
-        member_amount=-_positive(event.added_total, "a subscription amendment"), against=AccountType.SALES,
-        kind=Kind.SUBSCRIPTION_AMENDMENT, key=f"subscription:{event.subscription_id}:amendment:{event.amendment_id}",
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=-_positive(event.added_total, "a subscription amendment"),
+        against=AccountType.SALES,
+        kind=Kind.SUBSCRIPTION_AMENDMENT,
+        key=f"subscription:{event.subscription_id}:amendment:{event.amendment_id}",
         memo=f"subscription {event.subscription_id} amended ({event.distribution_count} distributions)",
         source_event_id=event.event_id,
     )
@@ -231,19 +255,31 @@ def clearing_account(method: PaymentMethod) -> AccountType:
 def payment_received(event: PaymentReceived) -> TransactionDraft:
     """Money arrived: credit the member, against the clearing account of the actual method."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id, member_amount=_positive(event.amount, "a payment"),
-        against=clearing_account(event.method), kind=Kind.PAYMENT, key=f"payment:{event.payment_id}:received",
-        memo=" ".join(part for part in (f"{event.method.value} payment", event.label or "", event.reference or "") if part),
-        source_event_id=event.event_id, recorded_by=event.recorded_by,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=_positive(event.amount, "a payment"),
+        against=clearing_account(event.method),
+        kind=Kind.PAYMENT,
+        key=f"payment:{event.payment_id}:received",
+        memo=" ".join(
+            part for part in (f"{event.method.value} payment", event.label or "", event.reference or "") if part
+        ),
+        source_event_id=event.event_id,
+        recorded_by=event.recorded_by,
     )
 
 
 def payment_refunded(event: PaymentRefunded) -> TransactionDraft:
     """Money given back: debit the member, against the clearing account it leaves by."""
     return _member_against(
-        group_id=event.group_id, member_id=event.member_id, member_amount=-_positive(event.amount, "a refund"),
-        against=clearing_account(event.method), kind=Kind.REFUND, key=f"refund:{event.refund_id}",
-        memo=f"{event.method.value} refund {event.reason}".strip(), source_event_id=event.event_id,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=-_positive(event.amount, "a refund"),
+        against=clearing_account(event.method),
+        kind=Kind.REFUND,
+        key=f"refund:{event.refund_id}",
+        memo=f"{event.method.value} refund {event.reason}".strip(),
+        source_event_id=event.event_id,
         recorded_by=event.recorded_by,
     )
 
@@ -264,21 +300,35 @@ def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:
     )
 
 
-def opening_balance(group_id: UUID, member_id: UUID, amount: Money, *, recorded_by: UUID | None,
-                    memo: str = "", key: str | None = None) -> TransactionDraft:
-    """"Reprise de solde" (R15): the member's balance carried over, positive or negative, against
+def opening_balance(
+    group_id: UUID, member_id: UUID, amount: Money, *, recorded_by: UUID | None, memo: str = "", key: str | None = None
+) -> TransactionDraft:
+    """ "Reprise de solde" (R15): the member's balance carried over, positive or negative, against
     opening-balance equity. One per member unless the caller gives its own key."""
     if amount.is_zero:
         raise Invalid("an opening balance of zero records nothing: leave the member at zero instead")
     return _member_against(
-        group_id=group_id, member_id=member_id, member_amount=amount, against=AccountType.OPENING_BALANCE_EQUITY,
-        kind=Kind.OPENING_BALANCE, key=key or f"opening_balance:{group_id}:{member_id}",
-        memo=memo or "opening balance", recorded_by=recorded_by,
+        group_id=group_id,
+        member_id=member_id,
+        member_amount=amount,
+        against=AccountType.OPENING_BALANCE_EQUITY,
+        kind=Kind.OPENING_BALANCE,
+        key=key or f"opening_balance:{group_id}:{member_id}",
+        memo=memo or "opening balance",
+        recorded_by=recorded_by,
     )
 
 
-def correction(group_id: UUID, member_id: UUID, amount: Money, *, reason: str, against: AccountType,
-               key: str, recorded_by: UUID | None) -> TransactionDraft:
+def correction(
+    group_id: UUID,
+    member_id: UUID,
+    amount: Money,
+    *,
+    reason: str,
+    against: AccountType,
+    key: str,
+    recorded_by: UUID | None,
+) -> TransactionDraft:
     """A coordinator's correction of a member's balance: signed as the member sees it, with a
     reason, against a group account (sales by default)."""
     reason = (reason or "").strip()
@@ -287,13 +337,21 @@ def correction(group_id: UUID, member_id: UUID, amount: Money, *, reason: str, a
     if amount.is_zero:
         raise Invalid("a correction of zero changes nothing")
     return _member_against(
-        group_id=group_id, member_id=member_id, member_amount=amount, against=against, kind=Kind.CORRECTION,
-        key=key, memo="correction", reason=reason, recorded_by=recorded_by,
+        group_id=group_id,
+        member_id=member_id,
+        member_amount=amount,
+        against=against,
+        kind=Kind.CORRECTION,
+        key=key,
+        memo="correction",
+        reason=reason,
+        recorded_by=recorded_by,
     )
 
 
-def reversal(original_id: UUID, group_id: UUID, legs: list[Leg], *, reason: str, recorded_by: UUID | None,
-             original_kind: str) -> TransactionDraft:
+def reversal(
+    original_id: UUID, group_id: UUID, legs: list[Leg], *, reason: str, recorded_by: UUID | None, original_kind: str
+) -> TransactionDraft:
     """The transaction that undoes `original_id`: every leg negated, pointing at it."""
     reason = (reason or "").strip()
     if not reason:

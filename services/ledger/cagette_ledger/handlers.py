@@ -5,6 +5,8 @@ delivered batch committed in one database transaction (see batching.py)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -130,7 +132,8 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
 # of them is posted together by dispatch_batch.
 POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged)
 
-_DRAFTS = {
+# Each maps its event to the draft it posts (the event's type selects the function).
+_DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     OrderConfirmed: domain.order_confirmed,
     OrderAmended: domain.order_amended,
     SubscriptionConfirmed: domain.subscription_confirmed,
@@ -155,7 +158,8 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
     async def flush() -> None:
         if run:
             await operations.post_many_and_publish(
-                session, [draft for _, draft in run],
+                session,
+                [draft for _, draft in run],
                 [domain.hold_key(event) if isinstance(event, ORDER_EVENTS) else None for event, _ in run],
             )
             run.clear()
@@ -224,7 +228,9 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
     # One queue for everything that touches balances: one group's events keep their order.
     return [
         Consumer(
-            queue=ConsumerQueue(POSTINGS_QUEUE, routing_keys=ROUTING_KEYS, delivery_limit=service.settings.delivery_limit),
+            queue=ConsumerQueue(
+                POSTINGS_QUEUE, routing_keys=ROUTING_KEYS, delivery_limit=service.settings.delivery_limit
+            ),
             handler=dispatch,
             accepts=HANDLED,
         )

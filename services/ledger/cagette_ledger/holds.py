@@ -70,15 +70,21 @@ async def answer_hold_request(database: Database, body: bytes) -> dict[str, Any]
         try:
             async with database.transaction() as session:
                 decision = await operations.place_hold(session, request)
-        except Exception as exc:  # noqa: BLE001 - answered, never silently dropped
+        except Exception as exc:
             log.exception("hold %s could not be decided", request.hold_id)
             # Nothing was recorded: a refusal the caller may retry with the same hold_id.
             return HoldDecision(
-                hold_id=request.hold_id, granted=False, available=Money(amount=0, currency=request.amount.currency),
+                hold_id=request.hold_id,
+                granted=False,
+                available=Money(amount=0, currency=request.amount.currency),
                 reason=f"the ledger could not decide now ({type(exc).__name__}); ask again with the same hold_id",
             ).model_dump(mode="json")
-        log.info("hold %s for order %s: %s", request.hold_id, request.order_id,
-                 "granted" if decision.granted else f"refused ({decision.reason})")
+        log.info(
+            "hold %s for order %s: %s",
+            request.hold_id,
+            request.order_id,
+            "granted" if decision.granted else f"refused ({decision.reason})",
+        )
         return decision.model_dump(mode="json")
     finally:
         reset_correlation_id(token)
@@ -96,7 +102,9 @@ async def answer_release_request(database: Database, body: bytes) -> dict[str, A
             return HoldReleased(hold_id=request.hold_id, status="unknown", reason=exc.reason).model_dump(mode="json")
         row = (
             await session.execute(
-                holds.select().with_only_columns(holds.c.account_id, holds.c.currency).where(holds.c.hold_id == request.hold_id)
+                holds.select()
+                .with_only_columns(holds.c.account_id, holds.c.currency)
+                .where(holds.c.hold_id == request.hold_id)
             )
         ).first()
         available = None
@@ -108,7 +116,9 @@ async def answer_release_request(database: Database, body: bytes) -> dict[str, A
 async def available_amount(session, account_id) -> int:  # type: ignore[no-untyped-def]
     from .tables import accounts
 
-    balance = await session.scalar(accounts.select().with_only_columns(accounts.c.balance).where(accounts.c.account_id == account_id))
+    balance = await session.scalar(
+        accounts.select().with_only_columns(accounts.c.balance).where(accounts.c.account_id == account_id)
+    )
     return int(balance or 0) - await operations.active_holds_total(session, account_id)
 
 

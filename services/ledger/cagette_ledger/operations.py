@@ -46,8 +46,9 @@ class Group:
 async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
     row = (
         await session.execute(
-            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot,
-                   groups.c.payments_enabled).where(groups.c.group_id == group_id)
+            select(
+                groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot, groups.c.payments_enabled
+            ).where(groups.c.group_id == group_id)
         )
     ).first()
     return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) if row else None
@@ -58,8 +59,9 @@ async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group
         return []
     rows = (
         await session.execute(
-            select(groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot,
-                   groups.c.payments_enabled).where(groups.c.group_id.in_(group_ids))
+            select(
+                groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot, groups.c.payments_enabled
+            ).where(groups.c.group_id.in_(group_ids))
         )
     ).all()
     return [Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) for row in rows]
@@ -87,15 +89,19 @@ async def post_and_publish(session: AsyncSession, draft: TransactionDraft) -> Po
     return posted
 
 
-async def post_many_and_publish(session: AsyncSession, drafts: list[TransactionDraft],
-                                order_ids: list[UUID | None]) -> list[PostedTransaction]:
+async def post_many_and_publish(
+    session: AsyncSession, drafts: list[TransactionDraft], order_ids: list[UUID | None]
+) -> list[PostedTransaction]:
     """Post many drafts (currencies already checked) with their events, in a fixed number of
     statements; those with an order id (see domain.hold_key) capture its active holds."""
     posted = await post_many(session, drafts)
     events = [event for result in posted if not result.replayed for event in result.events()]
     await outbox.add(session, *events)
-    captures = [{"order": order_id, "tx": result.transaction_id}
-                for order_id, result in zip(order_ids, posted, strict=True) if order_id is not None]
+    captures = [
+        {"order": order_id, "tx": result.transaction_id}
+        for order_id, result in zip(order_ids, posted, strict=True)
+        if order_id is not None
+    ]
     if captures:
         await session.execute(
             update(holds)
@@ -109,7 +115,9 @@ async def post_many_and_publish(session: AsyncSession, drafts: list[TransactionD
 async def member_account_id(session: AsyncSession, group_id: UUID, member_id: UUID) -> UUID | None:
     return await session.scalar(
         select(accounts.c.account_id).where(
-            accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value, accounts.c.member_id == member_id
+            accounts.c.group_id == group_id,
+            accounts.c.type == AccountType.MEMBER.value,
+            accounts.c.member_id == member_id,
         )
     )
 
@@ -117,8 +125,13 @@ async def member_account_id(session: AsyncSession, group_id: UUID, member_id: UU
 async def open_member_account(session: AsyncSession, group_id: UUID, member_id: UUID, currency: str) -> UUID:
     await session.execute(
         pg_insert(accounts)
-        .values(account_id=uuid.uuid4(), group_id=group_id, type=AccountType.MEMBER.value, member_id=member_id,
-                currency=currency)
+        .values(
+            account_id=uuid.uuid4(),
+            group_id=group_id,
+            type=AccountType.MEMBER.value,
+            member_id=member_id,
+            currency=currency,
+        )
         .on_conflict_do_nothing(constraint="accounts_one_per_owner")
     )
     account_id = await member_account_id(session, group_id, member_id)
@@ -156,9 +169,17 @@ async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None
     await session.execute(
         pg_insert(pending_entries)
         .values(
-            payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id, account_id=account_id,
-            amount=event.amount.amount, currency=event.amount.currency, method=event.method.value,
-            reference=event.reference, order_id=event.order_id, status="pending", declared_at=event.occurred_at,
+            payment_id=event.payment_id,
+            group_id=event.group_id,
+            member_id=event.member_id,
+            account_id=account_id,
+            amount=event.amount.amount,
+            currency=event.amount.currency,
+            method=event.method.value,
+            reference=event.reference,
+            order_id=event.order_id,
+            status="pending",
+            declared_at=event.occurred_at,
         )
         .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
     )
@@ -182,10 +203,19 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
         await session.execute(
             pg_insert(pending_entries)
             .values(
-                payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id,
-                account_id=account_id, amount=event.amount.amount, currency=event.amount.currency,
-                method=event.method.value, reference=event.reference, order_id=event.order_id, status="posted",
-                declared_at=event.occurred_at, resolved_at=func.now(), transaction_id=posted.transaction_id,
+                payment_id=event.payment_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                account_id=account_id,
+                amount=event.amount.amount,
+                currency=event.amount.currency,
+                method=event.method.value,
+                reference=event.reference,
+                order_id=event.order_id,
+                status="posted",
+                declared_at=event.occurred_at,
+                resolved_at=func.now(),
+                transaction_id=posted.transaction_id,
                 resolution="received",
             )
             .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
@@ -194,9 +224,13 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
         await session.execute(
             update(pending_entries)
             .where(pending_entries.c.payment_id == event.payment_id)
-            .values(status="posted", resolved_at=func.now(), transaction_id=posted.transaction_id,
-                    resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
-                    f" by {event.method.value}")
+            .values(
+                status="posted",
+                resolved_at=func.now(),
+                transaction_id=posted.transaction_id,
+                resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
+                f" by {event.method.value}",
+            )
         )
     # status voided: the money arrived after all; the credit is posted, the voided entry stays.
     return posted
@@ -215,10 +249,18 @@ async def cancel_payment(session: AsyncSession, event: PaymentCancelled) -> None
         account_id = await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
         await session.execute(
             pg_insert(pending_entries).values(
-                payment_id=event.payment_id, group_id=event.group_id, member_id=event.member_id,
-                account_id=account_id, amount=event.amount.amount, currency=event.amount.currency,
-                method=event.method.value, order_id=event.order_id, status="voided", declared_at=event.occurred_at,
-                resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": "),
+                payment_id=event.payment_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                account_id=account_id,
+                amount=event.amount.amount,
+                currency=event.amount.currency,
+                method=event.method.value,
+                order_id=event.order_id,
+                status="voided",
+                declared_at=event.occurred_at,
+                resolved_at=func.now(),
+                resolution=f"cancelled: {event.reason}".strip(": "),
             )
         )
     elif entry.status == "pending":
@@ -261,8 +303,9 @@ async def post_opening_balance(session: AsyncSession, draft: TransactionDraft) -
     base = draft.idempotency_key
     rows = (
         await session.execute(
-            select(transactions.c.idempotency_key, transactions.c.transaction_id)
-            .where(transactions.c.idempotency_key.startswith(base, autoescape=True))
+            select(transactions.c.idempotency_key, transactions.c.transaction_id).where(
+                transactions.c.idempotency_key.startswith(base, autoescape=True)
+            )
         )
     ).all()
     used = {row.idempotency_key: row.transaction_id for row in rows}
@@ -280,8 +323,9 @@ async def post_opening_balance(session: AsyncSession, draft: TransactionDraft) -
     return await adjust(session, dataclasses.replace(draft, idempotency_key=key))
 
 
-async def reverse(session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str,
-                  recorded_by: UUID | None) -> PostedTransaction:
+async def reverse(
+    session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str, recorded_by: UUID | None
+) -> PostedTransaction:
     original = (
         await session.execute(
             select(transactions.c.kind, transactions.c.group_id).where(transactions.c.transaction_id == transaction_id)
@@ -301,8 +345,9 @@ async def reverse(session: AsyncSession, group_id: UUID, transaction_id: UUID, *
         Leg(AccountRef(group_id, AccountType(row.type), row.member_id), Money(amount=row.amount, currency=row.currency))
         for row in rows
     ]
-    draft = domain.reversal(transaction_id, group_id, legs, reason=reason, recorded_by=recorded_by,
-                            original_kind=original.kind)
+    draft = domain.reversal(
+        transaction_id, group_id, legs, reason=reason, recorded_by=recorded_by, original_kind=original.kind
+    )
     existing = await session.scalar(
         select(transactions.c.transaction_id).where(transactions.c.reverses_transaction_id == transaction_id)
     )
@@ -320,18 +365,19 @@ async def reverse(session: AsyncSession, group_id: UUID, transaction_id: UUID, *
 
 async def active_holds_total(session: AsyncSession, account_id: UUID) -> int:
     """Sum of the account's holds that still count: active and not past their expiry."""
-    return int(
-        await session.scalar(
-            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
-                holds.c.account_id == account_id, holds.c.status == "active", holds.c.expires_at > func.now()
-            )
+    total = await session.scalar(
+        select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+            holds.c.account_id == account_id, holds.c.status == "active", holds.c.expires_at > func.now()
         )
     )
+    return int(total or 0)
 
 
 def _decision_from_row(row) -> HoldDecision:  # type: ignore[no-untyped-def]
     return HoldDecision(
-        hold_id=row.hold_id, granted=row.granted, available=Money(amount=row.available_after, currency=row.currency),
+        hold_id=row.hold_id,
+        granted=row.granted,
+        available=Money(amount=row.available_after, currency=row.currency),
         reason=row.reason,
     )
 
@@ -343,8 +389,9 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     amount = request.amount
     if request.expires_at.tzinfo is None:  # the contract does not insist on an offset: naive means UTC
         request = request.model_copy(update={"expires_at": request.expires_at.replace(tzinfo=UTC)})
-    fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount,
-                                          request.expires_at)
+    fingerprint = domain.hold_fingerprint(
+        request.group_id, request.member_id, request.order_id, amount, request.expires_at
+    )
 
     async def stored() -> HoldDecision | None:
         row = (await session.execute(select(holds).where(holds.c.hold_id == request.hold_id))).first()
@@ -352,7 +399,9 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
             return None
         if row.fingerprint != fingerprint:
             return HoldDecision(
-                hold_id=request.hold_id, granted=False, available=Money(amount=row.available_after, currency=row.currency),
+                hold_id=request.hold_id,
+                granted=False,
+                available=Money(amount=row.available_after, currency=row.currency),
                 reason=f"hold id {request.hold_id} was already used for a different hold",
             )
         return _decision_from_row(row)
@@ -361,8 +410,12 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
         return decision
 
     def refuse(reason: str, available: int = 0) -> HoldDecision:
-        return HoldDecision(hold_id=request.hold_id, granted=False, available=Money(amount=available,
-                            currency=amount.currency), reason=reason)
+        return HoldDecision(
+            hold_id=request.hold_id,
+            granted=False,
+            available=Money(amount=available, currency=amount.currency),
+            reason=reason,
+        )
 
     if amount.amount <= 0:
         return refuse(f"a hold must be a positive amount, got {amount}")
@@ -382,19 +435,32 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     if (decision := await stored()) is not None:
         return decision
     held = await active_holds_total(session, account_id)
-    verdict = domain.decide_hold(balance=balance, active_holds=held, amount=amount.amount,
-                                 allow_negative=group.allow_negative_money_pot)
+    verdict = domain.decide_hold(
+        balance=balance, active_holds=held, amount=amount.amount, allow_negative=group.allow_negative_money_pot
+    )
     await session.execute(
         holds.insert().values(
-            hold_id=request.hold_id, group_id=group.group_id, member_id=request.member_id, order_id=request.order_id,
-            account_id=account_id, amount=amount.amount, currency=amount.currency, expires_at=request.expires_at,
-            fingerprint=fingerprint, granted=verdict.granted, available_after=verdict.available_after,
-            reason=verdict.reason, status="active" if verdict.granted else "refused",
+            hold_id=request.hold_id,
+            group_id=group.group_id,
+            member_id=request.member_id,
+            order_id=request.order_id,
+            account_id=account_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            expires_at=request.expires_at,
+            fingerprint=fingerprint,
+            granted=verdict.granted,
+            available_after=verdict.available_after,
+            reason=verdict.reason,
+            status="active" if verdict.granted else "refused",
         )
     )
-    return HoldDecision(hold_id=request.hold_id, granted=verdict.granted,
-                        available=Money(amount=verdict.available_after, currency=amount.currency),
-                        reason=verdict.reason)
+    return HoldDecision(
+        hold_id=request.hold_id,
+        granted=verdict.granted,
+        available=Money(amount=verdict.available_after, currency=amount.currency),
+        reason=verdict.reason,
+    )
 
 
 async def release_hold(session: AsyncSession, hold_id: UUID, reason: str = "") -> str:

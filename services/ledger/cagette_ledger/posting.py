@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import TextClause, select, text
+from sqlalchemy import Row, TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
@@ -24,20 +25,34 @@ from cagette_contracts import (
     PostingLine,
     TransactionPosted,
 )
+from cagette_runtime import outbox
 from cagette_runtime.correlation import peek_correlation_id
 from cagette_runtime.errors import Conflict, Invalid
 
 from .domain import AccountRef, TransactionDraft, crossed_zero
 from .tables import accounts, postings, transactions
 
-
 TRANSACTION_COLUMNS = {
-    "transaction_id": "uuid", "group_id": "uuid", "kind": "text", "idempotency_key": "text", "fingerprint": "text",
-    "currency": "text", "memo": "text", "reverses_transaction_id": "uuid", "source_event_id": "uuid",
-    "correlation_id": "text", "reason": "text", "recorded_by": "uuid",
+    "transaction_id": "uuid",
+    "group_id": "uuid",
+    "kind": "text",
+    "idempotency_key": "text",
+    "fingerprint": "text",
+    "currency": "text",
+    "memo": "text",
+    "reverses_transaction_id": "uuid",
+    "source_event_id": "uuid",
+    "correlation_id": "text",
+    "reason": "text",
+    "recorded_by": "uuid",
 }
-POSTING_COLUMNS = {"transaction_id": "uuid", "account_id": "uuid", "amount": "int8", "currency": "text",
-                   "balance_after": "int8"}
+POSTING_COLUMNS = {
+    "transaction_id": "uuid",
+    "account_id": "uuid",
+    "amount": "int8",
+    "currency": "text",
+    "balance_after": "int8",
+}
 
 
 def _insert_unnest(table: str, columns: dict[str, str]) -> TextClause:
@@ -100,9 +115,7 @@ class PostedTransaction:
 
     def events(self) -> list[Event]:
         """TransactionPosted, BalanceChanged per member leg, and zero-crossing events."""
-        context = {"group_id": self.draft.group_id}
-        if (correlation_id := peek_correlation_id()) is not None:
-            context["correlation_id"] = correlation_id
+        context = outbox.event_context(self.draft.group_id)
         result: list[Event] = [
             TransactionPosted(
                 **context,
@@ -125,38 +138,68 @@ class PostedTransaction:
         for leg in self.legs:
             if leg.account.member_id is None:
                 continue
-            member = {"member_id": leg.account.member_id, "account_id": leg.account_id, "transaction_id": self.transaction_id}
-            result.append(BalanceChanged(**context, **member, previous_balance=leg.balance_before, balance=leg.balance_after))
+            member_id, account_id, transaction_id = leg.account.member_id, leg.account_id, self.transaction_id
+            result.append(
+                BalanceChanged(
+                    **context,
+                    member_id=member_id,
+                    account_id=account_id,
+                    transaction_id=transaction_id,
+                    previous_balance=leg.balance_before,
+                    balance=leg.balance_after,
+                )
+            )
             crossing = crossed_zero(leg.balance_before, leg.balance_after)
-            if crossing == "negative":
-                result.append(BalanceWentNegative(**context, **member, balance=leg.balance_after))
-            elif crossing == "non_negative":
-                result.append(BalanceBackToNonNegative(**context, **member, balance=leg.balance_after))
+            if crossing is not None:
+                zero_event = BalanceWentNegative if crossing == "negative" else BalanceBackToNonNegative
+                result.append(
+                    zero_event(
+                        **context,
+                        member_id=member_id,
+                        account_id=account_id,
+                        transaction_id=transaction_id,
+                        balance=leg.balance_after,
+                    )
+                )
         return result
 
 
-async def lock_accounts(session: AsyncSession, refs: list[AccountRef] | dict[AccountRef, str],
-                        currency: str | None = None) -> dict[AccountRef, tuple[UUID, int]]:
+async def lock_accounts(
+    session: AsyncSession, refs: list[AccountRef] | dict[AccountRef, str], currency: str | None = None
+) -> dict[AccountRef, tuple[UUID, int]]:
     """Open missing accounts, then lock all of them in the global lock order (no deadlocks
     between transactions touching the same accounts). `refs` maps each account to its
     currency (or is a list, all in `currency`); an existing account in another currency is
     refused. Returns ref -> (account id, balance)."""
     wanted = refs if isinstance(refs, dict) else dict.fromkeys(refs, currency)
     unique = sorted(wanted, key=lambda ref: (str(ref.group_id), ref.type.value, str(ref.member_id)))
-    await session.execute(OPEN_ACCOUNTS, {
-        "account_id": [uuid.uuid4() for _ in unique], "group_id": [ref.group_id for ref in unique],
-        "type": [ref.type.value for ref in unique], "member_id": [ref.member_id for ref in unique],
-        "currency": [wanted[ref] for ref in unique],
-    })
+    await session.execute(
+        OPEN_ACCOUNTS,
+        {
+            "account_id": [uuid.uuid4() for _ in unique],
+            "group_id": [ref.group_id for ref in unique],
+            "type": [ref.type.value for ref in unique],
+            "member_id": [ref.member_id for ref in unique],
+            "currency": [wanted[ref] for ref in unique],
+        },
+    )
     members = [ref for ref in unique if ref.member_id is not None]
     group_owned = [ref for ref in unique if ref.member_id is None]
-    rows = []
+    rows: list[Row[Any]] = []
     if members:
-        rows += (await session.execute(LOCK_MEMBER_ACCOUNTS, {
-            "groups": [ref.group_id for ref in members], "members": [ref.member_id for ref in members]})).all()
+        rows += (
+            await session.execute(
+                LOCK_MEMBER_ACCOUNTS,
+                {"groups": [ref.group_id for ref in members], "members": [ref.member_id for ref in members]},
+            )
+        ).all()
     if group_owned:
-        rows += (await session.execute(LOCK_GROUP_ACCOUNTS, {
-            "groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned]})).all()
+        rows += (
+            await session.execute(
+                LOCK_GROUP_ACCOUNTS,
+                {"groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned]},
+            )
+        ).all()
     found: dict[AccountRef, tuple[UUID, int]] = {}
     for row in rows:
         ref = AccountRef(row.group_id, AccountType(row.type), row.member_id)
@@ -186,8 +229,9 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         row.idempotency_key: row
         for row in (
             await session.execute(
-                select(transactions.c.transaction_id, transactions.c.idempotency_key, transactions.c.fingerprint)
-                .where(transactions.c.idempotency_key.in_(keys))
+                select(transactions.c.transaction_id, transactions.c.idempotency_key, transactions.c.fingerprint).where(
+                    transactions.c.idempotency_key.in_(keys)
+                )
             )
         ).all()
     }
@@ -200,8 +244,10 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         fingerprint = draft.fingerprint()
         if original is not None:
             if original.fingerprint != fingerprint:
-                raise Conflict(f"idempotency key {key!r} was already used for a different transaction",
-                               transaction_id=original.transaction_id)
+                raise Conflict(
+                    f"idempotency key {key!r} was already used for a different transaction",
+                    transaction_id=original.transaction_id,
+                )
             results[index] = await load(session, original.transaction_id, draft)
         elif key in fresh:
             if drafts[fresh[key]].fingerprint() != fingerprint:
@@ -218,7 +264,8 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         locked = await lock_accounts(session, wanted)
         balances = {ref: balance for ref, (_, balance) in locked.items()}
         correlation_id = peek_correlation_id()
-        transaction_rows, posting_rows = [], []
+        transaction_rows: list[dict[str, object]] = []
+        posting_rows: list[dict[str, object]] = []
         for index in to_post:
             draft = drafts[index]
             currency = draft.currency
@@ -228,17 +275,39 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                 before = balances[leg.account]
                 after = before + leg.amount.amount
                 balances[leg.account] = after
-                legs.append(PostedLeg(locked[leg.account][0], leg.account, leg.amount,
-                                      Money(amount=before, currency=currency), Money(amount=after, currency=currency)))
-            transaction_rows.append({
-                "transaction_id": transaction_id, "group_id": draft.group_id, "kind": draft.kind,
-                "idempotency_key": draft.idempotency_key, "fingerprint": draft.fingerprint(), "currency": currency,
-                "memo": draft.memo, "reverses_transaction_id": draft.reverses, "source_event_id": draft.source_event_id,
-                "correlation_id": correlation_id, "reason": draft.reason, "recorded_by": draft.recorded_by,
-            })
+                legs.append(
+                    PostedLeg(
+                        locked[leg.account][0],
+                        leg.account,
+                        leg.amount,
+                        Money(amount=before, currency=currency),
+                        Money(amount=after, currency=currency),
+                    )
+                )
+            transaction_rows.append(
+                {
+                    "transaction_id": transaction_id,
+                    "group_id": draft.group_id,
+                    "kind": draft.kind,
+                    "idempotency_key": draft.idempotency_key,
+                    "fingerprint": draft.fingerprint(),
+                    "currency": currency,
+                    "memo": draft.memo,
+                    "reverses_transaction_id": draft.reverses,
+                    "source_event_id": draft.source_event_id,
+                    "correlation_id": correlation_id,
+                    "reason": draft.reason,
+                    "recorded_by": draft.recorded_by,
+                }
+            )
             posting_rows.extend(
-                {"transaction_id": transaction_id, "account_id": leg.account_id, "amount": leg.amount.amount,
-                 "currency": currency, "balance_after": leg.balance_after.amount}
+                {
+                    "transaction_id": transaction_id,
+                    "account_id": leg.account_id,
+                    "amount": leg.amount.amount,
+                    "currency": currency,
+                    "balance_after": leg.balance_after.amount,
+                }
                 for leg in legs
             )
             results[index] = PostedTransaction(transaction_id, draft, tuple(legs))
@@ -249,7 +318,9 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         await session.execute(INSERT_POSTINGS, _columns(posting_rows, POSTING_COLUMNS))
         changed = [(locked[ref][0], balance) for ref, balance in balances.items() if balance != locked[ref][1]]
         if changed:
-            await session.execute(UPDATE_BALANCES, {"ids": [c[0] for c in changed], "balances": [c[1] for c in changed]})
+            await session.execute(
+                UPDATE_BALANCES, {"ids": [c[0] for c in changed], "balances": [c[1] for c in changed]}
+            )
 
     # In-batch replays return what the first occurrence posted.
     for index, draft in enumerate(drafts):
@@ -264,8 +335,15 @@ async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDr
     """The stored transaction `transaction_id` (a replay: the original result)."""
     rows = (
         await session.execute(
-            select(postings.c.account_id, postings.c.amount, postings.c.balance_after, postings.c.currency,
-                   accounts.c.group_id, accounts.c.type, accounts.c.member_id)
+            select(
+                postings.c.account_id,
+                postings.c.amount,
+                postings.c.balance_after,
+                postings.c.currency,
+                accounts.c.group_id,
+                accounts.c.type,
+                accounts.c.member_id,
+            )
             .join(accounts, accounts.c.account_id == postings.c.account_id)
             .where(postings.c.transaction_id == transaction_id)
             .order_by(postings.c.posting_id)

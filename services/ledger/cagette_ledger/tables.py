@@ -45,7 +45,9 @@ accounts = Table(
     Column("currency", String(3), nullable=False),
     Column("balance", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    UniqueConstraint("group_id", "type", "member_id", postgresql_nulls_not_distinct=True, name="accounts_one_per_owner"),
+    UniqueConstraint(
+        "group_id", "type", "member_id", postgresql_nulls_not_distinct=True, name="accounts_one_per_owner"
+    ),
     CheckConstraint("(type = 'member') = (member_id IS NOT NULL)", name="accounts_member_id_iff_member"),
     CheckConstraint(
         "type IN ('member', 'sales', 'cheques', 'cash', 'transfers', 'card_clearing', 'card_fees',"
@@ -112,7 +114,9 @@ pending_entries = Table(
     Column("resolution", Text),
     CheckConstraint("amount > 0", name="pending_entries_amount_positive"),
     CheckConstraint("status IN ('pending', 'posted', 'voided')", name="pending_entries_known_status"),
-    CheckConstraint("(status = 'posted') = (transaction_id IS NOT NULL)", name="pending_entries_posted_has_transaction"),
+    CheckConstraint(
+        "(status = 'posted') = (transaction_id IS NOT NULL)", name="pending_entries_posted_has_transaction"
+    ),
     Index("pending_entries_open", "account_id", postgresql_where=text("status = 'pending'")),
 )
 

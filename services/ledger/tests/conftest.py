@@ -25,6 +25,9 @@ from cagette_contracts import (
     PaymentMethod,
     Role,
 )
+from cagette_ledger import handlers
+from cagette_ledger.app import MIGRATIONS, LedgerService
+from cagette_ledger.settings import LedgerSettings
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.db import Database
 from cagette_runtime.migrations import upgrade_async
@@ -32,10 +35,6 @@ from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import inbox_messages
 from cagette_runtime.testing import IsolatedServers
 from cagette_runtime.topology import events_exchange
-
-from cagette_ledger import handlers
-from cagette_ledger.settings import LedgerSettings
-from cagette_ledger.app import MIGRATIONS, LedgerService
 
 
 @pytest.fixture(scope="session")
@@ -54,8 +53,14 @@ async def db(ledger_url: str) -> AsyncIterator[Database]:
 
 @pytest.fixture(scope="session")
 def settings(ledger_url: str, servers: IsolatedServers) -> LedgerSettings:
-    return LedgerSettings(database_url=ledger_url, amqp_url=servers.amqp_url, migrate_on_start=False,
-                          outbox_poll_interval=0.1, delivery_limit=3, ledger_hold_sweep_seconds=0.2)
+    return LedgerSettings(
+        database_url=ledger_url,
+        amqp_url=servers.amqp_url,
+        migrate_on_start=False,
+        outbox_poll_interval=0.1,
+        delivery_limit=3,
+        ledger_hold_sweep_seconds=0.2,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +78,9 @@ async def client(service: LedgerService) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def token(settings: ServiceSettings, user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None,
-          admin: bool = False) -> dict[str, str]:
+def token(
+    settings: ServiceSettings, user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None, admin: bool = False
+) -> dict[str, str]:
     principal = Principal(user_id=user_id, roles=roles or {}, platform_admin=admin)
     return {"Authorization": f"Bearer {encode_token(principal, settings.jwt_secret, issuer=settings.jwt_issuer)}"}
 
@@ -106,8 +112,13 @@ class World:
 
     async def publish(self, event: Event) -> None:
         await self.service.broker.publish(
-            event.model_dump_json(), exchange=events_exchange, routing_key=event.routing_key(), persist=True,
-            message_id=str(event.event_id), correlation_id=event.correlation_id, content_type="application/json",
+            event.model_dump_json(),
+            exchange=events_exchange,
+            routing_key=event.routing_key(),
+            persist=True,
+            message_id=str(event.event_id),
+            correlation_id=event.correlation_id,
+            content_type="application/json",
         )
 
     async def deliver(self, event: Event, timeout: float = 10.0) -> None:
@@ -116,24 +127,39 @@ class World:
         await wait_processed(self.service.database, event.event_id, timeout)
 
     async def settings_changed(self, allow_negative: bool = True, **extra: Any) -> GroupSettingsChanged:
-        event = GroupSettingsChanged(group_id=self.group_id, name="Les paniers", currency=self.currency,
-                                     payments_enabled=True, payment_methods=list(PaymentMethod),
-                                     allow_negative_money_pot=allow_negative, **extra)
+        event = GroupSettingsChanged(
+            group_id=self.group_id,
+            name="Les paniers",
+            currency=self.currency,
+            payments_enabled=True,
+            payment_methods=list(PaymentMethod),
+            allow_negative_money_pot=allow_negative,
+            **extra,
+        )
         await self.deliver(event)
         return event
 
-    def order(self, member_id: uuid.UUID, cents: int, order_id: uuid.UUID | None = None,
-              method: PaymentMethod = PaymentMethod.CHEQUE) -> OrderConfirmed:
+    def order(
+        self,
+        member_id: uuid.UUID,
+        cents: int,
+        order_id: uuid.UUID | None = None,
+        method: PaymentMethod = PaymentMethod.CHEQUE,
+    ) -> OrderConfirmed:
         price = self.money(cents)
         return OrderConfirmed(
-            group_id=self.group_id, order_id=order_id or uuid.uuid4(), member_id=member_id, payment_method=method,
+            group_id=self.group_id,
+            order_id=order_id or uuid.uuid4(),
+            member_id=member_id,
+            payment_method=method,
             lines=[OrderLine(product_name="basket", quantity=Decimal(1), unit_price=price, line_total=price)],
             total=price,
         )
 
     async def balance(self, member_id: uuid.UUID) -> dict[str, Any]:
-        response = await self.client.get(f"/groups/{self.group_id}/members/{member_id}/balance",
-                                         headers=self.coordinator)
+        response = await self.client.get(
+            f"/groups/{self.group_id}/members/{member_id}/balance", headers=self.coordinator
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

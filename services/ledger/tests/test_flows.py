@@ -59,32 +59,63 @@ async def test_amendment_and_subscription_debit_more(world: World) -> None:
     order = world.order(member, 1000)
     await world.deliver(order)
     added = world.money(250)
-    await world.deliver(OrderAmended(
-        group_id=world.group_id, order_id=order.order_id, amendment_id=uuid.uuid4(), member_id=member,
-        payment_method=PaymentMethod.CHEQUE,
-        added_lines=[OrderLine(product_name="eggs", quantity=Decimal(1), unit_price=added, line_total=added)],
-        added_total=added, new_total=world.money(1250),
-    ))
+    await world.deliver(
+        OrderAmended(
+            group_id=world.group_id,
+            order_id=order.order_id,
+            amendment_id=uuid.uuid4(),
+            member_id=member,
+            payment_method=PaymentMethod.CHEQUE,
+            added_lines=[OrderLine(product_name="eggs", quantity=Decimal(1), unit_price=added, line_total=added)],
+            added_total=added,
+            new_total=world.money(1250),
+        )
+    )
     week = world.money(1500)
-    await world.deliver(SubscriptionConfirmed(
-        group_id=world.group_id, subscription_id=uuid.uuid4(), contract_id=uuid.uuid4(), contract_name="Légumes",
-        member_id=member, lines=[OrderLine(product_name="veg", quantity=Decimal(1), unit_price=week, line_total=week)],
-        distribution_count=10, total=world.money(15000),
-    ))
+    await world.deliver(
+        SubscriptionConfirmed(
+            group_id=world.group_id,
+            subscription_id=uuid.uuid4(),
+            contract_id=uuid.uuid4(),
+            contract_name="Légumes",
+            member_id=member,
+            lines=[OrderLine(product_name="veg", quantity=Decimal(1), unit_price=week, line_total=week)],
+            distribution_count=10,
+            total=world.money(15000),
+        )
+    )
     assert (await world.balance(member))["balance"]["amount"] == -(1000 + 250 + 15000)
     assert (await group_accounts(world))["sales"] == 16250
 
 
-def declared(world: World, member: uuid.UUID, cents: int, method: PaymentMethod = PaymentMethod.CHEQUE,
-             payment_id: uuid.UUID | None = None) -> PaymentDeclared:
-    return PaymentDeclared(group_id=world.group_id, payment_id=payment_id or uuid.uuid4(), member_id=member,
-                           amount=world.money(cents), method=method, reference="RF18 5390 0754 7034")
+def declared(
+    world: World,
+    member: uuid.UUID,
+    cents: int,
+    method: PaymentMethod = PaymentMethod.CHEQUE,
+    payment_id: uuid.UUID | None = None,
+) -> PaymentDeclared:
+    return PaymentDeclared(
+        group_id=world.group_id,
+        payment_id=payment_id or uuid.uuid4(),
+        member_id=member,
+        amount=world.money(cents),
+        method=method,
+        reference="RF18 5390 0754 7034",
+    )
 
 
-def received(world: World, member: uuid.UUID, cents: int, payment_id: uuid.UUID,
-             method: PaymentMethod = PaymentMethod.CHEQUE) -> PaymentReceived:
-    return PaymentReceived(group_id=world.group_id, payment_id=payment_id, member_id=member,
-                           amount=world.money(cents), method=method, label="cheque 0012")
+def received(
+    world: World, member: uuid.UUID, cents: int, payment_id: uuid.UUID, method: PaymentMethod = PaymentMethod.CHEQUE
+) -> PaymentReceived:
+    return PaymentReceived(
+        group_id=world.group_id,
+        payment_id=payment_id,
+        member_id=member,
+        amount=world.money(cents),
+        method=method,
+        label="cheque 0012",
+    )
 
 
 async def test_declared_payment_is_pending_then_posted_with_corrected_amount(world: World) -> None:
@@ -93,26 +124,41 @@ async def test_declared_payment_is_pending_then_posted_with_corrected_amount(wor
     declaration = declared(world, member, 3000)
     await world.deliver(declaration)
     balance = await world.balance(member)
-    assert (balance["balance"]["amount"], balance["pending"]["amount"], balance["available"]["amount"]) == (-3000, 3000, -3000)
-    statement = (await world.client.get(f"/groups/{world.group_id}/members/{member}/statement",
-                                        headers=world.member(member))).json()
-    assert [(e["status"], e["amount"]["amount"], e["balance_after"]) for e in statement["entries"]][0] == ("pending", 3000, None)
+    assert (balance["balance"]["amount"], balance["pending"]["amount"], balance["available"]["amount"]) == (
+        -3000,
+        3000,
+        -3000,
+    )
+    statement = (
+        await world.client.get(f"/groups/{world.group_id}/members/{member}/statement", headers=world.member(member))
+    ).json()
+    assert [(e["status"], e["amount"]["amount"], e["balance_after"]) for e in statement["entries"]][0] == (
+        "pending",
+        3000,
+        None,
+    )
 
     await world.deliver(received(world, member, 2800, declaration.payment_id))  # corrected at validation
     balance = await world.balance(member)
     assert (balance["balance"]["amount"], balance["pending"]["amount"]) == (-200, 0)
-    statement = (await world.client.get(f"/groups/{world.group_id}/members/{member}/statement",
-                                        headers=world.member(member))).json()
-    assert [(e["status"], e["kind"], e["amount"]["amount"], e["balance_after"]["amount"]) for e in statement["entries"]] == [
-        ("posted", "payment", 2800, -200), ("posted", "order", -3000, -3000)]
+    statement = (
+        await world.client.get(f"/groups/{world.group_id}/members/{member}/statement", headers=world.member(member))
+    ).json()
+    assert [
+        (e["status"], e["kind"], e["amount"]["amount"], e["balance_after"]["amount"]) for e in statement["entries"]
+    ] == [("posted", "payment", 2800, -200), ("posted", "order", -3000, -3000)]
     assert statement["entries"][0]["payment_id"] == str(declaration.payment_id)
     assert (await group_accounts(world))["cheques"] == -2800
 
 
 async def test_received_method_picks_the_clearing_account(world: World) -> None:
     member = uuid.uuid4()
-    for method, cents in [(PaymentMethod.CASH, 100), (PaymentMethod.TRANSFER, 200), (PaymentMethod.CARD, 300),
-                          (PaymentMethod.CHEQUE, 400)]:
+    for method, cents in [
+        (PaymentMethod.CASH, 100),
+        (PaymentMethod.TRANSFER, 200),
+        (PaymentMethod.CARD, 300),
+        (PaymentMethod.CHEQUE, 400),
+    ]:
         await world.deliver(received(world, member, cents, uuid.uuid4(), method))
     assert (await group_accounts(world)) == {"cash": -100, "transfers": -200, "card_clearing": -300, "cheques": -400}
     assert (await world.balance(member))["balance"]["amount"] == 1000
@@ -123,13 +169,28 @@ async def test_cancelled_payment_is_voided_and_late_declaration_ignored(world: W
     declaration = declared(world, member, 1500, PaymentMethod.TRANSFER)
     await world.deliver(declaration)
     assert (await world.balance(member))["pending"]["amount"] == 1500
-    await world.deliver(PaymentCancelled(group_id=world.group_id, payment_id=declaration.payment_id, member_id=member,
-                                         amount=world.money(1500), method=PaymentMethod.TRANSFER, reason="never came"))
+    await world.deliver(
+        PaymentCancelled(
+            group_id=world.group_id,
+            payment_id=declaration.payment_id,
+            member_id=member,
+            amount=world.money(1500),
+            method=PaymentMethod.TRANSFER,
+            reason="never came",
+        )
+    )
     assert (await world.balance(member))["pending"]["amount"] == 0
     # A cancellation that overtakes its declaration: the declaration shows nothing afterwards.
     other = declared(world, member, 700)
-    await world.deliver(PaymentCancelled(group_id=world.group_id, payment_id=other.payment_id, member_id=member,
-                                         amount=world.money(700), method=PaymentMethod.CHEQUE))
+    await world.deliver(
+        PaymentCancelled(
+            group_id=world.group_id,
+            payment_id=other.payment_id,
+            member_id=member,
+            amount=world.money(700),
+            method=PaymentMethod.CHEQUE,
+        )
+    )
     await world.deliver(other)
     balance = await world.balance(member)
     assert (balance["balance"]["amount"], balance["pending"]["amount"]) == (0, 0)
@@ -139,18 +200,34 @@ async def test_refund_and_card_fee(world: World) -> None:
     member = uuid.uuid4()
     payment_id = uuid.uuid4()
     await world.deliver(received(world, member, 5000, payment_id, PaymentMethod.CARD))
-    await world.deliver(CardFeeCharged(group_id=world.group_id, payment_id=payment_id, member_id=member,
-                                       amount=world.money(90), provider_payment_id="pi_123"))
-    await world.deliver(PaymentRefunded(group_id=world.group_id, payment_id=payment_id, member_id=member,
-                                        amount=world.money(1200), refund_id=uuid.uuid4(), method=PaymentMethod.CARD))
+    await world.deliver(
+        CardFeeCharged(
+            group_id=world.group_id,
+            payment_id=payment_id,
+            member_id=member,
+            amount=world.money(90),
+            provider_payment_id="pi_123",
+        )
+    )
+    await world.deliver(
+        PaymentRefunded(
+            group_id=world.group_id,
+            payment_id=payment_id,
+            member_id=member,
+            amount=world.money(1200),
+            refund_id=uuid.uuid4(),
+            method=PaymentMethod.CARD,
+        )
+    )
     assert (await world.balance(member))["balance"]["amount"] == 3800
     assert (await group_accounts(world)) == {"card_clearing": -5000 + 90 + 1200, "card_fees": -90}
 
 
 async def test_member_joined_opens_a_zero_account(world: World) -> None:
     member = uuid.uuid4()
-    await world.deliver(MemberJoined(group_id=world.group_id, member_id=member, role=Role.MEMBER, name="Ana",
-                                     email="ana@example.org"))
+    await world.deliver(
+        MemberJoined(group_id=world.group_id, member_id=member, role=Role.MEMBER, name="Ana", email="ana@example.org")
+    )
     response = await world.client.get(f"/groups/{world.group_id}/balances", headers=world.coordinator)
     assert [line["member_id"] for line in response.json()["balanced"]] == [str(member)]
 
@@ -169,7 +246,9 @@ async def test_events_published_and_zero_crossings_only_when_crossing(world: Wor
         assert posted[0].body["idempotency_key"] == f"order:{first.order_id}:confirmed"
         member_lines = [p for p in posted[0].body["postings"] if p["member_id"] == str(member)]
         assert member_lines[0]["balance_after"] == {"amount": -1000, "currency": "EUR"}
-        changed = [m.body["balance"]["amount"] for m in spy.matching(routing.BALANCE_CHANGED, group_id=str(world.group_id))]
+        changed = [
+            m.body["balance"]["amount"] for m in spy.matching(routing.BALANCE_CHANGED, group_id=str(world.group_id))
+        ]
         assert changed == [-1000, -1500, 500]
         assert len(spy.matching(routing.BALANCE_WENT_NEGATIVE, group_id=str(world.group_id))) == 1
         assert posted[0].body["correlation_id"] == first.correlation_id
@@ -206,8 +285,13 @@ async def test_cancelling_a_received_payment_is_parked(world: World) -> None:
     member = uuid.uuid4()
     payment_id = uuid.uuid4()
     await world.deliver(received(world, member, 1000, payment_id))
-    bad = PaymentCancelled(group_id=world.group_id, payment_id=payment_id, member_id=member, amount=world.money(1000),
-                           method=PaymentMethod.CHEQUE)
+    bad = PaymentCancelled(
+        group_id=world.group_id,
+        payment_id=payment_id,
+        member_id=member,
+        amount=world.money(1000),
+        method=PaymentMethod.CHEQUE,
+    )
     await world.publish(bad)
     assert "already received" in await park_reason(world, bad.event_id)
     assert (await world.balance(member))["balance"]["amount"] == 1000
@@ -224,8 +308,12 @@ async def test_malformed_message_is_parked(world: World) -> None:
     body = json.loads(world.order(uuid.uuid4(), 100).model_dump_json())
     body["total"] = {"amount": 1.5, "currency": "EUR"}
     message_id = uuid.uuid4()
-    await world.service.broker.publish(json.dumps(body).encode(), exchange="cagette.events",
-                                       routing_key=routing.ORDER_CONFIRMED, message_id=str(message_id))
+    await world.service.broker.publish(
+        json.dumps(body).encode(),
+        exchange="cagette.events",
+        routing_key=routing.ORDER_CONFIRMED,
+        message_id=str(message_id),
+    )
     assert "not a valid event" in await park_reason(world, message_id)
 
 
@@ -239,8 +327,9 @@ async def test_batches_commit_many_messages_and_a_bad_one_costs_nothing(world: W
     world.currency = "CHF"
     bad = world.order(members[0], 5)
     world.currency = "EUR"
-    await asyncio.gather(*(world.publish(o) for o in orders[:30]), world.publish(bad),
-                         *(world.publish(o) for o in orders[30:]))
+    await asyncio.gather(
+        *(world.publish(o) for o in orders[:30]), world.publish(bad), *(world.publish(o) for o in orders[30:])
+    )
     from .conftest import wait_processed
 
     for order in orders:
@@ -267,9 +356,13 @@ async def test_older_settings_arriving_late_are_ignored(world: World) -> None:
     from datetime import timedelta
 
     await world.deliver(world.order(uuid.uuid4(), 100))
-    stale = GroupSettingsChanged(group_id=world.group_id, name="x", currency="CHF", payments_enabled=False,
-                                 occurred_at=GroupSettingsChanged.model_fields["occurred_at"].default_factory()
-                                 - timedelta(days=1))
+    stale = GroupSettingsChanged(
+        group_id=world.group_id,
+        name="x",
+        currency="CHF",
+        payments_enabled=False,
+        occurred_at=GroupSettingsChanged.model_fields["occurred_at"].default_factory() - timedelta(days=1),
+    )
     await world.deliver(stale)  # processed (not parked), and changes nothing
     await world.deliver(world.order(uuid.uuid4(), 100))
     assert await count_rows(world.service.database, "transactions", world.group_id) == 2

@@ -31,16 +31,35 @@ from cagette_ledger.holds import answer_hold_request
 from .conftest import World
 
 
-def hold(world: World, member: uuid.UUID, cents: int, *, order_id: uuid.UUID | None = None,
-         expires_in: float = 600, hold_id: uuid.UUID | None = None) -> PlaceHold:
-    return PlaceHold(hold_id=hold_id or uuid.uuid4(), group_id=world.group_id, member_id=member,
-                     order_id=order_id or uuid.uuid4(), amount=world.money(cents),
-                     expires_at=datetime.now(UTC) + timedelta(seconds=expires_in))
+def hold(
+    world: World,
+    member: uuid.UUID,
+    cents: int,
+    *,
+    order_id: uuid.UUID | None = None,
+    expires_in: float = 600,
+    hold_id: uuid.UUID | None = None,
+) -> PlaceHold:
+    return PlaceHold(
+        hold_id=hold_id or uuid.uuid4(),
+        group_id=world.group_id,
+        member_id=member,
+        order_id=order_id or uuid.uuid4(),
+        amount=world.money(cents),
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+    )
 
 
 async def credit(world: World, member: uuid.UUID, cents: int) -> None:
-    await world.deliver(PaymentReceived(group_id=world.group_id, payment_id=uuid.uuid4(), member_id=member,
-                                        amount=world.money(cents), method=PaymentMethod.CASH))
+    await world.deliver(
+        PaymentReceived(
+            group_id=world.group_id,
+            payment_id=uuid.uuid4(),
+            member_id=member,
+            amount=world.money(cents),
+            method=PaymentMethod.CASH,
+        )
+    )
 
 
 async def request(world: World, body: str) -> bytes:
@@ -66,7 +85,11 @@ async def test_hold_granted_over_rabbitmq_then_captured_by_order(world: World) -
     decision = await ask(world, place)
     assert (decision.hold_id, decision.granted, decision.available) == (place.hold_id, True, world.money(500))
     balance = await world.balance(member)
-    assert (balance["balance"]["amount"], balance["held"]["amount"], balance["available"]["amount"]) == (2000, 1500, 500)
+    assert (balance["balance"]["amount"], balance["held"]["amount"], balance["available"]["amount"]) == (
+        2000,
+        1500,
+        500,
+    )
 
     await world.deliver(world.order(member, 1500, order_id=place.order_id, method=PaymentMethod.MONEY_POT))
     balance = await world.balance(member)
@@ -95,24 +118,51 @@ async def test_holds_for_additions_and_subscriptions_are_captured_by_their_debit
 
     assert (await ask(world, hold(world, member, 350, order_id=order_id))).granted
     assert await held() == (9300, 350)
-    await world.deliver(OrderAmended(
-        group_id=world.group_id, order_id=order_id, amendment_id=uuid.uuid4(), member_id=member,
-        payment_method=PaymentMethod.MONEY_POT, added_lines=lines(world, 350), added_total=world.money(350),
-        new_total=world.money(1050)))
+    await world.deliver(
+        OrderAmended(
+            group_id=world.group_id,
+            order_id=order_id,
+            amendment_id=uuid.uuid4(),
+            member_id=member,
+            payment_method=PaymentMethod.MONEY_POT,
+            added_lines=lines(world, 350),
+            added_total=world.money(350),
+            new_total=world.money(1050),
+        )
+    )
     assert await held() == (8950, 0)
 
     assert (await ask(world, hold(world, member, 4500, order_id=subscription_id))).granted
-    await world.deliver(SubscriptionConfirmed(
-        group_id=world.group_id, subscription_id=subscription_id, contract_id=uuid.uuid4(), contract_name="Légumes",
-        member_id=member, payment_method=PaymentMethod.MONEY_POT, lines=lines(world, 1500), distribution_count=3,
-        total=world.money(4500)))
+    await world.deliver(
+        SubscriptionConfirmed(
+            group_id=world.group_id,
+            subscription_id=subscription_id,
+            contract_id=uuid.uuid4(),
+            contract_name="Légumes",
+            member_id=member,
+            payment_method=PaymentMethod.MONEY_POT,
+            lines=lines(world, 1500),
+            distribution_count=3,
+            total=world.money(4500),
+        )
+    )
     assert await held() == (4450, 0)
 
     assert (await ask(world, hold(world, member, 1000, order_id=subscription_id))).granted
-    await world.deliver(SubscriptionAmended(
-        group_id=world.group_id, subscription_id=subscription_id, amendment_id=uuid.uuid4(), contract_id=uuid.uuid4(),
-        member_id=member, payment_method=PaymentMethod.MONEY_POT, added_lines=lines(world, 500), distribution_count=2,
-        added_total=world.money(1000), new_total=world.money(5500)))
+    await world.deliver(
+        SubscriptionAmended(
+            group_id=world.group_id,
+            subscription_id=subscription_id,
+            amendment_id=uuid.uuid4(),
+            contract_id=uuid.uuid4(),
+            member_id=member,
+            payment_method=PaymentMethod.MONEY_POT,
+            added_lines=lines(world, 500),
+            distribution_count=2,
+            added_total=world.money(1000),
+            new_total=world.money(5500),
+        )
+    )
     assert await held() == (3450, 0)
 
 
@@ -140,8 +190,15 @@ async def test_pending_credits_never_count(world: World) -> None:
 
     await world.settings_changed(allow_negative=False)
     member = uuid.uuid4()
-    await world.deliver(PaymentDeclared(group_id=world.group_id, payment_id=uuid.uuid4(), member_id=member,
-                                        amount=world.money(10000), method=PaymentMethod.CHEQUE))
+    await world.deliver(
+        PaymentDeclared(
+            group_id=world.group_id,
+            payment_id=uuid.uuid4(),
+            member_id=member,
+            amount=world.money(10000),
+            method=PaymentMethod.CHEQUE,
+        )
+    )
     decision = await ask(world, hold(world, member, 1))
     assert (decision.granted, decision.available) == (False, world.money(0))
 
@@ -208,7 +265,8 @@ async def test_release_over_rabbitmq(world: World) -> None:
         answer = HoldReleased.model_validate_json(reply.body)
         assert (answer.status, answer.available) == ("released", world.money(1000))
         again = HoldReleased.model_validate_json(
-            (await broker.request(release.model_dump_json(), queue=routing.LEDGER_HOLD_RELEASES_QUEUE, timeout=5)).body)
+            (await broker.request(release.model_dump_json(), queue=routing.LEDGER_HOLD_RELEASES_QUEUE, timeout=5)).body
+        )
         assert again.status == "released"
     finally:
         await broker.stop()

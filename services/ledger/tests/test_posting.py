@@ -11,15 +11,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from cagette_contracts import AccountType, Money
-from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Invalid
-
 from cagette_ledger import operations
 from cagette_ledger.audit import run_audit
 from cagette_ledger.domain import Leg, TransactionDraft, group_account, member_account
 from cagette_ledger.posting import post
-from cagette_ledger.tables import accounts
-from cagette_ledger.tables import postings
+from cagette_ledger.tables import accounts, postings
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Conflict, Invalid
 
 
 def eur(cents: int) -> Money:
@@ -28,15 +26,23 @@ def eur(cents: int) -> Money:
 
 def charge(group: uuid.UUID, member: uuid.UUID, cents: int, key: str | None = None) -> TransactionDraft:
     return TransactionDraft(
-        group_id=group, kind="order", idempotency_key=key or str(uuid.uuid4()),
-        legs=(Leg(member_account(group, member), eur(-cents)), Leg(group_account(group, AccountType.SALES), eur(cents))),
+        group_id=group,
+        kind="order",
+        idempotency_key=key or str(uuid.uuid4()),
+        legs=(
+            Leg(member_account(group, member), eur(-cents)),
+            Leg(group_account(group, AccountType.SALES), eur(cents)),
+        ),
     )
 
 
 async def balance_of(db: Database, group: uuid.UUID, member: uuid.UUID) -> int:
     async with db.sessionmaker() as session:
-        return int(await session.scalar(select(accounts.c.balance).where(
-            accounts.c.group_id == group, accounts.c.member_id == member)))
+        return int(
+            await session.scalar(
+                select(accounts.c.balance).where(accounts.c.group_id == group, accounts.c.member_id == member)
+            )
+        )
 
 
 async def test_replay_returns_original_and_reused_key_is_refused(db: Database) -> None:
@@ -59,9 +65,14 @@ async def test_running_balance_per_posting(db: Database) -> None:
         async with db.transaction() as session:
             await post(session, charge(group, member, cents))
     async with db.sessionmaker() as session:
-        rows = (await session.execute(
-            select(postings.c.amount, postings.c.balance_after).join(accounts, accounts.c.account_id == postings.c.account_id)
-            .where(accounts.c.member_id == member).order_by(postings.c.posting_id))).all()
+        rows = (
+            await session.execute(
+                select(postings.c.amount, postings.c.balance_after)
+                .join(accounts, accounts.c.account_id == postings.c.account_id)
+                .where(accounts.c.member_id == member)
+                .order_by(postings.c.posting_id)
+            )
+        ).all()
     assert [(r.amount, r.balance_after) for r in rows] == [(-100, -100), (-250, -350), (-50, -400)]
 
 
@@ -69,9 +80,15 @@ async def test_account_currency_is_fixed(db: Database) -> None:
     group, member = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
         await post(session, charge(group, member, 100))
-    chf = TransactionDraft(group_id=group, kind="order", idempotency_key=str(uuid.uuid4()), legs=(
-        Leg(member_account(group, member), Money(amount=-5, currency="CHF")),
-        Leg(group_account(group, AccountType.SALES), Money(amount=5, currency="CHF"))))
+    chf = TransactionDraft(
+        group_id=group,
+        kind="order",
+        idempotency_key=str(uuid.uuid4()),
+        legs=(
+            Leg(member_account(group, member), Money(amount=-5, currency="CHF")),
+            Leg(group_account(group, AccountType.SALES), Money(amount=5, currency="CHF")),
+        ),
+    )
     with pytest.raises(Invalid, match="is in EUR, not CHF"):
         async with db.transaction() as session:
             await post(session, chf)
@@ -89,10 +106,12 @@ async def test_database_refuses_edits_deletes_and_unbalanced_transactions(db: Da
     async with db.transaction() as session:
         posted = await post(session, charge(group, member, 100))
     tx = posted.transaction_id
-    for statement in ("UPDATE postings SET amount = amount * 2 WHERE transaction_id = :tx",
-                      "DELETE FROM postings WHERE transaction_id = :tx",
-                      "UPDATE transactions SET memo = 'edited' WHERE transaction_id = :tx",
-                      "DELETE FROM transactions WHERE transaction_id = :tx"):
+    for statement in (
+        "UPDATE postings SET amount = amount * 2 WHERE transaction_id = :tx",
+        "DELETE FROM postings WHERE transaction_id = :tx",
+        "UPDATE transactions SET memo = 'edited' WHERE transaction_id = :tx",
+        "DELETE FROM transactions WHERE transaction_id = :tx",
+    ):
         with pytest.raises(DBAPIError, match="append-only"):
             await raw(db, statement, tx=tx)
     account = posted.legs[0].account_id
@@ -102,12 +121,22 @@ async def test_database_refuses_edits_deletes_and_unbalanced_transactions(db: Da
             db,
             "INSERT INTO transactions (transaction_id, group_id, kind, idempotency_key, fingerprint, currency) "
             "VALUES (:tx, :g, 'x', :tx_text, 'f', 'EUR')",
-            "INSERT INTO postings (transaction_id, account_id, amount, currency, balance_after) VALUES (:tx, :a, 5, 'EUR', 0)",
-            tx=new_tx, tx_text=str(new_tx), g=group, a=account,
+            "INSERT INTO postings (transaction_id, account_id, amount, "
+            "currency, balance_after) VALUES (:tx, :a, 5, 'EUR', 0)",
+            tx=new_tx,
+            tx_text=str(new_tx),
+            g=group,
+            a=account,
         )
     with pytest.raises(DBAPIError, match="not balanced"):  # no postings at all
-        await raw(db, "INSERT INTO transactions (transaction_id, group_id, kind, idempotency_key, fingerprint, currency) "
-                      "VALUES (:tx, :g, 'x', :tx_text, 'f', 'EUR')", tx=new_tx, tx_text=str(new_tx), g=group)
+        await raw(
+            db,
+            "INSERT INTO transactions (transaction_id, group_id, kind, idempotency_key, fingerprint, currency) "
+            "VALUES (:tx, :g, 'x', :tx_text, 'f', 'EUR')",
+            tx=new_tx,
+            tx_text=str(new_tx),
+            g=group,
+        )
     async with db.sessionmaker() as session:
         assert (await run_audit(session, group)).ok
 
@@ -117,12 +146,21 @@ async def test_database_guards_pending_entries_and_holds(db: Database) -> None:
     async with db.transaction() as session:
         account = await operations.open_member_account(session, group, member, "EUR")
     payment = uuid.uuid4()
-    await raw(db, "INSERT INTO pending_entries (payment_id, group_id, member_id, account_id, amount, currency, method,"
-                  " status) VALUES (:p, :g, :m, :a, 100, 'EUR', 'cheque', 'pending')", p=payment, g=group, m=member, a=account)
+    await raw(
+        db,
+        "INSERT INTO pending_entries (payment_id, group_id, member_id, account_id, amount, currency, method,"
+        " status) VALUES (:p, :g, :m, :a, 100, 'EUR', 'cheque', 'pending')",
+        p=payment,
+        g=group,
+        m=member,
+        a=account,
+    )
     await raw(db, "UPDATE pending_entries SET status = 'voided' WHERE payment_id = :p", p=payment)
-    for statement in ("UPDATE pending_entries SET status = 'pending' WHERE payment_id = :p",
-                      "UPDATE pending_entries SET amount = 5 WHERE payment_id = :p",
-                      "DELETE FROM pending_entries WHERE payment_id = :p"):
+    for statement in (
+        "UPDATE pending_entries SET status = 'pending' WHERE payment_id = :p",
+        "UPDATE pending_entries SET amount = 5 WHERE payment_id = :p",
+        "DELETE FROM pending_entries WHERE payment_id = :p",
+    ):
         with pytest.raises(DBAPIError, match="refused"):
             await raw(db, statement, p=payment)
 
@@ -151,28 +189,43 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
     from decimal import Decimal
 
     from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
-
     from cagette_ledger import handlers
     from cagette_ledger.batching import claim_many
 
     group = uuid.uuid4()
     members = [uuid.uuid4() for _ in range(6)]
     async with db.transaction() as session:
-        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
-                                                              payments_enabled=True))
+        await handlers.dispatch(
+            session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
+        )
 
     def batch(seed: int) -> list:
         events = []
         for i in range(30):
             m = members[(i * (seed + 1)) % len(members)]
             if (i + seed) % 3:
-                events.append(OrderConfirmed(group_id=group, order_id=uuid.uuid4(), member_id=m,
-                                             payment_method=PaymentMethod.CHEQUE, total=eur(100),
-                                             lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(100),
-                                                              line_total=eur(100))]))
+                events.append(
+                    OrderConfirmed(
+                        group_id=group,
+                        order_id=uuid.uuid4(),
+                        member_id=m,
+                        payment_method=PaymentMethod.CHEQUE,
+                        total=eur(100),
+                        lines=[
+                            OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(100), line_total=eur(100))
+                        ],
+                    )
+                )
             else:
-                events.append(PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(100),
-                                              method=PaymentMethod.CASH if i % 2 else PaymentMethod.CHEQUE))
+                events.append(
+                    PaymentReceived(
+                        group_id=group,
+                        payment_id=uuid.uuid4(),
+                        member_id=m,
+                        amount=eur(100),
+                        method=PaymentMethod.CASH if i % 2 else PaymentMethod.CHEQUE,
+                    )
+                )
         return events
 
     async def consume(events: list) -> None:
@@ -180,12 +233,13 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
             await handlers.dispatch_batch(session, await claim_many(session, "test-replicas", events))
 
     batches = [batch(seed) for seed in range(12)]
-    for first, second in zip(batches[::2], batches[1::2]):
+    for first, second in zip(batches[::2], batches[1::2], strict=True):
         await asyncio.gather(consume(first), consume(second))
     async with db.sessionmaker() as session:
         report = await run_audit(session, group)
-        total = await session.scalar(select(func.sum(accounts.c.balance)).where(
-            accounts.c.group_id == group, accounts.c.member_id.is_not(None)))
+        total = await session.scalar(
+            select(func.sum(accounts.c.balance)).where(accounts.c.group_id == group, accounts.c.member_id.is_not(None))
+        )
     assert report.ok
     expected = sum(-100 if isinstance(e, OrderConfirmed) else 100 for b in batches for e in b)
     assert total == expected

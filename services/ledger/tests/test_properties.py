@@ -23,20 +23,23 @@ from cagette_contracts import (
     PlaceHold,
     Role,
 )
-from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Invalid
-
 from cagette_ledger import domain, handlers, operations
 from cagette_ledger.audit import run_audit
 from cagette_ledger.tables import accounts
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Conflict, Invalid
 
 MEMBERS = 3
 cents = st.integers(1, 50_000)
 member = st.integers(0, MEMBERS - 1)
 operation = st.one_of(
     st.tuples(st.just("order"), member, cents),
-    st.tuples(st.just("payment"), member, cents, st.sampled_from([PaymentMethod.CHEQUE, PaymentMethod.CASH,
-                                                                  PaymentMethod.TRANSFER, PaymentMethod.CARD])),
+    st.tuples(
+        st.just("payment"),
+        member,
+        cents,
+        st.sampled_from([PaymentMethod.CHEQUE, PaymentMethod.CASH, PaymentMethod.TRANSFER, PaymentMethod.CARD]),
+    ),
     st.tuples(st.just("refund"), member, cents),
     st.tuples(st.just("correction"), member, st.integers(-20_000, 20_000).filter(bool)),
     st.tuples(st.just("reverse"), st.integers(0, 30)),
@@ -63,31 +66,44 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
     grants: list[PlaceHold] = []
 
     async with db.transaction() as session:
-        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
-                                                              payments_enabled=True,
-                                                              allow_negative_money_pot=allow_negative))
+        await handlers.dispatch(
+            session,
+            GroupSettingsChanged(
+                group_id=group, name="g", currency="EUR", payments_enabled=True, allow_negative_money_pot=allow_negative
+            ),
+        )
         for m in members:
-            await handlers.dispatch(session, MemberJoined(group_id=group, member_id=m, role=Role.MEMBER, name="m",
-                                                          email="m@example.org"))
+            await handlers.dispatch(
+                session, MemberJoined(group_id=group, member_id=m, role=Role.MEMBER, name="m", email="m@example.org")
+            )
 
     async def run(event) -> None:  # type: ignore[no-untyped-def]
         async with db.transaction() as session:
             await handlers.dispatch(session, event)
 
     def order(m: uuid.UUID, amount: int, order_id: uuid.UUID | None = None) -> OrderConfirmed:
-        return OrderConfirmed(group_id=group, order_id=order_id or uuid.uuid4(), member_id=m,
-                              payment_method=PaymentMethod.MONEY_POT,
-                              lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount),
-                                               line_total=eur(amount))], total=eur(amount))
+        return OrderConfirmed(
+            group_id=group,
+            order_id=order_id or uuid.uuid4(),
+            member_id=m,
+            payment_method=PaymentMethod.MONEY_POT,
+            lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount), line_total=eur(amount))],
+            total=eur(amount),
+        )
 
     async def last_transaction() -> uuid.UUID:
         from sqlalchemy import text
 
         async with db.sessionmaker() as session:
-            return await session.scalar(text(
-                "SELECT transaction_id FROM transactions WHERE group_id = :g ORDER BY posted_at DESC, "
-                "(SELECT max(posting_id) FROM postings p WHERE p.transaction_id = transactions.transaction_id) DESC "
-                "LIMIT 1"), {"g": group})
+            return await session.scalar(
+                text(
+                    "SELECT transaction_id FROM transactions WHERE group_id = :g ORDER BY posted_at DESC, "
+                    "(SELECT max(posting_id) FROM postings p WHERE "
+                    "p.transaction_id = transactions.transaction_id) DESC "
+                    "LIMIT 1"
+                ),
+                {"g": group},
+            )
 
     for op in ops:
         kind = op[0]
@@ -97,12 +113,19 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
                 event = order(m, amount)
                 delta = -amount
             elif kind == "payment":
-                event = PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
-                                        method=op[3])
+                event = PaymentReceived(
+                    group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount), method=op[3]
+                )
                 delta = amount
             else:
-                event = PaymentRefunded(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
-                                        refund_id=uuid.uuid4(), method=PaymentMethod.CASH)
+                event = PaymentRefunded(
+                    group_id=group,
+                    payment_id=uuid.uuid4(),
+                    member_id=m,
+                    amount=eur(amount),
+                    refund_id=uuid.uuid4(),
+                    method=PaymentMethod.CASH,
+                )
                 delta = -amount
             await run(event)
             expected[m] += delta
@@ -110,8 +133,15 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
             replayable.append(event)
         elif kind == "correction":
             m, amount = members[op[1]], op[2]
-            draft = domain.correction(group, m, eur(amount), reason="property", against=domain.AccountType.SALES,
-                                      key=f"correction:{uuid.uuid4()}", recorded_by=None)
+            draft = domain.correction(
+                group,
+                m,
+                eur(amount),
+                reason="property",
+                against=domain.AccountType.SALES,
+                key=f"correction:{uuid.uuid4()}",
+                recorded_by=None,
+            )
             async with db.transaction() as session:
                 result = await operations.adjust(session, draft)
             expected[m] += amount
@@ -139,8 +169,14 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
                 await run(item.model_copy(update={"event_id": uuid.uuid4()}))  # redelivered under a new id
         elif kind == "hold":
             m, amount = members[op[1]], op[2]
-            request = PlaceHold(hold_id=uuid.uuid4(), group_id=group, member_id=m, order_id=uuid.uuid4(),
-                                amount=eur(amount), expires_at=datetime.now(UTC) + timedelta(minutes=5))
+            request = PlaceHold(
+                hold_id=uuid.uuid4(),
+                group_id=group,
+                member_id=m,
+                order_id=uuid.uuid4(),
+                amount=eur(amount),
+                expires_at=datetime.now(UTC) + timedelta(minutes=5),
+            )
             async with db.transaction() as session:
                 decision = await operations.place_hold(session, request)
             if not allow_negative:
@@ -166,22 +202,33 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
         assert report.ok, report.lines()
         from sqlalchemy import select
 
-        rows = (await session.execute(select(accounts.c.member_id, accounts.c.balance).where(
-            accounts.c.group_id == group, accounts.c.member_id.is_not(None)))).all()
-        held = {m: await operations.active_holds_total(session, await operations.member_account_id(session, group, m))
-                for m in {r.member_id for r in rows}}
+        rows = (
+            await session.execute(
+                select(accounts.c.member_id, accounts.c.balance).where(
+                    accounts.c.group_id == group, accounts.c.member_id.is_not(None)
+                )
+            )
+        ).all()
+        held = {
+            m: await operations.active_holds_total(session, await operations.member_account_id(session, group, m))
+            for m in {r.member_id for r in rows}
+        }
     assert {r.member_id: r.balance for r in rows} == expected
     assert {m: h for m, h in held.items() if h} == {
-        m: total for m in members if (total := sum(g.amount.amount for g in grants if g.member_id == m))}
+        m: total for m in members if (total := sum(g.amount.amount for g in grants if g.member_id == m))
+    }
 
 
 async def test_invalid_operations_change_nothing(db: Database) -> None:
     group, m = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
-        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
-                                                              payments_enabled=True))
+        await handlers.dispatch(
+            session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
+        )
     for bad in (
-        lambda: domain.correction(group, m, eur(0), reason="x", against=domain.AccountType.SALES, key="k", recorded_by=None),
+        lambda: domain.correction(
+            group, m, eur(0), reason="x", against=domain.AccountType.SALES, key="k", recorded_by=None
+        ),
         lambda: domain.opening_balance(group, m, eur(0), recorded_by=None),
     ):
         try:
@@ -225,30 +272,64 @@ async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: lis
                 continue
             m, amount = members[op[1]], op[2]
             if op[0] == "order":
-                events.append(OrderConfirmed(
-                    group_id=group, order_id=uuid.uuid4(), member_id=m, payment_method=PaymentMethod.CHEQUE,
-                    lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount),
-                                     line_total=eur(amount))], total=eur(amount)))
+                events.append(
+                    OrderConfirmed(
+                        group_id=group,
+                        order_id=uuid.uuid4(),
+                        member_id=m,
+                        payment_method=PaymentMethod.CHEQUE,
+                        lines=[
+                            OrderLine(
+                                product_name="p", quantity=Decimal(1), unit_price=eur(amount), line_total=eur(amount)
+                            )
+                        ],
+                        total=eur(amount),
+                    )
+                )
             elif op[0] == "refund":
-                events.append(PaymentRefunded(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
-                                              refund_id=uuid.uuid4(), method=PaymentMethod.CASH))
+                events.append(
+                    PaymentRefunded(
+                        group_id=group,
+                        payment_id=uuid.uuid4(),
+                        member_id=m,
+                        amount=eur(amount),
+                        refund_id=uuid.uuid4(),
+                        method=PaymentMethod.CASH,
+                    )
+                )
             else:
-                events.append(PaymentReceived(group_id=group, payment_id=uuid.uuid4(), member_id=m, amount=eur(amount),
-                                              method=PaymentMethod.CHEQUE))
+                events.append(
+                    PaymentReceived(
+                        group_id=group,
+                        payment_id=uuid.uuid4(),
+                        member_id=m,
+                        amount=eur(amount),
+                        method=PaymentMethod.CHEQUE,
+                    )
+                )
         if batched:
             bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
-            for start, end in zip(bounds, bounds[1:]):
+            for start, end in zip(bounds, bounds[1:], strict=False):
                 async with db.transaction() as session:
-                    await handlers.dispatch_batch(session, await claim_many(session, f"prop-{group}", events[start:end]))
+                    await handlers.dispatch_batch(
+                        session, await claim_many(session, f"prop-{group}", events[start:end])
+                    )
         else:
             for event in events:
                 async with db.transaction() as session:
                     await handlers.dispatch(session, event)
         async with db.sessionmaker() as session:
             assert (await run_audit(session, group)).ok
-            rows = (await session.execute(text(
-                "SELECT a.type, a.member_id, p.amount, p.balance_after FROM postings p JOIN accounts a USING (account_id)"
-                " WHERE a.group_id = :g ORDER BY p.posting_id"), {"g": group})).all()
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT a.type, a.member_id, p.amount, p.balance_after"
+                        " FROM postings p JOIN accounts a USING (account_id)"
+                        " WHERE a.group_id = :g ORDER BY p.posting_id"
+                    ),
+                    {"g": group},
+                )
+            ).all()
         index = {m: i for i, m in enumerate(members)}
         results.append([(r.type, index.get(r.member_id), r.amount, r.balance_after) for r in rows])
     assert results[0] == results[1]
@@ -272,21 +353,55 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
 
     group, m = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
-        await handlers.dispatch(session, GroupSettingsChanged(group_id=group, name="g", currency="EUR",
-                                                              payments_enabled=True))
+        await handlers.dispatch(
+            session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
+        )
     queue = []
     for index, (steps, declared, received) in enumerate(stories):
         payment_id = uuid.uuid4()
         for step in steps:
             if step == "declared":
-                queue.append((index, step, PaymentDeclared(group_id=group, payment_id=payment_id, member_id=m,
-                                                           amount=eur(declared), method=PaymentMethod.CHEQUE)))
+                queue.append(
+                    (
+                        index,
+                        step,
+                        PaymentDeclared(
+                            group_id=group,
+                            payment_id=payment_id,
+                            member_id=m,
+                            amount=eur(declared),
+                            method=PaymentMethod.CHEQUE,
+                        ),
+                    )
+                )
             elif step == "received":
-                queue.append((index, step, PaymentReceived(group_id=group, payment_id=payment_id, member_id=m,
-                                                           amount=eur(received), method=PaymentMethod.CHEQUE)))
+                queue.append(
+                    (
+                        index,
+                        step,
+                        PaymentReceived(
+                            group_id=group,
+                            payment_id=payment_id,
+                            member_id=m,
+                            amount=eur(received),
+                            method=PaymentMethod.CHEQUE,
+                        ),
+                    )
+                )
             else:
-                queue.append((index, step, PaymentCancelled(group_id=group, payment_id=payment_id, member_id=m,
-                                                            amount=eur(declared), method=PaymentMethod.CHEQUE)))
+                queue.append(
+                    (
+                        index,
+                        step,
+                        PaymentCancelled(
+                            group_id=group,
+                            payment_id=payment_id,
+                            member_id=m,
+                            amount=eur(declared),
+                            method=PaymentMethod.CHEQUE,
+                        ),
+                    )
+                )
     order = data.draw(st.permutations(queue))
     parked = []
     for index, step, event in order:
@@ -297,7 +412,7 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
             parked.append((index, step))
 
     expected_parked, expected_balance, expected_pending = [], 0, 0
-    for index, (steps, declared, received) in enumerate(stories):
+    for index, (_steps, declared, received) in enumerate(stories):
         seen = [step for i, step, _ in order if i == index]
         if "received" in seen:
             expected_balance += received
@@ -311,8 +426,9 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
 
         account = await operations.member_account_id(session, group, m)
         balance = await session.scalar(text("SELECT balance FROM accounts WHERE account_id = :a"), {"a": account})
-        pending = await session.scalar(text(
-            "SELECT coalesce(sum(amount), 0) FROM pending_entries WHERE account_id = :a AND status = 'pending'"),
-            {"a": account})
+        pending = await session.scalar(
+            text("SELECT coalesce(sum(amount), 0) FROM pending_entries WHERE account_id = :a AND status = 'pending'"),
+            {"a": account},
+        )
         assert (await run_audit(session, group)).ok
     assert (balance or 0, int(pending)) == (expected_balance, expected_pending)

@@ -3,9 +3,8 @@ the other tests created, including the property tests' random sequences. Nothing
 
 from __future__ import annotations
 
-from cagette_runtime.db import Database
-
 from cagette_ledger.audit import run_audit
+from cagette_runtime.db import Database
 
 
 async def test_every_group_the_suite_touched_passes_the_audit(db: Database) -> None:

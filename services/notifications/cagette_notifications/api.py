@@ -49,7 +49,9 @@ def _database(request: Request) -> Database:
     "/groups/{group_id}/members/{member_id}/email-preferences",
     summary="A member's email preferences (the member themself or a coordinator of the group)",
 )
-async def get_preferences(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> EmailPreferences:
+async def get_preferences(
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> EmailPreferences:
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).transaction() as session:
         opt_out = (
@@ -151,10 +153,13 @@ async def retry_email(group_id: UUID, delivery_id: UUID, principal: CurrentPrinc
         if recipient != row.recipient:
             taken = (
                 await session.execute(
-                    select(email_deliveries.c.delivery_id).where(and_(
-                        email_deliveries.c.event_id == row.event_id, email_deliveries.c.kind == row.kind,
-                        email_deliveries.c.recipient == recipient,
-                    ))
+                    select(email_deliveries.c.delivery_id).where(
+                        and_(
+                            email_deliveries.c.event_id == row.event_id,
+                            email_deliveries.c.kind == row.kind,
+                            email_deliveries.c.recipient == recipient,
+                        )
+                    )
                 )
             ).first()
             if taken is not None:
@@ -163,8 +168,14 @@ async def retry_email(group_id: UUID, delivery_id: UUID, principal: CurrentPrinc
             await session.execute(
                 update(email_deliveries)
                 .where(email_deliveries.c.delivery_id == delivery_id)
-                .values(status="pending", recipient=recipient, attempts=0, next_attempt_at=func.now(),
-                        last_error=None, failed_at=None)
+                .values(
+                    status="pending",
+                    recipient=recipient,
+                    attempts=0,
+                    next_attempt_at=func.now(),
+                    last_error=None,
+                    failed_at=None,
+                )
                 .returning(*email_deliveries.c)
             )
         ).one()

@@ -15,7 +15,7 @@ from cagette_runtime.settings import ServiceSettings
 
 from .api import router
 from .handlers import consumers
-from .sender import ReminderScheduler, EmailSender
+from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
 
 NAME = "notifications"
@@ -47,7 +47,9 @@ class NotificationsService(Service):
         await super().start()
         queue = await self.broker.declare_queue(
             RabbitQueue(
-                REPORTS_QUEUE, queue_type=QueueType.QUORUM, durable=True,
+                REPORTS_QUEUE,
+                queue_type=QueueType.QUORUM,
+                durable=True,
                 arguments={"x-max-length": REPORTS_MAX_LENGTH, "x-overflow": "drop-head"},
             )
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 from uuid import UUID, uuid4
 
 from sqlalchemy import and_, select, update
@@ -105,26 +106,45 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: dat
     ).all()
     return [
         Claimed(
-            delivery_id=row.delivery_id, event_id=row.event_id, recipient=row.recipient, kind=row.kind,
-            group_id=row.group_id, member_id=row.member_id, subject=row.subject, text_body=row.text_body,
-            html_body=row.html_body, message_id=row.message_id, correlation_id=row.correlation_id,
+            delivery_id=row.delivery_id,
+            event_id=row.event_id,
+            recipient=row.recipient,
+            kind=row.kind,
+            group_id=row.group_id,
+            member_id=row.member_id,
+            subject=row.subject,
+            text_body=row.text_body,
+            html_body=row.html_body,
+            message_id=row.message_id,
+            correlation_id=row.correlation_id,
             attempts=row.attempts,
         )
         for row in rows
     ]
 
 
-def _outcome_fields(claimed: Claimed) -> dict[str, object]:
-    return {
-        "group_id": claimed.group_id,
-        "correlation_id": claimed.correlation_id,
-        "delivery_id": claimed.delivery_id,
-        "source_event_id": claimed.event_id,
-        "kind": claimed.kind,
-        "member_id": claimed.member_id,
-        "recipient": claimed.recipient,
-        "attempts": claimed.attempts,
-    }
+class _OutcomeFields(TypedDict):
+    group_id: UUID
+    correlation_id: str
+    delivery_id: UUID
+    source_event_id: UUID
+    kind: str
+    member_id: UUID | None
+    recipient: str
+    attempts: int
+
+
+def _outcome_fields(claimed: Claimed) -> _OutcomeFields:
+    return _OutcomeFields(
+        group_id=claimed.group_id,
+        correlation_id=claimed.correlation_id,
+        delivery_id=claimed.delivery_id,
+        source_event_id=claimed.event_id,
+        kind=claimed.kind,
+        member_id=claimed.member_id,
+        recipient=claimed.recipient,
+        attempts=claimed.attempts,
+    )
 
 
 async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:

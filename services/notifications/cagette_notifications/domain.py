@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from uuid import UUID, NAMESPACE_URL, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cagette_contracts import Money, OrderLine, PaymentMethod
 
@@ -37,7 +37,9 @@ REMINDER_KINDS = frozenset({Kind.BALANCE_REMINDER, Kind.BALANCE_DIGEST})
 # Methods whose payment the payments service declares (with an RF reference for cheque and
 # transfer): their instructions email waits for PaymentDeclared. Money pot and card have no
 # declared payment: their confirmation goes out on OrderConfirmed itself.
-DECLARED_METHODS = frozenset({PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH, PaymentMethod.ON_THE_SPOT})
+DECLARED_METHODS = frozenset(
+    {PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH, PaymentMethod.ON_THE_SPOT}
+)
 
 SUPPORTED_LANGUAGES = ("fr", "en")
 
@@ -172,7 +174,10 @@ def order_confirmed(
 ) -> list[Email]:
     return email_if_wanted(
         Email(
-            Kind.ORDER_CONFIRMED, source_event_id, group, member,
+            Kind.ORDER_CONFIRMED,
+            source_event_id,
+            group,
+            member,
             {"order_id": order_id, "lines": lines, "total": total, "instructions": instructions, "date": confirmed_at},
         )
     )
@@ -192,10 +197,17 @@ def order_amended(
 ) -> list[Email]:
     return email_if_wanted(
         Email(
-            Kind.ORDER_AMENDED, source_event_id, group, member,
+            Kind.ORDER_AMENDED,
+            source_event_id,
+            group,
+            member,
             {
-                "order_id": order_id, "lines": added_lines, "added_total": added_total, "new_total": new_total,
-                "instructions": instructions, "date": amended_at,
+                "order_id": order_id,
+                "lines": added_lines,
+                "added_total": added_total,
+                "new_total": new_total,
+                "instructions": instructions,
+                "date": amended_at,
             },
         )
     )
@@ -216,10 +228,17 @@ def subscription_confirmed(
     per_distribution = Money(amount=total.amount // distribution_count, currency=total.currency)
     return email_if_wanted(
         Email(
-            Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member,
+            Kind.SUBSCRIPTION_CONFIRMED,
+            source_event_id,
+            group,
+            member,
             {
-                "contract_name": contract_name, "lines": lines, "distribution_count": distribution_count,
-                "per_distribution": per_distribution, "total": total, "instructions": instructions,
+                "contract_name": contract_name,
+                "lines": lines,
+                "distribution_count": distribution_count,
+                "per_distribution": per_distribution,
+                "total": total,
+                "instructions": instructions,
                 "date": confirmed_at,
             },
         )
@@ -242,30 +261,51 @@ def subscription_amended(
     per_distribution = Money(amount=added_total.amount // distribution_count, currency=added_total.currency)
     return email_if_wanted(
         Email(
-            Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member,
+            Kind.SUBSCRIPTION_AMENDED,
+            source_event_id,
+            group,
+            member,
             {
-                "contract_name": contract_name, "lines": lines, "distribution_count": distribution_count,
-                "per_distribution": per_distribution, "added_total": added_total, "new_total": new_total,
-                "instructions": instructions, "date": amended_at,
+                "contract_name": contract_name,
+                "lines": lines,
+                "distribution_count": distribution_count,
+                "per_distribution": per_distribution,
+                "added_total": added_total,
+                "new_total": new_total,
+                "instructions": instructions,
+                "date": amended_at,
             },
         )
     )
 
 
 def payment_instructions(
-    source_event_id: UUID, group: Group, member: Member, *, instructions: Instructions, about: str | None, declared_at: datetime
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    instructions: Instructions,
+    about: str | None,
+    declared_at: datetime,
 ) -> list[Email]:
     """A declared payment not tied to an order (a subscription's, or entered by a coordinator)."""
     return email_if_wanted(
-        Email(Kind.PAYMENT_INSTRUCTIONS, source_event_id, group, member,
-              {"instructions": instructions, "about": about, "date": declared_at})
+        Email(
+            Kind.PAYMENT_INSTRUCTIONS,
+            source_event_id,
+            group,
+            member,
+            {"instructions": instructions, "about": about, "date": declared_at},
+        )
     )
 
 
 # --- what happened to the money ---------------------------------------------------------
 
 
-def payment_event_email(kind: Kind, source_event_id: UUID, group: Group, member: Member, **facts: object) -> list[Email]:
+def payment_event_email(
+    kind: Kind, source_event_id: UUID, group: Group, member: Member, **facts: object
+) -> list[Email]:
     """Receipt, cancellation, card failure, refund: facts are amount, method, date and the rest."""
     if kind not in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         raise ValueError(f"{kind} is not about a payment")
@@ -308,9 +348,16 @@ def card_payment_disputed(
     Not a reminder: coordinators cannot opt out of it (only reminders may be refused). Members
     who are not coordinators never get it (the disputing member neither, unless a coordinator)."""
     facts: dict[str, object] = {
-        "payer": payer, "payment_id": payment_id, "amount": amount, "date": disputed_at,
-        "dispute_id": dispute_id, "provider_payment_id": provider_payment_id, "reason": reason.strip(),
-        "status": status.strip(), "order": order, "order_id": order.order_id if order is not None else order_id,
+        "payer": payer,
+        "payment_id": payment_id,
+        "amount": amount,
+        "date": disputed_at,
+        "dispute_id": dispute_id,
+        "provider_payment_id": provider_payment_id,
+        "reason": reason.strip(),
+        "status": status.strip(),
+        "order": order,
+        "order_id": order.order_id if order is not None else order_id,
         "contract_name": contract_name,
     }
     return [
@@ -367,7 +414,9 @@ def back_to_non_negative(state: BalanceState, balance: Money, at: datetime) -> B
     return replace(state, negative_since=None, episode_event_id=None, episode_closed_at=closed)
 
 
-def next_reminder(state: BalanceState, now: datetime, *, grace: timedelta, interval: timedelta, pending: Money) -> Kind | None:
+def next_reminder(
+    state: BalanceState, now: datetime, *, grace: timedelta, interval: timedelta, pending: Money
+) -> Kind | None:
     """Which reminder is due now, if any.
 
     - none unless an episode is open and the balance is still negative;
@@ -406,17 +455,34 @@ def balance_reminder(
     source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, pending: Money
 ) -> list[Email]:
     return email_if_wanted(
-        Email(Kind.BALANCE_REMINDER, source_event_id, group, member,
-              {**_balance_facts(group, balance, pending), "since": since})
+        Email(
+            Kind.BALANCE_REMINDER,
+            source_event_id,
+            group,
+            member,
+            {**_balance_facts(group, balance, pending), "since": since},
+        )
     )
 
 
 def balance_digest(
-    source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, now: datetime, pending: Money
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    balance: Money,
+    since: datetime,
+    now: datetime,
+    pending: Money,
 ) -> list[Email]:
     return email_if_wanted(
-        Email(Kind.BALANCE_DIGEST, source_event_id, group, member,
-              {**_balance_facts(group, balance, pending), "since": since, "date": now, "days": (now - since).days})
+        Email(
+            Kind.BALANCE_DIGEST,
+            source_event_id,
+            group,
+            member,
+            {**_balance_facts(group, balance, pending), "since": since, "date": now, "days": (now - since).days},
+        )
     )
 
 
@@ -425,15 +491,21 @@ def balance_email(
 ) -> list[Email]:
     assert state.balance is not None and state.negative_since is not None
     if kind == Kind.BALANCE_REMINDER:
-        return balance_reminder(source_event_id, group, member, balance=state.balance, since=state.negative_since, pending=pending)
-    return balance_digest(source_event_id, group, member, balance=state.balance, since=state.negative_since, now=now, pending=pending)
+        return balance_reminder(
+            source_event_id, group, member, balance=state.balance, since=state.negative_since, pending=pending
+        )
+    return balance_digest(
+        source_event_id, group, member, balance=state.balance, since=state.negative_since, now=now, pending=pending
+    )
 
 
 def settle_options(group: Group, owed: Money) -> list[Instructions]:
     """How a member can settle a negative balance: the group's cheque payee and IBAN, and cash."""
     options = [Instructions(PaymentMethod.CHEQUE, owed, payee=group.cheque_payee or group.name)]
     if group.transfer_iban:
-        options.append(Instructions(PaymentMethod.TRANSFER, owed, iban=format_iban(group.transfer_iban), bic=group.transfer_bic))
+        options.append(
+            Instructions(PaymentMethod.TRANSFER, owed, iban=format_iban(group.transfer_iban), bic=group.transfer_bic)
+        )
     options.append(Instructions(PaymentMethod.CASH, owed))
     return options
 

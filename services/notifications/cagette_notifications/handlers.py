@@ -67,10 +67,22 @@ from .tables import (
 log = logging.getLogger(__name__)
 
 HANDLED = (
-    GroupSettingsChanged, MemberJoined, MemberUpdated,
-    OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
-    PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed, CardPaymentDisputed,
-    BalanceChanged, BalanceWentNegative, BalanceBackToNonNegative,
+    GroupSettingsChanged,
+    MemberJoined,
+    MemberUpdated,
+    OrderConfirmed,
+    OrderAmended,
+    SubscriptionConfirmed,
+    SubscriptionAmended,
+    PaymentDeclared,
+    PaymentReceived,
+    PaymentCancelled,
+    PaymentRefunded,
+    CardPaymentFailed,
+    CardPaymentDisputed,
+    BalanceChanged,
+    BalanceWentNegative,
+    BalanceBackToNonNegative,
 )
 
 
@@ -119,27 +131,36 @@ class Handlers:
 
     async def on_group(self, session: AsyncSession, event: GroupSettingsChanged) -> None:
         values = {
-            "name": event.name, "currency": event.currency, "language": event.language.value,
-            "cheque_payee": event.cheque_payee, "transfer_iban": event.transfer_iban,
-            "transfer_bic": event.transfer_bic, "updated_at": event.occurred_at,
+            "name": event.name,
+            "currency": event.currency,
+            "language": event.language.value,
+            "cheque_payee": event.cheque_payee,
+            "transfer_iban": event.transfer_iban,
+            "transfer_bic": event.transfer_bic,
+            "updated_at": event.occurred_at,
         }
         statement = pg_insert(group_directory).values(group_id=event.group_id, **values)
         await session.execute(
             statement.on_conflict_do_update(
-                index_elements=[group_directory.c.group_id], set_=values,
+                index_elements=[group_directory.c.group_id],
+                set_=values,
                 where=group_directory.c.updated_at < statement.excluded.updated_at,
             )
         )
 
     async def on_member(self, session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
         values = {
-            "name": event.name, "email": str(event.email), "language": event.language.value, "role": event.role.value,
+            "name": event.name,
+            "email": str(event.email),
+            "language": event.language.value,
+            "role": event.role.value,
             "updated_at": event.occurred_at,
         }
         statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
         await session.execute(
             statement.on_conflict_do_update(
-                index_elements=[member_directory.c.group_id, member_directory.c.member_id], set_=values,
+                index_elements=[member_directory.c.group_id, member_directory.c.member_id],
+                set_=values,
                 where=member_directory.c.updated_at < statement.excluded.updated_at,
             )
         )
@@ -151,9 +172,14 @@ class Handlers:
         await session.execute(
             pg_insert(known_orders)
             .values(
-                order_id=event.order_id, group_id=event.group_id, member_id=event.member_id,
-                payment_method=event.payment_method.value, lines=_lines_json(event.lines),
-                total_amount=event.total.amount, currency=event.total.currency, confirmed_at=event.occurred_at,
+                order_id=event.order_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                payment_method=event.payment_method.value,
+                lines=_lines_json(event.lines),
+                total_amount=event.total.amount,
+                currency=event.total.currency,
+                confirmed_at=event.occurred_at,
             )
             .on_conflict_do_nothing()
         )
@@ -164,14 +190,26 @@ class Handlers:
                 state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
                 balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
             instructions = instructions_for(
-                group, event.payment_method, event.total, balance_after=balance_after,
+                group,
+                event.payment_method,
+                event.total,
+                balance_after=balance_after,
                 paid=event.payment_method == PaymentMethod.CARD,
             )
             assert instructions is not None
-            await self.send(session, domain.order_confirmed(
-                event.event_id, group, member, order_id=event.order_id, lines=event.lines, total=event.total,
-                instructions=instructions, confirmed_at=event.occurred_at,
-            ))
+            await self.send(
+                session,
+                domain.order_confirmed(
+                    event.event_id,
+                    group,
+                    member,
+                    order_id=event.order_id,
+                    lines=event.lines,
+                    total=event.total,
+                    instructions=instructions,
+                    confirmed_at=event.occurred_at,
+                ),
+            )
             return
         # Cheque, transfer, cash, on the spot: the email goes with the declared payment (its
         # RF reference). If the payments service declared it before we saw the order, send now.
@@ -190,10 +228,15 @@ class Handlers:
         await session.execute(
             pg_insert(known_amendments)
             .values(
-                amendment_id=event.amendment_id, order_id=event.order_id, group_id=event.group_id,
-                member_id=event.member_id, payment_method=event.payment_method.value,
-                added_lines=_lines_json(event.added_lines), added_total_amount=event.added_total.amount,
-                new_total_amount=event.new_total.amount, currency=event.added_total.currency,
+                amendment_id=event.amendment_id,
+                order_id=event.order_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                payment_method=event.payment_method.value,
+                added_lines=_lines_json(event.added_lines),
+                added_total_amount=event.added_total.amount,
+                new_total_amount=event.new_total.amount,
+                currency=event.added_total.currency,
                 amended_at=event.occurred_at,
             )
             .on_conflict_do_nothing()
@@ -205,18 +248,32 @@ class Handlers:
                 state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
                 balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
             instructions = instructions_for(
-                group, event.payment_method, event.added_total, balance_after=balance_after,
+                group,
+                event.payment_method,
+                event.added_total,
+                balance_after=balance_after,
                 paid=event.payment_method == PaymentMethod.CARD,
             )
             assert instructions is not None
-            await self.send(session, domain.order_amended(
-                event.event_id, group, member, order_id=event.order_id, added_lines=event.added_lines,
-                added_total=event.added_total, new_total=event.new_total, instructions=instructions,
-                amended_at=event.occurred_at,
-            ))
+            await self.send(
+                session,
+                domain.order_amended(
+                    event.event_id,
+                    group,
+                    member,
+                    order_id=event.order_id,
+                    added_lines=event.added_lines,
+                    added_total=event.added_total,
+                    new_total=event.new_total,
+                    instructions=instructions,
+                    amended_at=event.occurred_at,
+                ),
+            )
             return
         declared = (
-            await session.execute(select(declared_payments).where(declared_payments.c.amendment_id == event.amendment_id))
+            await session.execute(
+                select(declared_payments).where(declared_payments.c.amendment_id == event.amendment_id)
+            )
         ).all()
         for payment in declared:
             await self._send_amendment_instructions(
@@ -226,8 +283,12 @@ class Handlers:
     async def on_subscription(self, session: AsyncSession, event: SubscriptionConfirmed) -> None:
         await session.execute(
             pg_insert(known_subscriptions)
-            .values(subscription_id=event.subscription_id, group_id=event.group_id, member_id=event.member_id,
-                    contract_name=event.contract_name)
+            .values(
+                subscription_id=event.subscription_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                contract_name=event.contract_name,
+            )
             .on_conflict_do_nothing()
         )
         group, member = await load_recipient(session, event.group_id, event.member_id)
@@ -236,11 +297,20 @@ class Handlers:
             state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
             balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
         instructions = instructions_for(group, event.payment_method, event.total, balance_after=balance_after)
-        await self.send(session, domain.subscription_confirmed(
-            event.event_id, group, member, contract_name=event.contract_name, lines=event.lines,
-            distribution_count=event.distribution_count, total=event.total, instructions=instructions,
-            confirmed_at=event.occurred_at,
-        ))
+        await self.send(
+            session,
+            domain.subscription_confirmed(
+                event.event_id,
+                group,
+                member,
+                contract_name=event.contract_name,
+                lines=event.lines,
+                distribution_count=event.distribution_count,
+                total=event.total,
+                instructions=instructions,
+                confirmed_at=event.occurred_at,
+            ),
+        )
 
     async def on_subscription_amended(self, session: AsyncSession, event: SubscriptionAmended) -> None:
         group, member = await load_recipient(session, event.group_id, event.member_id)
@@ -256,11 +326,21 @@ class Handlers:
             state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
             balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
         instructions = instructions_for(group, event.payment_method, event.added_total, balance_after=balance_after)
-        await self.send(session, domain.subscription_amended(
-            event.event_id, group, member, contract_name=contract_name, lines=event.added_lines,
-            distribution_count=event.distribution_count, added_total=event.added_total, new_total=event.new_total,
-            instructions=instructions, amended_at=event.occurred_at,
-        ))
+        await self.send(
+            session,
+            domain.subscription_amended(
+                event.event_id,
+                group,
+                member,
+                contract_name=contract_name,
+                lines=event.added_lines,
+                distribution_count=event.distribution_count,
+                added_total=event.added_total,
+                new_total=event.new_total,
+                instructions=instructions,
+                amended_at=event.occurred_at,
+            ),
+        )
 
     # --- payments ----------------------------------------------------------------------
 
@@ -272,10 +352,18 @@ class Handlers:
         await session.execute(
             pg_insert(declared_payments)
             .values(
-                payment_id=event.payment_id, event_id=event.event_id, group_id=event.group_id,
-                member_id=event.member_id, order_id=event.order_id, amendment_id=event.amendment_id,
-                subscription_id=event.subscription_id, method=event.method.value, amount=event.amount.amount,
-                currency=event.amount.currency, reference=event.reference, declared_at=event.occurred_at,
+                payment_id=event.payment_id,
+                event_id=event.event_id,
+                group_id=event.group_id,
+                member_id=event.member_id,
+                order_id=event.order_id,
+                amendment_id=event.amendment_id,
+                subscription_id=event.subscription_id,
+                method=event.method.value,
+                amount=event.amount.amount,
+                currency=event.amount.currency,
+                reference=event.reference,
+                declared_at=event.occurred_at,
             )
             .on_conflict_do_nothing()
         )
@@ -284,20 +372,31 @@ class Handlers:
         ).one()
         if event.amendment_id is not None:
             amendment = (
-                await session.execute(select(known_amendments).where(known_amendments.c.amendment_id == event.amendment_id))
+                await session.execute(
+                    select(known_amendments).where(known_amendments.c.amendment_id == event.amendment_id)
+                )
             ).first()
             if amendment is not None:
                 currency = amendment.currency
                 await self._send_amendment_instructions(
-                    session, payment, _lines(amendment.added_lines), Money(amount=amendment.added_total_amount, currency=currency),
-                    Money(amount=amendment.new_total_amount, currency=currency), amendment.amended_at,
+                    session,
+                    payment,
+                    _lines(amendment.added_lines),
+                    Money(amount=amendment.added_total_amount, currency=currency),
+                    Money(amount=amendment.new_total_amount, currency=currency),
+                    amendment.amended_at,
                 )
             return  # otherwise sent when OrderAmended arrives
         if event.order_id is not None:
-            order = (await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))).first()
+            order = (
+                await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))
+            ).first()
             if order is not None:
                 await self._send_order_instructions(
-                    session, payment, _lines(order.lines), Money(amount=order.total_amount, currency=order.currency),
+                    session,
+                    payment,
+                    _lines(order.lines),
+                    Money(amount=order.total_amount, currency=order.currency),
                     order.confirmed_at,
                 )
             return  # otherwise sent when OrderConfirmed arrives
@@ -314,33 +413,64 @@ class Handlers:
             ).scalar()
         instructions = instructions_for(group, event.method, event.amount, reference=event.reference)
         assert instructions is not None
-        await self.send(session, domain.payment_instructions(
-            event.event_id, group, member, instructions=instructions, about=about, declared_at=event.occurred_at,
-        ))
+        await self.send(
+            session,
+            domain.payment_instructions(
+                event.event_id,
+                group,
+                member,
+                instructions=instructions,
+                about=about,
+                declared_at=event.occurred_at,
+            ),
+        )
 
     async def _send_order_instructions(self, session, payment, lines, total, confirmed_at) -> None:  # type: ignore[no-untyped-def]
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
-            group, PaymentMethod(payment.method), Money(amount=payment.amount, currency=payment.currency),
+            group,
+            PaymentMethod(payment.method),
+            Money(amount=payment.amount, currency=payment.currency),
             reference=payment.reference,
         )
         assert instructions is not None
-        await self.send(session, domain.order_confirmed(
-            payment.event_id, group, member, order_id=payment.order_id, lines=lines, total=total,
-            instructions=instructions, confirmed_at=confirmed_at,
-        ))
+        await self.send(
+            session,
+            domain.order_confirmed(
+                payment.event_id,
+                group,
+                member,
+                order_id=payment.order_id,
+                lines=lines,
+                total=total,
+                instructions=instructions,
+                confirmed_at=confirmed_at,
+            ),
+        )
 
     async def _send_amendment_instructions(self, session, payment, lines, added, new_total, amended_at) -> None:  # type: ignore[no-untyped-def]
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
-            group, PaymentMethod(payment.method), Money(amount=payment.amount, currency=payment.currency),
+            group,
+            PaymentMethod(payment.method),
+            Money(amount=payment.amount, currency=payment.currency),
             reference=payment.reference,
         )
         assert instructions is not None
-        await self.send(session, domain.order_amended(
-            payment.event_id, group, member, order_id=payment.order_id, added_lines=lines, added_total=added,
-            new_total=new_total, instructions=instructions, amended_at=amended_at,
-        ))
+        await self.send(
+            session,
+            domain.order_amended(
+                payment.event_id,
+                group,
+                member,
+                order_id=payment.order_id,
+                added_lines=lines,
+                added_total=added,
+                new_total=new_total,
+                instructions=instructions,
+                amended_at=amended_at,
+            ),
+        )
 
     async def on_payment_outcome(
         self, session: AsyncSession, event: PaymentReceived | PaymentCancelled | PaymentRefunded | CardPaymentFailed
@@ -351,12 +481,19 @@ class Handlers:
         match event:
             case PaymentReceived():
                 kind = Kind.PAYMENT_RECEIVED
-                facts |= {"method": event.method, "reference": event.reference or await self._reference(session, event.payment_id),
-                          "label": event.label, "declared_amount": event.declared_amount}
+                facts |= {
+                    "method": event.method,
+                    "reference": event.reference or await self._reference(session, event.payment_id),
+                    "label": event.label,
+                    "declared_amount": event.declared_amount,
+                }
             case PaymentCancelled():
                 kind = Kind.PAYMENT_CANCELLED
-                facts |= {"method": event.method, "reason": event.reason,
-                          "reference": await self._reference(session, event.payment_id)}
+                facts |= {
+                    "method": event.method,
+                    "reason": event.reason,
+                    "reference": await self._reference(session, event.payment_id),
+                }
             case PaymentRefunded():
                 kind = Kind.PAYMENT_REFUNDED
                 facts |= {"method": event.method, "reason": event.reason}
@@ -369,14 +506,26 @@ class Handlers:
         """What became of the payment (pending payments defer balance reminders)."""
         match event:
             case PaymentReceived():
-                settled = {"status": "received", "received_amount": event.amount.amount, "settled_at": event.occurred_at}
+                settled = {
+                    "status": "received",
+                    "received_amount": event.amount.amount,
+                    "settled_at": event.occurred_at,
+                }
                 await session.execute(
                     pg_insert(declared_payments)
                     .values(
-                        payment_id=event.payment_id, event_id=event.event_id, group_id=event.group_id,
-                        member_id=event.member_id, order_id=event.order_id, amendment_id=event.amendment_id,
-                        subscription_id=event.subscription_id, method=event.method.value, amount=event.amount.amount,
-                        currency=event.amount.currency, reference=event.reference, declared_at=event.occurred_at,
+                        payment_id=event.payment_id,
+                        event_id=event.event_id,
+                        group_id=event.group_id,
+                        member_id=event.member_id,
+                        order_id=event.order_id,
+                        amendment_id=event.amendment_id,
+                        subscription_id=event.subscription_id,
+                        method=event.method.value,
+                        amount=event.amount.amount,
+                        currency=event.amount.currency,
+                        reference=event.reference,
+                        declared_at=event.occurred_at,
                         **settled,
                     )
                     .on_conflict_do_update(index_elements=[declared_payments.c.payment_id], set_=settled)
@@ -408,7 +557,11 @@ class Handlers:
                 )
             log.warning(
                 "card payment %s of member %s disputed (dispute %s, %s) but group %s has no coordinator: no email",
-                event.payment_id, event.member_id, event.dispute_id, event.amount, event.group_id,
+                event.payment_id,
+                event.member_id,
+                event.dispute_id,
+                event.amount,
+                event.group_id,
             )
             return
         order = None
@@ -416,7 +569,8 @@ class Handlers:
             row = (await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))).first()
             if row is not None:
                 order = domain.KnownOrder(
-                    order_id=row.order_id, total=Money(amount=row.total_amount, currency=row.currency),
+                    order_id=row.order_id,
+                    total=Money(amount=row.total_amount, currency=row.currency),
                     confirmed_at=row.confirmed_at,
                 )
         contract_name = None
@@ -428,16 +582,31 @@ class Handlers:
                     )
                 )
             ).scalar()
-        await self.send(session, domain.card_payment_disputed(
-            event.event_id, group, coordinators, payer=payer, payment_id=event.payment_id, amount=event.amount,
-            disputed_at=event.occurred_at, dispute_id=event.dispute_id, provider_payment_id=event.provider_payment_id,
-            reason=event.reason, status=event.status, order=order, order_id=event.order_id,
-            contract_name=contract_name,
-        ))
+        await self.send(
+            session,
+            domain.card_payment_disputed(
+                event.event_id,
+                group,
+                coordinators,
+                payer=payer,
+                payment_id=event.payment_id,
+                amount=event.amount,
+                disputed_at=event.occurred_at,
+                dispute_id=event.dispute_id,
+                provider_payment_id=event.provider_payment_id,
+                reason=event.reason,
+                status=event.status,
+                order=order,
+                order_id=event.order_id,
+                contract_name=contract_name,
+            ),
+        )
 
     async def _reference(self, session: AsyncSession, payment_id: UUID) -> str | None:
         return (
-            await session.execute(select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id))
+            await session.execute(
+                select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id)
+            )
         ).scalar()
 
     # --- balances ----------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Turns an `Email` into subject, plain text and HTML with the Jinja2 templates of its language.
 
 Templates live in `templates/<language>/`: `<kind>.txt` sets `subject` and renders the plain
-text body; `<kind>.html` renders the HTML body (autoescaped); `_footer.txt` ends every plain text. Amounts go through the `money`
-filter (Money.format for the language: "12,50 €" / "€12.50"), dates through `date` (babel, in the
-configured time zone), quantities through `quantity`.
+text body; `<kind>.html` renders the HTML body (autoescaped); `_footer.txt` ends every plain text.
+Amounts go through the `money` filter (Money.format for the language: "12,50 €" / "€12.50"),
+dates through `date` (babel, in the configured time zone), quantities through `quantity`.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from cagette_runtime.db import Database
 
 from . import domain
 from .delivery import Claimed, claim_due, enqueue, mark_failed, mark_retry, mark_sent
+from .domain import Kind
 from .settings import NotificationSettings
 from .smtp import SendFailure, SmtpClient, sender_domain
-from .domain import Kind
 from .store import NotYetKnown, load_recipient, pending_payments, state_from_row
 from .tables import member_balances
 
@@ -60,16 +60,40 @@ class EmailSender(BackgroundLoop):
         except SendFailure as failure:
             async with self.database.transaction() as session:
                 if failure.permanent:
-                    log.error("email %s (%s to %s) refused for good: %s", claimed.delivery_id, claimed.kind, claimed.recipient, failure)
+                    log.error(
+                        "email %s (%s to %s) refused for good: %s",
+                        claimed.delivery_id,
+                        claimed.kind,
+                        claimed.recipient,
+                        failure,
+                    )
                     await mark_failed(session, claimed, failure.reason, permanent=True)
                 elif claimed.attempts >= s.smtp_max_attempts:
-                    log.error("email %s (%s to %s) failed %d times, giving up: %s",
-                              claimed.delivery_id, claimed.kind, claimed.recipient, claimed.attempts, failure)
-                    await mark_failed(session, claimed, f"gave up after {claimed.attempts} attempts: {failure.reason}", permanent=False)
+                    log.error(
+                        "email %s (%s to %s) failed %d times, giving up: %s",
+                        claimed.delivery_id,
+                        claimed.kind,
+                        claimed.recipient,
+                        claimed.attempts,
+                        failure,
+                    )
+                    await mark_failed(
+                        session,
+                        claimed,
+                        f"gave up after {claimed.attempts} attempts: {failure.reason}",
+                        permanent=False,
+                    )
                 else:
                     delay = domain.retry_delay(claimed.attempts, s.smtp_retry_base, s.smtp_retry_max)
-                    log.warning("email %s (%s to %s) not sent (attempt %d), retry in %.1fs: %s",
-                                claimed.delivery_id, claimed.kind, claimed.recipient, claimed.attempts, delay, failure)
+                    log.warning(
+                        "email %s (%s to %s) not sent (attempt %d), retry in %.1fs: %s",
+                        claimed.delivery_id,
+                        claimed.kind,
+                        claimed.recipient,
+                        claimed.attempts,
+                        delay,
+                        failure,
+                    )
                     await mark_retry(session, claimed, failure.reason, delay)
             return
         async with self.database.transaction() as session:
@@ -96,22 +120,28 @@ class ReminderScheduler(BackgroundLoop):
             rows = (
                 await session.execute(
                     select(member_balances)
-                    .where(and_(
-                        member_balances.c.negative_since.is_not(None),
-                        member_balances.c.balance < 0,
-                        or_(
-                            and_(member_balances.c.last_reminder_at.is_(None),
-                                 member_balances.c.negative_since <= now - s.reminder_grace),
-                            member_balances.c.last_reminder_at <= now - s.reminder_interval,
-                        ),
-                    ))
+                    .where(
+                        and_(
+                            member_balances.c.negative_since.is_not(None),
+                            member_balances.c.balance < 0,
+                            or_(
+                                and_(
+                                    member_balances.c.last_reminder_at.is_(None),
+                                    member_balances.c.negative_since <= now - s.reminder_grace,
+                                ),
+                                member_balances.c.last_reminder_at <= now - s.reminder_interval,
+                            ),
+                        )
+                    )
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
                 state = state_from_row(row, row.currency)
                 pending = await pending_payments(session, row.group_id, row.member_id, row.currency, state.as_of)
-                kind = domain.next_reminder(state, now, grace=s.reminder_grace, interval=s.reminder_interval, pending=pending)
+                kind = domain.next_reminder(
+                    state, now, grace=s.reminder_grace, interval=s.reminder_interval, pending=pending
+                )
                 if kind is None:
                     continue  # covered by pending payments (checked again next time)
                 try:
@@ -129,13 +159,17 @@ class ReminderScheduler(BackgroundLoop):
                         f"{row.group_id}:{row.member_id}", state.negative_since, state.last_reminder_at
                     )
                 await enqueue(
-                    session, domain.balance_email(kind, event_id, group, member, state, now, pending),
-                    sender_domain=self.domain, timezone=s.timezone,
+                    session,
+                    domain.balance_email(kind, event_id, group, member, state, now, pending),
+                    sender_domain=self.domain,
+                    timezone=s.timezone,
                 )
                 # Also when the member opted out: the reminder was due and is skipped, not postponed.
                 await session.execute(
                     update(member_balances)
-                    .where(and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id))
+                    .where(
+                        and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id)
+                    )
                     .values(last_reminder_at=now)
                 )
         return False

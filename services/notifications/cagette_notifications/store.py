@@ -30,8 +30,13 @@ async def load_group(session: AsyncSession, group_id: UUID) -> Group:
     if row is None:
         raise NotYetKnown(f"group {group_id} is not in the directory yet")
     return Group(
-        group_id=row.group_id, name=row.name, currency=row.currency, language=row.language,
-        cheque_payee=row.cheque_payee, transfer_iban=row.transfer_iban, transfer_bic=row.transfer_bic,
+        group_id=row.group_id,
+        name=row.name,
+        currency=row.currency,
+        language=row.language,
+        cheque_payee=row.cheque_payee,
+        transfer_iban=row.transfer_iban,
+        transfer_bic=row.transfer_bic,
     )
 
 
@@ -54,8 +59,13 @@ async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID) ->
     if row is None:
         raise NotYetKnown(f"member {member_id} of group {group_id} is not in the directory yet")
     return Member(
-        group_id=row.group_id, member_id=row.member_id, name=row.name, email=row.email, language=row.language,
-        reminders_opt_out=bool(row.opt_out), role=row.role,
+        group_id=row.group_id,
+        member_id=row.member_id,
+        name=row.name,
+        email=row.email,
+        language=row.language,
+        reminders_opt_out=bool(row.opt_out),
+        role=row.role,
     )
 
 
@@ -69,8 +79,14 @@ async def load_coordinators(session: AsyncSession, group_id: UUID) -> list[Membe
         )
     ).all()
     return [
-        Member(group_id=row.group_id, member_id=row.member_id, name=row.name, email=row.email, language=row.language,
-               role=row.role)
+        Member(
+            group_id=row.group_id,
+            member_id=row.member_id,
+            name=row.name,
+            email=row.email,
+            language=row.language,
+            role=row.role,
+        )
         for row in rows
     ]
 
@@ -79,9 +95,9 @@ async def members_without_role(session: AsyncSession, group_id: UUID) -> int:
     """How many of the group's members have no known role (directory rows kept before 0004)."""
     return (
         await session.execute(
-            select(func.count()).select_from(member_directory).where(
-                and_(member_directory.c.group_id == group_id, member_directory.c.role.is_(None))
-            )
+            select(func.count())
+            .select_from(member_directory)
+            .where(and_(member_directory.c.group_id == group_id, member_directory.c.role.is_(None)))
         )
     ).scalar_one()
 
@@ -144,18 +160,25 @@ async def pending_payments(session: AsyncSession, group_id: UUID, member_id: UUI
     """Payments announced and not yet in the balance: declared ones not received or cancelled,
     and received ones the ledger had not posted yet when it last reported the balance."""
     not_in_balance = declared_payments.c.status == "declared"
-    received_after = and_(declared_payments.c.status == "received", declared_payments.c.settled_at > as_of) if as_of is not None else (
-        declared_payments.c.status == "received"
+    received_after = (
+        and_(declared_payments.c.status == "received", declared_payments.c.settled_at > as_of)
+        if as_of is not None
+        else (declared_payments.c.status == "received")
     )
     total = (
         await session.execute(
-            select(func.coalesce(func.sum(func.coalesce(declared_payments.c.received_amount, declared_payments.c.amount)), 0))
-            .where(and_(
-                declared_payments.c.group_id == group_id,
-                declared_payments.c.member_id == member_id,
-                declared_payments.c.currency == currency,
-                or_(not_in_balance, received_after),
-            ))
+            select(
+                func.coalesce(
+                    func.sum(func.coalesce(declared_payments.c.received_amount, declared_payments.c.amount)), 0
+                )
+            ).where(
+                and_(
+                    declared_payments.c.group_id == group_id,
+                    declared_payments.c.member_id == member_id,
+                    declared_payments.c.currency == currency,
+                    or_(not_in_balance, received_after),
+                )
+            )
         )
     ).scalar_one()
     return Money(amount=int(total), currency=currency)

@@ -23,11 +23,10 @@ from aiosmtpd.controller import Controller
 
 from cagette_contracts import Event, Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
-from cagette_runtime.auth import Principal, encode_token
-from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
 from cagette_notifications.app import NotificationsService, build_service
 from cagette_notifications.settings import NotificationSettings
-
+from cagette_runtime.auth import Principal, encode_token
+from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
 
 logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
 
@@ -46,13 +45,13 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 - aiosmtpd hook
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:
             return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server, session, envelope):
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
@@ -148,7 +147,9 @@ class Running:
         async with self.service.database.transaction() as session:
             return list((await session.execute(text(sql), params)).all())
 
-    async def wait_rows(self, sql: str, predicate: Callable[[list], bool], timeout: float = 15.0, **params: object) -> list:
+    async def wait_rows(
+        self, sql: str, predicate: Callable[[list], bool], timeout: float = 15.0, **params: object
+    ) -> list:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             rows = await self.rows(sql, **params)
@@ -188,7 +189,9 @@ def start_service(servers: IsolatedServers) -> Callable[..., object]:
             channel = await connection.channel()
             exchange = await channel.get_exchange(EVENTS_EXCHANGE)
             app = service.create_app()  # its lifespan is not run: the service is already started
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifications") as http:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://notifications"
+            ) as http:
                 yield Running(service, amqp_url, channel, exchange, http)
         finally:
             await connection.close()
@@ -210,9 +213,15 @@ class Facts:
 
         self.group_id = uuid.uuid4()
         self.group = GroupSettingsChanged(
-            group_id=self.group_id, name="AMAP des Lilas", currency="EUR", language=Language.FR,
-            payments_enabled=True, payment_methods=list(PaymentMethod), cheque_payee=self.PAYEE,
-            transfer_iban=self.IBAN, transfer_bic=self.BIC,
+            group_id=self.group_id,
+            name="AMAP des Lilas",
+            currency="EUR",
+            language=Language.FR,
+            payments_enabled=True,
+            payment_methods=list(PaymentMethod),
+            cheque_payee=self.PAYEE,
+            transfer_iban=self.IBAN,
+            transfer_bic=self.BIC,
         )
 
     def member(self, name: str, language: str = "fr", role: Role = Role.MEMBER):
@@ -220,8 +229,12 @@ class Facts:
 
         member_id = uuid.uuid4()
         return MemberJoined(
-            group_id=self.group_id, member_id=member_id, role=role, name=name,
-            email=f"{name.lower()}.{member_id.hex[:6]}@example.org", language=language,
+            group_id=self.group_id,
+            member_id=member_id,
+            role=role,
+            name=name,
+            email=f"{name.lower()}.{member_id.hex[:6]}@example.org",
+            language=language,
         )
 
     @staticmethod
@@ -232,16 +245,30 @@ class Facts:
 
         eggs, bread = Money.of(320, "EUR"), Money.of(410, "EUR")
         return [
-            OrderLine(product_name="Oeufs x6", quantity=Decimal("2"), unit_price=eggs, line_total=line_amount(Decimal("2"), eggs)),
-            OrderLine(product_name="Pain", quantity=Decimal("1.5"), unit_price=bread, line_total=line_amount(Decimal("1.5"), bread)),
+            OrderLine(
+                product_name="Oeufs x6",
+                quantity=Decimal("2"),
+                unit_price=eggs,
+                line_total=line_amount(Decimal("2"), eggs),
+            ),
+            OrderLine(
+                product_name="Pain",
+                quantity=Decimal("1.5"),
+                unit_price=bread,
+                line_total=line_amount(Decimal("1.5"), bread),
+            ),
         ]  # 6,40 + 6,15 = 12,55 EUR
 
     def order(self, member, method: str):
         from cagette_contracts import Money, OrderConfirmed
 
         return OrderConfirmed(
-            group_id=self.group_id, order_id=uuid.uuid4(), member_id=member.member_id, payment_method=method,
-            lines=self.lines(), total=Money.of(1255, "EUR"),
+            group_id=self.group_id,
+            order_id=uuid.uuid4(),
+            member_id=member.member_id,
+            payment_method=method,
+            lines=self.lines(),
+            total=Money.of(1255, "EUR"),
         )
 
     def declared(self, order, reference: str | None, *, amendment=None):
@@ -249,9 +276,14 @@ class Facts:
 
         amount = amendment.added_total if amendment is not None else order.total
         return PaymentDeclared(
-            group_id=self.group_id, payment_id=uuid.uuid4(), member_id=order.member_id, amount=amount,
-            order_id=order.order_id, amendment_id=amendment.amendment_id if amendment is not None else None,
-            method=(amendment or order).payment_method, reference=reference,
+            group_id=self.group_id,
+            payment_id=uuid.uuid4(),
+            member_id=order.member_id,
+            amount=amount,
+            order_id=order.order_id,
+            amendment_id=amendment.amendment_id if amendment is not None else None,
+            method=(amendment or order).payment_method,
+            reference=reference,
         )
 
 

@@ -22,19 +22,29 @@ def ledger(facts, member, account_id):
 
     def changed(previous: int, balance: int) -> BalanceChanged:
         return BalanceChanged(
-            group_id=facts.group_id, member_id=member.member_id, account_id=account_id, transaction_id=uuid.uuid4(),
-            previous_balance=Money.of(previous, "EUR"), balance=Money.of(balance, "EUR"),
+            group_id=facts.group_id,
+            member_id=member.member_id,
+            account_id=account_id,
+            transaction_id=uuid.uuid4(),
+            previous_balance=Money.of(previous, "EUR"),
+            balance=Money.of(balance, "EUR"),
         )
 
     def negative(balance: int) -> BalanceWentNegative:
         return BalanceWentNegative(
-            group_id=facts.group_id, member_id=member.member_id, account_id=account_id, transaction_id=uuid.uuid4(),
+            group_id=facts.group_id,
+            member_id=member.member_id,
+            account_id=account_id,
+            transaction_id=uuid.uuid4(),
             balance=Money.of(balance, "EUR"),
         )
 
     def back(balance: int) -> BalanceBackToNonNegative:
         return BalanceBackToNonNegative(
-            group_id=facts.group_id, member_id=member.member_id, account_id=account_id, transaction_id=uuid.uuid4(),
+            group_id=facts.group_id,
+            member_id=member.member_id,
+            account_id=account_id,
+            transaction_id=uuid.uuid4(),
             balance=Money.of(balance, "EUR"),
         )
 
@@ -72,7 +82,11 @@ async def test_one_reminder_per_crossing_not_per_posting(start_service, mailbox,
 
 async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, mailbox, facts) -> None:
     async with start_service(smtp_port=mailbox.port) as running:
-        emma, coordinator, other = facts.member("Emma", "fr"), facts.member("Coord", "fr", Role.COORDINATOR), facts.member("Other")
+        emma, coordinator, other = (
+            facts.member("Emma", "fr"),
+            facts.member("Coord", "fr", Role.COORDINATOR),
+            facts.member("Other"),
+        )
         await running.publish(facts.group, emma, coordinator, other)
         url = f"/groups/{facts.group_id}/members/{emma.member_id}/email-preferences"
         as_emma = running.token(emma.member_id, {facts.group_id: Role.MEMBER})
@@ -91,10 +105,15 @@ async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, ma
 
         changed, negative, back = ledger(facts, emma, uuid.uuid4())
         await running.publish(changed(0, -1255), negative(-1255))
-        await running.publish(PaymentReceived(
-            group_id=facts.group_id, payment_id=uuid.uuid4(), member_id=emma.member_id, amount=Money.of(1255, "EUR"),
-            method="cash",
-        ))
+        await running.publish(
+            PaymentReceived(
+                group_id=facts.group_id,
+                payment_id=uuid.uuid4(),
+                member_id=emma.member_id,
+                amount=Money.of(1255, "EUR"),
+                method="cash",
+            )
+        )
         [receipt] = await mailbox.wait_for(str(emma.email))
         assert receipt["Subject"].startswith("Reçu : 12,55")
         await running.processed_all_before(facts.member("Sentinel"))
@@ -102,7 +121,9 @@ async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, ma
         assert len(mailbox.to(str(emma.email))) == 1  # the receipt only
 
         # The delivery log shows what she was sent (the member or a coordinator may read it).
-        emails = await running.http.get(f"/groups/{facts.group_id}/members/{emma.member_id}/emails", headers=as_coordinator)
+        emails = await running.http.get(
+            f"/groups/{facts.group_id}/members/{emma.member_id}/emails", headers=as_coordinator
+        )
         assert [e["kind"] for e in emails.json()] == ["payment_received"]
 
 
@@ -152,10 +173,17 @@ async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(star
         await asyncio.sleep(1.5)  # grace passed, several scans: the pending cheque covers the debt
         assert len(mailbox.to(str(nina.email))) == 1
 
-        await running.publish(PaymentCancelled(
-            group_id=facts.group_id, payment_id=declared.payment_id, member_id=nina.member_id, amount=order.total,
-            order_id=order.order_id, method="cheque", reason="no cheque at the distribution",
-        ))
+        await running.publish(
+            PaymentCancelled(
+                group_id=facts.group_id,
+                payment_id=declared.payment_id,
+                member_id=nina.member_id,
+                amount=order.total,
+                order_id=order.order_id,
+                method="cheque",
+                reason="no cheque at the distribution",
+            )
+        )
         cancelled, reminder = (await mailbox.wait_for(str(nina.email), 3))[1:]
         assert cancelled["Subject"].startswith("Payment cancelled")
         assert reminder["Subject"] == "Your balance is negative: €12.55 to settle - AMAP des Lilas"

@@ -13,8 +13,12 @@ from cagette_runtime.testing import EventSpy
 
 def receipt_for(facts, member) -> PaymentReceived:
     return PaymentReceived(
-        group_id=facts.group_id, payment_id=uuid.uuid4(), member_id=member.member_id, amount=Money.of(1255, "EUR"),
-        method="transfer", reference="RF18 5390 0754 7034",
+        group_id=facts.group_id,
+        payment_id=uuid.uuid4(),
+        member_id=member.member_id,
+        amount=Money.of(1255, "EUR"),
+        method="transfer",
+        reference="RF18 5390 0754 7034",
     )
 
 
@@ -38,12 +42,16 @@ async def test_smtp_outage_then_recovery_delivers_exactly_once(start_service, fa
             [sent] = await spy.wait_for(EMAIL_SENT)
             await asyncio.sleep(1.0)  # retries are due every 0.5 s at most: none may follow
             assert len(mailbox.messages) == 1
-        row = (await running.rows("SELECT delivery_id, status, attempts, last_error, message_id FROM email_deliveries"))[0]
+        row = (
+            await running.rows("SELECT delivery_id, status, attempts, last_error, message_id FROM email_deliveries")
+        )[0]
         assert row.status == "sent" and row.last_error is None and row.attempts >= 3
         assert sent.body["delivery_id"] == str(row.delivery_id)
         assert sent.body["source_event_id"] == str(receipt.event_id)
         assert sent.body["kind"] == "payment_received" and sent.body["recipient"] == str(hugo.email)
-        assert sent.body["attempts"] == row.attempts and sent.body["message_id"] == row.message_id == message["Message-ID"]
+        assert (
+            sent.body["attempts"] == row.attempts and sent.body["message_id"] == row.message_id == message["Message-ID"]
+        )
         assert sent.body["correlation_id"] == receipt.correlation_id
 
 
@@ -70,10 +78,16 @@ async def test_permanent_refusal_is_failed_and_reported(start_service, facts, sm
             retry = f"/groups/{facts.group_id}/emails/{failed.body['delivery_id']}/retry"
             as_member = running.token(ines.member_id, {facts.group_id: Role.MEMBER})
             assert (await running.http.post(retry, headers=as_member)).status_code == 403
-            await running.publish(MemberUpdated(
-                group_id=facts.group_id, member_id=ines.member_id, role=Role.MEMBER, name="Ines",
-                email="ines.fixed@example.org", language="fr",
-            ))
+            await running.publish(
+                MemberUpdated(
+                    group_id=facts.group_id,
+                    member_id=ines.member_id,
+                    role=Role.MEMBER,
+                    name="Ines",
+                    email="ines.fixed@example.org",
+                    language="fr",
+                )
+            )
             await running.wait_rows(
                 "SELECT 1 FROM member_directory WHERE email = 'ines.fixed@example.org'", lambda rows: len(rows) == 1
             )
@@ -88,7 +102,10 @@ async def test_permanent_refusal_is_failed_and_reported(start_service, facts, sm
 
 
 async def test_retries_run_out_into_a_reported_failure(start_service, facts, free_port) -> None:
-    async with start_service(smtp_port=free_port(), smtp_max_attempts=2) as running, EventSpy(running.amqp_url, "notifications.#") as spy:
+    async with (
+        start_service(smtp_port=free_port(), smtp_max_attempts=2) as running,
+        EventSpy(running.amqp_url, "notifications.#") as spy,
+    ):
         karim = facts.member("Karim", "en")
         await running.publish(facts.group, karim, receipt_for(facts, karim))
         [failed] = await spy.wait_for(EMAIL_FAILED)

@@ -16,9 +16,15 @@ DISPUTE_SUBJECT_EN = "Card payment disputed: €12.55 paid by Paul - AMAP des Li
 
 def dispute(facts, payer, order=None, **overrides) -> CardPaymentDisputed:
     fields = {
-        "group_id": facts.group_id, "payment_id": uuid.uuid4(), "member_id": payer.member_id,
-        "amount": Money.of(1255, "EUR"), "order_id": order.order_id if order is not None else None,
-        "provider_payment_id": "pi_3QxY", "dispute_id": "dp_1Qz", "reason": "fraudulent", "status": "needs_response",
+        "group_id": facts.group_id,
+        "payment_id": uuid.uuid4(),
+        "member_id": payer.member_id,
+        "amount": Money.of(1255, "EUR"),
+        "order_id": order.order_id if order is not None else None,
+        "provider_payment_id": "pi_3QxY",
+        "dispute_id": "dp_1Qz",
+        "reason": "fraudulent",
+        "status": "needs_response",
     }
     return CardPaymentDisputed(**{**fields, **overrides})
 
@@ -72,7 +78,10 @@ async def test_each_coordinator_gets_one_email_in_their_language_members_none_re
         await running.publish(disputed)
         await running.processed_all_before(facts.member("Sentinel"))
         # ...and even past the inbox (its row gone), the delivery log's key holds.
-        assert len(await running.rows("DELETE FROM inbox_messages WHERE event_id = :id RETURNING 1", id=disputed.event_id)) == 1
+        assert (
+            len(await running.rows("DELETE FROM inbox_messages WHERE event_id = :id RETURNING 1", id=disputed.event_id))
+            == 1
+        )
         await running.publish(disputed)
         await running.wait_rows(
             "SELECT 1 FROM inbox_messages WHERE event_id = :id", lambda rows: len(rows) == 1, id=disputed.event_id
@@ -81,7 +90,9 @@ async def test_each_coordinator_gets_one_email_in_their_language_members_none_re
         assert len(mailbox.to(str(cora.email))) == 1 and len(mailbox.to(str(carl.email))) == 1
         assert mailbox.to(str(max_.email)) == []
         assert mailbox.to(str(paul.email)) == [confirmation]
-        assert await dispute_rows(running) == sorted([(str(cora.email), "fr", "sent", 1), (str(carl.email), "en", "sent", 1)])
+        assert await dispute_rows(running) == sorted(
+            [(str(cora.email), "fr", "sent", 1), (str(carl.email), "en", "sent", 1)]
+        )
 
 
 async def test_role_changes_are_followed(start_service, mailbox, facts) -> None:
@@ -92,14 +103,22 @@ async def test_role_changes_are_followed(start_service, mailbox, facts) -> None:
         await running.publish(facts.group, cora, carl, paul, max_)
 
         def updated(member, role: Role, **changes) -> MemberUpdated:
-            fields = {"group_id": facts.group_id, "member_id": member.member_id, "role": role, "name": member.name,
-                      "email": member.email, "language": member.language}
+            fields = {
+                "group_id": facts.group_id,
+                "member_id": member.member_id,
+                "role": role,
+                "name": member.name,
+                "email": member.email,
+                "language": member.language,
+            }
             return MemberUpdated(**{**fields, **changes})
 
         # Carl steps down, Max becomes a coordinator (and writes in French now). An older update
         # arriving late (Carl still a coordinator, earlier occurred_at) changes nothing.
         demoted = updated(carl, Role.MEMBER)
-        stale = updated(carl, Role.COORDINATOR, occurred_at=demoted.occurred_at.replace(year=demoted.occurred_at.year - 1))
+        stale = updated(
+            carl, Role.COORDINATOR, occurred_at=demoted.occurred_at.replace(year=demoted.occurred_at.year - 1)
+        )
         await running.publish(demoted, updated(max_, Role.COORDINATOR, language="fr"), stale)
         await running.publish(dispute(facts, paul))
 
@@ -113,7 +132,8 @@ async def test_role_changes_are_followed(start_service, mailbox, facts) -> None:
         assert [row[0] for row in await dispute_rows(running)] == sorted([str(cora.email), str(max_.email)])
         roles = await running.rows(
             "SELECT member_id, role FROM member_directory WHERE member_id IN (:carl, :max)",
-            carl=carl.member_id, max=max_.member_id,
+            carl=carl.member_id,
+            max=max_.member_id,
         )
         assert dict(roles) == {carl.member_id: "member", max_.member_id: "coordinator"}
 
@@ -177,10 +197,16 @@ async def test_no_known_coordinator_yet_is_retried_then_parked(start_service, ma
         assert await running.rows("SELECT * FROM email_deliveries") == []
 
         # Once her role is known (her next MemberUpdated), a dispute reaches her.
-        await running.publish(MemberUpdated(
-            group_id=facts.group_id, member_id=cora.member_id, role=Role.COORDINATOR, name="Cora", email=cora.email,
-            language="fr",
-        ))
+        await running.publish(
+            MemberUpdated(
+                group_id=facts.group_id,
+                member_id=cora.member_id,
+                role=Role.COORDINATOR,
+                name="Cora",
+                email=cora.email,
+                language="fr",
+            )
+        )
         await running.publish(dispute(facts, stranger))
         [email] = await mailbox.wait_for(str(cora.email))
         assert email["Subject"] == DISPUTE_SUBJECT_FR

@@ -29,7 +29,10 @@ def member(**kw: object) -> Member:
 
 def test_declared_methods_wait_for_the_declaration_others_go_on_confirmation() -> None:
     assert {m for m in PaymentMethod if domain.instructions_trigger(m) == Trigger.DECLARED} == {
-        PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH, PaymentMethod.ON_THE_SPOT,
+        PaymentMethod.CHEQUE,
+        PaymentMethod.TRANSFER,
+        PaymentMethod.CASH,
+        PaymentMethod.ON_THE_SPOT,
     }
     assert domain.instructions_trigger(PaymentMethod.MONEY_POT) == Trigger.CONFIRMED
     assert domain.instructions_trigger(PaymentMethod.CARD) == Trigger.CONFIRMED
@@ -38,7 +41,9 @@ def test_declared_methods_wait_for_the_declaration_others_go_on_confirmation() -
 def test_opt_out_removes_reminders_only() -> None:
     opted_out = member(reminders_opt_out=True)
     assert domain.balance_reminder(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, pending=eur(0)) == []
-    assert domain.balance_digest(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, now=T0, pending=eur(0)) == []
+    assert (
+        domain.balance_digest(uuid.uuid4(), GROUP, opted_out, balance=eur(-100), since=T0, now=T0, pending=eur(0)) == []
+    )
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         [email] = domain.payment_event_email(kind, uuid.uuid4(), GROUP, opted_out, amount=eur(100))
         assert email.recipient == "alice@example.org"
@@ -141,16 +146,27 @@ def test_retry_delay_doubles_up_to_the_cap(attempts: int, expected: float) -> No
 
 def test_a_dispute_goes_to_each_coordinator_in_their_language_opt_out_or_not() -> None:
     payer = Member(GROUP.group_id, uuid.uuid4(), "Paul", "paul@example.org", "fr", role="member")
-    fr = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", "fr", reminders_opt_out=True, role="coordinator")
+    fr = Member(
+        GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", "fr", reminders_opt_out=True, role="coordinator"
+    )
     en = Member(GROUP.group_id, uuid.uuid4(), "Carl", "carl@example.org", "en", role="coordinator")
     plain = Member(GROUP.group_id, uuid.uuid4(), "Max", "max@example.org", "fr", role="member")
     unknown = Member(GROUP.group_id, uuid.uuid4(), "Old", "old@example.org", "fr")  # role not known
     emails = domain.card_payment_disputed(
-        uuid.uuid4(), GROUP, [fr, plain, en, unknown], payer=payer, payment_id=uuid.uuid4(), amount=eur(1255),
-        disputed_at=T0, dispute_id="dp_1", provider_payment_id="pi_1", reason="fraudulent",
+        uuid.uuid4(),
+        GROUP,
+        [fr, plain, en, unknown],
+        payer=payer,
+        payment_id=uuid.uuid4(),
+        amount=eur(1255),
+        disputed_at=T0,
+        dispute_id="dp_1",
+        provider_payment_id="pi_1",
+        reason="fraudulent",
     )
     assert [(e.kind, e.recipient, e.language) for e in emails] == [
-        (Kind.CARD_PAYMENT_DISPUTED, "cora@example.org", "fr"), (Kind.CARD_PAYMENT_DISPUTED, "carl@example.org", "en"),
+        (Kind.CARD_PAYMENT_DISPUTED, "cora@example.org", "fr"),
+        (Kind.CARD_PAYMENT_DISPUTED, "carl@example.org", "en"),
     ]
     assert all(e.facts["payer"] == payer and e.facts["amount"] == eur(1255) for e in emails)
     assert Kind.CARD_PAYMENT_DISPUTED not in domain.REMINDER_KINDS and domain.wants(fr, Kind.CARD_PAYMENT_DISPUTED)

@@ -8,12 +8,12 @@ from decimal import Decimal
 
 from cagette_contracts import (
     CardPaymentFailed,
+    MemberUpdated,
     Money,
     OrderAmended,
     OrderLine,
     PaymentCancelled,
     PaymentReceived,
-    MemberUpdated,
     PaymentRefunded,
     SubscriptionAmended,
     SubscriptionConfirmed,
@@ -71,8 +71,14 @@ async def test_cheque_order_then_receipt_and_redeliveries_send_nothing_more(star
         assert "Remettez le chèque lors de la distribution" in text
 
         received = PaymentReceived(
-            group_id=facts.group_id, payment_id=declared.payment_id, member_id=alice.member_id, amount=order.total,
-            order_id=order.order_id, method="cheque", declared_amount=order.total, label="chèque n° 0012345",
+            group_id=facts.group_id,
+            payment_id=declared.payment_id,
+            member_id=alice.member_id,
+            amount=order.total,
+            order_id=order.order_id,
+            method="cheque",
+            declared_amount=order.total,
+            label="chèque n° 0012345",
         )
         await running.publish(received)
         _, receipt = await mailbox.wait_for(str(alice.email), 2)
@@ -96,10 +102,16 @@ async def test_money_pot_card_and_amendment_confirmations(start_service, mailbox
         pot, card = facts.member("Pot", "en"), facts.member("Card", "fr")
         await running.publish(facts.group, pot, card)
         # The ledger said Pot had 20.00 before the order: the balance after is 20.00 - 12.55.
-        await running.publish(BalanceChanged(
-            group_id=facts.group_id, member_id=pot.member_id, account_id=uuid.uuid4(), transaction_id=uuid.uuid4(),
-            previous_balance=Money.of(0, "EUR"), balance=Money.of(2000, "EUR"),
-        ))
+        await running.publish(
+            BalanceChanged(
+                group_id=facts.group_id,
+                member_id=pot.member_id,
+                account_id=uuid.uuid4(),
+                transaction_id=uuid.uuid4(),
+                previous_balance=Money.of(0, "EUR"),
+                balance=Money.of(2000, "EUR"),
+            )
+        )
         await running.wait_rows("SELECT balance FROM member_balances", lambda rows: rows == [(2000,)])
         pot_order = facts.order(pot, "money_pot")
         await running.publish(pot_order, facts.order(card, "card"))
@@ -116,16 +128,26 @@ async def test_money_pot_card_and_amendment_confirmations(start_service, mailbox
         await running.publish(cheque_order, facts.declared(cheque_order, REFERENCE_EN))
         await mailbox.wait_for(str(pot.email), 2)
         bread = Money.of(410, "EUR")
-        line = OrderLine(product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread))
+        line = OrderLine(
+            product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread)
+        )
         amended = OrderAmended(
-            group_id=facts.group_id, order_id=cheque_order.order_id, amendment_id=uuid.uuid4(), member_id=pot.member_id,
-            payment_method="cheque", added_lines=[line], added_total=bread, new_total=Money.of(1665, "EUR"),
+            group_id=facts.group_id,
+            order_id=cheque_order.order_id,
+            amendment_id=uuid.uuid4(),
+            member_id=pot.member_id,
+            payment_method="cheque",
+            added_lines=[line],
+            added_total=bread,
+            new_total=Money.of(1665, "EUR"),
         )
         await running.publish(amended, facts.declared(cheque_order, "RF97 0000 1111 2222", amendment=amended))
         *_, complement = await mailbox.wait_for(str(pot.email), 3)
         assert complement["Subject"] == "Products added to your order: €4.10 more to pay - AMAP des Lilas"
         text = mailbox.body(complement, "plain")
-        assert "New order total: €16.65" in text and "RF97 0000 1111 2222" in text and "Payable to: AMAP des Lilas" in text
+        assert (
+            "New order total: €16.65" in text and "RF97 0000 1111 2222" in text and "Payable to: AMAP des Lilas" in text
+        )
 
 
 async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) -> None:
@@ -134,8 +156,14 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
         await running.publish(facts.group, claire)
         lines = facts.lines()
         subscription = SubscriptionConfirmed(
-            group_id=facts.group_id, subscription_id=uuid.uuid4(), contract_id=uuid.uuid4(), contract_name="Légumes d'hiver",
-            member_id=claire.member_id, payment_method="cheque", lines=lines, distribution_count=10,
+            group_id=facts.group_id,
+            subscription_id=uuid.uuid4(),
+            contract_id=uuid.uuid4(),
+            contract_name="Légumes d'hiver",
+            member_id=claire.member_id,
+            payment_method="cheque",
+            lines=lines,
+            distribution_count=10,
             total=Money.of(12550, "EUR"),
         )
         await running.publish(subscription)
@@ -146,24 +174,37 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
         # The payments service expects a payment for the subscription: instructions with its reference.
         from cagette_contracts import PaymentDeclared
 
-        await running.publish(PaymentDeclared(
-            group_id=facts.group_id, payment_id=uuid.uuid4(), member_id=claire.member_id, amount=Money.of(12550, "EUR"),
-            subscription_id=subscription.subscription_id, method="cheque", reference="RF55 1234 5678 9",
-        ))
+        await running.publish(
+            PaymentDeclared(
+                group_id=facts.group_id,
+                payment_id=uuid.uuid4(),
+                member_id=claire.member_id,
+                amount=Money.of(12550, "EUR"),
+                subscription_id=subscription.subscription_id,
+                method="cheque",
+                reference="RF55 1234 5678 9",
+            )
+        )
         instructions = (await mailbox.wait_for(str(claire.email), 2))[-1]
         assert instructions["Subject"] == "Paiement attendu : 125,50\xa0€ - AMAP des Lilas"
         text = mailbox.body(instructions, "plain")
-        assert "attendu pour Légumes d'hiver" in text and "Référence à écrire au dos du chèque : RF55 1234 5678 9" in text
+        assert (
+            "attendu pour Légumes d'hiver" in text and "Référence à écrire au dos du chèque : RF55 1234 5678 9" in text
+        )
 
         common = {"group_id": facts.group_id, "member_id": claire.member_id, "amount": Money.of(1255, "EUR")}
-        await running.publish(PaymentCancelled(payment_id=uuid.uuid4(), method="transfer", reason="jamais arrivé", **common))
+        await running.publish(
+            PaymentCancelled(payment_id=uuid.uuid4(), method="transfer", reason="jamais arrivé", **common)
+        )
         cancelled = (await mailbox.wait_for(str(claire.email), 3))[-1]
         assert cancelled["Subject"] == "Paiement annulé : 12,55\xa0€ - AMAP des Lilas"
         assert "Motif : jamais arrivé" in mailbox.body(cancelled, "plain")
 
-        await running.publish(CardPaymentFailed(
-            payment_id=uuid.uuid4(), reason="carte refusée", retry_url="https://pay.example.org/retry/42", **common
-        ))
+        await running.publish(
+            CardPaymentFailed(
+                payment_id=uuid.uuid4(), reason="carte refusée", retry_url="https://pay.example.org/retry/42", **common
+            )
+        )
         failed = (await mailbox.wait_for(str(claire.email), 4))[-1]
         assert failed["Subject"] == "Échec du paiement par carte : 12,55\xa0€ - AMAP des Lilas"
         assert "https://pay.example.org/retry/42" in mailbox.body(failed, "plain")
@@ -181,12 +222,22 @@ async def test_member_updates_and_subscription_amendments(start_service, mailbox
         await running.publish(facts.group, lea)
         # Lea changes her address and language: later emails follow.
         updated = MemberUpdated(
-            group_id=facts.group_id, member_id=lea.member_id, role=lea.role, name="Léa", email="lea.new@example.org",
+            group_id=facts.group_id,
+            member_id=lea.member_id,
+            role=lea.role,
+            name="Léa",
+            email="lea.new@example.org",
             language="en",
         )
         subscription = SubscriptionConfirmed(
-            group_id=facts.group_id, subscription_id=uuid.uuid4(), contract_id=uuid.uuid4(), contract_name="Fromages",
-            member_id=lea.member_id, payment_method="transfer", lines=facts.lines(), distribution_count=4,
+            group_id=facts.group_id,
+            subscription_id=uuid.uuid4(),
+            contract_id=uuid.uuid4(),
+            contract_name="Fromages",
+            member_id=lea.member_id,
+            payment_method="transfer",
+            lines=facts.lines(),
+            distribution_count=4,
             total=Money.of(5020, "EUR"),
         )
         await running.publish(updated, subscription)
@@ -195,15 +246,26 @@ async def test_member_updates_and_subscription_amendments(start_service, mailbox
         assert f"IBAN: {facts.IBAN}" in mailbox.body(confirmed, "plain")
 
         bread = Money.of(410, "EUR")
-        line = OrderLine(product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread))
+        line = OrderLine(
+            product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread)
+        )
         amended = SubscriptionAmended(
-            group_id=facts.group_id, subscription_id=subscription.subscription_id, amendment_id=uuid.uuid4(),
-            contract_id=subscription.contract_id, member_id=lea.member_id, payment_method="transfer", added_lines=[line],
-            distribution_count=3, added_total=Money.of(1230, "EUR"), new_total=Money.of(6250, "EUR"),
+            group_id=facts.group_id,
+            subscription_id=subscription.subscription_id,
+            amendment_id=uuid.uuid4(),
+            contract_id=subscription.contract_id,
+            member_id=lea.member_id,
+            payment_method="transfer",
+            added_lines=[line],
+            distribution_count=3,
+            added_total=Money.of(1230, "EUR"),
+            new_total=Money.of(6250, "EUR"),
         )
         await running.publish(amended)
         _, complement = await mailbox.wait_for("lea.new@example.org", 2)
-        assert complement["Subject"] == "Products added to your subscription Fromages: €12.30 more to pay - AMAP des Lilas"
+        assert (
+            complement["Subject"] == "Products added to your subscription Fromages: €12.30 more to pay - AMAP des Lilas"
+        )
         text = mailbox.body(complement, "plain")
         assert "€4.10 per distribution x 3 distributions = €12.30" in text and "New contract total: €62.50" in text
         assert mailbox.to(str(lea.email)) == []

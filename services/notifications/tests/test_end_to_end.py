@@ -69,32 +69,81 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
     alice_email, bob_email = f"alice.{alice.hex[:6]}@example.org", f"bob.{bob.hex[:6]}@example.org"
     url = {name: stack.services[name].url for name in SERVICES}
     async with httpx.AsyncClient(timeout=10) as http:
-        group = ok(await http.post(f"{url['orders']}/groups", headers=bearer(admin, admin=True), json={
-            "name": "AMAP des Lilas", "currency": "EUR", "payment_methods": ["cheque", "transfer"],
-            "cheque_payee": "AMAP des Lilas", "transfer_iban": IBAN, "transfer_bic": "AGRIFRPP",
-        }), 201)
+        group = ok(
+            await http.post(
+                f"{url['orders']}/groups",
+                headers=bearer(admin, admin=True),
+                json={
+                    "name": "AMAP des Lilas",
+                    "currency": "EUR",
+                    "payment_methods": ["cheque", "transfer"],
+                    "cheque_payee": "AMAP des Lilas",
+                    "transfer_iban": IBAN,
+                    "transfer_bic": "AGRIFRPP",
+                },
+            ),
+            201,
+        )
         g = uuid.UUID(group["group_id"])
         coord = bearer(coordinator, {g: Role.COORDINATOR})
         for member_id, name, email, language in ((alice, "Alice", alice_email, "en"), (bob, "Bob", bob_email, "fr")):
-            ok(await http.post(f"{url['orders']}/groups/{g}/members", headers=coord, json={
-                "member_id": str(member_id), "name": name, "email": email, "language": language,
-            }), 201)
-        catalog = ok(await http.post(f"{url['orders']}/groups/{g}/catalogs", headers=coord, json={
-            "name": "Ferme du Pré", "kind": "variable",
-            "products": [{"name": "Panier de légumes", "unit_price": 1550}, {"name": "Pain", "unit_price": 410}],
-        }), 201)
+            ok(
+                await http.post(
+                    f"{url['orders']}/groups/{g}/members",
+                    headers=coord,
+                    json={
+                        "member_id": str(member_id),
+                        "name": name,
+                        "email": email,
+                        "language": language,
+                    },
+                ),
+                201,
+            )
+        catalog = ok(
+            await http.post(
+                f"{url['orders']}/groups/{g}/catalogs",
+                headers=coord,
+                json={
+                    "name": "Ferme du Pré",
+                    "kind": "variable",
+                    "products": [
+                        {"name": "Panier de légumes", "unit_price": 1550},
+                        {"name": "Pain", "unit_price": 410},
+                    ],
+                },
+            ),
+            201,
+        )
         vegetables, bread = (p["product_id"] for p in catalog["products"])
-        distribution = ok(await http.post(f"{url['orders']}/groups/{g}/distributions", headers=coord, json={
-            "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(), "place": "Préau",
-            "catalog_ids": [catalog["catalog_id"]],
-        }), 201)
+        distribution = ok(
+            await http.post(
+                f"{url['orders']}/groups/{g}/distributions",
+                headers=coord,
+                json={
+                    "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                    "place": "Préau",
+                    "catalog_ids": [catalog["catalog_id"]],
+                },
+            ),
+            201,
+        )
         d = distribution["distribution_id"]
 
         # 1. Alice orders by transfer: IBAN, amount and the reference the payments service stored.
         alice_auth = bearer(alice, {g: Role.MEMBER})
-        order = ok(await http.post(f"{url['orders']}/groups/{g}/orders", headers=alice_auth, json={
-            "distribution_id": d, "payment_method": "transfer", "lines": [{"product_id": vegetables, "quantity": "1"}],
-        }), 201)
+        order = ok(
+            await http.post(
+                f"{url['orders']}/groups/{g}/orders",
+                headers=alice_auth,
+                json={
+                    "distribution_id": d,
+                    "payment_method": "transfer",
+                    "lines": [{"product_id": vegetables, "quantity": "1"}],
+                },
+            ),
+            201,
+        )
         [instructions] = await mailbox.wait_for(alice_email, timeout=20)
         [payment] = ok(await http.get(f"{url['payments']}/groups/{g}/members/{alice}/payments", headers=alice_auth))
         assert payment["state"] == "declared" and payment["reference"]
@@ -105,31 +154,59 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
 
         # 2. Bob orders by cheque; the coordinator confirms the cheque at validation: a receipt.
         bob_auth = bearer(bob, {g: Role.MEMBER})
-        ok(await http.post(f"{url['orders']}/groups/{g}/orders", headers=bob_auth, json={
-            "distribution_id": d, "payment_method": "cheque", "lines": [{"product_id": bread, "quantity": "2"}],
-        }), 201)
+        ok(
+            await http.post(
+                f"{url['orders']}/groups/{g}/orders",
+                headers=bob_auth,
+                json={
+                    "distribution_id": d,
+                    "payment_method": "cheque",
+                    "lines": [{"product_id": bread, "quantity": "2"}],
+                },
+            ),
+            201,
+        )
         [cheque_mail] = await mailbox.wait_for(bob_email, timeout=20)
         [cheque] = ok(await http.get(f"{url['payments']}/groups/{g}/members/{bob}/payments", headers=bob_auth))
         assert f"Référence à écrire au dos du chèque : {cheque['reference']}" in mailbox.body(cheque_mail, "plain")
-        ok(await http.post(f"{url['payments']}/groups/{g}/distributions/{d}/baskets/{bob}/confirm-all-and-validate",
-                           headers=coord, json={}))
+        ok(
+            await http.post(
+                f"{url['payments']}/groups/{g}/distributions/{d}/baskets/{bob}/confirm-all-and-validate",
+                headers=coord,
+                json={},
+            )
+        )
         _, receipt = await mailbox.wait_for(bob_email, 2, timeout=20)
         assert receipt["Subject"] == "Reçu : 8,20\xa0€ reçus - AMAP des Lilas"
         assert cheque["reference"] in mailbox.body(receipt, "plain")
 
         # 3. Alice's transfer never comes: once it is cancelled her debt is uncovered, and she gets
         #    one reminder; a further posting (she adds bread, a new debit) sends no second one.
-        ok(await http.post(f"{url['payments']}/groups/{g}/payments/{payment['payment_id']}/cancel", headers=coord,
-                           json={"reason": "transfer not received"}))
+        ok(
+            await http.post(
+                f"{url['payments']}/groups/{g}/payments/{payment['payment_id']}/cancel",
+                headers=coord,
+                json={"reason": "transfer not received"},
+            )
+        )
         *_, reminder = await mailbox.wait_for(alice_email, 3, timeout=20)
         assert reminder["Subject"] == "Your balance is negative: €15.50 to settle - AMAP des Lilas"
-        ok(await http.put(f"{url['orders']}/groups/{g}/orders/{order['order_id']}", headers=alice_auth, json={
-            "lines": [{"product_id": vegetables, "quantity": "1"}, {"product_id": bread, "quantity": "1"}],
-        }))
+        ok(
+            await http.put(
+                f"{url['orders']}/groups/{g}/orders/{order['order_id']}",
+                headers=alice_auth,
+                json={
+                    "lines": [{"product_id": vegetables, "quantity": "1"}, {"product_id": bread, "quantity": "1"}],
+                },
+            )
+        )
         *_, complement = await mailbox.wait_for(alice_email, 4, timeout=20)
         assert complement["Subject"] == "Products added to your order: €4.10 more to pay - AMAP des Lilas"
         await asyncio.sleep(2.0)  # grace (1 s) and several scans: no second reminder
         subjects = [m["Subject"].split(":")[0] for m in mailbox.to(alice_email)]
         assert subjects == [
-            "Your order is confirmed", "Payment cancelled", "Your balance is negative", "Products added to your order",
+            "Your order is confirmed",
+            "Payment cancelled",
+            "Your balance is negative",
+            "Products added to your order",
         ]

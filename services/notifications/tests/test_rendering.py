@@ -31,7 +31,12 @@ def lines() -> list[OrderLine]:
     eggs, bread = Money.of(320, "EUR"), Money.of(410, "EUR")
     return [
         OrderLine(product_name="Oeufs", quantity=Decimal(2), unit_price=eggs, line_total=line_amount(Decimal(2), eggs)),
-        OrderLine(product_name="Pain", quantity=Decimal("1.5"), unit_price=bread, line_total=line_amount(Decimal("1.5"), bread)),
+        OrderLine(
+            product_name="Pain",
+            quantity=Decimal("1.5"),
+            unit_price=bread,
+            line_total=line_amount(Decimal("1.5"), bread),
+        ),
     ]
 
 
@@ -43,29 +48,85 @@ def every_email(language: str) -> list[domain.Email]:
     emails = []
     for method in PaymentMethod:
         instructions = domain.instructions_for(GROUP, method, TOTAL, reference=REF, balance_after=Money.of(-300, "EUR"))
-        emails += domain.order_confirmed(eid(), GROUP, m, order_id=eid(), lines=lines(), total=TOTAL,
-                                         instructions=instructions, confirmed_at=WHEN)
+        emails += domain.order_confirmed(
+            eid(), GROUP, m, order_id=eid(), lines=lines(), total=TOTAL, instructions=instructions, confirmed_at=WHEN
+        )
     card = domain.instructions_for(GROUP, PaymentMethod.CARD, TOTAL, retry_url="https://pay.example.org/r")
-    emails += domain.order_amended(eid(), GROUP, m, order_id=eid(), added_lines=lines(), added_total=TOTAL,
-                                   new_total=Money.of(2510, "EUR"), instructions=card, amended_at=WHEN)
-    emails += domain.subscription_confirmed(eid(), GROUP, m, contract_name="Légumes", lines=lines(), distribution_count=10,
-                                            total=Money.of(12550, "EUR"), instructions=None, confirmed_at=WHEN)
-    emails += domain.subscription_amended(eid(), GROUP, m, contract_name="Légumes", lines=lines(), distribution_count=4,
-                                          added_total=Money.of(5020, "EUR"), new_total=Money.of(17570, "EUR"),
-                                          instructions=domain.instructions_for(GROUP, PaymentMethod.CHEQUE, TOTAL),
-                                          amended_at=WHEN)
-    emails += domain.payment_instructions(eid(), GROUP, m, about="Légumes", declared_at=WHEN,
-                                          instructions=domain.instructions_for(GROUP, PaymentMethod.TRANSFER, TOTAL, reference=REF))
+    emails += domain.order_amended(
+        eid(),
+        GROUP,
+        m,
+        order_id=eid(),
+        added_lines=lines(),
+        added_total=TOTAL,
+        new_total=Money.of(2510, "EUR"),
+        instructions=card,
+        amended_at=WHEN,
+    )
+    emails += domain.subscription_confirmed(
+        eid(),
+        GROUP,
+        m,
+        contract_name="Légumes",
+        lines=lines(),
+        distribution_count=10,
+        total=Money.of(12550, "EUR"),
+        instructions=None,
+        confirmed_at=WHEN,
+    )
+    emails += domain.subscription_amended(
+        eid(),
+        GROUP,
+        m,
+        contract_name="Légumes",
+        lines=lines(),
+        distribution_count=4,
+        added_total=Money.of(5020, "EUR"),
+        new_total=Money.of(17570, "EUR"),
+        instructions=domain.instructions_for(GROUP, PaymentMethod.CHEQUE, TOTAL),
+        amended_at=WHEN,
+    )
+    emails += domain.payment_instructions(
+        eid(),
+        GROUP,
+        m,
+        about="Légumes",
+        declared_at=WHEN,
+        instructions=domain.instructions_for(GROUP, PaymentMethod.TRANSFER, TOTAL, reference=REF),
+    )
     for kind in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
-        emails += domain.payment_event_email(kind, eid(), GROUP, m, amount=TOTAL, method=PaymentMethod.CARD, date=WHEN,
-                                             reference=REF, label=None, declared_amount=None, reason="", retry_url=None)
+        emails += domain.payment_event_email(
+            kind,
+            eid(),
+            GROUP,
+            m,
+            amount=TOTAL,
+            method=PaymentMethod.CARD,
+            date=WHEN,
+            reference=REF,
+            label=None,
+            declared_amount=None,
+            reason="",
+            retry_url=None,
+        )
     coordinator = Member(GROUP.group_id, uuid.uuid4(), "Zoé <b>", "coord@example.org", language, role="coordinator")
-    emails += domain.card_payment_disputed(eid(), GROUP, [coordinator], payer=member("en"), payment_id=eid(), amount=TOTAL,
-                                           disputed_at=WHEN, dispute_id="dp_1", provider_payment_id="pi_1",
-                                           reason="fraudulent", order_id=eid())
+    emails += domain.card_payment_disputed(
+        eid(),
+        GROUP,
+        [coordinator],
+        payer=member("en"),
+        payment_id=eid(),
+        amount=TOTAL,
+        disputed_at=WHEN,
+        dispute_id="dp_1",
+        provider_payment_id="pi_1",
+        reason="fraudulent",
+        order_id=eid(),
+    )
     emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
-    emails += domain.balance_digest(eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14),
-                                    pending=Money.of(0, "EUR"))
+    emails += domain.balance_digest(
+        eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
+    )
     return emails
 
 
@@ -88,7 +149,8 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
 def test_instructions_by_method_in_french() -> None:
     texts = {
         e.facts["instructions"].method: render(e).text  # type: ignore[union-attr]
-        for e in every_email("fr") if e.kind == Kind.ORDER_CONFIRMED
+        for e in every_email("fr")
+        if e.kind == Kind.ORDER_CONFIRMED
     }
     assert f"Référence à écrire au dos du chèque : {REF}" in texts[PaymentMethod.CHEQUE]
     assert "À l'ordre de : Trésorerie AMAP" in texts[PaymentMethod.CHEQUE]
@@ -123,8 +185,9 @@ def test_smtp_errors_split_into_permanent_and_transient() -> None:
 
 
 def test_reminder_counts_pending_payments() -> None:
-    [email] = domain.balance_reminder(uuid.uuid4(), GROUP, member("fr"), balance=Money.of(-2000, "EUR"), since=WHEN,
-                                      pending=Money.of(1255, "EUR"))
+    [email] = domain.balance_reminder(
+        uuid.uuid4(), GROUP, member("fr"), balance=Money.of(-2000, "EUR"), since=WHEN, pending=Money.of(1255, "EUR")
+    )
     rendered = render(email)
     assert rendered.subject.startswith("Votre solde est négatif : 7,45\xa0€ à régler")
     assert "Paiements annoncés pas encore reçus : 12,55\xa0€. Reste à régler : 7,45\xa0€." in rendered.text
@@ -135,14 +198,24 @@ def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
     from cagette_notifications.delivery import Claimed, message_id_for
     from cagette_notifications.smtp import build_message, sender_domain
 
-    [email] = domain.balance_reminder(uuid.uuid4(), GROUP, member("fr"), balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
+    [email] = domain.balance_reminder(
+        uuid.uuid4(), GROUP, member("fr"), balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR")
+    )
     rendered = render(email)
     delivery_id = uuid.uuid4()
     sender = "AMAP <amap@lilas.example.org>"
     claimed = Claimed(
-        delivery_id=delivery_id, event_id=email.source_event_id, recipient=email.recipient, kind=email.kind.value,
-        group_id=GROUP.group_id, member_id=email.member.member_id, subject=rendered.subject, text_body=rendered.text,
-        html_body=rendered.html, message_id=message_id_for(delivery_id, sender_domain(sender)), correlation_id="c-1",
+        delivery_id=delivery_id,
+        event_id=email.source_event_id,
+        recipient=email.recipient,
+        kind=email.kind.value,
+        group_id=GROUP.group_id,
+        member_id=email.member.member_id,
+        subject=rendered.subject,
+        text_body=rendered.text,
+        html_body=rendered.html,
+        message_id=message_id_for(delivery_id, sender_domain(sender)),
+        correlation_id="c-1",
         attempts=1,
     )
     message = build_message(claimed, sender)
@@ -150,27 +223,41 @@ def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert message["To"] == "zoe@example.org" and message["From"] == sender
     assert message["Subject"] == rendered.subject and message["Message-ID"] == f"<{delivery_id}@lilas.example.org>"
-    assert message["X-Cagette-Event-Id"] == str(email.source_event_id) and message["X-Cagette-Kind"] == "balance_reminder"
+    assert (
+        message["X-Cagette-Event-Id"] == str(email.source_event_id) and message["X-Cagette-Kind"] == "balance_reminder"
+    )
     assert message.get_body(preferencelist=("plain",)).get_content() == rendered.text
 
 
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        ("fr", [
-            "Paiement par carte contesté : 12,55\xa0€ payés par Paul - Les <Paniers> & Co",
-            "- Adhérent : Paul (paul@example.org)", "- Montant contesté : 12,55\xa0€",
-            "confirmée le 28 novembre 2026, total 25,10\xa0€", "(chez le prestataire : pi_9)",
-            "- Litige : dp_9 (statut : needs_response)", "- Motif indiqué : product_not_received",
-            "tableau de bord du prestataire de paiement par carte (Stripe), litige dp_9",
-        ]),
-        ("en", [
-            "Card payment disputed: €12.55 paid by Paul - Les <Paniers> & Co",
-            "- Member: Paul (paul@example.org)", "- Amount disputed: €12.55",
-            "confirmed on November 28, 2026, total €25.10", "(at the card provider: pi_9)",
-            "- Dispute: dp_9 (status: needs_response)", "- Reason given: product_not_received",
-            "answer the dispute in the card provider's dashboard (Stripe), dispute dp_9",
-        ]),
+        (
+            "fr",
+            [
+                "Paiement par carte contesté : 12,55\xa0€ payés par Paul - Les <Paniers> & Co",
+                "- Adhérent : Paul (paul@example.org)",
+                "- Montant contesté : 12,55\xa0€",
+                "confirmée le 28 novembre 2026, total 25,10\xa0€",
+                "(chez le prestataire : pi_9)",
+                "- Litige : dp_9 (statut : needs_response)",
+                "- Motif indiqué : product_not_received",
+                "tableau de bord du prestataire de paiement par carte (Stripe), litige dp_9",
+            ],
+        ),
+        (
+            "en",
+            [
+                "Card payment disputed: €12.55 paid by Paul - Les <Paniers> & Co",
+                "- Member: Paul (paul@example.org)",
+                "- Amount disputed: €12.55",
+                "confirmed on November 28, 2026, total €25.10",
+                "(at the card provider: pi_9)",
+                "- Dispute: dp_9 (status: needs_response)",
+                "- Reason given: product_not_received",
+                "answer the dispute in the card provider's dashboard (Stripe), dispute dp_9",
+            ],
+        ),
     ],
 )
 def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(language: str, expected: list[str]) -> None:
@@ -178,8 +265,17 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
     coordinator = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", language, role="coordinator")
     order_id, payment_id = uuid.uuid4(), uuid.uuid4()
     [email] = domain.card_payment_disputed(
-        uuid.uuid4(), GROUP, [coordinator], payer=payer, payment_id=payment_id, amount=TOTAL, disputed_at=WHEN,
-        dispute_id="dp_9", provider_payment_id="pi_9", reason="product_not_received", status="needs_response",
+        uuid.uuid4(),
+        GROUP,
+        [coordinator],
+        payer=payer,
+        payment_id=payment_id,
+        amount=TOTAL,
+        disputed_at=WHEN,
+        dispute_id="dp_9",
+        provider_payment_id="pi_9",
+        reason="product_not_received",
+        status="needs_response",
         order=domain.KnownOrder(order_id, Money.of(2510, "EUR"), WHEN),
     )
     rendered = render(email)
@@ -190,8 +286,16 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
     assert str(order_id) in rendered.html and "product_not_received" in rendered.html and "dp_9" in rendered.html
     # Without a reason (nor status), no empty "reason" line.
     [bare] = domain.card_payment_disputed(
-        uuid.uuid4(), GROUP, [coordinator], payer=payer, payment_id=payment_id, amount=TOTAL, disputed_at=WHEN,
-        dispute_id="dp_9", provider_payment_id="pi_9", order_id=order_id,
+        uuid.uuid4(),
+        GROUP,
+        [coordinator],
+        payer=payer,
+        payment_id=payment_id,
+        amount=TOTAL,
+        disputed_at=WHEN,
+        dispute_id="dp_9",
+        provider_payment_id="pi_9",
+        order_id=order_id,
     )
     text = render(bare).text
     assert "Motif" not in text and "Reason" not in text and "statut" not in text and "status:" not in text

@@ -15,7 +15,14 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
-    CurrencyCode, GroupSettingsChanged, Language, MemberJoined, MemberUpdated, Money, PaymentMethod, Role,
+    CurrencyCode,
+    GroupSettingsChanged,
+    Language,
+    MemberJoined,
+    MemberUpdated,
+    Money,
+    PaymentMethod,
+    Role,
 )
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
@@ -56,7 +63,9 @@ class GroupSettingsIn(BaseModel):
         "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
         "Card may be offered only while it is on. Setting it here is refused (422).",
     )
-    order_cutoff_hours: int = Field(default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution")
+    order_cutoff_hours: int = Field(
+        default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution"
+    )
 
 
 class GroupSettingsPatch(BaseModel):
@@ -72,7 +81,8 @@ class GroupSettingsPatch(BaseModel):
     transfer_iban: str | None = Field(default=None, max_length=64)
     transfer_bic: str | None = Field(default=None, max_length=16)
     card_payments_configured: bool | None = Field(
-        default=None, description="Read-only (follows the payments service's card settings): a different value is refused (422)"
+        default=None,
+        description="Read-only (follows the payments service's card settings): a different value is refused (422)",
     )
     order_cutoff_hours: int | None = Field(default=None, ge=0, le=domain.MAX_CUTOFF_HOURS)
 
@@ -113,7 +123,9 @@ def _normalised(group_id: UUID, body: GroupSettingsIn, previous: GroupOut | None
 
 
 def settings_event(group: GroupOut) -> GroupSettingsChanged:
-    return GroupSettingsChanged(**outbox.event_context(**group.model_dump(mode="json")))
+    return GroupSettingsChanged.model_validate(
+        {**group.model_dump(mode="json"), **outbox.event_context(group.group_id)}
+    )
 
 
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["groups"])
@@ -147,7 +159,9 @@ async def get_group(group_id: UUID, principal: CurrentPrincipal, request: Reques
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
-async def update_group(group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, request: Request) -> GroupOut:
+async def update_group(
+    group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, request: Request
+) -> GroupOut:
     """Change the group's settings (coordinators). Every change publishes GroupSettingsChanged
     with the full new state; invalid combinations are refused with the reason."""
     principal.require_coordinator(group_id)
@@ -167,7 +181,9 @@ async def update_group(group_id: UUID, body: GroupSettingsPatch, principal: Curr
             ) or await session.scalar(select(exists().where(orders.c.group_id == group_id).correlate(None)))
             domain.check_currency_change(current.currency, group.currency, has_priced_things=bool(priced))
         await session.execute(
-            update(groups).where(groups.c.group_id == group_id).values(**group.model_dump(mode="json", exclude={"group_id"}), updated_at=func.now())
+            update(groups)
+            .where(groups.c.group_id == group_id)
+            .values(**group.model_dump(mode="json", exclude={"group_id"}), updated_at=func.now())
         )
         await outbox.add(session, settings_event(group))
     return group
@@ -213,20 +229,30 @@ async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *,
 async def require_registered(session: AsyncSession, principal: Principal, group_id: UUID) -> MemberOut:
     principal.require_group_member(group_id)
     row = (
-        await session.execute(select(members).where(members.c.group_id == group_id, members.c.member_id == principal.user_id))
-    ).mappings().first()
+        (
+            await session.execute(
+                select(members).where(members.c.group_id == group_id, members.c.member_id == principal.user_id)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise Forbidden(f"you are not a registered member of group {group_id}")
     return MemberOut.model_validate(dict(row))
 
 
-@router.post("/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"])
+@router.post(
+    "/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"]
+)
 async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, request: Request) -> MemberOut:
     """Add a member to the group (coordinators). Publishes MemberJoined."""
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         group = await load_group(session, group_id)
-        member = MemberOut(group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language)
+        member = MemberOut(
+            group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language
+        )
         already = await session.scalar(
             select(members.c.member_id).where(members.c.group_id == group_id, members.c.member_id == body.member_id)
         )
@@ -234,7 +260,7 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
             raise Conflict(f"{body.member_id} is already a member of group {group_id}")
         values = member.model_dump(mode="json")
         await session.execute(members.insert().values(**values))
-        await outbox.add(session, MemberJoined(**outbox.event_context(**values)))
+        await outbox.add(session, MemberJoined.model_validate({**values, **outbox.event_context(group_id)}))
     return member
 
 
@@ -243,12 +269,16 @@ async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Req
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         await load_group(session, group_id)
-        rows = (await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))).mappings()
+        rows = (
+            await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))
+        ).mappings()
         return [MemberOut.model_validate(dict(row)) for row in rows]
 
 
 @router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
-async def update_member(group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, request: Request) -> MemberOut:
+async def update_member(
+    group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, request: Request
+) -> MemberOut:
     """Change a member's details (the member themself, or a coordinator) or role (coordinators).
     Publishes MemberUpdated with the full new state."""
     principal.require_self_or_coordinator(group_id, member_id)
@@ -262,17 +292,23 @@ async def update_member(group_id: UUID, member_id: UUID, body: MemberPatch, prin
             return current
         if current.role is Role.COORDINATOR and member.role is not Role.COORDINATOR:
             others = await session.scalar(
-                select(func.count()).select_from(members).where(
-                    members.c.group_id == group_id, members.c.role == Role.COORDINATOR.value, members.c.member_id != member_id
+                select(func.count())
+                .select_from(members)
+                .where(
+                    members.c.group_id == group_id,
+                    members.c.role == Role.COORDINATOR.value,
+                    members.c.member_id != member_id,
                 )
             )
             if not others:
                 raise Conflict("a group keeps at least one coordinator")
         values = member.model_dump(mode="json")
         await session.execute(
-            update(members).where(members.c.group_id == group_id, members.c.member_id == member_id).values(**values, updated_at=func.now())
+            update(members)
+            .where(members.c.group_id == group_id, members.c.member_id == member_id)
+            .values(**values, updated_at=func.now())
         )
-        await outbox.add(session, MemberUpdated(**outbox.event_context(**values)))
+        await outbox.add(session, MemberUpdated.model_validate({**values, **outbox.event_context(group_id)}))
     return member
 
 
@@ -317,27 +353,51 @@ class CatalogOut(BaseModel):
 
 def _product_out(row) -> ProductOut:  # type: ignore[no-untyped-def]
     return ProductOut(
-        product_id=row.product_id, catalog_id=row.catalog_id, name=row.name, unit=domain.Unit(row.unit),
-        unit_price=Money(amount=row.unit_price, currency=row.currency), fee_rate=domain.plain(row.fee_rate),
+        product_id=row.product_id,
+        catalog_id=row.catalog_id,
+        name=row.name,
+        unit=domain.Unit(row.unit),
+        unit_price=Money(amount=row.unit_price, currency=row.currency),
+        fee_rate=domain.plain(row.fee_rate),
     )
 
 
 def to_domain_product(product: ProductOut) -> domain.Product:
-    return domain.Product(product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate)
+    return domain.Product(
+        product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate
+    )
 
 
-async def _insert_products(session: AsyncSession, group: GroupOut, catalog_id: UUID, items: list[ProductIn]) -> list[ProductOut]:
+async def _insert_products(
+    session: AsyncSession, group: GroupOut, catalog_id: UUID, items: list[ProductIn]
+) -> list[ProductOut]:
     out = []
     for item in items:
         price = Money(amount=item.unit_price, currency=group.currency)
         domain.check_product(item.name, price, item.fee_rate)
-        out.append(ProductOut(product_id=uuid.uuid4(), catalog_id=catalog_id, name=item.name.strip(), unit=item.unit, unit_price=price, fee_rate=item.fee_rate))
+        out.append(
+            ProductOut(
+                product_id=uuid.uuid4(),
+                catalog_id=catalog_id,
+                name=item.name.strip(),
+                unit=item.unit,
+                unit_price=price,
+                fee_rate=item.fee_rate,
+            )
+        )
     if out:
         await session.execute(
             products.insert(),
             [
-                {"product_id": p.product_id, "catalog_id": catalog_id, "group_id": group.group_id, "name": p.name,
-                 "unit": p.unit.value, "unit_price": p.unit_price.amount, "fee_rate": p.fee_rate}
+                {
+                    "product_id": p.product_id,
+                    "catalog_id": catalog_id,
+                    "group_id": group.group_id,
+                    "name": p.name,
+                    "unit": p.unit.value,
+                    "unit_price": p.unit_price.amount,
+                    "fee_rate": p.fee_rate,
+                }
                 for p in out
             ],
         )
@@ -346,18 +406,25 @@ async def _insert_products(session: AsyncSession, group: GroupOut, catalog_id: U
 
 async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) -> CatalogOut:
     row = (
-        await session.execute(select(catalogs).where(catalogs.c.catalog_id == catalog_id, catalogs.c.group_id == group_id))
+        await session.execute(
+            select(catalogs).where(catalogs.c.catalog_id == catalog_id, catalogs.c.group_id == group_id)
+        )
     ).first()
     if row is None:
         raise NotFound(f"no catalog {catalog_id} in group {group_id}")
     items = (
         await session.execute(
-            select(products, groups.c.currency).join(groups, groups.c.group_id == products.c.group_id)
-            .where(products.c.catalog_id == catalog_id).order_by(products.c.created_at, products.c.name)
+            select(products, groups.c.currency)
+            .join(groups, groups.c.group_id == products.c.group_id)
+            .where(products.c.catalog_id == catalog_id)
+            .order_by(products.c.created_at, products.c.name)
         )
     ).all()
     return CatalogOut(
-        catalog_id=row.catalog_id, group_id=row.group_id, name=row.name, kind=domain.CatalogKind(row.kind),
+        catalog_id=row.catalog_id,
+        group_id=row.group_id,
+        name=row.name,
+        kind=domain.CatalogKind(row.kind),
         products=[_product_out(item) for item in items],
     )
 
@@ -366,23 +433,32 @@ async def load_products(session: AsyncSession, group_id: UUID, product_ids: list
     """The group's products among `product_ids` (another group's product is simply not found)."""
     rows = (
         await session.execute(
-            select(products, groups.c.currency).join(groups, groups.c.group_id == products.c.group_id)
+            select(products, groups.c.currency)
+            .join(groups, groups.c.group_id == products.c.group_id)
             .where(products.c.group_id == group_id, products.c.product_id.in_(product_ids))
         )
     ).all()
     return {row.product_id: to_domain_product(_product_out(row)) for row in rows}
 
 
-@router.post("/groups/{group_id}/catalogs", status_code=status.HTTP_201_CREATED, response_model=CatalogOut, tags=["catalogs"])
+@router.post(
+    "/groups/{group_id}/catalogs", status_code=status.HTTP_201_CREATED, response_model=CatalogOut, tags=["catalogs"]
+)
 async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, request: Request) -> CatalogOut:
     """Create a variable catalog or a subscription contract with its products (coordinators)."""
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         group = await load_group(session, group_id)
         catalog_id = uuid.uuid4()
-        await session.execute(catalogs.insert().values(catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind.value))
+        await session.execute(
+            catalogs.insert().values(
+                catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind.value
+            )
+        )
         created = await _insert_products(session, group, catalog_id, body.products)
-    return CatalogOut(catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind, products=created)
+    return CatalogOut(
+        catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind, products=created
+    )
 
 
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
@@ -392,8 +468,15 @@ async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrinci
         return await load_catalog(session, group_id, catalog_id)
 
 
-@router.post("/groups/{group_id}/catalogs/{catalog_id}/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut, tags=["catalogs"])
-async def add_product(group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, request: Request) -> ProductOut:
+@router.post(
+    "/groups/{group_id}/catalogs/{catalog_id}/products",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProductOut,
+    tags=["catalogs"],
+)
+async def add_product(
+    group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, request: Request
+) -> ProductOut:
     """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
@@ -422,20 +505,28 @@ class DistributionOut(BaseModel):
     catalog_ids: list[UUID]
     orders_open_at: datetime
     orders_close_at: datetime
-    orders_close_with_cutoff: datetime = Field(description="When orders really close: closing time or the group's cut-off, whichever is first")
+    orders_close_with_cutoff: datetime = Field(
+        description="When orders really close: closing time or the group's cut-off, whichever is first"
+    )
     open_for_orders: bool
 
 
-async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID) -> DistributionOut:
+async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID | None) -> DistributionOut:
+    if distribution_id is None:
+        raise NotFound("this order belongs to no distribution")
     row = (
         await session.execute(
-            select(distributions).where(distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id)
+            select(distributions).where(
+                distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id
+            )
         )
     ).first()
     if row is None:
         raise NotFound(f"no distribution {distribution_id} in group {group.group_id}")
     catalog_ids = (
-        await session.scalars(select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id))
+        await session.scalars(
+            select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id)
+        )
     ).all()
     return _distribution_out(group, row, list(catalog_ids))
 
@@ -443,13 +534,21 @@ async def load_distribution(session: AsyncSession, group: GroupOut, distribution
 def _distribution_out(group: GroupOut, row, catalog_ids: list[UUID]) -> DistributionOut:  # type: ignore[no-untyped-def]
     d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
     return DistributionOut(
-        distribution_id=row.distribution_id, group_id=group.group_id, starts_at=row.starts_at, place=row.place,
-        catalog_ids=catalog_ids, orders_open_at=row.orders_open_at, orders_close_at=row.orders_close_at,
-        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours), open_for_orders=d.is_open(now(), group.order_cutoff_hours),
+        distribution_id=row.distribution_id,
+        group_id=group.group_id,
+        starts_at=row.starts_at,
+        place=row.place,
+        catalog_ids=catalog_ids,
+        orders_open_at=row.orders_open_at,
+        orders_close_at=row.orders_close_at,
+        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours),
+        open_for_orders=d.is_open(now(), group.order_cutoff_hours),
     )
 
 
-def as_domain_distribution(distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: list[UUID]) -> domain.Distribution:
+def as_domain_distribution(
+    distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: list[UUID]
+) -> domain.Distribution:
     return domain.Distribution(distribution_id, starts_at, open_at, close_at, frozenset(catalog_ids))
 
 
@@ -457,8 +556,15 @@ def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
     return as_domain_distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at, d.catalog_ids)
 
 
-@router.post("/groups/{group_id}/distributions", status_code=status.HTTP_201_CREATED, response_model=DistributionOut, tags=["distributions"])
-async def create_distribution(group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, request: Request) -> DistributionOut:
+@router.post(
+    "/groups/{group_id}/distributions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DistributionOut,
+    tags=["distributions"],
+)
+async def create_distribution(
+    group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, request: Request
+) -> DistributionOut:
     """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
     principal.require_coordinator(group_id)
     open_at = body.orders_open_at or now()
@@ -469,7 +575,13 @@ async def create_distribution(group_id: UUID, body: DistributionIn, principal: C
     async with database(request).transaction() as session:
         group = await load_group(session, group_id)
         known = set(
-            (await session.scalars(select(catalogs.c.catalog_id).where(catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)))).all()
+            (
+                await session.scalars(
+                    select(catalogs.c.catalog_id).where(
+                        catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)
+                    )
+                )
+            ).all()
         )
         missing = [str(c) for c in body.catalog_ids if c not in known]
         if missing:
@@ -477,11 +589,18 @@ async def create_distribution(group_id: UUID, body: DistributionIn, principal: C
         distribution_id = uuid.uuid4()
         await session.execute(
             distributions.insert().values(
-                distribution_id=distribution_id, group_id=group_id, starts_at=body.starts_at, place=body.place.strip(),
-                orders_open_at=open_at, orders_close_at=close_at,
+                distribution_id=distribution_id,
+                group_id=group_id,
+                starts_at=body.starts_at,
+                place=body.place.strip(),
+                orders_open_at=open_at,
+                orders_close_at=close_at,
             )
         )
-        await session.execute(distribution_catalogs.insert(), [{"distribution_id": distribution_id, "catalog_id": c} for c in body.catalog_ids])
+        await session.execute(
+            distribution_catalogs.insert(),
+            [{"distribution_id": distribution_id, "catalog_id": c} for c in body.catalog_ids],
+        )
         return await load_distribution(session, group, distribution_id)
 
 
@@ -490,10 +609,16 @@ async def list_distributions(group_id: UUID, principal: CurrentPrincipal, reques
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         group = await load_group(session, group_id)
-        rows = (await session.execute(select(distributions).where(distributions.c.group_id == group_id).order_by(distributions.c.starts_at))).all()
+        rows = (
+            await session.execute(
+                select(distributions).where(distributions.c.group_id == group_id).order_by(distributions.c.starts_at)
+            )
+        ).all()
         links = (
             await session.execute(
-                select(distribution_catalogs).where(distribution_catalogs.c.distribution_id.in_([r.distribution_id for r in rows]))
+                select(distribution_catalogs).where(
+                    distribution_catalogs.c.distribution_id.in_([r.distribution_id for r in rows])
+                )
             )
         ).all()
         by_distribution: dict[UUID, list[UUID]] = {}
@@ -502,8 +627,12 @@ async def list_distributions(group_id: UUID, principal: CurrentPrincipal, reques
         return [_distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}", response_model=DistributionOut, tags=["distributions"])
-async def get_distribution(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> DistributionOut:
+@router.get(
+    "/groups/{group_id}/distributions/{distribution_id}", response_model=DistributionOut, tags=["distributions"]
+)
+async def get_distribution(
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+) -> DistributionOut:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         return await load_distribution(session, await load_group(session, group_id), distribution_id)

@@ -8,8 +8,8 @@ from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
 from .api import router
-from .orders_api import router as orders_router
 from .handlers import consumers
+from .orders_api import router as orders_router
 
 NAME = "orders"
 
@@ -21,7 +21,8 @@ def build_service(settings: ServiceSettings | None = None) -> Service:
         routers=[router, orders_router],
         consumers=consumers,
         settings=settings,
-        description="Groups and payment settings, members, catalogs, distributions, orders and subscriptions: the front door of every money flow.",
+        description="Groups and payment settings, members, catalogs, distributions, orders "
+        "and subscriptions: the front door of every money flow.",
     )
 
 

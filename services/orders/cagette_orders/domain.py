@@ -57,8 +57,14 @@ class PaymentSettings:
             raise Invalid(f"the order cut-off must be between 0 and {MAX_CUTOFF_HOURS} hours before a distribution")
         if not self.payments_enabled:
             return PaymentSettings(
-                False, methods, self.allow_negative_money_pot, self.cheque_payee, self.transfer_iban,
-                self.transfer_bic, self.card_configured, self.order_cutoff_hours,
+                False,
+                methods,
+                self.allow_negative_money_pot,
+                self.cheque_payee,
+                self.transfer_iban,
+                self.transfer_bic,
+                self.card_configured,
+                self.order_cutoff_hours,
             )
         if not methods:
             raise Invalid("with payments on, offer at least one payment method")
@@ -82,8 +88,14 @@ class PaymentSettings:
                 "enables them on the payments service (PUT /groups/{g}/card-settings), which tells this service"
             )
         return PaymentSettings(
-            self.payments_enabled, methods, self.allow_negative_money_pot,
-            (self.cheque_payee or "").strip() or None, iban, bic, self.card_configured, self.order_cutoff_hours,
+            self.payments_enabled,
+            methods,
+            self.allow_negative_money_pot,
+            (self.cheque_payee or "").strip() or None,
+            iban,
+            bic,
+            self.card_configured,
+            self.order_cutoff_hours,
         )
 
     def without_card(self) -> PaymentSettings:
@@ -92,8 +104,14 @@ class PaymentSettings:
         remaining = tuple(m for m in self.payment_methods if m is not PaymentMethod.CARD)
         methods = remaining if remaining or not self.payments_enabled else self.payment_methods
         return PaymentSettings(
-            self.payments_enabled, methods, self.allow_negative_money_pot, self.cheque_payee, self.transfer_iban,
-            self.transfer_bic, False, self.order_cutoff_hours,
+            self.payments_enabled,
+            methods,
+            self.allow_negative_money_pot,
+            self.cheque_payee,
+            self.transfer_iban,
+            self.transfer_bic,
+            False,
+            self.order_cutoff_hours,
         )
 
     def check_method(self, method: PaymentMethod | None) -> None:
@@ -237,7 +255,10 @@ def quantities(lines: Iterable[LineRequest]) -> dict[UUID, Decimal]:
 
 
 def price_basket(
-    wanted: Mapping[UUID, Decimal], products: Mapping[UUID, Product], allowed_catalogs: frozenset[UUID], currency: str,
+    wanted: Mapping[UUID, Decimal],
+    products: Mapping[UUID, Product],
+    allowed_catalogs: frozenset[UUID],
+    currency: str,
 ) -> tuple[list[PricedLine], Money]:
     """The priced lines of `wanted` and their sum. Every product must exist in the group and be
     sold through one of `allowed_catalogs` (the catalogs delivered at the distribution)."""
@@ -256,7 +277,9 @@ def price_basket(
     return priced, total([line.line_total for line in priced], currency)
 
 
-def add_only_diff(current: Mapping[UUID, Decimal], wanted: Mapping[UUID, Decimal], names: Mapping[UUID, str]) -> dict[UUID, Decimal]:
+def add_only_diff(
+    current: Mapping[UUID, Decimal], wanted: Mapping[UUID, Decimal], names: Mapping[UUID, str]
+) -> dict[UUID, Decimal]:
     """R6: with payments on a basket may only grow. The quantities to add, or Conflict saying
     what would be removed or lowered, or Invalid if nothing is added."""
     for product_id, had in current.items():
@@ -265,8 +288,7 @@ def add_only_diff(current: Mapping[UUID, Decimal], wanted: Mapping[UUID, Decimal
         if now < had:
             what = "remove" if now == 0 else f"lower from {had.normalize()} to {now.normalize()}"
             raise Conflict(
-                f"with payments on, a placed order can only grow (R6): you cannot {what} {name}; "
-                "add products instead"
+                f"with payments on, a placed order can only grow (R6): you cannot {what} {name}; add products instead"
             )
     added = {p: q - current.get(p, Decimal(0)) for p, q in wanted.items() if q > current.get(p, Decimal(0))}
     if not added:
@@ -362,9 +384,13 @@ def check_same_money_mode(order_has_money: bool, payments_enabled: bool) -> None
     """An order keeps the money tracking it was placed with: once the group switches payments on
     or off, its earlier orders can no longer change (their debts are, or are not, in the ledger)."""
     if order_has_money and not payments_enabled:
-        raise Conflict("this order was placed with payments on and the group has turned them off since: ask a coordinator")
+        raise Conflict(
+            "this order was placed with payments on and the group has turned them off since: ask a coordinator"
+        )
     if payments_enabled and not order_has_money:
-        raise Conflict("this order was placed with payments off and the group has turned them on since: ask a coordinator")
+        raise Conflict(
+            "this order was placed with payments off and the group has turned them on since: ask a coordinator"
+        )
 
 
 def check_card_amount(paid: Money, owed: Money) -> None:

@@ -39,15 +39,23 @@ class LedgerHolds:
 
     async def place(self, *, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money) -> HoldDecision:
         hold = PlaceHold(
-            hold_id=uuid4(), group_id=group_id, member_id=member_id, order_id=order_id, amount=amount,
-            expires_at=datetime.now(UTC) + HOLD_TTL, correlation_id=current_correlation_id(),
+            hold_id=uuid4(),
+            group_id=group_id,
+            member_id=member_id,
+            order_id=order_id,
+            amount=amount,
+            expires_at=datetime.now(UTC) + HOLD_TTL,
+            correlation_id=current_correlation_id(),
         )
         try:
             reply = await self.broker.request(
-                hold.model_dump_json(), queue=routing.LEDGER_HOLD_REQUESTS_QUEUE, timeout=self.timeout,
-                correlation_id=hold.correlation_id, content_type="application/json",
+                hold.model_dump_json(),
+                queue=routing.LEDGER_HOLD_REQUESTS_QUEUE,
+                timeout=self.timeout,
+                correlation_id=hold.correlation_id,
+                content_type="application/json",
             )
-        except Exception as exc:  # noqa: BLE001 - unroutable, timeout, connection: all mean "no answer"
+        except Exception as exc:
             log.warning("hold request %s got no answer: %s: %s", hold.hold_id, type(exc).__name__, exc)
             raise LedgerUnavailable(
                 "the ledger did not answer the money-pot check; nothing was recorded, try again in a moment"
@@ -56,7 +64,9 @@ class LedgerHolds:
             decision = HoldDecision.model_validate_json(reply.body)
         except ValidationError as exc:
             log.error("malformed hold decision for %s: %s", hold.hold_id, exc)
-            raise LedgerUnavailable("the ledger's answer to the money-pot check was not understood; nothing was recorded") from None
+            raise LedgerUnavailable(
+                "the ledger's answer to the money-pot check was not understood; nothing was recorded"
+            ) from None
         if decision.hold_id != hold.hold_id:
             raise LedgerUnavailable("the ledger answered another money-pot check; nothing was recorded")
         return decision
@@ -64,11 +74,18 @@ class LedgerHolds:
     async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> None:
         """Best effort: tell the ledger a granted hold will not be used (its order was not
         recorded). If this message is lost the hold still expires by itself."""
-        message = ReleaseHold(hold_id=hold_id, group_id=group_id, reason=reason, correlation_id=current_correlation_id())
+        message = ReleaseHold(
+            hold_id=hold_id, group_id=group_id, reason=reason, correlation_id=current_correlation_id()
+        )
         try:
             await self.broker.publish(
-                message.model_dump_json(), queue=LEDGER_HOLD_RELEASES_QUEUE, persist=True, mandatory=True,
-                correlation_id=message.correlation_id, content_type="application/json", timeout=self.timeout,
+                message.model_dump_json(),
+                queue=LEDGER_HOLD_RELEASES_QUEUE,
+                persist=True,
+                mandatory=True,
+                correlation_id=message.correlation_id,
+                content_type="application/json",
+                timeout=self.timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - the hold expires anyway
+        except Exception as exc:
             log.warning("could not release hold %s (%s: %s); it will expire", hold_id, type(exc).__name__, exc)

@@ -3,8 +3,25 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    ARRAY, BigInteger, Boolean, CheckConstraint, Column, DateTime, ForeignKey, ForeignKeyConstraint, Index, Integer,
-    MetaData, Numeric, PrimaryKeyConstraint, String, Table, Text, Uuid, func, text,
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    text,
 )
 
 metadata = MetaData()
@@ -110,7 +127,14 @@ orders = Table(
     Column("flagged_reason", Text),
     ForeignKeyConstraint(["group_id", "member_id"], ["members.group_id", "members.member_id"]),
     CheckConstraint("total_amount > 0", name="orders_total_positive"),
-    Index("orders_one_basket", "group_id", "member_id", "distribution_id", unique=True, postgresql_where=text(ACTIVE_ORDER)),
+    Index(
+        "orders_one_basket",
+        "group_id",
+        "member_id",
+        "distribution_id",
+        unique=True,
+        postgresql_where=text(ACTIVE_ORDER),
+    ),
 )
 
 order_amendments = Table(

@@ -24,16 +24,15 @@ from sqlalchemy import func, select, text
 from cagette_contracts import CardSettingsChanged, Event, Money, Role, routing
 from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
+from cagette_orders import handlers
+from cagette_orders.app import build_service
+from cagette_orders.holds import LedgerHolds
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import inbox_messages, outbox_messages
 from cagette_runtime.testing import EventSpy, IsolatedServers, create_vhost, delete_vhost
 from cagette_runtime.topology import events_exchange
-
-from cagette_orders import handlers
-from cagette_orders.app import build_service
-from cagette_orders.holds import LedgerHolds
 
 
 @dataclass
@@ -59,8 +58,11 @@ async def orders_amqp(servers: IsolatedServers) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def env(servers: IsolatedServers, orders_amqp: str) -> AsyncIterator[OrdersEnv]:
     settings = ServiceSettings(
-        service_name="orders", database_url=await servers.create_database("orders"), amqp_url=orders_amqp,
-        outbox_poll_interval=0.1, delivery_limit=3,
+        service_name="orders",
+        database_url=await servers.create_database("orders"),
+        amqp_url=orders_amqp,
+        outbox_poll_interval=0.1,
+        delivery_limit=3,
     )
     service = build_service(settings)
     app = service.create_app()
@@ -71,7 +73,9 @@ async def env(servers: IsolatedServers, orders_amqp: str) -> AsyncIterator[Order
                 yield OrdersEnv(orders_amqp, service, client, spy)
 
 
-def bearer(settings: ServiceSettings, user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None, admin: bool = False) -> dict[str, str]:
+def bearer(
+    settings: ServiceSettings, user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None, admin: bool = False
+) -> dict[str, str]:
     principal = Principal(user_id=user_id, roles=roles or {}, platform_admin=admin)
     return {"Authorization": f"Bearer {encode_token(principal, settings.jwt_secret, issuer=settings.jwt_issuer)}"}
 
@@ -80,8 +84,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-METHODS_CHEQUE = {"payment_methods": ["cheque", "cash", "transfer", "on_the_spot"], "cheque_payee": "Les paniers",
-                  "transfer_iban": "FR76 3000 6000 0112 3456 7890 189", "transfer_bic": "AGRIFRPP"}
+METHODS_CHEQUE = {
+    "payment_methods": ["cheque", "cash", "transfer", "on_the_spot"],
+    "cheque_payee": "Les paniers",
+    "transfer_iban": "FR76 3000 6000 0112 3456 7890 189",
+    "transfer_bic": "AGRIFRPP",
+}
 
 
 @dataclass
@@ -120,25 +128,44 @@ class Group:
 
     async def join(self, role: Role = Role.MEMBER, **extra: Any) -> tuple[uuid.UUID, dict[str, str]]:
         member_id = uuid.uuid4()
-        body = {"member_id": str(member_id), "role": role.value, "name": f"M {member_id.hex[:6]}", "email": f"{member_id.hex[:8]}@example.org", **extra}
+        body = {
+            "member_id": str(member_id),
+            "role": role.value,
+            "name": f"M {member_id.hex[:6]}",
+            "email": f"{member_id.hex[:8]}@example.org",
+            **extra,
+        }
         response = await self.client.post(self.url("/members"), json=body, headers=self.coordinator)
         assert response.status_code == 201, response.text
         return member_id, self.member(member_id, role)
 
-    async def new_distribution(self, catalog_ids: list[str] | None = None, *, starts_in: timedelta = timedelta(days=3),
-                               opened: timedelta = timedelta(hours=1), closes_before: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+    async def new_distribution(
+        self,
+        catalog_ids: list[str] | None = None,
+        *,
+        starts_in: timedelta = timedelta(days=3),
+        opened: timedelta = timedelta(hours=1),
+        closes_before: timedelta = timedelta(hours=1),
+    ) -> dict[str, Any]:
         starts = now() + starts_in
         body = {
-            "starts_at": starts.isoformat(), "place": "La grange",
+            "starts_at": starts.isoformat(),
+            "place": "La grange",
             "catalog_ids": catalog_ids or [self.catalog["catalog_id"]],
-            "orders_open_at": (now() - opened).isoformat(), "orders_close_at": (starts - closes_before).isoformat(),
+            "orders_open_at": (now() - opened).isoformat(),
+            "orders_close_at": (starts - closes_before).isoformat(),
         }
         response = await self.client.post(self.url("/distributions"), json=body, headers=self.coordinator)
         assert response.status_code == 201, response.text
         return response.json()
 
-    async def order(self, headers: dict[str, str], lines: list[tuple[str, str]], method: str | None = "cheque",
-                    distribution_id: str | None = None) -> httpx.Response:
+    async def order(
+        self,
+        headers: dict[str, str],
+        lines: list[tuple[str, str]],
+        method: str | None = "cheque",
+        distribution_id: str | None = None,
+    ) -> httpx.Response:
         body: dict[str, Any] = {
             "distribution_id": distribution_id or self.distribution["distribution_id"],
             "lines": [{"product_id": p, "quantity": q} for p, q in lines],
@@ -154,22 +181,35 @@ class Group:
 async def make_group(env: OrdersEnv, **settings: Any) -> Group:
     coordinator_id = uuid.uuid4()
     admin = bearer(env.settings, uuid.uuid4(), admin=True)
-    body = {"name": "Les paniers", "currency": "EUR", "language": "fr", "payments_enabled": True, **METHODS_CHEQUE, **settings}
+    body = {
+        "name": "Les paniers",
+        "currency": "EUR",
+        "language": "fr",
+        "payments_enabled": True,
+        **METHODS_CHEQUE,
+        **settings,
+    }
     response = await env.client.post("/groups", json=body, headers=admin)
     assert response.status_code == 201, response.text
     data = response.json()
     group = Group(env, uuid.UUID(data["group_id"]), coordinator_id, data)
     response = await env.client.post(
-        group.url("/members"), headers=admin,
+        group.url("/members"),
+        headers=admin,
         json={"member_id": str(coordinator_id), "role": "coordinator", "name": "Coord", "email": "coord@example.org"},
     )
     assert response.status_code == 201, response.text
     response = await env.client.post(
-        group.url("/catalogs"), headers=group.coordinator,
-        json={"name": "Ferme", "kind": "variable", "products": [
-            {"name": "Bread", "unit_price": 350, "unit": "piece"},
-            {"name": "Cheese", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
-        ]},
+        group.url("/catalogs"),
+        headers=group.coordinator,
+        json={
+            "name": "Ferme",
+            "kind": "variable",
+            "products": [
+                {"name": "Bread", "unit_price": 350, "unit": "piece"},
+                {"name": "Cheese", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
+            ],
+        },
     )
     assert response.status_code == 201, response.text
     group.catalog = response.json()
@@ -205,9 +245,12 @@ async def count(env: OrdersEnv, table: str, group_id: uuid.UUID) -> int:
 
 async def order_line_count(env: OrdersEnv, group_id: uuid.UUID) -> int:
     async with env.service.database.sessionmaker() as session:
-        return int(await session.scalar(text(
-            "SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g"
-        ), {"g": group_id}))
+        return int(
+            await session.scalar(
+                text("SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g"),
+                {"g": group_id},
+            )
+        )
 
 
 class Unchanged:
@@ -219,16 +262,24 @@ class Unchanged:
     async def snapshot(self) -> tuple[Any, ...]:
         async with self.env.service.database.sessionmaker() as session:
             outbox_total = await session.scalar(select(func.count()).select_from(outbox_messages))
-            state = (await session.execute(text("""
+            state = (
+                await session.execute(
+                    text("""
                 SELECT
-                  (SELECT string_agg(order_id::text || status || total_amount::text, ',' ORDER BY order_id) FROM orders WHERE group_id = :g),
+                  (SELECT string_agg(order_id::text || status || total_amount::text, ',' ORDER BY order_id)
+                     FROM orders WHERE group_id = :g),
                   (SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g),
                   (SELECT count(*) FROM order_amendments JOIN orders USING (order_id) WHERE orders.group_id = :g),
-                  (SELECT string_agg(subscription_id::text || total_amount::text, ',') FROM subscriptions WHERE group_id = :g),
-                  (SELECT count(*) FROM subscription_lines JOIN subscriptions USING (subscription_id) WHERE group_id = :g),
+                  (SELECT string_agg(subscription_id::text || total_amount::text, ',')
+                     FROM subscriptions WHERE group_id = :g),
+                  (SELECT count(*) FROM subscription_lines JOIN subscriptions USING (subscription_id)
+                    WHERE group_id = :g),
                   (SELECT string_agg(g::text, ',') FROM groups g WHERE group_id = :g),
                   (SELECT string_agg(m::text, ',' ORDER BY member_id) FROM members m WHERE group_id = :g)
-            """), {"g": self.group_id})).one()
+            """),
+                    {"g": self.group_id},
+                )
+            ).one()
         return (outbox_total, *state)
 
     async def __aenter__(self) -> Unchanged:
@@ -245,8 +296,13 @@ class Unchanged:
 
 async def publish(env: OrdersEnv, event: Event) -> None:
     await env.service.broker.publish(
-        event.model_dump_json(), exchange=events_exchange, routing_key=event.routing_key(), persist=True,
-        message_id=str(event.event_id), correlation_id=event.correlation_id, content_type="application/json",
+        event.model_dump_json(),
+        exchange=events_exchange,
+        routing_key=event.routing_key(),
+        persist=True,
+        message_id=str(event.event_id),
+        correlation_id=event.correlation_id,
+        content_type="application/json",
     )
 
 
@@ -270,7 +326,9 @@ async def deliver(env: OrdersEnv, event: Event, timeout: float = 10.0) -> None:
 
 def card_settings(group: Group, ready: bool = True, **fields: Any) -> CardSettingsChanged:
     """What the payments service announces after a coordinator's PUT /groups/{g}/card-settings."""
-    return CardSettingsChanged(group_id=group.group_id, card_payments_ready=ready, enabled=ready, provider_configured=True, **fields)
+    return CardSettingsChanged(
+        group_id=group.group_id, card_payments_ready=ready, enabled=ready, provider_configured=True, **fields
+    )
 
 
 async def card_ready(group: Group, ready: bool = True, **fields: Any) -> CardSettingsChanged:
@@ -342,19 +400,26 @@ class FakeLedgerHolds:
             await asyncio.sleep(self.delay)
             if self.reply_body is not None:
                 await self.channel.default_exchange.publish(
-                    aio_pika.Message(self.reply_body, correlation_id=message.correlation_id), routing_key=message.reply_to or "")
+                    aio_pika.Message(self.reply_body, correlation_id=message.correlation_id),
+                    routing_key=message.reply_to or "",
+                )
                 return
             key = (request.group_id, request.member_id)
             granted = self.available(*key) >= request.amount.amount
             if granted:
                 self.held[key] = self.held.get(key, 0) + request.amount.amount
             decision = HoldDecision(
-                hold_id=request.hold_id, granted=granted,
+                hold_id=request.hold_id,
+                granted=granted,
                 available=Money(amount=self.available(*key), currency=request.amount.currency),
                 reason=None if granted else "insufficient balance",
             )
             await self.channel.default_exchange.publish(
-                aio_pika.Message(decision.model_dump_json().encode(), correlation_id=message.correlation_id, content_type="application/json"),
+                aio_pika.Message(
+                    decision.model_dump_json().encode(),
+                    correlation_id=message.correlation_id,
+                    content_type="application/json",
+                ),
                 routing_key=message.reply_to or "",
             )
 

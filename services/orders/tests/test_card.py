@@ -7,9 +7,8 @@ import uuid
 from typing import Any
 
 from cagette_contracts import CardPaymentFailed, CardPaymentSucceeded, Money
-from cagette_runtime.testing import drain_queue
-
 from cagette_orders import handlers
+from cagette_runtime.testing import drain_queue
 
 from .conftest import Group, OrdersEnv, Unchanged, deliver, make_card_group, outbox_rows, publish
 
@@ -18,25 +17,40 @@ async def card_group(env: OrdersEnv) -> Group:
     return await make_card_group(env)
 
 
-def succeeded(group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None) -> CardPaymentSucceeded:
+def succeeded(
+    group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None
+) -> CardPaymentSucceeded:
     return CardPaymentSucceeded(
-        group_id=group.group_id, payment_id=uuid.uuid4(), member_id=uuid.UUID(order["member_id"]),
-        order_id=uuid.UUID(order["order_id"]), amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
+        group_id=group.group_id,
+        payment_id=uuid.uuid4(),
+        member_id=uuid.UUID(order["member_id"]),
+        order_id=uuid.UUID(order["order_id"]),
+        amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
         amount=Money(amount=amount if amount is not None else order["total"]["amount"], currency="EUR"),
         provider_payment_id=f"pi_{uuid.uuid4().hex[:12]}",
     )
 
 
-def failed(group: Group, order: dict[str, Any], amendment_id: str | None = None, amount: int | None = None) -> CardPaymentFailed:
+def failed(
+    group: Group, order: dict[str, Any], amendment_id: str | None = None, amount: int | None = None
+) -> CardPaymentFailed:
     return CardPaymentFailed(
-        group_id=group.group_id, payment_id=uuid.uuid4(), member_id=uuid.UUID(order["member_id"]),
-        order_id=uuid.UUID(order["order_id"]), amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
-        amount=Money(amount=amount or order["total"]["amount"], currency="EUR"), reason="card declined",
+        group_id=group.group_id,
+        payment_id=uuid.uuid4(),
+        member_id=uuid.UUID(order["member_id"]),
+        order_id=uuid.UUID(order["order_id"]),
+        amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
+        amount=Money(amount=amount or order["total"]["amount"], currency="EUR"),
+        reason="card declined",
     )
 
 
 async def keys(group: Group) -> list[str]:
-    return [e["routing_key"] for e in await outbox_rows(group.env, group.group_id) if e["routing_key"].startswith("orders.order.")]
+    return [
+        e["routing_key"]
+        for e in await outbox_rows(group.env, group.group_id)
+        if e["routing_key"].startswith("orders.order.")
+    ]
 
 
 async def test_card_order_waits_then_the_card_success_confirms_it(env: OrdersEnv) -> None:
@@ -51,7 +65,9 @@ async def test_card_order_waits_then_the_card_success_confirms_it(env: OrdersEnv
     assert await keys(group) == ["orders.order.awaiting_payment"]  # nothing owed yet
     url = group.url(f"/orders/{order['order_id']}")
     async with Unchanged(env, group.group_id):
-        blocked = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "3"}]})
+        blocked = await group.client.put(
+            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "3"}]}
+        )
         assert blocked.status_code == 409 and "waits for its card payment" in blocked.json()["detail"]
 
     event = succeeded(group, order)
@@ -110,7 +126,9 @@ async def test_a_card_success_for_the_wrong_amount_is_parked(env: OrdersEnv) -> 
     parked = await drain_queue(env.amqp_url, f"{handlers.QUEUE}.parking", expected=1)
     assert [m.message_id for m in parked] == [str(wrong.event_id)]
     assert "does not match" in parked[0].headers["x-parking-reason"]
-    assert (await group.client.get(group.url(f"/orders/{order['order_id']}"), headers=member)).json()["status"] == "awaiting_payment"
+    assert (await group.client.get(group.url(f"/orders/{order['order_id']}"), headers=member)).json()[
+        "status"
+    ] == "awaiting_payment"
     assert await keys(group) == ["orders.order.awaiting_payment"]
 
 
@@ -120,7 +138,9 @@ async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) ->
     order = (await group.order(member, [(group.bread, "1")], method="card")).json()
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
-    response = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "3"}]})
+    response = await group.client.put(
+        url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "3"}]}
+    )
     assert response.status_code == 200, response.text
     changed = response.json()
     (amendment,) = changed["amendments"]
@@ -129,7 +149,9 @@ async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) ->
     waiting = [e for e in await outbox_rows(env, group.group_id) if e["routing_key"] == "orders.order.awaiting_payment"]
     assert waiting[-1]["amendment_id"] == amendment["amendment_id"] and waiting[-1]["amount"]["amount"] == 700
     async with Unchanged(env, group.group_id):
-        busy = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "4"}]})
+        busy = await group.client.put(
+            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "4"}]}
+        )
         assert busy.status_code == 409 and "earlier addition" in busy.json()["detail"]
     await deliver(env, succeeded(group, order, amount=700, amendment_id=amendment["amendment_id"]))
     body = (await group.client.get(url, headers=member)).json()
@@ -145,7 +167,9 @@ async def test_a_failed_card_addition_is_dropped(env: OrdersEnv) -> None:
     order = (await group.order(member, [(group.bread, "1")], method="card")).json()
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
-    changed = (await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "2"}]})).json()
+    changed = (
+        await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "2"}]})
+    ).json()
     amendment_id = changed["amendments"][0]["amendment_id"]
     await deliver(env, failed(group, order, amendment_id=amendment_id, amount=350))
     body = (await group.client.get(url, headers=member)).json()

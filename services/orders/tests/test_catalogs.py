@@ -14,8 +14,11 @@ async def test_catalog_with_products_units_and_fees(group: Group) -> None:
         ("Bread", "piece", {"amount": 350, "currency": "EUR"}, "0"),
         ("Cheese", "kg", {"amount": 1999, "currency": "EUR"}, "0.02"),
     ]
-    added = await group.client.post(group.url(f"/catalogs/{group.catalog['catalog_id']}/products"), headers=group.coordinator,
-                                    json={"name": "Milk", "unit_price": 120, "unit": "litre"})
+    added = await group.client.post(
+        group.url(f"/catalogs/{group.catalog['catalog_id']}/products"),
+        headers=group.coordinator,
+        json={"name": "Milk", "unit_price": 120, "unit": "litre"},
+    )
     assert added.status_code == 201, added.text
     _, member = await group.join()
     seen = await group.client.get(group.url(f"/catalogs/{group.catalog['catalog_id']}"), headers=member)
@@ -44,7 +47,9 @@ async def test_distribution_shows_when_orders_really_close(group: Group) -> None
     assert group.distribution["open_for_orders"] is True
     assert group.distribution["catalog_ids"] == [group.catalog["catalog_id"]]
     assert (await group.settings(order_cutoff_hours=100)).status_code == 200
-    response = await group.client.get(group.url(f"/distributions/{group.distribution['distribution_id']}"), headers=group.coordinator)
+    response = await group.client.get(
+        group.url(f"/distributions/{group.distribution['distribution_id']}"), headers=group.coordinator
+    )
     body = response.json()
     assert body["open_for_orders"] is False  # starts in 3 days, the cut-off is 100 hours before
     assert body["orders_close_with_cutoff"] < body["orders_close_at"]
@@ -62,7 +67,11 @@ async def test_bad_distributions_are_refused(group: Group) -> None:
         {**base, "catalog_ids": []},
         {**base, "catalog_ids": [group.catalog["catalog_id"]] * 2},
         {**base, "orders_close_at": (starts + timedelta(hours=1)).isoformat()},
-        {**base, "orders_open_at": (starts - timedelta(hours=1)).isoformat(), "orders_close_at": (starts - timedelta(hours=2)).isoformat()},
+        {
+            **base,
+            "orders_open_at": (starts - timedelta(hours=1)).isoformat(),
+            "orders_close_at": (starts - timedelta(hours=2)).isoformat(),
+        },
         {**base, "starts_at": "2026-12-05T17:00:00"},  # no time zone
     ]
     async with Unchanged(group.env, group.group_id):
@@ -72,5 +81,7 @@ async def test_bad_distributions_are_refused(group: Group) -> None:
     _, member = await group.join()
     assert (await group.client.post(group.url("/distributions"), json=base, headers=member)).status_code == 403
     # Another group's distribution is not found here.
-    response = await group.client.get(group.url(f"/distributions/{other.distribution['distribution_id']}"), headers=group.coordinator)
+    response = await group.client.get(
+        group.url(f"/distributions/{other.distribution['distribution_id']}"), headers=group.coordinator
+    )
     assert response.status_code == 404

@@ -28,7 +28,10 @@ def eur(cents: int) -> Money:
         (PaymentSettings(True, (M.MONEY_POT, M.CHEQUE), cheque_payee="x"), "cannot be combined"),
         (PaymentSettings(True, (M.CARD, M.MONEY_POT), card_configured=True), "cannot be combined"),
         (PaymentSettings(True, (M.TRANSFER,)), "IBAN"),
-        (PaymentSettings(True, (M.TRANSFER,), transfer_iban="FR76 3000 6000 0112 3456 7890 188"), "invalid bank details"),
+        (
+            PaymentSettings(True, (M.TRANSFER,), transfer_iban="FR76 3000 6000 0112 3456 7890 188"),
+            "invalid bank details",
+        ),
         (PaymentSettings(True, (M.TRANSFER,), transfer_iban=IBAN, transfer_bic="NOTABIC"), "invalid bank details"),
         (PaymentSettings(True, (M.CARD,)), "card payments are configured"),
         (PaymentSettings(True, (M.CHEQUE,)), "payee"),
@@ -43,8 +46,13 @@ def test_invalid_settings_are_refused_with_the_reason(settings: PaymentSettings,
 
 
 def test_valid_settings_are_normalised() -> None:
-    s = PaymentSettings(True, (M.TRANSFER, M.CHEQUE, M.TRANSFER), cheque_payee=" AMAP ", transfer_iban=IBAN.lower(),
-                        transfer_bic="agrifrpp").validated()
+    s = PaymentSettings(
+        True,
+        (M.TRANSFER, M.CHEQUE, M.TRANSFER),
+        cheque_payee=" AMAP ",
+        transfer_iban=IBAN.lower(),
+        transfer_bic="agrifrpp",
+    ).validated()
     assert s.payment_methods == (M.TRANSFER, M.CHEQUE)
     assert s.transfer_iban == "FR7630006000011234567890189" and s.transfer_bic == "AGRIFRPP"
     assert s.cheque_payee == "AMAP"
@@ -99,7 +107,9 @@ def test_settlement_by_method(settings: PaymentSettings, method: PaymentMethod |
     assert domain.settlement(settings, method) is expected
 
 
-def product(unit: domain.Unit = domain.Unit.PIECE, price: int = 350, fee: str = "0", catalog: uuid.UUID | None = None) -> domain.Product:
+def product(
+    unit: domain.Unit = domain.Unit.PIECE, price: int = 350, fee: str = "0", catalog: uuid.UUID | None = None
+) -> domain.Product:
     return domain.Product(uuid.uuid4(), catalog or uuid.uuid4(), "P", unit, eur(price), Decimal(fee))
 
 
@@ -118,7 +128,9 @@ def test_price_basket_rounds_once_per_line_and_checks_products() -> None:
     catalog = uuid.uuid4()
     bread, cheese = product(price=350, catalog=catalog), product(domain.Unit.KG, 1999, "0.02", catalog)
     products = {bread.product_id: bread, cheese.product_id: cheese}
-    lines, total = domain.price_basket({bread.product_id: Decimal(3), cheese.product_id: Decimal("0.333")}, products, frozenset({catalog}), "EUR")
+    lines, total = domain.price_basket(
+        {bread.product_id: Decimal(3), cheese.product_id: Decimal("0.333")}, products, frozenset({catalog}), "EUR"
+    )
     # 0.333 x 1999 x 1.02 = 678.98... -> 679; the total is the sum of the rounded lines.
     assert [line.line_total.amount for line in lines] == [1050, 679]
     assert total == eur(1729)
@@ -142,7 +154,10 @@ def test_add_only_diff() -> None:
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     names = {a: "Bread", b: "Cheese"}
     current = {a: Decimal(2), b: Decimal("0.5")}
-    assert domain.add_only_diff(current, {a: Decimal(3), b: Decimal("0.5"), c: Decimal(1)}, names) == {a: Decimal(1), c: Decimal(1)}
+    assert domain.add_only_diff(current, {a: Decimal(3), b: Decimal("0.5"), c: Decimal(1)}, names) == {
+        a: Decimal(1),
+        c: Decimal(1),
+    }
     with pytest.raises(Conflict, match="cannot remove Cheese"):
         domain.add_only_diff(current, {a: Decimal(5)}, names)
     with pytest.raises(Conflict, match="cannot lower from 2 to 1 Bread"):
@@ -177,7 +192,9 @@ def test_card_state_machine() -> None:
     with pytest.raises(Conflict, match="double payment"):
         domain.on_card_succeeded(OrderStatus.CONFIRMED)
     assert domain.on_card_failed(OrderStatus.AWAITING_PAYMENT) is OrderStatus.PAYMENT_FAILED
-    assert domain.on_card_failed(OrderStatus.CONFIRMED) is OrderStatus.CONFIRMED  # a late failure never undoes a success
+    assert (
+        domain.on_card_failed(OrderStatus.CONFIRMED) is OrderStatus.CONFIRMED
+    )  # a late failure never undoes a success
     with pytest.raises(Invalid, match="does not match"):
         domain.check_card_amount(eur(100), eur(101))
 

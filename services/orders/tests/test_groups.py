@@ -12,11 +12,15 @@ from .conftest import Group, OrdersEnv, Unchanged, bearer, card_ready, make_grou
 
 
 async def test_settings_change_publishes_the_full_state(group: Group) -> None:
-    response = await group.settings(payment_methods=["money_pot"], allow_negative_money_pot=False, order_cutoff_hours=24, language="en")
+    response = await group.settings(
+        payment_methods=["money_pot"], allow_negative_money_pot=False, order_cutoff_hours=24, language="en"
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["payment_methods"] == ["money_pot"] and body["order_cutoff_hours"] == 24 and body["language"] == "en"
-    changes = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.group.settings_changed"]
+    changes = [
+        e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.group.settings_changed"
+    ]
     assert len(changes) == 2  # creation, then this change
     latest = changes[-1]
     assert latest["payment_methods"] == ["money_pot"]
@@ -63,7 +67,12 @@ async def test_invalid_settings_change_nothing(group: Group, changes: dict, reas
 
 async def test_malformed_settings_are_422(group: Group) -> None:
     async with Unchanged(group.env, group.group_id):
-        for body in ({"currency": "EURO"}, {"payment_methods": ["bitcoin"]}, {"order_cutoff_hours": -1}, {"language": "de"}):
+        for body in (
+            {"currency": "EURO"},
+            {"payment_methods": ["bitcoin"]},
+            {"order_cutoff_hours": -1},
+            {"language": "de"},
+        ):
             response = await group.client.patch(group.url(), json=body, headers=group.coordinator)
             assert response.status_code == 422, (body, response.text)
 
@@ -86,8 +95,12 @@ async def test_only_coordinators_change_settings(group: Group) -> None:
     _, member = await group.join()
     other = await make_group(group.env)
     async with Unchanged(group.env, group.group_id):
-        assert (await group.client.patch(group.url(), json={"order_cutoff_hours": 5}, headers=member)).status_code == 403
-        assert (await group.client.patch(group.url(), json={"order_cutoff_hours": 5}, headers=other.coordinator)).status_code == 403
+        assert (
+            await group.client.patch(group.url(), json={"order_cutoff_hours": 5}, headers=member)
+        ).status_code == 403
+        assert (
+            await group.client.patch(group.url(), json={"order_cutoff_hours": 5}, headers=other.coordinator)
+        ).status_code == 403
         assert (await group.client.patch(group.url(), json={"order_cutoff_hours": 5})).status_code == 401
 
 
@@ -95,37 +108,58 @@ async def test_members_join_with_role_and_contact_details(group: Group) -> None:
     member_id, _ = await group.join(Role.MEMBER, language="en", name="Alice", email="alice@example.org")
     joined = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.member.joined"]
     alice = next(e for e in joined if e["member_id"] == str(member_id))
-    assert alice["role"] == "member" and alice["name"] == "Alice" and alice["email"] == "alice@example.org" and alice["language"] == "en"
+    assert (
+        alice["role"] == "member"
+        and alice["name"] == "Alice"
+        and alice["email"] == "alice@example.org"
+        and alice["language"] == "en"
+    )
     # Language defaults to the group's.
     bob_id, _ = await group.join(name="Bob")
     bob = next(e for e in await outbox_rows(group.env, group.group_id) if e.get("member_id") == str(bob_id))
     assert bob["language"] == "fr"
     async with Unchanged(group.env, group.group_id):
         again = await group.client.post(
-            group.url("/members"), headers=group.coordinator,
+            group.url("/members"),
+            headers=group.coordinator,
             json={"member_id": str(member_id), "name": "Alice", "email": "alice@example.org"},
         )
         assert again.status_code == 409
-        bad = await group.client.post(group.url("/members"), headers=group.coordinator,
-                                      json={"member_id": str(uuid.uuid4()), "name": "X", "email": "not-an-email"})
+        bad = await group.client.post(
+            group.url("/members"),
+            headers=group.coordinator,
+            json={"member_id": str(uuid.uuid4()), "name": "X", "email": "not-an-email"},
+        )
         assert bad.status_code == 422
 
 
 async def test_member_updates_are_published(group: Group) -> None:
     member_id, member = await group.join(name="Alice", email="alice@example.org")
-    response = await group.client.patch(group.url(f"/members/{member_id}"), json={"email": "alice@new.example", "language": "en"}, headers=member)
+    response = await group.client.patch(
+        group.url(f"/members/{member_id}"), json={"email": "alice@new.example", "language": "en"}, headers=member
+    )
     assert response.status_code == 200, response.text
     updated = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.member.updated"]
     assert len(updated) == 1
-    assert updated[0]["email"] == "alice@new.example" and updated[0]["language"] == "en" and updated[0]["name"] == "Alice"
+    assert (
+        updated[0]["email"] == "alice@new.example" and updated[0]["language"] == "en" and updated[0]["name"] == "Alice"
+    )
     async with Unchanged(group.env, group.group_id):
         # A member cannot promote themself, nor edit someone else.
-        assert (await group.client.patch(group.url(f"/members/{member_id}"), json={"role": "coordinator"}, headers=member)).status_code == 403
-        assert (await group.client.patch(group.url(f"/members/{group.coordinator_id}"), json={"name": "X"}, headers=member)).status_code == 403
+        assert (
+            await group.client.patch(group.url(f"/members/{member_id}"), json={"role": "coordinator"}, headers=member)
+        ).status_code == 403
+        assert (
+            await group.client.patch(group.url(f"/members/{group.coordinator_id}"), json={"name": "X"}, headers=member)
+        ).status_code == 403
         # The last coordinator stays one.
-        response = await group.client.patch(group.url(f"/members/{group.coordinator_id}"), json={"role": "member"}, headers=group.coordinator)
+        response = await group.client.patch(
+            group.url(f"/members/{group.coordinator_id}"), json={"role": "member"}, headers=group.coordinator
+        )
         assert response.status_code == 409
-    promoted = await group.client.patch(group.url(f"/members/{member_id}"), json={"role": "coordinator"}, headers=group.coordinator)
+    promoted = await group.client.patch(
+        group.url(f"/members/{member_id}"), json={"role": "coordinator"}, headers=group.coordinator
+    )
     assert promoted.status_code == 200 and promoted.json()["role"] == "coordinator"
 
 
@@ -134,8 +168,11 @@ async def test_only_admins_create_groups_and_coordinators_add_members(group: Gro
     response = await group.client.post("/groups", json={"name": "X", "payment_methods": ["cash"]}, headers=member)
     assert response.status_code == 403
     async with Unchanged(group.env, group.group_id):
-        response = await group.client.post(group.url("/members"), headers=member,
-                                           json={"member_id": str(uuid.uuid4()), "name": "X", "email": "x@example.org"})
+        response = await group.client.post(
+            group.url("/members"),
+            headers=member,
+            json={"member_id": str(uuid.uuid4()), "name": "X", "email": "x@example.org"},
+        )
         assert response.status_code == 403
     listing = await group.client.get(group.url("/members"), headers=group.coordinator)
     assert listing.status_code == 200 and len(listing.json()) == 2

@@ -60,14 +60,18 @@ async def test_two_concurrent_orders_when_the_pot_covers_one(env: OrdersEnv, led
     assert len(confirmed) == 1
 
 
-async def test_amendment_from_the_pot_needs_a_hold_for_the_added_amount(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
+async def test_amendment_from_the_pot_needs_a_hold_for_the_added_amount(
+    env: OrdersEnv, ledger: FakeLedgerHolds
+) -> None:
     group = await pot_group(env)
     member_id, member = await group.join()
     ledger.balances[(group.group_id, member_id)] = 1100
     order = (await group.order(member, [(group.bread, "2")], method="money_pot")).json()
     url = group.url(f"/orders/{order['order_id']}")
     async with Unchanged(env, group.group_id):
-        refused = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "4"}]})
+        refused = await group.client.put(
+            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "4"}]}
+        )
         assert refused.status_code == 409 and refused.json()["context"]["available"]["amount"] == 400
     added = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "3"}]})
     assert added.status_code == 200 and added.json()["total"]["amount"] == 1050

@@ -39,10 +39,15 @@ async def test_each_bad_order_is_refused_changing_nothing(group: Group) -> None:
     env = group.env
     member_id, member = await group.join()
     other = await make_group(env)
-    contract = await group.client.post(group.url("/catalogs"), headers=group.coordinator, json={
-        "name": "AMAP", "kind": "subscription", "products": [{"name": "Veg box", "unit_price": 1500}]})
+    contract = await group.client.post(
+        group.url("/catalogs"),
+        headers=group.coordinator,
+        json={"name": "AMAP", "kind": "subscription", "products": [{"name": "Veg box", "unit_price": 1500}]},
+    )
     box = contract.json()["products"][0]["product_id"]
-    closed = await group.new_distribution(opened=timedelta(days=2), starts_in=timedelta(hours=3), closes_before=timedelta(hours=4))
+    closed = await group.new_distribution(
+        opened=timedelta(days=2), starts_in=timedelta(hours=3), closes_before=timedelta(hours=4)
+    )
     not_yet = await group.new_distribution(opened=-timedelta(days=1))
     stranger = bearer(env.settings, uuid.uuid4(), {group.group_id: Role.MEMBER})  # a token, but not a registered member
     outsider = bearer(env.settings, member_id, {other.group_id: Role.MEMBER})
@@ -56,9 +61,27 @@ async def test_each_bad_order_is_refused_changing_nothing(group: Group) -> None:
         ("fraction of a piece", dict(lines=[(bread, "1.5")]), member, 422, "whole number"),
         ("same product twice", dict(lines=[(bread, "1"), (bread, "2")]), member, 422, "listed twice"),
         ("no line", dict(lines=[]), member, 422, "request is not valid"),
-        ("closed distribution", dict(lines=[(bread, "1")], distribution_id=closed["distribution_id"]), member, 409, "closed"),
-        ("not open yet", dict(lines=[(bread, "1")], distribution_id=not_yet["distribution_id"]), member, 409, "open at"),
-        ("another group's distribution", dict(lines=[(bread, "1")], distribution_id=other.distribution["distribution_id"]), member, 404, "no distribution"),
+        (
+            "closed distribution",
+            dict(lines=[(bread, "1")], distribution_id=closed["distribution_id"]),
+            member,
+            409,
+            "closed",
+        ),
+        (
+            "not open yet",
+            dict(lines=[(bread, "1")], distribution_id=not_yet["distribution_id"]),
+            member,
+            409,
+            "open at",
+        ),
+        (
+            "another group's distribution",
+            dict(lines=[(bread, "1")], distribution_id=other.distribution["distribution_id"]),
+            member,
+            404,
+            "no distribution",
+        ),
         ("method not offered", dict(lines=[(bread, "1")], method="money_pot"), member, 422, "does not offer money_pot"),
         ("no method", dict(lines=[(bread, "1")], method=None), member, 422, "R8"),
         ("unknown method", dict(lines=[(bread, "1")], method="bitcoin"), member, 422, "request is not valid"),
@@ -70,8 +93,15 @@ async def test_each_bad_order_is_refused_changing_nothing(group: Group) -> None:
             response = await group.order(headers, **kwargs)
             assert response.status_code == code, (name, response.text)
             assert reason in response.json()["detail"], (name, response.json())
-        assert (await group.client.post(group.url("/orders"), json={"distribution_id": group.distribution["distribution_id"],
-                                                                   "lines": [{"product_id": bread, "quantity": 1}]})).status_code == 401
+        assert (
+            await group.client.post(
+                group.url("/orders"),
+                json={
+                    "distribution_id": group.distribution["distribution_id"],
+                    "lines": [{"product_id": bread, "quantity": 1}],
+                },
+            )
+        ).status_code == 401
 
 
 async def test_orders_after_the_group_cut_off_are_refused(group: Group) -> None:
@@ -99,7 +129,9 @@ async def test_manual_methods_confirm_at_once(group: Group, method: str) -> None
     _, member = await group.join()
     response = await group.order(member, [(group.bread, "1")], method=method)
     assert response.status_code == 201 and response.json()["status"] == "confirmed"
-    confirmed = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.order.confirmed"]
+    confirmed = [
+        e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.order.confirmed"
+    ]
     assert [e["payment_method"] for e in confirmed] == [method]
 
 
@@ -109,15 +141,22 @@ async def test_money_pot_with_negatives_allowed_confirms_without_asking_the_ledg
     # No hold responder runs here: a hold request would fail with 503.
     response = await group.order(member, [(group.bread, "10")], method="money_pot")
     assert response.status_code == 201 and response.json()["status"] == "confirmed"
-    assert [e["total"]["amount"] for e in await outbox_rows(env, group.group_id) if e["routing_key"] == "orders.order.confirmed"] == [3500]
+    assert [
+        e["total"]["amount"]
+        for e in await outbox_rows(env, group.group_id)
+        if e["routing_key"] == "orders.order.confirmed"
+    ] == [3500]
 
 
 async def test_add_only_amendment_with_payments_on(group: Group) -> None:
     member_id, member = await group.join()
     order = (await group.order(member, [(group.bread, "2")])).json()
     url = group.url(f"/orders/{order['order_id']}")
-    response = await group.client.put(url, headers=member, json={"lines": [
-        {"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]})
+    response = await group.client.put(
+        url,
+        headers=member,
+        json={"lines": [{"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]},
+    )
     assert response.status_code == 200, response.text
     changed = response.json()
     # 1 more bread (350) + 0.5 kg cheese (0.5 x 1999 x 1.02 = 1019.49 -> 1019)
@@ -126,25 +165,40 @@ async def test_add_only_amendment_with_payments_on(group: Group) -> None:
     amended = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.order.amended"]
     assert len(amended) == 1
     event = amended[0]
-    assert [(line["product_name"], line["quantity"], line["line_total"]["amount"]) for line in event["added_lines"]] == [
-        ("Bread", "1", 350), ("Cheese", "0.5", 1019)]
+    assert [
+        (line["product_name"], line["quantity"], line["line_total"]["amount"]) for line in event["added_lines"]
+    ] == [("Bread", "1", 350), ("Cheese", "0.5", 1019)]
     assert event["added_total"]["amount"] == 1369 and event["new_total"]["amount"] == 2069
     assert event["payment_method"] == "cheque" and event["member_id"] == str(member_id)
     await group.env.spy.wait_for("orders.order.amended", order_id=order["order_id"])
 
     _, someone = await group.join()
     async with Unchanged(group.env, group.group_id):
-        lower = await group.client.put(url, headers=member, json={"lines": [
-            {"product_id": group.bread, "quantity": "1"}, {"product_id": group.cheese, "quantity": "0.5"}]})
+        lower = await group.client.put(
+            url,
+            headers=member,
+            json={
+                "lines": [{"product_id": group.bread, "quantity": "1"}, {"product_id": group.cheese, "quantity": "0.5"}]
+            },
+        )
         assert lower.status_code == 409 and "cannot lower from 3 to 1 Bread" in lower.json()["detail"]
-        remove = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "5"}]})
+        remove = await group.client.put(
+            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "5"}]}
+        )
         assert remove.status_code == 409 and "cannot remove Cheese" in remove.json()["detail"]
-        same = await group.client.put(url, headers=member, json={"lines": [
-            {"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]})
+        same = await group.client.put(
+            url,
+            headers=member,
+            json={
+                "lines": [{"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]
+            },
+        )
         assert same.status_code == 422 and "nothing to add" in same.json()["detail"]
         withdraw = await group.client.delete(url, headers=member)
         assert withdraw.status_code == 409 and "R6" in withdraw.json()["detail"]
-        assert (await group.client.put(url, headers=someone, json={"lines": [{"product_id": group.bread, "quantity": "9"}]})).status_code == 403
+        assert (
+            await group.client.put(url, headers=someone, json={"lines": [{"product_id": group.bread, "quantity": "9"}]})
+        ).status_code == 403
         assert (await group.client.get(url, headers=someone)).status_code == 403
     assert (await group.client.get(url, headers=group.coordinator)).json()["total"]["amount"] == 2069
 
@@ -157,7 +211,9 @@ async def test_payments_off_free_edits_until_the_cut_off_and_no_money_events(env
     order = response.json()
     assert order["status"] == "confirmed" and order["payment_method"] is None
     url = group.url(f"/orders/{order['order_id']}")
-    lowered = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "1"}]})
+    lowered = await group.client.put(
+        url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "1"}]}
+    )
     assert lowered.status_code == 200, lowered.text
     assert lowered.json()["total"]["amount"] == 350 and len(lowered.json()["lines"]) == 1
     cancelled = await group.client.delete(url, headers=member)
@@ -166,11 +222,16 @@ async def test_payments_off_free_edits_until_the_cut_off_and_no_money_events(env
     again = (await group.order(member, [(group.bread, "1")], method=None)).json()
     assert (await group.settings(order_cutoff_hours=24 * 4)).status_code == 200
     async with Unchanged(env, group.group_id):
-        late = await group.client.put(group.url(f"/orders/{again['order_id']}"), headers=member,
-                                      json={"lines": [{"product_id": group.bread, "quantity": "2"}]})
+        late = await group.client.put(
+            group.url(f"/orders/{again['order_id']}"),
+            headers=member,
+            json={"lines": [{"product_id": group.bread, "quantity": "2"}]},
+        )
         assert late.status_code == 409 and "closed" in late.json()["detail"]
         assert (await group.client.delete(group.url(f"/orders/{again['order_id']}"), headers=member)).status_code == 409
-    money = [e["routing_key"] for e in await outbox_rows(env, group.group_id) if e["routing_key"].startswith("orders.order")]
+    money = [
+        e["routing_key"] for e in await outbox_rows(env, group.group_id) if e["routing_key"].startswith("orders.order")
+    ]
     assert money == []  # R1: no money tracking at all
 
 
@@ -179,16 +240,31 @@ async def test_a_validated_basket_is_locked_until_unvalidated(group: Group) -> N
     order = (await group.order(member, [(group.bread, "1")])).json()
     distribution_id = uuid.UUID(group.distribution["distribution_id"])
     url = group.url(f"/orders/{order['order_id']}")
-    await deliver(group.env, BasketValidated(group_id=group.group_id, distribution_id=distribution_id, member_id=member_id,
-                                             validated_by=group.coordinator_id))
+    await deliver(
+        group.env,
+        BasketValidated(
+            group_id=group.group_id,
+            distribution_id=distribution_id,
+            member_id=member_id,
+            validated_by=group.coordinator_id,
+        ),
+    )
     assert (await group.client.get(url, headers=member)).json()["locked"] is True
     async with Unchanged(group.env, group.group_id):
         for headers in (member, group.coordinator):
-            response = await group.client.put(url, headers=headers, json={"lines": [{"product_id": group.bread, "quantity": "2"}]})
+            response = await group.client.put(
+                url, headers=headers, json={"lines": [{"product_id": group.bread, "quantity": "2"}]}
+            )
             assert response.status_code == 409 and "locked" in response.json()["detail"]
-    await deliver(group.env, BasketUnvalidated(group_id=group.group_id, distribution_id=distribution_id, member_id=member_id,
-                                               unvalidated_by=uuid.uuid4()))
-    response = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "2"}]})
+    await deliver(
+        group.env,
+        BasketUnvalidated(
+            group_id=group.group_id, distribution_id=distribution_id, member_id=member_id, unvalidated_by=uuid.uuid4()
+        ),
+    )
+    response = await group.client.put(
+        url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "2"}]}
+    )
     assert response.status_code == 200 and response.json()["locked"] is False
 
 
@@ -200,7 +276,11 @@ async def test_members_list_their_own_orders_coordinators_all(group: Group) -> N
     mine = (await group.client.get(group.url("/orders"), headers=a)).json()
     assert [o["member_id"] for o in mine] == [str(a_id)]
     assert (await group.client.get(group.url(f"/orders?member_id={b_id}"), headers=a)).status_code == 403
-    everyone = (await group.client.get(group.url(f"/orders?distribution_id={group.distribution['distribution_id']}"), headers=group.coordinator)).json()
+    everyone = (
+        await group.client.get(
+            group.url(f"/orders?distribution_id={group.distribution['distribution_id']}"), headers=group.coordinator
+        )
+    ).json()
     assert sorted(o["member_id"] for o in everyone) == sorted([str(a_id), str(b_id)])
 
 
@@ -210,6 +290,8 @@ async def test_turning_payments_off_freezes_orders_placed_with_payments_on(group
     assert (await group.settings(payments_enabled=False)).status_code == 200
     url = group.url(f"/orders/{order['order_id']}")
     async with Unchanged(group.env, group.group_id):
-        lowered = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "1"}]})
+        lowered = await group.client.put(
+            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "1"}]}
+        )
         assert lowered.status_code == 409 and "turned them off" in lowered.json()["detail"]
         assert (await group.client.delete(url, headers=member)).status_code == 409

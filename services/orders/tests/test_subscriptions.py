@@ -11,19 +11,39 @@ from .conftest import FakeLedgerHolds, Group, OrdersEnv, Unchanged, make_group, 
 
 
 async def contract(group: Group, distributions: int = 3, past: int = 0) -> dict[str, Any]:
-    response = await group.client.post(group.url("/catalogs"), headers=group.coordinator, json={
-        "name": "AMAP légumes", "kind": "subscription", "products": [
-            {"name": "Veg box", "unit_price": 1500}, {"name": "Eggs x6", "unit_price": 290, "fee_rate": "0.05"}]})
+    response = await group.client.post(
+        group.url("/catalogs"),
+        headers=group.coordinator,
+        json={
+            "name": "AMAP légumes",
+            "kind": "subscription",
+            "products": [
+                {"name": "Veg box", "unit_price": 1500},
+                {"name": "Eggs x6", "unit_price": 290, "fee_rate": "0.05"},
+            ],
+        },
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     for week in range(distributions):
         await group.new_distribution([body["catalog_id"]], starts_in=timedelta(days=7 * (week + 1)))
     for _ in range(past):  # a distribution whose orders already closed does not count
-        await group.new_distribution([body["catalog_id"]], starts_in=timedelta(hours=2), opened=timedelta(days=3), closes_before=timedelta(hours=3))
+        await group.new_distribution(
+            [body["catalog_id"]],
+            starts_in=timedelta(hours=2),
+            opened=timedelta(days=3),
+            closes_before=timedelta(hours=3),
+        )
     return body
 
 
-async def subscribe(group: Group, headers: dict[str, str], c: dict[str, Any], lines: list[tuple[int, str]], method: str | None = "cheque"):
+async def subscribe(
+    group: Group,
+    headers: dict[str, str],
+    c: dict[str, Any],
+    lines: list[tuple[int, str]],
+    method: str | None = "cheque",
+):
     body: dict[str, Any] = {"lines": [{"product_id": c["products"][i]["product_id"], "quantity": q} for i, q in lines]}
     if method:
         body["payment_method"] = method
@@ -39,7 +59,9 @@ async def test_subscribing_publishes_the_contract_total(group: Group) -> None:
     eggs = 609  # 2 x 290 x 1.05 = 609
     assert sub["total"] == {"amount": (1500 + eggs) * 4, "currency": "EUR"}
     assert len(sub["distribution_ids"]) == 4
-    (event,) = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.subscription.confirmed"]
+    (event,) = [
+        e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.subscription.confirmed"
+    ]
     assert event["distribution_count"] == 4 and event["total"]["amount"] == (1500 + eggs) * 4
     assert event["member_id"] == str(member_id) and event["contract_name"] == "AMAP légumes"
     assert [line["line_total"]["amount"] for line in event["lines"]] == [1500, eggs]
@@ -52,11 +74,17 @@ async def test_subscription_changes_are_add_only_with_payments_on(group: Group) 
     sub = (await subscribe(group, member, c, [(0, "1")])).json()
     url = group.url(f"/subscriptions/{sub['subscription_id']}")
     box, eggs = c["products"][0]["product_id"], c["products"][1]["product_id"]
-    response = await group.client.put(url, headers=member, json={"lines": [{"product_id": box, "quantity": "1"}, {"product_id": eggs, "quantity": "1"}]})
+    response = await group.client.put(
+        url,
+        headers=member,
+        json={"lines": [{"product_id": box, "quantity": "1"}, {"product_id": eggs, "quantity": "1"}]},
+    )
     assert response.status_code == 200, response.text
     added = 305  # 290 x 1.05 = 304.5 -> 305, for each of the 3 distributions
     assert response.json()["total"]["amount"] == 1500 * 3 + added * 3
-    (event,) = [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.subscription.amended"]
+    (event,) = [
+        e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.subscription.amended"
+    ]
     assert event["added_total"]["amount"] == added * 3 and event["distribution_count"] == 3
     assert event["new_total"]["amount"] == 1500 * 3 + added * 3
     async with Unchanged(group.env, group.group_id):
@@ -75,12 +103,33 @@ async def test_bad_subscriptions_are_refused(group: Group) -> None:
             (await subscribe(group, member, c, [(0, "0")]), 422, "must be positive"),
             (await subscribe(group, member, c, [(0, "1")], method="money_pot"), 422, "does not offer"),
             (await subscribe(group, member, over, [(0, "1")]), 422, "no distribution left"),
-            (await group.client.post(group.url(f"/contracts/{group.catalog['catalog_id']}/subscriptions"), headers=member,
-                                     json={"lines": [{"product_id": group.bread, "quantity": 1}]}), 422, "not a subscription contract"),
-            (await group.client.post(group.url(f"/contracts/{c['catalog_id']}/subscriptions"), headers=member,
-                                     json={"lines": [{"product_id": group.bread, "quantity": 1}]}), 422, "not sold"),
-            (await group.client.post(group.url(f"/contracts/{uuid.uuid4()}/subscriptions"), headers=member,
-                                     json={"lines": [{"product_id": group.bread, "quantity": 1}]}), 404, "no contract"),
+            (
+                await group.client.post(
+                    group.url(f"/contracts/{group.catalog['catalog_id']}/subscriptions"),
+                    headers=member,
+                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
+                ),
+                422,
+                "not a subscription contract",
+            ),
+            (
+                await group.client.post(
+                    group.url(f"/contracts/{c['catalog_id']}/subscriptions"),
+                    headers=member,
+                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
+                ),
+                422,
+                "not sold",
+            ),
+            (
+                await group.client.post(
+                    group.url(f"/contracts/{uuid.uuid4()}/subscriptions"),
+                    headers=member,
+                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
+                ),
+                404,
+                "no contract",
+            ),
         ]
         for response, code, reason in cases:
             assert response.status_code == code, response.text
@@ -94,9 +143,13 @@ async def test_payments_off_subscriptions_carry_no_money_and_change_freely(env: 
     sub = (await subscribe(group, member, c, [(0, "2")], method=None)).json()
     assert sub["total"]["amount"] == 1500 * 2 * 2
     url = group.url(f"/subscriptions/{sub['subscription_id']}")
-    response = await group.client.put(url, headers=member, json={"lines": [{"product_id": c["products"][1]["product_id"], "quantity": "1"}]})
+    response = await group.client.put(
+        url, headers=member, json={"lines": [{"product_id": c["products"][1]["product_id"], "quantity": "1"}]}
+    )
     assert response.status_code == 200 and response.json()["total"]["amount"] == 305 * 2
-    assert [e for e in await outbox_rows(env, group.group_id) if e["routing_key"].startswith("orders.subscription")] == []
+    assert [
+        e for e in await outbox_rows(env, group.group_id) if e["routing_key"].startswith("orders.subscription")
+    ] == []
 
 
 async def test_money_pot_subscription_needs_a_hold(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:

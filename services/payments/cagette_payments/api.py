@@ -95,7 +95,9 @@ class Reverse(Body):
 
 
 class ConfirmAll(Body):
-    on_the_spot_method: Method | None = Field(default=None, description="what on-the-spot payments were (cash, cheque, card_terminal)")
+    on_the_spot_method: Method | None = Field(
+        default=None, description="what on-the-spot payments were (cash, cheque, card_terminal)"
+    )
 
 
 class MassEntryRow(Body):
@@ -219,20 +221,37 @@ def money(amount: int | None, currency: str) -> dict[str, Any] | None:
 
 def payment_json(row: Row, transitions: list[Row] | None = None) -> dict[str, Any]:
     body = {
-        "payment_id": row.payment_id, "member_id": row.member_id, "kind": row.kind, "state": row.state,
-        "method": row.method, "amount": money(row.amount, row.currency),
+        "payment_id": row.payment_id,
+        "member_id": row.member_id,
+        "kind": row.kind,
+        "state": row.state,
+        "method": row.method,
+        "amount": money(row.amount, row.currency),
         "declared_amount": money(row.declared_amount, row.currency),
         "reference": references.format_reference(row.reference) if row.reference else None,
-        "label": row.label, "reason": row.reason, "paid_on": row.paid_on, "order_id": row.order_id,
-        "amendment_id": row.amendment_id, "subscription_id": row.subscription_id, "distribution_id": row.distribution_id,
-        "reverses_payment_id": row.reverses_payment_id, "source": row.source, "created_at": row.created_at,
+        "label": row.label,
+        "reason": row.reason,
+        "paid_on": row.paid_on,
+        "order_id": row.order_id,
+        "amendment_id": row.amendment_id,
+        "subscription_id": row.subscription_id,
+        "distribution_id": row.distribution_id,
+        "reverses_payment_id": row.reverses_payment_id,
+        "source": row.source,
+        "created_at": row.created_at,
     }
     if transitions is not None:
         body["transitions"] = [
             {
-                "from": t.from_state, "to": t.to_state, "by": t.by, "at": t.at, "note": t.note,
-                "amount_before": money(t.amount_before, t.currency), "amount_after": money(t.amount_after, t.currency),
-                "method_before": t.method_before, "method_after": t.method_after,
+                "from": t.from_state,
+                "to": t.to_state,
+                "by": t.by,
+                "at": t.at,
+                "note": t.note,
+                "amount_before": money(t.amount_before, t.currency),
+                "amount_after": money(t.amount_after, t.currency),
+                "method_before": t.method_before,
+                "method_after": t.method_after,
             }
             for t in transitions
         ]
@@ -242,17 +261,27 @@ def payment_json(row: Row, transitions: list[Row] | None = None) -> dict[str, An
 def figures_json(f: Figures) -> dict[str, Any]:
     c = f.due.currency
     return {
-        "ordered": money(f.ordered.amount, c), "paid_from_money_pot": money(f.money_pot.amount, c),
-        "due": money(f.due.amount, c), "received": money(f.received.amount, c), "pending": money(f.pending.amount, c),
-        "difference": money(f.difference.amount, c), "missing": money(f.missing.amount, c),
-        "overpaid": money(f.overpaid.amount, c), "standing": f.standing.value,
+        "ordered": money(f.ordered.amount, c),
+        "paid_from_money_pot": money(f.money_pot.amount, c),
+        "due": money(f.due.amount, c),
+        "received": money(f.received.amount, c),
+        "pending": money(f.pending.amount, c),
+        "difference": money(f.difference.amount, c),
+        "missing": money(f.missing.amount, c),
+        "overpaid": money(f.overpaid.amount, c),
+        "standing": f.standing.value,
     }
 
 
 def owed_json(row: Row) -> dict[str, Any]:
     return {
-        "kind": row.kind, "order_id": row.order_id, "amendment_id": row.amendment_id, "payment_method": row.payment_method,
-        "amount": money(row.amount, row.currency), "lines": row.lines, "occurred_at": row.occurred_at,
+        "kind": row.kind,
+        "order_id": row.order_id,
+        "amendment_id": row.amendment_id,
+        "payment_method": row.payment_method,
+        "amount": money(row.amount, row.currency),
+        "lines": row.lines,
+        "occurred_at": row.occurred_at,
     }
 
 
@@ -268,16 +297,26 @@ async def with_transitions(session: AsyncSession, rows: list[Row]) -> list[dict[
 async def basket_json(session: AsyncSession, view: usecases.BasketView, *, detail: bool) -> dict[str, Any]:
     b = view.basket
     body: dict[str, Any] = {
-        "distribution_id": b.distribution_id, "member_id": b.member_id, "member_name": view.name, "state": b.state,
-        "validated_at": b.validated_at, "validated_by": b.validated_by, **figures_json(view.figures),
+        "distribution_id": b.distribution_id,
+        "member_id": b.member_id,
+        "member_name": view.name,
+        "state": b.state,
+        "validated_at": b.validated_at,
+        "validated_by": b.validated_by,
+        **figures_json(view.figures),
         "pending_payments": sum(1 for p in view.payments if p.state == "declared"),
     }
     if detail:
         body["orders"] = [owed_json(r) for r in view.owed]
         body["payments"] = await with_transitions(session, view.payments)
         body["subscriptions_delivered"] = [
-            {"subscription_id": s.item_id, "contract_id": s.contract_id, "contract_name": s.contract_name, "lines": s.lines,
-             "note": "paid per subscription contract, not in this basket's figures"}
+            {
+                "subscription_id": s.item_id,
+                "contract_id": s.contract_id,
+                "contract_name": s.contract_name,
+                "lines": s.lines,
+                "note": "paid per subscription contract, not in this basket's figures",
+            }
             for s in await store.subscriptions_delivered_at(session, b.group_id, b.distribution_id, b.member_id)
         ]
         body["history"] = [
@@ -295,34 +334,73 @@ def created(body: Any, is_new: bool = True) -> JSONResponse:
 # -- members: manual payments and refunds (R7, R22) -----------------------------------------
 
 
-@router.post("/groups/{group_id}/members/{member_id}/payments", status_code=201, response_model=PaymentOut, tags=["manual payments"],
-             summary="Record a payment received from a member (coordinator)")
-async def record_payment(group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal,
-                         request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/members/{member_id}/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    tags=["manual payments"],
+    summary="Record a payment received from a member (coordinator)",
+)
+async def record_payment(
+    group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     async with database(request).transaction() as session:
         recorded = await usecases.record_payment(
-            session, principal, group_id, member_id, method=body.method, amount=body.amount, paid_on=body.paid_on,
-            label=body.label, order_id=body.order_id, subscription_id=body.subscription_id,
-            distribution_id=body.distribution_id, client_key=body.client_key, request_hash=body.fingerprint(),
+            session,
+            principal,
+            group_id,
+            member_id,
+            method=body.method,
+            amount=body.amount,
+            paid_on=body.paid_on,
+            label=body.label,
+            order_id=body.order_id,
+            subscription_id=body.subscription_id,
+            distribution_id=body.distribution_id,
+            client_key=body.client_key,
+            request_hash=body.fingerprint(),
         )
         return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
 
 
-@router.post("/groups/{group_id}/members/{member_id}/refunds", status_code=201, response_model=PaymentOut, tags=["manual payments"],
-             summary="Record money given back to a member, with a reason (coordinator)")
-async def record_refund(group_id: UUID, member_id: UUID, body: Refund, principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/members/{member_id}/refunds",
+    status_code=201,
+    response_model=PaymentOut,
+    tags=["manual payments"],
+    summary="Record money given back to a member, with a reason (coordinator)",
+)
+async def record_refund(
+    group_id: UUID, member_id: UUID, body: Refund, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     async with database(request).transaction() as session:
         recorded = await usecases.record_refund(
-            session, principal, group_id, member_id, method=body.method, amount=body.amount, reason=body.reason,
-            paid_on=body.paid_on, label=body.label, distribution_id=body.distribution_id, payment_id=body.payment_id,
-            client_key=body.client_key, request_hash=body.fingerprint(),
+            session,
+            principal,
+            group_id,
+            member_id,
+            method=body.method,
+            amount=body.amount,
+            reason=body.reason,
+            paid_on=body.paid_on,
+            label=body.label,
+            distribution_id=body.distribution_id,
+            payment_id=body.payment_id,
+            client_key=body.client_key,
+            request_hash=body.fingerprint(),
         )
         return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
 
 
-@router.get("/groups/{group_id}/members/{member_id}/payments", response_model=list[PaymentOut], tags=["manual payments"],
-            summary="A member's payments with their states and transitions (the member or a coordinator)")
-async def member_payments(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+@router.get(
+    "/groups/{group_id}/members/{member_id}/payments",
+    response_model=list[PaymentOut],
+    tags=["manual payments"],
+    summary="A member's payments with their states and transitions (the member or a coordinator)",
+)
+async def member_payments(
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> list[dict[str, Any]]:
     principal.require_self_or_coordinator(group_id, member_id)
     async with database(request).transaction() as session:
         return await with_transitions(session, await store.member_payments(session, group_id, member_id))
@@ -331,10 +409,15 @@ async def member_payments(group_id: UUID, member_id: UUID, principal: CurrentPri
 # -- payments and their transitions (B3) ----------------------------------------------------
 
 
-@router.get("/groups/{group_id}/payments", response_model=PaymentOut, tags=["payments"],
-            summary="Find a payment by its RF reference (typos are caught by the check digits)")
-async def find_by_reference(group_id: UUID, principal: CurrentPrincipal, request: Request,
-                            reference: Annotated[str, Query(max_length=40)]) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/payments",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Find a payment by its RF reference (typos are caught by the check digits)",
+)
+async def find_by_reference(
+    group_id: UUID, principal: CurrentPrincipal, request: Request, reference: Annotated[str, Query(max_length=40)]
+) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     try:
         compact = references.parse_reference(reference)
@@ -347,8 +430,15 @@ async def find_by_reference(group_id: UUID, principal: CurrentPrincipal, request
         return (await with_transitions(session, [row]))[0]
 
 
-@router.get("/groups/{group_id}/payments/{payment_id}", response_model=PaymentOut, tags=["payments"], summary="One payment with its transitions")
-async def get_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/payments/{payment_id}",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="One payment with its transitions",
+)
+async def get_payment(
+    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         row = await store.get_payment(session, group_id, payment_id)
@@ -358,25 +448,53 @@ async def get_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrinci
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/confirm", response_model=PaymentOut, tags=["payments"],
-             summary="Declared -> received, correcting the amount (and the method of an on-the-spot payment)")
-async def confirm(group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/payments/{payment_id}/confirm",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Declared -> received, correcting the amount (and the method of an on-the-spot payment)",
+)
+async def confirm(
+    group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
-        row = await usecases.confirm_payment(session, principal, group_id, payment_id, amount=body.amount, method=body.method,
-                                             label=body.label, note=body.note)
+        row = await usecases.confirm_payment(
+            session,
+            principal,
+            group_id,
+            payment_id,
+            amount=body.amount,
+            method=body.method,
+            label=body.label,
+            note=body.note,
+        )
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/cancel", response_model=PaymentOut, tags=["payments"], summary="Declared -> cancelled")
-async def cancel(group_id: UUID, payment_id: UUID, body: Cancel, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/payments/{payment_id}/cancel",
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Declared -> cancelled",
+)
+async def cancel(
+    group_id: UUID, payment_id: UUID, body: Cancel, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
         row = await usecases.cancel_payment(session, principal, group_id, payment_id, reason=body.reason)
         return (await with_transitions(session, [row]))[0]
 
 
-@router.post("/groups/{group_id}/payments/{payment_id}/reverse", status_code=201, response_model=PaymentOut, tags=["payments"],
-             summary="Correct a received payment by a new reversing payment (the original is kept)")
-async def reverse(group_id: UUID, payment_id: UUID, body: Reverse, principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/payments/{payment_id}/reverse",
+    status_code=201,
+    response_model=PaymentOut,
+    tags=["payments"],
+    summary="Correct a received payment by a new reversing payment (the original is kept)",
+)
+async def reverse(
+    group_id: UUID, payment_id: UUID, body: Reverse, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     async with database(request).transaction() as session:
         row = await usecases.reverse_payment(session, principal, group_id, payment_id, reason=body.reason)
         return created((await with_transitions(session, [row]))[0])
@@ -385,9 +503,15 @@ async def reverse(group_id: UUID, payment_id: UUID, body: Reverse, principal: Cu
 # -- distribution validation (R20) ----------------------------------------------------------
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets", response_model=BasketListOut, tags=["distribution validation"],
-            summary="The baskets of a distribution with their state and figures")
-async def list_baskets(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets",
+    response_model=BasketListOut,
+    tags=["distribution validation"],
+    summary="The baskets of a distribution with their state and figures",
+)
+async def list_baskets(
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         views = await usecases.distribution_view(session, group_id, distribution_id)
@@ -399,17 +523,28 @@ async def list_baskets(group_id: UUID, distribution_id: UUID, principal: Current
         }
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}", response_model=BasketDetailOut, tags=["distribution validation"],
-            summary="One basket: order lines, ordered, each payment with its state, and the difference")
-async def get_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
-                     request: Request) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}",
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="One basket: order lines, ordered, each payment with its state, and the difference",
+)
+async def get_basket(
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     principal.require_self_or_coordinator(group_id, member_id)
     async with database(request).transaction() as session:
-        return await basket_json(session, await usecases.basket_view(session, group_id, distribution_id, member_id), detail=True)
+        return await basket_json(
+            session, await usecases.basket_view(session, group_id, distribution_id, member_id), detail=True
+        )
 
 
-async def _basket_detail(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> dict[str, Any]:
-    return await basket_json(session, await usecases.basket_view(session, group_id, distribution_id, member_id), detail=True)
+async def _basket_detail(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID
+) -> dict[str, Any]:
+    return await basket_json(
+        session, await usecases.basket_view(session, group_id, distribution_id, member_id), detail=True
+    )
 
 
 async def _require_basket(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> None:
@@ -417,86 +552,163 @@ async def _require_basket(session: AsyncSession, group_id: UUID, distribution_id
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments", status_code=201,
-             response_model=BasketDetailOut,
-             tags=["distribution validation"], summary="Record an extra payment for the basket")
-async def basket_payment(group_id: UUID, distribution_id: UUID, member_id: UUID, body: BasketPayment,
-                         principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments",
+    status_code=201,
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="Record an extra payment for the basket",
+)
+async def basket_payment(
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    body: BasketPayment,
+    principal: CurrentPrincipal,
+    request: Request,
+) -> JSONResponse:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
         recorded = await usecases.record_payment(
-            session, principal, group_id, member_id, method=body.method, amount=body.amount, paid_on=body.paid_on,
-            label=body.label, distribution_id=distribution_id, client_key=body.client_key,
-            request_hash=body.fingerprint(), source="basket",
+            session,
+            principal,
+            group_id,
+            member_id,
+            method=body.method,
+            amount=body.amount,
+            paid_on=body.paid_on,
+            label=body.label,
+            distribution_id=distribution_id,
+            client_key=body.client_key,
+            request_hash=body.fingerprint(),
+            source="basket",
         )
         return created(await _basket_detail(session, group_id, distribution_id, member_id), recorded.created)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/refunds", status_code=201,
-             response_model=BasketDetailOut,
-             tags=["distribution validation"], summary="Give back an overpayment (at most what was overpaid)")
-async def basket_refund(group_id: UUID, distribution_id: UUID, member_id: UUID, body: BasketRefund,
-                        principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/refunds",
+    status_code=201,
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="Give back an overpayment (at most what was overpaid)",
+)
+async def basket_refund(
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    body: BasketRefund,
+    principal: CurrentPrincipal,
+    request: Request,
+) -> JSONResponse:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
         recorded = await usecases.record_refund(
-            session, principal, group_id, member_id, method=body.method, amount=body.amount, reason=body.reason,
-            paid_on=body.paid_on, label=body.label, distribution_id=distribution_id, client_key=body.client_key,
-            request_hash=body.fingerprint(), overpayment_only=True,
+            session,
+            principal,
+            group_id,
+            member_id,
+            method=body.method,
+            amount=body.amount,
+            reason=body.reason,
+            paid_on=body.paid_on,
+            label=body.label,
+            distribution_id=distribution_id,
+            client_key=body.client_key,
+            request_hash=body.fingerprint(),
+            overpayment_only=True,
         )
         return created(await _basket_detail(session, group_id, distribution_id, member_id), recorded.created)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/validate", response_model=BasketDetailOut,
-             tags=["distribution validation"], summary="Validate the basket (no payment may be pending)")
-async def validate_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
-                          request: Request) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/validate",
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="Validate the basket (no payment may be pending)",
+)
+async def validate_basket(
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
         await usecases.validate_basket(session, principal, group_id, distribution_id, member_id)
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/confirm-all-and-validate",
-             response_model=BasketDetailOut,
-             tags=["distribution validation"],
-             summary="Confirm every pending payment as received for its declared amount, then validate")
-async def confirm_all_and_validate(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
-                                   request: Request, body: ConfirmAll | None = None) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/confirm-all-and-validate",
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="Confirm every pending payment as received for its declared amount, then validate",
+)
+async def confirm_all_and_validate(
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    body: ConfirmAll | None = None,
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
-        await usecases.confirm_all_and_validate(session, principal, group_id, distribution_id, member_id,
-                                                on_the_spot_method=body.on_the_spot_method if body else None)
+        await usecases.confirm_all_and_validate(
+            session,
+            principal,
+            group_id,
+            distribution_id,
+            member_id,
+            on_the_spot_method=body.on_the_spot_method if body else None,
+        )
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/unvalidate", response_model=BasketDetailOut,
-             tags=["distribution validation"], summary="Undo a basket validation (platform administrator only)")
-async def unvalidate_basket(group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal,
-                            request: Request) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/unvalidate",
+    response_model=BasketDetailOut,
+    tags=["distribution validation"],
+    summary="Undo a basket validation (platform administrator only)",
+)
+async def unvalidate_basket(
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
         await usecases.unvalidate_basket(session, principal, group_id, distribution_id, member_id)
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
 
-@router.post("/groups/{group_id}/distributions/{distribution_id}/validate", response_model=DistributionValidationOut, tags=["distribution validation"],
-             summary="Validate every basket that can be; report those that cannot")
-async def validate_distribution(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal,
-                                request: Request) -> dict[str, Any]:
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/validate",
+    response_model=DistributionValidationOut,
+    tags=["distribution validation"],
+    summary="Validate every basket that can be; report those that cannot",
+)
+async def validate_distribution(
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     async with database(request).transaction() as session:
         report = await usecases.validate_distribution(session, principal, group_id, distribution_id)
-        return {"validated": report.validated, "already_validated": report.already_validated, "not_validated": report.blocked}
+        return {
+            "validated": report.validated,
+            "already_validated": report.already_validated,
+            "not_validated": report.blocked,
+        }
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/takings.csv", tags=["exports"],
-            summary="Takings of the distribution (CSV): by method, pending, members not settled",
-            response_class=Response, responses={200: {"content": {"text/csv": {}}}})
+@router.get(
+    "/groups/{group_id}/distributions/{distribution_id}/takings.csv",
+    tags=["exports"],
+    summary="Takings of the distribution (CSV): by method, pending, members not settled",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 async def takings_csv(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> Response:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         report = await usecases.distribution_takings(session, group_id, distribution_id)
     return Response(
-        content=to_csv(report), media_type="text/csv; charset=utf-8",
+        content=to_csv(report),
+        media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="takings-{distribution_id}.csv"'},
     )
 
@@ -504,30 +716,56 @@ async def takings_csv(group_id: UUID, distribution_id: UUID, principal: CurrentP
 # -- subscriptions (R7, R19, R22) -----------------------------------------------------------
 
 
-@router.post("/groups/{group_id}/contracts/{contract_id}/payments", status_code=201, response_model=MassEntryOut, tags=["subscriptions"],
-             summary="Mass entry: one received payment per subscriber row, all or nothing, idempotent by client_key")
-async def mass_entry(group_id: UUID, contract_id: UUID, body: MassEntry, principal: CurrentPrincipal, request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/contracts/{contract_id}/payments",
+    status_code=201,
+    response_model=MassEntryOut,
+    tags=["subscriptions"],
+    summary="Mass entry: one received payment per subscriber row, all or nothing, idempotent by client_key",
+)
+async def mass_entry(
+    group_id: UUID, contract_id: UUID, body: MassEntry, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     async with database(request).transaction() as session:
         rows, is_new = await usecases.mass_entry(
-            session, principal, group_id, contract_id, client_key=body.client_key,
+            session,
+            principal,
+            group_id,
+            contract_id,
+            client_key=body.client_key,
             request_hash=hashlib.sha256(body.model_dump_json(exclude={"client_key"}).encode()).hexdigest(),
-            rows=[usecases.MassRow(r.member_id, r.method, r.amount, r.subscription_id, r.label, r.paid_on) for r in body.rows],
+            rows=[
+                usecases.MassRow(r.member_id, r.method, r.amount, r.subscription_id, r.label, r.paid_on)
+                for r in body.rows
+            ],
         )
         return created({"client_key": body.client_key, "payments": [payment_json(r) for r in rows]}, is_new)
 
 
-@router.get("/groups/{group_id}/contracts/{contract_id}/subscriptions", response_model=ContractOut, tags=["subscriptions"],
-            summary="Each subscription to the contract: owed, received, pending, difference")
-async def contract_subscriptions(group_id: UUID, contract_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/contracts/{contract_id}/subscriptions",
+    response_model=ContractOut,
+    tags=["subscriptions"],
+    summary="Each subscription to the contract: owed, received, pending, difference",
+)
+async def contract_subscriptions(
+    group_id: UUID, contract_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         views = await usecases.contract_view(session, group_id, contract_id)
         return {
             "contract_id": contract_id,
             "subscriptions": [
-                {"subscription_id": v.subscription.item_id, "member_id": v.subscription.member_id, "member_name": v.name,
-                 "contract_name": v.subscription.contract_name, "distribution_count": v.subscription.distribution_count,
-                 **figures_json(v.figures), "payments": [payment_json(p) for p in v.payments]}
+                {
+                    "subscription_id": v.subscription.item_id,
+                    "member_id": v.subscription.member_id,
+                    "member_name": v.name,
+                    "contract_name": v.subscription.contract_name,
+                    "distribution_count": v.subscription.distribution_count,
+                    **figures_json(v.figures),
+                    "payments": [payment_json(p) for p in v.payments],
+                }
                 for v in views
             ],
         }

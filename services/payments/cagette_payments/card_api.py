@@ -30,16 +30,22 @@ AccountId = Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$", descriptio
 class CardSettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    stripe_account: AccountId | None = Field(default=None, description="null: payments go to the platform's own account")
+    stripe_account: AccountId | None = Field(
+        default=None, description="null: payments go to the platform's own account"
+    )
 
 
 class CardSettingsOut(BaseModel):
     group_id: UUID
     enabled: bool
     stripe_account: str | None
-    provider_configured: bool = Field(description="the platform's provider keys (API key and webhook secret) are set (never shown)")
-    card_payments_ready: bool = Field(description="card payments can work for the group: provider_configured and enabled "
-                                      "(announced to the orders service as payments.card_settings.changed)")
+    provider_configured: bool = Field(
+        description="the platform's provider keys (API key and webhook secret) are set (never shown)"
+    )
+    card_payments_ready: bool = Field(
+        description="card payments can work for the group: provider_configured and enabled "
+        "(announced to the orders service as payments.card_settings.changed)"
+    )
     updated_by: UUID | None
     updated_at: datetime | None
 
@@ -75,7 +81,8 @@ class RefundIn(BaseModel):
     amount: Money
     reason: Annotated[str, Field(min_length=1, max_length=500)]
     client_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")] = Field(
-        description="the same key again is the same refund (never a second one)")
+        description="the same key again is the same refund (never a second one)"
+    )
 
 
 class RefundOut(BaseModel):
@@ -107,44 +114,80 @@ def _money(amount: int, currency: str) -> dict[str, Any]:
 
 def payment_json(row: Row, history: list[Row] | None = None, refunds: list[Row] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "payment_id": row.payment_id, "order_id": row.order_id, "amendment_id": row.amendment_id, "member_id": row.member_id,
-        "attempt": row.attempt, "state": row.state, "amount": _money(row.amount, row.currency),
-        "amount_refunded": _money(row.amount_refunded, row.currency), "checkout_url": row.checkout_url,
-        "checkout_session_id": row.checkout_session_id, "expires_at": row.expires_at, "failure_reason": row.failure_reason,
+        "payment_id": row.payment_id,
+        "order_id": row.order_id,
+        "amendment_id": row.amendment_id,
+        "member_id": row.member_id,
+        "attempt": row.attempt,
+        "state": row.state,
+        "amount": _money(row.amount, row.currency),
+        "amount_refunded": _money(row.amount_refunded, row.currency),
+        "checkout_url": row.checkout_url,
+        "checkout_session_id": row.checkout_session_id,
+        "expires_at": row.expires_at,
+        "failure_reason": row.failure_reason,
         "fee": _money(row.fee_amount, row.fee_currency) if row.fee_amount is not None and row.fee_currency else None,
-        "disputed": row.dispute_id is not None, "dispute_reason": row.dispute_reason, "created_at": row.created_at,
+        "disputed": row.dispute_id is not None,
+        "dispute_reason": row.dispute_reason,
+        "created_at": row.created_at,
     }
     if history is not None:
-        body["history"] = [{"from": h.from_state, "to": h.to_state, "provider_event_id": h.provider_event_id, "note": h.note,
-                            "at": h.at} for h in history]
+        body["history"] = [
+            {
+                "from": h.from_state,
+                "to": h.to_state,
+                "provider_event_id": h.provider_event_id,
+                "note": h.note,
+                "at": h.at,
+            }
+            for h in history
+        ]
     if refunds is not None:
         body["refund_requests"] = [refund_json(r) for r in refunds]
     return body
 
 
 def refund_json(row: Row) -> dict[str, Any]:
-    return {"request_id": row.request_id, "payment_id": row.payment_id, "amount": _money(row.amount, row.currency),
-            "reason": row.reason, "provider_refund_id": row.provider_refund_id, "provider_status": row.provider_status,
-            "requested_at": row.requested_at}
+    return {
+        "request_id": row.request_id,
+        "payment_id": row.payment_id,
+        "amount": _money(row.amount, row.currency),
+        "reason": row.reason,
+        "provider_refund_id": row.provider_refund_id,
+        "provider_status": row.provider_status,
+        "requested_at": row.requested_at,
+    }
 
 
 def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str, Any]:
-    return {"group_id": group_id, "enabled": bool(row and row.enabled), "stripe_account": row.stripe_account if row else None,
-            "provider_configured": configured, "card_payments_ready": card.readiness(row, configured)[0],
-            "updated_by": row.updated_by if row else None,
-            "updated_at": row.updated_at if row else None}
+    return {
+        "group_id": group_id,
+        "enabled": bool(row and row.enabled),
+        "stripe_account": row.stripe_account if row else None,
+        "provider_configured": configured,
+        "card_payments_ready": card.readiness(row, configured)[0],
+        "updated_by": row.updated_by if row else None,
+        "updated_at": row.updated_at if row else None,
+    }
 
 
-@router.get("/groups/{group_id}/card-settings", response_model=CardSettingsOut, summary="The group's card set-up (coordinator)")
+@router.get(
+    "/groups/{group_id}/card-settings", response_model=CardSettingsOut, summary="The group's card set-up (coordinator)"
+)
 async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         return settings_json(group_id, await card.group_card_settings(session, group_id), provider(request).ready)
 
 
-@router.put("/groups/{group_id}/card-settings", response_model=CardSettingsOut,
-            summary="Set up the group's card payments: on/off and its Stripe connected account (coordinator)")
-async def put_card_settings(group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.put(
+    "/groups/{group_id}/card-settings",
+    response_model=CardSettingsOut,
+    summary="Set up the group's card payments: on/off and its Stripe connected account (coordinator)",
+)
+async def put_card_settings(
+    group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     """Enabling needs the platform's provider keys (API key and webhook secret): without them 409,
     nothing stored. A connected account is checked with the provider first (unknown: 502, nothing
     stored). When the group's card readiness is set for the first time or changes,
@@ -152,20 +195,28 @@ async def put_card_settings(group_id: UUID, body: CardSettingsIn, principal: Cur
     principal.require_coordinator(group_id)
     ready = provider(request).ready
     if body.enabled and not ready:
-        raise CardNotConfigured("card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY "
-                                "and CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured")
+        raise CardNotConfigured(
+            "card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY "
+            "and CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured"
+        )
     if body.enabled and body.stripe_account:
         await provider(request).check_account(body.stripe_account)  # 502 unknown account
     async with database(request).transaction() as session:
-        row = await card.set_group_card_settings(session, principal, group_id, enabled=body.enabled,
-                                                 stripe_account=body.stripe_account, provider_ready=ready)
+        row = await card.set_group_card_settings(
+            session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account, provider_ready=ready
+        )
         return settings_json(group_id, row, ready)
 
 
-@router.post("/groups/{group_id}/orders/{order_id}/card-payment", status_code=201, response_model=CardPaymentOut,
-             summary="Pay your order (or an addition to it) by card: the checkout page to send the member to")
-async def pay_by_card(group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request,
-                      body: PayIn | None = None) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/orders/{order_id}/card-payment",
+    status_code=201,
+    response_model=CardPaymentOut,
+    summary="Pay your order (or an addition to it) by card: the checkout page to send the member to",
+)
+async def pay_by_card(
+    group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request, body: PayIn | None = None
+) -> JSONResponse:
     """201 with a new attempt, 200 with the attempt still open (the same checkout page: a retried
     request never creates a second charge). Only the provider's webhook confirms the payment."""
     amendment_id = body.amendment_id if body else None
@@ -179,23 +230,39 @@ async def pay_by_card(group_id: UUID, order_id: UUID, principal: CurrentPrincipa
         created = await provider(request).create_checkout_session(**ask)
         async with database(request).transaction() as session:
             await card.finish_start(session, payment.payment_id, created.session_id, created.url)
-            payment = await card.get_card_payment(session, group_id, payment.payment_id)
+            finished = await card.get_card_payment(session, group_id, payment.payment_id)
+        if finished is not None:
+            payment = finished
     return JSONResponse(status_code=201 if started.created else 200, content=jsonable_encoder(payment_json(payment)))
 
 
-@router.get("/groups/{group_id}/card-payments", response_model=list[CardPaymentOut],
-            summary="The group's card payments, e.g. the disputed ones to look at (coordinator)")
-async def group_card_payments(group_id: UUID, principal: CurrentPrincipal, request: Request,
-                              state: Annotated[str | None, Query(pattern="^(initiated|failed|expired|succeeded)$")] = None,
-                              disputed: bool | None = None) -> list[dict[str, Any]]:
+@router.get(
+    "/groups/{group_id}/card-payments",
+    response_model=list[CardPaymentOut],
+    summary="The group's card payments, e.g. the disputed ones to look at (coordinator)",
+)
+async def group_card_payments(
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    state: Annotated[str | None, Query(pattern="^(initiated|failed|expired|succeeded)$")] = None,
+    disputed: bool | None = None,
+) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
-        return [payment_json(r) for r in await card.group_card_payments(session, group_id, state=state, disputed=disputed)]
+        return [
+            payment_json(r) for r in await card.group_card_payments(session, group_id, state=state, disputed=disputed)
+        ]
 
 
-@router.get("/groups/{group_id}/orders/{order_id}/card-payments", response_model=list[CardPaymentOut],
-            summary="The card payment attempts of an order (its member or a coordinator)")
-async def order_card_payments(group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+@router.get(
+    "/groups/{group_id}/orders/{order_id}/card-payments",
+    response_model=list[CardPaymentOut],
+    summary="The card payment attempts of an order (its member or a coordinator)",
+)
+async def order_card_payments(
+    group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request
+) -> list[dict[str, Any]]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         rows = await card.order_card_payments(session, group_id, order_id)
@@ -204,34 +271,54 @@ async def order_card_payments(group_id: UUID, order_id: UUID, principal: Current
         return [payment_json(r, await card.history_of(session, r.payment_id)) for r in rows]
 
 
-@router.get("/groups/{group_id}/card-payments/{payment_id}", response_model=CardPaymentOut,
-            summary="One card payment with its history and refund requests (its member or a coordinator)")
-async def get_card_payment(group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+@router.get(
+    "/groups/{group_id}/card-payments/{payment_id}",
+    response_model=CardPaymentOut,
+    summary="One card payment with its history and refund requests (its member or a coordinator)",
+)
+async def get_card_payment(
+    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         row = await card.get_card_payment(session, group_id, payment_id)
         if row is None:
             raise NotFound(f"no card payment {payment_id} in group {group_id}")
         principal.require_self_or_coordinator(group_id, row.member_id)
-        return payment_json(row, await card.history_of(session, payment_id), await card.refund_requests_of(session, payment_id))
+        return payment_json(
+            row, await card.history_of(session, payment_id), await card.refund_requests_of(session, payment_id)
+        )
 
 
-@router.post("/groups/{group_id}/card-payments/{payment_id}/refunds", status_code=202, response_model=RefundOut,
-             summary="Refund a card payment fully or partly through the provider (coordinator)")
-async def refund_card_payment(group_id: UUID, payment_id: UUID, body: RefundIn, principal: CurrentPrincipal,
-                              request: Request) -> JSONResponse:
+@router.post(
+    "/groups/{group_id}/card-payments/{payment_id}/refunds",
+    status_code=202,
+    response_model=RefundOut,
+    summary="Refund a card payment fully or partly through the provider (coordinator)",
+)
+async def refund_card_payment(
+    group_id: UUID, payment_id: UUID, body: RefundIn, principal: CurrentPrincipal, request: Request
+) -> JSONResponse:
     """202: asked of the provider. The member is debited back (PaymentRefunded) only when the
     provider confirms it (charge.refunded webhook). The same client_key again returns the same
     request and never refunds twice."""
     async with database(request).transaction() as session:
-        started = await card.start_refund(session, principal, group_id, payment_id, amount=body.amount, reason=body.reason,
-                                          client_key=body.client_key)
+        started = await card.start_refund(
+            session, principal, group_id, payment_id, amount=body.amount, reason=body.reason, client_key=body.client_key
+        )
     row = started.request
     if row.provider_refund_id is None:
         payment = started.payment
         refund = await provider(request).refund(
-            request_id=row.request_id, payment_intent=payment.payment_intent_id, amount=row.amount, account=payment.stripe_account,
-            metadata={"cagette_group_id": str(group_id), "cagette_payment_id": str(payment_id), "cagette_refund_request_id": str(row.request_id)},
+            request_id=row.request_id,
+            payment_intent=payment.payment_intent_id,
+            amount=row.amount,
+            account=payment.stripe_account,
+            metadata={
+                "cagette_group_id": str(group_id),
+                "cagette_payment_id": str(payment_id),
+                "cagette_refund_request_id": str(row.request_id),
+            },
         )
         async with database(request).transaction() as session:
             row = await card.finish_refund(session, row.request_id, refund.refund_id, refund.status)

@@ -16,8 +16,8 @@ from cagette_contracts import (
     MemberJoined,
     MemberUpdated,
     OrderAmended,
-    OrderConfirmed,
     OrderAwaitingPayment,
+    OrderConfirmed,
     OrderLine,
     SubscriptionAmended,
     SubscriptionConfirmed,
@@ -30,7 +30,13 @@ from . import card, store, usecases
 from .domain.methods import Method
 
 ORDERS_EVENTS = (
-    GroupSettingsChanged, MemberJoined, MemberUpdated, OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended,
+    GroupSettingsChanged,
+    MemberJoined,
+    MemberUpdated,
+    OrderConfirmed,
+    OrderAmended,
+    SubscriptionConfirmed,
+    SubscriptionAmended,
     OrderAwaitingPayment,
 )
 
@@ -43,9 +49,14 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
     await store.upsert_group(
         session,
         {
-            "group_id": event.group_id, "name": event.name, "currency": event.currency,
-            "payments_enabled": event.payments_enabled, "payment_methods": [m.value for m in event.payment_methods],
-            "cheque_payee": event.cheque_payee, "transfer_iban": event.transfer_iban, "settings_at": event.occurred_at,
+            "group_id": event.group_id,
+            "name": event.name,
+            "currency": event.currency,
+            "payments_enabled": event.payments_enabled,
+            "payment_methods": [m.value for m in event.payment_methods],
+            "cheque_payee": event.cheque_payee,
+            "transfer_iban": event.transfer_iban,
+            "settings_at": event.occurred_at,
         },
     )
 
@@ -56,19 +67,37 @@ async def on_member_joined(session: AsyncSession, event: MemberJoined | MemberUp
 
 async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> None:
     await store.ensure_member(session, event.group_id, event.member_id)
-    recorded = await store.insert_owed(session, {
-        "item_id": event.order_id, "kind": "order", "group_id": event.group_id, "member_id": event.member_id,
-        "distribution_id": event.distribution_id, "order_id": event.order_id, "payment_method": event.payment_method.value,
-        "amount": event.total.amount, "currency": event.total.currency, "lines": _lines(event.lines),
-        "event_id": event.event_id, "occurred_at": event.occurred_at,
-    })
+    recorded = await store.insert_owed(
+        session,
+        {
+            "item_id": event.order_id,
+            "kind": "order",
+            "group_id": event.group_id,
+            "member_id": event.member_id,
+            "distribution_id": event.distribution_id,
+            "order_id": event.order_id,
+            "payment_method": event.payment_method.value,
+            "amount": event.total.amount,
+            "currency": event.total.currency,
+            "lines": _lines(event.lines),
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at,
+        },
+    )
     if not recorded:
         return
     if event.distribution_id is not None:
         await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
     await usecases.declare_for_order(
-        session, group_id=event.group_id, member_id=event.member_id, method=Method.from_contract(event.payment_method),
-        amount=event.total, source="order", item_id=event.order_id, order_id=event.order_id, amendment_id=None,
+        session,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        method=Method.from_contract(event.payment_method),
+        amount=event.total,
+        source="order",
+        item_id=event.order_id,
+        order_id=event.order_id,
+        amendment_id=None,
         distribution_id=event.distribution_id,
     )
 
@@ -76,21 +105,39 @@ async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> No
 async def on_order_amended(session: AsyncSession, event: OrderAmended) -> None:
     """A complementary payment (R6): its own declared payment and its own reference."""
     await store.ensure_member(session, event.group_id, event.member_id)
-    recorded = await store.insert_owed(session, {
-        "item_id": event.amendment_id, "kind": "amendment", "group_id": event.group_id, "member_id": event.member_id,
-        "distribution_id": event.distribution_id, "order_id": event.order_id, "amendment_id": event.amendment_id,
-        "payment_method": event.payment_method.value, "amount": event.added_total.amount,
-        "currency": event.added_total.currency, "lines": _lines(event.added_lines),
-        "event_id": event.event_id, "occurred_at": event.occurred_at,
-    })
+    recorded = await store.insert_owed(
+        session,
+        {
+            "item_id": event.amendment_id,
+            "kind": "amendment",
+            "group_id": event.group_id,
+            "member_id": event.member_id,
+            "distribution_id": event.distribution_id,
+            "order_id": event.order_id,
+            "amendment_id": event.amendment_id,
+            "payment_method": event.payment_method.value,
+            "amount": event.added_total.amount,
+            "currency": event.added_total.currency,
+            "lines": _lines(event.added_lines),
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at,
+        },
+    )
     if not recorded:
         return
     if event.distribution_id is not None:
         await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
     await usecases.declare_for_order(
-        session, group_id=event.group_id, member_id=event.member_id, method=Method.from_contract(event.payment_method),
-        amount=event.added_total, source="amendment", item_id=event.amendment_id, order_id=event.order_id,
-        amendment_id=event.amendment_id, distribution_id=event.distribution_id,
+        session,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        method=Method.from_contract(event.payment_method),
+        amount=event.added_total,
+        source="amendment",
+        item_id=event.amendment_id,
+        order_id=event.order_id,
+        amendment_id=event.amendment_id,
+        distribution_id=event.distribution_id,
     )
 
 
@@ -98,29 +145,51 @@ async def on_subscription_confirmed(session: AsyncSession, event: SubscriptionCo
     """The contract total is owed (R19). No declared payment: the coordinator enters the
     subscriber's cheques by hand, usually in one mass entry (R7)."""
     await store.ensure_member(session, event.group_id, event.member_id)
-    await store.insert_owed(session, {
-        "item_id": event.subscription_id, "kind": "subscription", "group_id": event.group_id,
-        "member_id": event.member_id, "subscription_id": event.subscription_id, "contract_id": event.contract_id,
-        "contract_name": event.contract_name, "distribution_ids": [str(d) for d in event.distribution_ids],
-        "distribution_count": event.distribution_count,
-        "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
-        "amount": event.total.amount, "currency": event.total.currency, "lines": _lines(event.lines),
-        "event_id": event.event_id, "occurred_at": event.occurred_at,
-    })
+    await store.insert_owed(
+        session,
+        {
+            "item_id": event.subscription_id,
+            "kind": "subscription",
+            "group_id": event.group_id,
+            "member_id": event.member_id,
+            "subscription_id": event.subscription_id,
+            "contract_id": event.contract_id,
+            "contract_name": event.contract_name,
+            "distribution_ids": [str(d) for d in event.distribution_ids],
+            "distribution_count": event.distribution_count,
+            "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
+            "amount": event.total.amount,
+            "currency": event.total.currency,
+            "lines": _lines(event.lines),
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at,
+        },
+    )
 
 
 async def on_subscription_amended(session: AsyncSession, event: SubscriptionAmended) -> None:
     """Products added to a subscription: the added lines x remaining distributions are owed too,
     recorded as an amendment of the subscription (no declared payment, as for the subscription)."""
     await store.ensure_member(session, event.group_id, event.member_id)
-    await store.insert_owed(session, {
-        "item_id": event.amendment_id, "kind": "amendment", "group_id": event.group_id, "member_id": event.member_id,
-        "subscription_id": event.subscription_id, "contract_id": event.contract_id, "amendment_id": event.amendment_id,
-        "distribution_count": event.distribution_count,
-        "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
-        "amount": event.added_total.amount, "currency": event.added_total.currency, "lines": _lines(event.added_lines),
-        "event_id": event.event_id, "occurred_at": event.occurred_at,
-    })
+    await store.insert_owed(
+        session,
+        {
+            "item_id": event.amendment_id,
+            "kind": "amendment",
+            "group_id": event.group_id,
+            "member_id": event.member_id,
+            "subscription_id": event.subscription_id,
+            "contract_id": event.contract_id,
+            "amendment_id": event.amendment_id,
+            "distribution_count": event.distribution_count,
+            "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
+            "amount": event.added_total.amount,
+            "currency": event.added_total.currency,
+            "lines": _lines(event.added_lines),
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at,
+        },
+    )
 
 
 async def on_orders_event(session: AsyncSession, event: Event) -> None:

@@ -32,14 +32,18 @@ class FeeJobs(BackgroundLoop):
             jobs = await card.claim_fee_jobs(session, BATCH)
         for job in jobs:
             try:
-                fee = await self.provider.fee(payment_intent=job.payment_intent_id, charge_id=job.charge_id, account=job.stripe_account)
+                fee = await self.provider.fee(
+                    payment_intent=job.payment_intent_id, charge_id=job.charge_id, account=job.stripe_account
+                )
             except Refused as exc:
                 async with self.database.transaction() as session:
                     await card.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
                 continue
             async with self.database.transaction() as session:
                 if fee is None:
-                    await card.fee_job_failed(session, job.payment_id, "the provider does not know the fee yet", job.attempts + 1)
+                    await card.fee_job_failed(
+                        session, job.payment_id, "the provider does not know the fee yet", job.attempts + 1
+                    )
                 else:
                     await card.record_fee(session, job.payment_id, fee)
         return len(jobs) >= BATCH

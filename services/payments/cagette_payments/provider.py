@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import stripe
+from stripe import RequestOptions
+from stripe.params.checkout import SessionCreateParams
 
 from cagette_runtime.errors import Refused
 
@@ -97,16 +99,18 @@ class CardProvider:
             raise CardNotConfigured("card payments are not set up on this platform (CAGETTE_STRIPE_API_KEY is not set)")
         if self._client is None:
             assert self.settings.stripe_api_key is not None
-            kwargs: dict[str, Any] = {"max_network_retries": self.settings.stripe_max_network_retries,
-                                      "http_client": stripe.HTTPXClient(timeout=self.settings.stripe_timeout)}
+            kwargs: dict[str, Any] = {
+                "max_network_retries": self.settings.stripe_max_network_retries,
+                "http_client": stripe.HTTPXClient(timeout=self.settings.stripe_timeout),
+            }
             if self.settings.stripe_api_base:
                 kwargs["base_addresses"] = {"api": self.settings.stripe_api_base}
             self._client = stripe.StripeClient(self.settings.stripe_api_key.get_secret_value(), **kwargs)
         return self._client
 
     @staticmethod
-    def _options(key: str | None, account: str | None) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+    def _options(key: str | None, account: str | None) -> RequestOptions:
+        options: RequestOptions = {}
         if key:
             options["idempotency_key"] = key
         if account:
@@ -124,18 +128,34 @@ class CardProvider:
         return ProviderRefused(f"the card provider refused to {what}", provider_error=detail)
 
     async def create_checkout_session(
-        self, *, payment_id: object, account: str | None, amount: int, currency: str, description: str,
-        metadata: dict[str, str], success_url: str, cancel_url: str, expires_at: datetime,
+        self,
+        *,
+        payment_id: object,
+        account: str | None,
+        amount: int,
+        currency: str,
+        description: str,
+        metadata: dict[str, str],
+        success_url: str,
+        cancel_url: str,
+        expires_at: datetime,
     ) -> CheckoutSession:
         """A hosted Checkout Session for exactly `amount` (one line: the order's total, already
         rounded once by the shared rule, so the provider charges exactly what is owed)."""
-        params: dict[str, Any] = {
+        params: SessionCreateParams = {
             "mode": "payment",
-            "payment_method_types": ["card"],
-            "line_items": [{
-                "quantity": 1,
-                "price_data": {"currency": currency.lower(), "unit_amount": amount, "product_data": {"name": description}},
-            }],
+            # API 2026-09-30 removed payment_method_types; this is its replacement.
+            "allowed_payment_method_types": ["card"],
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency.lower(),
+                        "unit_amount": amount,
+                        "product_data": {"name": description},
+                    },
+                }
+            ],
             "client_reference_id": str(payment_id),
             "metadata": metadata,
             "payment_intent_data": {"metadata": metadata, "description": description},
@@ -145,18 +165,25 @@ class CardProvider:
         }
         try:
             session = await self.client.v1.checkout.sessions.create_async(
-                params=params, options=self._options(idempotency_key("checkout", payment_id), account),  # type: ignore[arg-type]
+                params=params,
+                options=self._options(idempotency_key("checkout", payment_id), account),
             )
         except stripe.StripeError as exc:
             raise self._failed("create the checkout session", exc) from None
         return CheckoutSession(session_id=session.id, url=_get(session, "url"))
 
-    async def refund(self, *, request_id: object, payment_intent: str, amount: int, account: str | None,
-                     metadata: dict[str, str]) -> ProviderRefund:
+    async def refund(
+        self, *, request_id: object, payment_intent: str, amount: int, account: str | None, metadata: dict[str, str]
+    ) -> ProviderRefund:
         try:
             refund = await self.client.v1.refunds.create_async(
-                params={"payment_intent": payment_intent, "amount": amount, "reason": "requested_by_customer", "metadata": metadata},
-                options=self._options(idempotency_key("refund", request_id), account),  # type: ignore[arg-type]
+                params={
+                    "payment_intent": payment_intent,
+                    "amount": amount,
+                    "reason": "requested_by_customer",
+                    "metadata": metadata,
+                },
+                options=self._options(idempotency_key("refund", request_id), account),
             )
         except stripe.StripeError as exc:
             raise self._failed("refund the payment", exc) from None
@@ -170,18 +197,22 @@ class CardProvider:
             if charge_id is None:
                 if payment_intent is None:
                     return None
-                intent = await self.client.v1.payment_intents.retrieve_async(payment_intent, options=options)  # type: ignore[arg-type]
+                intent = await self.client.v1.payment_intents.retrieve_async(payment_intent, options=options)
                 charge_id = _id(_get(intent, "latest_charge"))
                 if charge_id is None:
                     return None
-            charge = await self.client.v1.charges.retrieve_async(charge_id, options=options)  # type: ignore[arg-type]
+            charge = await self.client.v1.charges.retrieve_async(charge_id, options=options)
             transaction_id = _id(_get(charge, "balance_transaction"))
             if transaction_id is None:
                 return None
-            transaction = await self.client.v1.balance_transactions.retrieve_async(transaction_id, options=options)  # type: ignore[arg-type]
+            transaction = await self.client.v1.balance_transactions.retrieve_async(transaction_id, options=options)
         except stripe.StripeError as exc:
             raise self._failed("read the payment's fee", exc) from None
-        return Fee(charge_id=charge_id, amount=int(_get(transaction, "fee") or 0), currency=str(_get(transaction, "currency") or "").upper())
+        return Fee(
+            charge_id=charge_id,
+            amount=int(_get(transaction, "fee") or 0),
+            currency=str(_get(transaction, "currency") or "").upper(),
+        )
 
     async def check_account(self, account: str) -> None:
         """The connected account exists and the platform may act on it."""

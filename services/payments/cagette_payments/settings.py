@@ -25,8 +25,12 @@ class PaymentsSettings(ServiceSettings):
     stripe_timeout: float = 20.0
     # Where Stripe's hosted checkout page sends the member back (the front end). Placeholders:
     # {group_id}, {order_id}, {payment_id}. Only the webhook confirms a payment, never this page.
-    card_success_url: str = "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=success"
-    card_cancel_url: str = "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=cancel"
+    card_success_url: str = (
+        "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=success"
+    )
+    card_cancel_url: str = (
+        "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=cancel"
+    )
     # Checkout sessions expire after this many minutes unpaid (Stripe: 30 to 1440).
     card_session_minutes: int = 60
     # Background provider jobs (fees): poll interval in seconds.
@@ -37,5 +41,8 @@ class PaymentsSettings(ServiceSettings):
         return self.stripe_api_key is not None and bool(self.stripe_api_key.get_secret_value())
 
     def webhook_secrets(self) -> list[str]:
-        return [s.get_secret_value() for s in (self.stripe_webhook_secret, self.stripe_connect_webhook_secret)
-                if s is not None and s.get_secret_value()]
+        return [
+            s.get_secret_value()
+            for s in (self.stripe_webhook_secret, self.stripe_connect_webhook_secret)
+            if s is not None and s.get_secret_value()
+        ]

@@ -3,7 +3,7 @@ what the schema enforces; the use cases (usecases.py) decide, the domain compute
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
+from cagette_runtime import outbox
 
 from .domain import references
 from .domain.baskets import BasketState, Owed, PaymentLine
@@ -36,6 +37,31 @@ REFERENCE_ATTEMPTS = 8
 # -- groups and members ---------------------------------------------------------------------
 
 
+class PaymentEventFields(outbox.EventContext):
+    """What every payment event repeats from its payment row (contracts: _PaymentEvent)."""
+
+    payment_id: UUID
+    member_id: UUID
+    order_id: UUID | None
+    amendment_id: UUID | None
+    subscription_id: UUID | None
+    distribution_id: UUID | None
+
+
+def payment_event_fields(payment: Row[Any] | Mapping[str, Any]) -> PaymentEventFields:
+    """The envelope and payment fields of an event about `payment` (a payments row or its values)."""
+    values: Mapping[Any, Any] = payment._mapping if isinstance(payment, Row) else payment
+    return PaymentEventFields(
+        **outbox.event_context(values["group_id"]),
+        payment_id=values["payment_id"],
+        member_id=values["member_id"],
+        order_id=values.get("order_id"),
+        amendment_id=values.get("amendment_id"),
+        subscription_id=values.get("subscription_id"),
+        distribution_id=values.get("distribution_id"),
+    )
+
+
 async def upsert_group(session: AsyncSession, values: dict[str, Any]) -> None:
     """Apply a group's settings unless newer ones were already applied (events may arrive late)."""
     stmt = pg_insert(groups).values(**values)
@@ -55,7 +81,8 @@ async def upsert_member(session: AsyncSession, group_id: UUID, member_id: UUID, 
     stmt = pg_insert(members).values(group_id=group_id, member_id=member_id, name=name, role=role)
     await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[members.c.group_id, members.c.member_id], set_={"name": stmt.excluded.name, "role": stmt.excluded.role}
+            index_elements=[members.c.group_id, members.c.member_id],
+            set_={"name": stmt.excluded.name, "role": stmt.excluded.role},
         )
     )
 
@@ -75,7 +102,9 @@ async def member_names(session: AsyncSession, group_id: UUID, member_ids: Sequen
     if not member_ids:
         return {}
     rows = await session.execute(
-        select(members.c.member_id, members.c.name).where(members.c.group_id == group_id, members.c.member_id.in_(member_ids))
+        select(members.c.member_id, members.c.name).where(
+            members.c.group_id == group_id, members.c.member_id.in_(member_ids)
+        )
     )
     return {row.member_id: row.name for row in rows}
 
@@ -85,17 +114,23 @@ async def member_names(session: AsyncSession, group_id: UUID, member_ids: Sequen
 
 async def insert_owed(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Record a debt; False if it already was (a redelivered event)."""
-    result = await session.execute(pg_insert(owed_items).values(**values).on_conflict_do_nothing().returning(owed_items.c.item_id))
+    result = await session.execute(
+        pg_insert(owed_items).values(**values).on_conflict_do_nothing().returning(owed_items.c.item_id)
+    )
     return result.first() is not None
 
 
 async def get_owed(session: AsyncSession, group_id: UUID, item_id: UUID) -> Row | None:
     return (
-        await session.execute(select(owed_items).where(owed_items.c.group_id == group_id, owed_items.c.item_id == item_id))
+        await session.execute(
+            select(owed_items).where(owed_items.c.group_id == group_id, owed_items.c.item_id == item_id)
+        )
     ).first()
 
 
-async def basket_owed(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID | None = None) -> list[Row]:
+async def basket_owed(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID | None = None
+) -> list[Row]:
     query = select(owed_items).where(owed_items.c.group_id == group_id, owed_items.c.distribution_id == distribution_id)
     if member_id is not None:
         query = query.where(owed_items.c.member_id == member_id)
@@ -106,7 +141,11 @@ async def contract_subscriptions(session: AsyncSession, group_id: UUID, contract
     return list(
         await session.execute(
             select(owed_items)
-            .where(owed_items.c.group_id == group_id, owed_items.c.contract_id == contract_id, owed_items.c.kind == "subscription")
+            .where(
+                owed_items.c.group_id == group_id,
+                owed_items.c.contract_id == contract_id,
+                owed_items.c.kind == "subscription",
+            )
             .order_by(owed_items.c.occurred_at, owed_items.c.item_id)
         )
     )
@@ -118,14 +157,17 @@ async def subscription_amendments(session: AsyncSession, group_id: UUID, subscri
     return list(
         await session.execute(
             select(owed_items).where(
-                owed_items.c.group_id == group_id, owed_items.c.kind == "amendment",
+                owed_items.c.group_id == group_id,
+                owed_items.c.kind == "amendment",
                 owed_items.c.subscription_id.in_(subscription_ids),
             )
         )
     )
 
 
-async def subscriptions_delivered_at(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> list[Row]:
+async def subscriptions_delivered_at(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID
+) -> list[Row]:
     return list(
         await session.execute(
             select(owed_items).where(
@@ -147,7 +189,9 @@ def owed_of(row: Row) -> Owed:
 
 async def ensure_basket(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> None:
     await session.execute(
-        pg_insert(baskets).values(group_id=group_id, distribution_id=distribution_id, member_id=member_id).on_conflict_do_nothing()
+        pg_insert(baskets)
+        .values(group_id=group_id, distribution_id=distribution_id, member_id=member_id)
+        .on_conflict_do_nothing()
     )
 
 
@@ -156,7 +200,11 @@ async def lock_basket(session: AsyncSession, group_id: UUID, distribution_id: UU
     return (
         await session.execute(
             select(baskets)
-            .where(baskets.c.group_id == group_id, baskets.c.distribution_id == distribution_id, baskets.c.member_id == member_id)
+            .where(
+                baskets.c.group_id == group_id,
+                baskets.c.distribution_id == distribution_id,
+                baskets.c.member_id == member_id,
+            )
             .with_for_update()
         )
     ).first()
@@ -165,13 +213,18 @@ async def lock_basket(session: AsyncSession, group_id: UUID, distribution_id: UU
 async def get_basket(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> Row | None:
     return (
         await session.execute(
-            select(baskets)
-            .where(baskets.c.group_id == group_id, baskets.c.distribution_id == distribution_id, baskets.c.member_id == member_id)
+            select(baskets).where(
+                baskets.c.group_id == group_id,
+                baskets.c.distribution_id == distribution_id,
+                baskets.c.member_id == member_id,
+            )
         )
     ).first()
 
 
-async def distribution_baskets(session: AsyncSession, group_id: UUID, distribution_id: UUID, *, lock: bool = False) -> list[Row]:
+async def distribution_baskets(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, *, lock: bool = False
+) -> list[Row]:
     query = (
         select(baskets)
         .where(baskets.c.group_id == group_id, baskets.c.distribution_id == distribution_id)
@@ -183,20 +236,35 @@ async def distribution_baskets(session: AsyncSession, group_id: UUID, distributi
 
 
 async def set_basket_state(
-    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID, state: BasketState,
-    by: UUID, at: datetime, difference: Money,
+    session: AsyncSession,
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    state: BasketState,
+    by: UUID,
+    at: datetime,
+    difference: Money,
 ) -> None:
     validated = state is BasketState.VALIDATED
     await session.execute(
         update(baskets)
-        .where(baskets.c.group_id == group_id, baskets.c.distribution_id == distribution_id, baskets.c.member_id == member_id)
+        .where(
+            baskets.c.group_id == group_id,
+            baskets.c.distribution_id == distribution_id,
+            baskets.c.member_id == member_id,
+        )
         .values(state=state.value, validated_at=at if validated else None, validated_by=by if validated else None)
     )
     await session.execute(
         insert(basket_history).values(
-            group_id=group_id, distribution_id=distribution_id, member_id=member_id,
-            action="validated" if validated else "unvalidated", by=by, at=at,
-            difference=difference.amount, currency=difference.currency,
+            group_id=group_id,
+            distribution_id=distribution_id,
+            member_id=member_id,
+            action="validated" if validated else "unvalidated",
+            by=by,
+            at=at,
+            difference=difference.amount,
+            currency=difference.currency,
         )
     )
 
@@ -205,8 +273,11 @@ async def basket_history_of(session: AsyncSession, group_id: UUID, distribution_
     return list(
         await session.execute(
             select(basket_history)
-            .where(basket_history.c.group_id == group_id, basket_history.c.distribution_id == distribution_id,
-                   basket_history.c.member_id == member_id)
+            .where(
+                basket_history.c.group_id == group_id,
+                basket_history.c.distribution_id == distribution_id,
+                basket_history.c.member_id == member_id,
+            )
             .order_by(basket_history.c.id)
         )
     )
@@ -235,27 +306,35 @@ async def insert_payment(session: AsyncSession, values: dict[str, Any], *, with_
 
 async def payment_by_source(session: AsyncSession, group_id: UUID, source_key: str) -> Row | None:
     return (
-        await session.execute(select(payments).where(payments.c.group_id == group_id, payments.c.source_key == source_key))
+        await session.execute(
+            select(payments).where(payments.c.group_id == group_id, payments.c.source_key == source_key)
+        )
     ).first()
 
 
 async def lock_payment(session: AsyncSession, group_id: UUID, payment_id: UUID) -> Row | None:
     return (
         await session.execute(
-            select(payments).where(payments.c.group_id == group_id, payments.c.payment_id == payment_id).with_for_update()
+            select(payments)
+            .where(payments.c.group_id == group_id, payments.c.payment_id == payment_id)
+            .with_for_update()
         )
     ).first()
 
 
 async def get_payment(session: AsyncSession, group_id: UUID, payment_id: UUID) -> Row | None:
     return (
-        await session.execute(select(payments).where(payments.c.group_id == group_id, payments.c.payment_id == payment_id))
+        await session.execute(
+            select(payments).where(payments.c.group_id == group_id, payments.c.payment_id == payment_id)
+        )
     ).first()
 
 
 async def payment_by_reference(session: AsyncSession, group_id: UUID, reference: str) -> Row | None:
     return (
-        await session.execute(select(payments).where(payments.c.group_id == group_id, payments.c.reference == reference))
+        await session.execute(
+            select(payments).where(payments.c.group_id == group_id, payments.c.reference == reference)
+        )
     ).first()
 
 
@@ -307,8 +386,9 @@ async def transitions_of(session: AsyncSession, payment_ids: Sequence[UUID]) -> 
     return found
 
 
-async def basket_payments(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID | None = None,
-                          *, lock: bool = False) -> list[Row]:
+async def basket_payments(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID | None = None, *, lock: bool = False
+) -> list[Row]:
     query = select(payments).where(payments.c.group_id == group_id, payments.c.distribution_id == distribution_id)
     if member_id is not None:
         query = query.where(payments.c.member_id == member_id)
@@ -345,12 +425,16 @@ def payment_of(row: Row) -> Payment:
         state=State(row.state),
         method=Method(row.method),
         amount=Money(amount=row.amount, currency=row.currency),
-        declared_amount=Money(amount=row.declared_amount, currency=row.currency) if row.declared_amount is not None else None,
+        declared_amount=Money(amount=row.declared_amount, currency=row.currency)
+        if row.declared_amount is not None
+        else None,
     )
 
 
 def line_of(row: Row) -> PaymentLine:
-    return PaymentLine(Kind(row.kind), State(row.state), Method(row.method), Money(amount=row.amount, currency=row.currency))
+    return PaymentLine(
+        Kind(row.kind), State(row.state), Method(row.method), Money(amount=row.amount, currency=row.currency)
+    )
 
 
 # -- mass entries ---------------------------------------------------------------------------
@@ -368,14 +452,20 @@ async def claim_batch(session: AsyncSession, values: dict[str, Any]) -> bool:
 async def batch_by_key(session: AsyncSession, group_id: UUID, client_key: str) -> Row | None:
     return (
         await session.execute(
-            select(payment_batches).where(and_(payment_batches.c.group_id == group_id, payment_batches.c.client_key == client_key))
+            select(payment_batches).where(
+                and_(payment_batches.c.group_id == group_id, payment_batches.c.client_key == client_key)
+            )
         )
     ).first()
 
 
 async def batch_payments(session: AsyncSession, batch_id: UUID) -> list[Row]:
     return list(
-        await session.execute(select(payments).where(payments.c.batch_id == batch_id).order_by(payments.c.created_at, payments.c.source_key))
+        await session.execute(
+            select(payments)
+            .where(payments.c.batch_id == batch_id)
+            .order_by(payments.c.created_at, payments.c.source_key)
+        )
     )
 
 
@@ -386,6 +476,9 @@ def today() -> date:
 async def insert_payment_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert a client-keyed payment; False when its (group, source_key) already exists."""
     result = await session.execute(
-        pg_insert(payments).values(**values).on_conflict_do_nothing(constraint="payments_source_key").returning(payments.c.payment_id)
+        pg_insert(payments)
+        .values(**values)
+        .on_conflict_do_nothing(constraint="payments_source_key")
+        .returning(payments.c.payment_id)
     )
     return result.first() is not None

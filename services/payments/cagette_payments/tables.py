@@ -164,7 +164,12 @@ payments = Table(
 Index("payments_basket", payments.c.group_id, payments.c.distribution_id, payments.c.member_id)
 Index("payments_member", payments.c.group_id, payments.c.member_id, payments.c.created_at)
 Index("payments_subscription", payments.c.group_id, payments.c.subscription_id)
-Index("payments_one_reversal", payments.c.reverses_payment_id, unique=True, postgresql_where=payments.c.reverses_payment_id.isnot(None))
+Index(
+    "payments_one_reversal",
+    payments.c.reverses_payment_id,
+    unique=True,
+    postgresql_where=payments.c.reverses_payment_id.isnot(None),
+)
 
 # Every state change of every payment: who, when, from, to, amounts and methods (B3).
 payment_transitions = Table(

@@ -75,23 +75,10 @@ def require_manual_method(method: Method) -> None:
         raise Invalid(f"{method} cannot be recorded by hand; use one of {', '.join(sorted(MANUAL_METHODS))}")
 
 
-def _event_common(row: Row | dict[str, Any]) -> dict[str, Any]:
-    get = row.get if isinstance(row, dict) else lambda key: getattr(row, key)
-    return outbox.event_context(
-        group_id=get("group_id"),
-        payment_id=get("payment_id"),
-        member_id=get("member_id"),
-        order_id=get("order_id"),
-        amendment_id=get("amendment_id"),
-        subscription_id=get("subscription_id"),
-        distribution_id=get("distribution_id"),
-    )
-
-
 def received_event(row: dict[str, Any], *, by: UUID | None, declared_amount: Money | None = None) -> PaymentReceived:
     method = Method(row["method"])
     return PaymentReceived(
-        **_event_common(row),
+        **store.payment_event_fields(row),
         amount=Money(amount=row["amount"], currency=row["currency"]),
         method=method.contract_method,
         card_terminal=method is Method.CARD_TERMINAL,
@@ -104,7 +91,7 @@ def received_event(row: dict[str, Any], *, by: UUID | None, declared_amount: Mon
 
 def refunded_event(row: dict[str, Any], *, by: UUID, refunded_payment_id: UUID | None) -> PaymentRefunded:
     method = Method(row["method"])
-    common = _event_common(row)
+    common = store.payment_event_fields(row)
     common["payment_id"] = refunded_payment_id or row["payment_id"]
     return PaymentRefunded(
         **common,
@@ -118,10 +105,15 @@ def refunded_event(row: dict[str, Any], *, by: UUID, refunded_payment_id: UUID |
     )
 
 
-async def _create(session: AsyncSession, values: dict[str, Any], by: UUID | None, event: Event | None, note: str = "") -> None:
+async def _create(
+    session: AsyncSession, values: dict[str, Any], by: UUID | None, event: Event | None, note: str = ""
+) -> None:
     """Write a new payment row (already inserted by the caller), its creation transition and event."""
     payment = states.Payment(
-        values["payment_id"], Kind(values["kind"]), State(values["state"]), Method(values["method"]),
+        values["payment_id"],
+        Kind(values["kind"]),
+        State(values["state"]),
+        Method(values["method"]),
         Money(amount=values["amount"], currency=values["currency"]),
     )
     await store.record_transition(session, states.creation(payment, by=by, at=values["created_at"], note=note))
@@ -132,9 +124,20 @@ async def _create(session: AsyncSession, values: dict[str, Any], by: UUID | None
 def _new_payment_values(group_id: UUID, member_id: UUID, **values: Any) -> dict[str, Any]:
     at = now()
     return {
-        "payment_id": uuid4(), "group_id": group_id, "member_id": member_id, "created_at": at, "updated_at": at,
-        "order_id": None, "amendment_id": None, "subscription_id": None, "distribution_id": None,
-        "reference": None, "label": None, "reason": None, "declared_amount": None, "reverses_payment_id": None,
+        "payment_id": uuid4(),
+        "group_id": group_id,
+        "member_id": member_id,
+        "created_at": at,
+        "updated_at": at,
+        "order_id": None,
+        "amendment_id": None,
+        "subscription_id": None,
+        "distribution_id": None,
+        "reference": None,
+        "label": None,
+        "reason": None,
+        "declared_amount": None,
+        "reverses_payment_id": None,
         **values,
     }
 
@@ -143,8 +146,17 @@ def _new_payment_values(group_id: UUID, member_id: UUID, **values: Any) -> dict[
 
 
 async def declare_for_order(
-    session: AsyncSession, *, group_id: UUID, member_id: UUID, method: Method, amount: Money, source: str,
-    item_id: UUID, order_id: UUID, amendment_id: UUID | None, distribution_id: UUID | None,
+    session: AsyncSession,
+    *,
+    group_id: UUID,
+    member_id: UUID,
+    method: Method,
+    amount: Money,
+    source: str,
+    item_id: UUID,
+    order_id: UUID,
+    amendment_id: UUID | None,
+    distribution_id: UUID | None,
 ) -> None:
     """A declared (pending) payment for an order or amendment paid by cheque, transfer, cash or on
     the spot, with its own RF reference for cheques and transfers; PaymentDeclared in the outbox."""
@@ -157,14 +169,26 @@ async def declare_for_order(
         await store.ensure_basket(session, group_id, distribution_id, member_id)
         await store.lock_basket(session, group_id, distribution_id, member_id)
     values = _new_payment_values(
-        group_id, member_id, kind=Kind.PAYMENT.value, state=State.DECLARED.value, method=method.value,
-        amount=amount.amount, declared_amount=amount.amount, currency=amount.currency, order_id=order_id,
-        amendment_id=amendment_id, distribution_id=distribution_id, source=source, source_key=f"{source}:{item_id}",
+        group_id,
+        member_id,
+        kind=Kind.PAYMENT.value,
+        state=State.DECLARED.value,
+        method=method.value,
+        amount=amount.amount,
+        declared_amount=amount.amount,
+        currency=amount.currency,
+        order_id=order_id,
+        amendment_id=amendment_id,
+        distribution_id=distribution_id,
+        source=source,
+        source_key=f"{source}:{item_id}",
     )
     del values["reference"]
     reference = await store.insert_payment(session, values, with_reference=method in REFERENCED_METHODS)
     event = PaymentDeclared(
-        **_event_common(values), amount=amount, method=method.contract_method,
+        **store.payment_event_fields(values),
+        amount=amount,
+        method=method.contract_method,
         reference=references.format_reference(reference) if reference else None,
     )
     await _create(session, values, None, event, note=f"declared with the {source}")
@@ -182,7 +206,12 @@ class Link:
 
 
 async def resolve_link(
-    session: AsyncSession, group_id: UUID, member_id: UUID, *, order_id: UUID | None, subscription_id: UUID | None,
+    session: AsyncSession,
+    group_id: UUID,
+    member_id: UUID,
+    *,
+    order_id: UUID | None,
+    subscription_id: UUID | None,
     distribution_id: UUID | None,
 ) -> Link:
     if order_id is not None and subscription_id is not None:
@@ -198,7 +227,9 @@ async def resolve_link(
     if subscription_id is not None:
         item = await store.get_owed(session, group_id, subscription_id)
         if item is None or item.kind != "subscription" or item.member_id != member_id:
-            raise Invalid(f"subscription {subscription_id} is not a subscription of member {member_id} in group {group_id}")
+            raise Invalid(
+                f"subscription {subscription_id} is not a subscription of member {member_id} in group {group_id}"
+            )
         link.subscription_id = subscription_id
     return link
 
@@ -216,9 +247,20 @@ class Recorded:
 
 
 async def record_payment(
-    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, *, method: Method, amount: Money,
-    paid_on: date | None, label: str | None, order_id: UUID | None = None, subscription_id: UUID | None = None,
-    distribution_id: UUID | None = None, client_key: str | None = None, request_hash: str | None = None,
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    member_id: UUID,
+    *,
+    method: Method,
+    amount: Money,
+    paid_on: date | None,
+    label: str | None,
+    order_id: UUID | None = None,
+    subscription_id: UUID | None = None,
+    distribution_id: UUID | None = None,
+    client_key: str | None = None,
+    request_hash: str | None = None,
     source: str = "manual",
 ) -> Recorded:
     """A payment received, recorded by a coordinator: already received, credits the member."""
@@ -227,14 +269,31 @@ async def record_payment(
     await require_member(session, group_id, member_id)
     require_manual_method(method)
     require_amount(amount, currency)
-    link = await resolve_link(session, group_id, member_id, order_id=order_id, subscription_id=subscription_id,
-                              distribution_id=distribution_id)
+    link = await resolve_link(
+        session,
+        group_id,
+        member_id,
+        order_id=order_id,
+        subscription_id=subscription_id,
+        distribution_id=distribution_id,
+    )
     await _lock_basket_of(session, group_id, member_id, link.distribution_id)
     values = _new_payment_values(
-        group_id, member_id, kind=Kind.PAYMENT.value, state=State.RECEIVED.value, method=method.value,
-        amount=amount.amount, currency=currency, label=label, paid_on=paid_on or store.today(),
-        order_id=link.order_id, subscription_id=link.subscription_id, distribution_id=link.distribution_id,
-        source=source, source_key=f"client:{client_key}" if client_key else None, request_hash=request_hash,
+        group_id,
+        member_id,
+        kind=Kind.PAYMENT.value,
+        state=State.RECEIVED.value,
+        method=method.value,
+        amount=amount.amount,
+        currency=currency,
+        label=label,
+        paid_on=paid_on or store.today(),
+        order_id=link.order_id,
+        subscription_id=link.subscription_id,
+        distribution_id=link.distribution_id,
+        source=source,
+        source_key=f"client:{client_key}" if client_key else None,
+        request_hash=request_hash,
         created_by=principal.user_id,
     )
     if client_key:
@@ -255,9 +314,20 @@ async def _replay(session: AsyncSession, group_id: UUID, source_key: str, reques
 
 
 async def record_refund(
-    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, *, method: Method, amount: Money,
-    reason: str, paid_on: date | None, label: str | None = None, distribution_id: UUID | None = None,
-    payment_id: UUID | None = None, client_key: str | None = None, request_hash: str | None = None,
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    member_id: UUID,
+    *,
+    method: Method,
+    amount: Money,
+    reason: str,
+    paid_on: date | None,
+    label: str | None = None,
+    distribution_id: UUID | None = None,
+    payment_id: UUID | None = None,
+    client_key: str | None = None,
+    request_hash: str | None = None,
     overpayment_only: bool = False,
 ) -> Recorded:
     """Money given back to the member: a negative payment with a reason; PaymentRefunded."""
@@ -283,10 +353,21 @@ async def record_refund(
         except RefundTooLarge as exc:
             raise Invalid(str(exc)) from None
     values = _new_payment_values(
-        group_id, member_id, kind=Kind.REFUND.value, state=State.RECEIVED.value, method=method.value,
-        amount=-amount.amount, currency=currency, label=label, reason=reason.strip(), paid_on=paid_on or store.today(),
-        distribution_id=distribution_id, source="refund", source_key=f"client:{client_key}" if client_key else None,
-        request_hash=request_hash, created_by=principal.user_id,
+        group_id,
+        member_id,
+        kind=Kind.REFUND.value,
+        state=State.RECEIVED.value,
+        method=method.value,
+        amount=-amount.amount,
+        currency=currency,
+        label=label,
+        reason=reason.strip(),
+        paid_on=paid_on or store.today(),
+        distribution_id=distribution_id,
+        source="refund",
+        source_key=f"client:{client_key}" if client_key else None,
+        request_hash=request_hash,
+        created_by=principal.user_id,
     )
     if client_key:
         if not await store.insert_payment_once(session, values):
@@ -318,8 +399,16 @@ def _row_dict(row: Row) -> dict[str, Any]:
 
 
 async def confirm_payment(
-    session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, amount: Money | None = None,
-    method: Method | None = None, label: str | None = None, note: str = "", at: datetime | None = None,
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    payment_id: UUID,
+    *,
+    amount: Money | None = None,
+    method: Method | None = None,
+    label: str | None = None,
+    note: str = "",
+    at: datetime | None = None,
 ) -> Row:
     """declared -> received, with the amount actually received and (on the spot) the actual method."""
     principal.require_coordinator(group_id)
@@ -329,11 +418,20 @@ async def confirm_payment(
 
 
 async def _confirm_locked(
-    session: AsyncSession, principal: Principal, row: Row, *, amount: Money | None, method: Method | None,
-    label: str | None, note: str, at: datetime,
+    session: AsyncSession,
+    principal: Principal,
+    row: Row,
+    *,
+    amount: Money | None,
+    method: Method | None,
+    label: str | None,
+    note: str,
+    at: datetime,
 ) -> None:
     try:
-        after, transition = states.confirm(store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=note)
+        after, transition = states.confirm(
+            store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=note
+        )
     except states.TransitionRefused as exc:
         raise Conflict(str(exc)) from None
     except states.BadCorrection as exc:
@@ -349,7 +447,9 @@ async def _confirm_locked(
     await outbox.add(session, received_event(values, by=principal.user_id, declared_amount=declared))
 
 
-async def cancel_payment(session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, reason: str) -> Row:
+async def cancel_payment(
+    session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, reason: str
+) -> Row:
     """declared -> cancelled: the declared payment will not come; PaymentCancelled."""
     principal.require_coordinator(group_id)
     row = await _payment_for_change(session, group_id, payment_id)
@@ -363,14 +463,19 @@ async def cancel_payment(session: AsyncSession, principal: Principal, group_id: 
     await outbox.add(
         session,
         PaymentCancelled(
-            **_event_common(row), amount=Money(amount=row.amount, currency=row.currency),
-            method=Method(row.method).contract_method, reason=reason, recorded_by=principal.user_id,
+            **store.payment_event_fields(row),
+            amount=Money(amount=row.amount, currency=row.currency),
+            method=Method(row.method).contract_method,
+            reason=reason,
+            recorded_by=principal.user_id,
         ),
     )
     return await store.get_payment(session, group_id, payment_id)  # type: ignore[return-value]
 
 
-async def reverse_payment(session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, reason: str) -> Row:
+async def reverse_payment(
+    session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, reason: str
+) -> Row:
     """Correct a received payment recorded by mistake with a new reversing (negative) payment; the
     original stays as it was. PaymentRefunded with reverses_payment_id."""
     principal.require_coordinator(group_id)
@@ -384,22 +489,41 @@ async def reverse_payment(session: AsyncSession, principal: Principal, group_id:
     if await store.reversal_of(session, payment_id) is not None:
         raise Conflict(f"payment {payment_id} was already reversed")
     values = _new_payment_values(
-        group_id, row.member_id, kind=Kind.REFUND.value, state=State.RECEIVED.value, method=row.method,
-        amount=amount.amount, currency=row.currency, reason=reason.strip(), paid_on=store.today(),
-        order_id=row.order_id, amendment_id=row.amendment_id, subscription_id=row.subscription_id,
-        distribution_id=row.distribution_id, reverses_payment_id=payment_id, source="reversal",
-        source_key=f"reversal:{payment_id}", created_by=principal.user_id,
+        group_id,
+        row.member_id,
+        kind=Kind.REFUND.value,
+        state=State.RECEIVED.value,
+        method=row.method,
+        amount=amount.amount,
+        currency=row.currency,
+        reason=reason.strip(),
+        paid_on=store.today(),
+        order_id=row.order_id,
+        amendment_id=row.amendment_id,
+        subscription_id=row.subscription_id,
+        distribution_id=row.distribution_id,
+        reverses_payment_id=payment_id,
+        source="reversal",
+        source_key=f"reversal:{payment_id}",
+        created_by=principal.user_id,
     )
     await store.insert_payment(session, values)
-    await _create(session, values, principal.user_id, refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id),
-                  note=reason.strip())
+    await _create(
+        session,
+        values,
+        principal.user_id,
+        refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id),
+        note=reason.strip(),
+    )
     return await store.get_payment(session, group_id, values["payment_id"])  # type: ignore[return-value]
 
 
 # -- baskets and distribution validation (R20) ----------------------------------------------
 
 
-async def basket_figures(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID, currency: str) -> Figures:
+async def basket_figures(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID, currency: str
+) -> Figures:
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
     return figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency)
@@ -426,9 +550,15 @@ async def distribution_view(session: AsyncSession, group_id: UUID, distribution_
     names = await store.member_names(session, group_id, [b.member_id for b in found])
     return [
         BasketView(
-            b, names.get(b.member_id, ""),
-            figures([store.owed_of(r) for r in owed_by[b.member_id]], [store.line_of(r) for r in paid_by[b.member_id]], currency),
-            owed_by[b.member_id], paid_by[b.member_id],
+            b,
+            names.get(b.member_id, ""),
+            figures(
+                [store.owed_of(r) for r in owed_by[b.member_id]],
+                [store.line_of(r) for r in paid_by[b.member_id]],
+                currency,
+            ),
+            owed_by[b.member_id],
+            paid_by[b.member_id],
         )
         for b in found
     ]
@@ -442,11 +572,18 @@ async def basket_view(session: AsyncSession, group_id: UUID, distribution_id: UU
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
     names = await store.member_names(session, group_id, [member_id])
-    return BasketView(found, names.get(member_id, ""),
-                      figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency), owed, paid)
+    return BasketView(
+        found,
+        names.get(member_id, ""),
+        figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency),
+        owed,
+        paid,
+    )
 
 
-async def _lock_basket_for_validation(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> Row:
+async def _lock_basket_for_validation(
+    session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID
+) -> Row:
     basket = await store.lock_basket(session, group_id, distribution_id, member_id)
     if basket is None:
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
@@ -455,28 +592,44 @@ async def _lock_basket_for_validation(session: AsyncSession, group_id: UUID, dis
     return basket
 
 
-async def _validate_locked(session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID,
-                           currency: str) -> list[UUID]:
+async def _validate_locked(
+    session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID, currency: str
+) -> list[UUID]:
     """Validate a locked, not yet validated basket; return the pending payment ids instead when
     some remain (and change nothing)."""
     pending = [
-        p.payment_id for p in await store.basket_payments(session, group_id, distribution_id, member_id)
+        p.payment_id
+        for p in await store.basket_payments(session, group_id, distribution_id, member_id)
         if p.state == State.DECLARED.value
     ]
     if pending:
         return pending
     current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(session, group_id, distribution_id, member_id, BasketState.VALIDATED, principal.user_id, now(),
-                                 current.difference)
+    await store.set_basket_state(
+        session,
+        group_id,
+        distribution_id,
+        member_id,
+        BasketState.VALIDATED,
+        principal.user_id,
+        now(),
+        current.difference,
+    )
     await outbox.add(
         session,
-        BasketValidated(**outbox.event_context(group_id=group_id), distribution_id=distribution_id, member_id=member_id,
-                        validated_by=principal.user_id),
+        BasketValidated(
+            **outbox.event_context(group_id),
+            distribution_id=distribution_id,
+            member_id=member_id,
+            validated_by=principal.user_id,
+        ),
     )
     return []
 
 
-async def validate_basket(session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID) -> None:
+async def validate_basket(
+    session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID
+) -> None:
     principal.require_coordinator(group_id)
     currency = await group_currency(session, group_id, for_writing=False)
     await _lock_basket_for_validation(session, group_id, distribution_id, member_id)
@@ -489,8 +642,13 @@ async def validate_basket(session: AsyncSession, principal: Principal, group_id:
 
 
 async def confirm_all_and_validate(
-    session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID,
-    *, on_the_spot_method: Method | None,
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    *,
+    on_the_spot_method: Method | None,
 ) -> None:
     """The common case in one click: every pending payment confirmed as received for its declared
     amount (each confirmation recorded and published), then the basket validated."""
@@ -501,8 +659,16 @@ async def confirm_all_and_validate(
     for row in await store.basket_payments(session, group_id, distribution_id, member_id, lock=True):
         if row.state == State.DECLARED.value:
             method = on_the_spot_method if row.method == Method.ON_THE_SPOT.value else None
-            await _confirm_locked(session, principal, row, amount=None, method=method, label=None,
-                                  note="confirmed with the basket validation", at=at)
+            await _confirm_locked(
+                session,
+                principal,
+                row,
+                amount=None,
+                method=method,
+                label=None,
+                note="confirmed with the basket validation",
+                at=at,
+            )
     pending = await _validate_locked(session, principal, group_id, distribution_id, member_id, currency)
     assert not pending
 
@@ -514,7 +680,9 @@ class DistributionValidation:
     blocked: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def validate_distribution(session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID) -> DistributionValidation:
+async def validate_distribution(
+    session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID
+) -> DistributionValidation:
     """Validate every basket that can be; report the others (pending payments) and leave them."""
     principal.require_coordinator(group_id)
     currency = await group_currency(session, group_id, for_writing=False)
@@ -528,13 +696,17 @@ async def validate_distribution(session: AsyncSession, principal: Principal, gro
             continue
         pending = await _validate_locked(session, principal, group_id, distribution_id, basket.member_id, currency)
         if pending:
-            report.blocked.append({"member_id": basket.member_id, "reason": "pending payments", "pending_payment_ids": pending})
+            report.blocked.append(
+                {"member_id": basket.member_id, "reason": "pending payments", "pending_payment_ids": pending}
+            )
         else:
             report.validated.append(basket.member_id)
     return report
 
 
-async def unvalidate_basket(session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID) -> None:
+async def unvalidate_basket(
+    session: AsyncSession, principal: Principal, group_id: UUID, distribution_id: UUID, member_id: UUID
+) -> None:
     """Platform administrators only; payment states are left as they are."""
     principal.require_platform_admin()
     currency = await group_currency(session, group_id, for_writing=False)
@@ -544,12 +716,24 @@ async def unvalidate_basket(session: AsyncSession, principal: Principal, group_i
     if basket.state != BasketState.VALIDATED.value:
         raise Conflict(f"the basket of member {member_id} for distribution {distribution_id} is not validated")
     current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(session, group_id, distribution_id, member_id, BasketState.TO_VALIDATE, principal.user_id, now(),
-                                 current.difference)
+    await store.set_basket_state(
+        session,
+        group_id,
+        distribution_id,
+        member_id,
+        BasketState.TO_VALIDATE,
+        principal.user_id,
+        now(),
+        current.difference,
+    )
     await outbox.add(
         session,
-        BasketUnvalidated(**outbox.event_context(group_id=group_id), distribution_id=distribution_id, member_id=member_id,
-                          unvalidated_by=principal.user_id),
+        BasketUnvalidated(
+            **outbox.event_context(group_id),
+            distribution_id=distribution_id,
+            member_id=member_id,
+            unvalidated_by=principal.user_id,
+        ),
     )
 
 
@@ -567,7 +751,13 @@ class MassRow:
 
 
 async def mass_entry(
-    session: AsyncSession, principal: Principal, group_id: UUID, contract_id: UUID, *, client_key: str, request_hash: str,
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    contract_id: UUID,
+    *,
+    client_key: str,
+    request_hash: str,
     rows: list[MassRow],
 ) -> tuple[list[Row], bool]:
     """One received payment per row, all or nothing, idempotent by `client_key`. Returns the
@@ -589,12 +779,16 @@ async def mass_entry(
             subs = by_member.get(row.member_id, [])
             if row.subscription_id is not None:
                 if row.subscription_id not in subs:
-                    raise Invalid(f"subscription {row.subscription_id} is not member {row.member_id}'s to this contract")
+                    raise Invalid(
+                        f"subscription {row.subscription_id} is not member {row.member_id}'s to this contract"
+                    )
                 resolved.append(row.subscription_id)
             elif not subs:
                 raise Invalid(f"member {row.member_id} has no subscription to contract {contract_id}")
             elif len(subs) > 1:
-                raise Invalid(f"member {row.member_id} has several subscriptions to this contract: give subscription_id")
+                raise Invalid(
+                    f"member {row.member_id} has several subscriptions to this contract: give subscription_id"
+                )
             else:
                 resolved.append(subs[0])
         except Invalid as exc:
@@ -603,10 +797,18 @@ async def mass_entry(
         raise Invalid(f"{len(problems)} of {len(rows)} rows are wrong; nothing was recorded", rows=problems)
     at = now()
     batch_id = uuid4()
-    claimed = await store.claim_batch(session, {
-        "batch_id": batch_id, "group_id": group_id, "client_key": client_key, "request_hash": request_hash,
-        "contract_id": contract_id, "created_by": principal.user_id, "created_at": at,
-    })
+    claimed = await store.claim_batch(
+        session,
+        {
+            "batch_id": batch_id,
+            "group_id": group_id,
+            "client_key": client_key,
+            "request_hash": request_hash,
+            "contract_id": contract_id,
+            "created_by": principal.user_id,
+            "created_at": at,
+        },
+    )
     if not claimed:
         existing = await store.batch_by_key(session, group_id, client_key)
         assert existing is not None
@@ -615,13 +817,29 @@ async def mass_entry(
         return await store.batch_payments(session, existing.batch_id), False
     for index, (row, subscription_id) in enumerate(zip(rows, resolved, strict=True)):
         values = _new_payment_values(
-            group_id, row.member_id, kind=Kind.PAYMENT.value, state=State.RECEIVED.value, method=row.method.value,
-            amount=row.amount.amount, currency=currency, label=row.label, paid_on=row.paid_on or store.today(),
-            subscription_id=subscription_id, source="mass_entry", source_key=f"batch:{batch_id}:{index:05d}",
-            batch_id=batch_id, created_by=principal.user_id,
+            group_id,
+            row.member_id,
+            kind=Kind.PAYMENT.value,
+            state=State.RECEIVED.value,
+            method=row.method.value,
+            amount=row.amount.amount,
+            currency=currency,
+            label=row.label,
+            paid_on=row.paid_on or store.today(),
+            subscription_id=subscription_id,
+            source="mass_entry",
+            source_key=f"batch:{batch_id}:{index:05d}",
+            batch_id=batch_id,
+            created_by=principal.user_id,
         )
         await store.insert_payment(session, values)
-        await _create(session, values, principal.user_id, received_event(values, by=principal.user_id), note=f"mass entry {client_key}")
+        await _create(
+            session,
+            values,
+            principal.user_id,
+            received_event(values, by=principal.user_id),
+            note=f"mass entry {client_key}",
+        )
     return await store.batch_payments(session, batch_id), True
 
 
@@ -645,9 +863,12 @@ async def contract_view(session: AsyncSession, group_id: UUID, contract_id: UUID
         owed[row.subscription_id].append(row)
     names = await store.member_names(session, group_id, [s.member_id for s in subscriptions])
     return [
-        SubscriptionView(s, names.get(s.member_id, ""),
-                         figures([store.owed_of(o) for o in owed[s.item_id]], [store.line_of(r) for r in paid[s.item_id]], currency),
-                         paid[s.item_id])
+        SubscriptionView(
+            s,
+            names.get(s.member_id, ""),
+            figures([store.owed_of(o) for o in owed[s.item_id]], [store.line_of(r) for r in paid[s.item_id]], currency),
+            paid[s.item_id],
+        )
         for s in subscriptions
     ]
 

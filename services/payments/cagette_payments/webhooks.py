@@ -62,33 +62,64 @@ def notice_of(event: dict[str, Any]) -> Notice | None:
     obj = (event.get("data") or {}).get("object") or {}
     if kind not in HANDLED or not isinstance(obj, dict):
         return None
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    common: dict[str, Any] = {"event_id": str(event["id"]), "account": event.get("account"),
-                              "payment_id": _uuid(metadata.get("cagette_payment_id"))}
+    found = obj.get("metadata")
+    metadata: dict[str, Any] = found if isinstance(found, dict) else {}
+    common: dict[str, Any] = {
+        "event_id": str(event["id"]),
+        "account": event.get("account"),
+        "payment_id": _uuid(metadata.get("cagette_payment_id")),
+    }
     if kind.startswith("checkout.session."):
         if kind == "checkout.session.completed" and obj.get("payment_status") != "paid":
             return None  # an asynchronous method still to settle: its own event follows
-        return Notice(**common | {"payment_id": common["payment_id"] or _uuid(obj.get("client_reference_id"))}, kind="outcome",
-                      outcome=OUTCOMES[kind], session_id=_id(obj), payment_intent=_id(obj.get("payment_intent")),
-                      amount=obj.get("amount_total") if kind != "checkout.session.expired" else None,
-                      currency=obj.get("currency") if kind != "checkout.session.expired" else None,
-                      reason="checkout session expired" if kind.endswith("expired") else "")
+        return Notice(
+            **common | {"payment_id": common["payment_id"] or _uuid(obj.get("client_reference_id"))},
+            kind="outcome",
+            outcome=OUTCOMES[kind],
+            session_id=_id(obj),
+            payment_intent=_id(obj.get("payment_intent")),
+            amount=obj.get("amount_total") if kind != "checkout.session.expired" else None,
+            currency=obj.get("currency") if kind != "checkout.session.expired" else None,
+            reason="checkout session expired" if kind.endswith("expired") else "",
+        )
     if kind.startswith("payment_intent."):
         error = obj.get("last_payment_error") or {}
         reason = (error.get("message") or error.get("code") or "") if isinstance(error, dict) else ""
         if kind == "payment_intent.canceled":
             reason = f"payment canceled: {obj.get('cancellation_reason') or ''}".strip()
         succeeded = kind == "payment_intent.succeeded"
-        return Notice(**common, kind="outcome", outcome=OUTCOMES[kind], payment_intent=_id(obj),
-                      charge_id=_id(obj.get("latest_charge")), amount=obj.get("amount_received") if succeeded else None,
-                      currency=obj.get("currency") if succeeded else None, reason=reason or ("card declined" if not succeeded else ""))
+        return Notice(
+            **common,
+            kind="outcome",
+            outcome=OUTCOMES[kind],
+            payment_intent=_id(obj),
+            charge_id=_id(obj.get("latest_charge")),
+            amount=obj.get("amount_received") if succeeded else None,
+            currency=obj.get("currency") if succeeded else None,
+            reason=reason or ("card declined" if not succeeded else ""),
+        )
     if kind == "charge.refunded":
-        return Notice(**common, kind="refunded", charge_id=_id(obj), payment_intent=_id(obj.get("payment_intent")),
-                      amount_refunded=obj.get("amount_refunded"), currency=obj.get("currency"), reason="card refund")
+        return Notice(
+            **common,
+            kind="refunded",
+            charge_id=_id(obj),
+            payment_intent=_id(obj.get("payment_intent")),
+            amount_refunded=obj.get("amount_refunded"),
+            currency=obj.get("currency"),
+            reason="card refund",
+        )
     if kind == "charge.dispute.created":
-        return Notice(**common, kind="disputed", charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent")),
-                      dispute_id=_id(obj), amount=obj.get("amount"), currency=obj.get("currency"),
-                      reason=str(obj.get("reason") or ""), dispute_status=str(obj.get("status") or ""))
+        return Notice(
+            **common,
+            kind="disputed",
+            charge_id=_id(obj.get("charge")),
+            payment_intent=_id(obj.get("payment_intent")),
+            dispute_id=_id(obj),
+            amount=obj.get("amount"),
+            currency=obj.get("currency"),
+            reason=str(obj.get("reason") or ""),
+            dispute_status=str(obj.get("status") or ""),
+        )
     return None
 
 
@@ -142,7 +173,7 @@ async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, st
 async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
     """Events parked because the payment's provider ids were not known yet (a dispute before the
     success) are applied once they are."""
-    payment = (await card.get_card_payment_any(session, payment_id))
+    payment = await card.get_card_payment_any(session, payment_id)
     if payment is None:
         return
     for row in await card.parked_events(session, payment=payment, lock=True):
@@ -158,8 +189,12 @@ async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
         await card.set_event_outcome(session, row.event_id, "applied", f"{note} (after being parked)", applied_to)
 
 
-@router.post("/webhooks/stripe", tags=["card payments"], summary="Stripe webhook endpoint (authenticated by its signature)",
-             responses={400: {"description": "missing, forged or stale signature: nothing recorded"}})
+@router.post(
+    "/webhooks/stripe",
+    tags=["card payments"],
+    summary="Stripe webhook endpoint (authenticated by its signature)",
+    responses={400: {"description": "missing, forged or stale signature: nothing recorded"}},
+)
 async def stripe_webhook(request: Request) -> JSONResponse:
     raw = await request.body()
     try:
@@ -181,21 +216,33 @@ async def stripe_webhook(request: Request) -> JSONResponse:
 
 def _event_json(row: Any) -> dict[str, Any]:
     return {
-        "event_id": row.event_id, "type": row.type, "account": row.account, "outcome": row.outcome, "note": row.note,
-        "payment_id": row.payment_id, "received_at": row.received_at, "resolved_at": row.resolved_at,
+        "event_id": row.event_id,
+        "type": row.type,
+        "account": row.account,
+        "outcome": row.outcome,
+        "note": row.note,
+        "payment_id": row.payment_id,
+        "received_at": row.received_at,
+        "resolved_at": row.resolved_at,
     }
 
 
-@router.get("/card/provider-events/parked", tags=["card payments"],
-            summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)")
+@router.get(
+    "/card/provider-events/parked",
+    tags=["card payments"],
+    summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)",
+)
 async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
     principal.require_platform_admin()
     async with request.app.state.service.database.transaction() as session:
         return [_event_json(r) for r in await card.parked_events(session)]
 
 
-@router.post("/card/provider-events/{event_id}/retry", tags=["card payments"],
-             summary="Apply a parked provider event again, e.g. once its payment is known (platform admin)")
+@router.post(
+    "/card/provider-events/{event_id}/retry",
+    tags=["card payments"],
+    summary="Apply a parked provider event again, e.g. once its payment is known (platform admin)",
+)
 async def retry_parked(event_id: str, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_platform_admin()
     async with request.app.state.service.database.transaction() as session:

@@ -25,29 +25,53 @@ async def card_group(payments: Payments, *, account: str | None = None, members:
     group = await payments.new_group(members)
     if account:
         standin(payments).accounts.add(account)
-    response = await payments.client.put(f"/groups/{group.group_id}/card-settings",
-                                         json={"enabled": True, "stripe_account": account}, headers=payments.coordinator(group))
+    response = await payments.client.put(
+        f"/groups/{group.group_id}/card-settings",
+        json={"enabled": True, "stripe_account": account},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 200, response.text
     return group
 
 
-async def awaiting(payments: Payments, group: Group, member_id: UUID, *lines: OrderLine, order_id: UUID | None = None,
-                   amendment_id: UUID | None = None, distribution_id: UUID | None = None) -> OrderAwaitingPayment:
+async def awaiting(
+    payments: Payments,
+    group: Group,
+    member_id: UUID,
+    *lines: OrderLine,
+    order_id: UUID | None = None,
+    amendment_id: UUID | None = None,
+    distribution_id: UUID | None = None,
+) -> OrderAwaitingPayment:
     lines = lines or (line("Cheese", 1250, "2"), line("Apples", 320, "1.5"))
     event = OrderAwaitingPayment(
-        group_id=group.group_id, order_id=order_id or uuid4(), amendment_id=amendment_id, member_id=member_id,
-        distribution_id=distribution_id or uuid4(), payment_method=PaymentMethod.CARD, lines=list(lines),
+        group_id=group.group_id,
+        order_id=order_id or uuid4(),
+        amendment_id=amendment_id,
+        member_id=member_id,
+        distribution_id=distribution_id or uuid4(),
+        payment_method=PaymentMethod.CARD,
+        lines=list(lines),
         amount=lines_total(list(lines)),
     )
     await payments.feed(event)
     return event
 
 
-async def pay(payments: Payments, group: Group, member_id: UUID, order_id: UUID, amendment_id: UUID | None = None,
-              headers: dict[str, str] | None = None) -> httpx.Response:
+async def pay(
+    payments: Payments,
+    group: Group,
+    member_id: UUID,
+    order_id: UUID,
+    amendment_id: UUID | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     body = {"amendment_id": str(amendment_id)} if amendment_id else None
-    return await payments.client.post(f"/groups/{group.group_id}/orders/{order_id}/card-payment", json=body,
-                                      headers=headers or payments.member(group, member_id))
+    return await payments.client.post(
+        f"/groups/{group.group_id}/orders/{order_id}/card-payment",
+        json=body,
+        headers=headers or payments.member(group, member_id),
+    )
 
 
 async def started(payments: Payments, group: Group, due: OrderAwaitingPayment) -> dict[str, Any]:
@@ -58,11 +82,20 @@ async def started(payments: Payments, group: Group, due: OrderAwaitingPayment) -
 
 def sign(event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[str, str]:
     body = body_of(event)
-    return body, stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp or int(time.time()))
+    return body, stripe.WebhookSignature.generate_signature_header(
+        body, secret, timestamp=timestamp or int(time.time())
+    )
 
 
-async def webhook(payments: Payments, event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None,
-                  header: str | None = None, body: str | None = None) -> httpx.Response:
+async def webhook(
+    payments: Payments,
+    event: dict[str, Any],
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+    header: str | None = None,
+    body: str | None = None,
+) -> httpx.Response:
     """POST the event to the running service over HTTP, signed with the library's helper."""
     signed_body, signature = sign(event, secret=secret, timestamp=timestamp)
     headers = {"Content-Type": "application/json"}
@@ -79,7 +112,9 @@ async def applied(payments: Payments, event: dict[str, Any], outcome: str = "app
 
 
 async def card_payment(payments: Payments, group: Group, payment_id: str) -> dict[str, Any]:
-    response = await payments.client.get(f"/groups/{group.group_id}/card-payments/{payment_id}", headers=payments.coordinator(group))
+    response = await payments.client.get(
+        f"/groups/{group.group_id}/card-payments/{payment_id}", headers=payments.coordinator(group)
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -87,14 +122,18 @@ async def card_payment(payments: Payments, group: Group, payment_id: str) -> dic
 async def outbox_for(payments: Payments, routing_key: str, payment_id: str) -> int:
     return await payments.scalar(
         "SELECT count(*) FROM outbox_messages WHERE routing_key = :k AND body::jsonb ->> 'payment_id' = :p",
-        k=routing_key, p=payment_id,
+        k=routing_key,
+        p=payment_id,
     )
 
 
 async def settle_background_jobs(payments: Payments) -> None:
     """Wait until the fee jobs of this test's payments are done, so no event from them lands in
     another test's outbox counts."""
+
     async def idle() -> bool:
         return await payments.scalar("SELECT count(*) FROM card_jobs WHERE done_at IS NULL") == 0
+
     from .conftest import eventually
+
     await eventually(idle)

@@ -92,7 +92,9 @@ class Payments:
         key = (user_id, tuple(sorted((roles or {}).items())), admin)
         if key not in self.tokens:
             principal = Principal(user_id=user_id, roles=roles or {}, platform_admin=admin)
-            self.tokens[key] = encode_token(principal, self.service.settings.jwt_secret, issuer=self.service.settings.jwt_issuer)
+            self.tokens[key] = encode_token(
+                principal, self.service.settings.jwt_secret, issuer=self.service.settings.jwt_issuer
+            )
         return {"Authorization": f"Bearer {self.tokens[key]}"}
 
     def coordinator(self, group: Group) -> dict[str, str]:
@@ -108,8 +110,11 @@ class Payments:
     async def publish(self, event: Event) -> None:
         await self.exchange.publish(
             aio_pika.Message(
-                event.model_dump_json().encode(), message_id=str(event.event_id), correlation_id=event.correlation_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
+                event.model_dump_json().encode(),
+                message_id=str(event.event_id),
+                correlation_id=event.correlation_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
             ),
             routing_key=event.routing_key(),
         )
@@ -124,8 +129,10 @@ class Payments:
 
     async def processed(self, event: Event) -> None:
         """Wait until the service consumed `event` (its id is in the inbox)."""
+
         async def done() -> bool:
             return bool(await self.scalar("SELECT 1 FROM inbox_messages WHERE event_id = :e", e=event.event_id))
+
         await eventually(done)
 
     async def feed(self, *events: Event) -> None:
@@ -138,51 +145,95 @@ class Payments:
     async def new_group(self, members: int = 2, *, currency: str = "EUR", payments_enabled: bool = True) -> Group:
         group = Group(uuid4(), uuid4(), [uuid4() for _ in range(members)], currency)
         await self.feed(
-            GroupSettingsChanged(group_id=group.group_id, name="AMAP des Lilas", currency=currency,
-                                 payments_enabled=payments_enabled,
-                                 payment_methods=[PaymentMethod.CHEQUE, PaymentMethod.TRANSFER, PaymentMethod.CASH,
-                                                  PaymentMethod.ON_THE_SPOT, PaymentMethod.MONEY_POT]),
-            MemberJoined(group_id=group.group_id, member_id=group.coordinator, role=Role.COORDINATOR, name="Coord",
-                         email="coord@example.org"),
+            GroupSettingsChanged(
+                group_id=group.group_id,
+                name="AMAP des Lilas",
+                currency=currency,
+                payments_enabled=payments_enabled,
+                payment_methods=[
+                    PaymentMethod.CHEQUE,
+                    PaymentMethod.TRANSFER,
+                    PaymentMethod.CASH,
+                    PaymentMethod.ON_THE_SPOT,
+                    PaymentMethod.MONEY_POT,
+                ],
+            ),
+            MemberJoined(
+                group_id=group.group_id,
+                member_id=group.coordinator,
+                role=Role.COORDINATOR,
+                name="Coord",
+                email="coord@example.org",
+            ),
             *[
-                MemberJoined(group_id=group.group_id, member_id=m, role=Role.MEMBER, name=f"Member {i}",
-                             email=f"m{i}@example.org")
+                MemberJoined(
+                    group_id=group.group_id,
+                    member_id=m,
+                    role=Role.MEMBER,
+                    name=f"Member {i}",
+                    email=f"m{i}@example.org",
+                )
                 for i, m in enumerate(group.members)
             ],
         )
         return group
 
-    async def order(self, group: Group, member_id: UUID, distribution_id: UUID | None, method: PaymentMethod,
-                    *lines: OrderLine) -> OrderConfirmed:
+    async def order(
+        self, group: Group, member_id: UUID, distribution_id: UUID | None, method: PaymentMethod, *lines: OrderLine
+    ) -> OrderConfirmed:
         lines = lines or (line("Carrots", 350, "2"),)
-        event = OrderConfirmed(group_id=group.group_id, order_id=uuid4(), member_id=member_id, distribution_id=distribution_id,
-                               payment_method=method, lines=list(lines), total=lines_total(list(lines)))
+        event = OrderConfirmed(
+            group_id=group.group_id,
+            order_id=uuid4(),
+            member_id=member_id,
+            distribution_id=distribution_id,
+            payment_method=method,
+            lines=list(lines),
+            total=lines_total(list(lines)),
+        )
         await self.feed(event)
         return event
 
     async def amend(self, group: Group, order: OrderConfirmed, *lines: OrderLine) -> OrderAmended:
         lines = lines or (line("Eggs", 300),)
         added = lines_total(list(lines))
-        event = OrderAmended(group_id=group.group_id, order_id=order.order_id, amendment_id=uuid4(), member_id=order.member_id,
-                             distribution_id=order.distribution_id, payment_method=order.payment_method,
-                             added_lines=list(lines), added_total=added, new_total=order.total + added)
+        event = OrderAmended(
+            group_id=group.group_id,
+            order_id=order.order_id,
+            amendment_id=uuid4(),
+            member_id=order.member_id,
+            distribution_id=order.distribution_id,
+            payment_method=order.payment_method,
+            added_lines=list(lines),
+            added_total=added,
+            new_total=order.total + added,
+        )
         await self.feed(event)
         return event
 
-    async def subscribe(self, group: Group, member_id: UUID, contract_id: UUID, per_distribution: list[OrderLine],
-                        distributions: int) -> SubscriptionConfirmed:
+    async def subscribe(
+        self, group: Group, member_id: UUID, contract_id: UUID, per_distribution: list[OrderLine], distributions: int
+    ) -> SubscriptionConfirmed:
         per = lines_total(per_distribution)
         event = SubscriptionConfirmed(
-            group_id=group.group_id, subscription_id=uuid4(), contract_id=contract_id, contract_name="Vegetables 2026",
-            member_id=member_id, payment_method=PaymentMethod.CHEQUE, lines=per_distribution,
-            distribution_count=distributions, distribution_ids=[uuid4() for _ in range(distributions)],
+            group_id=group.group_id,
+            subscription_id=uuid4(),
+            contract_id=contract_id,
+            contract_name="Vegetables 2026",
+            member_id=member_id,
+            payment_method=PaymentMethod.CHEQUE,
+            lines=per_distribution,
+            distribution_count=distributions,
+            distribution_ids=[uuid4() for _ in range(distributions)],
             total=Money(amount=per.amount * distributions, currency=per.currency),
         )
         await self.feed(event)
         return event
 
     async def member_payments(self, group: Group, member_id: UUID) -> list[dict]:
-        response = await self.client.get(f"/groups/{group.group_id}/members/{member_id}/payments", headers=self.coordinator(group))
+        response = await self.client.get(
+            f"/groups/{group.group_id}/members/{member_id}/payments", headers=self.coordinator(group)
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -203,9 +254,17 @@ async def stripe_standin() -> AsyncIterator[tuple[StripeStandIn, Served]]:
 async def payments(servers: IsolatedServers, stripe_standin: tuple[StripeStandIn, Served]) -> AsyncIterator[Payments]:
     database_url = await servers.create_database("payments")
     standin, standin_server = stripe_standin
-    settings = PaymentsSettings(service_name="payments", database_url=database_url, amqp_url=servers.amqp_url,
-                                outbox_poll_interval=0.1, stripe_api_key=STRIPE_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
-                                stripe_api_base=standin_server.url, stripe_max_network_retries=0, card_jobs_interval=0.2)
+    settings = PaymentsSettings(
+        service_name="payments",
+        database_url=database_url,
+        amqp_url=servers.amqp_url,
+        outbox_poll_interval=0.1,
+        stripe_api_key=STRIPE_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=standin_server.url,
+        stripe_max_network_retries=0,
+        card_jobs_interval=0.2,
+    )
     service = build_service(settings)
     app = service.create_app()
     await service.start()

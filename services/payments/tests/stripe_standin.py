@@ -94,22 +94,26 @@ class StripeStandIn:
     fee_fixed: int = 25  # ... + 0.25
     accounts: set[str] = field(default_factory=set)
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # account -> id -> object
-    idempotency: dict[tuple[str, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = field(
+        default_factory=dict
+    )
     requests: list[Seen] = field(default_factory=list)
     _events: itertools.count = field(default_factory=itertools.count)
 
     # -- the HTTP side -------------------------------------------------------------------------
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/v1/checkout/sessions", self._create_session, methods=["POST"]),
-            Route("/v1/checkout/sessions/{id}", self._retrieve("checkout.session"), methods=["GET"]),
-            Route("/v1/refunds", self._create_refund, methods=["POST"]),
-            Route("/v1/payment_intents/{id}", self._retrieve("payment_intent"), methods=["GET"]),
-            Route("/v1/charges/{id}", self._retrieve("charge"), methods=["GET"]),
-            Route("/v1/balance_transactions/{id}", self._retrieve("balance_transaction"), methods=["GET"]),
-            Route("/v1/accounts/{id}", self._retrieve_account, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/v1/checkout/sessions", self._create_session, methods=["POST"]),
+                Route("/v1/checkout/sessions/{id}", self._retrieve("checkout.session"), methods=["GET"]),
+                Route("/v1/refunds", self._create_refund, methods=["POST"]),
+                Route("/v1/payment_intents/{id}", self._retrieve("payment_intent"), methods=["GET"]),
+                Route("/v1/charges/{id}", self._retrieve("charge"), methods=["GET"]),
+                Route("/v1/balance_transactions/{id}", self._retrieve("balance_transaction"), methods=["GET"]),
+                Route("/v1/accounts/{id}", self._retrieve_account, methods=["GET"]),
+            ]
+        )
 
     def _store(self, account: str | None) -> dict[str, dict[str, Any]]:
         return self.objects.setdefault(account or PLATFORM, {})
@@ -121,12 +125,22 @@ class StripeStandIn:
         if auth != f"Bearer {self.api_key}":
             return params, account, error(401, "invalid_request_error", "Invalid API Key provided")
         if account is not None and account not in self.accounts:
-            return params, account, error(403, "invalid_request_error", f"The provided key does not have access to account '{account}'",
-                                          code="account_invalid")
+            return (
+                params,
+                account,
+                error(
+                    403,
+                    "invalid_request_error",
+                    f"The provided key does not have access to account '{account}'",
+                    code="account_invalid",
+                ),
+            )
         return params, account, None
 
     def _record(self, request: Request, account: str | None, params: dict[str, Any], status: int) -> None:
-        self.requests.append(Seen(request.method, request.url.path, account, request.headers.get("idempotency-key"), params, status))
+        self.requests.append(
+            Seen(request.method, request.url.path, account, request.headers.get("idempotency-key"), params, status)
+        )
 
     async def _idempotent(self, request: Request, handler) -> JSONResponse:  # type: ignore[no-untyped-def]
         params, account, refused = await self._begin(request)
@@ -139,8 +153,11 @@ class StripeStandIn:
             method, path, first_params, status, body = self.idempotency[scope]
             if (method, path, first_params) != (request.method, request.url.path, params):
                 self._record(request, account, params, 400)
-                return error(400, "idempotency_error",
-                             "Keys for idempotent requests can only be used with the same parameters they were first used with.")
+                return error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+                )
             self._record(request, account, params, status)
             return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
         response_body, status = handler(params, account)
@@ -157,9 +174,15 @@ class StripeStandIn:
                 return refused
             found = self._store(account).get(request.path_params["id"])
             if found is None or found["object"] != object_name:
-                return error(404, "invalid_request_error", f"No such {object_name}: '{request.path_params['id']}'",
-                             code="resource_missing", param="id")
+                return error(
+                    404,
+                    "invalid_request_error",
+                    f"No such {object_name}: '{request.path_params['id']}'",
+                    code="resource_missing",
+                    param="id",
+                )
             return JSONResponse(found)
+
         return retrieve
 
     async def _retrieve_account(self, request: Request) -> JSONResponse:
@@ -169,9 +192,12 @@ class StripeStandIn:
             return refused
         account_id = request.path_params["id"]
         if account_id not in self.accounts:
-            return error(403, "invalid_request_error",
-                         f"The provided key does not have access to account '{account_id}' (or that account does not exist).",
-                         code="account_invalid")
+            return error(
+                403,
+                "invalid_request_error",
+                f"The provided key does not have access to account '{account_id}' (or that account does not exist).",
+                code="account_invalid",
+            )
         return JSONResponse({"id": account_id, "object": "account", "charges_enabled": True, "country": "FR"})
 
     async def _create_session(self, request: Request) -> JSONResponse:
@@ -180,7 +206,9 @@ class StripeStandIn:
     def _new_session(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
         items = params.get("line_items") or []
         if params.get("mode") != "payment" or not items:
-            return {"error": {"type": "invalid_request_error", "message": "mode=payment and line_items are required"}}, 400
+            return {
+                "error": {"type": "invalid_request_error", "message": "mode=payment and line_items are required"}
+            }, 400
         amount = 0
         currency = None
         for item in items:
@@ -189,15 +217,32 @@ class StripeStandIn:
             currency = data["currency"]
         for needed in ("success_url", "cancel_url"):
             if not params.get(needed):
-                return {"error": {"type": "invalid_request_error", "message": f"Missing required param: {needed}.", "param": needed}}, 400
+                return {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"Missing required param: {needed}.",
+                        "param": needed,
+                    }
+                }, 400
         session_id = _new_id("cs_test")
         session = {
-            "id": session_id, "object": "checkout.session", "mode": "payment", "status": "open", "payment_status": "unpaid",
-            "amount_total": amount, "amount_subtotal": amount, "currency": currency,
-            "client_reference_id": params.get("client_reference_id"), "metadata": params.get("metadata") or {},
-            "payment_intent": None, "url": f"https://checkout.stripe.test/c/pay/{session_id}",
-            "success_url": params["success_url"], "cancel_url": params["cancel_url"],
-            "expires_at": int(params.get("expires_at") or time.time() + 86400), "created": int(time.time()), "livemode": False,
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "payment",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": amount,
+            "amount_subtotal": amount,
+            "currency": currency,
+            "client_reference_id": params.get("client_reference_id"),
+            "metadata": params.get("metadata") or {},
+            "payment_intent": None,
+            "url": f"https://checkout.stripe.test/c/pay/{session_id}",
+            "success_url": params["success_url"],
+            "cancel_url": params["cancel_url"],
+            "expires_at": int(params.get("expires_at") or time.time() + 86400),
+            "created": int(time.time()),
+            "livemode": False,
             "payment_method_types": params.get("payment_method_types") or ["card"],
             "_payment_intent_data": params.get("payment_intent_data") or {},
         }
@@ -211,18 +256,35 @@ class StripeStandIn:
         store = self._store(account)
         intent = store.get(params.get("payment_intent") or "")
         if intent is None or intent["object"] != "payment_intent":
-            return {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                              "message": f"No such payment_intent: '{params.get('payment_intent')}'"}}, 400
+            return {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_missing",
+                    "message": f"No such payment_intent: '{params.get('payment_intent')}'",
+                }
+            }, 400
         charge = store[intent["latest_charge"]]
         remaining = charge["amount"] - charge["amount_refunded"]
         amount = int(params.get("amount") or remaining)
         if amount <= 0 or amount > remaining:
-            return {"error": {"type": "invalid_request_error", "code": "charge_already_refunded" if remaining == 0 else "amount_too_large",
-                              "message": f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})"}}, 400
+            return {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "charge_already_refunded" if remaining == 0 else "amount_too_large",
+                    "message": f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
+                }
+            }, 400
         refund = {
-            "id": _new_id("re"), "object": "refund", "amount": amount, "currency": charge["currency"], "charge": charge["id"],
-            "payment_intent": intent["id"], "status": "succeeded", "reason": params.get("reason"),
-            "metadata": params.get("metadata") or {}, "created": int(time.time()),
+            "id": _new_id("re"),
+            "object": "refund",
+            "amount": amount,
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+            "reason": params.get("reason"),
+            "metadata": params.get("metadata") or {},
+            "created": int(time.time()),
         }
         store[refund["id"]] = refund
         charge["amount_refunded"] += amount
@@ -245,11 +307,18 @@ class StripeStandIn:
         if session["payment_intent"] is None:
             intent_id = _new_id("pi")
             store[intent_id] = {
-                "id": intent_id, "object": "payment_intent", "amount": session["amount_total"], "amount_received": 0,
-                "currency": session["currency"], "status": "requires_payment_method", "latest_charge": None,
+                "id": intent_id,
+                "object": "payment_intent",
+                "amount": session["amount_total"],
+                "amount_received": 0,
+                "currency": session["currency"],
+                "status": "requires_payment_method",
+                "latest_charge": None,
                 "metadata": dict(session["_payment_intent_data"].get("metadata") or {}),
-                "description": session["_payment_intent_data"].get("description"), "last_payment_error": None,
-                "created": int(time.time()), "livemode": False,
+                "description": session["_payment_intent_data"].get("description"),
+                "last_payment_error": None,
+                "created": int(time.time()),
+                "livemode": False,
             }
             session["payment_intent"] = intent_id
         return store[session["payment_intent"]]
@@ -259,8 +328,12 @@ class StripeStandIn:
         session = self.session(session_id, account)
         intent = self._intent_for(session, account)
         intent["status"] = "requires_payment_method"
-        intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "decline_code": "insufficient_funds",
-                                        "message": "Your card has insufficient funds."}
+        intent["last_payment_error"] = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+            "message": "Your card has insufficient funds.",
+        }
         return self._public(intent)
 
     def pay(self, session_id: str, account: str | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -270,14 +343,34 @@ class StripeStandIn:
         intent = self._intent_for(session, account)
         amount = intent["amount"]
         fee = amount * self.fee_rate_bp // 10000 + self.fee_fixed
-        transaction = {"id": _new_id("txn"), "object": "balance_transaction", "amount": amount, "fee": fee, "net": amount - fee,
-                       "currency": intent["currency"], "type": "charge", "status": "pending"}
+        transaction = {
+            "id": _new_id("txn"),
+            "object": "balance_transaction",
+            "amount": amount,
+            "fee": fee,
+            "net": amount - fee,
+            "currency": intent["currency"],
+            "type": "charge",
+            "status": "pending",
+        }
         charge = {
-            "id": _new_id("ch"), "object": "charge", "amount": amount, "amount_captured": amount, "amount_refunded": 0,
-            "currency": intent["currency"], "paid": True, "captured": True, "refunded": False, "status": "succeeded",
-            "payment_intent": intent["id"], "balance_transaction": transaction["id"], "metadata": dict(intent["metadata"]),
-            "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0}, "disputed": False,
-            "created": int(time.time()), "livemode": False,
+            "id": _new_id("ch"),
+            "object": "charge",
+            "amount": amount,
+            "amount_captured": amount,
+            "amount_refunded": 0,
+            "currency": intent["currency"],
+            "paid": True,
+            "captured": True,
+            "refunded": False,
+            "status": "succeeded",
+            "payment_intent": intent["id"],
+            "balance_transaction": transaction["id"],
+            "metadata": dict(intent["metadata"]),
+            "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0},
+            "disputed": False,
+            "created": int(time.time()),
+            "livemode": False,
         }
         transaction["source"] = charge["id"]
         store[transaction["id"]] = transaction
@@ -294,9 +387,18 @@ class StripeStandIn:
     def dispute(self, charge_id: str, account: str | None = None, reason: str = "fraudulent") -> dict[str, Any]:
         charge = self._store(account)[charge_id]
         charge["disputed"] = True
-        dispute = {"id": _new_id("dp"), "object": "dispute", "amount": charge["amount"], "currency": charge["currency"],
-                   "charge": charge_id, "payment_intent": charge["payment_intent"], "reason": reason, "status": "needs_response",
-                   "created": int(time.time()), "livemode": False}
+        dispute = {
+            "id": _new_id("dp"),
+            "object": "dispute",
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "charge": charge_id,
+            "payment_intent": charge["payment_intent"],
+            "reason": reason,
+            "status": "needs_response",
+            "created": int(time.time()),
+            "livemode": False,
+        }
         self._store(account)[dispute["id"]] = dispute
         return copy.deepcopy(dispute)
 
@@ -310,12 +412,20 @@ class StripeStandIn:
     def charge(self, charge_id: str, account: str | None = None) -> dict[str, Any]:
         return self._public(self._store(account)[charge_id])
 
-    def event(self, type_: str, obj: dict[str, Any], account: str | None = None, created: int | None = None) -> dict[str, Any]:
+    def event(
+        self, type_: str, obj: dict[str, Any], account: str | None = None, created: int | None = None
+    ) -> dict[str, Any]:
         """A webhook event as Stripe sends it (snapshot of the object)."""
         event: dict[str, Any] = {
-            "id": f"evt_{secrets.token_hex(12)}", "object": "event", "api_version": API_VERSION,
-            "created": created or int(time.time()), "type": type_, "data": {"object": copy.deepcopy(obj)}, "livemode": False,
-            "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+            "id": f"evt_{secrets.token_hex(12)}",
+            "object": "event",
+            "api_version": API_VERSION,
+            "created": created or int(time.time()),
+            "type": type_,
+            "data": {"object": copy.deepcopy(obj)},
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": None, "idempotency_key": None},
         }
         if account:
             event["account"] = account
@@ -337,8 +447,17 @@ class Served:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="off", access_log=False, log_config=None))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                log_config=None,
+            )
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -37,30 +37,60 @@ async def scene(payments: Payments) -> Scene:
     await payments.order(group, member, distribution, PaymentMethod.CHEQUE)
     await payments.order(group, member, distribution, PaymentMethod.TRANSFER)
     declared = [p for p in await payments.member_payments(group, member) if p["state"] == "declared"]
-    cancel = await payments.client.post(f"/groups/{group.group_id}/payments/{declared[1]['payment_id']}/cancel",
-                                        json={"reason": "x"}, headers=payments.coordinator(group))
+    cancel = await payments.client.post(
+        f"/groups/{group.group_id}/payments/{declared[1]['payment_id']}/cancel",
+        json={"reason": "x"},
+        headers=payments.coordinator(group),
+    )
     assert cancel.status_code == 200
-    received = await payments.client.post(f"/groups/{group.group_id}/members/{member}/payments",
-                                          json={"method": "cash", "amount": eur(500)}, headers=payments.coordinator(group))
+    received = await payments.client.post(
+        f"/groups/{group.group_id}/members/{member}/payments",
+        json={"method": "cash", "amount": eur(500)},
+        headers=payments.coordinator(group),
+    )
     contract = uuid4()
     await payments.subscribe(group, member, contract, [line("Box", 1000)], 2)
-    return Scene(group, other, distribution, member, declared[0]["payment_id"], declared[1]["payment_id"],
-                 received.json()["payment_id"], contract)
+    return Scene(
+        group,
+        other,
+        distribution,
+        member,
+        declared[0]["payment_id"],
+        declared[1]["payment_id"],
+        received.json()["payment_id"],
+        contract,
+    )
 
 
 async def snapshot(payments: Payments, scene: Scene) -> tuple:
     """Everything a refused request must leave as it was."""
     rows = await payments.scalar(
-        "SELECT json_agg(p ORDER BY payment_id)::text FROM (SELECT payment_id, state, amount, method, label FROM payments "
-        "WHERE group_id IN (:a, :b)) p", a=scene.group.group_id, b=scene.other.group_id)
-    baskets = await payments.scalar("SELECT json_agg(b ORDER BY member_id)::text FROM baskets b WHERE group_id IN (:a, :b)",
-                                    a=scene.group.group_id, b=scene.other.group_id)
+        "SELECT json_agg(p ORDER BY payment_id)::text FROM (SELECT "
+        "payment_id, state, amount, method, label FROM payments "
+        "WHERE group_id IN (:a, :b)) p",
+        a=scene.group.group_id,
+        b=scene.other.group_id,
+    )
+    baskets = await payments.scalar(
+        "SELECT json_agg(b ORDER BY member_id)::text FROM baskets b WHERE group_id IN (:a, :b)",
+        a=scene.group.group_id,
+        b=scene.other.group_id,
+    )
     transitions = await payments.scalar("SELECT count(*) FROM payment_transitions")
     return await payments.outbox_count(), rows, baskets, transitions
 
 
-async def refused(payments: Payments, scene: Scene, method: str, url: str, status: int, *, headers: dict | None,
-                  json: object = None, detail: str = "") -> None:
+async def refused(
+    payments: Payments,
+    scene: Scene,
+    method: str,
+    url: str,
+    status: int,
+    *,
+    headers: dict | None,
+    json: object = None,
+    detail: str = "",
+) -> None:
     before = await snapshot(payments, scene)
     response = await payments.client.request(method, url, json=json, headers=headers or {})
     assert response.status_code == status, response.text
@@ -86,7 +116,11 @@ def routes(s: Scene, group: Group) -> list[tuple[str, str, object]]:
         ("POST", f"/groups/{g}/distributions/{d}/baskets/{m}/confirm-all-and-validate", None),
         ("POST", f"/groups/{g}/distributions/{d}/validate", None),
         ("GET", f"/groups/{g}/distributions/{d}/takings.csv", None),
-        ("POST", f"/groups/{g}/contracts/{s.contract}/payments", {"client_key": "k", "rows": [{"member_id": str(m), "amount": eur(100)}]}),
+        (
+            "POST",
+            f"/groups/{g}/contracts/{s.contract}/payments",
+            {"client_key": "k", "rows": [{"member_id": str(m), "amount": eur(100)}]},
+        ),
         ("GET", f"/groups/{g}/contracts/{s.contract}/subscriptions", None),
     ]
 
@@ -99,8 +133,16 @@ async def test_a_member_cannot_call_coordinator_actions(payments: Payments, scen
 
 async def test_a_coordinator_of_another_group_cannot_act_on_this_one(payments: Payments, scene: Scene) -> None:
     for method, url, body in routes(scene, scene.group):
-        await refused(payments, scene, method, url, 403, headers=payments.coordinator(scene.other), json=body,
-                      detail=str(scene.group.group_id))
+        await refused(
+            payments,
+            scene,
+            method,
+            url,
+            403,
+            headers=payments.coordinator(scene.other),
+            json=body,
+            detail=str(scene.group.group_id),
+        )
 
 
 async def test_no_token_or_a_forged_one_is_refused(payments: Payments, scene: Scene) -> None:
@@ -115,7 +157,9 @@ async def test_a_payment_of_another_group_is_not_found_through_this_group(paymen
     headers = payments.coordinator(scene.other)
     for action, body in (("confirm", {}), ("cancel", {}), ("reverse", {"reason": "r"})):
         target = scene.received_id if action == "reverse" else scene.pending_id
-        await refused(payments, scene, "POST", f"/groups/{g}/payments/{target}/{action}", 404, headers=headers, json=body)
+        await refused(
+            payments, scene, "POST", f"/groups/{g}/payments/{target}/{action}", 404, headers=headers, json=body
+        )
 
 
 @pytest.mark.parametrize(
@@ -137,7 +181,9 @@ async def test_a_payment_of_another_group_is_not_found_through_this_group(paymen
 )
 async def test_bad_amounts_and_methods_are_refused(payments: Payments, scene: Scene, body: dict, detail: str) -> None:
     url = f"/groups/{scene.group.group_id}/members/{scene.member}/payments"
-    await refused(payments, scene, "POST", url, 422, headers=payments.coordinator(scene.group), json=body, detail=detail)
+    await refused(
+        payments, scene, "POST", url, 422, headers=payments.coordinator(scene.group), json=body, detail=detail
+    )
 
 
 async def test_a_payment_for_another_groups_member_is_refused(payments: Payments, scene: Scene) -> None:
@@ -145,7 +191,10 @@ async def test_a_payment_for_another_groups_member_is_refused(payments: Payments
     headers = payments.coordinator(scene.group)
     for url, body in (
         (f"/groups/{scene.group.group_id}/members/{outsider}/payments", {"method": "cash", "amount": eur(500)}),
-        (f"/groups/{scene.group.group_id}/members/{outsider}/refunds", {"method": "cash", "amount": eur(500), "reason": "r"}),
+        (
+            f"/groups/{scene.group.group_id}/members/{outsider}/refunds",
+            {"method": "cash", "amount": eur(500), "reason": "r"},
+        ),
     ):
         await refused(payments, scene, "POST", url, 404, headers=headers, json=body, detail="is not a member of group")
 
@@ -153,52 +202,152 @@ async def test_a_payment_for_another_groups_member_is_refused(payments: Payments
 async def test_state_machine_refusals(payments: Payments, scene: Scene) -> None:
     g = scene.group.group_id
     headers = payments.coordinator(scene.group)
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.cancelled_id}/confirm", 409, headers=headers, json={},
-                  detail="cancelled: only a declared payment can be confirmed")
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.received_id}/cancel", 409, headers=headers, json={},
-                  detail="received")
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.pending_id}/confirm", 422, headers=headers,
-                  json={"amount": eur(0)}, detail="must be positive")
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.pending_id}/confirm", 422, headers=headers,
-                  json={"amount": {"amount": 700, "currency": "CHF"}}, detail="must be in EUR")
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.pending_id}/confirm", 422, headers=headers,
-                  json={"method": "cash"}, detail="cannot be confirmed as cash")
-    await refused(payments, scene, "POST", f"/groups/{g}/payments/{scene.pending_id}/reverse", 409, headers=headers,
-                  json={"reason": "r"}, detail="only a received payment")
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.cancelled_id}/confirm",
+        409,
+        headers=headers,
+        json={},
+        detail="cancelled: only a declared payment can be confirmed",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.received_id}/cancel",
+        409,
+        headers=headers,
+        json={},
+        detail="received",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.pending_id}/confirm",
+        422,
+        headers=headers,
+        json={"amount": eur(0)},
+        detail="must be positive",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.pending_id}/confirm",
+        422,
+        headers=headers,
+        json={"amount": {"amount": 700, "currency": "CHF"}},
+        detail="must be in EUR",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.pending_id}/confirm",
+        422,
+        headers=headers,
+        json={"method": "cash"},
+        detail="cannot be confirmed as cash",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/payments/{scene.pending_id}/reverse",
+        409,
+        headers=headers,
+        json={"reason": "r"},
+        detail="only a received payment",
+    )
     await refused(payments, scene, "POST", f"/groups/{g}/payments/{uuid4()}/confirm", 404, headers=headers, json={})
 
 
 async def test_validating_twice_is_refused(payments: Payments, scene: Scene) -> None:
     g, d, m = scene.group.group_id, scene.distribution, scene.member
     headers = payments.coordinator(scene.group)
-    assert (await payments.client.post(f"/groups/{g}/distributions/{d}/baskets/{m}/confirm-all-and-validate",
-                                       headers=headers)).status_code == 200
-    await refused(payments, scene, "POST", f"/groups/{g}/distributions/{d}/baskets/{m}/validate", 409, headers=headers,
-                  detail="already validated")
-    await refused(payments, scene, "POST", f"/groups/{g}/distributions/{d}/baskets/{uuid4()}/validate", 404, headers=headers)
+    assert (
+        await payments.client.post(
+            f"/groups/{g}/distributions/{d}/baskets/{m}/confirm-all-and-validate", headers=headers
+        )
+    ).status_code == 200
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/distributions/{d}/baskets/{m}/validate",
+        409,
+        headers=headers,
+        detail="already validated",
+    )
+    await refused(
+        payments, scene, "POST", f"/groups/{g}/distributions/{d}/baskets/{uuid4()}/validate", 404, headers=headers
+    )
 
 
 async def test_group_unknown_or_with_payments_off(payments: Payments, scene: Scene) -> None:
     unknown = uuid4()
     headers = payments.token(uuid4(), {unknown: Role.COORDINATOR})
-    await refused(payments, scene, "POST", f"/groups/{unknown}/members/{uuid4()}/payments", 409, headers=headers,
-                  json={"method": "cash", "amount": eur(100)}, detail="has not received the settings")
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{unknown}/members/{uuid4()}/payments",
+        409,
+        headers=headers,
+        json={"method": "cash", "amount": eur(100)},
+        detail="has not received the settings",
+    )
     off = await payments.new_group(1, payments_enabled=False)
-    await refused(payments, scene, "POST", f"/groups/{off.group_id}/members/{off.members[0]}/payments", 409,
-                  headers=payments.coordinator(off), json={"method": "cash", "amount": eur(100)}, detail="payment management is off")
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{off.group_id}/members/{off.members[0]}/payments",
+        409,
+        headers=payments.coordinator(off),
+        json={"method": "cash", "amount": eur(100)},
+        detail="payment management is off",
+    )
 
 
 async def test_refund_links_and_reasons_are_checked(payments: Payments, scene: Scene) -> None:
     g, m = scene.group.group_id, scene.member
     headers = payments.coordinator(scene.group)
     url = f"/groups/{g}/members/{m}/refunds"
-    await refused(payments, scene, "POST", url, 422, headers=headers,
-                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": str(uuid4())}, detail="is not a payment of member")
-    await refused(payments, scene, "POST", url, 409, headers=headers,
-                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.cancelled_id},
-                  detail="only money received can be given back")
-    await refused(payments, scene, "POST", url, 422, headers=headers, json={"method": "cash", "amount": eur(100)}, detail="reason")
+    await refused(
+        payments,
+        scene,
+        "POST",
+        url,
+        422,
+        headers=headers,
+        json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": str(uuid4())},
+        detail="is not a payment of member",
+    )
+    await refused(
+        payments,
+        scene,
+        "POST",
+        url,
+        409,
+        headers=headers,
+        json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.cancelled_id},
+        detail="only money received can be given back",
+    )
+    await refused(
+        payments, scene, "POST", url, 422, headers=headers, json={"method": "cash", "amount": eur(100)}, detail="reason"
+    )
     other_member = scene.group.members[1]
-    await refused(payments, scene, "POST", f"/groups/{g}/members/{other_member}/refunds", 422, headers=headers,
-                  json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.received_id},
-                  detail="is not a payment of member")
+    await refused(
+        payments,
+        scene,
+        "POST",
+        f"/groups/{g}/members/{other_member}/refunds",
+        422,
+        headers=headers,
+        json={"method": "cash", "amount": eur(100), "reason": "r", "payment_id": scene.received_id},
+        detail="is not a payment of member",
+    )

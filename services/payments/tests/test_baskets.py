@@ -36,7 +36,12 @@ def test_settled_missing_partly_paid_overpaid() -> None:
     owed = [Owed(eur(2000), Method.CHEQUE), Owed(eur(500), Method.CHEQUE)]
     assert figures(owed, [paid(2500)], "EUR").standing is Standing.SETTLED
     missing = figures(owed, [paid(2500, state=State.DECLARED)], "EUR")
-    assert (missing.standing, missing.pending, missing.received, missing.missing) == (Standing.MISSING, eur(2500), eur(0), eur(2500))
+    assert (missing.standing, missing.pending, missing.received, missing.missing) == (
+        Standing.MISSING,
+        eur(2500),
+        eur(0),
+        eur(2500),
+    )
     partly = figures(owed, [paid(2000), paid(400, state=State.CANCELLED)], "EUR")
     assert (partly.standing, partly.difference, partly.missing) == (Standing.PARTLY_PAID, eur(-500), eur(500))
     over = figures(owed, [paid(3000)], "EUR")
@@ -46,7 +51,12 @@ def test_settled_missing_partly_paid_overpaid() -> None:
 def test_refunds_count_against_received_and_money_pot_is_not_collected() -> None:
     owed = [Owed(eur(1000), Method.MONEY_POT), Owed(eur(2000), Method.CASH)]
     result = figures(owed, [paid(2500, Method.CASH), paid(-500, Method.CASH)], "EUR")
-    assert (result.ordered, result.money_pot, result.due, result.received) == (eur(3000), eur(1000), eur(2000), eur(2000))
+    assert (result.ordered, result.money_pot, result.due, result.received) == (
+        eur(3000),
+        eur(1000),
+        eur(2000),
+        eur(2000),
+    )
     assert result.standing is Standing.SETTLED
 
 
@@ -59,8 +69,15 @@ def test_refund_of_an_overpayment_is_at_most_the_overpayment() -> None:
 
 def test_takings_csv_totals_by_method_pending_and_members() -> None:
     alice, bob, carol = uuid4(), uuid4(), uuid4()
-    lines = [paid(1000, Method.CASH), paid(2000, Method.CHEQUE), paid(1500, Method.CHEQUE), paid(-300, Method.CASH),
-             paid(700, Method.CARD_TERMINAL), paid(900, Method.TRANSFER, State.DECLARED), paid(50, Method.CASH, State.CANCELLED)]
+    lines = [
+        paid(1000, Method.CASH),
+        paid(2000, Method.CHEQUE),
+        paid(1500, Method.CHEQUE),
+        paid(-300, Method.CASH),
+        paid(700, Method.CARD_TERMINAL),
+        paid(900, Method.TRANSFER, State.DECLARED),
+        paid(50, Method.CASH, State.CANCELLED),
+    ]
     baskets = [
         MemberBasket(alice, "Alice", figures([Owed(eur(2000), Method.CHEQUE)], [paid(2000)], "EUR")),
         MemberBasket(bob, "=cmd()", figures([Owed(eur(2000), Method.CHEQUE)], [], "EUR")),
@@ -89,13 +106,21 @@ amounts = st.integers(min_value=1, max_value=10**7)
 methods = st.sampled_from([Method.CHEQUE, Method.CASH, Method.TRANSFER, Method.MONEY_POT, Method.ON_THE_SPOT])
 payment_lines = st.builds(
     lambda cents, refund, state, method: PaymentLine(
-        Kind.REFUND if refund else Kind.PAYMENT, State.RECEIVED if refund else state, method, eur(-cents if refund else cents)
+        Kind.REFUND if refund else Kind.PAYMENT,
+        State.RECEIVED if refund else state,
+        method,
+        eur(-cents if refund else cents),
     ),
-    amounts, st.booleans(), st.sampled_from(list(State)), st.sampled_from([Method.CHEQUE, Method.CASH, Method.CARD_TERMINAL]),
+    amounts,
+    st.booleans(),
+    st.sampled_from(list(State)),
+    st.sampled_from([Method.CHEQUE, Method.CASH, Method.CARD_TERMINAL]),
 )
 
 
-@given(st.lists(st.builds(lambda c, m: Owed(eur(c), m), amounts, methods), max_size=6), st.lists(payment_lines, max_size=8))
+@given(
+    st.lists(st.builds(lambda c, m: Owed(eur(c), m), amounts, methods), max_size=6), st.lists(payment_lines, max_size=8)
+)
 def test_figures_add_up(owed: list[Owed], lines: list[PaymentLine]) -> None:
     result = figures(owed, lines, "EUR")
     assert result.ordered.amount == sum(o.amount.amount for o in owed)

@@ -17,20 +17,23 @@ def eur(cents: int) -> Money:
     return Money(amount=cents, currency="EUR")
 
 
-@pytest.mark.parametrize(("state", "outcome", "after"), [
-    (CardState.INITIATED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
-    (CardState.INITIATED, Outcome.FAILED, CardState.FAILED),
-    (CardState.INITIATED, Outcome.EXPIRED, CardState.EXPIRED),
-    (CardState.FAILED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
-    (CardState.FAILED, Outcome.EXPIRED, CardState.EXPIRED),
-    (CardState.FAILED, Outcome.FAILED, None),
-    (CardState.EXPIRED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
-    (CardState.EXPIRED, Outcome.FAILED, None),
-    (CardState.EXPIRED, Outcome.EXPIRED, None),
-    (CardState.SUCCEEDED, Outcome.SUCCEEDED, None),
-    (CardState.SUCCEEDED, Outcome.FAILED, None),
-    (CardState.SUCCEEDED, Outcome.EXPIRED, None),
-])
+@pytest.mark.parametrize(
+    ("state", "outcome", "after"),
+    [
+        (CardState.INITIATED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
+        (CardState.INITIATED, Outcome.FAILED, CardState.FAILED),
+        (CardState.INITIATED, Outcome.EXPIRED, CardState.EXPIRED),
+        (CardState.FAILED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
+        (CardState.FAILED, Outcome.EXPIRED, CardState.EXPIRED),
+        (CardState.FAILED, Outcome.FAILED, None),
+        (CardState.EXPIRED, Outcome.SUCCEEDED, CardState.SUCCEEDED),
+        (CardState.EXPIRED, Outcome.FAILED, None),
+        (CardState.EXPIRED, Outcome.EXPIRED, None),
+        (CardState.SUCCEEDED, Outcome.SUCCEEDED, None),
+        (CardState.SUCCEEDED, Outcome.FAILED, None),
+        (CardState.SUCCEEDED, Outcome.EXPIRED, None),
+    ],
+)
 def test_the_state_machine_only_moves_forward(state: CardState, outcome: Outcome, after: CardState | None) -> None:
     assert card.advance(state, outcome) == after
 

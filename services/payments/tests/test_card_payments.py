@@ -26,13 +26,18 @@ async def test_card_settings_are_for_coordinators_and_show_no_secret(payments: P
     member = payments.member(group, group.members[0])
     assert (await payments.client.put(url, json={"stripe_account": "acct_1Abc"}, headers=member)).status_code == 403
     assert (await payments.client.get(url, headers=member)).status_code == 403
-    unknown = await payments.client.put(url, json={"stripe_account": "acct_1Unknown"}, headers=payments.coordinator(group))
+    unknown = await payments.client.put(
+        url, json={"stripe_account": "acct_1Unknown"}, headers=payments.coordinator(group)
+    )
     assert unknown.status_code == 502, unknown.text  # the provider does not know it: nothing stored
     assert (await payments.client.get(url, headers=payments.coordinator(group))).json()["enabled"] is False
-    assert (await payments.client.put(url, json={"stripe_account": "not an account"},
-                                      headers=payments.coordinator(group))).status_code == 422
+    assert (
+        await payments.client.put(url, json={"stripe_account": "not an account"}, headers=payments.coordinator(group))
+    ).status_code == 422
     standin(payments).accounts.add("acct_1Known")
-    response = await payments.client.put(url, json={"stripe_account": "acct_1Known"}, headers=payments.coordinator(group))
+    response = await payments.client.put(
+        url, json={"stripe_account": "acct_1Known"}, headers=payments.coordinator(group)
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["enabled"] is True and body["stripe_account"] == "acct_1Known" and body["provider_configured"] is True
@@ -52,18 +57,30 @@ async def test_a_member_pays_their_order_through_one_checkout_session(payments: 
 
     session = standin(payments).session(payment["checkout_session_id"], "acct_1Pay")
     assert session["amount_total"] == 2980 and session["currency"] == "eur" and session["mode"] == "payment"
-    metadata = {"cagette_group_id": str(group.group_id), "cagette_member_id": str(alice),
-                "cagette_order_id": str(due.order_id), "cagette_payment_id": payment["payment_id"]}
+    metadata = {
+        "cagette_group_id": str(group.group_id),
+        "cagette_member_id": str(alice),
+        "cagette_order_id": str(due.order_id),
+        "cagette_payment_id": payment["payment_id"],
+    }
     assert session["metadata"] == metadata and session["_payment_intent_data"]["metadata"] == metadata
     assert session["client_reference_id"] == payment["payment_id"]
-    [request] = [r for r in standin(payments).seen("/v1/checkout/sessions") if r.params["client_reference_id"] == payment["payment_id"]]
+    [request] = [
+        r
+        for r in standin(payments).seen("/v1/checkout/sessions")
+        if r.params["client_reference_id"] == payment["payment_id"]
+    ]
     assert request.idempotency_key == f"cagette-checkout-{payment['payment_id']}" and request.account == "acct_1Pay"
 
     again = await pay(payments, group, alice, due.order_id)
     assert again.status_code == 200
     assert again.json()["payment_id"] == payment["payment_id"]
     assert again.json()["checkout_session_id"] == payment["checkout_session_id"]
-    sessions = [r for r in standin(payments).seen("/v1/checkout/sessions") if r.params["client_reference_id"] == payment["payment_id"]]
+    sessions = [
+        r
+        for r in standin(payments).seen("/v1/checkout/sessions")
+        if r.params["client_reference_id"] == payment["payment_id"]
+    ]
     assert len(sessions) == 1
 
 
@@ -74,15 +91,24 @@ async def test_a_retry_after_a_lost_answer_gets_the_same_session(payments: Payme
     alice = group.members[0]
     due = await awaiting(payments, group, alice)
     payment = await started(payments, group, due)
-    await payments.scalar("UPDATE card_payments SET checkout_session_id = NULL, checkout_url = NULL WHERE payment_id = :p "
-                          "RETURNING 1", p=payment["payment_id"])
+    await payments.scalar(
+        "UPDATE card_payments SET checkout_session_id = NULL, checkout_url = NULL WHERE payment_id = :p RETURNING 1",
+        p=payment["payment_id"],
+    )
     again = await pay(payments, group, alice, due.order_id)
     assert again.status_code == 200, again.text
     assert again.json()["checkout_session_id"] == payment["checkout_session_id"]
-    requests = [r for r in standin(payments).seen("/v1/checkout/sessions") if r.params["client_reference_id"] == payment["payment_id"]]
+    requests = [
+        r
+        for r in standin(payments).seen("/v1/checkout/sessions")
+        if r.params["client_reference_id"] == payment["payment_id"]
+    ]
     assert len(requests) == 2 and len({r.idempotency_key for r in requests}) == 1
-    sessions = [s for s in standin(payments).objects["platform"].values()
-                if s["object"] == "checkout.session" and s["client_reference_id"] == payment["payment_id"]]
+    sessions = [
+        s
+        for s in standin(payments).objects["platform"].values()
+        if s["object"] == "checkout.session" and s["client_reference_id"] == payment["payment_id"]
+    ]
     assert len(sessions) == 1
 
 
@@ -96,8 +122,11 @@ async def test_only_the_member_pays_and_only_what_orders_awaits(payments: Paymen
     other = await payments.new_group()
     assert (await pay(payments, other, alice, due.order_id, headers=payments.member(other, alice))).status_code == 404
     # the amount is never the client's: an amount in the body is refused
-    response = await payments.client.post(f"/groups/{group.group_id}/orders/{due.order_id}/card-payment",
-                                          json={"amount": {"amount": 1, "currency": "EUR"}}, headers=payments.member(group, alice))
+    response = await payments.client.post(
+        f"/groups/{group.group_id}/orders/{due.order_id}/card-payment",
+        json={"amount": {"amount": 1, "currency": "EUR"}},
+        headers=payments.member(group, alice),
+    )
     assert response.status_code == 422
 
 
@@ -113,17 +142,30 @@ async def test_an_amendment_is_paid_on_its_own(payments: Payments) -> None:
     group = await card_group(payments)
     alice = group.members[0]
     order = await awaiting(payments, group, alice)
-    addition = await awaiting(payments, group, alice, line("Eggs", 300, "2"), order_id=order.order_id, amendment_id=uuid4(),
-                              distribution_id=order.distribution_id)
+    addition = await awaiting(
+        payments,
+        group,
+        alice,
+        line("Eggs", 300, "2"),
+        order_id=order.order_id,
+        amendment_id=uuid4(),
+        distribution_id=order.distribution_id,
+    )
     payment = await started(payments, group, addition)
-    assert payment["amount"] == {"amount": 600, "currency": "EUR"} and payment["amendment_id"] == str(addition.amendment_id)
+    assert payment["amount"] == {"amount": 600, "currency": "EUR"} and payment["amendment_id"] == str(
+        addition.amendment_id
+    )
     session = standin(payments).session(payment["checkout_session_id"])
     assert session["amount_total"] == 600 and session["metadata"]["cagette_amendment_id"] == str(addition.amendment_id)
     first = await started(payments, group, order)
     assert first["payment_id"] != payment["payment_id"] and first["amount"]["amount"] == 2980
-    listed = await payments.client.get(f"/groups/{group.group_id}/orders/{order.order_id}/card-payments",
-                                       headers=payments.member(group, alice))
-    assert listed.status_code == 200 and {p["payment_id"] for p in listed.json()} == {payment["payment_id"], first["payment_id"]}
+    listed = await payments.client.get(
+        f"/groups/{group.group_id}/orders/{order.order_id}/card-payments", headers=payments.member(group, alice)
+    )
+    assert listed.status_code == 200 and {p["payment_id"] for p in listed.json()} == {
+        payment["payment_id"],
+        first["payment_id"],
+    }
     assert (await card_payment(payments, group, payment["payment_id"]))["history"][0]["to"] == "initiated"
 
 
@@ -151,7 +193,9 @@ async def test_secrets_never_reach_the_logs(payments: Payments, caplog: pytest.L
     payment = await started(payments, group, due)
     session, _, _ = standin(payments).pay(payment["checkout_session_id"])
     await applied(payments, standin(payments).event("checkout.session.completed", session))
-    assert (await webhook(payments, standin(payments).event("checkout.session.completed", session), secret="whsec_wrong")).status_code == 400
+    assert (
+        await webhook(payments, standin(payments).event("checkout.session.completed", session), secret="whsec_wrong")
+    ).status_code == 400
     logged = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert caplog.records and STRIPE_KEY not in logged and WEBHOOK_SECRET not in logged
     assert STRIPE_KEY not in repr(payments.service.settings) and WEBHOOK_SECRET not in repr(payments.service.settings)
@@ -167,8 +211,11 @@ async def test_concurrent_pay_requests_make_one_attempt_and_one_session(payments
     assert len({r.json()["checkout_session_id"] for r in responses}) == 1
     assert await payments.scalar("SELECT count(*) FROM card_payments WHERE order_id = :o", o=due.order_id) == 1
     payment_id = responses[0].json()["payment_id"]
-    sessions = [s for s in standin(payments).objects["platform"].values()
-                if s["object"] == "checkout.session" and s["client_reference_id"] == payment_id]
+    sessions = [
+        s
+        for s in standin(payments).objects["platform"].values()
+        if s["object"] == "checkout.session" and s["client_reference_id"] == payment_id
+    ]
     assert len(sessions) == 1
 
 
@@ -178,10 +225,14 @@ async def test_a_new_attempt_only_once_the_open_session_is_surely_over(payments:
     due = await awaiting(payments, group, alice)
     first = await started(payments, group, due)
     # past its end but within the margin (clocks): the same session, never two payable at once
-    await payments.scalar("UPDATE card_payments SET expires_at = now() - interval '1 minute' WHERE payment_id = :p RETURNING 1",
-                          p=first["payment_id"])
+    await payments.scalar(
+        "UPDATE card_payments SET expires_at = now() - interval '1 minute' WHERE payment_id = :p RETURNING 1",
+        p=first["payment_id"],
+    )
     assert (await pay(payments, group, alice, due.order_id)).json()["payment_id"] == first["payment_id"]
-    await payments.scalar("UPDATE card_payments SET expires_at = now() - interval '3 minutes' WHERE payment_id = :p RETURNING 1",
-                          p=first["payment_id"])
+    await payments.scalar(
+        "UPDATE card_payments SET expires_at = now() - interval '3 minutes' WHERE payment_id = :p RETURNING 1",
+        p=first["payment_id"],
+    )
     second = await pay(payments, group, alice, due.order_id)
     assert second.status_code == 201 and second.json()["attempt"] == 2

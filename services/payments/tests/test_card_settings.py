@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from cagette_payments import card
 from cagette_runtime.tables import outbox_messages
 from cagette_runtime.testing import EventSpy
 
-from cagette_payments import card
-
 from .cardkit import standin
-from .conftest import Payments, Group
+from .conftest import Group, Payments
 
 KEY = "payments.card_settings.changed"
 
@@ -24,17 +23,24 @@ KEY = "payments.card_settings.changed"
 async def announced(payments: Payments, group: Group) -> list[dict[str, Any]]:
     async with payments.service.database.transaction() as session:
         rows = (
-            await session.execute(
-                select(outbox_messages.c.body).where(outbox_messages.c.routing_key == KEY)
-                .where(text("(body::jsonb ->> 'group_id') = :g").bindparams(g=str(group.group_id)))
-                .order_by(outbox_messages.c.id)
+            (
+                await session.execute(
+                    select(outbox_messages.c.body)
+                    .where(outbox_messages.c.routing_key == KEY)
+                    .where(text("(body::jsonb ->> 'group_id') = :g").bindparams(g=str(group.group_id)))
+                    .order_by(outbox_messages.c.id)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     return [json.loads(body) for body in rows]
 
 
 async def put(payments: Payments, group: Group, **body: Any):  # type: ignore[no-untyped-def]
-    return await payments.client.put(f"/groups/{group.group_id}/card-settings", json=body, headers=payments.coordinator(group))
+    return await payments.client.put(
+        f"/groups/{group.group_id}/card-settings", json=body, headers=payments.coordinator(group)
+    )
 
 
 async def test_readiness_is_announced_when_set_and_changed_never_on_a_no_op(payments: Payments, spy: EventSpy) -> None:
@@ -62,7 +68,11 @@ async def test_readiness_is_announced_when_set_and_changed_never_on_a_no_op(paym
     disabled = await put(payments, group, enabled=False, stripe_account="acct_1Ready")
     assert disabled.status_code == 200 and disabled.json()["card_payments_ready"] is False
     events = await announced(payments, group)
-    assert [(e["card_payments_ready"], e["uses_connected_account"]) for e in events] == [(True, False), (True, True), (False, True)]
+    assert [(e["card_payments_ready"], e["uses_connected_account"]) for e in events] == [
+        (True, False),
+        (True, True),
+        (False, True),
+    ]
     assert events[-1]["enabled"] is False
     # An unknown account is refused by the provider: nothing stored, nothing announced.
     refused = await put(payments, group, enabled=True, stripe_account="acct_1Nobody")
@@ -77,7 +87,9 @@ async def test_a_disabled_first_setting_is_announced_not_ready(payments: Payment
     assert event["card_payments_ready"] is False and event["enabled"] is False
 
 
-async def test_without_the_platform_keys_card_payments_cannot_be_enabled(payments: Payments, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_the_platform_keys_card_payments_cannot_be_enabled(
+    payments: Payments, monkeypatch: pytest.MonkeyPatch
+) -> None:
     group = await payments.new_group()
     provider = payments.service.card_provider
     # The platform's API key is set but not the webhook secret: no payment could ever be confirmed.

@@ -13,7 +13,17 @@ import pytest
 from cagette_runtime.testing import EventSpy
 
 from .cardkit import (
-    applied, awaiting, card_group, card_payment, outbox_for, pay, settle_background_jobs, sign, standin, started, webhook,
+    applied,
+    awaiting,
+    card_group,
+    card_payment,
+    outbox_for,
+    pay,
+    settle_background_jobs,
+    sign,
+    standin,
+    started,
+    webhook,
 )
 from .conftest import Payments
 
@@ -74,7 +84,10 @@ async def test_a_declined_card_then_a_success_in_the_same_session(payments: Paym
     declined = standin(payments).decline(payment["checkout_session_id"])
     await applied(payments, standin(payments).event("payment_intent.payment_failed", declined))
     [failed] = await spy.wait_for("payments.card_payment.failed", payment_id=pid)
-    assert failed.body["reason"] == "Your card has insufficient funds." and failed.body["retry_url"] == payment["checkout_url"]
+    assert (
+        failed.body["reason"] == "Your card has insufficient funds."
+        and failed.body["retry_url"] == payment["checkout_url"]
+    )
     assert (await card_payment(payments, group, pid))["state"] == "failed"
     # retrying gives the same open session
     again = await pay(payments, group, due.member_id, due.order_id)
@@ -140,21 +153,31 @@ async def test_coordinator_refunds_take_effect_on_the_provider_confirmation(paym
     url = f"/groups/{group.group_id}/card-payments/{pid}/refunds"
     coordinator = payments.coordinator(group)
     member = payments.member(group, due.member_id)
-    assert (await payments.client.post(url, json={"amount": eur(500), "reason": "x", "client_key": "k"}, headers=member)).status_code == 403
+    assert (
+        await payments.client.post(url, json={"amount": eur(500), "reason": "x", "client_key": "k"}, headers=member)
+    ).status_code == 403
 
-    first = await payments.client.post(url, json={"amount": eur(500), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator)
+    first = await payments.client.post(
+        url, json={"amount": eur(500), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator
+    )
     assert first.status_code == 202, first.text
     assert first.json()["provider_refund_id"].startswith("re_")
     [request] = [r for r in standin(payments).seen("/v1/refunds") if r.params.get("payment_intent") == intent["id"]]
-    assert request.account == "acct_1Refunds" and request.idempotency_key == f"cagette-refund-{first.json()['request_id']}"
+    assert (
+        request.account == "acct_1Refunds" and request.idempotency_key == f"cagette-refund-{first.json()['request_id']}"
+    )
     assert request.params["amount"] == "500"
     # asked, not yet confirmed: the member is not debited back yet
     assert await outbox_for(payments, "payments.payment.refunded", pid) == 0
     # the same request again (same key): the same refund, never a second one
-    replay = await payments.client.post(url, json={"amount": eur(500), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator)
+    replay = await payments.client.post(
+        url, json={"amount": eur(500), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator
+    )
     assert replay.status_code == 200 and replay.json()["request_id"] == first.json()["request_id"]
     assert standin(payments).charge(charge["id"], "acct_1Refunds")["amount_refunded"] == 500
-    other = await payments.client.post(url, json={"amount": eur(600), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator)
+    other = await payments.client.post(
+        url, json={"amount": eur(600), "reason": "missing cheese", "client_key": "r1"}, headers=coordinator
+    )
     assert other.status_code == 409
 
     after_first = standin(payments).charge(charge["id"], "acct_1Refunds")
@@ -163,17 +186,22 @@ async def test_coordinator_refunds_take_effect_on_the_provider_confirmation(paym
     [refund] = await spy.wait_for("payments.payment.refunded", payment_id=pid)
     assert refund.body["amount"] == eur(500)
 
-    second = await payments.client.post(url, json={"amount": eur(300), "reason": "bruised apples", "client_key": "r2"}, headers=coordinator)
+    second = await payments.client.post(
+        url, json={"amount": eur(300), "reason": "bruised apples", "client_key": "r2"}, headers=coordinator
+    )
     assert second.status_code == 202, second.text
-    second_event = standin(payments).event("charge.refunded", standin(payments).charge(charge["id"], "acct_1Refunds"),
-                                           account="acct_1Refunds")
+    second_event = standin(payments).event(
+        "charge.refunded", standin(payments).charge(charge["id"], "acct_1Refunds"), account="acct_1Refunds"
+    )
     await applied(payments, second_event)
     refunds = await spy.wait_for("payments.payment.refunded", count=2, payment_id=pid)
     assert sorted(r.body["amount"]["amount"] for r in refunds) == [300, 500]
     # the first notification delivered again under another id (reordered): nothing new
     await applied(payments, standin(payments).event("charge.refunded", after_first, account="acct_1Refunds"))
     assert await outbox_for(payments, "payments.payment.refunded", pid) == 2
-    too_much = await payments.client.post(url, json={"amount": eur(2181), "reason": "all", "client_key": "r3"}, headers=coordinator)
+    too_much = await payments.client.post(
+        url, json={"amount": eur(2181), "reason": "all", "client_key": "r3"}, headers=coordinator
+    )
     assert too_much.status_code == 422, too_much.text
     state = await card_payment(payments, group, pid)
     assert state["amount_refunded"] == eur(800) and len(state["refund_requests"]) == 2
@@ -193,16 +221,24 @@ async def test_a_dispute_is_recorded_and_flagged(payments: Payments, spy: EventS
     assert state["disputed"] is True and state["dispute_reason"] == "fraudulent"
     assert (await webhook(payments, created)).json()["duplicate"] is True
     assert await outbox_for(payments, "payments.card_payment.disputed", pid) == 1
-    listed = await payments.client.get(f"/groups/{group.group_id}/card-payments?disputed=true", headers=payments.coordinator(group))
+    listed = await payments.client.get(
+        f"/groups/{group.group_id}/card-payments?disputed=true", headers=payments.coordinator(group)
+    )
     assert listed.status_code == 200 and [p["payment_id"] for p in listed.json()] == [pid]
-    assert (await payments.client.get(f"/groups/{group.group_id}/card-payments",
-                                      headers=payments.member(group, due.member_id))).status_code == 403
+    assert (
+        await payments.client.get(
+            f"/groups/{group.group_id}/card-payments", headers=payments.member(group, due.member_id)
+        )
+    ).status_code == 403
 
 
 async def test_success_notifications_at_the_same_time_confirm_once(payments: Payments, spy: EventSpy) -> None:
     group, due, payment, session, intent, charge = await paid_order(payments)
     pid = payment["payment_id"]
-    events = [standin(payments).event("checkout.session.completed", session), standin(payments).event("payment_intent.succeeded", intent)]
+    events = [
+        standin(payments).event("checkout.session.completed", session),
+        standin(payments).event("payment_intent.succeeded", intent),
+    ]
     responses = await asyncio.gather(*(webhook(payments, e) for e in events + events))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
     await spy.wait_for("payments.payment.received", payment_id=pid)
@@ -232,8 +268,9 @@ async def test_forged_missing_and_stale_signatures_are_refused_and_nothing_recor
     missing = await webhook(payments, event, header="")
     stale = await webhook(payments, event, timestamp=int(time.time()) - 301)
     _, good_header = sign(event)
-    tampered_body = await webhook(payments, event, header=good_header,
-                                  body=sign(dict(event, data={"object": dict(session, amount_total=1)}))[0])
+    tampered_body = await webhook(
+        payments, event, header=good_header, body=sign(dict(event, data={"object": dict(session, amount_total=1)}))[0]
+    )
     garbage = await webhook(payments, event, header="t=abc,v1=zzz")
     for response in (forged, missing, stale, tampered_body, garbage):
         assert response.status_code == 400, response.text
@@ -248,16 +285,25 @@ async def test_unknown_types_are_ignored_and_unknown_payments_parked(payments: P
     unknown_type = standin(payments).event("customer.created", {"id": "cus_123", "object": "customer"})
     response = await webhook(payments, unknown_type)
     assert response.status_code == 200 and response.json()["outcome"] == "ignored"
-    stranger = {"id": "pi_stranger", "object": "payment_intent", "amount": 100, "amount_received": 100, "currency": "eur",
-                "status": "succeeded", "metadata": {"cagette_payment_id": str(uuid4())}, "latest_charge": "ch_stranger"}
+    stranger = {
+        "id": "pi_stranger",
+        "object": "payment_intent",
+        "amount": 100,
+        "amount_received": 100,
+        "currency": "eur",
+        "status": "succeeded",
+        "metadata": {"cagette_payment_id": str(uuid4())},
+        "latest_charge": "ch_stranger",
+    }
     parked = standin(payments).event("payment_intent.succeeded", stranger)
     response = await webhook(payments, parked)
     assert response.status_code == 200 and response.json()["outcome"] == "parked"
     admin = payments.admin()
     listed = await payments.client.get("/card/provider-events/parked", headers=admin)
     assert listed.status_code == 200 and parked["id"] in {e["event_id"] for e in listed.json()}
-    assert (await payments.client.get("/card/provider-events/parked",
-                                      headers=payments.token(uuid4()))).status_code == 403
+    assert (
+        await payments.client.get("/card/provider-events/parked", headers=payments.token(uuid4()))
+    ).status_code == 403
     retried = await payments.client.post(f"/card/provider-events/{parked['id']}/retry", headers=admin)
     assert retried.status_code == 200 and retried.json()["outcome"] == "parked"
 

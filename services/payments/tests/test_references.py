@@ -39,7 +39,9 @@ def test_parse_accepts_what_people_type() -> None:
     assert refs.parse_reference(typed) == reference
 
 
-@pytest.mark.parametrize("text", ["", "RF", "XX18539007547034", "RF17 5390 0754 7034", "RF18 5390 0754 7035", "RF" + "1" * 30])
+@pytest.mark.parametrize(
+    "text", ["", "RF", "XX18539007547034", "RF17 5390 0754 7034", "RF18 5390 0754 7035", "RF" + "1" * 30]
+)
 def test_invalid_texts_are_refused(text: str) -> None:
     with pytest.raises(refs.InvalidReference):
         refs.parse_reference(text)
@@ -60,7 +62,7 @@ def test_any_single_character_typo_is_caught(body: str, position: int, replaceme
     reference = refs.make_reference(body)
     if reference[position] == replacement:
         return
-    typo = reference[:position] + replacement + reference[position + 1:]
+    typo = reference[:position] + replacement + reference[position + 1 :]
     assert not refs.is_valid_reference(typo)
 
 
@@ -70,5 +72,5 @@ def test_swapping_two_adjacent_digits_is_caught(body: str, position: int) -> Non
     a, b = reference[position], reference[position + 1]
     if a == b:
         return
-    swapped = reference[:position] + b + a + reference[position + 2:]
+    swapped = reference[:position] + b + a + reference[position + 2 :]
     assert not refs.is_valid_reference(swapped)

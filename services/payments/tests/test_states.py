@@ -36,7 +36,11 @@ def test_confirm_as_declared_records_the_transition() -> None:
 def test_confirm_with_a_corrected_amount() -> None:
     after, transition = states.confirm(declared(), by=BY, at=AT, amount=eur(1850), note="cheque of 18.50")
     assert after.amount == eur(1850)
-    assert (transition.amount_before, transition.amount_after, transition.note) == (eur(2000), eur(1850), "cheque of 18.50")
+    assert (transition.amount_before, transition.amount_after, transition.note) == (
+        eur(2000),
+        eur(1850),
+        "cheque of 18.50",
+    )
 
 
 def test_on_the_spot_needs_and_takes_the_actual_method() -> None:
@@ -66,7 +70,11 @@ def test_corrected_amount_must_be_positive_and_in_the_currency(amount: Money) ->
 def test_cancel() -> None:
     after, transition = states.cancel(declared(), by=BY, at=AT, note="no cheque given")
     assert after.state is State.CANCELLED
-    assert (transition.from_state, transition.to_state, transition.note) == (State.DECLARED, State.CANCELLED, "no cheque given")
+    assert (transition.from_state, transition.to_state, transition.note) == (
+        State.DECLARED,
+        State.CANCELLED,
+        "no cheque given",
+    )
 
 
 @pytest.mark.parametrize("final", [State.RECEIVED, State.CANCELLED])
@@ -90,4 +98,6 @@ def test_only_a_received_payment_is_reversed_by_its_opposite() -> None:
 def test_creation_transition() -> None:
     payment = Payment(uuid4(), Kind.PAYMENT, State.RECEIVED, Method.CASH, eur(700))
     transition = states.creation(payment, by=BY, at=AT)
-    assert transition.from_state is None and transition.to_state is State.RECEIVED and transition.amount_after == eur(700)
+    assert (
+        transition.from_state is None and transition.to_state is State.RECEIVED and transition.amount_after == eur(700)
+    )

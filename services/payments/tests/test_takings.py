@@ -28,18 +28,26 @@ async def test_takings_csv_adds_up(payments: Payments, spy) -> None:
     by_member = {m: (await payments.member_payments(group, m))[0]["payment_id"] for m in (a, b, c, f)}
 
     async def confirm(member, **body) -> None:
-        response = await payments.client.post(f"/groups/{group.group_id}/payments/{by_member[member]}/confirm", json=body, headers=headers)
+        response = await payments.client.post(
+            f"/groups/{group.group_id}/payments/{by_member[member]}/confirm", json=body, headers=headers
+        )
         assert response.status_code == 200, response.text
 
     await confirm(a)
     await confirm(b, amount=eur(1000))
     await confirm(c, method="cash", amount=eur(1000))
     await confirm(f, amount=eur(1500))
-    refund = await payments.client.post(f"/groups/{group.group_id}/distributions/{d}/baskets/{f}/refunds",
-                                        json={"method": "cash", "amount": eur(300)}, headers=headers)
+    refund = await payments.client.post(
+        f"/groups/{group.group_id}/distributions/{d}/baskets/{f}/refunds",
+        json={"method": "cash", "amount": eur(300)},
+        headers=headers,
+    )
     assert refund.status_code == 201, refund.text
-    extra = await payments.client.post(f"/groups/{group.group_id}/distributions/{d}/baskets/{b}/payments",
-                                       json={"method": "card_terminal", "amount": eur(200)}, headers=headers)
+    extra = await payments.client.post(
+        f"/groups/{group.group_id}/distributions/{d}/baskets/{b}/payments",
+        json={"method": "card_terminal", "amount": eur(200)},
+        headers=headers,
+    )
     assert extra.status_code == 201, extra.text
 
     response = await payments.client.get(f"/groups/{group.group_id}/distributions/{d}/takings.csv", headers=headers)

@@ -36,7 +36,11 @@ async def test_cheque_confirmed_with_a_corrected_amount_then_basket_validated(pa
     )
     assert response.status_code == 200, response.text
     confirmed = response.json()
-    assert confirmed["state"] == "received" and confirmed["amount"] == eur(2400) and confirmed["declared_amount"] == eur(2500)
+    assert (
+        confirmed["state"] == "received"
+        and confirmed["amount"] == eur(2400)
+        and confirmed["declared_amount"] == eur(2500)
+    )
     assert confirmed["label"] == "cheque 0001234"
     created, change = confirmed["transitions"]
     assert (created["to"], change["from"], change["to"]) == ("declared", "declared", "received")
@@ -45,16 +49,24 @@ async def test_cheque_confirmed_with_a_corrected_amount_then_basket_validated(pa
 
     [received] = await spy.wait_for("payments.payment.received", payment_id=declared["payment_id"])
     assert received.body["amount"] == eur(2400) and received.body["declared_amount"] == eur(2500)
-    assert received.body["reference"] == declared["reference"] and received.body["recorded_by"] == str(group.coordinator)
+    assert received.body["reference"] == declared["reference"] and received.body["recorded_by"] == str(
+        group.coordinator
+    )
 
-    basket = (await payments.client.get(basket_url(group, distribution, member), headers=payments.coordinator(group))).json()
+    basket = (
+        await payments.client.get(basket_url(group, distribution, member), headers=payments.coordinator(group))
+    ).json()
     assert basket["standing"] == "partly_paid" and basket["missing"] == eur(100) and basket["pending"] == eur(0)
 
-    response = await payments.client.post(basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group)
+    )
     assert response.status_code == 200, response.text
     assert response.json()["state"] == "validated" and response.json()["history"][0]["difference"] == eur(-100)
     [validated] = await spy.wait_for("payments.basket.validated", member_id=str(member))
-    assert validated.body["distribution_id"] == str(distribution) and validated.body["validated_by"] == str(group.coordinator)
+    assert validated.body["distribution_id"] == str(distribution) and validated.body["validated_by"] == str(
+        group.coordinator
+    )
 
 
 async def test_validation_needs_no_pending_payment_and_cancel_unblocks_it(payments: Payments, spy) -> None:
@@ -63,23 +75,33 @@ async def test_validation_needs_no_pending_payment_and_cancel_unblocks_it(paymen
     await payments.order(group, member, distribution, PaymentMethod.TRANSFER)
     declared = await pending_payment(payments, group, member)
     before = await payments.outbox_count()
-    response = await payments.client.post(basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group)
+    )
     assert response.status_code == 409
     assert response.json()["context"]["pending_payment_ids"] == [declared["payment_id"]]
     assert await payments.outbox_count() == before
 
-    response = await payments.client.post(f"/groups/{group.group_id}/payments/{declared['payment_id']}/cancel",
-                                          json={"reason": "the transfer never came"}, headers=payments.coordinator(group))
+    response = await payments.client.post(
+        f"/groups/{group.group_id}/payments/{declared['payment_id']}/cancel",
+        json={"reason": "the transfer never came"},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 200 and response.json()["state"] == "cancelled"
     [cancelled] = await spy.wait_for("payments.payment.cancelled", payment_id=declared["payment_id"])
     assert cancelled.body["reason"] == "the transfer never came" and cancelled.body["amount"] == eur(700)
 
     # an extra payment in cash settles it, then the basket validates
-    response = await payments.client.post(basket_url(group, distribution, member, "payments"),
-                                          json={"method": "cash", "amount": eur(700)}, headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "payments"),
+        json={"method": "cash", "amount": eur(700)},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 201, response.text
     assert response.json()["standing"] == "settled"
-    response = await payments.client.post(basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group)
+    )
     assert response.status_code == 200
 
 
@@ -102,16 +124,24 @@ async def test_overpayment_refund_is_bounded_by_the_overpayment(payments: Paymen
     member, distribution = group.members[0], uuid4()
     await payments.order(group, member, distribution, PaymentMethod.CASH)  # 7.00
     declared = await pending_payment(payments, group, member)
-    await payments.client.post(f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm",
-                               json={"amount": eur(1000)}, headers=payments.coordinator(group))
+    await payments.client.post(
+        f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm",
+        json={"amount": eur(1000)},
+        headers=payments.coordinator(group),
+    )
     before = await payments.outbox_count()
-    response = await payments.client.post(basket_url(group, distribution, member, "refunds"),
-                                          json={"method": "cash", "amount": eur(301)}, headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "refunds"),
+        json={"method": "cash", "amount": eur(301)},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 422 and "overpaid by 3.00 EUR" in response.json()["detail"]
     assert await payments.outbox_count() == before
-    response = await payments.client.post(basket_url(group, distribution, member, "refunds"),
-                                          json={"method": "cash", "amount": eur(300), "reason": "change given back"},
-                                          headers=payments.coordinator(group))
+    response = await payments.client.post(
+        basket_url(group, distribution, member, "refunds"),
+        json={"method": "cash", "amount": eur(300), "reason": "change given back"},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 201, response.text
     basket = response.json()
     assert basket["standing"] == "settled" and basket["received"] == eur(700)
@@ -139,12 +169,16 @@ async def test_confirm_all_then_validate_records_each_confirmation(payments: Pay
     before = await payments.outbox_count()
     again = await payments.client.post(url, headers=payments.coordinator(group))
     assert again.status_code == 409 and "already validated" in again.json()["detail"]
-    again = await payments.client.post(basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group))
+    again = await payments.client.post(
+        basket_url(group, distribution, member, "validate"), headers=payments.coordinator(group)
+    )
     assert again.status_code == 409
     assert await payments.outbox_count() == before
 
 
-async def test_confirm_all_with_an_on_the_spot_payment_needs_its_method_and_changes_nothing_without(payments: Payments) -> None:
+async def test_confirm_all_with_an_on_the_spot_payment_needs_its_method_and_changes_nothing_without(
+    payments: Payments,
+) -> None:
     group = await payments.new_group()
     member, distribution = group.members[0], uuid4()
     await payments.order(group, member, distribution, PaymentMethod.ON_THE_SPOT)
@@ -166,16 +200,20 @@ async def test_validate_distribution_reports_the_baskets_it_cannot_validate(paym
     await payments.order(group, blocked, distribution, PaymentMethod.CHEQUE)
     await payments.order(group, done, distribution, PaymentMethod.MONEY_POT)
     await payments.client.post(basket_url(group, distribution, done, "validate"), headers=payments.coordinator(group))
-    response = await payments.client.post(f"/groups/{group.group_id}/distributions/{distribution}/validate",
-                                          headers=payments.coordinator(group))
+    response = await payments.client.post(
+        f"/groups/{group.group_id}/distributions/{distribution}/validate", headers=payments.coordinator(group)
+    )
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["validated"] == [str(ready)] and report["already_validated"] == [str(done)]
     [not_validated] = report["not_validated"]
     assert not_validated["member_id"] == str(blocked) and len(not_validated["pending_payment_ids"]) == 1
     await spy.wait_for("payments.basket.validated", member_id=str(ready))
-    listing = (await payments.client.get(f"/groups/{group.group_id}/distributions/{distribution}/baskets",
-                                         headers=payments.coordinator(group))).json()
+    listing = (
+        await payments.client.get(
+            f"/groups/{group.group_id}/distributions/{distribution}/baskets", headers=payments.coordinator(group)
+        )
+    ).json()
     assert (listing["validated"], listing["to_validate"]) == (2, 1)
 
 
@@ -183,7 +221,9 @@ async def test_undo_is_for_platform_admins_and_leaves_payments_untouched(payment
     group = await payments.new_group()
     member, distribution = group.members[0], uuid4()
     await payments.order(group, member, distribution, PaymentMethod.CHEQUE)
-    await payments.client.post(basket_url(group, distribution, member, "confirm-all-and-validate"), headers=payments.coordinator(group))
+    await payments.client.post(
+        basket_url(group, distribution, member, "confirm-all-and-validate"), headers=payments.coordinator(group)
+    )
     payments_before = await payments.member_payments(group, member)
     before = await payments.outbox_count()
     url = basket_url(group, distribution, member, "unvalidate")
@@ -203,21 +243,38 @@ async def test_undo_is_for_platform_admins_and_leaves_payments_untouched(payment
 async def test_a_received_payment_is_corrected_by_a_reversing_payment(payments: Payments, spy) -> None:
     group = await payments.new_group()
     member = group.members[0]
-    response = await payments.client.post(f"/groups/{group.group_id}/members/{member}/payments",
-                                          json={"method": "cheque", "amount": eur(4500), "label": "n° 77"},
-                                          headers=payments.coordinator(group))
+    response = await payments.client.post(
+        f"/groups/{group.group_id}/members/{member}/payments",
+        json={"method": "cheque", "amount": eur(4500), "label": "n° 77"},
+        headers=payments.coordinator(group),
+    )
     original = response.json()
-    response = await payments.client.post(f"/groups/{group.group_id}/payments/{original['payment_id']}/reverse",
-                                          json={"reason": "entered on the wrong member"}, headers=payments.coordinator(group))
+    response = await payments.client.post(
+        f"/groups/{group.group_id}/payments/{original['payment_id']}/reverse",
+        json={"reason": "entered on the wrong member"},
+        headers=payments.coordinator(group),
+    )
     assert response.status_code == 201, response.text
     reversal = response.json()
-    assert reversal["kind"] == "refund" and reversal["amount"] == eur(-4500) and reversal["reverses_payment_id"] == original["payment_id"]
+    assert (
+        reversal["kind"] == "refund"
+        and reversal["amount"] == eur(-4500)
+        and reversal["reverses_payment_id"] == original["payment_id"]
+    )
     [event] = await spy.wait_for("payments.payment.refunded", refund_id=reversal["payment_id"])
-    assert event.body["payment_id"] == original["payment_id"] and event.body["reverses_payment_id"] == original["payment_id"]
+    assert (
+        event.body["payment_id"] == original["payment_id"]
+        and event.body["reverses_payment_id"] == original["payment_id"]
+    )
     listed = {p["payment_id"]: p for p in await payments.member_payments(group, member)}
-    assert listed[original["payment_id"]]["state"] == "received" and listed[original["payment_id"]]["amount"] == eur(4500)
-    again = await payments.client.post(f"/groups/{group.group_id}/payments/{original['payment_id']}/reverse",
-                                       json={"reason": "twice"}, headers=payments.coordinator(group))
+    assert listed[original["payment_id"]]["state"] == "received" and listed[original["payment_id"]]["amount"] == eur(
+        4500
+    )
+    again = await payments.client.post(
+        f"/groups/{group.group_id}/payments/{original['payment_id']}/reverse",
+        json={"reason": "twice"},
+        headers=payments.coordinator(group),
+    )
     assert again.status_code == 409
 
 
@@ -234,6 +291,7 @@ async def test_find_a_payment_by_reference_catches_typos(payments: Payments) -> 
     response = await payments.client.get(url, params={"reference": typo}, headers=payments.coordinator(group))
     assert response.status_code == 422 and "typo" in response.json()["detail"]
     other = await payments.new_group()
-    response = await payments.client.get(f"/groups/{other.group_id}/payments", params={"reference": reference},
-                                         headers=payments.coordinator(other))
+    response = await payments.client.get(
+        f"/groups/{other.group_id}/payments", params={"reference": reference}, headers=payments.coordinator(other)
+    )
     assert response.status_code == 404

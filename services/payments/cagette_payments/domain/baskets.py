@@ -93,6 +93,4 @@ class RefundTooLarge(ValueError):
 def check_overpayment_refund(current: Figures, refund: Money) -> None:
     """A refund of an overpayment gives back at most what was overpaid."""
     if refund > current.overpaid:
-        raise RefundTooLarge(
-            f"the basket is overpaid by {current.overpaid}; a refund of {refund} would leave it short"
-        )
+        raise RefundTooLarge(f"the basket is overpaid by {current.overpaid}; a refund of {refund} would leave it short")

@@ -46,7 +46,11 @@ class Outcome(StrEnum):
 OPEN_STATES = frozenset({CardState.INITIATED, CardState.FAILED})
 
 _MOVES: dict[CardState, dict[Outcome, CardState]] = {
-    CardState.INITIATED: {Outcome.SUCCEEDED: CardState.SUCCEEDED, Outcome.FAILED: CardState.FAILED, Outcome.EXPIRED: CardState.EXPIRED},
+    CardState.INITIATED: {
+        Outcome.SUCCEEDED: CardState.SUCCEEDED,
+        Outcome.FAILED: CardState.FAILED,
+        Outcome.EXPIRED: CardState.EXPIRED,
+    },
     CardState.FAILED: {Outcome.SUCCEEDED: CardState.SUCCEEDED, Outcome.EXPIRED: CardState.EXPIRED},
     CardState.EXPIRED: {Outcome.SUCCEEDED: CardState.SUCCEEDED},
     CardState.SUCCEEDED: {},
@@ -76,7 +80,8 @@ def check_paid_amount(expected: Money, provider_amount: int | None, provider_cur
         return  # the notification does not carry it (e.g. a charge event): ours stands
     if provider_currency.upper() != expected.currency or provider_amount != expected.amount:
         raise AmountMismatch(
-            f"the provider reports {provider_amount} {provider_currency.upper()} for a payment of {expected.amount} {expected.currency}"
+            f"the provider reports {provider_amount} {provider_currency.upper()} "
+            f"for a payment of {expected.amount} {expected.currency}"
         )
 
 
@@ -97,12 +102,18 @@ def refund_delta(paid: Money, provider_refunded_total: int, already_recorded: Mo
     nothing new. The total can never exceed what was paid."""
     if already_recorded.currency != paid.currency:
         raise MoneyError("refunds are recorded in the payment's currency")
-    if isinstance(provider_refunded_total, bool) or not isinstance(provider_refunded_total, int) or provider_refunded_total < 0:
+    if (
+        isinstance(provider_refunded_total, bool)
+        or not isinstance(provider_refunded_total, int)
+        or provider_refunded_total < 0
+    ):
         raise RefundOverflow(f"not a refunded amount: {provider_refunded_total!r}")
     if provider_refunded_total > paid.amount:
         raise RefundOverflow(f"the provider reports {provider_refunded_total} refunded on a payment of {paid.amount}")
     new = max(0, provider_refunded_total - already_recorded.amount)
-    return RefundDelta(Money(amount=new, currency=paid.currency), already_recorded + Money(amount=new, currency=paid.currency))
+    return RefundDelta(
+        Money(amount=new, currency=paid.currency), already_recorded + Money(amount=new, currency=paid.currency)
+    )
 
 
 class RefundRefused(ValueError):

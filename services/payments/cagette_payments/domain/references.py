@@ -62,7 +62,7 @@ def parse_reference(text: str) -> str:
     try:
         return iso11649.validate(text)
     except ValidationError as exc:
-        raise InvalidReference(f"{text!r} is not a valid RF creditor reference: {exc.message}") from None
+        raise InvalidReference(f"{text!r} is not a valid RF creditor reference: {exc}") from None
 
 
 def is_valid_reference(text: str) -> bool:

@@ -97,7 +97,9 @@ def confirm(
     """declared -> received. `amount` corrects the amount actually received; `method` says what
     an on-the-spot payment actually was (required for those; refused for any other method)."""
     if payment.state is not State.DECLARED:
-        raise TransitionRefused(f"payment {payment.payment_id} is {payment.state}: only a declared payment can be confirmed")
+        raise TransitionRefused(
+            f"payment {payment.payment_id} is {payment.state}: only a declared payment can be confirmed"
+        )
     received = payment.amount if amount is None else amount
     require_positive(received, payment.amount.currency, "the received amount")
     if payment.method is Method.ON_THE_SPOT:
@@ -111,19 +113,44 @@ def confirm(
     else:
         if method is not None and method is not payment.method:
             raise BadCorrection(
-                f"a declared {payment.method} payment cannot be confirmed as {method}: cancel it and record the payment actually made"
+                f"a declared {payment.method} payment cannot be confirmed as "
+                f"{method}: cancel it and record the payment actually made"
             )
         actual = payment.method
     after = replace(payment, state=State.RECEIVED, amount=received, method=actual)
-    return after, Transition(payment.payment_id, State.DECLARED, State.RECEIVED, payment.amount, received, payment.method, actual, by, at, note)
+    return after, Transition(
+        payment.payment_id,
+        State.DECLARED,
+        State.RECEIVED,
+        payment.amount,
+        received,
+        payment.method,
+        actual,
+        by,
+        at,
+        note,
+    )
 
 
 def cancel(payment: Payment, *, by: UUID | None, at: datetime, note: str = "") -> tuple[Payment, Transition]:
     """declared -> cancelled: the declared payment will not come."""
     if payment.state is not State.DECLARED:
-        raise TransitionRefused(f"payment {payment.payment_id} is {payment.state}: only a declared payment can be cancelled")
+        raise TransitionRefused(
+            f"payment {payment.payment_id} is {payment.state}: only a declared payment can be cancelled"
+        )
     after = replace(payment, state=State.CANCELLED)
-    return after, Transition(payment.payment_id, State.DECLARED, State.CANCELLED, payment.amount, payment.amount, payment.method, payment.method, by, at, note)
+    return after, Transition(
+        payment.payment_id,
+        State.DECLARED,
+        State.CANCELLED,
+        payment.amount,
+        payment.amount,
+        payment.method,
+        payment.method,
+        by,
+        at,
+        note,
+    )
 
 
 def reversal_amount(payment: Payment) -> Money:
@@ -131,5 +158,7 @@ def reversal_amount(payment: Payment) -> Money:
     if payment.kind is not Kind.PAYMENT:
         raise TransitionRefused(f"{payment.payment_id} is a refund: only a payment can be reversed")
     if payment.state is not State.RECEIVED:
-        raise TransitionRefused(f"payment {payment.payment_id} is {payment.state}: only a received payment can be reversed")
+        raise TransitionRefused(
+            f"payment {payment.payment_id} is {payment.state}: only a received payment can be reversed"
+        )
     return -payment.amount

@@ -79,7 +79,14 @@ def rows(report: Takings) -> list[tuple[str, ...]]:
         if method in report.refunded:
             count, amount = report.refunded[method]
             out.append(money_row("refunded", method.value, count, amount))
-    out.append(money_row("total", "net_received", sum(c for c, _ in [*report.received.values(), *report.refunded.values()]), report.net_total))
+    out.append(
+        money_row(
+            "total",
+            "net_received",
+            sum(c for c, _ in [*report.received.values(), *report.refunded.values()]),
+            report.net_total,
+        )
+    )
     pending_total = zero
     pending_count = 0
     for method in sorted(report.pending, key=lambda m: m.value):
@@ -92,8 +99,16 @@ def rows(report: Takings) -> list[tuple[str, ...]]:
         f = basket.figures
         shown = f.overpaid if f.standing is Standing.OVERPAID else f.missing
         out.append(
-            (section[f.standing], str(basket.member_id), _cell(basket.name), "", shown.decimal_text(),
-             f.due.decimal_text(), f.received.decimal_text(), report.currency)
+            (
+                section[f.standing],
+                str(basket.member_id),
+                _cell(basket.name),
+                "",
+                shown.decimal_text(),
+                f.due.decimal_text(),
+                f.received.decimal_text(),
+                report.currency,
+            )
         )
     return out
 
