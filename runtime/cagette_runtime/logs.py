@@ -1,4 +1,5 @@
-"""JSON logs on stdout, each line carrying the service name and the correlation id."""
+"""JSON logs on stdout, each line carrying the service name, the correlation id and, inside a
+trace, its trace and span ids (to jump from a log line to its trace)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 from .correlation import peek_correlation_id
+from .tracing import log_ids
 
 
 class _ContextFilter(logging.Filter):
@@ -18,6 +20,7 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.correlation_id = peek_correlation_id()
+        record.trace_id, record.span_id = log_ids()
         record.__dict__.pop("color_message", None)  # uvicorn's ANSI duplicate of the message
         return True
 
@@ -26,7 +29,7 @@ def configure_logging(service: str, level: str = "INFO", broker_level: str = "DE
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )

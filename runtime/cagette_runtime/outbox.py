@@ -29,6 +29,7 @@ from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
 from .tables import outbox_messages
 from .topology import UNROUTED_QUEUE, events_exchange
+from .tracing import continued_from, current_trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,12 @@ async def add(session: AsyncSession, *events: Event) -> None:
                 "routing_key": event.routing_key(),
                 "body": event.model_dump_json(),
                 "correlation_id": event.correlation_id,
-                "headers": {"x-event-type": event.routing_key(), "x-schema-version": event.version()},
+                # With the action's W3C trace context, so the relay publishes within its trace.
+                "headers": {
+                    "x-event-type": event.routing_key(),
+                    "x-schema-version": event.version(),
+                    **current_trace_carrier(event.correlation_id),
+                },
             }
             for event in events
         ],
@@ -164,19 +170,20 @@ class OutboxRelay(BackgroundLoop):
             raise ParkedUnroutable(f"{reason}; parked in {UNROUTED_QUEUE}") from None
 
     async def _publish(self, row, *, exchange, routing_key: str, headers: dict) -> None:  # type: ignore[no-untyped-def]
-        confirmation = await self.broker.publish(
-            row.body.encode(),
-            exchange=exchange,
-            routing_key=routing_key,
-            mandatory=True,
-            persist=True,
-            message_id=str(row.event_id),
-            correlation_id=row.correlation_id,
-            content_type="application/json",
-            headers=headers,
-            timestamp=row.created_at,
-            timeout=self.publish_timeout,
-        )
+        with continued_from(row.headers):
+            confirmation = await self.broker.publish(
+                row.body.encode(),
+                exchange=exchange,
+                routing_key=routing_key,
+                mandatory=True,
+                persist=True,
+                message_id=str(row.event_id),
+                correlation_id=row.correlation_id,
+                content_type="application/json",
+                headers=headers,
+                timestamp=row.created_at,
+                timeout=self.publish_timeout,
+            )
         # aiormq answers Basic.Ack when confirmed; a Nack or nothing means not stored.
         if type(confirmation).__name__ != "Ack":
             raise RuntimeError(f"broker did not confirm: {confirmation!r}")

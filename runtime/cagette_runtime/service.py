@@ -17,11 +17,14 @@ from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .http import install_common
 from .logs import configure_logging
+from .metrics import DatabaseGauge, ServiceMetrics
 from .migrations import upgrade_async
 from .outbox import OutboxRelay
+from .policies import BrokerPolicies
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
 from .topology import declare_consumer_queue, declare_exchanges
+from .tracing import broker_middleware, instrument_app, instrument_engine, tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class Service:
         consumers: Callable[[Service], Sequence[Consumer]] = lambda service: (),
         settings: ServiceSettings | None = None,
         description: str = "",
+        gauges: Sequence[DatabaseGauge] = (),
     ) -> None:
         self.name = name
         self.settings = settings or load_settings(name)
@@ -43,6 +47,17 @@ class Service:
         self.routers = routers
         self.description = description
         self.database = Database(self.settings.database_url)
+        # Observability: Prometheus metrics (with the service's own `gauges`) and traces.
+        self.metrics = ServiceMetrics(name, gauges)
+        self.tracer_provider = tracer_provider(name)
+        instrument_engine(self.database.engine, self.tracer_provider)
+        self.policies = BrokerPolicies(
+            self.settings.amqp_url,
+            mode=self.settings.broker_policies,
+            management_url=self.settings.rabbitmq_management_url,
+        )
+        # True from the shutdown signal on: /ready answers 503 so no new request is routed here.
+        self.draining = False
         self.broker = RabbitBroker(
             self.settings.amqp_url,
             default_channel=Channel(
@@ -51,6 +66,7 @@ class Service:
             log_level=logging.getLevelName(self.settings.broker_log_level.upper()),
             app_id=f"cagette-{name}",
             fail_fast=True,
+            middlewares=[self.metrics.broker_middleware(), broker_middleware(self.tracer_provider)],
         )
         self.relay = OutboxRelay(
             self.database,
@@ -86,20 +102,24 @@ class Service:
         await self.broker.connect()
         await declare_exchanges(self.broker)
         for consumer in self.consumers:
-            await declare_consumer_queue(self.broker, consumer.queue)
+            await declare_consumer_queue(self.broker, consumer.queue, self.policies)
         await self.broker.start()
         for loop in self.background:
             loop.start()
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        self.draining = True
         for loop in reversed(self.background):
             await loop.stop()
         await self.broker.stop()
         await self.database.dispose()
+        self.tracer_provider.shutdown()  # exports the spans still buffered
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
+        if self.draining:
+            checks["shutdown"] = "draining: this replica is stopping"
         try:
             await asyncio.wait_for(self.database.ping(), timeout=2)
             checks["database"] = "ok"
@@ -122,6 +142,8 @@ class Service:
         app.state.settings = self.settings
         app.state.service = self
         install_common(app)
+        self.metrics.instrument(app)
+        instrument_app(app, self.tracer_provider)
         for router in self.routers:
             app.include_router(router)
         return app

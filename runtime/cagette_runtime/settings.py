@@ -42,6 +42,14 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = 7.0
     inbox_retention_days: float = 30.0
     migrate_on_start: bool = True
+    # How the consumer queues' policies (delivery limit, dead-letter route, overflow) are set:
+    # auto | management | rabbitmqctl | off (see policies.py); the management API's address
+    # (default http://<broker host>:15672).
+    broker_policies: str = "auto"
+    rabbitmq_management_url: str = ""
+    # On SIGTERM, /ready answers 503 for this many seconds while requests are still served, so a
+    # load balancer stops sending new ones before the service stops (rolling updates).
+    shutdown_drain_seconds: float = 0.0
 
     def model_post_init(self, context: object) -> None:
         if not self.database_url:

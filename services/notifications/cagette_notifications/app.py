@@ -14,6 +14,7 @@ from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
 from .api import router
+from .gauges import GAUGES
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
@@ -37,6 +38,7 @@ class NotificationsService(Service):
             routers=[router],
             consumers=consumers,
             settings=settings,
+            gauges=GAUGES,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)

@@ -9,6 +9,7 @@ from cagette_runtime.service import Service
 from . import card
 from .api import router
 from .card_api import router as card_router
+from .gauges import GAUGES
 from .handlers import consumers
 from .jobs import FeeJobs
 from .provider import CardProvider
@@ -30,6 +31,7 @@ class PaymentsService(Service):
             routers=[router, card_router, webhook_router],
             consumers=consumers,
             settings=settings,
+            gauges=GAUGES,
             description="Payment references, manual and card payments, distribution validation.",
         )
         self.card_provider = CardProvider(settings)
