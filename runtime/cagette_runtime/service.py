@@ -13,6 +13,7 @@ from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
 
 from .background import BackgroundLoop
+from .broker_admin import BrokerAdmin
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .http import install_common
@@ -20,7 +21,6 @@ from .logs import configure_logging
 from .metrics import DatabaseGauge, ServiceMetrics
 from .migrations import upgrade_async
 from .outbox import OutboxRelay
-from .policies import BrokerPolicies
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
 from .topology import declare_consumer_queue, declare_exchanges
@@ -51,7 +51,7 @@ class Service:
         self.metrics = ServiceMetrics(name, gauges)
         self.tracer_provider = tracer_provider(name)
         instrument_engine(self.database.engine, self.tracer_provider)
-        self.policies = BrokerPolicies(
+        self.broker_admin = BrokerAdmin(
             self.settings.amqp_url,
             mode=self.settings.broker_policies,
             management_url=self.settings.rabbitmq_management_url,
@@ -102,7 +102,7 @@ class Service:
         await self.broker.connect()
         await declare_exchanges(self.broker)
         for consumer in self.consumers:
-            await declare_consumer_queue(self.broker, consumer.queue, self.policies)
+            await declare_consumer_queue(self.broker, consumer.queue, self.broker_admin)
         await self.broker.start()
         for loop in self.background:
             loop.start()

@@ -21,7 +21,7 @@ from faststream.rabbit.schemas.queue import QueueType
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
-from .policies import BrokerPolicies, Policy, consumer_queue_policy
+from .broker_admin import BrokerAdmin, Policy, consumer_queue_policy
 
 DEAD_LETTER_EXCHANGE = "cagette.dead-letter"
 # Where the outbox relay parks events that stayed unroutable for its whole grace period.
@@ -85,7 +85,7 @@ async def declare_exchanges(broker: RabbitBroker) -> None:
     await broker.declare_queue(RabbitQueue(UNROUTED_QUEUE, queue_type=QueueType.QUORUM, durable=True))
 
 
-async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue, policies: BrokerPolicies) -> None:
+async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue, policies: BrokerAdmin) -> None:
     """Set the queue's policy, declare the queue, its parking queue, the exchanges and bindings
     (all idempotent)."""
     await declare_exchanges(broker)

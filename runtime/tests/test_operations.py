@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime.broker_admin import BrokerAdmin
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
-from cagette_runtime.policies import BrokerPolicies
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import messaging_metadata, outbox_messages
@@ -139,7 +139,7 @@ async def test_the_delivery_limit_changes_on_a_live_broker_without_deleting_the_
     vhost = await servers.create_vhost(f"policy{uuid.uuid4().hex[:6]}")
     database = await fresh_database(servers)
     queue = "widgets.events"
-    policies = BrokerPolicies(vhost)
+    policies = BrokerAdmin(vhost)
 
     async def limit() -> int:
         [policy] = [p for p in await policies.current() if p["name"] == f"cagette.{queue}"]

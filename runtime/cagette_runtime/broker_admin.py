@@ -1,4 +1,6 @@
-"""Broker settings as RabbitMQ policies, so an operator changes them on a live broker.
+"""What AMQP cannot do, through the broker's admin interfaces: policies and the list of queues.
+
+Broker settings are RabbitMQ policies, so an operator changes them on a live broker.
 
 A queue argument (x-delivery-limit, ...) is fixed when the queue is created: declaring the queue
 again with another value fails with PRECONDITION_FAILED. A policy is not: RabbitMQ applies a
@@ -6,8 +8,8 @@ changed policy to the existing queue at once. So each consumer queue is declared
 but its type, and its delivery limit, dead-letter route and overflow come from one policy per
 queue, named `cagette.<queue>`, in the queue's vhost.
 
-AMQP cannot set policies; they go through the management HTTP API or, where the broker runs on
-this machine without its management plugin (development, CI), `rabbitmqctl set_policy`.
+AMQP can neither set policies nor list queues; both go through the management HTTP API or, where
+the broker runs on this machine without its management plugin (development, CI), `rabbitmqctl`.
 `CAGETTE_BROKER_POLICIES` says which: `auto` (the API, else rabbitmqctl for a local broker, else
 a warning naming the command to run), `management`, `rabbitmqctl`, or `off` when the platform
 manages policies itself (e.g. the Messaging Topology Operator's Policy resources).
@@ -67,7 +69,7 @@ def consumer_queue_policy(
 
 
 @dataclass
-class BrokerPolicies:
+class BrokerAdmin:
     """Applies policies in the vhost of `amqp_url`."""
 
     amqp_url: str
@@ -121,7 +123,7 @@ class BrokerPolicies:
     async def current(self) -> list[dict[str, Any]]:
         """The vhost's policies as the broker has them (name, pattern, definition, ...)."""
         if await self._backend() == "management":
-            response = await self._management("GET", "", None)
+            response = await self._management("GET", self._policies_path(), None)
             response.raise_for_status()
             return list(response.json())
         listed = json.loads(await self._rabbitmqctl("list_policies", "--formatter", "json") or "[]")
@@ -134,7 +136,7 @@ class BrokerPolicies:
         if self.mode in ("management", "rabbitmqctl"):
             return self.mode
         try:
-            await self._management("GET", "", None)
+            await self._management("GET", self._policies_path(), None)
             return "management"
         except httpx.TransportError:
             pass
@@ -146,12 +148,26 @@ class BrokerPolicies:
             "(`cagette-ops policies apply`)"
         )
 
+    async def queues(self) -> dict[str, int]:
+        """Every queue of the vhost with its message count."""
+        if await self._backend() == "management":
+            response = await self._management("GET", f"/api/queues/{quote(self.vhost, safe='')}", None)
+            response.raise_for_status()
+            listed = response.json()
+        else:
+            listed = json.loads(
+                await self._rabbitmqctl("list_queues", "name", "messages", "--formatter", "json") or "[]"
+            )
+        return {str(queue["name"]): int(queue.get("messages") or 0) for queue in listed}
+
+    def _policies_path(self, name: str = "") -> str:
+        path = f"/api/policies/{quote(self.vhost, safe='')}"
+        return f"{path}/{quote(name, safe='')}" if name else path
+
     async def _management(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
         parsed = URL(self.amqp_url)
         async with httpx.AsyncClient(auth=(parsed.user or "guest", parsed.password or "guest"), timeout=5) as client:
-            return await client.request(
-                method, f"{self._api()}/api/policies/{quote(self.vhost, safe='')}{path}", json=body
-            )
+            return await client.request(method, f"{self._api()}{path}", json=body)
 
     async def _rabbitmqctl(self, *args: str) -> str:
         ctl = shutil.which("rabbitmqctl")
