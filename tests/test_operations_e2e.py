@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -172,18 +173,20 @@ async def test_one_member_action_is_one_trace_from_orders_through_ledger_to_noti
 
     trace_id = await eventually(lambda: asyncio.sleep(0, order_trace()))
 
-    def services_in_trace() -> set[str] | None:
-        names = {span.service for span in collector.trace(trace_id) if "process" in span.name}
-        return names if {"cagette-ledger", "cagette-notifications"} <= names else None
+    def whole_trace() -> list[Span] | None:
+        """The trace once it reached ledger and notifications and every parent has arrived (the
+        services export in batches, a parent after its children)."""
+        spans = collector.trace(trace_id)
+        known = {span.span_id for span in spans}
+        consumers = {span.service for span in spans if span.name.endswith(" process")}
+        roots = [span for span in spans if span.parent_id not in known]
+        complete = {"cagette-ledger", "cagette-notifications"} <= consumers and len(roots) == 1
+        return spans if complete else None
 
-    await eventually(lambda: asyncio.sleep(0, services_in_trace()))
-    spans = collector.trace(trace_id)
-    by_id = {span.span_id: span for span in spans}
-    # One tree: every span but the HTTP request's root has its parent in the same trace.
-    roots = [span for span in spans if span.parent_id not in by_id]
-    assert len({span.trace_id for span in spans}) == 1
-    assert [root.service for root in roots] == ["cagette-orders"], roots
-    # Database statements of the action are in the trace too.
+    spans = await eventually(lambda: asyncio.sleep(0, whole_trace()))
+    # One tree, rooted at the member's HTTP request to orders.
+    [root] = [span for span in spans if not span.parent_id]
+    assert (root.service, root.name) == ("cagette-orders", "POST /groups/{group_id}/orders")
     statements = {span.name.split()[0] for span in spans if span.service == "cagette-ledger"}
     assert {"INSERT", "SELECT"} <= statements, sorted((span.service, span.name) for span in spans)
 
@@ -308,3 +311,21 @@ async def test_an_operator_replays_a_parked_order_and_the_ledger_posts_it_once(o
     history = await asyncio.to_thread(cagette_ops, ops_stack, "history")
     [record] = [json.loads(line) for line in history.stdout.splitlines() if "replay" in line]
     assert record["operator"] == "camille" and record["queue"] == "ledger.postings.parking"
+
+
+async def test_a_stopping_service_answers_not_ready_while_it_still_serves(servers: IsolatedServers) -> None:
+    drain = {"CAGETTE_SHUTDOWN_DRAIN_SECONDS": "4"}
+    async with running_stack(servers, "drain", services=("orders",), extra_env=drain) as running:
+        orders = running.services["orders"]
+        assert orders.process is not None
+        async with client(running, "orders") as http:
+            assert (await http.get("/ready")).status_code == 200
+            orders.process.send_signal(signal.SIGTERM)
+
+            async def not_ready() -> bool:
+                return (await http.get("/ready")).status_code == 503
+
+            await eventually(not_ready, timeout=3)
+            assert (await http.get("/health")).status_code == 200  # still serving requests
+            assert (await http.get("/ready")).json()["checks"]["shutdown"].startswith("draining")
+        await asyncio.wait_for(orders.process.wait(), timeout=30)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,9 @@ from .topology import declare_consumer_queue, declare_exchanges
 from .tracing import broker_middleware, instrument_app, instrument_engine, tracer_provider
 
 log = logging.getLogger(__name__)
+
+# Set by the server on the first stop signal (cli.draining_server): the process is going away.
+shutdown_requested = threading.Event()
 
 
 class Service:
@@ -118,7 +122,7 @@ class Service:
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
-        if self.draining:
+        if self.draining or shutdown_requested.is_set():
             checks["shutdown"] = "draining: this replica is stopping"
         try:
             await asyncio.wait_for(self.database.ping(), timeout=2)
