@@ -137,18 +137,17 @@ class Operations:
         return taken
 
     async def parked(self, limit: int) -> list[tuple[str, int, Counter[str]]]:
-        depths = await self.admin.queues()
+        """Each parking queue with its count (read over AMQP: the admin interfaces' counts lag)."""
         found = []
-        for name in sorted(n for n in depths if is_parking_queue(n)):
-            reasons: Counter[str] = Counter()
-            if depths[name]:
-                channel = await self.connection.channel()
-                try:
-                    for message in await self.browse(channel, name, limit):
-                        reasons[reason_of(message)] += 1
-                finally:
-                    await channel.close()
-            found.append((name, depths[name], reasons))
+        for name in sorted(n for n in await self.admin.queues() if is_parking_queue(n)):
+            channel = await self.connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                count = queue.declaration_result.message_count or 0
+                reasons = Counter(reason_of(message) for message in await self.browse(channel, name, limit))
+            finally:
+                await channel.close()
+            found.append((name, count, reasons))
         return found
 
     async def show(self, queue_name: str, message_id: str, limit: int) -> dict[str, Any] | None:
