@@ -166,7 +166,7 @@ async def test_coordinator_refunds_take_effect_on_the_provider_confirmation(paym
     assert (
         request.account == "acct_1Refunds" and request.idempotency_key == f"cagette-refund-{first.json()['request_id']}"
     )
-    assert request.params["amount"] == "500"
+    assert request.params["amount"] == 500
     # asked, not yet confirmed: the member is not debited back yet
     assert await outbox_for(payments, "payments.payment.refunded", pid) == 0
     # the same request again (same key): the same refund, never a second one
