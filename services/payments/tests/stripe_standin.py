@@ -117,7 +117,9 @@ class StripeStandIn:
                 self._post("/v1/refunds", v1.refunds.create_async, self._new_refund),
                 self._get("/v1/payment_intents/{id}", v1.payment_intents.retrieve_async, "payment_intent"),
                 self._get("/v1/charges/{id}", v1.charges.retrieve_async, "charge"),
-                self._get("/v1/balance_transactions/{id}", v1.balance_transactions.retrieve_async, "balance_transaction"),
+                self._get(
+                    "/v1/balance_transactions/{id}", v1.balance_transactions.retrieve_async, "balance_transaction"
+                ),
                 self._get("/v1/disputes/{id}", v1.disputes.retrieve_async, "dispute"),
                 self._post("/v1/accounts", v1.accounts.create_async, self._new_account),
                 Route("/v1/accounts/{id}", self._retrieve_account(v1.accounts.retrieve_async), methods=["GET"]),
@@ -352,7 +354,9 @@ class StripeStandIn:
         }
         return self._public(self.accounts[account_id])
 
-    def set_account(self, account_id: str, *, charges_enabled: bool, card_payments: str | None = None) -> dict[str, Any]:
+    def set_account(
+        self, account_id: str, *, charges_enabled: bool, card_payments: str | None = None
+    ) -> dict[str, Any]:
         """The account onboarded, or restricted by Stripe: the account object for account.updated."""
         found = self.accounts[account_id]
         found.update(charges_enabled=charges_enabled, details_submitted=True)
@@ -460,7 +464,9 @@ class StripeStandIn:
         assert status == 200, body
         return self._public(charge)
 
-    def fail_refund(self, refund_id: str, account: str | None = None, reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+    def fail_refund(
+        self, refund_id: str, account: str | None = None, reason: str = "expired_or_canceled_card"
+    ) -> dict[str, Any]:
         """A refund that failed after it was created (the card was closed): Stripe gives the money
         back to the balance and the charge's refunded total goes down. Returns the refund."""
         store = self._store(account)
@@ -499,7 +505,9 @@ class StripeStandIn:
         self._store(account)[dispute["id"]] = dispute
         return self._public(dispute)
 
-    def withdraw_dispute_funds(self, dispute_id: str, account: str | None = None, fee: int = DISPUTE_FEE) -> dict[str, Any]:
+    def withdraw_dispute_funds(
+        self, dispute_id: str, account: str | None = None, fee: int = DISPUTE_FEE
+    ) -> dict[str, Any]:
         """Stripe takes the disputed amount and its dispute fee from the balance (one balance
         transaction on the dispute). Returns the dispute, for charge.dispute.funds_withdrawn."""
         dispute = self._store(account)[dispute_id]

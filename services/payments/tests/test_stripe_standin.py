@@ -134,7 +134,9 @@ async def test_the_check_follows_the_declared_types(stripe_standin: tuple[Stripe
         cancel_url="http://front/ko",
         expires_at=datetime.now(UTC) + timedelta(hours=1),
     )
-    [sent] = [r for r in standin.seen("/v1/checkout/sessions") if r.params.get("client_reference_id") == "declared-types-test"]
+    [sent] = [
+        r for r in standin.seen("/v1/checkout/sessions") if r.params.get("client_reference_id") == "declared-types-test"
+    ]
     assert sent.status == 200
     body = wire(sent.params)
     fields, _ = declared_params(SessionCreateParams)
