@@ -71,18 +71,24 @@ def payload(transfer: Transfer) -> str:
     return "\n".join(("BCD", "002", "1", "SCT", bic, name, iban.compact, f"EUR{amount}", "", reference))
 
 
-def _qr(transfer: Transfer) -> segno.QRCode:
+def _image(text: str, kind: str, scale: int) -> bytes:
     # EPC069-12: error correction level M, at most version 13 (331 bytes of payload).
-    return segno.make_qr(payload(transfer).encode("utf-8"), error="m", boost_error=False)
+    data = text.encode("utf-8")
+    if len(data) > 331:
+        raise ValueError(f"an EPC QR payload is at most 331 bytes, not {len(data)}")
+    out = io.BytesIO()
+    segno.make_qr(data, error="m", boost_error=False).save(out, kind=kind, scale=scale, border=4)
+    return out.getvalue()
+
+
+def png_of_payload(text: str, *, scale: int = 5) -> bytes:
+    """The PNG of an already built payload (the notifications service stores the payload)."""
+    return _image(text, "png", scale)
 
 
 def png(transfer: Transfer, *, scale: int = 5) -> bytes:
-    out = io.BytesIO()
-    _qr(transfer).save(out, kind="png", scale=scale, border=4)
-    return out.getvalue()
+    return _image(payload(transfer), "png", scale)
 
 
 def svg(transfer: Transfer, *, scale: int = 5) -> bytes:
-    out = io.BytesIO()
-    _qr(transfer).save(out, kind="svg", scale=scale, border=4)
-    return out.getvalue()
+    return _image(payload(transfer), "svg", scale)
