@@ -67,7 +67,7 @@ async def test_transfer_settled_by_a_camt053_import_and_reimport_changes_nothing
             json={
                 "name": "AMAP des Lilas",
                 "currency": "EUR",
-                "payment_methods": ["transfer", "money_pot"],
+                "payment_methods": ["transfer"],
                 "transfer_iban": "FR76 3000 6000 0112 3456 7890 189",
                 "transfer_bic": "BNPAFRPP",
             },

@@ -45,7 +45,8 @@ def build_message(claimed: Claimed, sender: str) -> EmailMessage:
     if claimed.epc_payload:
         # The QR code inline in the HTML part (multipart/related), shown where the template
         # puts <img src="cid:...">; text-only readers keep the written instructions.
-        html = message.get_payload()[1]
+        html = message.get_body(preferencelist=("html",))
+        assert html is not None
         html.add_related(
             epc_qr.png_of_payload(claimed.epc_payload),
             maintype="image",
