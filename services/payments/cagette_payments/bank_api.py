@@ -305,7 +305,7 @@ async def _instructions(
             amount=amount,
             reference=payment.reference,
         )
-        return {
+        body = {
             "payment_id": payment_id,
             "beneficiary": group.name,
             "iban": group.transfer_iban,
@@ -313,8 +313,8 @@ async def _instructions(
             "amount": amount,
             "reference": references.format_reference(payment.reference),
             "epc_payload": epc_qr.payload(transfer) if epc_qr.applies(transfer) else None,
-            "_transfer": transfer,
         }
+        return body, transfer
 
 
 @router.get(
@@ -325,9 +325,8 @@ async def _instructions(
 async def transfer_instructions(
     group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
 ) -> dict[str, Any]:
-    found = await _instructions(request, principal, group_id, payment_id)
-    del found["_transfer"]
-    return found
+    body, _ = await _instructions(request, principal, group_id, payment_id)
+    return body
 
 
 @router.get(
@@ -342,10 +341,9 @@ async def transfer_qr(
     request: Request,
     image: Annotated[Literal["png", "svg"], Query()] = "png",
 ) -> Response:
-    found = await _instructions(request, principal, group_id, payment_id)
-    if found["epc_payload"] is None:
+    body, transfer = await _instructions(request, principal, group_id, payment_id)
+    if body["epc_payload"] is None:
         raise Conflict("an EPC QR code is only for transfers in EUR to a SEPA account")
-    transfer = found["_transfer"]
     if image == "svg":
         return Response(epc_qr.svg(transfer), media_type="image/svg+xml")
     return Response(epc_qr.png(transfer), media_type="image/png")
