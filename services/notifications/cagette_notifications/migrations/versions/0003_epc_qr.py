@@ -1,15 +1,15 @@
 """The EPC QR code a delivery carries inline (transfer instructions).
 
-Revision ID: 0002_epc_qr
-Revises: 0001
+Revision ID: 0003_epc_qr
+Revises: 0002_balance_after
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_epc_qr"
-down_revision = "0001"
+revision = "0003_epc_qr"
+down_revision = "0002_balance_after"
 branch_labels = None
 depends_on = None
 
