@@ -283,7 +283,8 @@ async def standing_reference(
 
 async def _instructions(
     request: Request, principal: CurrentPrincipal, group_id: UUID, payment_id: UUID
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], epc_qr.Transfer]:
+    """The instructions of a declared transfer the caller may see, and the transfer for its QR code."""
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
         payment = await store.get_payment(session, group_id, payment_id)
