@@ -29,6 +29,7 @@ from .notifications import (
 from .orders import (
     GroupSettingsChanged,
     MemberJoined,
+    MemberLeft,
     MemberUpdated,
     OrderAmended,
     OrderAwaitingPayment,
@@ -50,6 +51,10 @@ from .payments import (
     PaymentReceived,
     PaymentRefunded,
 )
+from .web import (
+    InvitationCreated,
+    PasswordResetRequested,
+)
 
 __all__ = [
     "AccountType",
@@ -68,8 +73,10 @@ __all__ = [
     "GroupSettingsChanged",
     "HoldDecision",
     "HoldReleased",
+    "InvitationCreated",
     "Language",
     "MemberJoined",
+    "MemberLeft",
     "MemberUpdated",
     "OrderAmended",
     "OrderAwaitingPayment",
@@ -79,6 +86,7 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclared",
     "PaymentMethod",
+    "PasswordResetRequested",
     "PaymentReceived",
     "PaymentRefunded",
     "PlaceHold",

@@ -19,6 +19,7 @@ from cagette_contracts import (
     GroupSettingsChanged,
     Language,
     MemberJoined,
+    MemberLeft,
     MemberUpdated,
     Money,
     PaymentMethod,
@@ -193,7 +194,11 @@ async def update_group(
 
 
 class MemberIn(BaseModel):
-    member_id: UUID = Field(description="The member's user id (the `sub` of their bearer token)")
+    member_id: UUID | None = Field(
+        default=None,
+        description="The member's user id (the `sub` of their tokens). Omitted: the id this e-mail already has "
+        "in another group (one account per person across groups), else a new one.",
+    )
     role: Role = Role.MEMBER
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -217,7 +222,9 @@ class MemberOut(BaseModel):
 
 
 async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False) -> MemberOut:
-    statement = select(members).where(members.c.group_id == group_id, members.c.member_id == member_id)
+    statement = select(members).where(
+        members.c.group_id == group_id, members.c.member_id == member_id, members.c.left_at.is_(None)
+    )
     if for_update:
         statement = statement.with_for_update()
     row = (await session.execute(statement)).mappings().first()
@@ -231,7 +238,11 @@ async def require_registered(session: AsyncSession, principal: Principal, group_
     row = (
         (
             await session.execute(
-                select(members).where(members.c.group_id == group_id, members.c.member_id == principal.user_id)
+                select(members).where(
+                    members.c.group_id == group_id,
+                    members.c.member_id == principal.user_id,
+                    members.c.left_at.is_(None),
+                )
             )
         )
         .mappings()
@@ -242,6 +253,13 @@ async def require_registered(session: AsyncSession, principal: Principal, group_
     return MemberOut.model_validate(dict(row))
 
 
+async def known_member_id(session: AsyncSession, email: str) -> UUID | None:
+    """The user id this e-mail already has as a member of some group (the person's account)."""
+    return await session.scalar(
+        select(members.c.member_id).where(func.lower(members.c.email) == email.lower()).limit(1)
+    )
+
+
 @router.post(
     "/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"]
 )
@@ -250,16 +268,31 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         group = await load_group(session, group_id)
+        member_id = body.member_id or await known_member_id(session, body.email) or uuid.uuid4()
         member = MemberOut(
-            group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language
+            group_id=group_id,
+            **body.model_dump(exclude={"language", "member_id"}),
+            member_id=member_id,
+            language=body.language or group.language,
         )
-        already = await session.scalar(
-            select(members.c.member_id).where(members.c.group_id == group_id, members.c.member_id == body.member_id)
-        )
-        if already:
-            raise Conflict(f"{body.member_id} is already a member of group {group_id}")
+        previous = (
+            await session.execute(
+                select(members.c.left_at)
+                .where(members.c.group_id == group_id, members.c.member_id == member_id)
+                .with_for_update()
+            )
+        ).first()
+        if previous is not None and previous.left_at is None:
+            raise Conflict(f"{member_id} is already a member of group {group_id}")
         values = member.model_dump(mode="json")
-        await session.execute(members.insert().values(**values))
+        if previous is None:
+            await session.execute(members.insert().values(**values))
+        else:  # they left or were removed before: back in, with their history
+            await session.execute(
+                update(members)
+                .where(members.c.group_id == group_id, members.c.member_id == member_id)
+                .values(**values, left_at=None, joined_at=func.now(), updated_at=func.now())
+            )
         await outbox.add(session, MemberJoined.model_validate({**values, **outbox.event_context(group_id)}))
     return member
 
@@ -270,7 +303,11 @@ async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Req
     async with database(request).transaction() as session:
         await load_group(session, group_id)
         rows = (
-            await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))
+            await session.execute(
+                select(members)
+                .where(members.c.group_id == group_id, members.c.left_at.is_(None))
+                .order_by(members.c.name)
+            )
         ).mappings()
         return [MemberOut.model_validate(dict(row)) for row in rows]
 
@@ -291,17 +328,7 @@ async def update_member(
         if member == current:
             return current
         if current.role is Role.COORDINATOR and member.role is not Role.COORDINATOR:
-            others = await session.scalar(
-                select(func.count())
-                .select_from(members)
-                .where(
-                    members.c.group_id == group_id,
-                    members.c.role == Role.COORDINATOR.value,
-                    members.c.member_id != member_id,
-                )
-            )
-            if not others:
-                raise Conflict("a group keeps at least one coordinator")
+            await keep_one_coordinator(session, group_id, member_id)
         values = member.model_dump(mode="json")
         await session.execute(
             update(members)
@@ -310,6 +337,55 @@ async def update_member(
         )
         await outbox.add(session, MemberUpdated.model_validate({**values, **outbox.event_context(group_id)}))
     return member
+
+
+async def keep_one_coordinator(session: AsyncSession, group_id: UUID, leaving: UUID) -> None:
+    """Refuse a change that would leave the group without a coordinator."""
+    others = await session.scalar(
+        select(func.count())
+        .select_from(members)
+        .where(
+            members.c.group_id == group_id,
+            members.c.role == Role.COORDINATOR.value,
+            members.c.member_id != leaving,
+            members.c.left_at.is_(None),
+        )
+    )
+    if not others:
+        raise Conflict("a group keeps at least one coordinator: name another one first")
+
+
+@router.delete("/groups/{group_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["members"])
+async def remove_member(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> None:
+    """A member leaves the group (themself) or a coordinator removes them. Their account, orders
+    and ledger history stay; they hold no role in the group any more, on any service, once the
+    services consumed the MemberLeft this publishes. Re-adding them later is allowed."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    async with database(request).transaction() as session:
+        current = await load_member(session, group_id, member_id, for_update=True)
+        if current.role is Role.COORDINATOR:
+            await keep_one_coordinator(session, group_id, member_id)
+        await session.execute(
+            update(members)
+            .where(members.c.group_id == group_id, members.c.member_id == member_id)
+            .values(left_at=func.now(), updated_at=func.now())
+        )
+        removed = member_id != principal.user_id
+        await outbox.add(session, MemberLeft(member_id=member_id, removed=removed, **outbox.event_context(group_id)))
+
+
+class OrdersMemberships:
+    """Current roles for authorization, read from orders' own members table (the source)."""
+
+    def __init__(self, db: Database) -> None:
+        self.database = db
+
+    async def known_roles(self, user_id: UUID) -> dict[UUID, Role | None]:
+        async with self.database.sessionmaker() as session:
+            rows = await session.execute(
+                select(members.c.group_id, members.c.role, members.c.left_at).where(members.c.member_id == user_id)
+            )
+            return {row.group_id: None if row.left_at is not None else Role(row.role) for row in rows}
 
 
 # ------------------------------------------------------------------ catalogs and products
