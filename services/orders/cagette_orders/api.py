@@ -4,19 +4,17 @@ distributions. Orders and subscriptions are in orders_api.py."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from pydantic import AwareDatetime, BaseModel, EmailStr, Field
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
     CurrencyCode,
-    GroupSettingsChanged,
     Language,
     MemberJoined,
     MemberLeft,
@@ -27,46 +25,33 @@ from cagette_contracts import (
 )
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
-from cagette_runtime.auth import CurrentPrincipal, Principal
+from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.clock import now
 from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+from cagette_runtime.errors import Invalid, NotFound
+from cagette_runtime.http import DatabaseDep
 
-from . import domain
+from . import domain, store
+from .store import (
+    DistributionOut,
+    GroupOut,
+    GroupSettingsIn,
+    MemberOut,
+    ProductOut,
+    distribution_out,
+    load_distribution,
+    load_group,
+    load_member,
+    payment_settings,
+    product_out,
+)
 from .tables import catalogs, distribution_catalogs, distributions, groups, members, orders, products
+from .usecases import settings_event
 
 router = APIRouter()
 
 
-def database(request: Request) -> Database:
-    return request.app.state.service.database
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 # ------------------------------------------------------------------ groups
-
-
-class GroupSettingsIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    currency: CurrencyCode = "EUR"
-    language: Language = Language.FR
-    payments_enabled: bool = True
-    payment_methods: list[PaymentMethod] = []
-    allow_negative_money_pot: bool = False
-    cheque_payee: str | None = Field(default=None, max_length=200)
-    transfer_iban: str | None = Field(default=None, max_length=64)
-    transfer_bic: str | None = Field(default=None, max_length=16)
-    card_payments_configured: bool = Field(
-        default=False,
-        description="Read-only: the group's card payments are ready, as announced by the payments service "
-        "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
-        "Card may be offered only while it is on. Setting it here is refused (422).",
-    )
-    order_cutoff_hours: int = Field(
-        default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution"
-    )
 
 
 class GroupSettingsPatch(BaseModel):
@@ -88,23 +73,6 @@ class GroupSettingsPatch(BaseModel):
     order_cutoff_hours: int | None = Field(default=None, ge=0, le=domain.MAX_CUTOFF_HOURS)
 
 
-class GroupOut(GroupSettingsIn):
-    group_id: UUID
-
-
-def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
-    return domain.PaymentSettings(
-        payments_enabled=group.payments_enabled,
-        payment_methods=tuple(group.payment_methods),
-        allow_negative_money_pot=group.allow_negative_money_pot,
-        cheque_payee=group.cheque_payee,
-        transfer_iban=group.transfer_iban,
-        transfer_bic=group.transfer_bic,
-        card_configured=group.card_payments_configured,
-        order_cutoff_hours=group.order_cutoff_hours,
-    )
-
-
 CARD_FLAG_READ_ONLY = (
     "card_payments_configured is read-only: it follows the group's card settings on the payments service "
     "(a coordinator enables card payments there with PUT /groups/{group_id}/card-settings)"
@@ -123,50 +91,34 @@ def _normalised(group_id: UUID, body: GroupSettingsIn, previous: GroupOut | None
     )
 
 
-def settings_event(group: GroupOut) -> GroupSettingsChanged:
-    return GroupSettingsChanged.model_validate(
-        {**group.model_dump(mode="json"), **outbox.event_context(group.group_id)}
-    )
-
-
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["groups"])
-async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, request: Request) -> GroupOut:
+async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, database: DatabaseDep) -> GroupOut:
     """Create a buying group (platform administrators). Publishes GroupSettingsChanged."""
     principal.require_platform_admin()
     if body.card_payments_configured:
         raise Invalid(f"{CARD_FLAG_READ_ONLY}; a new group starts without card payments")
     group = _normalised(uuid.uuid4(), body)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await session.execute(groups.insert().values(**group.model_dump(mode="json")))
         await outbox.add(session, settings_event(group))
     return group
 
 
-async def load_group(session: AsyncSession, group_id: UUID, *, for_update: bool = False) -> GroupOut:
-    statement = select(groups).where(groups.c.group_id == group_id)
-    if for_update:
-        statement = statement.with_for_update()
-    row = (await session.execute(statement)).mappings().first()
-    if row is None:
-        raise NotFound(f"no group {group_id}")
-    return GroupOut.model_validate(dict(row))
-
-
 @router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
-async def get_group(group_id: UUID, principal: CurrentPrincipal, request: Request) -> GroupOut:
+async def get_group(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> GroupOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_group(session, group_id)
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
 async def update_group(
-    group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, database: DatabaseDep
 ) -> GroupOut:
     """Change the group's settings (coordinators). Every change publishes GroupSettingsChanged
     with the full new state; invalid combinations are refused with the reason."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         current = await load_group(session, group_id, for_update=True)
         changes = body.model_dump(exclude_unset=True)
         if "card_payments_configured" in changes:
@@ -212,95 +164,31 @@ class MemberPatch(BaseModel):
     language: Language | None = None
 
 
-class MemberOut(BaseModel):
-    group_id: UUID
-    member_id: UUID
-    role: Role
-    name: str
-    email: EmailStr
-    language: Language
-
-
-async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False) -> MemberOut:
-    statement = select(members).where(
-        members.c.group_id == group_id, members.c.member_id == member_id, members.c.left_at.is_(None)
-    )
-    if for_update:
-        statement = statement.with_for_update()
-    row = (await session.execute(statement)).mappings().first()
-    if row is None:
-        raise NotFound(f"{member_id} is not a member of group {group_id}")
-    return MemberOut.model_validate(dict(row))
-
-
-async def require_registered(session: AsyncSession, principal: Principal, group_id: UUID) -> MemberOut:
-    principal.require_group_member(group_id)
-    row = (
-        (
-            await session.execute(
-                select(members).where(
-                    members.c.group_id == group_id,
-                    members.c.member_id == principal.user_id,
-                    members.c.left_at.is_(None),
-                )
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise Forbidden(f"you are not a registered member of group {group_id}")
-    return MemberOut.model_validate(dict(row))
-
-
-async def known_member_id(session: AsyncSession, email: str) -> UUID | None:
-    """The user id this e-mail already has as a member of some group (the person's account)."""
-    return await session.scalar(
-        select(members.c.member_id).where(func.lower(members.c.email) == email.lower()).limit(1)
-    )
-
-
 @router.post(
     "/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"]
 )
-async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, request: Request) -> MemberOut:
+async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, database: DatabaseDep) -> MemberOut:
     """Add a member to the group (coordinators). Publishes MemberJoined."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
-        member_id = body.member_id or await known_member_id(session, body.email) or uuid.uuid4()
+        member_id = body.member_id or await store.known_member_id(session, body.email) or uuid.uuid4()
         member = MemberOut(
             group_id=group_id,
             **body.model_dump(exclude={"language", "member_id"}),
             member_id=member_id,
             language=body.language or group.language,
         )
-        previous = (
-            await session.execute(
-                select(members.c.left_at)
-                .where(members.c.group_id == group_id, members.c.member_id == member_id)
-                .with_for_update()
-            )
-        ).first()
-        if previous is not None and previous.left_at is None:
-            raise Conflict(f"{member_id} is already a member of group {group_id}")
+        await store.add_or_rejoin_member(session, member)
         values = member.model_dump(mode="json")
-        if previous is None:
-            await session.execute(members.insert().values(**values))
-        else:  # they left or were removed before: back in, with their history
-            await session.execute(
-                update(members)
-                .where(members.c.group_id == group_id, members.c.member_id == member_id)
-                .values(**values, left_at=None, joined_at=func.now(), updated_at=func.now())
-            )
         await outbox.add(session, MemberJoined.model_validate({**values, **outbox.event_context(group_id)}))
     return member
 
 
 @router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"])
-async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[MemberOut]:
+async def list_members(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[MemberOut]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await load_group(session, group_id)
         rows = (
             await session.execute(
@@ -314,7 +202,7 @@ async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Req
 
 @router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
 async def update_member(
-    group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, database: DatabaseDep
 ) -> MemberOut:
     """Change a member's details (the member themself, or a coordinator) or role (coordinators).
     Publishes MemberUpdated with the full new state."""
@@ -322,13 +210,14 @@ async def update_member(
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "role" in changes:
         principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         current = await load_member(session, group_id, member_id, for_update=True)
         member = current.model_copy(update=changes)
         if member == current:
             return current
-        if current.role is Role.COORDINATOR and member.role is not Role.COORDINATOR:
-            await keep_one_coordinator(session, group_id, member_id)
+        if domain.demotes_coordinator(current.role, member.role):
+            others = await store.other_coordinators(session, group_id, member_id)
+            domain.check_keeps_coordinator(current.role, member.role, others)
         values = member.model_dump(mode="json")
         await session.execute(
             update(members)
@@ -339,37 +228,18 @@ async def update_member(
     return member
 
 
-async def keep_one_coordinator(session: AsyncSession, group_id: UUID, leaving: UUID) -> None:
-    """Refuse a change that would leave the group without a coordinator."""
-    others = await session.scalar(
-        select(func.count())
-        .select_from(members)
-        .where(
-            members.c.group_id == group_id,
-            members.c.role == Role.COORDINATOR.value,
-            members.c.member_id != leaving,
-            members.c.left_at.is_(None),
-        )
-    )
-    if not others:
-        raise Conflict("a group keeps at least one coordinator: name another one first")
-
-
 @router.delete("/groups/{group_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["members"])
-async def remove_member(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request) -> None:
+async def remove_member(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> None:
     """A member leaves the group (themself) or a coordinator removes them. Their account, orders
     and ledger history stay; they hold no role in the group any more, on any service, once the
     services consumed the MemberLeft this publishes. Re-adding them later is allowed."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         current = await load_member(session, group_id, member_id, for_update=True)
         if current.role is Role.COORDINATOR:
-            await keep_one_coordinator(session, group_id, member_id)
-        await session.execute(
-            update(members)
-            .where(members.c.group_id == group_id, members.c.member_id == member_id)
-            .values(left_at=func.now(), updated_at=func.now())
-        )
+            others = await store.other_coordinators(session, group_id, member_id)
+            domain.check_keeps_coordinator(current.role, Role.MEMBER, others)
+        await store.mark_left(session, group_id, member_id)
         removed = member_id != principal.user_id
         await outbox.add(session, MemberLeft(member_id=member_id, removed=removed, **outbox.event_context(group_id)))
 
@@ -382,10 +252,7 @@ class OrdersMemberships:
 
     async def known_roles(self, user_id: UUID) -> dict[UUID, Role | None]:
         async with self.database.sessionmaker() as session:
-            rows = await session.execute(
-                select(members.c.group_id, members.c.role, members.c.left_at).where(members.c.member_id == user_id)
-            )
-            return {row.group_id: None if row.left_at is not None else Role(row.role) for row in rows}
+            return await store.known_roles(session, user_id)
 
 
 # ------------------------------------------------------------------ catalogs and products
@@ -399,15 +266,6 @@ class ProductIn(BaseModel):
     unit_price: MinorUnits = Field(description="Price of one unit in minor units (cents)")
     unit: domain.Unit = domain.Unit.PIECE
     fee_rate: FeeRate = Field(default=Decimal(0), description="Optional fee added to the price, e.g. 0.02 for 2%")
-
-
-class ProductOut(BaseModel):
-    product_id: UUID
-    catalog_id: UUID
-    name: str
-    unit: domain.Unit
-    unit_price: Money
-    fee_rate: Decimal
 
 
 class CatalogIn(BaseModel):
@@ -425,23 +283,6 @@ class CatalogOut(BaseModel):
     name: str
     kind: domain.CatalogKind
     products: list[ProductOut]
-
-
-def _product_out(row) -> ProductOut:  # type: ignore[no-untyped-def]
-    return ProductOut(
-        product_id=row.product_id,
-        catalog_id=row.catalog_id,
-        name=row.name,
-        unit=domain.Unit(row.unit),
-        unit_price=Money(amount=row.unit_price, currency=row.currency),
-        fee_rate=domain.plain(row.fee_rate),
-    )
-
-
-def to_domain_product(product: ProductOut) -> domain.Product:
-    return domain.Product(
-        product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate
-    )
 
 
 async def _insert_products(
@@ -490,8 +331,7 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
         raise NotFound(f"no catalog {catalog_id} in group {group_id}")
     items = (
         await session.execute(
-            select(products, groups.c.currency)
-            .join(groups, groups.c.group_id == products.c.group_id)
+            store.products_with_currency()
             .where(products.c.catalog_id == catalog_id)
             .order_by(products.c.created_at, products.c.name)
         )
@@ -501,29 +341,19 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
         group_id=row.group_id,
         name=row.name,
         kind=domain.CatalogKind(row.kind),
-        products=[_product_out(item) for item in items],
+        products=[product_out(item) for item in items],
     )
-
-
-async def load_products(session: AsyncSession, group_id: UUID, product_ids: list[UUID]) -> dict[UUID, domain.Product]:
-    """The group's products among `product_ids` (another group's product is simply not found)."""
-    rows = (
-        await session.execute(
-            select(products, groups.c.currency)
-            .join(groups, groups.c.group_id == products.c.group_id)
-            .where(products.c.group_id == group_id, products.c.product_id.in_(product_ids))
-        )
-    ).all()
-    return {row.product_id: to_domain_product(_product_out(row)) for row in rows}
 
 
 @router.post(
     "/groups/{group_id}/catalogs", status_code=status.HTTP_201_CREATED, response_model=CatalogOut, tags=["catalogs"]
 )
-async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+async def create_catalog(
+    group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, database: DatabaseDep
+) -> CatalogOut:
     """Create a variable catalog or a subscription contract with its products (coordinators)."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         catalog_id = uuid.uuid4()
         await session.execute(
@@ -538,9 +368,11 @@ async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrin
 
 
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
-async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+async def get_catalog(
+    group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> CatalogOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_catalog(session, group_id, catalog_id)
 
 
@@ -551,11 +383,11 @@ async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrinci
     tags=["catalogs"],
 )
 async def add_product(
-    group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> ProductOut:
     """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         await load_catalog(session, group_id, catalog_id)
         (created,) = await _insert_products(session, group, catalog_id, [body])
@@ -573,65 +405,6 @@ class DistributionIn(BaseModel):
     orders_close_at: AwareDatetime | None = Field(default=None, description="Default: when the distribution starts")
 
 
-class DistributionOut(BaseModel):
-    distribution_id: UUID
-    group_id: UUID
-    starts_at: datetime
-    place: str
-    catalog_ids: list[UUID]
-    orders_open_at: datetime
-    orders_close_at: datetime
-    orders_close_with_cutoff: datetime = Field(
-        description="When orders really close: closing time or the group's cut-off, whichever is first"
-    )
-    open_for_orders: bool
-
-
-async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID | None) -> DistributionOut:
-    if distribution_id is None:
-        raise NotFound("this order belongs to no distribution")
-    row = (
-        await session.execute(
-            select(distributions).where(
-                distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no distribution {distribution_id} in group {group.group_id}")
-    catalog_ids = (
-        await session.scalars(
-            select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id)
-        )
-    ).all()
-    return _distribution_out(group, row, list(catalog_ids))
-
-
-def _distribution_out(group: GroupOut, row, catalog_ids: list[UUID]) -> DistributionOut:  # type: ignore[no-untyped-def]
-    d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
-    return DistributionOut(
-        distribution_id=row.distribution_id,
-        group_id=group.group_id,
-        starts_at=row.starts_at,
-        place=row.place,
-        catalog_ids=catalog_ids,
-        orders_open_at=row.orders_open_at,
-        orders_close_at=row.orders_close_at,
-        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours),
-        open_for_orders=d.is_open(now(), group.order_cutoff_hours),
-    )
-
-
-def as_domain_distribution(
-    distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: list[UUID]
-) -> domain.Distribution:
-    return domain.Distribution(distribution_id, starts_at, open_at, close_at, frozenset(catalog_ids))
-
-
-def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
-    return as_domain_distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at, d.catalog_ids)
-
-
 @router.post(
     "/groups/{group_id}/distributions",
     status_code=status.HTTP_201_CREATED,
@@ -639,7 +412,7 @@ def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
     tags=["distributions"],
 )
 async def create_distribution(
-    group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
     """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
     principal.require_coordinator(group_id)
@@ -648,7 +421,7 @@ async def create_distribution(
     domain.check_distribution_times(body.starts_at, open_at, close_at)
     if len(set(body.catalog_ids)) != len(body.catalog_ids):
         raise Invalid("a catalog is listed twice")
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         known = set(
             (
@@ -681,9 +454,11 @@ async def create_distribution(
 
 
 @router.get("/groups/{group_id}/distributions", response_model=list[DistributionOut], tags=["distributions"])
-async def list_distributions(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[DistributionOut]:
+async def list_distributions(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> list[DistributionOut]:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         rows = (
             await session.execute(
@@ -700,15 +475,15 @@ async def list_distributions(group_id: UUID, principal: CurrentPrincipal, reques
         by_distribution: dict[UUID, list[UUID]] = {}
         for link in links:
             by_distribution.setdefault(link.distribution_id, []).append(link.catalog_id)
-        return [_distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+        return [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
 
 
 @router.get(
     "/groups/{group_id}/distributions/{distribution_id}", response_model=DistributionOut, tags=["distributions"]
 )
 async def get_distribution(
-    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_distribution(session, await load_group(session, group_id), distribution_id)
