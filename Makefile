@@ -9,6 +9,7 @@ PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml r
 .PHONY: install browser run test lint bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
+	scripts/ensure-system-packages.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25"
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt

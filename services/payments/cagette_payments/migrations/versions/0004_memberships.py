@@ -1,16 +1,16 @@
-"""The notifications service's copy of orders' memberships (orders.member.*), read on every request to
+"""The payments service's copy of orders' memberships (orders.member.*), read on every request to
 authorize against the roles people hold now.
 
-Revision ID: 0003_memberships
-Revises: 0002_balance_after
+Revision ID: 0004_memberships
+Revises: 0003_bank_statements
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_memberships"
-down_revision = "0002_balance_after"
+revision = "0004_memberships"
+down_revision = "0003_bank_statements"
 branch_labels = None
 depends_on = None
 
