@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from .service import Service, shutdown_requested
-from .settings import load_settings
+from .settings import UnsafeSettings, load_settings
 
 if TYPE_CHECKING:
     import uvicorn
@@ -57,6 +58,11 @@ def run_service_cli(
     import uvicorn
 
     settings = load_settings(name)
+    try:
+        build_service()  # refuses unsafe production settings before anything listens
+    except UnsafeSettings as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
     config = uvicorn.Config(
         app_factory,
         factory=True,

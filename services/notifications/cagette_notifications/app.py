@@ -18,6 +18,7 @@ from .gauges import GAUGES
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
+from .tables import memberships
 
 NAME = "notifications"
 
@@ -39,6 +40,7 @@ class NotificationsService(Service):
             consumers=consumers,
             settings=settings,
             gauges=GAUGES,
+            membership_table=memberships,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)

@@ -30,6 +30,8 @@ class Kind(StrEnum):
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
+    ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
+    PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -339,6 +341,20 @@ class KnownOrder:
     order_id: UUID
     total: Money
     confirmed_at: datetime
+
+
+def account_link(
+    kind: Kind,
+    source_event_id: UUID,
+    group: Group,
+    person: Member,
+    *,
+    link: str,
+    expires_at: datetime,
+) -> list[Email]:
+    """An invitation to set a password, or a password reset: the single-use link the web
+    service created, to the person's own address (never refused: it is how they get in)."""
+    return [Email(kind, source_event_id, group, person, {"link": link, "expires_at": expires_at})]
 
 
 def card_payment_disputed(

@@ -20,7 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 group_directory = Table(
     "group_directory",

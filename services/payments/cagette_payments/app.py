@@ -15,6 +15,7 @@ from .handlers import consumers
 from .jobs import FeeJobs
 from .provider import CardProvider
 from .settings import PaymentsSettings
+from .tables import memberships
 from .webhooks import router as webhook_router
 
 NAME = "payments"
@@ -33,6 +34,7 @@ class PaymentsService(Service):
             consumers=consumers,
             settings=settings,
             gauges=GAUGES,
+            membership_table=memberships,
             description="Payment references, manual and card payments, distribution validation.",
         )
         self.card_provider = CardProvider(settings)
