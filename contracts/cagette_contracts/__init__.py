@@ -39,6 +39,7 @@ from .events import (
     Role,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionKind,
     TransactionPosted,
 )
 from .money import (
@@ -47,6 +48,7 @@ from .money import (
     CurrencyMismatch,
     Money,
     MoneyError,
+    PositiveMoney,
     line_amount,
     minor_unit_exponent,
     total,
@@ -59,6 +61,7 @@ __all__ = [
     "MAX_MINOR_UNITS",
     "Money",
     "MoneyError",
+    "PositiveMoney",
     "UnknownEvent",
     "event_class",
     "line_amount",
@@ -103,5 +106,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

@@ -20,6 +20,7 @@ from .ledger import (
     PlaceHold,
     PostingLine,
     ReleaseHold,
+    TransactionKind,
     TransactionPosted,
 )
 from .notifications import (
@@ -88,5 +89,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

@@ -26,6 +26,21 @@ class AccountType(StrEnum):
     OPENING_BALANCE_EQUITY = "opening_balance_equity"
 
 
+class TransactionKind(StrEnum):
+    """What a ledger transaction records (a closed set: a new kind is a new schema version)."""
+
+    ORDER = "order"
+    ORDER_AMENDMENT = "order_amendment"
+    SUBSCRIPTION = "subscription"
+    SUBSCRIPTION_AMENDMENT = "subscription_amendment"
+    PAYMENT = "payment"
+    REFUND = "refund"
+    CARD_FEE = "card_fee"
+    OPENING_BALANCE = "opening_balance"
+    CORRECTION = "correction"
+    REVERSAL = "reversal"
+
+
 class PostingLine(Part):
     account_id: UUID
     account_type: AccountType
@@ -40,7 +55,7 @@ class TransactionPosted(Event):
     event_type: Literal["ledger.transaction.posted"] = routing.TRANSACTION_POSTED
     schema_version: Literal[1] = 1
     transaction_id: UUID
-    kind: str
+    kind: TransactionKind
     idempotency_key: str
     reverses_transaction_id: UUID | None = None
     postings: list[PostingLine] = Field(min_length=2)
@@ -123,6 +138,7 @@ class HoldReleased(Part):
 
 
 __all__ = [
+    "TransactionKind",
     "HoldDecision",
     "HoldReleased",
     "ReleaseHold",

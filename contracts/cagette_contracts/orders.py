@@ -11,7 +11,7 @@ from pydantic import EmailStr, Field, model_validator
 from . import routing
 from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
 from .envelope import Event
-from .money import CurrencyCode, Money, MoneyError, line_amount, total
+from .money import CurrencyCode, Money, MoneyError, PositiveMoney, line_amount, total
 
 
 class GroupSettingsChanged(Event):
@@ -84,7 +84,7 @@ class OrderConfirmed(Event):
     distribution_id: UUID | None = None
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
-    total: Money
+    total: PositiveMoney
 
     @model_validator(mode="after")
     def _total_is_sum_of_lines(self) -> OrderConfirmed:
@@ -107,8 +107,8 @@ class OrderAmended(Event):
     distribution_id: UUID | None = None
     payment_method: PaymentMethod
     added_lines: list[OrderLine] = Field(min_length=1)
-    added_total: Money
-    new_total: Money
+    added_total: PositiveMoney
+    new_total: PositiveMoney
 
     @model_validator(mode="after")
     def _added_total_is_sum_of_added_lines(self) -> OrderAmended:
@@ -161,7 +161,7 @@ class OrderAwaitingPayment(Event):
     distribution_id: UUID | None = None
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
-    amount: Money
+    amount: PositiveMoney
 
     @model_validator(mode="after")
     def _amount_is_sum_of_lines(self) -> OrderAwaitingPayment:
@@ -184,8 +184,8 @@ class SubscriptionAmended(Event):
     payment_method: PaymentMethod | None = None
     added_lines: list[OrderLine] = Field(min_length=1, description="Per distribution")
     distribution_count: int = Field(gt=0)
-    added_total: Money
-    new_total: Money
+    added_total: PositiveMoney
+    new_total: PositiveMoney
 
     @model_validator(mode="after")
     def _added_total_is_lines_times_distributions(self) -> SubscriptionAmended:

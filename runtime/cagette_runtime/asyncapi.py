@@ -32,7 +32,8 @@ def asyncapi_document(service: str, consumed: dict[str, tuple[str, ...]], versio
     def channel_for(cls: type[Event]) -> str:
         name = f"{cls.routing_key()}.v{cls.version()}"
         if name not in channels:
-            schema = cls.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+            schema = cls.wire_schema(ref_template="#/components/schemas/{model}")
+            schema.pop("$schema")  # the document's schemaFormat says it
             schemas.update(schema.pop("$defs", {}))
             message_name = f"{cls.__name__}V{cls.version()}"
             messages[message_name] = {

@@ -23,6 +23,7 @@ from cagette_contracts import (
     Event,
     Money,
     PostingLine,
+    TransactionKind,
     TransactionPosted,
 )
 from cagette_runtime import outbox
@@ -120,7 +121,7 @@ class PostedTransaction:
             TransactionPosted(
                 **context,
                 transaction_id=self.transaction_id,
-                kind=self.draft.kind,
+                kind=TransactionKind(self.draft.kind),
                 idempotency_key=self.draft.idempotency_key,
                 reverses_transaction_id=self.draft.reverses,
                 postings=[

@@ -1,0 +1,182 @@
+"""What an outside system can build on (issue 17), checked as such a system would: its own queue
+bound to `cagette.events` with `#`, the exported JSON Schemas checked with jsonschema (not
+Pydantic), while members order and pay concurrently on the running services.
+
+- every event validates against its exported schema, and every broken copy of it fails;
+- each event's correlation id is its cause's (the HTTP request that started the action), even
+  when the ledger posts many members' events in one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from cagette_runtime.testing import EventSpy, PublishedSchemas, SeenMessage, broken_copies
+
+from .conftest import bearer, client, eventually
+
+MEMBERS = 6
+
+
+def eur(cents: int) -> dict[str, Any]:
+    return {"amount": cents, "currency": "EUR"}
+
+
+async def post(http: httpx.AsyncClient, url: str, auth: dict[str, str], body: dict[str, Any], cause: str) -> Any:
+    answer = await http.post(url, headers={**auth, "X-Correlation-ID": cause}, json=body)
+    assert answer.status_code in (200, 201), answer.text
+    assert answer.headers["X-Correlation-ID"] == cause
+    return answer.json()
+
+
+class Flow:
+    """Members of one group ordering and paying at the same time, each action with its own
+    correlation id (the cause of what follows)."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.admin, self.coordinator = uuid.uuid4(), uuid.uuid4()
+        self.members = [uuid.uuid4() for _ in range(MEMBERS)]
+        self.order_cause: dict[str, str] = {}  # order id -> correlation id of the request that placed it
+        self.payment_cause: dict[str, str] = {}  # payment id -> correlation id of the confirmation
+
+    async def run(self) -> None:
+        async with client(self.stack, "orders") as orders, client(self.stack, "payments") as payments:
+            group = await post(
+                orders,
+                "/groups",
+                bearer(self.admin, admin=True),
+                {"name": "AMAP des Lilas", "currency": "EUR", "payment_methods": ["cheque", "on_the_spot"]}
+                | {"cheque_payee": "AMAP des Lilas"},
+                "setup-group",
+            )
+            self.group = group["group_id"]
+            admin = bearer(self.admin, admin=True)
+            coord = bearer(self.coordinator, coordinator_of=uuid.UUID(self.group))
+            for n, member in enumerate(self.members):
+                await post(
+                    orders,
+                    f"/groups/{self.group}/members",
+                    admin,
+                    {"member_id": str(member), "name": f"Member {n}", "email": f"member{n}@example.org"},
+                    f"setup-member-{n}",
+                )
+            shop = await post(
+                orders,
+                f"/groups/{self.group}/catalogs",
+                coord,
+                {
+                    "name": "Farm",
+                    "products": [
+                        {"name": "Cheese", "unit_price": 1250},
+                        {"name": "Eggs", "unit_price": 320, "unit": "kg"},
+                    ],
+                },
+                "setup-catalog",
+            )
+            distribution = await post(
+                orders,
+                f"/groups/{self.group}/distributions",
+                coord,
+                {
+                    "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+                    "place": "Market hall",
+                    "catalog_ids": [shop["catalog_id"]],
+                },
+                "setup-distribution",
+            )
+            self.distribution = distribution["distribution_id"]
+            cheese, eggs = (p["product_id"] for p in shop["products"])
+
+            async def order(n: int, member: uuid.UUID) -> None:
+                cause = f"order-{n}-{uuid.uuid4().hex[:8]}"
+                placed = await post(
+                    orders,
+                    f"/groups/{self.group}/orders",
+                    bearer(member, member_of=uuid.UUID(self.group)),
+                    {
+                        "distribution_id": self.distribution,
+                        "payment_method": "cheque" if n % 2 else "on_the_spot",
+                        "lines": [
+                            {"product_id": cheese, "quantity": str(1 + n % 3)},
+                            {"product_id": eggs, "quantity": "0.5" if n % 2 else "2"},
+                        ],
+                    },
+                    cause,
+                )
+                self.order_cause[placed["order_id"]] = cause
+
+            await asyncio.gather(*(order(n, member) for n, member in enumerate(self.members)))
+
+            async def declared(member: uuid.UUID) -> dict[str, Any] | None:
+                listed = (
+                    await payments.get(
+                        f"/groups/{self.group}/members/{member}/payments",
+                        headers=bearer(member, member_of=uuid.UUID(self.group)),
+                    )
+                ).json()
+                return next((p for p in listed if p["state"] == "declared"), None)
+
+            expected = [await eventually(lambda member=member: declared(member)) for member in self.members]
+
+            async def pay(n: int, payment: dict[str, Any]) -> None:
+                cause = f"payment-{n}-{uuid.uuid4().hex[:8]}"
+                # Even members pay less than owed, so some balances stay negative.
+                amount = payment["amount"]["amount"] - (100 if n % 2 == 0 else 0)
+                await post(
+                    payments,
+                    f"/groups/{self.group}/payments/{payment['payment_id']}/confirm",
+                    coord,
+                    {"amount": eur(amount), "label": f"payment {n}"}
+                    | ({"method": "cash"} if payment["method"] == "on_the_spot" else {}),
+                    cause,
+                )
+                self.payment_cause[payment["payment_id"]] = cause
+
+            await asyncio.gather(*(pay(n, payment) for n, payment in enumerate(expected)))
+
+    async def balances(self) -> dict[str, int]:
+        coord = bearer(self.coordinator, coordinator_of=uuid.UUID(self.group))
+        async with client(self.stack, "ledger") as ledger:
+            answers = [
+                (await ledger.get(f"/groups/{self.group}/members/{member}/balance", headers=coord)).json()
+                for member in self.members
+            ]
+        return {str(member): answer["balance"]["amount"] for member, answer in zip(self.members, answers, strict=True)}
+
+
+def of_group(spy: EventSpy, group: str) -> list[SeenMessage]:
+    return [m for m in spy.messages if m.body.get("group_id") == group]
+
+
+async def test_events_validate_and_carry_their_causes_correlation_id(stack: Any) -> None:
+    schemas = PublishedSchemas()
+    async with EventSpy(stack.amqp_url, "#") as spy:
+        flow = Flow(stack)
+        await flow.run()
+        # Every member's payment posted: the flow has settled.
+        await spy.wait_for("ledger.transaction.posted", count=2 * MEMBERS, timeout=30, group_id=flow.group)
+        await asyncio.sleep(0.5)
+    events = of_group(spy, flow.group)
+    assert {m.routing_key for m in events} >= {
+        "orders.group.settings_changed",
+        "orders.member.joined",
+        "orders.order.confirmed",
+        "payments.payment.declared",
+        "payments.payment.received",
+        "ledger.transaction.posted",
+        "ledger.balance.changed",
+        "ledger.balance.went_negative",
+    }
+
+    # Every event validates against its exported schema; every broken copy of it fails.
+    for message in events:
+        assert message.body["event_type"] == message.routing_key
+        assert schemas.errors(message.body) == [], (message.routing_key, schemas.errors(message.body))
+        for what, copy in broken_copies(message.body):
+            assert schemas.errors(copy), f"{message.routing_key} {what} validated"
