@@ -180,3 +180,24 @@ async def test_events_validate_and_carry_their_causes_correlation_id(stack: Any)
         assert schemas.errors(message.body) == [], (message.routing_key, schemas.errors(message.body))
         for what, copy in broken_copies(message.body):
             assert schemas.errors(copy), f"{message.routing_key} {what} validated"
+
+    # Each event carries its cause's correlation id: the request that placed the order or
+    # confirmed the payment, through orders, payments and the ledger's batched postings.
+    cause_of_transaction = {}
+    for message in events:
+        body = message.body
+        if message.routing_key == "orders.order.confirmed":
+            assert body["correlation_id"] == flow.order_cause[body["order_id"]]
+        elif message.routing_key == "payments.payment.declared":
+            assert body["correlation_id"] == flow.order_cause[body["order_id"]]
+        elif message.routing_key == "payments.payment.received":
+            assert body["correlation_id"] == flow.payment_cause[body["payment_id"]]
+        elif message.routing_key == "ledger.transaction.posted":
+            source, source_id, _ = body["idempotency_key"].split(":")
+            cause = flow.order_cause[source_id] if source == "order" else flow.payment_cause[source_id]
+            assert body["correlation_id"] == cause, body["idempotency_key"]
+            cause_of_transaction[body["transaction_id"]] = cause
+        assert message.raw.correlation_id == body["correlation_id"]
+    for message in events:
+        if message.routing_key.startswith("ledger.balance."):
+            assert message.body["correlation_id"] == cause_of_transaction[message.body["transaction_id"]]

@@ -71,6 +71,9 @@ class TransactionDraft:
     source_event_id: UUID | None = None
     reason: str | None = None
     recorded_by: UUID | None = None
+    # The cause's correlation id, for the transaction row and its events (None: the action in
+    # progress). Not part of the content: a replay may come with another one.
+    correlation_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > 200:

@@ -117,6 +117,8 @@ class PostedTransaction:
     def events(self) -> list[Event]:
         """TransactionPosted, BalanceChanged per member leg, and zero-crossing events."""
         context = outbox.event_context(self.draft.group_id)
+        if self.draft.correlation_id is not None:
+            context["correlation_id"] = self.draft.correlation_id
         result: list[Event] = [
             TransactionPosted(
                 **context,
@@ -264,7 +266,7 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                 wanted[leg.account] = drafts[index].currency
         locked = await lock_accounts(session, wanted)
         balances = {ref: balance for ref, (_, balance) in locked.items()}
-        correlation_id = peek_correlation_id()
+        in_progress = peek_correlation_id()
         transaction_rows: list[dict[str, object]] = []
         posting_rows: list[dict[str, object]] = []
         for index in to_post:
@@ -296,7 +298,7 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                     "memo": draft.memo,
                     "reverses_transaction_id": draft.reverses,
                     "source_event_id": draft.source_event_id,
-                    "correlation_id": correlation_id,
+                    "correlation_id": draft.correlation_id or in_progress,
                     "reason": draft.reason,
                     "recorded_by": draft.recorded_by,
                 }
