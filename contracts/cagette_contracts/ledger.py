@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -41,12 +41,24 @@ class TransactionKind(StrEnum):
     REVERSAL = "reversal"
 
 
+# Added within version 1 (optional): the posting's place in its account's history.
+AccountSequence = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="This posting's number in its account's history: 1, 2, 3... with no gap, so a missing "
+        "event shows as a gap and a late one as a lower number (absent on postings written before sequences)",
+    ),
+]
+
+
 class PostingLine(Part):
     account_id: UUID
     account_type: AccountType
     member_id: UUID | None = None
     amount: Money = Field(description="Signed: positive credits the account as members see it")
     balance_after: Money
+    sequence: AccountSequence = None
 
 
 class TransactionPosted(Event):
@@ -71,6 +83,7 @@ class BalanceChanged(Event):
     transaction_id: UUID
     previous_balance: Money
     balance: Money
+    sequence: AccountSequence = None
 
 
 class BalanceWentNegative(Event):
@@ -80,6 +93,7 @@ class BalanceWentNegative(Event):
     account_id: UUID
     transaction_id: UUID
     balance: Money
+    sequence: AccountSequence = Field(default=None, description="The sequence of the posting that crossed zero")
 
 
 class BalanceBackToNonNegative(Event):
@@ -89,6 +103,7 @@ class BalanceBackToNonNegative(Event):
     account_id: UUID
     transaction_id: UUID
     balance: Money
+    sequence: AccountSequence = Field(default=None, description="The sequence of the posting that crossed zero")
 
 
 class PlaceHold(Part):

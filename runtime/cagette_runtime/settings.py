@@ -42,6 +42,11 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = 7.0
     inbox_retention_days: float = 30.0
     migrate_on_start: bool = True
+    # The event log stream (cagette.events.log): events older than the age (RabbitMQ units
+    # Y, M, D, h, m, s) or past the size are dropped, a segment at a time.
+    event_log_max_age: str = Field(default="30D", pattern=r"^[1-9][0-9]{0,5}(Y|M|D|h|m|s)$")
+    event_log_max_bytes: int = Field(default=2_000_000_000, gt=0)
+    event_log_segment_bytes: int = Field(default=100_000_000, gt=0)
 
     def model_post_init(self, context: object) -> None:
         if not self.database_url:

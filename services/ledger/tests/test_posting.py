@@ -312,3 +312,56 @@ async def test_a_batch_posts_each_transaction_with_its_own_causes_correlation_id
         assert body["correlation_id"] == row.correlation_id
         member = body.get("member_id") or next(p["member_id"] for p in body["postings"] if p["member_id"])
         assert row.correlation_id in {f"order-{by_member[member]}", f"payment-{by_member[member]}"}
+
+
+async def test_each_account_numbers_its_postings_without_gaps(db: Database) -> None:
+    """Posted one by one and in batches, concurrently: every account's postings (and the events
+    that tell them) are numbered 1, 2, 3... with no gap and no repeat."""
+    import json
+
+    from cagette_runtime.tables import outbox_messages
+
+    group = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(3)]
+
+    async def one(member: uuid.UUID) -> None:
+        async with db.transaction() as session:
+            await operations.post_and_publish(session, charge(group, member, 100))
+
+    async def batch() -> None:
+        async with db.transaction() as session:
+            drafts = [charge(group, member, 50) for member in members for _ in range(2)]
+            await operations.post_many_and_publish(session, drafts, [None] * len(drafts))
+
+    await asyncio.gather(*(one(m) for m in members), batch(), *(one(m) for m in members), batch())
+    async with db.sessionmaker() as session:
+        numbered = (
+            await session.execute(
+                select(postings.c.account_id, postings.c.sequence, accounts.c.last_sequence)
+                .join(accounts, accounts.c.account_id == postings.c.account_id)
+                .where(accounts.c.group_id == group)
+            )
+        ).all()
+        bodies = [
+            json.loads(body)
+            for body in (
+                await session.scalars(select(outbox_messages.c.body).where(outbox_messages.c.body.contains(str(group))))
+            ).all()
+        ]
+    per_account: dict[uuid.UUID, list[int]] = {}
+    for row in numbered:
+        per_account.setdefault(row.account_id, []).append(row.sequence)
+        assert row.last_sequence == len([r for r in numbered if r.account_id == row.account_id])
+    for sequences in per_account.values():
+        assert sorted(sequences) == list(range(1, len(sequences) + 1))
+    assert sorted(len(numbers) for numbers in per_account.values()) == [6, 6, 6, 18]  # members, then sales
+    changed: dict[str, list[int]] = {}
+    for body in bodies:
+        if body["event_type"] == "ledger.balance.changed":
+            changed.setdefault(body["account_id"], []).append(body["sequence"])
+        if body["event_type"] == "ledger.transaction.posted":
+            for line in body["postings"]:
+                assert line["sequence"] in per_account[uuid.UUID(line["account_id"])]
+    assert {account: sorted(numbers) for account, numbers in changed.items()} == {
+        str(account): sorted(numbers) for account, numbers in per_account.items() if len(numbers) == 6
+    }
