@@ -54,7 +54,14 @@ async def running_stack(
 @pytest.fixture(scope="session")
 async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
     """All four services, shared by the end-to-end tests that need no special settings."""
-    async with running_stack(servers, "e2e") as running:
+    # Webhooks to a local http:// receiver, retried quickly (tests/test_events_e2e.py).
+    webhooks = {
+        "CAGETTE_WEBHOOK_ALLOW_HTTP": "true",
+        "CAGETTE_WEBHOOK_POLL_INTERVAL": "0.2",
+        "CAGETTE_WEBHOOK_RETRY_BASE": "0.2",
+        "CAGETTE_WEBHOOK_RETRY_MAX": "1",
+    }
+    async with running_stack(servers, "e2e", extra_env=webhooks) as running:
         yield running
 
 

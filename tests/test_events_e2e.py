@@ -4,7 +4,12 @@ Pydantic), while members order and pay concurrently on the running services.
 
 - every event validates against its exported schema, and every broken copy of it fails;
 - each event's correlation id is its cause's (the HTTP request that started the action), even
-  when the ledger posts many members' events in one batch.
+  when the ledger posts many members' events in one batch;
+- per account, the ledger's sequences have no gap;
+- a consumer started after the flow replays it from the event log stream and rebuilds the
+  ledger's balances;
+- a webhook receiver (a local HTTP server) down while the flow starts gets every event of the
+  group once it is back, each signed (Standard Webhooks, verified with the library).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from standardwebhooks.webhooks import Webhook
 
-from cagette_runtime.testing import EventSpy, PublishedSchemas, SeenMessage, broken_copies
+from cagette_runtime.testing import EventSpy, PublishedSchemas, SeenMessage, WebhookReceiver, broken_copies
 
 from .conftest import bearer, client, eventually
 
@@ -49,8 +55,9 @@ class Flow:
     """Members of one group ordering and paying at the same time, each action with its own
     correlation id (the cause of what follows)."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: Any, receiver: WebhookReceiver) -> None:
         self.stack = stack
+        self.receiver = receiver
         self.admin, self.coordinator = uuid.uuid4(), uuid.uuid4()
         self.members = [uuid.uuid4() for _ in range(MEMBERS)]
         self.order_cause: dict[str, str] = {}  # order id -> correlation id of the request that placed it
@@ -69,6 +76,20 @@ class Flow:
             self.group = group["group_id"]
             admin = bearer(self.admin, admin=True)
             coord = bearer(self.coordinator, coordinator_of=uuid.UUID(self.group))
+            async with client(self.stack, "notifications") as notifications:
+                endpoint = await post(
+                    notifications,
+                    "/webhooks/endpoints",
+                    coord,
+                    {
+                        "group_id": self.group,
+                        "url": self.receiver.url,
+                        "event_types": ["orders.#", "payments.#", "ledger.#"],
+                    },
+                    "setup-webhook",
+                )
+            self.webhook_secret = endpoint["secret"]
+            self.webhook_since = datetime.now(UTC)
             for n, member in enumerate(self.members):
                 await post(
                     orders,
@@ -162,18 +183,34 @@ class Flow:
         return {str(member): answer["balance"]["amount"] for member, answer in zip(self.members, answers, strict=True)}
 
 
+async def _async(value: Any) -> Any:
+    return value
+
+
 def of_group(spy: EventSpy, group: str) -> list[SeenMessage]:
     return [m for m in spy.messages if m.body.get("group_id") == group]
 
 
 async def test_events_validate_and_carry_their_causes_correlation_id(stack: Any) -> None:
     schemas = PublishedSchemas()
-    async with EventSpy(stack.amqp_url, "#") as spy:
-        flow = Flow(stack)
+    async with EventSpy(stack.amqp_url, "#") as spy, WebhookReceiver() as receiver:
+        receiver.up = False  # down while the flow starts: deliveries wait and are retried
+        flow = Flow(stack, receiver)
         await flow.run()
+        assert receiver.refused > 0
+        receiver.up = True
         # Every member's payment posted: the flow has settled.
         await spy.wait_for("ledger.transaction.posted", count=2 * MEMBERS, timeout=30, group_id=flow.group)
         await asyncio.sleep(0.5)
+        wanted = {
+            m.body["event_id"]
+            for m in of_group(spy, flow.group)
+            if m.routing_key.split(".")[0] != "notifications"
+            and datetime.fromisoformat(m.body["occurred_at"]) > flow.webhook_since  # registered after the group
+        }
+        assert len(wanted) > 4 * MEMBERS
+        await eventually(lambda: _async(wanted <= {r.headers["webhook-id"] for r in receiver.accepted}), timeout=30)
+        webhooks = list(receiver.accepted)
     events = of_group(spy, flow.group)
     assert {m.routing_key for m in events} >= {
         "orders.group.settings_changed",
@@ -246,3 +283,12 @@ async def test_events_validate_and_carry_their_causes_correlation_id(stack: Any)
     since: set[str] = set()
     await replay_example.replay(stack.amqp_url, lambda e: since.add(e["event_id"]), flow.paying_since, idle=1.5)
     assert {m.body["event_id"] for m in events if m.routing_key == "payments.payment.received"} <= since
+
+    # The webhook receiver got them all, signed; the body is the event, with its correlation id.
+    verifier = Webhook(flow.webhook_secret)
+    by_id = {m.body["event_id"]: m.body for m in events}
+    for delivery in webhooks:
+        body = verifier.verify(delivery.body, delivery.headers)
+        assert body["event_id"] == delivery.headers["webhook-id"]
+        if body["event_id"] in by_id:
+            assert body["correlation_id"] == by_id[body["event_id"]]["correlation_id"]

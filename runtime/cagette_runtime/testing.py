@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from urllib.parse import quote
 import aio_pika
 import httpx
 import jsonschema
+import uvicorn
 from yarl import URL
 
 from cagette_contracts.__main__ import DEFAULT_DIR as SCHEMAS_DIR
@@ -240,6 +242,59 @@ async def drain_queue(
     return taken
 
 
+@dataclass
+class ReceivedWebhook:
+    headers: dict[str, str]
+    body: str
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint standing for an outside system's webhook receiver: answers 503
+    while `up` is False (a receiver that is down), 204 otherwise, and keeps what it accepted."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.accepted: list[ReceivedWebhook] = []
+        self.refused = 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/cagette"
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if self.up:
+            headers = {key.decode(): value.decode() for key, value in scope["headers"]}
+            self.accepted.append(ReceivedWebhook(headers, body.decode()))
+            status = 204
+        else:
+            self.refused += 1
+            status = 503
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __aenter__(self) -> WebhookReceiver:
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self._task
+
+
 class PublishedSchemas:
     """The exported JSON Schemas (`contracts/schemas`) as an outside subscriber would use them:
     checked with jsonschema (not Pydantic), formats included."""
@@ -333,6 +388,8 @@ __all__ = [
     "START_RABBITMQ",
     "IsolatedServers",
     "PublishedSchemas",
+    "ReceivedWebhook",
+    "WebhookReceiver",
     "broken_copies",
     "drain_queue",
     "isolated_servers",

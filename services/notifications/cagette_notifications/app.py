@@ -17,6 +17,8 @@ from .api import router
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
+from .webhooks import WebhookSender
+from .webhooks_api import router as webhooks_router
 
 NAME = "notifications"
 
@@ -34,14 +36,15 @@ class NotificationsService(Service):
         super().__init__(
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
-            routers=[router],
+            routers=[router, webhooks_router],
             consumers=consumers,
             settings=settings,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)
         self.reminders = ReminderScheduler(self.database, settings)
-        self.background += [self.sender, self.reminders]
+        self.webhooks = WebhookSender(self.database, settings)
+        self.background += [self.sender, self.reminders, self.webhooks]
 
     async def start(self) -> None:
         await super().start()

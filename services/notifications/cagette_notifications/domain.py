@@ -29,6 +29,7 @@ class Kind(StrEnum):
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
+    WEBHOOK_DISABLED = "webhook_disabled"  # to the group's coordinators: their endpoint was disabled
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
