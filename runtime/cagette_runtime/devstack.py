@@ -1,8 +1,9 @@
 """Run the four services as local processes against local PostgreSQL and RabbitMQ.
 
-`cagette-dev run` (what `make run` calls): checks both servers answer, creates the service
-databases, applies migrations, starts the services, prints where each listens, streams their
-logs, and stops them all on Ctrl-C. The end-to-end tests start the same `Stack`.
+`cagette-dev run` (what `make run` calls): checks both servers answer, starts a local mail
+catcher (unless CAGETTE_SMTP_HOST names a real SMTP server), creates the service databases,
+applies migrations, starts the services, prints where each listens and where the emails go,
+streams their logs, and stops them all on Ctrl-C. The end-to-end tests start the same `Stack`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +22,8 @@ from typing import TextIO
 import httpx
 
 from .db import ensure_database
+from .mailcatcher import DEFAULT_PORT as DEFAULT_SMTP_PORT
+from .mailcatcher import MailCatcher, port_is_free
 from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
 
 SERVICES: dict[str, int] = {"orders": 8001, "ledger": 8002, "payments": 8003, "notifications": 8004}
@@ -179,20 +183,45 @@ class Stack:
         self.services.clear()
 
 
+async def start_mail_catcher(directory: Path) -> MailCatcher:
+    """The catcher on 127.0.0.1:1025 (notifications' default), or on a free port if that is taken."""
+    port = DEFAULT_SMTP_PORT if port_is_free("127.0.0.1", DEFAULT_SMTP_PORT) else 0
+    catcher = MailCatcher(directory, port=port)
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            catcher.port = probe.getsockname()[1]
+    await catcher.start()
+    return catcher
+
+
 async def _run(args: argparse.Namespace) -> int:
     stack = Stack(
         amqp_url=os.environ.get("CAGETTE_AMQP_URL", DEFAULT_AMQP_URL),
         postgres_url=os.environ.get("CAGETTE_POSTGRES_URL", DEFAULT_POSTGRES_SERVER_URL),
         log_stream=None if args.quiet else sys.stdout,
     )
+    catcher = None
+    if "CAGETTE_SMTP_HOST" not in os.environ:
+        catcher = await start_mail_catcher(Path(args.mail_dir))
+        stack.extra_env.update({"CAGETTE_SMTP_HOST": catcher.host, "CAGETTE_SMTP_PORT": str(catcher.port)})
     try:
         await stack.start()
     except ServerUnreachable as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
+        if catcher:
+            await catcher.stop()
         return 2
     print("\nAll four services are up:")
     for service in stack.services.values():
         print(f"  {service.name:<14} {service.url}   (API docs: {service.url}/docs)")
+    if catcher:
+        print(
+            f"  {'emails':<14} caught on smtp://{catcher.host}:{catcher.port}, none delivered: read them in "
+            f"{catcher.directory}/ (index.txt lists them; one .txt to read and one .eml per email)"
+        )
+    else:
+        print(f"  {'emails':<14} sent to the SMTP server {os.environ['CAGETTE_SMTP_HOST']}")
     print("Mint a token: .venv/bin/cagette-token --admin     Stop: Ctrl-C\n", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -208,6 +237,8 @@ async def _run(args: argparse.Namespace) -> int:
         code = 1
     print("stopping...", flush=True)
     await stack.stop()
+    if catcher:
+        await catcher.stop()
     return code
 
 
@@ -216,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the four services here")
     run.add_argument("--quiet", action="store_true", help="do not stream the services' logs")
+    run.add_argument(
+        "--mail-dir", default="var/mail", help="where the mail catcher keeps the emails (default var/mail)"
+    )
     args = parser.parse_args(argv)
     sys.exit(asyncio.run(_run(args)))
 

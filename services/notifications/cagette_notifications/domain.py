@@ -511,18 +511,6 @@ def settle_options(group: Group, owed: Money) -> list[Instructions]:
     return options
 
 
-def balance_after_order(state: BalanceState | None, total: Money, ordered_at: datetime) -> Money:
-    """The money-pot balance after an order, as far as the ledger has told us.
-
-    The ledger posts the order's debit when it sees OrderConfirmed, so a balance it reported
-    after the order was confirmed already includes it; an older one does not yet."""
-    if state is None or state.balance is None or state.balance.currency != total.currency:
-        return Money.zero(total.currency) - total
-    if state.as_of is not None and state.as_of > ordered_at:
-        return state.balance
-    return state.balance - total
-
-
 # --- delivery retries --------------------------------------------------------------------
 
 
