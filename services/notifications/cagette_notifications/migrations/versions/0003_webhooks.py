@@ -1,15 +1,15 @@
 """Outbound webhooks: registered endpoints and their delivery log.
 
-Revision ID: 0002_webhooks
-Revises: 0001
+Revision ID: 0003_webhooks
+Revises: 0002_balance_after
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_webhooks"
-down_revision = "0001"
+revision = "0003_webhooks"
+down_revision = "0002_balance_after"
 branch_labels = None
 depends_on = None
 
