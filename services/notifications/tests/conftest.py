@@ -133,7 +133,9 @@ class Running:
         so everything published before it was processed too."""
         await self.publish(sentinel)
         await self.wait_rows(
-            "SELECT 1 FROM inbox_messages WHERE event_id = :id", lambda rows: len(rows) == 1, id=sentinel.event_id
+            "SELECT 1 FROM inbox_messages WHERE consumer = 'notifications.events' AND event_id = :id",
+            lambda rows: len(rows) == 1,
+            id=sentinel.event_id,
         )
 
     def token(self, user_id: uuid.UUID, roles: dict[uuid.UUID, Role]) -> dict[str, str]:
