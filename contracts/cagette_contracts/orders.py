@@ -171,6 +171,18 @@ class OrderAwaitingPayment(Event):
         return self
 
 
+class OrderAbandoned(Event):
+    """A card order that waited for its payment (orders.order.awaiting_payment) was abandoned
+    by its member or a coordinator before it was paid: it ends here, nothing was owed."""
+
+    event_type: Literal["orders.order.abandoned"] = routing.ORDER_ABANDONED
+    schema_version: Literal[1] = 1
+    order_id: UUID
+    member_id: UUID
+    distribution_id: UUID | None = None
+    abandoned_by: UUID = Field(description="Who abandoned it: the member or a coordinator")
+
+
 class SubscriptionAmended(Event):
     """Products were added to a subscription (add-only, R6/R19): the member owes `added_total` more,
     = the added lines x `distribution_count` (the subscription's distributions still to come)."""
@@ -201,6 +213,7 @@ class SubscriptionAmended(Event):
 
 
 __all__ = [
+    "OrderAbandoned",
     "MemberUpdated",
     "OrderAwaitingPayment",
     "SubscriptionAmended",

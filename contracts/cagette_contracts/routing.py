@@ -17,6 +17,7 @@ BALANCE_BACK_TO_NON_NEGATIVE: Final = "ledger.balance.back_to_non_negative"
 MEMBER_UPDATED: Final = "orders.member.updated"
 ORDER_AMENDED: Final = "orders.order.amended"
 ORDER_AWAITING_PAYMENT: Final = "orders.order.awaiting_payment"
+ORDER_ABANDONED: Final = "orders.order.abandoned"
 SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
 SUBSCRIPTION_AMENDED: Final = "orders.subscription.amended"
 
