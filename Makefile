@@ -12,6 +12,7 @@ ASYNCAPI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
 .PHONY: install run test lint asyncapi bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
+	scripts/ensure-system-packages.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25"
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt

@@ -3,6 +3,11 @@ named after it (orders, ledger, payments, notifications); shared value types in 
 
 The exports are spelled out (not star re-exports) so type checkers and readers see every name."""
 
+from .bank import (
+    BankLineMatched,
+    BankLineToReview,
+    BankStatementImported,
+)
 from .common import (
     Language,
     Part,
@@ -58,6 +63,9 @@ __all__ = [
     "BalanceBackToNonNegative",
     "BalanceChanged",
     "BalanceWentNegative",
+    "BankLineMatched",
+    "BankLineToReview",
+    "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
     "CardFeeCharged",

@@ -33,6 +33,9 @@ CARD_FEE_CHARGED: Final = "payments.card_fee.charged"
 BASKET_VALIDATED: Final = "payments.basket.validated"
 BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
 CARD_SETTINGS_CHANGED: Final = "payments.card_settings.changed"
+BANK_STATEMENT_IMPORTED: Final = "payments.bank_statement.imported"
+BANK_LINE_MATCHED: Final = "payments.bank_line.matched"
+BANK_LINE_TO_REVIEW: Final = "payments.bank_line.to_review"
 
 # notifications (for operators)
 EMAIL_SENT: Final = "notifications.email.sent"

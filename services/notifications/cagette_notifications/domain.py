@@ -12,6 +12,7 @@ from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cagette_contracts import Money, OrderLine, PaymentMethod
+from cagette_runtime import epc_qr
 
 
 class Kind(StrEnum):
@@ -88,6 +89,10 @@ def wants(member: Member, kind: Kind) -> bool:
     return not (kind in REMINDER_KINDS and member.reminders_opt_out)
 
 
+# The Content-ID of the EPC QR code attached inline to a transfer instructions email.
+EPC_QR_CID = "sepa-qr@cagette"
+
+
 @dataclass(frozen=True)
 class Instructions:
     """How to pay `amount`, by `method`: what the templates print for each method."""
@@ -100,6 +105,7 @@ class Instructions:
     bic: str | None = None
     balance_after: Money | None = None  # money pot
     paid: bool = False  # card: already paid
+    epc_payload: str | None = None  # transfer in EUR to a SEPA IBAN: the EPC QR code's content
     retry_url: str | None = None  # card: where to finish paying
 
 
@@ -123,6 +129,10 @@ def instructions_for(
 ) -> Instructions | None:
     if method is None:
         return None
+    epc_payload = None
+    if method == PaymentMethod.TRANSFER and reference and group.transfer_iban:
+        transfer = epc_qr.Transfer(group.name, group.transfer_iban, group.transfer_bic, amount, reference)
+        epc_payload = epc_qr.payload(transfer) if epc_qr.applies(transfer) else None
     return Instructions(
         method=method,
         amount=amount,
@@ -133,6 +143,7 @@ def instructions_for(
         balance_after=balance_after if method == PaymentMethod.MONEY_POT else None,
         paid=paid if method == PaymentMethod.CARD else False,
         retry_url=retry_url,
+        epc_payload=epc_payload,
     )
 
 
@@ -149,6 +160,12 @@ class Email:
     @property
     def recipient(self) -> str:
         return self.member.email
+
+    @property
+    def epc_payload(self) -> str | None:
+        """The EPC QR code the email carries inline, if its instructions have one."""
+        instructions = self.facts.get("instructions")
+        return instructions.epc_payload if isinstance(instructions, Instructions) else None
 
     @property
     def language(self) -> str:

@@ -180,6 +180,7 @@ email_deliveries = Table(
     Column("subject", Text, nullable=False),
     Column("text_body", Text, nullable=False),
     Column("html_body", Text, nullable=False),
+    Column("epc_payload", Text),  # an EPC QR code to attach inline (transfer instructions)
     Column("message_id", Text, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | sent | failed

@@ -8,6 +8,7 @@ from cagette_runtime.service import Service
 
 from . import card
 from .api import router
+from .bank_api import router as bank_router
 from .card_api import router as card_router
 from .handlers import consumers
 from .jobs import FeeJobs
@@ -27,7 +28,7 @@ class PaymentsService(Service):
         super().__init__(
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
-            routers=[router, card_router, webhook_router],
+            routers=[router, card_router, webhook_router, bank_router],
             consumers=consumers,
             settings=settings,
             description="Payment references, manual and card payments, distribution validation.",

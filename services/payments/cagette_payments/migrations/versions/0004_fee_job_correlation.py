@@ -1,16 +1,16 @@
 """The correlation id of what caused a card job (the provider's success notice), so the fee it
 publishes later keeps it.
 
-Revision ID: 0003_fee_job_correlation
-Revises: 0002
+Revision ID: 0004_fee_job_correlation
+Revises: 0003_bank_statements
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_fee_job_correlation"
-down_revision = "0002"
+revision = "0004_fee_job_correlation"
+down_revision = "0003_bank_statements"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """Outbound webhooks: registered endpoints and their delivery log.
 
-Revision ID: 0003_webhooks
-Revises: 0002_balance_after
+Revision ID: 0004_webhooks
+Revises: 0003_epc_qr
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_webhooks"
-down_revision = "0002_balance_after"
+revision = "0004_webhooks"
+down_revision = "0003_epc_qr"
 branch_labels = None
 depends_on = None
 
