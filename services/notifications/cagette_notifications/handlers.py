@@ -22,12 +22,14 @@ from cagette_contracts import (
     CardPaymentFailed,
     Event,
     GroupSettingsChanged,
+    InvitationCreated,
     MemberJoined,
     MemberUpdated,
     Money,
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    PasswordResetRequested,
     PaymentCancelled,
     PaymentDeclared,
     PaymentMethod,
@@ -87,6 +89,8 @@ HANDLED = (
     BalanceChanged,
     BalanceWentNegative,
     BalanceBackToNonNegative,
+    InvitationCreated,
+    PasswordResetRequested,
     TransactionPosted,
 )
 
@@ -168,6 +172,8 @@ class Handlers:
                 await self.on_card_payment_disputed(session, event)
             case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
                 await self.on_balance(session, event)
+            case InvitationCreated() | PasswordResetRequested():
+                await self.on_account_link(session, event)
             case TransactionPosted():
                 await self.on_transaction_posted(session, event)
             case _:
@@ -209,6 +215,22 @@ class Handlers:
                 set_=values,
                 where=member_directory.c.updated_at < statement.excluded.updated_at,
             )
+        )
+
+    # --- accounts (web) -----------------------------------------------------------------
+
+    async def on_account_link(self, session: AsyncSession, event: InvitationCreated | PasswordResetRequested) -> None:
+        """The invitation or reset link goes to the address in the event (the person may not be
+        in the member directory yet); the group's name signs it when the group is known."""
+        try:
+            group = await load_group(session, event.group_id)
+        except NotYetKnown:
+            group = domain.Group(event.group_id, "Cagette", "EUR", event.language.value)
+        person = domain.Member(event.group_id, event.account_id, event.name, str(event.email), event.language.value)
+        kind = Kind.ACCOUNT_INVITATION if isinstance(event, InvitationCreated) else Kind.PASSWORD_RESET
+        await self.send(
+            session,
+            domain.account_link(kind, event.event_id, group, person, link=event.link, expires_at=event.expires_at),
         )
 
     # --- orders ------------------------------------------------------------------------

@@ -20,7 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 group_directory = Table(
     "group_directory",
@@ -181,6 +186,7 @@ email_deliveries = Table(
     Column("subject", Text, nullable=False),
     Column("text_body", Text, nullable=False),
     Column("html_body", Text, nullable=False),
+    Column("epc_payload", Text),  # an EPC QR code to attach inline (transfer instructions)
     Column("message_id", Text, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | sent | failed
