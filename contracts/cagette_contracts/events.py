@@ -35,6 +35,7 @@ from .notifications import (
 from .orders import (
     GroupSettingsChanged,
     MemberJoined,
+    MemberLeft,
     MemberUpdated,
     OrderAbandoned,
     OrderAmended,
@@ -57,6 +58,10 @@ from .payments import (
     PaymentReceived,
     PaymentRefunded,
 )
+from .web import (
+    InvitationCreated,
+    PasswordResetRequested,
+)
 
 __all__ = [
     "AccountType",
@@ -78,8 +83,10 @@ __all__ = [
     "GroupSettingsChanged",
     "HoldDecision",
     "HoldReleased",
+    "InvitationCreated",
     "Language",
     "MemberJoined",
+    "MemberLeft",
     "MemberUpdated",
     "OrderAbandoned",
     "OrderAmended",
@@ -90,6 +97,7 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclared",
     "PaymentMethod",
+    "PasswordResetRequested",
     "PaymentReceived",
     "PaymentRefunded",
     "PlaceHold",

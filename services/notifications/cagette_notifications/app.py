@@ -17,6 +17,7 @@ from .api import router
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
+from .tables import memberships
 from .webhooks import WebhookSender
 from .webhooks_api import router as webhooks_router
 
@@ -39,6 +40,7 @@ class NotificationsService(Service):
             routers=[router, webhooks_router],
             consumers=consumers,
             settings=settings,
+            membership_table=memberships,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)
