@@ -2,7 +2,7 @@
 authorize against the roles people hold now.
 
 Revision ID: 0004_memberships
-Revises: 0003_epc_qr
+Revises: 0003_epc_qr, 0003_order_distribution
 Create Date: 2026-12-01
 """
 
@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_memberships"
-down_revision = "0003_epc_qr"
+# Also the merge point of the two 0003 branches (EPC QR codes, the order's distribution).
+down_revision = ("0003_epc_qr", "0003_order_distribution")
 branch_labels = None
 depends_on = None
 
