@@ -2,7 +2,7 @@
 authorize against the roles people hold now.
 
 Revision ID: 0004_memberships
-Revises: 0003_epc_qr, 0003_order_distribution
+Revises: 0003_epc_qr
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_memberships"
-# Also the merge point of the two 0003 branches (EPC QR codes, the order's distribution).
-down_revision = ("0003_epc_qr", "0003_order_distribution")
+down_revision = "0003_epc_qr"
 branch_labels = None
 depends_on = None
 

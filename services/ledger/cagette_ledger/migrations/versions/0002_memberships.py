@@ -1,16 +1,16 @@
 """The ledger service's copy of orders' memberships (orders.member.*), read on every request to
 authorize against the roles people hold now.
 
-Revision ID: 0003_memberships
-Revises: 0002_words_and_names
+Revision ID: 0002_memberships
+Revises: 0001
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_memberships"
-down_revision = "0002_words_and_names"
+revision = "0002_memberships"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
