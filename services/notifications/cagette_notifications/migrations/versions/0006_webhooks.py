@@ -1,15 +1,15 @@
 """Outbound webhooks: registered endpoints and their delivery log.
 
-Revision ID: 0004_webhooks
-Revises: 0003_epc_qr
+Revision ID: 0006_webhooks
+Revises: 0005_order_distribution
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_webhooks"
-down_revision = "0003_epc_qr"
+revision = "0006_webhooks"
+down_revision = "0005_order_distribution"
 branch_labels = None
 depends_on = None
 

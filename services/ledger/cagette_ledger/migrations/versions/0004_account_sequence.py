@@ -2,16 +2,16 @@
 a subscriber tells a missing event from a late one. Postings written before keep no sequence
 (the table is append-only); each account's count starts after them.
 
-Revision ID: 0002_account_sequence
-Revises: 0001
+Revision ID: 0004_account_sequence
+Revises: 0003_words_and_names
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_account_sequence"
-down_revision = "0001"
+revision = "0004_account_sequence"
+down_revision = "0003_words_and_names"
 branch_labels = None
 depends_on = None
 
