@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from cagette_contracts import Role
 
 from .errors import Forbidden, Unauthenticated
+from .ratelimit import FailureLimiter
 from .settings import DEV_JWT_SECRET, ServiceSettings
 
 ALGORITHM = "HS256"
@@ -83,13 +84,23 @@ def decode_token(token: str, secret: str, *, issuer: str = "cagette") -> Princip
 _bearer = HTTPBearer(auto_error=False, description="JWT minted by `cagette-token`")
 
 
-def authenticate(
+async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("missing bearer token (Authorization: Bearer <jwt>)")
     settings: ServiceSettings = request.app.state.settings
-    return decode_token(credentials.credentials, settings.jwt_secret, issuer=settings.jwt_issuer)
+    # Guessing tokens is slowed down per client address: 429 once it failed too often.
+    failures: FailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+    client = request.client.host if request.client else "unknown"
+    if failures is not None:
+        await failures.check(client)
+    try:
+        return decode_token(credentials.credentials, settings.jwt_secret, issuer=settings.jwt_issuer)
+    except Unauthenticated:
+        if failures is not None:
+            await failures.failed(client)
+        raise
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

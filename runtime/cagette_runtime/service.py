@@ -18,6 +18,7 @@ from .db import Database, ensure_database
 from .http import install_common
 from .logs import configure_logging
 from .migrations import upgrade_async
+from .openapi import document_errors
 from .outbox import OutboxRelay
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
@@ -121,7 +122,8 @@ class Service:
         app = FastAPI(title=f"cagette {self.name}", description=self.description, lifespan=lifespan)
         app.state.settings = self.settings
         app.state.service = self
-        install_common(app)
+        install_common(app, self.settings)
         for router in self.routers:
             app.include_router(router)
+        document_errors(app)
         return app
