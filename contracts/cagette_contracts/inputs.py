@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 # --- text ------------------------------------------------------------------------------------
 
@@ -51,48 +51,21 @@ def _multi_line(value: str) -> str:
     return check_text(value, multiline=True)
 
 
-def _sized_after_normalising(max_length: int) -> AfterValidator:
-    # NFC can change the length: the bound is checked on the text as stored.
-    def check(value: str) -> str:
-        if len(value) > max_length:
-            raise ValueError(f"is longer than {max_length} characters")
-        return value
-
-    return AfterValidator(check)
-
-
-def single_line(max_length: int, *, min_length: int = 0) -> Any:
-    """A one-line free-text type of at most `max_length` characters."""
-    return Annotated[
-        str,
-        Field(min_length=min_length, max_length=max_length),
-        AfterValidator(_single_line),
-        _sized_after_normalising(max_length),
-    ]
-
-
-def multi_line(max_length: int, *, min_length: int = 0) -> Any:
-    """A free-text type that may hold newlines and tabs, of at most `max_length` characters."""
-    return Annotated[
-        str,
-        Field(min_length=min_length, max_length=max_length),
-        AfterValidator(_multi_line),
-        _sized_after_normalising(max_length),
-    ]
-
+# Add one of these to an `Annotated[str, Field(max_length=...)]` to make it free text.
+SINGLE_LINE = AfterValidator(_single_line)
+MULTI_LINE = AfterValidator(_multi_line)
 
 # The kinds of field, each with its bound. Names: people, groups, products, catalogs.
-Name = single_line(200, min_length=1)
-OptionalName = single_line(200)
+Name = Annotated[str, Field(min_length=1, max_length=200), SINGLE_LINE]
 # Short labels: a cheque number, a payee, a unit.
-Label = single_line(200)
+Label = Annotated[str, Field(max_length=200), SINGLE_LINE]
 # A place (a distribution's address).
-Place = single_line(300, min_length=1)
+Place = Annotated[str, Field(min_length=1, max_length=300), SINGLE_LINE]
 # Reasons and notes a person writes (may span lines).
-Reason = multi_line(1000, min_length=1)
-Note = multi_line(1000)
+Reason = Annotated[str, Field(min_length=1, max_length=1000), MULTI_LINE]
+Note = Annotated[str, Field(max_length=1000), MULTI_LINE]
 # Any other text in a query string (filters, references).
-QueryText = single_line(200)
+QueryText = Annotated[str, Field(max_length=200), SINGLE_LINE]
 
 # --- numbers ---------------------------------------------------------------------------------
 
@@ -146,6 +119,8 @@ def _utc_in_window(value: datetime) -> datetime:
 BoundedDate = Annotated[date, AfterValidator(_date_in_window)]
 BusinessDate = Annotated[date, AfterValidator(_business_date)]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc_in_window)]
+# A datetime that must say its offset (a distribution's start).
+AwareUtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc_in_window)]
 
 # --- bodies ----------------------------------------------------------------------------------
 
@@ -161,6 +136,7 @@ class RequestBody(BaseModel):
 
 __all__ = [
     "AsciiDecimal",
+    "AwareUtcDatetime",
     "BoundedDate",
     "BusinessDate",
     "Cursor",
@@ -171,13 +147,12 @@ __all__ = [
     "Label",
     "Name",
     "Note",
-    "OptionalName",
     "Place",
     "QueryText",
     "Reason",
     "RequestBody",
     "UtcDatetime",
+    "MULTI_LINE",
+    "SINGLE_LINE",
     "check_text",
-    "multi_line",
-    "single_line",
 ]

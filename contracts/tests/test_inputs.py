@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Annotated
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from cagette_contracts.inputs import (
+    SINGLE_LINE,
     AsciiDecimal,
     BusinessDate,
     Cursor,
@@ -17,14 +19,13 @@ from cagette_contracts.inputs import (
     Note,
     RequestBody,
     UtcDatetime,
-    single_line,
 )
 
 
 class Form(RequestBody):
     label: Label = ""
     note: Note = ""
-    short: single_line(5) = ""  # type: ignore[valid-type]
+    short: Annotated[str, Field(max_length=5), SINGLE_LINE] = ""
     quantity: AsciiDecimal = Decimal(1)
     paid_on: BusinessDate | None = None
     at: UtcDatetime | None = None

@@ -153,7 +153,11 @@ async def asyncapi(request: Request) -> dict[str, object]:
     return asyncapi_document(service.name, {c.queue.name: c.queue.routing_keys for c in service.consumers})
 
 
-@health_router.get("/ready", summary="Readiness: database and broker reachable")
+@health_router.get(
+    "/ready",
+    summary="Readiness: database and broker reachable",
+    responses={503: {"description": "The database or the broker does not answer"}},
+)
 async def ready(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
     checks = await service.readiness()

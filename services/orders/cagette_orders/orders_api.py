@@ -30,6 +30,7 @@ from cagette_contracts import (
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
+from cagette_contracts.inputs import AsciiDecimal, RequestBody
 from cagette_runtime import outbox
 from cagette_runtime.auth import CurrentPrincipal, Principal
 from cagette_runtime.errors import Conflict, Invalid, NotFound
@@ -141,20 +142,20 @@ def _held_amount(prepared: object) -> Money:
 # ------------------------------------------------------------------ shapes
 
 
-class LineIn(BaseModel):
+class LineIn(RequestBody):
     product_id: UUID
     quantity: Annotated[
-        Decimal, Field(max_digits=12, decimal_places=3, description="Fractions only for kg / litre products")
+        AsciiDecimal, Field(max_digits=12, decimal_places=3, description="Fractions only for kg / litre products")
     ]
 
 
-class OrderIn(BaseModel):
+class OrderIn(RequestBody):
     distribution_id: UUID
     payment_method: PaymentMethod | None = Field(default=None, description="Required with payments on (R8)")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
 
 
-class BasketIn(BaseModel):
+class BasketIn(RequestBody):
     lines: list[LineIn] = Field(
         min_length=1,
         max_length=200,
@@ -622,7 +623,7 @@ async def withdraw_order(group_id: UUID, order_id: UUID, principal: CurrentPrinc
 # ------------------------------------------------------------------ subscriptions (R19)
 
 
-class SubscriptionIn(BaseModel):
+class SubscriptionIn(RequestBody):
     payment_method: PaymentMethod | None = Field(default=None, description="Optional; if given, one the group offers")
     lines: list[LineIn] = Field(
         min_length=1, max_length=100, description="Products and quantities for every distribution"
