@@ -14,9 +14,10 @@ and posted over HTTP to the payments process.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import importlib
 import sys
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -33,12 +34,12 @@ from cagette_runtime.testing import IsolatedServers
 
 from .conftest import bearer, client, eventually, running_stack
 
-_spec = importlib.util.spec_from_file_location(
-    "card_e2e_stripe_standin", Path(__file__).resolve().parent.parent / "services/payments/tests/stripe_standin.py"
-)
-assert _spec and _spec.loader
-standin_module = sys.modules.setdefault(_spec.name, importlib.util.module_from_spec(_spec))
-_spec.loader.exec_module(standin_module)
+# The payments tests' Stripe stand-in, imported as a package of its own (it imports its sibling
+# stripe_declared.py relatively).
+_package = types.ModuleType("payments_standin")
+_package.__path__ = [str(Path(__file__).resolve().parent.parent / "services/payments/tests")]
+sys.modules.setdefault(_package.__name__, _package)
+standin_module = importlib.import_module("payments_standin.stripe_standin")
 
 STRIPE_KEY = "sk_test_e2e_" + "0" * 24
 WEBHOOK_SECRET = "whsec_e2e_" + "1" * 24

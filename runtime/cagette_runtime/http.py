@@ -4,9 +4,9 @@ error, 500 included), body size limits, security headers, /health and /ready."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
@@ -18,6 +18,7 @@ from starlette.responses import Response
 from cagette_contracts.envelope import new_correlation_id
 
 from .correlation import reset_correlation_id, set_correlation_id
+from .db import Database
 from .errors import Refused
 from .guards import SECURITY_HEADERS, BodySizeLimit, SecurityHeaders
 from .ratelimit import FailureLimiter
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
 
 CORRELATION_HEADER = "X-Correlation-ID"
 log = logging.getLogger(__name__)
+
+
+def service_database(request: Request) -> Database:
+    service: Service = request.app.state.service
+    return service.database
+
+
+# The service's database, for an endpoint: `async def get(..., database: DatabaseDep)`.
+DatabaseDep = Annotated[Database, Depends(service_database)]
 
 
 class CorrelationIdMiddleware(BaseHTTPMiddleware):

@@ -4,70 +4,46 @@ distributions. Orders and subscriptions are in orders_api.py."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic import BaseModel, EmailStr, Field, ValidationError
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import (
-    CurrencyCode,
-    GroupSettingsChanged,
-    Language,
-    MemberJoined,
-    MemberUpdated,
-    Money,
-    PaymentMethod,
-    Role,
-)
+from cagette_contracts import CurrencyCode, Language, MemberJoined, MemberUpdated, Money, PaymentMethod, Role
 from cagette_contracts.inputs import AsciiDecimal, AwareUtcDatetime, Flag, Label, Name, Place, RequestBody
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
-from cagette_runtime.auth import CurrentPrincipal, Principal
-from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.clock import now
+from cagette_runtime.errors import Conflict, Invalid, NotFound
+from cagette_runtime.http import DatabaseDep
 
-from . import domain
+from . import domain, store
+from .store import (
+    DistributionOut,
+    GroupOut,
+    GroupSettingsIn,
+    MemberOut,
+    ProductOut,
+    distribution_out,
+    load_distribution,
+    load_group,
+    load_member,
+    payment_settings,
+    product_out,
+)
 from .tables import catalogs, distribution_catalogs, distributions, groups, members, orders, products
+from .usecases import settings_event
 
 router = APIRouter()
 
 
-def database(request: Request) -> Database:
-    return request.app.state.service.database
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 # ------------------------------------------------------------------ groups
-
-
-class GroupSettingsIn(RequestBody):
-    name: Name
-    currency: CurrencyCode = "EUR"
-    language: Language = Language.FR
-    payments_enabled: Flag = True
-    payment_methods: list[PaymentMethod] = Field(default=[], max_length=len(PaymentMethod))
-    allow_negative_money_pot: Flag = False
-    cheque_payee: Label | None = None
-    transfer_iban: Annotated[Label, Field(max_length=64)] | None = None
-    transfer_bic: Annotated[Label, Field(max_length=16)] | None = None
-    card_payments_configured: Flag = Field(
-        default=False,
-        description="Read-only: the group's card payments are ready, as announced by the payments service "
-        "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
-        "Card may be offered only while it is on. Setting it here is refused (422).",
-    )
-    order_cutoff_hours: int = Field(
-        default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution"
-    )
 
 
 class GroupSettingsPatch(RequestBody):
@@ -89,26 +65,6 @@ class GroupSettingsPatch(RequestBody):
     order_cutoff_hours: int | None = Field(default=None, ge=0, le=domain.MAX_CUTOFF_HOURS)
 
 
-class GroupOut(GroupSettingsIn):
-    # Read from a stored row, which has more columns than the answer shows.
-    model_config = ConfigDict(extra="ignore")
-
-    group_id: UUID
-
-
-def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
-    return domain.PaymentSettings(
-        payments_enabled=group.payments_enabled,
-        payment_methods=tuple(group.payment_methods),
-        allow_negative_money_pot=group.allow_negative_money_pot,
-        cheque_payee=group.cheque_payee,
-        transfer_iban=group.transfer_iban,
-        transfer_bic=group.transfer_bic,
-        card_configured=group.card_payments_configured,
-        order_cutoff_hours=group.order_cutoff_hours,
-    )
-
-
 CARD_FLAG_READ_ONLY = (
     "card_payments_configured is read-only: it follows the group's card settings on the payments service "
     "(a coordinator enables card payments there with PUT /groups/{group_id}/card-settings)"
@@ -127,50 +83,34 @@ def _normalised(group_id: UUID, body: GroupSettingsIn, previous: GroupOut | None
     )
 
 
-def settings_event(group: GroupOut) -> GroupSettingsChanged:
-    return GroupSettingsChanged.model_validate(
-        {**group.model_dump(mode="json"), **outbox.event_context(group.group_id)}
-    )
-
-
 @router.post("/groups", status_code=status.HTTP_201_CREATED, response_model=GroupOut, tags=["groups"])
-async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, request: Request) -> GroupOut:
+async def create_group(body: GroupSettingsIn, principal: CurrentPrincipal, database: DatabaseDep) -> GroupOut:
     """Create a buying group (platform administrators). Publishes GroupSettingsChanged."""
     principal.require_platform_admin()
     if body.card_payments_configured:
         raise Invalid(f"{CARD_FLAG_READ_ONLY}; a new group starts without card payments")
     group = _normalised(uuid.uuid4(), body)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await session.execute(groups.insert().values(**group.model_dump(mode="json")))
         await outbox.add(session, settings_event(group))
     return group
 
 
-async def load_group(session: AsyncSession, group_id: UUID, *, for_update: bool = False) -> GroupOut:
-    statement = select(groups).where(groups.c.group_id == group_id)
-    if for_update:
-        statement = statement.with_for_update()
-    row = (await session.execute(statement)).mappings().first()
-    if row is None:
-        raise NotFound(f"no group {group_id}")
-    return GroupOut.model_validate(dict(row))
-
-
 @router.get("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
-async def get_group(group_id: UUID, principal: CurrentPrincipal, request: Request) -> GroupOut:
+async def get_group(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> GroupOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_group(session, group_id)
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut, tags=["groups"])
 async def update_group(
-    group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: GroupSettingsPatch, principal: CurrentPrincipal, database: DatabaseDep
 ) -> GroupOut:
     """Change the group's settings (coordinators). Every change publishes GroupSettingsChanged
     with the full new state; invalid combinations are refused with the reason."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         current = await load_group(session, group_id, for_update=True)
         changes = body.model_dump(exclude_unset=True)
         if "card_payments_configured" in changes:
@@ -215,48 +155,13 @@ class MemberPatch(RequestBody):
     language: Language | None = None
 
 
-class MemberOut(BaseModel):
-    group_id: UUID
-    member_id: UUID
-    role: Role
-    name: str
-    email: EmailStr
-    language: Language
-
-
-async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False) -> MemberOut:
-    statement = select(members).where(members.c.group_id == group_id, members.c.member_id == member_id)
-    if for_update:
-        statement = statement.with_for_update()
-    row = (await session.execute(statement)).mappings().first()
-    if row is None:
-        raise NotFound(f"{member_id} is not a member of group {group_id}")
-    return MemberOut.model_validate(dict(row))
-
-
-async def require_registered(session: AsyncSession, principal: Principal, group_id: UUID) -> MemberOut:
-    principal.require_group_member(group_id)
-    row = (
-        (
-            await session.execute(
-                select(members).where(members.c.group_id == group_id, members.c.member_id == principal.user_id)
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        raise Forbidden(f"you are not a registered member of group {group_id}")
-    return MemberOut.model_validate(dict(row))
-
-
 @router.post(
     "/groups/{group_id}/members", status_code=status.HTTP_201_CREATED, response_model=MemberOut, tags=["members"]
 )
-async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, request: Request) -> MemberOut:
+async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal, database: DatabaseDep) -> MemberOut:
     """Add a member to the group (coordinators). Publishes MemberJoined."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         member = MemberOut(
             group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language
@@ -273,9 +178,9 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
 
 
 @router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"])
-async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[MemberOut]:
+async def list_members(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[MemberOut]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await load_group(session, group_id)
         rows = (
             await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))
@@ -285,7 +190,7 @@ async def list_members(group_id: UUID, principal: CurrentPrincipal, request: Req
 
 @router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
 async def update_member(
-    group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, body: MemberPatch, principal: CurrentPrincipal, database: DatabaseDep
 ) -> MemberOut:
     """Change a member's details (the member themself, or a coordinator) or role (coordinators).
     Publishes MemberUpdated with the full new state."""
@@ -293,23 +198,14 @@ async def update_member(
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     if "role" in changes:
         principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         current = await load_member(session, group_id, member_id, for_update=True)
         member = current.model_copy(update=changes)
         if member == current:
             return current
-        if current.role is Role.COORDINATOR and member.role is not Role.COORDINATOR:
-            others = await session.scalar(
-                select(func.count())
-                .select_from(members)
-                .where(
-                    members.c.group_id == group_id,
-                    members.c.role == Role.COORDINATOR.value,
-                    members.c.member_id != member_id,
-                )
-            )
-            if not others:
-                raise Conflict("a group keeps at least one coordinator")
+        if domain.demotes_coordinator(current.role, member.role):
+            others = await store.other_coordinators(session, group_id, member_id)
+            domain.check_keeps_coordinator(current.role, member.role, others)
         values = member.model_dump(mode="json")
         await session.execute(
             update(members)
@@ -333,15 +229,6 @@ class ProductIn(RequestBody):
     fee_rate: FeeRate = Field(default=Decimal(0), description="Optional fee added to the price, e.g. 0.02 for 2%")
 
 
-class ProductOut(BaseModel):
-    product_id: UUID
-    catalog_id: UUID
-    name: str
-    unit: domain.Unit
-    unit_price: Money
-    fee_rate: Decimal
-
-
 class CatalogIn(RequestBody):
     name: Name
     kind: domain.CatalogKind = Field(
@@ -357,23 +244,6 @@ class CatalogOut(BaseModel):
     name: str
     kind: domain.CatalogKind
     products: list[ProductOut]
-
-
-def _product_out(row) -> ProductOut:  # type: ignore[no-untyped-def]
-    return ProductOut(
-        product_id=row.product_id,
-        catalog_id=row.catalog_id,
-        name=row.name,
-        unit=domain.Unit(row.unit),
-        unit_price=Money(amount=row.unit_price, currency=row.currency),
-        fee_rate=domain.plain(row.fee_rate),
-    )
-
-
-def to_domain_product(product: ProductOut) -> domain.Product:
-    return domain.Product(
-        product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate
-    )
 
 
 async def _insert_products(
@@ -422,8 +292,7 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
         raise NotFound(f"no catalog {catalog_id} in group {group_id}")
     items = (
         await session.execute(
-            select(products, groups.c.currency)
-            .join(groups, groups.c.group_id == products.c.group_id)
+            store.products_with_currency()
             .where(products.c.catalog_id == catalog_id)
             .order_by(products.c.created_at, products.c.name)
         )
@@ -433,29 +302,19 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
         group_id=row.group_id,
         name=row.name,
         kind=domain.CatalogKind(row.kind),
-        products=[_product_out(item) for item in items],
+        products=[product_out(item) for item in items],
     )
-
-
-async def load_products(session: AsyncSession, group_id: UUID, product_ids: list[UUID]) -> dict[UUID, domain.Product]:
-    """The group's products among `product_ids` (another group's product is simply not found)."""
-    rows = (
-        await session.execute(
-            select(products, groups.c.currency)
-            .join(groups, groups.c.group_id == products.c.group_id)
-            .where(products.c.group_id == group_id, products.c.product_id.in_(product_ids))
-        )
-    ).all()
-    return {row.product_id: to_domain_product(_product_out(row)) for row in rows}
 
 
 @router.post(
     "/groups/{group_id}/catalogs", status_code=status.HTTP_201_CREATED, response_model=CatalogOut, tags=["catalogs"]
 )
-async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+async def create_catalog(
+    group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, database: DatabaseDep
+) -> CatalogOut:
     """Create a variable catalog or a subscription contract with its products (coordinators)."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         catalog_id = uuid.uuid4()
         await session.execute(
@@ -470,9 +329,11 @@ async def create_catalog(group_id: UUID, body: CatalogIn, principal: CurrentPrin
 
 
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
-async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, request: Request) -> CatalogOut:
+async def get_catalog(
+    group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> CatalogOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_catalog(session, group_id, catalog_id)
 
 
@@ -483,11 +344,11 @@ async def get_catalog(group_id: UUID, catalog_id: UUID, principal: CurrentPrinci
     tags=["catalogs"],
 )
 async def add_product(
-    group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> ProductOut:
     """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         await load_catalog(session, group_id, catalog_id)
         (created,) = await _insert_products(session, group, catalog_id, [body])
@@ -505,65 +366,6 @@ class DistributionIn(RequestBody):
     orders_close_at: AwareUtcDatetime | None = Field(default=None, description="Default: when the distribution starts")
 
 
-class DistributionOut(BaseModel):
-    distribution_id: UUID
-    group_id: UUID
-    starts_at: datetime
-    place: str
-    catalog_ids: list[UUID]
-    orders_open_at: datetime
-    orders_close_at: datetime
-    orders_close_with_cutoff: datetime = Field(
-        description="When orders really close: closing time or the group's cut-off, whichever is first"
-    )
-    open_for_orders: bool
-
-
-async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID | None) -> DistributionOut:
-    if distribution_id is None:
-        raise NotFound("this order belongs to no distribution")
-    row = (
-        await session.execute(
-            select(distributions).where(
-                distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id
-            )
-        )
-    ).first()
-    if row is None:
-        raise NotFound(f"no distribution {distribution_id} in group {group.group_id}")
-    catalog_ids = (
-        await session.scalars(
-            select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id)
-        )
-    ).all()
-    return _distribution_out(group, row, list(catalog_ids))
-
-
-def _distribution_out(group: GroupOut, row, catalog_ids: list[UUID]) -> DistributionOut:  # type: ignore[no-untyped-def]
-    d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
-    return DistributionOut(
-        distribution_id=row.distribution_id,
-        group_id=group.group_id,
-        starts_at=row.starts_at,
-        place=row.place,
-        catalog_ids=catalog_ids,
-        orders_open_at=row.orders_open_at,
-        orders_close_at=row.orders_close_at,
-        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours),
-        open_for_orders=d.is_open(now(), group.order_cutoff_hours),
-    )
-
-
-def as_domain_distribution(
-    distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: list[UUID]
-) -> domain.Distribution:
-    return domain.Distribution(distribution_id, starts_at, open_at, close_at, frozenset(catalog_ids))
-
-
-def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
-    return as_domain_distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at, d.catalog_ids)
-
-
 @router.post(
     "/groups/{group_id}/distributions",
     status_code=status.HTTP_201_CREATED,
@@ -571,7 +373,7 @@ def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
     tags=["distributions"],
 )
 async def create_distribution(
-    group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
     """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
     principal.require_coordinator(group_id)
@@ -580,7 +382,7 @@ async def create_distribution(
     domain.check_distribution_times(body.starts_at, open_at, close_at)
     if len(set(body.catalog_ids)) != len(body.catalog_ids):
         raise Invalid("a catalog is listed twice")
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         known = set(
             (
@@ -613,9 +415,11 @@ async def create_distribution(
 
 
 @router.get("/groups/{group_id}/distributions", response_model=list[DistributionOut], tags=["distributions"])
-async def list_distributions(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[DistributionOut]:
+async def list_distributions(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> list[DistributionOut]:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         group = await load_group(session, group_id)
         rows = (
             await session.execute(
@@ -632,15 +436,15 @@ async def list_distributions(group_id: UUID, principal: CurrentPrincipal, reques
         by_distribution: dict[UUID, list[UUID]] = {}
         for link in links:
             by_distribution.setdefault(link.distribution_id, []).append(link.catalog_id)
-        return [_distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+        return [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
 
 
 @router.get(
     "/groups/{group_id}/distributions/{distribution_id}", response_model=DistributionOut, tags=["distributions"]
 )
 async def get_distribution(
-    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await load_distribution(session, await load_group(session, group_id), distribution_id)

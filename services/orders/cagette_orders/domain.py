@@ -17,7 +17,7 @@ from uuid import UUID
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
-from cagette_contracts import Money, PaymentMethod, line_amount, total
+from cagette_contracts import Money, OrderLine, PaymentMethod, Role, line_amount, total
 from cagette_runtime.errors import Conflict, Invalid
 
 MAX_CUTOFF_HOURS = 24 * 30
@@ -116,13 +116,17 @@ class PaymentSettings:
 
     def check_method(self, method: PaymentMethod | None) -> None:
         """R8: with payments on, an order needs one of the offered methods."""
-        if not self.payments_enabled:
-            return
+        if self.payments_enabled:
+            self.offered_method(method)
+
+    def offered_method(self, method: PaymentMethod | None) -> PaymentMethod:
+        """`method` if the group offers it, or Invalid (R8: with payments on, no order without one)."""
         if method is None:
             raise Invalid("choose a payment method: with payments on, an order without one is not recorded (R8)")
         if method not in self.payment_methods:
             offered = ", ".join(m.value for m in self.payment_methods)
             raise Invalid(f"this group does not offer {method.value}; it offers {offered}")
+        return method
 
 
 def check_currency_change(old: str, new: str, *, has_priced_things: bool) -> None:
@@ -277,6 +281,18 @@ def price_basket(
     return priced, total([line.line_total for line in priced], currency)
 
 
+def basket_of(lines: Iterable[OrderLine]) -> tuple[dict[UUID, Decimal], dict[UUID, str]]:
+    """Product -> quantity and product -> name of recorded lines (R6 compares a wanted basket
+    with these). A line recorded before catalogs existed has no product and is left out."""
+    held: dict[UUID, Decimal] = {}
+    names: dict[UUID, str] = {}
+    for line in lines:
+        if line.product_id is not None:
+            held[line.product_id] = held.get(line.product_id, Decimal(0)) + line.quantity
+            names[line.product_id] = line.product_name
+    return held, names
+
+
 def add_only_diff(
     current: Mapping[UUID, Decimal], wanted: Mapping[UUID, Decimal], names: Mapping[UUID, str]
 ) -> dict[UUID, Decimal]:
@@ -300,26 +316,61 @@ def add_only_diff(
 
 
 class Settlement(StrEnum):
-    NO_MONEY = "no_money"  # payments off (R1): no money events at all
     CONFIRM = "confirm"  # cheque, cash, transfer, on the spot, money pot with negatives allowed
     HOLD = "hold"  # money pot, negatives not allowed: the ledger must hold the amount first (R13, B2)
     AWAIT_CARD = "await_card"  # card: confirmed when the card payment succeeds (R21)
 
 
-def settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Settlement:
+@dataclass(frozen=True)
+class Payment:
+    """How an order is paid with payments on: its method (always one, R8) and how that settles."""
+
+    method: PaymentMethod
+    settlement: Settlement
+
+    @property
+    def needs_hold(self) -> bool:
+        return self.settlement is Settlement.HOLD
+
+    @property
+    def initial_status(self) -> OrderStatus:
+        return OrderStatus.AWAITING_PAYMENT if self.settlement is Settlement.AWAIT_CARD else OrderStatus.CONFIRMED
+
+
+def settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Payment | None:
+    """How an order paid by `method` settles; None with payments off (R1: no money events at all)."""
     if not settings.payments_enabled:
-        return Settlement.NO_MONEY
-    settings.check_method(method)
+        return None
+    return _payment(settings, settings.offered_method(method))
+
+
+def _payment(settings: PaymentSettings, method: PaymentMethod) -> Payment:
     if method is PaymentMethod.CARD:
         if not settings.card_configured:
             raise Conflict(
                 "card payments are not available in this group right now: its card set-up on the payments service "
                 "is not ready (a coordinator must enable it again); choose another payment method"
             )
-        return Settlement.AWAIT_CARD
+        return Payment(method, Settlement.AWAIT_CARD)
     if method is PaymentMethod.MONEY_POT and not settings.allow_negative_money_pot:
-        return Settlement.HOLD
-    return Settlement.CONFIRM
+        return Payment(method, Settlement.HOLD)
+    return Payment(method, Settlement.CONFIRM)
+
+
+def subscription_settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Settlement | None:
+    """How a subscription settles; None with payments off. Without a method it is confirmed and
+    paid by cheques a coordinator enters (R7); card is not offered for subscriptions yet."""
+    if not settings.payments_enabled:
+        return None
+    if method is None:
+        return Settlement.CONFIRM
+    how = _payment(settings, settings.offered_method(method)).settlement
+    if how is Settlement.AWAIT_CARD:
+        raise Invalid(
+            "subscriptions cannot be paid by card yet: choose another method "
+            "or none (cheques entered by a coordinator, R7)"
+        )
+    return how
 
 
 class OrderStatus(StrEnum):
@@ -330,7 +381,34 @@ class OrderStatus(StrEnum):
     CANCELLED = "cancelled"  # payments off only: a member dropped the order before the cut-off
 
 
+# An order in one of these statuses, and not flagged, takes its member's basket for the
+# distribution: one such order per basket (the database's partial unique index says the same).
 ACTIVE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.AWAITING_PAYMENT, OrderStatus.PAYMENT_FAILED)
+
+
+def check_no_active_order(existing: UUID | None) -> None:
+    """One active order per member and distribution: a second one changes the first instead."""
+    if existing is not None:
+        raise Conflict(
+            f"you already have an order for this distribution ({existing}): change it instead", order_id=existing
+        )
+
+
+def check_unlocked(locked: bool) -> None:
+    """R20: once validated at the distribution, a basket is locked."""
+    if locked:
+        raise Conflict("this basket was validated at the distribution and is locked (R20)")
+
+
+def demotes_coordinator(role_before: Role, role_after: Role) -> bool:
+    return role_before is Role.COORDINATOR and role_after is not Role.COORDINATOR
+
+
+def check_keeps_coordinator(role_before: Role, role_after: Role, other_coordinators: int) -> None:
+    """A group keeps at least one coordinator: the last one cannot lose the role."""
+    if demotes_coordinator(role_before, role_after) and other_coordinators == 0:
+        raise Conflict("a group keeps at least one coordinator")
+
 
 LATE_PAYMENT_FLAG = "card payment succeeded after the basket was abandoned: honoured, check with the member"
 

@@ -4,7 +4,10 @@ group's card readiness announced by the payments service."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +21,6 @@ from cagette_contracts import (
     Money,
     OrderAmended,
     OrderConfirmed,
-    OrderLine,
     PaymentMethod,
     routing,
 )
@@ -27,35 +29,16 @@ from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
-from . import domain
-from .api import GroupOut, payment_settings, settings_event
-from .tables import basket_locks, groups, order_amendments, order_lines, orders
+from . import domain, store
+from .store import GroupOut, payment_settings
+from .tables import basket_locks, groups, order_lines
+from .usecases import settings_event
 
 QUEUE = "orders.payment-outcomes"
 
 
-def _lines(rows, currency: str) -> list[OrderLine]:  # type: ignore[no-untyped-def]
-    return [
-        OrderLine(
-            product_id=row.product_id,
-            product_name=row.product_name,
-            quantity=domain.plain(row.quantity),
-            unit_price=Money(amount=row.unit_price, currency=currency),
-            fee_rate=domain.plain(row.fee_rate),
-            line_total=Money(amount=row.line_total, currency=currency),
-        )
-        for row in rows
-    ]
-
-
-async def _order(session: AsyncSession, event: CardPaymentSucceeded | CardPaymentFailed):  # type: ignore[no-untyped-def]
-    row = (
-        await session.execute(
-            select(orders)
-            .where(orders.c.order_id == event.order_id, orders.c.group_id == event.group_id)
-            .with_for_update()
-        )
-    ).first()
+async def _order(session: AsyncSession, event: CardPaymentSucceeded | CardPaymentFailed) -> Row[Any]:
+    row = await store.order_row_for_update(session, event.group_id, event.order_id) if event.order_id else None
     if row is None:
         raise Invalid(f"no order {event.order_id} in group {event.group_id}")
     if row.member_id != event.member_id:
@@ -63,16 +46,10 @@ async def _order(session: AsyncSession, event: CardPaymentSucceeded | CardPaymen
     return row
 
 
-async def _amendment(session: AsyncSession, event: CardPaymentSucceeded | CardPaymentFailed):  # type: ignore[no-untyped-def]
-    row = (
-        await session.execute(
-            select(order_amendments)
-            .where(order_amendments.c.amendment_id == event.amendment_id, order_amendments.c.order_id == event.order_id)
-            .with_for_update()
-        )
-    ).first()
+async def _amendment(session: AsyncSession, order_id: UUID, amendment_id: UUID) -> Row[Any]:
+    row = await store.amendment_row_for_update(session, order_id, amendment_id)
     if row is None:
-        raise Invalid(f"no amendment {event.amendment_id} of order {event.order_id}")
+        raise Invalid(f"no amendment {amendment_id} of order {order_id}")
     return row
 
 
@@ -86,27 +63,15 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     if order.payment_method != PaymentMethod.CARD.value:
         raise Invalid(f"order {order.order_id} is paid by {order.payment_method}, not by card")
     if event.amendment_id is not None:
-        amendment = await _amendment(session, event)
-        domain.check_card_amount(event.amount, Money(amount=amendment.added_total, currency=order.currency))
+        amendment = await _amendment(session, order.order_id, event.amendment_id)
+        added_total = Money(amount=amendment.added_total, currency=order.currency)
+        domain.check_card_amount(event.amount, added_total)
         outcome = domain.on_card_succeeded(domain.OrderStatus(amendment.status))
-        await session.execute(
-            update(order_amendments)
-            .where(order_amendments.c.amendment_id == amendment.amendment_id)
-            .values(status=outcome.status.value, flagged_reason=outcome.flag, updated_at=func.now())
+        await store.set_amendment(
+            session, amendment.amendment_id, status=outcome.status.value, flagged_reason=outcome.flag
         )
-        new_total = order.total_amount + amendment.added_total
-        await session.execute(
-            update(orders)
-            .where(orders.c.order_id == order.order_id)
-            .values(total_amount=new_total, updated_at=func.now())
-        )
-        rows = (
-            await session.execute(
-                select(order_lines)
-                .where(order_lines.c.amendment_id == amendment.amendment_id)
-                .order_by(order_lines.c.line_number)
-            )
-        ).all()
+        new_total = Money(amount=order.total_amount, currency=order.currency) + added_total
+        await store.set_order(session, order.order_id, total_amount=new_total.amount)
         await outbox.add(
             session,
             OrderAmended(
@@ -116,27 +81,19 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
                 member_id=order.member_id,
                 distribution_id=order.distribution_id,
                 payment_method=PaymentMethod.CARD,
-                added_lines=_lines(rows, order.currency),
-                added_total=Money(amount=amendment.added_total, currency=order.currency),
-                new_total=Money(amount=new_total, currency=order.currency),
+                added_lines=await store.contract_lines(
+                    session, order_lines.c.amendment_id == amendment.amendment_id, order.currency
+                ),
+                added_total=added_total,
+                new_total=new_total,
             ),
         )
         return
     total = Money(amount=order.total_amount, currency=order.currency)
     domain.check_card_amount(event.amount, total)
     outcome = domain.on_card_succeeded(domain.OrderStatus(order.status))
-    await session.execute(
-        update(orders)
-        .where(orders.c.order_id == order.order_id)
-        .values(status=outcome.status.value, flagged_reason=outcome.flag, updated_at=func.now())
-    )
-    rows = (
-        await session.execute(
-            select(order_lines)
-            .where(order_lines.c.order_id == order.order_id, order_lines.c.amendment_id.is_(None))
-            .order_by(order_lines.c.line_number)
-        )
-    ).all()
+    await store.set_order(session, order.order_id, status=outcome.status.value, flagged_reason=outcome.flag)
+    placed = (order_lines.c.order_id == order.order_id) & order_lines.c.amendment_id.is_(None)
     await outbox.add(
         session,
         OrderConfirmed(
@@ -145,7 +102,7 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
             member_id=order.member_id,
             distribution_id=order.distribution_id,
             payment_method=PaymentMethod.CARD,
-            lines=_lines(rows, order.currency),
+            lines=await store.contract_lines(session, placed, order.currency),
             total=total,
         ),
     )
@@ -158,18 +115,12 @@ async def on_card_failed(session: AsyncSession, event: CardPaymentFailed) -> Non
         return
     order = await _order(session, event)
     if event.amendment_id is not None:
-        amendment = await _amendment(session, event)
+        amendment = await _amendment(session, order.order_id, event.amendment_id)
         if amendment.status == domain.OrderStatus.AWAITING_PAYMENT.value:
-            await session.execute(
-                update(order_amendments)
-                .where(order_amendments.c.amendment_id == amendment.amendment_id)
-                .values(status=domain.OrderStatus.ABANDONED.value, updated_at=func.now())
-            )
+            await store.set_amendment(session, amendment.amendment_id, status=domain.OrderStatus.ABANDONED.value)
         return
     state = domain.on_card_failed(domain.OrderStatus(order.status))
-    await session.execute(
-        update(orders).where(orders.c.order_id == order.order_id).values(status=state.value, updated_at=func.now())
-    )
+    await store.set_order(session, order.order_id, status=state.value)
 
 
 async def on_basket_validated(session: AsyncSession, event: BasketValidated) -> None:

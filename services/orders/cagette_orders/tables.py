@@ -24,10 +24,12 @@ from sqlalchemy import (
     text,
 )
 
+from .domain import ACTIVE_STATUSES
+
 metadata = MetaData()
 
-# Order statuses that make the basket of (member, distribution) taken.
-ACTIVE_ORDER = "status IN ('confirmed', 'awaiting_payment', 'payment_failed') AND flagged_reason IS NULL"
+# One active order per basket (domain.ACTIVE_STATUSES), as the partial unique index's predicate.
+ACTIVE_ORDER = f"status IN ({', '.join(repr(s.value) for s in ACTIVE_STATUSES)}) AND flagged_reason IS NULL"
 
 groups = Table(
     "groups",

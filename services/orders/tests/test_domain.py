@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from cagette_contracts import Money, PaymentMethod
+from cagette_contracts import Money, PaymentMethod, Role
 from cagette_orders import domain
 from cagette_orders.domain import OrderStatus, PaymentSettings, Settlement
 from cagette_runtime.errors import Conflict, Invalid
@@ -95,7 +95,7 @@ def test_method_must_be_chosen_and_offered() -> None:
 @pytest.mark.parametrize(
     ("settings", "method", "expected"),
     [
-        (PaymentSettings(False, ()), None, Settlement.NO_MONEY),
+        (PaymentSettings(False, ()), None, None),
         (PaymentSettings(True, (M.CHEQUE,), cheque_payee="x"), M.CHEQUE, Settlement.CONFIRM),
         (PaymentSettings(True, (M.ON_THE_SPOT,)), M.ON_THE_SPOT, Settlement.CONFIRM),
         (PaymentSettings(True, (M.MONEY_POT,), allow_negative_money_pot=True), M.MONEY_POT, Settlement.CONFIRM),
@@ -103,8 +103,44 @@ def test_method_must_be_chosen_and_offered() -> None:
         (PaymentSettings(True, (M.CARD,), card_configured=True), M.CARD, Settlement.AWAIT_CARD),
     ],
 )
-def test_settlement_by_method(settings: PaymentSettings, method: PaymentMethod | None, expected: Settlement) -> None:
-    assert domain.settlement(settings, method) is expected
+def test_settlement_by_method(
+    settings: PaymentSettings, method: PaymentMethod | None, expected: Settlement | None
+) -> None:
+    payment = domain.settlement(settings, method)
+    if expected is None:
+        assert payment is None
+    else:
+        assert payment is not None and (payment.method, payment.settlement) == (method, expected)
+
+
+def test_subscription_settlement() -> None:
+    cheques = PaymentSettings(True, (M.CHEQUE,), cheque_payee="x")
+    assert domain.subscription_settlement(PaymentSettings(False, ()), M.CHEQUE) is None
+    assert domain.subscription_settlement(cheques, None) is Settlement.CONFIRM  # R7: cheques entered later
+    assert domain.subscription_settlement(PaymentSettings(True, (M.MONEY_POT,)), M.MONEY_POT) is Settlement.HOLD
+    with pytest.raises(Invalid, match="cannot be paid by card"):
+        domain.subscription_settlement(PaymentSettings(True, (M.CARD,), card_configured=True), M.CARD)
+
+
+def test_one_active_order_per_basket_and_locked_baskets() -> None:
+    assert set(domain.ACTIVE_STATUSES) == {
+        OrderStatus.CONFIRMED,
+        OrderStatus.AWAITING_PAYMENT,
+        OrderStatus.PAYMENT_FAILED,
+    }
+    domain.check_no_active_order(None)
+    with pytest.raises(Conflict, match="change it instead"):
+        domain.check_no_active_order(uuid.uuid4())
+    domain.check_unlocked(False)
+    with pytest.raises(Conflict, match="R20"):
+        domain.check_unlocked(True)
+
+
+def test_a_group_keeps_a_coordinator() -> None:
+    domain.check_keeps_coordinator(Role.COORDINATOR, Role.MEMBER, other_coordinators=1)
+    domain.check_keeps_coordinator(Role.MEMBER, Role.MEMBER, other_coordinators=0)
+    with pytest.raises(Conflict, match="at least one coordinator"):
+        domain.check_keeps_coordinator(Role.COORDINATOR, Role.MEMBER, other_coordinators=0)
 
 
 def product(

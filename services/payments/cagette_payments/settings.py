@@ -19,6 +19,8 @@ class PaymentsSettings(ServiceSettings):
     stripe_connect_webhook_secret: SecretStr | None = None
     # Seconds a webhook signature stays valid (replay window).
     stripe_webhook_tolerance: int = 300
+    # Largest webhook body read (Stripe's events are a few kilobytes): larger is 413, unread.
+    stripe_webhook_max_bytes: int = 256 * 1024
     # Another API address (a local stand-in in tests); default: Stripe's.
     stripe_api_base: str | None = None
     stripe_max_network_retries: int = 2

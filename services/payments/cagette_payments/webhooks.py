@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -40,7 +41,10 @@ OUTCOMES = {
     "checkout.session.async_payment_failed": Outcome.FAILED,
     "checkout.session.expired": Outcome.EXPIRED,
 }
-HANDLED = frozenset({*OUTCOMES, "charge.refunded", "charge.dispute.created"})
+# The one list of the event types the endpoint acts on: the README's `stripe listen --events`
+# line is tested against it.
+HANDLED_EVENTS: tuple[str, ...] = (*OUTCOMES, "charge.refunded", "charge.dispute.created")
+HANDLED = frozenset(HANDLED_EVENTS)
 
 
 def _uuid(value: Any) -> UUID | None:
@@ -124,32 +128,83 @@ def notice_of(event: dict[str, Any]) -> Notice | None:
 
 
 def verify(request: Request, raw: bytes) -> dict[str, Any]:
-    """The event, once its signature (any of the configured endpoint secrets) checks out."""
+    """The event, once its signature (any of the configured endpoint secrets) checks out and its
+    timestamp is within the tolerance either way (stale or in the future)."""
     settings = request.app.state.settings
     header = request.headers.get("stripe-signature")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadSignature("the body is not UTF-8") from None
     secrets = settings.webhook_secrets()
     if not secrets:
         log.error("stripe webhook received but CAGETTE_STRIPE_WEBHOOK_SECRET is not set: refused")
     failure = "no webhook secret configured"
     for secret in secrets:
         try:
-            stripe.WebhookSignature.verify_header(raw, header, secret, settings.stripe_webhook_tolerance)
+            stripe.WebhookSignature.verify_header(text, header, secret, settings.stripe_webhook_tolerance)
             break
         except stripe.SignatureVerificationError as exc:
             failure = str(exc).split(".")[0]
     else:
         raise BadSignature(failure)
+    # The library refuses only stale timestamps; one too far ahead is as suspect (a signature
+    # made to be replayed later).
+    if signed_at(header) > time.time() + settings.stripe_webhook_tolerance:
+        raise BadSignature("Timestamp in the future, outside the tolerance zone")
     try:
-        event = json.loads(raw)
-    except ValueError:
+        event = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise BadSignature("the body is not JSON") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not event["id"]:
         raise BadSignature("not a provider event")
-    return event
+    return without_nul(event)
+
+
+def signed_at(header: str | None) -> int:
+    """The `t=` timestamp of a Stripe-Signature header (already verified: well formed)."""
+    for item in (header or "").split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "t" and value.isascii() and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def without_nul(value: Any) -> Any:
+    """The event without U+0000, which PostgreSQL cannot keep in jsonb (it would make the endpoint
+    fail, and Stripe retry for days); no field we read can hold one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 class BadSignature(Exception):
     pass
+
+
+class TooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is known to pass `limit` (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body ({declared} bytes) is over {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise TooLarge(f"the body is over {limit} bytes")
+    return bytes(received)
 
 
 async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, str]:
@@ -193,10 +248,17 @@ async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
     "/webhooks/stripe",
     tags=["card payments"],
     summary="Stripe webhook endpoint (authenticated by its signature)",
-    responses={400: {"description": "missing, forged or stale signature: nothing recorded"}},
+    responses={
+        400: {"description": "missing, forged, stale or future signature, or a body not UTF-8 JSON: nothing recorded"},
+        413: {"description": "a body over the size limit, not read further: nothing recorded"},
+    },
 )
 async def stripe_webhook(request: Request) -> JSONResponse:
-    raw = await request.body()
+    try:
+        raw = await read_body(request, request.app.state.settings.stripe_webhook_max_bytes)
+    except TooLarge as exc:
+        log.warning("stripe webhook refused: %s", exc)
+        return JSONResponse(status_code=413, content={"error": "too_large", "detail": str(exc)})
     try:
         event = verify(request, raw)
     except BadSignature as exc:

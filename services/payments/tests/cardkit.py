@@ -24,7 +24,7 @@ def standin(payments: Payments) -> StripeStandIn:
 async def card_group(payments: Payments, *, account: str | None = None, members: int = 2) -> Group:
     group = await payments.new_group(members)
     if account:
-        standin(payments).accounts.add(account)
+        standin(payments).add_account(account)
     response = await payments.client.put(
         f"/groups/{group.group_id}/card-settings",
         json={"enabled": True, "stripe_account": account},

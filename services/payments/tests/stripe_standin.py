@@ -1,40 +1,48 @@
-"""A local stand-in for the few Stripe API endpoints the payments service calls, so the real
+"""A local, strict stand-in for the Stripe API endpoints the payments service calls, so the real
 `stripe.StripeClient` code path runs in tests without the network.
+
+Strict both ways (see stripe_declared.py): every request's parameters are checked against the
+params TypedDict the installed `stripe` package declares for that call, and an unknown or
+mistyped parameter gets Stripe's own error (400 `invalid_request_error` with `param`); every
+object it answers (and every event built by `event()`) has only fields the library's resource
+classes declare.
 
 It speaks Stripe's wire format: form-encoded bodies with bracketed keys (`metadata[k]=v`,
 `line_items[0][price_data][currency]=eur`), Bearer secret key (401 otherwise), `Stripe-Account`
 header (recorded, and objects are kept per account), `Idempotency-Key` (the same key with the same
 parameters answers the same object again, with other parameters a 400 `idempotency_error`),
-errors as `{"error": {"type", "code", "message"}}`.
+errors as `{"error": {"type", "code", "message", "param"}}`.
 
-Tests drive what Stripe would do on its own side (a card paid or declined, a session expiring,
-a dispute) with the `pay` / `decline` / `expire` / `dispute` methods, and build real-shaped
-webhook events from the objects with `event()`. Implemented: POST /v1/checkout/sessions,
-GET /v1/checkout/sessions/{id}, POST /v1/refunds, GET /v1/payment_intents/{id},
-GET /v1/charges/{id}, GET /v1/balance_transactions/{id}, GET /v1/accounts/{id}.
+Tests drive what Stripe would do on its own side (a card paid or declined, a session expiring, a
+refund failing, a dispute and its funds, an account onboarded or restricted) with the methods
+below, and build real-shaped webhook events from the objects with `event()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import itertools
 import json
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import stripe
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-API_VERSION = "2025-10-29.clover"
+from .stripe_declared import ParamError, check_params, check_response, params_of
+
+API_VERSION = stripe.api_version
 PLATFORM = "platform"
+DISPUTE_FEE = 1500  # what Stripe charges for a dispute in the EU (15.00 EUR)
 
 
 def _new_id(prefix: str) -> str:
@@ -42,39 +50,34 @@ def _new_id(prefix: str) -> str:
 
 
 def parse_form(body: bytes) -> dict[str, Any]:
-    """Stripe's form encoding back into nested dicts and lists."""
+    """Stripe's form encoding back into nested dicts (`a[b][0][c]=v` -> {"a": {"b": {"0": {"c":
+    "v"}}}}): whether `0` is a list index or a hash key is the declared type's to say."""
     result: dict[str, Any] = {}
-    for key, value in parse_qsl(body.decode(), keep_blank_values=True):
+    for key, value in parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False):
         parts = [key.split("[", 1)[0]] + [p.rstrip("]") for p in key.split("[")[1:]]
-        node: Any = result
-        for index, part in enumerate(parts):
-            last = index == len(parts) - 1
-            nxt_is_index = not last and parts[index + 1].isdigit()
-            if isinstance(node, list):
-                position = int(part)
-                while len(node) <= position:
-                    node.append(None)
-                if last:
-                    node[position] = value
-                else:
-                    if node[position] is None:
-                        node[position] = [] if nxt_is_index else {}
-                    node = node[position]
-            else:
-                if last:
-                    node[part] = value
-                else:
-                    node = node.setdefault(part, [] if nxt_is_index else {})
+        node = result
+        for part in parts[:-1]:
+            inner = node.setdefault(part, {})
+            if not isinstance(inner, dict):
+                raise ParamError(key, f"Invalid {key}: {part} is both a value and a hash")
+            node = inner
+        if isinstance(node.get(parts[-1]), dict):
+            raise ParamError(key, f"Invalid {key}: a value and a hash at once")
+        node[parts[-1]] = value
     return result
 
 
 def error(status: int, type_: str, message: str, code: str | None = None, param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(type_, message, code, param), status_code=status)
+
+
+def error_body(type_: str, message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"type": type_, "message": message}
     if code:
         body["code"] = code
     if param:
         body["param"] = param
-    return JSONResponse({"error": body}, status_code=status)
+    return {"error": body}
 
 
 @dataclass
@@ -87,54 +90,69 @@ class Seen:
     status: int
 
 
+Handler = Callable[[dict[str, Any], str | None], tuple[dict[str, Any], int]]
+
+
 @dataclass
 class StripeStandIn:
     api_key: str
     fee_rate_bp: int = 140  # 1.4 % ...
     fee_fixed: int = 25  # ... + 0.25
-    accounts: set[str] = field(default_factory=set)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)  # connected accounts by id
     objects: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # account -> id -> object
     idempotency: dict[tuple[str, str], tuple[str, str, dict[str, Any], int, dict[str, Any]]] = field(
         default_factory=dict
     )
     requests: list[Seen] = field(default_factory=list)
-    _events: itertools.count = field(default_factory=itertools.count)
 
     # -- the HTTP side -------------------------------------------------------------------------
 
     def app(self) -> Starlette:
+        client = stripe.StripeClient("sk_test_unused")
+        v1 = client.v1
         return Starlette(
             routes=[
-                Route("/v1/checkout/sessions", self._create_session, methods=["POST"]),
-                Route("/v1/checkout/sessions/{id}", self._retrieve("checkout.session"), methods=["GET"]),
-                Route("/v1/refunds", self._create_refund, methods=["POST"]),
-                Route("/v1/payment_intents/{id}", self._retrieve("payment_intent"), methods=["GET"]),
-                Route("/v1/charges/{id}", self._retrieve("charge"), methods=["GET"]),
-                Route("/v1/balance_transactions/{id}", self._retrieve("balance_transaction"), methods=["GET"]),
-                Route("/v1/accounts/{id}", self._retrieve_account, methods=["GET"]),
+                self._post("/v1/checkout/sessions", v1.checkout.sessions.create_async, self._new_session),
+                self._get("/v1/checkout/sessions/{id}", v1.checkout.sessions.retrieve_async, "checkout.session"),
+                self._post("/v1/refunds", v1.refunds.create_async, self._new_refund),
+                self._get("/v1/payment_intents/{id}", v1.payment_intents.retrieve_async, "payment_intent"),
+                self._get("/v1/charges/{id}", v1.charges.retrieve_async, "charge"),
+                self._get(
+                    "/v1/balance_transactions/{id}", v1.balance_transactions.retrieve_async, "balance_transaction"
+                ),
+                self._get("/v1/disputes/{id}", v1.disputes.retrieve_async, "dispute"),
+                self._post("/v1/accounts", v1.accounts.create_async, self._new_account),
+                Route("/v1/accounts/{id}", self._retrieve_account(v1.accounts.retrieve_async), methods=["GET"]),
+                self._post("/v1/account_links", v1.account_links.create_async, self._new_account_link),
             ]
         )
 
     def _store(self, account: str | None) -> dict[str, dict[str, Any]]:
         return self.objects.setdefault(account or PLATFORM, {})
 
-    async def _begin(self, request: Request) -> tuple[dict[str, Any], str | None, JSONResponse | None]:
-        params = parse_form(await request.body()) if request.method == "POST" else dict(request.query_params)
+    async def _begin(
+        self, request: Request, params_class: type
+    ) -> tuple[dict[str, Any], str | None, JSONResponse | None]:
+        """The request's parameters checked against the call's declared TypedDict, its account,
+        or the error Stripe would answer."""
+        raw = await request.body() if request.method == "POST" else request.url.query.encode()
         account = request.headers.get("stripe-account")
-        auth = request.headers.get("authorization", "")
-        if auth != f"Bearer {self.api_key}":
-            return params, account, error(401, "invalid_request_error", "Invalid API Key provided")
+        if request.headers.get("authorization", "") != f"Bearer {self.api_key}":
+            return {}, account, error(401, "invalid_request_error", "Invalid API Key provided")
+        try:
+            params = check_params(parse_form(raw), params_class)
+        except (ParamError, UnicodeDecodeError) as exc:
+            if isinstance(exc, ParamError):
+                return {}, account, error(400, "invalid_request_error", exc.message, code=exc.code, param=exc.param)
+            return {}, account, error(400, "invalid_request_error", "the body is not UTF-8")
         if account is not None and account not in self.accounts:
-            return (
-                params,
-                account,
-                error(
-                    403,
-                    "invalid_request_error",
-                    f"The provided key does not have access to account '{account}'",
-                    code="account_invalid",
-                ),
+            refused = error(
+                403,
+                "invalid_request_error",
+                f"The provided key does not have access to account '{account}'",
+                code="account_invalid",
             )
+            return params, account, refused
         return params, account, None
 
     def _record(self, request: Request, account: str | None, params: dict[str, Any], status: int) -> None:
@@ -142,33 +160,41 @@ class StripeStandIn:
             Seen(request.method, request.url.path, account, request.headers.get("idempotency-key"), params, status)
         )
 
-    async def _idempotent(self, request: Request, handler) -> JSONResponse:  # type: ignore[no-untyped-def]
-        params, account, refused = await self._begin(request)
-        if refused is not None:
-            self._record(request, account, params, refused.status_code)
-            return refused
-        key = request.headers.get("idempotency-key")
-        scope = (account or PLATFORM, key or "")
-        if key and scope in self.idempotency:
-            method, path, first_params, status, body = self.idempotency[scope]
-            if (method, path, first_params) != (request.method, request.url.path, params):
-                self._record(request, account, params, 400)
-                return error(
-                    400,
-                    "idempotency_error",
-                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                )
-            self._record(request, account, params, status)
-            return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
-        response_body, status = handler(params, account)
-        if key and status < 500:
-            self.idempotency[scope] = (request.method, request.url.path, params, status, response_body)
-        self._record(request, account, params, status)
-        return JSONResponse(response_body, status_code=status)
+    def _post(self, path: str, call: Any, handler: Handler) -> Route:
+        params_class = params_of(call)
 
-    def _retrieve(self, object_name: str):  # type: ignore[no-untyped-def]
+        async def create(request: Request) -> JSONResponse:
+            params, account, refused = await self._begin(request, params_class)
+            if refused is not None:
+                self._record(request, account, params, refused.status_code)
+                return refused
+            key = request.headers.get("idempotency-key")
+            scope = (account or PLATFORM, key or "")
+            if key and scope in self.idempotency:
+                method, seen_path, first_params, status, body = self.idempotency[scope]
+                if (method, seen_path, first_params) != (request.method, request.url.path, params):
+                    self._record(request, account, params, 400)
+                    return error(
+                        400,
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be used with the same parameters they were first "
+                        "used with.",
+                    )
+                self._record(request, account, params, status)
+                return JSONResponse(body, status_code=status, headers={"Idempotent-Replayed": "true"})
+            response_body, status = handler(params, account)
+            if key and status < 500:
+                self.idempotency[scope] = (request.method, request.url.path, params, status, response_body)
+            self._record(request, account, params, status)
+            return JSONResponse(response_body, status_code=status)
+
+        return Route(path, create, methods=["POST"])
+
+    def _get(self, path: str, call: Any, object_name: str) -> Route:
+        params_class = params_of(call)
+
         async def retrieve(request: Request) -> JSONResponse:
-            params, account, refused = await self._begin(request)
+            params, account, refused = await self._begin(request, params_class)
             self._record(request, account, params, refused.status_code if refused else 200)
             if refused is not None:
                 return refused
@@ -181,34 +207,35 @@ class StripeStandIn:
                     code="resource_missing",
                     param="id",
                 )
-            return JSONResponse(found)
+            return JSONResponse(self._public(found))
+
+        return Route(path, retrieve, methods=["GET"])
+
+    def _retrieve_account(self, call: Any) -> Callable[[Request], Any]:
+        params_class = params_of(call)
+
+        async def retrieve(request: Request) -> JSONResponse:
+            params, account, refused = await self._begin(request, params_class)
+            self._record(request, account, params, refused.status_code if refused else 200)
+            if refused is not None:
+                return refused
+            found = self.accounts.get(request.path_params["id"])
+            if found is None:
+                return error(
+                    403,
+                    "invalid_request_error",
+                    f"The provided key does not have access to account '{request.path_params['id']}' (or that "
+                    "account does not exist).",
+                    code="account_invalid",
+                )
+            return JSONResponse(self._public(found))
 
         return retrieve
-
-    async def _retrieve_account(self, request: Request) -> JSONResponse:
-        params, account, refused = await self._begin(request)
-        self._record(request, account, params, refused.status_code if refused else 200)
-        if refused is not None:
-            return refused
-        account_id = request.path_params["id"]
-        if account_id not in self.accounts:
-            return error(
-                403,
-                "invalid_request_error",
-                f"The provided key does not have access to account '{account_id}' (or that account does not exist).",
-                code="account_invalid",
-            )
-        return JSONResponse({"id": account_id, "object": "account", "charges_enabled": True, "country": "FR"})
-
-    async def _create_session(self, request: Request) -> JSONResponse:
-        return await self._idempotent(request, self._new_session)
 
     def _new_session(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
         items = params.get("line_items") or []
         if params.get("mode") != "payment" or not items:
-            return {
-                "error": {"type": "invalid_request_error", "message": "mode=payment and line_items are required"}
-            }, 400
+            return error_body("invalid_request_error", "mode=payment and line_items are required"), 400
         amount = 0
         currency = None
         for item in items:
@@ -217,13 +244,7 @@ class StripeStandIn:
             currency = data["currency"]
         for needed in ("success_url", "cancel_url"):
             if not params.get(needed):
-                return {
-                    "error": {
-                        "type": "invalid_request_error",
-                        "message": f"Missing required param: {needed}.",
-                        "param": needed,
-                    }
-                }, 400
+                return error_body("invalid_request_error", f"Missing required param: {needed}.", param=needed), 400
         session_id = _new_id("cs_test")
         session = {
             "id": session_id,
@@ -243,37 +264,25 @@ class StripeStandIn:
             "expires_at": int(params.get("expires_at") or time.time() + 86400),
             "created": int(time.time()),
             "livemode": False,
-            "payment_method_types": params.get("payment_method_types") or ["card"],
+            "allowed_payment_method_types": params.get("allowed_payment_method_types") or ["card"],
             "_payment_intent_data": params.get("payment_intent_data") or {},
         }
         self._store(account)[session_id] = session
         return self._public(session), 200
 
-    async def _create_refund(self, request: Request) -> JSONResponse:
-        return await self._idempotent(request, self._new_refund)
-
     def _new_refund(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
         store = self._store(account)
         intent = store.get(params.get("payment_intent") or "")
         if intent is None or intent["object"] != "payment_intent":
-            return {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "resource_missing",
-                    "message": f"No such payment_intent: '{params.get('payment_intent')}'",
-                }
-            }, 400
+            missing = f"No such payment_intent: '{params.get('payment_intent')}'"
+            return error_body("invalid_request_error", missing, code="resource_missing", param="payment_intent"), 400
         charge = store[intent["latest_charge"]]
         remaining = charge["amount"] - charge["amount_refunded"]
         amount = int(params.get("amount") or remaining)
         if amount <= 0 or amount > remaining:
-            return {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "charge_already_refunded" if remaining == 0 else "amount_too_large",
-                    "message": f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})",
-                }
-            }, 400
+            code = "charge_already_refunded" if remaining == 0 else "amount_too_large"
+            message = f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})"
+            return error_body("invalid_request_error", message, code=code, param="amount"), 400
         refund = {
             "id": _new_id("re"),
             "object": "refund",
@@ -290,14 +299,69 @@ class StripeStandIn:
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] == charge["amount"]
         charge["refunds"]["data"].insert(0, refund)
-        charge["refunds"]["total_count"] += 1
-        return refund, 200
+        return self._public(refund), 200
+
+    def _new_account(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
+        account_id = f"acct_{secrets.token_hex(8)}"
+        self.accounts[account_id] = {
+            "id": account_id,
+            "object": "account",
+            "country": params.get("country") or "FR",
+            "charges_enabled": False,
+            "payouts_enabled": False,
+            "details_submitted": False,
+            "capabilities": {"card_payments": "inactive", "transfers": "inactive"},
+            "metadata": params.get("metadata") or {},
+            "created": int(time.time()),
+        }
+        return self._public(self.accounts[account_id]), 200
+
+    def _new_account_link(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
+        if params["account"] not in self.accounts:
+            missing = f"No such account: '{params['account']}'"
+            return error_body("invalid_request_error", missing, code="resource_missing", param="account"), 400
+        link = {
+            "object": "account_link",
+            "url": f"https://connect.stripe.test/setup/{params['type']}/{params['account']}/{secrets.token_hex(6)}",
+            "created": int(time.time()),
+            "expires_at": int(time.time()) + 300,
+        }
+        return self._public(link), 200
 
     @staticmethod
     def _public(obj: dict[str, Any]) -> dict[str, Any]:
-        return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+        """What Stripe shows of an object (our private `_` keys left out), checked against the
+        fields the library declares."""
+        public = {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
+        check_response(public)
+        return public
 
     # -- what happens on Stripe's side (driven by the tests) -----------------------------------
+
+    def add_account(self, account_id: str, *, charges_enabled: bool = True) -> dict[str, Any]:
+        """A connected account the platform may act for (onboarded unless told otherwise)."""
+        state = "active" if charges_enabled else "inactive"
+        self.accounts[account_id] = {
+            "id": account_id,
+            "object": "account",
+            "country": "FR",
+            "charges_enabled": charges_enabled,
+            "payouts_enabled": charges_enabled,
+            "details_submitted": charges_enabled,
+            "capabilities": {"card_payments": state, "transfers": state},
+            "metadata": {},
+            "created": int(time.time()),
+        }
+        return self._public(self.accounts[account_id])
+
+    def set_account(
+        self, account_id: str, *, charges_enabled: bool, card_payments: str | None = None
+    ) -> dict[str, Any]:
+        """The account onboarded, or restricted by Stripe: the account object for account.updated."""
+        found = self.accounts[account_id]
+        found.update(charges_enabled=charges_enabled, details_submitted=True)
+        found["capabilities"]["card_payments"] = card_payments or ("active" if charges_enabled else "inactive")
+        return self._public(found)
 
     def session(self, session_id: str, account: str | None = None) -> dict[str, Any]:
         return self._store(account)[session_id]
@@ -336,25 +400,36 @@ class StripeStandIn:
         }
         return self._public(intent)
 
-    def pay(self, session_id: str, account: str | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """The member paid: (session, payment intent, charge), with a balance transaction and its fee."""
-        store = self._store(account)
-        session = self.session(session_id, account)
-        intent = self._intent_for(session, account)
-        amount = intent["amount"]
-        fee = amount * self.fee_rate_bp // 10000 + self.fee_fixed
+    def _transaction(
+        self, account: str | None, source: str, amount: int, fee: int, currency: str, kind: str
+    ) -> dict[str, Any]:
         transaction = {
             "id": _new_id("txn"),
             "object": "balance_transaction",
             "amount": amount,
             "fee": fee,
             "net": amount - fee,
-            "currency": intent["currency"],
-            "type": "charge",
+            "currency": currency,
+            "type": kind,
+            "reporting_category": kind,
             "status": "pending",
+            "source": source,
+            "created": int(time.time()),
         }
+        self._store(account)[transaction["id"]] = transaction
+        return transaction
+
+    def pay(self, session_id: str, account: str | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The member paid: (session, payment intent, charge), with a balance transaction and its fee."""
+        store = self._store(account)
+        session = self.session(session_id, account)
+        intent = self._intent_for(session, account)
+        amount = intent["amount"]
+        charge_id = _new_id("ch")
+        fee = amount * self.fee_rate_bp // 10000 + self.fee_fixed
+        transaction = self._transaction(account, charge_id, amount, fee, intent["currency"], "charge")
         charge = {
-            "id": _new_id("ch"),
+            "id": charge_id,
             "object": "charge",
             "amount": amount,
             "amount_captured": amount,
@@ -367,13 +442,11 @@ class StripeStandIn:
             "payment_intent": intent["id"],
             "balance_transaction": transaction["id"],
             "metadata": dict(intent["metadata"]),
-            "refunds": {"object": "list", "data": [], "has_more": False, "total_count": 0},
+            "refunds": {"object": "list", "data": [], "has_more": False, "url": f"/v1/charges/{charge_id}/refunds"},
             "disputed": False,
             "created": int(time.time()),
             "livemode": False,
         }
-        transaction["source"] = charge["id"]
-        store[transaction["id"]] = transaction
         store[charge["id"]] = charge
         intent.update(status="succeeded", amount_received=amount, latest_charge=charge["id"], last_payment_error=None)
         session.update(status="complete", payment_status="paid")
@@ -383,6 +456,33 @@ class StripeStandIn:
         session = self.session(session_id, account)
         session.update(status="expired", url=None)
         return self._public(session)
+
+    def refund_outside(self, charge_id: str, amount: int, account: str | None = None) -> dict[str, Any]:
+        """A refund made on Stripe's side (e.g. from the dashboard). Returns the charge."""
+        charge = self._store(account)[charge_id]
+        body, status = self._new_refund({"payment_intent": charge["payment_intent"], "amount": amount}, account)
+        assert status == 200, body
+        return self._public(charge)
+
+    def fail_refund(
+        self, refund_id: str, account: str | None = None, reason: str = "expired_or_canceled_card"
+    ) -> dict[str, Any]:
+        """A refund that failed after it was created (the card was closed): Stripe gives the money
+        back to the balance and the charge's refunded total goes down. Returns the refund."""
+        store = self._store(account)
+        refund = store[refund_id]
+        assert refund["status"] in ("succeeded", "pending"), refund
+        charge = store[refund["charge"]]
+        refund.update(status="failed", failure_reason=reason)
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        return self._public(refund)
+
+    def refund(self, refund_id: str, account: str | None = None) -> dict[str, Any]:
+        return self._public(self._store(account)[refund_id])
+
+    def last_refund(self, charge_id: str, account: str | None = None) -> dict[str, Any]:
+        return self._public(self._store(account)[charge_id]["refunds"]["data"][0])
 
     def dispute(self, charge_id: str, account: str | None = None, reason: str = "fraudulent") -> dict[str, Any]:
         charge = self._store(account)[charge_id]
@@ -396,39 +496,69 @@ class StripeStandIn:
             "payment_intent": charge["payment_intent"],
             "reason": reason,
             "status": "needs_response",
+            "balance_transactions": [],
+            "is_charge_refundable": False,
+            "metadata": {},
             "created": int(time.time()),
             "livemode": False,
         }
         self._store(account)[dispute["id"]] = dispute
-        return copy.deepcopy(dispute)
+        return self._public(dispute)
 
-    def refund_outside(self, charge_id: str, amount: int, account: str | None = None) -> dict[str, Any]:
-        """A refund made on Stripe's side (e.g. from the dashboard). Returns the charge."""
-        charge = self._store(account)[charge_id]
-        body, status = self._new_refund({"payment_intent": charge["payment_intent"], "amount": str(amount)}, account)
-        assert status == 200, body
-        return self._public(charge)
+    def withdraw_dispute_funds(
+        self, dispute_id: str, account: str | None = None, fee: int = DISPUTE_FEE
+    ) -> dict[str, Any]:
+        """Stripe takes the disputed amount and its dispute fee from the balance (one balance
+        transaction on the dispute). Returns the dispute, for charge.dispute.funds_withdrawn."""
+        dispute = self._store(account)[dispute_id]
+        taken = self._transaction(account, dispute_id, -dispute["amount"], fee, dispute["currency"], "adjustment")
+        dispute["balance_transactions"].append(taken)
+        dispute["status"] = "under_review"
+        return self._public(dispute)
+
+    def reinstate_dispute_funds(self, dispute_id: str, account: str | None = None, fee_back: int = 0) -> dict[str, Any]:
+        """The dispute won: the amount comes back (the fee too where Stripe returns it). Returns
+        the dispute, for charge.dispute.funds_reinstated."""
+        dispute = self._store(account)[dispute_id]
+        back = self._transaction(account, dispute_id, dispute["amount"], -fee_back, dispute["currency"], "adjustment")
+        dispute["balance_transactions"].append(back)
+        return self._public(dispute)
+
+    def close_dispute(self, dispute_id: str, status: str, account: str | None = None) -> dict[str, Any]:
+        """won, lost or warning_closed: the dispute for charge.dispute.closed."""
+        dispute = self._store(account)[dispute_id]
+        dispute["status"] = status
+        return self._public(dispute)
 
     def charge(self, charge_id: str, account: str | None = None) -> dict[str, Any]:
         return self._public(self._store(account)[charge_id])
 
     def event(
-        self, type_: str, obj: dict[str, Any], account: str | None = None, created: int | None = None
+        self,
+        type_: str,
+        obj: dict[str, Any],
+        account: str | None = None,
+        created: int | None = None,
+        previous_attributes: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A webhook event as Stripe sends it (snapshot of the object)."""
+        """A webhook event as Stripe sends it (snapshot of the object), checked like an answer."""
+        data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+        if previous_attributes is not None:
+            data["previous_attributes"] = previous_attributes
         event: dict[str, Any] = {
             "id": f"evt_{secrets.token_hex(12)}",
             "object": "event",
             "api_version": API_VERSION,
             "created": created or int(time.time()),
             "type": type_,
-            "data": {"object": copy.deepcopy(obj)},
+            "data": data,
             "livemode": False,
             "pending_webhooks": 1,
             "request": {"id": None, "idempotency_key": None},
         }
         if account:
             event["account"] = account
+        check_response(event)
         return event
 
     def seen(self, path: str, method: str = "POST") -> list[Seen]:
@@ -438,7 +568,8 @@ class StripeStandIn:
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class Served:

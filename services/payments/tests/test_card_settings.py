@@ -62,7 +62,7 @@ async def test_readiness_is_announced_when_set_and_changed_never_on_a_no_op(paym
     assert len(await announced(payments, group)) == 1 and await payments.outbox_count() == outbox_before
 
     # A connected account: announced (paid elsewhere, still ready).
-    standin(payments).accounts.add("acct_1Ready")
+    standin(payments).add_account("acct_1Ready")
     assert (await put(payments, group, enabled=True, stripe_account="acct_1Ready")).status_code == 200
     # Disabled: readiness lost.
     disabled = await put(payments, group, enabled=False, stripe_account="acct_1Ready")

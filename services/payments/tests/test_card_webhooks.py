@@ -5,11 +5,16 @@ signatures, partial refunds, disputes, unknown payments and event types."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
+import stripe
 
+from cagette_payments.webhooks import HANDLED_EVENTS
 from cagette_runtime.testing import EventSpy
 
 from .cardkit import (
@@ -25,7 +30,7 @@ from .cardkit import (
     started,
     webhook,
 )
-from .conftest import Payments
+from .conftest import WEBHOOK_SECRET, Payments
 
 
 def eur(cents: int) -> dict:
@@ -166,7 +171,7 @@ async def test_coordinator_refunds_take_effect_on_the_provider_confirmation(paym
     assert (
         request.account == "acct_1Refunds" and request.idempotency_key == f"cagette-refund-{first.json()['request_id']}"
     )
-    assert request.params["amount"] == "500"
+    assert request.params["amount"] == 500
     # asked, not yet confirmed: the member is not debited back yet
     assert await outbox_for(payments, "payments.payment.refunded", pid) == 0
     # the same request again (same key): the same refund, never a second one
@@ -267,18 +272,57 @@ async def test_forged_missing_and_stale_signatures_are_refused_and_nothing_recor
     forged = await webhook(payments, event, secret="whsec_not_ours_0123456789")
     missing = await webhook(payments, event, header="")
     stale = await webhook(payments, event, timestamp=int(time.time()) - 301)
+    future = await webhook(payments, event, timestamp=int(time.time()) + 301)  # made to be replayed later
     _, good_header = sign(event)
     tampered_body = await webhook(
         payments, event, header=good_header, body=sign(dict(event, data={"object": dict(session, amount_total=1)}))[0]
     )
     garbage = await webhook(payments, event, header="t=abc,v1=zzz")
-    for response in (forged, missing, stale, tampered_body, garbage):
+    for response in (forged, missing, stale, future, tampered_body, garbage):
         assert response.status_code == 400, response.text
     assert await payments.scalar("SELECT count(*) FROM provider_events") == events_before
     assert await payments.outbox_count() == outbox_before
     assert (await card_payment(payments, group, payment["payment_id"]))["state"] == "initiated"
     # the genuine one still goes through
     await applied(payments, event)
+
+
+async def test_bodies_not_utf8_too_large_or_with_nul_never_fail_the_endpoint(payments: Payments) -> None:
+    assert payments.web is not None
+    events_before = await payments.scalar("SELECT count(*) FROM provider_events")
+    # not UTF-8 (validly signed over those bytes' latin-1 reading): 400, never a 500
+    raw = b'{"id": "evt_latin1", "object": "event", "type": "caf\xe9"}'
+    header = stripe.WebhookSignature.generate_signature_header(raw.decode("latin-1"), WEBHOOK_SECRET)
+    not_utf8 = await payments.web.post("/webhooks/stripe", content=raw, headers={"Stripe-Signature": header})
+    assert not_utf8.status_code == 400 and "UTF-8" in not_utf8.json()["detail"], not_utf8.text
+    # over the limit, declared or streamed without a length: 413, not read to the end
+    limit = payments.service.settings.stripe_webhook_max_bytes
+    big = await payments.web.post("/webhooks/stripe", content=b"x" * (limit + 1), headers={"Stripe-Signature": "t=1"})
+    assert big.status_code == 413, big.text
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(limit // 1024 + 2):
+            yield b"x" * 1024
+
+    streamed = await payments.web.post("/webhooks/stripe", content=chunks(), headers={"Stripe-Signature": "t=1"})
+    assert streamed.status_code == 413, streamed.text
+    # NaN is no JSON PostgreSQL keeps either
+    nan_body = '{"id": "evt_nan", "object": "event", "type": "x", "created": NaN}'
+    nan = await payments.web.post(
+        "/webhooks/stripe",
+        content=nan_body,
+        headers={"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(nan_body, WEBHOOK_SECRET)},
+    )
+    assert nan.status_code == 400, nan.text
+    assert await payments.scalar("SELECT count(*) FROM provider_events") == events_before
+    # U+0000 (which jsonb refuses) in a genuine event: stored without it, answered 200
+    with_nul = standin(payments).event("customer.created", {"id": "cus_nul", "object": "customer", "name": "a\x00b"})
+    response = await webhook(payments, with_nul)
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored", response.text
+    stored = await payments.scalar(
+        "SELECT payload -> 'data' -> 'object' ->> 'name' FROM provider_events WHERE event_id = :e", e=with_nul["id"]
+    )
+    assert stored == "ab"
 
 
 async def test_unknown_types_are_ignored_and_unknown_payments_parked(payments: Payments) -> None:
@@ -314,3 +358,10 @@ async def test_a_success_for_another_amount_is_parked_not_confirmed(payments: Pa
     await applied(payments, standin(payments).event("payment_intent.succeeded", wrong), outcome="parked")
     assert (await card_payment(payments, group, payment["payment_id"]))["state"] == "initiated"
     assert await outbox_for(payments, "payments.card_payment.succeeded", payment["payment_id"]) == 0
+
+
+def test_the_readme_listens_to_exactly_the_events_handled() -> None:
+    """One list in code (webhooks.HANDLED_EVENTS); the README's `stripe listen` line follows it."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    [listed] = re.findall(r"--events ([a-z_.,]+)", readme)
+    assert listed.split(",") == list(HANDLED_EVENTS)

@@ -1,0 +1,669 @@
+"""Database adapter: the orders tables in and out, as the typed records the use cases work on
+and the API returns. No business rules here beyond what the schema enforces: the use cases
+(usecases.py) decide, the domain (domain.py) computes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
+from cagette_contracts.inputs import Flag, Label, Name, RequestBody
+from cagette_runtime.clock import now
+from cagette_runtime.errors import NotFound
+
+from . import domain
+from .tables import (
+    basket_locks,
+    catalogs,
+    distribution_catalogs,
+    distributions,
+    groups,
+    members,
+    order_amendments,
+    order_lines,
+    orders,
+    products,
+    subscription_amendments,
+    subscription_lines,
+    subscriptions,
+)
+
+# ------------------------------------------------------------------ groups
+
+
+class GroupSettingsIn(RequestBody):
+    name: Name
+    currency: CurrencyCode = "EUR"
+    language: Language = Language.FR
+    payments_enabled: Flag = True
+    payment_methods: list[PaymentMethod] = Field(default=[], max_length=len(PaymentMethod))
+    allow_negative_money_pot: Flag = False
+    cheque_payee: Label | None = None
+    transfer_iban: Annotated[Label, Field(max_length=64)] | None = None
+    transfer_bic: Annotated[Label, Field(max_length=16)] | None = None
+    card_payments_configured: Flag = Field(
+        default=False,
+        description="Read-only: the group's card payments are ready, as announced by the payments service "
+        "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
+        "Card may be offered only while it is on. Setting it here is refused (422).",
+    )
+    order_cutoff_hours: int = Field(
+        default=0, ge=0, le=domain.MAX_CUTOFF_HOURS, description="Orders close this many hours before a distribution"
+    )
+
+
+class GroupOut(GroupSettingsIn):
+    # Read from a stored row, which has more columns than the answer shows.
+    model_config = ConfigDict(extra="ignore")
+
+    group_id: UUID
+
+
+def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
+    return domain.PaymentSettings(
+        payments_enabled=group.payments_enabled,
+        payment_methods=tuple(group.payment_methods),
+        allow_negative_money_pot=group.allow_negative_money_pot,
+        cheque_payee=group.cheque_payee,
+        transfer_iban=group.transfer_iban,
+        transfer_bic=group.transfer_bic,
+        card_configured=group.card_payments_configured,
+        order_cutoff_hours=group.order_cutoff_hours,
+    )
+
+
+async def load_group(session: AsyncSession, group_id: UUID, *, for_update: bool = False) -> GroupOut:
+    statement = select(groups).where(groups.c.group_id == group_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).mappings().first()
+    if row is None:
+        raise NotFound(f"no group {group_id}")
+    return GroupOut.model_validate(dict(row))
+
+
+# ------------------------------------------------------------------ members
+
+
+class MemberOut(BaseModel):
+    group_id: UUID
+    member_id: UUID
+    role: Role
+    name: str
+    email: EmailStr
+    language: Language
+
+
+async def find_member(
+    session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False
+) -> MemberOut | None:
+    statement = select(members).where(members.c.group_id == group_id, members.c.member_id == member_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).mappings().first()
+    return None if row is None else MemberOut.model_validate(dict(row))
+
+
+async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False) -> MemberOut:
+    member = await find_member(session, group_id, member_id, for_update=for_update)
+    if member is None:
+        raise NotFound(f"{member_id} is not a member of group {group_id}")
+    return member
+
+
+async def other_coordinators(session: AsyncSession, group_id: UUID, member_id: UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(members)
+        .where(
+            members.c.group_id == group_id,
+            members.c.role == Role.COORDINATOR.value,
+            members.c.member_id != member_id,
+        )
+    )
+    return count or 0
+
+
+# ------------------------------------------------------------------ products
+
+
+class ProductOut(BaseModel):
+    product_id: UUID
+    catalog_id: UUID
+    name: str
+    unit: domain.Unit
+    unit_price: Money
+    fee_rate: Decimal
+
+
+def product_out(row: Row[Any]) -> ProductOut:
+    """A product row joined with its group's currency."""
+    return ProductOut(
+        product_id=row.product_id,
+        catalog_id=row.catalog_id,
+        name=row.name,
+        unit=domain.Unit(row.unit),
+        unit_price=Money(amount=row.unit_price, currency=row.currency),
+        fee_rate=domain.plain(row.fee_rate),
+    )
+
+
+def to_domain_product(product: ProductOut) -> domain.Product:
+    return domain.Product(
+        product.product_id, product.catalog_id, product.name, product.unit, product.unit_price, product.fee_rate
+    )
+
+
+def products_with_currency() -> Any:
+    return select(products, groups.c.currency).join(groups, groups.c.group_id == products.c.group_id)
+
+
+async def load_products(session: AsyncSession, group_id: UUID, product_ids: list[UUID]) -> dict[UUID, domain.Product]:
+    """The group's products among `product_ids` (another group's product is simply not found)."""
+    rows = (
+        await session.execute(
+            products_with_currency().where(products.c.group_id == group_id, products.c.product_id.in_(product_ids))
+        )
+    ).all()
+    return {row.product_id: to_domain_product(product_out(row)) for row in rows}
+
+
+async def variable_catalogs(session: AsyncSession, catalog_ids: Sequence[UUID]) -> frozenset[UUID]:
+    """Which of `catalog_ids` are variable catalogs (products ordered per distribution)."""
+    ids = await session.scalars(
+        select(catalogs.c.catalog_id).where(
+            catalogs.c.catalog_id.in_(catalog_ids), catalogs.c.kind == domain.CatalogKind.VARIABLE.value
+        )
+    )
+    return frozenset(ids.all())
+
+
+# ------------------------------------------------------------------ distributions
+
+
+class DistributionOut(BaseModel):
+    distribution_id: UUID
+    group_id: UUID
+    starts_at: datetime
+    place: str
+    catalog_ids: list[UUID]
+    orders_open_at: datetime
+    orders_close_at: datetime
+    orders_close_with_cutoff: datetime = Field(
+        description="When orders really close: closing time or the group's cut-off, whichever is first"
+    )
+    open_for_orders: bool
+
+
+def as_domain_distribution(
+    distribution_id: UUID, starts_at: datetime, open_at: datetime, close_at: datetime, catalog_ids: Sequence[UUID]
+) -> domain.Distribution:
+    return domain.Distribution(distribution_id, starts_at, open_at, close_at, frozenset(catalog_ids))
+
+
+def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
+    return as_domain_distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at, d.catalog_ids)
+
+
+def distribution_out(group: GroupOut, row: Row[Any], catalog_ids: list[UUID]) -> DistributionOut:
+    d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
+    return DistributionOut(
+        distribution_id=row.distribution_id,
+        group_id=group.group_id,
+        starts_at=row.starts_at,
+        place=row.place,
+        catalog_ids=catalog_ids,
+        orders_open_at=row.orders_open_at,
+        orders_close_at=row.orders_close_at,
+        orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours),
+        open_for_orders=d.is_open(now(), group.order_cutoff_hours),
+    )
+
+
+async def load_distribution(session: AsyncSession, group: GroupOut, distribution_id: UUID | None) -> DistributionOut:
+    if distribution_id is None:
+        raise NotFound("this order belongs to no distribution")
+    row = (
+        await session.execute(
+            select(distributions).where(
+                distributions.c.distribution_id == distribution_id, distributions.c.group_id == group.group_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no distribution {distribution_id} in group {group.group_id}")
+    catalog_ids = (
+        await session.scalars(
+            select(distribution_catalogs.c.catalog_id).where(distribution_catalogs.c.distribution_id == distribution_id)
+        )
+    ).all()
+    return distribution_out(group, row, list(catalog_ids))
+
+
+async def contract_distributions(session: AsyncSession, contract_id: UUID) -> list[domain.Distribution]:
+    """The distributions delivering a subscription contract, in date order."""
+    rows = (
+        await session.execute(
+            select(distributions)
+            .join(distribution_catalogs, distribution_catalogs.c.distribution_id == distributions.c.distribution_id)
+            .where(distribution_catalogs.c.catalog_id == contract_id)
+            .order_by(distributions.c.starts_at)
+        )
+    ).all()
+    return [domain.Distribution(d.distribution_id, d.starts_at, d.orders_open_at, d.orders_close_at) for d in rows]
+
+
+async def find_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) -> Row[Any] | None:
+    return (
+        await session.execute(
+            select(catalogs).where(catalogs.c.catalog_id == catalog_id, catalogs.c.group_id == group_id)
+        )
+    ).first()
+
+
+# ------------------------------------------------------------------ lines (orders and subscriptions alike)
+
+
+class OrderLineOut(OrderLine):
+    amendment_id: UUID | None = None
+
+
+def order_line(priced: domain.PricedLine) -> OrderLine:
+    p = priced.product
+    return OrderLine(
+        product_id=p.product_id,
+        product_name=p.name,
+        quantity=priced.quantity,
+        unit_price=p.unit_price,
+        fee_rate=p.fee_rate,
+        line_total=priced.line_total,
+    )
+
+
+def stored_line(row: Row[Any], currency: str) -> OrderLineOut:
+    return OrderLineOut(
+        product_id=row.product_id,
+        product_name=row.product_name,
+        quantity=domain.plain(row.quantity),
+        unit_price=Money(amount=row.unit_price, currency=currency),
+        fee_rate=domain.plain(row.fee_rate),
+        line_total=Money(amount=row.line_total, currency=currency),
+        amendment_id=row.amendment_id,
+    )
+
+
+def as_order_line(line: OrderLineOut) -> OrderLine:
+    """The contract's line (events carry no amendment id per line)."""
+    return OrderLine.model_validate(line.model_dump(exclude={"amendment_id"}))
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Where one kind of lines is stored: its table and the column naming its parent."""
+
+    table: Table
+    parent: str
+
+    async def add(
+        self, session: AsyncSession, parent_id: UUID, lines: Sequence[OrderLine], amendment_id: UUID | None = None
+    ) -> None:
+        """Append `lines` after the parent's last line."""
+        last = await session.scalar(
+            select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
+        )
+        await session.execute(
+            self.table.insert(),
+            [
+                {
+                    self.parent: parent_id,
+                    "line_number": number,
+                    "product_id": line.product_id,
+                    "product_name": line.product_name,
+                    "quantity": line.quantity,
+                    "unit_price": line.unit_price.amount,
+                    "fee_rate": line.fee_rate,
+                    "line_total": line.line_total.amount,
+                    "amendment_id": amendment_id,
+                }
+                for number, line in enumerate(lines, start=(last or 0) + 1)
+            ],
+        )
+
+    async def replace(self, session: AsyncSession, parent_id: UUID, lines: Sequence[OrderLine]) -> None:
+        await session.execute(delete(self.table).where(self.table.c[self.parent] == parent_id))
+        await self.add(session, parent_id, lines)
+
+    async def of(self, session: AsyncSession, condition: ColumnElement[bool]) -> Sequence[Row[Any]]:
+        return (await session.execute(select(self.table).where(condition).order_by(self.table.c.line_number))).all()
+
+
+ORDER_LINES = _Lines(order_lines, "order_id")
+SUBSCRIPTION_LINES = _Lines(subscription_lines, "subscription_id")
+
+
+# ------------------------------------------------------------------ orders
+
+
+class AmendmentOut(BaseModel):
+    amendment_id: UUID
+    status: domain.OrderStatus
+    added_total: Money
+    flagged_reason: str | None
+
+
+class OrderOut(BaseModel):
+    order_id: UUID
+    group_id: UUID
+    member_id: UUID
+    distribution_id: UUID | None = Field(description="None only for orders placed before distributions existed")
+    status: domain.OrderStatus
+    payment_method: PaymentMethod | None
+    total: Money = Field(description="What the member owes for this order (confirmed lines)")
+    lines: list[OrderLineOut]
+    amendments: list[AmendmentOut] = []
+    locked: bool = Field(description="The basket was validated at the distribution (R20)")
+    flagged_reason: str | None = None
+
+    def basket(self) -> tuple[dict[UUID, Decimal], dict[UUID, str]]:
+        """What the member holds: the order's lines and those of its confirmed additions."""
+        counted = {a.amendment_id for a in self.amendments if a.status is domain.OrderStatus.CONFIRMED}
+        return domain.basket_of(
+            line for line in self.lines if line.amendment_id is None or line.amendment_id in counted
+        )
+
+    @property
+    def addition_awaits_payment(self) -> bool:
+        return any(a.status is domain.OrderStatus.AWAITING_PAYMENT for a in self.amendments)
+
+
+def _basket_locked(group_id: Any, distribution_id: Any, member_id: Any) -> ColumnElement[bool]:
+    return exists().where(
+        basket_locks.c.group_id == group_id,
+        basket_locks.c.distribution_id == distribution_id,
+        basket_locks.c.member_id == member_id,
+    )
+
+
+async def basket_locked(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> bool:
+    return bool(await session.scalar(select(_basket_locked(group_id, distribution_id, member_id))))
+
+
+async def active_order_id(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> UUID | None:
+    """The member's active order for the distribution, if any (domain.ACTIVE_STATUSES)."""
+    return await session.scalar(
+        select(orders.c.order_id).where(
+            orders.c.group_id == group_id,
+            orders.c.member_id == member_id,
+            orders.c.distribution_id == distribution_id,
+            orders.c.status.in_([s.value for s in domain.ACTIVE_STATUSES]),
+            orders.c.flagged_reason.is_(None),
+        )
+    )
+
+
+async def find_orders(
+    session: AsyncSession,
+    group_id: UUID,
+    *,
+    order_id: UUID | None = None,
+    distribution_id: UUID | None = None,
+    member_id: UUID | None = None,
+) -> list[OrderOut]:
+    """The group's orders matching the filters, oldest first, with their lines and additions:
+    three queries whatever the number of orders."""
+    statement = (
+        select(orders, _basket_locked(orders.c.group_id, orders.c.distribution_id, orders.c.member_id).label("locked"))
+        .where(orders.c.group_id == group_id)
+        .order_by(orders.c.created_at)
+    )
+    for column, value in ((orders.c.order_id, order_id), (orders.c.distribution_id, distribution_id)):
+        if value is not None:
+            statement = statement.where(column == value)
+    if member_id is not None:
+        statement = statement.where(orders.c.member_id == member_id)
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return []
+    ids = [row.order_id for row in rows]
+    lines: dict[UUID, list[Row[Any]]] = {order_id: [] for order_id in ids}
+    for line in await ORDER_LINES.of(session, order_lines.c.order_id.in_(ids)):
+        lines[line.order_id].append(line)
+    amendments: dict[UUID, list[Row[Any]]] = {order_id: [] for order_id in ids}
+    for amendment in (
+        await session.execute(
+            select(order_amendments).where(order_amendments.c.order_id.in_(ids)).order_by(order_amendments.c.created_at)
+        )
+    ).all():
+        amendments[amendment.order_id].append(amendment)
+    return [
+        OrderOut(
+            order_id=row.order_id,
+            group_id=row.group_id,
+            member_id=row.member_id,
+            distribution_id=row.distribution_id,
+            status=domain.OrderStatus(row.status),
+            payment_method=row.payment_method,
+            total=Money(amount=row.total_amount, currency=row.currency),
+            lines=[stored_line(line, row.currency) for line in lines[row.order_id]],
+            amendments=[
+                AmendmentOut(
+                    amendment_id=a.amendment_id,
+                    status=domain.OrderStatus(a.status),
+                    added_total=Money(amount=a.added_total, currency=row.currency),
+                    flagged_reason=a.flagged_reason,
+                )
+                for a in amendments[row.order_id]
+            ],
+            locked=bool(row.locked),
+            flagged_reason=row.flagged_reason,
+        )
+        for row in rows
+    ]
+
+
+async def load_order(session: AsyncSession, group_id: UUID, order_id: UUID, *, for_update: bool = False) -> OrderOut:
+    if for_update:
+        await session.execute(select(orders.c.order_id).where(orders.c.order_id == order_id).with_for_update())
+    found = await find_orders(session, group_id, order_id=order_id)
+    if not found:
+        raise NotFound(f"no order {order_id} in group {group_id}")
+    return found[0]
+
+
+async def insert_order(
+    session: AsyncSession,
+    *,
+    order_id: UUID,
+    group: GroupOut,
+    member_id: UUID,
+    distribution_id: UUID,
+    method: PaymentMethod | None,
+    status: domain.OrderStatus,
+    lines: Sequence[OrderLine],
+    total: Money,
+    hold_id: UUID | None,
+) -> None:
+    await session.execute(
+        orders.insert().values(
+            order_id=order_id,
+            group_id=group.group_id,
+            member_id=member_id,
+            distribution_id=distribution_id,
+            payment_method=method,
+            status=status.value,
+            total_amount=total.amount,
+            currency=group.currency,
+            hold_id=hold_id,
+        )
+    )
+    await ORDER_LINES.add(session, order_id, lines)
+
+
+async def set_order(session: AsyncSession, order_id: UUID, **values: object) -> None:
+    """Change an order's status, total (`total_amount`) or flag."""
+    await session.execute(update(orders).where(orders.c.order_id == order_id).values(**values, updated_at=func.now()))
+
+
+async def insert_amendment(
+    session: AsyncSession,
+    *,
+    amendment_id: UUID,
+    order_id: UUID,
+    status: domain.OrderStatus,
+    added: Sequence[OrderLine],
+    added_total: Money,
+    hold_id: UUID | None,
+) -> None:
+    await session.execute(
+        order_amendments.insert().values(
+            amendment_id=amendment_id,
+            order_id=order_id,
+            status=status.value,
+            added_total=added_total.amount,
+            hold_id=hold_id,
+        )
+    )
+    await ORDER_LINES.add(session, order_id, added, amendment_id)
+
+
+async def set_amendment(session: AsyncSession, amendment_id: UUID, **values: object) -> None:
+    await session.execute(
+        update(order_amendments)
+        .where(order_amendments.c.amendment_id == amendment_id)
+        .values(**values, updated_at=func.now())
+    )
+
+
+async def order_row_for_update(session: AsyncSession, group_id: UUID, order_id: UUID) -> Row[Any] | None:
+    return (
+        await session.execute(
+            select(orders).where(orders.c.order_id == order_id, orders.c.group_id == group_id).with_for_update()
+        )
+    ).first()
+
+
+async def amendment_row_for_update(session: AsyncSession, order_id: UUID, amendment_id: UUID) -> Row[Any] | None:
+    return (
+        await session.execute(
+            select(order_amendments)
+            .where(order_amendments.c.amendment_id == amendment_id, order_amendments.c.order_id == order_id)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def contract_lines(session: AsyncSession, condition: ColumnElement[bool], currency: str) -> list[OrderLine]:
+    """Order lines as the events carry them."""
+    return [as_order_line(stored_line(row, currency)) for row in await ORDER_LINES.of(session, condition)]
+
+
+# ------------------------------------------------------------------ subscriptions
+
+
+class SubscriptionOut(BaseModel):
+    subscription_id: UUID
+    group_id: UUID
+    contract_id: UUID
+    member_id: UUID
+    payment_method: PaymentMethod | None
+    distribution_ids: list[UUID]
+    total: Money = Field(
+        description="What the member owes for the contract: lines x distributions (R19), plus additions"
+    )
+    lines: list[OrderLineOut]
+
+
+async def existing_subscription(session: AsyncSession, contract_id: UUID, member_id: UUID) -> UUID | None:
+    return await session.scalar(
+        select(subscriptions.c.subscription_id).where(
+            subscriptions.c.contract_id == contract_id, subscriptions.c.member_id == member_id
+        )
+    )
+
+
+async def load_subscription(
+    session: AsyncSession, group_id: UUID, subscription_id: UUID, *, for_update: bool = False
+) -> SubscriptionOut:
+    statement = select(subscriptions).where(
+        subscriptions.c.subscription_id == subscription_id, subscriptions.c.group_id == group_id
+    )
+    if for_update:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).first()
+    if row is None:
+        raise NotFound(f"no subscription {subscription_id} in group {group_id}")
+    lines = await SUBSCRIPTION_LINES.of(session, subscription_lines.c.subscription_id == subscription_id)
+    return SubscriptionOut(
+        subscription_id=row.subscription_id,
+        group_id=row.group_id,
+        contract_id=row.contract_id,
+        member_id=row.member_id,
+        payment_method=row.payment_method,
+        distribution_ids=row.distribution_ids,
+        total=Money(amount=row.total_amount, currency=row.currency),
+        lines=[stored_line(line, row.currency) for line in lines],
+    )
+
+
+async def insert_subscription(
+    session: AsyncSession,
+    *,
+    subscription_id: UUID,
+    group: GroupOut,
+    contract_id: UUID,
+    member_id: UUID,
+    method: PaymentMethod | None,
+    distribution_ids: list[UUID],
+    lines: Sequence[OrderLine],
+    total: Money,
+) -> None:
+    await session.execute(
+        subscriptions.insert().values(
+            subscription_id=subscription_id,
+            group_id=group.group_id,
+            contract_id=contract_id,
+            member_id=member_id,
+            payment_method=method,
+            distribution_ids=distribution_ids,
+            total_amount=total.amount,
+            currency=group.currency,
+        )
+    )
+    await SUBSCRIPTION_LINES.add(session, subscription_id, lines)
+
+
+async def set_subscription_total(session: AsyncSession, subscription_id: UUID, total: Money) -> None:
+    await session.execute(
+        update(subscriptions)
+        .where(subscriptions.c.subscription_id == subscription_id)
+        .values(total_amount=total.amount, updated_at=func.now())
+    )
+
+
+async def insert_subscription_amendment(
+    session: AsyncSession,
+    *,
+    amendment_id: UUID,
+    subscription_id: UUID,
+    distribution_count: int,
+    added: Sequence[OrderLine],
+    added_total: Money,
+) -> None:
+    await session.execute(
+        subscription_amendments.insert().values(
+            amendment_id=amendment_id,
+            subscription_id=subscription_id,
+            distribution_count=distribution_count,
+            added_total=added_total.amount,
+        )
+    )
+    await SUBSCRIPTION_LINES.add(session, subscription_id, added, amendment_id)

@@ -1,0 +1,587 @@
+"""Use cases of orders and subscriptions: each checks who may do it, asks the pure domain what
+follows, and writes the rows and the events (outbox) in one transaction. A refusal raises
+before anything is written, or rolls the transaction back: a refused request changes nothing.
+
+Only a money-pot order (HOLD settlement) needs a second look: it is checked in one transaction,
+the ledger is asked for the hold with no transaction open while waiting, then it is checked
+again and recorded in a second transaction. If that last step fails, the hold is released (and
+would expire anyway). Every other order is checked and recorded once, in one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypedDict, TypeVar
+from uuid import UUID
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cagette_contracts import (
+    GroupSettingsChanged,
+    Money,
+    OrderAmended,
+    OrderAwaitingPayment,
+    OrderConfirmed,
+    OrderLine,
+    PaymentMethod,
+    SubscriptionAmended,
+    SubscriptionConfirmed,
+)
+from cagette_contracts.ledger import HoldDecision
+from cagette_runtime import outbox
+from cagette_runtime.auth import Principal
+from cagette_runtime.clock import now
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+
+from . import domain, store
+from .store import GroupOut, MemberOut, OrderOut, SubscriptionOut
+
+
+class Holds(Protocol):
+    """The ledger's money-pot holds (adapter: holds.LedgerHolds)."""
+
+    async def place(self, *, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money) -> HoldDecision: ...
+
+    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> None: ...
+
+
+def settings_event(group: GroupOut) -> GroupSettingsChanged:
+    return GroupSettingsChanged.model_validate(
+        {**group.model_dump(mode="json"), **outbox.event_context(group.group_id)}
+    )
+
+
+async def require_registered(session: AsyncSession, principal: Principal, group_id: UUID) -> MemberOut:
+    principal.require_group_member(group_id)
+    member = await store.find_member(session, group_id, principal.user_id)
+    if member is None:
+        raise Forbidden(f"you are not a registered member of group {group_id}")
+    return member
+
+
+# ------------------------------------------------------------------ checked once, or twice around a hold
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """The money-pot hold an order, addition or subscription needs before it is recorded (R13, B2)."""
+
+    group_id: UUID
+    member_id: UUID
+    order_id: UUID  # what the hold is for: the order, or the subscription
+    amount: Money
+
+
+class _Checked(Protocol):
+    @property
+    def hold(self) -> HoldRequest | None: ...
+
+
+Checked = TypeVar("Checked", bound=_Checked)
+
+
+async def _hold(holds: Holds, request: HoldRequest) -> UUID:
+    """The ledger holds the amount on the member's pot, or the request is refused (409)."""
+    decision = await holds.place(
+        group_id=request.group_id, member_id=request.member_id, order_id=request.order_id, amount=request.amount
+    )
+    if not decision.granted:
+        raise Conflict(
+            f"your money pot does not cover this: {request.amount} needed, {decision.available} available. "
+            "Top up your account first (this group does not allow negative money pots).",
+            needed=request.amount.model_dump(),
+            available=decision.available.model_dump(),
+            ledger_reason=decision.reason,
+        )
+    return decision.hold_id
+
+
+async def _check_and_record(
+    database: Database,
+    holds: Holds,
+    check: Callable[[AsyncSession], Awaitable[Checked]],
+    record: Callable[[AsyncSession, Checked, UUID | None], Awaitable[None]],
+) -> None:
+    hold_id: UUID | None = None
+    first: Checked | None = None
+    try:
+        async with database.transaction() as session:
+            first = await check(session)
+            if first.hold is None:
+                await record(session, first, None)
+                return
+        hold_id = await _hold(holds, first.hold)
+        async with database.transaction() as session:
+            second = await check(session)
+            if second.hold != first.hold:
+                raise Conflict("prices changed while your order was being checked; please try again")
+            await record(session, second, hold_id)
+    except BaseException as exc:
+        if hold_id is not None and first is not None and first.hold is not None:
+            # The order was not recorded: give the held money back at once.
+            await holds.release(
+                group_id=first.hold.group_id,
+                hold_id=hold_id,
+                reason=f"order not recorded: {getattr(exc, 'reason', type(exc).__name__)}",
+            )
+        if isinstance(exc, IntegrityError):
+            raise Conflict("this basket changed at the same time in another request; reload it and try again") from None
+        raise
+
+
+def _hold_for(
+    payment: domain.Settlement | None, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money
+) -> HoldRequest | None:
+    if payment is not domain.Settlement.HOLD:
+        return None
+    return HoldRequest(group_id, member_id, order_id, amount)
+
+
+class _OrderIds(TypedDict):
+    order_id: UUID
+    member_id: UUID
+    distribution_id: UUID
+
+
+class _AmendmentIds(_OrderIds):
+    amendment_id: UUID
+
+
+# ------------------------------------------------------------------ orders
+
+
+@dataclass(frozen=True)
+class PlaceOrder:
+    group_id: UUID
+    distribution_id: UUID
+    payment_method: PaymentMethod | None
+    lines: Sequence[domain.LineRequest]
+
+
+@dataclass(frozen=True)
+class _NewOrder:
+    order_id: UUID
+    group: GroupOut
+    member_id: UUID
+    distribution_id: UUID
+    payment: domain.Payment | None  # None: payments off (R1)
+    lines: list[OrderLine]
+    amount: Money
+
+    @property
+    def hold(self) -> HoldRequest | None:
+        how = self.payment.settlement if self.payment else None
+        return _hold_for(how, self.group.group_id, self.member_id, self.order_id, self.amount)
+
+
+async def place_order(database: Database, holds: Holds, principal: Principal, command: PlaceOrder) -> UUID:
+    """Validate a member's basket for a distribution with a payment method (R8). Cheque, cash,
+    transfer, on the spot, money pot with negatives allowed: confirmed at once (OrderConfirmed).
+    Money pot without negatives: the ledger must hold the amount first. Card: the order waits for
+    the card payment (OrderAwaitingPayment). Payments off (R1): recorded, no money events."""
+    order_id = uuid.uuid4()
+    group_id = command.group_id
+
+    async def check(session: AsyncSession) -> _NewOrder:
+        group = await store.load_group(session, group_id)
+        member = await require_registered(session, principal, group_id)
+        distribution = await store.load_distribution(session, group, command.distribution_id)
+        domain.check_unlocked(
+            await store.basket_locked(session, group_id, distribution.distribution_id, member.member_id)
+        )
+        store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
+        payment = domain.settlement(store.payment_settings(group), command.payment_method)
+        wanted = domain.quantities(command.lines)
+        products = await store.load_products(session, group_id, list(wanted))
+        allowed = await store.variable_catalogs(session, distribution.catalog_ids)
+        priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        domain.check_no_active_order(
+            await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
+        )
+        lines = [store.order_line(p) for p in priced]
+        return _NewOrder(order_id, group, member.member_id, distribution.distribution_id, payment, lines, amount)
+
+    async def record(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
+        payment = order.payment
+        await store.insert_order(
+            session,
+            order_id=order_id,
+            group=order.group,
+            member_id=order.member_id,
+            distribution_id=order.distribution_id,
+            method=payment.method if payment else None,
+            status=payment.initial_status if payment else domain.OrderStatus.CONFIRMED,
+            lines=order.lines,
+            total=order.amount,
+            hold_id=hold_id,
+        )
+        if payment is None:
+            return
+        ids = _OrderIds(order_id=order_id, member_id=order.member_id, distribution_id=order.distribution_id)
+        context = outbox.event_context(group_id)
+        if payment.settlement is domain.Settlement.AWAIT_CARD:
+            await outbox.add(
+                session,
+                OrderAwaitingPayment(
+                    **context, **ids, payment_method=payment.method, lines=order.lines, amount=order.amount
+                ),
+            )
+        else:
+            await outbox.add(
+                session,
+                OrderConfirmed(**context, **ids, payment_method=payment.method, lines=order.lines, total=order.amount),
+            )
+
+    await _check_and_record(database, holds, check, record)
+    return order_id
+
+
+async def get_order(session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID) -> OrderOut:
+    """An order with its lines and additions (its member, or a coordinator)."""
+    principal.require_group_member(group_id)
+    order = await store.load_order(session, group_id, order_id)
+    principal.require_self_or_coordinator(group_id, order.member_id)
+    return order
+
+
+async def list_orders(
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    *,
+    distribution_id: UUID | None = None,
+    member_id: UUID | None = None,
+) -> list[OrderOut]:
+    """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
+    principal.require_group_member(group_id)
+    if member_id is None and not principal.platform_admin and principal.role_in(group_id) != "coordinator":
+        member_id = principal.user_id
+    if member_id is not None:
+        principal.require_self_or_coordinator(group_id, member_id)
+    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id)
+
+
+@dataclass(frozen=True)
+class ChangeOrder:
+    group_id: UUID
+    order_id: UUID
+    lines: Sequence[domain.LineRequest]  # the whole basket wanted
+
+
+@dataclass(frozen=True)
+class _BasketChange:
+    group: GroupOut
+    order: OrderOut
+    distribution_id: UUID
+    payment: domain.Payment | None  # None: payments off, the basket is replaced
+    lines: list[OrderLine]  # payments off: the new basket; payments on: what is added (R6)
+    amount: Money  # payments off: the new total; payments on: the added amount
+
+    @property
+    def hold(self) -> HoldRequest | None:
+        how = self.payment.settlement if self.payment else None
+        return _hold_for(how, self.group.group_id, self.order.member_id, self.order.order_id, self.amount)
+
+
+async def change_order(database: Database, holds: Holds, principal: Principal, command: ChangeOrder) -> None:
+    """Change a basket until the cut-off (its member, or a coordinator). Payments off (R1): any
+    change, no money events. Payments on (R6): the basket may only grow; what is added is paid
+    by the order's method under the same rules as an order and publishes OrderAmended (card:
+    after the card payment). Removing or lowering is refused with the reason."""
+    group_id, order_id = command.group_id, command.order_id
+    amendment_id = uuid.uuid4()
+
+    async def check(session: AsyncSession) -> _BasketChange:
+        group = await store.load_group(session, group_id)
+        principal.require_group_member(group_id)
+        order = await store.load_order(session, group_id, order_id, for_update=True)
+        principal.require_self_or_coordinator(group_id, order.member_id)
+        domain.check_unlocked(order.locked)
+        distribution = await store.load_distribution(session, group, order.distribution_id)
+        store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
+        domain.check_changeable(order.status, order.addition_awaits_payment)
+        domain.check_same_money_mode(order.payment_method is not None, group.payments_enabled)
+        wanted = domain.quantities(command.lines)
+        products = await store.load_products(session, group_id, list(wanted))
+        allowed = await store.variable_catalogs(session, distribution.catalog_ids)
+        payment = domain.settlement(store.payment_settings(group), order.payment_method)
+        if payment is not None:
+            current, names = order.basket()
+            wanted = domain.add_only_diff(current, wanted, names)
+        priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        lines = [store.order_line(p) for p in priced]
+        return _BasketChange(group, order, distribution.distribution_id, payment, lines, amount)
+
+    async def record(session: AsyncSession, change: _BasketChange, hold_id: UUID | None) -> None:
+        order, payment = change.order, change.payment
+        if payment is None:
+            await store.ORDER_LINES.replace(session, order_id, change.lines)
+            await store.set_order(session, order_id, total_amount=change.amount.amount)
+            return
+        status = payment.initial_status
+        await store.insert_amendment(
+            session,
+            amendment_id=amendment_id,
+            order_id=order_id,
+            status=status,
+            added=change.lines,
+            added_total=change.amount,
+            hold_id=hold_id,
+        )
+        ids = _AmendmentIds(
+            order_id=order_id,
+            amendment_id=amendment_id,
+            member_id=order.member_id,
+            distribution_id=change.distribution_id,
+        )
+        context = outbox.event_context(group_id)
+        if status is domain.OrderStatus.AWAITING_PAYMENT:
+            await outbox.add(
+                session,
+                OrderAwaitingPayment(
+                    **context, **ids, payment_method=payment.method, lines=change.lines, amount=change.amount
+                ),
+            )
+            return
+        new_total = order.total + change.amount
+        await store.set_order(session, order_id, total_amount=new_total.amount)
+        await outbox.add(
+            session,
+            OrderAmended(
+                **context,
+                **ids,
+                payment_method=payment.method,
+                added_lines=change.lines,
+                added_total=change.amount,
+                new_total=new_total,
+            ),
+        )
+
+    await _check_and_record(database, holds, check, record)
+
+
+async def withdraw_order(session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID) -> None:
+    """Abandon a card order that is not paid (any time), or cancel an order with payments off
+    (until the cut-off). A confirmed order with payments on cannot be removed (R6)."""
+    principal.require_group_member(group_id)
+    group = await store.load_group(session, group_id)
+    order = await store.load_order(session, group_id, order_id, for_update=True)
+    principal.require_self_or_coordinator(group_id, order.member_id)
+    domain.check_unlocked(order.locked)
+    status = domain.on_withdraw(order.status, group.payments_enabled)
+    if status is domain.OrderStatus.CANCELLED:
+        domain.check_same_money_mode(order.payment_method is not None, group.payments_enabled)
+        distribution = await store.load_distribution(session, group, order.distribution_id)
+        store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
+    await store.set_order(session, order_id, status=status.value)
+
+
+# ------------------------------------------------------------------ subscriptions (R19)
+
+
+@dataclass(frozen=True)
+class _ContractTerms:
+    contract_id: UUID
+    name: str
+    remaining: list[UUID]  # distributions of the contract still open or not yet open for orders
+
+
+async def _contract_terms(session: AsyncSession, group: GroupOut, contract_id: UUID) -> _ContractTerms:
+    row = await store.find_catalog(session, group.group_id, contract_id)
+    if row is None:
+        raise NotFound(f"no contract {contract_id} in group {group.group_id}")
+    if row.kind != domain.CatalogKind.SUBSCRIPTION.value:
+        raise Invalid(
+            f"{row.name} is a variable catalog, not a subscription contract: order its products per distribution"
+        )
+    moment = now()
+    remaining = [
+        d.distribution_id
+        for d in await store.contract_distributions(session, contract_id)
+        if moment < d.closes_at(group.order_cutoff_hours)
+    ]
+    return _ContractTerms(contract_id, row.name, remaining)
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    group_id: UUID
+    contract_id: UUID
+    payment_method: PaymentMethod | None
+    lines: Sequence[domain.LineRequest]
+
+
+@dataclass(frozen=True)
+class _NewSubscription:
+    subscription_id: UUID
+    group: GroupOut
+    member_id: UUID
+    terms: _ContractTerms
+    settlement: domain.Settlement | None  # None: payments off (R1)
+    method: PaymentMethod | None
+    lines: list[OrderLine]
+    amount: Money
+
+    @property
+    def hold(self) -> HoldRequest | None:
+        return _hold_for(self.settlement, self.group.group_id, self.member_id, self.subscription_id, self.amount)
+
+
+async def subscribe(database: Database, holds: Holds, principal: Principal, command: Subscribe) -> UUID:
+    """Subscribe to a contract: the same products and quantities at each of its remaining
+    distributions. With payments on, publishes SubscriptionConfirmed whose total is
+    price x quantity x number of distributions (R19)."""
+    subscription_id = uuid.uuid4()
+    group_id, contract_id = command.group_id, command.contract_id
+
+    async def check(session: AsyncSession) -> _NewSubscription:
+        group = await store.load_group(session, group_id)
+        member = await require_registered(session, principal, group_id)
+        terms = await _contract_terms(session, group, contract_id)
+        how = domain.subscription_settlement(store.payment_settings(group), command.payment_method)
+        wanted = domain.quantities(command.lines)
+        products = await store.load_products(session, group_id, list(wanted))
+        priced, _ = domain.price_basket(wanted, products, frozenset({contract_id}), group.currency)
+        amount = domain.subscription_total(priced, len(terms.remaining), group.currency)
+        already = await store.existing_subscription(session, contract_id, member.member_id)
+        if already:
+            raise Conflict(
+                f"you already subscribed to this contract ({already}): change that subscription instead",
+                subscription_id=already,
+            )
+        method = command.payment_method if group.payments_enabled else None
+        lines = [store.order_line(p) for p in priced]
+        return _NewSubscription(subscription_id, group, member.member_id, terms, how, method, lines, amount)
+
+    async def record(session: AsyncSession, sub: _NewSubscription, hold_id: UUID | None) -> None:
+        await store.insert_subscription(
+            session,
+            subscription_id=subscription_id,
+            group=sub.group,
+            contract_id=contract_id,
+            member_id=sub.member_id,
+            method=sub.method,
+            distribution_ids=sub.terms.remaining,
+            lines=sub.lines,
+            total=sub.amount,
+        )
+        if sub.settlement is None:
+            return
+        await outbox.add(
+            session,
+            SubscriptionConfirmed(
+                **outbox.event_context(group_id),
+                subscription_id=subscription_id,
+                contract_id=contract_id,
+                contract_name=sub.terms.name,
+                member_id=sub.member_id,
+                payment_method=sub.method,
+                lines=sub.lines,
+                distribution_count=len(sub.terms.remaining),
+                distribution_ids=sub.terms.remaining,
+                total=sub.amount,
+            ),
+        )
+
+    await _check_and_record(database, holds, check, record)
+    return subscription_id
+
+
+async def get_subscription(
+    session: AsyncSession, principal: Principal, group_id: UUID, subscription_id: UUID
+) -> SubscriptionOut:
+    principal.require_group_member(group_id)
+    sub = await store.load_subscription(session, group_id, subscription_id)
+    principal.require_self_or_coordinator(group_id, sub.member_id)
+    return sub
+
+
+@dataclass(frozen=True)
+class ChangeSubscription:
+    group_id: UUID
+    subscription_id: UUID
+    lines: Sequence[domain.LineRequest]  # the whole basket wanted at each remaining distribution
+
+
+@dataclass(frozen=True)
+class _SubscriptionChange:
+    group: GroupOut
+    sub: SubscriptionOut
+    remaining: list[UUID]
+    settlement: domain.Settlement | None  # None: payments off, the lines are replaced
+    lines: list[OrderLine]  # payments off: the new lines; payments on: what is added (R6)
+    amount: Money  # payments off: the new total; payments on: the added amount
+
+    @property
+    def hold(self) -> HoldRequest | None:
+        sub = self.sub
+        return _hold_for(self.settlement, self.group.group_id, sub.member_id, sub.subscription_id, self.amount)
+
+
+async def change_subscription(
+    database: Database, holds: Holds, principal: Principal, command: ChangeSubscription
+) -> None:
+    """Change a subscription's products for its remaining distributions. Payments on: add-only
+    (R6); the addition x remaining distributions is owed and published as SubscriptionAmended."""
+    group_id, subscription_id = command.group_id, command.subscription_id
+    amendment_id = uuid.uuid4()
+
+    async def check(session: AsyncSession) -> _SubscriptionChange:
+        group = await store.load_group(session, group_id)
+        principal.require_group_member(group_id)
+        sub = await store.load_subscription(session, group_id, subscription_id, for_update=True)
+        principal.require_self_or_coordinator(group_id, sub.member_id)
+        terms = await _contract_terms(session, group, sub.contract_id)
+        remaining = [d for d in terms.remaining if d in set(sub.distribution_ids)]
+        if not remaining:
+            raise Conflict("this subscription has no distribution left open for changes")
+        wanted = domain.quantities(command.lines)
+        products = await store.load_products(session, group_id, list(wanted))
+        allowed = frozenset({sub.contract_id})
+        if not group.payments_enabled:
+            priced, _ = domain.price_basket(wanted, products, allowed, group.currency)
+            amount = domain.subscription_total(priced, len(sub.distribution_ids), group.currency)
+            return _SubscriptionChange(group, sub, remaining, None, [store.order_line(p) for p in priced], amount)
+        current, names = domain.basket_of(sub.lines)
+        priced, _ = domain.price_basket(domain.add_only_diff(current, wanted, names), products, allowed, group.currency)
+        how = domain.subscription_settlement(store.payment_settings(group), sub.payment_method)
+        amount = domain.subscription_total(priced, len(remaining), group.currency)
+        return _SubscriptionChange(group, sub, remaining, how, [store.order_line(p) for p in priced], amount)
+
+    async def record(session: AsyncSession, change: _SubscriptionChange, hold_id: UUID | None) -> None:
+        sub = change.sub
+        if change.settlement is None:
+            await store.SUBSCRIPTION_LINES.replace(session, subscription_id, change.lines)
+            await store.set_subscription_total(session, subscription_id, change.amount)
+            return
+        new_total = sub.total + change.amount
+        await store.insert_subscription_amendment(
+            session,
+            amendment_id=amendment_id,
+            subscription_id=subscription_id,
+            distribution_count=len(change.remaining),
+            added=change.lines,
+            added_total=change.amount,
+        )
+        await store.set_subscription_total(session, subscription_id, new_total)
+        await outbox.add(
+            session,
+            SubscriptionAmended(
+                **outbox.event_context(group_id),
+                subscription_id=subscription_id,
+                amendment_id=amendment_id,
+                contract_id=sub.contract_id,
+                member_id=sub.member_id,
+                payment_method=sub.payment_method,
+                added_lines=change.lines,
+                distribution_count=len(change.remaining),
+                added_total=change.amount,
+                new_total=new_total,
+            ),
+        )
+
+    await _check_and_record(database, holds, check, record)
