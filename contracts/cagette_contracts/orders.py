@@ -58,6 +58,16 @@ class MemberUpdated(Event):
     language: Language = Language.FR
 
 
+class MemberLeft(Event):
+    """A member left the group or a coordinator removed them. Their account and history stay
+    (the ledger keeps their balance); they hold no role in the group any more."""
+
+    event_type: Literal["orders.member.left"] = routing.MEMBER_LEFT
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    removed: bool = Field(description="True when a coordinator removed them, false when they left")
+
+
 class OrderLine(Part):
     product_id: UUID | None = None
     product_name: str
@@ -208,6 +218,7 @@ __all__ = [
     "SubscriptionConfirmed",
     "GroupSettingsChanged",
     "MemberJoined",
+    "MemberLeft",
     "OrderConfirmed",
     "OrderLine",
 ]

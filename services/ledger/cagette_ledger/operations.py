@@ -186,12 +186,13 @@ async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None
 
 
 async def receive_payment(session: AsyncSession, event: PaymentReceived) -> PostedTransaction:
-    """Post the credit; a pending entry for the same payment becomes posted (with the received
-    amount, which may differ from the declared one)."""
+    """Post the credit, against the clearing account of the method actually used; a pending entry
+    for the same payment becomes posted (with the received amount and method, which may differ
+    from the declared ones, R20)."""
     posted = await post_and_publish(session, domain.payment_received(event))
     entry = (
         await session.execute(
-            select(pending_entries.c.status, pending_entries.c.transaction_id)
+            select(pending_entries.c.status, pending_entries.c.transaction_id, pending_entries.c.method)
             .where(pending_entries.c.payment_id == event.payment_id)
             .with_for_update()
         )
@@ -229,7 +230,8 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
                 resolved_at=func.now(),
                 transaction_id=posted.transaction_id,
                 resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
-                f" by {event.method.value}",
+                f" by {event.method.value}"
+                + (f" (declared {entry.method})" if entry.method != event.method.value else ""),
             )
         )
     # status voided: the money arrived after all; the credit is posted, the voided entry stays.

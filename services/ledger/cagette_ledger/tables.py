@@ -23,7 +23,12 @@ from sqlalchemy import (
     text,
 )
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 groups = Table(
     "groups",

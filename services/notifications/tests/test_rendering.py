@@ -133,7 +133,7 @@ def every_email(language: str) -> list[domain.Email]:
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> None:
     emails = every_email(language)
-    assert {e.kind for e in emails} == set(Kind)
+    assert {e.kind for e in emails} == set(Kind) - ACCOUNT_KINDS
     for email in emails:
         rendered = render(email)
         assert rendered.subject and "\n" not in rendered.subject
@@ -144,6 +144,31 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
         assert "Les &lt;Paniers&gt; &amp; Co" in rendered.html and "Les <Paniers> & Co" in rendered.text
         assert f'<html lang="{language}">' in rendered.html
+
+
+# The web service's links: no amount in them (tested below).
+ACCOUNT_KINDS = {Kind.ACCOUNT_INVITATION, Kind.PASSWORD_RESET}
+
+
+@pytest.mark.parametrize(
+    ("language", "kind", "subject", "sentence"),
+    [
+        ("fr", Kind.ACCOUNT_INVITATION, "Invitation à rejoindre Les <Paniers> & Co sur Cagette", "choisissez un mot"),
+        ("en", Kind.ACCOUNT_INVITATION, "You are invited to Les <Paniers> & Co on Cagette", "choose a password"),
+        ("fr", Kind.PASSWORD_RESET, "Choisissez un nouveau mot de passe Cagette", "réinitialiser le mot de passe"),
+        ("en", Kind.PASSWORD_RESET, "Choose a new Cagette password", "reset the password"),
+    ],
+)
+def test_invitation_and_reset_links_render_in_each_language(
+    language: str, kind: Kind, subject: str, sentence: str
+) -> None:
+    link = "https://cagette.example/set-password?token=abc&x=<1>"
+    [email] = domain.account_link(kind, uuid.uuid4(), GROUP, member(language), link=link, expires_at=WHEN)
+    rendered = render(email)
+    assert rendered.subject == subject
+    assert sentence in rendered.text and link in rendered.text
+    assert "token=abc&amp;x=&lt;1&gt;" in rendered.html and "2026" in rendered.text
+    assert f'<html lang="{language}">' in rendered.html
 
 
 def test_instructions_by_method_in_french() -> None:
