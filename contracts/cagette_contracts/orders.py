@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
@@ -75,6 +76,7 @@ class OrderLine(Part):
     unit_price: Money
     fee_rate: Decimal = Decimal(0)
     line_total: Money
+    unit: str | None = Field(default=None, description="piece, kg or litre: what the quantity counts")
 
     @model_validator(mode="after")
     def _rounded_once(self) -> OrderLine:
@@ -92,6 +94,8 @@ class OrderConfirmed(Event):
     order_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     total: Money
@@ -115,6 +119,8 @@ class OrderAmended(Event):
     amendment_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     added_lines: list[OrderLine] = Field(min_length=1)
     added_total: Money
@@ -169,6 +175,8 @@ class OrderAwaitingPayment(Event):
     amendment_id: UUID | None = None
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     amount: Money

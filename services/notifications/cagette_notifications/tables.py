@@ -81,6 +81,9 @@ known_orders = Table(
     Column("total_amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
+    # added by 0005: the order email names its distribution
+    Column("distribution_starts_at", DateTime(timezone=True)),
+    Column("distribution_place", Text),
 )
 
 known_amendments = Table(

@@ -336,6 +336,7 @@ def order_line(priced: domain.PricedLine) -> OrderLine:
         unit_price=p.unit_price,
         fee_rate=p.fee_rate,
         line_total=priced.line_total,
+        unit=p.unit,
     )
 
 
