@@ -19,18 +19,20 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Uuid, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
+from cagette_contracts.inputs import MULTI_LINE, Cursor, Reason, RequestBody, UtcDatetime, check_text
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound, Refused
 
-from . import domain, operations
+from . import domain, operations, wording
 from .audit import run_audit
 from .posting import PostedTransaction, lock_accounts
-from .tables import accounts, holds, pending_entries, postings, transactions
+from .tables import accounts, holds, members, pending_entries, postings, transactions
 
 router = APIRouter()
 
@@ -42,12 +44,6 @@ IdempotencyKey = Annotated[
 
 def _database(request: Request) -> Database:
     return request.app.state.service.database
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -154,12 +150,11 @@ async def member_balance_at(
     member_id: UUID,
     principal: CurrentPrincipal,
     request: Request,
-    at: Annotated[datetime, Query(description="ISO 8601; naive means UTC")],
+    at: Annotated[UtcDatetime, Query(description="ISO 8601; naive means UTC")],
 ) -> BalanceAt:
     """The member's posted balance as it was at `at` (the running balance of the last posting
     at or before it)."""
     principal.require_self_or_coordinator(group_id, member_id)
-    at = _utc(at)  # type: ignore[assignment]
     async with _database(request).sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
         currency, balance = found.currency, 0
@@ -213,6 +208,8 @@ async def _statement(
 ) -> Statement:
     found = await _member_account(session, group_id, member_id)
     currency, balance = found.currency, found.balance
+    group = await operations.find_group(session, group_id)
+    language = group.language if group else "fr"
     entries: list[StatementEntry] = []
     next_before = None
     if found.account_id is not None:
@@ -231,7 +228,7 @@ async def _statement(
                         status="pending",
                         at=row.declared_at,
                         kind="payment",
-                        description=" ".join(p for p in (f"{row.method} payment (pending)", row.reference or "") if p),
+                        description=wording.pending(row.method, row.reference, language),
                         amount=Money(amount=row.amount, currency=row.currency),
                         balance_after=None,
                         payment_id=row.payment_id,
@@ -277,7 +274,7 @@ async def _statement(
                     status="posted",
                     at=row.posted_at,
                     kind=row.kind,
-                    description=row.memo,
+                    description=_described(row.kind, row.memo, row.reason, language),
                     amount=Money(amount=row.amount, currency=row.currency),
                     balance_after=Money(amount=row.balance_after, currency=row.currency),
                     transaction_id=row.transaction_id,
@@ -297,6 +294,15 @@ async def _statement(
     )
 
 
+def _described(kind: str, memo: str, reason: str | None, language: str) -> str:
+    """Opening balances and corrections are worded when read (their memo is the coordinator's)."""
+    if kind == "opening_balance":
+        return wording.opening_balance("" if memo == "opening balance" else memo, language)
+    if kind == "correction":
+        return wording.correction(reason or memo, language)
+    return memo
+
+
 @router.get("/groups/{group_id}/members/{member_id}/statement", response_model=Statement, tags=["statements"])
 async def member_statement(
     group_id: UUID,
@@ -304,16 +310,14 @@ async def member_statement(
     principal: CurrentPrincipal,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(description="`next_before` of the previous page")] = None,
-    from_: Annotated[datetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
-    to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    before: Annotated[Cursor | None, Query(description="`next_before` of the previous page")] = None,
+    from_: Annotated[UtcDatetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
+    to: Annotated[UtcDatetime | None, Query(description="Exclusive, ISO 8601")] = None,
 ) -> Statement:
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        return await _statement(
-            session, group_id, member_id, limit=limit, before=before, from_=_utc(from_), to=_utc(to)
-        )
+        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to)
 
 
 STATEMENT_CSV_COLUMNS = [
@@ -329,7 +333,7 @@ STATEMENT_CSV_COLUMNS = [
     "reason",
     "payment_id",
 ]
-BALANCES_CSV_COLUMNS = ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
+BALANCES_CSV_COLUMNS = ["member_id", "name", "email", "standing", "balance", "pending", "held", "available", "currency"]
 
 
 def _text_cell(value: str | None) -> str:
@@ -361,15 +365,13 @@ async def member_statement_csv(
     member_id: UUID,
     principal: CurrentPrincipal,
     request: Request,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query()] = None,
+    from_: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    to: Annotated[UtcDatetime | None, Query()] = None,
 ) -> Response:
     """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        statement = await _statement(
-            session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to)
-        )
+        statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=from_, to=to)
     rows = [
         [
             e.at.astimezone(UTC).isoformat(),
@@ -391,6 +393,8 @@ async def member_statement_csv(
 
 class MemberLine(BaseModel):
     member_id: UUID
+    name: str | None = Field(description="As the orders service announced it; null until it has")
+    email: str | None
     standing: domain.Standing
     balance: Money
     pending: Money
@@ -427,8 +431,13 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
                 accounts.c.currency,
                 func.coalesce(pending_total.c.pending, 0).label("pending"),
                 func.coalesce(held_total.c.held, 0).label("held"),
+                members.c.name,
+                members.c.email,
             )
             .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
+            .outerjoin(
+                members, (members.c.group_id == accounts.c.group_id) & (members.c.member_id == accounts.c.member_id)
+            )
             .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
             .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
             .order_by(accounts.c.balance, accounts.c.member_id)
@@ -443,6 +452,8 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
         lines.append(
             MemberLine(
                 member_id=row.member_id,
+                name=row.name,
+                email=row.email,
                 standing=domain.standing(row.balance),
                 balance=money(row.balance),
                 pending=money(row.pending),
@@ -496,6 +507,8 @@ async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, reques
     rows = [
         [
             str(line.member_id),
+            _text_cell(line.name or ""),
+            _text_cell(line.email or ""),
             line.standing.value,
             line.balance.decimal_text(),
             line.pending.decimal_text(),
@@ -579,9 +592,12 @@ def _view(posted: PostedTransaction) -> JSONResponse:
     return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
 
 
-class OpeningBalanceRequest(BaseModel):
+Memo = Annotated[str, Field(max_length=500), MULTI_LINE]
+
+
+class OpeningBalanceRequest(RequestBody):
     amount: Money = Field(description="Signed: positive = the member has a credit, negative = owes the group")
-    memo: str = Field(default="", max_length=500)
+    memo: Memo = ""
 
 
 @router.post(
@@ -602,9 +618,9 @@ async def post_opening_balance(
         return _view(await operations.post_opening_balance(session, draft))
 
 
-class CorrectionRequest(BaseModel):
+class CorrectionRequest(RequestBody):
     amount: Money = Field(description="Signed as the member sees it: + credits the member, - debits")
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Reason
     against: AccountType = Field(default=AccountType.SALES, description="The group account on the other side")
 
 
@@ -640,8 +656,8 @@ async def post_correction(
         return _view(await operations.adjust(session, draft))
 
 
-class ReversalRequest(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000)
+class ReversalRequest(RequestBody):
+    reason: Reason
 
 
 @router.post(
@@ -680,7 +696,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
     every error by line) and records nothing."""
     principal.require_coordinator(group_id)
-    raw = await request.body()
+    raw = await request.body()  # bounded by the service's body size limit
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -689,16 +705,27 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     async with database.transaction() as session:
         group = await operations.require_group(session, group_id)
         rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
-        errors: list[str] = []
-        for line_number, draft in rows:
-            for leg in draft.member_legs():
-                if await operations.member_account_id(session, group_id, leg.account.member_id) is None:  # type: ignore[arg-type]
-                    errors.append(
-                        f"line {line_number}: unknown account: member {leg.account.member_id} has no "
-                        f"account in group {group_id}"
+        # One query for every member of the file.
+        member_ids = [leg.account.member_id for _, draft in rows for leg in draft.member_legs()]
+        known = set(
+            (
+                await session.scalars(
+                    select(accounts.c.member_id).where(
+                        accounts.c.group_id == group_id,
+                        accounts.c.type == AccountType.MEMBER.value,
+                        accounts.c.member_id == any_(bindparam("member_ids", member_ids, type_=ARRAY(Uuid))),
                     )
+                )
+            ).all()
+        )
+        errors = [
+            f"line {line_number}: unknown account: member {leg.account.member_id} has no account in group {group_id}"
+            for line_number, draft in rows
+            for leg in draft.member_legs()
+            if leg.account.member_id not in known
+        ]
         if errors:
-            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+            raise refused_file(errors)
         # All accounts locked up front in the global order: concurrent imports never deadlock.
         await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
         posted: list[PostedTransaction] = []
@@ -709,7 +736,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
             except Refused as exc:
                 errors.append(f"line {line_number}: {exc.reason}")
         if errors:
-            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+            raise refused_file(errors)
     views = [
         TransactionView(
             transaction_id=p.transaction_id,
@@ -734,43 +761,63 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     )
 
 
+OPENING_BALANCES_MAX_ROWS = 10_000
+ERRORS_LISTED = 20
+
+
+def refused_file(errors: list[str]) -> Invalid:
+    """The whole file refused: the first errors by line, and how many more there are."""
+    return Invalid(
+        "the file was refused, nothing was recorded",
+        errors=errors[:ERRORS_LISTED],
+        more_errors=max(len(errors) - ERRORS_LISTED, 0),
+    )
+
+
 def parse_opening_balances(
     content: str, group_id: UUID, currency: str, recorded_by: UUID | None
 ) -> list[tuple[int, domain.TransactionDraft]]:
     """CSV text -> (line number, draft) per row; every problem reported at once, by line."""
-    reader = csv.DictReader(io.StringIO(content))
-    fields = [f.strip() for f in reader.fieldnames or []]
-    if "member_id" not in fields or "amount" not in fields:
-        raise Invalid("the CSV needs a header line with the columns member_id,amount (and optionally memo)")
-    reader.fieldnames = fields
+    reader = csv.DictReader(io.StringIO(content, newline=""))
     errors: list[str] = []
     drafts: list[tuple[int, domain.TransactionDraft]] = []
     seen: dict[UUID, int] = {}
-    for row in reader:
-        line = reader.line_num
-        try:
-            member_id = UUID((row.get("member_id") or "").strip())
-        except ValueError:
-            errors.append(f"line {line}: member_id {row.get('member_id')!r} is not a UUID")
-            continue
-        if member_id in seen:
-            errors.append(f"line {line}: member {member_id} already appears on line {seen[member_id]}")
-            continue
-        seen[member_id] = line
-        try:
-            amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
-            drafts.append(
-                (
-                    line,
-                    domain.opening_balance(
-                        group_id, member_id, amount, recorded_by=recorded_by, memo=(row.get("memo") or "").strip()[:500]
-                    ),
+    try:
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "member_id" not in fields or "amount" not in fields:
+            raise Invalid("the CSV needs a header line with the columns member_id,amount (and optionally memo)")
+        reader.fieldnames = fields
+        for row in reader:
+            line = reader.line_num
+            if len(seen) >= OPENING_BALANCES_MAX_ROWS:
+                raise Invalid(f"the file has more than {OPENING_BALANCES_MAX_ROWS} opening balances: split it")
+            try:
+                member_id = UUID((row.get("member_id") or "").strip())
+            except ValueError:
+                errors.append(f"line {line}: member_id {(row.get('member_id') or '')[:40]!r} is not a UUID")
+                continue
+            if member_id in seen:
+                errors.append(f"line {line}: member {member_id} already appears on line {seen[member_id]}")
+                continue
+            seen[member_id] = line
+            try:
+                memo = check_text((row.get("memo") or "").strip(), multiline=True)
+                if len(memo) > 500:
+                    raise Invalid("the memo is longer than 500 characters")
+                amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
+                drafts.append(
+                    (line, domain.opening_balance(group_id, member_id, amount, recorded_by=recorded_by, memo=memo))
                 )
-            )
-        except Refused as exc:
-            errors.append(f"line {line}: {exc.reason}")
+            except ValueError as exc:
+                errors.append(f"line {line}: the memo {exc}")
+            except Refused as exc:
+                errors.append(f"line {line}: {exc.reason}")
+    except csv.Error as exc:
+        # A bare CR in an unquoted field, a field over the csv module's limit: the rest of the
+        # file cannot be read reliably.
+        errors.append(f"line {reader.line_num + 1}: not readable as CSV ({exc})")
     if errors:
-        raise Invalid("the file was refused, nothing was recorded", errors=errors)
+        raise refused_file(errors)
     if not drafts:
         raise Invalid("the file has no opening balances")
     return drafts

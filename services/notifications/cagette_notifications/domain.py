@@ -32,6 +32,7 @@ class Kind(StrEnum):
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
     ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
     PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
+    WEBHOOK_DISABLED = "webhook_disabled"  # to the group's coordinators: their endpoint was disabled
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -180,6 +181,18 @@ def email_if_wanted(email: Email) -> list[Email]:
 # --- order, amendment and subscription confirmations -------------------------------------
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """When and where the member collects the order."""
+
+    starts_at: datetime
+    place: str
+
+
+def distribution_of(starts_at: datetime | None, place: str | None) -> Distribution | None:
+    return Distribution(starts_at, place) if starts_at is not None and place else None
+
+
 def order_confirmed(
     source_event_id: UUID,
     group: Group,
@@ -190,6 +203,7 @@ def order_confirmed(
     total: Money,
     instructions: Instructions,
     confirmed_at: datetime,
+    distribution: Distribution | None = None,
 ) -> list[Email]:
     return email_if_wanted(
         Email(
@@ -197,7 +211,14 @@ def order_confirmed(
             source_event_id,
             group,
             member,
-            {"order_id": order_id, "lines": lines, "total": total, "instructions": instructions, "date": confirmed_at},
+            {
+                "order_id": order_id,
+                "lines": lines,
+                "total": total,
+                "instructions": instructions,
+                "date": confirmed_at,
+                "distribution": distribution,
+            },
         )
     )
 

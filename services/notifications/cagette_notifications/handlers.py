@@ -69,6 +69,7 @@ from .tables import (
     ledger_postings,
     member_directory,
 )
+from .webhooks import record_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +249,8 @@ class Handlers:
                 total_amount=event.total.amount,
                 currency=event.total.currency,
                 confirmed_at=event.occurred_at,
+                distribution_starts_at=event.distribution_starts_at,
+                distribution_place=event.distribution_place,
             )
             .on_conflict_do_nothing()
         )
@@ -273,6 +276,7 @@ class Handlers:
                     total=event.total,
                     instructions=instructions,
                     confirmed_at=event.occurred_at,
+                    distribution=domain.distribution_of(event.distribution_starts_at, event.distribution_place),
                 ),
             )
             return
@@ -286,7 +290,14 @@ class Handlers:
             )
         ).all()
         for payment in declared:
-            await self._send_order_instructions(session, payment, event.lines, event.total, event.occurred_at)
+            await self._send_order_instructions(
+                session,
+                payment,
+                event.lines,
+                event.total,
+                event.occurred_at,
+                domain.distribution_of(event.distribution_starts_at, event.distribution_place),
+            )
 
     async def on_order_amended(self, session: AsyncSession, event: OrderAmended) -> None:
         await lock(session, f"order:{event.order_id}")
@@ -454,6 +465,7 @@ class Handlers:
                     _lines(order.lines),
                     Money(amount=order.total_amount, currency=order.currency),
                     order.confirmed_at,
+                    domain.distribution_of(order.distribution_starts_at, order.distribution_place),
                 )
             return  # otherwise sent when OrderConfirmed arrives
         # A payment not tied to an order: a subscription's, or one a coordinator expects.
@@ -481,7 +493,7 @@ class Handlers:
             ),
         )
 
-    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at) -> None:  # type: ignore[no-untyped-def]
+    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at, distribution) -> None:  # type: ignore[no-untyped-def]
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
             group,
@@ -501,6 +513,7 @@ class Handlers:
                 total=total,
                 instructions=instructions,
                 confirmed_at=confirmed_at,
+                distribution=distribution,
             ),
         )
 
@@ -712,6 +725,12 @@ class Handlers:
 
 
 QUEUE_NAME = "notifications.events"
+# Every event, for the outbound webhooks that want it (webhooks.py).
+WEBHOOKS_QUEUE = "notifications.webhooks"
+
+
+async def record_webhook_deliveries(session: AsyncSession, event: Event) -> None:
+    await record_deliveries(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
@@ -725,8 +744,12 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
             ),
             handler=handlers.handle,
             accepts=HANDLED,
-        )
+        ),
+        Consumer(
+            queue=ConsumerQueue(WEBHOOKS_QUEUE, ("#",), service.settings.delivery_limit),
+            handler=record_webhook_deliveries,
+        ),
     ]
 
 
-__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "consumers"]
+__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "WEBHOOKS_QUEUE", "consumers"]

@@ -127,6 +127,15 @@ def every_email(language: str) -> list[domain.Email]:
     emails += domain.balance_digest(
         eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
     )
+    emails.append(
+        domain.Email(
+            Kind.WEBHOOK_DISABLED,
+            eid(),
+            GROUP,
+            m,
+            {"url": "https://example.org/hook", "failing_since": WHEN, "endpoint_id": eid(), "last_error": "HTTP 503"},
+        )
+    )
     return emails
 
 
@@ -138,7 +147,8 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         rendered = render(email)
         assert rendered.subject and "\n" not in rendered.subject
         assert GROUP.name in rendered.subject
-        assert AMOUNTS[language] in rendered.text and AMOUNTS[language] in rendered.html, email.kind
+        if email.kind != Kind.WEBHOOK_DISABLED:  # about an endpoint, not money
+            assert AMOUNTS[language] in rendered.text and AMOUNTS[language] in rendered.html, email.kind
         assert DATES[language] in rendered.text, email.kind
         # HTML is escaped, plain text is not.
         assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
@@ -326,3 +336,42 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
     assert "Motif" not in text and "Reason" not in text and "statut" not in text and "status:" not in text
     # An order notifications never saw confirmed: its id, nothing made up.
     assert {"fr": f"- Commande : {order_id}\n", "en": f"- Order: {order_id}\n"}[language] in text
+
+
+def test_an_order_email_a_member_can_act_on() -> None:
+    """Issue 14: the order email names its distribution (French ordinal for the 1st), each line
+    shows its fee so the total adds up, "de" is elided before a vowel, and a card-paid order's
+    subject says it is paid."""
+    amap = Group(uuid.uuid4(), "AMAP des Lilas", "EUR", "fr", "AMAP des Lilas")
+    cheese = OrderLine(
+        product_name="Comté",
+        quantity=Decimal("0.375"),
+        unit_price=Money.of(1999, "EUR"),
+        fee_rate=Decimal("0.02"),
+        line_total=line_amount(Decimal("0.375"), Money.of(1999, "EUR"), Decimal("0.02")),
+        unit="kg",
+    )
+    where = domain.Distribution(datetime(2026, 12, 1, 17, 0, tzinfo=UTC), "Préau de l'école")
+    alice = Member(amap.group_id, uuid.uuid4(), "Alice", "alice@example.org", "fr")
+    for method, subject in [
+        (PaymentMethod.CHEQUE, "Commande confirmée : 7,65\xa0€ à régler par chèque - AMAP des Lilas"),
+        (PaymentMethod.CARD, "Commande confirmée et payée : 7,65\xa0€ par carte - AMAP des Lilas"),
+    ]:
+        instructions = domain.instructions_for(amap, method, cheese.line_total, paid=True)
+        [email] = domain.order_confirmed(
+            uuid.uuid4(),
+            amap,
+            alice,
+            order_id=uuid.uuid4(),
+            lines=[cheese],
+            total=cheese.line_total,
+            instructions=instructions,
+            confirmed_at=datetime(2026, 11, 1, 9, tzinfo=UTC),
+            distribution=where,
+        )
+        rendered = render(email)
+        assert rendered.subject == subject
+        assert "Votre commande auprès d'AMAP des Lilas est confirmée (1er novembre 2026)." in rendered.text
+        assert "Distribution : mardi 1er décembre à 18:00, Préau de l'école." in rendered.text
+        assert "- Comté : 0,375 kg x 19,99\xa0€ + 2\xa0% de frais = 7,65\xa0€" in rendered.text
+        assert '<td align="right">2\xa0%</td>' in rendered.html
