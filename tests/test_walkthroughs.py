@@ -16,8 +16,6 @@ import pytest
 
 from cagette_runtime.devstack import SERVICES, Stack
 
-from .conftest import JWT_SECRET
-
 ROOT = Path(__file__).resolve().parent.parent
 EXPECT = "# -> "
 MARK = "@@walkthrough-expectation"
@@ -59,11 +57,10 @@ def pattern(expectation: str) -> re.Pattern[str]:
 async def test_walkthrough_prints_what_it_says(readme: str, stack: Stack) -> None:
     script, expectations = walkthrough_script(readme, WALKTHROUGHS[readme])
     assert expectations, f"{readme}: the walkthrough says nothing it prints"
-    for name, port in SERVICES.items():
-        script = script.replace(f"http://127.0.0.1:{port}", stack.services[name].url)
+    for name, service in stack.services.items():
+        script = script.replace(f"http://127.0.0.1:{SERVICES[name]}", service.url)
     env = {
         **os.environ,
-        "CAGETTE_JWT_SECRET": JWT_SECRET,
         "CAGETTE_AMQP_URL": stack.amqp_url,
         "CAGETTE_DATABASE_URL": stack.database_url("ledger"),
     }

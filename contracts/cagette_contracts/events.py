@@ -34,6 +34,7 @@ from .notifications import (
 from .orders import (
     GroupSettingsChanged,
     MemberJoined,
+    MemberLeft,
     MemberUpdated,
     OrderAmended,
     OrderAwaitingPayment,
@@ -54,6 +55,10 @@ from .payments import (
     PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
+)
+from .web import (
+    InvitationCreated,
+    PasswordResetRequested,
 )
 
 __all__ = [
@@ -76,8 +81,10 @@ __all__ = [
     "GroupSettingsChanged",
     "HoldDecision",
     "HoldReleased",
+    "InvitationCreated",
     "Language",
     "MemberJoined",
+    "MemberLeft",
     "MemberUpdated",
     "OrderAmended",
     "OrderAwaitingPayment",
@@ -87,6 +94,7 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclared",
     "PaymentMethod",
+    "PasswordResetRequested",
     "PaymentReceived",
     "PaymentRefunded",
     "PlaceHold",

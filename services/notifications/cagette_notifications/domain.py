@@ -30,6 +30,8 @@ class Kind(StrEnum):
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
+    ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
+    PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -178,6 +180,18 @@ def email_if_wanted(email: Email) -> list[Email]:
 # --- order, amendment and subscription confirmations -------------------------------------
 
 
+@dataclass(frozen=True)
+class Distribution:
+    """When and where the member collects the order."""
+
+    starts_at: datetime
+    place: str
+
+
+def distribution_of(starts_at: datetime | None, place: str | None) -> Distribution | None:
+    return Distribution(starts_at, place) if starts_at is not None and place else None
+
+
 def order_confirmed(
     source_event_id: UUID,
     group: Group,
@@ -188,6 +202,7 @@ def order_confirmed(
     total: Money,
     instructions: Instructions,
     confirmed_at: datetime,
+    distribution: Distribution | None = None,
 ) -> list[Email]:
     return email_if_wanted(
         Email(
@@ -195,7 +210,14 @@ def order_confirmed(
             source_event_id,
             group,
             member,
-            {"order_id": order_id, "lines": lines, "total": total, "instructions": instructions, "date": confirmed_at},
+            {
+                "order_id": order_id,
+                "lines": lines,
+                "total": total,
+                "instructions": instructions,
+                "date": confirmed_at,
+                "distribution": distribution,
+            },
         )
     )
 
@@ -339,6 +361,20 @@ class KnownOrder:
     order_id: UUID
     total: Money
     confirmed_at: datetime
+
+
+def account_link(
+    kind: Kind,
+    source_event_id: UUID,
+    group: Group,
+    person: Member,
+    *,
+    link: str,
+    expires_at: datetime,
+) -> list[Email]:
+    """An invitation to set a password, or a password reset: the single-use link the web
+    service created, to the person's own address (never refused: it is how they get in)."""
+    return [Email(kind, source_event_id, group, person, {"link": link, "expires_at": expires_at})]
 
 
 def card_payment_disputed(

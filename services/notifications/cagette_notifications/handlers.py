@@ -22,12 +22,14 @@ from cagette_contracts import (
     CardPaymentFailed,
     Event,
     GroupSettingsChanged,
+    InvitationCreated,
     MemberJoined,
     MemberUpdated,
     Money,
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    PasswordResetRequested,
     PaymentCancelled,
     PaymentDeclared,
     PaymentMethod,
@@ -87,6 +89,8 @@ HANDLED = (
     BalanceChanged,
     BalanceWentNegative,
     BalanceBackToNonNegative,
+    InvitationCreated,
+    PasswordResetRequested,
     TransactionPosted,
 )
 
@@ -168,6 +172,8 @@ class Handlers:
                 await self.on_card_payment_disputed(session, event)
             case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
                 await self.on_balance(session, event)
+            case InvitationCreated() | PasswordResetRequested():
+                await self.on_account_link(session, event)
             case TransactionPosted():
                 await self.on_transaction_posted(session, event)
             case _:
@@ -211,6 +217,22 @@ class Handlers:
             )
         )
 
+    # --- accounts (web) -----------------------------------------------------------------
+
+    async def on_account_link(self, session: AsyncSession, event: InvitationCreated | PasswordResetRequested) -> None:
+        """The invitation or reset link goes to the address in the event (the person may not be
+        in the member directory yet); the group's name signs it when the group is known."""
+        try:
+            group = await load_group(session, event.group_id)
+        except NotYetKnown:
+            group = domain.Group(event.group_id, "Cagette", "EUR", event.language.value)
+        person = domain.Member(event.group_id, event.account_id, event.name, str(event.email), event.language.value)
+        kind = Kind.ACCOUNT_INVITATION if isinstance(event, InvitationCreated) else Kind.PASSWORD_RESET
+        await self.send(
+            session,
+            domain.account_link(kind, event.event_id, group, person, link=event.link, expires_at=event.expires_at),
+        )
+
     # --- orders ------------------------------------------------------------------------
 
     async def on_order_confirmed(self, session: AsyncSession, event: OrderConfirmed) -> None:
@@ -226,6 +248,8 @@ class Handlers:
                 total_amount=event.total.amount,
                 currency=event.total.currency,
                 confirmed_at=event.occurred_at,
+                distribution_starts_at=event.distribution_starts_at,
+                distribution_place=event.distribution_place,
             )
             .on_conflict_do_nothing()
         )
@@ -251,6 +275,7 @@ class Handlers:
                     total=event.total,
                     instructions=instructions,
                     confirmed_at=event.occurred_at,
+                    distribution=domain.distribution_of(event.distribution_starts_at, event.distribution_place),
                 ),
             )
             return
@@ -264,7 +289,14 @@ class Handlers:
             )
         ).all()
         for payment in declared:
-            await self._send_order_instructions(session, payment, event.lines, event.total, event.occurred_at)
+            await self._send_order_instructions(
+                session,
+                payment,
+                event.lines,
+                event.total,
+                event.occurred_at,
+                domain.distribution_of(event.distribution_starts_at, event.distribution_place),
+            )
 
     async def on_order_amended(self, session: AsyncSession, event: OrderAmended) -> None:
         await lock(session, f"order:{event.order_id}")
@@ -432,6 +464,7 @@ class Handlers:
                     _lines(order.lines),
                     Money(amount=order.total_amount, currency=order.currency),
                     order.confirmed_at,
+                    domain.distribution_of(order.distribution_starts_at, order.distribution_place),
                 )
             return  # otherwise sent when OrderConfirmed arrives
         # A payment not tied to an order: a subscription's, or one a coordinator expects.
@@ -459,7 +492,7 @@ class Handlers:
             ),
         )
 
-    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at) -> None:  # type: ignore[no-untyped-def]
+    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at, distribution) -> None:  # type: ignore[no-untyped-def]
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
             group,
@@ -479,6 +512,7 @@ class Handlers:
                 total=total,
                 instructions=instructions,
                 confirmed_at=confirmed_at,
+                distribution=distribution,
             ),
         )
 

@@ -20,7 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 group_directory = Table(
     "group_directory",
@@ -76,6 +81,9 @@ known_orders = Table(
     Column("total_amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
+    # added by 0003: the order email names its distribution
+    Column("distribution_starts_at", DateTime(timezone=True)),
+    Column("distribution_place", Text),
 )
 
 known_amendments = Table(

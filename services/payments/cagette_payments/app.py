@@ -14,6 +14,7 @@ from .handlers import consumers
 from .jobs import FeeJobs
 from .provider import CardProvider
 from .settings import PaymentsSettings
+from .tables import memberships
 from .webhooks import router as webhook_router
 
 NAME = "payments"
@@ -31,6 +32,7 @@ class PaymentsService(Service):
             routers=[router, card_router, webhook_router, bank_router],
             consumers=consumers,
             settings=settings,
+            membership_table=memberships,
             description="Payment references, manual and card payments, distribution validation.",
         )
         self.card_provider = CardProvider(settings)

@@ -25,7 +25,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 # Local copy of each group's settings, from GroupSettingsChanged (no synchronous calls).
 groups = Table(
