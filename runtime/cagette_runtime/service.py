@@ -21,6 +21,7 @@ from .http import install_common
 from .logs import configure_logging
 from .memberships import TableMemberships, membership_consumer
 from .migrations import upgrade_async
+from .openapi import document_errors
 from .outbox import OutboxRelay
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
@@ -139,7 +140,8 @@ class Service:
         app.state.settings = self.settings
         app.state.service = self
         app.state.token_verifier = TokenVerifier(self.settings)
-        install_common(app)
+        install_common(app, self.settings)
         for router in self.routers:
             app.include_router(router)
+        document_errors(app)
         return app

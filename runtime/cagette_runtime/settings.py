@@ -92,6 +92,14 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = 7.0
     inbox_retention_days: float = 30.0
     migrate_on_start: bool = True
+    # Request bodies: answered 413 past this many bytes (webhooks, signed by a provider: smaller).
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Failed authentications (bad bearer tokens, failed sign-ins) per client address and window
+    # before answering 429; counted in Redis across replicas when its URL is set.
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_redis_url: str | None = None
 
     def model_post_init(self, context: object) -> None:
         if not self.database_url:

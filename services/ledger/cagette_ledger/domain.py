@@ -423,15 +423,16 @@ def standing(balance: int) -> Standing:
     return Standing.BALANCED
 
 
-_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:[.,](\d+))?$")
+# ASCII digits only (`\\d` would take any Unicode digit), and never more than an amount can hold.
+_DECIMAL = re.compile(r"([+-]?)([0-9]{1,15})(?:[.,]([0-9]{1,15}))?")
 
 
 def parse_decimal_amount(text: str, currency: str) -> Money:
     """'-12.50' (or '-12,50') in major units -> Money(-1250, EUR). Refuses more decimals than the
     currency has, and anything that is not a plain decimal number. No float, no rounding."""
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.fullmatch(text.strip())
     if match is None:
-        raise Invalid(f"{text!r} is not an amount: write it like -12.50")
+        raise Invalid(f"{text[:40]!r} is not an amount: write it like -12.50")
     sign, units, fraction = match.groups()
     exponent = minor_unit_exponent(currency)
     fraction = fraction or ""
