@@ -27,6 +27,7 @@ from .events import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -45,6 +46,7 @@ from .events import (
     Role,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionKind,
     TransactionPosted,
 )
 from .money import (
@@ -53,6 +55,7 @@ from .money import (
     CurrencyMismatch,
     Money,
     MoneyError,
+    PositiveMoney,
     line_amount,
     minor_unit_exponent,
     total,
@@ -65,6 +68,7 @@ __all__ = [
     "MAX_MINOR_UNITS",
     "Money",
     "MoneyError",
+    "PositiveMoney",
     "UnknownEvent",
     "event_class",
     "line_amount",
@@ -97,6 +101,7 @@ __all__ = [
     "MemberJoined",
     "MemberLeft",
     "MemberUpdated",
+    "OrderAbandoned",
     "OrderAmended",
     "OrderAwaitingPayment",
     "OrderConfirmed",
@@ -115,5 +120,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

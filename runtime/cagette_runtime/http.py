@@ -155,12 +155,13 @@ async def health(request: Request) -> dict[str, str]:
     return {"status": "ok", "service": request.app.state.settings.service_name}
 
 
-@health_router.get("/asyncapi.json", summary="AsyncAPI 3.0 document: the events this service publishes and consumes")
+@health_router.get("/asyncapi.json", summary="AsyncAPI 3.1 document: the events this service publishes and consumes")
 async def asyncapi(request: Request) -> dict[str, object]:
     from .asyncapi import asyncapi_document
 
     service: Service = request.app.state.service
-    return asyncapi_document(service.name, {c.queue.name: c.queue.routing_keys for c in service.consumers})
+    consumed = {c.queue.name: c.queue.routing_keys for c in service.consumers}
+    return asyncapi_document(service.name, consumed, amqp_url=service.settings.amqp_url)
 
 
 @health_router.get(

@@ -28,6 +28,7 @@ from cagette_contracts import (
     PaymentRefunded,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionKind,
     minor_unit_exponent,
 )
 from cagette_contracts.money import MAX_MINOR_UNITS
@@ -36,19 +37,8 @@ from cagette_runtime.errors import Invalid
 GROUP_ACCOUNT_TYPES = tuple(t for t in AccountType if t != AccountType.MEMBER)
 
 
-class Kind(StrEnum):
-    """What a transaction records (stored, exported, and in TransactionPosted.kind)."""
-
-    ORDER = "order"
-    ORDER_AMENDMENT = "order_amendment"
-    SUBSCRIPTION = "subscription"
-    SUBSCRIPTION_AMENDMENT = "subscription_amendment"
-    PAYMENT = "payment"
-    REFUND = "refund"
-    CARD_FEE = "card_fee"
-    OPENING_BALANCE = "opening_balance"
-    CORRECTION = "correction"
-    REVERSAL = "reversal"
+# What a transaction records (stored, exported, and in TransactionPosted.kind): the contract's closed set.
+Kind = TransactionKind
 
 
 @dataclass(frozen=True)
@@ -81,6 +71,9 @@ class TransactionDraft:
     source_event_id: UUID | None = None
     reason: str | None = None
     recorded_by: UUID | None = None
+    # The cause's correlation id, for the transaction row and its events (None: the action in
+    # progress). Not part of the content: a replay may come with another one.
+    correlation_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > 200:

@@ -31,6 +31,7 @@ from cagette_contracts import (
 from cagette_contracts.payments import CardPaymentDisputed
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
+from cagette_runtime.correlation import peek_correlation_id
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
 
 from . import store
@@ -569,7 +570,9 @@ async def _succeed(session: AsyncSession, payment: Row, provider_event_id: str, 
         ),
     )
     await session.execute(
-        pg_insert(card_jobs).values(payment_id=current.payment_id, kind=FEE_JOB).on_conflict_do_nothing()
+        pg_insert(card_jobs)
+        .values(payment_id=current.payment_id, kind=FEE_JOB, correlation_id=peek_correlation_id())
+        .on_conflict_do_nothing()
     )
 
 
