@@ -10,7 +10,7 @@ from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Refused
 
-from . import card
+from . import card_store, card_usecases
 from .provider import CardProvider
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class FeeJobs(BackgroundLoop):
     async def run_once(self) -> bool:
         """One pass over the due jobs; True when a full batch was taken (more may wait)."""
         async with self.database.transaction() as session:
-            jobs = await card.claim_fee_jobs(session, BATCH)
+            jobs = await card_store.claim_fee_jobs(session, BATCH)
         for job in jobs:
             try:
                 fee = await self.provider.fee(
@@ -37,13 +37,13 @@ class FeeJobs(BackgroundLoop):
                 )
             except Refused as exc:
                 async with self.database.transaction() as session:
-                    await card.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
+                    await card_store.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
                 continue
             async with self.database.transaction() as session:
                 if fee is None:
-                    await card.fee_job_failed(
+                    await card_store.fee_job_failed(
                         session, job.payment_id, "the provider does not know the fee yet", job.attempts + 1
                     )
                 else:
-                    await card.record_fee(session, job.payment_id, fee)
+                    await card_usecases.record_fee(session, job.payment_id, fee)
         return len(jobs) >= BATCH
