@@ -1,20 +1,25 @@
-# The two commands: `make run` (all four services, here, without Docker) and `make test`.
+# The two commands: `make run` (all five services, here, without Docker) and `make test`.
 # Both install what they need into .venv first.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := -e contracts -e runtime -e services/orders -e services/ledger -e services/payments -e services/notifications
+PACKAGES := -e contracts -e runtime -e services/orders -e services/ledger -e services/payments -e services/notifications -e services/web
 PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml runtime/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install run test lint bench schemas lock clean
+.PHONY: install browser run test lint bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
+	scripts/ensure-system-packages.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25"
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt $(PACKAGES) -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Debian's Chromium for the browser tests (Playwright drives it; its own download cannot be used).
+browser:
+	scripts/install-browser.sh
 
 run: install
 	$(VENV)/bin/cagette-dev run
@@ -38,7 +43,7 @@ schemas: install
 lock:
 	rm -rf .lock-venv && python3 -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet --upgrade "pip>=25"
-	.lock-venv/bin/pip install --quiet ./contracts ./runtime ./services/orders ./services/ledger ./services/payments ./services/notifications -r requirements-dev.txt
+	.lock-venv/bin/pip install --quiet ./contracts ./runtime ./services/orders ./services/ledger ./services/payments ./services/notifications ./services/web -r requirements-dev.txt
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^cagette-' > constraints.txt
 	rm -rf .lock-venv
 

@@ -1,5 +1,6 @@
-"""The running system for end-to-end tests: the four services as real processes, on this run's
-own databases and broker vhost."""
+"""The running system for end-to-end tests: the services as real processes, on this run's
+own databases and broker vhost. Tokens are signed with the development key, which the services
+accept outside production mode (web-issued tokens are tested in test_identity_e2e.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.devstack import SERVICES, Stack
 from cagette_runtime.testing import IsolatedServers
 
-JWT_SECRET = "end-to-end-test-secret-" + "0" * 24
 LOG_DIR = Path(__file__).resolve().parent.parent / "var" / "e2e-logs"
 
 
@@ -40,7 +40,11 @@ async def running_stack(
         postgres_url=servers.postgres_url,
         database_prefix=f"{servers.run_id}_{name}",
         ports={service: free_port() for service in services},
-        extra_env={"CAGETTE_JWT_SECRET": JWT_SECRET, "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2", **(extra_env or {})},
+        extra_env={
+            "CAGETTE_OUTBOX_POLL_INTERVAL": "0.2",
+            "CAGETTE_WEB_SIGNING_KEYS_DIR": str(LOG_DIR / f"{servers.run_id}-{name}" / "web-keys"),
+            **(extra_env or {}),
+        },
         log_dir=LOG_DIR / f"{servers.run_id}-{name}",
     )
     servers.databases.extend(running.database_url(service) for service in running.ports)
@@ -53,8 +57,9 @@ async def running_stack(
 
 @pytest.fixture(scope="session")
 async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
-    """All four services, shared by the end-to-end tests that need no special settings."""
-    async with running_stack(servers, "e2e") as running:
+    """The services, shared by the end-to-end tests that need no special settings (they sign
+    their tokens with the development key: web, and its database connections, stay out)."""
+    async with running_stack(servers, "e2e", services=[name for name in SERVICES if name != "web"]) as running:
         yield running
 
 
@@ -82,7 +87,7 @@ def bearer(
         roles[member_of] = Role.MEMBER
     if coordinator_of:
         roles[coordinator_of] = Role.COORDINATOR
-    token = encode_token(Principal(user_id=user_id, roles=roles, platform_admin=admin), JWT_SECRET)
+    token = encode_token(Principal(user_id=user_id, roles=roles, platform_admin=admin))
     return {"Authorization": f"Bearer {token}"}
 
 

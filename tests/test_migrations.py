@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from cagette_runtime.migrations import downgrade_async, schema_drift, upgrade_async
 
-SERVICES = ["orders", "ledger", "payments", "notifications"]
+SERVICES = ["orders", "ledger", "payments", "notifications", "web"]
 
 
 async def table_names(url: str) -> set[str]:

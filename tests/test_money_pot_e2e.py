@@ -174,3 +174,20 @@ async def test_two_concurrent_orders_when_the_pot_covers_only_one(pot_stack: Sta
 
         final = await eventually(debited)
         assert final["available"]["amount"] == 300
+
+
+async def test_no_error_is_logged_for_money_pot_orders(pot_stack: Stack) -> None:
+    """Granted and refused holds are normal business: neither side logs an ERROR for them (the
+    ledger's reply to the direct reply-to pseudo-queue once logged a NO_ROUTE traceback each)."""
+    async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
+        group = PotGroup(orders, ledger)
+        await group.setup(distributions=1)
+        member_id, member = await group.join()
+        assert (await group.order(member, "1")).status_code == 409
+        await group.top_up(member_id, 1000)
+        assert (await group.order(member, "1")).status_code == 201
+    assert pot_stack.log_dir is not None
+    for name in ("orders", "ledger"):
+        logged = (pot_stack.log_dir / f"{name}.log").read_text(encoding="utf-8")
+        errors = [line for line in logged.splitlines() if "ERROR" in line or "Traceback" in line]
+        assert errors == [], f"{name} logged: {errors[:3]}"

@@ -3,6 +3,11 @@ named after it (orders, ledger, payments, notifications); shared value types in 
 
 The exports are spelled out (not star re-exports) so type checkers and readers see every name."""
 
+from .bank import (
+    BankLineMatched,
+    BankLineToReview,
+    BankStatementImported,
+)
 from .common import (
     Language,
     Part,
@@ -29,6 +34,7 @@ from .notifications import (
 from .orders import (
     GroupSettingsChanged,
     MemberJoined,
+    MemberLeft,
     MemberUpdated,
     OrderAmended,
     OrderAwaitingPayment,
@@ -53,12 +59,19 @@ from .payments import (
     PaymentReceived,
     PaymentRefunded,
 )
+from .web import (
+    InvitationCreated,
+    PasswordResetRequested,
+)
 
 __all__ = [
     "AccountType",
     "BalanceBackToNonNegative",
     "BalanceChanged",
     "BalanceWentNegative",
+    "BankLineMatched",
+    "BankLineToReview",
+    "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
     "CardDisputeFundsReinstated",
@@ -74,8 +87,10 @@ __all__ = [
     "GroupSettingsChanged",
     "HoldDecision",
     "HoldReleased",
+    "InvitationCreated",
     "Language",
     "MemberJoined",
+    "MemberLeft",
     "MemberUpdated",
     "OrderAmended",
     "OrderAwaitingPayment",
@@ -85,6 +100,7 @@ __all__ = [
     "PaymentCancelled",
     "PaymentDeclared",
     "PaymentMethod",
+    "PasswordResetRequested",
     "PaymentReceived",
     "PaymentRefunded",
     "PlaceHold",

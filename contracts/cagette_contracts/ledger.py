@@ -44,6 +44,11 @@ class TransactionPosted(Event):
     idempotency_key: str
     reverses_transaction_id: UUID | None = None
     postings: list[PostingLine] = Field(min_length=2)
+    source_event_id: UUID | None = Field(
+        default=None,
+        description="The event this transaction posts (e.g. the OrderConfirmed), when it came from one: "
+        "its postings' balance_after is the balance right after it (what an email about it states, B7)",
+    )
 
 
 class BalanceChanged(Event):

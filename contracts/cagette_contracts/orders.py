@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from uuid import UUID
@@ -58,6 +59,16 @@ class MemberUpdated(Event):
     language: Language = Language.FR
 
 
+class MemberLeft(Event):
+    """A member left the group or a coordinator removed them. Their account and history stay
+    (the ledger keeps their balance); they hold no role in the group any more."""
+
+    event_type: Literal["orders.member.left"] = routing.MEMBER_LEFT
+    schema_version: Literal[1] = 1
+    member_id: UUID
+    removed: bool = Field(description="True when a coordinator removed them, false when they left")
+
+
 class OrderLine(Part):
     product_id: UUID | None = None
     product_name: str
@@ -65,6 +76,7 @@ class OrderLine(Part):
     unit_price: Money
     fee_rate: Decimal = Decimal(0)
     line_total: Money
+    unit: str | None = Field(default=None, description="piece, kg or litre: what the quantity counts")
 
     @model_validator(mode="after")
     def _rounded_once(self) -> OrderLine:
@@ -82,6 +94,8 @@ class OrderConfirmed(Event):
     order_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     total: Money
@@ -105,6 +119,8 @@ class OrderAmended(Event):
     amendment_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     added_lines: list[OrderLine] = Field(min_length=1)
     added_total: Money
@@ -159,6 +175,8 @@ class OrderAwaitingPayment(Event):
     amendment_id: UUID | None = None
     member_id: UUID
     distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     amount: Money
@@ -208,6 +226,7 @@ __all__ = [
     "SubscriptionConfirmed",
     "GroupSettingsChanged",
     "MemberJoined",
+    "MemberLeft",
     "OrderConfirmed",
     "OrderLine",
 ]

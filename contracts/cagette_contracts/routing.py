@@ -15,6 +15,7 @@ BALANCE_CHANGED: Final = "ledger.balance.changed"
 BALANCE_WENT_NEGATIVE: Final = "ledger.balance.went_negative"
 BALANCE_BACK_TO_NON_NEGATIVE: Final = "ledger.balance.back_to_non_negative"
 MEMBER_UPDATED: Final = "orders.member.updated"
+MEMBER_LEFT: Final = "orders.member.left"
 ORDER_AMENDED: Final = "orders.order.amended"
 ORDER_AWAITING_PAYMENT: Final = "orders.order.awaiting_payment"
 SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
@@ -35,6 +36,13 @@ CARD_DISPUTE_FUNDS_REINSTATED: Final = "payments.card_dispute.funds_reinstated"
 BASKET_VALIDATED: Final = "payments.basket.validated"
 BASKET_UNVALIDATED: Final = "payments.basket.unvalidated"
 CARD_SETTINGS_CHANGED: Final = "payments.card_settings.changed"
+BANK_STATEMENT_IMPORTED: Final = "payments.bank_statement.imported"
+BANK_LINE_MATCHED: Final = "payments.bank_line.matched"
+BANK_LINE_TO_REVIEW: Final = "payments.bank_line.to_review"
+
+# web (identity)
+INVITATION_CREATED: Final = "web.invitation.created"
+PASSWORD_RESET_REQUESTED: Final = "web.password_reset.requested"
 
 # notifications (for operators)
 EMAIL_SENT: Final = "notifications.email.sent"

@@ -87,7 +87,7 @@ def test_registry_finds_each_event_by_type_and_version() -> None:
         event_class(routing.ORDER_CONFIRMED, 2)
     for (event_type, _version), cls in Event.registry.items():
         if cls.__module__.startswith("cagette_contracts"):
-            assert event_type.split(".")[0] in {"orders", "ledger", "payments", "notifications"}
+            assert event_type.split(".")[0] in {"orders", "ledger", "payments", "notifications", "web"}
             assert len(event_type.split(".")) == 3, event_type
 
 

@@ -7,3 +7,4 @@ CREATE DATABASE cagette_orders;
 CREATE DATABASE cagette_ledger;
 CREATE DATABASE cagette_payments;
 CREATE DATABASE cagette_notifications;
+CREATE DATABASE cagette_web;

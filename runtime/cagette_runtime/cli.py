@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import Callable
 
 from .service import Service
-from .settings import load_settings
+from .settings import UnsafeSettings, load_settings
 
 
 def run_service_cli(
@@ -30,6 +31,11 @@ def run_service_cli(
     import uvicorn
 
     settings = load_settings(name)
+    try:
+        build_service()  # refuses unsafe production settings before anything listens
+    except UnsafeSettings as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(2)
     uvicorn.run(
         app_factory,
         factory=True,

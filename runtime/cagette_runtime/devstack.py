@@ -1,8 +1,9 @@
-"""Run the four services as local processes against local PostgreSQL and RabbitMQ.
+"""Run the five services as local processes against local PostgreSQL and RabbitMQ.
 
-`cagette-dev run` (what `make run` calls): checks both servers answer, creates the service
-databases, applies migrations, starts the services, prints where each listens, streams their
-logs, and stops them all on Ctrl-C. The end-to-end tests start the same `Stack`.
+`cagette-dev run` (what `make run` calls): checks both servers answer, starts a local mail
+catcher (unless CAGETTE_SMTP_HOST names a real SMTP server), creates the service databases,
+applies migrations, starts the services, prints where each listens and where the emails go,
+streams their logs, and stops them all on Ctrl-C. The end-to-end tests start the same `Stack`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from typing import TextIO
 import httpx
 
 from .db import ensure_database
+from .mailcatcher import DEFAULT_PORT as DEFAULT_SMTP_PORT
+from .mailcatcher import MailCatcher, port_is_free
 from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
 
-SERVICES: dict[str, int] = {"orders": 8001, "ledger": 8002, "payments": 8003, "notifications": 8004}
+SERVICES: dict[str, int] = {"orders": 8001, "ledger": 8002, "payments": 8003, "notifications": 8004, "web": 8005}
 
 START_POSTGRES = (
     "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start   (or: docker compose up -d postgres)"
@@ -82,7 +86,8 @@ class ServiceProcess:
 
 @dataclass
 class Stack:
-    """The four services as child processes, with their own databases and broker URL."""
+    """The services as child processes, with their own databases and broker URL; every
+    service verifies tokens with the keys of this stack's web service."""
 
     amqp_url: str = DEFAULT_AMQP_URL
     postgres_url: str = DEFAULT_POSTGRES_SERVER_URL
@@ -96,6 +101,20 @@ class Stack:
     def database_url(self, service: str) -> str:
         return f"{self.postgres_url}/{self.database_prefix}_{service}"
 
+    def wiring_env(self) -> dict[str, str]:
+        """Where the services find each other in this stack (local http: cookies not Secure)."""
+        env: dict[str, str] = {}
+        if "web" in self.ports:
+            web = f"http://127.0.0.1:{self.ports['web']}"
+            env |= {
+                "CAGETTE_JWT_JWKS_URL": f"{web}/.well-known/jwks.json",
+                "CAGETTE_WEB_PUBLIC_URL": web,
+                "CAGETTE_WEB_COOKIE_SECURE": "false",
+            }
+        if "ledger" in self.ports:
+            env["CAGETTE_WEB_LEDGER_URL"] = f"http://127.0.0.1:{self.ports['ledger']}"
+        return env
+
     async def start(self, timeout: float = 90.0) -> None:
         await check_servers(self.amqp_url, self.postgres_url)
         for name in self.ports:
@@ -103,6 +122,7 @@ class Stack:
         for name, port in self.ports.items():
             env = {
                 **os.environ,
+                **self.wiring_env(),
                 **self.extra_env,
                 "CAGETTE_AMQP_URL": self.amqp_url,
                 "CAGETTE_DATABASE_URL": self.database_url(name),
@@ -179,21 +199,51 @@ class Stack:
         self.services.clear()
 
 
+async def start_mail_catcher(directory: Path) -> MailCatcher:
+    """The catcher on 127.0.0.1:1025 (notifications' default), or on a free port if that is taken."""
+    port = DEFAULT_SMTP_PORT if port_is_free("127.0.0.1", DEFAULT_SMTP_PORT) else 0
+    catcher = MailCatcher(directory, port=port)
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            catcher.port = probe.getsockname()[1]
+    await catcher.start()
+    return catcher
+
+
 async def _run(args: argparse.Namespace) -> int:
     stack = Stack(
         amqp_url=os.environ.get("CAGETTE_AMQP_URL", DEFAULT_AMQP_URL),
         postgres_url=os.environ.get("CAGETTE_POSTGRES_URL", DEFAULT_POSTGRES_SERVER_URL),
         log_stream=None if args.quiet else sys.stdout,
     )
+    catcher = None
+    if "CAGETTE_SMTP_HOST" not in os.environ:
+        catcher = await start_mail_catcher(Path(args.mail_dir))
+        stack.extra_env.update({"CAGETTE_SMTP_HOST": catcher.host, "CAGETTE_SMTP_PORT": str(catcher.port)})
     try:
         await stack.start()
     except ServerUnreachable as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
+        if catcher:
+            await catcher.stop()
         return 2
-    print("\nAll four services are up:")
+    print("\nAll services are up:")
     for service in stack.services.values():
         print(f"  {service.name:<14} {service.url}   (API docs: {service.url}/docs)")
-    print("Mint a token: .venv/bin/cagette-token --admin     Stop: Ctrl-C\n", flush=True)
+    if catcher:
+        print(
+            f"  {'emails':<14} caught on smtp://{catcher.host}:{catcher.port}, none delivered: read them in "
+            f"{catcher.directory}/ (index.txt lists them; one .txt to read and one .eml per email)"
+        )
+    else:
+        print(f"  {'emails':<14} sent to the SMTP server {os.environ['CAGETTE_SMTP_HOST']}")
+    print(
+        "Sign in: http://127.0.0.1:8005/sign-in\n"
+        "First administrator: .venv/bin/python -m cagette_web create-admin --email ... --name ...\n"
+        "Development token (local only): .venv/bin/cagette-token --admin     Stop: Ctrl-C\n",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -208,14 +258,19 @@ async def _run(args: argparse.Namespace) -> int:
         code = 1
     print("stopping...", flush=True)
     await stack.stop()
+    if catcher:
+        await catcher.stop()
     return code
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cagette-dev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the four services here")
+    run = sub.add_parser("run", help="run the five services here")
     run.add_argument("--quiet", action="store_true", help="do not stream the services' logs")
+    run.add_argument(
+        "--mail-dir", default="var/mail", help="where the mail catcher keeps the emails (default var/mail)"
+    )
     args = parser.parse_args(argv)
     sys.exit(asyncio.run(_run(args)))
 

@@ -47,3 +47,10 @@ class Forbidden(Refused):
 class Unauthenticated(Refused):
     status_code = 401
     code = "unauthenticated"
+
+
+class Unavailable(Refused):
+    """Something this request needs does not answer right now (retrying later may work)."""
+
+    status_code = 503
+    code = "unavailable"

@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from faststream.rabbit import RabbitBroker
 from faststream.rabbit.schemas import Channel
+from sqlalchemy import Table
 
+from .auth import MembershipDirectory, TokenVerifier
 from .background import BackgroundLoop
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .http import install_common
 from .logs import configure_logging
+from .memberships import TableMemberships, membership_consumer
 from .migrations import upgrade_async
 from .outbox import OutboxRelay
 from .retention import MessagingRetention
@@ -36,9 +39,15 @@ class Service:
         consumers: Callable[[Service], Sequence[Consumer]] = lambda service: (),
         settings: ServiceSettings | None = None,
         description: str = "",
+        membership_table: Table | None = None,
+        memberships: Callable[[Service], MembershipDirectory] | None = None,
     ) -> None:
+        """`membership_table`: the service keeps its copy of orders' memberships there (a
+        consumer of its own keeps it) and authorizes against it; `memberships`: where the
+        current roles come from otherwise (orders: its own members table)."""
         self.name = name
         self.settings = settings or load_settings(name)
+        self.settings.refuse_unsafe()
         self.migrations = migrations
         self.routers = routers
         self.description = description
@@ -70,6 +79,14 @@ class Service:
             ),
         ]
         self.consumers = list(consumers(self))
+        self.memberships: MembershipDirectory | None = None
+        if membership_table is not None:
+            self.consumers.append(
+                membership_consumer(name, membership_table, delivery_limit=self.settings.delivery_limit)
+            )
+            self.memberships = TableMemberships(self.database, membership_table)
+        if memberships is not None:
+            self.memberships = memberships(self)
         self.runners = [ConsumerRunner(self.broker, self.database, consumer) for consumer in self.consumers]
         for runner in self.runners:
             runner.subscribe()
@@ -121,6 +138,7 @@ class Service:
         app = FastAPI(title=f"cagette {self.name}", description=self.description, lifespan=lifespan)
         app.state.settings = self.settings
         app.state.service = self
+        app.state.token_verifier = TokenVerifier(self.settings)
         install_common(app)
         for router in self.routers:
             app.include_router(router)

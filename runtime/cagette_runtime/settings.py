@@ -1,29 +1,79 @@
-"""Settings from environment variables (prefix CAGETTE_), defaulting to the local servers."""
+"""Settings from environment variables (prefix CAGETTE_), defaulting to the local servers.
+
+Secrets may also come from files, as Docker and Kubernetes provide them: point
+CAGETTE_SECRETS_DIR at a directory holding one file per setting, named like the variable
+(e.g. `cagette_database_url`). In production (CAGETTE_ENV=production) `unsafe_settings` lists
+every development default still in place, and a service refuses to start while any is.
+"""
 
 from __future__ import annotations
 
+import os
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from yarl import URL
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_POSTGRES_SERVER_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432"
+# The shared HS256 secret of the first versions. Tokens signed with it (or any HS256 token) are
+# refused everywhere; production refuses to start while it is still configured.
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123456789"
+DEFAULT_WEB_PORT = 8005
+DEFAULT_JWKS_URL = f"http://127.0.0.1:{DEFAULT_WEB_PORT}/.well-known/jwks.json"
 
 
 def default_database_url(service: str) -> str:
     return f"{DEFAULT_POSTGRES_SERVER_URL}/cagette_{service}"
 
 
+def secrets_dir() -> str | None:
+    """Where secret files are read from (CAGETTE_SECRETS_DIR), if anywhere."""
+    return os.environ.get("CAGETTE_SECRETS_DIR") or None
+
+
+class UnsafeSettings(RuntimeError):
+    """Production mode with development defaults: the message names each setting to provide."""
+
+
 class ServiceSettings(BaseSettings):
     """What every service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="CAGETTE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CAGETTE_", extra="ignore", secrets_dir=secrets_dir())
 
     service_name: str = "cagette"
+    # `production` refuses development defaults (see unsafe_settings) and accepts only tokens
+    # that its issuers signed with their published keys.
+    env: Literal["development", "production"] = "development"
     amqp_url: str = DEFAULT_AMQP_URL
     database_url: str = ""
-    jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=32)
+    # Legacy: the shared HS256 secret. Nothing signs or accepts HS256 tokens any more; the
+    # setting stays readable so old scripts load, and production refuses the development value.
+    jwt_secret: str | None = None
+    # Access tokens: who issues them (web), for whom, where its public keys are.
     jwt_issuer: str = "cagette"
+    jwt_audience: str = "cagette"
+    jwt_jwks_url: str = DEFAULT_JWKS_URL
+    jwks_cache_seconds: float = Field(default=300.0, gt=0)
+    # A token naming a key not in the cached set refetches it, at most this often (so forged
+    # kids cannot make a service hammer the issuer).
+    jwks_refetch_cooldown_seconds: float = Field(default=30.0, ge=0)
+    # A token living longer than this (exp - iat) is refused, whoever signed it.
+    jwt_max_lifetime_seconds: int = Field(default=3600, gt=0, le=86400)
+    jwt_leeway_seconds: int = Field(default=10, ge=0, le=300)
+    # An external OpenID Connect provider whose tokens are accepted too (roles then come only
+    # from the memberships this service knows). Its keys are found through its discovery
+    # document unless oidc_jwks_url is given.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_user_id_claim: str = "sub"
+    # For a (group, person) this service has not heard of from orders yet, trust the role in
+    # the token? Default: yes in development (tests and scripts mint tokens for people orders
+    # never announced), no in production (roles come only from the memberships it knows).
+    trust_token_roles: bool | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -46,6 +96,42 @@ class ServiceSettings(BaseSettings):
     def model_post_init(self, context: object) -> None:
         if not self.database_url:
             self.database_url = default_database_url(self.service_name)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def trusts_token_roles(self) -> bool:
+        return self.trust_token_roles if self.trust_token_roles is not None else not self.production
+
+    def unsafe_settings(self) -> list[str]:
+        """In production, each development default still in place, as a sentence naming the
+        setting to provide. Empty in development."""
+        if not self.production:
+            return []
+        problems = []
+        if self.jwt_secret == DEV_JWT_SECRET:
+            problems.append("CAGETTE_JWT_SECRET is the development secret: remove it (HS256 tokens are refused)")
+        database = make_url(self.database_url)
+        if not database.password:
+            problems.append(
+                "CAGETTE_DATABASE_URL has no password (trust authentication): give the database user a password"
+            )
+        broker = URL(self.amqp_url)
+        if broker.user in (None, "", "guest"):
+            problems.append("CAGETTE_AMQP_URL uses the guest broker user: give the service a broker user of its own")
+        if not self.jwt_jwks_url and not self.oidc_issuer:
+            problems.append("CAGETTE_JWT_JWKS_URL is empty: give the URL of the web service's JWKS")
+        if self.oidc_issuer and not self.oidc_audience:
+            problems.append("CAGETTE_OIDC_AUDIENCE is missing: say which audience the provider's tokens are for")
+        return problems
+
+    def refuse_unsafe(self) -> None:
+        if problems := self.unsafe_settings():
+            raise UnsafeSettings(
+                f"{self.service_name} refuses to start in production mode:\n  - " + "\n  - ".join(problems)
+            )
 
 
 def load_settings(service_name: str) -> ServiceSettings:

@@ -1,5 +1,6 @@
 """Test support shared by every test suite: isolated broker vhosts and databases on the real
-servers, and a spy that sees what is published on `cagette.events`.
+servers, a spy that sees what is published on `cagette.events`, and a real SMTP server that
+keeps what it receives (aiosmtpd, a test dependency).
 
 Servers come from the environment (CAGETTE_AMQP_URL, CAGETTE_POSTGRES_URL); when they do not
 answer and a Docker daemon is reachable, testcontainers starts them; otherwise the tests fail
@@ -9,14 +10,21 @@ with a message that says what to start. Nothing is ever skipped for a missing se
 from __future__ import annotations
 
 import asyncio
+import email
 import json
+import logging
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import Any
 from urllib.parse import quote
 
 import aio_pika
@@ -236,3 +244,65 @@ async def drain_queue(
 
 
 __all__ = ["EventSpy", "START_POSTGRES", "START_RABBITMQ", "IsolatedServers", "drain_queue", "isolated_servers"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mailbox:
+    """What a real SMTP server received."""
+
+    refuse: set[str] = field(default_factory=set)
+    messages: list[EmailMessage] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
+        with self._lock:
+            self.messages.append(message)
+        return "250 Message accepted"
+
+    @staticmethod
+    def body(message: EmailMessage, subtype: str) -> str:
+        part = message.get_body(preferencelist=(subtype,))
+        assert part is not None, f"no text/{subtype} part"
+        return part.get_content()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    async def wait_for(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.to(address)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                got = [(m["To"], m["Subject"]) for m in self.messages]
+                raise AssertionError(f"expected {count} email(s) to {address} within {timeout}s; got {got}")
+            await asyncio.sleep(0.05)
+        return self.to(address)
+
+
+@asynccontextmanager
+async def smtp_server(port: int | None = None, refuse: set[str] | None = None) -> AsyncIterator[tuple[Mailbox, int]]:
+    """A real SMTP server on 127.0.0.1 keeping what it receives (the local mail catcher)."""
+    from aiosmtpd.controller import Controller
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
+    mailbox = Mailbox(refuse=refuse or set())
+    port = port or free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, port
+    finally:
+        controller.stop()

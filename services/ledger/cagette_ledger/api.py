@@ -27,10 +27,10 @@ from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound, Refused
 
-from . import domain, operations
+from . import domain, operations, wording
 from .audit import run_audit
 from .posting import PostedTransaction, lock_accounts
-from .tables import accounts, holds, pending_entries, postings, transactions
+from .tables import accounts, holds, members, pending_entries, postings, transactions
 
 router = APIRouter()
 
@@ -213,6 +213,8 @@ async def _statement(
 ) -> Statement:
     found = await _member_account(session, group_id, member_id)
     currency, balance = found.currency, found.balance
+    group = await operations.find_group(session, group_id)
+    language = group.language if group else "fr"
     entries: list[StatementEntry] = []
     next_before = None
     if found.account_id is not None:
@@ -231,7 +233,7 @@ async def _statement(
                         status="pending",
                         at=row.declared_at,
                         kind="payment",
-                        description=" ".join(p for p in (f"{row.method} payment (pending)", row.reference or "") if p),
+                        description=wording.pending(row.method, row.reference, language),
                         amount=Money(amount=row.amount, currency=row.currency),
                         balance_after=None,
                         payment_id=row.payment_id,
@@ -277,7 +279,7 @@ async def _statement(
                     status="posted",
                     at=row.posted_at,
                     kind=row.kind,
-                    description=row.memo,
+                    description=_described(row.kind, row.memo, row.reason, language),
                     amount=Money(amount=row.amount, currency=row.currency),
                     balance_after=Money(amount=row.balance_after, currency=row.currency),
                     transaction_id=row.transaction_id,
@@ -295,6 +297,15 @@ async def _statement(
         entries=entries,
         next_before=next_before,
     )
+
+
+def _described(kind: str, memo: str, reason: str | None, language: str) -> str:
+    """Opening balances and corrections are worded when read (their memo is the coordinator's)."""
+    if kind == "opening_balance":
+        return wording.opening_balance("" if memo == "opening balance" else memo, language)
+    if kind == "correction":
+        return wording.correction(reason or memo, language)
+    return memo
 
 
 @router.get("/groups/{group_id}/members/{member_id}/statement", response_model=Statement, tags=["statements"])
@@ -329,7 +340,7 @@ STATEMENT_CSV_COLUMNS = [
     "reason",
     "payment_id",
 ]
-BALANCES_CSV_COLUMNS = ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
+BALANCES_CSV_COLUMNS = ["member_id", "name", "email", "standing", "balance", "pending", "held", "available", "currency"]
 
 
 def _text_cell(value: str | None) -> str:
@@ -391,6 +402,8 @@ async def member_statement_csv(
 
 class MemberLine(BaseModel):
     member_id: UUID
+    name: str | None = Field(description="As the orders service announced it; null until it has")
+    email: str | None
     standing: domain.Standing
     balance: Money
     pending: Money
@@ -427,8 +440,13 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
                 accounts.c.currency,
                 func.coalesce(pending_total.c.pending, 0).label("pending"),
                 func.coalesce(held_total.c.held, 0).label("held"),
+                members.c.name,
+                members.c.email,
             )
             .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
+            .outerjoin(
+                members, (members.c.group_id == accounts.c.group_id) & (members.c.member_id == accounts.c.member_id)
+            )
             .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
             .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
             .order_by(accounts.c.balance, accounts.c.member_id)
@@ -443,6 +461,8 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
         lines.append(
             MemberLine(
                 member_id=row.member_id,
+                name=row.name,
+                email=row.email,
                 standing=domain.standing(row.balance),
                 balance=money(row.balance),
                 pending=money(row.pending),
@@ -496,6 +516,8 @@ async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, reques
     rows = [
         [
             str(line.member_id),
+            _text_cell(line.name or ""),
+            _text_cell(line.email or ""),
             line.standing.value,
             line.balance.decimal_text(),
             line.pending.decimal_text(),

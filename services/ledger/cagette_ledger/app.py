@@ -15,6 +15,7 @@ from .api import router
 from .batching import BatchingConsumer
 from .handlers import consumers, dispatch_batch
 from .settings import LedgerSettings, ledger_settings
+from .tables import memberships
 
 NAME = "ledger"
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -37,12 +38,14 @@ class LedgerService(Service):
             # not the runtime's runner, subscribes to them.
             consumers=(lambda service: []) if batched else consumers,
             settings=settings,
+            membership_table=memberships,
             description="Double-entry member accounts, holds, balances and statements; the only authority on balances.",
         )
         self.batchers: list[BatchingConsumer] = []
         if batched:
-            self.consumers = list(consumers(self))
-            for consumer in self.consumers:
+            batched_consumers = list(consumers(self))
+            self.consumers += batched_consumers
+            for consumer in batched_consumers:
                 batcher = BatchingConsumer(
                     self.broker,
                     self.database,

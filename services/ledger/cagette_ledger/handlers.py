@@ -4,6 +4,7 @@ delivered batch committed in one database transaction (see batching.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from cagette_contracts import (
     Event,
     GroupSettingsChanged,
     MemberJoined,
+    MemberUpdated,
     OrderAmended,
     OrderConfirmed,
     PaymentCancelled,
@@ -33,9 +35,9 @@ from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
-from . import domain, operations
+from . import domain, operations, wording
 from .posting import lock_accounts
-from .tables import accounts, groups
+from .tables import accounts, groups, members
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ POSTINGS_QUEUE = "ledger.postings"
 HANDLED: tuple[type[Event], ...] = (
     GroupSettingsChanged,
     MemberJoined,
+    MemberUpdated,
     OrderConfirmed,
     OrderAmended,
     SubscriptionConfirmed,
@@ -80,6 +83,7 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
         "payments_enabled": event.payments_enabled,
         "allow_negative_money_pot": event.allow_negative_money_pot,
         "settings_occurred_at": event.occurred_at,
+        "language": event.language.value,
     }
     statement = pg_insert(groups).values(group_id=event.group_id, **values)
     # Settings events carry full state: the newest wins, whatever the delivery order.
@@ -92,8 +96,28 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
     )
 
 
+async def on_member(session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
+    """Keep the member's name and email (full state: the newest wins) for the coordinators' lists."""
+    values = {"name": event.name, "email": str(event.email), "updated_at": event.occurred_at}
+    statement = pg_insert(members).values(group_id=event.group_id, member_id=event.member_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[members.c.group_id, members.c.member_id],
+            set_=values,
+            where=members.c.updated_at < statement.excluded.updated_at,
+        )
+    )
+
+
+def in_words(event: Event, draft: domain.TransactionDraft, group: operations.Group | None) -> domain.TransactionDraft:
+    """The draft with the statement words for it in the group's language."""
+    memo = wording.memo_for(event, group.language if group else "fr")
+    return dataclasses.replace(draft, memo=memo) if memo else draft
+
+
 async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
     """Open the member's account (at zero) so coordinators can adjust it before any order."""
+    await on_member(session, event)
     group = await operations.find_group(session, event.group_id)
     if group is not None:
         await operations.open_member_account(session, event.group_id, event.member_id, group.currency)
@@ -105,8 +129,8 @@ ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, Subscriptio
 
 
 async def dispatch(session: AsyncSession, event: Event) -> None:
+    group = await operations.find_group(session, event.group_id) if isinstance(event, POSTING_EVENTS) else None
     if isinstance(event, ORDER_EVENTS):
-        group = await operations.find_group(session, event.group_id)
         if group is not None and not group.payments_enabled:
             # R1: with payment management off, orders carry no money tracking at all.
             log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
@@ -116,8 +140,11 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             await on_group_settings_changed(session, event)
         case MemberJoined():
             await on_member_joined(session, event)
+        case MemberUpdated():
+            await on_member(session, event)
         case OrderConfirmed() | OrderAmended() | SubscriptionConfirmed() | SubscriptionAmended():
-            await operations.confirm_order(session, _DRAFTS[type(event)](event), domain.hold_key(event))
+            draft = in_words(event, _DRAFTS[type(event)](event), group)
+            await operations.confirm_order(session, draft, domain.hold_key(event))
         case PaymentDeclared():
             await operations.declare_payment(session, event)
         case PaymentReceived():
@@ -125,7 +152,7 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
         case PaymentCancelled():
             await operations.cancel_payment(session, event)
         case PaymentRefunded():
-            await operations.post_and_publish(session, domain.payment_refunded(event))
+            await operations.post_and_publish(session, in_words(event, domain.payment_refunded(event), group))
         case CardFeeCharged() | CardDisputeFundsWithdrawn() | CardDisputeFundsReinstated():
             await operations.post_and_publish(session, _DRAFTS[type(event)](event))
         case _:
@@ -183,7 +210,7 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             if isinstance(event, ORDER_EVENTS) and group is not None and not group.payments_enabled:
                 log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
                 continue
-            draft = _DRAFTS[type(event)](event)
+            draft = in_words(event, _DRAFTS[type(event)](event), group)
             if group is not None and group.currency != draft.currency:
                 raise Invalid(f"group {event.group_id} keeps its accounts in {group.currency}, not {draft.currency}")
             run.append((event, draft))
@@ -218,6 +245,7 @@ async def lock_batch_accounts(session: AsyncSession, events: list[Event]) -> Non
 ROUTING_KEYS = (
     routing.GROUP_SETTINGS_CHANGED,
     routing.MEMBER_JOINED,
+    routing.MEMBER_UPDATED,
     routing.ORDER_CONFIRMED,
     routing.ORDER_AMENDED,
     routing.SUBSCRIPTION_CONFIRMED,

@@ -31,7 +31,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from faststream import Context
-from faststream.rabbit import RabbitQueue
+from faststream.rabbit import RabbitQueue, RabbitResponse
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
 
@@ -130,17 +130,28 @@ def hold_releases_queue() -> RabbitQueue:
     return RabbitQueue(LEDGER_HOLD_RELEASES_QUEUE, durable=True)
 
 
+def reply(body: dict[str, Any]) -> RabbitResponse:
+    """A reply to `reply_to`, published without the mandatory flag.
+
+    Callers ask with RabbitMQ's direct reply-to (`amq.rabbitmq.reply-to.<token>`), a pseudo-queue
+    no exchange routes to: RabbitMQ delivers the reply to the caller's channel, yet answers a
+    *mandatory* publish to it with a basic.return NO_ROUTE, which the broker (on_return_raises)
+    turns into a PublishError logged with a traceback on every request. The caller waits for the
+    reply itself, so mandatory adds nothing here."""
+    return RabbitResponse(body, mandatory=False, content_type="application/json")
+
+
 def register(service: Service) -> None:
     """Subscribe the request/reply endpoints on the service's broker."""
     database = service.database
 
     @service.broker.subscriber(hold_requests_queue(), title="ledger.hold-requests")
-    async def on_hold_request(message: RabbitMessage = Context("message")) -> dict[str, Any]:
-        return await answer_hold_request(database, message.body)
+    async def on_hold_request(message: RabbitMessage = Context("message")) -> RabbitResponse:
+        return reply(await answer_hold_request(database, message.body))
 
     @service.broker.subscriber(hold_releases_queue(), title="ledger.hold-releases")
-    async def on_hold_release(message: RabbitMessage = Context("message")) -> dict[str, Any]:
-        return await answer_release_request(database, message.body)
+    async def on_hold_release(message: RabbitMessage = Context("message")) -> RabbitResponse:
+        return reply(await answer_release_request(database, message.body))
 
 
 class HoldSweeper(BackgroundLoop):

@@ -27,7 +27,7 @@ from cagette_contracts import (
 from cagette_runtime import outbox
 from cagette_runtime.errors import Conflict, Invalid, NotFound
 
-from . import domain
+from . import domain, wording
 from .domain import AccountRef, Leg, TransactionDraft
 from .posting import PostedTransaction, lock_accounts, post, post_many
 from .tables import accounts, groups, holds, pending_entries, postings, transactions
@@ -41,17 +41,22 @@ class Group:
     currency: str
     allow_negative_money_pot: bool
     payments_enabled: bool = True
+    language: str = "fr"
 
 
 async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
     row = (
         await session.execute(
             select(
-                groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot, groups.c.payments_enabled
+                groups.c.group_id,
+                groups.c.currency,
+                groups.c.allow_negative_money_pot,
+                groups.c.payments_enabled,
+                groups.c.language,
             ).where(groups.c.group_id == group_id)
         )
     ).first()
-    return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) if row else None
+    return _group(row) if row else None
 
 
 async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group]:
@@ -60,11 +65,19 @@ async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group
     rows = (
         await session.execute(
             select(
-                groups.c.group_id, groups.c.currency, groups.c.allow_negative_money_pot, groups.c.payments_enabled
+                groups.c.group_id,
+                groups.c.currency,
+                groups.c.allow_negative_money_pot,
+                groups.c.payments_enabled,
+                groups.c.language,
             ).where(groups.c.group_id.in_(group_ids))
         )
     ).all()
-    return [Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled) for row in rows]
+    return [_group(row) for row in rows]
+
+
+def _group(row) -> Group:  # type: ignore[no-untyped-def]
+    return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled, row.language)
 
 
 async def require_group(session: AsyncSession, group_id: UUID) -> Group:
@@ -186,12 +199,16 @@ async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None
 
 
 async def receive_payment(session: AsyncSession, event: PaymentReceived) -> PostedTransaction:
-    """Post the credit; a pending entry for the same payment becomes posted (with the received
-    amount, which may differ from the declared one)."""
-    posted = await post_and_publish(session, domain.payment_received(event))
+    """Post the credit, against the clearing account of the method actually used; a pending entry
+    for the same payment becomes posted (with the received amount and method, which may differ
+    from the declared ones, R20)."""
+    group = await find_group(session, event.group_id)
+    draft = domain.payment_received(event)
+    draft = dataclasses.replace(draft, memo=wording.received(event, group.language if group else "fr"))
+    posted = await post_and_publish(session, draft)
     entry = (
         await session.execute(
-            select(pending_entries.c.status, pending_entries.c.transaction_id)
+            select(pending_entries.c.status, pending_entries.c.transaction_id, pending_entries.c.method)
             .where(pending_entries.c.payment_id == event.payment_id)
             .with_for_update()
         )
@@ -229,7 +246,8 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
                 resolved_at=func.now(),
                 transaction_id=posted.transaction_id,
                 resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
-                f" by {event.method.value}",
+                f" by {event.method.value}"
+                + (f" (declared {entry.method})" if entry.method != event.method.value else ""),
             )
         )
     # status voided: the money arrived after all; the credit is posted, the voided entry stays.

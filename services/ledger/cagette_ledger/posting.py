@@ -123,6 +123,7 @@ class PostedTransaction:
                 kind=self.draft.kind,
                 idempotency_key=self.draft.idempotency_key,
                 reverses_transaction_id=self.draft.reverses,
+                source_event_id=self.draft.source_event_id,
                 postings=[
                     PostingLine(
                         account_id=leg.account_id,

@@ -23,7 +23,12 @@ from sqlalchemy import (
     text,
 )
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 groups = Table(
     "groups",
@@ -33,6 +38,19 @@ groups = Table(
     Column("payments_enabled", Boolean, nullable=False),
     Column("allow_negative_money_pot", Boolean, nullable=False),
     Column("settings_occurred_at", DateTime(timezone=True), nullable=False),
+    Column("language", Text, nullable=False, server_default="fr"),  # added by 0002: statements' words
+)
+
+# Who the members are, from orders.member.* (full state, the newest wins): names in the
+# coordinators' lists and exports (added by 0002).
+members = Table(
+    "members",
+    metadata,
+    Column("group_id", Uuid, primary_key=True),
+    Column("member_id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 accounts = Table(

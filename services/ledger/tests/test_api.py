@@ -310,9 +310,19 @@ async def test_group_balances_page_and_csv(world: World) -> None:
             method=PaymentMethod.CHEQUE,
         )
     )
+    from cagette_contracts import MemberUpdated
+
+    # Names come from orders.member.* (the newest state wins); a member never announced has none.
+    await world.deliver(
+        MemberUpdated(
+            group_id=world.group_id, member_id=settled, role=Role.MEMBER, name="Marie", email="marie@example.org"
+        )
+    )
     page = (await world.client.get(f"/groups/{world.group_id}/balances", headers=world.coordinator)).json()
     assert [line["member_id"] for line in page["in_debt"]] == [str(debtor)]
     assert [line["member_id"] for line in page["balanced"]] == [str(settled)]
+    assert (page["balanced"][0]["name"], page["balanced"][0]["email"]) == ("Marie", "marie@example.org")
+    assert page["in_debt"][0]["name"] is None
     assert [line["member_id"] for line in page["in_credit"]] == [str(creditor)]
     totals = page["totals"]
     assert (
@@ -327,10 +337,23 @@ async def test_group_balances_page_and_csv(world: World) -> None:
     response = await world.client.get(f"/groups/{world.group_id}/balances.csv", headers=world.coordinator)
     assert response.status_code == 200 and response.headers["content-type"] == "text/csv; charset=utf-8"
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))
-    assert list(rows[0]) == ["member_id", "standing", "balance", "pending", "held", "available", "currency"]
+    assert list(rows[0]) == [
+        "member_id",
+        "name",
+        "email",
+        "standing",
+        "balance",
+        "pending",
+        "held",
+        "available",
+        "currency",
+    ]
     by_member = {row["member_id"]: row for row in rows}
+    assert (by_member[str(settled)]["name"], by_member[str(settled)]["email"]) == ("Marie", "marie@example.org")
     assert by_member[str(debtor)] | {} == {
         "member_id": str(debtor),
+        "name": "",
+        "email": "",
         "standing": "in_debt",
         "balance": "-12.34",
         "pending": "12.34",

@@ -17,6 +17,7 @@ from .api import router
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
+from .tables import memberships
 
 NAME = "notifications"
 
@@ -37,6 +38,7 @@ class NotificationsService(Service):
             routers=[router],
             consumers=consumers,
             settings=settings,
+            membership_table=memberships,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)

@@ -54,6 +54,7 @@ async def enqueue(session: AsyncSession, emails: list[Email], *, sender_domain: 
                 subject=rendered.subject,
                 text_body=rendered.text,
                 html_body=rendered.html,
+                epc_payload=email.epc_payload,
                 message_id=message_id_for(delivery_id, sender_domain),
                 correlation_id=current_correlation_id(),
             )
@@ -83,6 +84,7 @@ class Claimed:
     message_id: str
     correlation_id: str
     attempts: int  # including the one about to be made
+    epc_payload: str | None = None
 
 
 async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: datetime | None = None) -> list[Claimed]:
@@ -118,6 +120,7 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: dat
             message_id=row.message_id,
             correlation_id=row.correlation_id,
             attempts=row.attempts,
+            epc_payload=row.epc_payload,
         )
         for row in rows
     ]

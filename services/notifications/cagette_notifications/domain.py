@@ -12,6 +12,7 @@ from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from cagette_contracts import Money, OrderLine, PaymentMethod
+from cagette_runtime import epc_qr
 
 
 class Kind(StrEnum):
@@ -29,6 +30,8 @@ class Kind(StrEnum):
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
+    ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
+    PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -87,6 +90,10 @@ def wants(member: Member, kind: Kind) -> bool:
     return not (kind in REMINDER_KINDS and member.reminders_opt_out)
 
 
+# The Content-ID of the EPC QR code attached inline to a transfer instructions email.
+EPC_QR_CID = "sepa-qr@cagette"
+
+
 @dataclass(frozen=True)
 class Instructions:
     """How to pay `amount`, by `method`: what the templates print for each method."""
@@ -99,6 +106,7 @@ class Instructions:
     bic: str | None = None
     balance_after: Money | None = None  # money pot
     paid: bool = False  # card: already paid
+    epc_payload: str | None = None  # transfer in EUR to a SEPA IBAN: the EPC QR code's content
     retry_url: str | None = None  # card: where to finish paying
 
 
@@ -122,6 +130,10 @@ def instructions_for(
 ) -> Instructions | None:
     if method is None:
         return None
+    epc_payload = None
+    if method == PaymentMethod.TRANSFER and reference and group.transfer_iban:
+        transfer = epc_qr.Transfer(group.name, group.transfer_iban, group.transfer_bic, amount, reference)
+        epc_payload = epc_qr.payload(transfer) if epc_qr.applies(transfer) else None
     return Instructions(
         method=method,
         amount=amount,
@@ -132,6 +144,7 @@ def instructions_for(
         balance_after=balance_after if method == PaymentMethod.MONEY_POT else None,
         paid=paid if method == PaymentMethod.CARD else False,
         retry_url=retry_url,
+        epc_payload=epc_payload,
     )
 
 
@@ -150,6 +163,12 @@ class Email:
         return self.member.email
 
     @property
+    def epc_payload(self) -> str | None:
+        """The EPC QR code the email carries inline, if its instructions have one."""
+        instructions = self.facts.get("instructions")
+        return instructions.epc_payload if isinstance(instructions, Instructions) else None
+
+    @property
     def language(self) -> str:
         return language_of(self.member, self.group)
 
@@ -159,6 +178,18 @@ def email_if_wanted(email: Email) -> list[Email]:
 
 
 # --- order, amendment and subscription confirmations -------------------------------------
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """When and where the member collects the order."""
+
+    starts_at: datetime
+    place: str
+
+
+def distribution_of(starts_at: datetime | None, place: str | None) -> Distribution | None:
+    return Distribution(starts_at, place) if starts_at is not None and place else None
 
 
 def order_confirmed(
@@ -171,6 +202,7 @@ def order_confirmed(
     total: Money,
     instructions: Instructions,
     confirmed_at: datetime,
+    distribution: Distribution | None = None,
 ) -> list[Email]:
     return email_if_wanted(
         Email(
@@ -178,7 +210,14 @@ def order_confirmed(
             source_event_id,
             group,
             member,
-            {"order_id": order_id, "lines": lines, "total": total, "instructions": instructions, "date": confirmed_at},
+            {
+                "order_id": order_id,
+                "lines": lines,
+                "total": total,
+                "instructions": instructions,
+                "date": confirmed_at,
+                "distribution": distribution,
+            },
         )
     )
 
@@ -322,6 +361,20 @@ class KnownOrder:
     order_id: UUID
     total: Money
     confirmed_at: datetime
+
+
+def account_link(
+    kind: Kind,
+    source_event_id: UUID,
+    group: Group,
+    person: Member,
+    *,
+    link: str,
+    expires_at: datetime,
+) -> list[Email]:
+    """An invitation to set a password, or a password reset: the single-use link the web
+    service created, to the person's own address (never refused: it is how they get in)."""
+    return [Email(kind, source_event_id, group, person, {"link": link, "expires_at": expires_at})]
 
 
 def card_payment_disputed(
@@ -508,18 +561,6 @@ def settle_options(group: Group, owed: Money) -> list[Instructions]:
         )
     options.append(Instructions(PaymentMethod.CASH, owed))
     return options
-
-
-def balance_after_order(state: BalanceState | None, total: Money, ordered_at: datetime) -> Money:
-    """The money-pot balance after an order, as far as the ledger has told us.
-
-    The ledger posts the order's debit when it sees OrderConfirmed, so a balance it reported
-    after the order was confirmed already includes it; an older one does not yet."""
-    if state is None or state.balance is None or state.balance.currency != total.currency:
-        return Money.zero(total.currency) - total
-    if state.as_of is not None and state.as_of > ordered_at:
-        return state.balance
-    return state.balance - total
 
 
 # --- delivery retries --------------------------------------------------------------------

@@ -6,10 +6,11 @@ the pending deliveries commit together or not at all; SMTP happens later, in the
 
 from __future__ import annotations
 
+import json
 import logging
 from uuid import UUID
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,12 +22,14 @@ from cagette_contracts import (
     CardPaymentFailed,
     Event,
     GroupSettingsChanged,
+    InvitationCreated,
     MemberJoined,
     MemberUpdated,
     Money,
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    PasswordResetRequested,
     PaymentCancelled,
     PaymentDeclared,
     PaymentMethod,
@@ -34,8 +37,9 @@ from cagette_contracts import (
     PaymentRefunded,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionPosted,
 )
-from cagette_runtime.consumer import Consumer
+from cagette_runtime.consumer import Consumer, parse_event
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
@@ -56,11 +60,13 @@ from .store import (
     save_balance,
 )
 from .tables import (
+    awaiting_posting,
     declared_payments,
     group_directory,
     known_amendments,
     known_orders,
     known_subscriptions,
+    ledger_postings,
     member_directory,
 )
 
@@ -83,7 +89,46 @@ HANDLED = (
     BalanceChanged,
     BalanceWentNegative,
     BalanceBackToNonNegative,
+    InvitationCreated,
+    PasswordResetRequested,
+    TransactionPosted,
 )
+
+# What members are told about with a money-pot balance in the email (B7).
+ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended)
+OrderEvent = OrderConfirmed | OrderAmended | SubscriptionConfirmed | SubscriptionAmended
+
+
+async def posting_known_or_wait(session: AsyncSession, event: OrderEvent) -> bool:
+    """Whether the ledger's posting of `event` is known; if not, the event waits for it (it is
+    handled again when the ledger's TransactionPosted for it arrives)."""
+    await lock(session, f"posting:{event.event_id}")
+    known = await session.scalar(
+        select(ledger_postings.c.source_event_id).where(ledger_postings.c.source_event_id == event.event_id)
+    )
+    if known is None:
+        await session.execute(
+            pg_insert(awaiting_posting)
+            .values(event_id=event.event_id, body=event.model_dump(mode="json"))
+            .on_conflict_do_nothing()
+        )
+        log.info("%s %s waits for the ledger's posting of it", event.routing_key(), event.event_id)
+    return known is not None
+
+
+async def posted_balance(session: AsyncSession, event: OrderEvent) -> Money | None:
+    """For a money-pot order event: the member's balance right after the ledger posted it (B7),
+    never a figure computed from an older balance."""
+    if event.payment_method != PaymentMethod.MONEY_POT:
+        return None
+    row = (
+        await session.execute(
+            select(ledger_postings.c.balance_after, ledger_postings.c.currency).where(
+                ledger_postings.c.source_event_id == event.event_id
+            )
+        )
+    ).first()
+    return Money(amount=row.balance_after, currency=row.currency) if row is not None else None
 
 
 def _lines_json(lines: list[OrderLine]) -> list[dict]:
@@ -103,6 +148,9 @@ class Handlers:
         await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
 
     async def handle(self, session: AsyncSession, event: Event) -> None:
+        if isinstance(event, ORDER_EVENTS) and event.payment_method == PaymentMethod.MONEY_POT:
+            if not await posting_known_or_wait(session, event):
+                return
         match event:
             case GroupSettingsChanged():
                 await self.on_group(session, event)
@@ -124,6 +172,10 @@ class Handlers:
                 await self.on_card_payment_disputed(session, event)
             case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
                 await self.on_balance(session, event)
+            case InvitationCreated() | PasswordResetRequested():
+                await self.on_account_link(session, event)
+            case TransactionPosted():
+                await self.on_transaction_posted(session, event)
             case _:
                 raise Invalid(f"notifications does not handle {event.routing_key()}")
 
@@ -165,6 +217,22 @@ class Handlers:
             )
         )
 
+    # --- accounts (web) -----------------------------------------------------------------
+
+    async def on_account_link(self, session: AsyncSession, event: InvitationCreated | PasswordResetRequested) -> None:
+        """The invitation or reset link goes to the address in the event (the person may not be
+        in the member directory yet); the group's name signs it when the group is known."""
+        try:
+            group = await load_group(session, event.group_id)
+        except NotYetKnown:
+            group = domain.Group(event.group_id, "Cagette", "EUR", event.language.value)
+        person = domain.Member(event.group_id, event.account_id, event.name, str(event.email), event.language.value)
+        kind = Kind.ACCOUNT_INVITATION if isinstance(event, InvitationCreated) else Kind.PASSWORD_RESET
+        await self.send(
+            session,
+            domain.account_link(kind, event.event_id, group, person, link=event.link, expires_at=event.expires_at),
+        )
+
     # --- orders ------------------------------------------------------------------------
 
     async def on_order_confirmed(self, session: AsyncSession, event: OrderConfirmed) -> None:
@@ -180,15 +248,14 @@ class Handlers:
                 total_amount=event.total.amount,
                 currency=event.total.currency,
                 confirmed_at=event.occurred_at,
+                distribution_starts_at=event.distribution_starts_at,
+                distribution_place=event.distribution_place,
             )
             .on_conflict_do_nothing()
         )
         if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
             group, member = await load_recipient(session, event.group_id, event.member_id)
-            balance_after = None
-            if event.payment_method == PaymentMethod.MONEY_POT:
-                state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
-                balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
+            balance_after = await posted_balance(session, event)
             instructions = instructions_for(
                 group,
                 event.payment_method,
@@ -208,6 +275,7 @@ class Handlers:
                     total=event.total,
                     instructions=instructions,
                     confirmed_at=event.occurred_at,
+                    distribution=domain.distribution_of(event.distribution_starts_at, event.distribution_place),
                 ),
             )
             return
@@ -221,7 +289,14 @@ class Handlers:
             )
         ).all()
         for payment in declared:
-            await self._send_order_instructions(session, payment, event.lines, event.total, event.occurred_at)
+            await self._send_order_instructions(
+                session,
+                payment,
+                event.lines,
+                event.total,
+                event.occurred_at,
+                domain.distribution_of(event.distribution_starts_at, event.distribution_place),
+            )
 
     async def on_order_amended(self, session: AsyncSession, event: OrderAmended) -> None:
         await lock(session, f"order:{event.order_id}")
@@ -243,10 +318,7 @@ class Handlers:
         )
         if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
             group, member = await load_recipient(session, event.group_id, event.member_id)
-            balance_after = None
-            if event.payment_method == PaymentMethod.MONEY_POT:
-                state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
-                balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
+            balance_after = await posted_balance(session, event)
             instructions = instructions_for(
                 group,
                 event.payment_method,
@@ -292,10 +364,7 @@ class Handlers:
             .on_conflict_do_nothing()
         )
         group, member = await load_recipient(session, event.group_id, event.member_id)
-        balance_after = None
-        if event.payment_method == PaymentMethod.MONEY_POT:
-            state = await load_balance(session, event.group_id, event.member_id, event.total.currency)
-            balance_after = domain.balance_after_order(state, event.total, event.occurred_at)
+        balance_after = await posted_balance(session, event)
         instructions = instructions_for(group, event.payment_method, event.total, balance_after=balance_after)
         await self.send(
             session,
@@ -321,10 +390,7 @@ class Handlers:
                 )
             )
         ).scalar()
-        balance_after = None
-        if event.payment_method == PaymentMethod.MONEY_POT:
-            state = await load_balance(session, event.group_id, event.member_id, event.added_total.currency)
-            balance_after = domain.balance_after_order(state, event.added_total, event.occurred_at)
+        balance_after = await posted_balance(session, event)
         instructions = instructions_for(group, event.payment_method, event.added_total, balance_after=balance_after)
         await self.send(
             session,
@@ -398,6 +464,7 @@ class Handlers:
                     _lines(order.lines),
                     Money(amount=order.total_amount, currency=order.currency),
                     order.confirmed_at,
+                    domain.distribution_of(order.distribution_starts_at, order.distribution_place),
                 )
             return  # otherwise sent when OrderConfirmed arrives
         # A payment not tied to an order: a subscription's, or one a coordinator expects.
@@ -425,7 +492,7 @@ class Handlers:
             ),
         )
 
-    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at) -> None:  # type: ignore[no-untyped-def]
+    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at, distribution) -> None:  # type: ignore[no-untyped-def]
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
             group,
@@ -445,6 +512,7 @@ class Handlers:
                 total=total,
                 instructions=instructions,
                 confirmed_at=confirmed_at,
+                distribution=distribution,
             ),
         )
 
@@ -610,6 +678,34 @@ class Handlers:
         ).scalar()
 
     # --- balances ----------------------------------------------------------------------
+
+    async def on_transaction_posted(self, session: AsyncSession, event: TransactionPosted) -> None:
+        """Keep the member's balance right after the event this transaction posted; a money-pot
+        order event that was waiting for it is handled now (B7)."""
+        member_leg = next((line for line in event.postings if line.member_id is not None), None)
+        if event.source_event_id is None or member_leg is None:
+            return
+        await lock(session, f"posting:{event.source_event_id}")
+        await session.execute(
+            pg_insert(ledger_postings)
+            .values(
+                source_event_id=event.source_event_id,
+                member_id=member_leg.member_id,
+                balance_after=member_leg.balance_after.amount,
+                currency=member_leg.balance_after.currency,
+                posted_at=event.occurred_at,
+            )
+            .on_conflict_do_nothing()
+        )
+        waiting = (
+            await session.execute(
+                delete(awaiting_posting)
+                .where(awaiting_posting.c.event_id == event.source_event_id)
+                .returning(awaiting_posting.c.body)
+            )
+        ).scalar()
+        if waiting is not None:
+            await self.handle(session, parse_event(json.dumps(waiting).encode()))
 
     async def on_balance(
         self, session: AsyncSession, event: BalanceChanged | BalanceWentNegative | BalanceBackToNonNegative

@@ -3,7 +3,9 @@
 Templates live in `templates/<language>/`: `<kind>.txt` sets `subject` and renders the plain
 text body; `<kind>.html` renders the HTML body (autoescaped); `_footer.txt` ends every plain text.
 Amounts go through the `money` filter (Money.format for the language: "12,50 €" / "€12.50"),
-dates through `date` (babel, in the configured time zone), quantities through `quantity`.
+dates through `date` (babel, in the configured time zone; French ordinal "1er"), a
+distribution's day and hour through `day_time`, quantities through `quantity`, fee rates through
+`percent`; `de` elides the French "de" before a vowel or a mute h ("auprès d'AMAP du Lac").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from cagette_contracts import Money
@@ -49,9 +51,16 @@ def _environment(language: str, timezone: str) -> Environment:
         return value.format(language)
 
     def when(value: datetime | date) -> str:
-        if isinstance(value, datetime):
-            return format_date(value.astimezone(zone).date(), format="long", locale=language)
-        return format_date(value, format="long", locale=language)
+        day = value.astimezone(zone).date() if isinstance(value, datetime) else value
+        return ordinal_first(format_date(day, format="long", locale=language), day, language)
+
+    def day_time(value: datetime) -> str:
+        local = value.astimezone(zone)
+        pattern = "EEEE d MMMM 'à' HH:mm" if language == "fr" else "EEEE d MMMM 'at' h:mm a"
+        return ordinal_first(format_datetime(local, pattern, locale=language), local.date(), language)
+
+    def percent(value: Decimal) -> str:
+        return format_percent(value, locale=language, decimal_quantization=False)
 
     def when_time(value: datetime) -> str:
         return format_datetime(value.astimezone(zone), format="medium", locale=language)
@@ -59,8 +68,25 @@ def _environment(language: str, timezone: str) -> Environment:
     def quantity(value: Decimal) -> str:
         return format_decimal(value.normalize(), locale=language)
 
-    env.filters.update(money=money, date=when, datetime=when_time, quantity=quantity)
+    env.filters.update(
+        money=money, date=when, datetime=when_time, day_time=day_time, quantity=quantity, percent=percent, de=de
+    )
     return env
+
+
+def ordinal_first(text: str, day: date, language: str) -> str:
+    """French writes the first of the month as an ordinal: "1er décembre", never "1 décembre"."""
+    if language == "fr" and day.day == 1:
+        return re.sub(r"(?<!\d)1(?= )", "1er", text, count=1)
+    return text
+
+
+_ELIDING = re.compile(r"^[aeiouyhàâäéèêëîïôöûüùœæ]", re.IGNORECASE)
+
+
+def de(name: str) -> str:
+    """The French preposition "de" before a name: "d'AMAP des Lilas", "de La Ferme"."""
+    return f"d'{name}" if _ELIDING.match(name) else f"de {name}"
 
 
 @lru_cache(maxsize=8)

@@ -10,7 +10,10 @@ from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
+from cagette_runtime import epc_qr
+
 from .delivery import Claimed
+from .domain import EPC_QR_CID
 from .settings import NotificationSettings
 
 
@@ -39,6 +42,19 @@ def build_message(claimed: Claimed, sender: str) -> EmailMessage:
     message["X-Cagette-Event-Id"] = str(claimed.event_id)
     message.set_content(claimed.text_body)
     message.add_alternative(claimed.html_body, subtype="html")
+    if claimed.epc_payload:
+        # The QR code inline in the HTML part (multipart/related), shown where the template
+        # puts <img src="cid:...">; text-only readers keep the written instructions.
+        html = message.get_body(preferencelist=("html",))
+        assert html is not None
+        html.add_related(
+            epc_qr.png_of_payload(claimed.epc_payload),
+            maintype="image",
+            subtype="png",
+            cid=f"<{EPC_QR_CID}>",
+            disposition="inline",
+            filename="sepa-qr.png",
+        )
     return message
 
 

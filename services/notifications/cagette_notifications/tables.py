@@ -20,7 +20,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 group_directory = Table(
     "group_directory",
@@ -76,6 +81,9 @@ known_orders = Table(
     Column("total_amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
+    # added by 0003: the order email names its distribution
+    Column("distribution_starts_at", DateTime(timezone=True)),
+    Column("distribution_place", Text),
 )
 
 known_amendments = Table(
@@ -142,6 +150,27 @@ member_balances = Table(
     PrimaryKeyConstraint("group_id", "member_id"),
 )
 
+# B7: the balance a money-pot email states is the ledger's, right after it posted what the email
+# is about. The ledger's TransactionPosted says which event it posted (source_event_id) and the
+# member's balance after it; an order event that arrives first waits for it in awaiting_posting.
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("source_event_id", Uuid, primary_key=True),
+    Column("member_id", Uuid, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False),
+)
+
+awaiting_posting = Table(
+    "awaiting_posting",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("body", JSONB, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # The delivery log: one row per (event, recipient, kind), written as 'pending' in the consuming
 # transaction with the rendered message; the sender task sends it after commit.
 email_deliveries = Table(
@@ -157,6 +186,7 @@ email_deliveries = Table(
     Column("subject", Text, nullable=False),
     Column("text_body", Text, nullable=False),
     Column("html_body", Text, nullable=False),
+    Column("epc_payload", Text),  # an EPC QR code to attach inline (transfer instructions)
     Column("message_id", Text, nullable=False),
     Column("correlation_id", Text, nullable=False),
     Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | sent | failed

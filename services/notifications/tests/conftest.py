@@ -4,77 +4,23 @@ PostgreSQL and RabbitMQ (an isolated database and vhost per test), and a publish
 from __future__ import annotations
 
 import asyncio
-import email
-import logging
-import socket
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
-from email.policy import default as default_policy
 
 import aio_pika
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 
 from cagette_contracts import Event, Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_notifications.app import NotificationsService, build_service
+from cagette_notifications.handlers import QUEUE_NAME
 from cagette_notifications.settings import NotificationSettings
 from cagette_runtime.auth import Principal, encode_token
-from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
-
-logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every SMTP command at INFO
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Mailbox:
-    """What a real SMTP server received."""
-
-    refuse: set[str] = field(default_factory=set)
-    messages: list[EmailMessage] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 5.1.1 no such mailbox"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
-        with self._lock:
-            self.messages.append(message)  # type: ignore[arg-type]
-        return "250 Message accepted"
-
-    @staticmethod
-    def body(message: EmailMessage, subtype: str) -> str:
-        part = message.get_body(preferencelist=(subtype,))
-        assert part is not None, f"no text/{subtype} part"
-        return part.get_content()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self._lock:
-            return [m for m in self.messages if m["To"] == address]
-
-    async def wait_for(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.to(address)) < count:
-            if asyncio.get_running_loop().time() > deadline:
-                got = [(m["To"], m["Subject"]) for m in self.messages]
-                raise AssertionError(f"expected {count} email(s) to {address} within {timeout}s; got {got}")
-            await asyncio.sleep(0.05)
-        return self.to(address)
+from cagette_runtime.testing import IsolatedServers, Mailbox, create_vhost, delete_vhost, free_port, smtp_server
 
 
 @pytest.fixture(name="free_port", scope="session")
@@ -86,18 +32,6 @@ def free_port_fixture() -> Callable[[], int]:
 def smtp_server_fixture() -> Callable[..., object]:
     """`async with smtp_server(port=None, refuse=None) as (mailbox, port):` a real SMTP server."""
     return smtp_server
-
-
-@asynccontextmanager
-async def smtp_server(port: int | None = None, refuse: set[str] | None = None) -> AsyncIterator[tuple[Mailbox, int]]:
-    mailbox = Mailbox(refuse=refuse or set())
-    port = port or free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield mailbox, port
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
@@ -133,7 +67,12 @@ class Running:
         so everything published before it was processed too."""
         await self.publish(sentinel)
         await self.wait_rows(
-            "SELECT 1 FROM inbox_messages WHERE event_id = :id", lambda rows: len(rows) == 1, id=sentinel.event_id
+            # The notifications queue's own inbox row (member events are also consumed by the
+            # memberships queue, in its own order).
+            "SELECT 1 FROM inbox_messages WHERE event_id = :id AND consumer = :consumer",
+            lambda rows: len(rows) == 1,
+            id=sentinel.event_id,
+            consumer=QUEUE_NAME,
         )
 
     def token(self, user_id: uuid.UUID, roles: dict[uuid.UUID, Role]) -> dict[str, str]:

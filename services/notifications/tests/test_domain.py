@@ -129,16 +129,6 @@ def test_pending_payments_that_cover_the_debt_hold_reminders_back() -> None:
     assert email.facts["owed"] == eur(1255) and email.facts["left"] == eur(255)
 
 
-def test_balance_after_a_money_pot_order() -> None:
-    ordered_at = T0
-    assert domain.balance_after_order(None, eur(1255), ordered_at) == eur(-1255)
-    before = domain.balance_changed(BalanceState(EUR), eur(2000), T0 - timedelta(hours=1))
-    assert domain.balance_after_order(before, eur(1255), ordered_at) == eur(745)
-    # The ledger already posted the order (its report is later than the order): not twice.
-    after = domain.balance_changed(BalanceState(EUR), eur(745), T0 + timedelta(seconds=1))
-    assert domain.balance_after_order(after, eur(1255), ordered_at) == eur(745)
-
-
 @pytest.mark.parametrize(("attempts", "expected"), [(1, 5.0), (2, 10.0), (3, 20.0), (10, 600.0), (1000, 600.0)])
 def test_retry_delay_doubles_up_to_the_cap(attempts: int, expected: float) -> None:
     assert domain.retry_delay(attempts, 5.0, 600.0) == expected

@@ -96,12 +96,13 @@ async def test_cheque_order_then_receipt_and_redeliveries_send_nothing_more(star
 
 
 async def test_money_pot_card_and_amendment_confirmations(start_service, mailbox, facts) -> None:
-    from cagette_contracts import BalanceChanged
+    from cagette_contracts import AccountType, BalanceChanged, PostingLine, TransactionPosted
 
     async with start_service(smtp_port=mailbox.port) as running:
         pot, card = facts.member("Pot", "en"), facts.member("Card", "fr")
         await running.publish(facts.group, pot, card)
-        # The ledger said Pot had 20.00 before the order: the balance after is 20.00 - 12.55.
+        # An older balance report (20.00) is not what the email states: the ledger's balance right
+        # after posting this order is (B7), and the email waits for that posting.
         await running.publish(
             BalanceChanged(
                 group_id=facts.group_id,
@@ -115,10 +116,36 @@ async def test_money_pot_card_and_amendment_confirmations(start_service, mailbox
         await running.wait_rows("SELECT balance FROM member_balances", lambda rows: rows == [(2000,)])
         pot_order = facts.order(pot, "money_pot")
         await running.publish(pot_order, facts.order(card, "card"))
+        [card_mail] = await mailbox.wait_for(str(card.email))
+        await running.wait_rows("SELECT event_id FROM awaiting_posting", lambda rows: rows == [(pot_order.event_id,)])
+        assert mailbox.to(str(pot.email)) == []
+        posted = TransactionPosted(
+            group_id=facts.group_id,
+            transaction_id=uuid.uuid4(),
+            kind="order",
+            idempotency_key=f"order:{pot_order.order_id}:confirmed",
+            source_event_id=pot_order.event_id,
+            postings=[
+                PostingLine(
+                    account_id=uuid.uuid4(),
+                    account_type=AccountType.MEMBER,
+                    member_id=pot.member_id,
+                    amount=Money.of(-1255, "EUR"),
+                    balance_after=Money.of(545, "EUR"),  # another order was posted in between
+                ),
+                PostingLine(
+                    account_id=uuid.uuid4(),
+                    account_type=AccountType.SALES,
+                    amount=Money.of(1255, "EUR"),
+                    balance_after=Money.of(3255, "EUR"),
+                ),
+            ],
+        )
+        await running.publish(posted)
 
         [pot_mail] = await mailbox.wait_for(str(pot.email))
         assert pot_mail["Subject"] == "Your order is confirmed: €12.55 from your money pot - AMAP des Lilas"
-        assert "Your balance after this order: €7.45" in mailbox.body(pot_mail, "plain")
+        assert "Your balance after this order: €5.45" in mailbox.body(pot_mail, "plain")
         [card_mail] = await mailbox.wait_for(str(card.email))
         assert "12,55\xa0€ ont été payés par carte" in mailbox.body(card_mail, "plain")
 

@@ -133,7 +133,7 @@ def every_email(language: str) -> list[domain.Email]:
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> None:
     emails = every_email(language)
-    assert {e.kind for e in emails} == set(Kind)
+    assert {e.kind for e in emails} == set(Kind) - ACCOUNT_KINDS
     for email in emails:
         rendered = render(email)
         assert rendered.subject and "\n" not in rendered.subject
@@ -144,6 +144,31 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
         assert "Les &lt;Paniers&gt; &amp; Co" in rendered.html and "Les <Paniers> & Co" in rendered.text
         assert f'<html lang="{language}">' in rendered.html
+
+
+# The web service's links: no amount in them (tested below).
+ACCOUNT_KINDS = {Kind.ACCOUNT_INVITATION, Kind.PASSWORD_RESET}
+
+
+@pytest.mark.parametrize(
+    ("language", "kind", "subject", "sentence"),
+    [
+        ("fr", Kind.ACCOUNT_INVITATION, "Invitation à rejoindre Les <Paniers> & Co sur Cagette", "choisissez un mot"),
+        ("en", Kind.ACCOUNT_INVITATION, "You are invited to Les <Paniers> & Co on Cagette", "choose a password"),
+        ("fr", Kind.PASSWORD_RESET, "Choisissez un nouveau mot de passe Cagette", "réinitialiser le mot de passe"),
+        ("en", Kind.PASSWORD_RESET, "Choose a new Cagette password", "reset the password"),
+    ],
+)
+def test_invitation_and_reset_links_render_in_each_language(
+    language: str, kind: Kind, subject: str, sentence: str
+) -> None:
+    link = "https://cagette.example/set-password?token=abc&x=<1>"
+    [email] = domain.account_link(kind, uuid.uuid4(), GROUP, member(language), link=link, expires_at=WHEN)
+    rendered = render(email)
+    assert rendered.subject == subject
+    assert sentence in rendered.text and link in rendered.text
+    assert "token=abc&amp;x=&lt;1&gt;" in rendered.html and "2026" in rendered.text
+    assert f'<html lang="{language}">' in rendered.html
 
 
 def test_instructions_by_method_in_french() -> None:
@@ -301,3 +326,42 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
     assert "Motif" not in text and "Reason" not in text and "statut" not in text and "status:" not in text
     # An order notifications never saw confirmed: its id, nothing made up.
     assert {"fr": f"- Commande : {order_id}\n", "en": f"- Order: {order_id}\n"}[language] in text
+
+
+def test_an_order_email_a_member_can_act_on() -> None:
+    """Issue 14: the order email names its distribution (French ordinal for the 1st), each line
+    shows its fee so the total adds up, "de" is elided before a vowel, and a card-paid order's
+    subject says it is paid."""
+    amap = Group(uuid.uuid4(), "AMAP des Lilas", "EUR", "fr", "AMAP des Lilas")
+    cheese = OrderLine(
+        product_name="Comté",
+        quantity=Decimal("0.375"),
+        unit_price=Money.of(1999, "EUR"),
+        fee_rate=Decimal("0.02"),
+        line_total=line_amount(Decimal("0.375"), Money.of(1999, "EUR"), Decimal("0.02")),
+        unit="kg",
+    )
+    where = domain.Distribution(datetime(2026, 12, 1, 17, 0, tzinfo=UTC), "Préau de l'école")
+    alice = Member(amap.group_id, uuid.uuid4(), "Alice", "alice@example.org", "fr")
+    for method, subject in [
+        (PaymentMethod.CHEQUE, "Commande confirmée : 7,65\xa0€ à régler par chèque - AMAP des Lilas"),
+        (PaymentMethod.CARD, "Commande confirmée et payée : 7,65\xa0€ par carte - AMAP des Lilas"),
+    ]:
+        instructions = domain.instructions_for(amap, method, cheese.line_total, paid=True)
+        [email] = domain.order_confirmed(
+            uuid.uuid4(),
+            amap,
+            alice,
+            order_id=uuid.uuid4(),
+            lines=[cheese],
+            total=cheese.line_total,
+            instructions=instructions,
+            confirmed_at=datetime(2026, 11, 1, 9, tzinfo=UTC),
+            distribution=where,
+        )
+        rendered = render(email)
+        assert rendered.subject == subject
+        assert "Votre commande auprès d'AMAP des Lilas est confirmée (1er novembre 2026)." in rendered.text
+        assert "Distribution : mardi 1er décembre à 18:00, Préau de l'école." in rendered.text
+        assert "- Comté : 0,375 kg x 19,99\xa0€ + 2\xa0% de frais = 7,65\xa0€" in rendered.text
+        assert '<td align="right">2\xa0%</td>' in rendered.html

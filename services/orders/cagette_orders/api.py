@@ -13,12 +13,22 @@ from pydantic import AwareDatetime, BaseModel, EmailStr, Field
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import CurrencyCode, Language, MemberJoined, MemberUpdated, Money, PaymentMethod, Role
+from cagette_contracts import (
+    CurrencyCode,
+    Language,
+    MemberJoined,
+    MemberLeft,
+    MemberUpdated,
+    Money,
+    PaymentMethod,
+    Role,
+)
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.clock import now
-from cagette_runtime.errors import Conflict, Invalid, NotFound
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
 
 from . import domain, store
@@ -136,7 +146,11 @@ async def update_group(
 
 
 class MemberIn(BaseModel):
-    member_id: UUID = Field(description="The member's user id (the `sub` of their bearer token)")
+    member_id: UUID | None = Field(
+        default=None,
+        description="The member's user id (the `sub` of their tokens). Omitted: the id this e-mail already has "
+        "in another group (one account per person across groups), else a new one.",
+    )
     role: Role = Role.MEMBER
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr
@@ -158,16 +172,15 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
+        member_id = body.member_id or await store.known_member_id(session, body.email) or uuid.uuid4()
         member = MemberOut(
-            group_id=group_id, **body.model_dump(exclude={"language"}), language=body.language or group.language
+            group_id=group_id,
+            **body.model_dump(exclude={"language", "member_id"}),
+            member_id=member_id,
+            language=body.language or group.language,
         )
-        already = await session.scalar(
-            select(members.c.member_id).where(members.c.group_id == group_id, members.c.member_id == body.member_id)
-        )
-        if already:
-            raise Conflict(f"{body.member_id} is already a member of group {group_id}")
+        await store.add_or_rejoin_member(session, member)
         values = member.model_dump(mode="json")
-        await session.execute(members.insert().values(**values))
         await outbox.add(session, MemberJoined.model_validate({**values, **outbox.event_context(group_id)}))
     return member
 
@@ -178,7 +191,11 @@ async def list_members(group_id: UUID, principal: CurrentPrincipal, database: Da
     async with database.transaction() as session:
         await load_group(session, group_id)
         rows = (
-            await session.execute(select(members).where(members.c.group_id == group_id).order_by(members.c.name))
+            await session.execute(
+                select(members)
+                .where(members.c.group_id == group_id, members.c.left_at.is_(None))
+                .order_by(members.c.name)
+            )
         ).mappings()
         return [MemberOut.model_validate(dict(row)) for row in rows]
 
@@ -209,6 +226,33 @@ async def update_member(
         )
         await outbox.add(session, MemberUpdated.model_validate({**values, **outbox.event_context(group_id)}))
     return member
+
+
+@router.delete("/groups/{group_id}/members/{member_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["members"])
+async def remove_member(group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> None:
+    """A member leaves the group (themself) or a coordinator removes them. Their account, orders
+    and ledger history stay; they hold no role in the group any more, on any service, once the
+    services consumed the MemberLeft this publishes. Re-adding them later is allowed."""
+    principal.require_self_or_coordinator(group_id, member_id)
+    async with database.transaction() as session:
+        current = await load_member(session, group_id, member_id, for_update=True)
+        if current.role is Role.COORDINATOR:
+            others = await store.other_coordinators(session, group_id, member_id)
+            domain.check_keeps_coordinator(current.role, Role.MEMBER, others)
+        await store.mark_left(session, group_id, member_id)
+        removed = member_id != principal.user_id
+        await outbox.add(session, MemberLeft(member_id=member_id, removed=removed, **outbox.event_context(group_id)))
+
+
+class OrdersMemberships:
+    """Current roles for authorization, read from orders' own members table (the source)."""
+
+    def __init__(self, db: Database) -> None:
+        self.database = db
+
+    async def known_roles(self, user_id: UUID) -> dict[UUID, Role | None]:
+        async with self.database.sessionmaker() as session:
+            return await store.known_roles(session, user_id)
 
 
 # ------------------------------------------------------------------ catalogs and products

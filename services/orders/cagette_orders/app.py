@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
-from .api import router
+from .api import OrdersMemberships, router
 from .handlers import consumers
 from .orders_api import router as orders_router
 
@@ -21,6 +21,7 @@ def build_service(settings: ServiceSettings | None = None) -> Service:
         routers=[router, orders_router],
         consumers=consumers,
         settings=settings,
+        memberships=lambda service: OrdersMemberships(service.database),
         description="Groups and payment settings, members, catalogs, distributions, orders "
         "and subscriptions: the front door of every money flow.",
     )

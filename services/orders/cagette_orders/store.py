@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
 from cagette_runtime.clock import now
-from cagette_runtime.errors import NotFound
+from cagette_runtime.errors import Conflict, NotFound
 
 from . import domain
 from .tables import (
@@ -102,7 +102,10 @@ class MemberOut(BaseModel):
 async def find_member(
     session: AsyncSession, group_id: UUID, member_id: UUID, *, for_update: bool = False
 ) -> MemberOut | None:
-    statement = select(members).where(members.c.group_id == group_id, members.c.member_id == member_id)
+    """A current member (one who left or was removed is not found)."""
+    statement = select(members).where(
+        members.c.group_id == group_id, members.c.member_id == member_id, members.c.left_at.is_(None)
+    )
     if for_update:
         statement = statement.with_for_update()
     row = (await session.execute(statement)).mappings().first()
@@ -124,9 +127,56 @@ async def other_coordinators(session: AsyncSession, group_id: UUID, member_id: U
             members.c.group_id == group_id,
             members.c.role == Role.COORDINATOR.value,
             members.c.member_id != member_id,
+            members.c.left_at.is_(None),
         )
     )
     return count or 0
+
+
+async def known_member_id(session: AsyncSession, email: str) -> UUID | None:
+    """The user id this e-mail already has as a member of some group (the person's account)."""
+    return await session.scalar(
+        select(members.c.member_id).where(func.lower(members.c.email) == email.lower()).limit(1)
+    )
+
+
+async def add_or_rejoin_member(session: AsyncSession, member: MemberOut) -> None:
+    """Insert the member, or bring back one who left (their row and history stay); Conflict if
+    they are a member already."""
+    previous = (
+        await session.execute(
+            select(members.c.left_at)
+            .where(members.c.group_id == member.group_id, members.c.member_id == member.member_id)
+            .with_for_update()
+        )
+    ).first()
+    if previous is not None and previous.left_at is None:
+        raise Conflict(f"{member.member_id} is already a member of group {member.group_id}")
+    values = member.model_dump(mode="json")
+    if previous is None:
+        await session.execute(members.insert().values(**values))
+        return
+    await session.execute(
+        update(members)
+        .where(members.c.group_id == member.group_id, members.c.member_id == member.member_id)
+        .values(**values, left_at=None, joined_at=func.now(), updated_at=func.now())
+    )
+
+
+async def mark_left(session: AsyncSession, group_id: UUID, member_id: UUID) -> None:
+    await session.execute(
+        update(members)
+        .where(members.c.group_id == group_id, members.c.member_id == member_id)
+        .values(left_at=func.now(), updated_at=func.now())
+    )
+
+
+async def known_roles(session: AsyncSession, user_id: UUID) -> dict[UUID, Role | None]:
+    """Each group the person is or was in, with their role there now (None: they left)."""
+    rows = await session.execute(
+        select(members.c.group_id, members.c.role, members.c.left_at).where(members.c.member_id == user_id)
+    )
+    return {row.group_id: None if row.left_at is not None else Role(row.role) for row in rows}
 
 
 # ------------------------------------------------------------------ products
@@ -282,6 +332,7 @@ def order_line(priced: domain.PricedLine) -> OrderLine:
         unit_price=p.unit_price,
         fee_rate=p.fee_rate,
         line_total=priced.line_total,
+        unit=p.unit,
     )
 
 

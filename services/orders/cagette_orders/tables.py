@@ -63,7 +63,10 @@ members = Table(
     Column("language", Text, nullable=False),
     Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when the member left or was removed: the row (and their history) stays, the role does not count.
+    Column("left_at", DateTime(timezone=True)),
     PrimaryKeyConstraint("group_id", "member_id"),
+    Index("members_by_member", "member_id"),
 )
 
 catalogs = Table(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, TypedDict, TypeVar
 from uuid import UUID
 
@@ -38,7 +39,7 @@ from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
 
 from . import domain, store
-from .store import GroupOut, MemberOut, OrderOut, SubscriptionOut
+from .store import DistributionOut, GroupOut, MemberOut, OrderOut, SubscriptionOut
 
 
 class Holds(Protocol):
@@ -141,10 +142,24 @@ def _hold_for(
     return HoldRequest(group_id, member_id, order_id, amount)
 
 
-class _OrderIds(TypedDict):
+class _DistributionFields(TypedDict):
+    distribution_id: UUID
+    distribution_starts_at: datetime
+    distribution_place: str
+
+
+def _distribution_fields(distribution: DistributionOut) -> _DistributionFields:
+    """What the events say of an order's distribution, for the emails and statements that name it."""
+    return _DistributionFields(
+        distribution_id=distribution.distribution_id,
+        distribution_starts_at=distribution.starts_at,
+        distribution_place=distribution.place,
+    )
+
+
+class _OrderIds(_DistributionFields):
     order_id: UUID
     member_id: UUID
-    distribution_id: UUID
 
 
 class _AmendmentIds(_OrderIds):
@@ -167,7 +182,7 @@ class _NewOrder:
     order_id: UUID
     group: GroupOut
     member_id: UUID
-    distribution_id: UUID
+    distribution: DistributionOut
     payment: domain.Payment | None  # None: payments off (R1)
     lines: list[OrderLine]
     amount: Money
@@ -203,7 +218,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
         )
         lines = [store.order_line(p) for p in priced]
-        return _NewOrder(order_id, group, member.member_id, distribution.distribution_id, payment, lines, amount)
+        return _NewOrder(order_id, group, member.member_id, distribution, payment, lines, amount)
 
     async def record(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
         payment = order.payment
@@ -212,7 +227,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             order_id=order_id,
             group=order.group,
             member_id=order.member_id,
-            distribution_id=order.distribution_id,
+            distribution_id=order.distribution.distribution_id,
             method=payment.method if payment else None,
             status=payment.initial_status if payment else domain.OrderStatus.CONFIRMED,
             lines=order.lines,
@@ -221,7 +236,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         )
         if payment is None:
             return
-        ids = _OrderIds(order_id=order_id, member_id=order.member_id, distribution_id=order.distribution_id)
+        ids = _OrderIds(order_id=order_id, member_id=order.member_id, **_distribution_fields(order.distribution))
         context = outbox.event_context(group_id)
         if payment.settlement is domain.Settlement.AWAIT_CARD:
             await outbox.add(
@@ -276,7 +291,7 @@ class ChangeOrder:
 class _BasketChange:
     group: GroupOut
     order: OrderOut
-    distribution_id: UUID
+    distribution: DistributionOut
     payment: domain.Payment | None  # None: payments off, the basket is replaced
     lines: list[OrderLine]  # payments off: the new basket; payments on: what is added (R6)
     amount: Money  # payments off: the new total; payments on: the added amount
@@ -314,7 +329,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
             wanted = domain.add_only_diff(current, wanted, names)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
         lines = [store.order_line(p) for p in priced]
-        return _BasketChange(group, order, distribution.distribution_id, payment, lines, amount)
+        return _BasketChange(group, order, distribution, payment, lines, amount)
 
     async def record(session: AsyncSession, change: _BasketChange, hold_id: UUID | None) -> None:
         order, payment = change.order, change.payment
@@ -336,7 +351,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
             order_id=order_id,
             amendment_id=amendment_id,
             member_id=order.member_id,
-            distribution_id=change.distribution_id,
+            **_distribution_fields(change.distribution),
         )
         context = outbox.event_context(group_id)
         if status is domain.OrderStatus.AWAITING_PAYMENT:

@@ -81,7 +81,11 @@ class BasketRefund(Body):
 
 class Confirm(Body):
     amount: Money | None = Field(default=None, description="the amount actually received, if not the declared one")
-    method: Method | None = Field(default=None, description="for on_the_spot: cash, cheque or card_terminal")
+    method: Method | None = Field(
+        default=None,
+        description="the method actually used, if not the declared one (R20): cash, cheque, transfer or "
+        "card_terminal; required for on_the_spot (cash, cheque or card_terminal)",
+    )
     label: Label | None = None
     note: Annotated[str, Field(max_length=500)] = ""
 
@@ -452,7 +456,7 @@ async def get_payment(
     "/groups/{group_id}/payments/{payment_id}/confirm",
     response_model=PaymentOut,
     tags=["payments"],
-    summary="Declared -> received, correcting the amount (and the method of an on-the-spot payment)",
+    summary="Declared -> received, correcting the amount and the method to what was actually paid (R20)",
 )
 async def confirm(
     group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, request: Request

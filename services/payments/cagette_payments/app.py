@@ -8,11 +8,13 @@ from cagette_runtime.service import Service
 
 from . import card_usecases
 from .api import router
+from .bank_api import router as bank_router
 from .card_api import router as card_router
 from .handlers import consumers
 from .jobs import FeeJobs
 from .provider import CardProvider
 from .settings import PaymentsSettings
+from .tables import memberships
 from .webhooks import router as webhook_router
 
 NAME = "payments"
@@ -27,9 +29,10 @@ class PaymentsService(Service):
         super().__init__(
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
-            routers=[router, card_router, webhook_router],
+            routers=[router, card_router, webhook_router, bank_router],
             consumers=consumers,
             settings=settings,
+            membership_table=memberships,
             description="Payment references, manual and card payments, distribution validation.",
         )
         self.card_provider = CardProvider(settings)

@@ -56,6 +56,7 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
             "payment_methods": [m.value for m in event.payment_methods],
             "cheque_payee": event.cheque_payee,
             "transfer_iban": event.transfer_iban,
+            "transfer_bic": event.transfer_bic,
             "settings_at": event.occurred_at,
         },
     )

@@ -25,7 +25,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.memberships import memberships_table
+
 metadata = MetaData()
+
+# Who holds which role in which group now, from orders.member.* (runtime.memberships).
+memberships = memberships_table(metadata)
 
 # Local copy of each group's settings, from GroupSettingsChanged (no synchronous calls).
 groups = Table(
@@ -38,6 +43,7 @@ groups = Table(
     Column("payment_methods", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("cheque_payee", Text),
     Column("transfer_iban", Text),
+    Column("transfer_bic", Text),
     Column("settings_at", DateTime(timezone=True), nullable=False),  # occurred_at of the event applied
 )
 
@@ -151,6 +157,7 @@ payments = Table(
     # Room for card payments (separate issue): provider and its payment id.
     Column("provider", Text),
     Column("provider_payment_id", Text),
+    Column("bank_line_id", Uuid),  # the bank statement line that settled it (bank_lines)
     Column("created_by", Uuid),  # null when created from an event
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -371,3 +378,85 @@ card_jobs = Table(
     Column("last_error", Text),
 )
 Index("card_jobs_due", card_jobs.c.next_attempt_at, postgresql_where=card_jobs.c.done_at.is_(None))
+
+
+# -- bank statements (issue 19) --------------------------------------------------------------
+
+# A group's saved CSV column mapping (how its bank writes a CSV export).
+bank_settings = Table(
+    "bank_settings",
+    metadata,
+    Column("group_id", Uuid, primary_key=True),
+    Column("csv_mapping", JSONB),
+    Column("updated_by", Uuid, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# One imported file: what it was and what its import did (the report).
+bank_imports = Table(
+    "bank_imports",
+    metadata,
+    Column("import_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("format", Text, nullable=False),  # camt.053.001.08, mt940, csv...
+    Column("iban", Text),
+    Column("statement_id", Text),
+    Column("file_sha256", Text, nullable=False),
+    Column("file_name", Text),
+    Column("first_booking_date", Date),
+    Column("last_booking_date", Date),
+    Column("report", JSONB, nullable=False),  # counts per outcome, already imported
+    Column("imported_by", Uuid, nullable=False),
+    Column("imported_at", DateTime(timezone=True), nullable=False),
+)
+Index("bank_imports_group", bank_imports.c.group_id, bank_imports.c.imported_at)
+
+# Each statement line once per group, under its stable key (the bank's reference, else a
+# fingerprint): a re-import finds it and counts it as already imported.
+bank_lines = Table(
+    "bank_lines",
+    metadata,
+    Column("line_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("line_key", Text, nullable=False),
+    Column("import_id", Uuid, ForeignKey("bank_imports.import_id"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("booking_date", Date, nullable=False),
+    Column("value_date", Date),
+    Column("amount", BigInteger, nullable=False),  # signed: credits positive
+    Column("currency", String(3), nullable=False),
+    Column("counterparty", Text, nullable=False, server_default=""),
+    Column("counterparty_iban", Text),
+    Column("label", Text, nullable=False, server_default=""),
+    Column("creditor_reference", Text),
+    Column("bank_reference", Text),
+    Column("reference", Text),  # the compact RF reference it matched (or the typo'd one)
+    Column("outcome", Text, nullable=False),
+    Column("review_reason", Text),
+    Column("suggested_payment_id", Uuid),
+    Column("payment_id", Uuid, ForeignKey("payments.payment_id")),
+    Column("member_id", Uuid),
+    Column("reviewed_by", Uuid),
+    Column("reviewed_at", DateTime(timezone=True)),
+    Column("review_note", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(
+        "outcome IN ('matched', 'amount_corrected', 'top_up', 'to_review', 'assigned', 'ignored', 'debit')",
+        name="bank_lines_outcome",
+    ),
+    CheckConstraint("amount <> 0", name="bank_lines_not_zero"),
+    UniqueConstraint("group_id", "line_key", name="bank_lines_key"),
+)
+Index("bank_lines_review", bank_lines.c.group_id, bank_lines.c.outcome, bank_lines.c.booking_date)
+Index("bank_lines_import", bank_lines.c.import_id)
+
+# Each member's standing RF reference, for money-pot top-ups by transfer at any time.
+member_references = Table(
+    "member_references",
+    metadata,
+    Column("group_id", Uuid, primary_key=True),
+    Column("member_id", Uuid, primary_key=True),
+    Column("reference", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("reference", name="member_references_reference"),
+)

@@ -410,7 +410,7 @@ async def confirm_payment(
     note: str = "",
     at: datetime | None = None,
 ) -> Row:
-    """declared -> received, with the amount actually received and (on the spot) the actual method."""
+    """declared -> received, with the amount and the method actually received (R20)."""
     principal.require_coordinator(group_id)
     row = await _payment_for_change(session, group_id, payment_id)
     await _confirm_locked(session, principal, row, amount=amount, method=method, label=label, note=note, at=at or now())

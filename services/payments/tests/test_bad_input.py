@@ -249,8 +249,8 @@ async def test_state_machine_refusals(payments: Payments, scene: Scene) -> None:
         f"/groups/{g}/payments/{scene.pending_id}/confirm",
         422,
         headers=headers,
-        json={"method": "cash"},
-        detail="cannot be confirmed as cash",
+        json={"method": "card"},
+        detail="cannot be confirmed as card",
     )
     await refused(
         payments,

@@ -54,11 +54,24 @@ def test_on_the_spot_needs_and_takes_the_actual_method() -> None:
     assert (transition.method_before, transition.method_after) == (Method.ON_THE_SPOT, Method.CARD_TERMINAL)
 
 
-def test_a_cheque_cannot_be_confirmed_as_cash() -> None:
-    with pytest.raises(states.BadCorrection, match="cannot be confirmed as cash"):
-        states.confirm(declared(Method.CHEQUE), by=BY, at=AT, method=Method.CASH)
-    after, _ = states.confirm(declared(Method.CHEQUE), by=BY, at=AT, method=Method.CHEQUE)
-    assert after.method is Method.CHEQUE
+@pytest.mark.parametrize("actual", [Method.CHEQUE, Method.TRANSFER, Method.CARD_TERMINAL, Method.CASH])
+def test_declared_cash_confirmed_as_the_method_actually_used(actual: Method) -> None:
+    """R20: the member declared cash and handed over something else; the transition says so."""
+    after, transition = states.confirm(declared(Method.CASH), by=BY, at=AT, method=actual, amount=eur(1850))
+    assert (after.state, after.method, after.amount) == (State.RECEIVED, actual, eur(1850))
+    assert (transition.method_before, transition.method_after) == (Method.CASH, actual)
+    assert (transition.amount_before, transition.amount_after, transition.by, transition.at) == (
+        eur(2000),
+        eur(1850),
+        BY,
+        AT,
+    )
+
+
+@pytest.mark.parametrize("method", [Method.CARD, Method.MONEY_POT, Method.ON_THE_SPOT])
+def test_no_declared_payment_is_confirmed_as_a_method_money_does_not_arrive_by(method: Method) -> None:
+    with pytest.raises(states.BadCorrection, match=f"cannot be confirmed as {method}"):
+        states.confirm(declared(Method.CHEQUE), by=BY, at=AT, method=method)
 
 
 @pytest.mark.parametrize("amount", [eur(0), eur(-5), Money(amount=2000, currency="CHF")])

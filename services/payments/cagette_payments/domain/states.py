@@ -1,6 +1,7 @@
 """The manual payment state machine (SPEC B3).
 
-    declared --confirm--> received   (amount corrected; for on_the_spot, the actual method given)
+    declared --confirm--> received   (amount and method corrected to what was actually paid, R20;
+                                      for on_the_spot, the actual method is required, R17)
     declared --cancel---> cancelled
     (created) ----------> received   (recorded by hand: already received)
 
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from cagette_contracts import Money
 
-from .methods import ON_THE_SPOT_ACTUAL, Method
+from .methods import MANUAL_METHODS, ON_THE_SPOT_ACTUAL, Method
 
 
 class State(StrEnum):
@@ -94,8 +95,10 @@ def confirm(
     method: Method | None = None,
     note: str = "",
 ) -> tuple[Payment, Transition]:
-    """declared -> received. `amount` corrects the amount actually received; `method` says what
-    an on-the-spot payment actually was (required for those; refused for any other method)."""
+    """declared -> received. `amount` corrects the amount actually received; `method` the method
+    actually used (R20: a member who declared cash may hand over a cheque): any manual method
+    (cash, cheque, transfer, card terminal); for an on-the-spot payment it is required and one
+    paid at the distribution (R17). The transition keeps both methods, who and when."""
     if payment.state is not State.DECLARED:
         raise TransitionRefused(
             f"payment {payment.payment_id} is {payment.state}: only a declared payment can be confirmed"
@@ -110,13 +113,15 @@ def confirm(
         if method not in ON_THE_SPOT_ACTUAL:
             raise BadCorrection(f"{method} is not a method paid on the spot ({', '.join(sorted(ON_THE_SPOT_ACTUAL))})")
         actual = method
-    else:
-        if method is not None and method is not payment.method:
-            raise BadCorrection(
-                f"a declared {payment.method} payment cannot be confirmed as "
-                f"{method}: cancel it and record the payment actually made"
-            )
+    elif method is None:
         actual = payment.method
+    elif method in MANUAL_METHODS:
+        actual = method
+    else:
+        raise BadCorrection(
+            f"a declared payment cannot be confirmed as {method}: the money arrived by one of "
+            f"{', '.join(sorted(MANUAL_METHODS))}"
+        )
     after = replace(payment, state=State.RECEIVED, amount=received, method=actual)
     return after, Transition(
         payment.payment_id,
