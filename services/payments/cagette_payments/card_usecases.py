@@ -19,6 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CardFeeCharged, CardSettingsChanged, Money, OrderAwaitingPayment, PaymentMethod
+from cagette_contracts.card_limits import card_amount_refusal
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
 from cagette_runtime.clock import now
@@ -174,6 +175,9 @@ async def start_payment(
     group = await store.get_group(session, group_id)
     if group is not None and not group.payments_enabled:
         raise Conflict(f"payment management is off in group {group_id} (R1)")
+    refusal = card_amount_refusal(money_of(due))
+    if refusal is not None:  # orders refuses it first; never ask the provider for what it refuses
+        raise Invalid(refusal)
     attempts = await card_store.attempts_of(session, due.due_id)
     paid = [a for a in attempts if CardState(a.state) in domain.PAID_STATES]
     if paid:

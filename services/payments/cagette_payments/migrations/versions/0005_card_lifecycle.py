@@ -1,16 +1,16 @@
 """The card payment's lifecycle after the success: refund and dispute states, disputes' money
 movements and failed refunds, each recorded once.
 
-Revision ID: 0003_card_lifecycle
-Revises: 0002
+Revision ID: 0005_card_lifecycle
+Revises: 0004_memberships
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_card_lifecycle"
-down_revision = "0002"
+revision = "0005_card_lifecycle"
+down_revision = "0004_memberships"
 branch_labels = None
 depends_on = None
 
