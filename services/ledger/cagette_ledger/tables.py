@@ -38,11 +38,11 @@ groups = Table(
     Column("payments_enabled", Boolean, nullable=False),
     Column("allow_negative_money_pot", Boolean, nullable=False),
     Column("settings_occurred_at", DateTime(timezone=True), nullable=False),
-    Column("language", Text, nullable=False, server_default="fr"),  # added by 0002: statements' words
+    Column("language", Text, nullable=False, server_default="fr"),  # added by 0003: statements' words
 )
 
 # Who the members are, from orders.member.* (full state, the newest wins): names in the
-# coordinators' lists and exports (added by 0002).
+# coordinators' lists and exports (added by 0003).
 members = Table(
     "members",
     metadata,

@@ -81,7 +81,7 @@ known_orders = Table(
     Column("total_amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
-    # added by 0003: the order email names its distribution
+    # added by 0005: the order email names its distribution
     Column("distribution_starts_at", DateTime(timezone=True)),
     Column("distribution_place", Text),
 )

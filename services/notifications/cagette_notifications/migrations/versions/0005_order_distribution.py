@@ -1,15 +1,15 @@
 """The order email names its distribution: when and where, kept with the order.
 
-Revision ID: 0003_order_distribution
-Revises: 0002_balance_after
+Revision ID: 0005_order_distribution
+Revises: 0004_memberships
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_order_distribution"
-down_revision = "0002_balance_after"
+revision = "0005_order_distribution"
+down_revision = "0004_memberships"
 branch_labels = None
 depends_on = None
 

@@ -1,16 +1,16 @@
 """Statements in words and lists with names: the group's language, and the members' names and
 emails as the orders service announces them.
 
-Revision ID: 0002_words_and_names
-Revises: 0001
+Revision ID: 0003_words_and_names
+Revises: 0002_memberships
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_words_and_names"
-down_revision = "0001"
+revision = "0003_words_and_names"
+down_revision = "0002_memberships"
 branch_labels = None
 depends_on = None
 
