@@ -30,6 +30,7 @@ from .events import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -48,6 +49,7 @@ from .events import (
     Role,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionKind,
     TransactionPosted,
 )
 from .money import (
@@ -56,6 +58,7 @@ from .money import (
     CurrencyMismatch,
     Money,
     MoneyError,
+    PositiveMoney,
     line_amount,
     minor_unit_exponent,
     total,
@@ -68,6 +71,7 @@ __all__ = [
     "MAX_MINOR_UNITS",
     "Money",
     "MoneyError",
+    "PositiveMoney",
     "UnknownEvent",
     "event_class",
     "line_amount",
@@ -103,6 +107,7 @@ __all__ = [
     "MemberJoined",
     "MemberLeft",
     "MemberUpdated",
+    "OrderAbandoned",
     "OrderAmended",
     "OrderAwaitingPayment",
     "OrderConfirmed",
@@ -121,5 +126,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

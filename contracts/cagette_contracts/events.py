@@ -25,6 +25,7 @@ from .ledger import (
     PlaceHold,
     PostingLine,
     ReleaseHold,
+    TransactionKind,
     TransactionPosted,
 )
 from .notifications import (
@@ -36,6 +37,7 @@ from .orders import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -92,6 +94,7 @@ __all__ = [
     "MemberJoined",
     "MemberLeft",
     "MemberUpdated",
+    "OrderAbandoned",
     "OrderAmended",
     "OrderAwaitingPayment",
     "OrderConfirmed",
@@ -110,5 +113,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

@@ -13,13 +13,13 @@ from pydantic import Field, model_validator
 from . import routing
 from .common import PaymentMethod
 from .envelope import Event
-from .money import Money, MoneyError
+from .money import Money, MoneyError, PositiveMoney
 
 
 class _PaymentEvent(Event):
     payment_id: UUID
     member_id: UUID
-    amount: Money
+    amount: PositiveMoney
     order_id: UUID | None = None
     amendment_id: UUID | None = None
     subscription_id: UUID | None = None

@@ -18,6 +18,7 @@ MEMBER_UPDATED: Final = "orders.member.updated"
 MEMBER_LEFT: Final = "orders.member.left"
 ORDER_AMENDED: Final = "orders.order.amended"
 ORDER_AWAITING_PAYMENT: Final = "orders.order.awaiting_payment"
+ORDER_ABANDONED: Final = "orders.order.abandoned"
 SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
 SUBSCRIPTION_AMENDED: Final = "orders.subscription.amended"
 

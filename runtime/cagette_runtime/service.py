@@ -21,10 +21,11 @@ from .http import install_common
 from .logs import configure_logging
 from .memberships import TableMemberships, membership_consumer
 from .migrations import upgrade_async
+from .openapi import document_errors
 from .outbox import OutboxRelay
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
-from .topology import declare_consumer_queue, declare_exchanges
+from .topology import declare_consumer_queue, declare_event_log, declare_exchanges
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,12 @@ class Service:
         await self.database.ping()
         await self.broker.connect()
         await declare_exchanges(self.broker)
+        await declare_event_log(
+            self.broker,
+            self.settings.event_log_max_age,
+            self.settings.event_log_max_bytes,
+            self.settings.event_log_segment_bytes,
+        )
         for consumer in self.consumers:
             await declare_consumer_queue(self.broker, consumer.queue)
         await self.broker.start()
@@ -139,7 +146,8 @@ class Service:
         app.state.settings = self.settings
         app.state.service = self
         app.state.token_verifier = TokenVerifier(self.settings)
-        install_common(app)
+        install_common(app, self.settings)
         for router in self.routers:
             app.include_router(router)
+        document_errors(app)
         return app

@@ -1,6 +1,8 @@
 """Broker topology, declared the same way by every service.
 
 - `cagette.events`: the durable topic exchange every event is published to.
+- `cagette.events.log`: a stream bound to `#` on `cagette.events`, the replayable log of every
+  event (read from an offset or a timestamp; retention by age and size from the settings).
 - per consumer, a durable quorum queue `<service>.<consumer>` with a delivery limit whose
   dead-letter route (exchange `cagette.dead-letter`, routing key = queue name) leads to the
   parking queue `<service>.<consumer>.parking`. Messages the consumer refuses are parked there
@@ -20,6 +22,9 @@ from cagette_contracts.routing import EVENTS_EXCHANGE
 DEAD_LETTER_EXCHANGE = "cagette.dead-letter"
 # Where the outbox relay parks events that stayed unroutable for its whole grace period.
 UNROUTED_QUEUE = "cagette.unrouted"
+# Every event, kept for replay (docs/events.md). Also what makes every event routable: an
+# unroutable event then means a misconfigured broker.
+EVENT_LOG_STREAM = "cagette.events.log"
 
 events_exchange = RabbitExchange(EVENTS_EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 dead_letter_exchange = RabbitExchange(DEAD_LETTER_EXCHANGE, type=ExchangeType.DIRECT, durable=True)
@@ -69,3 +74,23 @@ async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue) 
     for routing_key in consumer.routing_keys:
         await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
     log.info("declared queue %s bound to %s", consumer.name, ", ".join(consumer.routing_keys))
+
+
+def event_log_queue(max_age: str, max_length_bytes: int, segment_bytes: int) -> RabbitQueue:
+    """The event log stream. RabbitMQ refuses to redeclare a queue with other arguments: change
+    the retention of an existing log with a policy (docs/events.md)."""
+    return RabbitQueue(
+        EVENT_LOG_STREAM,
+        queue_type=QueueType.STREAM,
+        durable=True,
+        arguments={
+            "x-max-age": max_age,
+            "x-max-length-bytes": max_length_bytes,
+            "x-stream-max-segment-size-bytes": segment_bytes,
+        },
+    )
+
+
+async def declare_event_log(broker: RabbitBroker, max_age: str, max_length_bytes: int, segment_bytes: int) -> None:
+    log_queue = await broker.declare_queue(event_log_queue(max_age, max_length_bytes, segment_bytes))
+    await log_queue.bind(EVENTS_EXCHANGE, routing_key="#")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -32,6 +33,7 @@ from cagette_contracts import (
     routing,
 )
 from cagette_runtime.consumer import Consumer
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
@@ -210,13 +212,18 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             if isinstance(event, ORDER_EVENTS) and group is not None and not group.payments_enabled:
                 log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
                 continue
-            draft = in_words(event, _DRAFTS[type(event)](event), group)
+            # Posted together, each with its own cause's correlation id (not the batch's first).
+            draft = replace(in_words(event, _DRAFTS[type(event)](event), group), correlation_id=event.correlation_id)
             if group is not None and group.currency != draft.currency:
                 raise Invalid(f"group {event.group_id} keeps its accounts in {group.currency}, not {draft.currency}")
             run.append((event, draft))
         else:
             await flush()
-            await dispatch(session, event)
+            token = set_correlation_id(event.correlation_id)
+            try:
+                await dispatch(session, event)
+            finally:
+                reset_correlation_id(token)
             known.pop(event.group_id, None)  # settings may have changed
     await flush()
 

@@ -18,6 +18,8 @@ from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
 from .tables import memberships
+from .webhooks import WebhookSender
+from .webhooks_api import router as webhooks_router
 
 NAME = "notifications"
 
@@ -35,7 +37,7 @@ class NotificationsService(Service):
         super().__init__(
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
-            routers=[router],
+            routers=[router, webhooks_router],
             consumers=consumers,
             settings=settings,
             membership_table=memberships,
@@ -43,7 +45,8 @@ class NotificationsService(Service):
         )
         self.sender = EmailSender(self.database, settings)
         self.reminders = ReminderScheduler(self.database, settings)
-        self.background += [self.sender, self.reminders]
+        self.webhooks = WebhookSender(self.database, settings)
+        self.background += [self.sender, self.reminders, self.webhooks]
 
     async def start(self) -> None:
         await super().start()

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_contracts import (
     GroupSettingsChanged,
     Money,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -395,6 +396,19 @@ async def withdraw_order(session: AsyncSession, principal: Principal, group_id: 
         distribution = await store.load_distribution(session, group, order.distribution_id)
         store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
     await store.set_order(session, order_id, status=status.value)
+    if status is domain.OrderStatus.ABANDONED:
+        # Subscribers saw it waiting for its payment: they learn it ended. (A payments-off
+        # cancellation publishes nothing, like the order itself: R1.)
+        await outbox.add(
+            session,
+            OrderAbandoned(
+                **outbox.event_context(group_id),
+                order_id=order_id,
+                member_id=order.member_id,
+                distribution_id=order.distribution_id,
+                abandoned_by=principal.user_id,
+            ),
+        )
 
 
 # ------------------------------------------------------------------ subscriptions (R19)

@@ -106,6 +106,9 @@ async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: O
     await deliver(env, failed(group, order))
     abandoned = await group.client.delete(url, headers=member)
     assert abandoned.status_code == 200 and abandoned.json()["status"] == "abandoned"
+    # Subscribers that saw it waiting learn that it ended.
+    [told] = [e for e in await outbox_rows(env, group.group_id) if e["routing_key"] == "orders.order.abandoned"]
+    assert told["order_id"] == order["order_id"] and told["member_id"] == order["member_id"]
     # The basket is free again: a new order for the same distribution is accepted.
     second = await group.order(member, [(group.cheese, "1")], method="card")
     assert second.status_code == 201

@@ -10,10 +10,11 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from cagette_contracts import Money
+from cagette_contracts.inputs import Flag, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import NotFound
@@ -27,9 +28,8 @@ router = APIRouter(tags=["card payments"])
 AccountId = Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$", description="Stripe connected account id")]
 
 
-class CardSettingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+class CardSettingsIn(RequestBody):
+    enabled: Flag = True
     stripe_account: AccountId | None = Field(
         default=None, description="null: payments go to the platform's own account"
     )
@@ -50,8 +50,7 @@ class CardSettingsOut(BaseModel):
     updated_at: datetime | None
 
 
-class PayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PayIn(RequestBody):
     amendment_id: UUID | None = Field(default=None, description="pay the complementary payment of this amendment")
 
 
@@ -84,10 +83,9 @@ class CardPaymentOut(BaseModel):
     refund_requests: list[dict[str, Any]] | None = None
 
 
-class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RefundIn(RequestBody):
     amount: Money
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Reason
     client_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")] = Field(
         description="the same key again is the same refund (never a second one)"
     )

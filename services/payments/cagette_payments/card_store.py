@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.clock import now
+from cagette_runtime.correlation import peek_correlation_id
 
 from .domain.card import CardState
 from .domain.notices import Source
@@ -290,7 +291,12 @@ async def dispute_funds_of(session: AsyncSession, payment_id: UUID) -> list[Row]
 
 
 async def queue_fee_job(session: AsyncSession, payment_id: UUID) -> None:
-    await session.execute(pg_insert(card_jobs).values(payment_id=payment_id, kind=FEE_JOB).on_conflict_do_nothing())
+    """The fee to fetch in the background, under the cause's correlation id (its success notice's)."""
+    await session.execute(
+        pg_insert(card_jobs)
+        .values(payment_id=payment_id, kind=FEE_JOB, correlation_id=peek_correlation_id())
+        .on_conflict_do_nothing()
+    )
 
 
 async def claim_fee_jobs(session: AsyncSession, limit: int = 10) -> list[Row]:

@@ -376,6 +376,7 @@ card_jobs = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("done_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    Column("correlation_id", Text),  # the cause's, kept by what the job publishes
 )
 Index("card_jobs_due", card_jobs.c.next_attempt_at, postgresql_where=card_jobs.c.done_at.is_(None))
 

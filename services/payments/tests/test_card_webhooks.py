@@ -66,6 +66,8 @@ async def test_success_confirms_once_with_the_fee_after(payments: Payments, spy:
     # the fee, read by the background job through the API, for the group's fee account
     [fee] = await spy.wait_for("payments.card_fee.charged", payment_id=pid)
     assert fee.body["amount"] == eur(2980 * 140 // 10000 + 25)
+    # caused by the success notice: its correlation id, not a new one
+    assert fee.body["correlation_id"] == succeeded.body["correlation_id"] == fee.raw.correlation_id
     assert standin(payments).seen(f"/v1/balance_transactions/{charge['balance_transaction']}", "GET")
 
     # replayed, and the same success told again by another event: nothing more

@@ -1,16 +1,16 @@
 """The card payment's lifecycle after the success: refund and dispute states, disputes' money
 movements and failed refunds, each recorded once.
 
-Revision ID: 0005_card_lifecycle
-Revises: 0004_memberships
+Revision ID: 0006_card_lifecycle
+Revises: 0005_fee_job_correlation
 Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_card_lifecycle"
-down_revision = "0004_memberships"
+revision = "0006_card_lifecycle"
+down_revision = "0005_fee_job_correlation"
 branch_labels = None
 depends_on = None
 
