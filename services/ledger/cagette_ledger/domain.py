@@ -19,6 +19,8 @@ from uuid import UUID
 
 from cagette_contracts import (
     AccountType,
+    CardDisputeFundsReinstated,
+    CardDisputeFundsWithdrawn,
     CardFeeCharged,
     Money,
     OrderAmended,
@@ -289,6 +291,47 @@ def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:
             Leg(group_account(event.group_id, AccountType.CARD_CLEARING), fee),
         ),
         memo=f"card fee for payment {event.provider_payment_id}",
+        source_event_id=event.event_id,
+    )
+
+
+def card_dispute_funds_withdrawn(event: CardDisputeFundsWithdrawn) -> TransactionDraft:
+    """Dispute funds withdrawn: the provider took the amount back to the card holder and its fee
+    out of card clearing. The member's payment no longer stands (the member owes it again: kind
+    refund); the group's card-fee account bears the fee."""
+    amount = _positive(event.amount, "withdrawn dispute funds")
+    legs = [
+        Leg(member_account(event.group_id, event.member_id), -amount),
+        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), amount + event.fee),
+    ]
+    if not event.fee.is_zero:
+        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), -event.fee))
+    return TransactionDraft(
+        group_id=event.group_id,
+        kind=Kind.REFUND.value,
+        idempotency_key=f"card_dispute:{event.transaction_id}",
+        legs=tuple(legs),
+        memo=f"card dispute {event.dispute_id}: funds withdrawn from payment {event.provider_payment_id}",
+        source_event_id=event.event_id,
+    )
+
+
+def card_dispute_funds_reinstated(event: CardDisputeFundsReinstated) -> TransactionDraft:
+    """A won dispute: the amount (and any fee given back) returns to card clearing; the member's
+    payment stands again (credited: kind payment)."""
+    amount = _positive(event.amount, "reinstated dispute funds")
+    legs = [
+        Leg(member_account(event.group_id, event.member_id), amount),
+        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), -(amount + event.fee_returned)),
+    ]
+    if not event.fee_returned.is_zero:
+        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), event.fee_returned))
+    return TransactionDraft(
+        group_id=event.group_id,
+        kind=Kind.PAYMENT.value,
+        idempotency_key=f"card_dispute:{event.transaction_id}",
+        legs=tuple(legs),
+        memo=f"card dispute {event.dispute_id}: funds reinstated to payment {event.provider_payment_id}",
         source_event_id=event.event_id,
     )
 

@@ -15,6 +15,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
+    CardDisputeFundsReinstated,
+    CardDisputeFundsWithdrawn,
     CardFeeCharged,
     Event,
     GroupSettingsChanged,
@@ -56,6 +58,8 @@ HANDLED: tuple[type[Event], ...] = (
     PaymentCancelled,
     PaymentRefunded,
     CardFeeCharged,
+    CardDisputeFundsWithdrawn,
+    CardDisputeFundsReinstated,
 )
 
 
@@ -151,15 +155,15 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             await operations.cancel_payment(session, event)
         case PaymentRefunded():
             await operations.post_and_publish(session, in_words(event, domain.payment_refunded(event), group))
-        case CardFeeCharged():
-            await operations.post_and_publish(session, domain.card_fee_charged(event))
+        case CardFeeCharged() | CardDisputeFundsWithdrawn() | CardDisputeFundsReinstated():
+            await operations.post_and_publish(session, _DRAFTS[type(event)](event))
         case _:
             raise Invalid(f"the ledger does not handle {event.routing_key()}")
 
 
 # Events that are one posting each and nothing else (plus the capture of a hold): a run
 # of them is posted together by dispatch_batch.
-POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged)
+POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged, CardDisputeFundsWithdrawn, CardDisputeFundsReinstated)
 
 # Each maps its event to the draft it posts (the event's type selects the function).
 _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
@@ -169,6 +173,8 @@ _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     SubscriptionAmended: domain.subscription_amended,
     PaymentRefunded: domain.payment_refunded,
     CardFeeCharged: domain.card_fee_charged,
+    CardDisputeFundsWithdrawn: domain.card_dispute_funds_withdrawn,
+    CardDisputeFundsReinstated: domain.card_dispute_funds_reinstated,
 }
 
 

@@ -215,6 +215,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         products = await store.load_products(session, group_id, list(wanted))
         allowed = await store.variable_catalogs(session, distribution.catalog_ids)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        domain.check_card_limits(payment, amount)
         domain.check_no_active_order(
             await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
         )
@@ -329,6 +330,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
             current, names = order.basket()
             wanted = domain.add_only_diff(current, wanted, names)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        domain.check_card_limits(payment, amount)
         lines = [store.order_line(p) for p in priced]
         return _BasketChange(group, order, distribution, payment, lines, amount)
 

@@ -15,7 +15,7 @@ from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Refused
 
-from . import card
+from . import card_store, card_usecases
 from .provider import CardProvider
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class FeeJobs(BackgroundLoop):
     async def run_once(self) -> bool:
         """One pass over the due jobs; True when a full batch was taken (more may wait)."""
         async with self.database.transaction() as session:
-            jobs = await card.claim_fee_jobs(session, BATCH)
+            jobs = await card_store.claim_fee_jobs(session, BATCH)
         for job in jobs:
             token = set_correlation_id(job.correlation_id)
             try:
@@ -50,12 +50,12 @@ class FeeJobs(BackgroundLoop):
             )
         except Refused as exc:
             async with self.database.transaction() as session:
-                await card.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
+                await card_store.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
             return
         async with self.database.transaction() as session:
             if fee is None:
-                await card.fee_job_failed(
+                await card_store.fee_job_failed(
                     session, job.payment_id, "the provider does not know the fee yet", job.attempts + 1
                 )
             else:
-                await card.record_fee(session, job.payment_id, fee)
+                await card_usecases.record_fee(session, job.payment_id, fee)

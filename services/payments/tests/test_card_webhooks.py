@@ -150,7 +150,7 @@ async def test_a_refund_before_the_success_implies_it_and_money_adds_up(payments
     assert await outbox_for(payments, "payments.payment.received", pid) == 1
     assert await outbox_for(payments, "payments.payment.refunded", pid) == 1
     state = await card_payment(payments, group, pid)
-    assert state["state"] == "succeeded" and state["amount_refunded"] == eur(1000)
+    assert state["state"] == "partially_refunded" and state["amount_refunded"] == eur(1000)
 
 
 async def test_coordinator_refunds_take_effect_on_the_provider_confirmation(payments: Payments, spy: EventSpy) -> None:
