@@ -4,6 +4,7 @@ security headers of every answer."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
@@ -28,16 +29,17 @@ class BodyTooLarge(HTTPException):
 
 class BodySizeLimit:
     """413 before reading a body whose Content-Length is over the limit, and as soon as a
-    streamed (chunked) body goes past it. `limits` overrides the limit by path prefix."""
+    streamed (chunked) body goes past it. `limits` overrides the limit for the paths a regular
+    expression matches from their start (the first that matches wins)."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.limits = dict(limits or {})
+        self.limits = [(re.compile(pattern), limit) for pattern, limit in (limits or {}).items()]
 
     def limit_for(self, path: str) -> int:
-        for prefix, limit in self.limits.items():
-            if path.startswith(prefix):
+        for pattern, limit in self.limits:
+            if pattern.match(path):
                 return limit
         return self.max_bytes
 

@@ -124,12 +124,20 @@ def _server_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Paths whose bodies get their own limit (regular expressions matched at the path's start).
+WEBHOOK_PATHS = r"/webhooks/"
+UPLOAD_PATHS = r"/groups/[^/]+/(opening-balances|bank-statements)$"
+
+
 def install_common(app: FastAPI, settings: ServiceSettings | None = None) -> None:
     settings = settings or ServiceSettings()
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        limits={"/webhooks/": settings.webhook_max_body_bytes},
+        limits={
+            WEBHOOK_PATHS: settings.webhook_max_body_bytes,
+            UPLOAD_PATHS: settings.upload_max_body_bytes,
+        },
     )
     app.add_middleware(SecurityHeaders)
     app.add_middleware(CorrelationIdMiddleware)

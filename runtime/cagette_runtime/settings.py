@@ -108,6 +108,8 @@ class ServiceSettings(BaseSettings):
     # Request bodies: answered 413 past this many bytes (webhooks, signed by a provider: smaller).
     max_body_bytes: int = Field(default=512 * 1024, ge=1024)
     webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # File uploads (opening-balance CSV of up to 10,000 rows, bank statements): larger.
+    upload_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     # Failed authentications (bad bearer tokens, failed sign-ins) per client address and window
     # before answering 429; counted in Redis across replicas when its URL is set.
     auth_failure_limit: int = Field(default=20, ge=1)

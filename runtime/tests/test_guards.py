@@ -38,6 +38,10 @@ def make_app(database: Database | None = None, **settings: object) -> FastAPI:
     async def webhook(request: Request) -> dict[str, int]:
         return {"received": len(await request.body())}
 
+    @app.post("/groups/{group_id}/opening-balances")
+    async def upload(group_id: str, request: Request) -> dict[str, int]:
+        return {"received": len(await request.body())}
+
     @app.get("/me")
     async def me(principal: CurrentPrincipal) -> dict[str, str]:
         return {"user_id": str(principal.user_id)}
@@ -98,6 +102,17 @@ async def test_body_limits_answer_413_in_json_with_the_security_headers() -> Non
         assert streamed.status_code == 413 and streamed.json()["error"] == "too_large"
         webhook = await http.post("/webhooks/provider", content=b"x" * 3000)
         assert webhook.status_code == 413
+
+
+async def test_file_uploads_get_their_own_larger_limit() -> None:
+    async with client_of(make_app(max_body_bytes=4096, upload_max_body_bytes=20_000)) as http:
+        csv = await http.post("/groups/g1/opening-balances", content=b"x" * 10_000)
+        assert csv.json() == {"received": 10_000}
+        assert (await http.post("/echo", content=b"x" * 10_000)).status_code == 413
+        over = await http.post("/groups/g1/opening-balances", content=b"x" * 30_000)
+        assert over.status_code == 413 and "larger than 20000 bytes" in over.json()["detail"]
+        # Only the upload endpoint itself, not paths that merely start like it.
+        assert (await http.post("/groups/g1/opening-balances/x", content=b"x" * 10_000)).status_code == 413
 
 
 async def test_every_answer_carries_the_security_headers_and_errors_are_json() -> None:
