@@ -6,7 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 PACKAGES := -e contracts -e runtime -e services/orders -e services/ledger -e services/payments -e services/notifications -e services/web
 PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml runtime/pyproject.toml $(wildcard services/*/pyproject.toml)
 
-.PHONY: install browser run test lint bench schemas lock clean
+ASYNCAPI_DIR := tools/asyncapi
+ASYNCAPI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
+
+.PHONY: install browser run test lint asyncapi bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
 	scripts/ensure-system-packages.sh
@@ -28,10 +31,23 @@ test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Lint and types: a lint or type error fails CI (`.ci/run` runs this before the tests).
-lint: install
+lint: install asyncapi
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# The official AsyncAPI CLI (npm, pinned by tools/asyncapi/package-lock.json) validates every
+# service's AsyncAPI 3.1 document; an invalid one fails `make lint`.
+$(ASYNCAPI): $(ASYNCAPI_DIR)/package.json $(ASYNCAPI_DIR)/package-lock.json
+	cd $(ASYNCAPI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(ASYNCAPI)
+
+asyncapi: install $(ASYNCAPI)
+	$(PY) -m cagette_runtime.asyncapi var/asyncapi
+	$(ASYNCAPI) config analytics --disable >/dev/null
+	for document in var/asyncapi/*.asyncapi.json; do \
+	  SUPPRESS_NO_CONFIG_WARNING=1 $(ASYNCAPI) validate "$$document" --fail-severity=warn || exit 1; \
+	done
 
 bench: install
 	$(PY) bench/ledger/run.py

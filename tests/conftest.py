@@ -59,7 +59,15 @@ async def running_stack(
 async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
     """The services, shared by the end-to-end tests that need no special settings (they sign
     their tokens with the development key: web, and its database connections, stay out)."""
-    async with running_stack(servers, "e2e", services=[name for name in SERVICES if name != "web"]) as running:
+    # Webhooks to a local http:// receiver, retried quickly (tests/test_events_e2e.py).
+    webhooks = {
+        "CAGETTE_WEBHOOK_ALLOW_HTTP": "true",
+        "CAGETTE_WEBHOOK_POLL_INTERVAL": "0.2",
+        "CAGETTE_WEBHOOK_RETRY_BASE": "0.2",
+        "CAGETTE_WEBHOOK_RETRY_MAX": "1",
+    }
+    services = [name for name in SERVICES if name != "web"]
+    async with running_stack(servers, "e2e", services=services, extra_env=webhooks) as running:
         yield running
 
 

@@ -164,4 +164,4 @@ async def test_every_service_is_healthy_and_ready(stack) -> None:
             assert ready.status_code == 200, ready.text
             assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
             spec = await http.get("/asyncapi.json")
-            assert spec.status_code == 200 and spec.json()["asyncapi"] == "3.0.0"
+            assert spec.status_code == 200 and spec.json()["asyncapi"] == "3.1.0"

@@ -17,8 +17,7 @@ def schema_documents() -> dict[str, str]:
     for (event_type, version), cls in sorted(Event.registry.items()):
         if not cls.__module__.startswith("cagette_contracts."):
             continue  # events defined elsewhere (tests) are not part of the published contracts
-        schema = cls.model_json_schema(mode="serialization")
-        schema["$id"] = f"urn:cagette:event:{event_type}:v{version}"
+        schema = cls.wire_schema()
         schema["x-routing-key"] = event_type
         schema["x-exchange"] = "cagette.events"
         documents[f"{event_type}.v{version}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class PaymentMethod(StrEnum):
@@ -28,7 +28,13 @@ class Language(StrEnum):
     EN = "en"
 
 
-PositiveQuantity = Annotated[Decimal, Field(gt=0, max_digits=12, decimal_places=3)]
+# On the wire a decimal string such as "0.375" (never a float): positive, at most 3 decimals.
+POSITIVE_QUANTITY_PATTERN = r"^(?!0+(\.0+)?$)[0-9]{1,12}(\.[0-9]{1,3})?$"
+PositiveQuantity = Annotated[
+    Decimal,
+    Field(gt=0, max_digits=12, decimal_places=3),
+    WithJsonSchema({"type": "string", "pattern": POSITIVE_QUANTITY_PATTERN}, mode="serialization"),
+]
 
 
 class Part(BaseModel):

@@ -13,6 +13,13 @@ from uuid import UUID, uuid4
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+# Fields every event carries on the wire: required in the exported schemas even though the
+# Python constructors fill them in (defaults make them optional in the models).
+ENVELOPE_FIELDS = ("event_id", "occurred_at", "group_id", "correlation_id", "event_type", "schema_version")
+# What our producers write: UTC with a `Z` (never an offset such as +02:00).
+UTC_TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z$"
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -22,7 +29,9 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[
+    AwareDatetime, AfterValidator(_to_utc), Field(json_schema_extra={"pattern": UTC_TIMESTAMP_PATTERN})
+]
 CorrelationId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
@@ -54,6 +63,23 @@ class Event(BaseModel):
             if key in Event.registry:
                 raise TypeError(f"event {key} is defined twice")
             Event.registry[key] = cls
+
+    @classmethod
+    def schema_id(cls) -> str:
+        """The stable `$id` of this event type and version's JSON Schema."""
+        return f"urn:cagette:event:{cls.routing_key()}:v{cls.version()}"
+
+    @classmethod
+    def wire_schema(cls, ref_template: str = "#/$defs/{model}") -> dict[str, Any]:
+        """The JSON Schema of the event as it is on the wire (serialization mode), envelope
+        required. Other fields with a default stay optional: within a version a field may be
+        added (docs/events.md), so an event published before it still validates."""
+        schema = cls.model_json_schema(mode="serialization", ref_template=ref_template)
+        schema["required"] = [
+            *ENVELOPE_FIELDS,
+            *(name for name in schema.get("required", []) if name not in ENVELOPE_FIELDS),
+        ]
+        return {"$schema": JSON_SCHEMA_DIALECT, "$id": cls.schema_id(), **schema}
 
     @classmethod
     def routing_key(cls) -> str:

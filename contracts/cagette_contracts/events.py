@@ -25,6 +25,7 @@ from .ledger import (
     PlaceHold,
     PostingLine,
     ReleaseHold,
+    TransactionKind,
     TransactionPosted,
 )
 from .notifications import (
@@ -36,6 +37,7 @@ from .orders import (
     MemberJoined,
     MemberLeft,
     MemberUpdated,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -46,6 +48,9 @@ from .orders import (
 from .payments import (
     BasketUnvalidated,
     BasketValidated,
+    CardDisputeFundsReinstated,
+    CardDisputeFundsWithdrawn,
+    CardDisputeUpdated,
     CardFeeCharged,
     CardPaymentDisputed,
     CardPaymentFailed,
@@ -71,6 +76,9 @@ __all__ = [
     "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
+    "CardDisputeFundsReinstated",
+    "CardDisputeFundsWithdrawn",
+    "CardDisputeUpdated",
     "CardFeeCharged",
     "CardPaymentDisputed",
     "CardPaymentFailed",
@@ -86,6 +94,7 @@ __all__ = [
     "MemberJoined",
     "MemberLeft",
     "MemberUpdated",
+    "OrderAbandoned",
     "OrderAmended",
     "OrderAwaitingPayment",
     "OrderConfirmed",
@@ -104,5 +113,6 @@ __all__ = [
     "Role",
     "SubscriptionAmended",
     "SubscriptionConfirmed",
+    "TransactionKind",
     "TransactionPosted",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import Field
@@ -26,12 +26,39 @@ class AccountType(StrEnum):
     OPENING_BALANCE_EQUITY = "opening_balance_equity"
 
 
+class TransactionKind(StrEnum):
+    """What a ledger transaction records (a closed set: a new kind is a new schema version)."""
+
+    ORDER = "order"
+    ORDER_AMENDMENT = "order_amendment"
+    SUBSCRIPTION = "subscription"
+    SUBSCRIPTION_AMENDMENT = "subscription_amendment"
+    PAYMENT = "payment"
+    REFUND = "refund"
+    CARD_FEE = "card_fee"
+    OPENING_BALANCE = "opening_balance"
+    CORRECTION = "correction"
+    REVERSAL = "reversal"
+
+
+# Added within version 1 (optional): the posting's place in its account's history.
+AccountSequence = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        description="This posting's number in its account's history: 1, 2, 3... with no gap, so a missing "
+        "event shows as a gap and a late one as a lower number (absent on postings written before sequences)",
+    ),
+]
+
+
 class PostingLine(Part):
     account_id: UUID
     account_type: AccountType
     member_id: UUID | None = None
     amount: Money = Field(description="Signed: positive credits the account as members see it")
     balance_after: Money
+    sequence: AccountSequence = None
 
 
 class TransactionPosted(Event):
@@ -40,7 +67,7 @@ class TransactionPosted(Event):
     event_type: Literal["ledger.transaction.posted"] = routing.TRANSACTION_POSTED
     schema_version: Literal[1] = 1
     transaction_id: UUID
-    kind: str
+    kind: TransactionKind
     idempotency_key: str
     reverses_transaction_id: UUID | None = None
     postings: list[PostingLine] = Field(min_length=2)
@@ -61,6 +88,7 @@ class BalanceChanged(Event):
     transaction_id: UUID
     previous_balance: Money
     balance: Money
+    sequence: AccountSequence = None
 
 
 class BalanceWentNegative(Event):
@@ -70,6 +98,7 @@ class BalanceWentNegative(Event):
     account_id: UUID
     transaction_id: UUID
     balance: Money
+    sequence: AccountSequence = Field(default=None, description="The sequence of the posting that crossed zero")
 
 
 class BalanceBackToNonNegative(Event):
@@ -79,6 +108,7 @@ class BalanceBackToNonNegative(Event):
     account_id: UUID
     transaction_id: UUID
     balance: Money
+    sequence: AccountSequence = Field(default=None, description="The sequence of the posting that crossed zero")
 
 
 class PlaceHold(Part):
@@ -128,6 +158,7 @@ class HoldReleased(Part):
 
 
 __all__ = [
+    "TransactionKind",
     "HoldDecision",
     "HoldReleased",
     "ReleaseHold",

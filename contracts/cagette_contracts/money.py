@@ -10,12 +10,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 # 10^13 minor units (100 billion euros): far beyond any food order, far below 2^63 for sums.
 MAX_MINOR_UNITS = 10**13
 
-_ISO_4217 = frozenset(list_currencies())
+_ISO_4217 = frozenset(code for code in list_currencies() if len(code) == 3 and code.isalpha() and code.isupper())
 
 
 class MoneyError(ValueError):
@@ -38,7 +38,11 @@ def _strict_minor_units(value: Any) -> int:
     return value
 
 
-MinorUnits = Annotated[int, BeforeValidator(_strict_minor_units)]
+MinorUnits = Annotated[
+    int,
+    BeforeValidator(_strict_minor_units),
+    WithJsonSchema({"type": "integer", "minimum": -MAX_MINOR_UNITS, "maximum": MAX_MINOR_UNITS}),
+]
 
 
 def validate_currency(code: Any) -> str:
@@ -47,7 +51,11 @@ def validate_currency(code: Any) -> str:
     return code
 
 
-CurrencyCode = Annotated[str, BeforeValidator(validate_currency)]
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(validate_currency),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "enum": sorted(_ISO_4217)}),
+]
 
 
 def minor_unit_exponent(currency: str) -> int:
@@ -127,6 +135,19 @@ class Money(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.decimal_text()} {self.currency}"
+
+
+# A Money the contract states is positive (an order total, a payment): the schema says so too
+# (the event's own validator refuses it with its reason).
+PositiveMoney = Annotated[
+    Money,
+    Field(
+        json_schema_extra={
+            "properties": {"amount": {"exclusiveMinimum": 0}},
+            "description": "An amount greater than zero",
+        }
+    ),
+]
 
 
 def total(amounts: list[Money], currency: str) -> Money:

@@ -12,7 +12,7 @@ from pydantic import EmailStr, Field, model_validator
 from . import routing
 from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
 from .envelope import Event
-from .money import CurrencyCode, Money, MoneyError, line_amount, total
+from .money import CurrencyCode, Money, MoneyError, PositiveMoney, line_amount, total
 
 
 class GroupSettingsChanged(Event):
@@ -98,7 +98,7 @@ class OrderConfirmed(Event):
     distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
-    total: Money
+    total: PositiveMoney
 
     @model_validator(mode="after")
     def _total_is_sum_of_lines(self) -> OrderConfirmed:
@@ -123,8 +123,8 @@ class OrderAmended(Event):
     distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     added_lines: list[OrderLine] = Field(min_length=1)
-    added_total: Money
-    new_total: Money
+    added_total: PositiveMoney
+    new_total: PositiveMoney
 
     @model_validator(mode="after")
     def _added_total_is_sum_of_added_lines(self) -> OrderAmended:
@@ -179,7 +179,7 @@ class OrderAwaitingPayment(Event):
     distribution_place: str | None = Field(default=None, description="Where members collect their orders")
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
-    amount: Money
+    amount: PositiveMoney
 
     @model_validator(mode="after")
     def _amount_is_sum_of_lines(self) -> OrderAwaitingPayment:
@@ -187,6 +187,18 @@ class OrderAwaitingPayment(Event):
         if expected != self.amount or self.amount.amount <= 0:
             raise MoneyError(f"amount {self.amount} must be the (positive) sum of the lines {expected}")
         return self
+
+
+class OrderAbandoned(Event):
+    """A card order that waited for its payment (orders.order.awaiting_payment) was abandoned
+    by its member or a coordinator before it was paid: it ends here, nothing was owed."""
+
+    event_type: Literal["orders.order.abandoned"] = routing.ORDER_ABANDONED
+    schema_version: Literal[1] = 1
+    order_id: UUID
+    member_id: UUID
+    distribution_id: UUID | None = None
+    abandoned_by: UUID = Field(description="Who abandoned it: the member or a coordinator")
 
 
 class SubscriptionAmended(Event):
@@ -202,8 +214,8 @@ class SubscriptionAmended(Event):
     payment_method: PaymentMethod | None = None
     added_lines: list[OrderLine] = Field(min_length=1, description="Per distribution")
     distribution_count: int = Field(gt=0)
-    added_total: Money
-    new_total: Money
+    added_total: PositiveMoney
+    new_total: PositiveMoney
 
     @model_validator(mode="after")
     def _added_total_is_lines_times_distributions(self) -> SubscriptionAmended:
@@ -219,6 +231,7 @@ class SubscriptionAmended(Event):
 
 
 __all__ = [
+    "OrderAbandoned",
     "MemberUpdated",
     "OrderAwaitingPayment",
     "SubscriptionAmended",

@@ -13,13 +13,13 @@ from pydantic import Field, model_validator
 from . import routing
 from .common import PaymentMethod
 from .envelope import Event
-from .money import Money, MoneyError
+from .money import Money, MoneyError, PositiveMoney
 
 
 class _PaymentEvent(Event):
     payment_id: UUID
     member_id: UUID
-    amount: Money
+    amount: PositiveMoney
     order_id: UUID | None = None
     amendment_id: UUID | None = None
     subscription_id: UUID | None = None
@@ -117,6 +117,46 @@ class CardPaymentDisputed(_PaymentEvent):
     status: str = Field(default="", description="The provider's dispute status, e.g. needs_response")
 
 
+class CardDisputeUpdated(_PaymentEvent):
+    """A dispute on a card payment changed (status, evidence asked, closed): for the group's
+    coordinators. `amount` is what is disputed. Money moves only with the funds events."""
+
+    event_type: Literal["payments.card_dispute.updated"] = routing.CARD_DISPUTE_UPDATED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+    dispute_id: str = Field(description="The provider's dispute id")
+    status: str = Field(description="needs_response, under_review, won, lost, warning_closed, ...")
+    reason: str = Field(default="", description="The provider's dispute reason, e.g. fraudulent")
+    closed: bool = Field(default=False, description="The dispute is over (won, lost or warning_closed)")
+
+
+class CardDisputeFundsWithdrawn(_PaymentEvent):
+    """The provider took a disputed payment's `amount` back (to the card holder) and charged its
+    dispute `fee`, out of the group's card clearing account. The member's payment no longer
+    stands: the member is debited `amount` (owes it again); the group's card-fee account bears
+    the fee. Once per provider balance transaction."""
+
+    event_type: Literal["payments.card_dispute.funds_withdrawn"] = routing.CARD_DISPUTE_FUNDS_WITHDRAWN
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+    dispute_id: str
+    transaction_id: str = Field(description="The provider's balance transaction: the posting's key")
+    fee: Money = Field(description="The dispute fee (may be zero)")
+
+
+class CardDisputeFundsReinstated(_PaymentEvent):
+    """The dispute was won: the provider gave `amount` back to the group's card clearing
+    account (and `fee_returned` of the fee, often zero). The member's payment stands again: the
+    member is credited `amount`. Once per provider balance transaction."""
+
+    event_type: Literal["payments.card_dispute.funds_reinstated"] = routing.CARD_DISPUTE_FUNDS_REINSTATED
+    schema_version: Literal[1] = 1
+    provider_payment_id: str
+    dispute_id: str
+    transaction_id: str = Field(description="The provider's balance transaction: the posting's key")
+    fee_returned: Money = Field(description="The part of the dispute fee given back (may be zero)")
+
+
 class BasketValidated(Event):
     """A coordinator validated one member's basket for one distribution (R20): orders locks it."""
 
@@ -159,6 +199,9 @@ class CardSettingsChanged(Event):
 __all__ = [
     "BasketUnvalidated",
     "BasketValidated",
+    "CardDisputeFundsReinstated",
+    "CardDisputeFundsWithdrawn",
+    "CardDisputeUpdated",
     "CardFeeCharged",
     "CardPaymentDisputed",
     "CardPaymentFailed",

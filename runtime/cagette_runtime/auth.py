@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from cagette_contracts import Role
 
 from .errors import Forbidden, Unauthenticated, Unavailable
+from .ratelimit import FailureLimiter
 from .settings import ServiceSettings
 
 ACCEPTED_ALGORITHMS = ("EdDSA", "RS256")
@@ -400,7 +401,17 @@ async def authenticate(
 ) -> Principal:
     if credentials is None:
         raise Unauthenticated("Sign in first: the request has no bearer token (Authorization: Bearer <token>).")
-    principal = await token_verifier(request).verify(credentials.credentials)
+    # Guessing tokens is slowed down per client address: 429 once it failed too often.
+    failures: FailureLimiter | None = getattr(request.app.state, "auth_failures", None)
+    client = request.client.host if request.client else "unknown"
+    if failures is not None:
+        await failures.check(client)
+    try:
+        principal = await token_verifier(request).verify(credentials.credentials)
+    except Unauthenticated:
+        if failures is not None:
+            await failures.failed(client)
+        raise
     settings: ServiceSettings = request.app.state.settings
     service = getattr(request.app.state, "service", None)
     directory: MembershipDirectory | None = getattr(service, "memberships", None)

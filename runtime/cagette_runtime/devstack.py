@@ -38,6 +38,9 @@ class ServerUnreachable(RuntimeError):
     pass
 
 
+CONNECT_TIMEOUT = 30.0  # seconds
+
+
 async def check_servers(amqp_url: str, postgres_url: str) -> None:
     """Raise ServerUnreachable naming each server that does not answer and how to start it."""
     import aio_pika
@@ -46,7 +49,9 @@ async def check_servers(amqp_url: str, postgres_url: str) -> None:
 
     problems = []
     try:
-        connection = await asyncio.wait_for(aio_pika.connect(amqp_url), timeout=5)
+        # A refused connection fails at once; the generous timeout only matters on a busy machine,
+        # where a live broker may take several seconds to accept (seen at load 13 on 2 cores).
+        connection = await asyncio.wait_for(aio_pika.connect(amqp_url), timeout=CONNECT_TIMEOUT)
         await connection.close()
     except Exception as exc:
         problems.append(
@@ -54,7 +59,7 @@ async def check_servers(amqp_url: str, postgres_url: str) -> None:
         )
     try:
         dsn = make_url(f"{postgres_url}/postgres").set(drivername="postgresql").render_as_string(hide_password=False)
-        connection = await asyncio.wait_for(asyncpg.connect(dsn), timeout=5)
+        connection = await asyncio.wait_for(asyncpg.connect(dsn), timeout=CONNECT_TIMEOUT)
         await connection.close()
     except Exception as exc:
         problems.append(

@@ -1,4 +1,5 @@
-"""What every service's HTTP side shares: correlation ids, error bodies, /health and /ready."""
+"""What every service's HTTP side shares: correlation ids, error bodies (one JSON shape for every
+error, 500 included), body size limits, security headers, /health and /ready."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
@@ -16,6 +20,9 @@ from cagette_contracts.envelope import new_correlation_id
 from .correlation import reset_correlation_id, set_correlation_id
 from .db import Database
 from .errors import Refused
+from .guards import SECURITY_HEADERS, BodySizeLimit, SecurityHeaders
+from .ratelimit import FailureLimiter
+from .settings import ServiceSettings
 
 if TYPE_CHECKING:
     from .service import Service
@@ -47,11 +54,20 @@ class CorrelationIdMiddleware(BaseHTTPMiddleware):
         return response
 
 
+def _error_body(code: str, detail: str, **extra: object) -> dict[str, object]:
+    return {"error": code, "detail": detail, **{k: v for k, v in extra.items() if v is not None}}
+
+
 def _refused(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Refused)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    body = {"error": exc.code, "detail": exc.reason, **({"context": exc.details} if exc.details else {})}
-    return JSONResponse(status_code=exc.status_code, content=_jsonable(body), headers=headers)
+    headers: dict[str, str] = {}
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    body = _error_body(exc.code, exc.reason, context=exc.details or None)
+    return JSONResponse(status_code=exc.status_code, content=_jsonable(body), headers=headers or None)
 
 
 def _jsonable(value: object) -> object:
@@ -62,17 +78,73 @@ def _jsonable(value: object) -> object:
 
 def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{k: v for k, v in error.items() if k in ("loc", "msg", "type")} for error in exc.errors()]
+    errors = [
+        {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        for error in exc.errors()
+    ]
+    named = ", ".join(".".join(str(part) for part in error["loc"][1:] or error["loc"]) for error in errors[:5])
+    detail = f"request is not valid: {named}" if named else "request is not valid"
+    return JSONResponse(status_code=422, content=_jsonable(_error_body("invalid", detail, errors=errors)))
+
+
+_HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 415: "unsupported"}
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (unknown path, wrong method, unparsable body) in the same shape."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "invalid" if exc.status_code < 500 else "internal")
     return JSONResponse(
-        status_code=422, content=_jsonable({"error": "invalid", "detail": "request is not valid", "errors": errors})
+        status_code=exc.status_code,
+        content=_error_body(code, str(exc.detail)),
+        headers=dict(exc.headers) if exc.headers else None,
     )
 
 
-def install_common(app: FastAPI) -> None:
+def _database_refused(request: Request, exc: Exception) -> JSONResponse:
+    """Safety net: a value the database cannot take (SQLSTATE class 22: out of range, an
+    unencodable character, a bad date) was let through by the request models; its transaction
+    changed nothing, so it is the client's 422. Any other database error is a server error."""
+    assert isinstance(exc, DBAPIError)
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if not sqlstate.startswith("22"):
+        raise exc
+    log.warning("database refused a value from the request (SQLSTATE %s)", sqlstate)
+    return JSONResponse(
+        status_code=422, content=_error_body("invalid", "a value in the request is out of range or not acceptable")
+    )
+
+
+def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    # Answered outside the other middlewares: carries its own headers.
+    return JSONResponse(
+        status_code=500,
+        content=_error_body("internal", "internal error; nothing was changed, try again later"),
+        headers=dict(SECURITY_HEADERS),
+    )
+
+
+def install_common(app: FastAPI, settings: ServiceSettings | None = None) -> None:
+    settings = settings or ServiceSettings()
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        limits={"/webhooks/": settings.webhook_max_body_bytes},
+    )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_refused)
+    app.add_exception_handler(Exception, _server_error)
     app.include_router(health_router)
+    app.state.auth_failures = FailureLimiter(
+        namespace=f"{settings.service_name}:{make_url(settings.database_url).database}",
+        limit=settings.auth_failure_limit,
+        window=settings.auth_failure_window_seconds,
+        redis_url=settings.rate_limit_redis_url,
+    )
 
 
 health_router = APIRouter(tags=["operations"])
@@ -83,15 +155,20 @@ async def health(request: Request) -> dict[str, str]:
     return {"status": "ok", "service": request.app.state.settings.service_name}
 
 
-@health_router.get("/asyncapi.json", summary="AsyncAPI 3.0 document: the events this service publishes and consumes")
+@health_router.get("/asyncapi.json", summary="AsyncAPI 3.1 document: the events this service publishes and consumes")
 async def asyncapi(request: Request) -> dict[str, object]:
     from .asyncapi import asyncapi_document
 
     service: Service = request.app.state.service
-    return asyncapi_document(service.name, {c.queue.name: c.queue.routing_keys for c in service.consumers})
+    consumed = {c.queue.name: c.queue.routing_keys for c in service.consumers}
+    return asyncapi_document(service.name, consumed, amqp_url=service.settings.amqp_url)
 
 
-@health_router.get("/ready", summary="Readiness: database and broker reachable")
+@health_router.get(
+    "/ready",
+    summary="Readiness: database and broker reachable",
+    responses={503: {"description": "The database or the broker does not answer"}},
+)
 async def ready(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
     checks = await service.readiness()

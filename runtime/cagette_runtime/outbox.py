@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
 from faststream.rabbit import RabbitBroker
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
@@ -29,6 +31,7 @@ from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
 from .tables import outbox_messages
 from .topology import UNROUTED_QUEUE, events_exchange
+from .tracing import continued_from, current_trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,12 @@ async def add(session: AsyncSession, *events: Event) -> None:
                 "routing_key": event.routing_key(),
                 "body": event.model_dump_json(),
                 "correlation_id": event.correlation_id,
-                "headers": {"x-event-type": event.routing_key(), "x-schema-version": event.version()},
+                # With the action's W3C trace context, so the relay publishes within its trace.
+                "headers": {
+                    "x-event-type": event.routing_key(),
+                    "x-schema-version": event.version(),
+                    **current_trace_carrier(event.correlation_id),
+                },
             }
             for event in events
         ],
@@ -69,6 +77,25 @@ def event_context(group_id: UUID) -> EventContext:
     return context
 
 
+class OncePer:
+    """Lets one log line per key through each `interval` seconds and counts the ones it held
+    back, so an event type nobody subscribes to cannot flood the log."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def allow(self, key: str) -> int | None:
+        """None to stay quiet, else how many lines for `key` were held back since the last one."""
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval) < self.interval:
+            self._held[key] += 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
 class OutboxRelay(BackgroundLoop):
     name = "outbox-relay"
 
@@ -82,8 +109,10 @@ class OutboxRelay(BackgroundLoop):
         max_backoff: float = 60.0,
         publish_timeout: float = 10.0,
         unroutable_grace: float = 300.0,
+        unroutable_log_interval: float = 60.0,
     ) -> None:
         super().__init__(poll_interval)
+        self.unroutable_lines = OncePer(unroutable_log_interval)
         self.unroutable_grace = unroutable_grace
         self.database = database
         self.broker = broker
@@ -126,13 +155,7 @@ class OutboxRelay(BackgroundLoop):
                 elif outcome is not None:
                     # Capped exponential backoff with jitter, so replicas do not retry in step.
                     delay = min(self.max_backoff, 0.5 * 2 ** min(row.attempts, 16)) * random.uniform(0.8, 1.0)
-                    log.warning(
-                        "event %s (%s) not confirmed, retry in %.1fs: %s",
-                        row.event_id,
-                        row.routing_key,
-                        delay,
-                        _describe(outcome),
-                    )
+                    self._warn(row, delay, outcome)
                     await session.execute(
                         update(outbox_messages)
                         .where(outbox_messages.c.id == row.id)
@@ -143,6 +166,23 @@ class OutboxRelay(BackgroundLoop):
                         )
                     )
             return len(confirmed)
+
+    def _warn(self, row: Row[Any], delay: float, outcome: BaseException) -> None:
+        if not _is_unroutable(outcome):
+            log.warning(
+                "event %s (%s) not confirmed, retry in %.1fs: %s",
+                row.event_id,
+                row.routing_key,
+                delay,
+                _describe(outcome),
+            )
+        elif (held := self.unroutable_lines.allow(row.routing_key)) is not None:
+            log.warning(
+                "%s events are unroutable (no queue bound yet), retried with backoff for %.0fs before parking%s",
+                row.routing_key,
+                self.unroutable_grace,
+                f" ({held} similar lines held back)" if held else "",
+            )
 
     async def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
         """Publish the row; an event still unroutable after the grace period is parked in the
@@ -160,23 +200,28 @@ class OutboxRelay(BackgroundLoop):
                 routing_key=UNROUTED_QUEUE,
                 headers={**row.headers, "x-unroutable-reason": reason, "x-original-routing-key": row.routing_key},
             )
-            log.error("event %s (%s) parked in %s: %s", row.event_id, row.routing_key, UNROUTED_QUEUE, reason)
+            if (held := self.unroutable_lines.allow(f"parked:{row.routing_key}")) is not None:
+                more = f" ({held} more parked since the last line)" if held else ""
+                log.error(
+                    "event %s (%s) parked in %s: %s%s", row.event_id, row.routing_key, UNROUTED_QUEUE, reason, more
+                )
             raise ParkedUnroutable(f"{reason}; parked in {UNROUTED_QUEUE}") from None
 
     async def _publish(self, row, *, exchange, routing_key: str, headers: dict) -> None:  # type: ignore[no-untyped-def]
-        confirmation = await self.broker.publish(
-            row.body.encode(),
-            exchange=exchange,
-            routing_key=routing_key,
-            mandatory=True,
-            persist=True,
-            message_id=str(row.event_id),
-            correlation_id=row.correlation_id,
-            content_type="application/json",
-            headers=headers,
-            timestamp=row.created_at,
-            timeout=self.publish_timeout,
-        )
+        with continued_from(row.headers):
+            confirmation = await self.broker.publish(
+                row.body.encode(),
+                exchange=exchange,
+                routing_key=routing_key,
+                mandatory=True,
+                persist=True,
+                message_id=str(row.event_id),
+                correlation_id=row.correlation_id,
+                content_type="application/json",
+                headers=headers,
+                timestamp=row.created_at,
+                timeout=self.publish_timeout,
+            )
         # aiormq answers Basic.Ack when confirmed; a Nack or nothing means not stored.
         if type(confirmation).__name__ != "Ack":
             raise RuntimeError(f"broker did not confirm: {confirmation!r}")

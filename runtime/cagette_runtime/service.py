@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -15,18 +16,25 @@ from sqlalchemy import Table
 
 from .auth import MembershipDirectory, TokenVerifier
 from .background import BackgroundLoop
+from .broker_admin import BrokerAdmin
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .http import install_common
 from .logs import configure_logging
 from .memberships import TableMemberships, membership_consumer
+from .metrics import DatabaseGauge, ServiceMetrics
 from .migrations import upgrade_async
+from .openapi import document_errors
 from .outbox import OutboxRelay
 from .retention import MessagingRetention
 from .settings import ServiceSettings, load_settings
-from .topology import declare_consumer_queue, declare_exchanges
+from .topology import declare_consumer_queue, declare_event_log, declare_exchanges
+from .tracing import broker_middleware, instrument_app, instrument_engine, tracer_provider
 
 log = logging.getLogger(__name__)
+
+# Set by the server on the first stop signal (cli.draining_server): the process is going away.
+shutdown_requested = threading.Event()
 
 
 class Service:
@@ -39,6 +47,7 @@ class Service:
         consumers: Callable[[Service], Sequence[Consumer]] = lambda service: (),
         settings: ServiceSettings | None = None,
         description: str = "",
+        gauges: Sequence[DatabaseGauge] = (),
         membership_table: Table | None = None,
         memberships: Callable[[Service], MembershipDirectory] | None = None,
     ) -> None:
@@ -52,6 +61,17 @@ class Service:
         self.routers = routers
         self.description = description
         self.database = Database(self.settings.database_url)
+        # Observability: Prometheus metrics (with the service's own `gauges`) and traces.
+        self.metrics = ServiceMetrics(name, gauges)
+        self.tracer_provider = tracer_provider(name)
+        instrument_engine(self.database.engine, self.tracer_provider)
+        self.broker_admin = BrokerAdmin(
+            self.settings.amqp_url,
+            mode=self.settings.broker_policies,
+            management_url=self.settings.rabbitmq_management_url,
+        )
+        # True from the shutdown signal on: /ready answers 503 so no new request is routed here.
+        self.draining = False
         self.broker = RabbitBroker(
             self.settings.amqp_url,
             default_channel=Channel(
@@ -60,6 +80,7 @@ class Service:
             log_level=logging.getLevelName(self.settings.broker_log_level.upper()),
             app_id=f"cagette-{name}",
             fail_fast=True,
+            middlewares=[self.metrics.broker_middleware(), broker_middleware(self.tracer_provider)],
         )
         self.relay = OutboxRelay(
             self.database,
@@ -102,21 +123,31 @@ class Service:
         await self.database.ping()
         await self.broker.connect()
         await declare_exchanges(self.broker)
+        await declare_event_log(
+            self.broker,
+            self.settings.event_log_max_age,
+            self.settings.event_log_max_bytes,
+            self.settings.event_log_segment_bytes,
+        )
         for consumer in self.consumers:
-            await declare_consumer_queue(self.broker, consumer.queue)
+            await declare_consumer_queue(self.broker, consumer.queue, self.broker_admin)
         await self.broker.start()
         for loop in self.background:
             loop.start()
         log.info("%s started", self.name)
 
     async def stop(self) -> None:
+        self.draining = True
         for loop in reversed(self.background):
             await loop.stop()
         await self.broker.stop()
         await self.database.dispose()
+        self.tracer_provider.shutdown()  # exports the spans still buffered
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
+        if self.draining or shutdown_requested.is_set():
+            checks["shutdown"] = "draining: this replica is stopping"
         try:
             await asyncio.wait_for(self.database.ping(), timeout=2)
             checks["database"] = "ok"
@@ -139,7 +170,10 @@ class Service:
         app.state.settings = self.settings
         app.state.service = self
         app.state.token_verifier = TokenVerifier(self.settings)
-        install_common(app)
+        install_common(app, self.settings)
+        self.metrics.instrument(app)
+        instrument_app(app, self.tracer_provider)
         for router in self.routers:
             app.include_router(router)
+        document_errors(app)
         return app

@@ -92,6 +92,27 @@ class ServiceSettings(BaseSettings):
     outbox_retention_days: float = 7.0
     inbox_retention_days: float = 30.0
     migrate_on_start: bool = True
+    # How the consumer queues' policies (delivery limit, dead-letter route, overflow) are set:
+    # auto | management | rabbitmqctl | off (see policies.py); the management API's address
+    # (default http://<broker host>:15672).
+    broker_policies: str = "auto"
+    rabbitmq_management_url: str = ""
+    # On SIGTERM, /ready answers 503 for this many seconds while requests are still served, so a
+    # load balancer stops sending new ones before the service stops (rolling updates).
+    shutdown_drain_seconds: float = 0.0
+    # The event log stream (cagette.events.log): events older than the age (RabbitMQ units
+    # Y, M, D, h, m, s) or past the size are dropped, a segment at a time.
+    event_log_max_age: str = Field(default="30D", pattern=r"^[1-9][0-9]{0,5}(Y|M|D|h|m|s)$")
+    event_log_max_bytes: int = Field(default=2_000_000_000, gt=0)
+    event_log_segment_bytes: int = Field(default=100_000_000, gt=0)
+    # Request bodies: answered 413 past this many bytes (webhooks, signed by a provider: smaller).
+    max_body_bytes: int = Field(default=512 * 1024, ge=1024)
+    webhook_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Failed authentications (bad bearer tokens, failed sign-ins) per client address and window
+    # before answering 429; counted in Redis across replicas when its URL is set.
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_redis_url: str | None = None
 
     def model_post_init(self, context: object) -> None:
         if not self.database_url:

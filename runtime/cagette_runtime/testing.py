@@ -24,13 +24,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aio_pika
 import httpx
+import jsonschema
+import uvicorn
 from yarl import URL
 
+from cagette_contracts.__main__ import DEFAULT_DIR as SCHEMAS_DIR
+from cagette_contracts.envelope import ENVELOPE_FIELDS
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
 from .db import drop_database, ensure_database
@@ -243,6 +248,158 @@ async def drain_queue(
     return taken
 
 
+@dataclass
+class ReceivedWebhook:
+    headers: dict[str, str]
+    body: str
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint standing for an outside system's webhook receiver: answers 503
+    while `up` is False (a receiver that is down), 204 otherwise, and keeps what it accepted."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.accepted: list[ReceivedWebhook] = []
+        self.refused = 0
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/hooks/cagette"
+
+    async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if self.up:
+            headers = {key.decode(): value.decode() for key, value in scope["headers"]}
+            self.accepted.append(ReceivedWebhook(headers, body.decode()))
+            status = 204
+        else:
+            self.refused += 1
+            status = 503
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def __aenter__(self) -> WebhookReceiver:
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        await self._task
+
+
+class PublishedSchemas:
+    """The exported JSON Schemas (`contracts/schemas`) as an outside subscriber would use them:
+    checked with jsonschema (not Pydantic), formats included."""
+
+    def __init__(self, directory: Path = SCHEMAS_DIR) -> None:
+        validator_class = jsonschema.Draft202012Validator
+        self.validators: dict[tuple[str, int], Any] = {}
+        for path in sorted(directory.glob("*.json")):
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            validator_class.check_schema(schema)
+            version = schema["properties"]["schema_version"]["const"]
+            self.validators[(schema["x-routing-key"], version)] = validator_class(
+                schema, format_checker=validator_class.FORMAT_CHECKER
+            )
+
+    def errors(self, body: object) -> list[str]:
+        """Why `body` does not match its event's schema (empty when it does)."""
+        if not isinstance(body, dict):
+            return ["not a JSON object"]
+        validator = self.validators.get((str(body.get("event_type")), body.get("schema_version", 0)))
+        if validator is None:
+            return [f"no schema for {body.get('event_type')!r} version {body.get('schema_version')!r}"]
+        return [f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(body)]
+
+
+def _money_paths(value: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    if isinstance(value, dict):
+        if set(value) == {"amount", "currency"}:
+            return [path]
+        return [found for key, item in value.items() for found in _money_paths(item, (*path, key))]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _money_paths(item, (*path, index))]
+    return []
+
+
+def _with(body: dict[str, Any], path: tuple[str | int, ...], value: object) -> dict[str, Any]:
+    copy = json.loads(json.dumps(body))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return copy
+
+
+_DELETE = object()
+# Money the contracts state is positive, by field name (payments' amounts, order totals).
+POSITIVE_MONEY_FIELDS = ("amount", "total", "added_total", "new_total")
+
+
+def broken_copies(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Copies of a valid event body, each broken in one way its schema must refuse."""
+    broken = [(f"without {name}", _with(body, (name,), _DELETE)) for name in ENVELOPE_FIELDS]
+    broken += [
+        ("occurred_at with an offset", _with(body, ("occurred_at",), "2026-01-01T14:00:00+02:00")),
+        ("occurred_at not a date", _with(body, ("occurred_at",), "yesterday")),
+        ("event_id not a uuid", _with(body, ("event_id",), "not-a-uuid")),
+        ("correlation_id with spaces", _with(body, ("correlation_id",), "has spaces")),
+        ("another schema_version", _with(body, ("schema_version",), 99)),
+    ]
+    for path in _money_paths(body)[:3]:
+        where = "/".join(map(str, path))
+        broken += [
+            (f"{where} currency lower case", _with(body, (*path, "currency"), "eur")),
+            (f"{where} currency not ISO 4217", _with(body, (*path, "currency"), "EUX")),
+            (f"{where} amount with a fraction", _with(body, (*path, "amount"), 1465.5)),
+            (f"{where} amount as text", _with(body, (*path, "amount"), "1465")),
+            (f"{where} amount out of range", _with(body, (*path, "amount"), 10**15)),
+        ]
+    for name in POSITIVE_MONEY_FIELDS:
+        if isinstance(body.get(name), dict) and "currency" in body[name] and body[name].get("amount", 0) > 0:
+            broken.append((f"{name} negative", _with(body, (name, "amount"), -body[name]["amount"])))
+    closed_sets = [("method", "bitcoin"), ("payment_method", "bitcoin"), ("role", "boss"), ("language", "xx")]
+    if body.get("event_type") == "ledger.transaction.posted":
+        closed_sets.append(("kind", "gift"))  # (an email's kind is an open set: new emails come)
+    for name, bad in closed_sets:
+        if body.get(name) is not None:
+            broken.append((f"{name} outside its set", _with(body, (name,), bad)))
+    for key in ("lines", "added_lines"):
+        if body.get(key):
+            broken.append(("quantity negative", _with(body, (key, 0, "quantity"), "-1")))
+            broken.append(("quantity with 4 decimals", _with(body, (key, 0, "quantity"), "0.3755")))
+    return broken
+
+
+__all__ = [
+    "EventSpy",
+    "START_POSTGRES",
+    "START_RABBITMQ",
+    "IsolatedServers",
+    "PublishedSchemas",
+    "ReceivedWebhook",
+    "WebhookReceiver",
+    "broken_copies",
+    "drain_queue",
+    "isolated_servers",
+]
 __all__ = ["EventSpy", "START_POSTGRES", "START_RABBITMQ", "IsolatedServers", "drain_queue", "isolated_servers"]
 
 

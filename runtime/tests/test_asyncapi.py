@@ -22,7 +22,7 @@ def test_topic_matching_follows_amqp_rules(pattern: str, key: str, expected: boo
 
 def test_document_lists_what_a_service_publishes_and_consumes() -> None:
     document = asyncapi_document("ledger", {"ledger.postings": ("orders.order.confirmed",)})
-    assert document["asyncapi"] == "3.0.0"
+    assert document["asyncapi"] == "3.1.0"
     operations = document["operations"]
     assert operations["publish.ledger.balance.changed"]["action"] == "send"
     assert operations["ledger.postings.orders.order.confirmed"]["action"] == "receive"
@@ -37,3 +37,13 @@ def test_document_lists_what_a_service_publishes_and_consumes() -> None:
         for step in ref.removeprefix("#/").split("/"):
             node = node[step]
     assert "Money" in document["components"]["schemas"]
+
+
+def test_document_names_the_servers_headers_and_correlation_id_without_credentials() -> None:
+    document = asyncapi_document("payments", {}, amqp_url="amqp://user:s3cr3t-pw@rabbit.example:5671/prod")
+    assert document["servers"]["broker"]["host"] == "rabbit.example:5671" and "s3cr3t-pw" not in str(document)
+    message = document["components"]["messages"]["PaymentReceivedV1"]
+    assert message["correlationId"]["location"] == "$message.payload#/correlation_id"
+    headers = message["headers"]["properties"]
+    assert headers["x-event-type"]["const"] == "payments.payment.received" and "traceparent" in headers
+    assert document["channels"]["eventLog"]["address"] == "cagette.events.log"

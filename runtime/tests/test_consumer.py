@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime.broker_admin import BrokerAdmin
 from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, MalformedMessage, parse_event
 from cagette_runtime.errors import Invalid, RetryLater
 from cagette_runtime.tables import inbox_messages
@@ -51,7 +52,7 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         await self.broker.connect()
-        await declare_consumer_queue(self.broker, self.queue)
+        await declare_consumer_queue(self.broker, self.queue, BrokerAdmin(self.servers.amqp_url))
         await self.broker.start()
         self.connection = await aio_pika.connect_robust(self.servers.amqp_url)
         channel = await self.connection.channel()

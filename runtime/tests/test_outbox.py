@@ -103,6 +103,21 @@ async def test_unroutable_event_stays_pending_and_is_retried_once_a_queue_is_bou
     assert row.published_at is not None
 
 
+async def test_unroutable_events_of_one_type_log_one_line_per_interval(database, broker, caplog) -> None:
+    group_id = widget_event().group_id
+    async with database.transaction() as session:
+        await outbox.add(session, *(WidgetUnrouted(group_id=group_id) for _ in range(5)))
+    relay = OutboxRelay(database, broker, max_backoff=0.0, unroutable_log_interval=3600)
+    with caplog.at_level("WARNING", logger="cagette_runtime.outbox"):
+        assert await relay.relay_once() == 0
+        assert await relay.relay_once() == 0
+    lines = [r.getMessage() for r in caplog.records if "test.nobody.listens" in r.getMessage()]
+    assert lines == [
+        "test.nobody.listens events are unroutable (no queue bound yet), retried with backoff for 300s before parking"
+    ]
+    assert len(await pending_rows(database)) == 5
+
+
 async def test_event_unroutable_past_the_grace_period_is_parked_not_lost(database, broker, servers) -> None:
     event = WidgetUnrouted(group_id=widget_event().group_id)
     async with database.transaction() as session:

@@ -19,10 +19,12 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Uuid, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
+from cagette_contracts.inputs import MULTI_LINE, Cursor, Reason, RequestBody, UtcDatetime, check_text
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound, Refused
@@ -42,12 +44,6 @@ IdempotencyKey = Annotated[
 
 def _database(request: Request) -> Database:
     return request.app.state.service.database
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -154,12 +150,11 @@ async def member_balance_at(
     member_id: UUID,
     principal: CurrentPrincipal,
     request: Request,
-    at: Annotated[datetime, Query(description="ISO 8601; naive means UTC")],
+    at: Annotated[UtcDatetime, Query(description="ISO 8601; naive means UTC")],
 ) -> BalanceAt:
     """The member's posted balance as it was at `at` (the running balance of the last posting
     at or before it)."""
     principal.require_self_or_coordinator(group_id, member_id)
-    at = _utc(at)  # type: ignore[assignment]
     async with _database(request).sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
         currency, balance = found.currency, 0
@@ -315,16 +310,14 @@ async def member_statement(
     principal: CurrentPrincipal,
     request: Request,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(description="`next_before` of the previous page")] = None,
-    from_: Annotated[datetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
-    to: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    before: Annotated[Cursor | None, Query(description="`next_before` of the previous page")] = None,
+    from_: Annotated[UtcDatetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
+    to: Annotated[UtcDatetime | None, Query(description="Exclusive, ISO 8601")] = None,
 ) -> Statement:
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        return await _statement(
-            session, group_id, member_id, limit=limit, before=before, from_=_utc(from_), to=_utc(to)
-        )
+        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to)
 
 
 STATEMENT_CSV_COLUMNS = [
@@ -372,15 +365,13 @@ async def member_statement_csv(
     member_id: UUID,
     principal: CurrentPrincipal,
     request: Request,
-    from_: Annotated[datetime | None, Query(alias="from")] = None,
-    to: Annotated[datetime | None, Query()] = None,
+    from_: Annotated[UtcDatetime | None, Query(alias="from")] = None,
+    to: Annotated[UtcDatetime | None, Query()] = None,
 ) -> Response:
     """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).sessionmaker() as session:
-        statement = await _statement(
-            session, group_id, member_id, limit=None, before=None, from_=_utc(from_), to=_utc(to)
-        )
+        statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=from_, to=to)
     rows = [
         [
             e.at.astimezone(UTC).isoformat(),
@@ -601,9 +592,12 @@ def _view(posted: PostedTransaction) -> JSONResponse:
     return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
 
 
-class OpeningBalanceRequest(BaseModel):
+Memo = Annotated[str, Field(max_length=500), MULTI_LINE]
+
+
+class OpeningBalanceRequest(RequestBody):
     amount: Money = Field(description="Signed: positive = the member has a credit, negative = owes the group")
-    memo: str = Field(default="", max_length=500)
+    memo: Memo = ""
 
 
 @router.post(
@@ -624,9 +618,9 @@ async def post_opening_balance(
         return _view(await operations.post_opening_balance(session, draft))
 
 
-class CorrectionRequest(BaseModel):
+class CorrectionRequest(RequestBody):
     amount: Money = Field(description="Signed as the member sees it: + credits the member, - debits")
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: Reason
     against: AccountType = Field(default=AccountType.SALES, description="The group account on the other side")
 
 
@@ -662,8 +656,8 @@ async def post_correction(
         return _view(await operations.adjust(session, draft))
 
 
-class ReversalRequest(BaseModel):
-    reason: str = Field(min_length=1, max_length=1000)
+class ReversalRequest(RequestBody):
+    reason: Reason
 
 
 @router.post(
@@ -702,7 +696,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
     every error by line) and records nothing."""
     principal.require_coordinator(group_id)
-    raw = await request.body()
+    raw = await request.body()  # bounded by the service's body size limit
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -711,16 +705,27 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     async with database.transaction() as session:
         group = await operations.require_group(session, group_id)
         rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
-        errors: list[str] = []
-        for line_number, draft in rows:
-            for leg in draft.member_legs():
-                if await operations.member_account_id(session, group_id, leg.account.member_id) is None:  # type: ignore[arg-type]
-                    errors.append(
-                        f"line {line_number}: unknown account: member {leg.account.member_id} has no "
-                        f"account in group {group_id}"
+        # One query for every member of the file.
+        member_ids = [leg.account.member_id for _, draft in rows for leg in draft.member_legs()]
+        known = set(
+            (
+                await session.scalars(
+                    select(accounts.c.member_id).where(
+                        accounts.c.group_id == group_id,
+                        accounts.c.type == AccountType.MEMBER.value,
+                        accounts.c.member_id == any_(bindparam("member_ids", member_ids, type_=ARRAY(Uuid))),
                     )
+                )
+            ).all()
+        )
+        errors = [
+            f"line {line_number}: unknown account: member {leg.account.member_id} has no account in group {group_id}"
+            for line_number, draft in rows
+            for leg in draft.member_legs()
+            if leg.account.member_id not in known
+        ]
         if errors:
-            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+            raise refused_file(errors)
         # All accounts locked up front in the global order: concurrent imports never deadlock.
         await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
         posted: list[PostedTransaction] = []
@@ -731,7 +736,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
             except Refused as exc:
                 errors.append(f"line {line_number}: {exc.reason}")
         if errors:
-            raise Invalid("the file was refused, nothing was recorded", errors=errors)
+            raise refused_file(errors)
     views = [
         TransactionView(
             transaction_id=p.transaction_id,
@@ -756,43 +761,63 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
     )
 
 
+OPENING_BALANCES_MAX_ROWS = 10_000
+ERRORS_LISTED = 20
+
+
+def refused_file(errors: list[str]) -> Invalid:
+    """The whole file refused: the first errors by line, and how many more there are."""
+    return Invalid(
+        "the file was refused, nothing was recorded",
+        errors=errors[:ERRORS_LISTED],
+        more_errors=max(len(errors) - ERRORS_LISTED, 0),
+    )
+
+
 def parse_opening_balances(
     content: str, group_id: UUID, currency: str, recorded_by: UUID | None
 ) -> list[tuple[int, domain.TransactionDraft]]:
     """CSV text -> (line number, draft) per row; every problem reported at once, by line."""
-    reader = csv.DictReader(io.StringIO(content))
-    fields = [f.strip() for f in reader.fieldnames or []]
-    if "member_id" not in fields or "amount" not in fields:
-        raise Invalid("the CSV needs a header line with the columns member_id,amount (and optionally memo)")
-    reader.fieldnames = fields
+    reader = csv.DictReader(io.StringIO(content, newline=""))
     errors: list[str] = []
     drafts: list[tuple[int, domain.TransactionDraft]] = []
     seen: dict[UUID, int] = {}
-    for row in reader:
-        line = reader.line_num
-        try:
-            member_id = UUID((row.get("member_id") or "").strip())
-        except ValueError:
-            errors.append(f"line {line}: member_id {row.get('member_id')!r} is not a UUID")
-            continue
-        if member_id in seen:
-            errors.append(f"line {line}: member {member_id} already appears on line {seen[member_id]}")
-            continue
-        seen[member_id] = line
-        try:
-            amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
-            drafts.append(
-                (
-                    line,
-                    domain.opening_balance(
-                        group_id, member_id, amount, recorded_by=recorded_by, memo=(row.get("memo") or "").strip()[:500]
-                    ),
+    try:
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "member_id" not in fields or "amount" not in fields:
+            raise Invalid("the CSV needs a header line with the columns member_id,amount (and optionally memo)")
+        reader.fieldnames = fields
+        for row in reader:
+            line = reader.line_num
+            if len(seen) >= OPENING_BALANCES_MAX_ROWS:
+                raise Invalid(f"the file has more than {OPENING_BALANCES_MAX_ROWS} opening balances: split it")
+            try:
+                member_id = UUID((row.get("member_id") or "").strip())
+            except ValueError:
+                errors.append(f"line {line}: member_id {(row.get('member_id') or '')[:40]!r} is not a UUID")
+                continue
+            if member_id in seen:
+                errors.append(f"line {line}: member {member_id} already appears on line {seen[member_id]}")
+                continue
+            seen[member_id] = line
+            try:
+                memo = check_text((row.get("memo") or "").strip(), multiline=True)
+                if len(memo) > 500:
+                    raise Invalid("the memo is longer than 500 characters")
+                amount = domain.parse_decimal_amount(row.get("amount") or "", currency)
+                drafts.append(
+                    (line, domain.opening_balance(group_id, member_id, amount, recorded_by=recorded_by, memo=memo))
                 )
-            )
-        except Refused as exc:
-            errors.append(f"line {line}: {exc.reason}")
+            except ValueError as exc:
+                errors.append(f"line {line}: the memo {exc}")
+            except Refused as exc:
+                errors.append(f"line {line}: {exc.reason}")
+    except csv.Error as exc:
+        # A bare CR in an unquoted field, a field over the csv module's limit: the rest of the
+        # file cannot be read reliably.
+        errors.append(f"line {reader.line_num + 1}: not readable as CSV ({exc})")
     if errors:
-        raise Invalid("the file was refused, nothing was recorded", errors=errors)
+        raise refused_file(errors)
     if not drafts:
         raise Invalid("the file has no opening balances")
     return drafts

@@ -13,6 +13,7 @@ from cagette_runtime.settings import ServiceSettings
 from . import holds
 from .api import router
 from .batching import BatchingConsumer
+from .gauges import GAUGES
 from .handlers import consumers, dispatch_batch
 from .settings import LedgerSettings, ledger_settings
 from .tables import memberships
@@ -38,6 +39,7 @@ class LedgerService(Service):
             # not the runtime's runner, subscribes to them.
             consumers=(lambda service: []) if batched else consumers,
             settings=settings,
+            gauges=GAUGES,
             membership_table=memberships,
             description="Double-entry member accounts, holds, balances and statements; the only authority on balances.",
         )

@@ -37,6 +37,7 @@ from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, parse_eve
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.tables import inbox_messages
+from cagette_runtime.tracing import batch_causes, continued_from, current_trace_carrier
 
 CLAIM = text(
     f"INSERT INTO {inbox_messages.name} (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[]))"
@@ -85,6 +86,9 @@ class BatchingConsumer(BackgroundLoop):
         self.max_batch = max_batch
         self.linger = linger
         self._buffer: list[RabbitMessage] = []
+        # The trace context each delivery was received in (by message id): the events a batch
+        # writes to the outbox stay in the trace of their cause.
+        self._traces: dict[str, dict[str, str]] = {}
         self.received = 0
         self.batches = 0
         self.fallbacks = 0
@@ -93,6 +97,7 @@ class BatchingConsumer(BackgroundLoop):
     def subscribe(self) -> None:
         async def on_message(message: RabbitMessage = Context("message")) -> None:
             self.received += 1
+            self._traces[message.message_id] = current_trace_carrier()
             self._buffer.append(message)
             self.wake()
 
@@ -122,6 +127,7 @@ class BatchingConsumer(BackgroundLoop):
         return bool(self._buffer)
 
     async def process_batch(self, batch: list[RabbitMessage]) -> None:
+        traces = {message.message_id: self._traces.pop(message.message_id, {}) for message in batch}
         parsed: list[tuple[RabbitMessage, Event]] = []
         for message in batch:
             try:
@@ -134,16 +140,13 @@ class BatchingConsumer(BackgroundLoop):
             parsed.append((message, event))
         if not parsed:
             return
+        # A batch of one action's events (the common case when the load is light) runs within
+        # its trace, so its database statements show there; a mixed batch belongs to none.
+        carriers = [traces[message.message_id] for message, _ in parsed]
+        within = carriers[0] if all(carrier == carriers[0] for carrier in carriers) else {}
         try:
-            async with self.database.transaction() as session:
-                claimed = await claim_many(session, self.runner.name, [event for _, event in parsed])
-                # Events keep their own correlation ids; the batch's statements log the first.
-                token = set_correlation_id(claimed[0].correlation_id if claimed else None)
-                try:
-                    if claimed:
-                        await self.batch_handler(session, claimed)
-                finally:
-                    reset_correlation_id(token)
+            with continued_from(within):
+                await self._commit(parsed, traces)
         except Exception as exc:
             self.fallbacks += 1
             log.info(
@@ -153,9 +156,23 @@ class BatchingConsumer(BackgroundLoop):
                 exc,
             )
             for message, _ in parsed:
-                await self.runner.process(message)
+                with continued_from(traces[message.message_id]):
+                    await self.runner.process(message)
             return
         self.batches += 1
         self.largest = max(self.largest, len(parsed))
         for message, _ in parsed:
             await message.ack()
+
+    async def _commit(self, parsed: list[tuple[RabbitMessage, Event]], traces: dict[str, dict[str, str]]) -> None:
+        async with self.database.transaction() as session:
+            claimed = await claim_many(session, self.runner.name, [event for _, event in parsed])
+            # Events keep their own correlation ids; the batch's statements log the first.
+            token = set_correlation_id(claimed[0].correlation_id if claimed else None)
+            causes = {event.correlation_id: traces[message.message_id] for message, event in parsed}
+            try:
+                if claimed:
+                    with batch_causes(causes):
+                        await self.batch_handler(session, claimed)
+            finally:
+                reset_correlation_id(token)

@@ -19,6 +19,8 @@ from uuid import UUID
 
 from cagette_contracts import (
     AccountType,
+    CardDisputeFundsReinstated,
+    CardDisputeFundsWithdrawn,
     CardFeeCharged,
     Money,
     OrderAmended,
@@ -28,6 +30,7 @@ from cagette_contracts import (
     PaymentRefunded,
     SubscriptionAmended,
     SubscriptionConfirmed,
+    TransactionKind,
     minor_unit_exponent,
 )
 from cagette_contracts.money import MAX_MINOR_UNITS
@@ -36,19 +39,8 @@ from cagette_runtime.errors import Invalid
 GROUP_ACCOUNT_TYPES = tuple(t for t in AccountType if t != AccountType.MEMBER)
 
 
-class Kind(StrEnum):
-    """What a transaction records (stored, exported, and in TransactionPosted.kind)."""
-
-    ORDER = "order"
-    ORDER_AMENDMENT = "order_amendment"
-    SUBSCRIPTION = "subscription"
-    SUBSCRIPTION_AMENDMENT = "subscription_amendment"
-    PAYMENT = "payment"
-    REFUND = "refund"
-    CARD_FEE = "card_fee"
-    OPENING_BALANCE = "opening_balance"
-    CORRECTION = "correction"
-    REVERSAL = "reversal"
+# What a transaction records (stored, exported, and in TransactionPosted.kind): the contract's closed set.
+Kind = TransactionKind
 
 
 @dataclass(frozen=True)
@@ -81,6 +73,9 @@ class TransactionDraft:
     source_event_id: UUID | None = None
     reason: str | None = None
     recorded_by: UUID | None = None
+    # The cause's correlation id, for the transaction row and its events (None: the action in
+    # progress). Not part of the content: a replay may come with another one.
+    correlation_id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key or len(self.idempotency_key) > 200:
@@ -300,6 +295,47 @@ def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:
     )
 
 
+def card_dispute_funds_withdrawn(event: CardDisputeFundsWithdrawn) -> TransactionDraft:
+    """Dispute funds withdrawn: the provider took the amount back to the card holder and its fee
+    out of card clearing. The member's payment no longer stands (the member owes it again: kind
+    refund); the group's card-fee account bears the fee."""
+    amount = _positive(event.amount, "withdrawn dispute funds")
+    legs = [
+        Leg(member_account(event.group_id, event.member_id), -amount),
+        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), amount + event.fee),
+    ]
+    if not event.fee.is_zero:
+        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), -event.fee))
+    return TransactionDraft(
+        group_id=event.group_id,
+        kind=Kind.REFUND.value,
+        idempotency_key=f"card_dispute:{event.transaction_id}",
+        legs=tuple(legs),
+        memo=f"card dispute {event.dispute_id}: funds withdrawn from payment {event.provider_payment_id}",
+        source_event_id=event.event_id,
+    )
+
+
+def card_dispute_funds_reinstated(event: CardDisputeFundsReinstated) -> TransactionDraft:
+    """A won dispute: the amount (and any fee given back) returns to card clearing; the member's
+    payment stands again (credited: kind payment)."""
+    amount = _positive(event.amount, "reinstated dispute funds")
+    legs = [
+        Leg(member_account(event.group_id, event.member_id), amount),
+        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), -(amount + event.fee_returned)),
+    ]
+    if not event.fee_returned.is_zero:
+        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), event.fee_returned))
+    return TransactionDraft(
+        group_id=event.group_id,
+        kind=Kind.PAYMENT.value,
+        idempotency_key=f"card_dispute:{event.transaction_id}",
+        legs=tuple(legs),
+        memo=f"card dispute {event.dispute_id}: funds reinstated to payment {event.provider_payment_id}",
+        source_event_id=event.event_id,
+    )
+
+
 def opening_balance(
     group_id: UUID, member_id: UUID, amount: Money, *, recorded_by: UUID | None, memo: str = "", key: str | None = None
 ) -> TransactionDraft:
@@ -423,15 +459,16 @@ def standing(balance: int) -> Standing:
     return Standing.BALANCED
 
 
-_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:[.,](\d+))?$")
+# ASCII digits only (`\\d` would take any Unicode digit), and never more than an amount can hold.
+_DECIMAL = re.compile(r"([+-]?)([0-9]{1,15})(?:[.,]([0-9]{1,15}))?")
 
 
 def parse_decimal_amount(text: str, currency: str) -> Money:
     """'-12.50' (or '-12,50') in major units -> Money(-1250, EUR). Refuses more decimals than the
     currency has, and anything that is not a plain decimal number. No float, no rounding."""
-    match = _DECIMAL.match(text.strip())
+    match = _DECIMAL.fullmatch(text.strip())
     if match is None:
-        raise Invalid(f"{text!r} is not an amount: write it like -12.50")
+        raise Invalid(f"{text[:40]!r} is not an amount: write it like -12.50")
     sign, units, fraction = match.groups()
     exponent = minor_unit_exponent(currency)
     fraction = fraction or ""

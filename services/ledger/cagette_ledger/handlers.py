@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,6 +15,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
+    CardDisputeFundsReinstated,
+    CardDisputeFundsWithdrawn,
     CardFeeCharged,
     Event,
     GroupSettingsChanged,
@@ -30,6 +33,7 @@ from cagette_contracts import (
     routing,
 )
 from cagette_runtime.consumer import Consumer
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.errors import Invalid
 from cagette_runtime.topology import ConsumerQueue
 
@@ -54,6 +58,8 @@ HANDLED: tuple[type[Event], ...] = (
     PaymentCancelled,
     PaymentRefunded,
     CardFeeCharged,
+    CardDisputeFundsWithdrawn,
+    CardDisputeFundsReinstated,
 )
 
 
@@ -149,15 +155,15 @@ async def dispatch(session: AsyncSession, event: Event) -> None:
             await operations.cancel_payment(session, event)
         case PaymentRefunded():
             await operations.post_and_publish(session, in_words(event, domain.payment_refunded(event), group))
-        case CardFeeCharged():
-            await operations.post_and_publish(session, domain.card_fee_charged(event))
+        case CardFeeCharged() | CardDisputeFundsWithdrawn() | CardDisputeFundsReinstated():
+            await operations.post_and_publish(session, _DRAFTS[type(event)](event))
         case _:
             raise Invalid(f"the ledger does not handle {event.routing_key()}")
 
 
 # Events that are one posting each and nothing else (plus the capture of a hold): a run
 # of them is posted together by dispatch_batch.
-POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged)
+POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged, CardDisputeFundsWithdrawn, CardDisputeFundsReinstated)
 
 # Each maps its event to the draft it posts (the event's type selects the function).
 _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
@@ -167,6 +173,8 @@ _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     SubscriptionAmended: domain.subscription_amended,
     PaymentRefunded: domain.payment_refunded,
     CardFeeCharged: domain.card_fee_charged,
+    CardDisputeFundsWithdrawn: domain.card_dispute_funds_withdrawn,
+    CardDisputeFundsReinstated: domain.card_dispute_funds_reinstated,
 }
 
 
@@ -204,13 +212,18 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             if isinstance(event, ORDER_EVENTS) and group is not None and not group.payments_enabled:
                 log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
                 continue
-            draft = in_words(event, _DRAFTS[type(event)](event), group)
+            # Posted together, each with its own cause's correlation id (not the batch's first).
+            draft = replace(in_words(event, _DRAFTS[type(event)](event), group), correlation_id=event.correlation_id)
             if group is not None and group.currency != draft.currency:
                 raise Invalid(f"group {event.group_id} keeps its accounts in {group.currency}, not {draft.currency}")
             run.append((event, draft))
         else:
             await flush()
-            await dispatch(session, event)
+            token = set_correlation_id(event.correlation_id)
+            try:
+                await dispatch(session, event)
+            finally:
+                reset_correlation_id(token)
             known.pop(event.group_id, None)  # settings may have changed
     await flush()
 

@@ -23,6 +23,7 @@ from cagette_contracts import (
     Event,
     Money,
     PostingLine,
+    TransactionKind,
     TransactionPosted,
 )
 from cagette_runtime import outbox
@@ -52,6 +53,7 @@ POSTING_COLUMNS = {
     "amount": "int8",
     "currency": "text",
     "balance_after": "int8",
+    "sequence": "int8",
 }
 
 
@@ -64,8 +66,9 @@ def _insert_unnest(table: str, columns: dict[str, str]) -> TextClause:
 INSERT_TRANSACTIONS = _insert_unnest("transactions", TRANSACTION_COLUMNS)
 INSERT_POSTINGS = _insert_unnest("postings", POSTING_COLUMNS)
 UPDATE_BALANCES = text(
-    "UPDATE accounts SET balance = v.balance FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS int8[]))"
-    " AS v(account_id, balance) WHERE accounts.account_id = v.account_id"
+    "UPDATE accounts SET balance = v.balance, last_sequence = v.sequence"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS int8[]), CAST(:sequences AS int8[]))"
+    " AS v(account_id, balance, sequence) WHERE accounts.account_id = v.account_id"
 )
 
 
@@ -80,13 +83,13 @@ OPEN_ACCOUNTS = text(
 # transactions touching the same accounts never deadlock. The join to unnest (not a subquery)
 # keeps re-checks after a concurrent update exact.
 LOCK_MEMBER_ACCOUNTS = text(
-    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance FROM accounts a"
+    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance, a.last_sequence FROM accounts a"
     " JOIN unnest(CAST(:groups AS uuid[]), CAST(:members AS uuid[])) AS v(group_id, member_id)"
     "   ON a.group_id = v.group_id AND a.type = 'member' AND a.member_id = v.member_id"
     " ORDER BY a.group_id, a.member_id FOR UPDATE OF a"
 )
 LOCK_GROUP_ACCOUNTS = text(
-    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance FROM accounts a"
+    "SELECT a.account_id, a.group_id, a.type, a.member_id, a.currency, a.balance, a.last_sequence FROM accounts a"
     " JOIN unnest(CAST(:groups AS uuid[]), CAST(:types AS text[])) AS v(group_id, type)"
     "   ON a.group_id = v.group_id AND a.type = v.type AND a.member_id IS NULL"
     " ORDER BY a.group_id, a.type FOR UPDATE OF a"
@@ -104,6 +107,9 @@ class PostedLeg:
     amount: Money
     balance_before: Money
     balance_after: Money
+    # The posting's place in its account's history: 1, 2, 3... with no gap (None for postings
+    # written before sequences existed).
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,13 @@ class PostedTransaction:
     def events(self) -> list[Event]:
         """TransactionPosted, BalanceChanged per member leg, and zero-crossing events."""
         context = outbox.event_context(self.draft.group_id)
+        if self.draft.correlation_id is not None:
+            context["correlation_id"] = self.draft.correlation_id
         result: list[Event] = [
             TransactionPosted(
                 **context,
                 transaction_id=self.transaction_id,
-                kind=self.draft.kind,
+                kind=TransactionKind(self.draft.kind),
                 idempotency_key=self.draft.idempotency_key,
                 reverses_transaction_id=self.draft.reverses,
                 source_event_id=self.draft.source_event_id,
@@ -131,6 +139,7 @@ class PostedTransaction:
                         member_id=leg.account.member_id,
                         amount=leg.amount,
                         balance_after=leg.balance_after,
+                        sequence=leg.sequence,
                     )
                     for leg in self.legs
                 ],
@@ -148,6 +157,7 @@ class PostedTransaction:
                     transaction_id=transaction_id,
                     previous_balance=leg.balance_before,
                     balance=leg.balance_after,
+                    sequence=leg.sequence,
                 )
             )
             crossing = crossed_zero(leg.balance_before, leg.balance_after)
@@ -160,6 +170,7 @@ class PostedTransaction:
                         account_id=account_id,
                         transaction_id=transaction_id,
                         balance=leg.balance_after,
+                        sequence=leg.sequence,
                     )
                 )
         return result
@@ -172,6 +183,13 @@ async def lock_accounts(
     between transactions touching the same accounts). `refs` maps each account to its
     currency (or is a list, all in `currency`); an existing account in another currency is
     refused. Returns ref -> (account id, balance)."""
+    return {ref: (row.account_id, row.balance) for ref, row in (await _lock(session, refs, currency)).items()}
+
+
+async def _lock(
+    session: AsyncSession, refs: list[AccountRef] | dict[AccountRef, str], currency: str | None = None
+) -> dict[AccountRef, Row[Any]]:
+    """lock_accounts, answering each account's row (id, balance, last sequence)."""
     wanted = refs if isinstance(refs, dict) else dict.fromkeys(refs, currency)
     unique = sorted(wanted, key=lambda ref: (str(ref.group_id), ref.type.value, str(ref.member_id)))
     await session.execute(
@@ -201,12 +219,12 @@ async def lock_accounts(
                 {"groups": [ref.group_id for ref in group_owned], "types": [ref.type.value for ref in group_owned]},
             )
         ).all()
-    found: dict[AccountRef, tuple[UUID, int]] = {}
+    found: dict[AccountRef, Row[Any]] = {}
     for row in rows:
         ref = AccountRef(row.group_id, AccountType(row.type), row.member_id)
         if row.currency != wanted[ref]:
             raise Invalid(f"account {ref.type.value} of group {ref.group_id} is in {row.currency}, not {wanted[ref]}")
-        found[ref] = (row.account_id, row.balance)
+        found[ref] = row
     if len(found) != len(unique):  # cannot happen: opened above; a retry will tell
         raise RuntimeError(f"accounts not found after opening them: {set(unique) - found.keys()}")
     return found
@@ -262,9 +280,10 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         for index in to_post:
             for leg in drafts[index].legs:
                 wanted[leg.account] = drafts[index].currency
-        locked = await lock_accounts(session, wanted)
-        balances = {ref: balance for ref, (_, balance) in locked.items()}
-        correlation_id = peek_correlation_id()
+        locked = await _lock(session, wanted)
+        balances = {ref: row.balance for ref, row in locked.items()}
+        sequences = {ref: row.last_sequence for ref, row in locked.items()}
+        in_progress = peek_correlation_id()
         transaction_rows: list[dict[str, object]] = []
         posting_rows: list[dict[str, object]] = []
         for index in to_post:
@@ -276,13 +295,15 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                 before = balances[leg.account]
                 after = before + leg.amount.amount
                 balances[leg.account] = after
+                sequences[leg.account] += 1
                 legs.append(
                     PostedLeg(
-                        locked[leg.account][0],
+                        locked[leg.account].account_id,
                         leg.account,
                         leg.amount,
                         Money(amount=before, currency=currency),
                         Money(amount=after, currency=currency),
+                        sequences[leg.account],
                     )
                 )
             transaction_rows.append(
@@ -296,7 +317,7 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                     "memo": draft.memo,
                     "reverses_transaction_id": draft.reverses,
                     "source_event_id": draft.source_event_id,
-                    "correlation_id": correlation_id,
+                    "correlation_id": draft.correlation_id or in_progress,
                     "reason": draft.reason,
                     "recorded_by": draft.recorded_by,
                 }
@@ -308,6 +329,7 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
                     "amount": leg.amount.amount,
                     "currency": currency,
                     "balance_after": leg.balance_after.amount,
+                    "sequence": leg.sequence,
                 }
                 for leg in legs
             )
@@ -317,11 +339,16 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
         # database checks each INSERT statement leaves its transactions balanced).
         await session.execute(INSERT_TRANSACTIONS, _columns(transaction_rows, TRANSACTION_COLUMNS))
         await session.execute(INSERT_POSTINGS, _columns(posting_rows, POSTING_COLUMNS))
-        changed = [(locked[ref][0], balance) for ref, balance in balances.items() if balance != locked[ref][1]]
-        if changed:
-            await session.execute(
-                UPDATE_BALANCES, {"ids": [c[0] for c in changed], "balances": [c[1] for c in changed]}
-            )
+        # Every locked account was posted to (its sequence moved), even when its balance did not.
+        touched = list(locked)
+        await session.execute(
+            UPDATE_BALANCES,
+            {
+                "ids": [locked[ref].account_id for ref in touched],
+                "balances": [balances[ref] for ref in touched],
+                "sequences": [sequences[ref] for ref in touched],
+            },
+        )
 
     # In-batch replays return what the first occurrence posted.
     for index, draft in enumerate(drafts):
@@ -341,6 +368,7 @@ async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDr
                 postings.c.amount,
                 postings.c.balance_after,
                 postings.c.currency,
+                postings.c.sequence,
                 accounts.c.group_id,
                 accounts.c.type,
                 accounts.c.member_id,
@@ -357,6 +385,7 @@ async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDr
             Money(amount=row.amount, currency=row.currency),
             Money(amount=row.balance_after - row.amount, currency=row.currency),
             Money(amount=row.balance_after, currency=row.currency),
+            row.sequence,
         )
         for row in rows
     )

@@ -62,6 +62,8 @@ accounts = Table(
     Column("member_id", Uuid),
     Column("currency", String(3), nullable=False),
     Column("balance", BigInteger, nullable=False, server_default="0"),
+    # How many postings the account has had: the sequence of its latest posting.
+    Column("last_sequence", BigInteger, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint(
         "group_id", "type", "member_id", postgresql_nulls_not_distinct=True, name="accounts_one_per_owner"
@@ -106,7 +108,10 @@ postings = Table(
     Column("currency", String(3), nullable=False),
     Column("balance_after", BigInteger, nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
+    # 1, 2, 3... per account, no gap (in the ledger's events); NULL for postings written before.
+    Column("sequence", BigInteger),
     CheckConstraint("amount <> 0", name="postings_amount_not_zero"),
+    UniqueConstraint("account_id", "sequence", name="postings_one_per_account_sequence"),
     Index("postings_account_history", "account_id", "posting_id"),
 )
 

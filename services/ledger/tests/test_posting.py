@@ -243,3 +243,125 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
     assert report.ok
     expected = sum(-100 if isinstance(e, OrderConfirmed) else 100 for b in batches for e in b)
     assert total == expected
+
+
+async def test_a_batch_posts_each_transaction_with_its_own_causes_correlation_id(db: Database) -> None:
+    """Members' events committed in one batch: each transaction row and each event it publishes
+    carries the correlation id of the event that caused it, not the batch's first."""
+    from decimal import Decimal
+
+    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
+    from cagette_ledger import handlers
+    from cagette_ledger.batching import claim_many
+    from cagette_ledger.tables import transactions
+    from cagette_runtime.tables import outbox_messages
+
+    group = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(4)]
+    settings = GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
+    line = OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(300), line_total=eur(300))
+    events = [settings] + [
+        OrderConfirmed(
+            group_id=group,
+            order_id=uuid.uuid4(),
+            member_id=member,
+            payment_method=PaymentMethod.CHEQUE,
+            total=eur(300),
+            lines=[line],
+            correlation_id=f"order-{n}",
+        )
+        for n, member in enumerate(members)
+    ]
+    events += [
+        PaymentReceived(
+            group_id=group,
+            payment_id=uuid.uuid4(),
+            member_id=member,
+            amount=eur(300),
+            method=PaymentMethod.CASH,
+            correlation_id=f"payment-{n}",
+        )
+        for n, member in enumerate(members)
+    ]
+    async with db.transaction() as session:
+        await handlers.dispatch_batch(session, await claim_many(session, "test-correlation", events))
+    async with db.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(transactions.c.idempotency_key, transactions.c.correlation_id).where(
+                    transactions.c.group_id == group
+                )
+            )
+        ).all()
+        published = (
+            await session.execute(
+                select(outbox_messages.c.body, outbox_messages.c.correlation_id).where(
+                    outbox_messages.c.body.contains(str(group))
+                )
+            )
+        ).all()
+    causes = {f"order:{e.order_id}:confirmed": e.correlation_id for e in events if isinstance(e, OrderConfirmed)}
+    causes |= {f"payment:{e.payment_id}:received": e.correlation_id for e in events if isinstance(e, PaymentReceived)}
+    assert {row.idempotency_key: row.correlation_id for row in rows} == causes
+    by_member = {str(e.member_id): n for n, e in enumerate(events[1 : 1 + len(members)])}
+    assert len(published) >= 4 * len(members)
+    for row in published:
+        import json
+
+        body = json.loads(row.body)
+        assert body["correlation_id"] == row.correlation_id
+        member = body.get("member_id") or next(p["member_id"] for p in body["postings"] if p["member_id"])
+        assert row.correlation_id in {f"order-{by_member[member]}", f"payment-{by_member[member]}"}
+
+
+async def test_each_account_numbers_its_postings_without_gaps(db: Database) -> None:
+    """Posted one by one and in batches, concurrently: every account's postings (and the events
+    that tell them) are numbered 1, 2, 3... with no gap and no repeat."""
+    import json
+
+    from cagette_runtime.tables import outbox_messages
+
+    group = uuid.uuid4()
+    members = [uuid.uuid4() for _ in range(3)]
+
+    async def one(member: uuid.UUID) -> None:
+        async with db.transaction() as session:
+            await operations.post_and_publish(session, charge(group, member, 100))
+
+    async def batch() -> None:
+        async with db.transaction() as session:
+            drafts = [charge(group, member, 50) for member in members for _ in range(2)]
+            await operations.post_many_and_publish(session, drafts, [None] * len(drafts))
+
+    await asyncio.gather(*(one(m) for m in members), batch(), *(one(m) for m in members), batch())
+    async with db.sessionmaker() as session:
+        numbered = (
+            await session.execute(
+                select(postings.c.account_id, postings.c.sequence, accounts.c.last_sequence)
+                .join(accounts, accounts.c.account_id == postings.c.account_id)
+                .where(accounts.c.group_id == group)
+            )
+        ).all()
+        bodies = [
+            json.loads(body)
+            for body in (
+                await session.scalars(select(outbox_messages.c.body).where(outbox_messages.c.body.contains(str(group))))
+            ).all()
+        ]
+    per_account: dict[uuid.UUID, list[int]] = {}
+    for row in numbered:
+        per_account.setdefault(row.account_id, []).append(row.sequence)
+        assert row.last_sequence == len([r for r in numbered if r.account_id == row.account_id])
+    for sequences in per_account.values():
+        assert sorted(sequences) == list(range(1, len(sequences) + 1))
+    assert sorted(len(numbers) for numbers in per_account.values()) == [6, 6, 6, 18]  # members, then sales
+    changed: dict[str, list[int]] = {}
+    for body in bodies:
+        if body["event_type"] == "ledger.balance.changed":
+            changed.setdefault(body["account_id"], []).append(body["sequence"])
+        if body["event_type"] == "ledger.transaction.posted":
+            for line in body["postings"]:
+                assert line["sequence"] in per_account[uuid.UUID(line["account_id"])]
+    assert {account: sorted(numbers) for account, numbers in changed.items()} == {
+        str(account): sorted(numbers) for account, numbers in per_account.items() if len(numbers) == 6
+    }

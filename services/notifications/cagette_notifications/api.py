@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from cagette_contracts.inputs import Flag, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import OUTBOX_WRITTEN, Database
 from cagette_runtime.errors import Conflict, NotFound
@@ -20,11 +23,17 @@ from .tables import email_deliveries, member_directory, member_preferences
 router = APIRouter(tags=["notifications"])
 
 
-class EmailPreferences(BaseModel):
+class EmailPreferences(RequestBody):
     """`reminders`: negative-balance reminders and digests. Receipts, payment instructions and
     payment failures are always sent and cannot be turned off."""
 
-    reminders: bool = True
+    reminders: Flag = True
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
 
 
 class Delivery(BaseModel):
@@ -90,7 +99,11 @@ async def put_preferences(
     summary="The emails sent (or pending, or failed) to a member, newest first",
 )
 async def list_emails(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request, limit: int = 50
+    group_id: UUID,
+    member_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[Delivery]:
     principal.require_self_or_coordinator(group_id, member_id)
     async with _database(request).transaction() as session:
@@ -99,7 +112,7 @@ async def list_emails(
                 select(email_deliveries)
                 .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.member_id == member_id))
                 .order_by(email_deliveries.c.created_at.desc())
-                .limit(max(1, min(limit, 500)))
+                .limit(limit)
             )
         ).all()
     return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]
@@ -107,7 +120,11 @@ async def list_emails(
 
 @router.get("/groups/{group_id}/emails", summary="The group's emails in one state, e.g. ?status=failed (coordinator)")
 async def list_group_emails(
-    group_id: UUID, principal: CurrentPrincipal, request: Request, status: str = "failed", limit: int = 100
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    status: DeliveryStatus = DeliveryStatus.FAILED,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Delivery]:
     principal.require_coordinator(group_id)
     async with _database(request).transaction() as session:
@@ -116,7 +133,7 @@ async def list_group_emails(
                 select(email_deliveries)
                 .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.status == status))
                 .order_by(email_deliveries.c.created_at.desc())
-                .limit(max(1, min(limit, 500)))
+                .limit(limit)
             )
         ).all()
     return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]

@@ -14,10 +14,13 @@ from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 
 from .api import router
+from .gauges import GAUGES
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings, notification_settings
 from .tables import memberships
+from .webhooks import WebhookSender
+from .webhooks_api import router as webhooks_router
 
 NAME = "notifications"
 
@@ -35,15 +38,17 @@ class NotificationsService(Service):
         super().__init__(
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
-            routers=[router],
+            routers=[router, webhooks_router],
             consumers=consumers,
             settings=settings,
+            gauges=GAUGES,
             membership_table=memberships,
             description="Emails members can act on: payment instructions, receipts, reminders.",
         )
         self.sender = EmailSender(self.database, settings)
         self.reminders = ReminderScheduler(self.database, settings)
-        self.background += [self.sender, self.reminders]
+        self.webhooks = WebhookSender(self.database, settings)
+        self.background += [self.sender, self.reminders, self.webhooks]
 
     async def start(self) -> None:
         await super().start()

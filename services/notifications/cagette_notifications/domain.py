@@ -32,6 +32,7 @@ class Kind(StrEnum):
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
     ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
     PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
+    WEBHOOK_DISABLED = "webhook_disabled"  # to the group's coordinators: their endpoint was disabled
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).

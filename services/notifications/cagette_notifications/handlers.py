@@ -69,6 +69,7 @@ from .tables import (
     ledger_postings,
     member_directory,
 )
+from .webhooks import record_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -731,6 +732,12 @@ class Handlers:
 
 
 QUEUE_NAME = "notifications.events"
+# Every event, for the outbound webhooks that want it (webhooks.py).
+WEBHOOKS_QUEUE = "notifications.webhooks"
+
+
+async def record_webhook_deliveries(session: AsyncSession, event: Event) -> None:
+    await record_deliveries(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
@@ -744,8 +751,12 @@ def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
             ),
             handler=handlers.handle,
             accepts=HANDLED,
-        )
+        ),
+        Consumer(
+            queue=ConsumerQueue(WEBHOOKS_QUEUE, ("#",), service.settings.delivery_limit),
+            handler=record_webhook_deliveries,
+        ),
     ]
 
 
-__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "consumers"]
+__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "WEBHOOKS_QUEUE", "consumers"]

@@ -11,10 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Row, and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from cagette_contracts import new_correlation_id
 from cagette_runtime.background import BackgroundLoop
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 
 from . import domain
@@ -136,40 +141,46 @@ class ReminderScheduler(BackgroundLoop):
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            # No event caused this run: one correlation id per run and group, for its emails.
+            run_ids: dict[UUID, str] = {}
             for row in rows:
-                state = state_from_row(row, row.currency)
-                pending = await pending_payments(session, row.group_id, row.member_id, row.currency, state.as_of)
-                kind = domain.next_reminder(
-                    state, now, grace=s.reminder_grace, interval=s.reminder_interval, pending=pending
-                )
-                if kind is None:
-                    continue  # covered by pending payments (checked again next time)
+                token = set_correlation_id(run_ids.setdefault(row.group_id, new_correlation_id()))
                 try:
-                    group, member = await load_recipient(session, row.group_id, row.member_id)
-                except NotYetKnown:
-                    continue
-                assert state.negative_since is not None
-                if kind == Kind.BALANCE_REMINDER:
-                    event_id = state.episode_event_id or domain.digest_event_id(
-                        f"{row.group_id}:{row.member_id}", state.negative_since, state.negative_since
-                    )
-                else:
-                    assert state.last_reminder_at is not None
-                    event_id = domain.digest_event_id(
-                        f"{row.group_id}:{row.member_id}", state.negative_since, state.last_reminder_at
-                    )
-                await enqueue(
-                    session,
-                    domain.balance_email(kind, event_id, group, member, state, now, pending),
-                    sender_domain=self.domain,
-                    timezone=s.timezone,
-                )
-                # Also when the member opted out: the reminder was due and is skipped, not postponed.
-                await session.execute(
-                    update(member_balances)
-                    .where(
-                        and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id)
-                    )
-                    .values(last_reminder_at=now)
-                )
+                    await self._remind(session, row, now)
+                finally:
+                    reset_correlation_id(token)
         return False
+
+    async def _remind(self, session: AsyncSession, row: Row[Any], now: datetime) -> None:
+        s = self.settings
+        state = state_from_row(row, row.currency)
+        pending = await pending_payments(session, row.group_id, row.member_id, row.currency, state.as_of)
+        kind = domain.next_reminder(state, now, grace=s.reminder_grace, interval=s.reminder_interval, pending=pending)
+        if kind is None:
+            return  # covered by pending payments (checked again next time)
+        try:
+            group, member = await load_recipient(session, row.group_id, row.member_id)
+        except NotYetKnown:
+            return
+        assert state.negative_since is not None
+        if kind == Kind.BALANCE_REMINDER:
+            event_id = state.episode_event_id or domain.digest_event_id(
+                f"{row.group_id}:{row.member_id}", state.negative_since, state.negative_since
+            )
+        else:
+            assert state.last_reminder_at is not None
+            event_id = domain.digest_event_id(
+                f"{row.group_id}:{row.member_id}", state.negative_since, state.last_reminder_at
+            )
+        await enqueue(
+            session,
+            domain.balance_email(kind, event_id, group, member, state, now, pending),
+            sender_domain=self.domain,
+            timezone=s.timezone,
+        )
+        # Also when the member opted out: the reminder was due and is skipped, not postponed.
+        await session.execute(
+            update(member_balances)
+            .where(and_(member_balances.c.group_id == row.group_id, member_balances.c.member_id == row.member_id))
+            .values(last_reminder_at=now)
+        )

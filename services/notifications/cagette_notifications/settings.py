@@ -35,6 +35,20 @@ class NotificationSettings(ServiceSettings):
     reminder_grace: timedelta = timedelta(minutes=2)
     reminder_interval: timedelta = timedelta(days=7)
     reminder_check_interval: float = Field(default=30.0, gt=0, description="seconds between reminder scans")
+    # Outbound webhooks (webhooks.py): the sender's pace, the retries (capped exponential
+    # backoff: base, 4x, 16x... up to the max, for `webhook_retry_for`), and when an endpoint
+    # that accepts nothing is disabled (its group's coordinators are emailed).
+    webhook_poll_interval: float = Field(default=1.0, gt=0)
+    webhook_batch_size: int = Field(default=50, gt=0)
+    webhook_concurrency: int = Field(default=8, gt=0)
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds an endpoint has to answer")
+    webhook_lease: float = Field(default=60.0, gt=0, description="seconds a claimed delivery is reserved")
+    webhook_retry_base: float = Field(default=5.0, gt=0)
+    webhook_retry_max: float = Field(default=6 * 3600.0, gt=0)
+    webhook_retry_for: timedelta = timedelta(days=3)
+    webhook_disable_after: timedelta = timedelta(days=5)
+    # Plain http:// endpoints (local development and tests only; never in production).
+    webhook_allow_http: bool = False
     # Dates in emails are shown in this time zone.
     timezone: str = "Europe/Paris"
 

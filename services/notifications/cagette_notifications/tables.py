@@ -1,11 +1,13 @@
 """Notifications tables: a local copy of who to write to, kept from the orders events."""
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -202,3 +204,52 @@ email_deliveries = Table(
 Index(
     "email_deliveries_due", email_deliveries.c.next_attempt_at, postgresql_where=email_deliveries.c.status == "pending"
 )
+
+
+# Outbound webhooks (webhooks.py): the registered endpoints, and the delivery log, one row per
+# (endpoint, event) written as 'pending' in the consuming transaction.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("endpoint_id", Uuid, primary_key=True),
+    Column("group_id", Uuid),  # NULL: every group's events (a platform administrator's endpoint)
+    Column("url", Text, nullable=False),
+    Column("event_types", ARRAY(Text), nullable=False),  # topic patterns
+    Column("secret", Text, nullable=False),
+    Column("created_by", Uuid, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("failing_since", DateTime(timezone=True)),  # first failure since the last success
+    Column("last_success_at", DateTime(timezone=True)),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("disabled_reason", Text),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", Uuid, primary_key=True),
+    Column("endpoint_id", Uuid, ForeignKey("webhook_endpoints.endpoint_id"), nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("group_id", Uuid, nullable=False),
+    Column("correlation_id", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Retries stop webhook_retry_for after this (the delivery's creation, or its replay).
+    Column("window_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+    UniqueConstraint("endpoint_id", "event_id", name="webhook_deliveries_once"),
+    CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="webhook_deliveries_status"),
+)
+Index(
+    "webhook_deliveries_due",
+    webhook_deliveries.c.next_attempt_at,
+    postgresql_where=webhook_deliveries.c.status == "pending",
+)
+Index("webhook_deliveries_log", webhook_deliveries.c.endpoint_id, webhook_deliveries.c.created_at)

@@ -153,6 +153,9 @@ async def test_digest_while_negative_then_stops(start_service, mailbox, facts) -
             "SELECT last_reminder_at > negative_since FROM member_balances WHERE member_id = :m", m=gina.member_id
         )
         assert state == [(True,)]  # her digests were due and skipped, not stuck
+        # No event caused them: each scheduler run gives its emails an id of its own (per group).
+        ids = await running.rows("SELECT correlation_id FROM email_deliveries WHERE member_id = :m", m=fred.member_id)
+        assert len(ids) == count and len({row[0] for row in ids}) == count
 
 
 async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(start_service, mailbox, facts) -> None:

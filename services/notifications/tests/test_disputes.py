@@ -79,12 +79,19 @@ async def test_each_coordinator_gets_one_email_in_their_language_members_none_re
         await running.processed_all_before(facts.member("Sentinel"))
         # ...and even past the inbox (its row gone), the delivery log's key holds.
         assert (
-            len(await running.rows("DELETE FROM inbox_messages WHERE event_id = :id RETURNING 1", id=disputed.event_id))
+            len(
+                await running.rows(
+                    "DELETE FROM inbox_messages WHERE consumer = 'notifications.events' AND event_id = :id RETURNING 1",
+                    id=disputed.event_id,
+                )
+            )
             == 1
         )
         await running.publish(disputed)
         await running.wait_rows(
-            "SELECT 1 FROM inbox_messages WHERE event_id = :id", lambda rows: len(rows) == 1, id=disputed.event_id
+            "SELECT 1 FROM inbox_messages WHERE consumer = 'notifications.events' AND event_id = :id",
+            lambda rows: len(rows) == 1,
+            id=disputed.event_id,
         )
         await asyncio.sleep(1.0)  # the sender polls every 0.2 s
         assert len(mailbox.to(str(cora.email))) == 1 and len(mailbox.to(str(carl.email))) == 1
@@ -162,7 +169,9 @@ async def test_a_known_group_without_coordinator_is_warned_about_not_retried(sta
             await running.publish(disputed)
             # Handled at once, not retried (a retry rolls the inbox row back), and nothing recorded.
             await running.wait_rows(
-                "SELECT 1 FROM inbox_messages WHERE event_id = :id", lambda rows: len(rows) == 1, id=disputed.event_id
+                "SELECT 1 FROM inbox_messages WHERE consumer = 'notifications.events' AND event_id = :id",
+                lambda rows: len(rows) == 1,
+                id=disputed.event_id,
             )
             assert await running.rows("SELECT * FROM email_deliveries") == []
     finally:
@@ -180,7 +189,13 @@ async def test_no_known_coordinator_yet_is_retried_then_parked(start_service, ma
         await running.publish(early)
         [parked] = await drain_queue(running.amqp_url, "notifications.events.parking", 1, timeout=20)
         assert parked.message_id == str(early.event_id)
-        assert await running.rows("SELECT 1 FROM inbox_messages WHERE event_id = :id", id=early.event_id) == []
+        assert (
+            await running.rows(
+                "SELECT 1 FROM inbox_messages WHERE consumer = 'notifications.events' AND event_id = :id",
+                id=early.event_id,
+            )
+            == []
+        )
 
         # The group is known but its coordinator's role is not (a directory row kept before
         # migration 0004 stores roles): it may be a coordinator, so retried too, not dropped.

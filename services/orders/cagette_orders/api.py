@@ -9,7 +9,8 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, status
-from pydantic import AwareDatetime, BaseModel, EmailStr, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, EmailStr, Field, ValidationError
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +24,7 @@ from cagette_contracts import (
     PaymentMethod,
     Role,
 )
+from cagette_contracts.inputs import AsciiDecimal, AwareUtcDatetime, Flag, Label, Name, Place, RequestBody
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
 from cagette_runtime.auth import CurrentPrincipal
@@ -54,19 +56,19 @@ router = APIRouter()
 # ------------------------------------------------------------------ groups
 
 
-class GroupSettingsPatch(BaseModel):
+class GroupSettingsPatch(RequestBody):
     """Only the fields given change; the result is validated as a whole."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     currency: CurrencyCode | None = None
     language: Language | None = None
-    payments_enabled: bool | None = None
-    payment_methods: list[PaymentMethod] | None = None
-    allow_negative_money_pot: bool | None = None
-    cheque_payee: str | None = Field(default=None, max_length=200)
-    transfer_iban: str | None = Field(default=None, max_length=64)
-    transfer_bic: str | None = Field(default=None, max_length=16)
-    card_payments_configured: bool | None = Field(
+    payments_enabled: Flag | None = None
+    payment_methods: list[PaymentMethod] | None = Field(default=None, max_length=len(PaymentMethod))
+    allow_negative_money_pot: Flag | None = None
+    cheque_payee: Label | None = None
+    transfer_iban: Annotated[Label, Field(max_length=64)] | None = None
+    transfer_bic: Annotated[Label, Field(max_length=16)] | None = None
+    card_payments_configured: Flag | None = Field(
         default=None,
         description="Read-only (follows the payments service's card settings): a different value is refused (422)",
     )
@@ -124,7 +126,10 @@ async def update_group(
         if "card_payments_configured" in changes:
             if changes.pop("card_payments_configured") != current.card_payments_configured:
                 raise Invalid(CARD_FLAG_READ_ONLY)
-        merged = GroupSettingsIn.model_validate(current.model_dump(exclude={"group_id"}) | changes)
+        try:
+            merged = GroupSettingsIn.model_validate(current.model_dump(exclude={"group_id"}) | changes)
+        except ValidationError as exc:  # e.g. null for a setting that must have a value
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         group = _normalised(group_id, merged, current)
         if group == current:
             return current
@@ -145,21 +150,21 @@ async def update_group(
 # ------------------------------------------------------------------ members
 
 
-class MemberIn(BaseModel):
+class MemberIn(RequestBody):
     member_id: UUID | None = Field(
         default=None,
         description="The member's user id (the `sub` of their tokens). Omitted: the id this e-mail already has "
         "in another group (one account per person across groups), else a new one.",
     )
     role: Role = Role.MEMBER
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     email: EmailStr
     language: Language | None = Field(default=None, description="Defaults to the group's language")
 
 
-class MemberPatch(BaseModel):
+class MemberPatch(RequestBody):
     role: Role | None = Field(default=None, description="Coordinators only")
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     email: EmailStr | None = None
     language: Language | None = None
 
@@ -258,18 +263,18 @@ class OrdersMemberships:
 # ------------------------------------------------------------------ catalogs and products
 
 
-FeeRate = Annotated[Decimal, Field(ge=0, le=domain.MAX_FEE_RATE, max_digits=6, decimal_places=4)]
+FeeRate = Annotated[AsciiDecimal, Field(ge=0, le=domain.MAX_FEE_RATE, max_digits=6, decimal_places=4)]
 
 
-class ProductIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+class ProductIn(RequestBody):
+    name: Name
     unit_price: MinorUnits = Field(description="Price of one unit in minor units (cents)")
     unit: domain.Unit = domain.Unit.PIECE
     fee_rate: FeeRate = Field(default=Decimal(0), description="Optional fee added to the price, e.g. 0.02 for 2%")
 
 
-class CatalogIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+class CatalogIn(RequestBody):
+    name: Name
     kind: domain.CatalogKind = Field(
         default=domain.CatalogKind.VARIABLE,
         description="variable: products ordered per distribution; subscription: an AMAP contract",
@@ -397,12 +402,12 @@ async def add_product(
 # ------------------------------------------------------------------ distributions
 
 
-class DistributionIn(BaseModel):
-    starts_at: AwareDatetime
-    place: str = Field(min_length=1, max_length=300)
+class DistributionIn(RequestBody):
+    starts_at: AwareUtcDatetime
+    place: Place
     catalog_ids: list[UUID] = Field(min_length=1, max_length=50)
-    orders_open_at: AwareDatetime | None = Field(default=None, description="Default: now")
-    orders_close_at: AwareDatetime | None = Field(default=None, description="Default: when the distribution starts")
+    orders_open_at: AwareUtcDatetime | None = Field(default=None, description="Default: now")
+    orders_close_at: AwareUtcDatetime | None = Field(default=None, description="Default: when the distribution starts")
 
 
 @router.post(

@@ -18,6 +18,7 @@ from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
 from cagette_contracts import Money, OrderLine, PaymentMethod, Role, line_amount, total
+from cagette_contracts.card_limits import card_amount_refusal
 from cagette_runtime.errors import Conflict, Invalid
 
 MAX_CUTOFF_HOURS = 24 * 30
@@ -355,6 +356,16 @@ def _payment(settings: PaymentSettings, method: PaymentMethod) -> Payment:
     if method is PaymentMethod.MONEY_POT and not settings.allow_negative_money_pot:
         return Payment(method, Settlement.HOLD)
     return Payment(method, Settlement.CONFIRM)
+
+
+def check_card_limits(payment: Payment | None, amount: Money) -> None:
+    """A card order or addition the card provider would refuse (below its minimum for the
+    currency, above its maximum) is refused now, naming the limit (shared rule, contracts)."""
+    if payment is None or payment.settlement is not Settlement.AWAIT_CARD:
+        return
+    refusal = card_amount_refusal(amount)
+    if refusal is not None:
+        raise Invalid(refusal)
 
 
 def subscription_settlement(settings: PaymentSettings, method: PaymentMethod | None) -> Settlement | None:

@@ -3,14 +3,14 @@ thin endpoints; what each action does is in usecases.py, the rules in domain.py.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from cagette_contracts import PaymentMethod
+from cagette_contracts.inputs import AsciiDecimal, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.http import DatabaseDep
 
@@ -31,10 +31,10 @@ def ledger_holds(request: Request) -> LedgerHolds:
 HoldsDep = Annotated[LedgerHolds, Depends(ledger_holds)]
 
 
-class LineIn(BaseModel):
+class LineIn(RequestBody):
     product_id: UUID
     quantity: Annotated[
-        Decimal, Field(max_digits=12, decimal_places=3, description="Fractions only for kg / litre products")
+        AsciiDecimal, Field(max_digits=12, decimal_places=3, description="Fractions only for kg / litre products")
     ]
 
 
@@ -42,13 +42,13 @@ def _requested(lines: list[LineIn]) -> list[domain.LineRequest]:
     return [domain.LineRequest(line.product_id, line.quantity) for line in lines]
 
 
-class OrderIn(BaseModel):
+class OrderIn(RequestBody):
     distribution_id: UUID
     payment_method: PaymentMethod | None = Field(default=None, description="Required with payments on (R8)")
     lines: list[LineIn] = Field(min_length=1, max_length=200)
 
 
-class BasketIn(BaseModel):
+class BasketIn(RequestBody):
     lines: list[LineIn] = Field(
         min_length=1,
         max_length=200,
@@ -56,7 +56,7 @@ class BasketIn(BaseModel):
     )
 
 
-class SubscriptionIn(BaseModel):
+class SubscriptionIn(RequestBody):
     payment_method: PaymentMethod | None = Field(default=None, description="Optional; if given, one the group offers")
     lines: list[LineIn] = Field(
         min_length=1, max_length=100, description="Products and quantities for every distribution"

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
+from cagette_contracts.inputs import Flag, Label, Name, RequestBody
 from cagette_runtime.clock import now
 from cagette_runtime.errors import Conflict, NotFound
 
@@ -39,17 +40,17 @@ from .tables import (
 # ------------------------------------------------------------------ groups
 
 
-class GroupSettingsIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+class GroupSettingsIn(RequestBody):
+    name: Name
     currency: CurrencyCode = "EUR"
     language: Language = Language.FR
-    payments_enabled: bool = True
-    payment_methods: list[PaymentMethod] = []
-    allow_negative_money_pot: bool = False
-    cheque_payee: str | None = Field(default=None, max_length=200)
-    transfer_iban: str | None = Field(default=None, max_length=64)
-    transfer_bic: str | None = Field(default=None, max_length=16)
-    card_payments_configured: bool = Field(
+    payments_enabled: Flag = True
+    payment_methods: list[PaymentMethod] = Field(default=[], max_length=len(PaymentMethod))
+    allow_negative_money_pot: Flag = False
+    cheque_payee: Label | None = None
+    transfer_iban: Annotated[Label, Field(max_length=64)] | None = None
+    transfer_bic: Annotated[Label, Field(max_length=16)] | None = None
+    card_payments_configured: Flag = Field(
         default=False,
         description="Read-only: the group's card payments are ready, as announced by the payments service "
         "(payments.card_settings.changed, after a coordinator's PUT /groups/{g}/card-settings there). "
@@ -61,6 +62,9 @@ class GroupSettingsIn(BaseModel):
 
 
 class GroupOut(GroupSettingsIn):
+    # Read from a stored row, which has more columns than the answer shows.
+    model_config = ConfigDict(extra="ignore")
+
     group_id: UUID
 
 

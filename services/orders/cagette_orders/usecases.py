@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_contracts import (
     GroupSettingsChanged,
     Money,
+    OrderAbandoned,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -214,6 +215,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         products = await store.load_products(session, group_id, list(wanted))
         allowed = await store.variable_catalogs(session, distribution.catalog_ids)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        domain.check_card_limits(payment, amount)
         domain.check_no_active_order(
             await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
         )
@@ -328,6 +330,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
             current, names = order.basket()
             wanted = domain.add_only_diff(current, wanted, names)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
+        domain.check_card_limits(payment, amount)
         lines = [store.order_line(p) for p in priced]
         return _BasketChange(group, order, distribution, payment, lines, amount)
 
@@ -393,6 +396,19 @@ async def withdraw_order(session: AsyncSession, principal: Principal, group_id: 
         distribution = await store.load_distribution(session, group, order.distribution_id)
         store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
     await store.set_order(session, order_id, status=status.value)
+    if status is domain.OrderStatus.ABANDONED:
+        # Subscribers saw it waiting for its payment: they learn it ended. (A payments-off
+        # cancellation publishes nothing, like the order itself: R1.)
+        await outbox.add(
+            session,
+            OrderAbandoned(
+                **outbox.event_context(group_id),
+                order_id=order_id,
+                member_id=order.member_id,
+                distribution_id=order.distribution_id,
+                abandoned_by=principal.user_id,
+            ),
+        )
 
 
 # ------------------------------------------------------------------ subscriptions (R19)

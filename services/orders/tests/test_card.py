@@ -106,6 +106,9 @@ async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: O
     await deliver(env, failed(group, order))
     abandoned = await group.client.delete(url, headers=member)
     assert abandoned.status_code == 200 and abandoned.json()["status"] == "abandoned"
+    # Subscribers that saw it waiting learn that it ended.
+    [told] = [e for e in await outbox_rows(env, group.group_id) if e["routing_key"] == "orders.order.abandoned"]
+    assert told["order_id"] == order["order_id"] and told["member_id"] == order["member_id"]
     # The basket is free again: a new order for the same distribution is accepted.
     second = await group.order(member, [(group.cheese, "1")], method="card")
     assert second.status_code == 201
@@ -177,3 +180,29 @@ async def test_a_failed_card_addition_is_dropped(env: OrdersEnv) -> None:
     # The member may add again, from the confirmed basket.
     again = await group.client.put(url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "2"}]})
     assert again.status_code == 200 and again.json()["amendments"][-1]["added_total"]["amount"] == 350
+
+
+async def test_card_orders_and_additions_below_the_provider_minimum_are_refused(env: OrdersEnv) -> None:
+    """Stripe refuses to charge less than 0.50 EUR: the order is refused first, naming the minimum
+    (the shared rule in contracts), instead of a member stuck with an order nobody can pay."""
+    group = await card_group(env)
+    _, member = await group.join()
+    async with Unchanged(env, group.group_id):
+        tiny = await group.order(member, [(group.cheese, "0.02")], method="card")  # 0.40 + 2 % = 0.41
+        assert tiny.status_code == 422, tiny.text
+        assert "at least 0.50 EUR" in tiny.json()["detail"]
+    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    await deliver(env, succeeded(group, order))
+    url = group.url(f"/orders/{order['order_id']}")
+    async with Unchanged(env, group.group_id):
+        small_addition = await group.client.put(
+            url,
+            headers=member,
+            json={
+                "lines": [
+                    {"product_id": group.bread, "quantity": "1"},
+                    {"product_id": group.cheese, "quantity": "0.02"},
+                ]
+            },
+        )
+        assert small_addition.status_code == 422 and "at least 0.50 EUR" in small_addition.json()["detail"]

@@ -279,3 +279,14 @@ def test_an_order_keeps_the_money_mode_it_was_placed_with() -> None:
         domain.check_same_money_mode(True, False)
     with pytest.raises(Conflict, match="turned them on"):
         domain.check_same_money_mode(False, True)
+
+
+def test_card_limits_apply_to_card_settlements_only() -> None:
+    from cagette_orders.domain import Payment, check_card_limits
+
+    small = Money(amount=41, currency="EUR")
+    with pytest.raises(Invalid, match="at least 0.50 EUR"):
+        check_card_limits(Payment(PaymentMethod.CARD, Settlement.AWAIT_CARD), small)
+    check_card_limits(Payment(PaymentMethod.CHEQUE, Settlement.CONFIRM), small)
+    check_card_limits(None, small)  # payments off
+    check_card_limits(Payment(PaymentMethod.CARD, Settlement.AWAIT_CARD), Money(amount=50, currency="EUR"))

@@ -5,18 +5,19 @@ the group of its path; a refusal is a 4xx that changed nothing and published not
 from __future__ import annotations
 
 import hashlib
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
+from cagette_contracts.inputs import BusinessDate, Label, Note, QueryText, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound
@@ -29,13 +30,10 @@ from .domain.takings import to_csv
 
 router = APIRouter()
 
-Label = Annotated[str, Field(max_length=200)]
 ClientKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Body(RequestBody):
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
 
@@ -43,7 +41,7 @@ class Body(BaseModel):
 class ManualPayment(Body):
     method: Method = Field(description="cheque, cash, transfer or card_terminal")
     amount: Money
-    paid_on: date | None = Field(default=None, description="default: today")
+    paid_on: BusinessDate | None = Field(default=None, description="default: today")
     label: Label | None = Field(default=None, description="e.g. the cheque number")
     order_id: UUID | None = None
     subscription_id: UUID | None = None
@@ -54,7 +52,7 @@ class ManualPayment(Body):
 class BasketPayment(Body):
     method: Method
     amount: Money
-    paid_on: date | None = None
+    paid_on: BusinessDate | None = None
     label: Label | None = None
     client_key: ClientKey | None = None
 
@@ -62,8 +60,8 @@ class BasketPayment(Body):
 class Refund(Body):
     method: Method
     amount: Money = Field(description="positive: the money given back")
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-    paid_on: date | None = None
+    reason: Reason
+    paid_on: BusinessDate | None = None
     label: Label | None = None
     distribution_id: UUID | None = None
     payment_id: UUID | None = Field(default=None, description="the payment given back, if it is one")
@@ -73,8 +71,8 @@ class Refund(Body):
 class BasketRefund(Body):
     method: Method
     amount: Money
-    reason: Annotated[str, Field(min_length=1, max_length=500)] = "overpayment"
-    paid_on: date | None = None
+    reason: Reason = "overpayment"
+    paid_on: BusinessDate | None = None
     label: Label | None = None
     client_key: ClientKey | None = None
 
@@ -87,15 +85,15 @@ class Confirm(Body):
         "card_terminal; required for on_the_spot (cash, cheque or card_terminal)",
     )
     label: Label | None = None
-    note: Annotated[str, Field(max_length=500)] = ""
+    note: Note = ""
 
 
 class Cancel(Body):
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Note = ""
 
 
 class Reverse(Body):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Reason
 
 
 class ConfirmAll(Body):
@@ -110,7 +108,7 @@ class MassEntryRow(Body):
     method: Method = Method.CHEQUE
     amount: Money
     label: Label | None = None
-    paid_on: date | None = None
+    paid_on: BusinessDate | None = None
 
 
 class MassEntry(Body):
@@ -144,7 +142,7 @@ class PaymentOut(BaseModel):
     reference: str | None = Field(description="RF creditor reference, in groups of four")
     label: str | None
     reason: str | None
-    paid_on: date | None
+    paid_on: BusinessDate | None
     order_id: UUID | None
     amendment_id: UUID | None
     subscription_id: UUID | None
@@ -420,7 +418,7 @@ async def member_payments(
     summary="Find a payment by its RF reference (typos are caught by the check digits)",
 )
 async def find_by_reference(
-    group_id: UUID, principal: CurrentPrincipal, request: Request, reference: Annotated[str, Query(max_length=40)]
+    group_id: UUID, principal: CurrentPrincipal, request: Request, reference: Annotated[QueryText, Query(max_length=40)]
 ) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     try:

@@ -6,10 +6,11 @@ from fastapi import FastAPI
 
 from cagette_runtime.service import Service
 
-from . import card
+from . import card_usecases
 from .api import router
 from .bank_api import router as bank_router
 from .card_api import router as card_router
+from .gauges import GAUGES
 from .handlers import consumers
 from .jobs import FeeJobs
 from .provider import CardProvider
@@ -32,6 +33,7 @@ class PaymentsService(Service):
             routers=[router, card_router, webhook_router, bank_router],
             consumers=consumers,
             settings=settings,
+            gauges=GAUGES,
             membership_table=memberships,
             description="Payment references, manual and card payments, distribution validation.",
         )
@@ -45,7 +47,7 @@ class PaymentsService(Service):
         # The platform's keys may have been added or removed since the last run: tell orders
         # about every group whose card readiness changed that way.
         async with self.database.transaction() as session:
-            await card.reannounce_readiness(session, self.card_provider.ready)
+            await card_usecases.reannounce_readiness(session, self.card_provider.ready)
 
     def create_app(self) -> FastAPI:
         app = super().create_app()

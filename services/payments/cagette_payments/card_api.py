@@ -10,15 +10,16 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import Row
 
 from cagette_contracts import Money
+from cagette_contracts.inputs import Flag, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import NotFound
 
-from . import card
+from . import card_store, card_usecases
 from .provider import CardNotConfigured, CardProvider
 from .settings import PaymentsSettings
 
@@ -27,9 +28,8 @@ router = APIRouter(tags=["card payments"])
 AccountId = Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$", description="Stripe connected account id")]
 
 
-class CardSettingsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = True
+class CardSettingsIn(RequestBody):
+    enabled: Flag = True
     stripe_account: AccountId | None = Field(
         default=None, description="null: payments go to the platform's own account"
     )
@@ -50,8 +50,7 @@ class CardSettingsOut(BaseModel):
     updated_at: datetime | None
 
 
-class PayIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PayIn(RequestBody):
     amendment_id: UUID | None = Field(default=None, description="pay the complementary payment of this amendment")
 
 
@@ -61,7 +60,9 @@ class CardPaymentOut(BaseModel):
     amendment_id: UUID | None
     member_id: UUID
     attempt: int
-    state: str = Field(description="initiated, failed, expired or succeeded")
+    state: str = Field(
+        description="initiated, failed, expired; once paid: succeeded, partially_refunded, refunded or disputed"
+    )
     amount: Money
     amount_refunded: Money
     checkout_url: str | None = Field(description="send the member here (Stripe's hosted payment page)")
@@ -71,15 +72,20 @@ class CardPaymentOut(BaseModel):
     fee: Money | None
     disputed: bool
     dispute_reason: str | None
+    dispute_status: str | None = Field(
+        default=None, description="the provider's dispute status: needs_response, under_review, won, lost, ..."
+    )
+    dispute_funds: list[dict[str, Any]] | None = Field(
+        default=None, description="money the dispute moved: withdrawn (amount < 0, with its fee) or reinstated"
+    )
     created_at: datetime
     history: list[dict[str, Any]] | None = None
     refund_requests: list[dict[str, Any]] | None = None
 
 
-class RefundIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RefundIn(RequestBody):
     amount: Money
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Reason
     client_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")] = Field(
         description="the same key again is the same refund (never a second one)"
     )
@@ -112,7 +118,9 @@ def _money(amount: int, currency: str) -> dict[str, Any]:
     return {"amount": amount, "currency": currency}
 
 
-def payment_json(row: Row, history: list[Row] | None = None, refunds: list[Row] | None = None) -> dict[str, Any]:
+def payment_json(
+    row: Row, history: list[Row] | None = None, refunds: list[Row] | None = None, funds: list[Row] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "payment_id": row.payment_id,
         "order_id": row.order_id,
@@ -129,8 +137,19 @@ def payment_json(row: Row, history: list[Row] | None = None, refunds: list[Row] 
         "fee": _money(row.fee_amount, row.fee_currency) if row.fee_amount is not None and row.fee_currency else None,
         "disputed": row.dispute_id is not None,
         "dispute_reason": row.dispute_reason,
+        "dispute_status": row.dispute_status,
         "created_at": row.created_at,
     }
+    if funds is not None:
+        body["dispute_funds"] = [
+            {
+                "transaction_id": f.transaction_id,
+                "amount": _money(f.amount, f.currency),
+                "fee": _money(f.fee, f.currency),
+                "recorded_at": f.recorded_at,
+            }
+            for f in funds
+        ]
     if history is not None:
         body["history"] = [
             {
@@ -165,7 +184,7 @@ def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str
         "enabled": bool(row and row.enabled),
         "stripe_account": row.stripe_account if row else None,
         "provider_configured": configured,
-        "card_payments_ready": card.readiness(row, configured)[0],
+        "card_payments_ready": card_usecases.readiness(row, configured)[0],
         "updated_by": row.updated_by if row else None,
         "updated_at": row.updated_at if row else None,
     }
@@ -177,7 +196,7 @@ def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str
 async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
-        return settings_json(group_id, await card.group_card_settings(session, group_id), provider(request).ready)
+        return settings_json(group_id, await card_store.group_card_settings(session, group_id), provider(request).ready)
 
 
 @router.put(
@@ -202,7 +221,7 @@ async def put_card_settings(
     if body.enabled and body.stripe_account:
         await provider(request).check_account(body.stripe_account)  # 502 unknown account
     async with database(request).transaction() as session:
-        row = await card.set_group_card_settings(
+        row = await card_usecases.set_group_card_settings(
             session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account, provider_ready=ready
         )
         return settings_json(group_id, row, ready)
@@ -223,14 +242,16 @@ async def pay_by_card(
     if not provider(request).configured:
         raise CardNotConfigured("card payments are not set up on this platform")
     async with database(request).transaction() as session:
-        started = await card.start_payment(session, principal, settings(request), group_id, order_id, amendment_id)
+        started = await card_usecases.start_payment(
+            session, principal, settings(request), group_id, order_id, amendment_id
+        )
     payment = started.payment
     if started.needs_session:
-        ask = card.session_request(payment, settings(request))
+        ask = card_usecases.session_request(payment, settings(request))
         created = await provider(request).create_checkout_session(**ask)
         async with database(request).transaction() as session:
-            await card.finish_start(session, payment.payment_id, created.session_id, created.url)
-            finished = await card.get_card_payment(session, group_id, payment.payment_id)
+            await card_usecases.finish_start(session, payment.payment_id, created.session_id, created.url)
+            finished = await card_store.get_card_payment(session, group_id, payment.payment_id)
         if finished is not None:
             payment = finished
     return JSONResponse(status_code=201 if started.created else 200, content=jsonable_encoder(payment_json(payment)))
@@ -251,7 +272,8 @@ async def group_card_payments(
     principal.require_coordinator(group_id)
     async with database(request).transaction() as session:
         return [
-            payment_json(r) for r in await card.group_card_payments(session, group_id, state=state, disputed=disputed)
+            payment_json(r)
+            for r in await card_store.group_card_payments(session, group_id, state=state, disputed=disputed)
         ]
 
 
@@ -265,10 +287,10 @@ async def order_card_payments(
 ) -> list[dict[str, Any]]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
-        rows = await card.order_card_payments(session, group_id, order_id)
+        rows = await card_store.order_card_payments(session, group_id, order_id)
         for row in rows:
             principal.require_self_or_coordinator(group_id, row.member_id)
-        return [payment_json(r, await card.history_of(session, r.payment_id)) for r in rows]
+        return [payment_json(r, await card_store.history_of(session, r.payment_id)) for r in rows]
 
 
 @router.get(
@@ -281,12 +303,15 @@ async def get_card_payment(
 ) -> dict[str, Any]:
     principal.require_group_member(group_id)
     async with database(request).transaction() as session:
-        row = await card.get_card_payment(session, group_id, payment_id)
+        row = await card_store.get_card_payment(session, group_id, payment_id)
         if row is None:
             raise NotFound(f"no card payment {payment_id} in group {group_id}")
         principal.require_self_or_coordinator(group_id, row.member_id)
         return payment_json(
-            row, await card.history_of(session, payment_id), await card.refund_requests_of(session, payment_id)
+            row,
+            await card_store.history_of(session, payment_id),
+            await card_store.refund_requests_of(session, payment_id),
+            await card_store.dispute_funds_of(session, payment_id),
         )
 
 
@@ -303,7 +328,7 @@ async def refund_card_payment(
     provider confirms it (charge.refunded webhook). The same client_key again returns the same
     request and never refunds twice."""
     async with database(request).transaction() as session:
-        started = await card.start_refund(
+        started = await card_usecases.start_refund(
             session, principal, group_id, payment_id, amount=body.amount, reason=body.reason, client_key=body.client_key
         )
     row = started.request
@@ -321,5 +346,5 @@ async def refund_card_payment(
             },
         )
         async with database(request).transaction() as session:
-            row = await card.finish_refund(session, row.request_id, refund.refund_id, refund.status)
+            row = await card_usecases.finish_refund(session, row.request_id, refund.refund_id, refund.status)
     return JSONResponse(status_code=202 if started.created else 200, content=jsonable_encoder(refund_json(row)))

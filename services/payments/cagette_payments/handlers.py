@@ -26,7 +26,7 @@ from cagette_contracts import (
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.topology import ConsumerQueue
 
-from . import card, store, usecases
+from . import card_usecases, store, usecases
 from .domain.methods import Method
 
 ORDERS_EVENTS = (
@@ -207,7 +207,7 @@ async def on_orders_event(session: AsyncSession, event: Event) -> None:
     elif isinstance(event, SubscriptionAmended):
         await on_subscription_amended(session, event)
     elif isinstance(event, OrderAwaitingPayment):
-        await card.on_order_awaiting_payment(session, event)
+        await card_usecases.on_order_awaiting_payment(session, event)
 
 
 def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]

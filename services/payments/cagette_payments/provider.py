@@ -13,6 +13,7 @@ from typing import Any
 
 import stripe
 from stripe import RequestOptions
+from stripe.params import RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
 from cagette_runtime.errors import Refused
@@ -175,14 +176,15 @@ class CardProvider:
     async def refund(
         self, *, request_id: object, payment_intent: str, amount: int, account: str | None, metadata: dict[str, str]
     ) -> ProviderRefund:
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent,
+            "amount": amount,
+            "reason": "requested_by_customer",
+            "metadata": metadata,
+        }
         try:
             refund = await self.client.v1.refunds.create_async(
-                params={
-                    "payment_intent": payment_intent,
-                    "amount": amount,
-                    "reason": "requested_by_customer",
-                    "metadata": metadata,
-                },
+                params=params,
                 options=self._options(idempotency_key("refund", request_id), account),
             )
         except stripe.StripeError as exc:

@@ -270,7 +270,13 @@ card_payments = Table(
     Column("created_by", Uuid, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    CheckConstraint("state IN ('initiated', 'failed', 'expired', 'succeeded')", name="card_payments_state"),
+    # The provider time of the last refund failure applied: a charge.refunded older than it
+    # reports a total that still counted the failed refund.
+    Column("refund_failed_after", BigInteger),
+    CheckConstraint(
+        "state IN ('initiated', 'failed', 'expired', 'succeeded', 'partially_refunded', 'refunded', 'disputed')",
+        name="card_payments_state",
+    ),
     CheckConstraint("amount > 0 AND amount_refunded >= 0 AND amount_refunded <= amount", name="card_payments_amounts"),
     UniqueConstraint("due_id", "attempt", name="card_payments_attempt"),
 )
@@ -331,6 +337,35 @@ card_refund_requests = Table(
     UniqueConstraint("payment_id", "client_key", name="card_refund_requests_client_key"),
 )
 
+# Money a dispute moved, one row per provider balance transaction (withdrawn: amount < 0 and
+# the dispute fee; reinstated: amount > 0): each posted once.
+card_dispute_funds = Table(
+    "card_dispute_funds",
+    metadata,
+    Column("transaction_id", Text, primary_key=True),
+    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False, index=True),
+    Column("dispute_id", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("provider_event_id", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
+# Refunds that failed or were canceled after they were recorded: the money is given back once.
+card_failed_refunds = Table(
+    "card_failed_refunds",
+    metadata,
+    Column("refund_id", Text, primary_key=True),
+    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("provider_event_id", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("amount > 0", name="card_failed_refunds_positive"),
+)
+
 # Background work that talks to the provider outside a webhook request (the fee of a payment).
 card_jobs = Table(
     "card_jobs",
@@ -341,6 +376,7 @@ card_jobs = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("done_at", DateTime(timezone=True)),
     Column("last_error", Text),
+    Column("correlation_id", Text),  # the cause's, kept by what the job publishes
 )
 Index("card_jobs_due", card_jobs.c.next_attempt_at, postgresql_where=card_jobs.c.done_at.is_(None))
 

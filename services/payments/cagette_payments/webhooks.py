@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 from uuid import UUID
 
@@ -23,9 +24,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Conflict, NotFound
 
-from . import card
-from .card import Notice, Park
+from . import card_store
+from .card_effects import Park, apply_notice
 from .domain.card import Outcome
+from .domain.notices import (
+    CardNotice,
+    ChargeRefunded,
+    DisputeChanged,
+    DisputeFunds,
+    DisputeStep,
+    PaymentOutcome,
+    RefundFailed,
+    Source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +52,11 @@ OUTCOMES = {
     "checkout.session.async_payment_failed": Outcome.FAILED,
     "checkout.session.expired": Outcome.EXPIRED,
 }
+REFUND_FAILURES = ("refund.failed", "charge.refund.updated")  # the latter only when failed / canceled
+DISPUTES = {f"charge.dispute.{step.value}": step for step in DisputeStep}
 # The one list of the event types the endpoint acts on: the README's `stripe listen --events`
 # line is tested against it.
-HANDLED_EVENTS: tuple[str, ...] = (*OUTCOMES, "charge.refunded", "charge.dispute.created")
+HANDLED_EVENTS: tuple[str, ...] = (*OUTCOMES, "charge.refunded", *REFUND_FAILURES, *DISPUTES)
 HANDLED = frozenset(HANDLED_EVENTS)
 
 
@@ -60,7 +73,15 @@ def _id(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def notice_of(event: dict[str, Any]) -> Notice | None:
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def notice_of(event: dict[str, Any]) -> CardNotice | None:
     """What a provider event says, or None when it says nothing to us."""
     kind = event.get("type")
     obj = (event.get("data") or {}).get("object") or {}
@@ -68,63 +89,84 @@ def notice_of(event: dict[str, Any]) -> Notice | None:
         return None
     found = obj.get("metadata")
     metadata: dict[str, Any] = found if isinstance(found, dict) else {}
-    common: dict[str, Any] = {
-        "event_id": str(event["id"]),
-        "account": event.get("account"),
-        "payment_id": _uuid(metadata.get("cagette_payment_id")),
-    }
+    account = event.get("account")
+    base = Source(
+        event_id=str(event["id"]),
+        account=account if isinstance(account, str) and account else None,
+        created=_int(event.get("created")),
+        payment_id=_uuid(metadata.get("cagette_payment_id")),
+    )
     if kind.startswith("checkout.session."):
         if kind == "checkout.session.completed" and obj.get("payment_status") != "paid":
             return None  # an asynchronous method still to settle: its own event follows
-        return Notice(
-            **common | {"payment_id": common["payment_id"] or _uuid(obj.get("client_reference_id"))},
-            kind="outcome",
+        expired = kind == "checkout.session.expired"
+        return PaymentOutcome(
+            source=replace(
+                base,
+                payment_id=base.payment_id or _uuid(obj.get("client_reference_id")),
+                session_id=_id(obj),
+                payment_intent=_id(obj.get("payment_intent")),
+            ),
             outcome=OUTCOMES[kind],
-            session_id=_id(obj),
-            payment_intent=_id(obj.get("payment_intent")),
-            amount=obj.get("amount_total") if kind != "checkout.session.expired" else None,
-            currency=obj.get("currency") if kind != "checkout.session.expired" else None,
-            reason="checkout session expired" if kind.endswith("expired") else "",
+            amount=None if expired else _int(obj.get("amount_total")),
+            currency=None if expired else _str(obj.get("currency")) or None,
+            reason="checkout session expired" if expired else "",
         )
     if kind.startswith("payment_intent."):
         error = obj.get("last_payment_error") or {}
-        reason = (error.get("message") or error.get("code") or "") if isinstance(error, dict) else ""
+        reason = _str(error.get("message") or error.get("code")) if isinstance(error, dict) else ""
         if kind == "payment_intent.canceled":
-            reason = f"payment canceled: {obj.get('cancellation_reason') or ''}".strip()
+            reason = f"payment canceled: {_str(obj.get('cancellation_reason'))}".strip()
         succeeded = kind == "payment_intent.succeeded"
-        return Notice(
-            **common,
-            kind="outcome",
+        return PaymentOutcome(
+            source=replace(base, payment_intent=_id(obj), charge_id=_id(obj.get("latest_charge"))),
             outcome=OUTCOMES[kind],
-            payment_intent=_id(obj),
-            charge_id=_id(obj.get("latest_charge")),
-            amount=obj.get("amount_received") if succeeded else None,
-            currency=obj.get("currency") if succeeded else None,
+            amount=_int(obj.get("amount_received")) if succeeded else None,
+            currency=(_str(obj.get("currency")) or None) if succeeded else None,
             reason=reason or ("card declined" if not succeeded else ""),
         )
     if kind == "charge.refunded":
-        return Notice(
-            **common,
-            kind="refunded",
-            charge_id=_id(obj),
-            payment_intent=_id(obj.get("payment_intent")),
-            amount_refunded=obj.get("amount_refunded"),
-            currency=obj.get("currency"),
-            reason="card refund",
+        return ChargeRefunded(
+            source=replace(base, charge_id=_id(obj), payment_intent=_id(obj.get("payment_intent"))),
+            amount_refunded=_int(obj.get("amount_refunded")),
+            currency=_str(obj.get("currency")) or None,
         )
-    if kind == "charge.dispute.created":
-        return Notice(
-            **common,
-            kind="disputed",
-            charge_id=_id(obj.get("charge")),
-            payment_intent=_id(obj.get("payment_intent")),
-            dispute_id=_id(obj),
-            amount=obj.get("amount"),
-            currency=obj.get("currency"),
-            reason=str(obj.get("reason") or ""),
-            dispute_status=str(obj.get("status") or ""),
+    if kind in REFUND_FAILURES:
+        status = _str(obj.get("status"))
+        if status not in ("failed", "canceled") or _id(obj) is None:
+            return None  # a refund that is still on its way, or went through
+        return RefundFailed(
+            source=replace(base, charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent"))),
+            refund_id=str(_id(obj)),
+            amount=_int(obj.get("amount")) or 0,
+            currency=_str(obj.get("currency")),
+            status=status,
+            reason=_str(obj.get("failure_reason")),
         )
-    return None
+    dispute_id = _id(obj)
+    if dispute_id is None:
+        return None
+    transactions = obj.get("balance_transactions")
+    funds = tuple(
+        DisputeFunds(
+            transaction_id=str(_id(t)),
+            amount=_int(t.get("amount")) or 0,
+            fee=_int(t.get("fee")) or 0,
+            currency=_str(t.get("currency")),
+        )
+        for t in (transactions if isinstance(transactions, list) else [])
+        if isinstance(t, dict) and _id(t)
+    )
+    return DisputeChanged(
+        source=replace(base, charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent"))),
+        step=DISPUTES[kind],
+        dispute_id=dispute_id,
+        status=_str(obj.get("status")),
+        reason=_str(obj.get("reason")),
+        amount=_int(obj.get("amount")),
+        currency=_str(obj.get("currency")) or None,
+        funds=funds,
+    )
 
 
 def verify(request: Request, raw: bytes) -> dict[str, Any]:
@@ -211,16 +253,16 @@ async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, st
     """Apply a stored event (in the caller's transaction). Returns (outcome, note)."""
     notice = notice_of(event)
     if notice is None:
-        await card.set_event_outcome(session, event["id"], "ignored", f"{event.get('type')} not handled", None)
+        await card_store.set_event_outcome(session, event["id"], "ignored", f"{event.get('type')} not handled", None)
         return "ignored", f"{event.get('type')} not handled"
     try:
         async with session.begin_nested():  # a parked event leaves no partial effect behind
-            payment_id, note = await card.apply_notice(session, notice)
+            payment_id, note = await apply_notice(session, notice)
     except Park as parked:
         log.warning("stripe event %s (%s) parked: %s", event["id"], event.get("type"), parked.reason)
-        await card.set_event_outcome(session, event["id"], "parked", parked.reason, parked.payment_id)
+        await card_store.set_event_outcome(session, event["id"], "parked", parked.reason, parked.payment_id)
         return "parked", parked.reason
-    await card.set_event_outcome(session, event["id"], "applied", note, payment_id)
+    await card_store.set_event_outcome(session, event["id"], "applied", note, payment_id)
     await retry_parked_for(session, payment_id)
     return "applied", note
 
@@ -228,20 +270,20 @@ async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, st
 async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
     """Events parked because the payment's provider ids were not known yet (a dispute before the
     success) are applied once they are."""
-    payment = await card.get_card_payment_any(session, payment_id)
+    payment = await card_store.card_payment_by_id(session, payment_id)
     if payment is None:
         return
-    for row in await card.parked_events(session, payment=payment, lock=True):
+    for row in await card_store.parked_events(session, payment=payment, lock=True):
         notice = notice_of(row.payload)
         if notice is None:
             continue
         try:
             async with session.begin_nested():
-                applied_to, note = await card.apply_notice(session, notice)
+                applied_to, note = await apply_notice(session, notice)
         except Park as parked:
-            await card.set_event_outcome(session, row.event_id, "parked", parked.reason, parked.payment_id)
+            await card_store.set_event_outcome(session, row.event_id, "parked", parked.reason, parked.payment_id)
             continue
-        await card.set_event_outcome(session, row.event_id, "applied", f"{note} (after being parked)", applied_to)
+        await card_store.set_event_outcome(session, row.event_id, "applied", f"{note} (after being parked)", applied_to)
 
 
 @router.post(
@@ -265,7 +307,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
         log.warning("stripe webhook refused: %s", exc)
         return JSONResponse(status_code=400, content={"error": "bad_signature", "detail": str(exc)})
     async with request.app.state.service.database.transaction() as session:
-        if not await card.store_event(session, event):
+        if not await card_store.store_event(session, event):
             return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
         outcome, _ = await process(session, event)
     if outcome == "applied":
@@ -297,7 +339,7 @@ def _event_json(row: Any) -> dict[str, Any]:
 async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
     principal.require_platform_admin()
     async with request.app.state.service.database.transaction() as session:
-        return [_event_json(r) for r in await card.parked_events(session)]
+        return [_event_json(r) for r in await card_store.parked_events(session)]
 
 
 @router.post(
@@ -308,10 +350,10 @@ async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dic
 async def retry_parked(event_id: str, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
     principal.require_platform_admin()
     async with request.app.state.service.database.transaction() as session:
-        row = await card.get_event(session, event_id, lock=True)
+        row = await card_store.get_event(session, event_id, lock=True)
         if row is None:
             raise NotFound(f"no provider event {event_id}")
         if row.outcome != "parked":
             raise Conflict(f"provider event {event_id} is {row.outcome}, not parked")
         await process(session, row.payload)
-        return _event_json(await card.get_event(session, event_id))
+        return _event_json(await card_store.get_event(session, event_id))

@@ -484,13 +484,15 @@ class StripeStandIn:
     def last_refund(self, charge_id: str, account: str | None = None) -> dict[str, Any]:
         return self._public(self._store(account)[charge_id]["refunds"]["data"][0])
 
-    def dispute(self, charge_id: str, account: str | None = None, reason: str = "fraudulent") -> dict[str, Any]:
+    def dispute(
+        self, charge_id: str, account: str | None = None, reason: str = "fraudulent", amount: int | None = None
+    ) -> dict[str, Any]:
         charge = self._store(account)[charge_id]
         charge["disputed"] = True
         dispute = {
             "id": _new_id("dp"),
             "object": "dispute",
-            "amount": charge["amount"],
+            "amount": charge["amount"] if amount is None else amount,
             "currency": charge["currency"],
             "charge": charge_id,
             "payment_intent": charge["payment_intent"],

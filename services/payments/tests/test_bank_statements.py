@@ -89,7 +89,7 @@ async def test_camt053_v08_confirms_transfers_by_reference_corrects_amounts_and_
     exact = await declared(payments, group, alice, PaymentMethod.TRANSFER, 2500)
     short = await declared(payments, group, bob, PaymentMethod.TRANSFER, 3000)
     typo = await declared(payments, group, carol, PaymentMethod.TRANSFER, 1800)
-    mistyped = typo["reference"][:-2] + typo["reference"][-1] + typo["reference"][-2]  # two neighbours swapped
+    mistyped = typo["reference"][:-1] + str((int(typo["reference"][-1]) + 1) % 10)  # one wrong digit
     assert mistyped != typo["reference"]
     statement = camt053(
         [

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from cagette_payments import card
+from cagette_payments import card_usecases
 from cagette_runtime.tables import outbox_messages
 from cagette_runtime.testing import EventSpy
 
@@ -112,11 +112,11 @@ async def test_a_change_of_the_platform_keys_is_announced_at_start(payments: Pay
     group = await payments.new_group()
     assert (await put(payments, group, enabled=True)).status_code == 200
     async with payments.service.database.transaction() as session:  # the keys were removed: not ready any more
-        assert await card.reannounce_readiness(session, False, group_id=group.group_id) == 1
+        assert await card_usecases.reannounce_readiness(session, False, group_id=group.group_id) == 1
     async with payments.service.database.transaction() as session:  # still removed: nothing new
-        assert await card.reannounce_readiness(session, False, group_id=group.group_id) == 0
+        assert await card_usecases.reannounce_readiness(session, False, group_id=group.group_id) == 0
     async with payments.service.database.transaction() as session:  # back: ready again
-        assert await card.reannounce_readiness(session, True, group_id=group.group_id) == 1
+        assert await card_usecases.reannounce_readiness(session, True, group_id=group.group_id) == 1
     assert [e["card_payments_ready"] for e in await announced(payments, group)] == [True, False, True]
     events = await announced(payments, group)
     assert events[1]["enabled"] is True and events[1]["provider_configured"] is False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 
 from cagette_contracts import Event, Language, MemberJoined, Role
@@ -52,11 +53,11 @@ async def service(web_settings: WebSettings) -> AsyncIterator[WebService]:
 
 
 @pytest.fixture(scope="session")
-def app(service: WebService):  # type: ignore[no-untyped-def]
+def app(service: WebService) -> FastAPI:
     return service.create_app()
 
 
-def browser(app) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+def browser(app: FastAPI) -> httpx.AsyncClient:
     """A client that keeps cookies like a browser (one per person in a test)."""
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://web.test", headers={"Accept-Language": "en"}

@@ -52,7 +52,8 @@ def parse_statement(data: bytes, fmt: Format, *, currency: str, mapping: CsvMapp
         case Format.CSV:
             if mapping is None:
                 raise StatementError(
-                    "a CSV statement needs the group's column mapping: save it first (PUT bank-settings)"
+                    "the file is not a camt.053/052 or MT940 statement, and the group has no CSV column mapping "
+                    "to read it as a CSV export (save one first: PUT bank-settings)"
                 )
             statement = parse_csv(data, mapping, currency=currency, exponent=exponent)
     if len(statement.lines) > _MAX_LINES:

@@ -8,10 +8,17 @@ arithmetic of provider notifications. Pure: no I/O, no provider library.
     failed ----expired-----> expired
     expired ---succeeded---> succeeded   (never expected; the money was taken, so it counts)
 
-Succeeded is final for the state: refunds and disputes are recorded against a succeeded payment
-and never move it back. A notification that implies the payment succeeded (a refund or a dispute
-arriving before the success notification) applies the success first. Anything else (a failure
-after a success, a duplicate) changes nothing.
+Once paid (SPEC B3), the payment's state follows the money and its dispute:
+
+    succeeded ---refund--------> partially_refunded ---refund---> refunded
+    succeeded | partially_refunded ---refund failed---> the state of what remains refunded
+    any paid state ---dispute opened---> disputed
+    disputed ---won / warning_closed---> the state of what is refunded (succeeded, partially_refunded)
+    disputed ---lost---> disputed (final: the money went back to the card holder)
+
+A paid payment never goes back to initiated/failed/expired (a failure after a success changes
+nothing). A notification that implies the payment succeeded (a refund or a dispute arriving
+before the success notification) applies the success first. Every transition is recorded.
 
 Provider notifications may come twice and in any order, so refunds are derived from the
 provider's *cumulative* refunded amount: what is new is that total minus what was already
@@ -32,6 +39,16 @@ class CardState(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     SUCCEEDED = "succeeded"
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+    DISPUTED = "disputed"
+
+
+# The money was taken: the payment counts (received), whatever happened after.
+PAID_STATES = frozenset({CardState.SUCCEEDED, CardState.PARTIALLY_REFUNDED, CardState.REFUNDED, CardState.DISPUTED})
+# Only these may be refunded on a coordinator's request (a disputed payment is the card
+# network's to settle; a refunded one has nothing left).
+REFUNDABLE_STATES = frozenset({CardState.SUCCEEDED, CardState.PARTIALLY_REFUNDED})
 
 
 class Outcome(StrEnum):
@@ -53,7 +70,7 @@ _MOVES: dict[CardState, dict[Outcome, CardState]] = {
     },
     CardState.FAILED: {Outcome.SUCCEEDED: CardState.SUCCEEDED, Outcome.EXPIRED: CardState.EXPIRED},
     CardState.EXPIRED: {Outcome.SUCCEEDED: CardState.SUCCEEDED},
-    CardState.SUCCEEDED: {},
+    **{state: {} for state in PAID_STATES},
 }
 
 
@@ -66,7 +83,42 @@ def advance(state: CardState, outcome: Outcome) -> CardState | None:
 def implies_success(state: CardState) -> bool:
     """A refund or a dispute exists only for money taken: when it arrives before the success
     notification, the success is applied first."""
-    return state is not CardState.SUCCEEDED
+    return state not in PAID_STATES
+
+
+def refund_state(paid: Money, refunded: Money) -> CardState:
+    """The state of a paid payment (not disputed) from what is refunded of it."""
+    if refunded.is_zero:
+        return CardState.SUCCEEDED
+    return CardState.REFUNDED if refunded.amount >= paid.amount else CardState.PARTIALLY_REFUNDED
+
+
+def after_refund_change(state: CardState, paid: Money, refunded: Money) -> CardState:
+    """A refund recorded or failed: a disputed payment stays disputed, another follows the money."""
+    return state if state is CardState.DISPUTED else refund_state(paid, refunded)
+
+
+class DisputeOutcome(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+    WARNING_CLOSED = "warning_closed"
+
+
+def dispute_outcome(status: str) -> DisputeOutcome:
+    """Stripe's dispute status in our terms: only won, lost and warning_closed end it."""
+    try:
+        return DisputeOutcome(status)
+    except ValueError:
+        return DisputeOutcome.OPEN
+
+
+def after_dispute(state: CardState, status: str, paid: Money, refunded: Money) -> CardState:
+    """The state once a dispute has this status: disputed while open or lost; won or closed as a
+    warning, back to what the refunds make it."""
+    if dispute_outcome(status) in (DisputeOutcome.OPEN, DisputeOutcome.LOST):
+        return CardState.DISPUTED
+    return refund_state(paid, refunded) if state is CardState.DISPUTED else state
 
 
 class AmountMismatch(ValueError):
@@ -127,8 +179,10 @@ class NotRefundable(RefundRefused):
 def check_refund_request(state: CardState, paid: Money, refunded: Money, requested: Money) -> None:
     """A coordinator's refund request: only a succeeded payment, a positive amount in its
     currency, at most what remains (the provider refuses more anyway; we say it first)."""
-    if state is not CardState.SUCCEEDED:
-        raise NotRefundable(f"only a succeeded card payment can be refunded (this one is {state})")
+    if state not in REFUNDABLE_STATES:
+        raise NotRefundable(
+            f"only a succeeded or partially refunded card payment can be refunded (this one is {state})"
+        )
     if requested.currency != paid.currency:
         raise RefundRefused(f"the refund must be in {paid.currency}, the payment's currency")
     if requested.amount <= 0:

@@ -1,0 +1,200 @@
+"""What an operator sees and changes: /metrics, broker policies, readiness while stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert
+
+from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime.broker_admin import BrokerAdmin
+from cagette_runtime.consumer import Consumer
+from cagette_runtime.errors import Invalid
+from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.tables import messaging_metadata, outbox_messages
+from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.topology import ConsumerQueue
+
+from .conftest import widget_event, widgets_metadata
+
+
+def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of metric `name` (full sample name), by their sorted labels."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+@asynccontextmanager
+async def widget_service(
+    servers: IsolatedServers, vhost_url: str, database_url: str, queue: str, delivery_limit: int = 5
+) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    async def handle(session, event) -> None:  # type: ignore[no-untyped-def]
+        if event.name.startswith("refuse"):
+            raise Invalid("refused widget")
+
+    settings = ServiceSettings(
+        service_name="widgets",
+        database_url=database_url,
+        amqp_url=vhost_url,
+        migrate_on_start=False,
+        delivery_limit=delivery_limit,
+    )
+    service = Service(
+        "widgets",
+        migrations="unused",
+        settings=settings,
+        consumers=lambda s: [Consumer(ConsumerQueue(queue, ("test.widget.#",), s.settings.delivery_limit), handle)],
+    )
+    app = service.create_app()
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://widgets") as client:
+            yield service, client
+
+
+async def publish(amqp_url: str, body: bytes, message_id: str) -> None:
+    connection = await aio_pika.connect_robust(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE)
+        message = aio_pika.Message(body, message_id=message_id, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        await exchange.publish(message, routing_key="test.widget.created")
+
+
+async def until(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (answer := await probe()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+    return answer
+
+
+async def fresh_database(servers: IsolatedServers) -> str:
+    url = await servers.create_database(f"ops{uuid.uuid4().hex[:8]}")
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(messaging_metadata.create_all)
+        await connection.run_sync(widgets_metadata.create_all)
+    await engine.dispose()
+    return url
+
+
+async def test_metrics_show_http_messaging_outbox_and_parked_figures(servers: IsolatedServers) -> None:
+    vhost = await servers.create_vhost(f"metrics{uuid.uuid4().hex[:6]}")
+    queue = "widgets.events"
+    async with widget_service(servers, vhost, await fresh_database(servers), queue) as (service, client):
+        before = (await client.get("/metrics")).text
+        assert samples(before, "cagette_outbox_pending_messages") == {(): 0.0}
+        assert samples(before, "cagette_parked_messages") == {
+            (("queue", "cagette.unrouted"),): 0.0,
+            (("queue", "widgets.events.parking"),): 0.0,
+        }
+
+        # An outbox row the relay cannot publish yet, a consumed message and a parked one.
+        async with service.database.transaction() as session:
+            await session.execute(
+                insert(outbox_messages).values(
+                    event_id=uuid.uuid4(), routing_key="test.later", body="{}", correlation_id="c1"
+                )
+            )
+        for name in ("fine", "refuse-me"):
+            event = widget_event(name)
+            await publish(vhost, event.model_dump_json().encode(), str(event.event_id))
+        await client.get("/asyncapi.json")
+
+        async def parked() -> str | None:
+            text = (await client.get("/metrics")).text
+            return (
+                text if samples(text, "cagette_parked_messages").get((("queue", "widgets.events.parking"),)) else None
+            )
+
+        after = await until(parked)
+
+    assert samples(after, "cagette_outbox_pending_messages") == {(): 1.0}
+    assert samples(after, "cagette_outbox_oldest_pending_seconds")[()] >= 0
+    http = samples(after, "http_requests_total")
+    assert http[(("handler", "/asyncapi.json"), ("method", "GET"), ("status", "2xx"))] == 1
+    received = samples(after, "faststream_received_messages_total")
+    assert sum(received.values()) == 2
+    processed = samples(after, "faststream_received_processed_messages_total")
+    assert sum(processed.values()) == 2
+    assert samples(after, "cagette_metrics_source_up") == {(("source", "broker"),): 1.0, (("source", "database"),): 1.0}
+
+
+async def test_the_delivery_limit_changes_on_a_live_broker_without_deleting_the_queue(
+    servers: IsolatedServers,
+) -> None:
+    vhost = await servers.create_vhost(f"policy{uuid.uuid4().hex[:6]}")
+    database = await fresh_database(servers)
+    queue = "widgets.events"
+    policies = BrokerAdmin(vhost)
+
+    async def limit() -> int:
+        [policy] = [p for p in await policies.current() if p["name"] == f"cagette.{queue}"]
+        return int(policy["definition"]["delivery-limit"])
+
+    async with widget_service(servers, vhost, database, queue, delivery_limit=5):
+        assert await limit() == 5
+    async with widget_service(servers, vhost, database, queue, delivery_limit=2) as (service, client):
+        assert await limit() == 2
+        # The same queue, still consuming: a message goes through.
+        event = widget_event("after-restart")
+        await publish(vhost, event.model_dump_json().encode(), str(event.event_id))
+        assert await until(lambda: _processed(service, event.event_id))
+
+
+async def _processed(service: Service, event_id: uuid.UUID) -> bool:
+    from sqlalchemy import func, select
+
+    from cagette_runtime.tables import inbox_messages
+
+    async with service.database.sessionmaker() as session:
+        return bool(await session.scalar(select(func.count()).where(inbox_messages.c.event_id == event_id)))
+
+
+async def test_a_queue_created_with_arguments_before_policies_keeps_working(servers: IsolatedServers) -> None:
+    vhost = await servers.create_vhost(f"legacy{uuid.uuid4().hex[:6]}")
+    queue = "widgets.events"
+    connection = await aio_pika.connect_robust(vhost)
+    async with connection:
+        channel = await connection.channel()
+        await channel.declare_queue(
+            queue,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": 5,
+                "x-dead-letter-exchange": "cagette.dead-letter",
+                "x-dead-letter-routing-key": queue,
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+    async with widget_service(servers, vhost, await fresh_database(servers), queue) as (service, client):
+        event = widget_event("legacy")
+        await publish(vhost, event.model_dump_json().encode(), str(event.event_id))
+        assert await until(lambda: _processed(service, event.event_id))
+        assert (await client.get("/ready")).status_code == 200
+
+
+async def test_ready_answers_503_once_the_service_is_stopping(servers: IsolatedServers) -> None:
+    vhost = await servers.create_vhost(f"drain{uuid.uuid4().hex[:6]}")
+    async with widget_service(servers, vhost, await fresh_database(servers), "widgets.events") as (service, client):
+        assert (await client.get("/ready")).status_code == 200
+        service.draining = True
+        answer = await client.get("/ready")
+        assert answer.status_code == 503
+        assert answer.json()["checks"]["shutdown"].startswith("draining")
+        assert (await client.get("/health")).status_code == 200

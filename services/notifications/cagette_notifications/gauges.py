@@ -1,0 +1,32 @@
+"""The notifications service's own Prometheus gauges, read from its database at each scrape."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from cagette_runtime.metrics import DatabaseGauge, seconds_since
+
+from .tables import email_deliveries
+
+pending = email_deliveries.c.status == "pending"
+
+GAUGES = [
+    DatabaseGauge(
+        "cagette_notifications_emails_pending",
+        "Emails written and not yet accepted by the SMTP server (the backlog)",
+        select(func.count()).select_from(email_deliveries).where(pending),
+    ),
+    DatabaseGauge(
+        "cagette_notifications_oldest_pending_email_seconds",
+        "Age of the oldest email not yet delivered (0 when none)",
+        select(seconds_since(email_deliveries.c.created_at)).where(pending),
+    ),
+    DatabaseGauge(
+        "cagette_notifications_emails_failed",
+        "Emails given up after their last attempt, by kind",
+        select(email_deliveries.c.kind, func.count())
+        .where(email_deliveries.c.status == "failed")
+        .group_by(email_deliveries.c.kind),
+        labels=("kind",),
+    ),
+]

@@ -1,0 +1,328 @@
+"""Outbound webhooks: events delivered over HTTPS to systems that cannot speak AMQP.
+
+A group's coordinator (for the group's events) or a platform administrator (for every group's)
+registers an HTTPS URL and the event types it wants (topic patterns, as AMQP bindings). Each
+matching event becomes a delivery in the webhook delivery log, in the consumer's transaction;
+the sender POSTs it later, signed with the Standard Webhooks scheme (headers `webhook-id` = the
+event id, `webhook-timestamp`, `webhook-signature`), and retries with capped exponential backoff
+for `webhook_retry_for` (days). An endpoint that has not accepted anything for
+`webhook_disable_after` is disabled and the group's coordinators are emailed. Deliveries can be
+replayed, one or all since a time; the log shows attempts, last status and last error.
+
+Why here: notifications already delivers to the outside world with retries and a delivery log
+(emails), and knows each group's coordinators to tell when an endpoint gets disabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from base64 import b64encode
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+from sqlalchemy import Row, and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from standardwebhooks.webhooks import Webhook
+
+from cagette_contracts import Event
+from cagette_runtime.asyncapi import topic_matches
+from cagette_runtime.background import BackgroundLoop
+from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
+from cagette_runtime.db import OUTBOX_WRITTEN, Database
+
+from . import domain
+from .delivery import enqueue
+from .settings import NotificationSettings
+from .smtp import sender_domain
+from .store import NotYetKnown, load_recipient
+from .tables import member_directory, webhook_deliveries, webhook_endpoints
+
+log = logging.getLogger(__name__)
+
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+EVENT_TYPE_PATTERN = re.compile(r"^(#|\*|[a-z_]+)(\.(#|\*|[a-z_]+)){0,2}$")
+USER_AGENT = "cagette-webhooks/1"
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + b64encode(secrets.token_bytes(32)).decode()
+
+
+def wants(patterns: list[str], event_type: str) -> bool:
+    return any(topic_matches(pattern, event_type) for pattern in patterns)
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try after `attempts` failed ones: base, 4x base, 16x base... capped."""
+    return min(cap, base * 4 ** max(0, attempts - 1))
+
+
+def signed_headers(secret: str, event_id: str, body: str, at: datetime) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(event_id, at, body),
+    }
+
+
+async def record_deliveries(session: AsyncSession, event: Event) -> int:
+    """One pending delivery per enabled endpoint that wants the event (idempotent per event)."""
+    endpoints = (
+        await session.execute(
+            select(webhook_endpoints.c.endpoint_id, webhook_endpoints.c.event_types).where(
+                webhook_endpoints.c.enabled,
+                or_(webhook_endpoints.c.group_id == event.group_id, webhook_endpoints.c.group_id.is_(None)),
+            )
+        )
+    ).all()
+    wanted = [row.endpoint_id for row in endpoints if wants(row.event_types, event.routing_key())]
+    if not wanted:
+        return 0
+    body = event.model_dump_json()
+    await session.execute(
+        pg_insert(webhook_deliveries)
+        .values(
+            [
+                {
+                    "delivery_id": uuid4(),
+                    "endpoint_id": endpoint_id,
+                    "event_id": event.event_id,
+                    "event_type": event.routing_key(),
+                    "group_id": event.group_id,
+                    "correlation_id": event.correlation_id,
+                    "body": body,
+                    "status": PENDING,
+                }
+                for endpoint_id in wanted
+            ]
+        )
+        .on_conflict_do_nothing(constraint="webhook_deliveries_once")
+    )
+    session.info[OUTBOX_WRITTEN] = True  # wakes the sender after commit
+    return len(wanted)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: UUID
+    endpoint_id: UUID
+    url: str
+    secret: str
+    event_id: UUID
+    body: str
+    attempts: int
+    window_started_at: datetime  # retries stop `webhook_retry_for` after it
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    status_code: int | None
+    error: str | None
+
+
+class WebhookSender(BackgroundLoop):
+    """Claims due deliveries (a lease, SKIP LOCKED: replicas share them), POSTs them with no
+    database transaction open, then records each outcome in its own transaction."""
+
+    name = "webhook-sender"
+
+    def __init__(self, database: Database, settings: NotificationSettings) -> None:
+        super().__init__(settings.webhook_poll_interval)
+        self.database = database
+        self.settings = settings
+        self.domain = sender_domain(settings.smtp_sender)
+        database.on_outbox_commit(self.wake)
+
+    async def run_once(self) -> bool:
+        s = self.settings
+        async with self.database.transaction() as session:
+            batch = await self._claim(session)
+        if batch:
+            slots = asyncio.Semaphore(s.webhook_concurrency)
+            async with httpx.AsyncClient(timeout=s.webhook_timeout, follow_redirects=False) as http:
+
+                async def attempt(item: Attempt) -> None:
+                    async with slots:
+                        outcome = await self._post(http, item)
+                    token = set_correlation_id(item.correlation_id)
+                    try:
+                        async with self.database.transaction() as session:
+                            await self._record(session, item, outcome)
+                    finally:
+                        reset_correlation_id(token)
+
+                await asyncio.gather(*(attempt(item) for item in batch))
+        async with self.database.transaction() as session:
+            await self._disable_failing(session)
+        return len(batch) >= s.webhook_batch_size
+
+    async def _claim(self, session: AsyncSession) -> list[Attempt]:
+        s = self.settings
+        rows = (
+            await session.execute(
+                select(
+                    webhook_deliveries.c.delivery_id,
+                    webhook_deliveries.c.endpoint_id,
+                    webhook_deliveries.c.event_id,
+                    webhook_deliveries.c.body,
+                    webhook_deliveries.c.attempts,
+                    webhook_deliveries.c.window_started_at,
+                    webhook_deliveries.c.correlation_id,
+                    webhook_endpoints.c.url,
+                    webhook_endpoints.c.secret,
+                )
+                .join(webhook_endpoints, webhook_endpoints.c.endpoint_id == webhook_deliveries.c.endpoint_id)
+                .where(
+                    webhook_deliveries.c.status == PENDING,
+                    webhook_deliveries.c.next_attempt_at <= func.now(),
+                    webhook_endpoints.c.enabled,
+                )
+                .order_by(webhook_deliveries.c.next_attempt_at)
+                .limit(s.webhook_batch_size)
+                .with_for_update(of=webhook_deliveries, skip_locked=True)
+            )
+        ).all()
+        if rows:
+            await session.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.delivery_id.in_([row.delivery_id for row in rows]))
+                .values(
+                    attempts=webhook_deliveries.c.attempts + 1,
+                    next_attempt_at=func.now() + timedelta(seconds=s.webhook_lease),
+                )
+            )
+        return [
+            Attempt(
+                row.delivery_id,
+                row.endpoint_id,
+                row.url,
+                row.secret,
+                row.event_id,
+                row.body,
+                row.attempts + 1,
+                row.window_started_at,
+                row.correlation_id,
+            )
+            for row in rows
+        ]
+
+    async def _post(self, http: httpx.AsyncClient, item: Attempt) -> Outcome:
+        headers = signed_headers(item.secret, str(item.event_id), item.body, datetime.now(UTC))
+        try:
+            response = await http.post(item.url, content=item.body.encode(), headers=headers)
+        except httpx.HTTPError as exc:
+            return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:1000])
+        if 200 <= response.status_code < 300:
+            return Outcome(True, response.status_code, None)
+        return Outcome(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}")
+
+    async def _record(self, session: AsyncSession, item: Attempt, outcome: Outcome) -> None:
+        s = self.settings
+        now = datetime.now(UTC)
+        endpoint = webhook_endpoints.c.endpoint_id == item.endpoint_id
+        delivery = webhook_deliveries.c.delivery_id == item.delivery_id
+        if outcome.ok:
+            await session.execute(
+                update(webhook_deliveries)
+                .where(delivery)
+                .values(status=DELIVERED, delivered_at=now, last_status_code=outcome.status_code, last_error=None)
+            )
+            await session.execute(
+                update(webhook_endpoints).where(endpoint).values(failing_since=None, last_success_at=now)
+            )
+            return
+        give_up = now - item.window_started_at >= s.webhook_retry_for
+        delay = retry_delay(item.attempts, s.webhook_retry_base, s.webhook_retry_max)
+        log.warning(
+            "webhook delivery %s of event %s to %s failed (attempt %d)%s: %s",
+            item.delivery_id,
+            item.event_id,
+            item.url,
+            item.attempts,
+            ", giving up" if give_up else f", retry in {delay:.0f}s",
+            outcome.error,
+        )
+        await session.execute(
+            update(webhook_deliveries)
+            .where(delivery)
+            .values(
+                status=FAILED if give_up else PENDING,
+                next_attempt_at=now + timedelta(seconds=delay),
+                last_status_code=outcome.status_code,
+                last_error=outcome.error,
+            )
+        )
+        await session.execute(
+            update(webhook_endpoints)
+            .where(endpoint, webhook_endpoints.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+
+    async def _disable_failing(self, session: AsyncSession) -> None:
+        """Disable endpoints that accepted nothing for `webhook_disable_after`; tell their owners."""
+        cutoff = datetime.now(UTC) - self.settings.webhook_disable_after
+        disabled = (
+            await session.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.enabled, webhook_endpoints.c.failing_since <= cutoff)
+                .values(
+                    enabled=False,
+                    disabled_at=func.now(),
+                    disabled_reason=f"no delivery accepted since {cutoff:%Y-%m-%d %H:%M} UTC or before",
+                )
+                .returning(webhook_endpoints)
+            )
+        ).all()
+        for endpoint in disabled:
+            log.error("webhook endpoint %s (%s) disabled: %s", endpoint.endpoint_id, endpoint.url, "failing")
+            await self._tell_owner(session, endpoint)
+
+    async def _tell_owner(self, session: AsyncSession, endpoint: Row[Any]) -> None:
+        """Email the group's coordinators (a platform endpoint's owners read the API and the log)."""
+        if endpoint.group_id is None:
+            return
+        coordinators = (
+            await session.execute(
+                select(member_directory.c.member_id).where(
+                    and_(member_directory.c.group_id == endpoint.group_id, member_directory.c.role == "coordinator")
+                )
+            )
+        ).all()
+        last_error = await session.scalar(
+            select(webhook_deliveries.c.last_error)
+            .where(
+                webhook_deliveries.c.endpoint_id == endpoint.endpoint_id, webhook_deliveries.c.last_error.is_not(None)
+            )
+            .order_by(webhook_deliveries.c.next_attempt_at.desc())
+            .limit(1)
+        )
+        for row in coordinators:
+            try:
+                group, member = await load_recipient(session, endpoint.group_id, row.member_id)
+            except NotYetKnown:
+                continue
+            email = domain.Email(
+                domain.Kind.WEBHOOK_DISABLED,
+                endpoint.endpoint_id,
+                group,
+                member,
+                {
+                    "url": endpoint.url,
+                    "failing_since": endpoint.failing_since,
+                    "endpoint_id": endpoint.endpoint_id,
+                    "last_error": last_error or "",
+                },
+            )
+            await enqueue(session, [email], sender_domain=self.domain, timezone=self.settings.timezone)

@@ -1,0 +1,147 @@
+"""Outbound webhooks on the real broker and database, to a local HTTP receiver: registration
+and its refusals, signed deliveries (Standard Webhooks, verified with the library), retries while
+the receiver is down, the delivery log, replay, and an endpoint disabled after the documented
+period with its group's coordinators emailed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from standardwebhooks.webhooks import Webhook
+
+from cagette_contracts import BalanceChanged, Money, Role
+from cagette_runtime.testing import WebhookReceiver
+
+
+def balance_changed(facts, member, balance: int) -> BalanceChanged:
+    return BalanceChanged(
+        group_id=facts.group_id,
+        member_id=member.member_id,
+        account_id=uuid.uuid4(),
+        transaction_id=uuid.uuid4(),
+        previous_balance=Money.of(0, "EUR"),
+        balance=Money.of(balance, "EUR"),
+        correlation_id="cause-of-the-balance",
+    )
+
+
+async def eventually(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (answer := probe()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met")
+        await asyncio.sleep(0.05)
+    return answer
+
+
+async def test_registration_is_checked(start_service, facts) -> None:
+    async with start_service(webhook_allow_http=False) as running:
+        coordinator = running.token(uuid.uuid4(), {facts.group_id: Role.COORDINATOR})
+        member = running.token(uuid.uuid4(), {facts.group_id: Role.MEMBER})
+        good = {"group_id": str(facts.group_id), "url": "https://example.org/hook", "event_types": ["ledger.#"]}
+        for body, status, reason in [
+            (good | {"url": "http://example.org/hook"}, 422, "https://"),
+            (good | {"url": "https://user:pw@example.org/hook"}, 422, "credentials"),
+            (good | {"url": "https://example.org/a b"}, 422, "control"),
+            (good | {"event_types": []}, 422, "event_types"),
+            (good | {"event_types": ["Ledger.#!"]}, 422, "event_types"),
+        ]:
+            answer = await running.http.post("/webhooks/endpoints", json=body, headers=coordinator)
+            assert answer.status_code == status and reason in answer.text, answer.text
+        assert (await running.http.post("/webhooks/endpoints", json=good, headers=member)).status_code == 403
+        platform = good | {"group_id": None}
+        assert (await running.http.post("/webhooks/endpoints", json=platform, headers=coordinator)).status_code == 403
+        created = await running.http.post("/webhooks/endpoints", json=good, headers=coordinator)
+        assert created.status_code == 201 and created.json()["secret"].startswith("whsec_")
+        listed = await running.http.get(f"/webhooks/endpoints?group_id={facts.group_id}", headers=coordinator)
+        assert [e["url"] for e in listed.json()] == ["https://example.org/hook"] and "secret" not in listed.json()[0]
+
+
+async def test_signed_deliveries_retried_while_down_logged_replayed_then_disabled(
+    start_service, mailbox, facts
+) -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        start_service(
+            smtp_port=mailbox.port,
+            webhook_allow_http=True,
+            webhook_poll_interval=0.1,
+            webhook_retry_base=0.2,
+            webhook_retry_max=0.5,
+            webhook_disable_after=timedelta(seconds=4),
+        ) as running,
+    ):
+        camille = facts.member("Camille", "en", Role.COORDINATOR)
+        alice = facts.member("Alice")
+        await running.publish(facts.group, camille, alice)
+        coordinator = running.token(camille.member_id, {facts.group_id: Role.COORDINATOR})
+        created = (
+            await running.http.post(
+                "/webhooks/endpoints",
+                json={"group_id": str(facts.group_id), "url": receiver.url, "event_types": ["ledger.balance.*"]},
+                headers=coordinator,
+            )
+        ).json()
+        endpoint, secret = created["endpoint_id"], created["secret"]
+
+        # Delivered, signed: the receiver verifies it with the Standard Webhooks library.
+        first = balance_changed(facts, alice, -500)
+        await running.publish(first)
+        [received] = await eventually(lambda: receiver.accepted)
+        assert received.headers["webhook-id"] == str(first.event_id)
+        verified = Webhook(secret).verify(received.body, received.headers)
+        assert verified["event_id"] == str(first.event_id) and verified["correlation_id"] == "cause-of-the-balance"
+        forged = dict(received.headers, **{"webhook-signature": "v1,AAAA"})
+        try:
+            Webhook(secret).verify(received.body, forged)
+            raise AssertionError("a forged signature verified")
+        except Exception as exc:
+            assert "signature" in str(exc).lower()
+        # Not wanted: a member joining is not a ledger.balance.* event.
+        await running.publish(facts.member("Bob"))
+
+        # Down for a while: retried with backoff, visible in the log, delivered once it is back.
+        receiver.up = False
+        second = balance_changed(facts, alice, -700)
+        await running.publish(second)
+        await eventually(lambda: receiver.refused >= 2)
+        log = (await running.http.get(f"/webhooks/endpoints/{endpoint}/deliveries", headers=coordinator)).json()
+        pending = next(d for d in log if d["event_id"] == str(second.event_id))
+        assert pending["status"] == "pending" and pending["attempts"] >= 2
+        assert pending["last_status_code"] == 503 and "HTTP 503" in pending["last_error"]
+        receiver.up = True
+        await eventually(lambda: any(r.headers["webhook-id"] == str(second.event_id) for r in receiver.accepted))
+        assert {json.loads(r.body)["event_type"] for r in receiver.accepted} == {"ledger.balance.changed"}
+
+        # Replayed on request: everything since a time, sent (and signed) again.
+        before = len(receiver.accepted)
+        since = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+        replayed = await running.http.post(
+            f"/webhooks/endpoints/{endpoint}/replay", json={"since": since}, headers=coordinator
+        )
+        assert replayed.status_code == 200 and replayed.json() == {"replayed": 2}
+        await eventually(lambda: len(receiver.accepted) == before + 2)
+        for again in receiver.accepted[before:]:
+            Webhook(secret).verify(again.body, again.headers)
+
+        # Down past the disable period: disabled, and the coordinator is told by email.
+        receiver.up = False
+        await running.publish(balance_changed(facts, alice, -900))
+        [told] = await mailbox.wait_for(str(camille.email), timeout=20)
+        assert " ".join(str(told["Subject"]).split()) == f"Webhook disabled: {receiver.url} - AMAP des Lilas"
+        assert "HTTP 503" in mailbox.body(told, "plain")
+        [shown] = (await running.http.get(f"/webhooks/endpoints?group_id={facts.group_id}", headers=coordinator)).json()
+        assert shown["enabled"] is False and shown["disabled_reason"]
+        refused = receiver.refused
+        await running.publish(balance_changed(facts, alice, -950))
+        await asyncio.sleep(1.0)
+        assert receiver.refused == refused  # nothing is sent to a disabled endpoint
+
+        # Enabled again once fixed: what waited is delivered.
+        receiver.up = True
+        enabled = await running.http.post(f"/webhooks/endpoints/{endpoint}/enable", headers=coordinator)
+        assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+        await eventually(lambda: len({r.headers["webhook-id"] for r in receiver.accepted}) == 3, timeout=20)
