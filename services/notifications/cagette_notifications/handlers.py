@@ -544,6 +544,13 @@ class Handlers:
     async def on_payment_outcome(
         self, session: AsyncSession, event: PaymentReceived | PaymentCancelled | PaymentRefunded | CardPaymentFailed
     ) -> None:
+        if isinstance(event, PaymentRefunded) and event.reverses_payment_id is not None:
+            # A correction (the payment was recorded on the wrong member), not a refund: no money
+            # moved, so the member is not told of one; the statement shows the reversal.
+            log.info(
+                "payment %s reversed by %s: a correction, no refund email", event.reverses_payment_id, event.payment_id
+            )
+            return
         group, member = await load_recipient(session, event.group_id, event.member_id)
         facts: dict[str, object] = {"amount": event.amount, "date": event.occurred_at, "order_id": event.order_id}
         await self._record_outcome(session, event)

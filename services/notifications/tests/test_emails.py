@@ -237,8 +237,19 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
         assert "https://pay.example.org/retry/42" in mailbox.body(failed, "plain")
         assert 'href="https://pay.example.org/retry/42"' in mailbox.body(failed, "html")
 
+        # A correction (a payment recorded on the wrong member reversed) is no refund: no email.
+        correction = PaymentRefunded(
+            payment_id=uuid.uuid4(),
+            refund_id=uuid.uuid4(),
+            method="cheque",
+            reverses_payment_id=uuid.uuid4(),
+            reason="recorded on the wrong member",
+            **common,
+        )
+        await running.publish(correction)
         await running.publish(PaymentRefunded(payment_id=uuid.uuid4(), refund_id=uuid.uuid4(), method="card", **common))
-        refunded = (await mailbox.wait_for(str(claire.email), 5))[-1]
+        *_, refunded = await mailbox.wait_for(str(claire.email), 5)
+        assert len(mailbox.to(str(claire.email))) == 5  # the refund only, not the correction
         assert refunded["Subject"] == "Remboursement : 12,55\xa0€ - AMAP des Lilas"
         assert "L'argent revient sur la carte" in mailbox.body(refunded, "plain")
 
