@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import PlainTextResponse
 from faststream.rabbit import RabbitQueue
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
@@ -133,7 +134,12 @@ def parking_queue_names(service: Service) -> list[str]:
 metrics_router = APIRouter(tags=["operations"])
 
 
-@metrics_router.get("/metrics", summary="Prometheus metrics: HTTP, messaging, outbox, parking and service gauges")
+# Documented as what it is (Prometheus' text exposition format), not the API's JSON.
+@metrics_router.get(
+    "/metrics",
+    summary="Prometheus metrics: HTTP, messaging, outbox, parking and service gauges",
+    response_class=PlainTextResponse,
+)
 async def metrics(request: Request) -> Response:
     service: Service = request.app.state.service
     await service.metrics.refresh(service)
