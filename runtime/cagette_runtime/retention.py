@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func
+from sqlalchemy import CursorResult, delete, func
 
 from .background import BackgroundLoop
 from .db import Database
@@ -34,27 +35,23 @@ class MessagingRetention(BackgroundLoop):
     async def purge(self) -> tuple[int, int]:
         """Delete what is past retention; returns (outbox rows, inbox rows) deleted."""
         async with self.database.transaction() as session:
-            outbox_deleted = len(
-                (
-                    await session.execute(
-                        delete(outbox_messages)
-                        .where(
-                            outbox_messages.c.published_at.is_not(None),
-                            outbox_messages.c.published_at < func.now() - self.outbox_age,
-                        )
-                        .returning(outbox_messages.c.event_id)
+            # A DELETE answers a CursorResult: its rowcount counts the rows without fetching them.
+            outbox = cast(
+                CursorResult[Any],
+                await session.execute(
+                    delete(outbox_messages).where(
+                        outbox_messages.c.published_at.is_not(None),
+                        outbox_messages.c.published_at < func.now() - self.outbox_age,
                     )
-                ).all()
+                ),
             )
-            inbox_deleted = len(
-                (
-                    await session.execute(
-                        delete(inbox_messages)
-                        .where(inbox_messages.c.processed_at < func.now() - self.inbox_age)
-                        .returning(inbox_messages.c.event_id)
-                    )
-                ).all()
+            inbox = cast(
+                CursorResult[Any],
+                await session.execute(
+                    delete(inbox_messages).where(inbox_messages.c.processed_at < func.now() - self.inbox_age)
+                ),
             )
+        outbox_deleted, inbox_deleted = outbox.rowcount, inbox.rowcount
         if outbox_deleted or inbox_deleted:
             log.info("retention: %d published outbox rows and %d inbox rows deleted", outbox_deleted, inbox_deleted)
         return outbox_deleted, inbox_deleted
