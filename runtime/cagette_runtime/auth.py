@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from cagette_contracts import Role
 
-from .errors import Forbidden, Unauthenticated, Unavailable
+from .errors import Forbidden, RetryLater, Unauthenticated
 from .ratelimit import FailureLimiter
 from .settings import ServiceSettings
 
@@ -304,9 +304,7 @@ class TokenVerifier:
         try:
             key = await asyncio.to_thread(issuer.signing_key, key_id)
         except jwt.PyJWKClientConnectionError:
-            raise Unavailable(
-                "The keys of the token's issuer cannot be fetched right now; try again shortly."
-            ) from None
+            raise RetryLater("The keys of the token's issuer cannot be fetched right now; try again shortly.") from None
         except (jwt.PyJWKClientError, OSError, KeyError, ValueError):
             raise Unauthenticated("The bearer token is signed with a key its issuer does not publish.") from None
         if key.algorithm_name != algorithm:

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from .errors import RetryLater
+
 OUTBOX_WRITTEN = "cagette.outbox_written"
+
+# SQLSTATEs that tell the server's state, not the statement's: the connection failed or was lost
+# (class 08), the server is shutting down or starting (57P01-57P03), it has no connection left
+# (53300), or the transaction lost a race (40001 serialization failure, 40P01 deadlock). The
+# same transaction again later may well succeed.
+TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+
+
+def as_retry_later(exc: BaseException) -> RetryLater | None:
+    """The RetryLater that `exc` stands for when it is an infrastructure failure (the database
+    unreachable or lost, a connection timing out, a transaction that lost a race), else None."""
+    if isinstance(exc, RetryLater):
+        return exc
+    if isinstance(exc, DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        if exc.connection_invalidated or sqlstate.startswith(TRANSIENT_SQLSTATES):
+            return RetryLater(f"the database is unavailable right now ({sqlstate or type(exc.orig).__name__})")
+        return None
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")  # asyncpg's own errors, outside SQLAlchemy
+    # Connecting: refused, reset, unknown host, timed out; a plain OSError is asyncio's "Connect
+    # call failed" for several addresses (its subclasses, e.g. FileNotFoundError, are not outages).
+    if (
+        isinstance(exc, (ConnectionError, TimeoutError, PoolTimeout, socket.gaierror))
+        or type(exc) is OSError
+        or sqlstate.startswith(TRANSIENT_SQLSTATES)
+    ):
+        return RetryLater(f"a server this service needs is unavailable right now ({type(exc).__name__})")
+    return None
 
 
 class Database:

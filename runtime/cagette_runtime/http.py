@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
@@ -18,8 +19,8 @@ from starlette.responses import Response
 from cagette_contracts.envelope import new_correlation_id
 
 from .correlation import reset_correlation_id, set_correlation_id
-from .db import Database
-from .errors import Refused
+from .db import Database, as_retry_later
+from .errors import Refused, RetryLater
 from .guards import SECURITY_HEADERS, BodySizeLimit, SecurityHeaders
 from .ratelimit import FailureLimiter
 from .settings import ServiceSettings
@@ -70,6 +71,25 @@ def _refused(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content=_jsonable(body), headers=headers or None)
 
 
+def _retry_later(exc: RetryLater) -> JSONResponse:
+    body = _error_body(exc.code, exc.reason, context=exc.details or None)
+    return JSONResponse(
+        status_code=exc.status_code, content=_jsonable(body), headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
+def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A RetryLater, or an outage of what the request needed (the database unreachable, a
+    connection lost or timed out): 503 with Retry-After; its transaction changed nothing."""
+    transient = as_retry_later(exc)
+    if transient is None:
+        log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+        return _server_error(request, exc)
+    if transient is not exc:
+        log.warning("%s %s: %s (%s: %s)", request.method, request.url.path, transient.reason, type(exc).__name__, exc)
+    return _retry_later(transient)
+
+
 def _jsonable(value: object) -> object:
     from fastapi.encoders import jsonable_encoder
 
@@ -104,11 +124,12 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 def _database_refused(request: Request, exc: Exception) -> JSONResponse:
     """Safety net: a value the database cannot take (SQLSTATE class 22: out of range, an
     unencodable character, a bad date) was let through by the request models; its transaction
-    changed nothing, so it is the client's 422. Any other database error is a server error."""
+    changed nothing, so it is the client's 422. The database unreachable, a lost connection or a
+    lost race is a 503 (try again); any other database error is a server error."""
     assert isinstance(exc, DBAPIError)
     sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
     if not sqlstate.startswith("22"):
-        raise exc
+        return _unavailable(request, exc)
     log.warning("database refused a value from the request (SQLSTATE %s)", sqlstate)
     return JSONResponse(
         status_code=422, content=_error_body("invalid", "a value in the request is out of range or not acceptable")
@@ -117,6 +138,10 @@ def _database_refused(request: Request, exc: Exception) -> JSONResponse:
 
 def _server_error(request: Request, exc: Exception) -> JSONResponse:
     # Answered outside the other middlewares: carries its own headers.
+    if (transient := as_retry_later(exc)) is not None:
+        response = _retry_later(transient)
+        response.headers.update(dict(SECURITY_HEADERS))
+        return response
     return JSONResponse(
         status_code=500,
         content=_error_body("internal", "internal error; nothing was changed, try again later"),
@@ -142,6 +167,10 @@ def install_common(app: FastAPI, settings: ServiceSettings | None = None) -> Non
     app.add_middleware(SecurityHeaders)
     app.add_middleware(CorrelationIdMiddleware)
     app.add_exception_handler(Refused, _refused)
+    # Outages: answered 503 + Retry-After here, not left to the last-resort 500 (which logs a
+    # traceback for each request while the database is down).
+    for outage in (RetryLater, ConnectionError, TimeoutError, OSError, PoolTimeout):
+        app.add_exception_handler(outage, _unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_refused)

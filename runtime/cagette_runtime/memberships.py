@@ -14,11 +14,10 @@ from sqlalchemy import Column, DateTime, Index, MetaData, PrimaryKeyConstraint, 
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import Event, MemberJoined, MemberLeft, MemberUpdated, Role
+from cagette_contracts import MemberJoined, MemberLeft, MemberUpdated, Role
 
 from .consumer import Consumer
 from .db import Database
-from .topology import ConsumerQueue
 
 MEMBER_EVENTS = (MemberJoined, MemberUpdated, MemberLeft)
 
@@ -67,16 +66,10 @@ def membership_consumer(service_name: str, table: Table, delivery_limit: int = 5
     """A consumer of its own (queue `<service>.memberships`) so role changes are applied
     without waiting behind the service's other work."""
 
-    async def handle(session: AsyncSession, event: Event) -> None:
-        assert isinstance(event, MEMBER_EVENTS)
+    async def handle(session: AsyncSession, event: MemberJoined | MemberUpdated | MemberLeft) -> None:
         await apply_member_event(session, table, event)
 
-    queue = ConsumerQueue(
-        f"{service_name}.memberships",
-        tuple(cls.routing_key() for cls in MEMBER_EVENTS),
-        delivery_limit=delivery_limit,
-    )
-    return Consumer(queue, handle, accepts=MEMBER_EVENTS)
+    return Consumer(f"{service_name}.memberships", dict.fromkeys(MEMBER_EVENTS, handle), delivery_limit=delivery_limit)
 
 
 class TableMemberships:

@@ -34,11 +34,14 @@ _REASONS = {
     415: "Unsupported content type",
     422: "A field or parameter is invalid; nothing was changed",
     429: "Too many failed authentications from this address",
+    503: "Something the request needs (the database, the ledger, the card provider) does not answer right now; "
+    "nothing was changed, try again after Retry-After seconds",
 }
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
 
 
 def _statuses(method: str, operation: dict[str, Any]) -> set[int]:
-    statuses = {400, 404, 422}
+    statuses = {400, 404, 422, 503}
     if operation.get("security"):  # the bearer scheme: it can be missing, wrong or lack a role
         statuses |= {401, 403, 429}
     if method not in ("get", "head"):
@@ -69,10 +72,15 @@ def document_errors(app: FastAPI) -> None:
                     # An idempotent create asked again answers 200 with the original result.
                     responses["200"] = {**responses["201"], "description": "Already done: the original result"}
                 for status in sorted(_statuses(method, operation)):
+                    if status == 503 and "503" in responses:
+                        continue  # the operation documents its own (/ready)
                     answer = responses.setdefault(str(status), {})
                     answer["description"] = _REASONS[status]
                     answer["content"] = reference
+                    if status == 503:
+                        answer["headers"] = RETRY_AFTER
         app.openapi_schema = document
         return document
 
+    # FastAPI documents overriding the method this way; mypy sees an assignment to a method.
     app.openapi = openapi  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import APIRouter, FastAPI
 from faststream.rabbit import RabbitBroker
@@ -35,6 +36,16 @@ log = logging.getLogger(__name__)
 
 # Set by the server on the first stop signal (cli.draining_server): the process is going away.
 shutdown_requested = threading.Event()
+
+
+class Runner(Protocol):
+    """What consumes one Consumer's queue: the runtime's ConsumerRunner (one transaction per
+    message) or a service's own (the ledger's batches), returned by `Service.runner`. A runner
+    that is also a BackgroundLoop is started after the broker and stopped before it."""
+
+    name: str
+
+    def subscribe(self) -> None: ...
 
 
 class Service:
@@ -108,9 +119,28 @@ class Service:
             self.memberships = TableMemberships(self.database, membership_table)
         if memberships is not None:
             self.memberships = memberships(self)
-        self.runners = [ConsumerRunner(self.broker, self.database, consumer) for consumer in self.consumers]
+        self.runners = [self.runner(consumer) for consumer in self.consumers]
         for runner in self.runners:
             runner.subscribe()
+            if isinstance(runner, BackgroundLoop):
+                self.background.append(runner)
+
+    def consumer_runner(self, consumer: Consumer) -> ConsumerRunner:
+        """The runtime's pipeline for `consumer` (decode, park, claim, handle, retry), with this
+        service's retry delays."""
+        return ConsumerRunner(
+            self.broker,
+            self.database,
+            consumer,
+            retry_delay=self.settings.consumer_retry_delay,
+            retry_max_delay=self.settings.consumer_retry_max_delay,
+        )
+
+    def runner(self, consumer: Consumer) -> Runner:
+        """The extension point for a runner of its own: how this service consumes `consumer`'s
+        queue. Called while the Service is built, once per consumer; by default the runtime's
+        one transaction per message."""
+        return self.consumer_runner(consumer)
 
     async def migrate(self) -> None:
         if await ensure_database(self.settings.database_url):

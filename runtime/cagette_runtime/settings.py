@@ -9,7 +9,7 @@ every development default still in place, and a service refuses to start while a
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -79,9 +79,14 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # FastStream logs every message at INFO; keep that at DEBUG unless asked.
     broker_log_level: str = "DEBUG"
-    # Consumer behaviour.
+    # Consumer behaviour: messages delivered ahead per consumer; how many times a message may fail
+    # on its own account before it is parked; the delays of the retry queue (seconds, doubled on
+    # each retry of the same message up to the max). An outage (RetryLater) is retried without
+    # limit, a message's own failure up to the delivery limit.
     prefetch_count: int = 64
-    delivery_limit: int = 5
+    delivery_limit: int = Field(default=5, ge=1)
+    consumer_retry_delay: float = Field(default=1.0, gt=0)
+    consumer_retry_max_delay: float = Field(default=15.0, gt=0)
     # Outbox relay.
     outbox_batch_size: int = 200
     outbox_poll_interval: float = 0.5
@@ -159,3 +164,17 @@ class ServiceSettings(BaseSettings):
 
 def load_settings(service_name: str) -> ServiceSettings:
     return ServiceSettings(service_name=service_name)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def derive_settings(cls: type[S], settings: ServiceSettings | None = None) -> S:
+    """A service's own settings class (`cls`, a ServiceSettings with fields of its own) read from
+    the environment, with what `settings` holds (explicitly or from its environment) on top: how
+    every service turns the runtime's settings it was given, e.g. by a test, into its own."""
+    if isinstance(settings, cls):
+        return settings
+    if settings is None:
+        return cls()
+    return cls(**settings.model_dump(exclude_unset=True))

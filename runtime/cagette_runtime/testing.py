@@ -463,3 +463,57 @@ async def smtp_server(port: int | None = None, refuse: set[str] | None = None) -
         yield mailbox, port
     finally:
         controller.stop()
+
+
+class Outage:
+    """A TCP proxy on 127.0.0.1 in front of a real server (PostgreSQL, RabbitMQ), to take that
+    server away from a service and give it back: `down()` cuts every connection and refuses new
+    ones, as a crashed server would; `up()` accepts them again. Point the service at `url`."""
+
+    def __init__(self, target_url: str) -> None:
+        parsed = URL(target_url)
+        self.target = (parsed.host or "127.0.0.1", parsed.port or 0)
+        self.port = free_port()
+        self.url = str(parsed.with_port(self.port))
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> Outage:
+        await self.up()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.down()
+
+    async def up(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port, reuse_address=True)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._pipes):
+            writer.transport.abort()
+        self._pipes.clear()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._pipes |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                sink.transport.abort()
+                self._pipes.discard(sink)
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))

@@ -9,6 +9,10 @@
   with the reason in their headers; messages that keep failing reach it through the limit.
   The limit, the dead-letter route and the overflow are a RabbitMQ policy (policies.py), not
   queue arguments, so an operator changes them on a live broker.
+- per consumer, its retry queue `<service>.<consumer>.retry`, which nobody consumes: a message
+  to try again later is published there with a TTL (its delay) and, once it expires, the broker
+  dead-letters it back to the consumer's queue through the default exchange. That route follows
+  from the names and never changes, so it is the queue's arguments, not a policy.
 """
 
 from __future__ import annotations
@@ -83,6 +87,25 @@ class ConsumerQueue:
     def parking_queue(self) -> RabbitQueue:
         return RabbitQueue(self.parking_name, queue_type=QueueType.QUORUM, durable=True)
 
+    @property
+    def retry_name(self) -> str:
+        return f"{self.name}.retry"
+
+    def retry_queue(self) -> RabbitQueue:
+        return RabbitQueue(
+            self.retry_name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={
+                # An expired message goes back to the consumer's queue (default exchange: by name).
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.name,
+                # Never dropped on the way back (at-least-once needs reject-publish overflow).
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+            },
+        )
+
 
 async def declare_exchanges(broker: RabbitBroker) -> None:
     await broker.declare_exchange(events_exchange)
@@ -91,11 +114,12 @@ async def declare_exchanges(broker: RabbitBroker) -> None:
 
 
 async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue, policies: BrokerAdmin) -> None:
-    """Set the queue's policy, declare the queue, its parking queue, the exchanges and bindings
-    (all idempotent)."""
+    """Set the queue's policy, declare the queue, its parking and retry queues, the exchanges and
+    bindings (all idempotent)."""
     await declare_exchanges(broker)
     parking = await broker.declare_queue(consumer.parking_queue())
     await parking.bind(DEAD_LETTER_EXCHANGE, routing_key=consumer.name)
+    await broker.declare_queue(consumer.retry_queue())
     await policies.apply(consumer.policy())
     await _declare_without_arguments(policies.amqp_url, consumer.name)
     queue = await broker.declare_queue(consumer.queue())

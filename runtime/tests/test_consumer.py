@@ -1,5 +1,6 @@
-"""Consumption on the real broker: idempotent, and poison messages parked with their reason
-while the consumer keeps going."""
+"""Consumption on the real broker: idempotent, poison messages parked with their reason while the
+consumer keeps going, and outages (RetryLater, the database down) retried through the retry queue
+for as long as they last, never counted against the delivery limit."""
 
 from __future__ import annotations
 
@@ -10,15 +11,24 @@ import aio_pika
 import pytest
 from sqlalchemy import func, select
 
+from cagette_contracts import Event
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.broker_admin import BrokerAdmin
-from cagette_runtime.consumer import PARKING_REASON_HEADER, Consumer, ConsumerRunner, MalformedMessage, parse_event
-from cagette_runtime.errors import Invalid, RetryLater
+from cagette_runtime.consumer import (
+    PARKING_REASON_HEADER,
+    Consumer,
+    ConsumerRunner,
+    EventHandlers,
+    MalformedMessage,
+    parse_event,
+)
+from cagette_runtime.db import Database
+from cagette_runtime.errors import Invalid, NotYet, RetryLater
 from cagette_runtime.tables import inbox_messages
-from cagette_runtime.testing import drain_queue
-from cagette_runtime.topology import ConsumerQueue, declare_consumer_queue
+from cagette_runtime.testing import Outage, drain_queue
+from cagette_runtime.topology import declare_consumer_queue
 
-from .conftest import WidgetCreated, make_broker, widget_event, widgets
+from .conftest import WidgetCreated, WidgetUnrouted, make_broker, widget_event, widgets
 
 
 class Harness:
@@ -27,20 +37,27 @@ class Harness:
     def __init__(self, servers, database, delivery_limit: int = 3) -> None:
         self.servers = servers
         self.database = database
-        self.queue = ConsumerQueue(f"test.widgets.{uuid.uuid4().hex[:8]}", ("test.widget.#",), delivery_limit)
+        consumer = Consumer(
+            f"test.widgets.{uuid.uuid4().hex[:8]}", {WidgetCreated: self.handle}, delivery_limit=delivery_limit
+        )
+        self.queue = consumer.queue
         self.failures: dict[str, int] = {}  # widget name -> transient failures still to raise
         self.broker = make_broker(servers)
-        ConsumerRunner(self.broker, database, Consumer(self.queue, self.handle, (WidgetCreated,))).subscribe()
+        ConsumerRunner(self.broker, database, consumer, retry_delay=0.05, retry_max_delay=0.2).subscribe()
 
     async def handle(self, session, event) -> None:
         if event.name.startswith("refuse"):
             raise Invalid(f"widget name {event.name!r} is not allowed")
         if event.name == "always-fails":
             raise RuntimeError("database exploded")
+        if event.name == "never-known":
+            raise NotYet("the fact it needs never comes")
         if self.failures.get(event.name, 0) > 0:
             self.failures[event.name] -= 1
+            if event.name.startswith("outage"):
+                raise RetryLater("the ledger does not answer")
             if event.name.startswith("later"):
-                raise RetryLater("the fact it needs has not arrived yet")
+                raise NotYet("the fact it needs has not arrived yet")
             raise RuntimeError("transient failure")
         existing = await session.scalar(select(widgets.c.effects).where(widgets.c.widget_id == event.widget_id))
         if existing is None:
@@ -158,7 +175,7 @@ async def test_transient_failure_is_retried_then_processed_once(servers, databas
     assert harness.failures["flaky"] == 0
 
 
-async def test_retry_later_is_retried_without_a_traceback(servers, database, caplog) -> None:
+async def test_not_yet_is_retried_without_a_traceback(servers, database, caplog) -> None:
     async with Harness(servers, database, delivery_limit=5) as harness:
         waiting = widget_event("later-please")
         harness.failures["later-please"] = 1
@@ -169,16 +186,80 @@ async def test_retry_later_is_retried_without_a_traceback(servers, database, cap
     assert await harness.effects(waiting) == 1
 
 
-async def test_message_that_keeps_failing_is_dead_lettered_after_the_delivery_limit(servers, database) -> None:
+async def test_retry_later_is_never_counted_against_the_delivery_limit(servers, database, caplog) -> None:
+    async with Harness(servers, database, delivery_limit=2) as harness:
+        waiting = widget_event("outage-then-fine")
+        harness.failures["outage-then-fine"] = 6  # three times the delivery limit
+        await harness.publish(waiting)
+        await harness.wait_processed(waiting)
+        assert await drain_queue(servers.amqp_url, harness.queue.parking_name, expected=1, timeout=0.5) == []
+    assert harness.failures["outage-then-fine"] == 0
+    assert await harness.effects(waiting) == 1
+    waits = [r for r in caplog.records if "(not counted)" in r.getMessage()]
+    assert len(waits) == 6 and all(r.exc_info is None for r in waits)
+
+
+async def test_the_database_down_longer_than_the_delivery_limit_loses_nothing(servers, database, caplog) -> None:
+    """The consumer's database goes away (connections cut, new ones refused) while events arrive:
+    each is retried through the retry queue, well past the delivery limit, and processed once the
+    database is back; nothing is parked, and the consumer never waited on one of them."""
+    async with Outage(database.url) as outage:
+        proxied = Database(outage.url, pool_size=2)
+        try:
+            async with Harness(servers, proxied, delivery_limit=2) as harness:
+                await outage.down()
+                events = [widget_event(f"during-outage-{n}") for n in range(3)]
+                for event in events:
+                    await harness.publish(event)
+                deadline = asyncio.get_running_loop().time() + 20
+                while sum("(not counted)" in r.getMessage() for r in caplog.records) < 3 * 4:
+                    assert asyncio.get_running_loop().time() < deadline, "the events were not retried"
+                    await asyncio.sleep(0.05)
+                await outage.up()
+                for event in events:
+                    await harness.wait_processed(event)
+                assert await drain_queue(servers.amqp_url, harness.queue.parking_name, expected=1, timeout=0.5) == []
+                assert [await harness.effects(event) for event in events] == [1, 1, 1]
+        finally:
+            await proxied.dispose()
+    waits = [r for r in caplog.records if "(not counted)" in r.getMessage()]
+    assert "database is unavailable" in waits[0].getMessage() or "unavailable right now" in waits[0].getMessage()
+
+
+async def test_message_that_keeps_failing_is_parked_with_its_reason_at_the_delivery_limit(servers, database) -> None:
     async with Harness(servers, database, delivery_limit=2) as harness:
         doomed = widget_event("always-fails")
         await harness.publish(doomed)
+        never = widget_event("never-known")
+        await harness.publish(never)
         after = widget_event("still-flowing")
         await harness.publish(after)
         await harness.wait_processed(after)
-        [parked] = await drain_queue(servers.amqp_url, harness.queue.parking_name, timeout=20)
-    assert parked.message_id == str(doomed.event_id)
-    death = parked.headers["x-death"][0]
-    assert death["reason"] == "delivery_limit"
-    assert death["queue"] == harness.queue.name
-    assert await harness.effects(doomed) is None
+        parked = await drain_queue(servers.amqp_url, harness.queue.parking_name, expected=2, timeout=20)
+    reasons = {m.message_id: m.headers[PARKING_REASON_HEADER] for m in parked}
+    assert reasons[str(doomed.event_id)] == ("failed 2 times (delivery limit 2): RuntimeError: database exploded")
+    assert reasons[str(never.event_id)] == "failed 2 times (delivery limit 2): NotYet: the fact it needs never comes"
+    assert await harness.effects(doomed) is None and await harness.effects(never) is None
+
+
+async def test_the_registry_derives_bindings_and_dispatch() -> None:
+    seen: list[Event] = []
+
+    async def on_widget(session, event: WidgetCreated) -> None:
+        seen.append(event)
+
+    async def on_any(session, event: Event) -> None:
+        seen.append(event)
+
+    consumer = Consumer("test.registry", {WidgetCreated: on_widget, WidgetUnrouted: on_widget}, delivery_limit=3)
+    assert consumer.queue.routing_keys == ("test.widget.created", "test.nobody.listens")
+    assert consumer.queue.delivery_limit == 3
+    assert consumer.handlers.event_classes == (WidgetCreated, WidgetUnrouted)
+    catch_all = EventHandlers({Event: on_any, WidgetCreated: on_widget})
+    assert catch_all.routing_keys() == ("#", "test.widget.created")
+    assert catch_all.handler_for(widget_event()) is on_widget  # the most specific class wins
+    assert catch_all.handler_for(WidgetUnrouted(group_id=uuid.uuid4())) is on_any
+    only_widgets = EventHandlers({WidgetCreated: on_widget})
+    assert not only_widgets.accepts(WidgetUnrouted(group_id=uuid.uuid4()))
+    with pytest.raises(Invalid, match="test.nobody.listens has no handler here"):
+        await only_widgets.dispatch(None, WidgetUnrouted(group_id=uuid.uuid4()))  # type: ignore[arg-type]

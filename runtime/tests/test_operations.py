@@ -11,6 +11,7 @@ import aio_pika
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.broker_admin import BrokerAdmin
@@ -20,9 +21,8 @@ from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import messaging_metadata, outbox_messages
 from cagette_runtime.testing import IsolatedServers
-from cagette_runtime.topology import ConsumerQueue
 
-from .conftest import widget_event, widgets_metadata
+from .conftest import WidgetCreated, widget_event, widgets_metadata
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -39,7 +39,7 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
 async def widget_service(
     servers: IsolatedServers, vhost_url: str, database_url: str, queue: str, delivery_limit: int = 5
 ) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
-    async def handle(session, event) -> None:  # type: ignore[no-untyped-def]
+    async def handle(session: AsyncSession, event: WidgetCreated) -> None:
         if event.name.startswith("refuse"):
             raise Invalid("refused widget")
 
@@ -54,7 +54,7 @@ async def widget_service(
         "widgets",
         migrations="unused",
         settings=settings,
-        consumers=lambda s: [Consumer(ConsumerQueue(queue, ("test.widget.#",), s.settings.delivery_limit), handle)],
+        consumers=lambda s: [Consumer(queue, {WidgetCreated: handle}, delivery_limit=s.settings.delivery_limit)],
     )
     app = service.create_app()
     async with app.router.lifespan_context(app):

@@ -6,16 +6,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from cagette_runtime.consumer import ConsumerRunner
-from cagette_runtime.service import Service
-from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.consumer import Consumer
+from cagette_runtime.service import Runner, Service
+from cagette_runtime.settings import ServiceSettings, derive_settings
 
 from . import holds
 from .api import router
 from .batching import BatchingConsumer
 from .gauges import GAUGES
-from .handlers import consumers, dispatch_batch
-from .settings import LedgerSettings, ledger_settings
+from .handlers import POSTINGS_QUEUE, consumers, dispatch_batch
+from .settings import LedgerSettings
 from .tables import memberships
 
 NAME = "ledger"
@@ -23,42 +23,36 @@ MIGRATIONS = str(Path(__file__).parent / "migrations")
 
 
 class LedgerService(Service):
-    """The runtime's Service plus batched consumption (settings.ledger_batch_size), the hold
-    request/reply endpoints and the hold-expiry sweep (settings.ledger_hold_sweep_seconds)."""
+    """The runtime's Service plus batched consumption (settings.ledger_batch_size, through the
+    runner extension point), the hold request/reply endpoints and the hold-expiry sweep
+    (settings.ledger_hold_sweep_seconds)."""
 
     settings: LedgerSettings
 
     def __init__(self, settings: ServiceSettings | None = None) -> None:
-        settings = ledger_settings(settings)
-        batched = settings.ledger_batch_size > 1
+        self.batchers: list[BatchingConsumer] = []
         super().__init__(
             NAME,
             migrations=MIGRATIONS,
             routers=[router],
-            # Batched: the Service declares the queues (self.consumers) but the batching consumer,
-            # not the runtime's runner, subscribes to them.
-            consumers=(lambda service: []) if batched else consumers,
-            settings=settings,
+            consumers=consumers,
+            settings=derive_settings(LedgerSettings, settings),
             gauges=GAUGES,
             membership_table=memberships,
             description="Double-entry member accounts, holds, balances and statements; the only authority on balances.",
         )
-        self.batchers: list[BatchingConsumer] = []
-        if batched:
-            batched_consumers = list(consumers(self))
-            self.consumers += batched_consumers
-            for consumer in batched_consumers:
-                batcher = BatchingConsumer(
-                    self.broker,
-                    self.database,
-                    ConsumerRunner(self.broker, self.database, consumer),
-                    batch_handler=dispatch_batch,
-                    max_batch=settings.ledger_batch_size,
-                )
-                batcher.subscribe()
-                self.batchers.append(batcher)
         holds.register(self)
-        self.background += [*self.batchers, holds.HoldSweeper(self.database, settings.ledger_hold_sweep_seconds)]
+        self.background.append(holds.HoldSweeper(self.database, self.settings.ledger_hold_sweep_seconds))
+
+    def runner(self, consumer: Consumer) -> Runner:
+        """ledger.postings in batches (one transaction per delivered batch) unless the batch size is 1."""
+        if consumer.name != POSTINGS_QUEUE or self.settings.ledger_batch_size <= 1:
+            return super().runner(consumer)
+        batcher = BatchingConsumer(
+            self.consumer_runner(consumer), batch_handler=dispatch_batch, max_batch=self.settings.ledger_batch_size
+        )
+        self.batchers.append(batcher)
+        return batcher
 
 
 def build_service(settings: ServiceSettings | None = None) -> LedgerService:

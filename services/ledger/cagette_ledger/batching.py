@@ -3,14 +3,17 @@
 The runtime's ConsumerRunner commits one transaction per message. The ledger's consumer instead
 buffers the messages the broker has delivered (up to the channel's prefetch), and commits them
 together: one inbox claim plus one handler call per message, in delivery order, in a single
-transaction, then acks them all. Same semantics as the runtime's runner:
+transaction, then acks them all. It is the runtime's pipeline with a batched middle step: it
+subscribes, decodes and parks through the runtime's runner, so the same things happen:
 
-* a malformed message is parked at once (it never joins a batch);
+* a malformed message, or one with no handler in the registry, is parked at once with its
+  reason (it never joins a batch), whatever its content type claims;
 * duplicates (already in the inbox, or twice in one batch) have no second effect;
 * when any message of a batch is refused or fails, the whole batch is rolled back and each of its
   messages goes through the runtime's per-message path (`ConsumerRunner.process`), which parks
-  the refused one with its reason and retries the failing one under the delivery limit, so a
-  bad message never costs the others anything but a retry.
+  the refused one with its reason, sends one that met an outage (`RetryLater`, the database
+  down) to the retry queue uncounted, and retries any other failure under the delivery limit, so
+  a bad message never costs the others anything but a retry.
 
 One consumer processes one batch at a time, so a replica is the single writer of what it
 consumes and a batch's account locks are taken by one transaction. Accounts are locked in a
@@ -24,41 +27,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from faststream import Context
-from faststream.middlewares import AckPolicy
-from faststream.rabbit import RabbitBroker
 from faststream.rabbit.message import RabbitMessage
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
 from cagette_runtime.background import BackgroundLoop
-from cagette_runtime.consumer import ConsumerRunner, MalformedMessage, parse_event
+from cagette_runtime.consumer import ConsumerRunner
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
-from cagette_runtime.db import Database
-from cagette_runtime.tables import inbox_messages
+from cagette_runtime.inbox import claim_many
 from cagette_runtime.tracing import batch_causes, continued_from, current_trace_carrier
 
-CLAIM = text(
-    f"INSERT INTO {inbox_messages.name} (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS uuid[]))"
-    " ON CONFLICT DO NOTHING RETURNING event_id"
-)
-
 BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
-
-
-async def claim_many(session: AsyncSession, consumer: str, events: list[Event]) -> list[Event]:
-    """Record the events as processed by `consumer` (one statement); return those not processed
-    before, in order, each once."""
-    result = await session.execute(CLAIM, {"consumer": consumer, "ids": [event.event_id for event in events]})
-    new = {row.event_id for row in result.all()}
-    claimed = []
-    for event in events:
-        if event.event_id in new:
-            new.discard(event.event_id)
-            claimed.append(event)
-    return claimed
-
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +47,6 @@ class BatchingConsumer(BackgroundLoop):
 
     def __init__(
         self,
-        broker: RabbitBroker,
-        database: Database,
         runner: ConsumerRunner,
         *,
         batch_handler: BatchHandler,
@@ -78,9 +55,8 @@ class BatchingConsumer(BackgroundLoop):
     ) -> None:
         super().__init__(interval=1.0)
         self.name = f"{runner.consumer.queue.name}-batches"
-        self.broker = broker
-        self.database = database
-        self.runner = runner  # the per-message path: fallback and parking
+        self.database = runner.database
+        self.runner = runner  # the pipeline: subscription, decoding, parking, per-message fallback
         self.consumer = runner.consumer
         self.batch_handler = batch_handler
         self.max_batch = max_batch
@@ -95,15 +71,13 @@ class BatchingConsumer(BackgroundLoop):
         self.largest = 0
 
     def subscribe(self) -> None:
-        async def on_message(message: RabbitMessage = Context("message")) -> None:
-            self.received += 1
-            self._traces[message.message_id] = current_trace_carrier()
-            self._buffer.append(message)
-            self.wake()
+        self.runner.subscribe(self.receive, title=f"{self.consumer.queue.name} (batched)")
 
-        self.broker.subscriber(
-            self.consumer.queue.queue(), ack_policy=AckPolicy.MANUAL, title=f"{self.consumer.queue.name} (batched)"
-        )(on_message)
+    async def receive(self, message: RabbitMessage) -> None:
+        self.received += 1
+        self._traces[message.message_id] = current_trace_carrier()
+        self._buffer.append(message)
+        self.wake()
 
     async def run_once(self) -> bool:
         """Commit one batch of what was delivered; True while more is buffered."""
@@ -130,14 +104,8 @@ class BatchingConsumer(BackgroundLoop):
         traces = {message.message_id: self._traces.pop(message.message_id, {}) for message in batch}
         parsed: list[tuple[RabbitMessage, Event]] = []
         for message in batch:
-            try:
-                event = parse_event(message.body)
-                if self.consumer.accepts and not isinstance(event, self.consumer.accepts):
-                    raise MalformedMessage(f"{event.routing_key()} is not handled by {self.runner.name}")
-            except MalformedMessage as exc:
-                await self.runner.park(message, str(exc))
-                continue
-            parsed.append((message, event))
+            if (event := await self.runner.accept(message)) is not None:
+                parsed.append((message, event))
         if not parsed:
             return
         # A batch of one action's events (the common case when the load is light) runs within

@@ -1,6 +1,8 @@
 """What the ledger does with each event it consumes, inside an idempotent inbox consumer (a
-duplicate has no effect, a refusal is parked): `dispatch` for one event, `dispatch_batch` for a
-delivered batch committed in one database transaction (see batching.py)."""
+duplicate has no effect, a refusal is parked): `POSTINGS`, the registry of the one consumer
+(`POSTINGS.dispatch` handles one event), and `dispatch_batch` for a delivered batch committed in
+one database transaction (see batching.py), which posts runs of posting events together and hands
+every other event to the same registry."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -30,37 +33,21 @@ from cagette_contracts import (
     PaymentRefunded,
     SubscriptionAmended,
     SubscriptionConfirmed,
-    routing,
 )
-from cagette_runtime.consumer import Consumer
+from cagette_runtime.consumer import Consumer, EventHandlers
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.errors import Invalid
-from cagette_runtime.topology import ConsumerQueue
 
 from . import domain, operations, wording
 from .posting import lock_accounts
 from .tables import accounts, groups, members
 
+if TYPE_CHECKING:
+    from cagette_runtime.service import Service
+
 log = logging.getLogger(__name__)
 
 POSTINGS_QUEUE = "ledger.postings"
-
-HANDLED: tuple[type[Event], ...] = (
-    GroupSettingsChanged,
-    MemberJoined,
-    MemberUpdated,
-    OrderConfirmed,
-    OrderAmended,
-    SubscriptionConfirmed,
-    SubscriptionAmended,
-    PaymentDeclared,
-    PaymentReceived,
-    PaymentCancelled,
-    PaymentRefunded,
-    CardFeeCharged,
-    CardDisputeFundsWithdrawn,
-    CardDisputeFundsReinstated,
-)
 
 
 async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsChanged) -> None:
@@ -128,44 +115,9 @@ async def on_member_joined(session: AsyncSession, event: MemberJoined) -> None:
 
 # What orders publishes for money owed; each turns the hold placed for it (if any) into its debit.
 ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended)
-
-
-async def dispatch(session: AsyncSession, event: Event) -> None:
-    group = await operations.find_group(session, event.group_id) if isinstance(event, POSTING_EVENTS) else None
-    if isinstance(event, ORDER_EVENTS):
-        if group is not None and not group.payments_enabled:
-            # R1: with payment management off, orders carry no money tracking at all.
-            log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
-            return
-    match event:
-        case GroupSettingsChanged():
-            await on_group_settings_changed(session, event)
-        case MemberJoined():
-            await on_member_joined(session, event)
-        case MemberUpdated():
-            await on_member(session, event)
-        case OrderConfirmed() | OrderAmended() | SubscriptionConfirmed() | SubscriptionAmended():
-            draft = in_words(event, _DRAFTS[type(event)](event), group)
-            await operations.confirm_order(session, draft, domain.hold_key(event))
-        case PaymentDeclared():
-            await operations.declare_payment(session, event)
-        case PaymentReceived():
-            await operations.receive_payment(session, event)
-        case PaymentCancelled():
-            await operations.cancel_payment(session, event)
-        case PaymentRefunded():
-            await operations.post_and_publish(session, in_words(event, domain.payment_refunded(event), group))
-        case CardFeeCharged() | CardDisputeFundsWithdrawn() | CardDisputeFundsReinstated():
-            await operations.post_and_publish(session, _DRAFTS[type(event)](event))
-        case _:
-            raise Invalid(f"the ledger does not handle {event.routing_key()}")
-
-
-# Events that are one posting each and nothing else (plus the capture of a hold): a run
-# of them is posted together by dispatch_batch.
-POSTING_EVENTS = (*ORDER_EVENTS, PaymentRefunded, CardFeeCharged, CardDisputeFundsWithdrawn, CardDisputeFundsReinstated)
-
-# Each maps its event to the draft it posts (the event's type selects the function).
+MoneyOwed = OrderConfirmed | OrderAmended | SubscriptionConfirmed | SubscriptionAmended
+# Events that are one posting each and nothing else (plus the capture of a hold): each maps to the
+# draft it posts, and a run of them is posted together by dispatch_batch.
 _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     OrderConfirmed: domain.order_confirmed,
     OrderAmended: domain.order_amended,
@@ -176,14 +128,62 @@ _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     CardDisputeFundsWithdrawn: domain.card_dispute_funds_withdrawn,
     CardDisputeFundsReinstated: domain.card_dispute_funds_reinstated,
 }
+POSTING_EVENTS = tuple(_DRAFTS)
+
+
+def payments_off(event: Event, group: operations.Group | None) -> bool:
+    """R1: with payment management off, orders carry no money tracking at all."""
+    if isinstance(event, ORDER_EVENTS) and group is not None and not group.payments_enabled:
+        log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
+        return True
+    return False
+
+
+async def on_money_owed(session: AsyncSession, event: MoneyOwed) -> None:
+    """An order, a subscription or an addition to either: the member's debit, which the hold
+    placed for it (if any) becomes."""
+    group = await operations.find_group(session, event.group_id)
+    if not payments_off(event, group):
+        draft = in_words(event, _DRAFTS[type(event)](event), group)
+        await operations.confirm_order(session, draft, domain.hold_key(event))
+
+
+async def on_posting(
+    session: AsyncSession,
+    event: PaymentRefunded | CardFeeCharged | CardDisputeFundsWithdrawn | CardDisputeFundsReinstated,
+) -> None:
+    group = await operations.find_group(session, event.group_id)
+    await operations.post_and_publish(session, in_words(event, _DRAFTS[type(event)](event), group))
+
+
+# The ledger.postings consumer: one queue for everything that touches balances, so one group's
+# events keep their order.
+POSTINGS = EventHandlers(
+    {
+        GroupSettingsChanged: on_group_settings_changed,
+        MemberJoined: on_member_joined,
+        MemberUpdated: on_member,
+        OrderConfirmed: on_money_owed,
+        OrderAmended: on_money_owed,
+        SubscriptionConfirmed: on_money_owed,
+        SubscriptionAmended: on_money_owed,
+        PaymentDeclared: operations.declare_payment,
+        PaymentReceived: operations.receive_payment,
+        PaymentCancelled: operations.cancel_payment,
+        PaymentRefunded: on_posting,
+        CardFeeCharged: on_posting,
+        CardDisputeFundsWithdrawn: on_posting,
+        CardDisputeFundsReinstated: on_posting,
+    }
+)
 
 
 async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
-    """The same effects as `dispatch` on each event in order, with the consecutive posting
-    events posted together (a fixed number of statements per run, not per event)."""
-    known: dict = {}
+    """The same effects as `POSTINGS.dispatch` on each event in order, with the consecutive
+    posting events posted together (a fixed number of statements per run, not per event)."""
+    known: dict[UUID, operations.Group | None] = {}
 
-    async def group_of(group_id):  # type: ignore[no-untyped-def]
+    async def group_of(group_id: UUID) -> operations.Group | None:
         if group_id not in known:
             known[group_id] = await operations.find_group(session, group_id)
         return known[group_id]
@@ -200,8 +200,8 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             run.clear()
 
     missing = {event.group_id for event in events} - known.keys()
-    for group in await operations.find_groups(session, missing):
-        known[group.group_id] = group
+    for found in await operations.find_groups(session, missing):
+        known[found.group_id] = found
     for group_id in missing:
         known.setdefault(group_id, None)
     await lock_batch_accounts(session, events)
@@ -209,8 +209,7 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
     for event in events:
         if isinstance(event, POSTING_EVENTS):
             group = await group_of(event.group_id)
-            if isinstance(event, ORDER_EVENTS) and group is not None and not group.payments_enabled:
-                log.info("group %s has payments off: %s not posted", event.group_id, event.routing_key())
+            if payments_off(event, group):
                 continue
             # Posted together, each with its own cause's correlation id (not the batch's first).
             draft = replace(in_words(event, _DRAFTS[type(event)](event), group), correlation_id=event.correlation_id)
@@ -221,7 +220,7 @@ async def dispatch_batch(session: AsyncSession, events: list[Event]) -> None:
             await flush()
             token = set_correlation_id(event.correlation_id)
             try:
-                await dispatch(session, event)
+                await POSTINGS.dispatch(session, event)
             finally:
                 reset_correlation_id(token)
             known.pop(event.group_id, None)  # settings may have changed
@@ -249,30 +248,5 @@ async def lock_batch_accounts(session: AsyncSession, events: list[Event]) -> Non
         await lock_accounts(session, wanted)
 
 
-ROUTING_KEYS = (
-    routing.GROUP_SETTINGS_CHANGED,
-    routing.MEMBER_JOINED,
-    routing.MEMBER_UPDATED,
-    routing.ORDER_CONFIRMED,
-    routing.ORDER_AMENDED,
-    routing.SUBSCRIPTION_CONFIRMED,
-    routing.SUBSCRIPTION_AMENDED,
-    routing.PAYMENT_DECLARED,
-    routing.PAYMENT_RECEIVED,
-    routing.PAYMENT_CANCELLED,
-    routing.PAYMENT_REFUNDED,
-    routing.CARD_FEE_CHARGED,
-)
-
-
-def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
-    # One queue for everything that touches balances: one group's events keep their order.
-    return [
-        Consumer(
-            queue=ConsumerQueue(
-                POSTINGS_QUEUE, routing_keys=ROUTING_KEYS, delivery_limit=service.settings.delivery_limit
-            ),
-            handler=dispatch,
-            accepts=HANDLED,
-        )
-    ]
+def consumers(service: Service) -> list[Consumer]:
+    return [Consumer(POSTINGS_QUEUE, POSTINGS, delivery_limit=service.settings.delivery_limit)]

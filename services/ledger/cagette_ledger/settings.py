@@ -14,11 +14,3 @@ class LedgerSettings(ServiceSettings):
     ledger_batch_size: int = Field(default=200, ge=1)
     # CAGETTE_LEDGER_HOLD_SWEEP_SECONDS: how often expired holds are marked expired.
     ledger_hold_sweep_seconds: float = Field(default=30.0, gt=0)
-
-
-def ledger_settings(settings: ServiceSettings | None = None) -> LedgerSettings:
-    if isinstance(settings, LedgerSettings):
-        return settings
-    if settings is None:
-        return LedgerSettings()
-    return LedgerSettings(**{**LedgerSettings().model_dump(exclude_unset=True), **settings.model_dump()})

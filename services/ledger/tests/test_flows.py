@@ -366,3 +366,37 @@ async def test_older_settings_arriving_late_are_ignored(world: World) -> None:
     await world.deliver(stale)  # processed (not parked), and changes nothing
     await world.deliver(world.order(uuid.uuid4(), 100))
     assert await count_rows(world.service.database, "transactions", world.group_id) == 2
+
+
+async def test_a_json_labelled_body_that_is_not_json_is_parked_by_the_batched_consumer(world: World) -> None:
+    """Content type application/json, body not JSON: the batched consumer decodes raw bodies like
+    every consumer, so the message is parked with its reason (not left unacknowledged, where 64 of
+    them would stall every posting) and the messages after it are posted."""
+    assert world.service.batchers, "the ledger consumes in batches here"
+    poison_ids = [uuid.uuid4() for _ in range(3)]
+    for message_id in poison_ids:
+        await world.service.broker.publish(
+            b"{this is not json",
+            exchange="cagette.events",
+            routing_key=routing.ORDER_CONFIRMED,
+            message_id=str(message_id),
+            content_type="application/json",
+            persist=True,
+        )
+    member = uuid.uuid4()
+    await world.deliver(world.order(member, 700))
+    for message_id in poison_ids:
+        assert "body is not JSON" in await park_reason(world, message_id)
+    assert (await world.balance(member))["balance"]["amount"] == -700
+
+
+async def test_card_dispute_funds_reach_the_ledger_through_the_registry(world: World) -> None:
+    """The queue binds every event class the registry handles (the funds of a dispute were once
+    handled but not bound, so never delivered)."""
+    from cagette_ledger.handlers import POSTINGS, POSTINGS_QUEUE
+
+    [consumer] = [c for c in world.service.consumers if c.name == POSTINGS_QUEUE]
+    assert consumer.handlers is POSTINGS
+    assert routing.CARD_DISPUTE_FUNDS_WITHDRAWN in consumer.queue.routing_keys
+    assert routing.CARD_DISPUTE_FUNDS_REINSTATED in consumer.queue.routing_keys
+    assert set(consumer.queue.routing_keys) == {cls.routing_key() for cls in POSTINGS.event_classes}

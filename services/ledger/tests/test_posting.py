@@ -190,12 +190,12 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
 
     from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
     from cagette_ledger import handlers
-    from cagette_ledger.batching import claim_many
+    from cagette_runtime.inbox import claim_many
 
     group = uuid.uuid4()
     members = [uuid.uuid4() for _ in range(6)]
     async with db.transaction() as session:
-        await handlers.dispatch(
+        await handlers.POSTINGS.dispatch(
             session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
         )
 
@@ -252,8 +252,8 @@ async def test_a_batch_posts_each_transaction_with_its_own_causes_correlation_id
 
     from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
     from cagette_ledger import handlers
-    from cagette_ledger.batching import claim_many
     from cagette_ledger.tables import transactions
+    from cagette_runtime.inbox import claim_many
     from cagette_runtime.tables import outbox_messages
 
     group = uuid.uuid4()

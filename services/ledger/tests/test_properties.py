@@ -66,20 +66,20 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
     grants: list[PlaceHold] = []
 
     async with db.transaction() as session:
-        await handlers.dispatch(
+        await handlers.POSTINGS.dispatch(
             session,
             GroupSettingsChanged(
                 group_id=group, name="g", currency="EUR", payments_enabled=True, allow_negative_money_pot=allow_negative
             ),
         )
         for m in members:
-            await handlers.dispatch(
+            await handlers.POSTINGS.dispatch(
                 session, MemberJoined(group_id=group, member_id=m, role=Role.MEMBER, name="m", email="m@example.org")
             )
 
     async def run(event) -> None:  # type: ignore[no-untyped-def]
         async with db.transaction() as session:
-            await handlers.dispatch(session, event)
+            await handlers.POSTINGS.dispatch(session, event)
 
     def order(m: uuid.UUID, amount: int, order_id: uuid.UUID | None = None) -> OrderConfirmed:
         return OrderConfirmed(
@@ -222,7 +222,7 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
 async def test_invalid_operations_change_nothing(db: Database) -> None:
     group, m = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
-        await handlers.dispatch(
+        await handlers.POSTINGS.dispatch(
             session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
         )
     for bad in (
@@ -257,7 +257,7 @@ async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: lis
     same balances and running balances as the per-event path, and the audit passes."""
     from sqlalchemy import text
 
-    from cagette_ledger.batching import claim_many
+    from cagette_runtime.inbox import claim_many
 
     results = []
     for batched in (False, True):
@@ -317,7 +317,7 @@ async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: lis
         else:
             for event in events:
                 async with db.transaction() as session:
-                    await handlers.dispatch(session, event)
+                    await handlers.POSTINGS.dispatch(session, event)
         async with db.sessionmaker() as session:
             assert (await run_audit(session, group)).ok
             rows = (
@@ -353,7 +353,7 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
 
     group, m = uuid.uuid4(), uuid.uuid4()
     async with db.transaction() as session:
-        await handlers.dispatch(
+        await handlers.POSTINGS.dispatch(
             session, GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
         )
     queue = []
@@ -407,7 +407,7 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
     for index, step, event in order:
         try:
             async with db.transaction() as session:
-                await handlers.dispatch(session, event)
+                await handlers.POSTINGS.dispatch(session, event)
         except Invalid:
             parked.append((index, step))
 

@@ -11,13 +11,13 @@ from faststream.rabbit.schemas.queue import QueueType
 
 from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT, EVENTS_EXCHANGE
 from cagette_runtime.service import Service
-from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.settings import ServiceSettings, derive_settings
 
 from .api import router
 from .gauges import GAUGES
 from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
-from .settings import NotificationSettings, notification_settings
+from .settings import NotificationSettings
 from .tables import memberships
 from .webhooks import WebhookSender
 from .webhooks_api import router as webhooks_router
@@ -39,7 +39,7 @@ class NotificationsService(Service):
             NAME,
             migrations=str(Path(__file__).parent / "migrations"),
             routers=[router, webhooks_router],
-            consumers=consumers,
+            consumers=lambda service: consumers(settings),
             settings=settings,
             gauges=GAUGES,
             membership_table=memberships,
@@ -65,7 +65,7 @@ class NotificationsService(Service):
 
 
 def build_service(settings: ServiceSettings | None = None) -> NotificationsService:
-    return NotificationsService(notification_settings(settings))
+    return NotificationsService(derive_settings(NotificationSettings, settings))
 
 
 def create_app() -> FastAPI:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from uuid import UUID
 
 from sqlalchemy import and_, delete, select, update
@@ -39,9 +41,7 @@ from cagette_contracts import (
     SubscriptionConfirmed,
     TransactionPosted,
 )
-from cagette_runtime.consumer import Consumer, parse_event
-from cagette_runtime.errors import Invalid
-from cagette_runtime.topology import ConsumerQueue
+from cagette_runtime.consumer import Consumer, EventHandlers, parse_event
 
 from . import domain
 from .delivery import enqueue
@@ -73,31 +73,10 @@ from .webhooks import record_deliveries
 
 log = logging.getLogger(__name__)
 
-HANDLED = (
-    GroupSettingsChanged,
-    MemberJoined,
-    MemberUpdated,
-    OrderConfirmed,
-    OrderAmended,
-    SubscriptionConfirmed,
-    SubscriptionAmended,
-    PaymentDeclared,
-    PaymentReceived,
-    PaymentCancelled,
-    PaymentRefunded,
-    CardPaymentFailed,
-    CardPaymentDisputed,
-    BalanceChanged,
-    BalanceWentNegative,
-    BalanceBackToNonNegative,
-    InvitationCreated,
-    PasswordResetRequested,
-    TransactionPosted,
-)
-
 # What members are told about with a money-pot balance in the email (B7).
-ORDER_EVENTS = (OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended)
 OrderEvent = OrderConfirmed | OrderAmended | SubscriptionConfirmed | SubscriptionAmended
+E = TypeVar("E", OrderConfirmed, OrderAmended, SubscriptionConfirmed, SubscriptionAmended)
+OrderHandler = Callable[[AsyncSession, E], Awaitable[None]]
 
 
 async def posting_known_or_wait(session: AsyncSession, event: OrderEvent) -> bool:
@@ -144,41 +123,49 @@ class Handlers:
     def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
         self.domain = sender_domain(settings.smtp_sender)
+        # The registry of the notifications.events consumer.
+        self.events = EventHandlers(
+            {
+                GroupSettingsChanged: self.on_group,
+                MemberJoined: self.on_member,
+                MemberUpdated: self.on_member,
+                OrderConfirmed: self.after_posting(self.on_order_confirmed),
+                OrderAmended: self.after_posting(self.on_order_amended),
+                SubscriptionConfirmed: self.after_posting(self.on_subscription),
+                SubscriptionAmended: self.after_posting(self.on_subscription_amended),
+                PaymentDeclared: self.on_payment_declared,
+                PaymentReceived: self.on_payment_outcome,
+                PaymentCancelled: self.on_payment_outcome,
+                PaymentRefunded: self.on_payment_outcome,
+                CardPaymentFailed: self.on_payment_outcome,
+                CardPaymentDisputed: self.on_card_payment_disputed,
+                BalanceChanged: self.on_balance,
+                BalanceWentNegative: self.on_balance,
+                BalanceBackToNonNegative: self.on_balance,
+                InvitationCreated: self.on_account_link,
+                PasswordResetRequested: self.on_account_link,
+                TransactionPosted: self.on_transaction_posted,
+            }
+        )
 
     async def send(self, session: AsyncSession, emails: list[Email]) -> None:
         await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
 
     async def handle(self, session: AsyncSession, event: Event) -> None:
-        if isinstance(event, ORDER_EVENTS) and event.payment_method == PaymentMethod.MONEY_POT:
-            if not await posting_known_or_wait(session, event):
+        await self.events.dispatch(session, event)
+
+    @staticmethod
+    def after_posting(handler: OrderHandler[E]) -> OrderHandler[E]:
+        """`handler` for an order event, run at once unless it is a money-pot one whose posting
+        the ledger has not announced yet: that one waits, and is handled when the
+        TransactionPosted for it arrives (its email states the balance right after it, B7)."""
+
+        async def run(session: AsyncSession, event: E) -> None:
+            if event.payment_method == PaymentMethod.MONEY_POT and not await posting_known_or_wait(session, event):
                 return
-        match event:
-            case GroupSettingsChanged():
-                await self.on_group(session, event)
-            case MemberJoined() | MemberUpdated():
-                await self.on_member(session, event)
-            case OrderConfirmed():
-                await self.on_order_confirmed(session, event)
-            case OrderAmended():
-                await self.on_order_amended(session, event)
-            case SubscriptionConfirmed():
-                await self.on_subscription(session, event)
-            case SubscriptionAmended():
-                await self.on_subscription_amended(session, event)
-            case PaymentDeclared():
-                await self.on_payment_declared(session, event)
-            case PaymentReceived() | PaymentCancelled() | PaymentRefunded() | CardPaymentFailed():
-                await self.on_payment_outcome(session, event)
-            case CardPaymentDisputed():
-                await self.on_card_payment_disputed(session, event)
-            case BalanceChanged() | BalanceWentNegative() | BalanceBackToNonNegative():
-                await self.on_balance(session, event)
-            case InvitationCreated() | PasswordResetRequested():
-                await self.on_account_link(session, event)
-            case TransactionPosted():
-                await self.on_transaction_posted(session, event)
-            case _:
-                raise Invalid(f"notifications does not handle {event.routing_key()}")
+            await handler(session, event)
+
+        return run
 
     # --- directory ---------------------------------------------------------------------
 
@@ -740,23 +727,13 @@ async def record_webhook_deliveries(session: AsyncSession, event: Event) -> None
     await record_deliveries(session, event)
 
 
-def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
-    handlers = Handlers(service.settings)
+def consumers(settings: NotificationSettings) -> list[Consumer]:
+    limit = settings.delivery_limit
     return [
-        Consumer(
-            queue=ConsumerQueue(
-                QUEUE_NAME,
-                tuple(cls.routing_key() for cls in HANDLED),
-                service.settings.delivery_limit,
-            ),
-            handler=handlers.handle,
-            accepts=HANDLED,
-        ),
-        Consumer(
-            queue=ConsumerQueue(WEBHOOKS_QUEUE, ("#",), service.settings.delivery_limit),
-            handler=record_webhook_deliveries,
-        ),
+        Consumer(QUEUE_NAME, Handlers(settings).events, delivery_limit=limit),
+        # `Event`: every event, whatever its type (the queue binds #).
+        Consumer(WEBHOOKS_QUEUE, {Event: record_webhook_deliveries}, delivery_limit=limit),
     ]
 
 
-__all__ = ["HANDLED", "Handlers", "QUEUE_NAME", "WEBHOOKS_QUEUE", "consumers"]
+__all__ = ["Handlers", "QUEUE_NAME", "WEBHOOKS_QUEUE", "consumers"]

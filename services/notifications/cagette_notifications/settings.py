@@ -51,10 +51,3 @@ class NotificationSettings(ServiceSettings):
     webhook_allow_http: bool = False
     # Dates in emails are shown in this time zone.
     timezone: str = "Europe/Paris"
-
-
-def notification_settings(settings: ServiceSettings | None) -> NotificationSettings:
-    """NotificationSettings from the environment, overridden by what `settings` sets explicitly."""
-    if settings is None or isinstance(settings, NotificationSettings):
-        return settings or NotificationSettings()
-    return NotificationSettings(**settings.model_dump(exclude_unset=True))

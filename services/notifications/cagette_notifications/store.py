@@ -9,15 +9,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
-from cagette_runtime.errors import RetryLater
+from cagette_runtime.errors import NotYet
 
 from .domain import BalanceState, Group, Member
 from .tables import declared_payments, group_directory, member_balances, member_directory, member_preferences
 
 
-class NotYetKnown(RetryLater):
-    """A fact this event needs has not arrived yet (e.g. MemberJoined is still on its way):
-    transient, so the consumer retries the message a little later."""
+class NotYetKnown(NotYet):
+    """A fact this event needs has not arrived yet (e.g. MemberJoined is still on its way): the
+    consumer retries the message a little later, up to the delivery limit."""
 
 
 async def lock(session: AsyncSession, key: str) -> None:

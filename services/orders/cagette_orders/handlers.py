@@ -4,7 +4,7 @@ group's card readiness announced by the payments service."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import Row, delete, func, select, update
@@ -17,22 +17,22 @@ from cagette_contracts import (
     CardPaymentFailed,
     CardPaymentSucceeded,
     CardSettingsChanged,
-    Event,
     Money,
     OrderAmended,
     OrderConfirmed,
     PaymentMethod,
-    routing,
 )
 from cagette_runtime import outbox
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
-from cagette_runtime.topology import ConsumerQueue
 
 from . import domain, store
 from .store import GroupOut, payment_settings
 from .tables import basket_locks, groups, order_lines
 from .usecases import settings_event
+
+if TYPE_CHECKING:
+    from cagette_runtime.service import Service
 
 QUEUE = "orders.payment-outcomes"
 
@@ -193,40 +193,17 @@ async def on_card_settings_changed(session: AsyncSession, event: CardSettingsCha
     await session.execute(update(groups).where(groups.c.group_id == event.group_id).values(**values))
 
 
-async def dispatch(session: AsyncSession, event: Event) -> None:
-    match event:
-        case CardPaymentSucceeded():
-            await on_card_succeeded(session, event)
-        case CardPaymentFailed():
-            await on_card_failed(session, event)
-        case BasketValidated():
-            await on_basket_validated(session, event)
-        case BasketUnvalidated():
-            await on_basket_unvalidated(session, event)
-        case CardSettingsChanged():
-            await on_card_settings_changed(session, event)
-        case _:
-            raise Invalid(f"orders does not handle {event.routing_key()}")
-
-
-ACCEPTS = (CardPaymentSucceeded, CardPaymentFailed, BasketValidated, BasketUnvalidated, CardSettingsChanged)
-
-
-def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
+def consumers(service: Service) -> list[Consumer]:
     return [
         Consumer(
-            queue=ConsumerQueue(
-                QUEUE,
-                routing_keys=(
-                    routing.CARD_PAYMENT_SUCCEEDED,
-                    routing.CARD_PAYMENT_FAILED,
-                    routing.BASKET_VALIDATED,
-                    routing.BASKET_UNVALIDATED,
-                    routing.CARD_SETTINGS_CHANGED,
-                ),
-                delivery_limit=service.settings.delivery_limit,
-            ),
-            handler=dispatch,
-            accepts=ACCEPTS,
+            QUEUE,
+            {
+                CardPaymentSucceeded: on_card_succeeded,
+                CardPaymentFailed: on_card_failed,
+                BasketValidated: on_basket_validated,
+                BasketUnvalidated: on_basket_unvalidated,
+                CardSettingsChanged: on_card_settings_changed,
+            },
+            delivery_limit=service.settings.delivery_limit,
         )
     ]

@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from cagette_runtime.service import Service
+from cagette_runtime.settings import ServiceSettings, derive_settings
 
 from . import card_usecases
 from .api import router
@@ -55,10 +56,8 @@ class PaymentsService(Service):
         return app
 
 
-def build_service(settings: PaymentsSettings | None = None) -> PaymentsService:
-    if settings is not None and not isinstance(settings, PaymentsSettings):
-        settings = PaymentsSettings(**settings.model_dump())
-    return PaymentsService(settings or PaymentsSettings(service_name=NAME))
+def build_service(settings: ServiceSettings | None = None) -> PaymentsService:
+    return PaymentsService(derive_settings(PaymentsSettings, settings))
 
 
 def create_app() -> FastAPI:

@@ -7,11 +7,11 @@ so a redelivered event has no second effect."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
-    Event,
     GroupSettingsChanged,
     MemberJoined,
     MemberUpdated,
@@ -21,24 +21,14 @@ from cagette_contracts import (
     OrderLine,
     SubscriptionAmended,
     SubscriptionConfirmed,
-    routing,
 )
 from cagette_runtime.consumer import Consumer
-from cagette_runtime.topology import ConsumerQueue
 
 from . import card_usecases, store, usecases
 from .domain.methods import Method
 
-ORDERS_EVENTS = (
-    GroupSettingsChanged,
-    MemberJoined,
-    MemberUpdated,
-    OrderConfirmed,
-    OrderAmended,
-    SubscriptionConfirmed,
-    SubscriptionAmended,
-    OrderAwaitingPayment,
-)
+if TYPE_CHECKING:
+    from cagette_runtime.service import Service
 
 
 def _lines(lines: list[OrderLine]) -> list[dict]:
@@ -193,41 +183,20 @@ async def on_subscription_amended(session: AsyncSession, event: SubscriptionAmen
     )
 
 
-async def on_orders_event(session: AsyncSession, event: Event) -> None:
-    if isinstance(event, GroupSettingsChanged):
-        await on_group_settings_changed(session, event)
-    elif isinstance(event, (MemberJoined, MemberUpdated)):
-        await on_member_joined(session, event)
-    elif isinstance(event, OrderConfirmed):
-        await on_order_confirmed(session, event)
-    elif isinstance(event, OrderAmended):
-        await on_order_amended(session, event)
-    elif isinstance(event, SubscriptionConfirmed):
-        await on_subscription_confirmed(session, event)
-    elif isinstance(event, SubscriptionAmended):
-        await on_subscription_amended(session, event)
-    elif isinstance(event, OrderAwaitingPayment):
-        await card_usecases.on_order_awaiting_payment(session, event)
-
-
-def consumers(service) -> list[Consumer]:  # type: ignore[no-untyped-def]
+def consumers(service: Service) -> list[Consumer]:
     return [
         Consumer(
-            queue=ConsumerQueue(
-                "payments.orders",
-                (
-                    routing.GROUP_SETTINGS_CHANGED,
-                    routing.MEMBER_JOINED,
-                    MemberUpdated.routing_key(),
-                    routing.ORDER_CONFIRMED,
-                    routing.ORDER_AMENDED,
-                    routing.SUBSCRIPTION_CONFIRMED,
-                    SubscriptionAmended.routing_key(),
-                    OrderAwaitingPayment.routing_key(),
-                ),
-                service.settings.delivery_limit,
-            ),
-            handler=on_orders_event,
-            accepts=ORDERS_EVENTS,
+            "payments.orders",
+            {
+                GroupSettingsChanged: on_group_settings_changed,
+                MemberJoined: on_member_joined,
+                MemberUpdated: on_member_joined,
+                OrderConfirmed: on_order_confirmed,
+                OrderAmended: on_order_amended,
+                SubscriptionConfirmed: on_subscription_confirmed,
+                SubscriptionAmended: on_subscription_amended,
+                OrderAwaitingPayment: card_usecases.on_order_awaiting_payment,
+            },
+            delivery_limit=service.settings.delivery_limit,
         )
     ]

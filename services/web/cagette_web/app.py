@@ -7,12 +7,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from cagette_runtime.service import Service
-from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.settings import ServiceSettings, derive_settings
 
 from .api import router
 from .handlers import consumers
 from .keys import KeyRing
-from .settings import WebSettings, web_settings
+from .settings import WebSettings
 
 NAME = "web"
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -22,7 +22,7 @@ class WebService(Service):
     settings: WebSettings
 
     def __init__(self, settings: ServiceSettings | None = None) -> None:
-        settings = web_settings(settings)
+        settings = derive_settings(WebSettings, settings)
         super().__init__(
             NAME,
             migrations=MIGRATIONS,

@@ -47,9 +47,3 @@ class WebSettings(ServiceSettings):
             if not self.web_public_url.startswith("https://"):
                 problems.append("CAGETTE_WEB_PUBLIC_URL must be an https:// address in production")
         return problems
-
-
-def web_settings(settings: ServiceSettings | None = None) -> WebSettings:
-    if settings is None or isinstance(settings, WebSettings):
-        return settings or WebSettings()
-    return WebSettings.model_validate(settings.model_dump())
