@@ -28,7 +28,7 @@ class _PaymentEvent(Event):
     @model_validator(mode="after")
     def _positive_amount(self) -> _PaymentEvent:
         if self.amount.amount <= 0:
-            raise MoneyError(f"{self.event_type} needs a positive amount, got {self.amount}")  # type: ignore[attr-defined]
+            raise MoneyError(f"{self.routing_key()} needs a positive amount, got {self.amount}")
         return self
 
 

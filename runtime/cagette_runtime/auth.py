@@ -22,7 +22,7 @@ import json
 import sys
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
 from uuid import UUID, uuid4
 
@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from cagette_contracts import Role
 
+from . import clock
 from .errors import Forbidden, RetryLater, Unauthenticated
 from .ratelimit import FailureLimiter
 from .settings import ServiceSettings
@@ -104,7 +105,7 @@ def token_claims(
     now: datetime | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    issued = now or datetime.now(UTC)
+    issued = now or clock.now()
     return {
         "iss": issuer,
         "aud": audience,

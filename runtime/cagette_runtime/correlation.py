@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from cagette_contracts import new_correlation_id
 
@@ -22,9 +22,9 @@ def peek_correlation_id() -> str | None:
     return _current.get()
 
 
-def set_correlation_id(value: str | None) -> object:
+def set_correlation_id(value: str | None) -> Token[str | None]:
     return _current.set(value)
 
 
-def reset_correlation_id(token: object) -> None:
-    _current.reset(token)  # type: ignore[arg-type]
+def reset_correlation_id(token: Token[str | None]) -> None:
+    _current.reset(token)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -15,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .errors import RetryLater
 
 OUTBOX_WRITTEN = "cagette.outbox_written"
+
+# A result row of any columns, for code that reads a few of them by name.
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 # SQLSTATEs that tell the server's state, not the statement's: the connection failed or was lost
 # (class 08), the server is shutting down or starting (57P01-57P03), it has no connection left

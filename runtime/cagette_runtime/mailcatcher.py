@@ -13,13 +13,14 @@ import asyncio
 import re
 import socket
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from . import clock
 
 DEFAULT_PORT = 1025
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._-]+")
@@ -79,6 +80,6 @@ class MailCatcher:
         (self.directory / f"{stem}.eml").write_bytes(raw)
         (self.directory / f"{stem}.txt").write_text(readable(message), encoding="utf-8")
         with (self.directory / "index.txt").open("a", encoding="utf-8") as index:
-            stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+            stamp = clock.now().strftime("%Y-%m-%d %H:%M:%S")
             index.write(f"{stamp}  {recipient}  {message.get('Subject', '')}  -> {stem}.txt\n")
         return "250 OK: kept, not delivered"

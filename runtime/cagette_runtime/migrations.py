@@ -6,7 +6,7 @@ import asyncio
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import MetaData, pool, text
+from sqlalchemy import Connection, MetaData, pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # Replicas starting together must not migrate at the same time.
@@ -70,7 +70,7 @@ def run_env(target_metadata: MetaData | None = None) -> None:
     if url is None:
         raise RuntimeError("alembic configuration without sqlalchemy.url")
 
-    def run(connection) -> None:  # type: ignore[no-untyped-def]
+    def run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=targets, transaction_per_migration=False)
         with context.begin_transaction():
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})

@@ -82,5 +82,4 @@ def document_errors(app: FastAPI) -> None:
         app.openapi_schema = document
         return document
 
-    # FastAPI documents overriding the method this way; mypy sees an assignment to a method.
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to replace its document

@@ -30,7 +30,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -38,6 +38,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
+from . import clock
 from .broker_admin import BrokerAdmin
 from .consumer import PARKING_REASON_HEADER
 from .settings import DEFAULT_AMQP_URL
@@ -186,7 +187,7 @@ class Operations:
         finally:
             await channel.close()  # gives back every message not acted on
         record = {
-            "at": datetime.now(UTC).isoformat(),
+            "at": clock.now().isoformat(),
             "operator": self.operator,
             "host": socket.gethostname(),
             "action": action,
@@ -273,7 +274,7 @@ class Operations:
             changed.append(policy.name)
         await self.record(
             {
-                "at": datetime.now(UTC).isoformat(),
+                "at": clock.now().isoformat(),
                 "operator": self.operator,
                 "host": socket.gethostname(),
                 "action": "set-delivery-limit",

@@ -7,6 +7,10 @@ not confirm stays pending and is retried with backoff; one it returned as unrout
 bound yet, e.g. a subscriber still starting) is retried the same way for a grace period, then
 parked in the `cagette.unrouted` queue with the reason, so nothing is lost or retried forever. Several
 relays (replicas) share the work through FOR UPDATE SKIP LOCKED.
+
+The backoff is for a broker that does not confirm, not a penalty: as soon as the broker is back
+(the connection reconnected, or a row of a failing relay confirmed) every row still waiting out
+a backoff from the outage is due again at once, so nothing waits up to the longest backoff.
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ import logging
 import random
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
-from faststream.rabbit import RabbitBroker
+from faststream.rabbit import RabbitBroker, RabbitExchange
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
 
+from . import clock
 from .background import BackgroundLoop
 from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
@@ -119,13 +124,25 @@ class OutboxRelay(BackgroundLoop):
         self.batch_size = batch_size
         self.max_backoff = max_backoff
         self.publish_timeout = publish_timeout
+        # True from a pass that met a broker failure (not an unroutable event) until the broker is back.
+        self.failing = False
+        self._broker_back = False
         database.on_outbox_commit(self.wake)
+
+    def broker_reconnected(self, connection: object = None) -> None:
+        """The broker connection is back (FastStream's on_reconnected): rows waiting out a
+        backoff from the outage are published at the next pass, which starts now."""
+        self._broker_back = True
+        self.wake()
 
     async def run_once(self) -> bool:
         return await self.relay_once() >= self.batch_size
 
     async def relay_once(self) -> int:
         """Publish one batch of due rows. Returns how many were confirmed by the broker."""
+        if self._broker_back:
+            self._broker_back = False
+            await self.end_backoff()
         async with self.database.transaction() as session:
             rows = (
                 await session.execute(
@@ -141,6 +158,13 @@ class OutboxRelay(BackgroundLoop):
                 return 0
             outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
             confirmed = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
+            failed = any(
+                outcome is not None and not isinstance(outcome, ParkedUnroutable) and not _is_unroutable(outcome)
+                for outcome in outcomes
+            )
+            if confirmed and self.failing and not failed:
+                self.broker_reconnected()  # the broker confirms again: the other rows need not wait
+            self.failing = failed
             if confirmed:
                 await session.execute(
                     update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=func.now())
@@ -167,6 +191,21 @@ class OutboxRelay(BackgroundLoop):
                     )
             return len(confirmed)
 
+    async def end_backoff(self) -> int:
+        """Make every pending row that waits out a backoff (not an unroutable one) due now."""
+        async with self.database.transaction() as session:
+            result = await session.execute(
+                update(outbox_messages)
+                .where(outbox_messages.c.published_at.is_(None))
+                .where(outbox_messages.c.next_attempt_at > func.now())
+                .where(~func.coalesce(outbox_messages.c.last_error, "").startswith("unroutable"))
+                .values(next_attempt_at=func.now())
+            )
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.info("broker back: %d outbox event(s) no longer wait out their backoff", count)
+        return count
+
     def _warn(self, row: Row[Any], delay: float, outcome: BaseException) -> None:
         if not _is_unroutable(outcome):
             log.warning(
@@ -184,13 +223,13 @@ class OutboxRelay(BackgroundLoop):
                 f" ({held} similar lines held back)" if held else "",
             )
 
-    async def _deliver(self, row) -> None:  # type: ignore[no-untyped-def]
+    async def _deliver(self, row: Row[Any]) -> None:
         """Publish the row; an event still unroutable after the grace period is parked in the
         `cagette.unrouted` queue (raising ParkedUnroutable) instead of being retried forever."""
         try:
             await self._publish(row, exchange=events_exchange, routing_key=row.routing_key, headers=row.headers)
         except Exception as exc:
-            age = (datetime.now(UTC) - row.created_at).total_seconds()
+            age = (clock.now() - row.created_at).total_seconds()
             if not _is_unroutable(exc) or age < self.unroutable_grace:
                 raise
             reason = f"unroutable for {age:.0f}s: no queue is bound to {row.routing_key}"
@@ -207,7 +246,9 @@ class OutboxRelay(BackgroundLoop):
                 )
             raise ParkedUnroutable(f"{reason}; parked in {UNROUTED_QUEUE}") from None
 
-    async def _publish(self, row, *, exchange, routing_key: str, headers: dict) -> None:  # type: ignore[no-untyped-def]
+    async def _publish(
+        self, row: Row[Any], *, exchange: RabbitExchange | None, routing_key: str, headers: dict[str, Any]
+    ) -> None:
         with continued_from(row.headers):
             confirmation = await self.broker.publish(
                 row.body.encode(),

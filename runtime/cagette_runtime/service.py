@@ -91,6 +91,9 @@ class Service:
             log_level=logging.getLevelName(self.settings.broker_log_level.upper()),
             app_id=f"cagette-{name}",
             fail_fast=True,
+            # After an outage: reconnect soon, and let the relay publish what waited at once.
+            reconnect_interval=self.settings.broker_reconnect_interval,
+            on_reconnected=[self._broker_reconnected],
             middlewares=[self.metrics.broker_middleware(), broker_middleware(self.tracer_provider)],
         )
         self.relay = OutboxRelay(
@@ -124,6 +127,10 @@ class Service:
             runner.subscribe()
             if isinstance(runner, BackgroundLoop):
                 self.background.append(runner)
+
+    def _broker_reconnected(self, connection: object) -> None:
+        log.info("%s: broker connection back", self.name)
+        self.relay.broker_reconnected(connection)
 
     def consumer_runner(self, consumer: Consumer) -> ConsumerRunner:
         """The runtime's pipeline for `consumer` (decode, park, claim, handle, retry), with this

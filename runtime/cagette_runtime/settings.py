@@ -87,6 +87,8 @@ class ServiceSettings(BaseSettings):
     delivery_limit: int = Field(default=5, ge=1)
     consumer_retry_delay: float = Field(default=1.0, gt=0)
     consumer_retry_max_delay: float = Field(default=15.0, gt=0)
+    # Seconds between attempts to reconnect to the broker after losing it.
+    broker_reconnect_interval: float = Field(default=1.0, gt=0)
     # Outbox relay.
     outbox_batch_size: int = 200
     outbox_poll_interval: float = 0.5

@@ -161,7 +161,7 @@ async def isolated_servers() -> AsyncIterator[IsolatedServers]:
             await drop_database(url)
         for name in [vhost, *servers.vhosts]:
             await delete_vhost(base_amqp, name)
-        for container in containers or ():  # type: ignore[attr-defined]
+        for container in containers if isinstance(containers, tuple) else ():
             container.stop()
 
 

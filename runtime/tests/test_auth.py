@@ -108,7 +108,7 @@ async def test_tokens_signed_with_the_issuers_published_keys_are_accepted_and_ro
 
 
 def _unsigned(principal: Principal) -> str:
-    return jwt.encode(claims(principal), None, algorithm="none")  # type: ignore[arg-type]
+    return jwt.encode(claims(principal), None, algorithm="none")  # type: ignore[arg-type]  # PyJWT's stubs want a key; an unsigned token is the point
 
 
 @pytest.mark.parametrize(
@@ -255,5 +255,5 @@ def test_secrets_come_from_files(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("CAGETTE_SECRETS_DIR", str(tmp_path))
     from cagette_runtime.settings import secrets_dir
 
-    loaded = ServiceSettings(service_name="ledger", _secrets_dir=secrets_dir())  # type: ignore[call-arg]
+    loaded = ServiceSettings(service_name="ledger", _secrets_dir=secrets_dir())  # type: ignore[call-arg]  # pydantic-settings' init-only _secrets_dir is not in the model's signature
     assert loaded.database_url.endswith("from-file@db/ledger")

@@ -27,7 +27,7 @@ SECRET = "s" * 64
 
 def make_app(database: Database | None = None, **settings: object) -> FastAPI:
     app = FastAPI()
-    app.state.settings = ServiceSettings(service_name="guards", jwt_secret=SECRET, **settings)  # type: ignore[arg-type]
+    app.state.settings = ServiceSettings(service_name="guards", jwt_secret=SECRET, **settings)  # type: ignore[arg-type]  # the test passes setting overrides as a dict
     install_common(app, app.state.settings)
 
     @app.post("/echo")
@@ -84,7 +84,7 @@ async def test_a_declared_body_over_the_limit_is_refused_before_it_is_read() -> 
     await guard(scope, receive, send)
     assert reads == []
     assert sent[0]["status"] == 413
-    assert json.loads(sent[1]["body"])["error"] == "too_large"  # type: ignore[arg-type]
+    assert json.loads(sent[1]["body"])["error"] == "too_large"  # type: ignore[arg-type]  # the ASGI message body is bytes at run time
 
 
 async def test_body_limits_answer_413_in_json_with_the_security_headers() -> None:

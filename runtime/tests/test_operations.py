@@ -6,23 +6,27 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aio_pika
 import httpx
+from fastapi import APIRouter
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime import outbox
 from cagette_runtime.broker_admin import BrokerAdmin
 from cagette_runtime.consumer import Consumer
-from cagette_runtime.errors import Invalid
+from cagette_runtime.errors import Invalid, NotFound
+from cagette_runtime.http import DatabaseDep
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import messaging_metadata, outbox_messages
-from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.testing import IsolatedServers, Outage
 
-from .conftest import WidgetCreated, widget_event, widgets_metadata
+from .conftest import WidgetCreated, widget_event, widgets, widgets_metadata
 
 
 def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -35,9 +39,26 @@ def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return found
 
 
+widgets_router = APIRouter()
+
+
+@widgets_router.get("/widgets/{widget_id}")
+async def get_widget(widget_id: uuid.UUID, database: DatabaseDep) -> dict[str, str]:
+    async with database.transaction() as session:
+        name = await session.scalar(select(widgets.c.name).where(widgets.c.widget_id == widget_id))
+    if name is None:
+        raise NotFound("no such widget")
+    return {"name": name}
+
+
 @asynccontextmanager
 async def widget_service(
-    servers: IsolatedServers, vhost_url: str, database_url: str, queue: str, delivery_limit: int = 5
+    servers: IsolatedServers,
+    vhost_url: str,
+    database_url: str,
+    queue: str,
+    delivery_limit: int = 5,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
     async def handle(session: AsyncSession, event: WidgetCreated) -> None:
         if event.name.startswith("refuse"):
@@ -49,11 +70,13 @@ async def widget_service(
         amqp_url=vhost_url,
         migrate_on_start=False,
         delivery_limit=delivery_limit,
+        **overrides,
     )
     service = Service(
         "widgets",
         migrations="unused",
         settings=settings,
+        routers=[widgets_router],
         consumers=lambda s: [Consumer(queue, {WidgetCreated: handle}, delivery_limit=s.settings.delivery_limit)],
     )
     app = service.create_app()
@@ -71,7 +94,7 @@ async def publish(amqp_url: str, body: bytes, message_id: str) -> None:
         await exchange.publish(message, routing_key="test.widget.created")
 
 
-async def until(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+async def until(probe, timeout: float = 15.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not (answer := await probe()):
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
@@ -198,3 +221,85 @@ async def test_ready_answers_503_once_the_service_is_stopping(servers: IsolatedS
         assert answer.status_code == 503
         assert answer.json()["checks"]["shutdown"].startswith("draining")
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_with_the_database_down_requests_get_a_503_with_retry_after(servers: IsolatedServers) -> None:
+    vhost = await servers.create_vhost(f"dbdown{uuid.uuid4().hex[:6]}")
+    database_url = await fresh_database(servers)
+    async with Outage(database_url) as database:
+        async with widget_service(servers, vhost, database.url, "widgets.dbdown") as (service, client):
+            widget = uuid.uuid4()
+            assert (await client.get(f"/widgets/{widget}")).status_code == 404
+            await database.down()
+            for _ in range(3):  # a lost connection, then refused ones
+                answer = await client.get(f"/widgets/{widget}")
+                assert answer.status_code == 503, answer.text
+                assert answer.headers["Retry-After"] == "5"
+                assert answer.json()["error"] == "unavailable"
+                assert "unavailable right now" in answer.json()["detail"]
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unreachable")
+            await database.up()
+            assert (await client.get(f"/widgets/{widget}")).status_code == 404
+            assert (await client.get("/ready")).status_code == 200
+
+
+async def test_after_a_broker_outage_the_relay_does_not_wait_out_its_backoff(servers: IsolatedServers) -> None:
+    """An event written while the broker is away backs off (up to a minute); once the broker is
+    back the service is ready again and the relay publishes the event at once, long before its
+    backoff would have ended."""
+    vhost = await servers.create_vhost(f"brokerdown{uuid.uuid4().hex[:6]}")
+    queue = "widgets.brokerdown"
+    async with Outage(vhost) as broker:
+        async with widget_service(
+            servers,
+            broker.url,
+            await fresh_database(servers),
+            queue,
+            outbox_poll_interval=0.1,
+            broker_reconnect_interval=0.2,
+        ) as (service, client):
+            assert (await client.get("/ready")).status_code == 200
+            await broker.down()
+
+            async def not_ready() -> bool:
+                return (await client.get("/ready")).status_code == 503
+
+            await until(not_ready)
+            event = widget_event("written-during-the-outage")
+            async with service.database.transaction() as session:
+                await outbox.add(session, event)
+
+            async def backing_off() -> Any:
+                async with service.database.sessionmaker() as session:
+                    row = (
+                        await session.execute(
+                            select(outbox_messages).where(outbox_messages.c.event_id == event.event_id)
+                        )
+                    ).first()
+                return row if row is not None and row.attempts >= 3 else None
+
+            row = await until(backing_off, timeout=60)
+            assert row.published_at is None
+            await broker.up()
+
+            async def ready() -> bool:
+                return (await client.get("/ready")).status_code == 200
+
+            await until(ready)
+
+            async def published() -> Any:
+                async with service.database.sessionmaker() as session:
+                    return await session.scalar(
+                        select(outbox_messages.c.published_at).where(outbox_messages.c.event_id == event.event_id)
+                    )
+
+            published_at = await until(published)
+            async with service.database.sessionmaker() as session:
+                last = (
+                    await session.execute(select(outbox_messages).where(outbox_messages.c.event_id == event.event_id))
+                ).one()
+            print(
+                "attempts", row.attempts, "backoff until", row.next_attempt_at, "published", published_at, last.attempts
+            )
+            assert published_at < row.next_attempt_at

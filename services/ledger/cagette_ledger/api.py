@@ -19,18 +19,19 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Uuid, any_, bindparam, func, select
+from sqlalchemy import Subquery, Uuid, any_, bindparam, func, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
 from cagette_contracts.inputs import MULTI_LINE, Cursor, Reason, RequestBody, UtcDatetime, check_text
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound, Refused
+from cagette_runtime.http import DatabaseDep
 
 from . import domain, operations, wording
 from .audit import run_audit
+from .domain import EntryStatus, HoldStatus
 from .posting import PostedTransaction, lock_accounts
 from .tables import accounts, holds, members, pending_entries, postings, transactions
 
@@ -40,10 +41,6 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", max_length=150, description="Replays with the same key return the original result"),
 ]
-
-
-def _database(request: Request) -> Database:
-    return request.app.state.service.database
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -91,19 +88,19 @@ async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID
     return _Account(None, group.currency, 0)
 
 
-def _pending_sum():  # type: ignore[no-untyped-def]
+def _pending_sum() -> Subquery:
     return (
         select(pending_entries.c.account_id, func.sum(pending_entries.c.amount).label("pending"))
-        .where(pending_entries.c.status == "pending")
+        .where(pending_entries.c.status == EntryStatus.PENDING)
         .group_by(pending_entries.c.account_id)
         .subquery()
     )
 
 
-def _held_sum():  # type: ignore[no-untyped-def]
+def _held_sum() -> Subquery:
     return (
         select(holds.c.account_id, func.sum(holds.c.amount).label("held"))
-        .where(holds.c.status == "active", holds.c.expires_at > func.now())
+        .where(holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at > func.now())
         .group_by(holds.c.account_id)
         .subquery()
     )
@@ -111,11 +108,11 @@ def _held_sum():  # type: ignore[no-untyped-def]
 
 @router.get("/groups/{group_id}/members/{member_id}/balance", response_model=MemberBalance, tags=["balances"])
 async def member_balance(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> MemberBalance:
     """The member's posted balance, pending payments, active holds and available amount."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
         currency, balance, pending, held = found.currency, found.balance, 0, 0
         if found.account_id is not None:
@@ -149,13 +146,13 @@ async def member_balance_at(
     group_id: UUID,
     member_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     at: Annotated[UtcDatetime, Query(description="ISO 8601; naive means UTC")],
 ) -> BalanceAt:
     """The member's posted balance as it was at `at` (the running balance of the last posting
     at or before it)."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         found = await _member_account(session, group_id, member_id)
         currency, balance = found.currency, 0
         if found.account_id is not None:
@@ -216,7 +213,7 @@ async def _statement(
         account_id = found.account_id
         if before is None:
             pending_query = select(pending_entries).where(
-                pending_entries.c.account_id == account_id, pending_entries.c.status == "pending"
+                pending_entries.c.account_id == account_id, pending_entries.c.status == EntryStatus.PENDING
             )
             if from_ is not None:
                 pending_query = pending_query.where(pending_entries.c.declared_at >= from_)
@@ -308,7 +305,7 @@ async def member_statement(
     group_id: UUID,
     member_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[Cursor | None, Query(description="`next_before` of the previous page")] = None,
     from_: Annotated[UtcDatetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
@@ -316,7 +313,7 @@ async def member_statement(
 ) -> Statement:
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to)
 
 
@@ -364,13 +361,13 @@ async def member_statement_csv(
     group_id: UUID,
     member_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     from_: Annotated[UtcDatetime | None, Query(alias="from")] = None,
     to: Annotated[UtcDatetime | None, Query()] = None,
 ) -> Response:
     """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=from_, to=to)
     rows = [
         [
@@ -465,10 +462,10 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
 
 
 @router.get("/groups/{group_id}/balances", response_model=GroupBalances, tags=["balances"])
-async def group_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> GroupBalances:
+async def group_balances(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> GroupBalances:
     """The member balances page (R5): every member, grouped in debt / balanced / in credit, with totals."""
     principal.require_coordinator(group_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         currency, lines = await _member_lines(session, group_id)
     by = {s: [line for line in lines if line.standing == s] for s in domain.Standing}
     by[domain.Standing.IN_CREDIT].sort(key=lambda line: (-line.balance.amount, str(line.member_id)))
@@ -499,10 +496,10 @@ async def group_balances(group_id: UUID, principal: CurrentPrincipal, request: R
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, request: Request) -> Response:
+async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> Response:
     """Every member's balance as CSV; columns in services/ledger/README.md."""
     principal.require_coordinator(group_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         currency, lines = await _member_lines(session, group_id)
     rows = [
         [
@@ -528,11 +525,11 @@ class GroupAccount(BaseModel):
 
 
 @router.get("/groups/{group_id}/accounts", response_model=list[GroupAccount], tags=["balances"])
-async def group_accounts(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[GroupAccount]:
+async def group_accounts(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[GroupAccount]:
     """The group's own accounts (sales, cheques, cash, transfers, card clearing, card fees,
     opening-balance equity) and their balances."""
     principal.require_coordinator(group_id)
-    async with _database(request).sessionmaker() as session:
+    async with database.sessionmaker() as session:
         await operations.require_group(session, group_id)
         rows = (
             await session.execute(
@@ -607,14 +604,14 @@ class OpeningBalanceRequest(RequestBody):
     tags=["adjustments"],
 )
 async def post_opening_balance(
-    group_id: UUID, member_id: UUID, body: OpeningBalanceRequest, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, body: OpeningBalanceRequest, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
     """Record the member's opening balance ("reprise de solde", R15) against opening-balance
     equity. Once per member: the same amount again replays (200), another amount is 409; to
     change it, reverse it first, then post the right one."""
     principal.require_coordinator(group_id)
     draft = domain.opening_balance(group_id, member_id, body.amount, recorded_by=principal.user_id, memo=body.memo)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         return _view(await operations.post_opening_balance(session, draft))
 
 
@@ -635,7 +632,7 @@ async def post_correction(
     member_id: UUID,
     body: CorrectionRequest,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """A correction of the member's balance, with a required reason."""
@@ -652,7 +649,7 @@ async def post_correction(
         key=key,
         recorded_by=principal.user_id,
     )
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         return _view(await operations.adjust(session, draft))
 
 
@@ -667,11 +664,11 @@ class ReversalRequest(RequestBody):
     tags=["adjustments"],
 )
 async def post_reversal(
-    group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal, request: Request
+    group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
     """Undo a transaction with a reversing one that points at it (nothing is ever edited)."""
     principal.require_coordinator(group_id)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         return _view(
             await operations.reverse(
                 session, group_id, transaction_id, reason=body.reason, recorded_by=principal.user_id
@@ -691,7 +688,9 @@ class ImportResult(BaseModel):
     tags=["adjustments"],
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
 )
-async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> ImportResult:
+async def import_opening_balances(
+    group_id: UUID, principal: CurrentPrincipal, request: Request, database: DatabaseDep
+) -> ImportResult:
     """Opening balances of many members from CSV (columns `member_id,amount[,memo]`, amount in
     major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
     every error by line) and records nothing."""
@@ -701,7 +700,7 @@ async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, r
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Invalid("the file must be UTF-8 text") from None
-    database = _database(request)
+    database = database
     async with database.transaction() as session:
         group = await operations.require_group(session, group_id)
         rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
@@ -828,12 +827,12 @@ def parse_opening_balances(
 
 @router.get("/admin/audit", tags=["operations"])
 async def audit(
-    principal: CurrentPrincipal, request: Request, group_id: Annotated[UUID | None, Query()] = None
+    principal: CurrentPrincipal, database: DatabaseDep, group_id: Annotated[UUID | None, Query()] = None
 ) -> JSONResponse:
     """Check the ledger's invariants (platform administrators). 200 with ok=true when every
     check passed, 409 with the breaches otherwise."""
     principal.require_platform_admin()
-    database = _database(request)
+    database = database
     async with database.engine.connect() as connection:
         connection = await connection.execution_options(isolation_level="REPEATABLE READ")
         async with connection.begin():

@@ -19,6 +19,8 @@ from uuid import UUID
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cagette_runtime.db import AnyRow
+
 BREACH_SAMPLE = 20
 
 
@@ -173,7 +175,7 @@ async def run_audit(session: AsyncSession, group_id: UUID | None = None) -> Audi
         for name in (TRANSACTIONS_BALANCE, TRIAL_BALANCE, STORED_BALANCES, RUNNING_BALANCES, REVERSALS):
             scope.check(name)
 
-    def scope_of(row) -> Scope:  # type: ignore[no-untyped-def]
+    def scope_of(row: AnyRow) -> Scope:
         key = (row.group_id, row.currency)
         if key not in scopes:
             scopes[key] = Scope(row.group_id, row.currency)

@@ -444,6 +444,30 @@ def hold_fingerprint(group_id: UUID, member_id: UUID, order_id: UUID, amount: Mo
 # --- balances page, CSV amounts ------------------------------------------------------------
 
 
+class HoldStatus(StrEnum):
+    """A money-pot hold (R13, B2): granted holds are active until captured (their order was
+    confirmed), released or expired; a refused one stays refused."""
+
+    ACTIVE = "active"
+    REFUSED = "refused"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class EntryStatus(StrEnum):
+    """A pending entry (R16): a declared payment, pending until posted (received) or voided."""
+
+    PENDING = "pending"
+    POSTED = "posted"
+    VOIDED = "voided"
+
+
+def sql_in(values: type[StrEnum]) -> str:
+    """`'a', 'b', ...`: the enum's values for a CHECK constraint (the same text as the migrations')."""
+    return ", ".join(repr(member.value) for member in values)
+
+
 class Standing(StrEnum):
     IN_DEBT = "in_debt"
     BALANCED = "balanced"

@@ -29,11 +29,13 @@ from __future__ import annotations
 import json
 import logging
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from faststream import Context
 from faststream.rabbit import RabbitQueue, RabbitResponse
 from faststream.rabbit.message import RabbitMessage
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import HoldDecision, HoldReleased, Money, PlaceHold, ReleaseHold, routing
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
@@ -113,7 +115,7 @@ async def answer_release_request(database: Database, body: bytes) -> dict[str, A
     return HoldReleased(hold_id=request.hold_id, status=status, available=available).model_dump(mode="json")
 
 
-async def available_amount(session, account_id) -> int:  # type: ignore[no-untyped-def]
+async def available_amount(session: AsyncSession, account_id: UUID) -> int:
     from .tables import accounts
 
     balance = await session.scalar(

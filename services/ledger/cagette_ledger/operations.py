@@ -24,11 +24,12 @@ from cagette_contracts import (
     PaymentReceived,
     PlaceHold,
 )
-from cagette_runtime import outbox
+from cagette_runtime import clock, outbox
+from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import Conflict, Invalid, NotFound
 
 from . import domain, wording
-from .domain import AccountRef, Leg, TransactionDraft
+from .domain import AccountRef, EntryStatus, HoldStatus, Leg, TransactionDraft
 from .posting import PostedTransaction, lock_accounts, post, post_many
 from .tables import accounts, groups, holds, pending_entries, postings, transactions
 
@@ -76,7 +77,7 @@ async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group
     return [_group(row) for row in rows]
 
 
-def _group(row) -> Group:  # type: ignore[no-untyped-def]
+def _group(row: AnyRow) -> Group:
     return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled, row.language)
 
 
@@ -118,8 +119,8 @@ async def post_many_and_publish(
     if captures:
         await session.execute(
             update(holds)
-            .where(holds.c.order_id == bindparam("order"), holds.c.status == "active")
-            .values(status="captured", resolved_at=func.now(), transaction_id=bindparam("tx")),
+            .where(holds.c.order_id == bindparam("order"), holds.c.status == HoldStatus.ACTIVE)
+            .values(status=HoldStatus.CAPTURED, resolved_at=func.now(), transaction_id=bindparam("tx")),
             captures,
         )
     return posted
@@ -161,8 +162,8 @@ async def confirm_order(session: AsyncSession, draft: TransactionDraft, order_id
     posted = await post_and_publish(session, draft)
     await session.execute(
         update(holds)
-        .where(holds.c.order_id == order_id, holds.c.status == "active")
-        .values(status="captured", resolved_at=func.now(), transaction_id=posted.transaction_id)
+        .where(holds.c.order_id == order_id, holds.c.status == HoldStatus.ACTIVE)
+        .values(status=HoldStatus.CAPTURED, resolved_at=func.now(), transaction_id=posted.transaction_id)
     )
     return posted
 
@@ -191,7 +192,7 @@ async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None
             method=event.method.value,
             reference=event.reference,
             order_id=event.order_id,
-            status="pending",
+            status=EntryStatus.PENDING,
             declared_at=event.occurred_at,
         )
         .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
@@ -229,7 +230,7 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
                 method=event.method.value,
                 reference=event.reference,
                 order_id=event.order_id,
-                status="posted",
+                status=EntryStatus.POSTED,
                 declared_at=event.occurred_at,
                 resolved_at=func.now(),
                 transaction_id=posted.transaction_id,
@@ -237,12 +238,12 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
             )
             .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
         )
-    elif entry.status == "pending":
+    elif entry.status == EntryStatus.PENDING:
         await session.execute(
             update(pending_entries)
             .where(pending_entries.c.payment_id == event.payment_id)
             .values(
-                status="posted",
+                status=EntryStatus.POSTED,
                 resolved_at=func.now(),
                 transaction_id=posted.transaction_id,
                 resolution=f"received {Money(amount=event.amount.amount, currency=event.amount.currency)}"
@@ -275,19 +276,21 @@ async def cancel_payment(session: AsyncSession, event: PaymentCancelled) -> None
                 currency=event.amount.currency,
                 method=event.method.value,
                 order_id=event.order_id,
-                status="voided",
+                status=EntryStatus.VOIDED,
                 declared_at=event.occurred_at,
                 resolved_at=func.now(),
                 resolution=f"cancelled: {event.reason}".strip(": "),
             )
         )
-    elif entry.status == "pending":
+    elif entry.status == EntryStatus.PENDING:
         await session.execute(
             update(pending_entries)
             .where(pending_entries.c.payment_id == event.payment_id)
-            .values(status="voided", resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": "))
+            .values(
+                status=EntryStatus.VOIDED, resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": ")
+            )
         )
-    elif entry.status == "posted":
+    elif entry.status == EntryStatus.POSTED:
         raise Invalid(
             f"payment {event.payment_id} was already received and posted; undo it with a refund or a reversal"
         )
@@ -385,13 +388,13 @@ async def active_holds_total(session: AsyncSession, account_id: UUID) -> int:
     """Sum of the account's holds that still count: active and not past their expiry."""
     total = await session.scalar(
         select(func.coalesce(func.sum(holds.c.amount), 0)).where(
-            holds.c.account_id == account_id, holds.c.status == "active", holds.c.expires_at > func.now()
+            holds.c.account_id == account_id, holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at > func.now()
         )
     )
     return int(total or 0)
 
 
-def _decision_from_row(row) -> HoldDecision:  # type: ignore[no-untyped-def]
+def _decision_from_row(row: AnyRow) -> HoldDecision:
     return HoldDecision(
         hold_id=row.hold_id,
         granted=row.granted,
@@ -442,7 +445,7 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
         return refuse(f"the ledger knows no group {request.group_id} yet")
     if group.currency != amount.currency:
         return refuse(f"group {group.group_id} keeps its accounts in {group.currency}, not {amount.currency}")
-    if request.expires_at <= datetime.now(UTC):
+    if request.expires_at <= clock.now():
         return refuse("the hold had already expired when it arrived")
 
     await open_member_account(session, group.group_id, request.member_id, group.currency)
@@ -470,7 +473,7 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
             granted=verdict.granted,
             available_after=verdict.available_after,
             reason=verdict.reason,
-            status="active" if verdict.granted else "refused",
+            status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
         )
     )
     return HoldDecision(
@@ -486,22 +489,22 @@ async def release_hold(session: AsyncSession, hold_id: UUID, reason: str = "") -
     row = (await session.execute(select(holds.c.status).where(holds.c.hold_id == hold_id).with_for_update())).first()
     if row is None:
         raise NotFound(f"no hold {hold_id}")
-    if row.status != "active":
+    if row.status != HoldStatus.ACTIVE:
         return row.status
     await session.execute(
-        update(holds).where(holds.c.hold_id == hold_id).values(status="released", resolved_at=func.now())
+        update(holds).where(holds.c.hold_id == hold_id).values(status=HoldStatus.RELEASED, resolved_at=func.now())
     )
     log.info("hold %s released: %s", hold_id, reason)
-    return "released"
+    return HoldStatus.RELEASED
 
 
 async def expire_holds(session: AsyncSession, now: datetime | None = None) -> int:
     """Mark active holds past their expiry as expired (reading already ignores them)."""
-    cutoff = now or datetime.now(UTC)
+    cutoff = now or clock.now()
     result = await session.execute(
         update(holds)
-        .where(holds.c.status == "active", holds.c.expires_at <= cutoff)
-        .values(status="expired", resolved_at=func.now())
+        .where(holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at <= cutoff)
+        .values(status=HoldStatus.EXPIRED, resolved_at=func.now())
         .returning(holds.c.hold_id)
     )
     return len(result.all())

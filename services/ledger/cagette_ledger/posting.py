@@ -356,7 +356,7 @@ async def post_many(session: AsyncSession, drafts: list[TransactionDraft]) -> li
             first = results[fresh[draft.idempotency_key]]
             assert first is not None
             results[index] = PostedTransaction(first.transaction_id, draft, first.legs, replayed=True)
-    return results  # type: ignore[return-value]
+    return [result for result in results if result is not None]  # every index was filled above
 
 
 async def load(session: AsyncSession, transaction_id: UUID, draft: TransactionDraft) -> PostedTransaction:

@@ -25,6 +25,8 @@ from sqlalchemy import (
 
 from cagette_runtime.memberships import memberships_table
 
+from .domain import EntryStatus, HoldStatus, sql_in
+
 metadata = MetaData()
 
 # Who holds which role in which group now, from orders.member.* (runtime.memberships).
@@ -136,11 +138,12 @@ pending_entries = Table(
     Column("transaction_id", Uuid, ForeignKey("transactions.transaction_id")),
     Column("resolution", Text),
     CheckConstraint("amount > 0", name="pending_entries_amount_positive"),
-    CheckConstraint("status IN ('pending', 'posted', 'voided')", name="pending_entries_known_status"),
+    CheckConstraint(f"status IN ({sql_in(EntryStatus)})", name="pending_entries_known_status"),
     CheckConstraint(
-        "(status = 'posted') = (transaction_id IS NOT NULL)", name="pending_entries_posted_has_transaction"
+        f"(status = '{EntryStatus.POSTED}') = (transaction_id IS NOT NULL)",
+        name="pending_entries_posted_has_transaction",
     ),
-    Index("pending_entries_open", "account_id", postgresql_where=text("status = 'pending'")),
+    Index("pending_entries_open", "account_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
 )
 
 # Money-pot holds (R13, B2). `granted` and the decision never change: the same hold_id asked
@@ -166,8 +169,13 @@ holds = Table(
     Column("resolved_at", DateTime(timezone=True)),
     Column("transaction_id", Uuid, ForeignKey("transactions.transaction_id")),
     CheckConstraint("amount > 0", name="holds_amount_positive"),
-    CheckConstraint("status IN ('active', 'refused', 'captured', 'released', 'expired')", name="holds_known_status"),
-    CheckConstraint("granted = (status <> 'refused')", name="holds_refused_iff_not_granted"),
-    Index("holds_active_per_account", "account_id", "expires_at", postgresql_where=text("status = 'active'")),
+    CheckConstraint(f"status IN ({sql_in(HoldStatus)})", name="holds_known_status"),
+    CheckConstraint(f"granted = (status <> '{HoldStatus.REFUSED}')", name="holds_refused_iff_not_granted"),
+    Index(
+        "holds_active_per_account",
+        "account_id",
+        "expires_at",
+        postgresql_where=text(f"status = '{HoldStatus.ACTIVE}'"),
+    ),
     Index("holds_by_order", "order_id"),
 )

@@ -11,7 +11,7 @@ from .conftest import World, count_rows
 from .test_api import joined, url
 
 
-def csv_upload(world: World, content: bytes):  # type: ignore[no-untyped-def]
+def csv_upload(world: World, content: bytes):
     return world.client.post(
         f"/groups/{world.group_id}/opening-balances",
         content=content,

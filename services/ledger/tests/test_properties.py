@@ -77,7 +77,7 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
                 session, MemberJoined(group_id=group, member_id=m, role=Role.MEMBER, name="m", email="m@example.org")
             )
 
-    async def run(event) -> None:  # type: ignore[no-untyped-def]
+    async def run(event) -> None:
         async with db.transaction() as session:
             await handlers.POSTINGS.dispatch(session, event)
 

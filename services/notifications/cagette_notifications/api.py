@@ -8,15 +8,16 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cagette_contracts.inputs import Flag, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import OUTBOX_WRITTEN, Database
+from cagette_runtime.db import OUTBOX_WRITTEN
 from cagette_runtime.errors import Conflict, NotFound
+from cagette_runtime.http import DatabaseDep
 
 from .tables import email_deliveries, member_directory, member_preferences
 
@@ -50,19 +51,15 @@ class Delivery(BaseModel):
     failed_at: datetime | None
 
 
-def _database(request: Request) -> Database:
-    return request.app.state.service.database
-
-
 @router.get(
     "/groups/{group_id}/members/{member_id}/email-preferences",
     summary="A member's email preferences (the member themself or a coordinator of the group)",
 )
 async def get_preferences(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> EmailPreferences:
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         opt_out = (
             await session.execute(
                 select(member_preferences.c.reminders_opt_out).where(
@@ -78,11 +75,11 @@ async def get_preferences(
     summary="Turn negative-balance reminders on or off (receipts are always sent)",
 )
 async def put_preferences(
-    group_id: UUID, member_id: UUID, preferences: EmailPreferences, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, preferences: EmailPreferences, principal: CurrentPrincipal, database: DatabaseDep
 ) -> EmailPreferences:
     principal.require_self_or_coordinator(group_id, member_id)
     values = {"reminders_opt_out": not preferences.reminders, "updated_by": principal.user_id}
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         await session.execute(
             pg_insert(member_preferences)
             .values(group_id=group_id, member_id=member_id, **values)
@@ -102,11 +99,11 @@ async def list_emails(
     group_id: UUID,
     member_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[Delivery]:
     principal.require_self_or_coordinator(group_id, member_id)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         rows = (
             await session.execute(
                 select(email_deliveries)
@@ -122,12 +119,12 @@ async def list_emails(
 async def list_group_emails(
     group_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     status: DeliveryStatus = DeliveryStatus.FAILED,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Delivery]:
     principal.require_coordinator(group_id)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         rows = (
             await session.execute(
                 select(email_deliveries)
@@ -143,9 +140,11 @@ async def list_group_emails(
     "/groups/{group_id}/emails/{delivery_id}/retry",
     summary="Send a failed email again, to the member's current address (coordinator)",
 )
-async def retry_email(group_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, request: Request) -> Delivery:
+async def retry_email(
+    group_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> Delivery:
     principal.require_coordinator(group_id)
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         row = (
             await session.execute(
                 select(email_deliveries)

@@ -10,7 +10,7 @@ through the outbox) in another short transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypedDict
 from uuid import UUID, uuid4
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import EmailFailed, EmailSent
-from cagette_runtime import outbox
+from cagette_runtime import clock, outbox
 from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.db import OUTBOX_WRITTEN
 
@@ -89,7 +89,7 @@ class Claimed:
 
 async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: datetime | None = None) -> list[Claimed]:
     """Reserve due pending deliveries for `lease` seconds and count the attempt about to be made."""
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     due = (
         select(email_deliveries.c.delivery_id)
         .where(and_(email_deliveries.c.status == PENDING, email_deliveries.c.next_attempt_at <= now))
@@ -151,7 +151,7 @@ def _outcome_fields(claimed: Claimed) -> _OutcomeFields:
 
 
 async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:
-    now = datetime.now(UTC)
+    now = clock.now()
     result = await session.execute(
         update(email_deliveries)
         .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
@@ -166,7 +166,7 @@ async def mark_retry(session: AsyncSession, claimed: Claimed, error: str, delay:
     await session.execute(
         update(email_deliveries)
         .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
-        .values(next_attempt_at=datetime.now(UTC) + timedelta(seconds=delay), last_error=error[:2000])
+        .values(next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=error[:2000])
     )
 
 
@@ -174,7 +174,7 @@ async def mark_failed(session: AsyncSession, claimed: Claimed, error: str, *, pe
     result = await session.execute(
         update(email_deliveries)
         .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
-        .values(status=FAILED, failed_at=datetime.now(UTC), last_error=error[:2000])
+        .values(status=FAILED, failed_at=clock.now(), last_error=error[:2000])
         .returning(email_deliveries.c.delivery_id)
     )
     if result.first() is not None:

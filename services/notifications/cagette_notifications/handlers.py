@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
@@ -42,6 +43,7 @@ from cagette_contracts import (
     TransactionPosted,
 )
 from cagette_runtime.consumer import Consumer, EventHandlers, parse_event
+from cagette_runtime.db import AnyRow
 
 from . import domain
 from .delivery import enqueue
@@ -480,7 +482,15 @@ class Handlers:
             ),
         )
 
-    async def _send_order_instructions(self, session, payment, lines, total, confirmed_at, distribution) -> None:  # type: ignore[no-untyped-def]
+    async def _send_order_instructions(
+        self,
+        session: AsyncSession,
+        payment: AnyRow,
+        lines: list[OrderLine],
+        total: Money,
+        confirmed_at: datetime,
+        distribution: domain.Distribution | None,
+    ) -> None:
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
             group,
@@ -504,7 +514,15 @@ class Handlers:
             ),
         )
 
-    async def _send_amendment_instructions(self, session, payment, lines, added, new_total, amended_at) -> None:  # type: ignore[no-untyped-def]
+    async def _send_amendment_instructions(
+        self,
+        session: AsyncSession,
+        payment: AnyRow,
+        lines: list[OrderLine],
+        added: Money,
+        new_total: Money,
+        amended_at: datetime,
+    ) -> None:
         group, member = await load_recipient(session, payment.group_id, payment.member_id)
         instructions = instructions_for(
             group,

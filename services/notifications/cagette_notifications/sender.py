@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -18,6 +18,7 @@ from sqlalchemy import Row, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import new_correlation_id
+from cagette_runtime import clock
 from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
@@ -119,7 +120,7 @@ class ReminderScheduler(BackgroundLoop):
         self.domain = sender_domain(settings.smtp_sender)
 
     async def run_once(self, now: datetime | None = None) -> bool:
-        now = now or datetime.now(UTC)
+        now = now or clock.now()
         s = self.settings
         async with self.database.transaction() as session:
             rows = (

@@ -4,13 +4,12 @@ worth retrying."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
-from cagette_runtime import epc_qr
+from cagette_runtime import clock, epc_qr
 
 from .delivery import Claimed
 from .domain import EPC_QR_CID
@@ -37,7 +36,7 @@ def build_message(claimed: Claimed, sender: str) -> EmailMessage:
     message["To"] = claimed.recipient
     message["Subject"] = claimed.subject
     message["Message-ID"] = claimed.message_id
-    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Date"] = format_datetime(clock.now())
     message["X-Cagette-Kind"] = claimed.kind
     message["X-Cagette-Event-Id"] = str(claimed.event_id)
     message.set_content(claimed.text_body)

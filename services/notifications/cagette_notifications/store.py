@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 from sqlalchemy import and_, func, or_, select, text
@@ -9,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
+from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import NotYet
 
 from .domain import BalanceState, Group, Member
@@ -106,7 +108,7 @@ async def load_recipient(session: AsyncSession, group_id: UUID, member_id: UUID)
     return await load_group(session, group_id), await load_member(session, group_id, member_id)
 
 
-def state_from_row(row, currency: str) -> BalanceState:  # type: ignore[no-untyped-def]
+def state_from_row(row: AnyRow | None, currency: str) -> BalanceState:
     if row is None:
         return BalanceState(currency=currency)
     return BalanceState(
@@ -156,7 +158,9 @@ async def save_balance(session: AsyncSession, group_id: UUID, member_id: UUID, s
     )
 
 
-async def pending_payments(session: AsyncSession, group_id: UUID, member_id: UUID, currency: str, as_of) -> Money:  # type: ignore[no-untyped-def]
+async def pending_payments(
+    session: AsyncSession, group_id: UUID, member_id: UUID, currency: str, as_of: datetime | None
+) -> Money:
     """Payments announced and not yet in the balance: declared ones not received or cancelled,
     and received ones the ledger had not posted yet when it last reported the balance."""
     not_in_balance = declared_payments.c.status == "declared"

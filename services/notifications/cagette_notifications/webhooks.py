@@ -21,7 +21,7 @@ import re
 import secrets
 from base64 import b64encode
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
 from cagette_contracts import Event
+from cagette_runtime import clock
 from cagette_runtime.asyncapi import topic_matches
 from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
@@ -219,7 +220,7 @@ class WebhookSender(BackgroundLoop):
         ]
 
     async def _post(self, http: httpx.AsyncClient, item: Attempt) -> Outcome:
-        headers = signed_headers(item.secret, str(item.event_id), item.body, datetime.now(UTC))
+        headers = signed_headers(item.secret, str(item.event_id), item.body, clock.now())
         try:
             response = await http.post(item.url, content=item.body.encode(), headers=headers)
         except httpx.HTTPError as exc:
@@ -230,7 +231,7 @@ class WebhookSender(BackgroundLoop):
 
     async def _record(self, session: AsyncSession, item: Attempt, outcome: Outcome) -> None:
         s = self.settings
-        now = datetime.now(UTC)
+        now = clock.now()
         endpoint = webhook_endpoints.c.endpoint_id == item.endpoint_id
         delivery = webhook_deliveries.c.delivery_id == item.delivery_id
         if outcome.ok:
@@ -272,7 +273,7 @@ class WebhookSender(BackgroundLoop):
 
     async def _disable_failing(self, session: AsyncSession) -> None:
         """Disable endpoints that accepted nothing for `webhook_disable_after`; tell their owners."""
-        cutoff = datetime.now(UTC) - self.settings.webhook_disable_after
+        cutoff = clock.now() - self.settings.webhook_disable_after
         disabled = (
             await session.execute(
                 update(webhook_endpoints)

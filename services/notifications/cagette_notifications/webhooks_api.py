@@ -15,8 +15,9 @@ from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.auth import CurrentPrincipal, Principal
-from cagette_runtime.db import OUTBOX_WRITTEN, Database
+from cagette_runtime.db import OUTBOX_WRITTEN
 from cagette_runtime.errors import Invalid, NotFound
+from cagette_runtime.http import DatabaseDep
 
 from .tables import webhook_deliveries, webhook_endpoints
 from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret
@@ -74,10 +75,6 @@ class Replayed(BaseModel):
     replayed: int
 
 
-def _database(request: Request) -> Database:
-    return request.app.state.service.database
-
-
 def _check_url(url: str, allow_http: bool) -> None:
     if any(ord(char) < 33 or ord(char) == 127 for char in url):
         raise Invalid("the URL must not contain spaces or control characters")
@@ -111,11 +108,13 @@ def _shown(row: Row) -> Endpoint:
 
 
 @router.post("/endpoints", status_code=201, summary="Register an HTTPS endpoint for some event types")
-async def create_endpoint(body: NewEndpoint, principal: CurrentPrincipal, request: Request) -> CreatedEndpoint:
+async def create_endpoint(
+    body: NewEndpoint, principal: CurrentPrincipal, request: Request, database: DatabaseDep
+) -> CreatedEndpoint:
     _authorize(principal, body.group_id)
     _check_url(body.url, request.app.state.settings.webhook_allow_http)
     secret = new_secret()
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         row = (
             await session.execute(
                 webhook_endpoints.insert()
@@ -134,19 +133,21 @@ async def create_endpoint(body: NewEndpoint, principal: CurrentPrincipal, reques
 
 
 @router.get("/endpoints", summary="The endpoints of a group (coordinator), or the platform's (administrator)")
-async def list_endpoints(principal: CurrentPrincipal, request: Request, group_id: UUID | None = None) -> list[Endpoint]:
+async def list_endpoints(
+    principal: CurrentPrincipal, database: DatabaseDep, group_id: UUID | None = None
+) -> list[Endpoint]:
     _authorize(principal, group_id)
     where = webhook_endpoints.c.group_id.is_(None) if group_id is None else webhook_endpoints.c.group_id == group_id
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         rows = (await session.execute(select(webhook_endpoints).where(where).order_by("created_at"))).all()
     return [_shown(row) for row in rows]
 
 
 @router.get("/endpoints/{endpoint_id}/deliveries", summary="The delivery log of an endpoint, newest first")
 async def list_deliveries(
-    endpoint_id: UUID, principal: CurrentPrincipal, request: Request, status: str | None = None, limit: int = 100
+    endpoint_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, status: str | None = None, limit: int = 100
 ) -> list[WebhookDelivery]:
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         query = select(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
         if status is not None:
@@ -158,8 +159,8 @@ async def list_deliveries(
 
 
 @router.post("/endpoints/{endpoint_id}/replay", summary="Send again every delivery created since a time")
-async def replay(endpoint_id: UUID, body: Replay, principal: CurrentPrincipal, request: Request) -> Replayed:
-    async with _database(request).transaction() as session:
+async def replay(endpoint_id: UUID, body: Replay, principal: CurrentPrincipal, database: DatabaseDep) -> Replayed:
+    async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         result = await session.execute(
             update(webhook_deliveries)
@@ -174,9 +175,9 @@ async def replay(endpoint_id: UUID, body: Replay, principal: CurrentPrincipal, r
 
 @router.post("/endpoints/{endpoint_id}/deliveries/{delivery_id}/replay", summary="Send one delivery again")
 async def replay_one(
-    endpoint_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, request: Request
+    endpoint_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> WebhookDelivery:
-    async with _database(request).transaction() as session:
+    async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         row = (
             await session.execute(
@@ -199,8 +200,8 @@ async def replay_one(
 @router.post(
     "/endpoints/{endpoint_id}/enable", summary="Enable a disabled endpoint again (its failed deliveries resume)"
 )
-async def enable(endpoint_id: UUID, principal: CurrentPrincipal, request: Request) -> Endpoint:
-    async with _database(request).transaction() as session:
+async def enable(endpoint_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> Endpoint:
+    async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         row = (
             await session.execute(

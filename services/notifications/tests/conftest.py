@@ -37,7 +37,7 @@ def smtp_server_fixture() -> Callable[..., object]:
 @pytest.fixture
 async def mailbox() -> AsyncIterator[Mailbox]:
     async with smtp_server() as (box, port):
-        box.port = port  # type: ignore[attr-defined]
+        box.port = port  # type: ignore[attr-defined]  # the test attaches its port to the mailbox
         yield box
 
 

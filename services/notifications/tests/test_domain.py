@@ -24,7 +24,7 @@ GROUP = Group(uuid.uuid4(), "AMAP", EUR, "fr", cheque_payee=None, transfer_iban=
 
 
 def member(**kw: object) -> Member:
-    return Member(GROUP.group_id, uuid.uuid4(), "Alice", "alice@example.org", **{"language": "en", **kw})  # type: ignore[arg-type]
+    return Member(GROUP.group_id, uuid.uuid4(), "Alice", "alice@example.org", **{"language": "en", **kw})  # type: ignore[arg-type]  # keyword overrides of the member's fields
 
 
 def test_declared_methods_wait_for_the_declaration_others_go_on_confirmation() -> None:

@@ -183,7 +183,7 @@ def test_invitation_and_reset_links_render_in_each_language(
 
 def test_instructions_by_method_in_french() -> None:
     texts = {
-        e.facts["instructions"].method: render(e).text  # type: ignore[union-attr]
+        e.facts["instructions"].method: render(e).text  # type: ignore[union-attr]  # instructions are present for these kinds
         for e in every_email("fr")
         if e.kind == Kind.ORDER_CONFIRMED
     }

@@ -28,7 +28,7 @@ def balance_changed(facts, member, balance: int) -> BalanceChanged:
     )
 
 
-async def eventually(probe, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+async def eventually(probe, timeout: float = 15.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not (answer := probe()):
         if asyncio.get_running_loop().time() > deadline:

@@ -8,7 +8,7 @@ the caller gets `LedgerUnavailable` (HTTP 503) and must record nothing.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 from faststream.rabbit import RabbitBroker
@@ -17,8 +17,9 @@ from pydantic import ValidationError
 from cagette_contracts import Money, routing
 from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
+from cagette_runtime import clock
 from cagette_runtime.correlation import current_correlation_id
-from cagette_runtime.errors import Refused
+from cagette_runtime.errors import RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 HOLD_TTL = timedelta(minutes=15)
 
 
-class LedgerUnavailable(Refused):
-    status_code = 503
+class LedgerUnavailable(RetryLater):
+    """The ledger did not answer the money-pot check (in time, or in a form we understand)."""
+
     code = "ledger_unavailable"
 
 
@@ -44,7 +46,7 @@ class LedgerHolds:
             member_id=member_id,
             order_id=order_id,
             amount=amount,
-            expires_at=datetime.now(UTC) + HOLD_TTL,
+            expires_at=clock.now() + HOLD_TTL,
             correlation_id=current_correlation_id(),
         )
         try:

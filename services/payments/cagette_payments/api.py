@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_contracts import Money
 from cagette_contracts.inputs import BusinessDate, Label, Note, QueryText, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound
+from cagette_runtime.http import DatabaseDep
 
 from . import store, usecases
 from .domain import references
@@ -287,10 +287,6 @@ def owed_json(row: Row) -> dict[str, Any]:
     }
 
 
-def database(request: Request) -> Database:
-    return request.app.state.service.database
-
-
 async def with_transitions(session: AsyncSession, rows: list[Row]) -> list[dict[str, Any]]:
     found = await store.transitions_of(session, [r.payment_id for r in rows])
     return [payment_json(r, found[r.payment_id]) for r in rows]
@@ -344,9 +340,9 @@ def created(body: Any, is_new: bool = True) -> JSONResponse:
     summary="Record a payment received from a member (coordinator)",
 )
 async def record_payment(
-    group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         recorded = await usecases.record_payment(
             session,
             principal,
@@ -373,9 +369,9 @@ async def record_payment(
     summary="Record money given back to a member, with a reason (coordinator)",
 )
 async def record_refund(
-    group_id: UUID, member_id: UUID, body: Refund, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, body: Refund, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         recorded = await usecases.record_refund(
             session,
             principal,
@@ -401,10 +397,10 @@ async def record_refund(
     summary="A member's payments with their states and transitions (the member or a coordinator)",
 )
 async def member_payments(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> list[dict[str, Any]]:
     principal.require_self_or_coordinator(group_id, member_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await with_transitions(session, await store.member_payments(session, group_id, member_id))
 
 
@@ -418,14 +414,17 @@ async def member_payments(
     summary="Find a payment by its RF reference (typos are caught by the check digits)",
 )
 async def find_by_reference(
-    group_id: UUID, principal: CurrentPrincipal, request: Request, reference: Annotated[QueryText, Query(max_length=40)]
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    reference: Annotated[QueryText, Query(max_length=40)],
 ) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     try:
         compact = references.parse_reference(reference)
     except references.InvalidReference as exc:
         raise Invalid(f"{exc}; check it for a typo") from None
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await store.payment_by_reference(session, group_id, compact)
         if row is None:
             raise NotFound(f"no payment with reference {references.format_reference(compact)} in group {group_id}")
@@ -439,10 +438,10 @@ async def find_by_reference(
     summary="One payment with its transitions",
 )
 async def get_payment(
-    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await store.get_payment(session, group_id, payment_id)
         if row is None:
             raise NotFound(f"no payment {payment_id} in group {group_id}")
@@ -457,9 +456,9 @@ async def get_payment(
     summary="Declared -> received, correcting the amount and the method to what was actually paid (R20)",
 )
 async def confirm(
-    group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, body: Confirm, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await usecases.confirm_payment(
             session,
             principal,
@@ -480,9 +479,9 @@ async def confirm(
     summary="Declared -> cancelled",
 )
 async def cancel(
-    group_id: UUID, payment_id: UUID, body: Cancel, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, body: Cancel, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await usecases.cancel_payment(session, principal, group_id, payment_id, reason=body.reason)
         return (await with_transitions(session, [row]))[0]
 
@@ -495,9 +494,9 @@ async def cancel(
     summary="Correct a received payment by a new reversing payment (the original is kept)",
 )
 async def reverse(
-    group_id: UUID, payment_id: UUID, body: Reverse, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, body: Reverse, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await usecases.reverse_payment(session, principal, group_id, payment_id, reason=body.reason)
         return created((await with_transitions(session, [row]))[0])
 
@@ -512,10 +511,10 @@ async def reverse(
     summary="The baskets of a distribution with their state and figures",
 )
 async def list_baskets(
-    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         views = await usecases.distribution_view(session, group_id, distribution_id)
         return {
             "distribution_id": distribution_id,
@@ -532,10 +531,10 @@ async def list_baskets(
     summary="One basket: order lines, ordered, each payment with its state, and the difference",
 )
 async def get_basket(
-    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     principal.require_self_or_coordinator(group_id, member_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return await basket_json(
             session, await usecases.basket_view(session, group_id, distribution_id, member_id), detail=True
         )
@@ -567,10 +566,10 @@ async def basket_payment(
     member_id: UUID,
     body: BasketPayment,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
 ) -> JSONResponse:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
         recorded = await usecases.record_payment(
             session,
@@ -602,10 +601,10 @@ async def basket_refund(
     member_id: UUID,
     body: BasketRefund,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
 ) -> JSONResponse:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
         recorded = await usecases.record_refund(
             session,
@@ -632,9 +631,9 @@ async def basket_refund(
     summary="Validate the basket (no payment may be pending)",
 )
 async def validate_basket(
-    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await usecases.validate_basket(session, principal, group_id, distribution_id, member_id)
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
@@ -650,10 +649,10 @@ async def confirm_all_and_validate(
     distribution_id: UUID,
     member_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     body: ConfirmAll | None = None,
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await usecases.confirm_all_and_validate(
             session,
             principal,
@@ -672,9 +671,9 @@ async def confirm_all_and_validate(
     summary="Undo a basket validation (platform administrator only)",
 )
 async def unvalidate_basket(
-    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await usecases.unvalidate_basket(session, principal, group_id, distribution_id, member_id)
         return await _basket_detail(session, group_id, distribution_id, member_id)
 
@@ -686,9 +685,9 @@ async def unvalidate_basket(
     summary="Validate every basket that can be; report those that cannot",
 )
 async def validate_distribution(
-    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         report = await usecases.validate_distribution(session, principal, group_id, distribution_id)
         return {
             "validated": report.validated,
@@ -704,9 +703,11 @@ async def validate_distribution(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def takings_csv(group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request) -> Response:
+async def takings_csv(
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+) -> Response:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         report = await usecases.distribution_takings(session, group_id, distribution_id)
     return Response(
         content=to_csv(report),
@@ -726,9 +727,9 @@ async def takings_csv(group_id: UUID, distribution_id: UUID, principal: CurrentP
     summary="Mass entry: one received payment per subscriber row, all or nothing, idempotent by client_key",
 )
 async def mass_entry(
-    group_id: UUID, contract_id: UUID, body: MassEntry, principal: CurrentPrincipal, request: Request
+    group_id: UUID, contract_id: UUID, body: MassEntry, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         rows, is_new = await usecases.mass_entry(
             session,
             principal,
@@ -751,10 +752,10 @@ async def mass_entry(
     summary="Each subscription to the contract: owed, received, pending, difference",
 )
 async def contract_subscriptions(
-    group_id: UUID, contract_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, contract_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         views = await usecases.contract_view(session, group_id, contract_id)
         return {
             "contract_id": contract_id,

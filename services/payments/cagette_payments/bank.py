@@ -18,7 +18,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import BankLineMatched, BankLineToReview, BankStatementImported, Money
-from cagette_runtime import outbox
+from cagette_runtime import clock, outbox
 from cagette_runtime.auth import Principal
 from cagette_runtime.errors import Conflict, Invalid, NotFound
 
@@ -62,7 +62,7 @@ async def save_csv_mapping(
             check_mapping(CsvMapping(**mapping))
         except StatementError as exc:
             raise refused(exc) from None
-    await bank_store.save_settings(session, group_id, mapping, principal.user_id, usecases.now())
+    await bank_store.save_settings(session, group_id, mapping, principal.user_id, clock.now())
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ async def import_statement(
     except StatementError as exc:
         raise refused(exc) from None
     account = compact_iban(group.transfer_iban) or ""
-    at = usecases.now()
+    at = clock.now()
     report = ImportReport(uuid4(), statement.format, statement.statement_id, len(statement.lines))
     await bank_store.insert_import(
         session,
@@ -494,7 +494,7 @@ async def assign_line(
             session, principal, group_id, row.import_id, line_id, line, member_id, None, assigned_by=principal.user_id
         )
     await bank_store.set_line_outcome(
-        session, line_id, reviewed_by=principal.user_id, reviewed_at=usecases.now(), review_note=note or None
+        session, line_id, reviewed_by=principal.user_id, reviewed_at=clock.now(), review_note=note or None
     )
     found = await bank_store.get_line(session, group_id, line_id)
     assert found is not None
@@ -512,7 +512,7 @@ async def ignore_line(
         line_id,
         outcome=Outcome.IGNORED.value,
         reviewed_by=principal.user_id,
-        reviewed_at=usecases.now(),
+        reviewed_at=clock.now(),
         review_note=reason.strip(),
     )
     found = await bank_store.get_line(session, group_id, line_id)
@@ -530,7 +530,7 @@ async def member_standing_reference(
     principal.require_self_or_coordinator(group_id, member_id)
     await usecases.group_currency(session, group_id)
     await usecases.require_member(session, group_id, member_id)
-    return await bank_store.ensure_standing_reference(session, group_id, member_id, usecases.now())
+    return await bank_store.ensure_standing_reference(session, group_id, member_id, clock.now())
 
 
 def count_outcomes(rows: list[Row]) -> dict[str, int]:

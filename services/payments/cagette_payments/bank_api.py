@@ -14,11 +14,12 @@ from sqlalchemy import Row
 from cagette_contracts import Money
 from cagette_runtime import epc_qr
 from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Invalid, NotFound, Refused
+from cagette_runtime.http import DatabaseDep
 
 from . import bank, bank_store, store
 from .adapters.statements import detect_format
-from .api import database
 from .domain import references
 from .domain.methods import Method
 from .domain.statements import Format
@@ -153,19 +154,19 @@ async def read_limited(request: Request) -> bytes:
 
 
 @router.get("/groups/{group_id}/bank-settings", summary="The group's saved CSV column mapping")
-async def get_bank_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+async def get_bank_settings(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> dict[str, Any]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         found = await bank_store.get_settings(session, group_id)
         return {"csv_mapping": found.csv_mapping if found is not None else None}
 
 
 @router.put("/groups/{group_id}/bank-settings", summary="Save how the group's bank writes its CSV export")
 async def put_bank_settings(
-    group_id: UUID, body: BankSettingsIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: BankSettingsIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     mapping = body.csv_mapping.model_dump() if body.csv_mapping is not None else None
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         await bank.save_csv_mapping(session, principal, group_id, mapping)
     return {"csv_mapping": mapping}
 
@@ -180,12 +181,13 @@ async def import_statement(
     group_id: UUID,
     principal: CurrentPrincipal,
     request: Request,
+    database: DatabaseDep,
     format: Annotated[Format | None, Query(description="default: detected from the content")] = None,
     file_name: Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
 ) -> dict[str, Any]:
     principal.require_coordinator(group_id)
     data = await read_limited(request)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         report = await bank.import_statement(
             session, principal, group_id, data, fmt=format or detect_format(data), file_name=file_name
         )
@@ -193,9 +195,9 @@ async def import_statement(
 
 
 @router.get("/groups/{group_id}/bank-statements", summary="The group's imports, newest first, with their reports")
-async def list_imports(group_id: UUID, principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+async def list_imports(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return [
             {
                 "import_id": row.import_id,
@@ -220,14 +222,14 @@ async def list_imports(group_id: UUID, principal: CurrentPrincipal, request: Req
 async def list_lines(
     group_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     outcome: Annotated[
         Literal["matched", "amount_corrected", "top_up", "to_review", "assigned", "ignored", "debit"] | None, Query()
     ] = None,
     import_id: UUID | None = None,
 ) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         rows = await bank_store.list_lines(session, group_id, outcome=outcome, import_id=import_id)
         return [line_json(row) for row in rows]
 
@@ -238,9 +240,9 @@ async def list_lines(
     summary="Assign a line to review to a member (and optionally one of their declared payments)",
 )
 async def assign_line(
-    group_id: UUID, line_id: UUID, body: Assign, principal: CurrentPrincipal, request: Request
+    group_id: UUID, line_id: UUID, body: Assign, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await bank.assign_line(
             session, principal, group_id, line_id, member_id=body.member_id, payment_id=body.payment_id, note=body.note
         )
@@ -251,9 +253,9 @@ async def assign_line(
     "/groups/{group_id}/bank-lines/{line_id}/ignore", response_model=BankLineOut, summary="Ignore a line to review"
 )
 async def ignore_line(
-    group_id: UUID, line_id: UUID, body: Ignore, principal: CurrentPrincipal, request: Request
+    group_id: UUID, line_id: UUID, body: Ignore, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return line_json(await bank.ignore_line(session, principal, group_id, line_id, reason=body.reason))
 
 
@@ -266,9 +268,9 @@ async def ignore_line(
     summary="The member's own RF reference for money-pot top-ups by transfer (the member or a coordinator)",
 )
 async def standing_reference(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         reference = await bank.member_standing_reference(session, principal, group_id, member_id)
         group = await store.get_group(session, group_id)
         assert group is not None
@@ -282,11 +284,11 @@ async def standing_reference(
 
 
 async def _instructions(
-    request: Request, principal: CurrentPrincipal, group_id: UUID, payment_id: UUID
+    database: Database, principal: CurrentPrincipal, group_id: UUID, payment_id: UUID
 ) -> tuple[dict[str, Any], epc_qr.Transfer]:
     """The instructions of a declared transfer the caller may see, and the transfer for its QR code."""
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         payment = await store.get_payment(session, group_id, payment_id)
         if payment is None:
             raise NotFound(f"no payment {payment_id} in group {group_id}")
@@ -324,9 +326,9 @@ async def _instructions(
     summary="What to transfer for a declared transfer: account, amount, reference, EPC QR payload",
 )
 async def transfer_instructions(
-    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    body, _ = await _instructions(request, principal, group_id, payment_id)
+    body, _ = await _instructions(database, principal, group_id, payment_id)
     return body
 
 
@@ -339,10 +341,10 @@ async def transfer_qr(
     group_id: UUID,
     payment_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     image: Annotated[Literal["png", "svg"], Query()] = "png",
 ) -> Response:
-    body, transfer = await _instructions(request, principal, group_id, payment_id)
+    body, transfer = await _instructions(database, principal, group_id, payment_id)
     if body["epc_payload"] is None:
         raise Conflict("an EPC QR code is only for transfers in EUR to a SEPA account")
     if image == "svg":

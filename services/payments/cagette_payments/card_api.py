@@ -16,8 +16,8 @@ from sqlalchemy import Row
 from cagette_contracts import Money
 from cagette_contracts.inputs import Flag, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import Database
 from cagette_runtime.errors import NotFound
+from cagette_runtime.http import DatabaseDep
 
 from . import card_store, card_usecases
 from .provider import CardNotConfigured, CardProvider
@@ -100,10 +100,6 @@ class RefundOut(BaseModel):
     provider_status: str | None
     requested_at: datetime
     note: str = "the member is debited back when the provider confirms the refund (webhook)"
-
-
-def database(request: Request) -> Database:
-    return request.app.state.service.database
 
 
 def provider(request: Request) -> CardProvider:
@@ -193,9 +189,11 @@ def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str
 @router.get(
     "/groups/{group_id}/card-settings", response_model=CardSettingsOut, summary="The group's card set-up (coordinator)"
 )
-async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+async def get_card_settings(
+    group_id: UUID, principal: CurrentPrincipal, request: Request, database: DatabaseDep
+) -> dict[str, Any]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return settings_json(group_id, await card_store.group_card_settings(session, group_id), provider(request).ready)
 
 
@@ -205,7 +203,7 @@ async def get_card_settings(group_id: UUID, principal: CurrentPrincipal, request
     summary="Set up the group's card payments: on/off and its Stripe connected account (coordinator)",
 )
 async def put_card_settings(
-    group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID, body: CardSettingsIn, principal: CurrentPrincipal, request: Request, database: DatabaseDep
 ) -> dict[str, Any]:
     """Enabling needs the platform's provider keys (API key and webhook secret): without them 409,
     nothing stored. A connected account is checked with the provider first (unknown: 502, nothing
@@ -220,7 +218,7 @@ async def put_card_settings(
         )
     if body.enabled and body.stripe_account:
         await provider(request).check_account(body.stripe_account)  # 502 unknown account
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await card_usecases.set_group_card_settings(
             session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account, provider_ready=ready
         )
@@ -234,14 +232,19 @@ async def put_card_settings(
     summary="Pay your order (or an addition to it) by card: the checkout page to send the member to",
 )
 async def pay_by_card(
-    group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request, body: PayIn | None = None
+    group_id: UUID,
+    order_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    database: DatabaseDep,
+    body: PayIn | None = None,
 ) -> JSONResponse:
     """201 with a new attempt, 200 with the attempt still open (the same checkout page: a retried
     request never creates a second charge). Only the provider's webhook confirms the payment."""
     amendment_id = body.amendment_id if body else None
     if not provider(request).configured:
         raise CardNotConfigured("card payments are not set up on this platform")
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         started = await card_usecases.start_payment(
             session, principal, settings(request), group_id, order_id, amendment_id
         )
@@ -249,7 +252,7 @@ async def pay_by_card(
     if started.needs_session:
         ask = card_usecases.session_request(payment, settings(request))
         created = await provider(request).create_checkout_session(**ask)
-        async with database(request).transaction() as session:
+        async with database.transaction() as session:
             await card_usecases.finish_start(session, payment.payment_id, created.session_id, created.url)
             finished = await card_store.get_card_payment(session, group_id, payment.payment_id)
         if finished is not None:
@@ -265,12 +268,12 @@ async def pay_by_card(
 async def group_card_payments(
     group_id: UUID,
     principal: CurrentPrincipal,
-    request: Request,
+    database: DatabaseDep,
     state: Annotated[str | None, Query(pattern="^(initiated|failed|expired|succeeded)$")] = None,
     disputed: bool | None = None,
 ) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         return [
             payment_json(r)
             for r in await card_store.group_card_payments(session, group_id, state=state, disputed=disputed)
@@ -283,10 +286,10 @@ async def group_card_payments(
     summary="The card payment attempts of an order (its member or a coordinator)",
 )
 async def order_card_payments(
-    group_id: UUID, order_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, order_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> list[dict[str, Any]]:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         rows = await card_store.order_card_payments(session, group_id, order_id)
         for row in rows:
             principal.require_self_or_coordinator(group_id, row.member_id)
@@ -299,10 +302,10 @@ async def order_card_payments(
     summary="One card payment with its history and refund requests (its member or a coordinator)",
 )
 async def get_card_payment(
-    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, request: Request
+    group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     principal.require_group_member(group_id)
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         row = await card_store.get_card_payment(session, group_id, payment_id)
         if row is None:
             raise NotFound(f"no card payment {payment_id} in group {group_id}")
@@ -322,12 +325,17 @@ async def get_card_payment(
     summary="Refund a card payment fully or partly through the provider (coordinator)",
 )
 async def refund_card_payment(
-    group_id: UUID, payment_id: UUID, body: RefundIn, principal: CurrentPrincipal, request: Request
+    group_id: UUID,
+    payment_id: UUID,
+    body: RefundIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    database: DatabaseDep,
 ) -> JSONResponse:
     """202: asked of the provider. The member is debited back (PaymentRefunded) only when the
     provider confirms it (charge.refunded webhook). The same client_key again returns the same
     request and never refunds twice."""
-    async with database(request).transaction() as session:
+    async with database.transaction() as session:
         started = await card_usecases.start_refund(
             session, principal, group_id, payment_id, amount=body.amount, reason=body.reason, client_key=body.client_key
         )
@@ -345,6 +353,6 @@ async def refund_card_payment(
                 "cagette_refund_request_id": str(row.request_id),
             },
         )
-        async with database(request).transaction() as session:
+        async with database.transaction() as session:
             row = await card_usecases.finish_refund(session, row.request_id, refund.refund_id, refund.status)
     return JSONResponse(status_code=202 if started.created else 200, content=jsonable_encoder(refund_json(row)))

@@ -13,7 +13,7 @@ from sqlalchemy import Row
 from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
-from cagette_runtime.errors import Refused
+from cagette_runtime.errors import Refused, RetryLater
 
 from . import card_store, card_usecases
 from .provider import CardProvider
@@ -48,7 +48,7 @@ class FeeJobs(BackgroundLoop):
             fee = await self.provider.fee(
                 payment_intent=job.payment_intent_id, charge_id=job.charge_id, account=job.stripe_account
             )
-        except Refused as exc:
+        except (Refused, RetryLater) as exc:  # refused, or the provider unavailable: tried again later
             async with self.database.transaction() as session:
                 await card_store.fee_job_failed(session, job.payment_id, exc.reason, job.attempts + 1)
             return

@@ -16,7 +16,7 @@ from stripe import RequestOptions
 from stripe.params import RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from cagette_runtime.errors import Refused
+from cagette_runtime.errors import Refused, RetryLater
 
 from .domain.card import idempotency_key
 from .settings import PaymentsSettings
@@ -24,10 +24,9 @@ from .settings import PaymentsSettings
 log = logging.getLogger(__name__)
 
 
-class ProviderUnavailable(Refused):
+class ProviderUnavailable(RetryLater):
     """The provider could not be reached or failed: nothing was recorded as paid; retry."""
 
-    status_code = 503
     code = "provider_unavailable"
 
 
@@ -119,7 +118,7 @@ class CardProvider:
         return options
 
     @staticmethod
-    def _failed(what: str, exc: stripe.StripeError) -> Refused:
+    def _failed(what: str, exc: stripe.StripeError) -> ProviderUnavailable | ProviderRefused:
         # The message and code only: never the request (it may carry keys or personal data).
         detail = f"{type(exc).__name__}: {exc.user_message or getattr(exc, 'code', None) or 'error'}"
         log.warning("card provider: %s failed: %s (request id %s)", what, detail, exc.request_id)

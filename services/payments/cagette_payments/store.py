@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
-from cagette_runtime import outbox
+from cagette_runtime import clock, outbox
 
 from .domain import references
 from .domain.baskets import BasketState, Owed, PaymentLine
@@ -470,7 +470,8 @@ async def batch_payments(session: AsyncSession, batch_id: UUID) -> list[Row]:
 
 
 def today() -> date:
-    return date.today()
+    """Today's date in UTC (never the server's local date)."""
+    return clock.today()
 
 
 async def insert_payment_once(session: AsyncSession, values: dict[str, Any]) -> bool:

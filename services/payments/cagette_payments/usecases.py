@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -26,6 +26,7 @@ from cagette_contracts import (
 )
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
+from cagette_runtime.clock import now
 from cagette_runtime.errors import Conflict, Invalid, NotFound
 
 from . import store
@@ -34,11 +35,6 @@ from .domain.baskets import BasketState, Figures, RefundTooLarge, check_overpaym
 from .domain.methods import DECLARED_METHODS, MANUAL_METHODS, REFERENCED_METHODS, Method
 from .domain.states import Kind, State
 from .domain.takings import MemberBasket, Takings, takings
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
 
 # -- shared checks --------------------------------------------------------------------------
 
@@ -240,6 +236,14 @@ async def _lock_basket_of(session: AsyncSession, group_id: UUID, member_id: UUID
         raise Invalid(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
 
 
+async def _written(session: AsyncSession, group_id: UUID, payment_id: UUID) -> Row:
+    """The payment this transaction has just written or changed (so it exists)."""
+    row = await store.get_payment(session, group_id, payment_id)
+    if row is None:
+        raise RuntimeError(f"payment {payment_id} written in this transaction is not found")
+    return row
+
+
 @dataclass
 class Recorded:
     payment: Row
@@ -302,7 +306,7 @@ async def record_payment(
     else:
         await store.insert_payment(session, values)
     await _create(session, values, principal.user_id, received_event(values, by=principal.user_id))
-    return Recorded(await store.get_payment(session, group_id, values["payment_id"]), True)  # type: ignore[arg-type]
+    return Recorded(await _written(session, group_id, values["payment_id"]), True)
 
 
 async def _replay(session: AsyncSession, group_id: UUID, source_key: str, request_hash: str | None) -> Recorded:
@@ -376,7 +380,7 @@ async def record_refund(
         await store.insert_payment(session, values)
     event = refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id)
     await _create(session, values, principal.user_id, event, note=reason.strip())
-    return Recorded(await store.get_payment(session, group_id, values["payment_id"]), True)  # type: ignore[arg-type]
+    return Recorded(await _written(session, group_id, values["payment_id"]), True)
 
 
 # -- transitions (B3) -----------------------------------------------------------------------
@@ -414,7 +418,7 @@ async def confirm_payment(
     principal.require_coordinator(group_id)
     row = await _payment_for_change(session, group_id, payment_id)
     await _confirm_locked(session, principal, row, amount=amount, method=method, label=label, note=note, at=at or now())
-    return await store.get_payment(session, group_id, payment_id)  # type: ignore[return-value]
+    return await _written(session, group_id, payment_id)
 
 
 async def _confirm_locked(
@@ -470,7 +474,7 @@ async def cancel_payment(
             recorded_by=principal.user_id,
         ),
     )
-    return await store.get_payment(session, group_id, payment_id)  # type: ignore[return-value]
+    return await _written(session, group_id, payment_id)
 
 
 async def reverse_payment(
@@ -515,7 +519,7 @@ async def reverse_payment(
         refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id),
         note=reason.strip(),
     )
-    return await store.get_payment(session, group_id, values["payment_id"])  # type: ignore[return-value]
+    return await _written(session, group_id, values["payment_id"])
 
 
 # -- baskets and distribution validation (R20) ----------------------------------------------

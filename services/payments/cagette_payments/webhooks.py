@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Conflict, NotFound
+from cagette_runtime.http import DatabaseDep
 
 from . import card_store
 from .card_effects import Park, apply_notice
@@ -295,7 +296,7 @@ async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
         413: {"description": "a body over the size limit, not read further: nothing recorded"},
     },
 )
-async def stripe_webhook(request: Request) -> JSONResponse:
+async def stripe_webhook(request: Request, database: DatabaseDep) -> JSONResponse:
     try:
         raw = await read_body(request, request.app.state.settings.stripe_webhook_max_bytes)
     except TooLarge as exc:
@@ -306,7 +307,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except BadSignature as exc:
         log.warning("stripe webhook refused: %s", exc)
         return JSONResponse(status_code=400, content={"error": "bad_signature", "detail": str(exc)})
-    async with request.app.state.service.database.transaction() as session:
+    async with database.transaction() as session:
         if not await card_store.store_event(session, event):
             return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
         outcome, _ = await process(session, event)
@@ -336,9 +337,9 @@ def _event_json(row: Any) -> dict[str, Any]:
     tags=["card payments"],
     summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)",
 )
-async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dict[str, Any]]:
+async def list_parked(principal: CurrentPrincipal, database: DatabaseDep) -> list[dict[str, Any]]:
     principal.require_platform_admin()
-    async with request.app.state.service.database.transaction() as session:
+    async with database.transaction() as session:
         return [_event_json(r) for r in await card_store.parked_events(session)]
 
 
@@ -347,9 +348,9 @@ async def list_parked(principal: CurrentPrincipal, request: Request) -> list[dic
     tags=["card payments"],
     summary="Apply a parked provider event again, e.g. once its payment is known (platform admin)",
 )
-async def retry_parked(event_id: str, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+async def retry_parked(event_id: str, principal: CurrentPrincipal, database: DatabaseDep) -> dict[str, Any]:
     principal.require_platform_admin()
-    async with request.app.state.service.database.transaction() as session:
+    async with database.transaction() as session:
         row = await card_store.get_event(session, event_id, lock=True)
         if row is None:
             raise NotFound(f"no provider event {event_id}")

@@ -21,7 +21,7 @@ def eur(cents: int) -> dict[str, Any]:
 
 
 @pytest.fixture(autouse=True)
-async def _settled(payments: Payments):  # type: ignore[no-untyped-def]
+async def _settled(payments: Payments):
     yield
     await settle_background_jobs(payments)
 

@@ -15,7 +15,7 @@ from .conftest import STRIPE_KEY, WEBHOOK_SECRET, Payments, line
 
 
 @pytest.fixture(autouse=True)
-async def _settled(payments: Payments):  # type: ignore[no-untyped-def]
+async def _settled(payments: Payments):
     yield
     await settle_background_jobs(payments)
 

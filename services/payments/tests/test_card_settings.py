@@ -37,7 +37,7 @@ async def announced(payments: Payments, group: Group) -> list[dict[str, Any]]:
     return [json.loads(body) for body in rows]
 
 
-async def put(payments: Payments, group: Group, **body: Any):  # type: ignore[no-untyped-def]
+async def put(payments: Payments, group: Group, **body: Any):
     return await payments.client.put(
         f"/groups/{group.group_id}/card-settings", json=body, headers=payments.coordinator(group)
     )

@@ -38,12 +38,12 @@ def eur(cents: int) -> dict:
 
 
 @pytest.fixture(autouse=True)
-async def _settled(payments: Payments):  # type: ignore[no-untyped-def]
+async def _settled(payments: Payments):
     yield
     await settle_background_jobs(payments)
 
 
-async def paid_order(payments: Payments, account: str | None = None):  # type: ignore[no-untyped-def]
+async def paid_order(payments: Payments, account: str | None = None):
     group = await card_group(payments, account=account)
     due = await awaiting(payments, group, group.members[0])
     payment = await started(payments, group, due)

@@ -74,7 +74,7 @@ def test_several_references_are_all_found() -> None:
 
 
 def _line(number: int, amount: int = 1250, **kw: object) -> StatementLine:
-    return StatementLine(number=number, booking_date=date(2026, 3, 2), amount=amount, currency="EUR", **kw)  # type: ignore[arg-type]
+    return StatementLine(number=number, booking_date=date(2026, 3, 2), amount=amount, currency="EUR", **kw)  # type: ignore[arg-type]  # keyword overrides of the line's fields
 
 
 def test_line_keys_are_stable_and_count_true_duplicates() -> None:

@@ -108,7 +108,7 @@ async def test_the_removed_payment_method_types_is_refused_as_stripe_does(
     assert "Received unknown parameter: payment_method_types" in str(refused.value.user_message)
     # its replacement in the pinned version is accepted
     accepted = await client_of(served).v1.checkout.sessions.create_async(
-        params=dict(_params(500), allowed_payment_method_types=["card"])  # type: ignore[arg-type]
+        params=dict(_params(500), allowed_payment_method_types=["card"])  # type: ignore[arg-type]  # a deliberately invalid parameter: the refusal is the point
     )
     assert accepted.allowed_payment_method_types == ["card"]
 
@@ -204,6 +204,6 @@ async def test_connect_onboarding_objects(stripe_standin: tuple[StripeStandIn, S
     )
     assert link.url.startswith("https://") and account.id in link.url
     with pytest.raises(stripe.InvalidRequestError) as refused:
-        await client.v1.account_links.create_async(params={"account": account.id})  # type: ignore[typeddict-item]
+        await client.v1.account_links.create_async(params={"account": account.id})  # type: ignore[typeddict-item]  # a deliberately incomplete request: the refusal is the point
     assert refused.value.param == "type"
     assert standin.set_account(account.id, charges_enabled=True)["capabilities"]["card_payments"] == "active"

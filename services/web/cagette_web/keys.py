@@ -4,7 +4,6 @@ them), the newest signing, all published as the JWKS."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
+from cagette_runtime import clock
 from cagette_runtime.auth import public_jwk
 
 
@@ -46,7 +46,7 @@ def write_new_key(directory: str | Path) -> Path:
     """A new Ed25519 key named after the current time, so it sorts last and signs from now on."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}.pem"
+    path = folder / f"{clock.now():%Y%m%dT%H%M%S%f}.pem"
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 from uuid import UUID, uuid4
 
@@ -21,6 +21,7 @@ from cagette_contracts import (
 )
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal, sign_claims, token_claims
+from cagette_runtime.clock import now
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound, Refused, Unauthenticated
 from cagette_runtime.memberships import apply_member_event
@@ -35,10 +36,6 @@ from .tables import memberships
 log = logging.getLogger(__name__)
 
 NO_GROUP = UUID(int=0)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SignInRefused(Refused):
