@@ -9,7 +9,7 @@ PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml r
 ASYNCAPI_DIR := tools/asyncapi
 ASYNCAPI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
 
-.PHONY: install browser run test lint asyncapi bench schemas lock clean
+.PHONY: install browser run demo test lint asyncapi bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
 	scripts/ensure-system-packages.sh
@@ -26,6 +26,10 @@ browser:
 
 run: install
 	$(VENV)/bin/cagette-dev run
+
+# The same, with a demo group to sign in to (its people and password are printed).
+demo: install
+	$(VENV)/bin/cagette-dev run --demo
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
