@@ -9,7 +9,7 @@ PROJECT_FILES := constraints.txt requirements-dev.txt contracts/pyproject.toml r
 ASYNCAPI_DIR := tools/asyncapi
 ASYNCAPI := $(ASYNCAPI_DIR)/node_modules/.bin/asyncapi
 
-.PHONY: install browser run test lint asyncapi bench schemas lock clean
+.PHONY: install browser run demo test lint asyncapi bench schemas lock clean
 
 $(STAMP): $(PROJECT_FILES)
 	scripts/ensure-system-packages.sh
@@ -24,8 +24,12 @@ install: $(STAMP) browser
 browser:
 	scripts/install-browser.sh
 
+# All five services and a mail catcher, with a demo group to sign in to (created on the first
+# run; its people and password are printed with the URL to open).
 run: install
-	$(VENV)/bin/cagette-dev run
+	$(VENV)/bin/cagette-dev run --demo
+
+demo: run
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

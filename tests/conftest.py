@@ -71,6 +71,27 @@ async def stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
         yield running
 
 
+@pytest.fixture(scope="session")
+async def web_system(servers: IsolatedServers) -> AsyncIterator[Stack]:
+    """The five services with web, for the pages' browser tests (tests/test_pages_*.py), with
+    SMTP pointed at nothing (the emails wait in notifications' outbox; no test reads them)."""
+    async with running_stack(servers, "pages", extra_env={"CAGETTE_SMTP_PORT": str(free_port())}) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+async def chromium() -> AsyncIterator[Any]:
+    """One headless Chromium for the browser tests (each test opens its own contexts)."""
+    from playwright.async_api import async_playwright
+
+    from .browser import launch_chromium
+
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        yield browser
+        await browser.close()
+
+
 async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
     """The probe's first truthy answer (the services work asynchronously, through the broker)."""
     deadline = asyncio.get_running_loop().time() + timeout

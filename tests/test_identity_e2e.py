@@ -140,9 +140,10 @@ async def test_people_sign_in_and_roles_are_current_on_every_service(system) -> 
             async def balance_shown() -> str | None:
                 await member_page.reload()
                 text = await member_page.inner_text("td.balance")
-                return text if "EUR" in text else None
+                return text if "€" in text else None
 
-            assert await eventually(balance_shown) == "0.00 EUR"
+            # In the member's language and locale (English: "€0.00").
+            assert await eventually(balance_shown) == "€0.00"
             await member_page.screenshot(path=str(SCREENSHOTS / "3-member-home.png"))
 
             # Signing out and in again on the sign-in page; a wrong password is refused plainly.

@@ -116,8 +116,9 @@ class Stack:
                 "CAGETTE_WEB_PUBLIC_URL": web,
                 "CAGETTE_WEB_COOKIE_SECURE": "false",
             }
-        if "ledger" in self.ports:
-            env["CAGETTE_WEB_LEDGER_URL"] = f"http://127.0.0.1:{self.ports['ledger']}"
+        for service in ("orders", "ledger", "payments", "notifications"):
+            if service in self.ports:
+                env[f"CAGETTE_WEB_{service.upper()}_URL"] = f"http://127.0.0.1:{self.ports[service]}"
         return env
 
     async def start(self, timeout: float = 90.0) -> None:
@@ -216,6 +217,14 @@ async def start_mail_catcher(directory: Path) -> MailCatcher:
     return catcher
 
 
+async def seed_demo(stack: Stack) -> None:
+    """`python -m cagette_web demo` against the running stack (it prints the sign-in details)."""
+    web = stack.services["web"]
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "cagette_web", "demo", env=web.env)
+    if await process.wait() != 0:
+        print("the demo group could not be created (see above)", file=sys.stderr)
+
+
 async def _run(args: argparse.Namespace) -> int:
     stack = Stack(
         amqp_url=os.environ.get("CAGETTE_AMQP_URL", DEFAULT_AMQP_URL),
@@ -244,11 +253,13 @@ async def _run(args: argparse.Namespace) -> int:
     else:
         print(f"  {'emails':<14} sent to the SMTP server {os.environ['CAGETTE_SMTP_HOST']}")
     print(
-        "Sign in: http://127.0.0.1:8005/sign-in\n"
         "First administrator: .venv/bin/python -m cagette_web create-admin --email ... --name ...\n"
-        "Development token (local only): .venv/bin/cagette-token --admin     Stop: Ctrl-C\n",
+        "Development token (local only): .venv/bin/cagette-token --admin",
         flush=True,
     )
+    if args.demo and "web" in stack.services:
+        await seed_demo(stack)
+    print(f"\nOpen {stack.services['web'].url}/sign-in in your browser.     Stop: Ctrl-C\n", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -273,6 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the five services here")
     run.add_argument("--quiet", action="store_true", help="do not stream the services' logs")
+    run.add_argument("--demo", action="store_true", help="create a demo group (once) and print how to sign in to it")
     run.add_argument(
         "--mail-dir", default="var/mail", help="where the mail catcher keeps the emails (default var/mail)"
     )

@@ -7,12 +7,15 @@ create-client --name N --scope S [--scope S] [--days D]   a machine client (prin
                                                     member:<group>
 revoke-client CLIENT_ID                              no new token for it from now on
 new-signing-key [DIR]                                a new key that signs from the next start
+demo                                                 a demo group to sign in to (development only;
+                                                    the five services must be running)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from uuid import UUID
 
@@ -25,7 +28,7 @@ from .app import NAME, build_service
 from .keys import write_new_key
 from .settings import WebSettings
 
-OPERATOR_COMMANDS = {"create-admin", "create-client", "revoke-client", "new-signing-key"}
+OPERATOR_COMMANDS = {"create-admin", "create-client", "revoke-client", "new-signing-key", "demo"}
 
 
 async def _operate(args: argparse.Namespace) -> str:
@@ -35,6 +38,14 @@ async def _operate(args: argparse.Namespace) -> str:
     service = build_service()
     await service.migrate()
     try:
+        if args.command == "demo":
+            from .demo import seed_demo
+
+            demo = await seed_demo(service, new=args.new)
+            if args.json:
+                people = {email: str(person) for email, person in demo.people.items()}
+                return json.dumps({"group_id": str(demo.group_id), "people": people})
+            return demo.summary(service.settings.web_public_url)
         if args.command == "create-admin":
             link = await usecases.create_admin(
                 service.database, service.settings, args.email, args.name, Language(args.language)
@@ -72,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     revoke.add_argument("client_id", type=UUID)
     key = sub.add_parser("new-signing-key")
     key.add_argument("directory", nargs="?", default=None)
+    demo = sub.add_parser("demo")
+    demo.add_argument("--json", action="store_true", help="print the group and people ids as JSON (for tests)")
+    demo.add_argument("--new", action="store_true", help="another demo group, even if one exists")
     args = parser.parse_args(arguments)
     try:
         print(asyncio.run(_operate(args)))

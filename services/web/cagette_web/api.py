@@ -11,31 +11,26 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Form, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
-from cagette_contracts import Language, Money
-from cagette_contracts.money import minor_unit_exponent
-from cagette_runtime.db import Database
+from cagette_contracts import Language
 from cagette_runtime.errors import Forbidden, Invalid, Unauthenticated
+from cagette_runtime.http import DatabaseDep
 
 from . import usecases
 from .domain import new_secret
-from .i18n import language_from, translator
+from .i18n import translator
 from .keys import KeyRing
+from .pages.common import SESSION_COOKIE, local_path, protect_page, templates, visitor_language
 from .settings import WebSettings
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
-SESSION_COOKIE = "cagette_session"
 CSRF_COOKIE = "cagette_csrf"
 # Messages the sign-in page shows when sent there with ?m=
 SIGN_IN_NOTICES = {"sign_in.signed_out", "sign_in.session_ended", "sign_in.password_set"}
@@ -45,10 +40,6 @@ FormText = Annotated[str, Form(max_length=1000)]
 
 def _settings(request: Request) -> WebSettings:
     return request.app.state.settings
-
-
-def _db(request: Request) -> Database:
-    return request.app.state.service.database
 
 
 def _keys(request: Request) -> KeyRing:
@@ -77,7 +68,7 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """A page in the visitor's language with an anonymous CSRF token (set as a cookie if new)."""
-    chosen = language or language_from(request.headers.get("accept-language"), request.query_params.get("lang"))
+    chosen = language or visitor_language(request, None)
     anonymous_token = request.cookies.get(CSRF_COOKIE)
     fresh = not anonymous_token or len(anonymous_token) > 100
     if fresh:
@@ -99,7 +90,7 @@ def page(
     if fresh:
         assert anonymous_token is not None
         _set_cookie(response, _settings(request), CSRF_COOKIE, anonymous_token, None)
-    response.headers["Cache-Control"] = "no-store"
+    protect_page(response)
     return response
 
 
@@ -119,83 +110,52 @@ def redirect(url: str) -> RedirectResponse:
 # ------------------------------------------------------------------ pages
 
 
-def format_money(money: Money) -> str:
-    exponent = minor_unit_exponent(money.currency)
-    sign = "-" if money.amount < 0 else ""
-    units, cents = divmod(abs(money.amount), 10**exponent)
-    return f"{sign}{units}.{cents:0{exponent}d} {money.currency}" if exponent else f"{sign}{units} {money.currency}"
-
-
-async def balances_through_ledger(request: Request, me: usecases.SignedIn) -> list[dict[str, Any]]:
-    """The person's groups with their balance, read from the ledger with a short-lived token."""
-    settings = _settings(request)
-    token = await usecases.person_token(_db(request), _keys(request), settings, me.account.account_id)
-    groups = []
-    async with httpx.AsyncClient(base_url=settings.web_ledger_url, timeout=5) as ledger:
-        for group_id, role in sorted(me.roles.items()):
-            balance = None
-            try:
-                answer = await ledger.get(
-                    f"/groups/{group_id}/members/{me.account.account_id}/balance",
-                    headers={"Authorization": f"Bearer {token.access_token}"},
-                )
-                if answer.status_code == 200:
-                    balance = format_money(Money.model_validate(answer.json()["balance"]))
-                else:
-                    log.warning("ledger answered %s for a balance: %s", answer.status_code, answer.text[:200])
-            except httpx.HTTPError as exc:
-                log.warning("ledger unreachable for a balance: %s", exc)
-            groups.append({"group_id": group_id, "role": role, "balance": balance})
-    return groups
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def home(request: Request) -> Response:
-    me = await usecases.signed_in(_db(request), request.cookies.get(SESSION_COOKIE))
-    if me is None:
-        notice = "?m=sign_in.session_ended" if request.cookies.get(SESSION_COOKIE) else ""
-        return redirect(f"/sign-in{notice}")
-    groups = await balances_through_ledger(request, me)
-    return page(
-        request, "home.html", language=me.account.language, csrf_token=me.csrf_token, account=me.account, groups=groups
-    )
-
-
 @router.get("/sign-in", response_class=HTMLResponse, include_in_schema=False)
-async def sign_in_page(request: Request, m: str | None = None) -> Response:
-    return page(request, "sign_in.html", message=m if m in SIGN_IN_NOTICES else None, email="")
+async def sign_in_page(request: Request, m: str | None = None, next: str | None = None) -> Response:
+    notice = m if m in SIGN_IN_NOTICES else None
+    return page(request, "sign_in.html", message=notice, email="", next=local_path(next))
 
 
 @router.post("/sign-in", response_class=HTMLResponse, include_in_schema=False)
-async def sign_in(request: Request, email: FormText, password: FormText, csrf_token: FormText = "") -> Response:
+async def sign_in(
+    request: Request,
+    database: DatabaseDep,
+    email: FormText,
+    password: FormText,
+    csrf_token: FormText = "",
+    next: FormText = "/",
+) -> Response:
+    target = local_path(next)
     if not anonymous_csrf_ok(request, csrf_token):
-        return csrf_refused(request, "sign_in.html", email="")
+        return csrf_refused(request, "sign_in.html", email="", next=target)
     settings = _settings(request)
     try:
-        opened = await usecases.sign_in(_db(request), settings, email, password, client_address(request))
+        opened = await usecases.sign_in(database, settings, email, password, client_address(request))
     except usecases.SignInRefused as refused:
         status_code = 429 if refused.reason == "too_many_attempts" else 401
-        return page(request, "sign_in.html", status_code=status_code, message=refused.reason, error=True, email="")
-    response = redirect("/")
+        return page(
+            request, "sign_in.html", status_code=status_code, message=refused.reason, error=True, email="", next=target
+        )
+    response = redirect(target)
     _set_cookie(response, settings, SESSION_COOKIE, opened.session_id, int(settings.session_hours * 3600))
     return response
 
 
 @router.post("/sign-out", include_in_schema=False)
-async def sign_out(request: Request, csrf_token: FormText = "") -> Response:
+async def sign_out(request: Request, database: DatabaseDep, csrf_token: FormText = "") -> Response:
     session_id = request.cookies.get(SESSION_COOKIE)
-    me = await usecases.signed_in(_db(request), session_id)
+    me = await usecases.signed_in(database, session_id)
     if me is not None and not secrets.compare_digest(me.csrf_token, csrf_token):
-        return csrf_refused(request, "sign_in.html", email="")
-    await usecases.sign_out(_db(request), session_id)
+        return csrf_refused(request, "sign_in.html", email="", next="/")
+    await usecases.sign_out(database, session_id)
     response = redirect("/sign-in?m=sign_in.signed_out")
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 @router.get("/set-password", response_class=HTMLResponse, include_in_schema=False)
-async def set_password_page(request: Request, token: str = "") -> Response:
-    problem = await usecases.link_problem(_db(request), token[:100])
+async def set_password_page(request: Request, database: DatabaseDep, token: str = "") -> Response:
+    problem = await usecases.link_problem(database, token[:100])
     return page(
         request,
         "set_password.html",
@@ -209,13 +169,18 @@ async def set_password_page(request: Request, token: str = "") -> Response:
 
 @router.post("/set-password", response_class=HTMLResponse, include_in_schema=False)
 async def set_password(
-    request: Request, token: FormText, password: FormText, confirmation: FormText, csrf_token: FormText = ""
+    request: Request,
+    database: DatabaseDep,
+    token: FormText,
+    password: FormText,
+    confirmation: FormText,
+    csrf_token: FormText = "",
 ) -> Response:
     if not anonymous_csrf_ok(request, csrf_token):
         return csrf_refused(request, "set_password.html", usable=True, token=token)
     settings = _settings(request)
     try:
-        account_id = await usecases.set_password(_db(request), token, password, confirmation)
+        account_id = await usecases.set_password(database, token, password, confirmation)
     except Invalid as refused:
         unusable = refused.reason.startswith("link_")
         return page(
@@ -227,7 +192,7 @@ async def set_password(
             usable=not unusable,
             token=token,
         )
-    opened = await usecases.open_session(_db(request), settings, account_id)
+    opened = await usecases.open_session(database, settings, account_id)
     response = redirect("/")
     _set_cookie(response, settings, SESSION_COOKIE, opened.session_id, int(settings.session_hours * 3600))
     return response
@@ -239,10 +204,10 @@ async def reset_page(request: Request) -> Response:
 
 
 @router.post("/reset-password", response_class=HTMLResponse, include_in_schema=False)
-async def reset(request: Request, email: FormText, csrf_token: FormText = "") -> Response:
+async def reset(request: Request, database: DatabaseDep, email: FormText, csrf_token: FormText = "") -> Response:
     if not anonymous_csrf_ok(request, csrf_token):
         return csrf_refused(request, "reset_password.html", sent=False)
-    await usecases.request_reset(_db(request), _settings(request), email)
+    await usecases.request_reset(database, _settings(request), email)
     return page(request, "reset_password.html", message="reset.sent", sent=True)
 
 
@@ -256,15 +221,17 @@ async def jwks(request: Request) -> JSONResponse:
 
 
 @router.post("/token", tags=["tokens"])
-async def person_token(request: Request, x_csrf_token: Annotated[str, Header(max_length=100)] = "") -> dict[str, Any]:
+async def person_token(
+    request: Request, database: DatabaseDep, x_csrf_token: Annotated[str, Header(max_length=100)] = ""
+) -> dict[str, Any]:
     """A short-lived access token for the signed-in person (session cookie + X-CSRF-Token
     header), with the roles they hold now."""
-    me = await usecases.signed_in(_db(request), request.cookies.get(SESSION_COOKIE))
+    me = await usecases.signed_in(database, request.cookies.get(SESSION_COOKIE))
     if me is None:
         raise Unauthenticated("Sign in first: there is no live session.")
     if not secrets.compare_digest(me.csrf_token, x_csrf_token):
         raise Forbidden("The X-CSRF-Token header is missing or does not match the session.")
-    token = await usecases.person_token(_db(request), _keys(request), _settings(request), me.account.account_id)
+    token = await usecases.person_token(database, _keys(request), _settings(request), me.account.account_id)
     return {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in}
 
 
@@ -282,6 +249,7 @@ def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
 @router.post("/oauth/token", tags=["tokens"])
 async def client_credentials(
     request: Request,
+    database: DatabaseDep,
     grant_type: FormText,
     client_id: FormText = "",
     client_secret: FormText = "",
@@ -294,5 +262,5 @@ async def client_credentials(
     basic = _basic_credentials(authorization)
     if basic is not None:
         client_id, client_secret = basic
-    token = await usecases.client_token(_db(request), _keys(request), _settings(request), client_id, client_secret)
+    token = await usecases.client_token(database, _keys(request), _settings(request), client_id, client_secret)
     return {"access_token": token.access_token, "token_type": "Bearer", "expires_in": token.expires_in}

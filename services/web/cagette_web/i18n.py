@@ -1,101 +1,67 @@
-"""The pages' strings in French and English. Templates call `t("key")`; a missing key in one
-language falls back to French, the platform's first language."""
+"""The pages in French and English: strings from Babel (gettext) catalogs, money, numbers and
+dates in the locale's format.
+
+Catalogs are `locale/<language>/LC_MESSAGES/*.po` (one file per area of the pages, so each area
+keeps its strings together); message ids are stable keys (`balances.title`), every key is in
+both languages (services/web/tests/test_i18n.py checks it against the keys the templates and the
+code use). They are compiled in memory when first used. Templates call `t("key", name=...)`:
+values are put in with `str.format` named fields, and Jinja2 escapes the result.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_date, format_skeleton
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.numbers import format_currency, format_decimal
+from babel.support import Translations
 
 from cagette_contracts import Language
+from cagette_contracts.money import minor_unit_exponent
 
-STRINGS: dict[Language, dict[str, str]] = {
-    Language.FR: {
-        "app_name": "Cagette",
-        "sign_in.title": "Connexion",
-        "sign_in.email": "Adresse e-mail",
-        "sign_in.password": "Mot de passe",
-        "sign_in.submit": "Se connecter",
-        "sign_in.forgot": "Mot de passe oublié ?",
-        "sign_in.signed_out": "Vous êtes déconnecté·e.",
-        "sign_in.session_ended": "Votre session a pris fin : connectez-vous à nouveau.",
-        "sign_in.password_set": "Votre mot de passe est enregistré.",
-        "wrong_credentials": "Adresse e-mail ou mot de passe incorrect.",
-        "too_many_attempts": "Trop de tentatives de connexion. Réessayez dans quelques minutes.",
-        "csrf_failed": "Le formulaire a expiré. Rechargez la page et réessayez.",
-        "set_password.title": "Choisir un mot de passe",
-        "set_password.password": "Nouveau mot de passe (10 caractères au moins)",
-        "set_password.confirmation": "Confirmez le mot de passe",
-        "set_password.submit": "Enregistrer",
-        "password_mismatch": "Les deux mots de passe ne sont pas identiques.",
-        "password_too_short": "Le mot de passe doit faire au moins 10 caractères.",
-        "password_invalid": "Ce mot de passe contient des caractères non acceptés ou est trop long.",
-        "link_unknown": "Ce lien n'est pas valide. Demandez un nouveau lien.",
-        "link_used": "Ce lien a déjà servi. Demandez un nouveau lien si besoin.",
-        "link_expired": "Ce lien a expiré. Demandez un nouveau lien.",
-        "reset.title": "Réinitialiser le mot de passe",
-        "reset.intro": "Indiquez votre adresse e-mail : vous recevrez un lien pour choisir un nouveau mot de passe.",
-        "reset.submit": "Envoyer le lien",
-        "reset.sent": "Si un compte existe pour cette adresse, un e-mail avec un lien vient de lui être envoyé.",
-        "home.title": "Mon espace",
-        "home.hello": "Bonjour {name}",
-        "home.groups": "Mes groupes",
-        "home.no_group": "Vous ne faites partie d'aucun groupe pour le moment.",
-        "home.role.member": "membre",
-        "home.role.coordinator": "coordinateur·rice",
-        "home.group": "Groupe",
-        "home.role": "Rôle",
-        "home.balance": "Solde",
-        "home.balance_unavailable": "indisponible pour le moment",
-        "home.admin": "Administrateur·rice de la plateforme",
-        "sign_out": "Se déconnecter",
-    },
-    Language.EN: {
-        "app_name": "Cagette",
-        "sign_in.title": "Sign in",
-        "sign_in.email": "E-mail address",
-        "sign_in.password": "Password",
-        "sign_in.submit": "Sign in",
-        "sign_in.forgot": "Forgot your password?",
-        "sign_in.signed_out": "You are signed out.",
-        "sign_in.session_ended": "Your session has ended: please sign in again.",
-        "sign_in.password_set": "Your password is saved.",
-        "wrong_credentials": "Wrong e-mail address or password.",
-        "too_many_attempts": "Too many sign-in attempts. Try again in a few minutes.",
-        "csrf_failed": "The form has expired. Reload the page and try again.",
-        "set_password.title": "Choose a password",
-        "set_password.password": "New password (at least 10 characters)",
-        "set_password.confirmation": "Confirm the password",
-        "set_password.submit": "Save",
-        "password_mismatch": "The two passwords differ.",
-        "password_too_short": "The password must be at least 10 characters long.",
-        "password_invalid": "This password has characters that are not accepted, or is too long.",
-        "link_unknown": "This link is not valid. Ask for a new one.",
-        "link_used": "This link was already used. Ask for a new one if needed.",
-        "link_expired": "This link has expired. Ask for a new one.",
-        "reset.title": "Reset your password",
-        "reset.intro": "Enter your e-mail address: you will receive a link to choose a new password.",
-        "reset.submit": "Send the link",
-        "reset.sent": "If an account exists for this address, an e-mail with a link has just been sent to it.",
-        "home.title": "My space",
-        "home.hello": "Hello {name}",
-        "home.groups": "My groups",
-        "home.no_group": "You are not in any group yet.",
-        "home.role.member": "member",
-        "home.role.coordinator": "coordinator",
-        "home.group": "Group",
-        "home.role": "Role",
-        "home.balance": "Balance",
-        "home.balance_unavailable": "unavailable right now",
-        "home.admin": "Platform administrator",
-        "sign_out": "Sign out",
-    },
-}
+LOCALE_DIR = Path(__file__).parent / "locale"
+# The Babel locale each language is shown in (amounts: "14,65 €" / "€14.65").
+LOCALES = {Language.FR: "fr_FR", Language.EN: "en_GB"}
+
+
+def catalog_files(language: Language) -> list[Path]:
+    return sorted((LOCALE_DIR / language.value / "LC_MESSAGES").glob("*.po"))
+
+
+@cache
+def translations(language: Language) -> Translations:
+    """All of a language's catalogs, merged into one set of translations."""
+    merged: Translations | None = None
+    for path in catalog_files(language):
+        with path.open("rb") as source:
+            catalog = read_po(source, locale=language.value)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)
+        compiled.seek(0)
+        part = Translations(compiled)
+        if merged is None:
+            merged = part
+        else:
+            merged.merge(part)
+    if merged is None:
+        raise RuntimeError(f"no catalog for {language.value} in {LOCALE_DIR}")
+    return merged
 
 
 def translator(language: Language) -> Callable[..., str]:
-    strings = STRINGS[language]
+    strings = translations(language)
 
     def t(key: str, **values: object) -> str:
-        text = strings.get(key) or STRINGS[Language.FR].get(key) or key
+        text = strings.gettext(key)
         return text.format(**values) if values else text
 
     return t
@@ -107,3 +73,51 @@ def language_from(accept_language: str | None, chosen: str | None = None) -> Lan
         if candidate.lower() in ("fr", "en"):
             return Language(candidate.lower())
     return Language.FR
+
+
+def to_decimal(cents: int, currency: str) -> Decimal:
+    return Decimal(cents).scaleb(-minor_unit_exponent(currency))
+
+
+@dataclass(frozen=True)
+class Formats:
+    """How a person reads amounts and dates: their language's locale, the groups' time zone."""
+
+    language: Language
+    time_zone: ZoneInfo
+
+    @property
+    def locale(self) -> str:
+        return LOCALES[self.language]
+
+    def money(self, amount: int, currency: str) -> str:
+        """Integer minor units as the locale writes them: 1465 EUR is "14,65 €" in French."""
+        return format_currency(to_decimal(amount, currency), currency, locale=self.locale)
+
+    def amount(self, amount: int, currency: str) -> str:
+        """The number alone, as a person types it back into a form ("14,65")."""
+        exponent = minor_unit_exponent(currency)
+        pattern = "0." + "0" * exponent if exponent else "0"
+        return format_decimal(to_decimal(amount, currency), format=pattern, locale=self.locale)
+
+    def date(self, value: date | str | None, style: str = "medium") -> str:
+        if value is None or value == "":
+            return ""
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
+        if isinstance(value, datetime):
+            value = value.astimezone(self.time_zone).date()
+        return format_date(value, format=style, locale=self.locale)
+
+    def datetime(self, value: datetime | str | None) -> str:
+        """A moment in the groups' time zone, to the minute ("2 déc. 2026, 11:00")."""
+        if value is None or value == "":
+            return ""
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        day = format_skeleton("yMMMd", value, tzinfo=self.time_zone, locale=self.locale)
+        return f"{day}, {format_skeleton('Hm', value, tzinfo=self.time_zone, locale=self.locale)}"
+
+
+def formats(language: Language, time_zone: str) -> Formats:
+    return Formats(language, ZoneInfo(time_zone))

@@ -29,8 +29,16 @@ class WebSettings(ServiceSettings):
     sign_in_failures_per_address: int = Field(default=20, ge=1)
     # Machine clients' tokens live this long (the services cap every lifetime anyway).
     client_token_minutes: int = Field(default=15, ge=1, le=60)
-    # Where the ledger answers (the home page shows balances through it with a short-lived token).
+    # Where the other services answer: the pages call them with the signed-in person's
+    # short-lived token (never with a token of their own).
+    web_orders_url: str = "http://127.0.0.1:8001"
     web_ledger_url: str = "http://127.0.0.1:8002"
+    web_payments_url: str = "http://127.0.0.1:8003"
+    web_notifications_url: str = "http://127.0.0.1:8004"
+    # How long a page waits for another service before telling the person it is unavailable.
+    web_service_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Dates and times on the pages are shown in this time zone (the groups' own).
+    web_time_zone: str = "Europe/Paris"
 
     def unsafe_settings(self) -> list[str]:
         problems = super().unsafe_settings()

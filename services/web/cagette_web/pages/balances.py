@@ -1,0 +1,71 @@
+"""Member balances (R5), for coordinators: every member by name with their balance and pending
+payments, in the tutorial's three groups (in debt, balanced, in credit) with totals; filtered
+by name or e-mail and by group, sorted by name or amount; the CSV export with names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, Response
+
+from .common import CoordinatorVisit
+
+router = APIRouter(include_in_schema=False)
+
+STANDINGS = ("in_debt", "balanced", "in_credit")
+Sort = Literal["amount", "name"]
+
+
+def _matches(line: dict[str, Any], needle: str) -> bool:
+    return not needle or any(needle in (line.get(key) or "").casefold() for key in ("name", "email"))
+
+
+def _sorted(lines: list[dict[str, Any]], sort: Sort, standing: str) -> list[dict[str, Any]]:
+    if sort == "name":
+        return sorted(lines, key=lambda line: ((line.get("name") or "").casefold(), str(line["member_id"])))
+    # Most owed first among debts, largest credit first among credits (as the ledger orders them).
+    reverse = standing == "in_credit"
+    return sorted(lines, key=lambda line: line["balance"]["amount"], reverse=reverse)
+
+
+@router.get("/groups/{group_id}/balances", response_class=HTMLResponse)
+async def balances_page(
+    group_id: UUID,
+    visit: CoordinatorVisit,
+    q: Annotated[str, Query(max_length=100)] = "",
+    standing: Annotated[str, Query(max_length=20)] = "",
+    sort: Sort = "amount",
+) -> Response:
+    found = await visit.apis.get("ledger", f"/groups/{group_id}/balances")
+    needle = q.strip().casefold()
+    sections = [
+        {
+            "standing": name,
+            "lines": _sorted([line for line in found[name] if _matches(line, needle)], sort, name),
+        }
+        for name in STANDINGS
+        if standing in ("", name)
+    ]
+    return visit.render(
+        "coordinator/balances.html",
+        balances=found,
+        sections=sections,
+        q=q,
+        standing=standing if standing in STANDINGS else "",
+        sort=sort,
+    )
+
+
+@router.get("/groups/{group_id}/balances.csv")
+async def balances_csv(group_id: UUID, visit: CoordinatorVisit) -> Response:
+    answer = await visit.apis.call("ledger", "GET", f"/groups/{group_id}/balances.csv")
+    return Response(
+        answer.content,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": answer.headers.get("content-disposition", 'attachment; filename="balances.csv"'),
+            "Cache-Control": "no-store",
+        },
+    )
