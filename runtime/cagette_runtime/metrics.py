@@ -84,6 +84,12 @@ class ServiceMetrics:
             ("queue",),
             registry=self.registry,
         )
+        self.retrying = Gauge(
+            "cagette_retrying_messages",
+            "Messages waiting in a consumer's retry queue to be tried again (an outage, or a fact not arrived yet)",
+            ("queue",),
+            registry=self.registry,
+        )
         self.scrape_errors = Gauge(
             "cagette_metrics_source_up",
             "1 when the last scrape could read the source (database, broker), else 0",
@@ -121,6 +127,11 @@ class ServiceMetrics:
                 queue = await service.broker.declare_queue(RabbitQueue(name, declare=False))
                 declared = await queue.declare()
                 self.parked.labels(name).set(declared.message_count or 0)
+            for consumer in service.consumers:
+                name = consumer.queue.retry_name
+                queue = await service.broker.declare_queue(RabbitQueue(name, declare=False))
+                declared = await queue.declare()
+                self.retrying.labels(name).set(declared.message_count or 0)
             self.scrape_errors.labels("broker").set(1)
         except Exception as exc:
             log.warning("metrics: parking queues not read: %s: %s", type(exc).__name__, exc)

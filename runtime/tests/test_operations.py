@@ -146,6 +146,7 @@ async def test_metrics_show_http_messaging_outbox_and_parked_figures(servers: Is
         after = await until(parked)
 
     assert samples(after, "cagette_outbox_pending_messages") == {(): 1.0}
+    assert samples(after, "cagette_retrying_messages") == {(("queue", "widgets.events.retry"),): 0.0}
     assert samples(after, "cagette_outbox_oldest_pending_seconds")[()] >= 0
     http = samples(after, "http_requests_total")
     assert http[(("handler", "/asyncapi.json"), ("method", "GET"), ("status", "2xx"))] == 1
