@@ -87,6 +87,7 @@ async def test_ledger_unreachable_is_503_and_records_nothing(env: OrdersEnv) -> 
         response = await group.order(member, [(group.bread, "1")], method="money_pot")
         assert response.status_code == 503, response.text
         assert "nothing was recorded" in response.json()["detail"]
+        assert response.json()["error"] == "ledger_unavailable" and response.headers["Retry-After"] == "5"
 
 
 async def test_ledger_silent_is_503_after_the_timeout(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
