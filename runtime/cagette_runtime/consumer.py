@@ -236,38 +236,35 @@ class ConsumerRunner:
             FAILURES_HEADER: _header_count(message, FAILURES_HEADER) + (1 if counted else 0),
             ORIGINAL_ROUTING_KEY_HEADER: self._routing_key(message),
         }
+        await self._move(message, self.consumer.queue.retry_name, headers, expiration=self.delay(retries))
+
+    async def park(self, message: RabbitMessage, reason: str) -> None:
+        """Move the message to the parking queue with the reason, then ack it."""
+        log.error("parking message %s from %s: %s", message.message_id, self.name, reason)
+        headers = {
+            **(message.raw_message.headers or {}),
+            PARKING_REASON_HEADER: reason[:2000],
+            "x-parked-by": self.name,
+            "x-parked-at": now().isoformat(),
+            ORIGINAL_ROUTING_KEY_HEADER: self._routing_key(message),
+        }
+        await self._move(message, self.consumer.queue.parking_name, headers)
+
+    async def _move(
+        self, message: RabbitMessage, queue: str, headers: dict[str, Any], expiration: float | None = None
+    ) -> None:
+        """Publish the message's body to `queue` (confirmed), then ack the delivery."""
+        raw = message.raw_message
         await self.broker.publish(
             raw.body,
-            queue=self.consumer.queue.retry_name,
+            queue=queue,
             persist=True,
             mandatory=True,
             message_id=message.message_id,
             correlation_id=message.correlation_id,
             content_type=raw.content_type,
             headers=headers,
-            expiration=self.delay(retries),
-        )
-        await message.ack()
-
-    async def park(self, message: RabbitMessage, reason: str) -> None:
-        """Move the message to the parking queue with the reason, then ack it."""
-        raw = message.raw_message
-        log.error("parking message %s from %s: %s", message.message_id, self.name, reason)
-        await self.broker.publish(
-            raw.body,
-            queue=self.consumer.queue.parking_name,
-            persist=True,
-            mandatory=True,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            content_type=raw.content_type,
-            headers={
-                **(raw.headers or {}),
-                PARKING_REASON_HEADER: reason[:2000],
-                "x-parked-by": self.name,
-                "x-parked-at": now().isoformat(),
-                ORIGINAL_ROUTING_KEY_HEADER: self._routing_key(message),
-            },
+            expiration=expiration,
         )
         await message.ack()
 
