@@ -57,7 +57,10 @@ def protect_page(response: Response) -> Response:
 # Refusals the services give, by their stable beginning, shown as a sentence of the visitor's
 # language (keys in locale/*/LC_MESSAGES/refusals.po); anything else is shown as the service
 # wrote it, after a translated lead.
-KNOWN_REFUSALS: dict[str, str] = {}
+KNOWN_REFUSALS: dict[str, str] = {
+    "the file was refused, nothing was recorded": "opening.file_refused",
+    "the money pot cannot be combined with another payment method": "settings.money_pot_alone",
+}
 
 
 class SignInRequired(Exception):
