@@ -1,5 +1,6 @@
 """Pure rules of accounts and sign-in: what a valid e-mail and password are, when a link is
-still good, when attempts are too many, what a machine client's scope grants."""
+still good, when attempts are too many, what a machine client's scope grants; and how an
+amount typed in a page is read (`parse_amount`, the one reader every form uses)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime
 from uuid import UUID
 
 from cagette_contracts import Role
+from cagette_contracts.money import minor_unit_exponent
 from cagette_runtime.errors import Invalid
 
 MIN_PASSWORD_LENGTH = 10
@@ -96,3 +98,39 @@ def parse_scope(scope: list[str]) -> Grants:
     if not roles and not admin:
         raise Invalid("a client needs a scope: admin, coordinator:<group id> or member:<group id>")
     return Grants(roles, admin)
+
+
+class BadAmount(ValueError):
+    """An amount a person typed that cannot be read; `key` is the message to show them."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+# Spaces people (and French number formatting) put between thousands: space, no-break space,
+# narrow no-break space.
+_THOUSANDS = (" ", "\u00a0", "\u202f")
+MAX_AMOUNT_DIGITS = 12
+
+
+def parse_amount(text: str, currency: str) -> int:
+    """An amount typed in a form ("14,65", "14.65", "1 234,5", "-3") in minor units of the
+    currency: ASCII digits only, one decimal separator (comma or point), at most the currency's
+    decimals. BadAmount("amount.invalid" / "amount.too_precise") otherwise."""
+    exponent = minor_unit_exponent(currency)
+    cleaned = text.strip()
+    for space in _THOUSANDS:
+        cleaned = cleaned.replace(space, "")
+    negative = cleaned.startswith("-")
+    cleaned = cleaned.removeprefix("-").replace(",", ".")
+    whole, _, decimals = cleaned.partition(".")
+    if not whole and not decimals:
+        raise BadAmount("amount.invalid")
+    digits = whole + decimals
+    if not digits.isascii() or not digits.isdigit() or len(whole) > MAX_AMOUNT_DIGITS:
+        raise BadAmount("amount.invalid")
+    if len(decimals) > exponent:
+        raise BadAmount("amount.too_precise")
+    cents = int(whole or "0") * 10**exponent + int(decimals.ljust(exponent, "0") or "0")
+    return -cents if negative else cents
