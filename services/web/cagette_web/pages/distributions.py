@@ -255,7 +255,13 @@ async def confirm_payment(
         actual = _method(method, MANUAL_METHODS)
     except AmountRefused as bad:
         return await _basket_page(
-            visit, group_id, distribution_id, member_id, typed=typed, message=visit.t(bad.reason, **bad.details), status_code=422
+            visit,
+            group_id,
+            distribution_id,
+            member_id,
+            typed=typed,
+            message=visit.t(bad.reason, **bad.details),
+            status_code=422,
         )
     # Only what differs from the declaration is sent as a correction (payments keeps both).
     body: dict[str, Any] = {"note": note.strip()}
@@ -321,7 +327,13 @@ async def _record_money(
         }
     except AmountRefused as bad:
         return await _basket_page(
-            visit, group_id, distribution_id, member_id, typed=typed, message=visit.t(bad.reason, **bad.details), status_code=422
+            visit,
+            group_id,
+            distribution_id,
+            member_id,
+            typed=typed,
+            message=visit.t(bad.reason, **bad.details),
+            status_code=422,
         )
     if form[text_field].strip():
         body[text_field] = form[text_field].strip()
@@ -390,7 +402,13 @@ async def validate_basket(
                 body = {"on_the_spot_method": _method(on_the_spot_method, ON_THE_SPOT_METHODS)}
             except AmountRefused as bad:
                 return await _basket_page(
-                    visit, group_id, distribution_id, member_id, typed=typed, message=visit.t(bad.reason, **bad.details), status_code=422
+                    visit,
+                    group_id,
+                    distribution_id,
+                    member_id,
+                    typed=typed,
+                    message=visit.t(bad.reason, **bad.details),
+                    status_code=422,
                 )
     else:
         path += "/validate"
