@@ -30,13 +30,23 @@ QueryValue = str | int | list[str] | None
 class ServiceRefused(Exception):
     """The service answered 4xx: what the person asked is refused, with the service's reason."""
 
-    def __init__(self, service: str, status_code: int, code: str, detail: str, errors: list[Any]) -> None:
+    def __init__(
+        self,
+        service: str,
+        status_code: int,
+        code: str,
+        detail: str,
+        errors: list[Any],
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{service} refused ({status_code} {code}): {detail}")
         self.service = service
         self.status_code = status_code
         self.code = code
         self.detail = detail
         self.errors = errors
+        # The refusal's `context` (e.g. a CSV's errors by line: `{"errors": [...], "more_errors": n}`).
+        self.context: Mapping[str, Any] = context or {}
 
 
 class ServiceUnavailable(Exception):
@@ -69,6 +79,7 @@ class Answer:
 def _refusal(service: str, response: httpx.Response) -> ServiceRefused:
     code, detail = "refused", response.reason_phrase
     errors: list[Any] = []
+    context: dict[str, Any] = {}
     try:
         body = response.json()
     except ValueError:
@@ -78,7 +89,9 @@ def _refusal(service: str, response: httpx.Response) -> ServiceRefused:
         detail = str(body.get("detail") or detail)
         listed = body.get("errors")
         errors = listed if isinstance(listed, list) else []
-    return ServiceRefused(service, response.status_code, code, detail, errors)
+        found = body.get("context")
+        context = found if isinstance(found, dict) else {}
+    return ServiceRefused(service, response.status_code, code, detail, errors, context)
 
 
 @dataclass
@@ -121,6 +134,7 @@ class PersonApis:
         *,
         params: Mapping[str, QueryValue] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
@@ -132,7 +146,7 @@ class PersonApis:
         query = {key: value for key, value in (params or {}).items() if value not in (None, "")}
         try:
             response = await self.apis.clients[service].request(
-                method, path, params=query, json=json, files=files, headers=request_headers
+                method, path, params=query, json=json, content=content, files=files, headers=request_headers
             )
         except httpx.HTTPError as exc:
             log.warning("%s unreachable for %s %s: %s", service, method, path, type(exc).__name__)

@@ -100,6 +100,10 @@ class Formats:
         pattern = "0." + "0" * exponent if exponent else "0"
         return format_decimal(to_decimal(amount, currency), format=pattern, locale=self.locale)
 
+    def quantity(self, value: Decimal | str | int) -> str:
+        """A quantity as the locale writes it, without useless zeros ("1,5", "2")."""
+        return format_decimal(Decimal(str(value)), locale=self.locale)
+
     def date(self, value: date | str | None, style: str = "medium") -> str:
         if value is None or value == "":
             return ""

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import balances, home
+from . import accounts, balances, contracts, distributions, home, settings
 
-routers: list[APIRouter] = [home.router, balances.router]
+routers: list[APIRouter] = [
+    home.router,
+    balances.router,
+    accounts.router,
+    contracts.router,
+    distributions.router,
+    settings.router,
+]
