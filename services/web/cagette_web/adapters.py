@@ -30,13 +30,23 @@ QueryValue = str | int | list[str] | None
 class ServiceRefused(Exception):
     """The service answered 4xx: what the person asked is refused, with the service's reason."""
 
-    def __init__(self, service: str, status_code: int, code: str, detail: str, errors: list[Any]) -> None:
+    def __init__(
+        self,
+        service: str,
+        status_code: int,
+        code: str,
+        detail: str,
+        errors: list[Any],
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{service} refused ({status_code} {code}): {detail}")
         self.service = service
         self.status_code = status_code
         self.code = code
         self.detail = detail
         self.errors = errors
+        # What the service says about the refusal beyond words (e.g. the money pot's `available`).
+        self.context: Mapping[str, Any] = context or {}
 
 
 class ServiceUnavailable(Exception):
@@ -69,6 +79,7 @@ class Answer:
 def _refusal(service: str, response: httpx.Response) -> ServiceRefused:
     code, detail = "refused", response.reason_phrase
     errors: list[Any] = []
+    context: dict[str, Any] = {}
     try:
         body = response.json()
     except ValueError:
@@ -78,7 +89,9 @@ def _refusal(service: str, response: httpx.Response) -> ServiceRefused:
         detail = str(body.get("detail") or detail)
         listed = body.get("errors")
         errors = listed if isinstance(listed, list) else []
-    return ServiceRefused(service, response.status_code, code, detail, errors)
+        found = body.get("context")
+        context = found if isinstance(found, dict) else {}
+    return ServiceRefused(service, response.status_code, code, detail, errors, context)
 
 
 @dataclass

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import balances, home
+from . import balances, home, member
 
-routers: list[APIRouter] = [home.router, balances.router]
+routers: list[APIRouter] = [home.router, balances.router, member.router]
