@@ -24,12 +24,12 @@ install: $(STAMP) browser
 browser:
 	scripts/install-browser.sh
 
+# All five services and a mail catcher, with a demo group to sign in to (created on the first
+# run; its people and password are printed with the URL to open).
 run: install
-	$(VENV)/bin/cagette-dev run
-
-# The same, with a demo group to sign in to (its people and password are printed).
-demo: install
 	$(VENV)/bin/cagette-dev run --demo
+
+demo: run
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

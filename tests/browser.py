@@ -33,10 +33,10 @@ class DemoGroup:
 
 
 async def seed_demo(stack: Stack) -> DemoGroup:
-    """`python -m cagette_web demo --json` against the running stack."""
+    """A new demo group (`python -m cagette_web demo --json --new`) on the running stack."""
     web = stack.services["web"]
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cagette_web", "demo", "--json", env=web.env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "cagette_web", "demo", "--json", "--new", env=web.env, stdout=asyncio.subprocess.PIPE
     )
     output, _ = await process.communicate()
     assert process.returncode == 0, "the demo could not be seeded (see the output above)"

@@ -252,14 +252,14 @@ async def _run(args: argparse.Namespace) -> int:
         )
     else:
         print(f"  {'emails':<14} sent to the SMTP server {os.environ['CAGETTE_SMTP_HOST']}")
-    if args.demo and "web" in stack.services:
-        await seed_demo(stack)
     print(
-        "Sign in: http://127.0.0.1:8005/sign-in\n"
         "First administrator: .venv/bin/python -m cagette_web create-admin --email ... --name ...\n"
-        "Development token (local only): .venv/bin/cagette-token --admin     Stop: Ctrl-C\n",
+        "Development token (local only): .venv/bin/cagette-token --admin",
         flush=True,
     )
+    if args.demo and "web" in stack.services:
+        await seed_demo(stack)
+    print(f"\nOpen {stack.services['web'].url}/sign-in in your browser.     Stop: Ctrl-C\n", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the five services here")
     run.add_argument("--quiet", action="store_true", help="do not stream the services' logs")
-    run.add_argument("--demo", action="store_true", help="create a demo group and print how to sign in to it")
+    run.add_argument("--demo", action="store_true", help="create a demo group (once) and print how to sign in to it")
     run.add_argument(
         "--mail-dir", default="var/mail", help="where the mail catcher keeps the emails (default var/mail)"
     )

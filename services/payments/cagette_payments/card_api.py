@@ -3,7 +3,7 @@ member who placed it), reading card payments, refunds through the provider (coor
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -19,7 +19,7 @@ from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import NotFound
 
-from . import card_store, card_usecases
+from . import card_store, card_usecases, store
 from .provider import CardNotConfigured, CardProvider
 from .settings import PaymentsSettings
 
@@ -46,8 +46,19 @@ class CardSettingsOut(BaseModel):
         description="card payments can work for the group: provider_configured and enabled "
         "(announced to the orders service as payments.card_settings.changed)"
     )
+    account_problem: str | None = Field(
+        description="why the group's connected account cannot take card payments now (null: it can, or none is used)"
+    )
+    account_checked_at: datetime | None = Field(description="when the provider last described the connected account")
     updated_by: UUID | None
     updated_at: datetime | None
+
+
+class OnboardingOut(BaseModel):
+    group_id: UUID
+    stripe_account: str = Field(description="the group's connected account (created on the first call)")
+    url: str = Field(description="Stripe's hosted onboarding page: send the coordinator there")
+    expires_at: datetime = Field(description="the link works once and only until then: ask for another one")
 
 
 class PayIn(RequestBody):
@@ -185,6 +196,8 @@ def settings_json(group_id: UUID, row: Row | None, configured: bool) -> dict[str
         "stripe_account": row.stripe_account if row else None,
         "provider_configured": configured,
         "card_payments_ready": card_usecases.readiness(row, configured)[0],
+        "account_problem": card_usecases.account_problem(row),
+        "account_checked_at": row.account_checked_at if row else None,
         "updated_by": row.updated_by if row else None,
         "updated_at": row.updated_at if row else None,
     }
@@ -218,13 +231,70 @@ async def put_card_settings(
             "card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY "
             "and CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured"
         )
-    if body.enabled and body.stripe_account:
-        await provider(request).check_account(body.stripe_account)  # 502 unknown account
+    status = None
+    if body.stripe_account and provider(request).configured:
+        status = await provider(request).account_status(body.stripe_account)  # 502 unknown account
     async with database(request).transaction() as session:
         row = await card_usecases.set_group_card_settings(
-            session, principal, group_id, enabled=body.enabled, stripe_account=body.stripe_account, provider_ready=ready
+            session,
+            principal,
+            group_id,
+            enabled=body.enabled,
+            stripe_account=body.stripe_account,
+            provider_ready=ready,
+            account_status=status,
         )
         return settings_json(group_id, row, ready)
+
+
+@router.post(
+    "/groups/{group_id}/card-settings/onboarding",
+    response_model=OnboardingOut,
+    summary="Take card payments on the group's own Stripe account: its onboarding link (coordinator)",
+)
+async def card_onboarding(group_id: UUID, principal: CurrentPrincipal, request: Request) -> dict[str, Any]:
+    """Stripe Connect: the first call creates the group's connected account (enabled, but not
+    ready until Stripe says the account may take charges: `account.updated` is followed) and
+    every call answers a fresh single-use onboarding link (Account Links) for it. Needs the
+    platform's provider keys (409 without them); nothing is stored when the provider refuses."""
+    principal.require_coordinator(group_id)
+    card = provider(request)
+    settings: PaymentsSettings = request.app.state.settings
+    if not card.ready:
+        raise CardNotConfigured("card payments are not set up on this platform: no onboarding is possible")
+    async with database(request).transaction() as session:
+        group = await store.get_group(session, group_id)
+        if group is None:
+            raise NotFound(f"the payments service knows no group {group_id}")
+        row = await card_store.group_card_settings(session, group_id)
+    account = row.stripe_account if row is not None else None
+    if account is None:
+        # The provider's idempotency key is the group's: a retried first call gets the same account.
+        account = await card.create_account(
+            group_id=group_id, country=settings.card_account_country, currency=group.currency, name=group.name
+        )
+        status = await card.account_status(account)
+        async with database(request).transaction() as session:
+            await card_usecases.set_group_card_settings(
+                session,
+                principal,
+                group_id,
+                enabled=True,
+                stripe_account=account,
+                provider_ready=card.ready,
+                account_status=status,
+            )
+    link = await card.onboarding_link(
+        account=account,
+        refresh_url=settings.card_onboarding_refresh_url.format(group_id=group_id),
+        return_url=settings.card_onboarding_return_url.format(group_id=group_id),
+    )
+    return {
+        "group_id": group_id,
+        "stripe_account": account,
+        "url": link.url,
+        "expires_at": datetime.fromtimestamp(link.expires_at, UTC),
+    }
 
 
 @router.post(

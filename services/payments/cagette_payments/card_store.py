@@ -51,6 +51,21 @@ async def save_card_settings(session: AsyncSession, group_id: UUID, values: dict
     return row
 
 
+async def card_settings_by_account(session: AsyncSession, account: str, *, lock: bool = False) -> Row | None:
+    query = select(card_settings).where(card_settings.c.stripe_account == account)
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def save_account_status(session: AsyncSession, group_id: UUID, values: dict[str, Any]) -> Row:
+    """The connected account's state as the provider last described it."""
+    await session.execute(update(card_settings).where(card_settings.c.group_id == group_id).values(**values))
+    row = await group_card_settings(session, group_id)
+    assert row is not None
+    return row
+
+
 async def mark_announced(session: AsyncSession, group_id: UUID, *, ready: bool, connected: bool) -> None:
     await session.execute(
         update(card_settings)

@@ -80,9 +80,12 @@ async def set_group_card_settings(
     enabled: bool,
     stripe_account: str | None,
     provider_ready: bool,
+    account_status: domain.AccountStatus | None = None,
 ) -> Row:
     """Store the group's card set-up and, in the same transaction, announce its card readiness
-    (payments.card_settings.changed) when it is set for the first time or changed."""
+    (payments.card_settings.changed) when it is set for the first time or changed. A connected
+    account serves one group only; its state (`account_status`, read from the provider by the
+    caller) decides whether payments can go to it."""
     principal.require_coordinator(group_id)
     if await store.get_group(session, group_id) is None:
         raise NotFound(f"the payments service knows no group {group_id}")
@@ -91,11 +94,25 @@ async def set_group_card_settings(
             "card payments cannot be enabled: the platform's card provider keys (CAGETTE_STRIPE_API_KEY and "
             "CAGETTE_STRIPE_WEBHOOK_SECRET) are not configured"
         )
-    row = await card_store.save_card_settings(
-        session,
-        group_id,
-        {"enabled": enabled, "stripe_account": stripe_account, "updated_by": principal.user_id, "updated_at": now()},
-    )
+    values: dict[str, Any] = {
+        "enabled": enabled,
+        "stripe_account": stripe_account,
+        "updated_by": principal.user_id,
+        "updated_at": now(),
+    }
+    if stripe_account is not None:
+        await _refuse_account_of_another_group(session, group_id, stripe_account)
+        current = await card_store.group_card_settings(session, group_id)
+        same_account = current is not None and current.stripe_account == stripe_account
+        if account_status is not None:
+            values |= {
+                "account_charges_enabled": account_status.charges_enabled,
+                "account_card_payments": account_status.card_payments,
+                "account_checked_at": now(),
+            }
+        if not same_account:
+            values["account_deauthorized_at"] = None
+    row = await card_store.save_card_settings(session, group_id, values)
     if await announce_readiness(session, row, provider_ready):
         found = await card_store.group_card_settings(session, group_id)
         assert found is not None
@@ -103,11 +120,58 @@ async def set_group_card_settings(
     return row
 
 
+async def _refuse_account_of_another_group(session: AsyncSession, group_id: UUID, stripe_account: str) -> None:
+    holder = await card_store.card_settings_by_account(session, stripe_account)
+    if holder is not None and holder.group_id != group_id:
+        raise Conflict("this Stripe account already serves another group: one connected account per group")
+
+
+def stored_account_status(row: Row) -> domain.AccountStatus | None:
+    if row.account_charges_enabled is None:
+        return None
+    return domain.AccountStatus(bool(row.account_charges_enabled), row.account_card_payments or "unrequested")
+
+
+def account_problem(row: Row | None) -> str | None:
+    """Why the group's connected account cannot take payments now (None: it can, or there is none)."""
+    if row is None or row.stripe_account is None:
+        return None
+    return domain.account_problem(stored_account_status(row), deauthorized=row.account_deauthorized_at is not None)
+
+
+async def follow_account(
+    session: AsyncSession,
+    account: str,
+    status: domain.AccountStatus | None,
+    provider_ready: bool,
+    *,
+    deauthorized: bool = False,
+) -> str:
+    """Apply the provider's account.updated (`status`) or account.application.deauthorized to
+    the group the account serves; its readiness is announced again when it changed (orders stops
+    offering card payments, notifications tells the coordinators). Returns a note."""
+    row = await card_store.card_settings_by_account(session, account, lock=True)
+    if row is None:
+        return f"no group uses the connected account {account}"
+    values: dict[str, Any] = {"account_checked_at": now()}
+    if deauthorized:
+        values["account_deauthorized_at"] = now()
+    if status is not None:
+        values |= {"account_charges_enabled": status.charges_enabled, "account_card_payments": status.card_payments}
+    row = await card_store.save_account_status(session, row.group_id, values)
+    await announce_readiness(session, row, provider_ready)
+    problem = account_problem(row)
+    return f"group {row.group_id}: " + (problem or "the connected account can take card payments")
+
+
 def readiness(row: Row | None, provider_ready: bool) -> tuple[bool, bool]:
-    """(card payments ready, paid to a connected account) for a group's card settings row."""
+    """(card payments ready, paid to a connected account) for a group's card settings row: a
+    connected account must also be able to take payments (account_problem)."""
     if row is None:
         return False, False
-    return provider_ready and bool(row.enabled), row.stripe_account is not None
+    connected = row.stripe_account is not None
+    account_ok = not connected or account_problem(row) is None
+    return provider_ready and bool(row.enabled) and account_ok, connected
 
 
 async def announce_readiness(session: AsyncSession, row: Row, provider_ready: bool) -> bool:
@@ -172,6 +236,8 @@ async def start_payment(
     config = await card_store.group_card_settings(session, group_id)
     if config is None or not config.enabled:
         raise CardNotConfigured(f"card payments are not set up for group {group_id}")
+    if (problem := account_problem(config)) is not None:
+        raise CardNotConfigured(f"card payments are not possible in group {group_id} now: {problem}")
     group = await store.get_group(session, group_id)
     if group is not None and not group.payments_enabled:
         raise Conflict(f"payment management is off in group {group_id} (R1)")

@@ -13,12 +13,12 @@ from typing import Any
 
 import stripe
 from stripe import RequestOptions
-from stripe.params import RefundCreateParams
+from stripe.params import AccountCreateParams, AccountLinkCreateParams, RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
 from cagette_runtime.errors import Refused
 
-from .domain.card import idempotency_key
+from .domain.card import AccountStatus, idempotency_key
 from .settings import PaymentsSettings
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ class CheckoutSession:
 class ProviderRefund:
     refund_id: str
     status: str
+
+
+@dataclass(frozen=True)
+class OnboardingLink:
+    url: str
+    expires_at: int  # Unix time: a link is short-lived and single use (ask for another one)
 
 
 @dataclass(frozen=True)
@@ -216,9 +222,58 @@ class CardProvider:
             currency=str(_get(transaction, "currency") or "").upper(),
         )
 
-    async def check_account(self, account: str) -> None:
-        """The connected account exists and the platform may act on it."""
+    async def account_status(self, account: str) -> AccountStatus:
+        """The connected account as the provider describes it now (unknown account: refused)."""
         try:
-            await self.client.v1.accounts.retrieve_async(account)
+            found = await self.client.v1.accounts.retrieve_async(account)
         except stripe.StripeError as exc:
             raise self._failed(f"find the connected account {account}", exc) from None
+        return status_of_account(found)
+
+    async def create_account(self, *, group_id: object, country: str, currency: str, name: str) -> str:
+        """A connected account for the group, onboarded by Stripe's hosted pages: the group pays
+        Stripe's fees and Stripe handles losses and the dashboard (direct charges on its account)."""
+        params: AccountCreateParams = {
+            "controller": {
+                "fees": {"payer": "account"},
+                "losses": {"payments": "stripe"},
+                "requirement_collection": "stripe",
+                "stripe_dashboard": {"type": "full"},
+            },
+            "country": country,
+            "default_currency": currency.lower(),
+            "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
+            "business_profile": {"name": name[:100]},
+            "metadata": {"cagette_group_id": str(group_id)},
+        }
+        try:
+            created = await self.client.v1.accounts.create_async(
+                params=params, options=self._options(idempotency_key("account", group_id), None)
+            )
+        except stripe.StripeError as exc:
+            raise self._failed("create the group's connected account", exc) from None
+        return str(created.id)
+
+    async def onboarding_link(self, *, account: str, refresh_url: str, return_url: str) -> OnboardingLink:
+        """Stripe's hosted onboarding for the account (Account Links): where the coordinator
+        gives Stripe what it needs; `refresh_url` asks for a new link when this one expired."""
+        params: AccountLinkCreateParams = {
+            "account": account,
+            "type": "account_onboarding",
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+        }
+        try:
+            link = await self.client.v1.account_links.create_async(params=params)
+        except stripe.StripeError as exc:
+            raise self._failed("create the onboarding link", exc) from None
+        return OnboardingLink(url=str(link.url), expires_at=int(link.expires_at))
+
+
+def status_of_account(account: Any) -> AccountStatus:
+    """An account object (the library's, or an event's `data.object` dict) as payments needs it."""
+    capabilities = _get(account, "capabilities") or {}
+    return AccountStatus(
+        charges_enabled=bool(_get(account, "charges_enabled")),
+        card_payments=str(_get(capabilities, "card_payments") or "unrequested"),
+    )

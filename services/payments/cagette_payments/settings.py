@@ -4,7 +4,7 @@ The provider keys are secrets (SecretStr: never printed in logs, reprs or API an
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from cagette_runtime.settings import ServiceSettings
 
@@ -33,6 +33,12 @@ class PaymentsSettings(ServiceSettings):
     card_cancel_url: str = (
         "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=cancel"
     )
+    # Stripe Connect onboarding (Account Links): where Stripe's hosted pages send the coordinator
+    # back when done, and where an expired link asks for a new one (the web's payment settings
+    # page). Placeholder: {group_id}. New connected accounts are opened in this country.
+    card_onboarding_return_url: str = "http://127.0.0.1:8005/groups/{group_id}/settings?onboarding=returned"
+    card_onboarding_refresh_url: str = "http://127.0.0.1:8005/groups/{group_id}/settings?onboarding=expired"
+    card_account_country: str = Field(default="FR", pattern=r"^[A-Z]{2}$")
     # Checkout sessions expire after this many minutes unpaid (Stripe: 30 to 1440).
     card_session_minutes: int = 60
     # Background provider jobs (fees): poll interval in seconds.

@@ -212,6 +212,19 @@ card_settings = Table(
     # The readiness last announced in payments.card_settings.changed (null: never announced).
     Column("announced_ready", Boolean),
     Column("announced_connected", Boolean),
+    # The connected account as the provider last described it (account.updated, or read when it
+    # was set): usable for payments only with charges enabled, card_payments active and the
+    # platform still authorized.
+    Column("account_charges_enabled", Boolean),
+    Column("account_card_payments", Text),
+    Column("account_checked_at", DateTime(timezone=True)),
+    Column("account_deauthorized_at", DateTime(timezone=True)),
+    Index(
+        "card_settings_one_group_per_account",
+        "stripe_account",
+        unique=True,
+        postgresql_where=text("stripe_account IS NOT NULL"),
+    ),
 )
 
 # What orders asked to be paid by card (OrderAwaitingPayment): an order, or an amendment's added

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Conflict, NotFound
 
-from . import card_store
+from . import card_store, card_usecases
 from .card_effects import Park, apply_notice
 from .domain.card import Outcome
 from .domain.notices import (
@@ -37,6 +37,7 @@ from .domain.notices import (
     RefundFailed,
     Source,
 )
+from .provider import status_of_account
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ REFUND_FAILURES = ("refund.failed", "charge.refund.updated")  # the latter only 
 DISPUTES = {f"charge.dispute.{step.value}": step for step in DisputeStep}
 # The one list of the event types the endpoint acts on: the README's `stripe listen --events`
 # line is tested against it.
-HANDLED_EVENTS: tuple[str, ...] = (*OUTCOMES, "charge.refunded", *REFUND_FAILURES, *DISPUTES)
+# Connected accounts (Connect webhooks): whether a group's own Stripe account may take payments.
+ACCOUNT_EVENTS = ("account.updated", "account.application.deauthorized")
+HANDLED_EVENTS: tuple[str, ...] = (*OUTCOMES, "charge.refunded", *REFUND_FAILURES, *DISPUTES, *ACCOUNT_EVENTS)
 HANDLED = frozenset(HANDLED_EVENTS)
 
 
@@ -249,8 +252,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-async def process(session: AsyncSession, event: dict[str, Any]) -> tuple[str, str]:
+async def follow_account_event(session: AsyncSession, event: dict[str, Any], provider_ready: bool) -> tuple[str, str]:
+    """account.updated / account.application.deauthorized: the group using that account follows."""
+    obj = (event.get("data") or {}).get("object") or {}
+    deauthorized = event.get("type") == "account.application.deauthorized"
+    account = event.get("account") or (obj.get("id") if not deauthorized and isinstance(obj, dict) else None)
+    if not isinstance(account, str) or not account.startswith("acct_"):
+        note = f"{event.get('type')} names no connected account"
+        await card_store.set_event_outcome(session, event["id"], "parked", note, None)
+        return "parked", note
+    status = None if deauthorized or not isinstance(obj, dict) else status_of_account(obj)
+    note = await card_usecases.follow_account(session, account, status, provider_ready, deauthorized=deauthorized)
+    outcome = "ignored" if note.startswith("no group") else "applied"
+    await card_store.set_event_outcome(session, event["id"], outcome, note, None)
+    return outcome, note
+
+
+async def process(session: AsyncSession, event: dict[str, Any], provider_ready: bool = True) -> tuple[str, str]:
     """Apply a stored event (in the caller's transaction). Returns (outcome, note)."""
+    if event.get("type") in ACCOUNT_EVENTS:
+        return await follow_account_event(session, event, provider_ready)
     notice = notice_of(event)
     if notice is None:
         await card_store.set_event_outcome(session, event["id"], "ignored", f"{event.get('type')} not handled", None)
@@ -309,7 +330,7 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     async with request.app.state.service.database.transaction() as session:
         if not await card_store.store_event(session, event):
             return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
-        outcome, _ = await process(session, event)
+        outcome, _ = await process(session, event, request.app.state.card_provider.ready)
     if outcome == "applied":
         request.app.state.service.fee_jobs.wake()  # a success may have queued its fee lookup
     return JSONResponse(status_code=200, content={"received": True, "outcome": outcome})
@@ -355,5 +376,5 @@ async def retry_parked(event_id: str, principal: CurrentPrincipal, request: Requ
             raise NotFound(f"no provider event {event_id}")
         if row.outcome != "parked":
             raise Conflict(f"provider event {event_id} is {row.outcome}, not parked")
-        await process(session, row.payload)
+        await process(session, row.payload, request.app.state.card_provider.ready)
         return _event_json(await card_store.get_event(session, event_id))

@@ -195,6 +195,7 @@ RESOURCES: dict[str, type[StripeObject]] = {
         stripe.Dispute,
         stripe.Event,
         stripe.Customer,  # only as an event we do not handle
+        stripe.Application,  # account.application.deauthorized
     )
 }
 RESOURCES["list"] = stripe.ListObject

@@ -41,7 +41,7 @@ async def _operate(args: argparse.Namespace) -> str:
         if args.command == "demo":
             from .demo import seed_demo
 
-            demo = await seed_demo(service)
+            demo = await seed_demo(service, new=args.new)
             if args.json:
                 people = {email: str(person) for email, person in demo.people.items()}
                 return json.dumps({"group_id": str(demo.group_id), "people": people})
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     key.add_argument("directory", nargs="?", default=None)
     demo = sub.add_parser("demo")
     demo.add_argument("--json", action="store_true", help="print the group and people ids as JSON (for tests)")
+    demo.add_argument("--new", action="store_true", help="another demo group, even if one exists")
     args = parser.parse_args(arguments)
     try:
         print(asyncio.run(_operate(args)))

@@ -92,9 +92,30 @@ async def _created(answer: httpx.Response) -> Any:
     return answer.json()
 
 
-async def seed_demo(service: WebService, *, group_name: str = "AMAP des Lilas") -> Demo:
+async def existing_demo(service: WebService, group_name: str) -> Demo | None:
+    """The demo group an earlier run created (its coordinator's first group), if any."""
+    async with service.database.transaction() as session:
+        coordinator = await store.account_by_email(session, COORDINATOR[0])
+        if coordinator is None:
+            return None
+        roles = await store.current_roles(session, coordinator.account_id)
+        groups = sorted(str(group) for group, role in roles.items() if role == "coordinator")
+        if not groups:
+            return None
+        demo = Demo(UUID(groups[0]), group_name)
+        for email, _name in [COORDINATOR, *MEMBERS]:
+            account = await store.account_by_email(session, email)
+            if account is not None:
+                demo.people[email] = account.account_id
+    return demo
+
+
+async def seed_demo(service: WebService, *, group_name: str = "AMAP des Lilas", new: bool = False) -> Demo:
+    """The demo group: the one an earlier run created, unless `new` (then another one)."""
     if service.settings.production:
         raise DemoRefused("the demo is for development machines only: refused in production mode")
+    if not new and (found := await existing_demo(service, group_name)) is not None:
+        return found
     link = await usecases.create_admin(service.database, service.settings, ADMIN[0], ADMIN[1], Language.FR)
     token = parse_qs(urlparse(link).query)["token"][0]
     admin_id = await usecases.set_password(service.database, token, DEMO_PASSWORD, DEMO_PASSWORD)

@@ -206,3 +206,33 @@ def idempotency_key(kind: str, our_id: object) -> str:
     """The provider-side idempotency key of one of our requests: derived from our own id only,
     so a retried request (same id) can never create a second object."""
     return f"cagette-{kind}-{our_id}"
+
+
+# -- connected accounts (Stripe Connect) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """What the provider says of a group's connected account, as far as payments care."""
+
+    charges_enabled: bool
+    card_payments: str  # the card_payments capability: active, inactive, pending, unrequested
+
+
+def account_usable(status: AccountStatus | None, *, deauthorized: bool) -> bool:
+    """A connected account may take card payments only with charges enabled, the card_payments
+    capability active and the platform still authorized on it."""
+    return status is not None and not deauthorized and status.charges_enabled and status.card_payments == "active"
+
+
+def account_problem(status: AccountStatus | None, *, deauthorized: bool) -> str | None:
+    """Why the account cannot take payments, in words for the coordinator (None: it can)."""
+    if deauthorized:
+        return "the group's Stripe account no longer authorizes this platform"
+    if status is None:
+        return "the group's Stripe account is not known yet"
+    if not status.charges_enabled:
+        return "the group's Stripe account cannot take charges yet (onboarding unfinished or restricted by Stripe)"
+    if status.card_payments != "active":
+        return f"the card_payments capability of the group's Stripe account is {status.card_payments}"
+    return None
