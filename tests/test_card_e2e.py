@@ -8,7 +8,11 @@ and posted over HTTP to the payments process.
 - a card order is confirmed and the member's balance is zero after the signed success webhook;
 - a replay of that webhook changes nothing;
 - a partial refund (asked by the coordinator, confirmed by webhook) debits exactly the refunded amount;
-- a forged webhook is refused with nothing recorded.
+- a forged webhook is refused with nothing recorded;
+- on a group's own Stripe account (Connect, onboarded through the platform): a refund that fails
+  gives the money back once, a lost dispute debits the member and charges the group the dispute
+  fee, a won dispute reinstates the payment, the account losing charges_enabled stops card orders
+  on orders, and the ledger's audit passes.
 """
 
 from __future__ import annotations
@@ -276,3 +280,216 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
         assert late.status_code == 409 and "card payments are not available" in late.json()["detail"], late.text
         listed = (await orders.get(f"/groups/{group_id}/orders", headers=coord)).json()
         assert [o["order_id"] for o in listed] == [order_id]
+
+
+async def test_connected_account_refund_failure_and_disputes_keep_every_book_right(
+    card_stack: tuple[Stack, Any],
+) -> None:
+    """On the group's own Stripe account (Connect, onboarded through the platform): a refund that
+    fails gives the money back once; a lost dispute takes the payment back from the member and
+    its fee from the group; a won dispute reinstates it; the account losing charges_enabled stops
+    card orders on orders. The ledger's audit passes at the end."""
+    stack, standin = card_stack
+    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with (
+        client(stack, "orders") as orders,
+        client(stack, "ledger") as ledger,
+        client(stack, "payments") as payments,
+    ):
+        created = await orders.post(
+            "/groups",
+            headers=bearer(admin, admin=True),
+            json={"name": "AMAP du Canal", "currency": "EUR", "payment_methods": ["on_the_spot"]},
+        )
+        assert created.status_code == 201, created.text
+        group_id = uuid.UUID(created.json()["group_id"])
+        coord = bearer(coordinator, coordinator_of=group_id)
+        bob = bearer(member, member_of=group_id)
+        joined = await orders.post(
+            f"/groups/{group_id}/members",
+            headers=coord,
+            json={"member_id": str(member), "name": "Bob", "email": "bob@example.org"},
+        )
+        assert joined.status_code == 201, joined.text
+        catalog = await orders.post(
+            f"/groups/{group_id}/catalogs",
+            headers=coord,
+            json={"name": "Maraîcher", "products": [{"name": "Panier", "unit_price": 2000}]},
+        )
+        assert catalog.status_code == 201, catalog.text
+        [basket] = (p["product_id"] for p in catalog.json()["products"])
+        distributions = []
+        for week in (1, 2, 3):  # one basket per member and distribution: one order each
+            distribution = await orders.post(
+                f"/groups/{group_id}/distributions",
+                headers=coord,
+                json={
+                    "starts_at": (datetime.now(UTC) + timedelta(weeks=week)).isoformat(),
+                    "place": "Écluse",
+                    "catalog_ids": [catalog.json()["catalog_id"]],
+                },
+            )
+            assert distribution.status_code == 201, distribution.text
+            distributions.append(distribution.json()["distribution_id"])
+
+        # Onboarding through the platform: an account Stripe does not let take charges yet.
+        async def onboarding() -> dict[str, Any] | None:
+            answer = await payments.post(f"/groups/{group_id}/card-settings/onboarding", headers=coord)
+            assert answer.status_code in (200, 404), answer.text
+            return answer.json() if answer.status_code == 200 else None
+
+        onboarded = await eventually(onboarding)
+        account = onboarded["stripe_account"]
+        settings = (await payments.get(f"/groups/{group_id}/card-settings", headers=coord)).json()
+        assert settings["card_payments_ready"] is False and settings["account_problem"]
+
+        async def card_configured(expected: bool) -> bool:
+            return (await orders.get(f"/groups/{group_id}", headers=coord)).json()[
+                "card_payments_configured"
+            ] is expected
+
+        async def deliver(event: dict[str, Any]) -> dict[str, Any]:
+            body, headers = signed(event)
+            answer = await payments.post("/webhooks/stripe", content=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return dict(answer.json())
+
+        # Stripe says the account may take charges (a Connect event): orders may offer card.
+        assert (
+            await deliver(
+                standin.event("account.updated", standin.set_account(account, charges_enabled=True), account=account)
+            )
+        )["outcome"] == "applied"
+        await eventually(lambda: card_configured(True))
+        offered = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
+        assert offered.status_code == 200, offered.text
+
+        async def balance() -> int | None:
+            response = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
+            return response.json()["balance"]["amount"] if response.status_code == 200 else None
+
+        async def paid_card_order(distribution_id: str) -> tuple[str, dict[str, Any]]:
+            placed = await orders.post(
+                f"/groups/{group_id}/orders",
+                headers=bob,
+                json={
+                    "distribution_id": distribution_id,
+                    "payment_method": "card",
+                    "lines": [{"product_id": basket, "quantity": "1"}],
+                },
+            )
+            assert placed.status_code == 201, placed.text
+            order_id = placed.json()["order_id"]
+
+            async def checkout() -> dict[str, Any] | None:
+                response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=bob)
+                assert response.status_code in (201, 404), response.text
+                return response.json() if response.status_code == 201 else None
+
+            payment = await eventually(checkout)
+            session, _intent, charge = standin.pay(payment["checkout_session_id"], account)
+            assert (await deliver(standin.event("checkout.session.completed", session, account=account)))[
+                "outcome"
+            ] == "applied"
+            return payment["payment_id"], charge
+
+        async def settles_at(expected: int) -> None:
+            seen: list[int | None] = []
+
+            async def reached() -> bool:
+                seen.append(await balance())
+                return seen[-1] == expected
+
+            try:
+                await eventually(reached)
+            except AssertionError:
+                notes = await payments_db(
+                    stack,
+                    "SELECT string_agg(type || ':' || outcome || ':' || coalesce(note, ''), ' | ' "
+                    "ORDER BY received_at) "
+                    "FROM provider_events",
+                )
+                notes += " || " + await payments_db(
+                    stack,
+                    "SELECT string_agg(routing_key || ':' || coalesce(published_at::text, 'unpublished') || ':' "
+                    "|| coalesce(last_error, ''), ' | ' ORDER BY id) FROM outbox_messages",
+                )
+                raise AssertionError(f"the balance stayed at {seen[-1]}, not {expected}: {notes}") from None
+
+        # 1. Paid on the connected account; a refund asked, confirmed, then failed: back to zero.
+        payment_id, charge = await paid_card_order(distributions[0])
+        await settles_at(0)
+        asked = await payments.post(
+            f"/groups/{group_id}/card-payments/{payment_id}/refunds",
+            headers=coord,
+            json={"amount": {"amount": 700, "currency": "EUR"}, "reason": "basket short", "client_key": "r1"},
+        )
+        assert asked.status_code == 202, asked.text
+        await deliver(standin.event("charge.refunded", standin.charge(charge["id"], account), account=account))
+        await settles_at(-700)
+        failed = standin.fail_refund(standin.last_refund(charge["id"], account)["id"], account)
+        assert (await deliver(standin.event("refund.failed", failed, account=account)))["outcome"] == "applied"
+        await deliver(standin.event("charge.refund.updated", failed, account=account))  # the same failure, told twice
+        await settles_at(0)
+
+        # 2. A lost dispute: the payment no longer stands (the member owes the basket again) and
+        #    the group bears the dispute fee.
+        dispute = standin.dispute(charge["id"], account)
+        await deliver(standin.event("charge.dispute.created", dispute, account=account))
+        withdrawn = standin.withdraw_dispute_funds(dispute["id"], account)
+        await deliver(standin.event("charge.dispute.funds_withdrawn", withdrawn, account=account))
+        await deliver(
+            standin.event(
+                "charge.dispute.closed", standin.close_dispute(dispute["id"], "lost", account), account=account
+            )
+        )
+        await settles_at(-2000)
+        state = (await payments.get(f"/groups/{group_id}/card-payments/{payment_id}", headers=coord)).json()
+        assert state["state"] == "disputed" and state["dispute_status"] == "lost"
+
+        async def dispute_fee_posted() -> bool:
+            accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
+            fees = [a for a in accounts if a["type"] == "card_fees"]
+            card_fee = 2000 * 140 // 10000 + 25
+            return bool(fees) and abs(fees[0]["balance"]["amount"]) == card_fee + standin_module.DISPUTE_FEE
+
+        await eventually(dispute_fee_posted)
+
+        # 3. A won dispute on a second order: withdrawn, then reinstated; the member owes only the
+        #    first basket.
+        second_id, second_charge = await paid_card_order(distributions[1])
+        await settles_at(-2000)
+        dispute = standin.dispute(second_charge["id"], account)
+        await deliver(standin.event("charge.dispute.created", dispute, account=account))
+        withdrawn = standin.withdraw_dispute_funds(dispute["id"], account)
+        await deliver(standin.event("charge.dispute.funds_withdrawn", withdrawn, account=account))
+        await settles_at(-4000)
+        reinstated = standin.reinstate_dispute_funds(dispute["id"], account)
+        await deliver(standin.event("charge.dispute.funds_reinstated", reinstated, account=account))
+        await deliver(
+            standin.event(
+                "charge.dispute.closed", standin.close_dispute(dispute["id"], "won", account), account=account
+            )
+        )
+        await settles_at(-2000)
+        state = (await payments.get(f"/groups/{group_id}/card-payments/{second_id}", headers=coord)).json()
+        assert state["state"] == "succeeded" and state["dispute_status"] == "won"
+
+        # 4. Stripe restricts the account: card payments stop on orders too.
+        restricted = standin.set_account(account, charges_enabled=False)
+        await deliver(standin.event("account.updated", restricted, account=account))
+        await eventually(lambda: card_configured(False))
+        late = await orders.post(
+            f"/groups/{group_id}/orders",
+            headers=bob,
+            json={
+                "distribution_id": distributions[2],
+                "payment_method": "card",
+                "lines": [{"product_id": basket, "quantity": "1"}],
+            },
+        )
+        assert late.status_code == 409, late.text
+
+        # The ledger's invariants hold over everything above.
+        audit = await ledger.get("/admin/audit", headers=bearer(admin, admin=True))
+        assert audit.status_code == 200 and audit.json()["ok"] is True, audit.text

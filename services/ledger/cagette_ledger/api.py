@@ -570,8 +570,8 @@ class TransactionView(BaseModel):
     postings: list[PostingView]
 
 
-def _view(posted: PostedTransaction) -> JSONResponse:
-    view = TransactionView(
+def _transaction_view(posted: PostedTransaction) -> TransactionView:
+    return TransactionView(
         transaction_id=posted.transaction_id,
         kind=posted.draft.kind,
         idempotency_key=posted.draft.idempotency_key,
@@ -589,6 +589,10 @@ def _view(posted: PostedTransaction) -> JSONResponse:
             for leg in posted.legs
         ],
     )
+
+
+def _view(posted: PostedTransaction) -> JSONResponse:
+    view = _transaction_view(posted)
     return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
 
 
@@ -680,9 +684,18 @@ async def post_reversal(
 
 
 class ImportResult(BaseModel):
-    imported: int
-    replayed: int
+    checked: bool = Field(default=False, description="True for a check (`?check=true`): nothing was recorded")
+    imported: int = Field(description="New opening balances (to be recorded, for a check)")
+    replayed: int = Field(description="Lines already recorded with the same amount")
     transactions: list[TransactionView]
+
+
+class _Rehearsed(Exception):
+    """A check went through every step of the import: its transaction is rolled back."""
+
+    def __init__(self, posted: list[PostedTransaction]) -> None:
+        super().__init__("checked")
+        self.posted = posted
 
 
 @router.post(
@@ -691,74 +704,79 @@ class ImportResult(BaseModel):
     tags=["adjustments"],
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
 )
-async def import_opening_balances(group_id: UUID, principal: CurrentPrincipal, request: Request) -> ImportResult:
+async def import_opening_balances(
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    request: Request,
+    check: Annotated[
+        bool,
+        Query(description="true: go through every step and refusal, answer what would be recorded, record nothing"),
+    ] = False,
+) -> ImportResult:
     """Opening balances of many members from CSV (columns `member_id,amount[,memo]`, amount in
     major units like `-12.50`), all or nothing: any bad line refuses the whole file (422 with
-    every error by line) and records nothing."""
+    every error by line) and records nothing. With `check=true` the same import is run and
+    rolled back: the preview a coordinator confirms before importing (its transaction ids are
+    not kept, except for lines already recorded)."""
     principal.require_coordinator(group_id)
     raw = await request.body()  # bounded by the service's body size limit
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Invalid("the file must be UTF-8 text") from None
-    database = _database(request)
-    async with database.transaction() as session:
-        group = await operations.require_group(session, group_id)
-        rows = parse_opening_balances(content, group_id, group.currency, principal.user_id)
-        # One query for every member of the file.
-        member_ids = [leg.account.member_id for _, draft in rows for leg in draft.member_legs()]
-        known = set(
-            (
-                await session.scalars(
-                    select(accounts.c.member_id).where(
-                        accounts.c.group_id == group_id,
-                        accounts.c.type == AccountType.MEMBER.value,
-                        accounts.c.member_id == any_(bindparam("member_ids", member_ids, type_=ARRAY(Uuid))),
-                    )
-                )
-            ).all()
-        )
-        errors = [
-            f"line {line_number}: unknown account: member {leg.account.member_id} has no account in group {group_id}"
-            for line_number, draft in rows
-            for leg in draft.member_legs()
-            if leg.account.member_id not in known
-        ]
-        if errors:
-            raise refused_file(errors)
-        # All accounts locked up front in the global order: concurrent imports never deadlock.
-        await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
-        posted: list[PostedTransaction] = []
-        for line_number, draft in rows:
-            try:
-                async with session.begin_nested():
-                    posted.append(await operations.post_opening_balance(session, draft))
-            except Refused as exc:
-                errors.append(f"line {line_number}: {exc.reason}")
-        if errors:
-            raise refused_file(errors)
-    views = [
-        TransactionView(
-            transaction_id=p.transaction_id,
-            kind=p.draft.kind,
-            idempotency_key=p.draft.idempotency_key,
-            replayed=p.replayed,
-            postings=[
-                PostingView(
-                    account_id=leg.account_id,
-                    account_type=leg.account.type,
-                    member_id=leg.account.member_id,
-                    amount=leg.amount,
-                    balance_after=leg.balance_after,
-                )
-                for leg in p.legs
-            ],
-        )
-        for p in posted
-    ]
+    try:
+        async with _database(request).transaction() as session:
+            posted = await _import_opening_balances(session, group_id, content, principal.user_id)
+            if check:
+                raise _Rehearsed(posted)
+    except _Rehearsed as rehearsed:
+        posted = rehearsed.posted
     return ImportResult(
-        imported=sum(not p.replayed for p in posted), replayed=sum(p.replayed for p in posted), transactions=views
+        checked=check,
+        imported=sum(not p.replayed for p in posted),
+        replayed=sum(p.replayed for p in posted),
+        transactions=[_transaction_view(p) for p in posted],
     )
+
+
+async def _import_opening_balances(
+    session: AsyncSession, group_id: UUID, content: str, recorded_by: UUID | None
+) -> list[PostedTransaction]:
+    group = await operations.require_group(session, group_id)
+    rows = parse_opening_balances(content, group_id, group.currency, recorded_by)
+    # One query for every member of the file.
+    member_ids = [leg.account.member_id for _, draft in rows for leg in draft.member_legs()]
+    known = set(
+        (
+            await session.scalars(
+                select(accounts.c.member_id).where(
+                    accounts.c.group_id == group_id,
+                    accounts.c.type == AccountType.MEMBER.value,
+                    accounts.c.member_id == any_(bindparam("member_ids", member_ids, type_=ARRAY(Uuid))),
+                )
+            )
+        ).all()
+    )
+    errors = [
+        f"line {line_number}: unknown account: member {leg.account.member_id} has no account in group {group_id}"
+        for line_number, draft in rows
+        for leg in draft.member_legs()
+        if leg.account.member_id not in known
+    ]
+    if errors:
+        raise refused_file(errors)
+    # All accounts locked up front in the global order: concurrent imports never deadlock.
+    await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
+    posted: list[PostedTransaction] = []
+    for line_number, draft in rows:
+        try:
+            async with session.begin_nested():
+                posted.append(await operations.post_opening_balance(session, draft))
+        except Refused as exc:
+            errors.append(f"line {line_number}: {exc.reason}")
+    if errors:
+        raise refused_file(errors)
+    return posted
 
 
 OPENING_BALANCES_MAX_ROWS = 10_000

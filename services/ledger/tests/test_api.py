@@ -431,6 +431,23 @@ async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
     assert await count_rows(world.service.database, "transactions", world.group_id) == 0
 
     good = f"member_id,amount,memo\n{a},12.50,from paper\n{b},-3.5\n{c},0.01\n"
+    # A check goes through every step and records nothing: the preview before the import.
+    checked = await world.client.post(
+        f"/groups/{world.group_id}/opening-balances",
+        params={"check": "true"},
+        content=good.encode(),
+        headers={**world.coordinator, "Content-Type": "text/csv"},
+    )
+    assert checked.status_code == 200, checked.text
+    preview = checked.json()
+    assert (preview["checked"], preview["imported"], preview["replayed"]) == (True, 3, 0)
+    assert [next(p["amount"]["amount"] for p in t["postings"] if p["member_id"]) for t in preview["transactions"]] == [
+        1250,
+        -350,
+        1,
+    ]
+    assert await count_rows(world.service.database, "transactions", world.group_id) == 0
+    assert [(await world.balance(m))["balance"]["amount"] for m in (a, b, c)] == [0, 0, 0]
     response = await world.client.post(
         f"/groups/{world.group_id}/opening-balances",
         content=good.encode(),
@@ -444,7 +461,21 @@ async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
         content=good.encode(),
         headers={**world.coordinator, "Content-Type": "text/csv"},
     )
-    assert again.json() | {"transactions": None} == {"imported": 0, "replayed": 3, "transactions": None}
+    assert again.json() | {"transactions": None} == {
+        "checked": False,
+        "imported": 0,
+        "replayed": 3,
+        "transactions": None,
+    }
+    # A check of another amount for a recorded opening balance is refused by line, as the import would be.
+    conflicting = await world.client.post(
+        f"/groups/{world.group_id}/opening-balances",
+        params={"check": "true"},
+        content=f"member_id,amount\n{a},20\n".encode(),
+        headers={**world.coordinator, "Content-Type": "text/csv"},
+    )
+    assert conflicting.status_code == 422 and conflicting.json()["context"]["errors"][0].startswith("line 2:")
+    assert [(await world.balance(m))["balance"]["amount"] for m in (a, b, c)] == [1250, -350, 1]
     member_import = await world.client.post(
         f"/groups/{world.group_id}/opening-balances",
         content=good.encode(),

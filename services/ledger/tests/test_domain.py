@@ -213,3 +213,12 @@ def test_parse_decimal_amount_refuses(text: str) -> None:
 def test_decimal_text_round_trips(cents: int, currency: str) -> None:
     money = Money(amount=cents, currency=currency)
     assert domain.parse_decimal_amount(money.decimal_text(), currency) == money
+
+
+def test_the_postings_queue_is_bound_to_every_event_it_handles() -> None:
+    """An event the ledger handles but its queue is not bound to never arrives (the dispute funds
+    events once did not): the bindings cover every handled event type."""
+    from cagette_ledger.handlers import HANDLED, ROUTING_KEYS
+
+    handled = {event_class.model_fields["event_type"].default for event_class in HANDLED}
+    assert handled - set(ROUTING_KEYS) == set()

@@ -372,6 +372,24 @@ async def create_catalog(
     )
 
 
+@router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"])
+async def list_catalogs(
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    kind: domain.CatalogKind | None = None,
+) -> list[CatalogOut]:
+    """The group's catalogs with their products, by name (`kind=subscription`: the contracts)."""
+    principal.require_group_member(group_id)
+    async with database.transaction() as session:
+        await load_group(session, group_id)
+        query = select(catalogs.c.catalog_id).where(catalogs.c.group_id == group_id)
+        if kind is not None:
+            query = query.where(catalogs.c.kind == kind.value)
+        found = (await session.scalars(query.order_by(catalogs.c.name, catalogs.c.catalog_id).limit(500))).all()
+        return [await load_catalog(session, group_id, catalog_id) for catalog_id in found]
+
+
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
 async def get_catalog(
     group_id: UUID, catalog_id: UUID, principal: CurrentPrincipal, database: DatabaseDep

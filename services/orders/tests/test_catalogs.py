@@ -85,3 +85,25 @@ async def test_bad_distributions_are_refused(group: Group) -> None:
         group.url(f"/distributions/{other.distribution['distribution_id']}"), headers=group.coordinator
     )
     assert response.status_code == 404
+
+
+async def test_catalogs_are_listed_by_name_and_filtered_by_kind(group: Group) -> None:
+    contract = await group.client.post(
+        group.url("/catalogs"),
+        headers=group.coordinator,
+        json={"name": "AMAP contract", "kind": "subscription", "products": [{"name": "Basket", "unit_price": 1200}]},
+    )
+    assert contract.status_code == 201, contract.text
+    _, member = await group.join()
+    listed = await group.client.get(group.url("/catalogs"), headers=member)
+    assert listed.status_code == 200, listed.text
+    names = [c["name"] for c in listed.json()]
+    assert names == sorted(names) and "AMAP contract" in names and group.catalog["name"] in names
+    contracts = await group.client.get(group.url("/catalogs"), params={"kind": "subscription"}, headers=member)
+    assert [(c["name"], [p["name"] for p in c["products"]]) for c in contracts.json()] == [
+        ("AMAP contract", ["Basket"])
+    ]
+    refused = await group.client.get(group.url("/catalogs"), params={"kind": "weekly"}, headers=member)
+    assert refused.status_code == 422
+    outsider = await group.client.get(f"/groups/{uuid.uuid4()}/catalogs", headers=member)
+    assert outsider.status_code in (403, 404)

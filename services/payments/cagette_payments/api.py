@@ -26,7 +26,7 @@ from . import store, usecases
 from .domain import references
 from .domain.baskets import Figures
 from .domain.methods import Method
-from .domain.takings import to_csv
+from .domain.takings import Takings, to_csv
 
 router = APIRouter()
 
@@ -195,6 +195,37 @@ class DistributionValidationOut(BaseModel):
     not_validated: list[dict[str, Any]]
 
 
+class TakingsLineOut(BaseModel):
+    method: str
+    count: int
+    amount: Money
+
+
+class TakingsCountOut(BaseModel):
+    count: int
+    amount: Money
+
+
+class UnsettledOut(BaseModel):
+    member_id: UUID
+    member_name: str
+    standing: str = Field(description="missing, partly_paid or overpaid")
+    amount: Money = Field(description="what is missing, or what was overpaid")
+    due: Money
+    received: Money
+
+
+class TakingsOut(BaseModel):
+    distribution_id: UUID
+    currency: str
+    received: list[TakingsLineOut] = Field(description="received payments by method (every method, even at zero)")
+    refunded: list[TakingsLineOut] = Field(description="refunds by method (negative)")
+    net_received: TakingsCountOut = Field(description="received minus refunded")
+    pending: list[TakingsLineOut] = Field(description="declared, not yet confirmed, by method")
+    pending_total: TakingsCountOut
+    not_settled: list[UnsettledOut]
+
+
 class MassEntryOut(BaseModel):
     client_key: str
     payments: list[PaymentOut]
@@ -272,6 +303,39 @@ def figures_json(f: Figures) -> dict[str, Any]:
         "missing": money(f.missing.amount, c),
         "overpaid": money(f.overpaid.amount, c),
         "standing": f.standing.value,
+    }
+
+
+def takings_json(distribution_id: UUID, report: Takings) -> dict[str, Any]:
+    """The takings' figures as the CSV has them, amounts in minor units."""
+    c = report.currency
+
+    def lines(bucket: dict[Method, tuple[int, Money]]) -> list[dict[str, Any]]:
+        return [{"method": m.value, "count": n, "amount": money(a.amount, c)} for m, n, a in report.by_method(bucket)]
+
+    pending_count, pending_total = report.pending_total
+    return {
+        "distribution_id": distribution_id,
+        "currency": c,
+        "received": lines(report.received),
+        "refunded": lines(report.refunded),
+        "net_received": {"count": report.net_count, "amount": money(report.net_total.amount, c)},
+        "pending": [
+            {"method": m.value, "count": n, "amount": money(a.amount, c)}
+            for m, (n, a) in sorted(report.pending.items(), key=lambda item: item[0].value)
+        ],
+        "pending_total": {"count": pending_count, "amount": money(pending_total.amount, c)},
+        "not_settled": [
+            {
+                "member_id": b.member_id,
+                "member_name": b.name,
+                "standing": b.figures.standing.value,
+                "amount": money((b.figures.overpaid if b.figures.overpaid.amount else b.figures.missing).amount, c),
+                "due": money(b.figures.due.amount, c),
+                "received": money(b.figures.received.amount, c),
+            }
+            for b in report.members
+        ],
     }
 
 
@@ -695,6 +759,21 @@ async def validate_distribution(
             "already_validated": report.already_validated,
             "not_validated": report.blocked,
         }
+
+
+@router.get(
+    "/groups/{group_id}/distributions/{distribution_id}/takings",
+    response_model=TakingsOut,
+    tags=["exports"],
+    summary="Takings of the distribution: received by method, refunded, pending, members not settled",
+)
+async def takings(
+    group_id: UUID, distribution_id: UUID, principal: CurrentPrincipal, request: Request
+) -> dict[str, Any]:
+    principal.require_coordinator(group_id)
+    async with database(request).transaction() as session:
+        report = await usecases.distribution_takings(session, group_id, distribution_id)
+    return takings_json(distribution_id, report)
 
 
 @router.get(

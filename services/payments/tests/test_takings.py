@@ -70,6 +70,32 @@ async def test_takings_csv_adds_up(payments: Payments, spy) -> None:
     assert table[("overpaid", str(c))][4:7] == ["2.00", "8.00", "10.00"]
     assert not any(r[1] in (str(a), str(f)) for r in rows)  # settled
 
+    # the same figures as JSON, in cents, for the pages
+    response = await payments.client.get(f"/groups/{group.group_id}/distributions/{d}/takings", headers=headers)
+    assert response.status_code == 200, response.text
+    found = response.json()
+    by_method = {entry["method"]: (entry["count"], entry["amount"]) for entry in found["received"]}
+    assert by_method == {
+        "cash": (2, eur(2500)),
+        "cheque": (2, eur(3000)),
+        "transfer": (0, eur(0)),
+        "card_terminal": (1, eur(200)),
+        "card": (0, eur(0)),
+    }
+    assert found["refunded"] == [{"method": "cash", "count": 1, "amount": eur(-300)}]
+    assert found["net_received"] == {"count": 6, "amount": eur(5400)}
+    assert found["pending"] == [{"method": "transfer", "count": 1, "amount": eur(900)}]
+    assert found["pending_total"] == {"count": 1, "amount": eur(900)}
+    assert [(m["member_id"], m["standing"], m["amount"]["amount"]) for m in found["not_settled"]] == [
+        (str(e), "missing", 900),
+        (str(b), "partly_paid", 300),
+        (str(c), "overpaid", 200),
+    ]
+    member = await payments.client.get(
+        f"/groups/{group.group_id}/distributions/{d}/takings", headers=payments.member(group, a)
+    )
+    assert member.status_code == 403
+
     # the takings equal what was published for this distribution: received minus refunded
     received = await spy.wait_for("payments.payment.received", 5, distribution_id=str(d))
     refunded = await spy.wait_for("payments.payment.refunded", 1, distribution_id=str(d))

@@ -46,6 +46,7 @@ class ServiceRefused(Exception):
         self.detail = detail
         self.errors = errors
         # What the service says about the refusal beyond words (e.g. the money pot's `available`).
+        # The refusal's `context` (e.g. a CSV's errors by line: `{"errors": [...], "more_errors": n}`).
         self.context: Mapping[str, Any] = context or {}
 
 
@@ -134,6 +135,7 @@ class PersonApis:
         *,
         params: Mapping[str, QueryValue] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
@@ -145,7 +147,7 @@ class PersonApis:
         query = {key: value for key, value in (params or {}).items() if value not in (None, "")}
         try:
             response = await self.apis.clients[service].request(
-                method, path, params=query, json=json, files=files, headers=request_headers
+                method, path, params=query, json=json, content=content, files=files, headers=request_headers
             )
         except httpx.HTTPError as exc:
             log.warning("%s unreachable for %s %s: %s", service, method, path, type(exc).__name__)

@@ -1,5 +1,6 @@
 """Pure rules of accounts and sign-in: what a valid e-mail and password are, when a link is
-still good, when attempts are too many, what a machine client's scope grants."""
+still good, when attempts are too many, what a machine client's scope grants; amounts as
+people type them in the pages' forms."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from cagette_contracts import Role
+from cagette_contracts.money import minor_unit_exponent
 from cagette_runtime.errors import Invalid
 
 MIN_PASSWORD_LENGTH = 10
@@ -117,3 +119,46 @@ def parse_quantity(text: str, *, weighed: bool) -> Decimal | None:
         raise Invalid("order.quantity_whole")
     value = Decimal(text.replace(",", "."))
     return value.normalize() if value else None
+
+
+# --- amounts typed by people -----------------------------------------------------------------
+
+MAX_TYPED_AMOUNT_DIGITS = 12  # before the decimal mark: far beyond any group's money
+_SPACES = (" ", "\u00a0", "\u202f")
+
+
+class AmountRefused(Invalid):
+    """An amount a person typed that is not one; `reason` is the catalog key of the message
+    (amounts.*), `details["decimals"]` the currency's decimals for the message."""
+
+
+def parse_amount(text: str, currency: str, *, signed: bool = False) -> int:
+    """An amount as people type it ("14,65", "14.65", "1 234,5", "-3" when `signed`) in the
+    currency's minor units. ASCII digits only (a Unicode digit is refused, as the services
+    refuse them); at most the currency's decimals; zero refused, a sign only when `signed`."""
+    decimals = minor_unit_exponent(currency)
+    raw = text.strip()
+    for space in _SPACES:
+        raw = raw.replace(space, "")
+    sign = 1
+    if raw[:1] in ("-", "+", "\u2212"):
+        if not signed:
+            raise AmountRefused("amounts.positive_only", decimals=decimals)
+        sign = 1 if raw[0] == "+" else -1
+        raw = raw[1:]
+    if not raw:
+        raise AmountRefused("amounts.required", decimals=decimals)
+    if raw.count(",") + raw.count(".") > 1:
+        raise AmountRefused("amounts.not_a_number", decimals=decimals)
+    whole, _, fraction = raw.replace(",", ".").partition(".")
+    digits = whole + fraction
+    if not digits or not digits.isascii() or not digits.isdigit():
+        raise AmountRefused("amounts.not_a_number", decimals=decimals)
+    if len(fraction) > decimals:
+        raise AmountRefused("amounts.too_many_decimals", decimals=decimals)
+    if len(whole.lstrip("0")) > MAX_TYPED_AMOUNT_DIGITS:
+        raise AmountRefused("amounts.too_large", decimals=decimals)
+    cents = int(whole or "0") * 10**decimals + int((fraction or "0").ljust(decimals, "0")[:decimals] or "0")
+    if cents == 0:
+        raise AmountRefused("amounts.zero", decimals=decimals)
+    return sign * cents

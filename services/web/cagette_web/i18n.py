@@ -100,9 +100,9 @@ class Formats:
         pattern = "0." + "0" * exponent if exponent else "0"
         return format_decimal(to_decimal(amount, currency), format=pattern, locale=self.locale)
 
-    def quantity(self, value: str | Decimal) -> str:
-        """A quantity as the locale writes it ("1,5" in French), without trailing zeros."""
-        return format_decimal(Decimal(value), format="0.###", locale=self.locale)
+    def quantity(self, value: Decimal | str | int) -> str:
+        """A quantity as the locale writes it, without useless zeros ("1,5", "2")."""
+        return format_decimal(Decimal(str(value)), format="0.###", locale=self.locale)
 
     def date(self, value: date | str | None, style: str = "medium") -> str:
         if value is None or value == "":

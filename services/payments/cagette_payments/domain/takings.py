@@ -36,6 +36,24 @@ class Takings:
     net_total: Money  # received + refunded
     members: list[MemberBasket]  # baskets not settled, in standing then name order
 
+    @property
+    def net_count(self) -> int:
+        """How many payments and refunds make the net total."""
+        return sum(count for count, _ in [*self.received.values(), *self.refunded.values()])
+
+    @property
+    def pending_total(self) -> tuple[int, Money]:
+        total = Money.zero(self.currency)
+        for _, amount in self.pending.values():
+            total = total + amount
+        return sum(count for count, _ in self.pending.values()), total
+
+    def by_method(self, bucket: dict[Method, tuple[int, Money]]) -> list[tuple[Method, int, Money]]:
+        """A bucket in the takings' order of methods; `received` lists every method, even at zero."""
+        zero = Money.zero(self.currency)
+        every = bucket is self.received
+        return [(m, *bucket.get(m, (0, zero))) for m in TAKINGS_METHODS if every or m in bucket]
+
 
 def takings(payments: Iterable[PaymentLine], baskets: Iterable[MemberBasket], currency: str) -> Takings:
     def add(bucket: dict[Method, tuple[int, Money]], line: PaymentLine) -> None:
@@ -66,34 +84,20 @@ def _cell(text: str) -> str:
 
 
 def rows(report: Takings) -> list[tuple[str, ...]]:
-    zero = Money.zero(report.currency)
     out: list[tuple[str, ...]] = [HEADER]
 
     def money_row(section: str, key: str, count: int, amount: Money) -> tuple[str, ...]:
         return (section, key, "", str(count), amount.decimal_text(), "", "", report.currency)
 
-    for method in TAKINGS_METHODS:
-        count, amount = report.received.get(method, (0, zero))
+    for method, count, amount in report.by_method(report.received):
         out.append(money_row("received", method.value, count, amount))
-    for method in TAKINGS_METHODS:
-        if method in report.refunded:
-            count, amount = report.refunded[method]
-            out.append(money_row("refunded", method.value, count, amount))
-    out.append(
-        money_row(
-            "total",
-            "net_received",
-            sum(c for c, _ in [*report.received.values(), *report.refunded.values()]),
-            report.net_total,
-        )
-    )
-    pending_total = zero
-    pending_count = 0
+    for method, count, amount in report.by_method(report.refunded):
+        out.append(money_row("refunded", method.value, count, amount))
+    out.append(money_row("total", "net_received", report.net_count, report.net_total))
     for method in sorted(report.pending, key=lambda m: m.value):
         count, amount = report.pending[method]
         out.append(money_row("pending", method.value, count, amount))
-        pending_total, pending_count = pending_total + amount, pending_count + count
-    out.append(money_row("pending", "total", pending_count, pending_total))
+    out.append(money_row("pending", "total", *report.pending_total))
     section = {Standing.MISSING: "unpaid", Standing.PARTLY_PAID: "partly_paid", Standing.OVERPAID: "overpaid"}
     for basket in report.members:
         f = basket.figures

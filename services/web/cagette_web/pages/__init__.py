@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import balances, home, member
+from . import accounts, balances, contracts, distributions, home, member, settings
 
-routers: list[APIRouter] = [home.router, balances.router, member.router]
+routers: list[APIRouter] = [
+    home.router,
+    balances.router,
+    accounts.router,
+    contracts.router,
+    distributions.router,
+    member.router,
+    settings.router,
+]

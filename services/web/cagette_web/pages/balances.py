@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
-from .common import CoordinatorVisit
+from .common import CoordinatorVisit, csv_download
 
 router = APIRouter(include_in_schema=False)
 
@@ -61,11 +61,4 @@ async def balances_page(
 @router.get("/groups/{group_id}/balances.csv")
 async def balances_csv(group_id: UUID, visit: CoordinatorVisit) -> Response:
     answer = await visit.apis.call("ledger", "GET", f"/groups/{group_id}/balances.csv")
-    return Response(
-        answer.content,
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": answer.headers.get("content-disposition", 'attachment; filename="balances.csv"'),
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(answer, "balances.csv")

@@ -27,7 +27,7 @@ from cagette_contracts import Language, Role
 from cagette_runtime.db import Database
 
 from .. import usecases
-from ..adapters import PersonApis, ServiceApis, ServiceRefused, ServiceUnavailable
+from ..adapters import Answer, PersonApis, ServiceApis, ServiceRefused, ServiceUnavailable
 from ..i18n import Formats, formats, language_from, translator
 from ..keys import KeyRing
 from ..settings import WebSettings
@@ -57,7 +57,10 @@ def protect_page(response: Response) -> Response:
 # Refusals the services give, by their stable beginning, shown as a sentence of the visitor's
 # language (keys in locale/*/LC_MESSAGES/refusals.po); anything else is shown as the service
 # wrote it, after a translated lead.
-KNOWN_REFUSALS: dict[str, str] = {}
+KNOWN_REFUSALS: dict[str, str] = {
+    "the file was refused, nothing was recorded": "opening.file_refused",
+    "the money pot cannot be combined with another payment method": "settings.money_pot_alone",
+}
 
 
 class SignInRequired(Exception):
@@ -176,6 +179,18 @@ def back_to(path: str, done: str | None = None, **params: str) -> RedirectRespon
     """The redirect after a form succeeded (303 See Other), with a notice key to show."""
     query = {**params, **({"done": done} if done else {})}
     return RedirectResponse(f"{path}?{urlencode(query)}" if query else path, status_code=303)
+
+
+def csv_download(answer: Answer, file_name: str) -> Response:
+    """A service's CSV export passed on to the visitor as a download (its own file name if it gives one)."""
+    return Response(
+        answer.content,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": answer.headers.get("content-disposition", f'attachment; filename="{file_name}"'),
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def signed_in_visit(request: Request) -> Visit:
