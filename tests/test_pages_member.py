@@ -123,7 +123,12 @@ async def test_david_orders_by_transfer_and_scans_the_qr_code(web_system: Stack,
     assert await page.inner_text("#how-to-pay [data-field=bic]") == "AGRIFRPP"
     reference = await page.inner_text("#how-to-pay [data-field=reference]")
     assert "€6.40" in await page.inner_text("#how-to-pay")
-    await page.wait_for_function("document.querySelector('#how-to-pay img').naturalWidth > 100")
+
+    # (polled from here: the page's CSP forbids the eval wait_for_function needs)
+    async def qr_loaded() -> bool:
+        return int(await page.locator("#how-to-pay img").evaluate("image => image.naturalWidth")) > 100
+
+    await eventually(qr_loaded)
     await screenshot(page, "member-pay-transfer")
     await assert_accessible(page)
 
