@@ -20,6 +20,7 @@ from .background import BackgroundLoop
 from .broker_admin import BrokerAdmin
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
+from .docs import install_docs
 from .http import install_common
 from .logs import configure_logging
 from .memberships import TableMemberships, membership_consumer
@@ -203,7 +204,13 @@ class Service:
                 await self.stop()
 
         configure_logging(self.name, self.settings.log_level, self.settings.broker_log_level)
-        app = FastAPI(title=f"cagette {self.name}", description=self.description, lifespan=lifespan)
+        app = FastAPI(
+            title=f"cagette {self.name}",
+            description=self.description,
+            lifespan=lifespan,
+            docs_url=None,
+            redoc_url=None,
+        )
         app.state.settings = self.settings
         app.state.service = self
         app.state.token_verifier = TokenVerifier(self.settings)
@@ -212,5 +219,6 @@ class Service:
         instrument_app(app, self.tracer_provider)
         for router in self.routers:
             app.include_router(router)
+        install_docs(app)
         document_errors(app)
         return app

@@ -157,6 +157,18 @@ async def subscribe(
         return await store.load_subscription(session, group_id, subscription_id)
 
 
+@router.get("/groups/{group_id}/subscriptions", response_model=list[SubscriptionOut], tags=["subscriptions"])
+async def list_subscriptions(
+    group_id: UUID,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    member_id: Annotated[UUID | None, Query()] = None,
+) -> list[SubscriptionOut]:
+    """Subscriptions of the group (coordinators) or your own (members)."""
+    async with database.transaction() as session:
+        return await usecases.list_subscriptions(session, principal, group_id, member_id=member_id)
+
+
 @router.get(
     "/groups/{group_id}/subscriptions/{subscription_id}", response_model=SubscriptionOut, tags=["subscriptions"]
 )

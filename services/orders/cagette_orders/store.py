@@ -665,6 +665,17 @@ async def load_subscription(
     )
 
 
+async def find_subscriptions(
+    session: AsyncSession, group_id: UUID, *, member_id: UUID | None = None
+) -> list[SubscriptionOut]:
+    """The group's subscriptions (one member's when given), oldest first, with their lines."""
+    statement = select(subscriptions.c.subscription_id).where(subscriptions.c.group_id == group_id)
+    if member_id is not None:
+        statement = statement.where(subscriptions.c.member_id == member_id)
+    ids = (await session.scalars(statement.order_by(subscriptions.c.created_at, subscriptions.c.subscription_id))).all()
+    return [await load_subscription(session, group_id, subscription_id) for subscription_id in ids]
+
+
 async def insert_subscription(
     session: AsyncSession,
     *,

@@ -265,6 +265,16 @@ async def get_order(session: AsyncSession, principal: Principal, group_id: UUID,
     return order
 
 
+def _whose(principal: Principal, group_id: UUID, member_id: UUID | None) -> UUID | None:
+    """Whose rows a list shows: a member only ever their own; a coordinator everyone's, or one member's."""
+    principal.require_group_member(group_id)
+    if member_id is None and not principal.platform_admin and principal.role_in(group_id) != "coordinator":
+        member_id = principal.user_id
+    if member_id is not None:
+        principal.require_self_or_coordinator(group_id, member_id)
+    return member_id
+
+
 async def list_orders(
     session: AsyncSession,
     principal: Principal,
@@ -274,11 +284,7 @@ async def list_orders(
     member_id: UUID | None = None,
 ) -> list[OrderOut]:
     """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
-    principal.require_group_member(group_id)
-    if member_id is None and not principal.platform_admin and principal.role_in(group_id) != "coordinator":
-        member_id = principal.user_id
-    if member_id is not None:
-        principal.require_self_or_coordinator(group_id, member_id)
+    member_id = _whose(principal, group_id, member_id)
     return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id)
 
 
@@ -529,6 +535,14 @@ async def get_subscription(
     sub = await store.load_subscription(session, group_id, subscription_id)
     principal.require_self_or_coordinator(group_id, sub.member_id)
     return sub
+
+
+async def list_subscriptions(
+    session: AsyncSession, principal: Principal, group_id: UUID, *, member_id: UUID | None = None
+) -> list[SubscriptionOut]:
+    """The group's subscriptions (coordinators) or one's own (members)."""
+    member_id = _whose(principal, group_id, member_id)
+    return await store.find_subscriptions(session, group_id, member_id=member_id)
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,25 @@ async def test_money_pot_subscription_needs_a_hold(env: OrdersEnv, ledger: FakeL
         assert refused.status_code == 409 and refused.json()["context"]["available"]["amount"] == 2999
     ledger.balances[(group.group_id, member_id)] = 3000
     assert (await subscribe(group, member, c, [(0, "1")], method="money_pot")).status_code == 201
+
+
+async def test_members_list_their_own_subscriptions_and_coordinators_everyone(group: Group) -> None:
+    alice_id, alice = await group.join()
+    bruno_id, bruno = await group.join()
+    c = await contract(group, distributions=2)
+    mine = (await subscribe(group, alice, c, [(0, "1")])).json()
+    theirs = (await subscribe(group, bruno, c, [(1, "2")])).json()
+    listed = await group.client.get(group.url("/subscriptions"), headers=alice)
+    assert listed.status_code == 200, listed.text
+    assert [s["subscription_id"] for s in listed.json()] == [mine["subscription_id"]]
+    assert listed.json()[0]["lines"][0]["product_name"] == "Veg box"
+    # A member cannot read another member's list; a coordinator reads everyone's or one member's.
+    assert (
+        await group.client.get(group.url("/subscriptions"), headers=alice, params={"member_id": str(bruno_id)})
+    ).status_code == 403
+    everyone = await group.client.get(group.url("/subscriptions"), headers=group.coordinator)
+    assert {s["member_id"] for s in everyone.json()} == {str(alice_id), str(bruno_id)}
+    one = await group.client.get(
+        group.url("/subscriptions"), headers=group.coordinator, params={"member_id": str(bruno_id)}
+    )
+    assert [s["subscription_id"] for s in one.json()] == [theirs["subscription_id"]]

@@ -45,6 +45,7 @@ class ServiceRefused(Exception):
         self.code = code
         self.detail = detail
         self.errors = errors
+        # What the service says about the refusal beyond words (e.g. the money pot's `available`).
         # The refusal's `context` (e.g. a CSV's errors by line: `{"errors": [...], "more_errors": n}`).
         self.context: Mapping[str, Any] = context or {}
 

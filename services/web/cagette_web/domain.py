@@ -5,10 +5,12 @@ people type them in the pages' forms."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from uuid import UUID
 
 from cagette_contracts import Role
@@ -19,6 +21,10 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
 MAX_EMAIL_LENGTH = 254
 INVITATION, PASSWORD_RESET = "invitation", "password_reset"
+# A quantity typed in an order form: ASCII digits only (\d would take any script's digits), a
+# decimal comma or point with up to 3 decimals (as orders stores them) for weighed products only.
+_QUANTITY = re.compile(r"[0-9]{1,5}(?:[.,][0-9]{1,3})?")
+_WHOLE = re.compile(r"[0-9]{1,5}")
 
 
 def new_secret() -> str:
@@ -98,6 +104,21 @@ def parse_scope(scope: list[str]) -> Grants:
     if not roles and not admin:
         raise Invalid("a client needs a scope: admin, coordinator:<group id> or member:<group id>")
     return Grants(roles, admin)
+
+
+def parse_quantity(text: str, *, weighed: bool) -> Decimal | None:
+    """A quantity as a person types it: blank or zero is none; "1,5" and "1.5" are the same for a
+    product sold by weight or volume; a product sold by the piece takes whole numbers only.
+    Invalid carries a message key (order.quantity_invalid, order.quantity_whole)."""
+    text = text.strip()
+    if not text:
+        return None
+    if not _QUANTITY.fullmatch(text):
+        raise Invalid("order.quantity_invalid")
+    if not weighed and not _WHOLE.fullmatch(text):
+        raise Invalid("order.quantity_whole")
+    value = Decimal(text.replace(",", "."))
+    return value.normalize() if value else None
 
 
 # --- amounts typed by people -----------------------------------------------------------------

@@ -102,7 +102,7 @@ class Formats:
 
     def quantity(self, value: Decimal | str | int) -> str:
         """A quantity as the locale writes it, without useless zeros ("1,5", "2")."""
-        return format_decimal(Decimal(str(value)), locale=self.locale)
+        return format_decimal(Decimal(str(value)), format="0.###", locale=self.locale)
 
     def date(self, value: date | str | None, style: str = "medium") -> str:
         if value is None or value == "":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import accounts, balances, contracts, distributions, home, settings
+from . import accounts, balances, contracts, distributions, home, member, settings
 
 routers: list[APIRouter] = [
     home.router,
@@ -12,5 +12,6 @@ routers: list[APIRouter] = [
     accounts.router,
     contracts.router,
     distributions.router,
+    member.router,
     settings.router,
 ]
