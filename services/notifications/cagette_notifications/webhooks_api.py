@@ -5,11 +5,11 @@ administrator's); an endpoint for every group (no group_id) is a platform admini
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,11 +18,13 @@ from cagette_runtime.auth import CurrentPrincipal, Principal
 from cagette_runtime.db import OUTBOX_WRITTEN
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from .tables import webhook_deliveries, webhook_endpoints
 from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+DeliveryState = Literal["pending", "delivered", "failed"]  # webhooks.PENDING, DELIVERED, FAILED
 
 EventTypePattern = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN.pattern)]
 
@@ -143,19 +145,26 @@ async def list_endpoints(
     return [_shown(row) for row in rows]
 
 
-@router.get("/endpoints/{endpoint_id}/deliveries", summary="The delivery log of an endpoint, newest first")
+@router.get(
+    "/endpoints/{endpoint_id}/deliveries", summary="The delivery log of an endpoint, newest first", responses=PAGINATED
+)
 async def list_deliveries(
-    endpoint_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, status: str | None = None, limit: int = 100
+    endpoint_id: UUID,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    page: Page,
+    response: Response,
+    status: DeliveryState | None = None,
 ) -> list[WebhookDelivery]:
     async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         query = select(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
         if status is not None:
             query = query.where(webhook_deliveries.c.status == status)
-        rows = (
-            await session.execute(query.order_by(webhook_deliveries.c.created_at.desc()).limit(max(1, min(limit, 500))))
-        ).all()
-    return [WebhookDelivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+        by_date = (webhook_deliveries.c.created_at, webhook_deliveries.c.delivery_id)
+        rows = (await session.execute(page.apply(query, *by_date, newest_first=True))).all()
+    shown = page.finish(rows, lambda row: (row.created_at, row.delivery_id), response)
+    return [WebhookDelivery.model_validate(row._mapping, from_attributes=False) for row in shown]
 
 
 @router.post("/endpoints/{endpoint_id}/replay", summary="Send again every delivery created since a time")

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, EmailStr, Field, ValidationError
 from sqlalchemy import exists, func, select, update
@@ -32,6 +32,7 @@ from cagette_runtime.clock import now
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import domain, store
 from .store import (
@@ -190,19 +191,18 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
     return member
 
 
-@router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"])
-async def list_members(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[MemberOut]:
+@router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"], responses=PAGINATED)
+async def list_members(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> list[MemberOut]:
+    """The group's current members by name, one page at a time."""
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         await load_group(session, group_id)
-        rows = (
-            await session.execute(
-                select(members)
-                .where(members.c.group_id == group_id, members.c.left_at.is_(None))
-                .order_by(members.c.name)
-            )
-        ).mappings()
-        return [MemberOut.model_validate(dict(row)) for row in rows]
+        query = select(members).where(members.c.group_id == group_id, members.c.left_at.is_(None))
+        rows = (await session.execute(page.apply(query, members.c.name, members.c.member_id))).mappings()
+        found = [MemberOut.model_validate(dict(row)) for row in rows]
+    return page.finish(found, lambda member: (member.name, member.member_id), response)
 
 
 @router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
@@ -372,22 +372,26 @@ async def create_catalog(
     )
 
 
-@router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"])
+@router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"], responses=PAGINATED)
 async def list_catalogs(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     kind: domain.CatalogKind | None = None,
 ) -> list[CatalogOut]:
-    """The group's catalogs with their products, by name (`kind=subscription`: the contracts)."""
+    """The group's catalogs with their products, by name (`kind=subscription`: the contracts),
+    one page at a time."""
     principal.require_group_member(group_id)
     async with database.transaction() as session:
         await load_group(session, group_id)
         query = select(catalogs.c.catalog_id).where(catalogs.c.group_id == group_id)
         if kind is not None:
             query = query.where(catalogs.c.kind == kind.value)
-        found = (await session.scalars(query.order_by(catalogs.c.name, catalogs.c.catalog_id).limit(500))).all()
-        return [await load_catalog(session, group_id, catalog_id) for catalog_id in found]
+        ids = (await session.scalars(page.apply(query, catalogs.c.name, catalogs.c.catalog_id))).all()
+        found = [await load_catalog(session, group_id, catalog_id) for catalog_id in ids]
+    return page.finish(found, lambda catalog: (catalog.name, catalog.catalog_id), response)
 
 
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
@@ -476,18 +480,22 @@ async def create_distribution(
         return await load_distribution(session, group, distribution_id)
 
 
-@router.get("/groups/{group_id}/distributions", response_model=list[DistributionOut], tags=["distributions"])
+@router.get(
+    "/groups/{group_id}/distributions",
+    response_model=list[DistributionOut],
+    tags=["distributions"],
+    responses=PAGINATED,
+)
 async def list_distributions(
-    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
 ) -> list[DistributionOut]:
+    """The group's distributions, earliest first, one page at a time."""
     principal.require_group_member(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        rows = (
-            await session.execute(
-                select(distributions).where(distributions.c.group_id == group_id).order_by(distributions.c.starts_at)
-            )
-        ).all()
+        query = select(distributions).where(distributions.c.group_id == group_id)
+        by_date = (distributions.c.starts_at, distributions.c.distribution_id)
+        rows = (await session.execute(page.apply(query, *by_date))).all()
         links = (
             await session.execute(
                 select(distribution_catalogs).where(
@@ -498,7 +506,8 @@ async def list_distributions(
         by_distribution: dict[UUID, list[UUID]] = {}
         for link in links:
             by_distribution.setdefault(link.distribution_id, []).append(link.catalog_id)
-        return [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+    found = [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+    return page.finish(found, lambda d: (d.starts_at, d.distribution_id), response)
 
 
 @router.get(

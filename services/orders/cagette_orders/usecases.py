@@ -38,6 +38,7 @@ from cagette_runtime.auth import Principal
 from cagette_runtime.clock import now
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+from cagette_runtime.pagination import PageRequest
 
 from . import domain, store
 from .store import DistributionOut, GroupOut, MemberOut, OrderOut, SubscriptionOut
@@ -282,10 +283,11 @@ async def list_orders(
     *,
     distribution_id: UUID | None = None,
     member_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[OrderOut]:
     """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
     member_id = _whose(principal, group_id, member_id)
-    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id)
+    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id, page=page)
 
 
 @dataclass(frozen=True)
@@ -538,11 +540,16 @@ async def get_subscription(
 
 
 async def list_subscriptions(
-    session: AsyncSession, principal: Principal, group_id: UUID, *, member_id: UUID | None = None
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    *,
+    member_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[SubscriptionOut]:
     """The group's subscriptions (coordinators) or one's own (members)."""
     member_id = _whose(principal, group_id, member_id)
-    return await store.find_subscriptions(session, group_id, member_id=member_id)
+    return await store.find_subscriptions(session, group_id, member_id=member_id, page=page)
 
 
 @dataclass(frozen=True)

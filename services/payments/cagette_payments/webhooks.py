@@ -17,13 +17,14 @@ from typing import Any
 from uuid import UUID
 
 import stripe
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Conflict, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import card_store, card_usecases
 from .card_effects import Park, apply_notice
@@ -356,12 +357,16 @@ def _event_json(row: Any) -> dict[str, Any]:
 @router.get(
     "/card/provider-events/parked",
     tags=["card payments"],
-    summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)",
+    summary="Provider events kept for inspection, oldest first: no matching payment, or a mismatch (platform admin)",
+    responses=PAGINATED,
 )
-async def list_parked(principal: CurrentPrincipal, database: DatabaseDep) -> list[dict[str, Any]]:
+async def list_parked(
+    principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> list[dict[str, Any]]:
     principal.require_platform_admin()
     async with database.transaction() as session:
-        return [_event_json(r) for r in await card_store.parked_events(session)]
+        rows = await card_store.parked_page(session, page)
+    return [_event_json(r) for r in page.finish(rows, lambda row: (row.received_at, row.event_id), response)]
 
 
 @router.post(
