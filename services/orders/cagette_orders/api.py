@@ -409,7 +409,8 @@ async def get_catalog(
 async def add_product(
     group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> ProductOut:
-    """Add a product to a catalog (coordinators). Publishes ProductCreated."""
+    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed.
+    Publishes ProductCreated."""
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
