@@ -9,10 +9,13 @@ from .bank import (
     BankStatementImported,
 )
 from .common import (
+    CatalogKind,
+    FeeRate,
     Language,
     Part,
     PaymentMethod,
     PositiveQuantity,
+    ProductUnit,
     Role,
 )
 from .ledger import (
@@ -33,6 +36,10 @@ from .notifications import (
     EmailSent,
 )
 from .orders import (
+    CatalogCreated,
+    CatalogProduct,
+    CatalogRef,
+    DistributionCreated,
     GroupSettingsChanged,
     MemberJoined,
     MemberLeft,
@@ -42,6 +49,7 @@ from .orders import (
     OrderAwaitingPayment,
     OrderConfirmed,
     OrderLine,
+    ProductCreated,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
@@ -68,6 +76,14 @@ from .web import (
 
 __all__ = [
     "AccountType",
+    "CatalogCreated",
+    "CatalogKind",
+    "CatalogProduct",
+    "CatalogRef",
+    "DistributionCreated",
+    "FeeRate",
+    "ProductCreated",
+    "ProductUnit",
     "BalanceBackToNonNegative",
     "BalanceChanged",
     "BalanceWentNegative",

@@ -32,7 +32,7 @@ class Kind(StrEnum):
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
     ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
     PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
-    WEBHOOK_DISABLED = "webhook_disabled"  # to the group's coordinators: their endpoint was disabled
+    WEBHOOK_DISABLED = "webhook_disabled"  # to the coordinators, or a platform endpoint's owner: it was disabled
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -562,6 +562,43 @@ def settle_options(group: Group, owed: Money) -> list[Instructions]:
         )
     options.append(Instructions(PaymentMethod.CASH, owed))
     return options
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+# Emails about no group (a platform endpoint) are filed under the nil group id, as web's
+# password resets of an account in no group are, and signed "Cagette".
+PLATFORM_GROUP_ID = UUID(int=0)
+
+
+def platform_owner(email: str, language: str, user_id: UUID) -> tuple[Group, Member]:
+    """The contact a platform administrator gave when registering a platform-wide endpoint."""
+    group = Group(PLATFORM_GROUP_ID, "Cagette", "EUR", language)
+    return group, Member(PLATFORM_GROUP_ID, user_id, "", email, language)
+
+
+def webhook_disabled(
+    endpoint_id: UUID,
+    disabled_at: datetime,
+    recipients: list[tuple[Group, Member]],
+    *,
+    url: str,
+    failing_since: datetime,
+    last_error: str,
+) -> list[Email]:
+    """The endpoint's owners told it was disabled: its group's coordinators, or a platform
+    endpoint's owner. Keyed by the disabling, so an endpoint disabled again is told again."""
+    source = uuid5(NAMESPACE_URL, f"cagette:notifications:webhook-disabled:{endpoint_id}:{disabled_at.isoformat()}")
+    facts: dict[str, object] = {
+        "url": url,
+        "failing_since": failing_since,
+        "endpoint_id": endpoint_id,
+        "last_error": last_error,
+    }
+    return [
+        Email(Kind.WEBHOOK_DISABLED, source, group, member, {**facts, "platform": group.group_id == PLATFORM_GROUP_ID})
+        for group, member in recipients
+    ]
 
 
 # --- delivery retries --------------------------------------------------------------------

@@ -127,14 +127,8 @@ def every_email(language: str) -> list[domain.Email]:
     emails += domain.balance_digest(
         eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
     )
-    emails.append(
-        domain.Email(
-            Kind.WEBHOOK_DISABLED,
-            eid(),
-            GROUP,
-            m,
-            {"url": "https://example.org/hook", "failing_since": WHEN, "endpoint_id": eid(), "last_error": "HTTP 503"},
-        )
+    emails += domain.webhook_disabled(
+        eid(), WHEN, [(GROUP, coordinator)], url="https://example.org/hook", failing_since=WHEN, last_error="HTTP 503"
     )
     return emails
 
@@ -154,6 +148,36 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
         assert "Les &lt;Paniers&gt; &amp; Co" in rendered.html and "Les <Paniers> & Co" in rendered.text
         assert f'<html lang="{language}">' in rendered.html
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "sentences"),
+    [
+        (
+            "fr",
+            "Webhook désactivé : https://example.org/all - Cagette",
+            ["Bonjour,", "tous les groupes de la plateforme", "donnée comme contact", "Dernière erreur : HTTP 503"],
+        ),
+        (
+            "en",
+            "Webhook disabled: https://example.org/all - Cagette",
+            ["Hello,", "every group of the platform", "given as its contact", "Last error: HTTP 503"],
+        ),
+    ],
+)
+def test_a_platform_endpoint_owner_is_told_in_their_language(language: str, subject: str, sentences: list[str]) -> None:
+    owner = domain.platform_owner("ops@example.org", language, uuid.uuid4())
+    [email] = domain.webhook_disabled(
+        uuid.uuid4(), WHEN, [owner], url="https://example.org/all", failing_since=WHEN, last_error="HTTP 503"
+    )
+    assert email.recipient == "ops@example.org" and email.language == language
+    rendered = render(email)
+    assert rendered.subject == subject
+    for sentence in sentences:
+        assert sentence in rendered.text, sentence
+    assert DATES[language] in rendered.text
+    assert "coordinat" not in rendered.text and "coordinat" not in rendered.html  # not sent as a coordinator
+    assert sentences[1] in rendered.html and f'<html lang="{language}">' in rendered.html
 
 
 # The web service's links: no amount in them (tested below).

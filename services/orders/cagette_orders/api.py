@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
+    CatalogRef,
     CurrencyCode,
     Language,
     MemberJoined,
@@ -34,7 +35,7 @@ from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
 
-from . import domain, store
+from . import domain, store, usecases
 from .store import (
     DistributionOut,
     GroupOut,
@@ -356,20 +357,20 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
 async def create_catalog(
     group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> CatalogOut:
-    """Create a variable catalog or a subscription contract with its products (coordinators)."""
+    """Create a variable catalog or a subscription contract with its products (coordinators).
+    Publishes CatalogCreated (with the products)."""
     principal.require_coordinator(group_id)
+    catalog = CatalogRef(catalog_id=uuid.uuid4(), name=body.name.strip(), kind=body.kind)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        catalog_id = uuid.uuid4()
         await session.execute(
             catalogs.insert().values(
-                catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind.value
+                catalog_id=catalog.catalog_id, group_id=group_id, name=catalog.name, kind=catalog.kind.value
             )
         )
-        created = await _insert_products(session, group, catalog_id, body.products)
-    return CatalogOut(
-        catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind, products=created
-    )
+        created = await _insert_products(session, group, catalog.catalog_id, body.products)
+        await usecases.publish_catalog_created(session, group_id, catalog, created)
+    return CatalogOut(**catalog.model_dump(), group_id=group_id, products=created)
 
 
 @router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"], responses=PAGINATED)
@@ -412,12 +413,15 @@ async def get_catalog(
 async def add_product(
     group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> ProductOut:
-    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
+    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed.
+    Publishes ProductCreated."""
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        await load_catalog(session, group_id, catalog_id)
+        catalog = await load_catalog(session, group_id, catalog_id)
         (created,) = await _insert_products(session, group, catalog_id, [body])
+        ref = CatalogRef(catalog_id=catalog.catalog_id, name=catalog.name, kind=catalog.kind)
+        await usecases.publish_product_created(session, group_id, ref, created)
     return created
 
 
@@ -441,7 +445,8 @@ class DistributionIn(RequestBody):
 async def create_distribution(
     group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
-    """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
+    """Plan a distribution: date, place, the catalogs delivered, when orders open and close
+    (coordinators). Publishes DistributionCreated."""
     principal.require_coordinator(group_id)
     open_at = body.orders_open_at or now()
     close_at = body.orders_close_at or body.starts_at
@@ -450,15 +455,14 @@ async def create_distribution(
         raise Invalid("a catalog is listed twice")
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        known = set(
-            (
-                await session.scalars(
-                    select(catalogs.c.catalog_id).where(
-                        catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)
-                    )
+        known = {
+            row.catalog_id: CatalogRef(catalog_id=row.catalog_id, name=row.name, kind=row.kind)
+            for row in await session.execute(
+                select(catalogs.c.catalog_id, catalogs.c.name, catalogs.c.kind).where(
+                    catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)
                 )
-            ).all()
-        )
+            )
+        }
         missing = [str(c) for c in body.catalog_ids if c not in known]
         if missing:
             raise Invalid(f"no catalog {', '.join(missing)} in group {group_id}")
@@ -477,7 +481,9 @@ async def create_distribution(
             distribution_catalogs.insert(),
             [{"distribution_id": distribution_id, "catalog_id": c} for c in body.catalog_ids],
         )
-        return await load_distribution(session, group, distribution_id)
+        created = await load_distribution(session, group, distribution_id)
+        await usecases.publish_distribution_created(session, created, [known[c] for c in body.catalog_ids])
+        return created
 
 
 @router.get(
