@@ -86,6 +86,73 @@ async def payments_db(stack: Stack, sql: str, *args: Any) -> Any:
         await connection.close()
 
 
+async def books_agree(
+    ledger: Any,
+    payments: Any,
+    coord: dict[str, str],
+    group_id: uuid.UUID,
+    member: uuid.UUID,
+    *,
+    balance: int,
+    card_takings: dict[str, int],
+) -> None:
+    """After a step, the three books say the same (the single member is the group's only payer):
+    the member's ledger balance is `balance`; each distribution's takings (payments' JSON) took
+    `card_takings[d]` net by card, and its basket figures match; the group's ledger accounts
+    hold what the takings say: sales = what was ordered (due), card clearing net of the fees
+    (which only move money between those two accounts) = minus what the card took, and the
+    balance = taken - ordered."""
+    seen: dict[str, Any] = {}
+
+    async def agree() -> bool:
+        seen.clear()
+        answer = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
+        seen["balance"] = answer.json()["balance"]["amount"] if answer.status_code == 200 else None
+        accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
+        seen["accounts"] = held = {a["type"]: a["balance"]["amount"] for a in accounts}
+        due_total = 0
+        for distribution_id, expected in card_takings.items():
+            answer = await payments.get(f"/groups/{group_id}/distributions/{distribution_id}/takings", headers=coord)
+            assert answer.status_code == 200, answer.text
+            takings = seen[distribution_id] = answer.json()
+            by_card = [
+                line["amount"]["amount"]
+                for bucket in ("received", "refunded")
+                for line in takings[bucket]
+                if line["method"] == "card"
+            ]
+            others = [
+                line
+                for bucket in ("received", "refunded")
+                for line in takings[bucket]
+                if line["method"] != "card" and line["count"]
+            ]
+            if others or sum(by_card) != expected or takings["net_received"]["amount"]["amount"] != expected:
+                return False
+            unsettled = [b for b in takings["not_settled"] if b["member_id"] == str(member)]
+            if unsettled:
+                [basket] = unsettled
+                if basket["received"]["amount"] != expected:
+                    return False
+                due_total += basket["due"]["amount"]
+            else:  # settled: what was received is what was due
+                due_total += expected
+        taken = sum(card_takings.values())
+        return (
+            seen["balance"] == balance
+            and balance == taken - due_total
+            and held.get("sales", 0) == due_total
+            and held.get("card_clearing", 0) + held.get("card_fees", 0) == -taken
+        )
+
+    try:
+        await eventually(agree)
+    except AssertionError:
+        raise AssertionError(
+            f"the books disagree (expected balance {balance}, card takings {card_takings}): {seen}"
+        ) from None
+
+
 async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card_stack: tuple[Stack, Any]) -> None:
     stack, standin = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -202,6 +269,8 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             return await balance() == 0 and await entries() == 2
 
         await eventually(settled)
+        distribution_id = distribution.json()["distribution_id"]
+        await books_agree(ledger, payments, coord, group_id, member, balance=0, card_takings={distribution_id: 1407})
 
         async def fee_posted() -> list[dict[str, Any]] | None:
             accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
@@ -242,6 +311,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             return await balance() == -500
 
         await eventually(debited_back)
+        await books_agree(ledger, payments, coord, group_id, member, balance=-500, card_takings={distribution_id: 907})
 
         # a forged webhook (a full refund signed with another secret): refused, nothing recorded
         standin.refund_outside(charge["id"], 907)
@@ -261,6 +331,13 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             )
             == 500
         )
+
+        # the same full refund, signed by Stripe: the rest (9.07) is debited, the payment is refunded
+        body5, headers5 = signed(forged_event)
+        assert (await payments.post("/webhooks/stripe", content=body5, headers=headers5)).status_code == 200
+        await books_agree(ledger, payments, coord, group_id, member, balance=-1407, card_takings={distribution_id: 0})
+        state = (await payments.get(f"/groups/{group_id}/card-payments/{payment_id}", headers=coord)).json()
+        assert state["state"] == "refunded" and state["amount_refunded"]["amount"] == 1407, state
 
         # the coordinator turns card payments off on payments: orders follows; card being the only
         # method it stays listed, but a new card order is refused with the reason and not recorded
@@ -417,8 +494,14 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 raise AssertionError(f"the balance stayed at {seen[-1]}, not {expected}: {notes}") from None
 
         # 1. Paid on the connected account; a refund asked, confirmed, then failed: back to zero.
-        payment_id, charge = await paid_card_order(distributions[0])
-        await settles_at(0)
+        first, second, third = distributions
+
+        async def books(balance: int, card_takings: dict[str, int]) -> None:
+            await settles_at(balance)
+            await books_agree(ledger, payments, coord, group_id, member, balance=balance, card_takings=card_takings)
+
+        payment_id, charge = await paid_card_order(first)
+        await books(0, {first: 2000})
         asked = await payments.post(
             f"/groups/{group_id}/card-payments/{payment_id}/refunds",
             headers=coord,
@@ -426,11 +509,11 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         )
         assert asked.status_code == 202, asked.text
         await deliver(standin.event("charge.refunded", standin.charge(charge["id"], account), account=account))
-        await settles_at(-700)
+        await books(-700, {first: 1300})
         failed = standin.fail_refund(standin.last_refund(charge["id"], account)["id"], account)
         assert (await deliver(standin.event("refund.failed", failed, account=account)))["outcome"] == "applied"
         await deliver(standin.event("charge.refund.updated", failed, account=account))  # the same failure, told twice
-        await settles_at(0)
+        await books(0, {first: 2000})
 
         # 2. A lost dispute: the payment no longer stands (the member owes the basket again) and
         #    the group bears the dispute fee.
@@ -443,7 +526,7 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 "charge.dispute.closed", standin.close_dispute(dispute["id"], "lost", account), account=account
             )
         )
-        await settles_at(-2000)
+        await books(-2000, {first: 0})
         state = (await payments.get(f"/groups/{group_id}/card-payments/{payment_id}", headers=coord)).json()
         assert state["state"] == "disputed" and state["dispute_status"] == "lost"
 
@@ -457,13 +540,13 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
 
         # 3. A won dispute on a second order: withdrawn, then reinstated; the member owes only the
         #    first basket.
-        second_id, second_charge = await paid_card_order(distributions[1])
-        await settles_at(-2000)
+        second_id, second_charge = await paid_card_order(second)
+        await books(-2000, {first: 0, second: 2000})
         dispute = standin.dispute(second_charge["id"], account)
         await deliver(standin.event("charge.dispute.created", dispute, account=account))
         withdrawn = standin.withdraw_dispute_funds(dispute["id"], account)
         await deliver(standin.event("charge.dispute.funds_withdrawn", withdrawn, account=account))
-        await settles_at(-4000)
+        await books(-4000, {first: 0, second: 0})
         reinstated = standin.reinstate_dispute_funds(dispute["id"], account)
         await deliver(standin.event("charge.dispute.funds_reinstated", reinstated, account=account))
         await deliver(
@@ -471,7 +554,7 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 "charge.dispute.closed", standin.close_dispute(dispute["id"], "won", account), account=account
             )
         )
-        await settles_at(-2000)
+        await books(-2000, {first: 0, second: 2000})
         state = (await payments.get(f"/groups/{group_id}/card-payments/{second_id}", headers=coord)).json()
         assert state["state"] == "succeeded" and state["dispute_status"] == "won"
 
@@ -483,7 +566,7 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
             f"/groups/{group_id}/orders",
             headers=bob,
             json={
-                "distribution_id": distributions[2],
+                "distribution_id": third,
                 "payment_method": "card",
                 "lines": [{"product_id": basket, "quantity": "1"}],
             },
