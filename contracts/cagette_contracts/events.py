@@ -48,6 +48,8 @@ from .orders import (
 from .payments import (
     BasketUnvalidated,
     BasketValidated,
+    CardAccountChange,
+    CardAccountProblem,
     CardDisputeFundsReinstated,
     CardDisputeFundsWithdrawn,
     CardDisputeUpdated,
@@ -76,6 +78,8 @@ __all__ = [
     "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
+    "CardAccountChange",
+    "CardAccountProblem",
     "CardDisputeFundsReinstated",
     "CardDisputeFundsWithdrawn",
     "CardDisputeUpdated",
