@@ -49,7 +49,7 @@ class PaymentsService(Service):
         # about every group whose card readiness changed that way.
         async with self.database.transaction() as session:
             await card_usecases.reannounce_readiness(
-                session, self.card_provider.ready, settings_url=self.card_provider.settings.card_onboarding_refresh_url
+                session, self.card_provider.ready, settings_url=self.card_provider.settings.card_settings_url
             )
 
     def create_app(self) -> FastAPI:

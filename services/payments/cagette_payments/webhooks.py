@@ -319,7 +319,7 @@ async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
 def platform(request: Request) -> tuple[bool, str]:
     """Whether the platform's card keys are configured, and web's card settings page."""
     settings: PaymentsSettings = request.app.state.settings
-    return request.app.state.card_provider.ready, settings.card_onboarding_refresh_url
+    return request.app.state.card_provider.ready, settings.card_settings_url
 
 
 @router.post(

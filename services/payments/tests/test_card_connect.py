@@ -71,7 +71,7 @@ async def test_onboarding_creates_one_account_and_payments_follow_what_stripe_sa
         (True, True, None, "became_usable"),
         (False, True, "charges_disabled", "became_unusable"),
     ]
-    settings_page = f"http://127.0.0.1:8005/groups/{group.group_id}/settings?onboarding=expired"
+    settings_page = f"http://127.0.0.1:8005/groups/{group.group_id}/settings"
     assert {e["settings_url"] for e in await announced(payments, group)} == {settings_page}
 
 
