@@ -34,7 +34,7 @@ import stripe
 from sqlalchemy.engine import make_url
 
 from cagette_runtime.devstack import Stack
-from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.testing import IsolatedServers, Mailbox, smtp_server
 
 from .conftest import bearer, client, eventually, running_stack
 
@@ -46,29 +46,50 @@ sys.modules.setdefault(_package.__name__, _package)
 standin_module = importlib.import_module("payments_standin.stripe_standin")
 
 STRIPE_KEY = "sk_test_e2e_" + "0" * 24
+COORDINATOR_EMAIL = "camille@canal.example.org"
 WEBHOOK_SECRET = "whsec_e2e_" + "1" * 24
 
 
 @pytest.fixture(scope="module")
-async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any]]:
+async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any, Mailbox]]:
     standin = standin_module.StripeStandIn(api_key=STRIPE_KEY)
     served = standin_module.Served(standin.app())
     await served.start()
     try:
-        async with running_stack(
-            servers,
-            "card",
-            ("orders", "ledger", "payments"),
-            {
-                "CAGETTE_STRIPE_API_KEY": STRIPE_KEY,
-                "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "CAGETTE_STRIPE_API_BASE": served.url,
-                "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
-            },
-        ) as running:
-            yield running, standin
+        async with (
+            smtp_server() as (mailbox, smtp_port),
+            running_stack(
+                servers,
+                "card",
+                ("orders", "ledger", "payments", "notifications"),
+                {
+                    "CAGETTE_STRIPE_API_KEY": STRIPE_KEY,
+                    "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "CAGETTE_STRIPE_API_BASE": served.url,
+                    "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
+                    "CAGETTE_CARD_SETTINGS_URL": "https://cagette.example.org/groups/{group_id}/settings",
+                    "CAGETTE_SMTP_PORT": str(smtp_port),
+                    "CAGETTE_SMTP_POLL_INTERVAL": "0.2",
+                },
+            ) as running,
+        ):
+            yield running, standin, mailbox
     finally:
         await served.stop()
+
+
+ACCOUNT_KINDS = ("card_payments_stopped", "card_payments_resumed")
+
+
+async def account_emails(mailbox: Mailbox, count: int) -> list[Any]:
+    """The coordinator's emails about the group's Stripe account (she gets dispute emails too),
+    once there are `count` of them."""
+
+    async def arrived() -> list[Any] | None:
+        found = [m for m in mailbox.to(COORDINATOR_EMAIL) if m["X-Cagette-Kind"] in ACCOUNT_KINDS]
+        return found if len(found) >= count else None
+
+    return list(await eventually(arrived, timeout=30))
 
 
 def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, dict[str, str]]:
@@ -153,8 +174,10 @@ async def books_agree(
         ) from None
 
 
-async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card_stack: tuple[Stack, Any]) -> None:
-    stack, standin = card_stack
+async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
+    card_stack: tuple[Stack, Any, Mailbox],
+) -> None:
+    stack, standin, _mailbox = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with (
         client(stack, "orders") as orders,
@@ -360,13 +383,14 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
 
 
 async def test_connected_account_refund_failure_and_disputes_keep_every_book_right(
-    card_stack: tuple[Stack, Any],
+    card_stack: tuple[Stack, Any, Mailbox],
 ) -> None:
     """On the group's own Stripe account (Connect, onboarded through the platform): a refund that
     fails gives the money back once; a lost dispute takes the payment back from the member and
     its fee from the group; a won dispute reinstates it; the account losing charges_enabled stops
-    card orders on orders. The ledger's audit passes at the end."""
-    stack, standin = card_stack
+    card orders on orders and the coordinator is emailed, once. The ledger's audit passes at the
+    end."""
+    stack, standin, mailbox = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with (
         client(stack, "orders") as orders,
@@ -382,12 +406,13 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         group_id = uuid.UUID(created.json()["group_id"])
         coord = bearer(coordinator, coordinator_of=group_id)
         bob = bearer(member, member_of=group_id)
-        joined = await orders.post(
-            f"/groups/{group_id}/members",
-            headers=coord,
-            json={"member_id": str(member), "name": "Bob", "email": "bob@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
+        for who, role, name in ((coordinator, "coordinator", "Camille"), (member, "member", "Bob")):
+            joined = await orders.post(
+                f"/groups/{group_id}/members",
+                headers=bearer(admin, admin=True),
+                json={"member_id": str(who), "role": role, "name": name, "email": f"{name.lower()}@canal.example.org"},
+            )
+            assert joined.status_code == 201, joined.text
         catalog = await orders.post(
             f"/groups/{group_id}/catalogs",
             headers=coord,
@@ -440,6 +465,9 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         await eventually(lambda: card_configured(True))
         offered = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
         assert offered.status_code == 200, offered.text
+        # The coordinator is told the account takes card payments (a first onboarding: never "stopped").
+        [opened] = await account_emails(mailbox, 1)
+        assert opened["Subject"] == "Paiements par carte ouverts - AMAP du Canal", opened["Subject"]
 
         async def balance() -> int | None:
             response = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
@@ -558,10 +586,25 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         state = (await payments.get(f"/groups/{group_id}/card-payments/{second_id}", headers=coord)).json()
         assert state["state"] == "succeeded" and state["dispute_status"] == "won"
 
-        # 4. Stripe restricts the account: card payments stop on orders too.
+        # 4. Stripe restricts the account: card payments stop on orders too, and the coordinator
+        #    is emailed why and what to do, in French (her language), once.
         restricted = standin.set_account(account, charges_enabled=False)
         await deliver(standin.event("account.updated", restricted, account=account))
         await eventually(lambda: card_configured(False))
+        [_, stopped] = await account_emails(mailbox, 2)
+        assert stopped["Subject"] == "Paiements par carte arrêtés - AMAP du Canal", stopped["Subject"]
+        text = mailbox.body(stopped, "plain")
+        assert text.startswith("Bonjour Camille,")
+        assert "les membres d'AMAP du Canal ne peuvent plus payer par carte" in text
+        assert "son inscription auprès de Stripe n'est pas terminée, ou Stripe a restreint le compte" in text
+        assert f"(https://cagette.example.org/groups/{group_id}/settings)" in text
+        assert "terminez l'inscription auprès de Stripe" in text
+        assert account not in text and str(group_id) not in text.replace(f"/groups/{group_id}/", "")
+        # Stripe tells the same again: no second email.
+        await deliver(standin.event("account.updated", restricted, account=account))
+        await asyncio.sleep(1.5)
+        assert len(await account_emails(mailbox, 2)) == 2
+        assert not [m for m in mailbox.to("bob@canal.example.org") if m["X-Cagette-Kind"] in ACCOUNT_KINDS]
         late = await orders.post(
             f"/groups/{group_id}/orders",
             headers=bob,
