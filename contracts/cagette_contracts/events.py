@@ -56,6 +56,8 @@ from .orders import (
 from .payments import (
     BasketUnvalidated,
     BasketValidated,
+    CardAccountChange,
+    CardAccountProblem,
     CardDisputeFundsReinstated,
     CardDisputeFundsWithdrawn,
     CardDisputeUpdated,
@@ -92,6 +94,8 @@ __all__ = [
     "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
+    "CardAccountChange",
+    "CardAccountProblem",
     "CardDisputeFundsReinstated",
     "CardDisputeFundsWithdrawn",
     "CardDisputeUpdated",

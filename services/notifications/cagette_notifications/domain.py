@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from cagette_contracts import Money, OrderLine, PaymentMethod
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money, OrderLine, PaymentMethod
 from cagette_runtime import epc_qr
 
 
@@ -33,6 +33,10 @@ class Kind(StrEnum):
     ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
     PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
     WEBHOOK_DISABLED = "webhook_disabled"  # to the coordinators, or a platform endpoint's owner: it was disabled
+    # To the group's coordinators: card payments stopped because of the group's Stripe account, or
+    # the account can take them again.
+    CARD_PAYMENTS_STOPPED = "card_payments_stopped"
+    CARD_PAYMENTS_RESUMED = "card_payments_resumed"
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -414,11 +418,44 @@ def card_payment_disputed(
         "order_id": order.order_id if order is not None else order_id,
         "contract_name": contract_name,
     }
+    return to_coordinators(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinators, facts)
+
+
+def to_coordinators(
+    kind: Kind, source_event_id: UUID, group: Group, coordinators: list[Member], facts: dict[str, object]
+) -> list[Email]:
+    """One email of `kind` to each coordinator among `coordinators`, in their own language."""
     return [
-        Email(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinator, dict(facts))
+        Email(kind, source_event_id, group, coordinator, dict(facts))
         for coordinator in coordinators
         if coordinator.role == "coordinator"
     ]
+
+
+def card_account_changed(
+    source_event_id: UUID,
+    group: Group,
+    coordinators: list[Member],
+    *,
+    change: CardAccountChange | None,
+    problem: CardAccountProblem | None,
+    settings_url: str | None,
+    changed_at: datetime,
+) -> list[Email]:
+    """The payments service announced a change of the group's card readiness. Only the change it
+    tells the coordinators about (`change`: set once when card payments stop because of the
+    group's Stripe account, once when it can take them again) is emailed, to each coordinator;
+    any other announcement (a coordinator's own setting, another problem while card payments
+    are already stopped) sends nothing. Not a reminder: no opt-out."""
+    if change is None:
+        return []
+    kind = Kind.CARD_PAYMENTS_STOPPED if change is CardAccountChange.BECAME_UNUSABLE else Kind.CARD_PAYMENTS_RESUMED
+    facts: dict[str, object] = {
+        "problem": problem.value if problem is not None else "",
+        "settings_url": settings_url or "",
+        "date": changed_at,
+    }
+    return to_coordinators(kind, source_event_id, group, coordinators, facts)
 
 
 # --- balances ------------------------------------------------------------------------------

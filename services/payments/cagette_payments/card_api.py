@@ -246,6 +246,7 @@ async def put_card_settings(
             stripe_account=body.stripe_account,
             provider_ready=ready,
             account_status=status,
+            settings_url=request.app.state.settings.card_settings_url,
         )
         return settings_json(group_id, row, ready)
 
@@ -288,6 +289,7 @@ async def card_onboarding(
                 stripe_account=account,
                 provider_ready=card.ready,
                 account_status=status,
+                settings_url=settings.card_settings_url,
             )
     link = await card.onboarding_link(
         account=account,

@@ -67,11 +67,13 @@ async def save_account_status(session: AsyncSession, group_id: UUID, values: dic
     return row
 
 
-async def mark_announced(session: AsyncSession, group_id: UUID, *, ready: bool, connected: bool) -> None:
+async def mark_announced(
+    session: AsyncSession, group_id: UUID, *, ready: bool, connected: bool, account_problem: str | None
+) -> None:
     await session.execute(
         update(card_settings)
         .where(card_settings.c.group_id == group_id)
-        .values(announced_ready=ready, announced_connected=connected)
+        .values(announced_ready=ready, announced_connected=connected, announced_account_problem=account_problem)
     )
 
 
