@@ -34,7 +34,7 @@ from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 from . import domain, operations, wording
 from .audit import run_audit
 from .domain import EntryStatus, HoldStatus
-from .posting import PostedTransaction, lock_accounts
+from .posting import PostedTransaction
 from .tables import accounts, holds, members, pending_entries, postings, transactions
 
 router = APIRouter()
@@ -839,18 +839,12 @@ async def _import_opening_balances(
     ]
     if errors:
         raise refused_file(errors)
-    # All accounts locked up front in the global order: concurrent imports never deadlock.
-    await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
-    posted: list[PostedTransaction] = []
-    for line_number, draft in rows:
-        try:
-            async with session.begin_nested():
-                posted.append(await operations.post_opening_balance(session, draft))
-        except Refused as exc:
-            errors.append(f"line {line_number}: {exc.reason}")
-    if errors:
-        raise refused_file(errors)
-    return posted
+    # Set-wise: the accounts are locked in the global order by one statement (concurrent imports
+    # never deadlock) and every line is posted by a fixed number of statements.
+    try:
+        return await operations.post_opening_balances(session, group_id, rows)
+    except operations.OpeningBalancesRefused as refused:
+        raise refused_file(refused.errors) from None
 
 
 OPENING_BALANCES_MAX_ROWS = 10_000
