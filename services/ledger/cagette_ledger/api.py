@@ -503,10 +503,12 @@ async def _totals(session: AsyncSession, group_id: UUID, currency: str) -> Total
             ).where(member_accounts)
         )
     ).one()
+    # Pending entries are members' only: summed by group through their own index, no join (a join
+    # to accounts is planned as a nested loop over every account when statistics are missing).
     pending = await session.scalar(
-        select(func.coalesce(func.sum(pending_entries.c.amount), 0))
-        .join(accounts, accounts.c.account_id == pending_entries.c.account_id)
-        .where(member_accounts, pending_entries.c.status == EntryStatus.PENDING)
+        select(func.coalesce(func.sum(pending_entries.c.amount), 0)).where(
+            pending_entries.c.group_id == group_id, pending_entries.c.status == EntryStatus.PENDING
+        )
     )
 
     def money(amount: int) -> Money:
