@@ -9,7 +9,10 @@ import io
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from cagette_contracts import PaymentDeclared, PaymentMethod, PaymentReceived, Role
+from cagette_ledger import api as ledger_api
 
 from .conftest import World, count_rows, token
 
@@ -362,6 +365,10 @@ async def test_group_balances_page_and_csv(world: World) -> None:
         "currency": "EUR",
     }
     assert by_member[str(creditor)]["balance"] == "50.00"
+    with pytest.MonkeyPatch.context() as patch:  # streamed in keyset batches: the same file
+        patch.setattr(ledger_api, "CSV_BATCH", 1)
+        batched = await world.client.get(f"/groups/{world.group_id}/balances.csv", headers=world.coordinator)
+    assert batched.content == response.content
 
     # One member per page: the pages together hold each member once, most owed first, and every
     # page carries the whole group's totals.
@@ -428,6 +435,12 @@ async def test_statement_csv(world: World) -> None:
     response = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
     first = next(r for r in csv.DictReader(io.StringIO(response.content.decode("utf-8"))) if r["kind"] == "correction")
     assert first["reason"] == '\'=HYPERLINK("http://x")' and first["amount"] == "0.05"
+    # Streamed in batches: one row per batch gives the same file, newest first, each entry once.
+    whole = response.content
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ledger_api, "CSV_BATCH", 1)
+        batched = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
+    assert batched.content == whole and whole.count(b"\r\n") == 4
 
 
 async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
