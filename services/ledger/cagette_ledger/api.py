@@ -34,7 +34,7 @@ from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 from . import domain, operations, wording
 from .audit import run_audit
 from .domain import EntryStatus, HoldStatus
-from .posting import PostedTransaction, lock_accounts
+from .posting import PostedTransaction
 from .tables import accounts, holds, members, pending_entries, postings, transactions
 
 router = APIRouter()
@@ -503,10 +503,12 @@ async def _totals(session: AsyncSession, group_id: UUID, currency: str) -> Total
             ).where(member_accounts)
         )
     ).one()
+    # Pending entries are members' only: summed by group through their own index, no join (a join
+    # to accounts is planned as a nested loop over every account when statistics are missing).
     pending = await session.scalar(
-        select(func.coalesce(func.sum(pending_entries.c.amount), 0))
-        .join(accounts, accounts.c.account_id == pending_entries.c.account_id)
-        .where(member_accounts, pending_entries.c.status == EntryStatus.PENDING)
+        select(func.coalesce(func.sum(pending_entries.c.amount), 0)).where(
+            pending_entries.c.group_id == group_id, pending_entries.c.status == EntryStatus.PENDING
+        )
     )
 
     def money(amount: int) -> Money:
@@ -839,18 +841,12 @@ async def _import_opening_balances(
     ]
     if errors:
         raise refused_file(errors)
-    # All accounts locked up front in the global order: concurrent imports never deadlock.
-    await lock_accounts(session, {leg.account: group.currency for _, draft in rows for leg in draft.legs})
-    posted: list[PostedTransaction] = []
-    for line_number, draft in rows:
-        try:
-            async with session.begin_nested():
-                posted.append(await operations.post_opening_balance(session, draft))
-        except Refused as exc:
-            errors.append(f"line {line_number}: {exc.reason}")
-    if errors:
-        raise refused_file(errors)
-    return posted
+    # Set-wise: the accounts are locked in the global order by one statement (concurrent imports
+    # never deadlock) and every line is posted by a fixed number of statements.
+    try:
+        return await operations.post_opening_balances(session, group_id, rows)
+    except operations.OpeningBalancesRefused as refused:
+        raise refused_file(refused.errors) from None
 
 
 OPENING_BALANCES_MAX_ROWS = 10_000

@@ -344,6 +344,59 @@ async def post_opening_balance(session: AsyncSession, draft: TransactionDraft) -
     return await adjust(session, dataclasses.replace(draft, idempotency_key=key))
 
 
+@dataclass(frozen=True)
+class _RecordedOpening:
+    fingerprint: str
+    reversed: bool
+
+
+async def post_opening_balances(
+    session: AsyncSession, group_id: UUID, drafts: list[tuple[int, TransactionDraft]]
+) -> list[PostedTransaction]:
+    """Many opening balances at once, with post_opening_balance's rules, in a fixed number of
+    statements whatever their count: one read of the group's recorded opening balances, then
+    one post_many. `drafts` are (line number, draft); a line whose member already has another
+    live opening balance refuses the whole set, every such line named."""
+    reversal = transactions.alias("reversal")
+    recorded = {
+        row.idempotency_key: _RecordedOpening(row.fingerprint, row.reversed_by is not None)
+        for row in (
+            await session.execute(
+                select(
+                    transactions.c.idempotency_key,
+                    transactions.c.fingerprint,
+                    reversal.c.transaction_id.label("reversed_by"),
+                )
+                .outerjoin(reversal, reversal.c.reverses_transaction_id == transactions.c.transaction_id)
+                .where(transactions.c.group_id == group_id, transactions.c.kind == domain.Kind.OPENING_BALANCE)
+            )
+        ).all()
+    }
+    keyed: list[TransactionDraft] = []
+    errors: list[str] = []
+    for line_number, draft in drafts:
+        key, n = draft.idempotency_key, 0
+        while key in recorded and recorded[key].reversed:  # the live one comes after the reversed ones
+            n += 1
+            key = f"{draft.idempotency_key}:{n}"
+        keyed.append(dataclasses.replace(draft, idempotency_key=key))
+        if key in recorded and recorded[key].fingerprint != keyed[-1].fingerprint():
+            member = next(leg.account.member_id for leg in draft.member_legs())
+            errors.append(
+                f"line {line_number}: member {member} already has another opening balance:"
+                " reverse it before recording a new one"
+            )
+    if errors:
+        raise OpeningBalancesRefused(errors)
+    return await post_many_and_publish(session, keyed, [None] * len(keyed))
+
+
+class OpeningBalancesRefused(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} opening balances refused")
+        self.errors = errors
+
+
 async def reverse(
     session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str, recorded_by: UUID | None
 ) -> PostedTransaction:

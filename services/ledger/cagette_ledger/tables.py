@@ -148,6 +148,8 @@ pending_entries = Table(
     Index("pending_entries_open", "account_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
     # A statement joins each posting's transaction to the payment it settled (added by 0005).
     Index("pending_entries_transaction", "transaction_id"),
+    # The balances page's pending total for the group (added by 0005).
+    Index("pending_entries_group_open", "group_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
 )
 
 # Money-pot holds (R13, B2). `granted` and the decision never change: the same hold_id asked

@@ -9,7 +9,10 @@ import io
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from cagette_contracts import PaymentDeclared, PaymentMethod, PaymentReceived, Role
+from cagette_ledger import api as ledger_api
 
 from .conftest import World, count_rows, token
 
@@ -362,6 +365,10 @@ async def test_group_balances_page_and_csv(world: World) -> None:
         "currency": "EUR",
     }
     assert by_member[str(creditor)]["balance"] == "50.00"
+    with pytest.MonkeyPatch.context() as patch:  # streamed in keyset batches: the same file
+        patch.setattr(ledger_api, "CSV_BATCH", 1)
+        batched = await world.client.get(f"/groups/{world.group_id}/balances.csv", headers=world.coordinator)
+    assert batched.content == response.content
 
     # One member per page: the pages together hold each member once, most owed first, and every
     # page carries the whole group's totals.
@@ -428,6 +435,12 @@ async def test_statement_csv(world: World) -> None:
     response = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
     first = next(r for r in csv.DictReader(io.StringIO(response.content.decode("utf-8"))) if r["kind"] == "correction")
     assert first["reason"] == '\'=HYPERLINK("http://x")' and first["amount"] == "0.05"
+    # Streamed in batches: one row per batch gives the same file, newest first, each entry once.
+    whole = response.content
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ledger_api, "CSV_BATCH", 1)
+        batched = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
+    assert batched.content == whole and whole.count(b"\r\n") == 4
 
 
 async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
@@ -498,7 +511,25 @@ async def test_opening_balances_csv_import_all_or_nothing(world: World) -> None:
         headers={**world.coordinator, "Content-Type": "text/csv"},
     )
     assert conflicting.status_code == 422 and conflicting.json()["context"]["errors"][0].startswith("line 2:")
-    assert [(await world.balance(m))["balance"]["amount"] for m in (a, b, c)] == [1250, -350, 1]
+    assert "already has another opening balance" in conflicting.json()["context"]["errors"][0]
+    # Once reversed, another amount is recorded after it (twice over: the key moves past each
+    # reversed one); the others replay.
+    for amount, cents in (("20", 2000), ("30", 3000)):
+        live = next(t for t in response.json()["transactions"] if any(p["member_id"] == str(a) for p in t["postings"]))
+        undone = await world.client.post(
+            f"/groups/{world.group_id}/transactions/{live['transaction_id']}/reversal",
+            json={"reason": "wrong amount carried over"},
+            headers=world.coordinator,
+        )
+        assert undone.status_code == 201, undone.text
+        response = await world.client.post(
+            f"/groups/{world.group_id}/opening-balances",
+            content=f"member_id,amount\n{a},{amount}\n{b},-3.50\n".encode(),
+            headers={**world.coordinator, "Content-Type": "text/csv"},
+        )
+        assert (response.json()["imported"], response.json()["replayed"]) == (1, 1), response.text
+        assert (await world.balance(a))["balance"]["amount"] == cents
+    assert [(await world.balance(m))["balance"]["amount"] for m in (a, b, c)] == [3000, -350, 1]
     member_import = await world.client.post(
         f"/groups/{world.group_id}/opening-balances",
         content=good.encode(),
