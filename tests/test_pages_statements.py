@@ -36,6 +36,11 @@ async def _declared(stack: Stack, demo: DemoGroup, email: str, method: str) -> d
     return payment
 
 
+def _review_line(page: Any, counterparty: str) -> Any:
+    """The line to review whose title names this counterparty (the member lists name everyone)."""
+    return page.locator("fieldset.review-line", has=page.locator("legend", has_text=counterparty))
+
+
 async def test_coordinator_imports_and_reviews_a_statement(web_system: Stack, chromium: Any) -> None:
     demo = await seed_demo(web_system)
     group = demo.group_id
@@ -77,20 +82,26 @@ async def test_coordinator_imports_and_reviews_a_statement(web_system: Stack, ch
     await page.click("#upload-form button[type=submit]")
     await expect(page.locator("p.message[role=status]")).to_contain_text("Le relevé est importé")
     report = page.locator("#import-report")
-    figures = {name: await report.locator(f"[data-figure={name}]").inner_text() for name in
-               ("lines", "matched", "suggestions", "to_review")}
+    figures = {
+        name: await report.locator(f"[data-figure={name}]").inner_text()
+        for name in ("lines", "matched", "suggestions", "to_review")
+    }
     assert figures == {"lines": "3", "matched": "1", "suggestions": "1", "to_review": "2"}
+    assert "par Claire Martin" in await report.inner_text()
     matched = await report.locator("tr[data-outcome=matched]").inner_text()
     assert "19,60\u00a0€" in matched and "Bruno Petit" in matched and "rapprochée et confirmée" in matched
     await _balance_is(web_system, demo, "bruno@example.org", 0)
 
-    alice_line = page.locator("fieldset.review-line", has_text="Alice Dupont")
+    alice_line = _review_line(page, "Alice Dupont")
     assert "30 nov. 2026" in await alice_line.locator("legend").inner_text()
     assert "21,90\u00a0€" in await alice_line.locator("legend").inner_text()
     suggestion = await alice_line.locator(".suggestion").inner_text()
-    assert suggestion == "Suggestion : le paiement de Alice Dupont, Chèque de 21,90\u00a0€ (en attente)."
-    assert "annoncé en Chèque, et il est arrivé par virement" in await alice_line.locator(".line-reason").inner_text()
-    unknown = page.locator("fieldset.review-line", has_text="Inconnu SARL")
+    assert suggestion == "Suggestion : le paiement de Alice Dupont, 21,90\u00a0€ (Chèque, en attente)."
+    assert (
+        "arrivé par virement, mais avait été annoncé autrement (moyen annoncé : Chèque)"
+        in await alice_line.locator(".line-reason").inner_text()
+    )
+    unknown = _review_line(page, "Inconnu SARL")
     assert "Pas de référence RF" in await unknown.inner_text()
     await screenshot(page, "coordinator-bank-imported")
     await assert_accessible(page)
@@ -103,10 +114,10 @@ async def test_coordinator_imports_and_reviews_a_statement(web_system: Stack, ch
     await _balance_is(web_system, demo, "alice@example.org", 0)
 
     # The unknown line: ignoring it needs a reason (kept when refused), then it leaves the list.
-    unknown = page.locator("fieldset.review-line", has_text="Inconnu SARL")
+    unknown = _review_line(page, "Inconnu SARL")
     await unknown.locator("form.ignore button[type=submit]").click()
     await expect(page.locator("p.message.error")).to_contain_text("Dites pourquoi la ligne est ignorée")
-    unknown = page.locator("fieldset.review-line", has_text="Inconnu SARL")
+    unknown = _review_line(page, "Inconnu SARL")
     await unknown.locator("input[name=reason]").fill("Remboursement de frais bancaires")
     await unknown.locator("form.ignore button[type=submit]").click()
     await expect(page.locator("p.message[role=status]")).to_contain_text("La ligne est ignorée")

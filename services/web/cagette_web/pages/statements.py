@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from ..adapters import ServiceRefused
@@ -107,6 +108,12 @@ async def _page_context(visit: Visit, group_id: UUID, shown_import: UUID | None)
         visit.apis.get("payments", f"{base}/bank-statements"),
         visit.apis.get("payments", f"{base}/bank-lines", outcome="to_review"),
     )
+    # The reports are what each import did; what is left to handle there changes with the review.
+    left = Counter(line["import_id"] for line in to_review)
+    imports = [
+        {**found, "imported_by_name": _name(members, found["imported_by"]), "left": left[found["import_id"]]}
+        for found in imports
+    ]
     report = next((found for found in imports if shown_import and found["import_id"] == str(shown_import)), None)
     import_lines: list[dict[str, Any]] = []
     if report is not None:
@@ -125,13 +132,19 @@ async def _page_context(visit: Visit, group_id: UUID, shown_import: UUID | None)
             }
         )
     shown_lines = [
-        {**line, "member_name": _name(members, line["member_id"]), "reason_words": review_reason(visit, line["review_reason"])}
+        {
+            **line,
+            "member_name": _name(members, line["member_id"]),
+            "reason_words": review_reason(visit, line["review_reason"]),
+        }
         for line in import_lines
     ]
     return {
-        "imports": [{**found, "imported_by_name": _name(members, found["imported_by"])} for found in imports],
+        "imports": imports,
         "report": report,
-        "suggestions": sum(1 for line in shown_lines if line["outcome"] == "to_review" and line["suggested_payment_id"]),
+        "suggestions": sum(
+            1 for line in shown_lines if line["outcome"] == "to_review" and line["suggested_payment_id"]
+        ),
         "import_lines": shown_lines,
         "review": review,
         "members": sorted(members.values(), key=lambda member: member["name"].casefold()),
@@ -193,7 +206,10 @@ async def upload_statement(
             "payments",
             "POST",
             f"/groups/{group_id}/bank-statements",
-            params={"format": chosen or None, "file_name": "".join(ch for ch in file.filename if ch.isprintable())[:200]},
+            params={
+                "format": chosen or None,
+                "file_name": "".join(ch for ch in file.filename if ch.isprintable())[:200],
+            },
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
