@@ -10,7 +10,7 @@ from uuid import UUID
 from pydantic import EmailStr, Field, model_validator
 
 from . import routing
-from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
+from .common import DEFAULT_TIME_ZONE, Language, Part, PaymentMethod, PositiveQuantity, Role
 from .envelope import Event
 from .money import CurrencyCode, Money, MoneyError, PositiveMoney, line_amount, total
 
@@ -23,6 +23,9 @@ class GroupSettingsChanged(Event):
     name: str
     currency: CurrencyCode
     language: Language = Language.FR
+    time_zone: str = Field(
+        default=DEFAULT_TIME_ZONE, max_length=64, description="IANA name: the group's dates are shown in it"
+    )
     payments_enabled: bool
     payment_methods: list[PaymentMethod] = []
     allow_negative_money_pot: bool = False

@@ -10,6 +10,8 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from cagette_contracts.common import DEFAULT_TIME_ZONE
+
 from ..adapters import ServiceRefused
 from .common import CoordinatorVisit, Visit, back_to
 
@@ -62,6 +64,7 @@ async def save_settings(group_id: UUID, visit: CoordinatorVisit, request: Reques
         "cheque_payee": _text(form, "cheque_payee", 200),
         "transfer_iban": iban.replace(" ", "").upper() if iban else None,
         "transfer_bic": (_text(form, "transfer_bic", 16) or "").upper() or None,
+        "time_zone": _text(form, "time_zone", 64) or DEFAULT_TIME_ZONE,
     }
     try:
         await visit.apis.patch("orders", f"/groups/{group_id}", json=changes)
