@@ -71,5 +71,8 @@ async def save_settings(group_id: UUID, visit: CoordinatorVisit, request: Reques
     except ServiceRefused as refused:
         status = refused.status_code if refused.status_code in (400, 409, 422) else 400
         typed = {**changes, "transfer_iban": _text(form, "transfer_iban", 64)}
-        return await _render(visit, group_id, typed=typed, message=visit.refusal(refused), status_code=status)
+        message = visit.refusal(refused)
+        if any("time_zone" in error.get("loc", ()) for error in refused.errors if isinstance(error, dict)):
+            message = visit.t("settings.bad_time_zone", zone=changes["time_zone"])
+        return await _render(visit, group_id, typed=typed, message=message, status_code=status)
     return back_to(f"/groups/{group_id}/settings", done="settings.done")
