@@ -41,6 +41,8 @@ groups = Table(
     Column("allow_negative_money_pot", Boolean, nullable=False),
     Column("settings_occurred_at", DateTime(timezone=True), nullable=False),
     Column("language", Text, nullable=False, server_default="fr"),  # added by 0003: statements' words
+    # The group's IANA time zone (added by 0005): the day of a distribution in the statements' words.
+    Column("time_zone", Text, nullable=False, server_default="Europe/Paris"),
 )
 
 # Who the members are, from orders.member.* (full state, the newest wins): names in the
