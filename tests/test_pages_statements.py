@@ -103,6 +103,9 @@ async def test_coordinator_imports_and_reviews_a_statement(web_system: Stack, ch
     )
     unknown = _review_line(page, "Inconnu SARL")
     assert "Pas de référence RF" in await unknown.inner_text()
+    # Any line may pay a payment still awaited: Alice's cheque is offered by name for the unknown one.
+    offered = await unknown.locator("select[name=target] optgroup").first.inner_text()
+    assert f"Alice Dupont, 21,90\u00a0€ (Chèque) {alice['reference']}" in offered
     await screenshot(page, "coordinator-bank-imported")
     await assert_accessible(page)
 
@@ -134,6 +137,7 @@ async def test_coordinator_imports_and_reviews_a_statement(web_system: Stack, ch
     await expect(report.locator("tr[data-outcome=ignored]")).to_contain_text("ignored")
     await expect(report.locator("tr[data-outcome=assigned]")).to_contain_text("Alice Dupont")
     assert "€19.60" in await report.locator("tr[data-outcome=matched]").inner_text()
+    assert await report.locator("[data-figure=suggestions]").inner_text() == "1"
     await screenshot(page, "coordinator-bank-en")
     await assert_accessible(page)
     await page.context.close()

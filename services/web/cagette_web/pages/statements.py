@@ -70,6 +70,10 @@ def _in_words(visit: Visit, text: str, known: list[tuple[re.Pattern[str], str]])
     return None
 
 
+async def _nothing() -> list[dict[str, Any]]:
+    return []
+
+
 def review_reason(visit: Visit, reason: str | None) -> str:
     if not reason:
         return ""
@@ -92,6 +96,23 @@ async def _payments_by_id(visit: Visit, group_id: UUID, payment_ids: set[str]) -
         *(visit.apis.get("payments", f"/groups/{group_id}/payments/{payment_id}") for payment_id in sorted(payment_ids))
     )
     return {payment["payment_id"]: payment for payment in found}
+
+
+async def _declared_payments(visit: Visit, group_id: UUID, members: dict[UUID, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every member's payments still awaited (what a line may pay), by member name: asked only
+    while lines wait for review."""
+    found = await asyncio.gather(
+        *(visit.apis.get("payments", f"/groups/{group_id}/members/{member_id}/payments") for member_id in members)
+    )
+    return sorted(
+        (
+            {**payment, "member_name": member["name"]}
+            for member, payments in zip(members.values(), found, strict=True)
+            for payment in payments
+            if payment["state"] == "declared" and payment["kind"] == "payment"
+        ),
+        key=lambda payment: (payment["member_name"].casefold(), payment["created_at"]),
+    )
 
 
 def _name(members: dict[UUID, dict[str, Any]], member_id: str | None) -> str | None:
@@ -118,8 +139,11 @@ async def _page_context(visit: Visit, group_id: UUID, shown_import: UUID | None)
     import_lines: list[dict[str, Any]] = []
     if report is not None:
         import_lines = await visit.apis.get("payments", f"{base}/bank-lines", import_id=str(report["import_id"]))
-    suggested = await _payments_by_id(
-        visit, group_id, {line["suggested_payment_id"] for line in to_review if line["suggested_payment_id"]}
+    suggested, declared = await asyncio.gather(
+        _payments_by_id(
+            visit, group_id, {line["suggested_payment_id"] for line in to_review if line["suggested_payment_id"]}
+        ),
+        _declared_payments(visit, group_id, members) if to_review else _nothing(),
     )
     review = []
     for line in to_review:
@@ -142,9 +166,9 @@ async def _page_context(visit: Visit, group_id: UUID, shown_import: UUID | None)
     return {
         "imports": imports,
         "report": report,
-        "suggestions": sum(
-            1 for line in shown_lines if line["outcome"] == "to_review" and line["suggested_payment_id"]
-        ),
+        # Lines payments suggested a payment for, whatever the review did with them since.
+        "suggestions": sum(1 for line in shown_lines if line["suggested_payment_id"]),
+        "declared": declared,
         "import_lines": shown_lines,
         "review": review,
         "members": sorted(members.values(), key=lambda member: member["name"].casefold()),
