@@ -64,6 +64,16 @@ if ! port_open 5432; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
 fi
 wait_port PostgreSQL 5432
+# The test suite runs several five-service stacks at once; PostgreSQL's default 100 connections
+# can run out under them ("too many clients already"), so make sure there is room.
+wanted_connections=300
+current_connections=$(psql -h 127.0.0.1 -U postgres -Atc 'SHOW max_connections' 2>/dev/null || echo 0)
+if [ "${current_connections:-0}" -lt "$wanted_connections" ]; then
+  echo "PostgreSQL allows $current_connections connections: raising it to $wanted_connections (restart)"
+  psql -h 127.0.0.1 -U postgres -qc "ALTER SYSTEM SET max_connections = $wanted_connections"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main restart
+  wait_port PostgreSQL 5432
+fi
 
 if ! port_open 5672; then
   echo "starting RabbitMQ"

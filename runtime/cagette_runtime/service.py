@@ -72,7 +72,7 @@ class Service:
         self.migrations = migrations
         self.routers = routers
         self.description = description
-        self.database = Database(self.settings.database_url)
+        self.database = Database(self.settings.database_url, pool_size=self.settings.database_pool_size)
         # Observability: Prometheus metrics (with the service's own `gauges`) and traces.
         self.metrics = ServiceMetrics(name, gauges)
         self.tracer_provider = tracer_provider(name)
