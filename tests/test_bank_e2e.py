@@ -20,9 +20,11 @@ def eur(cents: int) -> dict[str, Any]:
     return {"amount": cents, "currency": "EUR"}
 
 
-def camt053_v04(credits: list[tuple[str, str, str]], *, booked: date, opening: str = "500.00") -> bytes:
-    """An ISO 20022 camt.053.001.04 statement with one booked SEPA credit per (amount, name,
-    remittance), the balances adding up."""
+def camt053_v04(
+    credits: list[tuple[str, str, str]], *, booked: date, opening: str = "500.00", iban: str = IBAN
+) -> bytes:
+    """An ISO 20022 camt.053.001.04 statement of this account with one booked SEPA credit per
+    (amount, name, remittance), the balances adding up."""
     closing = sum((float_free(amount) for amount, _, _ in credits), float_free(opening))
     entries = "".join(
         f'<Ntry><NtryRef>{n}</NtryRef><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>CRDT</CdtDbtInd><Sts>BOOK</Sts>'
@@ -44,7 +46,7 @@ def camt053_v04(credits: list[tuple[str, str, str]], *, booked: date, opening: s
         '<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.04"><BkToCstmrStmt>'
         "<GrpHdr><MsgId>E2E</MsgId><CreDtTm>2026-03-03T06:00:00</CreDtTm></GrpHdr>"
         f"<Stmt><Id>E2E-{booked:%Y%m%d}</Id><CreDtTm>2026-03-03T06:00:00</CreDtTm>"
-        f"<Acct><Id><IBAN>{IBAN}</IBAN></Id><Ccy>EUR</Ccy></Acct>{balances}{entries}</Stmt>"
+        f"<Acct><Id><IBAN>{iban}</IBAN></Id><Ccy>EUR</Ccy></Acct>{balances}{entries}</Stmt>"
         "</BkToCstmrStmt></Document>"
     ).encode()
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from playwright.async_api import expect
 
 from cagette_runtime.devstack import Stack
 
@@ -188,4 +192,43 @@ async def test_a_coordinator_validates_a_distribution_correcting_an_amount_and_a
     await member.goto(f"{web_url}{base}")
     assert "coordinateur" in await member.inner_text("main")
     await member.context.close()
+    await page.context.close()
+
+
+async def test_times_read_in_the_group_s_time_zone(web_system: Stack, chromium) -> None:
+    """A coordinator moves the group to Montreal on the settings page (an unknown zone is refused
+    in words, as typed): the distributions then start at Montreal's hour, six hours before Paris's."""
+    demo = await seed_demo(web_system)
+    group = demo.group_id
+    web_url = web_system.services["web"].url
+    async with client(web_system, "orders") as orders:
+        coordinator = bearer(demo.people["claire@example.org"], coordinator_of=group)
+        distributions = (await orders.get(f"/groups/{group}/distributions", headers=coordinator)).json()
+    starts_at = datetime.fromisoformat(min(d["starts_at"] for d in distributions))
+    paris = starts_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M")
+    montreal = starts_at.astimezone(ZoneInfo("America/Montreal")).strftime("%H:%M")
+    assert paris != montreal
+    page = await signed_in_page(chromium, web_url, "claire@example.org")
+    await page.goto(f"{web_url}/groups/{group}/distributions")
+    assert f", {paris}" in await page.inner_text("main table")
+
+    await page.goto(f"{web_url}/groups/{group}/settings")
+    assert await page.input_value("#time-zone") == "Europe/Paris"
+    await page.fill("#time-zone", "Mars/Olympus_Mons")
+    await page.click("#settings-form button[type=submit]")
+    await expect(page.locator("p.message.error")).to_contain_text(
+        "« Mars/Olympus_Mons » n'est pas un fuseau horaire connu"
+    )
+    assert await page.input_value("#time-zone") == "Mars/Olympus_Mons"
+    await page.fill("#time-zone", "America/Montreal")
+    await page.click("#settings-form button[type=submit]")
+    await expect(page.locator("p.message[role=status]")).to_contain_text("réglages sont enregistrés")
+    assert await page.input_value("#time-zone") == "America/Montreal"
+    await screenshot(page, "coordinator-settings-time-zone")
+    await assert_accessible(page)
+
+    await page.goto(f"{web_url}/groups/{group}/distributions")
+    listed = await page.inner_text("main table")
+    assert f", {montreal}" in listed and f", {paris}" not in listed
+    await screenshot(page, "coordinator-distributions-montreal")
     await page.context.close()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 from typing import Annotated
+from zoneinfo import ZoneInfo, available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class PaymentMethod(StrEnum):
@@ -51,6 +53,32 @@ FeeRate = Annotated[
     WithJsonSchema({"type": "string", "pattern": FEE_RATE_PATTERN}, mode="serialization"),
 ]
 
+
+# A group's dates are shown in its own time zone (an IANA name); groups start in French time.
+DEFAULT_TIME_ZONE = "Europe/Paris"
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _known_time_zone(name: str) -> str:
+    if name not in _known_zones():
+        raise ValueError(f"{name!r} is not an IANA time zone name (like Europe/Paris or America/Montreal)")
+    return name
+
+
+# What a request may set as a group's time zone: a name the tz database knows.
+TimeZoneName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_known_time_zone)]
+
+
+def time_zone(name: str | None) -> ZoneInfo:
+    """The zone named, or the default one for a name this machine's tz database does not know
+    (a date shown in French time is better than a page or an email that fails)."""
+    return ZoneInfo(name if name and name in _known_zones() else DEFAULT_TIME_ZONE)
+
+
 # On the wire a decimal string such as "0.375" (never a float): positive, at most 3 decimals.
 POSITIVE_QUANTITY_PATTERN = r"^(?!0+(\.0+)?$)[0-9]{1,12}(\.[0-9]{1,3})?$"
 PositiveQuantity = Annotated[
@@ -69,10 +97,13 @@ class Part(BaseModel):
 __all__ = [
     "CatalogKind",
     "FeeRate",
+    "DEFAULT_TIME_ZONE",
     "Language",
     "Part",
     "PaymentMethod",
     "PositiveQuantity",
     "ProductUnit",
     "Role",
+    "TimeZoneName",
+    "time_zone",
 ]

@@ -10,7 +10,17 @@ from uuid import UUID
 from pydantic import EmailStr, Field, model_validator
 
 from . import routing
-from .common import CatalogKind, FeeRate, Language, Part, PaymentMethod, PositiveQuantity, ProductUnit, Role
+from .common import (
+    DEFAULT_TIME_ZONE,
+    CatalogKind,
+    FeeRate,
+    Language,
+    Part,
+    PaymentMethod,
+    PositiveQuantity,
+    ProductUnit,
+    Role,
+)
 from .envelope import Event, UtcDatetime
 from .money import CurrencyCode, Money, MoneyError, PositiveMoney, line_amount, total
 
@@ -23,6 +33,9 @@ class GroupSettingsChanged(Event):
     name: str
     currency: CurrencyCode
     language: Language = Language.FR
+    time_zone: str = Field(
+        default=DEFAULT_TIME_ZONE, max_length=64, description="IANA name: the group's dates are shown in it"
+    )
     payments_enabled: bool
     payment_methods: list[PaymentMethod] = []
     allow_negative_money_pot: bool = False

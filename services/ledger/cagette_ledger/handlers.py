@@ -73,6 +73,7 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
         "allow_negative_money_pot": event.allow_negative_money_pot,
         "settings_occurred_at": event.occurred_at,
         "language": event.language.value,
+        "time_zone": event.time_zone,
     }
     statement = pg_insert(groups).values(group_id=event.group_id, **values)
     # Settings events carry full state: the newest wins, whatever the delivery order.
@@ -100,7 +101,7 @@ async def on_member(session: AsyncSession, event: MemberJoined | MemberUpdated) 
 
 def in_words(event: Event, draft: domain.TransactionDraft, group: operations.Group | None) -> domain.TransactionDraft:
     """The draft with the statement words for it in the group's language."""
-    memo = wording.memo_for(event, group.language if group else "fr")
+    memo = wording.memo_for(event, group.language, group.time_zone) if group else wording.memo_for(event, "fr")
     return dataclasses.replace(draft, memo=memo) if memo else draft
 
 

@@ -24,6 +24,7 @@ from cagette_contracts import (
     PaymentReceived,
     PlaceHold,
 )
+from cagette_contracts.common import DEFAULT_TIME_ZONE
 from cagette_runtime import clock, outbox
 from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import Conflict, Invalid, NotFound
@@ -43,6 +44,7 @@ class Group:
     allow_negative_money_pot: bool
     payments_enabled: bool = True
     language: str = "fr"
+    time_zone: str = DEFAULT_TIME_ZONE
 
 
 async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
@@ -54,6 +56,7 @@ async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
                 groups.c.allow_negative_money_pot,
                 groups.c.payments_enabled,
                 groups.c.language,
+                groups.c.time_zone,
             ).where(groups.c.group_id == group_id)
         )
     ).first()
@@ -71,6 +74,7 @@ async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group
                 groups.c.allow_negative_money_pot,
                 groups.c.payments_enabled,
                 groups.c.language,
+                groups.c.time_zone,
             ).where(groups.c.group_id.in_(group_ids))
         )
     ).all()
@@ -78,7 +82,9 @@ async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group
 
 
 def _group(row: AnyRow) -> Group:
-    return Group(row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled, row.language)
+    return Group(
+        row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled, row.language, row.time_zone
+    )
 
 
 async def require_group(session: AsyncSession, group_id: UUID) -> Group:

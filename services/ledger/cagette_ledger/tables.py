@@ -41,6 +41,8 @@ groups = Table(
     Column("allow_negative_money_pot", Boolean, nullable=False),
     Column("settings_occurred_at", DateTime(timezone=True), nullable=False),
     Column("language", Text, nullable=False, server_default="fr"),  # added by 0003: statements' words
+    # The group's IANA time zone (added by 0005): the day of a distribution in the statements' words.
+    Column("time_zone", Text, nullable=False, server_default="Europe/Paris"),
 )
 
 # Who the members are, from orders.member.* (full state, the newest wins): names in the
@@ -76,7 +78,7 @@ accounts = Table(
         " 'opening_balance_equity')",
         name="accounts_known_type",
     ),
-    # The member balances list, one keyset page at a time (added by 0005).
+    # The member balances list, one keyset page at a time (added by 0006).
     Index("accounts_group_balances", "group_id", "type", "balance", "member_id"),
 )
 
@@ -146,9 +148,9 @@ pending_entries = Table(
         name="pending_entries_posted_has_transaction",
     ),
     Index("pending_entries_open", "account_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
-    # A statement joins each posting's transaction to the payment it settled (added by 0005).
+    # A statement joins each posting's transaction to the payment it settled (added by 0006).
     Index("pending_entries_transaction", "transaction_id"),
-    # The balances page's pending total for the group (added by 0005).
+    # The balances page's pending total for the group (added by 0006).
     Index("pending_entries_group_open", "group_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
 )
 

@@ -24,9 +24,8 @@ from cagette_contracts import (
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
+from cagette_contracts.common import DEFAULT_TIME_ZONE, time_zone
 
-# The groups are French AMAPs: their distribution dates read in French time.
-DISPLAY_TIMEZONE = ZoneInfo("Europe/Paris")
 LANGUAGES = ("fr", "en")
 
 _WORDS: dict[str, dict[str, str]] = {
@@ -83,9 +82,9 @@ def _words(language: str) -> dict[str, str]:
     return _WORDS[language if language in _WORDS else "fr"]
 
 
-def distribution_date(starts_at: datetime, language: str) -> str:
-    """ "mar. 3 déc." / "Tue 3 Dec"."""
-    local = starts_at.astimezone(DISPLAY_TIMEZONE)
+def distribution_date(starts_at: datetime, language: str, zone: ZoneInfo) -> str:
+    """ "mar. 3 déc." / "Tue 3 Dec", the day in the group's time zone."""
+    local = starts_at.astimezone(zone)
     return format_date(local, "EEE d MMM", locale=language if language in LANGUAGES else "fr")
 
 
@@ -101,13 +100,13 @@ def _lines(lines: list[OrderLine], language: str) -> str:
     return ", ".join(line_words(line, language) for line in lines)
 
 
-def order(event: OrderConfirmed | OrderAmended, language: str) -> str:
+def order(event: OrderConfirmed | OrderAmended, language: str, zone: ZoneInfo) -> str:
     words = _words(language)
     amended = isinstance(event, OrderAmended)
     lines = event.added_lines if isinstance(event, OrderAmended) else event.lines
     if event.distribution_starts_at is not None and event.distribution_place:
         head = words["amendment_for" if amended else "order_for"].format(
-            date=distribution_date(event.distribution_starts_at, language), place=event.distribution_place
+            date=distribution_date(event.distribution_starts_at, language, zone), place=event.distribution_place
         )
     else:
         head = words["amendment" if amended else "order"]
@@ -174,11 +173,13 @@ def memo_for(
     | PaymentRefunded
     | object,
     language: str,
+    time_zone_name: str = DEFAULT_TIME_ZONE,
 ) -> str | None:
-    """The statement words for what `event` posts, or None to keep the draft's own memo."""
+    """The statement words for what `event` posts (dates in the group's time zone), or None to
+    keep the draft's own memo."""
     match event:
         case OrderConfirmed() | OrderAmended():
-            return order(event, language)
+            return order(event, language, time_zone(time_zone_name))
         case SubscriptionConfirmed() | SubscriptionAmended():
             return subscription(event, language)
         case PaymentReceived():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +21,7 @@ from cagette_contracts import (
     PaymentReceived,
     PaymentRefunded,
 )
-from cagette_ledger import domain
+from cagette_ledger import domain, wording
 from cagette_ledger.domain import Leg, TransactionDraft, group_account, member_account
 from cagette_runtime.errors import Invalid
 
@@ -225,3 +227,10 @@ def test_the_postings_queue_is_bound_to_every_event_it_handles() -> None:
     bound = set(Consumer(POSTINGS_QUEUE, POSTINGS).queue.routing_keys)
     assert handled == bound  # derived from the registry: nothing handled goes unbound
     assert {"payments.card_dispute.funds_withdrawn", "payments.card_dispute.funds_reinstated"} <= bound
+
+
+def test_a_distribution_s_day_is_the_group_s_day() -> None:
+    """01:30 UTC on 2 December is Wednesday in Paris, still Tuesday evening in Montreal."""
+    starts_at = datetime(2026, 12, 2, 1, 30, tzinfo=UTC)
+    assert wording.distribution_date(starts_at, "fr", ZoneInfo("Europe/Paris")) == "mer. 2 déc."
+    assert wording.distribution_date(starts_at, "en", ZoneInfo("America/Montreal")) == "Tue 1 Dec"

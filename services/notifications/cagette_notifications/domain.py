@@ -70,6 +70,8 @@ class Group:
     cheque_payee: str | None = None
     transfer_iban: str | None = None
     transfer_bic: str | None = None
+    # Dates in the group's emails are in this IANA time zone (None: the service's default).
+    time_zone: str | None = None
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,7 @@ class Handlers:
             "cheque_payee": event.cheque_payee,
             "transfer_iban": event.transfer_iban,
             "transfer_bic": event.transfer_bic,
+            "time_zone": event.time_zone,
             "updated_at": event.occurred_at,
         }
         statement = pg_insert(group_directory).values(group_id=event.group_id, **values)

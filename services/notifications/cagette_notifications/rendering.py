@@ -16,13 +16,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal, format_percent
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from cagette_contracts import Money
+from cagette_contracts.common import DEFAULT_TIME_ZONE, time_zone
 
 from .domain import SUPPORTED_LANGUAGES, Email
 
@@ -37,7 +37,7 @@ class Rendered:
 
 
 def _environment(language: str, timezone: str) -> Environment:
-    zone = ZoneInfo(timezone)
+    zone = time_zone(timezone)
     env = Environment(
         loader=FileSystemLoader(TEMPLATES / language),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -90,14 +90,16 @@ def de(name: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def environment(language: str, timezone: str = "Europe/Paris") -> Environment:
+def environment(language: str, timezone: str = DEFAULT_TIME_ZONE) -> Environment:
     if language not in SUPPORTED_LANGUAGES:
         raise ValueError(f"no templates for language {language!r}")
     return _environment(language, timezone)
 
 
-def render(email: Email, *, timezone: str = "Europe/Paris") -> Rendered:
-    env = environment(email.language, timezone)
+def render(email: Email, *, timezone: str = DEFAULT_TIME_ZONE) -> Rendered:
+    """The email in its language, its dates in the group's time zone (`timezone` when the group
+    has none of its own)."""
+    env = environment(email.language, email.group.time_zone or timezone)
     context = {"group": email.group, "member": email.member, **email.facts}
     text_template = env.get_template(f"{email.kind.value}.txt")
     module = text_template.make_module(context)

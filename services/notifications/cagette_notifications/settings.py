@@ -49,5 +49,6 @@ class NotificationSettings(ServiceSettings):
     webhook_disable_after: timedelta = timedelta(days=5)
     # Plain http:// endpoints (local development and tests only; never in production).
     webhook_allow_http: bool = False
-    # Dates in emails are shown in this time zone.
+    # Dates in emails of a group orders has not yet announced a time zone for (each group's own
+    # time zone comes with its settings).
     timezone: str = "Europe/Paris"

@@ -39,6 +39,7 @@ async def load_group(session: AsyncSession, group_id: UUID) -> Group:
         cheque_payee=row.cheque_payee,
         transfer_iban=row.transfer_iban,
         transfer_bic=row.transfer_bic,
+        time_zone=row.time_zone,
     )
 
 

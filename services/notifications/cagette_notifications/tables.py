@@ -40,6 +40,8 @@ group_directory = Table(
     Column("transfer_iban", Text),
     Column("transfer_bic", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The group's IANA time zone, as orders announces it (null: from before groups had one).
+    Column("time_zone", Text),
 )
 
 member_directory = Table(

@@ -375,6 +375,32 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
     assert {"fr": f"- Commande : {order_id}\n", "en": f"- Order: {order_id}\n"}[language] in text
 
 
+def test_dates_are_in_the_group_s_time_zone() -> None:
+    """The same distribution (17:00 UTC) reads 18:00 for a group in Paris, 12:00 for one in
+    Montreal, whose confirmation day (01:30 UTC) is still the day before."""
+    where = domain.Distribution(datetime(2026, 12, 1, 17, 0, tzinfo=UTC), "Salle paroissiale")
+    texts = {}
+    for zone in ("Europe/Paris", "America/Montreal"):
+        group = Group(uuid.uuid4(), "AMAP", "EUR", "fr", "AMAP", time_zone=zone)
+        instructions = domain.instructions_for(group, PaymentMethod.CHEQUE, TOTAL)
+        [email] = domain.order_confirmed(
+            uuid.uuid4(),
+            group,
+            Member(group.group_id, uuid.uuid4(), "Alice", "alice@example.org", "fr"),
+            order_id=uuid.uuid4(),
+            lines=lines(),
+            total=TOTAL,
+            instructions=instructions,
+            confirmed_at=datetime(2026, 11, 2, 1, 30, tzinfo=UTC),
+            distribution=where,
+        )
+        texts[zone] = render(email).text
+    assert "Distribution : mardi 1er décembre à 18:00" in texts["Europe/Paris"]
+    assert "(2 novembre 2026)" in texts["Europe/Paris"]
+    assert "Distribution : mardi 1er décembre à 12:00" in texts["America/Montreal"]
+    assert "(1er novembre 2026)" in texts["America/Montreal"]
+
+
 def test_an_order_email_a_member_can_act_on() -> None:
     """Issue 14: the order email names its distribution (French ordinal for the 1st), each line
     shows its fee so the total adds up, "de" is elided before a vowel, and a card-paid order's

@@ -25,6 +25,7 @@ from cagette_contracts import (
     PaymentMethod,
     Role,
 )
+from cagette_contracts.common import TimeZoneName
 from cagette_contracts.inputs import AsciiDecimal, AwareUtcDatetime, Flag, Label, Name, Place, RequestBody
 from cagette_contracts.money import MinorUnits
 from cagette_runtime import outbox
@@ -64,6 +65,7 @@ class GroupSettingsPatch(RequestBody):
     name: Name | None = None
     currency: CurrencyCode | None = None
     language: Language | None = None
+    time_zone: TimeZoneName | None = None
     payments_enabled: Flag | None = None
     payment_methods: list[PaymentMethod] | None = Field(default=None, max_length=len(PaymentMethod))
     allow_negative_money_pot: Flag | None = None

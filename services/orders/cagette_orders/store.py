@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
+from cagette_contracts.common import DEFAULT_TIME_ZONE, TimeZoneName
 from cagette_contracts.inputs import Flag, Label, Name, RequestBody
 from cagette_runtime.clock import now
 from cagette_runtime.errors import Conflict, NotFound
@@ -45,6 +46,7 @@ class GroupSettingsIn(RequestBody):
     name: Name
     currency: CurrencyCode = "EUR"
     language: Language = Language.FR
+    time_zone: TimeZoneName = Field(default=DEFAULT_TIME_ZONE, description="IANA name the group's dates are shown in")
     payments_enabled: Flag = True
     payment_methods: list[PaymentMethod] = Field(default=[], max_length=len(PaymentMethod))
     allow_negative_money_pot: Flag = False

@@ -38,6 +38,7 @@ groups = Table(
     Column("name", Text, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("language", Text, nullable=False),
+    Column("time_zone", Text, nullable=False, server_default=text("'Europe/Paris'")),
     Column("payments_enabled", Boolean, nullable=False),
     Column("payment_methods", ARRAY(Text), nullable=False),
     Column("allow_negative_money_pot", Boolean, nullable=False),

@@ -36,6 +36,20 @@ async def test_settings_change_publishes_the_full_state(group: Group) -> None:
         assert again.status_code == 200
 
 
+async def test_a_group_has_its_own_time_zone(group: Group) -> None:
+    created = await group.client.get(group.url(), headers=group.coordinator)
+    assert created.json()["time_zone"] == "Europe/Paris"  # until a coordinator says otherwise
+    response = await group.settings(time_zone="America/Montreal")
+    assert response.status_code == 200, response.text
+    assert response.json()["time_zone"] == "America/Montreal"
+    await group.env.spy.wait_for(
+        "orders.group.settings_changed", group_id=str(group.group_id), time_zone="America/Montreal"
+    )
+    refused = await group.settings(time_zone="Mars/Olympus_Mons")
+    assert refused.status_code == 422
+    assert "not an IANA time zone name" in refused.text
+
+
 async def test_card_needs_card_payments_configured(group: Group) -> None:
     async with Unchanged(group.env, group.group_id):
         refused = await group.settings(payment_methods=["card", "cheque"])
@@ -72,6 +86,9 @@ async def test_malformed_settings_are_422(group: Group) -> None:
             {"payment_methods": ["bitcoin"]},
             {"order_cutoff_hours": -1},
             {"language": "de"},
+            {"time_zone": "Mars/Olympus_Mons"},
+            {"time_zone": "../../etc/passwd"},
+            {"time_zone": None},
         ):
             response = await group.client.patch(group.url(), json=body, headers=group.coordinator)
             assert response.status_code == 422, (body, response.text)

@@ -26,6 +26,7 @@ from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
 from cagette_contracts import Language
+from cagette_contracts.common import time_zone as zone_named
 from cagette_contracts.money import minor_unit_exponent
 
 LOCALE_DIR = Path(__file__).parent / "locale"
@@ -81,7 +82,7 @@ def to_decimal(cents: int, currency: str) -> Decimal:
 
 @dataclass(frozen=True)
 class Formats:
-    """How a person reads amounts and dates: their language's locale, the groups' time zone."""
+    """How a person reads amounts and dates: their language's locale, the group's time zone."""
 
     language: Language
     time_zone: ZoneInfo
@@ -114,7 +115,7 @@ class Formats:
         return format_date(value, format=style, locale=self.locale)
 
     def datetime(self, value: datetime | str | None) -> str:
-        """A moment in the groups' time zone, to the minute ("2 déc. 2026, 11:00")."""
+        """A moment in the group's time zone, to the minute ("2 déc. 2026, 11:00")."""
         if value is None or value == "":
             return ""
         if isinstance(value, str):
@@ -123,5 +124,5 @@ class Formats:
         return f"{day}, {format_skeleton('Hm', value, tzinfo=self.time_zone, locale=self.locale)}"
 
 
-def formats(language: Language, time_zone: str) -> Formats:
-    return Formats(language, ZoneInfo(time_zone))
+def formats(language: Language, time_zone_name: str) -> Formats:
+    return Formats(language, zone_named(time_zone_name))

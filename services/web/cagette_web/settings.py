@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from cagette_contracts.common import DEFAULT_TIME_ZONE
 from cagette_runtime.settings import DEFAULT_WEB_PORT, ServiceSettings
 
 
@@ -37,8 +38,9 @@ class WebSettings(ServiceSettings):
     web_notifications_url: str = "http://127.0.0.1:8004"
     # How long a page waits for another service before telling the person it is unavailable.
     web_service_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    # Dates and times on the pages are shown in this time zone (the groups' own).
-    web_time_zone: str = "Europe/Paris"
+    # Dates on pages outside a group, and in a group that has no time zone of its own yet (each
+    # group's pages use the time zone of its settings in orders).
+    web_time_zone: str = DEFAULT_TIME_ZONE
 
     def unsafe_settings(self) -> list[str]:
         problems = super().unsafe_settings()

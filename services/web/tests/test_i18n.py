@@ -56,3 +56,15 @@ def test_amounts_and_dates_follow_the_locale_and_the_time_zone() -> None:
     # 23:30 UTC on 31 December is already 1 January in Paris.
     assert french.date("2026-12-31T23:30:00+00:00", "long") == "1 janvier 2027"
     assert english.datetime("2026-07-01T10:00:00+00:00") == "1 Jul 2026, 12:00"
+
+
+def test_a_moment_reads_in_each_group_s_time_zone() -> None:
+    """One instant (01:30 UTC on 2 December) in a group in Paris and in one in Montreal: another
+    hour, and in Montreal still the day before; an unknown zone name falls back to French time."""
+    moment = "2026-12-02T01:30:00+00:00"
+    paris, montreal = formats(Language.FR, "Europe/Paris"), formats(Language.FR, "America/Montreal")
+    assert paris.datetime(moment) == "2 déc. 2026, 02:30"
+    assert montreal.datetime(moment) == "1 déc. 2026, 20:30"
+    assert paris.date(moment, "long") == "2 décembre 2026"
+    assert montreal.date(moment, "long") == "1 décembre 2026"
+    assert formats(Language.FR, "Mars/Olympus_Mons").datetime(moment) == paris.datetime(moment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import accounts, balances, contracts, distributions, home, member, settings
+from . import accounts, balances, contracts, distributions, home, member, settings, statements
 
 routers: list[APIRouter] = [
     home.router,
@@ -14,4 +14,5 @@ routers: list[APIRouter] = [
     distributions.router,
     member.router,
     settings.router,
+    statements.router,
 ]

@@ -246,6 +246,8 @@ async def group_visit(group_id: UUID, visit: SignedInVisit) -> Visit:
         settings=found,
     )
     visit.extra["group"] = group
+    # The group's dates in the group's own time zone (orders keeps it beside its language).
+    visit.formats = formats(visit.language, found.get("time_zone") or _settings(visit.request).web_time_zone)
     return visit
 
 

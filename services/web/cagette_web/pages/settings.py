@@ -10,6 +10,8 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from cagette_contracts.common import DEFAULT_TIME_ZONE
+
 from ..adapters import ServiceRefused
 from .common import CoordinatorVisit, Visit, back_to
 
@@ -62,11 +64,15 @@ async def save_settings(group_id: UUID, visit: CoordinatorVisit, request: Reques
         "cheque_payee": _text(form, "cheque_payee", 200),
         "transfer_iban": iban.replace(" ", "").upper() if iban else None,
         "transfer_bic": (_text(form, "transfer_bic", 16) or "").upper() or None,
+        "time_zone": _text(form, "time_zone", 64) or DEFAULT_TIME_ZONE,
     }
     try:
         await visit.apis.patch("orders", f"/groups/{group_id}", json=changes)
     except ServiceRefused as refused:
         status = refused.status_code if refused.status_code in (400, 409, 422) else 400
         typed = {**changes, "transfer_iban": _text(form, "transfer_iban", 64)}
-        return await _render(visit, group_id, typed=typed, message=visit.refusal(refused), status_code=status)
+        message = visit.refusal(refused)
+        if any("time_zone" in error.get("loc", ()) for error in refused.errors if isinstance(error, dict)):
+            message = visit.t("settings.bad_time_zone", zone=changes["time_zone"])
+        return await _render(visit, group_id, typed=typed, message=message, status_code=status)
     return back_to(f"/groups/{group_id}/settings", done="settings.done")

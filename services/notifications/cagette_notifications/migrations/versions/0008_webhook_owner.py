@@ -1,15 +1,15 @@
 """The owner a platform webhook endpoint was registered with, emailed when it is disabled.
 
-Revision ID: 0007_webhook_owner
-Revises: 0006_webhooks
+Revision ID: 0008_webhook_owner
+Revises: 0007_group_time_zone
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_webhook_owner"
-down_revision = "0006_webhooks"
+revision = "0008_webhook_owner"
+down_revision = "0007_group_time_zone"
 branch_labels = None
 depends_on = None
 

@@ -2,15 +2,15 @@
 statement's join from a posting's transaction to the payment it settled, and a group's open
 pending entries (the balances page's pending total).
 
-Revision ID: 0005_list_indexes
-Revises: 0004_account_sequence
+Revision ID: 0006_list_indexes
+Revises: 0005_group_time_zone
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0005_list_indexes"
-down_revision = "0004_account_sequence"
+revision = "0006_list_indexes"
+down_revision = "0005_group_time_zone"
 branch_labels = None
 depends_on = None
 
