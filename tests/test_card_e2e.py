@@ -34,7 +34,7 @@ import stripe
 from sqlalchemy.engine import make_url
 
 from cagette_runtime.devstack import Stack
-from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.testing import IsolatedServers, Mailbox, smtp_server
 
 from .conftest import bearer, client, eventually, running_stack
 
@@ -46,29 +46,50 @@ sys.modules.setdefault(_package.__name__, _package)
 standin_module = importlib.import_module("payments_standin.stripe_standin")
 
 STRIPE_KEY = "sk_test_e2e_" + "0" * 24
+COORDINATOR_EMAIL = "camille@canal.example.org"
 WEBHOOK_SECRET = "whsec_e2e_" + "1" * 24
 
 
 @pytest.fixture(scope="module")
-async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any]]:
+async def card_stack(servers: IsolatedServers) -> AsyncIterator[tuple[Stack, Any, Mailbox]]:
     standin = standin_module.StripeStandIn(api_key=STRIPE_KEY)
     served = standin_module.Served(standin.app())
     await served.start()
     try:
-        async with running_stack(
-            servers,
-            "card",
-            ("orders", "ledger", "payments"),
-            {
-                "CAGETTE_STRIPE_API_KEY": STRIPE_KEY,
-                "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "CAGETTE_STRIPE_API_BASE": served.url,
-                "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
-            },
-        ) as running:
-            yield running, standin
+        async with (
+            smtp_server() as (mailbox, smtp_port),
+            running_stack(
+                servers,
+                "card",
+                ("orders", "ledger", "payments", "notifications"),
+                {
+                    "CAGETTE_STRIPE_API_KEY": STRIPE_KEY,
+                    "CAGETTE_STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "CAGETTE_STRIPE_API_BASE": served.url,
+                    "CAGETTE_CARD_JOBS_INTERVAL": "0.2",
+                    "CAGETTE_CARD_SETTINGS_URL": "https://cagette.example.org/groups/{group_id}/settings",
+                    "CAGETTE_SMTP_PORT": str(smtp_port),
+                    "CAGETTE_SMTP_POLL_INTERVAL": "0.2",
+                },
+            ) as running,
+        ):
+            yield running, standin, mailbox
     finally:
         await served.stop()
+
+
+ACCOUNT_KINDS = ("card_payments_stopped", "card_payments_resumed")
+
+
+async def account_emails(mailbox: Mailbox, count: int) -> list[Any]:
+    """The coordinator's emails about the group's Stripe account (she gets dispute emails too),
+    once there are `count` of them."""
+
+    async def arrived() -> list[Any] | None:
+        found = [m for m in mailbox.to(COORDINATOR_EMAIL) if m["X-Cagette-Kind"] in ACCOUNT_KINDS]
+        return found if len(found) >= count else None
+
+    return list(await eventually(arrived, timeout=30))
 
 
 def signed(event: dict[str, Any], secret: str = WEBHOOK_SECRET) -> tuple[str, dict[str, str]]:
@@ -86,8 +107,77 @@ async def payments_db(stack: Stack, sql: str, *args: Any) -> Any:
         await connection.close()
 
 
-async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card_stack: tuple[Stack, Any]) -> None:
-    stack, standin = card_stack
+async def books_agree(
+    ledger: Any,
+    payments: Any,
+    coord: dict[str, str],
+    group_id: uuid.UUID,
+    member: uuid.UUID,
+    *,
+    balance: int,
+    card_takings: dict[str, int],
+) -> None:
+    """After a step, the three books say the same (the single member is the group's only payer):
+    the member's ledger balance is `balance`; each distribution's takings (payments' JSON) took
+    `card_takings[d]` net by card, and its basket figures match; the group's ledger accounts
+    hold what the takings say: sales = what was ordered (due), card clearing net of the fees
+    (which only move money between those two accounts) = minus what the card took, and the
+    balance = taken - ordered."""
+    seen: dict[str, Any] = {}
+
+    async def agree() -> bool:
+        seen.clear()
+        answer = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
+        seen["balance"] = answer.json()["balance"]["amount"] if answer.status_code == 200 else None
+        accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
+        seen["accounts"] = held = {a["type"]: a["balance"]["amount"] for a in accounts}
+        due_total = 0
+        for distribution_id, expected in card_takings.items():
+            answer = await payments.get(f"/groups/{group_id}/distributions/{distribution_id}/takings", headers=coord)
+            assert answer.status_code == 200, answer.text
+            takings = seen[distribution_id] = answer.json()
+            by_card = [
+                line["amount"]["amount"]
+                for bucket in ("received", "refunded")
+                for line in takings[bucket]
+                if line["method"] == "card"
+            ]
+            others = [
+                line
+                for bucket in ("received", "refunded")
+                for line in takings[bucket]
+                if line["method"] != "card" and line["count"]
+            ]
+            if others or sum(by_card) != expected or takings["net_received"]["amount"]["amount"] != expected:
+                return False
+            unsettled = [b for b in takings["not_settled"] if b["member_id"] == str(member)]
+            if unsettled:
+                [basket] = unsettled
+                if basket["received"]["amount"] != expected:
+                    return False
+                due_total += basket["due"]["amount"]
+            else:  # settled: what was received is what was due
+                due_total += expected
+        taken = sum(card_takings.values())
+        return (
+            seen["balance"] == balance
+            and balance == taken - due_total
+            and held.get("sales", 0) == due_total
+            and held.get("card_clearing", 0) + held.get("card_fees", 0) == -taken
+        )
+
+    try:
+        await eventually(agree)
+    except AssertionError:
+        raise AssertionError(
+            f"the books disagree (expected balance {balance}, card takings {card_takings}): {seen}"
+        ) from None
+
+
+async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
+    card_stack: tuple[Stack, Any, Mailbox],
+) -> None:
+    stack, standin, _mailbox = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with (
         client(stack, "orders") as orders,
@@ -202,6 +292,8 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             return await balance() == 0 and await entries() == 2
 
         await eventually(settled)
+        distribution_id = distribution.json()["distribution_id"]
+        await books_agree(ledger, payments, coord, group_id, member, balance=0, card_takings={distribution_id: 1407})
 
         async def fee_posted() -> list[dict[str, Any]] | None:
             accounts = (await ledger.get(f"/groups/{group_id}/accounts", headers=coord)).json()
@@ -242,6 +334,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             return await balance() == -500
 
         await eventually(debited_back)
+        await books_agree(ledger, payments, coord, group_id, member, balance=-500, card_takings={distribution_id: 907})
 
         # a forged webhook (a full refund signed with another secret): refused, nothing recorded
         standin.refund_outside(charge["id"], 907)
@@ -261,6 +354,13 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
             )
             == 500
         )
+
+        # the same full refund, signed by Stripe: the rest (9.07) is debited, the payment is refunded
+        body5, headers5 = signed(forged_event)
+        assert (await payments.post("/webhooks/stripe", content=body5, headers=headers5)).status_code == 200
+        await books_agree(ledger, payments, coord, group_id, member, balance=-1407, card_takings={distribution_id: 0})
+        state = (await payments.get(f"/groups/{group_id}/card-payments/{payment_id}", headers=coord)).json()
+        assert state["state"] == "refunded" and state["amount_refunded"]["amount"] == 1407, state
 
         # the coordinator turns card payments off on payments: orders follows; card being the only
         # method it stays listed, but a new card order is refused with the reason and not recorded
@@ -283,13 +383,14 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(card
 
 
 async def test_connected_account_refund_failure_and_disputes_keep_every_book_right(
-    card_stack: tuple[Stack, Any],
+    card_stack: tuple[Stack, Any, Mailbox],
 ) -> None:
     """On the group's own Stripe account (Connect, onboarded through the platform): a refund that
     fails gives the money back once; a lost dispute takes the payment back from the member and
     its fee from the group; a won dispute reinstates it; the account losing charges_enabled stops
-    card orders on orders. The ledger's audit passes at the end."""
-    stack, standin = card_stack
+    card orders on orders and the coordinator is emailed, once. The ledger's audit passes at the
+    end."""
+    stack, standin, mailbox = card_stack
     admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with (
         client(stack, "orders") as orders,
@@ -305,12 +406,13 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         group_id = uuid.UUID(created.json()["group_id"])
         coord = bearer(coordinator, coordinator_of=group_id)
         bob = bearer(member, member_of=group_id)
-        joined = await orders.post(
-            f"/groups/{group_id}/members",
-            headers=coord,
-            json={"member_id": str(member), "name": "Bob", "email": "bob@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
+        for who, role, name in ((coordinator, "coordinator", "Camille"), (member, "member", "Bob")):
+            joined = await orders.post(
+                f"/groups/{group_id}/members",
+                headers=bearer(admin, admin=True),
+                json={"member_id": str(who), "role": role, "name": name, "email": f"{name.lower()}@canal.example.org"},
+            )
+            assert joined.status_code == 201, joined.text
         catalog = await orders.post(
             f"/groups/{group_id}/catalogs",
             headers=coord,
@@ -363,6 +465,9 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         await eventually(lambda: card_configured(True))
         offered = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
         assert offered.status_code == 200, offered.text
+        # The coordinator is told the account takes card payments (a first onboarding: never "stopped").
+        [opened] = await account_emails(mailbox, 1)
+        assert opened["Subject"] == "Paiements par carte ouverts - AMAP du Canal", opened["Subject"]
 
         async def balance() -> int | None:
             response = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coord)
@@ -417,8 +522,14 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 raise AssertionError(f"the balance stayed at {seen[-1]}, not {expected}: {notes}") from None
 
         # 1. Paid on the connected account; a refund asked, confirmed, then failed: back to zero.
-        payment_id, charge = await paid_card_order(distributions[0])
-        await settles_at(0)
+        first, second, third = distributions
+
+        async def books(balance: int, card_takings: dict[str, int]) -> None:
+            await settles_at(balance)
+            await books_agree(ledger, payments, coord, group_id, member, balance=balance, card_takings=card_takings)
+
+        payment_id, charge = await paid_card_order(first)
+        await books(0, {first: 2000})
         asked = await payments.post(
             f"/groups/{group_id}/card-payments/{payment_id}/refunds",
             headers=coord,
@@ -426,11 +537,11 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         )
         assert asked.status_code == 202, asked.text
         await deliver(standin.event("charge.refunded", standin.charge(charge["id"], account), account=account))
-        await settles_at(-700)
+        await books(-700, {first: 1300})
         failed = standin.fail_refund(standin.last_refund(charge["id"], account)["id"], account)
         assert (await deliver(standin.event("refund.failed", failed, account=account)))["outcome"] == "applied"
         await deliver(standin.event("charge.refund.updated", failed, account=account))  # the same failure, told twice
-        await settles_at(0)
+        await books(0, {first: 2000})
 
         # 2. A lost dispute: the payment no longer stands (the member owes the basket again) and
         #    the group bears the dispute fee.
@@ -443,7 +554,7 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 "charge.dispute.closed", standin.close_dispute(dispute["id"], "lost", account), account=account
             )
         )
-        await settles_at(-2000)
+        await books(-2000, {first: 0})
         state = (await payments.get(f"/groups/{group_id}/card-payments/{payment_id}", headers=coord)).json()
         assert state["state"] == "disputed" and state["dispute_status"] == "lost"
 
@@ -457,13 +568,13 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
 
         # 3. A won dispute on a second order: withdrawn, then reinstated; the member owes only the
         #    first basket.
-        second_id, second_charge = await paid_card_order(distributions[1])
-        await settles_at(-2000)
+        second_id, second_charge = await paid_card_order(second)
+        await books(-2000, {first: 0, second: 2000})
         dispute = standin.dispute(second_charge["id"], account)
         await deliver(standin.event("charge.dispute.created", dispute, account=account))
         withdrawn = standin.withdraw_dispute_funds(dispute["id"], account)
         await deliver(standin.event("charge.dispute.funds_withdrawn", withdrawn, account=account))
-        await settles_at(-4000)
+        await books(-4000, {first: 0, second: 0})
         reinstated = standin.reinstate_dispute_funds(dispute["id"], account)
         await deliver(standin.event("charge.dispute.funds_reinstated", reinstated, account=account))
         await deliver(
@@ -471,19 +582,34 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
                 "charge.dispute.closed", standin.close_dispute(dispute["id"], "won", account), account=account
             )
         )
-        await settles_at(-2000)
+        await books(-2000, {first: 0, second: 2000})
         state = (await payments.get(f"/groups/{group_id}/card-payments/{second_id}", headers=coord)).json()
         assert state["state"] == "succeeded" and state["dispute_status"] == "won"
 
-        # 4. Stripe restricts the account: card payments stop on orders too.
+        # 4. Stripe restricts the account: card payments stop on orders too, and the coordinator
+        #    is emailed why and what to do, in French (her language), once.
         restricted = standin.set_account(account, charges_enabled=False)
         await deliver(standin.event("account.updated", restricted, account=account))
         await eventually(lambda: card_configured(False))
+        [_, stopped] = await account_emails(mailbox, 2)
+        assert stopped["Subject"] == "Paiements par carte arrêtés - AMAP du Canal", stopped["Subject"]
+        text = mailbox.body(stopped, "plain")
+        assert text.startswith("Bonjour Camille,")
+        assert "les membres d'AMAP du Canal ne peuvent plus payer par carte" in text
+        assert "son inscription auprès de Stripe n'est pas terminée, ou Stripe a restreint le compte" in text
+        assert f"(https://cagette.example.org/groups/{group_id}/settings)" in text
+        assert "terminez l'inscription auprès de Stripe" in text
+        assert account not in text and str(group_id) not in text.replace(f"/groups/{group_id}/", "")
+        # Stripe tells the same again: no second email.
+        await deliver(standin.event("account.updated", restricted, account=account))
+        await asyncio.sleep(1.5)
+        assert len(await account_emails(mailbox, 2)) == 2
+        assert not [m for m in mailbox.to("bob@canal.example.org") if m["X-Cagette-Kind"] in ACCOUNT_KINDS]
         late = await orders.post(
             f"/groups/{group_id}/orders",
             headers=bob,
             json={
-                "distribution_id": distributions[2],
+                "distribution_id": third,
                 "payment_method": "card",
                 "lines": [{"product_id": basket, "quantity": "1"}],
             },

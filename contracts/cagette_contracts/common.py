@@ -28,6 +28,29 @@ class Language(StrEnum):
     EN = "en"
 
 
+class CatalogKind(StrEnum):
+    """variable: products ordered per distribution; subscription: an AMAP contract (R19)."""
+
+    VARIABLE = "variable"
+    SUBSCRIPTION = "subscription"
+
+
+class ProductUnit(StrEnum):
+    """What a product's quantity counts: pieces, or kilograms and litres (weighed, fractions allowed)."""
+
+    PIECE = "piece"
+    KG = "kg"
+    LITRE = "litre"
+
+
+# On the wire a decimal string such as "0.02" (2%): not negative, at most 4 decimals.
+FEE_RATE_PATTERN = r"^[0-9]{1,2}(\.[0-9]{1,4})?$"
+FeeRate = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=6, decimal_places=4),
+    WithJsonSchema({"type": "string", "pattern": FEE_RATE_PATTERN}, mode="serialization"),
+]
+
 # On the wire a decimal string such as "0.375" (never a float): positive, at most 3 decimals.
 POSITIVE_QUANTITY_PATTERN = r"^(?!0+(\.0+)?$)[0-9]{1,12}(\.[0-9]{1,3})?$"
 PositiveQuantity = Annotated[
@@ -44,9 +67,12 @@ class Part(BaseModel):
 
 
 __all__ = [
+    "CatalogKind",
+    "FeeRate",
     "Language",
     "Part",
     "PaymentMethod",
     "PositiveQuantity",
+    "ProductUnit",
     "Role",
 ]

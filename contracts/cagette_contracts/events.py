@@ -9,10 +9,13 @@ from .bank import (
     BankStatementImported,
 )
 from .common import (
+    CatalogKind,
+    FeeRate,
     Language,
     Part,
     PaymentMethod,
     PositiveQuantity,
+    ProductUnit,
     Role,
 )
 from .ledger import (
@@ -33,6 +36,10 @@ from .notifications import (
     EmailSent,
 )
 from .orders import (
+    CatalogCreated,
+    CatalogProduct,
+    CatalogRef,
+    DistributionCreated,
     GroupSettingsChanged,
     MemberJoined,
     MemberLeft,
@@ -42,12 +49,15 @@ from .orders import (
     OrderAwaitingPayment,
     OrderConfirmed,
     OrderLine,
+    ProductCreated,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
 from .payments import (
     BasketUnvalidated,
     BasketValidated,
+    CardAccountChange,
+    CardAccountProblem,
     CardDisputeFundsReinstated,
     CardDisputeFundsWithdrawn,
     CardDisputeUpdated,
@@ -68,6 +78,14 @@ from .web import (
 
 __all__ = [
     "AccountType",
+    "CatalogCreated",
+    "CatalogKind",
+    "CatalogProduct",
+    "CatalogRef",
+    "DistributionCreated",
+    "FeeRate",
+    "ProductCreated",
+    "ProductUnit",
     "BalanceBackToNonNegative",
     "BalanceChanged",
     "BalanceWentNegative",
@@ -76,6 +94,8 @@ __all__ = [
     "BankStatementImported",
     "BasketUnvalidated",
     "BasketValidated",
+    "CardAccountChange",
+    "CardAccountProblem",
     "CardDisputeFundsReinstated",
     "CardDisputeFundsWithdrawn",
     "CardDisputeUpdated",

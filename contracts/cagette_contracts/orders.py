@@ -10,8 +10,8 @@ from uuid import UUID
 from pydantic import EmailStr, Field, model_validator
 
 from . import routing
-from .common import Language, Part, PaymentMethod, PositiveQuantity, Role
-from .envelope import Event
+from .common import CatalogKind, FeeRate, Language, Part, PaymentMethod, PositiveQuantity, ProductUnit, Role
+from .envelope import Event, UtcDatetime
 from .money import CurrencyCode, Money, MoneyError, PositiveMoney, line_amount, total
 
 
@@ -230,7 +230,73 @@ class SubscriptionAmended(Event):
         return self
 
 
+class CatalogProduct(Part):
+    """A product as its catalog offers it: what one unit costs, before the fee."""
+
+    product_id: UUID
+    name: str
+    unit: ProductUnit = Field(description="What the quantity counts: piece, kg or litre")
+    unit_price: PositiveMoney = Field(description="Price of one unit, in minor units of the group's currency")
+    fee_rate: FeeRate = Field(description='Fee added to the price, e.g. "0.02" for 2%; "0" for none')
+
+
+class CatalogRef(Part):
+    catalog_id: UUID
+    name: str
+    kind: CatalogKind
+
+
+class CatalogCreated(Event):
+    """A coordinator created a catalog (products ordered per distribution) or a subscription
+    contract (kind `subscription`, R19), with the products it offers from the start. Products
+    added to it later are each an orders.product.created."""
+
+    event_type: Literal["orders.catalog.created"] = routing.CATALOG_CREATED
+    schema_version: Literal[1] = 1
+    catalog_id: UUID
+    name: str
+    kind: CatalogKind
+    products: list[CatalogProduct] = Field(max_length=500, description="In the order the coordinator listed them")
+
+
+class ProductCreated(Event):
+    """A coordinator added a product to an existing catalog (the catalog's first products come
+    with orders.catalog.created)."""
+
+    event_type: Literal["orders.product.created"] = routing.PRODUCT_CREATED
+    schema_version: Literal[1] = 1
+    catalog: CatalogRef
+    product: CatalogProduct
+
+
+class DistributionCreated(Event):
+    """A coordinator planned a distribution: when and where members collect their orders, the
+    catalogs it delivers, when orders open and close. Orders really close at `orders_close_at`
+    or the group's cut-off before `starts_at` (orders.group.settings_changed's
+    `order_cutoff_hours`), whichever is first."""
+
+    event_type: Literal["orders.distribution.created"] = routing.DISTRIBUTION_CREATED
+    schema_version: Literal[1] = 1
+    distribution_id: UUID
+    starts_at: UtcDatetime = Field(description="When the distribution starts (UTC)")
+    place: str = Field(description="Where members collect their orders")
+    catalogs: list[CatalogRef] = Field(min_length=1, description="The catalogs (and contracts) it delivers")
+    orders_open_at: UtcDatetime
+    orders_close_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> DistributionCreated:
+        if not self.orders_open_at < self.orders_close_at <= self.starts_at:
+            raise ValueError("orders open before they close, and close no later than the distribution starts")
+        return self
+
+
 __all__ = [
+    "CatalogCreated",
+    "CatalogProduct",
+    "CatalogRef",
+    "DistributionCreated",
+    "ProductCreated",
     "OrderAbandoned",
     "MemberUpdated",
     "OrderAwaitingPayment",

@@ -5,6 +5,7 @@ debits the member back)."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
@@ -177,6 +178,22 @@ class BasketUnvalidated(Event):
     unvalidated_by: UUID
 
 
+class CardAccountProblem(StrEnum):
+    """Why the group's connected card provider account cannot take card payments."""
+
+    DEAUTHORIZED = "deauthorized"  # the account's holder revoked the platform's access to it
+    NOT_CHECKED = "not_checked"  # the provider has not told us the account's state yet
+    CHARGES_DISABLED = "charges_disabled"  # onboarding unfinished, or the provider restricted it
+    CARD_PAYMENTS_INACTIVE = "card_payments_inactive"  # its card_payments capability is not active
+
+
+class CardAccountChange(StrEnum):
+    """What an announcement tells the coordinators about the group's connected account."""
+
+    BECAME_UNUSABLE = "became_unusable"  # card payments were possible and stopped because of the account
+    BECAME_USABLE = "became_usable"  # the account can take card payments (again)
+
+
 class CardSettingsChanged(Event):
     """A group's card readiness was set or changed on the payments service (full state, not a
     diff). The orders service offers card payment only while `card_payments_ready` is true.
@@ -194,11 +211,30 @@ class CardSettingsChanged(Event):
     uses_connected_account: bool = Field(
         default=False, description="Payments go to the group's own connected account (false: the platform's account)"
     )
+    account_problem: CardAccountProblem | None = Field(
+        default=None,
+        description="Why the group's connected account cannot take card payments now (null: it can, or the "
+        "platform's account is used)",
+    )
+    account_change: CardAccountChange | None = Field(
+        default=None,
+        description="Set only when this announcement is the change the coordinators are told about: card payments "
+        "stopped because of the connected account (became_unusable), or it can take them again (became_usable). "
+        "Null for any other change (a coordinator's setting, the platform's keys) and for a new problem while the "
+        "account was already unusable",
+    )
+    settings_url: str | None = Field(
+        default=None,
+        description="Where a coordinator opens the group's card settings and continues the provider's onboarding "
+        "(set with a connected account)",
+    )
 
 
 __all__ = [
     "BasketUnvalidated",
     "BasketValidated",
+    "CardAccountChange",
+    "CardAccountProblem",
     "CardDisputeFundsReinstated",
     "CardDisputeFundsWithdrawn",
     "CardDisputeUpdated",

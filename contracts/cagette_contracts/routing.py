@@ -21,6 +21,9 @@ ORDER_AWAITING_PAYMENT: Final = "orders.order.awaiting_payment"
 ORDER_ABANDONED: Final = "orders.order.abandoned"
 SUBSCRIPTION_CONFIRMED: Final = "orders.subscription.confirmed"
 SUBSCRIPTION_AMENDED: Final = "orders.subscription.amended"
+CATALOG_CREATED: Final = "orders.catalog.created"
+PRODUCT_CREATED: Final = "orders.product.created"
+DISTRIBUTION_CREATED: Final = "orders.distribution.created"
 
 # payments
 PAYMENT_DECLARED: Final = "payments.payment.declared"

@@ -48,3 +48,19 @@ def test_the_schemas_refuse_what_the_issue_found_accepted() -> None:
     # 1465.0 is the same JSON number as 1465 for any JSON Schema validator; our consumers
     # (Pydantic, strict) refuse it, and our producers never write it (docs/events.md).
     assert SCHEMAS.errors(order | {"total": {"amount": 1465.5, "currency": "EUR"}})
+
+
+def test_catalog_product_and_distribution_schemas_refuse_what_their_contracts_forbid() -> None:
+    by_type = {body["event_type"]: body for body in CAPTURED}
+    catalog, product, distribution = (
+        by_type[f"orders.{name}.created"] for name in ("catalog", "product", "distribution")
+    )
+    priced = catalog["products"][0]
+    for bad in ({"amount": -350, "currency": "EUR"}, {"amount": 350, "currency": "euro"}, {"amount": 3.5}):
+        assert SCHEMAS.errors(catalog | {"products": [priced | {"unit_price": bad}]})
+    for fee_rate in ("-0.02", "2%", 0.02, "0.12345"):
+        assert SCHEMAS.errors(product | {"product": product["product"] | {"fee_rate": fee_rate}})
+    assert SCHEMAS.errors(product | {"product": {k: v for k, v in product["product"].items() if k != "unit_price"}})
+    assert SCHEMAS.errors(distribution | {"catalogs": []})
+    assert SCHEMAS.errors({k: v for k, v in distribution.items() if k != "place"})
+    assert SCHEMAS.errors(distribution | {"starts_at": "2026-12-05T17:00:00"})  # no time zone

@@ -385,6 +385,43 @@ def broken_copies(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         if body.get(key):
             broken.append(("quantity negative", _with(body, (key, 0, "quantity"), "-1")))
             broken.append(("quantity with 4 decimals", _with(body, (key, 0, "quantity"), "0.3755")))
+    broken += _broken_catalog_copies(body)
+    return broken
+
+
+def _at(body: dict[str, Any], path: tuple[str | int, ...]) -> object:
+    """The value at `path` in the body, or None when there is none."""
+    value: object = body
+    for step in path:
+        if isinstance(value, dict) and isinstance(step, str):
+            value = value.get(step)
+        elif isinstance(value, list) and isinstance(step, int) and step < len(value):
+            value = value[step]
+        else:
+            return None
+    return value
+
+
+def _broken_catalog_copies(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Catalogs, products and distributions: closed sets (kind, unit), a price that is not
+    positive, a negative fee rate, a distribution time with an offset."""
+    broken = []
+    for product in (("products", 0), ("product",)):
+        if isinstance(_at(body, product), dict):
+            broken += [
+                ("unit outside its set", _with(body, (*product, "unit"), "gram")),
+                ("unit_price zero", _with(body, (*product, "unit_price", "amount"), 0)),
+                ("fee_rate negative", _with(body, (*product, "fee_rate"), "-0.02")),
+            ]
+    kinds: list[tuple[str | int, ...]] = [("catalog", "kind"), ("catalogs", 0, "kind")]
+    if body.get("event_type") == "orders.catalog.created":
+        kinds.append(("kind",))  # (a ledger transaction's kind is broken above, an email's is open)
+    for path in kinds:
+        if _at(body, path) is not None:
+            broken.append(("catalog kind outside its set", _with(body, path, "weekly")))
+    for name in ("starts_at", "orders_open_at", "orders_close_at"):
+        if isinstance(body.get(name), str):
+            broken.append((f"{name} with an offset", _with(body, (name,), "2026-01-01T14:00:00+02:00")))
     return broken
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import Subquery, Uuid, any_, bindparam, func, select
+from sqlalchemy import Row, Select, Uuid, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,7 @@ from cagette_contracts.inputs import MULTI_LINE, Cursor, Reason, RequestBody, Ut
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound, Refused
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 
 from . import domain, operations, wording
 from .audit import run_audit
@@ -88,22 +90,32 @@ async def _member_account(session: AsyncSession, group_id: UUID, member_id: UUID
     return _Account(None, group.currency, 0)
 
 
-def _pending_sum() -> Subquery:
-    return (
-        select(pending_entries.c.account_id, func.sum(pending_entries.c.amount).label("pending"))
-        .where(pending_entries.c.status == EntryStatus.PENDING)
+@dataclass(frozen=True)
+class AccountSums:
+    pending: int = 0
+    held: int = 0
+
+
+async def _account_sums(session: AsyncSession, account_ids: list[UUID]) -> dict[UUID, AccountSums]:
+    """Pending entries and active holds of these accounts only (two indexed queries), never a sum
+    over every account of the ledger."""
+    if not account_ids:
+        return {}
+    pending = await session.execute(
+        select(pending_entries.c.account_id, func.sum(pending_entries.c.amount))
+        .where(pending_entries.c.account_id.in_(account_ids), pending_entries.c.status == EntryStatus.PENDING)
         .group_by(pending_entries.c.account_id)
-        .subquery()
     )
-
-
-def _held_sum() -> Subquery:
-    return (
-        select(holds.c.account_id, func.sum(holds.c.amount).label("held"))
-        .where(holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at > func.now())
+    held = await session.execute(
+        select(holds.c.account_id, func.sum(holds.c.amount))
+        .where(
+            holds.c.account_id.in_(account_ids), holds.c.status == HoldStatus.ACTIVE, holds.c.expires_at > func.now()
+        )
         .group_by(holds.c.account_id)
-        .subquery()
     )
+    pending_of = {account_id: int(amount) for account_id, amount in pending}
+    held_of = {account_id: int(amount) for account_id, amount in held}
+    return {a: AccountSums(pending_of.get(a, 0), held_of.get(a, 0)) for a in account_ids}
 
 
 @router.get("/groups/{group_id}/members/{member_id}/balance", response_model=MemberBalance, tags=["balances"])
@@ -116,17 +128,8 @@ async def member_balance(
         found = await _member_account(session, group_id, member_id)
         currency, balance, pending, held = found.currency, found.balance, 0, 0
         if found.account_id is not None:
-            pending_total, held_total = _pending_sum(), _held_sum()
-            row = (
-                await session.execute(
-                    select(func.coalesce(pending_total.c.pending, 0), func.coalesce(held_total.c.held, 0))
-                    .select_from(accounts)
-                    .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
-                    .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
-                    .where(accounts.c.account_id == found.account_id)
-                )
-            ).one()
-            pending, held = int(row[0]), int(row[1])
+            sums = (await _account_sums(session, [found.account_id]))[found.account_id]
+            pending, held = sums.pending, sums.held
 
     def money(amount: int) -> Money:
         return Money(amount=amount, currency=currency)
@@ -339,13 +342,25 @@ def _text_cell(value: str | None) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-def _csv_response(rows: list[list[str]], columns: list[str], filename: str) -> Response:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return Response(
-        content=buffer.getvalue().encode("utf-8"),
+CSV_BATCH = 500  # rows read per query while a CSV export streams
+
+
+def _csv_stream(batches: AsyncIterator[list[list[str]]], columns: list[str], filename: str) -> StreamingResponse:
+    """A CSV written as its batches are read: memory stays one batch whatever the export's size."""
+
+    async def body() -> AsyncIterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(columns)
+        async for rows in batches:
+            writer.writerows(rows)
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue().encode("utf-8")
+
+    return StreamingResponse(
+        body(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
@@ -368,24 +383,37 @@ async def member_statement_csv(
     """The whole statement (or a date range) as CSV; columns in services/ledger/README.md."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with database.sessionmaker() as session:
-        statement = await _statement(session, group_id, member_id, limit=None, before=None, from_=from_, to=to)
-    rows = [
-        [
-            e.at.astimezone(UTC).isoformat(),
-            e.status,
-            e.kind,
-            _text_cell(e.description),
-            e.amount.decimal_text(),
-            e.balance_after.decimal_text() if e.balance_after else "",
-            e.amount.currency,
-            str(e.transaction_id or ""),
-            str(e.reverses_transaction_id or ""),
-            _text_cell(e.reason),
-            str(e.payment_id or ""),
-        ]
-        for e in statement.entries
+        await _member_account(session, group_id, member_id)  # a 404 before the download starts
+
+    async def batches() -> AsyncIterator[list[list[str]]]:
+        before: int | None = None
+        while True:
+            async with database.sessionmaker() as session:
+                statement = await _statement(
+                    session, group_id, member_id, limit=CSV_BATCH, before=before, from_=from_, to=to
+                )
+            yield [_statement_cells(e) for e in statement.entries]
+            if statement.next_before is None:
+                return
+            before = statement.next_before
+
+    return _csv_stream(batches(), STATEMENT_CSV_COLUMNS, f"statement-{member_id}.csv")
+
+
+def _statement_cells(e: StatementEntry) -> list[str]:
+    return [
+        e.at.astimezone(UTC).isoformat(),
+        e.status,
+        e.kind,
+        _text_cell(e.description),
+        e.amount.decimal_text(),
+        e.balance_after.decimal_text() if e.balance_after else "",
+        e.amount.currency,
+        str(e.transaction_id or ""),
+        str(e.reverses_transaction_id or ""),
+        _text_cell(e.reason),
+        str(e.payment_id or ""),
     ]
-    return _csv_response(rows, STATEMENT_CSV_COLUMNS, f"statement-{member_id}.csv")
 
 
 class MemberLine(BaseModel):
@@ -413,39 +441,28 @@ class GroupBalances(BaseModel):
     currency: str
     in_debt: list[MemberLine] = Field(description="Most owed first")
     balanced: list[MemberLine]
-    in_credit: list[MemberLine] = Field(description="Largest credit first")
+    in_credit: list[MemberLine] = Field(description="Smallest credit first (the page is ordered by balance)")
     totals: Totals
 
 
-async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, list[MemberLine]]:
-    group = await operations.require_group(session, group_id)
-    pending_total, held_total = _pending_sum(), _held_sum()
-    rows = (
-        await session.execute(
-            select(
-                accounts.c.member_id,
-                accounts.c.balance,
-                accounts.c.currency,
-                func.coalesce(pending_total.c.pending, 0).label("pending"),
-                func.coalesce(held_total.c.held, 0).label("held"),
-                members.c.name,
-                members.c.email,
-            )
-            .outerjoin(pending_total, pending_total.c.account_id == accounts.c.account_id)
-            .outerjoin(
-                members, (members.c.group_id == accounts.c.group_id) & (members.c.member_id == accounts.c.member_id)
-            )
-            .outerjoin(held_total, held_total.c.account_id == accounts.c.account_id)
-            .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
-            .order_by(accounts.c.balance, accounts.c.member_id)
-        )
-    ).all()
+def _member_accounts(group_id: UUID) -> Select[Any]:
+    return (
+        select(accounts.c.account_id, accounts.c.member_id, accounts.c.balance, accounts.c.currency)
+        .add_columns(members.c.name, members.c.email)
+        .outerjoin(members, (members.c.group_id == accounts.c.group_id) & (members.c.member_id == accounts.c.member_id))
+        .where(accounts.c.group_id == group_id, accounts.c.type == AccountType.MEMBER.value)
+    )
+
+
+async def _lines_of(session: AsyncSession, rows: Sequence[Row[Any]]) -> list[MemberLine]:
+    sums = await _account_sums(session, [row.account_id for row in rows])
     lines = []
     for row in rows:
 
         def money(amount: int, currency: str = row.currency) -> Money:
             return Money(amount=int(amount), currency=currency)
 
+        found = sums[row.account_id]
         lines.append(
             MemberLine(
                 member_id=row.member_id,
@@ -453,40 +470,83 @@ async def _member_lines(session: AsyncSession, group_id: UUID) -> tuple[str, lis
                 email=row.email,
                 standing=domain.standing(row.balance),
                 balance=money(row.balance),
-                pending=money(row.pending),
-                held=money(row.held),
-                available=money(row.balance - row.held),
+                pending=money(found.pending),
+                held=money(found.held),
+                available=money(row.balance - found.held),
             )
         )
-    return group.currency, lines
+    return lines
 
 
-@router.get("/groups/{group_id}/balances", response_model=GroupBalances, tags=["balances"])
-async def group_balances(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> GroupBalances:
-    """The member balances page (R5): every member, grouped in debt / balanced / in credit, with totals."""
-    principal.require_coordinator(group_id)
-    async with database.sessionmaker() as session:
-        currency, lines = await _member_lines(session, group_id)
-    by = {s: [line for line in lines if line.standing == s] for s in domain.Standing}
-    by[domain.Standing.IN_CREDIT].sort(key=lambda line: (-line.balance.amount, str(line.member_id)))
+async def _member_lines(session: AsyncSession, group_id: UUID, page: PageRequest) -> list[MemberLine]:
+    """One page of the group's member lines, most owed first (by balance, then member id)."""
+    rows = (
+        await session.execute(page.apply(_member_accounts(group_id), accounts.c.balance, accounts.c.member_id))
+    ).all()
+    return await _lines_of(session, rows)
+
+
+async def _totals(session: AsyncSession, group_id: UUID, currency: str) -> Totals:
+    """The whole group's figures in two aggregate queries, whatever the page shown."""
+    member_accounts = (accounts.c.group_id == group_id) & (accounts.c.type == AccountType.MEMBER.value)
+    balance = accounts.c.balance
+    figures = (
+        await session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(balance).filter(balance < 0), 0),
+                func.coalesce(func.sum(balance).filter(balance > 0), 0),
+                func.coalesce(func.sum(balance), 0),
+                func.count().filter(balance < 0),
+                func.count().filter(balance == 0),
+                func.count().filter(balance > 0),
+            ).where(member_accounts)
+        )
+    ).one()
+    pending = await session.scalar(
+        select(func.coalesce(func.sum(pending_entries.c.amount), 0))
+        .join(accounts, accounts.c.account_id == pending_entries.c.account_id)
+        .where(member_accounts, pending_entries.c.status == EntryStatus.PENDING)
+    )
 
     def money(amount: int) -> Money:
-        return Money(amount=amount, currency=currency)
+        return Money(amount=int(amount), currency=currency)
 
+    members_count, in_debt, in_credit, net, debts, balanced, credits = figures
+    return Totals(
+        members=members_count,
+        in_debt=money(in_debt),
+        in_credit=money(in_credit),
+        net=money(net),
+        pending=money(pending or 0),
+        counts={
+            domain.Standing.IN_DEBT: debts,
+            domain.Standing.BALANCED: balanced,
+            domain.Standing.IN_CREDIT: credits,
+        },
+    )
+
+
+@router.get("/groups/{group_id}/balances", response_model=GroupBalances, tags=["balances"], responses=PAGINATED)
+async def group_balances(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> GroupBalances:
+    """The member balances page (R5): the group's totals, and one page of its members (most owed
+    first, by balance), grouped in debt / balanced / in credit; `X-Next-Cursor` gives the next."""
+    principal.require_coordinator(group_id)
+    async with database.sessionmaker() as session:
+        group = await operations.require_group(session, group_id)
+        lines = await _member_lines(session, group_id, page)
+        totals = await _totals(session, group_id, group.currency)
+    shown = page.finish(lines, lambda line: (line.balance.amount, line.member_id), response)
+    by = {s: [line for line in shown if line.standing == s] for s in domain.Standing}
     return GroupBalances(
         group_id=group_id,
-        currency=currency,
+        currency=group.currency,
         in_debt=by[domain.Standing.IN_DEBT],
         balanced=by[domain.Standing.BALANCED],
         in_credit=by[domain.Standing.IN_CREDIT],
-        totals=Totals(
-            members=len(lines),
-            in_debt=money(sum(line.balance.amount for line in by[domain.Standing.IN_DEBT])),
-            in_credit=money(sum(line.balance.amount for line in by[domain.Standing.IN_CREDIT])),
-            net=money(sum(line.balance.amount for line in lines)),
-            pending=money(sum(line.pending.amount for line in lines)),
-            counts={s: len(by[s]) for s in domain.Standing},
-        ),
+        totals=totals,
     )
 
 
@@ -497,25 +557,41 @@ async def group_balances(group_id: UUID, principal: CurrentPrincipal, database: 
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def group_balances_csv(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> Response:
-    """Every member's balance as CSV; columns in services/ledger/README.md."""
+    """Every member's balance as CSV (most owed first); columns in services/ledger/README.md."""
     principal.require_coordinator(group_id)
     async with database.sessionmaker() as session:
-        currency, lines = await _member_lines(session, group_id)
-    rows = [
-        [
-            str(line.member_id),
-            _text_cell(line.name or ""),
-            _text_cell(line.email or ""),
-            line.standing.value,
-            line.balance.decimal_text(),
-            line.pending.decimal_text(),
-            line.held.decimal_text(),
-            line.available.decimal_text(),
-            currency,
-        ]
-        for line in lines
+        currency = (await operations.require_group(session, group_id)).currency
+
+    async def batches() -> AsyncIterator[list[list[str]]]:
+        after: tuple[int, UUID] | None = None
+        by_balance = tuple_(accounts.c.balance, accounts.c.member_id)
+        while True:
+            query = _member_accounts(group_id).order_by(accounts.c.balance, accounts.c.member_id).limit(CSV_BATCH)
+            if after is not None:
+                query = query.where(by_balance > tuple_(*after))
+            async with database.sessionmaker() as session:
+                rows = (await session.execute(query)).all()
+                lines = await _lines_of(session, rows)
+            yield [_balance_cells(line, currency) for line in lines]
+            if len(rows) < CSV_BATCH:
+                return
+            after = (rows[-1].balance, rows[-1].member_id)
+
+    return _csv_stream(batches(), BALANCES_CSV_COLUMNS, f"balances-{group_id}.csv")
+
+
+def _balance_cells(line: MemberLine, currency: str) -> list[str]:
+    return [
+        str(line.member_id),
+        _text_cell(line.name or ""),
+        _text_cell(line.email or ""),
+        line.standing.value,
+        line.balance.decimal_text(),
+        line.pending.decimal_text(),
+        line.held.decimal_text(),
+        line.available.decimal_text(),
+        currency,
     ]
-    return _csv_response(rows, BALANCES_CSV_COLUMNS, f"balances-{group_id}.csv")
 
 
 class GroupAccount(BaseModel):

@@ -76,6 +76,8 @@ accounts = Table(
         " 'opening_balance_equity')",
         name="accounts_known_type",
     ),
+    # The member balances list, one keyset page at a time (added by 0005).
+    Index("accounts_group_balances", "group_id", "type", "balance", "member_id"),
 )
 
 transactions = Table(
@@ -144,6 +146,8 @@ pending_entries = Table(
         name="pending_entries_posted_has_transaction",
     ),
     Index("pending_entries_open", "account_id", postgresql_where=text(f"status = '{EntryStatus.PENDING}'")),
+    # A statement joins each posting's transaction to the payment it settled (added by 0005).
+    Index("pending_entries_transaction", "transaction_id"),
 )
 
 # Money-pot holds (R13, B2). `granted` and the decision never change: the same hold_id asked

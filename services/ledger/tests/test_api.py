@@ -363,6 +363,29 @@ async def test_group_balances_page_and_csv(world: World) -> None:
     }
     assert by_member[str(creditor)]["balance"] == "50.00"
 
+    # One member per page: the pages together hold each member once, most owed first, and every
+    # page carries the whole group's totals.
+    seen, cursor, pages = [], None, 0
+    while True:
+        params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        answer = await world.client.get(f"/groups/{world.group_id}/balances", params=params, headers=world.coordinator)
+        body, pages = answer.json(), pages + 1
+        assert body["totals"] == totals
+        seen += [line["member_id"] for name in ("in_debt", "balanced", "in_credit") for line in body[name]]
+        cursor = answer.headers.get("x-next-cursor")
+        if cursor is None:
+            break
+        assert 'rel="next"' in answer.headers["link"]
+    assert (seen, pages) == ([str(debtor), str(settled), str(creditor)], 3)
+    refused = await world.client.get(
+        f"/groups/{world.group_id}/balances", params={"cursor": "bm90LWEtY3Vyc29y"}, headers=world.coordinator
+    )
+    assert refused.status_code == 422 and "cursor" in refused.json()["detail"]
+    too_big = await world.client.get(
+        f"/groups/{world.group_id}/balances", params={"limit": 201}, headers=world.coordinator
+    )
+    assert too_big.status_code == 422
+
 
 async def test_statement_csv(world: World) -> None:
     member = uuid.uuid4()

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cagette_contracts.inputs import Flag, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
-from cagette_runtime.db import OUTBOX_WRITTEN
+from cagette_runtime.db import OUTBOX_WRITTEN, Database
 from cagette_runtime.errors import Conflict, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 
 from .tables import email_deliveries, member_directory, member_preferences
 
@@ -94,46 +95,44 @@ async def put_preferences(
 @router.get(
     "/groups/{group_id}/members/{member_id}/emails",
     summary="The emails sent (or pending, or failed) to a member, newest first",
+    responses=PAGINATED,
 )
 async def list_emails(
-    group_id: UUID,
-    member_id: UUID,
-    principal: CurrentPrincipal,
-    database: DatabaseDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
 ) -> list[Delivery]:
     principal.require_self_or_coordinator(group_id, member_id)
+    query = select(email_deliveries).where(
+        and_(email_deliveries.c.group_id == group_id, email_deliveries.c.member_id == member_id)
+    )
+    return await _email_page(database, query, page, response)
+
+
+async def _email_page(database: Database, query: Select[Any], page: PageRequest, response: Response) -> list[Delivery]:
+    by_date = (email_deliveries.c.created_at, email_deliveries.c.delivery_id)
     async with database.transaction() as session:
-        rows = (
-            await session.execute(
-                select(email_deliveries)
-                .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.member_id == member_id))
-                .order_by(email_deliveries.c.created_at.desc())
-                .limit(limit)
-            )
-        ).all()
-    return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+        rows = (await session.execute(page.apply(query, *by_date, newest_first=True))).all()
+    shown = page.finish(rows, lambda row: (row.created_at, row.delivery_id), response)
+    return [Delivery.model_validate(row._mapping, from_attributes=False) for row in shown]
 
 
-@router.get("/groups/{group_id}/emails", summary="The group's emails in one state, e.g. ?status=failed (coordinator)")
+@router.get(
+    "/groups/{group_id}/emails",
+    summary="The group's emails in one state, e.g. ?status=failed, newest first (coordinator)",
+    responses=PAGINATED,
+)
 async def list_group_emails(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     status: DeliveryStatus = DeliveryStatus.FAILED,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Delivery]:
     principal.require_coordinator(group_id)
-    async with database.transaction() as session:
-        rows = (
-            await session.execute(
-                select(email_deliveries)
-                .where(and_(email_deliveries.c.group_id == group_id, email_deliveries.c.status == status))
-                .order_by(email_deliveries.c.created_at.desc())
-                .limit(limit)
-            )
-        ).all()
-    return [Delivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+    query = select(email_deliveries).where(
+        and_(email_deliveries.c.group_id == group_id, email_deliveries.c.status == status)
+    )
+    return await _email_page(database, query, page, response)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
-from cagette_contracts import Money, OrderLine, PaymentMethod
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money, OrderLine, PaymentMethod
 from cagette_runtime import epc_qr
 
 
@@ -32,7 +32,11 @@ class Kind(StrEnum):
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
     ACCOUNT_INVITATION = "account_invitation"  # from the web service: set a password
     PASSWORD_RESET = "password_reset"  # from the web service: choose a new password
-    WEBHOOK_DISABLED = "webhook_disabled"  # to the group's coordinators: their endpoint was disabled
+    WEBHOOK_DISABLED = "webhook_disabled"  # to the coordinators, or a platform endpoint's owner: it was disabled
+    # To the group's coordinators: card payments stopped because of the group's Stripe account, or
+    # the account can take them again.
+    CARD_PAYMENTS_STOPPED = "card_payments_stopped"
+    CARD_PAYMENTS_RESUMED = "card_payments_resumed"
 
 
 # Members may opt out of these; never of anything else (receipts, instructions, failures).
@@ -414,11 +418,44 @@ def card_payment_disputed(
         "order_id": order.order_id if order is not None else order_id,
         "contract_name": contract_name,
     }
+    return to_coordinators(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinators, facts)
+
+
+def to_coordinators(
+    kind: Kind, source_event_id: UUID, group: Group, coordinators: list[Member], facts: dict[str, object]
+) -> list[Email]:
+    """One email of `kind` to each coordinator among `coordinators`, in their own language."""
     return [
-        Email(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinator, dict(facts))
+        Email(kind, source_event_id, group, coordinator, dict(facts))
         for coordinator in coordinators
         if coordinator.role == "coordinator"
     ]
+
+
+def card_account_changed(
+    source_event_id: UUID,
+    group: Group,
+    coordinators: list[Member],
+    *,
+    change: CardAccountChange | None,
+    problem: CardAccountProblem | None,
+    settings_url: str | None,
+    changed_at: datetime,
+) -> list[Email]:
+    """The payments service announced a change of the group's card readiness. Only the change it
+    tells the coordinators about (`change`: set once when card payments stop because of the
+    group's Stripe account, once when it can take them again) is emailed, to each coordinator;
+    any other announcement (a coordinator's own setting, another problem while card payments
+    are already stopped) sends nothing. Not a reminder: no opt-out."""
+    if change is None:
+        return []
+    kind = Kind.CARD_PAYMENTS_STOPPED if change is CardAccountChange.BECAME_UNUSABLE else Kind.CARD_PAYMENTS_RESUMED
+    facts: dict[str, object] = {
+        "problem": problem.value if problem is not None else "",
+        "settings_url": settings_url or "",
+        "date": changed_at,
+    }
+    return to_coordinators(kind, source_event_id, group, coordinators, facts)
 
 
 # --- balances ------------------------------------------------------------------------------
@@ -562,6 +599,43 @@ def settle_options(group: Group, owed: Money) -> list[Instructions]:
         )
     options.append(Instructions(PaymentMethod.CASH, owed))
     return options
+
+
+# --- webhooks ------------------------------------------------------------------------------
+
+# Emails about no group (a platform endpoint) are filed under the nil group id, as web's
+# password resets of an account in no group are, and signed "Cagette".
+PLATFORM_GROUP_ID = UUID(int=0)
+
+
+def platform_owner(email: str, language: str, user_id: UUID) -> tuple[Group, Member]:
+    """The contact a platform administrator gave when registering a platform-wide endpoint."""
+    group = Group(PLATFORM_GROUP_ID, "Cagette", "EUR", language)
+    return group, Member(PLATFORM_GROUP_ID, user_id, "", email, language)
+
+
+def webhook_disabled(
+    endpoint_id: UUID,
+    disabled_at: datetime,
+    recipients: list[tuple[Group, Member]],
+    *,
+    url: str,
+    failing_since: datetime,
+    last_error: str,
+) -> list[Email]:
+    """The endpoint's owners told it was disabled: its group's coordinators, or a platform
+    endpoint's owner. Keyed by the disabling, so an endpoint disabled again is told again."""
+    source = uuid5(NAMESPACE_URL, f"cagette:notifications:webhook-disabled:{endpoint_id}:{disabled_at.isoformat()}")
+    facts: dict[str, object] = {
+        "url": url,
+        "failing_since": failing_since,
+        "endpoint_id": endpoint_id,
+        "last_error": last_error,
+    }
+    return [
+        Email(Kind.WEBHOOK_DISABLED, source, group, member, {**facts, "platform": group.group_id == PLATFORM_GROUP_ID})
+        for group, member in recipients
+    ]
 
 
 # --- delivery retries --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from cagette_contracts import (
     BalanceWentNegative,
     CardPaymentDisputed,
     CardPaymentFailed,
+    CardSettingsChanged,
     Event,
     GroupSettingsChanged,
     InvitationCreated,
@@ -141,6 +142,7 @@ class Handlers:
                 PaymentRefunded: self.on_payment_outcome,
                 CardPaymentFailed: self.on_payment_outcome,
                 CardPaymentDisputed: self.on_card_payment_disputed,
+                CardSettingsChanged: self.on_card_settings_changed,
                 BalanceChanged: self.on_balance,
                 BalanceWentNegative: self.on_balance,
                 BalanceBackToNonNegative: self.on_balance,
@@ -618,32 +620,34 @@ class Handlers:
                     .values(status="cancelled", settled_at=event.occurred_at)
                 )
 
-    async def on_card_payment_disputed(self, session: AsyncSession, event: CardPaymentDisputed) -> None:
-        """Flag the dispute to every coordinator of the group (issue 6), each in their language.
-
-        The group and the disputing member must be known (else retried, like every email). No
-        coordinator in the directory: if some members' roles are not known (rows kept before
-        migration 0004) one of them may be a coordinator, so retry, up to the delivery limit
-        (then parked with the reason); if every role is known, the group has no coordinator:
-        a warning, and nothing is recorded (retrying would not make one appear)."""
-        group = await load_group(session, event.group_id)
-        payer = await load_member(session, event.group_id, event.member_id)
-        coordinators = await load_coordinators(session, event.group_id)
+    async def coordinators_to_tell(self, session: AsyncSession, group_id: UUID, what: str) -> list[domain.Member]:
+        """The group's coordinators, for an email about `what`. None in the directory: if some
+        members' roles are not known (rows kept before migration 0004) one of them may be a
+        coordinator, so retry, up to the delivery limit (then parked with the reason); if every
+        role is known, the group has no coordinator: a warning, and nothing is recorded
+        (retrying would not make one appear)."""
+        coordinators = await load_coordinators(session, group_id)
         if not coordinators:
-            unknown = await members_without_role(session, event.group_id)
+            unknown = await members_without_role(session, group_id)
             if unknown:
                 raise NotYetKnown(
-                    f"group {event.group_id} has no known coordinator for dispute {event.dispute_id}: the role of "
+                    f"group {group_id} has no known coordinator for {what}: the role of "
                     f"{unknown} member(s) is not known yet (directory rows from before migration 0004)"
                 )
-            log.warning(
-                "card payment %s of member %s disputed (dispute %s, %s) but group %s has no coordinator: no email",
-                event.payment_id,
-                event.member_id,
-                event.dispute_id,
-                event.amount,
-                event.group_id,
-            )
+            log.warning("%s but group %s has no coordinator: no email", what, group_id)
+        return coordinators
+
+    async def on_card_payment_disputed(self, session: AsyncSession, event: CardPaymentDisputed) -> None:
+        """Flag the dispute to every coordinator of the group (issue 6), each in their language.
+        The group and the disputing member must be known (else retried, like every email)."""
+        group = await load_group(session, event.group_id)
+        payer = await load_member(session, event.group_id, event.member_id)
+        what = (
+            f"card payment {event.payment_id} of member {event.member_id} disputed "
+            f"(dispute {event.dispute_id}, {event.amount})"
+        )
+        coordinators = await self.coordinators_to_tell(session, event.group_id, what)
+        if not coordinators:
             return
         order = None
         if event.order_id is not None:
@@ -680,6 +684,29 @@ class Handlers:
                 order=order,
                 order_id=event.order_id,
                 contract_name=contract_name,
+            ),
+        )
+
+    async def on_card_settings_changed(self, session: AsyncSession, event: CardSettingsChanged) -> None:
+        """The group's card readiness changed on payments. When that is the change coordinators
+        are told about (`account_change`: card payments stopped because of the group's Stripe
+        account, or it takes them again; payments sets it once per change), each coordinator
+        is emailed in their language. Every other announcement sends nothing."""
+        if event.account_change is None:
+            return
+        group = await load_group(session, event.group_id)
+        what = f"the group's Stripe account {event.account_change.value} ({event.account_problem or 'no problem'})"
+        coordinators = await self.coordinators_to_tell(session, event.group_id, what)
+        await self.send(
+            session,
+            domain.card_account_changed(
+                event.event_id,
+                group,
+                coordinators,
+                change=event.account_change,
+                problem=event.account_problem,
+                settings_url=event.settings_url,
+                changed_at=event.occurred_at,
             ),
         )
 

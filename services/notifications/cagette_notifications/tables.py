@@ -223,6 +223,13 @@ webhook_endpoints = Table(
     Column("last_success_at", DateTime(timezone=True)),
     Column("disabled_at", DateTime(timezone=True)),
     Column("disabled_reason", Text),
+    # Added by 0007: who is emailed (in which language) when a platform endpoint is disabled; a
+    # group's endpoint tells the group's coordinators instead. The API requires it of every new
+    # platform endpoint; NULL for those registered before 0007 (their disabling is only logged).
+    # No CHECK for it: PostgreSQL checks even a NOT VALID constraint on updates of old rows.
+    Column("owner_email", Text),
+    Column("owner_language", Text, nullable=False, server_default=text("'fr'")),
+    CheckConstraint("owner_language IN ('fr', 'en')", name="webhook_endpoints_owner_language"),
 )
 
 webhook_deliveries = Table(

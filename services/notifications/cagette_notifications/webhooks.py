@@ -6,7 +6,8 @@ matching event becomes a delivery in the webhook delivery log, in the consumer's
 the sender POSTs it later, signed with the Standard Webhooks scheme (headers `webhook-id` = the
 event id, `webhook-timestamp`, `webhook-signature`), and retries with capped exponential backoff
 for `webhook_retry_for` (days). An endpoint that has not accepted anything for
-`webhook_disable_after` is disabled and the group's coordinators are emailed. Deliveries can be
+`webhook_disable_after` is disabled and its owners are emailed: the group's coordinators, or for a
+platform endpoint the address given at registration. Deliveries can be
 replayed, one or all since a time; the log shows attempts, last status and last error.
 
 Why here: notifications already delivers to the outside world with retries and a delivery log
@@ -291,16 +292,13 @@ class WebhookSender(BackgroundLoop):
             await self._tell_owner(session, endpoint)
 
     async def _tell_owner(self, session: AsyncSession, endpoint: Row[Any]) -> None:
-        """Email the group's coordinators (a platform endpoint's owners read the API and the log)."""
+        """Email the group's coordinators, or the owner a platform endpoint was registered with."""
         if endpoint.group_id is None:
-            return
-        coordinators = (
-            await session.execute(
-                select(member_directory.c.member_id).where(
-                    and_(member_directory.c.group_id == endpoint.group_id, member_directory.c.role == "coordinator")
-                )
-            )
-        ).all()
+            if endpoint.owner_email is None:  # registered before owners were asked for: the log says it
+                return
+            recipients = [domain.platform_owner(endpoint.owner_email, endpoint.owner_language, endpoint.created_by)]
+        else:
+            recipients = await self._coordinators(session, endpoint.group_id)
         last_error = await session.scalar(
             select(webhook_deliveries.c.last_error)
             .where(
@@ -309,21 +307,28 @@ class WebhookSender(BackgroundLoop):
             .order_by(webhook_deliveries.c.next_attempt_at.desc())
             .limit(1)
         )
-        for row in coordinators:
+        emails = domain.webhook_disabled(
+            endpoint.endpoint_id,
+            endpoint.disabled_at,
+            recipients,
+            url=endpoint.url,
+            failing_since=endpoint.failing_since,
+            last_error=last_error or "",
+        )
+        await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
+
+    async def _coordinators(self, session: AsyncSession, group_id: UUID) -> list[tuple[domain.Group, domain.Member]]:
+        rows = (
+            await session.execute(
+                select(member_directory.c.member_id).where(
+                    and_(member_directory.c.group_id == group_id, member_directory.c.role == "coordinator")
+                )
+            )
+        ).all()
+        found = []
+        for row in rows:
             try:
-                group, member = await load_recipient(session, endpoint.group_id, row.member_id)
+                found.append(await load_recipient(session, group_id, row.member_id))
             except NotYetKnown:
                 continue
-            email = domain.Email(
-                domain.Kind.WEBHOOK_DISABLED,
-                endpoint.endpoint_id,
-                group,
-                member,
-                {
-                    "url": endpoint.url,
-                    "failing_since": endpoint.failing_since,
-                    "endpoint_id": endpoint.endpoint_id,
-                    "last_error": last_error or "",
-                },
-            )
-            await enqueue(session, [email], sender_domain=self.domain, timezone=self.settings.timezone)
+        return found

@@ -5,24 +5,27 @@ administrator's); an endpoint for every group (no group_id) is a platform admini
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, StringConstraints
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, EmailStr, Field, StringConstraints
 from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cagette_contracts import Language
 from cagette_runtime.auth import CurrentPrincipal, Principal
 from cagette_runtime.db import OUTBOX_WRITTEN
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from .tables import webhook_deliveries, webhook_endpoints
 from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+DeliveryState = Literal["pending", "delivered", "failed"]  # webhooks.PENDING, DELIVERED, FAILED
 
 EventTypePattern = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN.pattern)]
 
@@ -34,6 +37,14 @@ class NewEndpoint(BaseModel):
     )
     event_types: list[EventTypePattern] = Field(
         min_length=1, max_length=50, description="Event types or topic patterns, e.g. ledger.# or payments.payment.*"
+    )
+    owner_email: EmailStr | None = Field(
+        default=None,
+        description="Platform endpoints (no group_id) only, and required for them: the address emailed when the "
+        "endpoint is disabled (a group's endpoint tells the group's coordinators)",
+    )
+    owner_language: Language | None = Field(
+        default=None, description="Platform endpoints only: the language of that email (fr, the default, or en)"
     )
 
 
@@ -48,6 +59,8 @@ class Endpoint(BaseModel):
     last_success_at: datetime | None
     disabled_at: datetime | None
     disabled_reason: str | None
+    owner_email: str | None = Field(description="Told when a platform endpoint is disabled (none for a group's)")
+    owner_language: Language
 
 
 class CreatedEndpoint(Endpoint):
@@ -86,6 +99,16 @@ def _check_url(url: str, allow_http: bool) -> None:
         raise Invalid("the URL must not carry credentials: deliveries are signed instead")
 
 
+def _check_owner(body: NewEndpoint) -> None:
+    if body.group_id is None and body.owner_email is None:
+        raise Invalid("a platform endpoint needs an owner_email: the address told when the endpoint is disabled")
+    if body.group_id is not None and (body.owner_email is not None or body.owner_language is not None):
+        raise Invalid(
+            "owner_email and owner_language are for platform endpoints: a group's endpoint tells the group's "
+            "coordinators when it is disabled"
+        )
+
+
 def _authorize(principal: Principal, group_id: UUID | None) -> None:
     if group_id is None:
         principal.require_platform_admin()
@@ -113,6 +136,7 @@ async def create_endpoint(
 ) -> CreatedEndpoint:
     _authorize(principal, body.group_id)
     _check_url(body.url, request.app.state.settings.webhook_allow_http)
+    _check_owner(body)
     secret = new_secret()
     async with database.transaction() as session:
         row = (
@@ -125,6 +149,8 @@ async def create_endpoint(
                     event_types=sorted(set(body.event_types)),
                     secret=secret,
                     created_by=principal.user_id,
+                    owner_email=body.owner_email,
+                    owner_language=(body.owner_language or Language.FR).value,
                 )
                 .returning(webhook_endpoints)
             )
@@ -143,19 +169,26 @@ async def list_endpoints(
     return [_shown(row) for row in rows]
 
 
-@router.get("/endpoints/{endpoint_id}/deliveries", summary="The delivery log of an endpoint, newest first")
+@router.get(
+    "/endpoints/{endpoint_id}/deliveries", summary="The delivery log of an endpoint, newest first", responses=PAGINATED
+)
 async def list_deliveries(
-    endpoint_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, status: str | None = None, limit: int = 100
+    endpoint_id: UUID,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+    page: Page,
+    response: Response,
+    status: DeliveryState | None = None,
 ) -> list[WebhookDelivery]:
     async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         query = select(webhook_deliveries).where(webhook_deliveries.c.endpoint_id == endpoint_id)
         if status is not None:
             query = query.where(webhook_deliveries.c.status == status)
-        rows = (
-            await session.execute(query.order_by(webhook_deliveries.c.created_at.desc()).limit(max(1, min(limit, 500))))
-        ).all()
-    return [WebhookDelivery.model_validate(row._mapping, from_attributes=False) for row in rows]
+        by_date = (webhook_deliveries.c.created_at, webhook_deliveries.c.delivery_id)
+        rows = (await session.execute(page.apply(query, *by_date, newest_first=True))).all()
+    shown = page.finish(rows, lambda row: (row.created_at, row.delivery_id), response)
+    return [WebhookDelivery.model_validate(row._mapping, from_attributes=False) for row in shown]
 
 
 @router.post("/endpoints/{endpoint_id}/replay", summary="Send again every delivery created since a time")

@@ -75,9 +75,10 @@ class Running:
             consumer=QUEUE_NAME,
         )
 
-    def token(self, user_id: uuid.UUID, roles: dict[uuid.UUID, Role]) -> dict[str, str]:
+    def token(self, user_id: uuid.UUID, roles: dict[uuid.UUID, Role], admin: bool = False) -> dict[str, str]:
         settings = self.service.settings
-        token = encode_token(Principal(user_id=user_id, roles=roles), settings.jwt_secret, issuer=settings.jwt_issuer)
+        principal = Principal(user_id=user_id, roles=roles, platform_admin=admin)
+        token = encode_token(principal, settings.jwt_secret, issuer=settings.jwt_issuer)
         return {"Authorization": f"Bearer {token}"}
 
     async def rows(self, sql: str, **params: object) -> list:

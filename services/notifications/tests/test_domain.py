@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cagette_contracts import Money, PaymentMethod
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money, PaymentMethod
 from cagette_notifications import domain
 from cagette_notifications.domain import BalanceState, Group, Kind, Member, Trigger
 
@@ -160,3 +160,24 @@ def test_a_dispute_goes_to_each_coordinator_in_their_language_opt_out_or_not() -
     ]
     assert all(e.facts["payer"] == payer and e.facts["amount"] == eur(1255) for e in emails)
     assert Kind.CARD_PAYMENT_DISPUTED not in domain.REMINDER_KINDS and domain.wants(fr, Kind.CARD_PAYMENT_DISPUTED)
+
+
+def test_only_the_account_changes_payments_tells_about_are_emailed_to_coordinators_only() -> None:
+    cora, carl = member(role="coordinator", language="fr"), member(role="coordinator")
+    paul, unknown = member(role="member"), member()
+    people = [cora, carl, paul, unknown]
+
+    def told(change: CardAccountChange | None) -> list[domain.Email]:
+        problem = CardAccountProblem.CHARGES_DISABLED if change is CardAccountChange.BECAME_UNUSABLE else None
+        return domain.card_account_changed(
+            uuid.uuid4(), GROUP, people, change=change, problem=problem, settings_url=None, changed_at=T0
+        )
+
+    assert told(None) == []  # a coordinator's own setting, or another problem while stopped
+    stopped = told(CardAccountChange.BECAME_UNUSABLE)
+    assert [(e.member, e.kind, e.language) for e in stopped] == [
+        (cora, Kind.CARD_PAYMENTS_STOPPED, "fr"),
+        (carl, Kind.CARD_PAYMENTS_STOPPED, "en"),
+    ]
+    assert stopped[0].facts == {"problem": "charges_disabled", "settings_url": "", "date": T0}
+    assert [e.kind for e in told(CardAccountChange.BECAME_USABLE)] == [Kind.CARD_PAYMENTS_RESUMED] * 2

@@ -9,7 +9,7 @@ from decimal import Decimal
 import aiosmtplib
 import pytest
 
-from cagette_contracts import Money, OrderLine, PaymentMethod, line_amount
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money, OrderLine, PaymentMethod, line_amount
 from cagette_notifications import domain
 from cagette_notifications.domain import Group, Kind, Member
 from cagette_notifications.rendering import render
@@ -123,18 +123,22 @@ def every_email(language: str) -> list[domain.Email]:
         reason="fraudulent",
         order_id=eid(),
     )
+    for change in CardAccountChange:
+        emails += domain.card_account_changed(
+            eid(),
+            GROUP,
+            [coordinator],
+            change=change,
+            problem=CardAccountProblem.CHARGES_DISABLED if change is CardAccountChange.BECAME_UNUSABLE else None,
+            settings_url=SETTINGS_URL,
+            changed_at=WHEN,
+        )
     emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
     emails += domain.balance_digest(
         eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
     )
-    emails.append(
-        domain.Email(
-            Kind.WEBHOOK_DISABLED,
-            eid(),
-            GROUP,
-            m,
-            {"url": "https://example.org/hook", "failing_since": WHEN, "endpoint_id": eid(), "last_error": "HTTP 503"},
-        )
+    emails += domain.webhook_disabled(
+        eid(), WHEN, [(GROUP, coordinator)], url="https://example.org/hook", failing_since=WHEN, last_error="HTTP 503"
     )
     return emails
 
@@ -147,7 +151,7 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         rendered = render(email)
         assert rendered.subject and "\n" not in rendered.subject
         assert GROUP.name in rendered.subject
-        if email.kind != Kind.WEBHOOK_DISABLED:  # about an endpoint, not money
+        if email.kind not in NO_AMOUNT_KINDS:
             assert AMOUNTS[language] in rendered.text and AMOUNTS[language] in rendered.html, email.kind
         assert DATES[language] in rendered.text, email.kind
         # HTML is escaped, plain text is not.
@@ -156,8 +160,41 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         assert f'<html lang="{language}">' in rendered.html
 
 
+@pytest.mark.parametrize(
+    ("language", "subject", "sentences"),
+    [
+        (
+            "fr",
+            "Webhook désactivé : https://example.org/all - Cagette",
+            ["Bonjour,", "tous les groupes de la plateforme", "donnée comme contact", "Dernière erreur : HTTP 503"],
+        ),
+        (
+            "en",
+            "Webhook disabled: https://example.org/all - Cagette",
+            ["Hello,", "every group of the platform", "given as its contact", "Last error: HTTP 503"],
+        ),
+    ],
+)
+def test_a_platform_endpoint_owner_is_told_in_their_language(language: str, subject: str, sentences: list[str]) -> None:
+    owner = domain.platform_owner("ops@example.org", language, uuid.uuid4())
+    [email] = domain.webhook_disabled(
+        uuid.uuid4(), WHEN, [owner], url="https://example.org/all", failing_since=WHEN, last_error="HTTP 503"
+    )
+    assert email.recipient == "ops@example.org" and email.language == language
+    rendered = render(email)
+    assert rendered.subject == subject
+    for sentence in sentences:
+        assert sentence in rendered.text, sentence
+    assert DATES[language] in rendered.text
+    assert "coordinat" not in rendered.text and "coordinat" not in rendered.html  # not sent as a coordinator
+    assert sentences[1] in rendered.html and f'<html lang="{language}">' in rendered.html
+
+
 # The web service's links: no amount in them (tested below).
 ACCOUNT_KINDS = {Kind.ACCOUNT_INVITATION, Kind.PASSWORD_RESET}
+# About an endpoint or the group's card provider account, not money.
+NO_AMOUNT_KINDS = {Kind.WEBHOOK_DISABLED, Kind.CARD_PAYMENTS_STOPPED, Kind.CARD_PAYMENTS_RESUMED}
+SETTINGS_URL = "https://cagette.example.org/groups/g1/settings"
 
 
 @pytest.mark.parametrize(
@@ -375,3 +412,89 @@ def test_an_order_email_a_member_can_act_on() -> None:
         assert "Distribution : mardi 1er décembre à 18:00, Préau de l'école." in rendered.text
         assert "- Comté : 0,375 kg x 19,99\xa0€ + 2\xa0% de frais = 7,65\xa0€" in rendered.text
         assert '<td align="right">2\xa0%</td>' in rendered.html
+
+
+STOPPED_WHY = {
+    "fr": {
+        CardAccountProblem.CHARGES_DISABLED: "son inscription auprès de Stripe n'est pas terminée",
+        CardAccountProblem.CARD_PAYMENTS_INACTIVE: "la fonction « paiements par carte » du compte Stripe du groupe",
+        CardAccountProblem.DEAUTHORIZED: "le compte Stripe du groupe a retiré à la plateforme son accès",
+        CardAccountProblem.NOT_CHECKED: "Stripe ne nous a pas encore donné l'état du compte du groupe",
+    },
+    "en": {
+        CardAccountProblem.CHARGES_DISABLED: "its onboarding is unfinished, or Stripe restricted the account",
+        CardAccountProblem.CARD_PAYMENTS_INACTIVE: "capability of the group's Stripe account is not active",
+        CardAccountProblem.DEAUTHORIZED: "the group's Stripe account revoked this platform's access to it",
+        CardAccountProblem.NOT_CHECKED: "Stripe has not told us the state of the group's account yet",
+    },
+}
+STOPPED_SAYS = {
+    "fr": [
+        "Paiements par carte arrêtés - Les <Paniers> & Co",
+        "Bonjour Cora,",
+        "Depuis le 28 novembre 2026, les membres de Les <Paniers> & Co ne peuvent plus payer par carte",
+        f"ouvrez la page des réglages de paiement par carte du groupe ({SETTINGS_URL})",
+    ],
+    "en": [
+        "Card payments stopped - Les <Paniers> & Co",
+        "Hello Cora,",
+        "Since November 28, 2026, members of Les <Paniers> & Co can no longer pay by card",
+        f"open the group's card settings page ({SETTINGS_URL})",
+    ],
+}
+FINISH_ONBOARDING = {"fr": "terminez l'inscription auprès de Stripe", "en": "finish Stripe onboarding"}
+ONBOARD_AGAIN = {"fr": "refaites l'inscription auprès de Stripe", "en": "go through Stripe onboarding again"}
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+@pytest.mark.parametrize("problem", list(CardAccountProblem))
+def test_card_payments_stopped_says_which_group_why_in_words_and_what_to_do(
+    language: str, problem: CardAccountProblem
+) -> None:
+    coordinator = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", language, role="coordinator")
+    member_only = Member(GROUP.group_id, uuid.uuid4(), "Paul", "paul@example.org", "fr", role="member")
+    [email] = domain.card_account_changed(
+        uuid.uuid4(),
+        GROUP,
+        [coordinator, member_only],
+        change=CardAccountChange.BECAME_UNUSABLE,
+        problem=problem,
+        settings_url=SETTINGS_URL,
+        changed_at=WHEN,
+    )
+    assert email.kind is Kind.CARD_PAYMENTS_STOPPED and email.recipient == "cora@example.org"
+    rendered = render(email)
+    whole = rendered.subject + "\n" + rendered.text
+    for fragment in [*STOPPED_SAYS[language], STOPPED_WHY[language][problem]]:
+        assert fragment in whole, fragment
+    todo = ONBOARD_AGAIN if problem is CardAccountProblem.DEAUTHORIZED else FINISH_ONBOARDING
+    assert todo[language] in rendered.text and todo[language] in rendered.html
+    assert STOPPED_WHY[language][problem] in rendered.html  # fixed words: nothing of the event is in them
+    assert f'href="{SETTINGS_URL}"' in rendered.html
+    # Words, not codes nor ids.
+    assert problem.value not in rendered.text and str(GROUP.group_id) not in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("fr", ["Paiements par carte ouverts - Les <Paniers> & Co", "les membres peuvent payer par carte"]),
+        ("en", ["Card payments open - Les <Paniers> & Co", "members can pay by card"]),
+    ],
+)
+def test_card_payments_resumed_renders_in_each_language(language: str, expected: list[str]) -> None:
+    coordinator = Member(GROUP.group_id, uuid.uuid4(), "Cora", "cora@example.org", language, role="coordinator")
+    [email] = domain.card_account_changed(
+        uuid.uuid4(),
+        GROUP,
+        [coordinator],
+        change=CardAccountChange.BECAME_USABLE,
+        problem=None,
+        settings_url=None,
+        changed_at=WHEN,
+    )
+    rendered = render(email)
+    assert email.kind is Kind.CARD_PAYMENTS_RESUMED
+    for fragment in expected:
+        assert fragment in rendered.subject + "\n" + rendered.text, fragment
+    assert "()" not in rendered.text and "href" not in rendered.html  # no link given, none made up

@@ -1,7 +1,7 @@
 """Outbound webhooks on the real broker and database, to a local HTTP receiver: registration
 and its refusals, signed deliveries (Standard Webhooks, verified with the library), retries while
 the receiver is down, the delivery log, replay, and an endpoint disabled after the documented
-period with its group's coordinators emailed."""
+period with its owners emailed: the group's coordinators, or a platform endpoint's contact."""
 
 from __future__ import annotations
 
@@ -145,3 +145,89 @@ async def test_signed_deliveries_retried_while_down_logged_replayed_then_disable
         enabled = await running.http.post(f"/webhooks/endpoints/{endpoint}/enable", headers=coordinator)
         assert enabled.status_code == 200 and enabled.json()["enabled"] is True
         await eventually(lambda: len({r.headers["webhook-id"] for r in receiver.accepted}) == 3, timeout=20)
+
+
+async def test_a_platform_endpoint_needs_an_owner_checked_like_any_input(start_service, facts) -> None:
+    async with start_service(webhook_allow_http=False) as running:
+        admin = running.token(uuid.uuid4(), {}, admin=True)
+        platform = {"url": "https://example.org/all", "event_types": ["#"]}
+        group = platform | {"group_id": str(facts.group_id)}
+        for body, reason in [
+            (platform, "owner_email"),
+            (platform | {"owner_email": "not an address"}, "owner_email"),
+            (platform | {"owner_email": "ops@example.org\nBcc: x@example.org"}, "owner_email"),
+            (platform | {"owner_email": "ops@example.org", "owner_language": "de"}, "owner_language"),
+            (group | {"owner_email": "ops@example.org"}, "platform endpoints"),
+            (group | {"owner_language": "en"}, "platform endpoints"),
+        ]:
+            answer = await running.http.post("/webhooks/endpoints", json=body, headers=admin)
+            assert answer.status_code == 422 and reason in answer.text, (body, answer.text)
+        assert await running.rows("SELECT 1 FROM webhook_endpoints WHERE url = 'https://example.org/all'") == []
+        created = await running.http.post(
+            "/webhooks/endpoints", json=platform | {"owner_email": "ops@example.org"}, headers=admin
+        )
+        assert created.status_code == 201, created.text
+        assert (created.json()["owner_email"], created.json()["owner_language"]) == ("ops@example.org", "fr")
+        in_english = platform | {"owner_email": "ops@example.org", "owner_language": "en"}
+        english = await running.http.post("/webhooks/endpoints", json=in_english, headers=admin)
+        assert english.json()["owner_language"] == "en"
+        listed = (await running.http.get("/webhooks/endpoints", headers=admin)).json()
+        shown = {e["endpoint_id"]: e for e in listed}
+        assert shown[created.json()["endpoint_id"]]["owner_email"] == "ops@example.org"
+        assert shown[english.json()["endpoint_id"]]["owner_language"] == "en"
+        assert all("secret" not in e for e in listed)
+
+
+async def test_a_disabled_platform_endpoint_emails_its_owner_each_time_in_their_language(
+    start_service, mailbox, facts
+) -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        start_service(
+            smtp_port=mailbox.port,
+            webhook_allow_http=True,
+            webhook_poll_interval=0.1,
+            webhook_retry_base=0.2,
+            webhook_retry_max=0.5,
+            webhook_disable_after=timedelta(seconds=3),
+        ) as running,
+    ):
+        camille = facts.member("Camille", "fr", Role.COORDINATOR)
+        alice = facts.member("Alice")
+        await running.publish(facts.group, camille, alice)
+        admin = running.token(uuid.uuid4(), {}, admin=True)
+        created = await running.http.post(
+            "/webhooks/endpoints",
+            json={
+                "url": receiver.url,
+                "event_types": ["ledger.balance.*"],
+                "owner_email": "ops@example.org",
+                "owner_language": "en",
+            },
+            headers=admin,
+        )
+        assert created.status_code == 201, created.text
+        endpoint = created.json()["endpoint_id"]
+
+        receiver.up = False
+        await running.publish(balance_changed(facts, alice, -500))
+        [told] = await mailbox.wait_for("ops@example.org", timeout=20)
+        assert " ".join(str(told["Subject"]).split()) == f"Webhook disabled: {receiver.url} - Cagette"
+        text = mailbox.body(told, "plain")
+        assert text.startswith("Hello,") and "every group of the platform" in text and "HTTP 503" in text
+        assert endpoint in text and "coordinator" not in text
+        assert "every group of the platform" in mailbox.body(told, "html")
+        assert mailbox.to(str(camille.email)) == []  # a platform endpoint is not the group's
+        [shown] = [
+            e
+            for e in (await running.http.get("/webhooks/endpoints", headers=admin)).json()
+            if e["endpoint_id"] == endpoint
+        ]
+        assert shown["enabled"] is False and shown["disabled_reason"]
+
+        # Enabled, failing again past the period: disabled again, and told again.
+        enabled = await running.http.post(f"/webhooks/endpoints/{endpoint}/enable", headers=admin)
+        assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+        await running.publish(balance_changed(facts, alice, -600))
+        await mailbox.wait_for("ops@example.org", count=2, timeout=20)
+        assert mailbox.to(str(camille.email)) == []

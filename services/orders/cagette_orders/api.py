@@ -8,13 +8,14 @@ from decimal import Decimal
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, EmailStr, Field, ValidationError
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
+    CatalogRef,
     CurrencyCode,
     Language,
     MemberJoined,
@@ -32,8 +33,9 @@ from cagette_runtime.clock import now
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
-from . import domain, store
+from . import domain, store, usecases
 from .store import (
     DistributionOut,
     GroupOut,
@@ -190,19 +192,18 @@ async def add_member(group_id: UUID, body: MemberIn, principal: CurrentPrincipal
     return member
 
 
-@router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"])
-async def list_members(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[MemberOut]:
+@router.get("/groups/{group_id}/members", response_model=list[MemberOut], tags=["members"], responses=PAGINATED)
+async def list_members(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> list[MemberOut]:
+    """The group's current members by name, one page at a time."""
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         await load_group(session, group_id)
-        rows = (
-            await session.execute(
-                select(members)
-                .where(members.c.group_id == group_id, members.c.left_at.is_(None))
-                .order_by(members.c.name)
-            )
-        ).mappings()
-        return [MemberOut.model_validate(dict(row)) for row in rows]
+        query = select(members).where(members.c.group_id == group_id, members.c.left_at.is_(None))
+        rows = (await session.execute(page.apply(query, members.c.name, members.c.member_id))).mappings()
+        found = [MemberOut.model_validate(dict(row)) for row in rows]
+    return page.finish(found, lambda member: (member.name, member.member_id), response)
 
 
 @router.patch("/groups/{group_id}/members/{member_id}", response_model=MemberOut, tags=["members"])
@@ -356,38 +357,42 @@ async def load_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
 async def create_catalog(
     group_id: UUID, body: CatalogIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> CatalogOut:
-    """Create a variable catalog or a subscription contract with its products (coordinators)."""
+    """Create a variable catalog or a subscription contract with its products (coordinators).
+    Publishes CatalogCreated (with the products)."""
     principal.require_coordinator(group_id)
+    catalog = CatalogRef(catalog_id=uuid.uuid4(), name=body.name.strip(), kind=body.kind)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        catalog_id = uuid.uuid4()
         await session.execute(
             catalogs.insert().values(
-                catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind.value
+                catalog_id=catalog.catalog_id, group_id=group_id, name=catalog.name, kind=catalog.kind.value
             )
         )
-        created = await _insert_products(session, group, catalog_id, body.products)
-    return CatalogOut(
-        catalog_id=catalog_id, group_id=group_id, name=body.name.strip(), kind=body.kind, products=created
-    )
+        created = await _insert_products(session, group, catalog.catalog_id, body.products)
+        await usecases.publish_catalog_created(session, group_id, catalog, created)
+    return CatalogOut(**catalog.model_dump(), group_id=group_id, products=created)
 
 
-@router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"])
+@router.get("/groups/{group_id}/catalogs", response_model=list[CatalogOut], tags=["catalogs"], responses=PAGINATED)
 async def list_catalogs(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     kind: domain.CatalogKind | None = None,
 ) -> list[CatalogOut]:
-    """The group's catalogs with their products, by name (`kind=subscription`: the contracts)."""
+    """The group's catalogs with their products, by name (`kind=subscription`: the contracts),
+    one page at a time."""
     principal.require_group_member(group_id)
     async with database.transaction() as session:
         await load_group(session, group_id)
         query = select(catalogs.c.catalog_id).where(catalogs.c.group_id == group_id)
         if kind is not None:
             query = query.where(catalogs.c.kind == kind.value)
-        found = (await session.scalars(query.order_by(catalogs.c.name, catalogs.c.catalog_id).limit(500))).all()
-        return [await load_catalog(session, group_id, catalog_id) for catalog_id in found]
+        ids = (await session.scalars(page.apply(query, catalogs.c.name, catalogs.c.catalog_id))).all()
+        found = [await load_catalog(session, group_id, catalog_id) for catalog_id in ids]
+    return page.finish(found, lambda catalog: (catalog.name, catalog.catalog_id), response)
 
 
 @router.get("/groups/{group_id}/catalogs/{catalog_id}", response_model=CatalogOut, tags=["catalogs"])
@@ -408,12 +413,15 @@ async def get_catalog(
 async def add_product(
     group_id: UUID, catalog_id: UUID, body: ProductIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> ProductOut:
-    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed."""
+    """Add a product to a catalog (coordinators). Products of a contract with subscribers are fixed.
+    Publishes ProductCreated."""
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        await load_catalog(session, group_id, catalog_id)
+        catalog = await load_catalog(session, group_id, catalog_id)
         (created,) = await _insert_products(session, group, catalog_id, [body])
+        ref = CatalogRef(catalog_id=catalog.catalog_id, name=catalog.name, kind=catalog.kind)
+        await usecases.publish_product_created(session, group_id, ref, created)
     return created
 
 
@@ -437,7 +445,8 @@ class DistributionIn(RequestBody):
 async def create_distribution(
     group_id: UUID, body: DistributionIn, principal: CurrentPrincipal, database: DatabaseDep
 ) -> DistributionOut:
-    """Plan a distribution: date, place, the catalogs delivered, when orders open and close (coordinators)."""
+    """Plan a distribution: date, place, the catalogs delivered, when orders open and close
+    (coordinators). Publishes DistributionCreated."""
     principal.require_coordinator(group_id)
     open_at = body.orders_open_at or now()
     close_at = body.orders_close_at or body.starts_at
@@ -446,15 +455,14 @@ async def create_distribution(
         raise Invalid("a catalog is listed twice")
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        known = set(
-            (
-                await session.scalars(
-                    select(catalogs.c.catalog_id).where(
-                        catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)
-                    )
+        known = {
+            row.catalog_id: CatalogRef(catalog_id=row.catalog_id, name=row.name, kind=row.kind)
+            for row in await session.execute(
+                select(catalogs.c.catalog_id, catalogs.c.name, catalogs.c.kind).where(
+                    catalogs.c.group_id == group_id, catalogs.c.catalog_id.in_(body.catalog_ids)
                 )
-            ).all()
-        )
+            )
+        }
         missing = [str(c) for c in body.catalog_ids if c not in known]
         if missing:
             raise Invalid(f"no catalog {', '.join(missing)} in group {group_id}")
@@ -473,21 +481,27 @@ async def create_distribution(
             distribution_catalogs.insert(),
             [{"distribution_id": distribution_id, "catalog_id": c} for c in body.catalog_ids],
         )
-        return await load_distribution(session, group, distribution_id)
+        created = await load_distribution(session, group, distribution_id)
+        await usecases.publish_distribution_created(session, created, [known[c] for c in body.catalog_ids])
+        return created
 
 
-@router.get("/groups/{group_id}/distributions", response_model=list[DistributionOut], tags=["distributions"])
+@router.get(
+    "/groups/{group_id}/distributions",
+    response_model=list[DistributionOut],
+    tags=["distributions"],
+    responses=PAGINATED,
+)
 async def list_distributions(
-    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
 ) -> list[DistributionOut]:
+    """The group's distributions, earliest first, one page at a time."""
     principal.require_group_member(group_id)
     async with database.transaction() as session:
         group = await load_group(session, group_id)
-        rows = (
-            await session.execute(
-                select(distributions).where(distributions.c.group_id == group_id).order_by(distributions.c.starts_at)
-            )
-        ).all()
+        query = select(distributions).where(distributions.c.group_id == group_id)
+        by_date = (distributions.c.starts_at, distributions.c.distribution_id)
+        rows = (await session.execute(page.apply(query, *by_date))).all()
         links = (
             await session.execute(
                 select(distribution_catalogs).where(
@@ -498,7 +512,8 @@ async def list_distributions(
         by_distribution: dict[UUID, list[UUID]] = {}
         for link in links:
             by_distribution.setdefault(link.distribution_id, []).append(link.catalog_id)
-        return [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+    found = [distribution_out(group, row, by_distribution.get(row.distribution_id, [])) for row in rows]
+    return page.finish(found, lambda d: (d.starts_at, d.distribution_id), response)
 
 
 @router.get(

@@ -17,7 +17,16 @@ from uuid import UUID
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
-from cagette_contracts import Money, OrderLine, PaymentMethod, Role, line_amount, total
+from cagette_contracts import CatalogKind as CatalogKind  # re-exported: the API's catalog kinds
+from cagette_contracts import (
+    Money,
+    OrderLine,
+    PaymentMethod,
+    ProductUnit,
+    Role,
+    line_amount,
+    total,
+)
 from cagette_contracts.card_limits import card_amount_refusal
 from cagette_runtime.errors import Conflict, Invalid
 
@@ -138,19 +147,9 @@ def check_currency_change(old: str, new: str, *, has_priced_things: bool) -> Non
 # ------------------------------------------------------------------ catalogs
 
 
-class CatalogKind(StrEnum):
-    VARIABLE = "variable"
-    SUBSCRIPTION = "subscription"
-
-
-class Unit(StrEnum):
-    PIECE = "piece"
-    KG = "kg"
-    LITRE = "litre"
-
-    @property
-    def weighed(self) -> bool:
-        return self is not Unit.PIECE
+# The closed sets the catalog events publish too (cagette_contracts.common): one definition.
+Unit = ProductUnit
+WEIGHED_UNITS = frozenset({Unit.KG, Unit.LITRE})
 
 
 MAX_FEE_RATE = Decimal("0.5")
@@ -179,7 +178,7 @@ def check_quantity(product: Product, quantity: Decimal) -> None:
     """Quantities are positive; only weighed products (kg, litre) take fractions."""
     if quantity <= 0:
         raise Invalid(f"{product.name}: the quantity must be positive, got {quantity}")
-    if not product.unit.weighed and quantity != quantity.to_integral_value():
+    if product.unit not in WEIGHED_UNITS and quantity != quantity.to_integral_value():
         raise Invalid(f"{product.name} is sold by the piece: the quantity must be a whole number, got {quantity}")
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import Field
 
 from cagette_contracts import PaymentMethod
 from cagette_contracts.inputs import AsciiDecimal, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import domain, store, usecases
 from .holds import LedgerHolds
@@ -90,19 +91,23 @@ async def get_order(group_id: UUID, order_id: UUID, principal: CurrentPrincipal,
         return await usecases.get_order(session, principal, group_id, order_id)
 
 
-@router.get("/groups/{group_id}/orders", response_model=list[OrderOut], tags=["orders"])
+@router.get("/groups/{group_id}/orders", response_model=list[OrderOut], tags=["orders"], responses=PAGINATED)
 async def list_orders(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     distribution_id: Annotated[UUID | None, Query()] = None,
     member_id: Annotated[UUID | None, Query()] = None,
 ) -> list[OrderOut]:
-    """Orders of the group (coordinators) or your own (members), optionally for one distribution."""
+    """Orders of the group (coordinators) or your own (members), optionally for one distribution;
+    oldest first, one page at a time."""
     async with database.transaction() as session:
-        return await usecases.list_orders(
-            session, principal, group_id, distribution_id=distribution_id, member_id=member_id
+        found = await usecases.list_orders(
+            session, principal, group_id, distribution_id=distribution_id, member_id=member_id, page=page
         )
+    return page.finish(found, lambda order: (order.created_at, order.order_id), response)
 
 
 @router.put("/groups/{group_id}/orders/{order_id}", response_model=OrderOut, tags=["orders"])
@@ -157,16 +162,24 @@ async def subscribe(
         return await store.load_subscription(session, group_id, subscription_id)
 
 
-@router.get("/groups/{group_id}/subscriptions", response_model=list[SubscriptionOut], tags=["subscriptions"])
+@router.get(
+    "/groups/{group_id}/subscriptions",
+    response_model=list[SubscriptionOut],
+    tags=["subscriptions"],
+    responses=PAGINATED,
+)
 async def list_subscriptions(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     member_id: Annotated[UUID | None, Query()] = None,
 ) -> list[SubscriptionOut]:
-    """Subscriptions of the group (coordinators) or your own (members)."""
+    """Subscriptions of the group (coordinators) or your own (members), oldest first, one page at a time."""
     async with database.transaction() as session:
-        return await usecases.list_subscriptions(session, principal, group_id, member_id=member_id)
+        found = await usecases.list_subscriptions(session, principal, group_id, member_id=member_id, page=page)
+    return page.finish(found, lambda sub: (sub.created_at, sub.subscription_id), response)
 
 
 @router.get(

@@ -19,6 +19,7 @@ from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentM
 from cagette_contracts.inputs import Flag, Label, Name, RequestBody
 from cagette_runtime.clock import now
 from cagette_runtime.errors import Conflict, NotFound
+from cagette_runtime.pagination import PageRequest
 
 from . import domain
 from .tables import (
@@ -423,6 +424,7 @@ class OrderOut(BaseModel):
     amendments: list[AmendmentOut] = []
     locked: bool = Field(description="The basket was validated at the distribution (R20)")
     flagged_reason: str | None = None
+    created_at: datetime
 
     def basket(self) -> tuple[dict[UUID, Decimal], dict[UUID, str]]:
         """What the member holds: the order's lines and those of its confirmed additions."""
@@ -468,14 +470,15 @@ async def find_orders(
     order_id: UUID | None = None,
     distribution_id: UUID | None = None,
     member_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[OrderOut]:
     """The group's orders matching the filters, oldest first, with their lines and additions:
-    three queries whatever the number of orders."""
-    statement = (
-        select(orders, _basket_locked(orders.c.group_id, orders.c.distribution_id, orders.c.member_id).label("locked"))
-        .where(orders.c.group_id == group_id)
-        .order_by(orders.c.created_at)
-    )
+    three queries whatever the number of orders (one page of them with `page`)."""
+    statement = select(
+        orders, _basket_locked(orders.c.group_id, orders.c.distribution_id, orders.c.member_id).label("locked")
+    ).where(orders.c.group_id == group_id)
+    order_key = (orders.c.created_at, orders.c.order_id)
+    statement = page.apply(statement, *order_key) if page else statement.order_by(*order_key)
     for column, value in ((orders.c.order_id, order_id), (orders.c.distribution_id, distribution_id)):
         if value is not None:
             statement = statement.where(column == value)
@@ -516,6 +519,7 @@ async def find_orders(
             ],
             locked=bool(row.locked),
             flagged_reason=row.flagged_reason,
+            created_at=row.created_at,
         )
         for row in rows
     ]
@@ -631,6 +635,7 @@ class SubscriptionOut(BaseModel):
         description="What the member owes for the contract: lines x distributions (R19), plus additions"
     )
     lines: list[OrderLineOut]
+    created_at: datetime
 
 
 async def existing_subscription(session: AsyncSession, contract_id: UUID, member_id: UUID) -> UUID | None:
@@ -653,6 +658,10 @@ async def load_subscription(
     if row is None:
         raise NotFound(f"no subscription {subscription_id} in group {group_id}")
     lines = await SUBSCRIPTION_LINES.of(session, subscription_lines.c.subscription_id == subscription_id)
+    return _subscription_out(row, lines)
+
+
+def _subscription_out(row: Row[Any], lines: Sequence[Row[Any]]) -> SubscriptionOut:
     return SubscriptionOut(
         subscription_id=row.subscription_id,
         group_id=row.group_id,
@@ -662,18 +671,25 @@ async def load_subscription(
         distribution_ids=row.distribution_ids,
         total=Money(amount=row.total_amount, currency=row.currency),
         lines=[stored_line(line, row.currency) for line in lines],
+        created_at=row.created_at,
     )
 
 
 async def find_subscriptions(
-    session: AsyncSession, group_id: UUID, *, member_id: UUID | None = None
+    session: AsyncSession, group_id: UUID, *, member_id: UUID | None = None, page: PageRequest | None = None
 ) -> list[SubscriptionOut]:
-    """The group's subscriptions (one member's when given), oldest first, with their lines."""
-    statement = select(subscriptions.c.subscription_id).where(subscriptions.c.group_id == group_id)
+    """The group's subscriptions (one member's when given), oldest first, with their lines: two
+    queries whatever their number (one page of them with `page`)."""
+    statement = select(subscriptions).where(subscriptions.c.group_id == group_id)
     if member_id is not None:
         statement = statement.where(subscriptions.c.member_id == member_id)
-    ids = (await session.scalars(statement.order_by(subscriptions.c.created_at, subscriptions.c.subscription_id))).all()
-    return [await load_subscription(session, group_id, subscription_id) for subscription_id in ids]
+    order_key = (subscriptions.c.created_at, subscriptions.c.subscription_id)
+    rows = (await session.execute(page.apply(statement, *order_key) if page else statement.order_by(*order_key))).all()
+    lines: dict[UUID, list[Row[Any]]] = {row.subscription_id: [] for row in rows}
+    if lines:
+        for line in await SUBSCRIPTION_LINES.of(session, subscription_lines.c.subscription_id.in_(list(lines))):
+            lines[line.subscription_id].append(line)
+    return [_subscription_out(row, lines[row.subscription_id]) for row in rows]
 
 
 async def insert_subscription(

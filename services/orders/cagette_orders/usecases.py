@@ -21,6 +21,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
+    CatalogCreated,
+    CatalogProduct,
+    CatalogRef,
+    DistributionCreated,
     GroupSettingsChanged,
     Money,
     OrderAbandoned,
@@ -29,6 +33,7 @@ from cagette_contracts import (
     OrderConfirmed,
     OrderLine,
     PaymentMethod,
+    ProductCreated,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
@@ -38,9 +43,10 @@ from cagette_runtime.auth import Principal
 from cagette_runtime.clock import now
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+from cagette_runtime.pagination import PageRequest
 
 from . import domain, store
-from .store import DistributionOut, GroupOut, MemberOut, OrderOut, SubscriptionOut
+from .store import DistributionOut, GroupOut, MemberOut, OrderOut, ProductOut, SubscriptionOut
 
 
 class Holds(Protocol):
@@ -54,6 +60,61 @@ class Holds(Protocol):
 def settings_event(group: GroupOut) -> GroupSettingsChanged:
     return GroupSettingsChanged.model_validate(
         {**group.model_dump(mode="json"), **outbox.event_context(group.group_id)}
+    )
+
+
+# Catalogs, products and distributions are published for subscribers that show or plan them
+# (docs/events.md): each creation writes its event in the transaction that writes its rows.
+
+
+def _catalog_product(product: ProductOut) -> CatalogProduct:
+    return CatalogProduct(
+        product_id=product.product_id,
+        name=product.name,
+        unit=product.unit,
+        unit_price=product.unit_price,
+        fee_rate=domain.plain(product.fee_rate),
+    )
+
+
+async def publish_catalog_created(
+    session: AsyncSession, group_id: UUID, catalog: CatalogRef, products: Sequence[ProductOut]
+) -> None:
+    await outbox.add(
+        session,
+        CatalogCreated(
+            catalog_id=catalog.catalog_id,
+            name=catalog.name,
+            kind=catalog.kind,
+            products=[_catalog_product(p) for p in products],
+            **outbox.event_context(group_id),
+        ),
+    )
+
+
+async def publish_product_created(
+    session: AsyncSession, group_id: UUID, catalog: CatalogRef, product: ProductOut
+) -> None:
+    await outbox.add(
+        session,
+        ProductCreated(catalog=catalog, product=_catalog_product(product), **outbox.event_context(group_id)),
+    )
+
+
+async def publish_distribution_created(
+    session: AsyncSession, distribution: DistributionOut, catalogs: Sequence[CatalogRef]
+) -> None:
+    await outbox.add(
+        session,
+        DistributionCreated(
+            distribution_id=distribution.distribution_id,
+            starts_at=distribution.starts_at,
+            place=distribution.place,
+            catalogs=list(catalogs),
+            orders_open_at=distribution.orders_open_at,
+            orders_close_at=distribution.orders_close_at,
+            **outbox.event_context(distribution.group_id),
+        ),
     )
 
 
@@ -282,10 +343,11 @@ async def list_orders(
     *,
     distribution_id: UUID | None = None,
     member_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[OrderOut]:
     """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
     member_id = _whose(principal, group_id, member_id)
-    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id)
+    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id, page=page)
 
 
 @dataclass(frozen=True)
@@ -538,11 +600,16 @@ async def get_subscription(
 
 
 async def list_subscriptions(
-    session: AsyncSession, principal: Principal, group_id: UUID, *, member_id: UUID | None = None
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    *,
+    member_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[SubscriptionOut]:
     """The group's subscriptions (coordinators) or one's own (members)."""
     member_id = _whose(principal, group_id, member_id)
-    return await store.find_subscriptions(session, group_id, member_id=member_id)
+    return await store.find_subscriptions(session, group_id, member_id=member_id, page=page)
 
 
 @dataclass(frozen=True)

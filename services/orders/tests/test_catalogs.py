@@ -1,11 +1,15 @@
-"""Catalogs (variable and subscription), products with units and fee rates, distributions."""
+"""Catalogs (variable and subscription), products with units and fee rates, distributions, and
+the event each of their creations publishes in its own transaction."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from .conftest import Group, Unchanged, make_group, now
+from sqlalchemy import text
+
+from .conftest import Group, OrdersEnv, Unchanged, make_group, now, outbox_rows
 
 
 async def test_catalog_with_products_units_and_fees(group: Group) -> None:
@@ -107,3 +111,125 @@ async def test_catalogs_are_listed_by_name_and_filtered_by_kind(group: Group) ->
     assert refused.status_code == 422
     outsider = await group.client.get(f"/groups/{uuid.uuid4()}/catalogs", headers=member)
     assert outsider.status_code in (403, 404)
+
+
+# ------------------------------------------------------------------ their events
+
+
+async def written_together(env: OrdersEnv, table: str, key: str, row_id: str, event_id: str) -> bool:
+    """Whether the row and the outbox row were written by one transaction: both take their
+    `created_at` from now(), which PostgreSQL fixes per transaction (and moves between them)."""
+    async with env.service.database.sessionmaker() as session:
+        row = await session.scalar(text(f"SELECT created_at FROM {table} WHERE {key} = :id"), {"id": row_id})
+        event = await session.scalar(
+            text("SELECT created_at FROM outbox_messages WHERE event_id = :id"), {"id": event_id}
+        )
+    return row is not None and row == event
+
+
+def of_key(events: list[dict[str, Any]], routing_key: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["routing_key"] == routing_key]
+
+
+async def test_a_new_catalog_publishes_one_event_with_its_products_in_its_transaction(group: Group) -> None:
+    env = group.env
+    [created] = of_key(await outbox_rows(env, group.group_id), "orders.catalog.created")
+    bread, cheese = group.catalog["products"]
+    assert {k: created[k] for k in ("catalog_id", "name", "kind", "products")} == {
+        "catalog_id": group.catalog["catalog_id"],
+        "name": "Ferme",
+        "kind": "variable",
+        "products": [
+            {
+                "product_id": bread["product_id"],
+                "name": "Bread",
+                "unit": "piece",
+                "unit_price": {"amount": 350, "currency": "EUR"},
+                "fee_rate": "0",
+            },
+            {
+                "product_id": cheese["product_id"],
+                "name": "Cheese",
+                "unit": "kg",
+                "unit_price": {"amount": 1999, "currency": "EUR"},
+                "fee_rate": "0.02",
+            },
+        ],
+    }
+    assert await written_together(env, "catalogs", "catalog_id", created["catalog_id"], created["event_id"])
+    await env.spy.wait_for("orders.catalog.created", catalog_id=group.catalog["catalog_id"])
+
+    before = await outbox_rows(env, group.group_id)
+    contract = await group.client.post(
+        group.url("/catalogs"),
+        headers={**group.coordinator, "X-Correlation-ID": "new-contract-1"},
+        json={"name": " Paniers ", "kind": "subscription", "products": [{"name": "Panier", "unit_price": 1200}]},
+    )
+    assert contract.status_code == 201, contract.text
+    [published] = (await outbox_rows(env, group.group_id))[len(before) :]
+    assert published["routing_key"] == "orders.catalog.created"
+    assert published["correlation_id"] == "new-contract-1"
+    assert (published["catalog_id"], published["name"], published["kind"]) == (
+        contract.json()["catalog_id"],
+        "Paniers",
+        "subscription",
+    )
+    assert [p["product_id"] for p in published["products"]] == [p["product_id"] for p in contract.json()["products"]]
+
+
+async def test_an_added_product_publishes_one_event_in_its_transaction(group: Group) -> None:
+    env = group.env
+    before = await outbox_rows(env, group.group_id)
+    added = await group.client.post(
+        group.url(f"/catalogs/{group.catalog['catalog_id']}/products"),
+        headers={**group.coordinator, "X-Correlation-ID": "add-milk"},
+        json={"name": "Milk", "unit_price": 120, "unit": "litre", "fee_rate": "0.0150"},
+    )
+    assert added.status_code == 201, added.text
+    [published] = (await outbox_rows(env, group.group_id))[len(before) :]
+    assert published["routing_key"] == "orders.product.created"
+    assert published["correlation_id"] == "add-milk"
+    assert published["catalog"] == {"catalog_id": group.catalog["catalog_id"], "name": "Ferme", "kind": "variable"}
+    assert published["product"] == {
+        "product_id": added.json()["product_id"],
+        "name": "Milk",
+        "unit": "litre",
+        "unit_price": {"amount": 120, "currency": "EUR"},
+        "fee_rate": "0.015",
+    }
+    assert await written_together(env, "products", "product_id", added.json()["product_id"], published["event_id"])
+    await env.spy.wait_for("orders.product.created", event_id=published["event_id"])
+    # A refused product writes no event (nor a row).
+    async with Unchanged(env, group.group_id):
+        refused = await group.client.post(
+            group.url(f"/catalogs/{group.catalog['catalog_id']}/products"),
+            headers=group.coordinator,
+            json={"name": "Free", "unit_price": 0},
+        )
+        assert refused.status_code == 422
+
+
+async def test_a_new_distribution_publishes_one_event_with_its_catalogs_in_its_transaction(group: Group) -> None:
+    env = group.env
+    [first] = of_key(await outbox_rows(env, group.group_id), "orders.distribution.created")
+    assert first["distribution_id"] == group.distribution["distribution_id"]
+    contract = await group.client.post(
+        group.url("/catalogs"), headers=group.coordinator, json={"name": "AMAP", "kind": "subscription"}
+    )
+    before = await outbox_rows(env, group.group_id)
+    distribution = await group.new_distribution([contract.json()["catalog_id"], group.catalog["catalog_id"]])
+    [published] = (await outbox_rows(env, group.group_id))[len(before) :]
+    assert published["routing_key"] == "orders.distribution.created"
+    assert published["distribution_id"] == distribution["distribution_id"]
+    assert published["place"] == "La grange"
+    assert published["catalogs"] == [
+        {"catalog_id": contract.json()["catalog_id"], "name": "AMAP", "kind": "subscription"},
+        {"catalog_id": group.catalog["catalog_id"], "name": "Ferme", "kind": "variable"},
+    ]
+    for name in ("starts_at", "orders_open_at", "orders_close_at"):
+        assert published[name].endswith("Z")
+        assert datetime.fromisoformat(published[name]) == datetime.fromisoformat(distribution[name])
+    assert await written_together(
+        env, "distributions", "distribution_id", distribution["distribution_id"], published["event_id"]
+    )
+    await env.spy.wait_for("orders.distribution.created", distribution_id=distribution["distribution_id"])

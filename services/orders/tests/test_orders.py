@@ -283,6 +283,21 @@ async def test_members_list_their_own_orders_coordinators_all(group: Group) -> N
     ).json()
     assert sorted(o["member_id"] for o in everyone) == sorted([str(a_id), str(b_id)])
 
+    # One order per page, oldest first: the second page follows the first's X-Next-Cursor and
+    # is the last; each page is one query for the orders whatever their number.
+    first = await group.client.get(group.url("/orders"), params={"limit": 1}, headers=group.coordinator)
+    cursor = first.headers["x-next-cursor"]
+    second = await group.client.get(
+        group.url("/orders"), params={"limit": 1, "cursor": cursor}, headers=group.coordinator
+    )
+    assert "x-next-cursor" not in second.headers
+    paged = first.json() + second.json()
+    assert [o["member_id"] for o in paged] == [str(a_id), str(b_id)]
+    assert paged[0]["created_at"] <= paged[1]["created_at"]
+    for bad in ({"limit": 0}, {"limit": 201}, {"cursor": "%%%"}, {"cursor": "WyJ4Il0"}):
+        refused = await group.client.get(group.url("/orders"), params=bad, headers=group.coordinator)
+        assert refused.status_code == 422, bad
+
 
 async def test_turning_payments_off_freezes_orders_placed_with_payments_on(group: Group) -> None:
     _, member = await group.join()

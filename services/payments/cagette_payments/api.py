@@ -21,6 +21,7 @@ from cagette_contracts.inputs import BusinessDate, Label, Note, QueryText, Reaso
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import store, usecases
 from .domain import references
@@ -458,14 +459,17 @@ async def record_refund(
     "/groups/{group_id}/members/{member_id}/payments",
     response_model=list[PaymentOut],
     tags=["manual payments"],
-    summary="A member's payments with their states and transitions (the member or a coordinator)",
+    summary="A member's payments with their states and transitions, oldest first (the member or a coordinator)",
+    responses=PAGINATED,
 )
 async def member_payments(
-    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
+    group_id: UUID, member_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
 ) -> list[dict[str, Any]]:
     principal.require_self_or_coordinator(group_id, member_id)
     async with database.transaction() as session:
-        return await with_transitions(session, await store.member_payments(session, group_id, member_id))
+        rows = await store.member_payments(session, group_id, member_id, page)
+        shown = page.finish(rows, lambda row: (row.created_at, row.payment_id), response)
+        return await with_transitions(session, shown)
 
 
 # -- payments and their transitions (B3) ----------------------------------------------------

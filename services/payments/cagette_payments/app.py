@@ -48,7 +48,9 @@ class PaymentsService(Service):
         # The platform's keys may have been added or removed since the last run: tell orders
         # about every group whose card readiness changed that way.
         async with self.database.transaction() as session:
-            await card_usecases.reannounce_readiness(session, self.card_provider.ready)
+            await card_usecases.reannounce_readiness(
+                session, self.card_provider.ready, settings_url=self.card_provider.settings.card_settings_url
+            )
 
     def create_app(self) -> FastAPI:
         app = super().create_app()

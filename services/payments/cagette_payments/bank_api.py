@@ -17,6 +17,7 @@ from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Invalid, NotFound, Refused
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import bank, bank_store, store
 from .adapters.statements import detect_format
@@ -194,24 +195,31 @@ async def import_statement(
     return report.as_dict()
 
 
-@router.get("/groups/{group_id}/bank-statements", summary="The group's imports, newest first, with their reports")
-async def list_imports(group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> list[dict[str, Any]]:
+@router.get(
+    "/groups/{group_id}/bank-statements",
+    summary="The group's imports, newest first, with their reports",
+    responses=PAGINATED,
+)
+async def list_imports(
+    group_id: UUID, principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
-        return [
-            {
-                "import_id": row.import_id,
-                "format": row.format,
-                "statement_id": row.statement_id,
-                "file_name": row.file_name,
-                "first_booking_date": row.first_booking_date,
-                "last_booking_date": row.last_booking_date,
-                "report": row.report,
-                "imported_by": row.imported_by,
-                "imported_at": row.imported_at,
-            }
-            for row in await bank_store.list_imports(session, group_id)
-        ]
+        rows = await bank_store.list_imports(session, group_id, page)
+    return [
+        {
+            "import_id": row.import_id,
+            "format": row.format,
+            "statement_id": row.statement_id,
+            "file_name": row.file_name,
+            "first_booking_date": row.first_booking_date,
+            "last_booking_date": row.last_booking_date,
+            "report": row.report,
+            "imported_by": row.imported_by,
+            "imported_at": row.imported_at,
+        }
+        for row in page.finish(rows, lambda row: (row.imported_at, row.import_id), response)
+    ]
 
 
 @router.get(

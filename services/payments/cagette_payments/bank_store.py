@@ -11,6 +11,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cagette_runtime.pagination import PageRequest
+
 from .domain import references
 from .tables import bank_imports, bank_lines, bank_settings, member_references, payments
 
@@ -55,17 +57,11 @@ async def get_import(session: AsyncSession, group_id: UUID, import_id: UUID) -> 
     ).first()
 
 
-async def list_imports(session: AsyncSession, group_id: UUID, limit: int = 100) -> list[Row]:
-    return list(
-        (
-            await session.execute(
-                select(bank_imports)
-                .where(bank_imports.c.group_id == group_id)
-                .order_by(bank_imports.c.imported_at.desc())
-                .limit(limit)
-            )
-        ).all()
-    )
+async def list_imports(session: AsyncSession, group_id: UUID, page: PageRequest) -> list[Row]:
+    """One page of the group's imports, newest first."""
+    query = select(bank_imports).where(bank_imports.c.group_id == group_id)
+    by_date = (bank_imports.c.imported_at, bank_imports.c.import_id)
+    return list((await session.execute(page.apply(query, *by_date, newest_first=True))).all())
 
 
 async def insert_line_once(session: AsyncSession, values: dict[str, Any]) -> str | None:

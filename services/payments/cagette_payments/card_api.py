@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -18,6 +18,7 @@ from cagette_contracts.inputs import Flag, Reason, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import card_store, card_usecases, store
 from .provider import CardNotConfigured, CardProvider
@@ -245,6 +246,7 @@ async def put_card_settings(
             stripe_account=body.stripe_account,
             provider_ready=ready,
             account_status=status,
+            settings_url=request.app.state.settings.card_settings_url,
         )
         return settings_json(group_id, row, ready)
 
@@ -287,6 +289,7 @@ async def card_onboarding(
                 stripe_account=account,
                 provider_ready=card.ready,
                 account_status=status,
+                settings_url=settings.card_settings_url,
             )
     link = await card.onboarding_link(
         account=account,
@@ -339,21 +342,22 @@ async def pay_by_card(
 @router.get(
     "/groups/{group_id}/card-payments",
     response_model=list[CardPaymentOut],
-    summary="The group's card payments, e.g. the disputed ones to look at (coordinator)",
+    summary="The group's card payments, newest first, e.g. the disputed ones to look at (coordinator)",
+    responses=PAGINATED,
 )
 async def group_card_payments(
     group_id: UUID,
     principal: CurrentPrincipal,
     database: DatabaseDep,
+    page: Page,
+    response: Response,
     state: Annotated[str | None, Query(pattern="^(initiated|failed|expired|succeeded)$")] = None,
     disputed: bool | None = None,
 ) -> list[dict[str, Any]]:
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
-        return [
-            payment_json(r)
-            for r in await card_store.group_card_payments(session, group_id, state=state, disputed=disputed)
-        ]
+        rows = await card_store.group_card_payments(session, group_id, page, state=state, disputed=disputed)
+    return [payment_json(r) for r in page.finish(rows, lambda row: (row.created_at, row.payment_id), response)]
 
 
 @router.get(

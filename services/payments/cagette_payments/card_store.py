@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.clock import now
 from cagette_runtime.correlation import peek_correlation_id
+from cagette_runtime.pagination import PageRequest
 
 from .domain.card import CardState
 from .domain.notices import Source
@@ -66,11 +67,13 @@ async def save_account_status(session: AsyncSession, group_id: UUID, values: dic
     return row
 
 
-async def mark_announced(session: AsyncSession, group_id: UUID, *, ready: bool, connected: bool) -> None:
+async def mark_announced(
+    session: AsyncSession, group_id: UUID, *, ready: bool, connected: bool, account_problem: str | None
+) -> None:
     await session.execute(
         update(card_settings)
         .where(card_settings.c.group_id == group_id)
-        .values(announced_ready=ready, announced_connected=connected)
+        .values(announced_ready=ready, announced_connected=connected, announced_account_problem=account_problem)
     )
 
 
@@ -172,8 +175,9 @@ async def due_paid_otherwise(session: AsyncSession, due_id: UUID) -> bool:
 
 
 async def group_card_payments(
-    session: AsyncSession, group_id: UUID, *, state: str | None, disputed: bool | None
+    session: AsyncSession, group_id: UUID, page: PageRequest, *, state: str | None, disputed: bool | None
 ) -> list[Row]:
+    """One page of the group's card payments, newest first."""
     query = select(card_payments).where(card_payments.c.group_id == group_id)
     if state is not None:
         query = query.where(card_payments.c.state == state)
@@ -181,7 +185,8 @@ async def group_card_payments(
         query = query.where(
             card_payments.c.dispute_id.isnot(None) if disputed else card_payments.c.dispute_id.is_(None)
         )
-    return list(await session.execute(query.order_by(card_payments.c.created_at.desc()).limit(500)))
+    by_date = (card_payments.c.created_at, card_payments.c.payment_id)
+    return list(await session.execute(page.apply(query, *by_date, newest_first=True)))
 
 
 async def order_card_payments(session: AsyncSession, group_id: UUID, order_id: UUID) -> list[Row]:
@@ -414,6 +419,12 @@ async def parked_events(session: AsyncSession, *, payment: Row | None = None, lo
     if lock:
         query = query.with_for_update(skip_locked=True)
     return list(await session.execute(query))
+
+
+async def parked_page(session: AsyncSession, page: PageRequest) -> list[Row]:
+    """One page of the parked provider events, oldest first."""
+    query = select(provider_events).where(provider_events.c.outcome == "parked")
+    return list(await session.execute(page.apply(query, provider_events.c.received_at, provider_events.c.event_id)))
 
 
 async def get_event(session: AsyncSession, event_id: str, *, lock: bool = False) -> Row | None:

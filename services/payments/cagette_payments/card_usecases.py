@@ -18,7 +18,14 @@ from uuid import UUID
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import CardFeeCharged, CardSettingsChanged, Money, OrderAwaitingPayment, PaymentMethod
+from cagette_contracts import (
+    CardAccountProblem,
+    CardFeeCharged,
+    CardSettingsChanged,
+    Money,
+    OrderAwaitingPayment,
+    PaymentMethod,
+)
 from cagette_contracts.card_limits import card_amount_refusal
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
@@ -81,6 +88,7 @@ async def set_group_card_settings(
     stripe_account: str | None,
     provider_ready: bool,
     account_status: domain.AccountStatus | None = None,
+    settings_url: str | None = None,
 ) -> Row:
     """Store the group's card set-up and, in the same transaction, announce its card readiness
     (payments.card_settings.changed) when it is set for the first time or changed. A connected
@@ -113,7 +121,7 @@ async def set_group_card_settings(
         if not same_account:
             values["account_deauthorized_at"] = None
     row = await card_store.save_card_settings(session, group_id, values)
-    if await announce_readiness(session, row, provider_ready):
+    if await announce_readiness(session, row, provider_ready, settings_url=settings_url):
         found = await card_store.group_card_settings(session, group_id)
         assert found is not None
         row = found
@@ -133,10 +141,18 @@ def stored_account_status(row: Row) -> domain.AccountStatus | None:
 
 
 def account_problem(row: Row | None) -> str | None:
-    """Why the group's connected account cannot take payments now (None: it can, or there is none)."""
+    """Why the group's connected account cannot take payments now, in words (None: it can, or
+    there is none)."""
     if row is None or row.stripe_account is None:
         return None
     return domain.account_problem(stored_account_status(row), deauthorized=row.account_deauthorized_at is not None)
+
+
+def account_problem_of(row: Row) -> CardAccountProblem | None:
+    """The same as a reason code (for the readiness announcement)."""
+    if row.stripe_account is None:
+        return None
+    return domain.account_problem_of(stored_account_status(row), deauthorized=row.account_deauthorized_at is not None)
 
 
 async def follow_account(
@@ -146,6 +162,7 @@ async def follow_account(
     provider_ready: bool,
     *,
     deauthorized: bool = False,
+    settings_url: str | None = None,
 ) -> str:
     """Apply the provider's account.updated (`status`) or account.application.deauthorized to
     the group the account serves; its readiness is announced again when it changed (orders stops
@@ -159,7 +176,7 @@ async def follow_account(
     if status is not None:
         values |= {"account_charges_enabled": status.charges_enabled, "account_card_payments": status.card_payments}
     row = await card_store.save_account_status(session, row.group_id, values)
-    await announce_readiness(session, row, provider_ready)
+    await announce_readiness(session, row, provider_ready, settings_url=settings_url)
     problem = account_problem(row)
     return f"group {row.group_id}: " + (problem or "the connected account can take card payments")
 
@@ -174,13 +191,36 @@ def readiness(row: Row | None, provider_ready: bool) -> tuple[bool, bool]:
     return provider_ready and bool(row.enabled) and account_ok, connected
 
 
-async def announce_readiness(session: AsyncSession, row: Row, provider_ready: bool) -> bool:
+def announced_readiness(row: Row) -> domain.Readiness | None:
+    if row.announced_ready is None:
+        return None
+    problem = row.announced_account_problem
+    return domain.Readiness(
+        bool(row.announced_ready), bool(row.announced_connected), CardAccountProblem(problem) if problem else None
+    )
+
+
+async def announce_readiness(
+    session: AsyncSession, row: Row, provider_ready: bool, *, settings_url: str | None = None
+) -> bool:
     """Publish payments.card_settings.changed (outbox, caller's transaction) if the group's
-    readiness differs from what was last announced, or was never announced. True if published."""
+    readiness (with its connected account's problem) differs from what was last announced, or
+    was never announced; with the change the coordinators are told about, when there is one
+    (notifications emails them). `settings_url`: web's card settings page ({group_id}). True if
+    published."""
     ready, connected = readiness(row, provider_ready)
-    if row.announced_ready is ready and row.announced_connected is connected:
+    current = domain.Readiness(ready, connected, account_problem_of(row))
+    announced = announced_readiness(row)
+    if announced == current:
         return False
-    await card_store.mark_announced(session, row.group_id, ready=ready, connected=connected)
+    change = domain.account_change(announced, current, wanted=provider_ready and bool(row.enabled))
+    await card_store.mark_announced(
+        session,
+        row.group_id,
+        ready=ready,
+        connected=connected,
+        account_problem=current.account_problem.value if current.account_problem else None,
+    )
     await outbox.add(
         session,
         CardSettingsChanged(
@@ -189,19 +229,29 @@ async def announce_readiness(session: AsyncSession, row: Row, provider_ready: bo
             enabled=bool(row.enabled),
             provider_configured=provider_ready,
             uses_connected_account=connected,
+            account_problem=current.account_problem,
+            account_change=change,
+            settings_url=settings_url.format(group_id=row.group_id) if settings_url and connected else None,
         ),
     )
-    log.info("group %s: card payments %s", row.group_id, "ready" if ready else "not ready")
+    log.info(
+        "group %s: card payments %s%s",
+        row.group_id,
+        "ready" if ready else "not ready",
+        f" (the connected account {change.value})" if change else "",
+    )
     return True
 
 
-async def reannounce_readiness(session: AsyncSession, provider_ready: bool, *, group_id: UUID | None = None) -> int:
+async def reannounce_readiness(
+    session: AsyncSession, provider_ready: bool, *, group_id: UUID | None = None, settings_url: str | None = None
+) -> int:
     """Announce every group whose readiness changed without a PUT: the platform's keys were added
     or removed (a restart with other settings). Run at start; replicas lock the rows, so each
     change is announced once. Returns how many groups were announced."""
     announced = 0
     for row in await card_store.all_card_settings(session, group_id):
-        announced += await announce_readiness(session, row, provider_ready)
+        announced += await announce_readiness(session, row, provider_ready, settings_url=settings_url)
     return announced
 
 

@@ -38,6 +38,9 @@ class PaymentsSettings(ServiceSettings):
     # page). Placeholder: {group_id}. New connected accounts are opened in this country.
     card_onboarding_return_url: str = "http://127.0.0.1:8005/groups/{group_id}/settings?onboarding=returned"
     card_onboarding_refresh_url: str = "http://127.0.0.1:8005/groups/{group_id}/settings?onboarding=expired"
+    # Web's card settings page of a group ({group_id}): the link in the coordinators' email when
+    # card payments stop because of the group's connected account.
+    card_settings_url: str = "http://127.0.0.1:8005/groups/{group_id}/settings"
     card_account_country: str = Field(default="FR", pattern=r"^[A-Z]{2}$")
     # Checkout sessions expire after this many minutes unpaid (Stripe: 30 to 1440).
     card_session_minutes: int = 60

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
 from cagette_runtime import clock, outbox
+from cagette_runtime.pagination import PageRequest
 
 from .domain import references
 from .domain.baskets import BasketState, Owed, PaymentLine
@@ -398,14 +399,10 @@ async def basket_payments(
     return list(await session.execute(query))
 
 
-async def member_payments(session: AsyncSession, group_id: UUID, member_id: UUID) -> list[Row]:
-    return list(
-        await session.execute(
-            select(payments)
-            .where(payments.c.group_id == group_id, payments.c.member_id == member_id)
-            .order_by(payments.c.created_at, payments.c.payment_id)
-        )
-    )
+async def member_payments(session: AsyncSession, group_id: UUID, member_id: UUID, page: PageRequest) -> list[Row]:
+    """One page of a member's payments, oldest first (one row more than the page: see PageRequest)."""
+    query = select(payments).where(payments.c.group_id == group_id, payments.c.member_id == member_id)
+    return list(await session.execute(page.apply(query, payments.c.created_at, payments.c.payment_id)))
 
 
 async def subscription_payments(session: AsyncSession, group_id: UUID, subscription_ids: Sequence[UUID]) -> list[Row]:

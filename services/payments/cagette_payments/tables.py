@@ -212,6 +212,9 @@ card_settings = Table(
     # The readiness last announced in payments.card_settings.changed (null: never announced).
     Column("announced_ready", Boolean),
     Column("announced_connected", Boolean),
+    # The connected account's problem last announced (CardAccountProblem; null: none): the
+    # coordinators are told once when card payments stop because of it, once when it is gone.
+    Column("announced_account_problem", Text),
     # The connected account as the provider last described it (account.updated, or read when it
     # was set): usable for payments only with charges enabled, card_payments active and the
     # platform still authorized.

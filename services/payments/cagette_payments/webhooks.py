@@ -17,13 +17,14 @@ from typing import Any
 from uuid import UUID
 
 import stripe
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Conflict, NotFound
 from cagette_runtime.http import DatabaseDep
+from cagette_runtime.pagination import PAGINATED, Page
 
 from . import card_store, card_usecases
 from .card_effects import Park, apply_notice
@@ -39,6 +40,7 @@ from .domain.notices import (
     Source,
 )
 from .provider import status_of_account
+from .settings import PaymentsSettings
 
 log = logging.getLogger(__name__)
 
@@ -253,8 +255,11 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(received)
 
 
-async def follow_account_event(session: AsyncSession, event: dict[str, Any], provider_ready: bool) -> tuple[str, str]:
-    """account.updated / account.application.deauthorized: the group using that account follows."""
+async def follow_account_event(
+    session: AsyncSession, event: dict[str, Any], provider_ready: bool, settings_url: str | None = None
+) -> tuple[str, str]:
+    """account.updated / account.application.deauthorized: the group using that account follows
+    (`settings_url`: web's card settings page, for the coordinators told about the account)."""
     obj = (event.get("data") or {}).get("object") or {}
     deauthorized = event.get("type") == "account.application.deauthorized"
     account = event.get("account") or (obj.get("id") if not deauthorized and isinstance(obj, dict) else None)
@@ -263,16 +268,20 @@ async def follow_account_event(session: AsyncSession, event: dict[str, Any], pro
         await card_store.set_event_outcome(session, event["id"], "parked", note, None)
         return "parked", note
     status = None if deauthorized or not isinstance(obj, dict) else status_of_account(obj)
-    note = await card_usecases.follow_account(session, account, status, provider_ready, deauthorized=deauthorized)
+    note = await card_usecases.follow_account(
+        session, account, status, provider_ready, deauthorized=deauthorized, settings_url=settings_url
+    )
     outcome = "ignored" if note.startswith("no group") else "applied"
     await card_store.set_event_outcome(session, event["id"], outcome, note, None)
     return outcome, note
 
 
-async def process(session: AsyncSession, event: dict[str, Any], provider_ready: bool = True) -> tuple[str, str]:
+async def process(
+    session: AsyncSession, event: dict[str, Any], provider_ready: bool = True, settings_url: str | None = None
+) -> tuple[str, str]:
     """Apply a stored event (in the caller's transaction). Returns (outcome, note)."""
     if event.get("type") in ACCOUNT_EVENTS:
-        return await follow_account_event(session, event, provider_ready)
+        return await follow_account_event(session, event, provider_ready, settings_url)
     notice = notice_of(event)
     if notice is None:
         await card_store.set_event_outcome(session, event["id"], "ignored", f"{event.get('type')} not handled", None)
@@ -308,6 +317,12 @@ async def retry_parked_for(session: AsyncSession, payment_id: UUID) -> None:
         await card_store.set_event_outcome(session, row.event_id, "applied", f"{note} (after being parked)", applied_to)
 
 
+def platform(request: Request) -> tuple[bool, str]:
+    """Whether the platform's card keys are configured, and web's card settings page."""
+    settings: PaymentsSettings = request.app.state.settings
+    return request.app.state.card_provider.ready, settings.card_settings_url
+
+
 @router.post(
     "/webhooks/stripe",
     tags=["card payments"],
@@ -331,7 +346,7 @@ async def stripe_webhook(request: Request, database: DatabaseDep) -> JSONRespons
     async with database.transaction() as session:
         if not await card_store.store_event(session, event):
             return JSONResponse(status_code=200, content={"received": True, "duplicate": True})
-        outcome, _ = await process(session, event, request.app.state.card_provider.ready)
+        outcome, _ = await process(session, event, *platform(request))
     if outcome == "applied":
         request.app.state.service.fee_jobs.wake()  # a success may have queued its fee lookup
     return JSONResponse(status_code=200, content={"received": True, "outcome": outcome})
@@ -356,12 +371,16 @@ def _event_json(row: Any) -> dict[str, Any]:
 @router.get(
     "/card/provider-events/parked",
     tags=["card payments"],
-    summary="Provider events kept for inspection: no matching payment, or a mismatch (platform admin)",
+    summary="Provider events kept for inspection, oldest first: no matching payment, or a mismatch (platform admin)",
+    responses=PAGINATED,
 )
-async def list_parked(principal: CurrentPrincipal, database: DatabaseDep) -> list[dict[str, Any]]:
+async def list_parked(
+    principal: CurrentPrincipal, database: DatabaseDep, page: Page, response: Response
+) -> list[dict[str, Any]]:
     principal.require_platform_admin()
     async with database.transaction() as session:
-        return [_event_json(r) for r in await card_store.parked_events(session)]
+        rows = await card_store.parked_page(session, page)
+    return [_event_json(r) for r in page.finish(rows, lambda row: (row.received_at, row.event_id), response)]
 
 
 @router.post(
@@ -379,5 +398,5 @@ async def retry_parked(
             raise NotFound(f"no provider event {event_id}")
         if row.outcome != "parked":
             raise Conflict(f"provider event {event_id} is {row.outcome}, not parked")
-        await process(session, row.payload, request.app.state.card_provider.ready)
+        await process(session, row.payload, *platform(request))
         return _event_json(await card_store.get_event(session, event_id))

@@ -60,8 +60,57 @@ async def test_onboarding_creates_one_account_and_payments_follow_what_stripe_sa
     other = await awaiting(payments, group, group.members[1])
     refused = await pay(payments, group, group.members[1], other.order_id)
     assert refused.status_code == 409 and "cannot take charges" in refused.json()["detail"]
-    readiness = [(e["card_payments_ready"], e["uses_connected_account"]) for e in await announced(payments, group)]
-    assert readiness == [(False, True), (True, True), (False, True)]
+    # The same restriction told again: nothing more announced.
+    await applied(payments, standin(payments).event("account.updated", restricted, account=account))
+    told = [
+        (e["card_payments_ready"], e["uses_connected_account"], e["account_problem"], e["account_change"])
+        for e in await announced(payments, group)
+    ]
+    assert told == [
+        (False, True, "charges_disabled", None),  # a first onboarding: nothing stopped
+        (True, True, None, "became_usable"),
+        (False, True, "charges_disabled", "became_unusable"),
+    ]
+    settings_page = f"http://127.0.0.1:8005/groups/{group.group_id}/settings"
+    assert {e["settings_url"] for e in await announced(payments, group)} == {settings_page}
+
+
+async def test_the_coordinators_are_told_once_when_the_account_stops_and_once_when_it_works_again(
+    payments: Payments,
+) -> None:
+    """A problem following another one while the account is unusable is announced (full state)
+    but tells the coordinators nothing; a coordinator disabling card payments tells nothing."""
+    group = await payments.new_group(1)
+    account = (await onboard(payments, group))["stripe_account"]
+    kit = standin(payments)
+    await applied(
+        payments, kit.event("account.updated", kit.set_account(account, charges_enabled=True), account=account)
+    )
+    inactive = kit.set_account(account, charges_enabled=True, card_payments="inactive")
+    await applied(payments, kit.event("account.updated", inactive, account=account))
+    await applied(payments, kit.event("account.updated", inactive, account=account))
+    restricted = kit.set_account(account, charges_enabled=False, card_payments="inactive")
+    await applied(payments, kit.event("account.updated", restricted, account=account))
+    await applied(
+        payments, kit.event("account.updated", kit.set_account(account, charges_enabled=True), account=account)
+    )
+    disabled = await payments.client.put(
+        f"/groups/{group.group_id}/card-settings",
+        json={"enabled": False, "stripe_account": account},
+        headers=payments.coordinator(group),
+    )
+    assert disabled.status_code == 200, disabled.text
+    told = [
+        (e["card_payments_ready"], e["account_problem"], e["account_change"]) for e in await announced(payments, group)
+    ]
+    assert told == [
+        (False, "charges_disabled", None),
+        (True, None, "became_usable"),
+        (False, "card_payments_inactive", "became_unusable"),
+        (False, "charges_disabled", None),
+        (True, None, "became_usable"),
+        (False, None, None),  # the coordinator's own choice
+    ]
 
 
 async def test_charges_enabled_without_the_card_capability_is_not_enough(payments: Payments) -> None:
@@ -87,6 +136,8 @@ async def test_a_deauthorized_account_stops_card_payments(payments: Payments) ->
     await applied(payments, standin(payments).event("account.application.deauthorized", application, account=account))
     found = await settings_of(payments, group)
     assert found["card_payments_ready"] is False and "no longer authorizes" in found["account_problem"]
+    last = (await announced(payments, group))[-1]
+    assert (last["account_problem"], last["account_change"]) == ("deauthorized", "became_unusable")
 
 
 async def test_one_account_serves_one_group(payments: Payments) -> None:

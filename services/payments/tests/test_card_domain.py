@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cagette_contracts import Money
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money
 from cagette_payments.domain import card
 from cagette_payments.domain.card import CardState, Outcome
 
@@ -118,3 +118,87 @@ def test_fee_in_the_payment_currency_only() -> None:
 def test_idempotency_keys_are_derived_from_our_ids() -> None:
     assert card.idempotency_key("checkout", "p1") == card.idempotency_key("checkout", "p1") == "cagette-checkout-p1"
     assert card.idempotency_key("refund", "p1") != card.idempotency_key("checkout", "p1")
+
+
+# -- connected accounts: what the coordinators are told ---------------------------------------
+
+USABLE = card.AccountStatus(charges_enabled=True, card_payments="active")
+RESTRICTED = card.AccountStatus(charges_enabled=False, card_payments="active")
+CAPABILITY_OFF = card.AccountStatus(charges_enabled=True, card_payments="inactive")
+
+
+@pytest.mark.parametrize(
+    ("status", "deauthorized", "problem"),
+    [
+        (USABLE, False, None),
+        (RESTRICTED, False, CardAccountProblem.CHARGES_DISABLED),
+        (CAPABILITY_OFF, False, CardAccountProblem.CARD_PAYMENTS_INACTIVE),
+        (card.AccountStatus(True, "pending"), False, CardAccountProblem.CARD_PAYMENTS_INACTIVE),
+        (USABLE, True, CardAccountProblem.DEAUTHORIZED),
+        (RESTRICTED, True, CardAccountProblem.DEAUTHORIZED),
+        (None, False, CardAccountProblem.NOT_CHECKED),
+    ],
+)
+def test_an_accounts_problem_has_a_code_and_words(
+    status: card.AccountStatus | None, deauthorized: bool, problem: CardAccountProblem | None
+) -> None:
+    assert card.account_problem_of(status, deauthorized=deauthorized) is problem
+    assert card.account_usable(status, deauthorized=deauthorized) is (problem is None)
+    words = card.account_problem(status, deauthorized=deauthorized)
+    assert (words is None) is (problem is None)
+    if words is not None:
+        assert words.startswith("the ") and "Stripe account" in words
+
+
+def follow(
+    statuses: list[tuple[card.AccountStatus | None, bool]], *, wanted: bool = True
+) -> list[CardAccountChange | None]:
+    """What each status of the account tells the coordinators, announcing as payments does (only
+    when the readiness differs from the last one announced); None for nothing told."""
+    announced: card.Readiness | None = None
+    told: list[CardAccountChange | None] = []
+    for status, deauthorized in statuses:
+        problem = card.account_problem_of(status, deauthorized=deauthorized)
+        current = card.Readiness(wanted and problem is None, True, problem)
+        if current == announced:
+            told.append(None)  # nothing announced: identical news
+            continue
+        told.append(card.account_change(announced, current, wanted=wanted))
+        announced = current
+    return told
+
+
+def test_usable_then_unusable_tells_once_and_unusable_again_tells_nothing() -> None:
+    assert follow([(USABLE, False), (RESTRICTED, False), (RESTRICTED, False), (RESTRICTED, False)]) == [
+        None,  # the first announcement: nothing had stopped
+        CardAccountChange.BECAME_UNUSABLE,
+        None,
+        None,
+    ]
+
+
+def test_another_problem_while_unusable_tells_nothing_and_usable_again_is_told_once() -> None:
+    told = follow([(USABLE, False), (CAPABILITY_OFF, False), (RESTRICTED, False), (RESTRICTED, True), (USABLE, False)])
+    assert told == [None, CardAccountChange.BECAME_UNUSABLE, None, None, CardAccountChange.BECAME_USABLE]
+    assert follow([(USABLE, False), (RESTRICTED, False), (USABLE, False), (USABLE, False)])[2:] == [
+        CardAccountChange.BECAME_USABLE,
+        None,
+    ]
+
+
+def test_a_first_onboarding_is_told_when_it_completes_never_as_stopped() -> None:
+    assert follow([(RESTRICTED, False), (CAPABILITY_OFF, False), (USABLE, False)]) == [
+        None,
+        None,
+        CardAccountChange.BECAME_USABLE,
+    ]
+
+
+def test_nothing_is_told_when_card_payments_are_off_for_another_reason() -> None:
+    """Settings disabled by a coordinator, or the platform's keys missing: the account's state
+    changes what is announced, not what the coordinators are told."""
+    assert follow([(USABLE, False), (RESTRICTED, False), (USABLE, False)], wanted=False) == [None, None, None]
+    ready = card.Readiness(True, True, None)
+    stopped_by_account = card.Readiness(False, True, CardAccountProblem.CHARGES_DISABLED)
+    assert card.account_change(ready, stopped_by_account, wanted=False) is None  # disabled in the same change
+    assert card.account_change(None, stopped_by_account, wanted=True) is None  # never announced before

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cagette_contracts import Money
+from cagette_contracts import CardAccountChange, CardAccountProblem, Money
 from cagette_contracts.money import MoneyError
 
 
@@ -222,17 +222,58 @@ class AccountStatus:
 def account_usable(status: AccountStatus | None, *, deauthorized: bool) -> bool:
     """A connected account may take card payments only with charges enabled, the card_payments
     capability active and the platform still authorized on it."""
-    return status is not None and not deauthorized and status.charges_enabled and status.card_payments == "active"
+    return account_problem_of(status, deauthorized=deauthorized) is None
+
+
+def account_problem_of(status: AccountStatus | None, *, deauthorized: bool) -> CardAccountProblem | None:
+    """Why the account cannot take payments (None: it can)."""
+    if deauthorized:
+        return CardAccountProblem.DEAUTHORIZED
+    if status is None:
+        return CardAccountProblem.NOT_CHECKED
+    if not status.charges_enabled:
+        return CardAccountProblem.CHARGES_DISABLED
+    if status.card_payments != "active":
+        return CardAccountProblem.CARD_PAYMENTS_INACTIVE
+    return None
 
 
 def account_problem(status: AccountStatus | None, *, deauthorized: bool) -> str | None:
     """Why the account cannot take payments, in words for the coordinator (None: it can)."""
-    if deauthorized:
-        return "the group's Stripe account no longer authorizes this platform"
-    if status is None:
-        return "the group's Stripe account is not known yet"
-    if not status.charges_enabled:
-        return "the group's Stripe account cannot take charges yet (onboarding unfinished or restricted by Stripe)"
-    if status.card_payments != "active":
-        return f"the card_payments capability of the group's Stripe account is {status.card_payments}"
-    return None
+    match account_problem_of(status, deauthorized=deauthorized):
+        case None:
+            return None
+        case CardAccountProblem.DEAUTHORIZED:
+            return "the group's Stripe account no longer authorizes this platform"
+        case CardAccountProblem.NOT_CHECKED:
+            return "the group's Stripe account is not known yet"
+        case CardAccountProblem.CHARGES_DISABLED:
+            return "the group's Stripe account cannot take charges yet (onboarding unfinished or restricted by Stripe)"
+        case CardAccountProblem.CARD_PAYMENTS_INACTIVE:
+            assert status is not None
+            return f"the card_payments capability of the group's Stripe account is {status.card_payments}"
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """A group's card readiness as announced (payments.card_settings.changed)."""
+
+    ready: bool
+    connected: bool
+    account_problem: CardAccountProblem | None  # of the connected account (None: usable, or none)
+
+
+def account_change(announced: Readiness | None, current: Readiness, *, wanted: bool) -> CardAccountChange | None:
+    """What the coordinators are told about the connected account when the readiness goes from
+    `announced` (None: never announced) to `current`; `wanted`: card payments would be ready but
+    for the account (settings enabled, platform keys configured).
+
+    Card payments possible, then stopped by the account: became_unusable, once (a further
+    problem while it is unusable, or the same account.updated again, tells nothing). An account
+    that had a problem and now takes payments: became_usable (also when a first onboarding
+    completes). Anything a coordinator or the platform's keys changed: nothing."""
+    if current.account_problem is not None:
+        was_usable = announced is not None and announced.ready
+        return CardAccountChange.BECAME_UNUSABLE if was_usable and wanted else None
+    had_problem = announced is not None and announced.account_problem is not None
+    return CardAccountChange.BECAME_USABLE if had_problem and current.ready else None

@@ -58,13 +58,13 @@ def typed_date(text: str) -> str | None:
 
 async def member_names(visit: Visit, group_id: UUID) -> dict[UUID, dict[str, Any]]:
     """The group's members by id (name, e-mail, role), as orders knows them."""
-    members = await visit.apis.get("orders", f"/groups/{group_id}/members")
+    members = await visit.apis.get_all("orders", f"/groups/{group_id}/members")
     return {UUID(member["member_id"]): member for member in members}
 
 
 async def _contract_lines(visit: Visit, group_id: UUID, member_id: UUID) -> list[dict[str, Any]]:
     """The member's subscriptions, from each contract's view in payments (what they owe)."""
-    contracts = await visit.apis.get("orders", f"/groups/{group_id}/catalogs", kind="subscription")
+    contracts = await visit.apis.get_all("orders", f"/groups/{group_id}/catalogs", kind="subscription")
     views = await asyncio.gather(
         *(_subscriptions_or_none(visit, group_id, UUID(contract["catalog_id"])) for contract in contracts)
     )
@@ -97,8 +97,8 @@ async def _account(visit: Visit, group_id: UUID, member_id: UUID) -> dict[str, A
     balance, statement, payments, orders, subscriptions = await asyncio.gather(
         visit.apis.get("ledger", f"{base}/balance"),
         visit.apis.get("ledger", f"{base}/statement", limit=100),
-        visit.apis.get("payments", f"{base}/payments"),
-        visit.apis.get("orders", f"/groups/{group_id}/orders", member_id=str(member_id)),
+        visit.apis.get_all("payments", f"{base}/payments"),
+        visit.apis.get_all("orders", f"/groups/{group_id}/orders", member_id=str(member_id)),
         _contract_lines(visit, group_id, member_id),
     )
     return {

@@ -30,6 +30,22 @@ def _sorted(lines: list[dict[str, Any]], sort: Sort, standing: str) -> list[dict
     return sorted(lines, key=lambda line: line["balance"]["amount"], reverse=reverse)
 
 
+async def _every_member(visit: CoordinatorVisit, group_id: UUID) -> dict[str, Any]:
+    """The ledger's balances with every page's members (its totals are the whole group's)."""
+    path, found, cursor = f"/groups/{group_id}/balances", None, None
+    while True:
+        answer = await visit.apis.call("ledger", "GET", path, params={"limit": 200, "cursor": cursor})
+        page: dict[str, Any] = answer.body
+        if found is None:
+            found = page
+        else:
+            for standing in STANDINGS:
+                found[standing].extend(page[standing])
+        cursor = answer.next_cursor
+        if not cursor:
+            return found
+
+
 @router.get("/groups/{group_id}/balances", response_class=HTMLResponse)
 async def balances_page(
     group_id: UUID,
@@ -38,7 +54,7 @@ async def balances_page(
     standing: Annotated[str, Query(max_length=20)] = "",
     sort: Sort = "amount",
 ) -> Response:
-    found = await visit.apis.get("ledger", f"/groups/{group_id}/balances")
+    found = await _every_member(visit, group_id)
     needle = q.strip().casefold()
     sections = [
         {

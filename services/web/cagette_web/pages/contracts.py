@@ -22,7 +22,7 @@ MAX_CHEQUES_PER_ROW = 12
 
 
 async def _contracts(visit: Visit, group_id: UUID) -> list[dict[str, Any]]:
-    contracts = await visit.apis.get("orders", f"/groups/{group_id}/catalogs", kind="subscription")
+    contracts = await visit.apis.get_all("orders", f"/groups/{group_id}/catalogs", kind="subscription")
     views = await asyncio.gather(
         *(_subscriptions_or_none(visit, group_id, UUID(contract["catalog_id"])) for contract in contracts)
     )

@@ -51,7 +51,7 @@ def _state(baskets: dict[str, Any]) -> str:
 
 @router.get("/groups/{group_id}/distributions", response_class=HTMLResponse)
 async def distributions_page(group_id: UUID, visit: CoordinatorVisit) -> Response:
-    found = _upcoming_first(await visit.apis.get("orders", f"/groups/{group_id}/distributions"), datetime.now(UTC))
+    found = _upcoming_first(await visit.apis.get_all("orders", f"/groups/{group_id}/distributions"), datetime.now(UTC))
     baskets = await asyncio.gather(
         *(visit.apis.get("payments", f"{_base(group_id, d['distribution_id'])}/baskets") for d in found)
     )

@@ -58,7 +58,7 @@ def _can_add(group: Any, order: dict[str, Any], distribution: dict[str, Any] | N
 
 
 async def _distributions(visit: Visit, group_id: UUID) -> dict[str, dict[str, Any]]:
-    found = await visit.apis.get("orders", f"/groups/{group_id}/distributions")
+    found = await visit.apis.get_all("orders", f"/groups/{group_id}/distributions")
     return {d["distribution_id"]: d for d in found}
 
 
@@ -84,9 +84,9 @@ async def my_account(group_id: UUID, visit: GroupVisit) -> Response:
     balance, statement, orders, distributions, subscriptions = await asyncio.gather(
         visit.apis.get("ledger", f"{me}/balance"),
         visit.apis.get("ledger", f"{me}/statement", limit=50),
-        visit.apis.get("orders", f"/groups/{group_id}/orders"),
+        visit.apis.get_all("orders", f"/groups/{group_id}/orders"),
         _distributions(visit, group_id),
-        visit.apis.get("orders", f"/groups/{group_id}/subscriptions"),
+        visit.apis.get_all("orders", f"/groups/{group_id}/subscriptions"),
     )
     contract_ids = sorted({s["contract_id"] for s in subscriptions})
     contracts = await asyncio.gather(
@@ -174,7 +174,7 @@ async def _order_form(
     chosen = distributions.get(distribution_id)
     products: list[dict[str, Any]] = []
     if chosen is not None and chosen["open_for_orders"]:
-        mine = await visit.apis.get("orders", f"/groups/{group_id}/orders", distribution_id=distribution_id)
+        mine = await visit.apis.get_all("orders", f"/groups/{group_id}/orders", distribution_id=distribution_id)
         active = [o for o in mine if o["status"] in ("confirmed", "awaiting_payment", "payment_failed")]
         if active and typed is None:
             target = "add" if active[0]["status"] == "confirmed" else ""
@@ -344,7 +344,7 @@ async def _declared_payment(
     visit: Visit, group_id: UUID, order_id: UUID, amendment: str | None
 ) -> dict[str, Any] | None:
     """The payment the payments service declared for this order (or this addition to it)."""
-    payments = await visit.apis.get("payments", f"/groups/{group_id}/members/{visit.person_id}/payments")
+    payments = await visit.apis.get_all("payments", f"/groups/{group_id}/members/{visit.person_id}/payments")
     for payment in payments:
         same_part = payment["order_id"] == str(order_id) and payment["amendment_id"] == amendment
         if same_part and payment["kind"] == "payment":
