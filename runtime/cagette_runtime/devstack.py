@@ -26,6 +26,8 @@ from .mailcatcher import DEFAULT_PORT as DEFAULT_SMTP_PORT
 from .mailcatcher import MailCatcher, port_is_free
 from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
 
+# Web's order page, where the card checkout returns ({placeholders} are payments' to fill).
+CARD_RETURN_PATH = "/groups/{group_id}/orders/{order_id}?card_payment={payment_id}"
 SERVICES: dict[str, int] = {"orders": 8001, "ledger": 8002, "payments": 8003, "notifications": 8004, "web": 8005}
 
 START_POSTGRES = (
@@ -115,6 +117,11 @@ class Stack:
                 "CAGETTE_JWT_JWKS_URL": f"{web}/.well-known/jwks.json",
                 "CAGETTE_WEB_PUBLIC_URL": web,
                 "CAGETTE_WEB_COOKIE_SECURE": "false",
+                # The card provider sends the member back to web's pages, wherever this stack put them.
+                "CAGETTE_CARD_SUCCESS_URL": f"{web}{CARD_RETURN_PATH}&result=success",
+                "CAGETTE_CARD_CANCEL_URL": f"{web}{CARD_RETURN_PATH}&result=cancel",
+                "CAGETTE_CARD_ONBOARDING_RETURN_URL": f"{web}/groups/{{group_id}}/settings?onboarding=returned",
+                "CAGETTE_CARD_ONBOARDING_REFRESH_URL": f"{web}/groups/{{group_id}}/settings?onboarding=expired",
             }
         for service in ("orders", "ledger", "payments", "notifications"):
             if service in self.ports:

@@ -28,10 +28,10 @@ class PaymentsSettings(ServiceSettings):
     # Where Stripe's hosted checkout page sends the member back (the front end). Placeholders:
     # {group_id}, {order_id}, {payment_id}. Only the webhook confirms a payment, never this page.
     card_success_url: str = (
-        "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=success"
+        "http://127.0.0.1:8005/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=success"
     )
     card_cancel_url: str = (
-        "http://127.0.0.1:8001/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=cancel"
+        "http://127.0.0.1:8005/groups/{group_id}/orders/{order_id}?card_payment={payment_id}&result=cancel"
     )
     # Stripe Connect onboarding (Account Links): where Stripe's hosted pages send the coordinator
     # back when done, and where an expired link asks for a new one (the web's payment settings
