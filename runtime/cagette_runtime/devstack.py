@@ -134,9 +134,6 @@ class Stack:
             await ensure_database(self.database_url(name))
         for name, port in self.ports.items():
             env = {
-                # Five services on one machine, and tests run several stacks at once: a few
-                # connections each keep PostgreSQL's default 100 from running out.
-                "CAGETTE_DATABASE_POOL_SIZE": "4",
                 **os.environ,
                 **self.wiring_env(),
                 **self.extra_env,

@@ -50,8 +50,9 @@ class ServiceSettings(BaseSettings):
     amqp_url: str = DEFAULT_AMQP_URL
     database_url: str = ""
     # Connections the service keeps open to its database (and as many more under a burst).
-    # PostgreSQL's max_connections must cover every replica of every service.
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    # PostgreSQL's max_connections must cover every replica of every service: with 4, the five
+    # services at two replicas each open at most 5 x 2 x 8 = 80 of PostgreSQL's default 100.
+    database_pool_size: int = Field(default=4, ge=1, le=200)
     # Legacy: the shared HS256 secret. Nothing signs or accepts HS256 tokens any more; the
     # setting stays readable so old scripts load, and production refuses the development value.
     jwt_secret: str | None = None
