@@ -327,27 +327,8 @@ async def adjust(session: AsyncSession, draft: TransactionDraft) -> PostedTransa
 async def post_opening_balance(session: AsyncSession, draft: TransactionDraft) -> PostedTransaction:
     """One live opening balance per member: the same again replays, another amount is refused,
     unless the current one was reversed, in which case the new one is recorded after it."""
-    base = draft.idempotency_key
-    rows = (
-        await session.execute(
-            select(transactions.c.idempotency_key, transactions.c.transaction_id).where(
-                transactions.c.idempotency_key.startswith(base, autoescape=True)
-            )
-        )
-    ).all()
-    used = {row.idempotency_key: row.transaction_id for row in rows}
-    n = 0
-    while True:
-        key = base if n == 0 else f"{base}:{n}"
-        if key not in used:
-            break
-        reversed_by = await session.scalar(
-            select(transactions.c.transaction_id).where(transactions.c.reverses_transaction_id == used[key])
-        )
-        if reversed_by is None:
-            break
-        n += 1
-    return await adjust(session, dataclasses.replace(draft, idempotency_key=key))
+    ((keyed, _),) = await _keyed_openings(session, draft.group_id, [draft])
+    return await adjust(session, keyed)  # another amount under a live key: post refuses it (409)
 
 
 @dataclass(frozen=True)
@@ -356,13 +337,12 @@ class _RecordedOpening:
     reversed: bool
 
 
-async def post_opening_balances(
-    session: AsyncSession, group_id: UUID, drafts: list[tuple[int, TransactionDraft]]
-) -> list[PostedTransaction]:
-    """Many opening balances at once, with post_opening_balance's rules, in a fixed number of
-    statements whatever their count: one read of the group's recorded opening balances, then
-    one post_many. `drafts` are (line number, draft); a line whose member already has another
-    live opening balance refuses the whole set, every such line named."""
+async def _keyed_openings(
+    session: AsyncSession, group_id: UUID, drafts: list[TransactionDraft]
+) -> list[tuple[TransactionDraft, bool]]:
+    """Each draft under the key its member's live opening balance takes (after every reversed
+    one), and whether another amount is already recorded under it: one read of the group's
+    opening balances, whatever their number."""
     reversal = transactions.alias("reversal")
     recorded = {
         row.idempotency_key: _RecordedOpening(row.fingerprint, row.reversed_by is not None)
@@ -378,23 +358,34 @@ async def post_opening_balances(
             )
         ).all()
     }
-    keyed: list[TransactionDraft] = []
-    errors: list[str] = []
-    for line_number, draft in drafts:
+    keyed: list[tuple[TransactionDraft, bool]] = []
+    for draft in drafts:
         key, n = draft.idempotency_key, 0
-        while key in recorded and recorded[key].reversed:  # the live one comes after the reversed ones
+        while key in recorded and recorded[key].reversed:
             n += 1
             key = f"{draft.idempotency_key}:{n}"
-        keyed.append(dataclasses.replace(draft, idempotency_key=key))
-        if key in recorded and recorded[key].fingerprint != keyed[-1].fingerprint():
-            member = next(leg.account.member_id for leg in draft.member_legs())
-            errors.append(
-                f"line {line_number}: member {member} already has another opening balance:"
-                " reverse it before recording a new one"
-            )
+        with_key = dataclasses.replace(draft, idempotency_key=key)
+        keyed.append((with_key, key in recorded and recorded[key].fingerprint != with_key.fingerprint()))
+    return keyed
+
+
+async def post_opening_balances(
+    session: AsyncSession, group_id: UUID, drafts: list[tuple[int, TransactionDraft]]
+) -> list[PostedTransaction]:
+    """Many opening balances at once, with post_opening_balance's rules, in a fixed number of
+    statements whatever their count: one read of the group's recorded opening balances, then
+    one post_many. `drafts` are (line number, draft); a line whose member already has another
+    live opening balance refuses the whole set, every such line named."""
+    keyed = await _keyed_openings(session, group_id, [draft for _, draft in drafts])
+    errors = [
+        f"line {line_number}: member {next(leg.account.member_id for leg in draft.member_legs())} already has"
+        " another opening balance: reverse it before recording a new one"
+        for (line_number, _), (draft, conflicting) in zip(drafts, keyed, strict=True)
+        if conflicting
+    ]
     if errors:
         raise OpeningBalancesRefused(errors)
-    return await post_many_and_publish(session, keyed, [None] * len(keyed))
+    return await post_many_and_publish(session, [draft for draft, _ in keyed], [None] * len(keyed))
 
 
 class OpeningBalancesRefused(Exception):

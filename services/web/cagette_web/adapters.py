@@ -10,7 +10,7 @@ their language, instead of failing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -164,17 +164,22 @@ class PersonApis:
     async def get(self, service: ServiceName, path: str, **params: QueryValue) -> Any:
         return (await self.call(service, "GET", path, params=params)).body
 
-    async def get_all(self, service: ServiceName, path: str, *, limit: int = 200, **params: QueryValue) -> list[Any]:
-        """Every row of a paginated list (following `X-Next-Cursor`), for pages that show a whole
-        set (a distribution's baskets, a contract's subscribers)."""
-        rows: list[Any] = []
+    async def pages(
+        self, service: ServiceName, path: str, *, limit: int = 200, **params: QueryValue
+    ) -> AsyncIterator[Answer]:
+        """Every page of a paginated answer, following `X-Next-Cursor`."""
         cursor: str | None = None
         while True:
             answer = await self.call(service, "GET", path, params={**params, "limit": limit, "cursor": cursor})
-            rows.extend(answer.body or [])
+            yield answer
             cursor = answer.next_cursor
             if not cursor:
-                return rows
+                return
+
+    async def get_all(self, service: ServiceName, path: str, *, limit: int = 200, **params: QueryValue) -> list[Any]:
+        """Every row of a paginated list, for pages that show a whole set (a group's members, a
+        member's orders and payments)."""
+        return [row async for answer in self.pages(service, path, limit=limit, **params) for row in answer.body or []]
 
     async def post(self, service: ServiceName, path: str, json: Any = None, **kwargs: Any) -> Any:
         return (await self.call(service, "POST", path, json=json, **kwargs)).body

@@ -32,18 +32,15 @@ def _sorted(lines: list[dict[str, Any]], sort: Sort, standing: str) -> list[dict
 
 async def _every_member(visit: CoordinatorVisit, group_id: UUID) -> dict[str, Any]:
     """The ledger's balances with every page's members (its totals are the whole group's)."""
-    path, found, cursor = f"/groups/{group_id}/balances", None, None
-    while True:
-        answer = await visit.apis.call("ledger", "GET", path, params={"limit": 200, "cursor": cursor})
-        page: dict[str, Any] = answer.body
+    found: dict[str, Any] | None = None
+    async for answer in visit.apis.pages("ledger", f"/groups/{group_id}/balances"):
         if found is None:
-            found = page
+            found = answer.body
         else:
             for standing in STANDINGS:
-                found[standing].extend(page[standing])
-        cursor = answer.next_cursor
-        if not cursor:
-            return found
+                found[standing].extend(answer.body[standing])
+    assert found is not None  # pages() yields at least the first page
+    return found
 
 
 @router.get("/groups/{group_id}/balances", response_class=HTMLResponse)
