@@ -6,6 +6,8 @@ Amounts go through the `money` filter (Money.format for the language: "12,50 €
 dates through `date` (babel, in the configured time zone; French ordinal "1er"), a
 distribution's day and hour through `day_time`, quantities through `quantity`, fee rates through
 `percent`; `de` elides the French "de" before a vowel or a mute h ("auprès d'AMAP du Lac").
+Words that change with a number come from the gettext catalogs in `locale/<language>/` through
+`plural("key", count)`, with the language's plural rule ("1 distribution", "0 jour").
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from cagette_contracts import Money
 from cagette_contracts.common import DEFAULT_TIME_ZONE, time_zone
+from cagette_runtime.catalogs import load_translations
 
 from .domain import SUPPORTED_LANGUAGES, Email
 
 TEMPLATES = Path(__file__).parent / "templates"
+LOCALE_DIR = Path(__file__).parent / "locale"
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,12 @@ def _environment(language: str, timezone: str) -> Environment:
     def quantity(value: Decimal) -> str:
         return format_decimal(value.normalize(), locale=language)
 
+    strings = load_translations(LOCALE_DIR, language)
+
+    def plural(key: str, count: int) -> str:
+        return strings.ngettext(key, f"{key}.plural", count).format(count=format_decimal(count, locale=language))
+
+    env.globals["plural"] = plural
     env.filters.update(
         money=money, date=when, datetime=when_time, day_time=day_time, quantity=quantity, percent=percent, de=de
     )
@@ -84,8 +94,15 @@ def ordinal_first(text: str, day: date, language: str) -> str:
 _ELIDING = re.compile(r"^[aeiouyhàâäéèêëîïôöûüùœæ]", re.IGNORECASE)
 
 
+_CONTRACTING = {"le": "du", "les": "des"}
+
+
 def de(name: str) -> str:
-    """The French preposition "de" before a name: "d'AMAP des Lilas", "de La Ferme"."""
+    """The French preposition "de" before a name: "d'AMAP des Lilas", "de La Ferme", and
+    contracted with a leading article: "du Jardin" for "Le Jardin", "des Paniers" for "Les Paniers"."""
+    article, _, rest = name.partition(" ")
+    if rest and article.lower() in _CONTRACTING:
+        return f"{_CONTRACTING[article.lower()]} {rest}"
     return f"d'{name}" if _ELIDING.match(name) else f"de {name}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -458,7 +459,7 @@ STOPPED_SAYS = {
     "fr": [
         "Paiements par carte arrêtés - Les <Paniers> & Co",
         "Bonjour Cora,",
-        "Depuis le 28 novembre 2026, les membres de Les <Paniers> & Co ne peuvent plus payer par carte",
+        "Depuis le 28 novembre 2026, les membres des <Paniers> & Co ne peuvent plus payer par carte",
         f"ouvrez la page des réglages de paiement par carte du groupe ({SETTINGS_URL})",
     ],
     "en": [
@@ -524,3 +525,88 @@ def test_card_payments_resumed_renders_in_each_language(language: str, expected:
     for fragment in expected:
         assert fragment in rendered.subject + "\n" + rendered.text, fragment
     assert "()" not in rendered.text and "href" not in rendered.html  # no link given, none made up
+
+
+def _subscription(language: str, distribution_count: int) -> domain.Email:
+    return domain.subscription_amended(
+        uuid.uuid4(),
+        GROUP,
+        member(language),
+        contract_name="Légumes",
+        lines=lines(),
+        distribution_count=distribution_count,
+        added_total=Money.of(1255 * distribution_count, "EUR"),
+        new_total=Money.of(1255 * distribution_count, "EUR"),
+        instructions=None,
+        amended_at=WHEN,
+    )[0]
+
+
+@pytest.mark.parametrize(
+    ("language", "count", "expected", "refused"),
+    [
+        ("fr", 1, ["x 1 distribution =", "Ajout à la distribution à venir :"], ["1 distributions", "chacune des 1"]),
+        ("fr", 4, ["x 4 distributions =", "Ajout à chacune des 4 distributions à venir :"], []),
+        ("en", 1, ["x 1 distribution =", "Added at the distribution to come:"], ["1 distributions", "each of the 1"]),
+        ("en", 4, ["x 4 distributions =", "Added at each of the 4 distributions to come:"], []),
+    ],
+)
+def test_counts_agree_with_their_noun_in_each_language(
+    language: str, count: int, expected: list[str], refused: list[str]
+) -> None:
+    rendered = render(_subscription(language, count))
+    for sentence in expected:
+        assert sentence in rendered.text.replace("\xa0", " "), (language, count, sentence)
+    assert expected[1] in rendered.html, (language, count)
+    for text in (rendered.text, rendered.html):
+        for wrong in refused:
+            assert wrong not in text, (language, count, wrong)
+
+
+@pytest.mark.parametrize(("language", "days", "expected"), [("fr", 1, "soit 1 jour)"), ("en", 1, ", 1 day)")])
+def test_a_digest_one_day_negative_says_one_day(language: str, days: int, expected: str) -> None:
+    digest = domain.balance_digest(
+        uuid.uuid4(),
+        GROUP,
+        member(language),
+        balance=-TOTAL,
+        since=WHEN,
+        now=WHEN + timedelta(days=days),
+        pending=Money.of(0, "EUR"),
+    )[0]
+    assert expected in render(digest).text
+
+
+def test_every_plural_key_the_templates_use_is_in_both_catalogs() -> None:
+    from pathlib import Path
+
+    from babel.messages.pofile import read_po
+
+    from cagette_notifications.rendering import LOCALE_DIR, TEMPLATES
+
+    used = {key for path in TEMPLATES.rglob("*.*") for key in re.findall(r'plural\("([\w.]+)"', path.read_text())}
+    assert used, "the templates use plural()"
+    for language in ("fr", "en"):
+        path: Path = LOCALE_DIR / language / "LC_MESSAGES" / "emails.po"
+        with path.open("rb") as source:
+            catalog = read_po(source, locale=language)
+        plural_ids = {message.id[0] for message in catalog if message.id and isinstance(message.id, tuple)}
+        assert used <= plural_ids, (language, used - plural_ids)
+        assert all(all(form for form in message.string) for message in catalog if isinstance(message.id, tuple))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("AMAP du Lac", "d'AMAP du Lac"),
+        ("Halle des Lilas", "d'Halle des Lilas"),
+        ("La Ferme", "de La Ferme"),
+        ("Le Jardin", "du Jardin"),
+        ("Les Paniers", "des Paniers"),
+        ("Lesquin Bio", "de Lesquin Bio"),
+    ],
+)
+def test_french_de_elides_and_contracts(name: str, expected: str) -> None:
+    from cagette_notifications.rendering import de
+
+    assert de(name) == expected

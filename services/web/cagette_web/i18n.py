@@ -10,7 +10,6 @@ values are put in with `str.format` named fields, and Jinja2 escapes the result.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,14 +19,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_skeleton
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
 from cagette_contracts import Language
 from cagette_contracts.common import time_zone as zone_named
 from cagette_contracts.money import minor_unit_exponent
+from cagette_runtime import catalogs
 
 LOCALE_DIR = Path(__file__).parent / "locale"
 # The Babel locale each language is shown in (amounts: "14,65 €" / "€14.65").
@@ -35,27 +33,13 @@ LOCALES = {Language.FR: "fr_FR", Language.EN: "en_GB"}
 
 
 def catalog_files(language: Language) -> list[Path]:
-    return sorted((LOCALE_DIR / language.value / "LC_MESSAGES").glob("*.po"))
+    return catalogs.catalog_files(LOCALE_DIR, language.value)
 
 
 @cache
 def translations(language: Language) -> Translations:
     """All of a language's catalogs, merged into one set of translations."""
-    merged: Translations | None = None
-    for path in catalog_files(language):
-        with path.open("rb") as source:
-            catalog = read_po(source, locale=language.value)
-        compiled = io.BytesIO()
-        write_mo(compiled, catalog)
-        compiled.seek(0)
-        part = Translations(compiled)
-        if merged is None:
-            merged = part
-        else:
-            merged.merge(part)
-    if merged is None:
-        raise RuntimeError(f"no catalog for {language.value} in {LOCALE_DIR}")
-    return merged
+    return catalogs.load_translations(LOCALE_DIR, language.value)
 
 
 def translator(language: Language) -> Callable[..., str]:
