@@ -34,8 +34,10 @@ class EmailPreferences(RequestBody):
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
+    SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+    UNCERTAIN = "uncertain"  # a sender stopped mid-send: maybe received, not resent by itself
 
 
 class Delivery(BaseModel):
@@ -137,7 +139,7 @@ async def list_group_emails(
 
 @router.post(
     "/groups/{group_id}/emails/{delivery_id}/retry",
-    summary="Send a failed email again, to the member's current address (coordinator)",
+    summary="Send a failed or uncertain email again, to the member's current address (coordinator)",
 )
 async def retry_email(
     group_id: UUID, delivery_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
@@ -153,8 +155,8 @@ async def retry_email(
         ).first()
         if row is None:
             raise NotFound(f"no email {delivery_id} in group {group_id}")
-        if row.status != "failed":
-            raise Conflict(f"email {delivery_id} is {row.status}: only a failed email can be sent again")
+        if row.status not in ("failed", "uncertain"):
+            raise Conflict(f"email {delivery_id} is {row.status}: only a failed or uncertain email can be sent again")
         recipient = row.recipient
         if row.member_id is not None:
             current = (

@@ -5,16 +5,23 @@ if the event's effects commit, and a second insert of the same key does nothing,
 event never yields a second email. The sender task (sender.py) claims due rows in a short
 transaction, talks SMTP outside any transaction, then records the outcome (and the operator event
 through the outbox) in another short transaction.
+
+At most once per row: claiming commits the row as 'sending' before SMTP is spoken, and only the
+sender that holds it moves it on ('sent', back to 'pending' when the server refused it for now,
+'failed'). A row still 'sending' when its lease ends belongs to a sender that died mid-send: it
+may or may not have reached the server, so it becomes 'uncertain' and is never sent again by
+itself (a coordinator can send it again: `POST .../emails/{id}/retry`). Its Message-ID is fixed
+per row, so even that resend can be recognised by the receiving server.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import Any, TypedDict
 from uuid import UUID, uuid4
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, Row, and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +34,9 @@ from .domain import Email
 from .rendering import render
 from .tables import email_deliveries
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+PENDING, SENDING, SENT, FAILED, UNCERTAIN = "pending", "sending", "sent", "failed", "uncertain"
+# Why an interrupted send is not retried, as operators and coordinators read it.
+INTERRUPTED = "the sender stopped during the send: it may have reached the server, so it is not sent again by itself"
 
 
 def message_id_for(delivery_id: UUID, domain: str) -> str:
@@ -84,11 +93,12 @@ class Claimed:
     message_id: str
     correlation_id: str
     attempts: int  # including the one about to be made
+    lease_until: datetime  # when this claim lapses; also tells this claim from a later one
     epc_payload: str | None = None
 
 
 async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: datetime | None = None) -> list[Claimed]:
-    """Reserve due pending deliveries for `lease` seconds and count the attempt about to be made."""
+    """Take due pending deliveries as 'sending' for `lease` seconds and count the attempt about to be made."""
     now = now or clock.now()
     due = (
         select(email_deliveries.c.delivery_id)
@@ -102,28 +112,32 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: dat
         await session.execute(
             update(email_deliveries)
             .where(email_deliveries.c.delivery_id.in_(due))
-            .values(attempts=email_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=lease))
+            .values(
+                status=SENDING, attempts=email_deliveries.c.attempts + 1, next_attempt_at=now + timedelta(seconds=lease)
+            )
             .returning(*email_deliveries.c)
         )
     ).all()
-    return [
-        Claimed(
-            delivery_id=row.delivery_id,
-            event_id=row.event_id,
-            recipient=row.recipient,
-            kind=row.kind,
-            group_id=row.group_id,
-            member_id=row.member_id,
-            subject=row.subject,
-            text_body=row.text_body,
-            html_body=row.html_body,
-            message_id=row.message_id,
-            correlation_id=row.correlation_id,
-            attempts=row.attempts,
-            epc_payload=row.epc_payload,
-        )
-        for row in rows
-    ]
+    return [_claimed(row) for row in rows]
+
+
+def _claimed(row: Row[Any]) -> Claimed:
+    return Claimed(
+        delivery_id=row.delivery_id,
+        event_id=row.event_id,
+        recipient=row.recipient,
+        kind=row.kind,
+        group_id=row.group_id,
+        member_id=row.member_id,
+        subject=row.subject,
+        text_body=row.text_body,
+        html_body=row.html_body,
+        message_id=row.message_id,
+        correlation_id=row.correlation_id,
+        attempts=row.attempts,
+        lease_until=row.next_attempt_at,
+        epc_payload=row.epc_payload,
+    )
 
 
 class _OutcomeFields(TypedDict):
@@ -150,11 +164,21 @@ def _outcome_fields(claimed: Claimed) -> _OutcomeFields:
     )
 
 
+def _held_by(claimed: Claimed, *statuses: str) -> ColumnElement[bool]:
+    """The row as this sender's attempt left it: not taken since by another sender or a resend."""
+    return and_(
+        email_deliveries.c.delivery_id == claimed.delivery_id,
+        email_deliveries.c.next_attempt_at == claimed.lease_until,
+        email_deliveries.c.status.in_(statuses),
+    )
+
+
 async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:
+    """The server took it. Also after a lease ran out meanwhile ('uncertain'): it did reach it."""
     now = clock.now()
     result = await session.execute(
         update(email_deliveries)
-        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
+        .where(_held_by(claimed, SENDING, UNCERTAIN))
         .values(status=SENT, sent_at=now, last_error=None)
         .returning(email_deliveries.c.delivery_id)
     )
@@ -165,17 +189,35 @@ async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:
 async def mark_retry(session: AsyncSession, claimed: Claimed, error: str, delay: float) -> None:
     await session.execute(
         update(email_deliveries)
-        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
-        .values(next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=error[:2000])
+        .where(_held_by(claimed, SENDING))
+        .values(status=PENDING, next_attempt_at=clock.now() + timedelta(seconds=delay), last_error=error[:2000])
     )
 
 
 async def mark_failed(session: AsyncSession, claimed: Claimed, error: str, *, permanent: bool) -> None:
     result = await session.execute(
         update(email_deliveries)
-        .where(and_(email_deliveries.c.delivery_id == claimed.delivery_id, email_deliveries.c.status == PENDING))
+        .where(_held_by(claimed, SENDING))
         .values(status=FAILED, failed_at=clock.now(), last_error=error[:2000])
         .returning(email_deliveries.c.delivery_id)
     )
     if result.first() is not None:
         await outbox.add(session, EmailFailed(**_outcome_fields(claimed), permanent=permanent, reason=error[:2000]))
+
+
+async def give_up_interrupted(session: AsyncSession, *, now: datetime | None = None) -> int:
+    """Rows left 'sending' past their lease become 'uncertain' (reported as EmailFailed, not
+    permanent), never sent again by themselves. Returns how many."""
+    rows = (
+        await session.execute(
+            update(email_deliveries)
+            .where(
+                and_(email_deliveries.c.status == SENDING, email_deliveries.c.next_attempt_at <= (now or clock.now()))
+            )
+            .values(status=UNCERTAIN, failed_at=clock.now(), last_error=INTERRUPTED)
+            .returning(*email_deliveries.c)
+        )
+    ).all()
+    for row in rows:
+        await outbox.add(session, EmailFailed(**_outcome_fields(_claimed(row)), permanent=False, reason=INTERRUPTED))
+    return len(rows)

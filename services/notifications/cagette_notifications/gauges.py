@@ -8,7 +8,8 @@ from cagette_runtime.metrics import DatabaseGauge, seconds_since
 
 from .tables import email_deliveries
 
-pending = email_deliveries.c.status == "pending"
+# Not yet accepted by the server: waiting, or being sent right now.
+pending = email_deliveries.c.status.in_(("pending", "sending"))
 
 GAUGES = [
     DatabaseGauge(
@@ -20,6 +21,11 @@ GAUGES = [
         "cagette_notifications_oldest_pending_email_seconds",
         "Age of the oldest email not yet delivered (0 when none)",
         select(seconds_since(email_deliveries.c.created_at)).where(pending),
+    ),
+    DatabaseGauge(
+        "cagette_notifications_emails_uncertain",
+        "Emails whose sender stopped mid-send: maybe received, not sent again by themselves",
+        select(func.count()).select_from(email_deliveries).where(email_deliveries.c.status == "uncertain"),
     ),
     DatabaseGauge(
         "cagette_notifications_emails_failed",

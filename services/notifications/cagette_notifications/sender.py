@@ -4,6 +4,7 @@ The sender never holds a database transaction while it talks SMTP: it claims due
 (a short transaction that leases them and counts the attempt), sends them, then records each
 outcome in its own short transaction (sent + EmailSent, retry later, or failed + EmailFailed,
 the events going through the outbox). Several replicas share the work (SKIP LOCKED + lease).
+An email is sent at most once per delivery row (delivery.py says how).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import Database
 
 from . import domain
-from .delivery import Claimed, claim_due, enqueue, mark_failed, mark_retry, mark_sent
+from .delivery import Claimed, claim_due, enqueue, give_up_interrupted, mark_failed, mark_retry, mark_sent
 from .domain import Kind
 from .settings import NotificationSettings
 from .smtp import SendFailure, SmtpClient, sender_domain
@@ -47,6 +48,10 @@ class EmailSender(BackgroundLoop):
     async def run_once(self) -> bool:
         """Send one batch of due emails. True when the batch was full (more may be due)."""
         async with self.database.transaction() as session:
+            if interrupted := await give_up_interrupted(session):
+                log.warning(
+                    "%d email(s) interrupted mid-send by a stopped sender: marked uncertain, not resent", interrupted
+                )
             batch = await claim_due(session, limit=self.settings.smtp_batch_size, lease=self.settings.smtp_lease)
         if not batch:
             return False

@@ -193,7 +193,8 @@ email_deliveries = Table(
     Column("epc_payload", Text),  # an EPC QR code to attach inline (transfer instructions)
     Column("message_id", Text, nullable=False),
     Column("correlation_id", Text, nullable=False),
-    Column("status", Text, nullable=False, server_default=text("'pending'")),  # pending | sent | failed
+    # pending | sending (a sender holds it) | sent | failed | uncertain (interrupted mid-send)
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_error", Text),
@@ -201,7 +202,7 @@ email_deliveries = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("failed_at", DateTime(timezone=True)),
     UniqueConstraint("event_id", "recipient", "kind", name="email_deliveries_once"),
-    CheckConstraint("status IN ('pending', 'sent', 'failed')", name="email_deliveries_status"),
+    CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed', 'uncertain')", name="email_deliveries_status"),
 )
 Index(
     "email_deliveries_due", email_deliveries.c.next_attempt_at, postgresql_where=email_deliveries.c.status == "pending"

@@ -31,7 +31,7 @@ async def test_smtp_outage_then_recovery_delivers_exactly_once(start_service, fa
         await running.publish(receipt)
         failing = await running.wait_rows(
             "SELECT status, attempts, last_error FROM email_deliveries",
-            lambda rows: len(rows) == 1 and rows[0].attempts >= 2,
+            lambda rows: len(rows) == 1 and rows[0].attempts >= 2 and rows[0].status == "pending",
         )
         assert failing[0].status == "pending" and "Connect" in failing[0].last_error
         assert spy.matching(EMAIL_SENT) == [] and spy.matching(EMAIL_FAILED) == []
@@ -113,3 +113,50 @@ async def test_retries_run_out_into_a_reported_failure(start_service, facts, fre
         assert failed.body["reason"].startswith("gave up after 2 attempts")
         rows = await running.rows("SELECT status, attempts FROM email_deliveries")
         assert [tuple(r) for r in rows] == [("failed", 2)]
+
+
+async def test_an_email_interrupted_mid_send_is_never_sent_again_by_itself(start_service, facts, smtp_server) -> None:
+    """A sender that holds an email past its lease (it died, or hangs mid-send) may have reached the
+    server: another replica marks it uncertain and reports it, and does not send it a second time.
+    A coordinator may send it again, once."""
+    from cagette_notifications.sender import EmailSender
+
+    async def never_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection, never greets: the send hangs
+
+    silent = await asyncio.start_server(never_answers, "127.0.0.1", 0)
+    silent_port = silent.sockets[0].getsockname()[1]
+    async with (
+        silent,
+        smtp_server() as (mailbox, port),
+        start_service(smtp_port=silent_port, smtp_timeout=60.0, smtp_lease=0.5) as running,
+        EventSpy(running.amqp_url, "notifications.#") as spy,
+    ):
+        lea = facts.member("Léa", "fr")
+        await running.publish(facts.group, lea, receipt_for(facts, lea))
+        await running.wait_rows(
+            "SELECT status FROM email_deliveries", lambda rows: [r.status for r in rows] == ["sending"]
+        )
+
+        settings = running.service.settings.model_copy(update={"smtp_port": port})
+        replica = EmailSender(running.service.database, settings)
+        await asyncio.sleep(0.6)  # the hung sender's lease runs out
+        await replica.run_once()
+        [row] = await running.rows("SELECT delivery_id, status, attempts, last_error FROM email_deliveries")
+        assert (row.status, row.attempts) == ("uncertain", 1)
+        assert "not sent again" in row.last_error
+        [failed] = await spy.wait_for(EMAIL_FAILED)
+        assert failed.body["permanent"] is False and failed.body["delivery_id"] == str(row.delivery_id)
+        await replica.run_once()
+        assert mailbox.messages == [], "an uncertain email is not sent again by itself"
+
+        coordinator = running.token(uuid.uuid4(), {facts.group_id: Role.COORDINATOR})
+        uncertain = await running.http.get(f"/groups/{facts.group_id}/emails?status=uncertain", headers=coordinator)
+        assert [e["delivery_id"] for e in uncertain.json()] == [str(row.delivery_id)]
+        retry = await running.http.post(f"/groups/{facts.group_id}/emails/{row.delivery_id}/retry", headers=coordinator)
+        assert retry.status_code == 200, retry.text
+        await replica.run_once()
+        [message] = await mailbox.wait_for(str(lea.email))
+        assert message["Message-ID"].startswith(f"<{row.delivery_id}@")
+        [sent] = await running.rows("SELECT status FROM email_deliveries")
+        assert sent.status == "sent"

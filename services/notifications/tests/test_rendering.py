@@ -290,6 +290,7 @@ def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
         message_id=message_id_for(delivery_id, sender_domain(sender)),
         correlation_id="c-1",
         attempts=1,
+        lease_until=WHEN,
     )
     message = build_message(claimed, sender)
     assert message.get_content_type() == "multipart/alternative"
