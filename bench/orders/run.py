@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,7 +180,6 @@ class Phase:
 class Target:
     port: int
     path: str
-    headers: Callable[[], dict[str, str]]
     baskets: Iterator[tuple[str, bytes]]  # (member's authorization, body)
     placed: dict[str, float] = field(default_factory=dict)  # correlation id -> when the 201 came
 
@@ -188,7 +187,6 @@ class Target:
         authorization, body = next(self.baskets)
         correlation_id = uuid.uuid4().hex
         headers = {
-            **self.headers(),
             "Authorization": authorization,
             "X-Correlation-ID": correlation_id,
             "Idempotency-Key": uuid.uuid4().hex,
@@ -404,18 +402,18 @@ class Figures:
 
 
 async def measure(
-    target: Target, args: argparse.Namespace, meter: CpuMeter, drain: Callable[[], object] | None
+    target: Target, args: argparse.Namespace, meter: CpuMeter, drain: Callable[[], Awaitable[None]] | None
 ) -> Figures:
     phases = {}
     for clients in (8, 32):
         phases[f"burst{clients}"] = await burst(target, f"burst {clients} clients", clients, args.orders)
         if drain:
-            await drain()  # type: ignore[misc]
+            await drain()
     target.placed.clear()
     await meter.begin()
     phases["paced"] = await paced(target, f"paced {args.rate:g}/s", args.rate, args.paced_seconds)
     if drain:
-        await drain()  # type: ignore[misc]
+        await drain()
     spent = await meter.end()
     placed = phases["paced"].orders - phases["paced"].refused
     return Figures(phases, {name: seconds / max(placed, 1) for name, seconds in spent.items()})
@@ -456,7 +454,7 @@ async def one_run(args: argparse.Namespace, number: int) -> tuple[Figures, Figur
         await asyncio.sleep(2)  # the group's and members' events reach the other services
         arrived: dict[str, float] = {}
         arrivals = await balance_arrivals(amqp_url, arrived)
-        system = Target(stack.services["orders"].port, f"/groups/{group_id}/orders", dict, baskets)
+        system = Target(stack.services["orders"].port, f"/groups/{group_id}/orders", baskets)
         notifications_dsn = asyncpg_dsn(stack.database_url("notifications"))
         roots = {name: service.process.pid for name, service in stack.services.items() if service.process}
         meter = CpuMeter(roots, asyncpg_dsn(postgres) + "/postgres", [f"{run_id}_{name}" for name in SERVICES])
@@ -488,7 +486,7 @@ async def one_run(args: argparse.Namespace, number: int) -> tuple[Figures, Figur
             while True:
                 yield "Bearer -", body
 
-        bare = Target(port, f"/groups/{group}/orders", dict, same_body())
+        bare = Target(port, f"/groups/{group}/orders", same_body())
         print(f"run {number}: baseline (FastAPI + one asyncpg INSERT) ...", flush=True)
         theirs = await measure(
             bare,

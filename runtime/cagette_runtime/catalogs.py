@@ -9,6 +9,7 @@ so `ngettext` picks the right form.
 from __future__ import annotations
 
 import io
+from functools import cache
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -20,8 +21,10 @@ def catalog_files(directory: Path, language: str) -> list[Path]:
     return sorted((directory / language / "LC_MESSAGES").glob("*.po"))
 
 
+@cache
 def load_translations(directory: Path, language: str) -> Translations:
-    """All of a language's catalogs under `directory`, merged into one set of translations."""
+    """All of a language's catalogs under `directory`, merged into one set of translations
+    (read once per process)."""
     merged: Translations | None = None
     for path in catalog_files(directory, language):
         with path.open("rb") as source:

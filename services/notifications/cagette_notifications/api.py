@@ -20,6 +20,7 @@ from cagette_runtime.errors import Conflict, NotFound
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 
+from .delivery import FAILED, PENDING, UNCERTAIN
 from .tables import email_deliveries, member_directory, member_preferences
 
 router = APIRouter(tags=["notifications"])
@@ -155,7 +156,7 @@ async def retry_email(
         ).first()
         if row is None:
             raise NotFound(f"no email {delivery_id} in group {group_id}")
-        if row.status not in ("failed", "uncertain"):
+        if row.status not in (FAILED, UNCERTAIN):
             raise Conflict(f"email {delivery_id} is {row.status}: only a failed or uncertain email can be sent again")
         recipient = row.recipient
         if row.member_id is not None:
@@ -186,7 +187,7 @@ async def retry_email(
                 update(email_deliveries)
                 .where(email_deliveries.c.delivery_id == delivery_id)
                 .values(
-                    status="pending",
+                    status=PENDING,
                     recipient=recipient,
                     attempts=0,
                     next_attempt_at=func.now(),

@@ -6,10 +6,11 @@ from sqlalchemy import func, select
 
 from cagette_runtime.metrics import DatabaseGauge, seconds_since
 
+from .delivery import FAILED, PENDING, SENDING, UNCERTAIN
 from .tables import email_deliveries
 
 # Not yet accepted by the server: waiting, or being sent right now.
-pending = email_deliveries.c.status.in_(("pending", "sending"))
+pending = email_deliveries.c.status.in_((PENDING, SENDING))
 
 GAUGES = [
     DatabaseGauge(
@@ -25,13 +26,13 @@ GAUGES = [
     DatabaseGauge(
         "cagette_notifications_emails_uncertain",
         "Emails whose sender stopped mid-send: maybe received, not sent again by themselves",
-        select(func.count()).select_from(email_deliveries).where(email_deliveries.c.status == "uncertain"),
+        select(func.count()).select_from(email_deliveries).where(email_deliveries.c.status == UNCERTAIN),
     ),
     DatabaseGauge(
         "cagette_notifications_emails_failed",
         "Emails given up after their last attempt, by kind",
         select(email_deliveries.c.kind, func.count())
-        .where(email_deliveries.c.status == "failed")
+        .where(email_deliveries.c.status == FAILED)
         .group_by(email_deliveries.c.kind),
         labels=("kind",),
     ),

@@ -207,6 +207,12 @@ email_deliveries = Table(
 Index(
     "email_deliveries_due", email_deliveries.c.next_attempt_at, postgresql_where=email_deliveries.c.status == "pending"
 )
+# The sender looks for lapsed claims at every poll: only the few rows being sent, not the history.
+Index(
+    "email_deliveries_sending",
+    email_deliveries.c.next_attempt_at,
+    postgresql_where=email_deliveries.c.status == "sending",
+)
 
 
 # Outbound webhooks (webhooks.py): the registered endpoints, and the delivery log, one row per

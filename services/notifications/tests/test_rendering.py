@@ -9,11 +9,12 @@ from decimal import Decimal
 
 import aiosmtplib
 import pytest
+from babel.messages.pofile import read_po
 
 from cagette_contracts import CardAccountChange, CardAccountProblem, Money, OrderLine, PaymentMethod, line_amount
 from cagette_notifications import domain
 from cagette_notifications.domain import Group, Kind, Member
-from cagette_notifications.rendering import render
+from cagette_notifications.rendering import LOCALE_DIR, TEMPLATES, de, render
 from cagette_notifications.smtp import classify
 
 IBAN = "FR76 3000 6000 0112 3456 7890 189"
@@ -579,16 +580,10 @@ def test_a_digest_one_day_negative_says_one_day(language: str, days: int, expect
 
 
 def test_every_plural_key_the_templates_use_is_in_both_catalogs() -> None:
-    from pathlib import Path
-
-    from babel.messages.pofile import read_po
-
-    from cagette_notifications.rendering import LOCALE_DIR, TEMPLATES
-
     used = {key for path in TEMPLATES.rglob("*.*") for key in re.findall(r'plural\("([\w.]+)"', path.read_text())}
     assert used, "the templates use plural()"
     for language in ("fr", "en"):
-        path: Path = LOCALE_DIR / language / "LC_MESSAGES" / "emails.po"
+        path = LOCALE_DIR / language / "LC_MESSAGES" / "emails.po"
         with path.open("rb") as source:
             catalog = read_po(source, locale=language)
         plural_ids = {message.id[0] for message in catalog if message.id and isinstance(message.id, tuple)}
@@ -608,6 +603,4 @@ def test_every_plural_key_the_templates_use_is_in_both_catalogs() -> None:
     ],
 )
 def test_french_de_elides_and_contracts(name: str, expected: str) -> None:
-    from cagette_notifications.rendering import de
-
     assert de(name) == expected

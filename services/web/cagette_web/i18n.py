@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -36,7 +35,6 @@ def catalog_files(language: Language) -> list[Path]:
     return catalogs.catalog_files(LOCALE_DIR, language.value)
 
 
-@cache
 def translations(language: Language) -> Translations:
     """All of a language's catalogs, merged into one set of translations."""
     return catalogs.load_translations(LOCALE_DIR, language.value)
