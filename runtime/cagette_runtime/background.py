@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class BackgroundLoop:
                 log.exception("%s pass failed; retrying", self.name)
                 busy = False
             if not busy:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancellation that
+                # races a wake-up, and the loop would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.interval):
+                        await self._wake.wait()
                 self._wake.clear()

@@ -134,7 +134,7 @@ async def create_vhost(amqp_url: str, vhost: str) -> str:
                 "(rabbitmq-plugins enable rabbitmq_management) or run the tests where rabbitmqctl works"
             ) from None
         for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, user, ".*", ".*", ".*"]):
-            await asyncio.to_thread(subprocess.run, [ctl, "-q", *args], check=True, capture_output=True)
+            await asyncio.to_thread(subprocess.run, [ctl, "-q", *args], check=True, capture_output=True, timeout=60)
     return str(parsed.with_path("/" + quote(vhost, safe="")))
 
 
@@ -145,7 +145,7 @@ async def delete_vhost(amqp_url: str, vhost: str) -> None:
             (await client.delete(f"{_management_url(amqp_url)}/api/vhosts/{quote(vhost, safe='')}")).raise_for_status()
     except httpx.HTTPError:
         if ctl := shutil.which("rabbitmqctl"):
-            await asyncio.to_thread(subprocess.run, [ctl, "-q", "delete_vhost", vhost], capture_output=True)
+            await asyncio.to_thread(subprocess.run, [ctl, "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
 
 
 @asynccontextmanager
