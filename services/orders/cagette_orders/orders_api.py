@@ -175,10 +175,14 @@ async def list_subscriptions(
     page: Page,
     response: Response,
     member_id: Annotated[UUID | None, Query()] = None,
+    contract_id: Annotated[UUID | None, Query(description="only the subscriptions to this contract")] = None,
 ) -> list[SubscriptionOut]:
-    """Subscriptions of the group (coordinators) or your own (members), oldest first, one page at a time."""
+    """Subscriptions of the group (coordinators) or your own (members), with the member's and the
+    contract's names, oldest first, one page at a time."""
     async with database.transaction() as session:
-        found = await usecases.list_subscriptions(session, principal, group_id, member_id=member_id, page=page)
+        found = await usecases.list_subscriptions(
+            session, principal, group_id, member_id=member_id, contract_id=contract_id, page=page
+        )
     return page.finish(found, lambda sub: (sub.created_at, sub.subscription_id), response)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
-from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Row, Select, Table, and_, delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
@@ -418,6 +418,8 @@ class OrderOut(BaseModel):
     order_id: UUID
     group_id: UUID
     member_id: UUID
+    member_name: str = Field(description="The member's name as the group knows it now")
+    member_email: str
     distribution_id: UUID | None = Field(description="None only for orders placed before distributions existed")
     status: domain.OrderStatus
     payment_method: PaymentMethod | None
@@ -477,8 +479,11 @@ async def find_orders(
     """The group's orders matching the filters, oldest first, with their lines and additions:
     three queries whatever the number of orders (one page of them with `page`)."""
     statement = select(
-        orders, _basket_locked(orders.c.group_id, orders.c.distribution_id, orders.c.member_id).label("locked")
-    ).where(orders.c.group_id == group_id)
+        orders,
+        _basket_locked(orders.c.group_id, orders.c.distribution_id, orders.c.member_id).label("locked"),
+        *_MEMBER_WORDS,
+    ).join_from(orders, members, _member_of(orders))
+    statement = statement.where(orders.c.group_id == group_id)
     order_key = (orders.c.created_at, orders.c.order_id)
     statement = page.apply(statement, *order_key) if page else statement.order_by(*order_key)
     for column, value in ((orders.c.order_id, order_id), (orders.c.distribution_id, distribution_id)):
@@ -505,6 +510,8 @@ async def find_orders(
             order_id=row.order_id,
             group_id=row.group_id,
             member_id=row.member_id,
+            member_name=row.member_name,
+            member_email=row.member_email,
             distribution_id=row.distribution_id,
             status=domain.OrderStatus(row.status),
             payment_method=row.payment_method,
@@ -630,7 +637,10 @@ class SubscriptionOut(BaseModel):
     subscription_id: UUID
     group_id: UUID
     contract_id: UUID
+    contract_name: str
     member_id: UUID
+    member_name: str = Field(description="The member's name as the group knows it now")
+    member_email: str
     payment_method: PaymentMethod | None
     distribution_ids: list[UUID]
     total: Money = Field(
@@ -651,11 +661,11 @@ async def existing_subscription(session: AsyncSession, contract_id: UUID, member
 async def load_subscription(
     session: AsyncSession, group_id: UUID, subscription_id: UUID, *, for_update: bool = False
 ) -> SubscriptionOut:
-    statement = select(subscriptions).where(
+    statement = _subscriptions_with_words().where(
         subscriptions.c.subscription_id == subscription_id, subscriptions.c.group_id == group_id
     )
     if for_update:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update(of=subscriptions)
     row = (await session.execute(statement)).first()
     if row is None:
         raise NotFound(f"no subscription {subscription_id} in group {group_id}")
@@ -668,7 +678,10 @@ def _subscription_out(row: Row[Any], lines: Sequence[Row[Any]]) -> SubscriptionO
         subscription_id=row.subscription_id,
         group_id=row.group_id,
         contract_id=row.contract_id,
+        contract_name=row.contract_name,
         member_id=row.member_id,
+        member_name=row.member_name,
+        member_email=row.member_email,
         payment_method=row.payment_method,
         distribution_ids=row.distribution_ids,
         total=Money(amount=row.total_amount, currency=row.currency),
@@ -677,14 +690,37 @@ def _subscription_out(row: Row[Any], lines: Sequence[Row[Any]]) -> SubscriptionO
     )
 
 
+def _member_of(table: Table) -> ColumnElement[bool]:
+    return and_(members.c.group_id == table.c.group_id, members.c.member_id == table.c.member_id)
+
+
+# Who an order or a subscription is for, in words (the member row stays when they leave).
+_MEMBER_WORDS = (members.c.name.label("member_name"), members.c.email.label("member_email"))
+
+
+def _subscriptions_with_words() -> Select[Any]:
+    return select(subscriptions, catalogs.c.name.label("contract_name"), *_MEMBER_WORDS).select_from(
+        subscriptions.join(catalogs, catalogs.c.catalog_id == subscriptions.c.contract_id).join(
+            members, _member_of(subscriptions)
+        )
+    )
+
+
 async def find_subscriptions(
-    session: AsyncSession, group_id: UUID, *, member_id: UUID | None = None, page: PageRequest | None = None
+    session: AsyncSession,
+    group_id: UUID,
+    *,
+    member_id: UUID | None = None,
+    contract_id: UUID | None = None,
+    page: PageRequest | None = None,
 ) -> list[SubscriptionOut]:
-    """The group's subscriptions (one member's when given), oldest first, with their lines: two
-    queries whatever their number (one page of them with `page`)."""
-    statement = select(subscriptions).where(subscriptions.c.group_id == group_id)
+    """The group's subscriptions (one member's, one contract's when given), oldest first, with
+    their lines: two queries whatever their number (one page of them with `page`)."""
+    statement = _subscriptions_with_words().where(subscriptions.c.group_id == group_id)
     if member_id is not None:
         statement = statement.where(subscriptions.c.member_id == member_id)
+    if contract_id is not None:
+        statement = statement.where(subscriptions.c.contract_id == contract_id)
     order_key = (subscriptions.c.created_at, subscriptions.c.subscription_id)
     rows = (await session.execute(page.apply(statement, *order_key) if page else statement.order_by(*order_key))).all()
     lines: dict[UUID, list[Row[Any]]] = {row.subscription_id: [] for row in rows}

@@ -605,11 +605,12 @@ async def list_subscriptions(
     group_id: UUID,
     *,
     member_id: UUID | None = None,
+    contract_id: UUID | None = None,
     page: PageRequest | None = None,
 ) -> list[SubscriptionOut]:
-    """The group's subscriptions (coordinators) or one's own (members)."""
+    """The group's subscriptions (coordinators) or one's own (members), to one contract when given."""
     member_id = _whose(principal, group_id, member_id)
-    return await store.find_subscriptions(session, group_id, member_id=member_id, page=page)
+    return await store.find_subscriptions(session, group_id, member_id=member_id, contract_id=contract_id, page=page)
 
 
 @dataclass(frozen=True)

@@ -282,6 +282,9 @@ async def test_members_list_their_own_orders_coordinators_all(group: Group) -> N
         )
     ).json()
     assert sorted(o["member_id"] for o in everyone) == sorted([str(a_id), str(b_id)])
+    # Named, so the coordinator's list reads without ids.
+    assert sorted(o["member_name"] for o in everyone) == sorted([f"M {a_id.hex[:6]}", f"M {b_id.hex[:6]}"])
+    assert {o["member_email"] for o in everyone} == {f"{a_id.hex[:8]}@example.org", f"{b_id.hex[:8]}@example.org"}
 
     # One order per page, oldest first: the second page follows the first's X-Next-Cursor and
     # is the last; each page is one query for the orders whatever their number.

@@ -184,3 +184,16 @@ async def test_members_list_their_own_subscriptions_and_coordinators_everyone(gr
         group.url("/subscriptions"), headers=group.coordinator, params={"member_id": str(bruno_id)}
     )
     assert [s["subscription_id"] for s in one.json()] == [theirs["subscription_id"]]
+    # In words: who and which contract, so a coordinator needs no id to read the list.
+    [bruno_sub] = one.json()
+    assert bruno_sub["member_name"] == f"M {bruno_id.hex[:6]}" and bruno_sub["contract_name"] == "AMAP légumes"
+    assert bruno_sub["member_email"] == f"{bruno_id.hex[:8]}@example.org"
+    other = await contract(group, distributions=1)
+    to_contract = await group.client.get(
+        group.url("/subscriptions"), headers=group.coordinator, params={"contract_id": other["catalog_id"]}
+    )
+    assert to_contract.status_code == 200 and to_contract.json() == []
+    to_first = await group.client.get(
+        group.url("/subscriptions"), headers=group.coordinator, params={"contract_id": c["catalog_id"]}
+    )
+    assert len(to_first.json()) == 2

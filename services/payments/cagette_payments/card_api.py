@@ -71,6 +71,7 @@ class CardPaymentOut(BaseModel):
     order_id: UUID
     amendment_id: UUID | None
     member_id: UUID
+    member_name: str = Field(description="who paid, as the group knows them now (empty if payments never heard)")
     attempt: int
     state: str = Field(
         description="initiated, failed, expired; once paid: succeeded, partially_refunded, refunded or disputed"
@@ -127,13 +128,18 @@ def _money(amount: int, currency: str) -> dict[str, Any]:
 
 
 def payment_json(
-    row: Row, history: list[Row] | None = None, refunds: list[Row] | None = None, funds: list[Row] | None = None
+    row: Row,
+    names: dict[UUID, str],
+    history: list[Row] | None = None,
+    refunds: list[Row] | None = None,
+    funds: list[Row] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "payment_id": row.payment_id,
         "order_id": row.order_id,
         "amendment_id": row.amendment_id,
         "member_id": row.member_id,
+        "member_name": names.get(row.member_id, ""),
         "attempt": row.attempt,
         "state": row.state,
         "amount": _money(row.amount, row.currency),
@@ -327,6 +333,7 @@ async def pay_by_card(
         started = await card_usecases.start_payment(
             session, principal, settings(request), group_id, order_id, amendment_id
         )
+        names = await store.member_names(session, group_id, [started.payment.member_id])
     payment = started.payment
     if started.needs_session:
         ask = card_usecases.session_request(payment, settings(request))
@@ -336,7 +343,8 @@ async def pay_by_card(
             finished = await card_store.get_card_payment(session, group_id, payment.payment_id)
         if finished is not None:
             payment = finished
-    return JSONResponse(status_code=201 if started.created else 200, content=jsonable_encoder(payment_json(payment)))
+    body = jsonable_encoder(payment_json(payment, names))
+    return JSONResponse(status_code=201 if started.created else 200, content=body)
 
 
 @router.get(
@@ -357,7 +365,8 @@ async def group_card_payments(
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         rows = await card_store.group_card_payments(session, group_id, page, state=state, disputed=disputed)
-    return [payment_json(r) for r in page.finish(rows, lambda row: (row.created_at, row.payment_id), response)]
+        names = await store.member_names(session, group_id, list({row.member_id for row in rows}))
+    return [payment_json(r, names) for r in page.finish(rows, lambda row: (row.created_at, row.payment_id), response)]
 
 
 @router.get(
@@ -373,7 +382,8 @@ async def order_card_payments(
         rows = await card_store.order_card_payments(session, group_id, order_id)
         for row in rows:
             principal.require_self_or_coordinator(group_id, row.member_id)
-        return [payment_json(r, await card_store.history_of(session, r.payment_id)) for r in rows]
+        names = await store.member_names(session, group_id, list({row.member_id for row in rows}))
+        return [payment_json(r, names, await card_store.history_of(session, r.payment_id)) for r in rows]
 
 
 @router.get(
@@ -392,6 +402,7 @@ async def get_card_payment(
         principal.require_self_or_coordinator(group_id, row.member_id)
         return payment_json(
             row,
+            await store.member_names(session, group_id, [row.member_id]),
             await card_store.history_of(session, payment_id),
             await card_store.refund_requests_of(session, payment_id),
             await card_store.dispute_funds_of(session, payment_id),

@@ -166,6 +166,7 @@ async def test_an_amendment_is_paid_on_its_own(payments: Payments) -> None:
         payment["payment_id"],
         first["payment_id"],
     }
+    assert {p["member_name"] for p in listed.json()} == {"Member 0"}  # who paid, in words
     assert (await card_payment(payments, group, payment["payment_id"]))["history"][0]["to"] == "initiated"
 
 
