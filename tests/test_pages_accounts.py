@@ -91,6 +91,9 @@ async def test_coordinator_records_money_through_the_pages(web_system: Stack, ch
     await page.reload()
     assert "David Moreau doit 11,00\u00a0€ au groupe." in await page.inner_text("#balance-words")
     assert "Solde d'ouverture" in await page.inner_text("table.statement")
+    # ... and in his payment history (R15), named and dated like the payments.
+    opening_row = await page.inner_text("table.payments tr[data-kind=opening_balance]")
+    assert "Reprise de solde" in opening_row and "25,00" in opening_row and "enregistrée" in opening_row
     # Another amount again is refused in words (once per member).
     await page.fill("#opening-amount", "-5")
     await page.click("#form-opening_balance button[type=submit]")

@@ -205,6 +205,7 @@ async def _statement(
     before: int | None,
     from_: datetime | None,
     to: datetime | None,
+    kind: domain.Kind | None = None,
 ) -> Statement:
     found = await _member_account(session, group_id, member_id)
     currency, balance = found.currency, found.balance
@@ -214,7 +215,7 @@ async def _statement(
     next_before = None
     if found.account_id is not None:
         account_id = found.account_id
-        if before is None:
+        if before is None and kind in (None, domain.Kind.PAYMENT):
             pending_query = select(pending_entries).where(
                 pending_entries.c.account_id == account_id, pending_entries.c.status == EntryStatus.PENDING
             )
@@ -258,6 +259,8 @@ async def _statement(
         )
         if before is not None:
             query = query.where(postings.c.posting_id < before)
+        if kind is not None:
+            query = query.where(transactions.c.kind == kind.value)
         if from_ is not None:
             query = query.where(postings.c.posted_at >= from_)
         if to is not None:
@@ -313,11 +316,14 @@ async def member_statement(
     before: Annotated[Cursor | None, Query(description="`next_before` of the previous page")] = None,
     from_: Annotated[UtcDatetime | None, Query(alias="from", description="Inclusive, ISO 8601")] = None,
     to: Annotated[UtcDatetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    kind: Annotated[
+        domain.Kind | None, Query(description="only entries of this kind, e.g. opening_balance for the payment history")
+    ] = None,
 ) -> Statement:
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
     async with database.sessionmaker() as session:
-        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to)
+        return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to, kind=kind)
 
 
 STATEMENT_CSV_COLUMNS = [

@@ -95,6 +95,18 @@ async def test_opening_balance_once_per_member(world: World) -> None:
         await world.client.post(url(world, member, "opening-balance"), json=body, headers=world.coordinator)
     ).status_code == 409
     assert (await world.balance(member))["balance"]["amount"] == 500
+    # The payment history shows the opening balances alone (R15): both recorded, newest first.
+    history = await world.client.get(
+        url(world, member, "statement"), params={"kind": "opening_balance"}, headers=world.coordinator
+    )
+    assert history.status_code == 200, history.text
+    assert [(e["kind"], e["amount"]["amount"]) for e in history.json()["entries"]] == [
+        ("opening_balance", 500),
+        ("opening_balance", -1250),
+    ]
+    assert (
+        await world.client.get(url(world, member, "statement"), params={"kind": "gift"}, headers=world.coordinator)
+    ).status_code == 422
 
 
 async def test_bad_adjustments_are_refused_and_change_nothing(world: World) -> None:

@@ -94,9 +94,11 @@ async def _account(visit: Visit, group_id: UUID, member_id: UUID) -> dict[str, A
     if member is None:
         raise PageRefused(404, "account.no_such_member")
     base = f"/groups/{group_id}/members/{member_id}"
-    balance, statement, payments, orders, subscriptions = await asyncio.gather(
+    balance, statement, openings, payments, orders, subscriptions = await asyncio.gather(
         visit.apis.get("ledger", f"{base}/balance"),
         visit.apis.get("ledger", f"{base}/statement", limit=100),
+        # The opening balances belong in the payment history too (R15), however old they are.
+        visit.apis.get("ledger", f"{base}/statement", kind="opening_balance", limit=20),
         visit.apis.get_all("payments", f"{base}/payments"),
         visit.apis.get_all("orders", f"/groups/{group_id}/orders", member_id=str(member_id)),
         _contract_lines(visit, group_id, member_id),
@@ -105,6 +107,7 @@ async def _account(visit: Visit, group_id: UUID, member_id: UUID) -> dict[str, A
         "member": member,
         "balance": balance,
         "statement": statement,
+        "openings": openings["entries"],
         "payments": payments,
         "orders": [order for order in orders if order["status"] != "withdrawn"],
         "subscriptions": subscriptions,

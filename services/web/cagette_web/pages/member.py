@@ -88,10 +88,6 @@ async def my_account(group_id: UUID, visit: GroupVisit) -> Response:
         _distributions(visit, group_id),
         visit.apis.get_all("orders", f"/groups/{group_id}/subscriptions"),
     )
-    contract_ids = sorted({s["contract_id"] for s in subscriptions})
-    contracts = await asyncio.gather(
-        *(visit.apis.get("orders", f"/groups/{group_id}/catalogs/{c}") for c in contract_ids)
-    )
     group = group_of(visit)
     shown = [
         {
@@ -109,7 +105,6 @@ async def my_account(group_id: UUID, visit: GroupVisit) -> Response:
         statement=statement,
         orders=shown,
         subscriptions=subscriptions,
-        contract_names={c["catalog_id"]: c["name"] for c in contracts},
     )
 
 
