@@ -53,8 +53,11 @@ asyncapi: install $(ASYNCAPI)
 	  SUPPRESS_NO_CONFIG_WARNING=1 $(ASYNCAPI) validate "$$document" --fail-severity=warn || exit 1; \
 	done
 
+# Every benchmark beside its baseline, same run; three runs each (min / median / max).
 bench: install
-	$(PY) bench/ledger/run.py
+	$(PY) -m bench.ledger.run --runs 3
+	$(PY) -m bench.orders.run --runs 3
+	$(PY) bench/reads/balances.py --repeat 3
 
 schemas: install
 	$(VENV)/bin/cagette-contracts export-schemas contracts/schemas

@@ -223,8 +223,8 @@ async def test_metrics_on_every_service_move_under_a_small_load(ops_stack: Stack
     for name, metric in (
         ("ledger", "faststream_received_messages_total"),
         ("notifications", "faststream_received_messages_total"),
-        ("orders", "faststream_published_messages_total"),
-        ("ledger", "faststream_published_messages_total"),
+        ("orders", "cagette_outbox_published_messages_total"),
+        ("ledger", "cagette_outbox_published_messages_total"),
     ):
         assert after[name][metric] > before[name].get(metric, 0), (name, metric)
     assert "cagette_ledger_holds_active" in after["ledger"]

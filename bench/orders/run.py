@@ -2,7 +2,7 @@
 ledger, payments, notifications as separate processes, emails into an SMTP sink) beside a bare
 FastAPI + asyncpg INSERT endpoint (baseline.py), measured in the same run with the same client.
 
-    .venv/bin/python bench/orders/run.py [--orders 400] [--rate 50] [--paced-seconds 20] [--runs 1]
+    .venv/bin/python -m bench.orders.run [--orders 400] [--rate 50] [--paced-seconds 20] [--runs 1]
 
 Figures, for the system and the baseline:
 * burst at 8 and 32 clients (each client one keep-alive connection, requests back to back):
@@ -39,6 +39,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
+from bench.measure import CpuMeter
 from cagette_contracts import Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.auth import Principal, encode_token
@@ -50,7 +51,6 @@ from cagette_runtime.testing import create_vhost, delete_vhost, free_port
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SERVICES = ("orders", "ledger", "payments", "notifications")
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------ a small HTTP/1.1 client
@@ -92,67 +92,6 @@ class Connection:
 
 
 # ------------------------------------------------------------------ processes and their CPU
-
-
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime + stime
-
-
-def _process_tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds of named process trees and of the PostgreSQL backends of some databases."""
-
-    roots: dict[str, int]
-    postgres_dsn: str
-    databases: list[str]
-    start: dict[str, dict[int, float]] = field(default_factory=dict)
-
-    async def _backends(self) -> list[int]:
-        connection = await asyncpg.connect(self.postgres_dsn)
-        try:
-            rows = await connection.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[]) AND pid <> pg_backend_pid()",
-                self.databases,
-            )
-        finally:
-            await connection.close()
-        return [row["pid"] for row in rows]
-
-    async def _sample(self) -> dict[str, dict[int, float]]:
-        sample = {name: {pid: _cpu_seconds(pid) for pid in _process_tree(root)} for name, root in self.roots.items()}
-        sample["postgres"] = {pid: _cpu_seconds(pid) for pid in await self._backends()}
-        return sample
-
-    async def begin(self) -> None:
-        self.start = await self._sample()
-
-    async def end(self) -> dict[str, float]:
-        now = await self._sample()
-        return {
-            name: sum(seconds - self.start.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
-            for name, pids in now.items()
-        }
 
 
 # ------------------------------------------------------------------ load

@@ -3,7 +3,8 @@
 Three sources, each from its library, in one registry per service:
 - HTTP: prometheus-fastapi-instrumentator (requests, latency histograms by route and status);
 - messaging: FastStream's own RabbitPrometheusMiddleware on the broker (received, processed,
-  duration, published, by destination and outcome);
+  duration, published, by destination and outcome), and the outbox relay's own count of the
+  events it published (it publishes beside FastStream's pipeline, see outbox.py);
 - what only we know, read from the service's database and broker when Prometheus scrapes:
   the outbox backlog and its oldest row, the parking queues' depths, plus each service's own
   `DatabaseGauge`s (holds active, email backlog, ...). Reading at scrape time means a value is
@@ -21,7 +22,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from faststream.rabbit import RabbitQueue
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy import ColumnElement, Executable, extract, func, select
 from starlette.responses import Response
@@ -88,6 +89,12 @@ class ServiceMetrics:
             "cagette_retrying_messages",
             "Messages waiting in a consumer's retry queue to be tried again (an outage, or a fact not arrived yet)",
             ("queue",),
+            registry=self.registry,
+        )
+        self.outbox_published = Counter(
+            "cagette_outbox_published_messages",
+            "Events the outbox relay published and the broker confirmed, by routing key",
+            ("routing_key",),
             registry=self.registry,
         )
         self.scrape_errors = Gauge(

@@ -8,6 +8,11 @@ bound yet, e.g. a subscriber still starting) is retried the same way for a grace
 parked in the `cagette.unrouted` queue with the reason, so nothing is lost or retried forever. Several
 relays (replicas) share the work through FOR UPDATE SKIP LOCKED.
 
+The relay publishes on the broker's own channel (publisher confirms, returns raise) with aio-pika
+directly, not through FastStream's publish pipeline: the rows are already encoded and carry
+their trace context, so the per-message middlewares (metrics, tracing, encoding) only cost
+time on the hottest path; `cagette_outbox_published_messages_total` counts what it published.
+
 The backoff is for a broker that does not confirm, not a penalty: as soon as the broker is back
 (the connection reconnected, or a row of a failing relay confirmed) every row still waiting out
 a backoff from the outage is due again at once, so nothing waits up to the longest backoff.
@@ -24,7 +29,9 @@ from datetime import timedelta
 from typing import Any, NotRequired, TypedDict
 from uuid import UUID
 
+import aio_pika
 from faststream.rabbit import RabbitBroker, RabbitExchange
+from prometheus_client import Counter as MetricCounter
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +43,7 @@ from .correlation import peek_correlation_id
 from .db import OUTBOX_WRITTEN, Database
 from .tables import outbox_messages
 from .topology import UNROUTED_QUEUE, events_exchange
-from .tracing import continued_from, current_trace_carrier
+from .tracing import current_trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +122,12 @@ class OutboxRelay(BackgroundLoop):
         publish_timeout: float = 10.0,
         unroutable_grace: float = 300.0,
         unroutable_log_interval: float = 60.0,
+        published: MetricCounter | None = None,
+        app_id: str | None = None,
     ) -> None:
         super().__init__(poll_interval)
+        self.published = published
+        self.app_id = app_id
         self.unroutable_lines = OncePer(unroutable_log_interval)
         self.unroutable_grace = unroutable_grace
         self.database = database
@@ -156,7 +167,15 @@ class OutboxRelay(BackgroundLoop):
             ).all()
             if not rows:
                 return 0
-            outcomes = await asyncio.gather(*(self._deliver(row) for row in rows), return_exceptions=True)
+            try:
+                events = await self.broker.declare_exchange(events_exchange)
+                default = await self.broker.declare_exchange(RabbitExchange(""))
+            except Exception as exc:  # no channel: the broker is down; the rows wait for the next pass
+                outcomes: list[BaseException | None] = [exc] * len(rows)
+            else:
+                outcomes = await asyncio.gather(
+                    *(self._deliver(row, events, default) for row in rows), return_exceptions=True
+                )
             confirmed = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
             failed = any(
                 outcome is not None and not isinstance(outcome, ParkedUnroutable) and not _is_unroutable(outcome)
@@ -169,6 +188,10 @@ class OutboxRelay(BackgroundLoop):
                 await session.execute(
                     update(outbox_messages).where(outbox_messages.c.id.in_(confirmed)).values(published_at=func.now())
                 )
+                if self.published is not None:
+                    for row, outcome in zip(rows, outcomes, strict=True):
+                        if outcome is None:
+                            self.published.labels(row.routing_key).inc()
             for row, outcome in zip(rows, outcomes, strict=True):
                 if isinstance(outcome, ParkedUnroutable):
                     await session.execute(
@@ -223,11 +246,13 @@ class OutboxRelay(BackgroundLoop):
                 f" ({held} similar lines held back)" if held else "",
             )
 
-    async def _deliver(self, row: Row[Any]) -> None:
+    async def _deliver(
+        self, row: Row[Any], events: aio_pika.abc.AbstractExchange, default: aio_pika.abc.AbstractExchange
+    ) -> None:
         """Publish the row; an event still unroutable after the grace period is parked in the
         `cagette.unrouted` queue (raising ParkedUnroutable) instead of being retried forever."""
         try:
-            await self._publish(row, exchange=events_exchange, routing_key=row.routing_key, headers=row.headers)
+            await self._publish(row, exchange=events, routing_key=row.routing_key, headers=row.headers)
         except Exception as exc:
             age = (clock.now() - row.created_at).total_seconds()
             if not _is_unroutable(exc) or age < self.unroutable_grace:
@@ -235,7 +260,7 @@ class OutboxRelay(BackgroundLoop):
             reason = f"unroutable for {age:.0f}s: no queue is bound to {row.routing_key}"
             await self._publish(
                 row,
-                exchange=None,
+                exchange=default,
                 routing_key=UNROUTED_QUEUE,
                 headers={**row.headers, "x-unroutable-reason": reason, "x-original-routing-key": row.routing_key},
             )
@@ -247,22 +272,21 @@ class OutboxRelay(BackgroundLoop):
             raise ParkedUnroutable(f"{reason}; parked in {UNROUTED_QUEUE}") from None
 
     async def _publish(
-        self, row: Row[Any], *, exchange: RabbitExchange | None, routing_key: str, headers: dict[str, Any]
+        self, row: Row[Any], *, exchange: aio_pika.abc.AbstractExchange, routing_key: str, headers: dict[str, Any]
     ) -> None:
-        with continued_from(row.headers):
-            confirmation = await self.broker.publish(
-                row.body.encode(),
-                exchange=exchange,
-                routing_key=routing_key,
-                mandatory=True,
-                persist=True,
-                message_id=str(row.event_id),
-                correlation_id=row.correlation_id,
-                content_type="application/json",
-                headers=headers,
-                timestamp=row.created_at,
-                timeout=self.publish_timeout,
-            )
+        message = aio_pika.Message(
+            row.body.encode(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=str(row.event_id),
+            correlation_id=row.correlation_id,
+            content_type="application/json",
+            headers=headers,  # with the action's traceparent: consumers join its trace
+            timestamp=row.created_at,
+            app_id=self.app_id,
+        )
+        confirmation = await exchange.publish(
+            message, routing_key=routing_key, mandatory=True, timeout=self.publish_timeout
+        )
         # aiormq answers Basic.Ack when confirmed; a Nack or nothing means not stored.
         if type(confirmation).__name__ != "Ack":
             raise RuntimeError(f"broker did not confirm: {confirmation!r}")

@@ -104,6 +104,8 @@ class Service:
             poll_interval=self.settings.outbox_poll_interval,
             max_backoff=self.settings.outbox_max_backoff,
             unroutable_grace=self.settings.outbox_unroutable_grace,
+            published=self.metrics.outbox_published,
+            app_id=f"cagette-{name}",
         )
         # Loops started after the broker and stopped before it; services append their own.
         self.background: list[BackgroundLoop] = [
