@@ -3,6 +3,7 @@ references, EPC QR codes for transfers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -10,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
 from cagette_runtime import epc_qr
@@ -106,6 +108,7 @@ class BankLineOut(BaseModel):
     suggested_payment_id: UUID | None
     payment_id: UUID | None
     member_id: UUID | None
+    member_name: str | None = Field(description="whose money it is, in words (null until matched or assigned)")
     reviewed_by: UUID | None
     reviewed_at: datetime | None
     review_note: str | None
@@ -127,6 +130,12 @@ class TransferInstructionsOut(BaseModel):
     amount: Money | None
     reference: str
     epc_payload: str | None = Field(description="EPC069-12 SEPA QR payload; null outside EUR and SEPA")
+
+
+async def lines_json(session: AsyncSession, group_id: UUID, rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """The lines as answered, each with its member's name."""
+    names = await store.member_names(session, group_id, list({row.member_id for row in rows if row.member_id}))
+    return [{**line_json(row), "member_name": names.get(row.member_id)} for row in rows]
 
 
 def line_json(row: Row) -> dict[str, Any]:
@@ -239,7 +248,7 @@ async def list_lines(
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         rows = await bank_store.list_lines(session, group_id, outcome=outcome, import_id=import_id)
-        return [line_json(row) for row in rows]
+        return await lines_json(session, group_id, rows)
 
 
 @router.post(
@@ -254,7 +263,8 @@ async def assign_line(
         row = await bank.assign_line(
             session, principal, group_id, line_id, member_id=body.member_id, payment_id=body.payment_id, note=body.note
         )
-        return line_json(row)
+        [line] = await lines_json(session, group_id, [row])
+        return line
 
 
 @router.post(
@@ -264,7 +274,9 @@ async def ignore_line(
     group_id: UUID, line_id: UUID, body: Ignore, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
     async with database.transaction() as session:
-        return line_json(await bank.ignore_line(session, principal, group_id, line_id, reason=body.reason))
+        row = await bank.ignore_line(session, principal, group_id, line_id, reason=body.reason)
+        [line] = await lines_json(session, group_id, [row])
+        return line
 
 
 # -- standing references and transfer instructions ------------------------------------------

@@ -307,6 +307,7 @@ async def test_review_assign_to_a_payment_or_a_member_or_ignore(payments: Paymen
         f"{base}/{review['R-2']['line_id']}/assign", json={"member_id": str(bob)}, headers=coordinator
     )
     assert to_bob.status_code == 200, to_bob.text
+    assert to_bob.json()["member_name"] == "Member 1"  # the review list says whose money it is in words
     credited = await payment(payments, group, to_bob.json()["payment_id"])
     assert (
         credited["member_id"] == str(bob)
@@ -318,7 +319,8 @@ async def test_review_assign_to_a_payment_or_a_member_or_ignore(payments: Paymen
         f"{base}/{review['R-3']['line_id']}/ignore", json={"reason": "bank test transfer"}, headers=coordinator
     )
     assert ignored.status_code == 200 and ignored.json()["outcome"] == "ignored"
-    assert ignored.json()["review_note"] == "bank test transfer"
+    assert ignored.json()["review_note"] == "bank test transfer" and ignored.json()["member_name"] is None
+    assert {row["member_name"] for row in await lines(payments, group, outcome="assigned")} == {"Member 0", "Member 1"}
     twice = await payments.client.post(
         f"{base}/{review['R-3']['line_id']}/assign", json={"member_id": str(carol)}, headers=coordinator
     )
