@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
-
-from typing import Annotated
 
 from pydantic import EmailStr, Field, WithJsonSchema, model_validator
 

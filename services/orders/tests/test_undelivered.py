@@ -20,7 +20,9 @@ def _undelivered(group: Group, order_id: str, line: int) -> str:
 
 
 async def _events(group: Group) -> list[dict]:
-    return [e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.order.line_undelivered"]
+    return [
+        e for e in await outbox_rows(group.env, group.group_id) if e["routing_key"] == "orders.order.line_undelivered"
+    ]
 
 
 async def test_a_coordinator_takes_an_undelivered_product_off_with_a_reason(group: Group) -> None:
@@ -102,7 +104,13 @@ async def test_bad_requests_are_refused_and_change_nothing(group: Group) -> None
         ("control character", _undelivered(group, order_id, 1), group.coordinator, {"reason": "a\x00b"}, 422),
         ("newline", _undelivered(group, order_id, 1), group.coordinator, {"reason": "a\nb"}, 422),
         ("too long", _undelivered(group, order_id, 1), group.coordinator, {"reason": "x" * 301}, 422),
-        ("more than ordered", _undelivered(group, order_id, 1), group.coordinator, {"quantity": "3", "reason": "r"}, 422),
+        (
+            "more than ordered",
+            _undelivered(group, order_id, 1),
+            group.coordinator,
+            {"quantity": "3", "reason": "r"},
+            422,
+        ),
         ("half a bread", _undelivered(group, order_id, 1), group.coordinator, {"quantity": "0.5", "reason": "r"}, 422),
         ("zero", _undelivered(group, order_id, 1), group.coordinator, {"quantity": "0", "reason": "r"}, 422),
         ("not a number", _undelivered(group, order_id, 1), group.coordinator, {"quantity": "١", "reason": "r"}, 422),
