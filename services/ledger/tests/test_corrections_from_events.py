@@ -15,6 +15,7 @@ from cagette_contracts import (
     PaymentRefunded,
     PaymentReversed,
 )
+
 from .conftest import World, count_rows, wait_processed
 from .test_flows import park_reason
 
