@@ -49,6 +49,7 @@ from .orders import (
     OrderAwaitingPayment,
     OrderConfirmed,
     OrderLine,
+    OrderLineUndelivered,
     ProductCreated,
     SubscriptionAmended,
     SubscriptionConfirmed,
@@ -70,6 +71,7 @@ from .payments import (
     PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
 )
 from .web import (
     InvitationCreated,
@@ -119,6 +121,7 @@ __all__ = [
     "OrderAwaitingPayment",
     "OrderConfirmed",
     "OrderLine",
+    "OrderLineUndelivered",
     "Part",
     "PaymentCancelled",
     "PaymentDeclared",
@@ -126,6 +129,7 @@ __all__ = [
     "PasswordResetRequested",
     "PaymentReceived",
     "PaymentRefunded",
+    "PaymentReversed",
     "PlaceHold",
     "PositiveQuantity",
     "PostingLine",

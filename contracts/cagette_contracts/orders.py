@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import EmailStr, Field, WithJsonSchema, model_validator
 
 from . import routing
 from .common import (
@@ -148,6 +148,54 @@ class OrderAmended(Event):
             raise MoneyError("an amendment adds a positive amount")
         if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
             raise MoneyError("new_total must include added_total, in the same currency")
+        return self
+
+
+# A quantity that may be zero ("0", "1.5"): on the wire a decimal string, never a float.
+NonNegativeQuantity = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=12, decimal_places=3),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,3})?$"}, mode="serialization"),
+]
+
+
+class OrderLineUndelivered(Event):
+    """A coordinator took `quantity` of one line of a confirmed order off it because the producer
+    could not deliver it (R6: lowering an order is the coordinator's business, a recorded
+    correction, with a reason). The member owes `amount` less: the line priced at what was left
+    of it before, minus the line priced at `quantity_left` (so removing a line in several steps
+    credits exactly its total, whatever the rounding). Once per `removal_id`."""
+
+    event_type: Literal["orders.order.line_undelivered"] = routing.ORDER_LINE_UNDELIVERED
+    schema_version: Literal[1] = 1
+    order_id: UUID
+    removal_id: UUID = Field(description="This removal: the key of its effects (one credit, one email)")
+    member_id: UUID
+    distribution_id: UUID | None = None
+    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
+    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
+    payment_method: PaymentMethod
+    line_number: int = Field(ge=1, description="The order line's number (GET /groups/{g}/orders/{o})")
+    product_id: UUID | None = None
+    product_name: str
+    unit: str | None = Field(default=None, description="piece, kg or litre: what the quantity counts")
+    quantity: PositiveQuantity = Field(description="How much of the line was not delivered (this removal)")
+    quantity_left: NonNegativeQuantity = Field(description="What is left of the line after this removal")
+    unit_price: Money
+    fee_rate: Decimal = Decimal(0)
+    amount: PositiveMoney = Field(description="What the member owes less: credited to the member's account")
+    new_total: Money = Field(description="What the order comes to after this removal (may be zero)")
+    reason: str = Field(min_length=1, max_length=300, description="Why it was not delivered, as the coordinator wrote")
+    removed_by: UUID = Field(description="The coordinator who recorded it")
+
+    @model_validator(mode="after")
+    def _amounts(self) -> OrderLineUndelivered:
+        if self.amount.amount <= 0:
+            raise MoneyError("an undelivered line credits a positive amount")
+        if self.new_total.currency != self.amount.currency or self.new_total.amount < 0:
+            raise MoneyError("new_total is the order's remaining total, in the same currency, never negative")
+        if self.unit_price.currency != self.amount.currency:
+            raise MoneyError("the unit price and the amount credited are in the same currency")
         return self
 
 
@@ -315,6 +363,7 @@ __all__ = [
     "OrderAwaitingPayment",
     "SubscriptionAmended",
     "OrderAmended",
+    "OrderLineUndelivered",
     "SubscriptionConfirmed",
     "GroupSettingsChanged",
     "MemberJoined",

@@ -83,6 +83,22 @@ class PaymentRefunded(_PaymentEvent):
     )
 
 
+class PaymentReversed(_PaymentEvent):
+    """A received payment was recorded by mistake (on the wrong member, twice, a wrong amount)
+    and a coordinator reversed it: a correction, not a refund. No money moved back: the
+    ledger posts a reversal of the payment's own transaction (kind reversal), the member is
+    sent no refund email. `payment_id` is the reversed payment; `reversal_id` the reversing
+    entry payments recorded (once per payment)."""
+
+    event_type: Literal["payments.payment.reversed"] = routing.PAYMENT_REVERSED
+    schema_version: Literal[1] = 1
+    reversal_id: UUID
+    method: PaymentMethod
+    card_terminal: bool = Field(default=False, description="method card, paid on a card terminal")
+    reason: str = Field(min_length=1)
+    recorded_by: UUID
+
+
 class CardPaymentSucceeded(_PaymentEvent):
     event_type: Literal["payments.card_payment.succeeded"] = routing.CARD_PAYMENT_SUCCEEDED
     schema_version: Literal[1] = 1
@@ -247,4 +263,5 @@ __all__ = [
     "PaymentDeclared",
     "PaymentReceived",
     "PaymentRefunded",
+    "PaymentReversed",
 ]

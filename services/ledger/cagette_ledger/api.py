@@ -298,10 +298,11 @@ async def _statement(
 
 
 def _described(kind: str, memo: str, reason: str | None, language: str) -> str:
-    """Opening balances and corrections are worded when read (their memo is the coordinator's)."""
+    """Opening balances and a coordinator's corrections are worded when read (their memo is the
+    coordinator's); a correction worded when posted (a product not delivered, R6) keeps its words."""
     if kind == "opening_balance":
         return wording.opening_balance("" if memo == "opening balance" else memo, language)
-    if kind == "correction":
+    if kind == "correction" and memo == "correction":
         return wording.correction(reason or memo, language)
     return memo
 

@@ -25,9 +25,11 @@ from cagette_contracts import (
     Money,
     OrderAmended,
     OrderConfirmed,
+    OrderLineUndelivered,
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
     SubscriptionAmended,
     SubscriptionConfirmed,
     TransactionKind,
@@ -190,6 +192,25 @@ def order_amended(event: OrderAmended) -> TransactionDraft:
     )
 
 
+def order_line_undelivered(event: OrderLineUndelivered) -> TransactionDraft:
+    """A product the producer could not deliver, taken off the order by a coordinator (R6):
+    the member owes that much less. A new posting crediting the member against sales, never an
+    edit of the order's (B4). Kind correction (R6: "a recorded correction"), with the reason and
+    who recorded it: not kind reversal, which negates the whole of one transaction, once."""
+    return _member_against(
+        group_id=event.group_id,
+        member_id=event.member_id,
+        member_amount=_positive(event.amount, "an undelivered product's credit"),
+        against=AccountType.SALES,
+        kind=Kind.CORRECTION,
+        key=f"order:{event.order_id}:undelivered:{event.removal_id}",
+        memo=f"order {event.order_id} line {event.line_number} not delivered",
+        source_event_id=event.event_id,
+        reason=event.reason,
+        recorded_by=event.removed_by,
+    )
+
+
 def subscription_confirmed(event: SubscriptionConfirmed) -> TransactionDraft:
     """A subscription contract: the debt is the contract total, recorded at once (R19)."""
     return _member_against(
@@ -277,6 +298,15 @@ def payment_refunded(event: PaymentRefunded) -> TransactionDraft:
         source_event_id=event.event_id,
         recorded_by=event.recorded_by,
     )
+
+
+def payment_reversal_accounts(event: PaymentReversed) -> list[AccountRef]:
+    """The accounts the reversal of a received payment posts to: the member's and the clearing
+    account the payment came in by (to lock them with a batch's others)."""
+    return [
+        member_account(event.group_id, event.member_id),
+        group_account(event.group_id, clearing_account(event.method)),
+    ]
 
 
 def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:

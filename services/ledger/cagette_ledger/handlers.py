@@ -27,10 +27,12 @@ from cagette_contracts import (
     MemberUpdated,
     OrderAmended,
     OrderConfirmed,
+    OrderLineUndelivered,
     PaymentCancelled,
     PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
@@ -125,6 +127,7 @@ _DRAFTS: dict[type[Event], Callable[[Any], domain.TransactionDraft]] = {
     SubscriptionConfirmed: domain.subscription_confirmed,
     SubscriptionAmended: domain.subscription_amended,
     PaymentRefunded: domain.payment_refunded,
+    OrderLineUndelivered: domain.order_line_undelivered,
     CardFeeCharged: domain.card_fee_charged,
     CardDisputeFundsWithdrawn: domain.card_dispute_funds_withdrawn,
     CardDisputeFundsReinstated: domain.card_dispute_funds_reinstated,
@@ -151,10 +154,22 @@ async def on_money_owed(session: AsyncSession, event: MoneyOwed) -> None:
 
 async def on_posting(
     session: AsyncSession,
-    event: PaymentRefunded | CardFeeCharged | CardDisputeFundsWithdrawn | CardDisputeFundsReinstated,
+    event: PaymentRefunded
+    | OrderLineUndelivered
+    | CardFeeCharged
+    | CardDisputeFundsWithdrawn
+    | CardDisputeFundsReinstated,
 ) -> None:
     group = await operations.find_group(session, event.group_id)
     await operations.post_and_publish(session, in_words(event, _DRAFTS[type(event)](event), group))
+
+
+async def on_payment_reversed(session: AsyncSession, event: PaymentReversed) -> None:
+    """A received payment recorded by mistake: the reversal of its own transaction (kind
+    reversal, pointing at it), in the statement's words for a reversal, not a refund."""
+    group = await operations.find_group(session, event.group_id)
+    memo = wording.reversed_payment(event, group.language if group else "fr")
+    await operations.reverse_payment(session, event, memo=memo)
 
 
 # The ledger.postings consumer: one queue for everything that touches balances, so one group's
@@ -172,6 +187,8 @@ POSTINGS = EventHandlers(
         PaymentReceived: operations.receive_payment,
         PaymentCancelled: operations.cancel_payment,
         PaymentRefunded: on_posting,
+        PaymentReversed: on_payment_reversed,
+        OrderLineUndelivered: on_posting,
         CardFeeCharged: on_posting,
         CardDisputeFundsWithdrawn: on_posting,
         CardDisputeFundsReinstated: on_posting,
@@ -239,6 +256,10 @@ async def lock_batch_accounts(session: AsyncSession, events: list[Event]) -> Non
                 draft = _DRAFTS[type(event)](event)
             elif isinstance(event, PaymentReceived):
                 draft = domain.payment_received(event)
+            elif isinstance(event, PaymentReversed):
+                for account in domain.payment_reversal_accounts(event):
+                    wanted.setdefault(account, event.amount.currency)
+                continue
             else:
                 continue
         except Invalid:

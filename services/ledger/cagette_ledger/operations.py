@@ -22,12 +22,13 @@ from cagette_contracts import (
     PaymentDeclared,
     PaymentMethod,
     PaymentReceived,
+    PaymentReversed,
     PlaceHold,
 )
 from cagette_contracts.common import DEFAULT_TIME_ZONE
 from cagette_runtime import clock, outbox
 from cagette_runtime.db import AnyRow
-from cagette_runtime.errors import Conflict, Invalid, NotFound
+from cagette_runtime.errors import Conflict, Invalid, NotFound, NotYet
 
 from . import domain, wording
 from .domain import AccountRef, EntryStatus, HoldStatus, Leg, TransactionDraft
@@ -428,6 +429,57 @@ async def reverse(
         )
         if existing_key != draft.fingerprint():
             raise Conflict(f"transaction {transaction_id} was already reversed by {existing}", reversal_id=existing)
+    return await post_and_publish(session, draft)
+
+
+async def reverse_payment(session: AsyncSession, event: PaymentReversed, *, memo: str) -> PostedTransaction | None:
+    """payments.payment.reversed: the reversal of the payment's own posted transaction (every
+    leg negated, kind reversal, pointing at it). Its posting not here yet: retried (NotYet). The
+    transaction already reversed (the same event again, or a coordinator's reversal through the
+    API): nothing more is posted."""
+    original = (
+        await session.execute(
+            select(transactions.c.transaction_id, transactions.c.group_id).where(
+                transactions.c.idempotency_key == f"payment:{event.payment_id}:received"
+            )
+        )
+    ).first()
+    if original is None:
+        raise NotYet(f"payment {event.payment_id} is not posted yet: its reversal waits for it")
+    if original.group_id != event.group_id:
+        raise Invalid(f"payment {event.payment_id} was posted in another group")
+    existing = await session.scalar(
+        select(transactions.c.transaction_id).where(transactions.c.reverses_transaction_id == original.transaction_id)
+    )
+    if existing is not None:
+        log.info(
+            "payment %s: transaction %s already reversed by %s", event.payment_id, original.transaction_id, existing
+        )
+        return None
+    rows = (
+        await session.execute(
+            select(postings.c.amount, postings.c.currency, accounts.c.type, accounts.c.member_id)
+            .join(accounts, accounts.c.account_id == postings.c.account_id)
+            .where(postings.c.transaction_id == original.transaction_id)
+            .order_by(postings.c.posting_id)
+        )
+    ).all()
+    legs = [
+        Leg(
+            AccountRef(event.group_id, AccountType(row.type), row.member_id),
+            Money(amount=row.amount, currency=row.currency),
+        )
+        for row in rows
+    ]
+    draft = domain.reversal(
+        original.transaction_id,
+        event.group_id,
+        legs,
+        reason=event.reason,
+        recorded_by=event.recorded_by,
+        original_kind=domain.Kind.PAYMENT.value,
+    )
+    draft = dataclasses.replace(draft, memo=memo, source_event_id=event.event_id)
     return await post_and_publish(session, draft)
 
 

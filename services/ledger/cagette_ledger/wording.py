@@ -1,8 +1,8 @@
 """What a statement entry says, in words and in the group's language (French or English).
 
 "Commande pour la distribution du mar. 3 déc., Préau de l'école (Pain x2, Comté 0,375 kg)",
-"Chèque n°101 reçu", "Solde d'ouverture", "Correction : ...". Dates and numbers are formatted by
-Babel for the language; distribution dates are shown in the groups' time zone.
+"Chèque n°101 reçu", "Solde d'ouverture", "Correction : ...", "Produit non livré : Comté 0,375 kg (...)".
+Dates and numbers are formatted by Babel for the language; distribution dates are shown in the groups' time zone.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from cagette_contracts import (
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    OrderLineUndelivered,
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
@@ -44,6 +46,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "pending": "{method} annoncé (en attente)",
         "refunded": "Remboursement ({method})",
         "reversal": "Annulation d'un paiement enregistré par erreur",
+        "reversed": "Annulation d'un paiement enregistré par erreur ({what}) : {reason}",
+        "undelivered": "Produit non livré : {what} ({reason})",
         "cheque": "Chèque",
         "cash": "Paiement en espèces",
         "transfer": "Virement",
@@ -67,6 +71,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "pending": "{method} announced (pending)",
         "refunded": "Refund ({method})",
         "reversal": "Reversal of a payment recorded by mistake",
+        "reversed": "Reversal of a payment recorded by mistake ({what}): {reason}",
+        "undelivered": "Not delivered: {what} ({reason})",
         "cheque": "Cheque",
         "cash": "Cash",
         "transfer": "Transfer",
@@ -90,10 +96,26 @@ def distribution_date(starts_at: datetime, language: str, zone: ZoneInfo) -> str
 
 def line_words(line: OrderLine, language: str) -> str:
     """ "Pain x2" for pieces, "Comté 0,375 kg" for weights and volumes."""
-    quantity = format_decimal(Decimal(line.quantity).normalize(), locale=language if language in LANGUAGES else "fr")
-    if line.unit in ("kg", "litre"):
-        return f"{line.product_name} {quantity} {'l' if line.unit == 'litre' else 'kg'}"
-    return f"{line.product_name} x{quantity}"
+    return quantity_words(line.product_name, line.quantity, line.unit, language)
+
+
+def quantity_words(product_name: str, quantity: Decimal, unit: str | None, language: str) -> str:
+    text = format_decimal(Decimal(quantity).normalize(), locale=language if language in LANGUAGES else "fr")
+    if unit in ("kg", "litre"):
+        return f"{product_name} {text} {'l' if unit == 'litre' else 'kg'}"
+    return f"{product_name} x{text}"
+
+
+def undelivered(event: OrderLineUndelivered, language: str) -> str:
+    """ "Produit non livré : Comté 0,375 kg (fromager malade)" / "Not delivered: ..." (R6)."""
+    what = quantity_words(event.product_name, event.quantity, event.unit, language)
+    return _words(language)["undelivered"].format(what=what, reason=event.reason)
+
+
+def reversed_payment(event: PaymentReversed, language: str) -> str:
+    """ "Annulation d'un paiement enregistré par erreur (Chèque) : mauvais adhérent"."""
+    what = method_name(event.method.value, language, card_terminal=event.card_terminal)
+    return _words(language)["reversed"].format(what=what, reason=event.reason)
 
 
 def _lines(lines: list[OrderLine], language: str) -> str:
@@ -171,6 +193,8 @@ def memo_for(
     | SubscriptionAmended
     | PaymentReceived
     | PaymentRefunded
+    | OrderLineUndelivered
+    | PaymentReversed
     | object,
     language: str,
     time_zone_name: str = DEFAULT_TIME_ZONE,
@@ -186,4 +210,8 @@ def memo_for(
             return received(event, language)
         case PaymentRefunded():
             return refunded(event, language)
+        case OrderLineUndelivered():
+            return undelivered(event, language)
+        case PaymentReversed():
+            return reversed_payment(event, language)
     return None

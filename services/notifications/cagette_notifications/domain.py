@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -27,6 +28,7 @@ class Kind(StrEnum):
     PAYMENT_CANCELLED = "payment_cancelled"
     CARD_PAYMENT_FAILED = "card_payment_failed"
     PAYMENT_REFUNDED = "payment_refunded"
+    LINE_UNDELIVERED = "line_undelivered"  # a product the producer could not deliver, taken off the order (R6)
     BALANCE_REMINDER = "balance_reminder"
     BALANCE_DIGEST = "balance_digest"
     CARD_PAYMENT_DISPUTED = "card_payment_disputed"  # to the group's coordinators, not the member
@@ -342,6 +344,52 @@ def payment_instructions(
             group,
             member,
             {"instructions": instructions, "about": about, "date": declared_at},
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """What a coordinator took off an order as not delivered (R6)."""
+
+    product_name: str
+    quantity: Decimal
+    unit: str | None
+    quantity_left: Decimal
+
+
+def line_undelivered(
+    source_event_id: UUID,
+    group: Group,
+    member: Member,
+    *,
+    order_id: UUID,
+    product: Undelivered,
+    reason: str,
+    amount: Money,
+    new_total: Money,
+    method: PaymentMethod,
+    removed_at: datetime,
+    distribution: Distribution | None = None,
+) -> list[Email]:
+    """The member is told which product was not delivered, why, and how much less they owe (the
+    amount credited to their account). Not a reminder: always sent."""
+    return email_if_wanted(
+        Email(
+            Kind.LINE_UNDELIVERED,
+            source_event_id,
+            group,
+            member,
+            {
+                "order_id": order_id,
+                "product": product,
+                "reason": reason,
+                "amount": amount,
+                "new_total": new_total,
+                "method": method,
+                "date": removed_at,
+                "distribution": distribution,
+            },
         )
     )
 

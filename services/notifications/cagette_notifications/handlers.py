@@ -33,12 +33,14 @@ from cagette_contracts import (
     OrderAmended,
     OrderConfirmed,
     OrderLine,
+    OrderLineUndelivered,
     PasswordResetRequested,
     PaymentCancelled,
     PaymentDeclared,
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
     SubscriptionAmended,
     SubscriptionConfirmed,
     TransactionPosted,
@@ -140,6 +142,8 @@ class Handlers:
                 PaymentReceived: self.on_payment_outcome,
                 PaymentCancelled: self.on_payment_outcome,
                 PaymentRefunded: self.on_payment_outcome,
+                PaymentReversed: self.on_payment_reversed,
+                OrderLineUndelivered: self.on_line_undelivered,
                 CardPaymentFailed: self.on_payment_outcome,
                 CardPaymentDisputed: self.on_card_payment_disputed,
                 CardSettingsChanged: self.on_card_settings_changed,
@@ -585,6 +589,31 @@ class Handlers:
                 kind = Kind.CARD_PAYMENT_FAILED
                 facts |= {"method": PaymentMethod.CARD, "reason": event.reason, "retry_url": event.retry_url}
         await self.send(session, domain.payment_event_email(kind, event.event_id, group, member, **facts))
+
+    async def on_payment_reversed(self, session: AsyncSession, event: PaymentReversed) -> None:
+        """A received payment recorded by mistake, reversed: a correction, not a refund. No money
+        moved back, so the member is sent no refund email; their statement shows the reversal."""
+        log.info("payment %s reversed (%s): a correction, no email", event.payment_id, event.reason)
+
+    async def on_line_undelivered(self, session: AsyncSession, event: OrderLineUndelivered) -> None:
+        """R6: the member is told which product was not delivered, why, and the amount credited."""
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        await self.send(
+            session,
+            domain.line_undelivered(
+                event.event_id,
+                group,
+                member,
+                order_id=event.order_id,
+                product=domain.Undelivered(event.product_name, event.quantity, event.unit, event.quantity_left),
+                reason=event.reason,
+                amount=event.amount,
+                new_total=event.new_total,
+                method=event.payment_method,
+                removed_at=event.occurred_at,
+                distribution=domain.distribution_of(event.distribution_starts_at, event.distribution_place),
+            ),
+        )
 
     async def _record_outcome(self, session: AsyncSession, event: Event) -> None:
         """What became of the payment (pending payments defer balance reminders)."""

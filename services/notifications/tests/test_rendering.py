@@ -135,6 +135,20 @@ def every_email(language: str) -> list[domain.Email]:
             settings_url=SETTINGS_URL,
             changed_at=WHEN,
         )
+    for method in (PaymentMethod.CHEQUE, PaymentMethod.CARD):
+        emails += domain.line_undelivered(
+            eid(),
+            GROUP,
+            m,
+            order_id=eid(),
+            product=domain.Undelivered("Comté <AOP>", Decimal("0.375"), "kg", Decimal(0)),
+            reason="Fromager <malade>",
+            amount=TOTAL,
+            new_total=Money.of(700, "EUR"),
+            method=method,
+            removed_at=WHEN,
+            distribution=domain.Distribution(WHEN, "La grange"),
+        )
     emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
     emails += domain.balance_digest(
         eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
@@ -160,6 +174,53 @@ def test_every_kind_renders_with_localised_amounts_and_dates(language: str) -> N
         assert "Zoé &lt;b&gt;" in rendered.html and "<b>" not in rendered.html.replace("<body", "")
         assert "Les &lt;Paniers&gt; &amp; Co" in rendered.html and "Les <Paniers> & Co" in rendered.text
         assert f'<html lang="{language}">' in rendered.html
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "sentences"),
+    [
+        (
+            "fr",
+            "Produit non livré : Comté, 7,65\xa0€ de moins à payer - Les <Paniers> & Co",
+            [
+                "Comté : 0,375 kg non livré (il en reste 0,5 kg dans votre commande)",
+                "Motif : fromager malade",
+                "vous devez 7,65\xa0€ de moins",
+                "Nouveau total de la commande : 7,00\xa0€",
+            ],
+        ),
+        (
+            "en",
+            "Not delivered: Comté, €7.65 less to pay - Les <Paniers> & Co",
+            [
+                "Comté: 0.375 kg not delivered (0.5 kg of it is still in your order)",
+                "Reason: fromager malade",
+                "you owe €7.65 less",
+                "New order total: €7.00",
+            ],
+        ),
+    ],
+)
+def test_an_undelivered_product_names_it_the_reason_and_the_credit(
+    language: str, subject: str, sentences: list[str]
+) -> None:
+    [email] = domain.line_undelivered(
+        uuid.uuid4(),
+        GROUP,
+        member(language),
+        order_id=uuid.uuid4(),
+        product=domain.Undelivered("Comté", Decimal("0.375"), "kg", Decimal("0.5")),
+        reason="fromager malade",
+        amount=Money.of(765, "EUR"),
+        new_total=Money.of(700, "EUR"),
+        method=PaymentMethod.CHEQUE,
+        removed_at=WHEN,
+    )
+    rendered = render(email)
+    assert rendered.subject == subject
+    for sentence in sentences:
+        assert sentence in rendered.text, sentence
+    assert "<del>Comté" in rendered.html
 
 
 @pytest.mark.parametrize(

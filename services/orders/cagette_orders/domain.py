@@ -1,6 +1,7 @@
 """Pure order rules, no I/O: group payment settings (R1, R9, R13, R17, R18), catalogs and units,
 distributions and their cut-off, baskets priced once per line (B1), add-only changes (R6),
-how each payment method settles an order (R8, R12-R14, R21) and subscription totals (R19).
+how each payment method settles an order (R8, R12-R14, R21), products a coordinator takes off an
+order because they were not delivered (R6) and subscription totals (R19).
 
 Everything here raises `Invalid` (422) or `Conflict` (409) with a reason a member can act on.
 """
@@ -310,6 +311,76 @@ def add_only_diff(
     if not added:
         raise Invalid("nothing to add: the basket is unchanged")
     return added
+
+
+# ------------------------------------------------------------------ undelivered products (R6)
+
+
+MAX_UNDELIVERED_REASON = 300
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """What taking `quantity` of a line off an order does: `quantity_left` of the line remains,
+    and the member owes `amount` less."""
+
+    quantity: Decimal
+    quantity_left: Decimal
+    amount: Money
+
+
+def check_reason(reason: str) -> str:
+    """A reason a coordinator wrote: trimmed, not empty (its characters are checked by the API)."""
+    reason = reason.strip()
+    if not reason:
+        raise Invalid("say why the product was not delivered: the member reads it")
+    if len(reason) > MAX_UNDELIVERED_REASON:
+        raise Invalid(f"the reason is at most {MAX_UNDELIVERED_REASON} characters")
+    return reason
+
+
+def undelivered(
+    *,
+    product_name: str,
+    unit: Unit | None,
+    ordered: Decimal,
+    already_removed: Decimal,
+    quantity: Decimal | None,
+    unit_price: Money,
+    fee_rate: Decimal,
+) -> Undelivered:
+    """R6: a coordinator takes all (`quantity` None) or part of what is left of a line off an
+    order, because the producer could not deliver it. The member owes the line priced at what
+    was left minus the line priced at what remains: removing a line in several steps credits
+    exactly its total, whatever the rounding (B1). Nothing left: Conflict; more than is left,
+    a fraction of a piece, or an amount that rounds to nothing: Invalid."""
+    left = ordered - already_removed
+    if left <= 0:
+        raise Conflict(f"{product_name} was already taken off this order entirely")
+    wanted = left if quantity is None else quantity
+    if wanted <= 0:
+        raise Invalid(f"{product_name}: the quantity not delivered must be positive, got {wanted}")
+    if unit not in WEIGHED_UNITS and wanted != wanted.to_integral_value():
+        raise Invalid(f"{product_name} is sold by the piece: the quantity not delivered must be a whole number")
+    if wanted > left:
+        raise Invalid(
+            f"{product_name}: only {plain(left)} left on this order (ordered {plain(ordered)}); "
+            f"{plain(wanted)} cannot be taken off"
+        )
+    remaining = left - wanted
+    amount = line_amount(left, unit_price, fee_rate) - line_amount(remaining, unit_price, fee_rate)
+    if amount.amount <= 0:
+        raise Invalid(f"{product_name}: {plain(wanted)} rounds to nothing; take off more of it")
+    return Undelivered(plain(wanted), plain(remaining), amount)
+
+
+def check_removable(status: OrderStatus, amendment_status: OrderStatus | None) -> None:
+    """Only what the member holds can be taken off: a confirmed order's lines, and those of its
+    confirmed additions (an unpaid card basket is abandoned instead)."""
+    if status is not OrderStatus.CONFIRMED:
+        raise Conflict(f"this order is {status.value}: only a confirmed order's products can be taken off it")
+    if amendment_status is not None and amendment_status is not OrderStatus.CONFIRMED:
+        raise Conflict(f"this line belongs to an addition that is {amendment_status.value}, not confirmed")
 
 
 # ------------------------------------------------------------------ settling an order by method

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import Field
 
 from cagette_contracts import PaymentMethod
-from cagette_contracts.inputs import AsciiDecimal, RequestBody
+from cagette_contracts.inputs import SINGLE_LINE, AsciiDecimal, RequestBody
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
@@ -55,6 +55,26 @@ class BasketIn(RequestBody):
         max_length=200,
         description="The whole basket wanted. With payments on it may only grow (R6): the difference is added.",
     )
+
+
+class UndeliveredIn(RequestBody):
+    quantity: (
+        Annotated[
+            AsciiDecimal,
+            Field(
+                gt=0,
+                max_digits=12,
+                decimal_places=3,
+                description="How much of the line was not delivered; all that is left of it when omitted",
+            ),
+        ]
+        | None
+    ) = None
+    reason: Annotated[
+        str,
+        Field(min_length=1, max_length=domain.MAX_UNDELIVERED_REASON, description="Why, in words the member reads"),
+        SINGLE_LINE,
+    ]
 
 
 class SubscriptionIn(RequestBody):
@@ -133,6 +153,32 @@ async def withdraw_order(
     (until the cut-off). A confirmed order with payments on cannot be removed (R6)."""
     async with database.transaction() as session:
         await usecases.withdraw_order(session, principal, group_id, order_id)
+        return await store.load_order(session, group_id, order_id)
+
+
+@router.post(
+    "/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered",
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    tags=["orders"],
+)
+async def take_off_undelivered(
+    group_id: UUID,
+    order_id: UUID,
+    line_number: Annotated[int, Path(ge=1, le=100_000)],
+    body: UndeliveredIn,
+    principal: CurrentPrincipal,
+    database: DatabaseDep,
+) -> OrderOut:
+    """A product the producer could not deliver, taken off a confirmed order (R6, coordinators
+    only, with a reason; also after the basket was validated). All of the line, or `quantity`
+    of what is left of it. The order's total is lowered and OrderLineUndelivered published: the
+    ledger credits the member that much, payments lowers what the basket owes, the member is
+    emailed. Nothing left of the line: 409; more than is left: 422."""
+    command = usecases.TakeOffUndelivered(group_id, order_id, line_number, body.quantity, body.reason)
+    async with database.transaction() as session:
+        await usecases.take_off_undelivered(session, principal, command)
+    async with database.transaction() as session:
         return await store.load_order(session, group_id, order_id)
 
 

@@ -31,6 +31,7 @@ from .tables import (
     groups,
     members,
     order_amendments,
+    order_line_removals,
     order_lines,
     orders,
     products,
@@ -326,8 +327,28 @@ async def find_catalog(session: AsyncSession, group_id: UUID, catalog_id: UUID) 
 # ------------------------------------------------------------------ lines (orders and subscriptions alike)
 
 
+class RemovalOut(BaseModel):
+    """Part of a line a coordinator took off the order: not delivered (R6)."""
+
+    removal_id: UUID
+    quantity: Decimal
+    amount: Money = Field(description="What the member owes less for it")
+    reason: str
+    removed_by: UUID
+    removed_at: datetime
+
+
 class OrderLineOut(OrderLine):
     amendment_id: UUID | None = None
+    line_number: int | None = Field(default=None, description="The line's number in its order (or subscription)")
+    removed_quantity: Decimal = Field(
+        default=Decimal(0), description="How much of it was taken off the order, not delivered (R6)"
+    )
+    removals: list[RemovalOut] = Field(default=[], description="Each time some of it was taken off, and why")
+
+    @property
+    def quantity_left(self) -> Decimal:
+        return self.quantity - self.removed_quantity
 
 
 def order_line(priced: domain.PricedLine) -> OrderLine:
@@ -352,12 +373,33 @@ def stored_line(row: Row[Any], currency: str) -> OrderLineOut:
         fee_rate=domain.plain(row.fee_rate),
         line_total=Money(amount=row.line_total, currency=currency),
         amendment_id=row.amendment_id,
+        line_number=row.line_number,
     )
 
 
+def with_removals(line: OrderLineOut, removals: Sequence[Row[Any]], currency: str) -> OrderLineOut:
+    if not removals:
+        return line
+    out = [
+        RemovalOut(
+            removal_id=r.removal_id,
+            quantity=domain.plain(r.quantity),
+            amount=Money(amount=r.amount, currency=currency),
+            reason=r.reason,
+            removed_by=r.removed_by,
+            removed_at=r.removed_at,
+        )
+        for r in removals
+    ]
+    removed = domain.plain(sum((r.quantity for r in out), Decimal(0)))
+    return line.model_copy(update={"removals": out, "removed_quantity": removed})
+
+
 def as_order_line(line: OrderLineOut) -> OrderLine:
-    """The contract's line (events carry no amendment id per line)."""
-    return OrderLine.model_validate(line.model_dump(exclude={"amendment_id"}))
+    """The contract's line (events carry no amendment id, number or removals per line)."""
+    return OrderLine.model_validate(
+        line.model_dump(exclude={"amendment_id", "line_number", "removed_quantity", "removals"})
+    )
 
 
 @dataclass(frozen=True)
@@ -431,11 +473,23 @@ class OrderOut(BaseModel):
     created_at: datetime
 
     def basket(self) -> tuple[dict[UUID, Decimal], dict[UUID, str]]:
-        """What the member holds: the order's lines and those of its confirmed additions."""
+        """What the member holds: the order's lines and those of its confirmed additions, less
+        what a coordinator took off as not delivered (R6)."""
         counted = {a.amendment_id for a in self.amendments if a.status is domain.OrderStatus.CONFIRMED}
         return domain.basket_of(
-            line for line in self.lines if line.amendment_id is None or line.amendment_id in counted
+            line.model_copy(update={"quantity": line.quantity_left})
+            for line in self.lines
+            if (line.amendment_id is None or line.amendment_id in counted) and line.quantity_left > 0
         )
+
+    def line(self, line_number: int) -> OrderLineOut:
+        for line in self.lines:
+            if line.line_number == line_number:
+                return line
+        raise NotFound(f"order {self.order_id} has no line {line_number}")
+
+    def amendment_status(self, amendment_id: UUID | None) -> domain.OrderStatus | None:
+        return next((a.status for a in self.amendments if a.amendment_id == amendment_id), None)
 
     @property
     def addition_awaits_payment(self) -> bool:
@@ -498,6 +552,15 @@ async def find_orders(
     lines: dict[UUID, list[Row[Any]]] = {order_id: [] for order_id in ids}
     for line in await ORDER_LINES.of(session, order_lines.c.order_id.in_(ids)):
         lines[line.order_id].append(line)
+    removals: dict[tuple[UUID, int], list[Row[Any]]] = {}
+    for removal in (
+        await session.execute(
+            select(order_line_removals)
+            .where(order_line_removals.c.order_id.in_(ids))
+            .order_by(order_line_removals.c.removed_at, order_line_removals.c.removal_id)
+        )
+    ).all():
+        removals.setdefault((removal.order_id, removal.line_number), []).append(removal)
     amendments: dict[UUID, list[Row[Any]]] = {order_id: [] for order_id in ids}
     for amendment in (
         await session.execute(
@@ -516,7 +579,12 @@ async def find_orders(
             status=domain.OrderStatus(row.status),
             payment_method=row.payment_method,
             total=Money(amount=row.total_amount, currency=row.currency),
-            lines=[stored_line(line, row.currency) for line in lines[row.order_id]],
+            lines=[
+                with_removals(
+                    stored_line(line, row.currency), removals.get((row.order_id, line.line_number), []), row.currency
+                )
+                for line in lines[row.order_id]
+            ],
             amendments=[
                 AmendmentOut(
                     amendment_id=a.amendment_id,
@@ -605,6 +673,38 @@ async def set_amendment(session: AsyncSession, amendment_id: UUID, **values: obj
         .where(order_amendments.c.amendment_id == amendment_id)
         .values(**values, updated_at=func.now())
     )
+
+
+async def insert_removal(
+    session: AsyncSession,
+    *,
+    removal_id: UUID,
+    order_id: UUID,
+    line_number: int,
+    quantity: Decimal,
+    amount: Money,
+    reason: str,
+    removed_by: UUID,
+) -> None:
+    await session.execute(
+        order_line_removals.insert().values(
+            removal_id=removal_id,
+            order_id=order_id,
+            line_number=line_number,
+            quantity=quantity,
+            amount=amount.amount,
+            reason=reason,
+            removed_by=removed_by,
+        )
+    )
+
+
+async def product_unit(session: AsyncSession, product_id: UUID | None) -> domain.Unit | None:
+    """The unit of an ordered product (order lines do not keep it); None for a line without one."""
+    if product_id is None:
+        return None
+    unit = await session.scalar(select(products.c.unit).where(products.c.product_id == product_id))
+    return None if unit is None else domain.Unit(unit)
 
 
 async def order_row_for_update(session: AsyncSession, group_id: UUID, order_id: UUID) -> Row[Any] | None:

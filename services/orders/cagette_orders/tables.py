@@ -132,7 +132,8 @@ orders = Table(
     Column("hold_id", Uuid),
     Column("flagged_reason", Text),
     ForeignKeyConstraint(["group_id", "member_id"], ["members.group_id", "members.member_id"]),
-    CheckConstraint("total_amount > 0", name="orders_total_positive"),
+    # Zero once nothing of the order was delivered (every line taken off it, R6).
+    CheckConstraint("total_amount >= 0", name="orders_total_not_negative"),
     Index(
         "orders_one_basket",
         "group_id",
@@ -170,6 +171,25 @@ order_lines = Table(
     Column("line_total", BigInteger, nullable=False),
     Column("amendment_id", Uuid, ForeignKey("order_amendments.amendment_id")),
     PrimaryKeyConstraint("order_id", "line_number"),
+)
+
+# Quantities a coordinator took off an order line because the producer could not deliver them
+# (R6, added by 0005): the line stays as ordered, each removal is a row with its reason.
+order_line_removals = Table(
+    "order_line_removals",
+    metadata,
+    Column("removal_id", Uuid, primary_key=True),
+    Column("order_id", Uuid, nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("quantity", Numeric(12, 3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("removed_by", Uuid, nullable=False),
+    Column("removed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ForeignKeyConstraint(["order_id", "line_number"], ["order_lines.order_id", "order_lines.line_number"]),
+    CheckConstraint("quantity > 0", name="order_line_removals_quantity_positive"),
+    CheckConstraint("amount >= 0", name="order_line_removals_amount_not_negative"),
+    Index("order_line_removals_by_order", "order_id"),
 )
 
 basket_locks = Table(

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol, TypedDict, TypeVar
 from uuid import UUID
 
@@ -32,6 +33,7 @@ from cagette_contracts import (
     OrderAwaitingPayment,
     OrderConfirmed,
     OrderLine,
+    OrderLineUndelivered,
     PaymentMethod,
     ProductCreated,
     SubscriptionAmended,
@@ -477,6 +479,84 @@ async def withdraw_order(session: AsyncSession, principal: Principal, group_id: 
                 abandoned_by=principal.user_id,
             ),
         )
+
+
+@dataclass(frozen=True)
+class TakeOffUndelivered:
+    group_id: UUID
+    order_id: UUID
+    line_number: int
+    quantity: Decimal | None  # None: all that is left of the line
+    reason: str
+
+
+async def take_off_undelivered(session: AsyncSession, principal: Principal, command: TakeOffUndelivered) -> UUID:
+    """R6: a coordinator takes all or part of a line off a confirmed order because the producer
+    could not deliver it, with a reason; also once the basket was validated at the distribution
+    (that is when it shows). The order's total is lowered and, when the order carries money, the
+    removal is published (OrderLineUndelivered): the ledger credits the member, payments lowers
+    what the basket owes, the member is emailed. Payments off (R1): recorded, nothing published."""
+    group_id, order_id = command.group_id, command.order_id
+    principal.require_coordinator(group_id)
+    reason = domain.check_reason(command.reason)
+    group = await store.load_group(session, group_id)
+    order = await store.load_order(session, group_id, order_id, for_update=True)
+    line = order.line(command.line_number)
+    domain.check_removable(order.status, order.amendment_status(line.amendment_id))
+    unit = await store.product_unit(session, line.product_id)
+    taken = domain.undelivered(
+        product_name=line.product_name,
+        unit=unit,
+        ordered=line.quantity,
+        already_removed=line.removed_quantity,
+        quantity=command.quantity,
+        unit_price=line.unit_price,
+        fee_rate=line.fee_rate,
+    )
+    new_total = order.total - taken.amount
+    removal_id = uuid.uuid4()
+    await store.insert_removal(
+        session,
+        removal_id=removal_id,
+        order_id=order_id,
+        line_number=command.line_number,
+        quantity=taken.quantity,
+        amount=taken.amount,
+        reason=reason,
+        removed_by=principal.user_id,
+    )
+    await store.set_order(session, order_id, total_amount=new_total.amount)
+    if order.payment_method is None:
+        return removal_id
+    distribution = (
+        await store.load_distribution(session, group, order.distribution_id) if order.distribution_id else None
+    )
+    await outbox.add(
+        session,
+        OrderLineUndelivered(
+            **outbox.event_context(group_id),
+            order_id=order_id,
+            removal_id=removal_id,
+            member_id=order.member_id,
+            distribution_id=order.distribution_id,
+            distribution_starts_at=distribution.starts_at if distribution else None,
+            distribution_place=distribution.place if distribution else None,
+            payment_method=order.payment_method,
+            line_number=command.line_number,
+            product_id=line.product_id,
+            product_name=line.product_name,
+            unit=unit.value if unit else None,
+            quantity=taken.quantity,
+            quantity_left=taken.quantity_left,
+            unit_price=line.unit_price,
+            fee_rate=line.fee_rate,
+            amount=taken.amount,
+            new_total=new_total,
+            reason=reason,
+            removed_by=principal.user_id,
+        ),
+    )
+    return removal_id
 
 
 # ------------------------------------------------------------------ subscriptions (R19)

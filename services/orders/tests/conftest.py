@@ -270,6 +270,7 @@ class Unchanged:
                      FROM orders WHERE group_id = :g),
                   (SELECT count(*) FROM order_lines JOIN orders USING (order_id) WHERE orders.group_id = :g),
                   (SELECT count(*) FROM order_amendments JOIN orders USING (order_id) WHERE orders.group_id = :g),
+                  (SELECT count(*) FROM order_line_removals JOIN orders USING (order_id) WHERE orders.group_id = :g),
                   (SELECT string_agg(subscription_id::text || total_amount::text, ',')
                      FROM subscriptions WHERE group_id = :g),
                   (SELECT count(*) FROM subscription_lines JOIN subscriptions USING (subscription_id)

@@ -19,6 +19,7 @@ from cagette_contracts import (
     OrderAwaitingPayment,
     OrderConfirmed,
     OrderLine,
+    OrderLineUndelivered,
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
@@ -132,6 +133,44 @@ async def on_order_amended(session: AsyncSession, event: OrderAmended) -> None:
     )
 
 
+async def on_order_line_undelivered(session: AsyncSession, event: OrderLineUndelivered) -> None:
+    """A product not delivered (R6): the basket owes that much less, an owed item of its own
+    (negative) beside the order, so the basket's figures and the takings say what is really due.
+    Recorded even once the basket was validated (that is when it shows): it then reads overpaid
+    by that much, a credit the member keeps on their account (R4) unless a coordinator refunds it."""
+    await store.ensure_member(session, event.group_id, event.member_id)
+    recorded = await store.insert_owed(
+        session,
+        {
+            "item_id": event.removal_id,
+            "kind": "undelivered",
+            "group_id": event.group_id,
+            "member_id": event.member_id,
+            "distribution_id": event.distribution_id,
+            "order_id": event.order_id,
+            "payment_method": event.payment_method.value,
+            "amount": -event.amount.amount,
+            "currency": event.amount.currency,
+            "lines": [
+                {
+                    "line_number": event.line_number,
+                    "product_id": str(event.product_id) if event.product_id else None,
+                    "product_name": event.product_name,
+                    "unit": event.unit,
+                    "quantity": str(event.quantity),
+                    "unit_price": event.unit_price.model_dump(mode="json"),
+                    "line_total": {"amount": -event.amount.amount, "currency": event.amount.currency},
+                    "reason": event.reason,
+                }
+            ],
+            "event_id": event.event_id,
+            "occurred_at": event.occurred_at,
+        },
+    )
+    if recorded and event.distribution_id is not None:
+        await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
+
+
 async def on_subscription_confirmed(session: AsyncSession, event: SubscriptionConfirmed) -> None:
     """The contract total is owed (R19). No declared payment: the coordinator enters the
     subscriber's cheques by hand, usually in one mass entry (R7)."""
@@ -193,6 +232,7 @@ def consumers(service: Service) -> list[Consumer]:
                 MemberUpdated: on_member_joined,
                 OrderConfirmed: on_order_confirmed,
                 OrderAmended: on_order_amended,
+                OrderLineUndelivered: on_order_line_undelivered,
                 SubscriptionConfirmed: on_subscription_confirmed,
                 SubscriptionAmended: on_subscription_amended,
                 OrderAwaitingPayment: card_usecases.on_order_awaiting_payment,

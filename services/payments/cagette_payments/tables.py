@@ -58,12 +58,13 @@ members = Table(
     Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# What is owed: one row per confirmed order, amendment or subscription.
+# What is owed: one row per confirmed order, amendment or subscription, and one (negative) per
+# product a coordinator took off an order as not delivered (R6, added by 0009).
 owed_items = Table(
     "owed_items",
     metadata,
-    Column("item_id", Uuid, primary_key=True),  # order_id, amendment_id or subscription_id
-    Column("kind", Text, nullable=False),  # order | amendment | subscription
+    Column("item_id", Uuid, primary_key=True),  # order_id, amendment_id, subscription_id or removal_id
+    Column("kind", Text, nullable=False),  # order | amendment | subscription | undelivered
     Column("group_id", Uuid, nullable=False),
     Column("member_id", Uuid, nullable=False),
     Column("distribution_id", Uuid),  # orders and amendments of a distribution
@@ -81,8 +82,10 @@ owed_items = Table(
     Column("event_id", Uuid, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    CheckConstraint("kind IN ('order', 'amendment', 'subscription')", name="owed_items_kind"),
-    CheckConstraint("amount > 0", name="owed_items_positive"),
+    CheckConstraint("kind IN ('order', 'amendment', 'subscription', 'undelivered')", name="owed_items_kind"),
+    CheckConstraint(
+        "(kind = 'undelivered' AND amount < 0) OR (kind <> 'undelivered' AND amount > 0)", name="owed_items_sign"
+    ),
 )
 Index("owed_items_basket", owed_items.c.group_id, owed_items.c.distribution_id, owed_items.c.member_id)
 Index("owed_items_contract", owed_items.c.group_id, owed_items.c.contract_id)

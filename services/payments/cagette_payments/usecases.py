@@ -23,6 +23,7 @@ from cagette_contracts import (
     PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
+    PaymentReversed,
 )
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
@@ -480,8 +481,10 @@ async def cancel_payment(
 async def reverse_payment(
     session: AsyncSession, principal: Principal, group_id: UUID, payment_id: UUID, *, reason: str
 ) -> Row:
-    """Correct a received payment recorded by mistake with a new reversing (negative) payment; the
-    original stays as it was. PaymentRefunded with reverses_payment_id."""
+    """Correct a received payment recorded by mistake (on the wrong member, say) with a new
+    reversing (negative) payment; the original stays as it was. A correction, not a refund: no
+    money moved back, so PaymentReversed (the ledger reverses the payment's own transaction, the
+    member is sent no refund email), never PaymentRefunded."""
     principal.require_coordinator(group_id)
     if not reason.strip():
         raise Invalid("a reversal needs a reason")
@@ -512,13 +515,19 @@ async def reverse_payment(
         created_by=principal.user_id,
     )
     await store.insert_payment(session, values)
-    await _create(
-        session,
-        values,
-        principal.user_id,
-        refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id),
-        note=reason.strip(),
+    method = Method(row.method)
+    fields = store.payment_event_fields(values)
+    fields["payment_id"] = payment_id  # the reversed payment; the reversing entry is reversal_id
+    event = PaymentReversed(
+        **fields,
+        reversal_id=values["payment_id"],
+        amount=Money(amount=-amount.amount, currency=row.currency),
+        method=method.contract_method,
+        card_terminal=method is Method.CARD_TERMINAL,
+        reason=reason.strip(),
+        recorded_by=principal.user_id,
     )
+    await _create(session, values, principal.user_id, event, note=reason.strip())
     return await _written(session, group_id, values["payment_id"])
 
 

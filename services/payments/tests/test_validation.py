@@ -261,11 +261,12 @@ async def test_a_received_payment_is_corrected_by_a_reversing_payment(payments: 
         and reversal["amount"] == eur(-4500)
         and reversal["reverses_payment_id"] == original["payment_id"]
     )
-    [event] = await spy.wait_for("payments.payment.refunded", refund_id=reversal["payment_id"])
-    assert (
-        event.body["payment_id"] == original["payment_id"]
-        and event.body["reverses_payment_id"] == original["payment_id"]
-    )
+    # A correction, not a refund: its own event (the ledger reverses the payment's transaction,
+    # the member gets no refund email), and no payments.payment.refunded.
+    [event] = await spy.wait_for("payments.payment.reversed", reversal_id=reversal["payment_id"])
+    assert event.body["payment_id"] == original["payment_id"] and event.body["amount"] == eur(4500)
+    assert event.body["reason"] == "entered on the wrong member" and event.body["method"] == "cheque"
+    assert spy.matching("payments.payment.refunded", member_id=str(member)) == []
     listed = {p["payment_id"]: p for p in await payments.member_payments(group, member)}
     assert listed[original["payment_id"]]["state"] == "received" and listed[original["payment_id"]]["amount"] == eur(
         4500

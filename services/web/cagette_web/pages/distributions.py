@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Form, Query
+from fastapi import APIRouter, Form, Path, Query
 from fastapi.responses import HTMLResponse, Response
 
+from cagette_runtime.errors import Invalid
+
 from ..adapters import ServiceRefused
-from ..domain import AmountRefused, parse_amount
+from ..domain import AmountRefused, parse_amount, parse_quantity
 from .common import CoordinatorVisit, Visit, back_to, csv_download, group_of
 
 router = APIRouter(include_in_schema=False)
@@ -167,9 +170,12 @@ async def _basket_page(
     message: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    distribution, basket = await asyncio.gather(
+    distribution, basket, orders = await asyncio.gather(
         _distribution(visit, group_id, distribution_id),
         visit.apis.get("payments", _basket_path(group_id, distribution_id, member_id)),
+        visit.apis.get_all(
+            "orders", f"/groups/{group_id}/orders", distribution_id=str(distribution_id), member_id=str(member_id)
+        ),
     )
     pending = [p for p in basket["payments"] if p["state"] == "declared"]
     return visit.render(
@@ -181,13 +187,28 @@ async def _basket_page(
         basket=basket,
         pending=pending,
         others=[p for p in basket["payments"] if p["state"] != "declared"],
-        lines=[line for order in basket["orders"] for line in order["lines"]],
+        lines=_held_lines(orders),
         needs_on_the_spot=any(p["method"] == "on_the_spot" for p in pending),
         manual_methods=MANUAL_METHODS,
         on_the_spot_methods=ON_THE_SPOT_METHODS,
         typed=typed or Typed(),
         is_admin=visit.me.account.platform_admin,
     )
+
+
+def _held_lines(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines of the member's confirmed orders (and confirmed additions) for the distribution,
+    as orders has them: numbered, with what was taken off as not delivered (R6)."""
+    held = []
+    for order in orders:
+        if order["status"] != "confirmed":
+            continue
+        counted = {a["amendment_id"] for a in order["amendments"] if a["status"] == "confirmed"}
+        for line in order["lines"]:
+            if line.get("amendment_id") is None or line["amendment_id"] in counted:
+                left = Decimal(line["quantity"]) - Decimal(line.get("removed_quantity") or 0)
+                held.append({**line, "order_id": order["order_id"], "quantity_left": left})
+    return held
 
 
 @router.get("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}", response_class=HTMLResponse)
@@ -376,6 +397,55 @@ async def add_refund(
     visit.check_csrf(csrf_token)
     form = {"amount": amount, "method": method, "reason": reason}
     return await _record_money(visit, group_id, distribution_id, member_id, "refunds", form, "reason")
+
+
+@router.post(
+    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/orders/{order_id}/lines/{line_number}"
+    "/undelivered",
+    response_class=HTMLResponse,
+)
+async def take_off_undelivered(
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    order_id: UUID,
+    line_number: Annotated[int, Path(ge=1, le=100_000)],
+    visit: CoordinatorVisit,
+    quantity: Annotated[str, Form(max_length=40)] = "",
+    reason: Annotated[str, Form(max_length=300)] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """R6: a product the producer could not deliver, taken off the member's order with a reason
+    (orders refuses what the rule refuses: more than is left, no reason)."""
+    visit.check_csrf(csrf_token)
+    typed = Typed("undelivered", f"{order_id}:{line_number}", {"quantity": quantity, "reason": reason})
+    body: dict[str, Any] = {"reason": reason.strip()}
+    if quantity.strip():
+        try:
+            # Orders says whether a fraction of a piece is refused; zero takes nothing off.
+            parsed = parse_quantity(quantity, weighed=True)
+            if parsed is None:
+                raise Invalid("zero")
+            body["quantity"] = str(parsed)
+        except Invalid:
+            return await _basket_page(
+                visit,
+                group_id,
+                distribution_id,
+                member_id,
+                typed=typed,
+                message=visit.t("distribution.undelivered_quantity_invalid"),
+                status_code=422,
+            )
+    path = f"/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered"
+    try:
+        await visit.apis.post("orders", path, json=body)
+    except ServiceRefused as refused:
+        status = refused.status_code if refused.status_code in (403, 404, 409, 422) else 400
+        return await _basket_page(
+            visit, group_id, distribution_id, member_id, typed=typed, message=visit.refusal(refused), status_code=status
+        )
+    return back_to(_basket_path(group_id, distribution_id, member_id), done="distribution.undelivered_notice")
 
 
 @router.post(

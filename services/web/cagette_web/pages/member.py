@@ -388,6 +388,11 @@ async def order_payment_page(
     part_amount = order["total"]
     if part is not None:
         part_amount = next(a["added_total"] for a in order["amendments"] if a["amendment_id"] == part)
+    # Products a coordinator took off as not delivered (R6) lower what is still to pay for this part.
+    taken_off = _taken_off(order, part)
+    to_pay = None
+    if payment is not None and payment["state"] == "declared" and taken_off:
+        to_pay = {**payment["amount"], "amount": max(payment["amount"]["amount"] - taken_off, 0)}
     return visit.render(
         "member/pay.html",
         order=order,
@@ -404,6 +409,19 @@ async def order_payment_page(
         balance_words=balance,
         can_add=_can_add(group, order, distribution),
         reload=str(visit.request.url.include_query_params()),
+        taken_off=taken_off,
+        to_pay=to_pay,
+    )
+
+
+def _taken_off(order: dict[str, Any], part: str | None) -> int:
+    """What was taken off this part of the order (the order itself, or one addition) as not
+    delivered, in minor units."""
+    return sum(
+        removal["amount"]["amount"]
+        for line in order["lines"]
+        if line.get("amendment_id") == part
+        for removal in line.get("removals") or []
     )
 
 
