@@ -115,14 +115,23 @@ class PlaceHold(Part):
     """Request (not an event): hold `amount` on the member's account for a money-pot order.
 
     Sent to the queue `routing.LEDGER_HOLD_REQUESTS_QUEUE` with reply_to; answered by a HoldDecision.
-    The same hold_id asked twice gets the same decision."""
+    The hold_id is derived by the asker from the order attempt, so a retry asks again with the
+    same one: a granted hold asked again is the same grant (nothing more is held); a refused,
+    released or expired one is decided afresh (it holds nothing); the same id with a different
+    group, member, order or amount is refused. A request that reaches the ledger at or after its
+    `grant_before` is refused unread: its asker stopped waiting then (it is also published with
+    that AMQP expiration, so the broker drops it unread)."""
 
     hold_id: UUID
     group_id: UUID
     member_id: UUID
     order_id: UUID
     amount: Money
-    expires_at: datetime
+    expires_at: datetime = Field(description="When a granted hold stops counting if no debit captured it")
+    grant_before: datetime | None = Field(
+        default=None,
+        description="Deadline of the request: not granted when it arrives at or after it (absent: no deadline)",
+    )
     correlation_id: str | None = None
 
 

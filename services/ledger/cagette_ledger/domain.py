@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -466,8 +465,10 @@ def decide_hold(*, balance: int, active_holds: int, amount: int, allow_negative:
     return HoldVerdict(False, available, "insufficient available balance and the group refuses negative money pots")
 
 
-def hold_fingerprint(group_id: UUID, member_id: UUID, order_id: UUID, amount: Money, expires_at: datetime) -> str:
-    content = [str(group_id), str(member_id), str(order_id), amount.amount, amount.currency, expires_at.isoformat()]
+def hold_fingerprint(group_id: UUID, member_id: UUID, order_id: UUID, amount: Money) -> str:
+    """What makes two requests with one hold_id the same hold. Not its expiry nor its deadline:
+    a retry asks again with the same hold_id and a later expiry and deadline."""
+    content = [str(group_id), str(member_id), str(order_id), amount.amount, amount.currency]
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()
 
 

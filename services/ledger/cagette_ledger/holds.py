@@ -14,8 +14,15 @@ Contract (cagette_contracts.ledger), kept exactly:
   the request's correlation id. `granted` false comes with `reason` and `available` (posted
   balance minus active holds; pending credits never count). A body that is not a valid
   PlaceHold gets `{"error": "malformed", "detail": ...}` instead, never a decision.
-* The same hold_id asked again gets the same stored decision (so the caller may retry after
-  a timeout); a hold_id reused with different content is refused.
+* The caller derives the hold_id from its order attempt, so a retry after a timeout asks again
+  with the same hold_id: a granted hold (active or captured) gets the same grant and nothing
+  more is held; a refused, released or expired one is decided afresh (it holds nothing); a
+  hold_id reused with a different group, member, order or amount is refused
+  (`operations.place_hold`).
+* A request carrying `grant_before` that arrives at or after it is refused and changes
+  nothing: the caller stopped waiting then. The caller also publishes it with that AMQP
+  expiration, so a request still queued at its deadline (a ledger down or restarting) is
+  dropped by the broker and never decided.
 * The decision is atomic: the member account row is locked while the available amount is
   computed and the hold written, so concurrent holds can never together overdraw.
 * A granted hold is turned into the order's posted debit by `orders.order.confirmed` for the
@@ -52,7 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Requests older than this are dropped by the broker: their caller stopped waiting long ago.
+# Requests older than this are dropped by the broker whatever they carry (a queue argument, so it
+# never changes). Each request also carries its own, shorter AMQP expiration: its grant_before.
 REQUEST_TTL_MS = 60_000
 
 

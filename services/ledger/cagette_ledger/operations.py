@@ -505,32 +505,33 @@ def _decision_from_row(row: AnyRow) -> HoldDecision:
     )
 
 
+def _as_utc(moment: datetime) -> datetime:
+    """The contract does not insist on an offset: a naive time means UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _past_deadline(request: PlaceHold) -> bool:
+    return request.grant_before is not None and _as_utc(request.grant_before) <= clock.now()
+
+
 async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     """Grant or refuse a hold atomically: the member's account row is locked while the
     available amount is computed and the hold recorded, so two concurrent holds can never
-    together overdraw. The same hold_id asked again gets the stored decision."""
+    together overdraw.
+
+    The asker derives the hold_id from its order attempt, so a retry asks again with the same
+    one. The same hold_id asked again (same group, member, order and amount; its expiry and
+    deadline may be later) gets:
+    * while the hold is granted and still counts (active, or captured by its debit): the same
+      grant, and nothing more is held;
+    * when it was refused, released or has expired: a fresh decision (it holds nothing, so
+      deciding again can never hold twice); the member may have topped up meanwhile;
+    * with any other content: a refusal naming the hold it was used for (never a replacement).
+    A request that arrives at or after its `grant_before` is refused and changes nothing: its
+    asker stopped waiting (it is checked on receipt and again under the lock)."""
     amount = request.amount
-    if request.expires_at.tzinfo is None:  # the contract does not insist on an offset: naive means UTC
-        request = request.model_copy(update={"expires_at": request.expires_at.replace(tzinfo=UTC)})
-    fingerprint = domain.hold_fingerprint(
-        request.group_id, request.member_id, request.order_id, amount, request.expires_at
-    )
-
-    async def stored() -> HoldDecision | None:
-        row = (await session.execute(select(holds).where(holds.c.hold_id == request.hold_id))).first()
-        if row is None:
-            return None
-        if row.fingerprint != fingerprint:
-            return HoldDecision(
-                hold_id=request.hold_id,
-                granted=False,
-                available=Money(amount=row.available_after, currency=row.currency),
-                reason=f"hold id {request.hold_id} was already used for a different hold",
-            )
-        return _decision_from_row(row)
-
-    if (decision := await stored()) is not None:
-        return decision
+    request = request.model_copy(update={"expires_at": _as_utc(request.expires_at)})
+    fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount)
 
     def refuse(reason: str, available: int = 0) -> HoldDecision:
         return HoldDecision(
@@ -540,6 +541,32 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
             reason=reason,
         )
 
+    def too_late() -> HoldDecision:
+        return refuse(
+            f"the request arrived after its deadline ({request.grant_before}): its asker stopped waiting, "
+            "nothing was held"
+        )
+
+    async def stored() -> tuple[bool, HoldDecision | None]:
+        """(whether the hold_id is known, the decision that stands for it if any)."""
+        row = (await session.execute(select(holds).where(holds.c.hold_id == request.hold_id))).first()
+        if row is None:
+            return False, None
+        if row.fingerprint != fingerprint:
+            return True, refuse(
+                f"hold id {request.hold_id} was already used for a different hold "
+                f"(order {row.order_id}, {row.amount} {row.currency}); nothing more was held",
+                row.available_after,
+            )
+        if row.status == HoldStatus.CAPTURED or (row.status == HoldStatus.ACTIVE and row.expires_at > clock.now()):
+            return True, _decision_from_row(row)
+        return True, None  # refused, released or expired: decided afresh below
+
+    if _past_deadline(request):
+        return too_late()
+    known, decision = await stored()
+    if decision is not None:
+        return decision
     if amount.amount <= 0:
         return refuse(f"a hold must be a positive amount, got {amount}")
     group = await find_group(session, request.group_id)
@@ -555,29 +582,42 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     locked = await lock_accounts(session, [ref], group.currency)
     account_id, balance = locked[ref]
     # Under the lock: a concurrent request for the same hold_id may have finished first.
-    if (decision := await stored()) is not None:
+    known, decision = await stored()
+    if decision is not None:
         return decision
+    if _past_deadline(request):
+        return too_late()
     held = await active_holds_total(session, account_id)
     verdict = domain.decide_hold(
         balance=balance, active_holds=held, amount=amount.amount, allow_negative=group.allow_negative_money_pot
     )
-    await session.execute(
-        holds.insert().values(
-            hold_id=request.hold_id,
-            group_id=group.group_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            account_id=account_id,
-            amount=amount.amount,
-            currency=amount.currency,
-            expires_at=request.expires_at,
-            fingerprint=fingerprint,
-            granted=verdict.granted,
-            available_after=verdict.available_after,
-            reason=verdict.reason,
-            status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+    values = {
+        "account_id": account_id,
+        "expires_at": request.expires_at,
+        "granted": verdict.granted,
+        "available_after": verdict.available_after,
+        "reason": verdict.reason,
+        "status": HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+    }
+    if known:
+        await session.execute(
+            update(holds)
+            .where(holds.c.hold_id == request.hold_id)
+            .values(**values, resolved_at=None, transaction_id=None)
         )
-    )
+    else:
+        await session.execute(
+            holds.insert().values(
+                hold_id=request.hold_id,
+                group_id=group.group_id,
+                member_id=request.member_id,
+                order_id=request.order_id,
+                amount=amount.amount,
+                currency=amount.currency,
+                fingerprint=fingerprint,
+                **values,
+            )
+        )
     return HoldDecision(
         hold_id=request.hold_id,
         granted=verdict.granted,

@@ -8,12 +8,13 @@ Everything here raises `Invalid` (422) or `Conflict` (409) with a reason a membe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
@@ -566,3 +567,52 @@ def subscription_total(lines: Iterable[PricedLine], distribution_count: int, cur
         raise Invalid("this contract has no distribution left to subscribe to")
     per_distribution = total([line.line_total for line in lines], currency)
     return Money(amount=per_distribution.amount * distribution_count, currency=currency)
+
+
+# ------------------------------------------------------------------ identities of an order attempt (R13, B2)
+
+# The ids of what a member asks for are derived from what the attempt is, never drawn at random:
+# a client that retries (after a 503, a timeout, a lost answer; with or without an
+# Idempotency-Key, whose retries repeat the same body) asks again for the same order and the
+# same money-pot hold, so the ledger holds once and a hold granted to an attempt that died is
+# the one the retry gets (docs/architecture.md, "Money-pot holds").
+ATTEMPTS = UUID("6f3a1c52-2d0e-5b7e-9a41-0c8f3e2b7d19")
+
+
+def _derived(*parts: object) -> UUID:
+    return uuid5(ATTEMPTS, json.dumps([str(part) for part in parts]))
+
+
+def order_id_for(group_id: UUID, member_id: UUID, distribution_id: UUID, earlier_orders: int) -> UUID:
+    """A new order's id: its member's basket at a distribution, counting the orders they had
+    there before (abandoned or cancelled: an active one refuses a second), so a new order after
+    an ended one is a new id and a retry of the same one is the same id."""
+    return _derived("order", group_id, member_id, distribution_id, earlier_orders)
+
+
+def subscription_id_for(group_id: UUID, member_id: UUID, contract_id: UUID) -> UUID:
+    """A subscription's id: a member subscribes once to a contract."""
+    return _derived("subscription", group_id, member_id, contract_id)
+
+
+def hold_id_for(
+    group_id: UUID, member_id: UUID, subject_id: UUID, step: str, amount: Money, lines: Iterable[OrderLine]
+) -> UUID:
+    """The money-pot hold of one attempt: what it is for (the order or subscription, and `step`:
+    the order itself, or its n-th addition) and exactly what is asked (amount and lines). The
+    same attempt retried is the same hold; a different basket is a different hold (the earlier
+    one, never committed, is given back)."""
+    basket = sorted((str(line.product_id), str(line.quantity), line.unit_price.amount) for line in lines)
+    return _derived("hold", group_id, member_id, subject_id, step, amount.amount, amount.currency, basket)
+
+
+class HoldState(StrEnum):
+    """A money-pot hold orders asked the ledger for (table hold_requests): asked until the order
+    that needs it is recorded (committed), the ledger refused it, or orders gave it back
+    (released: its attempt died; expired: its lifetime ended before it could be given back)."""
+
+    ASKED = "asked"
+    REFUSED = "refused"
+    COMMITTED = "committed"
+    RELEASED = "released"
+    EXPIRED = "expired"

@@ -1,15 +1,20 @@
-"""Adapter: ask the ledger to hold money on a member's pot (request/reply over RabbitMQ).
+"""Adapter: ask the ledger to hold money on a member's pot (request/reply over RabbitMQ), give
+a hold back, and the loop that gives back every hold whose order was never recorded.
 
 The request is a `PlaceHold` sent to `routing.LEDGER_HOLD_REQUESTS_QUEUE`; the ledger answers a
-`HoldDecision`. When the ledger cannot answer (no queue, no reply in time, a malformed reply)
-the caller gets `LedgerUnavailable` (HTTP 503) and must record nothing.
+`HoldDecision`. Each request carries its deadline (`grant_before`) and is published with the
+same AMQP expiration, so a request nobody took in time is dropped by the broker, a ledger that
+takes it late refuses it, and orders stops waiting then. When the ledger cannot answer (no
+queue, no reply by the deadline, a malformed reply) the caller gets `LedgerUnavailable` (HTTP
+503) and records no order; the hold it asked for stays in `hold_requests` and is given back by
+`HoldReconciler` if it was granted after all.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from uuid import UUID, uuid4
+from datetime import datetime, timedelta
+from uuid import UUID
 
 from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
@@ -18,14 +23,25 @@ from cagette_contracts import Money, routing
 from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
 from cagette_runtime import clock
+from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import current_correlation_id
+from cagette_runtime.db import Database
 from cagette_runtime.errors import RetryLater
+
+from . import usecases
 
 log = logging.getLogger(__name__)
 
-# How long a granted hold lives if the order it was placed for never gets confirmed (the ledger
-# releases it then). OrderConfirmed normally turns it into a debit within seconds.
-HOLD_TTL = timedelta(minutes=15)
+# How long orders waits for the ledger's decision: the request's deadline (grant_before).
+REQUEST_TIMEOUT = 5.0
+# How long a granted hold lives if no debit captures it. It only has to last from the grant to
+# the ledger posting the order's OrderConfirmed: measured on the whole flow in-process (bench/holds
+# /latency.py, 200 pot orders) at p50 ~40 ms and p99 ~0.2 s; two minutes leaves room for a relay
+# backing off and a ledger restart, and an abandoned hold blocks nobody's money for long.
+HOLD_LIFETIME = timedelta(minutes=2)
+# How long after a request's deadline a hold whose order was not recorded is given back: the
+# time an order takes to be recorded once the decision arrived, with room to spare.
+RELEASE_GRACE = timedelta(seconds=30)
 
 
 class LedgerUnavailable(RetryLater):
@@ -35,25 +51,43 @@ class LedgerUnavailable(RetryLater):
 
 
 class LedgerHolds:
-    def __init__(self, broker: RabbitBroker, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, broker: RabbitBroker, *, timeout: float = REQUEST_TIMEOUT, lifetime: timedelta = HOLD_LIFETIME
+    ) -> None:
         self.broker = broker
         self.timeout = timeout
+        self.lifetime = lifetime
 
-    async def place(self, *, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money) -> HoldDecision:
+    async def place(
+        self,
+        *,
+        hold_id: UUID,
+        group_id: UUID,
+        member_id: UUID,
+        order_id: UUID,
+        amount: Money,
+        grant_before: datetime,
+        expires_at: datetime,
+    ) -> HoldDecision:
         hold = PlaceHold(
-            hold_id=uuid4(),
+            hold_id=hold_id,
             group_id=group_id,
             member_id=member_id,
             order_id=order_id,
             amount=amount,
-            expires_at=clock.now() + HOLD_TTL,
+            expires_at=expires_at,
+            grant_before=grant_before,
             correlation_id=current_correlation_id(),
         )
+        remaining = (grant_before - clock.now()).total_seconds()
+        if remaining <= 0:
+            raise LedgerUnavailable("the money-pot check ran out of time before it was asked; nothing was recorded")
         try:
             reply = await self.broker.request(
                 hold.model_dump_json(),
                 queue=routing.LEDGER_HOLD_REQUESTS_QUEUE,
-                timeout=self.timeout,
+                timeout=remaining,
+                expiration=timedelta(seconds=max(remaining, 0.001)),
                 correlation_id=hold.correlation_id,
                 content_type="application/json",
             )
@@ -73,9 +107,9 @@ class LedgerHolds:
             raise LedgerUnavailable("the ledger answered another money-pot check; nothing was recorded")
         return decision
 
-    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> None:
-        """Best effort: tell the ledger a granted hold will not be used (its order was not
-        recorded). If this message is lost the hold still expires by itself."""
+    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> bool:
+        """Tell the ledger a hold will not be used (its order was not recorded); idempotent on
+        the ledger's side. True once the broker confirmed it queued the message."""
         message = ReleaseHold(
             hold_id=hold_id, group_id=group_id, reason=reason, correlation_id=current_correlation_id()
         )
@@ -90,4 +124,41 @@ class LedgerHolds:
                 timeout=self.timeout,
             )
         except Exception as exc:
-            log.warning("could not release hold %s (%s: %s); it will expire", hold_id, type(exc).__name__, exc)
+            log.warning("could not release hold %s now (%s: %s)", hold_id, type(exc).__name__, exc)
+            return False
+        return True
+
+
+class HoldReconciler(BackgroundLoop):
+    """Every `interval` seconds, gives back (ReleaseHold) each hold orders asked for whose order
+    was not recorded `grace` after the request's deadline: the request timed out, or orders
+    died between the grant and recording the order. A hold past its lifetime is only marked
+    expired (the ledger expired it by itself)."""
+
+    name = "orders-hold-reconciler"
+
+    def __init__(
+        self,
+        database: Database,
+        holds: usecases.Holds,
+        interval: float,
+        grace: timedelta = RELEASE_GRACE,
+        batch: int = 100,
+    ) -> None:
+        super().__init__(interval)
+        self.database = database
+        self.holds = holds
+        self.grace = grace
+        self.batch = batch
+
+    async def run_once(self) -> bool:
+        return await self.reconcile_once() >= self.batch
+
+    async def reconcile_once(self, now: datetime | None = None) -> int:
+        """One pass; how many lapsed holds it resolved (given back or marked expired)."""
+        resolved = await usecases.give_back_lapsed_holds(
+            self.database, self.holds, asked_before=(now or clock.now()) - self.grace, limit=self.batch
+        )
+        if resolved:
+            log.info("%d lapsed money-pot hold(s) given back", resolved)
+        return resolved

@@ -23,9 +23,11 @@ router = APIRouter()
 
 
 def ledger_holds(request: Request) -> LedgerHolds:
+    """The service's LedgerHolds (settings: CAGETTE_ORDERS_HOLD_*), unless app.state.holds replaces it."""
     holds: LedgerHolds | None = getattr(request.app.state, "holds", None)
     if holds is None:
-        holds = request.app.state.holds = LedgerHolds(request.app.state.service.broker)
+        service = request.app.state.service
+        holds = request.app.state.holds = getattr(service, "holds", None) or LedgerHolds(service.broker)
     return holds
 
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import ColumnElement, Row, Select, Table, and_, delete, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import CurrencyCode, Language, Money, OrderLine, PaymentMethod, Role
@@ -29,6 +30,7 @@ from .tables import (
     distribution_catalogs,
     distributions,
     groups,
+    hold_requests,
     members,
     order_amendments,
     order_line_removals,
@@ -883,3 +885,126 @@ async def insert_subscription_amendment(
         )
     )
     await SUBSCRIPTION_LINES.add(session, subscription_id, added, amendment_id)
+
+
+async def orders_at_distribution(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> int:
+    """How many orders (any status) the member has placed for the distribution."""
+    return int(
+        await session.scalar(
+            select(func.count()).where(
+                orders.c.group_id == group_id,
+                orders.c.member_id == member_id,
+                orders.c.distribution_id == distribution_id,
+            )
+        )
+        or 0
+    )
+
+
+# ------------------------------------------------------------------ money-pot holds asked for
+
+
+@dataclass(frozen=True)
+class AskedHold:
+    hold_id: UUID
+    group_id: UUID
+    member_id: UUID
+    subject_id: UUID
+    amount: Money
+    grant_before: datetime
+    expires_at: datetime
+
+
+async def hold_asked(session: AsyncSession, hold: AskedHold) -> None:
+    """Record (before asking) that orders asks the ledger for `hold`. The same hold asked again
+    (a retry of its attempt) moves its deadline and expiry on and is open again, unless its
+    order was recorded meanwhile."""
+    values = {
+        "hold_id": hold.hold_id,
+        "group_id": hold.group_id,
+        "member_id": hold.member_id,
+        "subject_id": hold.subject_id,
+        "amount": hold.amount.amount,
+        "currency": hold.amount.currency,
+        "grant_before": hold.grant_before,
+        "expires_at": hold.expires_at,
+        "status": domain.HoldState.ASKED.value,
+    }
+    statement = pg_insert(hold_requests).values(values)
+    committed = hold_requests.c.status == domain.HoldState.COMMITTED.value
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[hold_requests.c.hold_id],
+            set_={
+                "grant_before": statement.excluded.grant_before,
+                "expires_at": statement.excluded.expires_at,
+                "asked_at": func.now(),
+                "resolved_at": None,
+                "status": statement.excluded.status,
+            },
+            where=~committed,
+        )
+    )
+
+
+async def hold_resolved(session: AsyncSession, hold_id: UUID, state: domain.HoldState) -> domain.HoldState | None:
+    """Move an asked hold to `state` (committed, refused, released or expired), waiting for any
+    other transaction that holds its row. Returns None when it was moved, else the state it was
+    already in (another request recorded its order, or it was given back)."""
+    moved = await session.scalar(
+        update(hold_requests)
+        .where(hold_requests.c.hold_id == hold_id, hold_requests.c.status == domain.HoldState.ASKED.value)
+        .values(status=state.value, resolved_at=func.now())
+        .returning(hold_requests.c.hold_id)
+    )
+    if moved is not None:
+        return None
+    current = await session.scalar(select(hold_requests.c.status).where(hold_requests.c.hold_id == hold_id))
+    return domain.HoldState(current) if current is not None else None
+
+
+@dataclass(frozen=True)
+class OpenHold:
+    hold_id: UUID
+    group_id: UUID
+    expires_at: datetime
+
+
+async def lock_open_hold(session: AsyncSession, hold_id: UUID) -> OpenHold | None:
+    """The hold if it is still asked (its order not recorded), its row locked until the end of
+    the transaction."""
+    row = (
+        await session.execute(
+            select(hold_requests.c.hold_id, hold_requests.c.group_id, hold_requests.c.expires_at)
+            .where(hold_requests.c.hold_id == hold_id, hold_requests.c.status == domain.HoldState.ASKED.value)
+            .with_for_update()
+        )
+    ).first()
+    return OpenHold(row.hold_id, row.group_id, row.expires_at) if row is not None else None
+
+
+async def lock_lapsed_holds(session: AsyncSession, asked_before: datetime, limit: int) -> list[OpenHold]:
+    """Holds still asked whose deadline passed before `asked_before`: their attempt died between
+    asking and recording its order. Rows other transactions hold (an order being recorded, another
+    replica's pass) are skipped."""
+    rows = (
+        await session.execute(
+            select(hold_requests.c.hold_id, hold_requests.c.group_id, hold_requests.c.expires_at)
+            .where(
+                hold_requests.c.status == domain.HoldState.ASKED.value,
+                hold_requests.c.grant_before < asked_before,
+            )
+            .order_by(hold_requests.c.grant_before)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    return [OpenHold(r.hold_id, r.group_id, r.expires_at) for r in rows]
+
+
+async def set_hold_state(session: AsyncSession, hold_id: UUID, state: domain.HoldState) -> None:
+    await session.execute(
+        update(hold_requests)
+        .where(hold_requests.c.hold_id == hold_id)
+        .values(status=state.value, resolved_at=func.now())
+    )

@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 
-from .domain import ACTIVE_STATUSES
+from .domain import ACTIVE_STATUSES, HoldState
 
 metadata = MetaData()
 
@@ -243,4 +243,25 @@ subscription_lines = Table(
     Column("line_total", BigInteger, nullable=False),
     Column("amendment_id", Uuid, ForeignKey("subscription_amendments.amendment_id")),
     PrimaryKeyConstraint("subscription_id", "line_number"),
+)
+
+# Every money-pot hold orders asked the ledger for, so that one whose order was never recorded
+# is given back (holds.HoldReconciler). The same attempt retried is the same row (its hold_id
+# is derived from the attempt: domain.hold_id_for); each ask moves its deadline and expiry on.
+hold_requests = Table(
+    "hold_requests",
+    metadata,
+    Column("hold_id", Uuid, primary_key=True),
+    Column("group_id", Uuid, nullable=False),
+    Column("member_id", Uuid, nullable=False),
+    Column("subject_id", Uuid, nullable=False),  # the order or subscription (PlaceHold.order_id)
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("grant_before", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("resolved_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in HoldState)})", name="hold_requests_known_status"),
+    Index("hold_requests_open", "grant_before", postgresql_where=text(f"status = '{HoldState.ASKED.value}'")),
 )

@@ -2,18 +2,23 @@
 follows, and writes the rows and the events (outbox) in one transaction. A refusal raises
 before anything is written, or rolls the transaction back: a refused request changes nothing.
 
-Only a money-pot order (HOLD settlement) needs a second look: it is checked in one transaction,
-the ledger is asked for the hold with no transaction open while waiting, then it is checked
-again and recorded in a second transaction. If that last step fails, the hold is released (and
-would expire anyway). Every other order is checked and recorded once, in one transaction.
+Only a money-pot order (HOLD settlement) needs a second look: it is checked in one transaction
+that also records the hold it is about to ask for (hold_requests), the ledger is asked for the
+hold with no transaction open while waiting, then it is checked again and recorded in a second
+transaction that marks the hold committed. If that last step fails, the hold is given back at
+once; if orders dies or times out first, the reconciliation loop gives it back after the
+request's deadline (holds.HoldReconciler). The ids of an attempt (order, subscription, hold)
+are derived from it (domain.order_id_for, domain.hold_id_for), so a retry asks for the same
+hold. Every other order is checked and recorded once, in one transaction.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, TypedDict, TypeVar
 from uuid import UUID
@@ -50,13 +55,32 @@ from cagette_runtime.pagination import PageRequest
 from . import domain, store
 from .store import DistributionOut, GroupOut, MemberOut, OrderOut, ProductOut, SubscriptionOut
 
+log = logging.getLogger(__name__)
+
 
 class Holds(Protocol):
-    """The ledger's money-pot holds (adapter: holds.LedgerHolds)."""
+    """The ledger's money-pot holds (adapter: holds.LedgerHolds): how long orders waits for a
+    decision (`timeout`, seconds) and how long a granted hold lives (`lifetime`)."""
 
-    async def place(self, *, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money) -> HoldDecision: ...
+    @property
+    def timeout(self) -> float: ...
 
-    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> None: ...
+    @property
+    def lifetime(self) -> timedelta: ...
+
+    async def place(
+        self,
+        *,
+        hold_id: UUID,
+        group_id: UUID,
+        member_id: UUID,
+        order_id: UUID,
+        amount: Money,
+        grant_before: datetime,
+        expires_at: datetime,
+    ) -> HoldDecision: ...
+
+    async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> bool: ...
 
 
 def settings_event(group: GroupOut) -> GroupSettingsChanged:
@@ -135,6 +159,7 @@ async def require_registered(session: AsyncSession, principal: Principal, group_
 class HoldRequest:
     """The money-pot hold an order, addition or subscription needs before it is recorded (R13, B2)."""
 
+    hold_id: UUID  # derived from the attempt (domain.hold_id_for): a retry asks for the same hold
     group_id: UUID
     member_id: UUID
     order_id: UUID  # what the hold is for: the order, or the subscription
@@ -149,10 +174,22 @@ class _Checked(Protocol):
 Checked = TypeVar("Checked", bound=_Checked)
 
 
-async def _hold(holds: Holds, request: HoldRequest) -> UUID:
+def _deadlines(holds: Holds) -> tuple[datetime, datetime]:
+    """When the ledger must have decided (grant_before) and when a granted hold stops counting."""
+    asked_at = now()
+    return asked_at + timedelta(seconds=holds.timeout), asked_at + holds.lifetime
+
+
+async def _hold(holds: Holds, request: HoldRequest, grant_before: datetime, expires_at: datetime) -> UUID:
     """The ledger holds the amount on the member's pot, or the request is refused (409)."""
     decision = await holds.place(
-        group_id=request.group_id, member_id=request.member_id, order_id=request.order_id, amount=request.amount
+        hold_id=request.hold_id,
+        group_id=request.group_id,
+        member_id=request.member_id,
+        order_id=request.order_id,
+        amount=request.amount,
+        grant_before=grant_before,
+        expires_at=expires_at,
     )
     if not decision.granted:
         raise Conflict(
@@ -165,45 +202,128 @@ async def _hold(holds: Holds, request: HoldRequest) -> UUID:
     return decision.hold_id
 
 
+def _asked(request: HoldRequest, grant_before: datetime, expires_at: datetime) -> store.AskedHold:
+    return store.AskedHold(
+        hold_id=request.hold_id,
+        group_id=request.group_id,
+        member_id=request.member_id,
+        subject_id=request.order_id,
+        amount=request.amount,
+        grant_before=grant_before,
+        expires_at=expires_at,
+    )
+
+
+async def _commit_hold(session: AsyncSession, hold_id: UUID) -> None:
+    """In the transaction that records the order: the hold is now the order's. Refused when the
+    same attempt was recorded by a simultaneous request, or when the hold was given back."""
+    already = await store.hold_resolved(session, hold_id, domain.HoldState.COMMITTED)
+    if already is domain.HoldState.COMMITTED:
+        raise Conflict("this order was just recorded by a simultaneous identical request; reload it")
+    if already is not None:
+        raise Conflict(
+            "your money-pot check took too long and its hold was given back; nothing was recorded, please try again"
+        )
+
+
+async def give_back(database: Database, holds: Holds, group_id: UUID, hold_id: UUID, reason: str) -> bool:
+    """Release a hold orders asked for whose order is not recorded (and never will be by this
+    attempt). Nothing happens when its order was recorded meanwhile (a simultaneous retry of the
+    same attempt) or it was given back already. The row stays locked while the release is
+    published, so no request records an order on a hold being given back; if the broker does
+    not take the release, the hold stays open for the reconciliation loop. True when released."""
+    async with database.transaction() as session:
+        if await store.lock_open_hold(session, hold_id) is None:
+            return False
+        if not await holds.release(group_id=group_id, hold_id=hold_id, reason=reason):
+            return False
+        await store.set_hold_state(session, hold_id, domain.HoldState.RELEASED)
+    return True
+
+
+async def give_back_lapsed_holds(database: Database, holds: Holds, *, asked_before: datetime, limit: int) -> int:
+    """Reconciliation: every hold still open whose request's deadline passed before
+    `asked_before` (the deadline plus a grace) belongs to an attempt that died before recording
+    its order: give it back (ReleaseHold, idempotent on the ledger), or only mark it expired
+    when its lifetime is over (the ledger expired it). Returns how many were resolved."""
+    resolved = 0
+    async with database.transaction() as session:
+        for hold in await store.lock_lapsed_holds(session, asked_before, limit):
+            if hold.expires_at <= now():
+                await store.set_hold_state(session, hold.hold_id, domain.HoldState.EXPIRED)
+            elif await holds.release(
+                group_id=hold.group_id, hold_id=hold.hold_id, reason="its order was not recorded by the deadline"
+            ):
+                await store.set_hold_state(session, hold.hold_id, domain.HoldState.RELEASED)
+            else:
+                continue
+            resolved += 1
+    return resolved
+
+
 async def _check_and_record(
     database: Database,
     holds: Holds,
     check: Callable[[AsyncSession], Awaitable[Checked]],
     record: Callable[[AsyncSession, Checked, UUID | None], Awaitable[None]],
 ) -> None:
+    asked: HoldRequest | None = None
     hold_id: UUID | None = None
-    first: Checked | None = None
     try:
         async with database.transaction() as session:
             first = await check(session)
             if first.hold is None:
                 await record(session, first, None)
                 return
-        hold_id = await _hold(holds, first.hold)
+            grant_before, expires_at = _deadlines(holds)
+            # Recorded before asking, committed with the check: whatever happens next, the
+            # reconciliation loop knows this hold may exist.
+            await store.hold_asked(session, _asked(first.hold, grant_before, expires_at))
+        asked = first.hold
+        try:
+            hold_id = await _hold(holds, asked, grant_before, expires_at)
+        except Conflict:
+            async with database.transaction() as session:
+                await store.hold_resolved(session, asked.hold_id, domain.HoldState.REFUSED)
+            raise
         async with database.transaction() as session:
             second = await check(session)
-            if second.hold != first.hold:
-                raise Conflict("prices changed while your order was being checked; please try again")
+            if second.hold != asked:
+                raise Conflict("your basket or its prices changed while it was being checked; please try again")
+            await _commit_hold(session, hold_id)
             await record(session, second, hold_id)
     except BaseException as exc:
-        if hold_id is not None and first is not None and first.hold is not None:
-            # The order was not recorded: give the held money back at once.
-            await holds.release(
-                group_id=first.hold.group_id,
-                hold_id=hold_id,
-                reason=f"order not recorded: {getattr(exc, 'reason', type(exc).__name__)}",
-            )
+        if hold_id is not None and asked is not None:
+            # The order was not recorded: give the held money back at once (unless a
+            # simultaneous retry of the same attempt recorded it).
+            try:
+                await give_back(
+                    database,
+                    holds,
+                    asked.group_id,
+                    hold_id,
+                    reason=f"order not recorded: {getattr(exc, 'reason', type(exc).__name__)}",
+                )
+            except Exception:  # the reconciliation loop gives it back; the caller gets the first error
+                log.exception("could not give hold %s back now", hold_id)
         if isinstance(exc, IntegrityError):
             raise Conflict("this basket changed at the same time in another request; reload it and try again") from None
         raise
 
 
 def _hold_for(
-    payment: domain.Settlement | None, group_id: UUID, member_id: UUID, order_id: UUID, amount: Money
+    payment: domain.Settlement | None,
+    group_id: UUID,
+    member_id: UUID,
+    subject_id: UUID,
+    step: str,
+    amount: Money,
+    lines: Sequence[OrderLine],
 ) -> HoldRequest | None:
     if payment is not domain.Settlement.HOLD:
         return None
-    return HoldRequest(group_id, member_id, order_id, amount)
+    hold_id = domain.hold_id_for(group_id, member_id, subject_id, step, amount, lines)
+    return HoldRequest(hold_id, group_id, member_id, subject_id, amount)
 
 
 class _DistributionFields(TypedDict):
@@ -254,7 +374,7 @@ class _NewOrder:
     @property
     def hold(self) -> HoldRequest | None:
         how = self.payment.settlement if self.payment else None
-        return _hold_for(how, self.group.group_id, self.member_id, self.order_id, self.amount)
+        return _hold_for(how, self.group.group_id, self.member_id, self.order_id, "order", self.amount, self.lines)
 
 
 async def place_order(database: Database, holds: Holds, principal: Principal, command: PlaceOrder) -> UUID:
@@ -262,10 +382,11 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
     transfer, on the spot, money pot with negatives allowed: confirmed at once (OrderConfirmed).
     Money pot without negatives: the ledger must hold the amount first. Card: the order waits for
     the card payment (OrderAwaitingPayment). Payments off (R1): recorded, no money events."""
-    order_id = uuid.uuid4()
     group_id = command.group_id
+    order_id: UUID | None = None
 
     async def check(session: AsyncSession) -> _NewOrder:
+        nonlocal order_id
         group = await store.load_group(session, group_id)
         member = await require_registered(session, principal, group_id)
         distribution = await store.load_distribution(session, group, command.distribution_id)
@@ -283,13 +404,15 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
         )
         lines = [store.order_line(p) for p in priced]
-        return _NewOrder(order_id, group, member.member_id, distribution, payment, lines, amount)
+        earlier = await store.orders_at_distribution(session, group_id, member.member_id, distribution.distribution_id)
+        order_id = new_id = domain.order_id_for(group_id, member.member_id, distribution.distribution_id, earlier)
+        return _NewOrder(new_id, group, member.member_id, distribution, payment, lines, amount)
 
     async def record(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
         payment = order.payment
         await store.insert_order(
             session,
-            order_id=order_id,
+            order_id=order.order_id,
             group=order.group,
             member_id=order.member_id,
             distribution_id=order.distribution.distribution_id,
@@ -301,7 +424,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         )
         if payment is None:
             return
-        ids = _OrderIds(order_id=order_id, member_id=order.member_id, **_distribution_fields(order.distribution))
+        ids = _OrderIds(order_id=order.order_id, member_id=order.member_id, **_distribution_fields(order.distribution))
         context = outbox.event_context(group_id)
         if payment.settlement is domain.Settlement.AWAIT_CARD:
             await outbox.add(
@@ -317,6 +440,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             )
 
     await _check_and_record(database, holds, check, record)
+    assert order_id is not None  # set by check, which ran
     return order_id
 
 
@@ -371,7 +495,10 @@ class _BasketChange:
     @property
     def hold(self) -> HoldRequest | None:
         how = self.payment.settlement if self.payment else None
-        return _hold_for(how, self.group.group_id, self.order.member_id, self.order.order_id, self.amount)
+        # The order's n-th addition: once one is recorded, the next is another attempt.
+        step = f"addition {len(self.order.amendments)}"
+        member_id, order_id = self.order.member_id, self.order.order_id
+        return _hold_for(how, self.group.group_id, member_id, order_id, step, self.amount, self.lines)
 
 
 async def change_order(database: Database, holds: Holds, principal: Principal, command: ChangeOrder) -> None:
@@ -607,19 +734,25 @@ class _NewSubscription:
 
     @property
     def hold(self) -> HoldRequest | None:
-        return _hold_for(self.settlement, self.group.group_id, self.member_id, self.subscription_id, self.amount)
+        group_id, subscription_id = self.group.group_id, self.subscription_id
+        return _hold_for(
+            self.settlement, group_id, self.member_id, subscription_id, "subscription", self.amount, self.lines
+        )
 
 
 async def subscribe(database: Database, holds: Holds, principal: Principal, command: Subscribe) -> UUID:
     """Subscribe to a contract: the same products and quantities at each of its remaining
     distributions. With payments on, publishes SubscriptionConfirmed whose total is
     price x quantity x number of distributions (R19)."""
-    subscription_id = uuid.uuid4()
     group_id, contract_id = command.group_id, command.contract_id
+    subscription_id: UUID | None = None
 
     async def check(session: AsyncSession) -> _NewSubscription:
+        nonlocal subscription_id
         group = await store.load_group(session, group_id)
         member = await require_registered(session, principal, group_id)
+        # A member subscribes once to a contract: a retry is the same subscription.
+        subscription_id = new_id = domain.subscription_id_for(group_id, member.member_id, contract_id)
         terms = await _contract_terms(session, group, contract_id)
         how = domain.subscription_settlement(store.payment_settings(group), command.payment_method)
         wanted = domain.quantities(command.lines)
@@ -634,12 +767,12 @@ async def subscribe(database: Database, holds: Holds, principal: Principal, comm
             )
         method = command.payment_method if group.payments_enabled else None
         lines = [store.order_line(p) for p in priced]
-        return _NewSubscription(subscription_id, group, member.member_id, terms, how, method, lines, amount)
+        return _NewSubscription(new_id, group, member.member_id, terms, how, method, lines, amount)
 
     async def record(session: AsyncSession, sub: _NewSubscription, hold_id: UUID | None) -> None:
         await store.insert_subscription(
             session,
-            subscription_id=subscription_id,
+            subscription_id=sub.subscription_id,
             group=sub.group,
             contract_id=contract_id,
             member_id=sub.member_id,
@@ -654,7 +787,7 @@ async def subscribe(database: Database, holds: Holds, principal: Principal, comm
             session,
             SubscriptionConfirmed(
                 **outbox.event_context(group_id),
-                subscription_id=subscription_id,
+                subscription_id=sub.subscription_id,
                 contract_id=contract_id,
                 contract_name=sub.terms.name,
                 member_id=sub.member_id,
@@ -667,6 +800,7 @@ async def subscribe(database: Database, holds: Holds, principal: Principal, comm
         )
 
     await _check_and_record(database, holds, check, record)
+    assert subscription_id is not None  # set by check, which ran
     return subscription_id
 
 
@@ -712,7 +846,10 @@ class _SubscriptionChange:
     @property
     def hold(self) -> HoldRequest | None:
         sub = self.sub
-        return _hold_for(self.settlement, self.group.group_id, sub.member_id, sub.subscription_id, self.amount)
+        # An addition to what the subscription owes so far (every addition raises its total).
+        step = f"addition after {sub.total.amount}"
+        group_id = self.group.group_id
+        return _hold_for(self.settlement, group_id, sub.member_id, sub.subscription_id, step, self.amount, self.lines)
 
 
 async def change_subscription(

@@ -353,7 +353,8 @@ async def make_card_group(env: OrdersEnv, methods: list[str] | None = None, **se
 class FakeLedgerHolds:
     """Test double of the ledger's hold responder (the real one is in services/ledger): answers
     PlaceHold on `routing.LEDGER_HOLD_REQUESTS_QUEUE` with a HoldDecision, granting a hold when
-    the member's balance minus earlier holds covers it. `silent` makes it never answer."""
+    the member's balance minus earlier holds covers it; like the ledger, the same hold_id asked
+    again while granted is the same grant (held once). `silent` makes it never answer."""
 
     def __init__(self, amqp_url: str) -> None:
         self.amqp_url = amqp_url
@@ -361,6 +362,8 @@ class FakeLedgerHolds:
         self.held: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
         self.requests: list[PlaceHold] = []
         self.releases: list[ReleaseHold] = []
+        self.granted: dict[uuid.UUID, PlaceHold] = {}  # holds currently held, by hold id
+        self.expirations: list[Any] = []  # each request's AMQP expiration, as received
         self.silent = False
         self.delay = 0.0  # seconds before answering
         self.reply_body: bytes | None = None  # answer this instead of a decision
@@ -387,15 +390,16 @@ class FakeLedgerHolds:
         async with message.process():
             release = ReleaseHold.model_validate_json(message.body)
             self.releases.append(release)
-            for request in self.requests:
-                if request.hold_id == release.hold_id:
-                    key = (request.group_id, request.member_id)
-                    self.held[key] -= request.amount.amount
+            request = self.granted.pop(release.hold_id, None)
+            if request is not None:
+                key = (request.group_id, request.member_id)
+                self.held[key] -= request.amount.amount
 
     async def _on_request(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
         async with message.process():
             request = PlaceHold.model_validate_json(message.body)
             self.requests.append(request)
+            self.expirations.append(message.expiration)
             if self.silent:
                 return
             await asyncio.sleep(self.delay)
@@ -406,9 +410,10 @@ class FakeLedgerHolds:
                 )
                 return
             key = (request.group_id, request.member_id)
-            granted = self.available(*key) >= request.amount.amount
-            if granted:
+            granted = request.hold_id in self.granted or self.available(*key) >= request.amount.amount
+            if granted and request.hold_id not in self.granted:
                 self.held[key] = self.held.get(key, 0) + request.amount.amount
+                self.granted[request.hold_id] = request
             decision = HoldDecision(
                 hold_id=request.hold_id,
                 granted=granted,
