@@ -116,8 +116,8 @@ class PlaceHold(Part):
 
     Sent to the queue `routing.LEDGER_HOLD_REQUESTS_QUEUE` with reply_to; answered by a HoldDecision.
     The hold_id is derived by the asker from the order attempt, so a retry asks again with the
-    same one: a granted hold asked again is the same grant (nothing more is held); a refused,
-    released or expired one is decided afresh (it holds nothing); the same id with a different
+    same one and gets the same decision (a grant is held once); a released or expired hold is
+    not granted again (the asker's next attempt uses a new id); the same id with a different
     group, member, order or amount is refused. A request that reaches the ledger at or after its
     `grant_before` is refused unread: its asker stopped waiting then (it is also published with
     that AMQP expiration, so the broker drops it unread)."""

@@ -15,10 +15,10 @@ Contract (cagette_contracts.ledger), kept exactly:
   balance minus active holds; pending credits never count). A body that is not a valid
   PlaceHold gets `{"error": "malformed", "detail": ...}` instead, never a decision.
 * The caller derives the hold_id from its order attempt, so a retry after a timeout asks again
-  with the same hold_id: a granted hold (active or captured) gets the same grant and nothing
-  more is held; a refused, released or expired one is decided afresh (it holds nothing); a
-  hold_id reused with a different group, member, order or amount is refused
-  (`operations.place_hold`).
+  with the same hold_id and gets the same stored decision: the same grant (nothing more is
+  held) or the same refusal. A granted hold that no longer counts (released, expired) is not
+  granted again (a refusal says so: the caller's next attempt uses a new hold_id); a hold_id
+  reused with a different group, member, order or amount is refused (`operations.place_hold`).
 * A request carrying `grant_before` that arrives at or after it is refused and changes
   nothing: the caller stopped waiting then. The caller also publishes it with that AMQP
   expiration, so a request still queued at its deadline (a ledger down or restarting) is

@@ -521,14 +521,13 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
 
     The asker derives the hold_id from its order attempt, so a retry asks again with the same
     one. The same hold_id asked again (same group, member, order and amount; its expiry and
-    deadline may be later) gets:
-    * while the hold is granted and still counts (active, or captured by its debit): the same
-      grant, and nothing more is held;
-    * when it was refused, released or has expired: a fresh decision (it holds nothing, so
-      deciding again can never hold twice); the member may have topped up meanwhile;
-    * with any other content: a refusal naming the hold it was used for (never a replacement).
-    A request that arrives at or after its `grant_before` is refused and changes nothing: its
-    asker stopped waiting (it is checked on receipt and again under the lock)."""
+    deadline may be later) gets the stored decision: the same grant (nothing more is held) or
+    the same refusal. A hold that no longer counts (released, or past its expiry) is not
+    granted again: the refusal says so, and the asker's next attempt uses a new hold_id (a
+    decided hold never changes; the database refuses it). The same hold_id with other content
+    is refused, naming the hold it was used for (never a replacement). A request that arrives
+    at or after its `grant_before` is refused and changes nothing: its asker stopped waiting
+    (checked on receipt, and again under the lock just before the hold is written)."""
     amount = request.amount
     request = request.model_copy(update={"expires_at": _as_utc(request.expires_at)})
     fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount)
@@ -547,25 +546,27 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
             "nothing was held"
         )
 
-    async def stored() -> tuple[bool, HoldDecision | None]:
-        """(whether the hold_id is known, the decision that stands for it if any)."""
+    async def stored() -> HoldDecision | None:
         row = (await session.execute(select(holds).where(holds.c.hold_id == request.hold_id))).first()
         if row is None:
-            return False, None
+            return None
         if row.fingerprint != fingerprint:
-            return True, refuse(
+            return refuse(
                 f"hold id {request.hold_id} was already used for a different hold "
                 f"(order {row.order_id}, {row.amount} {row.currency}); nothing more was held",
                 row.available_after,
             )
-        if row.status == HoldStatus.CAPTURED or (row.status == HoldStatus.ACTIVE and row.expires_at > clock.now()):
-            return True, _decision_from_row(row)
-        return True, None  # refused, released or expired: decided afresh below
+        ended = row.status in (HoldStatus.RELEASED, HoldStatus.EXPIRED) or (
+            row.status == HoldStatus.ACTIVE and row.expires_at <= clock.now()
+        )
+        if ended:
+            status = HoldStatus.EXPIRED if row.status == HoldStatus.ACTIVE else row.status
+            return refuse(f"hold {request.hold_id} was granted, then {status}: ask again with a new hold id")
+        return _decision_from_row(row)
 
     if _past_deadline(request):
         return too_late()
-    known, decision = await stored()
-    if decision is not None:
+    if (decision := await stored()) is not None:
         return decision
     if amount.amount <= 0:
         return refuse(f"a hold must be a positive amount, got {amount}")
@@ -582,8 +583,7 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     locked = await lock_accounts(session, [ref], group.currency)
     account_id, balance = locked[ref]
     # Under the lock: a concurrent request for the same hold_id may have finished first.
-    known, decision = await stored()
-    if decision is not None:
+    if (decision := await stored()) is not None:
         return decision
     if _past_deadline(request):
         return too_late()
@@ -591,33 +591,23 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     verdict = domain.decide_hold(
         balance=balance, active_holds=held, amount=amount.amount, allow_negative=group.allow_negative_money_pot
     )
-    values = {
-        "account_id": account_id,
-        "expires_at": request.expires_at,
-        "granted": verdict.granted,
-        "available_after": verdict.available_after,
-        "reason": verdict.reason,
-        "status": HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
-    }
-    if known:
-        await session.execute(
-            update(holds)
-            .where(holds.c.hold_id == request.hold_id)
-            .values(**values, resolved_at=None, transaction_id=None)
+    await session.execute(
+        holds.insert().values(
+            hold_id=request.hold_id,
+            group_id=group.group_id,
+            member_id=request.member_id,
+            order_id=request.order_id,
+            account_id=account_id,
+            amount=amount.amount,
+            currency=amount.currency,
+            expires_at=request.expires_at,
+            fingerprint=fingerprint,
+            granted=verdict.granted,
+            available_after=verdict.available_after,
+            reason=verdict.reason,
+            status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
         )
-    else:
-        await session.execute(
-            holds.insert().values(
-                hold_id=request.hold_id,
-                group_id=group.group_id,
-                member_id=request.member_id,
-                order_id=request.order_id,
-                amount=amount.amount,
-                currency=amount.currency,
-                fingerprint=fingerprint,
-                **values,
-            )
-        )
+    )
     return HoldDecision(
         hold_id=request.hold_id,
         granted=verdict.granted,

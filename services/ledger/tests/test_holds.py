@@ -9,7 +9,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import aio_pika
 from faststream.rabbit import RabbitBroker
+from sqlalchemy import select
 
 from cagette_contracts import (
     HoldDecision,
@@ -27,6 +29,7 @@ from cagette_contracts import (
 )
 from cagette_ledger import operations
 from cagette_ledger.holds import answer_hold_request
+from cagette_ledger.tables import holds
 
 from .conftest import World
 
@@ -183,6 +186,102 @@ async def test_refused_with_available_and_same_hold_id_same_decision(world: Worl
     # Reusing the id for a different hold is refused, never granted.
     reused = await ask(world, place.model_copy(update={"amount": world.money(1)}))
     assert not reused.granted and "different hold" in (reused.reason or "")
+
+
+async def test_a_retry_with_the_same_hold_id_is_held_once(world: World) -> None:
+    """orders asks again with the same hold id (its request timed out; the ledger granted it
+    after all), a later deadline and expiry: the same grant, nothing more held."""
+    await world.settings_changed(allow_negative=False)
+    member = uuid.uuid4()
+    await credit(world, member, 1000)
+    place = hold(world, member, 700, expires_in=120)
+    place = place.model_copy(update={"grant_before": datetime.now(UTC) + timedelta(seconds=5)})
+    granted = await ask(world, place)
+    assert granted.granted
+    retry = place.model_copy(
+        update={
+            "grant_before": datetime.now(UTC) + timedelta(seconds=10),
+            "expires_at": place.expires_at + timedelta(seconds=30),
+        }
+    )
+    assert await ask(world, retry) == granted
+    balance = await world.balance(member)
+    assert (balance["held"]["amount"], balance["available"]["amount"]) == (700, 300)
+    # Captured by its order: asked again, the same grant and nothing held.
+    await world.deliver(world.order(member, 700, order_id=place.order_id, method=PaymentMethod.MONEY_POT))
+    assert await ask(world, retry) == granted
+    balance = await world.balance(member)
+    assert (balance["balance"]["amount"], balance["held"]["amount"]) == (300, 0)
+
+
+async def test_a_released_hold_asked_again_is_not_granted_again(world: World) -> None:
+    await world.settings_changed(allow_negative=False)
+    member = uuid.uuid4()
+    await credit(world, member, 1000)
+    place = hold(world, member, 700)
+    assert (await ask(world, place)).granted
+    async with world.service.database.transaction() as session:
+        assert await operations.release_hold(session, place.hold_id, "its order was not recorded") == "released"
+    again = await ask(world, place)
+    assert not again.granted and "released" in (again.reason or "") and "new hold id" in (again.reason or "")
+    assert (await world.balance(member))["held"]["amount"] == 0
+    short = hold(world, member, 200, expires_in=0.5)
+    assert (await ask(world, short)).granted
+    await asyncio.sleep(0.6)
+    late = await ask(world, short)
+    assert not late.granted and "expired" in (late.reason or "")
+
+
+async def test_a_request_past_its_deadline_is_not_granted(world: World) -> None:
+    """A request that reaches the ledger at or after its grant_before (a ledger that restarted
+    with it still queued, a consumer that took it late) is refused and records nothing."""
+    await world.settings_changed(allow_negative=False)
+    member = uuid.uuid4()
+    await credit(world, member, 1000)
+    late = hold(world, member, 400).model_copy(update={"grant_before": datetime.now(UTC) - timedelta(seconds=1)})
+    reply = HoldDecision.model_validate(
+        await answer_hold_request(world.service.database, late.model_dump_json().encode())
+    )
+    assert not reply.granted and "after its deadline" in (reply.reason or "")
+    async with world.service.database.sessionmaker() as session:
+        assert await session.scalar(select(holds.c.hold_id).where(holds.c.hold_id == late.hold_id)) is None
+    assert (await world.balance(member))["held"]["amount"] == 0
+    # In time, the same request is granted; without grant_before (older callers) too.
+    in_time = late.model_copy(update={"grant_before": datetime.now(UTC) + timedelta(seconds=5)})
+    assert (await ask(world, in_time)).granted
+    assert (await ask(world, hold(world, member, 100))).granted
+
+
+async def test_a_request_nobody_took_by_its_deadline_is_dropped_by_the_broker(world: World) -> None:
+    """Published with its AMQP expiration (as orders does) while no ledger consumes (stopped,
+    restarting): the broker drops it at the deadline and no hold is ever granted for it."""
+    await world.settings_changed(allow_negative=False)
+    member = uuid.uuid4()
+    await credit(world, member, 1000)
+    place = hold(world, member, 400).model_copy(update={"grant_before": datetime.now(UTC) + timedelta(seconds=0.3)})
+    (subscriber,) = [s for s in world.service.broker.subscribers if "hold-requests" in str(getattr(s, "queue", ""))]
+    broker = RabbitBroker(world.service.settings.amqp_url)
+    await broker.connect()
+    await subscriber.stop()  # the ledger is down
+    try:
+        await broker.publish(
+            place.model_dump_json(),
+            queue=routing.LEDGER_HOLD_REQUESTS_QUEUE,
+            expiration=timedelta(seconds=0.3),
+        )
+        await asyncio.sleep(0.8)
+        connection = await aio_pika.connect(world.service.settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            queued = await channel.declare_queue(routing.LEDGER_HOLD_REQUESTS_QUEUE, passive=True)
+            assert queued.declaration_result.message_count == 0  # dropped by the broker, unread
+    finally:
+        await subscriber.start()  # the ledger is back
+        await broker.stop()
+    assert (await ask(world, hold(world, member, 100))).granted  # it answers again
+    async with world.service.database.sessionmaker() as session:
+        assert await session.scalar(select(holds.c.hold_id).where(holds.c.hold_id == place.hold_id)) is None
+    assert (await world.balance(member))["held"]["amount"] == 100
 
 
 async def test_pending_credits_never_count(world: World) -> None:

@@ -598,12 +598,19 @@ def subscription_id_for(group_id: UUID, member_id: UUID, contract_id: UUID) -> U
 def hold_id_for(
     group_id: UUID, member_id: UUID, subject_id: UUID, step: str, amount: Money, lines: Iterable[OrderLine]
 ) -> UUID:
-    """The money-pot hold of one attempt: what it is for (the order or subscription, and `step`:
+    """The money-pot hold attempt of one order attempt: what it is for (the order or subscription, and `step`:
     the order itself, or its n-th addition) and exactly what is asked (amount and lines). The
     same attempt retried is the same hold; a different basket is a different hold (the earlier
     one, never committed, is given back)."""
     basket = sorted((str(line.product_id), str(line.quantity), line.unit_price.amount) for line in lines)
     return _derived("hold", group_id, member_id, subject_id, step, amount.amount, amount.currency, basket)
+
+
+def ask_hold_id(attempt_id: UUID, ended_asks: int) -> UUID:
+    """The hold an attempt asks for now: its own id (hold_id_for) until an ask of it ended
+    without its order (refused, given back, expired); then the next one. A retry while an ask
+    is open reuses it; a retry after a refusal (the member topped up) is a new decision."""
+    return attempt_id if ended_asks == 0 else _derived("ask", attempt_id, ended_asks)
 
 
 class HoldState(StrEnum):

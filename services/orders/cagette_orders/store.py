@@ -904,9 +904,21 @@ async def orders_at_distribution(session: AsyncSession, group_id: UUID, member_i
 # ------------------------------------------------------------------ money-pot holds asked for
 
 
+async def ended_asks(session: AsyncSession, attempt_id: UUID) -> int:
+    """How many holds asked for this attempt ended without its order (refused, released, expired)."""
+    ended = [domain.HoldState.REFUSED.value, domain.HoldState.RELEASED.value, domain.HoldState.EXPIRED.value]
+    return int(
+        await session.scalar(
+            select(func.count()).where(hold_requests.c.attempt_id == attempt_id, hold_requests.c.status.in_(ended))
+        )
+        or 0
+    )
+
+
 @dataclass(frozen=True)
 class AskedHold:
     hold_id: UUID
+    attempt_id: UUID
     group_id: UUID
     member_id: UUID
     subject_id: UUID
@@ -915,12 +927,13 @@ class AskedHold:
     expires_at: datetime
 
 
-async def hold_asked(session: AsyncSession, hold: AskedHold) -> None:
+async def hold_asked(session: AsyncSession, hold: AskedHold) -> bool:
     """Record (before asking) that orders asks the ledger for `hold`. The same hold asked again
-    (a retry of its attempt) moves its deadline and expiry on and is open again, unless its
-    order was recorded meanwhile."""
+    while open (a retry of its attempt) moves its deadline and expiry on. False when it is no
+    longer open (resolved since it was chosen): nothing is recorded, it must not be asked."""
     values = {
         "hold_id": hold.hold_id,
+        "attempt_id": hold.attempt_id,
         "group_id": hold.group_id,
         "member_id": hold.member_id,
         "subject_id": hold.subject_id,
@@ -931,20 +944,19 @@ async def hold_asked(session: AsyncSession, hold: AskedHold) -> None:
         "status": domain.HoldState.ASKED.value,
     }
     statement = pg_insert(hold_requests).values(values)
-    committed = hold_requests.c.status == domain.HoldState.COMMITTED.value
-    await session.execute(
+    still_open = hold_requests.c.status == domain.HoldState.ASKED.value
+    recorded = await session.scalar(
         statement.on_conflict_do_update(
             index_elements=[hold_requests.c.hold_id],
             set_={
                 "grant_before": statement.excluded.grant_before,
                 "expires_at": statement.excluded.expires_at,
                 "asked_at": func.now(),
-                "resolved_at": None,
-                "status": statement.excluded.status,
             },
-            where=~committed,
-        )
+            where=still_open,
+        ).returning(hold_requests.c.hold_id)
     )
+    return recorded is not None
 
 
 async def hold_resolved(session: AsyncSession, hold_id: UUID, state: domain.HoldState) -> domain.HoldState | None:

@@ -248,10 +248,13 @@ subscription_lines = Table(
 # Every money-pot hold orders asked the ledger for, so that one whose order was never recorded
 # is given back (holds.HoldReconciler). The same attempt retried is the same row (its hold_id
 # is derived from the attempt: domain.hold_id_for); each ask moves its deadline and expiry on.
+# Once an ask is resolved without its order (refused, released, expired), the next ask of the
+# same attempt is a new hold (domain.ask_hold_id): the ledger never decides a hold twice.
 hold_requests = Table(
     "hold_requests",
     metadata,
     Column("hold_id", Uuid, primary_key=True),
+    Column("attempt_id", Uuid, nullable=False),
     Column("group_id", Uuid, nullable=False),
     Column("member_id", Uuid, nullable=False),
     Column("subject_id", Uuid, nullable=False),  # the order or subscription (PlaceHold.order_id)
@@ -263,5 +266,6 @@ hold_requests = Table(
     Column("asked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("resolved_at", DateTime(timezone=True)),
     CheckConstraint(f"status IN ({', '.join(repr(s.value) for s in HoldState)})", name="hold_requests_known_status"),
+    Index("hold_requests_by_attempt", "attempt_id"),
     Index("hold_requests_open", "grant_before", postgresql_where=text(f"status = '{HoldState.ASKED.value}'")),
 )

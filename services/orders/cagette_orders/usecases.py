@@ -159,7 +159,7 @@ async def require_registered(session: AsyncSession, principal: Principal, group_
 class HoldRequest:
     """The money-pot hold an order, addition or subscription needs before it is recorded (R13, B2)."""
 
-    hold_id: UUID  # derived from the attempt (domain.hold_id_for): a retry asks for the same hold
+    attempt_id: UUID  # derived from the attempt (domain.hold_id_for): a retry asks for the same hold
     group_id: UUID
     member_id: UUID
     order_id: UUID  # what the hold is for: the order, or the subscription
@@ -180,10 +180,17 @@ def _deadlines(holds: Holds) -> tuple[datetime, datetime]:
     return asked_at + timedelta(seconds=holds.timeout), asked_at + holds.lifetime
 
 
-async def _hold(holds: Holds, request: HoldRequest, grant_before: datetime, expires_at: datetime) -> UUID:
+async def _ask_id(session: AsyncSession, request: HoldRequest) -> UUID:
+    """The hold this attempt asks for now (domain.ask_hold_id): the open one if any."""
+    return domain.ask_hold_id(request.attempt_id, await store.ended_asks(session, request.attempt_id))
+
+
+async def _hold(
+    holds: Holds, request: HoldRequest, hold_id: UUID, grant_before: datetime, expires_at: datetime
+) -> UUID:
     """The ledger holds the amount on the member's pot, or the request is refused (409)."""
     decision = await holds.place(
-        hold_id=request.hold_id,
+        hold_id=hold_id,
         group_id=request.group_id,
         member_id=request.member_id,
         order_id=request.order_id,
@@ -202,9 +209,10 @@ async def _hold(holds: Holds, request: HoldRequest, grant_before: datetime, expi
     return decision.hold_id
 
 
-def _asked(request: HoldRequest, grant_before: datetime, expires_at: datetime) -> store.AskedHold:
+def _asked(request: HoldRequest, hold_id: UUID, grant_before: datetime, expires_at: datetime) -> store.AskedHold:
     return store.AskedHold(
-        hold_id=request.hold_id,
+        hold_id=hold_id,
+        attempt_id=request.attempt_id,
         group_id=request.group_id,
         member_id=request.member_id,
         subject_id=request.order_id,
@@ -275,20 +283,22 @@ async def _check_and_record(
             if first.hold is None:
                 await record(session, first, None)
                 return
+            ask_id = await _ask_id(session, first.hold)
             grant_before, expires_at = _deadlines(holds)
             # Recorded before asking, committed with the check: whatever happens next, the
             # reconciliation loop knows this hold may exist.
-            await store.hold_asked(session, _asked(first.hold, grant_before, expires_at))
+            if not await store.hold_asked(session, _asked(first.hold, ask_id, grant_before, expires_at)):
+                raise Conflict("your previous money-pot check for this basket just ended; please try again")
         asked = first.hold
         try:
-            hold_id = await _hold(holds, asked, grant_before, expires_at)
+            hold_id = await _hold(holds, asked, ask_id, grant_before, expires_at)
         except Conflict:
             async with database.transaction() as session:
-                await store.hold_resolved(session, asked.hold_id, domain.HoldState.REFUSED)
+                await store.hold_resolved(session, ask_id, domain.HoldState.REFUSED)
             raise
         async with database.transaction() as session:
             second = await check(session)
-            if second.hold != asked:
+            if second.hold != asked or await _ask_id(session, second.hold) != hold_id:
                 raise Conflict("your basket or its prices changed while it was being checked; please try again")
             await _commit_hold(session, hold_id)
             await record(session, second, hold_id)
@@ -322,8 +332,8 @@ def _hold_for(
 ) -> HoldRequest | None:
     if payment is not domain.Settlement.HOLD:
         return None
-    hold_id = domain.hold_id_for(group_id, member_id, subject_id, step, amount, lines)
-    return HoldRequest(hold_id, group_id, member_id, subject_id, amount)
+    attempt_id = domain.hold_id_for(group_id, member_id, subject_id, step, amount, lines)
+    return HoldRequest(attempt_id, group_id, member_id, subject_id, amount)
 
 
 class _DistributionFields(TypedDict):

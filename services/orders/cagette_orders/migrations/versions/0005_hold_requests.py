@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "hold_requests",
         sa.Column("hold_id", sa.Uuid(), nullable=False),
+        sa.Column("attempt_id", sa.Uuid(), nullable=False),
         sa.Column("group_id", sa.Uuid(), nullable=False),
         sa.Column("member_id", sa.Uuid(), nullable=False),
         sa.Column("subject_id", sa.Uuid(), nullable=False),
@@ -35,6 +36,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("hold_id"),
     )
+    op.create_index("hold_requests_by_attempt", "hold_requests", ["attempt_id"])
     op.create_index(
         "hold_requests_open",
         "hold_requests",
@@ -45,4 +47,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("hold_requests_open", table_name="hold_requests")
+    op.drop_index("hold_requests_by_attempt", table_name="hold_requests")
     op.drop_table("hold_requests")
