@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 # How long orders waits for the ledger's decision: the request's deadline (grant_before).
 REQUEST_TIMEOUT = 5.0
 # How long a granted hold lives if no debit captures it. It only has to last from the grant to
-# the ledger posting the order's OrderConfirmed: measured on the whole flow in-process (bench/holds
-# /latency.py, 200 pot orders) at p50 ~40 ms and p99 ~0.2 s; two minutes leaves room for a relay
-# backing off and a ledger restart, and an abandoned hold blocks nobody's money for long.
+# the ledger posting the order's OrderConfirmed: measured with orders and the ledger in-process
+# (bench/holds/latency.py, 200 pot orders, 4 clients, on the shared 2-core development machine
+# under load) at p50 174-274 ms, p99 0.44-0.91 s, max 1.25 s. Two minutes is over 100 times
+# that worst case, room for a relay backing off or a ledger restarting; past it the debit still
+# posts when OrderConfirmed arrives, only the money is no longer held meanwhile.
 HOLD_LIFETIME = timedelta(minutes=2)
 # How long after a request's deadline a hold whose order was not recorded is given back: the
 # time an order takes to be recorded once the decision arrived, with room to spare.
