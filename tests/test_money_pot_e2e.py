@@ -4,7 +4,10 @@ the real ledger for a hold over RabbitMQ request/reply before recording an order
 - an order the pot does not cover is refused with the available amount, and recorded nowhere;
   after a top-up (an opening balance posted through the ledger's API) the same order passes and
   the ledger turns the hold into the posted debit;
-- two concurrent orders when the balance covers only one: exactly one succeeds.
+- two concurrent orders when the balance covers only one: exactly one succeeds;
+- a hold granted to an order attempt that died before recording its order (orders crashing
+  between the grant and the commit) is given back by orders' reconciliation loop, and the
+  member's available balance comes back.
 
 The stack here runs in a broker vhost of its own, so no other ledger instance of the same test
 session (e.g. the ledger suite's) can answer its hold requests.
@@ -29,7 +32,13 @@ from .conftest import bearer, client, eventually, running_stack
 
 @pytest.fixture(scope="module")
 async def pot_stack(servers: IsolatedServers) -> AsyncIterator[Stack]:
-    async with running_stack(servers, "mp", ("orders", "ledger")) as running:
+    # Holds whose order was not recorded are given back 1 s after their request's deadline,
+    # looked for every 0.5 s (defaults: 30 s and 10 s).
+    fast_reconciliation = {
+        "CAGETTE_ORDERS_HOLD_RELEASE_GRACE_SECONDS": "1",
+        "CAGETTE_ORDERS_HOLD_RECONCILE_SECONDS": "0.5",
+    }
+    async with running_stack(servers, "mp", ("orders", "ledger"), extra_env=fast_reconciliation) as running:
         yield running
 
 
@@ -191,3 +200,71 @@ async def test_no_error_is_logged_for_money_pot_orders(pot_stack: Stack) -> None
         logged = (pot_stack.log_dir / f"{name}.log").read_text(encoding="utf-8")
         errors = [line for line in logged.splitlines() if "ERROR" in line or "Traceback" in line]
         assert errors == [], f"{name} logged: {errors[:3]}"
+
+
+async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -> None:
+    """orders recorded the hold it asked for, the real ledger granted it, then orders died
+    before recording the order (played here by the test doing orders' first half itself: the
+    row in orders' hold_requests, then the PlaceHold): the money is held, until the running
+    orders service's reconciliation releases it after the request's deadline plus the grace."""
+    from faststream.rabbit import RabbitBroker
+    from sqlalchemy import select
+
+    from cagette_contracts import Money
+    from cagette_orders import store
+    from cagette_orders.holds import LedgerHolds
+    from cagette_orders.tables import hold_requests
+    from cagette_runtime.db import Database
+
+    async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
+        group = PotGroup(orders, ledger)
+        await group.setup(distributions=1)
+        member_id, _ = await group.join()
+        await group.top_up(member_id, 1000)
+
+        attempt = uuid.uuid4()
+        asked = store.AskedHold(
+            hold_id=attempt,
+            attempt_id=attempt,
+            group_id=group.group_id,
+            member_id=member_id,
+            subject_id=uuid.uuid4(),  # the order that will never be recorded
+            amount=Money(amount=700, currency="EUR"),
+            grant_before=datetime.now(UTC) + timedelta(seconds=2),
+            expires_at=datetime.now(UTC) + timedelta(minutes=2),
+        )
+        database = Database(pot_stack.database_url("orders"))
+        broker = RabbitBroker(pot_stack.amqp_url)
+        await broker.connect()
+        try:
+            async with database.transaction() as session:
+                assert await store.hold_asked(session, asked)
+            decision = await LedgerHolds(broker).place(
+                hold_id=asked.hold_id,
+                group_id=asked.group_id,
+                member_id=member_id,
+                order_id=asked.subject_id,
+                amount=asked.amount,
+                grant_before=asked.grant_before,
+                expires_at=asked.expires_at,
+            )
+            assert decision.granted, decision
+            held = await group.balance(member_id)
+            assert held is not None and held["available"]["amount"] == 300  # orders "dies" here
+
+            async def given_back() -> dict[str, Any] | None:
+                found = await group.balance(member_id)
+                return found if found and found["available"]["amount"] == 1000 else None
+
+            final = await eventually(given_back, timeout=15)
+            assert (final["balance"]["amount"], final["held"]["amount"]) == (1000, 0)
+            async with database.sessionmaker() as session:
+                state = await session.scalar(
+                    select(hold_requests.c.status).where(hold_requests.c.hold_id == asked.hold_id)
+                )
+            assert state == "released"
+        finally:
+            await broker.stop()
+            await database.dispose()
+        # A normal pot order still goes through after that.
+        assert (await group.order(bearer(member_id, member_of=group.group_id), "1")).status_code == 201
