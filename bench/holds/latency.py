@@ -20,6 +20,7 @@ import asyncio
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -46,9 +47,9 @@ def bearer(user_id: uuid.UUID, roles: dict[uuid.UUID, Role] | None = None, admin
     return {"Authorization": f"Bearer {token}"}
 
 
-async def eventually(probe: object, timeout: float = 30.0) -> None:
+async def eventually(probe: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not await probe():  # type: ignore[operator]
+    while not await probe():
         if time.monotonic() > deadline:
             raise TimeoutError("gave up waiting")
         await asyncio.sleep(0.05)
