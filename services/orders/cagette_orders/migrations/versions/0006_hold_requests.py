@@ -2,16 +2,16 @@
 was never recorded is given back by the reconciliation loop instead of blocking the member's
 money until it expires.
 
-Revision ID: 0005_hold_requests
-Revises: 0004_group_time_zone
+Revision ID: 0006_hold_requests
+Revises: 0005_undelivered_lines
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_hold_requests"
-down_revision = "0004_group_time_zone"
+revision = "0006_hold_requests"
+down_revision = "0005_undelivered_lines"
 branch_labels = None
 depends_on = None
 
