@@ -324,7 +324,7 @@ class IdempotentRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        if not self.methods & STATE_CHANGING:
+        if not (self.methods or set()) & STATE_CHANGING:
             return
         if not self.takes_key():
             kwargs["dependencies"] = [*(kwargs.get("dependencies") or ()), OPTIONAL]
