@@ -18,7 +18,7 @@ import pytest
 from cagette_contracts import Role
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.devstack import SERVICES, Stack
-from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.testing import KEYED, IsolatedServers
 
 LOG_DIR = Path(__file__).resolve().parent.parent / "var" / "e2e-logs"
 
@@ -121,4 +121,4 @@ def bearer(
 
 
 def client(stack: Stack, service: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=stack.services[service].url, timeout=10)
+    return httpx.AsyncClient(base_url=stack.services[service].url, timeout=10, **KEYED)

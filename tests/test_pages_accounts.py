@@ -12,6 +12,7 @@ import httpx
 from playwright.async_api import expect
 
 from cagette_runtime.devstack import Stack
+from cagette_runtime.testing import KEYED
 
 from .browser import DemoGroup, assert_accessible, screenshot, seed_demo, signed_in_page
 from .conftest import bearer, eventually
@@ -21,7 +22,7 @@ async def _subscribe(stack: Stack, demo: DemoGroup, emails: list[str]) -> UUID:
     """Members subscribe to the demo's winter contract (once a week at the three distributions)."""
     group = demo.group_id
     coordinator = bearer(demo.people["claire@example.org"], coordinator_of=group)
-    async with httpx.AsyncClient(base_url=stack.services["orders"].url, timeout=15) as orders:
+    async with httpx.AsyncClient(base_url=stack.services["orders"].url, timeout=15, **KEYED) as orders:
         contracts = (await orders.get(f"/groups/{group}/catalogs?kind=subscription", headers=coordinator)).json()
         contract = contracts[0]
         for email in emails:
@@ -34,7 +35,7 @@ async def _subscribe(stack: Stack, demo: DemoGroup, emails: list[str]) -> UUID:
     contract_id = UUID(contract["catalog_id"])
 
     async def known_to_payments() -> bool:
-        async with httpx.AsyncClient(base_url=stack.services["payments"].url, timeout=15) as payments:
+        async with httpx.AsyncClient(base_url=stack.services["payments"].url, timeout=15, **KEYED) as payments:
             answer = await payments.get(f"/groups/{group}/contracts/{contract_id}/subscriptions", headers=coordinator)
             return answer.status_code == 200 and len(answer.json()["subscriptions"]) == len(emails)
 
@@ -44,7 +45,7 @@ async def _subscribe(stack: Stack, demo: DemoGroup, emails: list[str]) -> UUID:
 
 async def _balance(stack: Stack, demo: DemoGroup, email: str) -> dict[str, Any]:
     headers = bearer(demo.people["claire@example.org"], coordinator_of=demo.group_id)
-    async with httpx.AsyncClient(base_url=stack.services["ledger"].url, timeout=15) as ledger:
+    async with httpx.AsyncClient(base_url=stack.services["ledger"].url, timeout=15, **KEYED) as ledger:
         answer = await ledger.get(f"/groups/{demo.group_id}/members/{demo.people[email]}/balance", headers=headers)
         assert answer.status_code == 200, answer.text
         found: dict[str, Any] = answer.json()
@@ -159,7 +160,7 @@ async def test_coordinator_records_money_through_the_pages(web_system: Stack, ch
     await page.click("#settings-form button[type=submit]")
     await expect(page.locator("p.message[role=status]")).to_contain_text("réglages sont enregistrés")
     headers = bearer(demo.people["claire@example.org"], coordinator_of=group)
-    async with httpx.AsyncClient(base_url=web_system.services["orders"].url, timeout=15) as orders:
+    async with httpx.AsyncClient(base_url=web_system.services["orders"].url, timeout=15, **KEYED) as orders:
         settings = (await orders.get(f"/groups/{group}", headers=headers)).json()
     assert settings["payment_methods"] == ["cheque", "transfer"]
     assert settings["cheque_payee"] == "AMAP des Lilas - trésorerie"

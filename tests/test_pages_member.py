@@ -14,6 +14,7 @@ from PIL import Image
 from pyzbar import pyzbar
 
 from cagette_runtime.devstack import Stack
+from cagette_runtime.testing import KEYED
 
 from .browser import assert_accessible, screenshot, seed_demo, signed_in_page
 from .conftest import bearer, eventually
@@ -38,7 +39,7 @@ async def open_order_form(page: Any, web_url: str, group_id: Any) -> dict[str, s
 
 
 async def ledger_balance(stack: Stack, group_id: Any, member_id: Any) -> int:
-    async with httpx.AsyncClient(base_url=stack.services["ledger"].url, timeout=10) as ledger:
+    async with httpx.AsyncClient(base_url=stack.services["ledger"].url, timeout=10, **KEYED) as ledger:
         answer = await ledger.get(
             f"/groups/{group_id}/members/{member_id}/balance", headers=bearer(member_id, member_of=group_id)
         )

@@ -13,6 +13,7 @@ import httpx
 from playwright.async_api import expect
 
 from cagette_runtime.devstack import Stack
+from cagette_runtime.testing import KEYED
 
 from .browser import DemoGroup, assert_accessible, screenshot, seed_demo, signed_in_page
 from .conftest import bearer, eventually
@@ -28,7 +29,7 @@ async def _declared(stack: Stack, demo: DemoGroup, email: str, method: str) -> d
     path = f"/groups/{demo.group_id}/members/{demo.people[email]}/payments"
 
     async def found() -> dict[str, Any] | None:
-        async with httpx.AsyncClient(base_url=stack.services["payments"].url, timeout=15) as payments:
+        async with httpx.AsyncClient(base_url=stack.services["payments"].url, timeout=15, **KEYED) as payments:
             listed = (await payments.get(path, headers=headers)).json()
         return next((p for p in listed if p["state"] == "declared" and p["method"] == method), None)
 

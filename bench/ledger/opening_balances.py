@@ -66,7 +66,8 @@ async def seed(service: LedgerService, group_id: uuid.UUID, members: list[uuid.U
 
 async def timed(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str], expect: int) -> float:
     started = time.perf_counter()
-    response = await http.post(url, content=body, headers=headers)
+    # A new action each time: its own Idempotency-Key (required on the import, runtime/idempotency.py).
+    response = await http.post(url, content=body, headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
     elapsed = time.perf_counter() - started
     assert response.status_code == expect, response.text[:500]
     return elapsed

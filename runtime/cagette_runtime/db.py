@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .errors import RetryLater
 
 OUTBOX_WRITTEN = "cagette.outbox_written"
+# Callbacks a transaction's session runs once it committed (session.info[AFTER_COMMIT]): the
+# idempotency mechanism learns there that an effect it bound to its key is committed.
+AFTER_COMMIT = "cagette.after_commit"
 
 # A result row of any columns, for code that reads a few of them by name.
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
@@ -74,6 +77,8 @@ class Database:
         async with self.sessionmaker() as session:
             async with session.begin():
                 yield session
+            for committed in session.info.pop(AFTER_COMMIT, ()):
+                committed()
             if session.info.pop(OUTBOX_WRITTEN, False):
                 for callback in self._after_outbox_commit:
                     callback()

@@ -33,6 +33,7 @@ _REASONS = {
     413: "The request body is over the size limit",
     415: "Unsupported content type",
     422: "A field or parameter is invalid; nothing was changed",
+    428: "This request needs an Idempotency-Key header (a retry could move money); nothing was changed",
     429: "Too many failed authentications from this address",
     503: "Something the request needs (the database, the ledger, the card provider) does not answer right now; "
     "nothing was changed, try again after Retry-After seconds",
@@ -41,7 +42,11 @@ RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying aga
 
 
 def _statuses(method: str, operation: dict[str, Any]) -> set[int]:
+    from .idempotency import document_keys
+
     statuses = {400, 404, 422, 503}
+    if document_keys(operation):
+        statuses.add(428)
     if operation.get("security"):  # the bearer scheme: it can be missing, wrong or lack a role
         statuses |= {401, 403, 429}
     if method not in ("get", "head"):

@@ -49,9 +49,14 @@ log = logging.getLogger(__name__)
 
 
 async def add(session: AsyncSession, *events: Event) -> None:
-    """Record events to publish once the caller's transaction commits."""
+    """Record events to publish once the caller's transaction commits. Within a request that
+    holds an `Idempotency-Key`, the key is marked as having taken effect in the same transaction
+    (runtime/idempotency.py: bind)."""
     if not events:
         return
+    from .idempotency import bind  # late: idempotency needs the HTTP side, the outbox does not
+
+    await bind(session)
     await session.execute(
         insert(outbox_messages),
         [

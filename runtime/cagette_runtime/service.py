@@ -22,6 +22,7 @@ from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
 from .docs import install_docs
 from .http import install_common
+from .idempotency import IdempotencyRetention, IdempotentRoute
 from .logs import configure_logging
 from .memberships import TableMemberships, membership_consumer
 from .metrics import DatabaseGauge, ServiceMetrics
@@ -116,6 +117,8 @@ class Service:
                 inbox_days=self.settings.inbox_retention_days,
             ),
         ]
+        if any(isinstance(route, IdempotentRoute) for router in routers for route in router.routes):
+            self.background.append(IdempotencyRetention(self.database, hours=self.settings.idempotency_retention_hours))
         self.consumers = list(consumers(self))
         self.memberships: MembershipDirectory | None = None
         if membership_table is not None:

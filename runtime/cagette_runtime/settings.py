@@ -102,6 +102,8 @@ class ServiceSettings(BaseSettings):
     # Retention of published outbox rows and of inbox rows (which must outlive any redelivery).
     outbox_retention_days: float = 7.0
     inbox_retention_days: float = 30.0
+    # How long an Idempotency-Key's answer is kept and replayed (runtime/idempotency.py).
+    idempotency_retention_hours: float = Field(default=24.0, gt=0)
     migrate_on_start: bool = True
     # How the consumer queues' policies (delivery limit, dead-letter route, overflow) are set:
     # auto | management | rabbitmqctl | off (see policies.py); the management API's address

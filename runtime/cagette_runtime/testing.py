@@ -554,3 +554,21 @@ class Outage:
                 self._pipes.discard(sink)
 
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+# ------------------------------------------------------------------ idempotency keys
+
+WITHOUT_KEY = "cagette.without_idempotency_key"
+
+
+async def _add_idempotency_key(request: httpx.Request) -> None:
+    if request.method in ("POST", "PUT", "PATCH", "DELETE") and "Idempotency-Key" not in request.headers:
+        if not request.extensions.get(WITHOUT_KEY):
+            request.headers["Idempotency-Key"] = str(uuid.uuid4())
+
+
+# A test client sends a new Idempotency-Key with each state-changing request that names none,
+# as a client library does (each request a new action): `httpx.AsyncClient(..., **KEYED)`. A
+# test of a retry sends its own key twice; a test of the 428 passes
+# `extensions={WITHOUT_KEY: True}` to send none.
+KEYED: dict[str, Any] = {"event_hooks": {"request": [_add_idempotency_key]}}

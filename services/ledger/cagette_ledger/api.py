@@ -9,15 +9,15 @@ platform administrator.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Row, Select, Uuid, any_, bindparam, func, select, tuple_
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import AccountType, Money
 from cagette_contracts.inputs import MULTI_LINE, Cursor, Reason, RequestBody, UtcDatetime, check_text
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound, Refused
 from cagette_runtime.http import DatabaseDep
@@ -37,12 +38,7 @@ from .domain import EntryStatus, HoldStatus
 from .posting import PostedTransaction
 from .tables import accounts, holds, members, pending_entries, postings, transactions
 
-router = APIRouter()
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", max_length=150, description="Replays with the same key return the original result"),
-]
+router = APIRouter(route_class=idempotency.IdempotentRoute)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -688,6 +684,7 @@ class OpeningBalanceRequest(RequestBody):
 
 @router.post(
     "/groups/{group_id}/members/{member_id}/opening-balance",
+    dependencies=[idempotency.REQUIRED],
     response_model=TransactionView,
     status_code=201,
     tags=["adjustments"],
@@ -722,13 +719,16 @@ async def post_correction(
     body: CorrectionRequest,
     principal: CurrentPrincipal,
     database: DatabaseDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: idempotency.RequiredKey,
 ) -> JSONResponse:
-    """A correction of the member's balance, with a required reason."""
+    """A correction of the member's balance, with a required reason. The `Idempotency-Key` also
+    names the ledger transaction (per coordinator), so even a retry past the key's retention
+    cannot post it twice."""
     principal.require_coordinator(group_id)
     if body.against == AccountType.MEMBER:
         raise Invalid("a correction is posted against a group account, not a member account")
-    key = f"correction:{group_id}:{idempotency_key or uuid.uuid4()}"
+    named = idempotency_key if len(idempotency_key) <= 100 else hashlib.sha256(idempotency_key.encode()).hexdigest()
+    key = f"correction:{group_id}:{principal.user_id}:{named}"
     draft = domain.correction(
         group_id,
         member_id,
@@ -748,6 +748,7 @@ class ReversalRequest(RequestBody):
 
 @router.post(
     "/groups/{group_id}/transactions/{transaction_id}/reversal",
+    dependencies=[idempotency.REQUIRED],
     response_model=TransactionView,
     status_code=201,
     tags=["adjustments"],
@@ -782,6 +783,7 @@ class _Rehearsed(Exception):
 
 @router.post(
     "/groups/{group_id}/opening-balances",
+    dependencies=[idempotency.REQUIRED],
     response_model=ImportResult,
     tags=["adjustments"],
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},

@@ -24,10 +24,14 @@ from sqlalchemy import (
 )
 
 from cagette_runtime.memberships import memberships_table
+from cagette_runtime.tables import idempotency_keys_table
 
 from .domain import EntryStatus, HoldStatus, sql_in
 
 metadata = MetaData()
+
+# Answers kept for Idempotency-Key headers (runtime/idempotency.py).
+idempotency_keys = idempotency_keys_table(metadata)
 
 # Who holds which role in which group now, from orders.member.* (runtime.memberships).
 memberships = memberships_table(metadata)

@@ -33,7 +33,7 @@ from cagette_runtime.db import Database
 from cagette_runtime.migrations import upgrade_async
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import inbox_messages
-from cagette_runtime.testing import IsolatedServers
+from cagette_runtime.testing import KEYED, IsolatedServers
 from cagette_runtime.topology import events_exchange
 
 
@@ -74,7 +74,7 @@ async def service(settings: ServiceSettings) -> AsyncIterator[LedgerService]:
 @pytest.fixture(scope="session")
 async def client(service: LedgerService) -> AsyncIterator[httpx.AsyncClient]:
     app = service.create_app()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ledger", **KEYED) as http:
         yield http
 
 

@@ -213,12 +213,15 @@ async def test_correction_with_reason_and_idempotency_key(world: World) -> None:
     first = await world.client.post(url(world, member, "corrections"), json=body, headers=headers)
     assert first.status_code == 201 and first.json()["reason"] == "eggs were missing"
     again = await world.client.post(url(world, member, "corrections"), json=body, headers=headers)
-    assert again.status_code == 200 and again.json()["transaction_id"] == first.json()["transaction_id"]
+    # The first answer again, as it was (runtime/idempotency.py), and nothing posted twice.
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["transaction_id"] == first.json()["transaction_id"]
     reused = await world.client.post(
         url(world, member, "corrections"), json={**body, "reason": "other"}, headers=headers
     )
     assert reused.status_code == 409 and "already used" in reused.json()["detail"]
     assert (await world.balance(member))["balance"]["amount"] == 300
+    assert await count_rows(world.service.database, "transactions", world.group_id) == 1
 
 
 async def test_reversal_points_at_what_it_reverses(world: World) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Select, and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from cagette_contracts.inputs import Flag, RequestBody
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import OUTBOX_WRITTEN, Database
 from cagette_runtime.errors import Conflict, NotFound
@@ -23,7 +24,7 @@ from cagette_runtime.pagination import PAGINATED, Page, PageRequest
 from .delivery import FAILED, PENDING, UNCERTAIN
 from .tables import email_deliveries, member_directory, member_preferences
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(route_class=idempotency.IdempotentRoute, tags=["notifications"])
 
 
 class EmailPreferences(RequestBody):

@@ -23,8 +23,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from cagette_runtime.memberships import memberships_table
+from cagette_runtime.tables import idempotency_keys_table
 
 metadata = MetaData()
+
+# Answers kept for Idempotency-Key headers (runtime/idempotency.py).
+idempotency_keys = idempotency_keys_table(metadata)
 
 # Who holds which role in which group now, from orders.member.* (runtime.memberships).
 memberships = memberships_table(metadata)

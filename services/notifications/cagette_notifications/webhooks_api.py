@@ -15,6 +15,7 @@ from sqlalchemy import Row, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Language
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal, Principal
 from cagette_runtime.db import OUTBOX_WRITTEN
 from cagette_runtime.errors import Invalid, NotFound
@@ -24,7 +25,7 @@ from cagette_runtime.pagination import PAGINATED, Page
 from .tables import webhook_deliveries, webhook_endpoints
 from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(route_class=idempotency.IdempotentRoute, prefix="/webhooks", tags=["webhooks"])
 DeliveryState = Literal["pending", "delivered", "failed"]  # webhooks.PENDING, DELIVERED, FAILED
 
 EventTypePattern = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN.pattern)]

@@ -20,7 +20,7 @@ from cagette_notifications.app import NotificationsService, build_service
 from cagette_notifications.handlers import QUEUE_NAME
 from cagette_notifications.settings import NotificationSettings
 from cagette_runtime.auth import Principal, encode_token
-from cagette_runtime.testing import IsolatedServers, Mailbox, create_vhost, delete_vhost, free_port, smtp_server
+from cagette_runtime.testing import KEYED, IsolatedServers, Mailbox, create_vhost, delete_vhost, free_port, smtp_server
 
 
 @pytest.fixture(name="free_port", scope="session")
@@ -130,7 +130,7 @@ def start_service(servers: IsolatedServers) -> Callable[..., object]:
             exchange = await channel.get_exchange(EVENTS_EXCHANGE)
             app = service.create_app()  # its lifespan is not run: the service is already started
             async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://notifications"
+                transport=httpx.ASGITransport(app=app), base_url="http://notifications", **KEYED
             ) as http:
                 yield Running(service, amqp_url, channel, exchange, http)
         finally:

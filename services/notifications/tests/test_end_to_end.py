@@ -17,7 +17,7 @@ import pytest
 from cagette_contracts import Role
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.devstack import SERVICES, Stack
-from cagette_runtime.testing import IsolatedServers, create_vhost, delete_vhost
+from cagette_runtime.testing import KEYED, IsolatedServers, create_vhost, delete_vhost
 
 JWT_SECRET = "notifications-end-to-end-secret-" + "0" * 16
 IBAN = "FR76 3000 6000 0112 3456 7890 189"
@@ -70,7 +70,7 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
     admin, coordinator, alice, bob = (uuid.uuid4() for _ in range(4))
     alice_email, bob_email = f"alice.{alice.hex[:6]}@example.org", f"bob.{bob.hex[:6]}@example.org"
     url = {name: stack.services[name].url for name in STACK_SERVICES}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, **KEYED) as http:
         group = ok(
             await http.post(
                 f"{url['orders']}/groups",

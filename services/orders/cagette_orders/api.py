@@ -28,7 +28,7 @@ from cagette_contracts import (
 from cagette_contracts.common import TimeZoneName
 from cagette_contracts.inputs import AsciiDecimal, AwareUtcDatetime, Flag, Label, Name, Place, RequestBody
 from cagette_contracts.money import MinorUnits
-from cagette_runtime import outbox
+from cagette_runtime import idempotency, outbox
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.clock import now
 from cagette_runtime.db import Database
@@ -53,7 +53,7 @@ from .store import (
 from .tables import catalogs, distribution_catalogs, distributions, groups, members, orders, products
 from .usecases import settings_event
 
-router = APIRouter()
+router = APIRouter(route_class=idempotency.IdempotentRoute)
 
 
 # ------------------------------------------------------------------ groups

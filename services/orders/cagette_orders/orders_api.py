@@ -11,6 +11,7 @@ from pydantic import Field
 
 from cagette_contracts import PaymentMethod
 from cagette_contracts.inputs import SINGLE_LINE, AsciiDecimal, RequestBody
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
@@ -19,7 +20,7 @@ from . import domain, store, usecases
 from .holds import LedgerHolds
 from .store import OrderOut, SubscriptionOut
 
-router = APIRouter()
+router = APIRouter(route_class=idempotency.IdempotentRoute)
 
 
 def ledger_holds(request: Request) -> LedgerHolds:
@@ -89,7 +90,13 @@ class SubscriptionIn(RequestBody):
 # ------------------------------------------------------------------ orders
 
 
-@router.post("/groups/{group_id}/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut, tags=["orders"])
+@router.post(
+    "/groups/{group_id}/orders",
+    dependencies=[idempotency.REQUIRED],
+    status_code=status.HTTP_201_CREATED,
+    response_model=OrderOut,
+    tags=["orders"],
+)
 async def place_order(
     group_id: UUID, body: OrderIn, principal: CurrentPrincipal, database: DatabaseDep, holds: HoldsDep
 ) -> OrderOut:
@@ -132,7 +139,12 @@ async def list_orders(
     return page.finish(found, lambda order: (order.created_at, order.order_id), response)
 
 
-@router.put("/groups/{group_id}/orders/{order_id}", response_model=OrderOut, tags=["orders"])
+@router.put(
+    "/groups/{group_id}/orders/{order_id}",
+    dependencies=[idempotency.REQUIRED],
+    response_model=OrderOut,
+    tags=["orders"],
+)
 async def change_order(
     group_id: UUID, order_id: UUID, body: BasketIn, principal: CurrentPrincipal, database: DatabaseDep, holds: HoldsDep
 ) -> OrderOut:
@@ -147,7 +159,12 @@ async def change_order(
         return await store.load_order(session, group_id, order_id)
 
 
-@router.delete("/groups/{group_id}/orders/{order_id}", response_model=OrderOut, tags=["orders"])
+@router.delete(
+    "/groups/{group_id}/orders/{order_id}",
+    dependencies=[idempotency.REQUIRED],
+    response_model=OrderOut,
+    tags=["orders"],
+)
 async def withdraw_order(
     group_id: UUID, order_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> OrderOut:
@@ -160,6 +177,7 @@ async def withdraw_order(
 
 @router.post(
     "/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered",
+    dependencies=[idempotency.REQUIRED],
     status_code=status.HTTP_201_CREATED,
     response_model=OrderOut,
     tags=["orders"],
@@ -189,6 +207,7 @@ async def take_off_undelivered(
 
 @router.post(
     "/groups/{group_id}/contracts/{contract_id}/subscriptions",
+    dependencies=[idempotency.REQUIRED],
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriptionOut,
     tags=["subscriptions"],
@@ -245,7 +264,10 @@ async def get_subscription(
 
 
 @router.put(
-    "/groups/{group_id}/subscriptions/{subscription_id}", response_model=SubscriptionOut, tags=["subscriptions"]
+    "/groups/{group_id}/subscriptions/{subscription_id}",
+    dependencies=[idempotency.REQUIRED],
+    response_model=SubscriptionOut,
+    tags=["subscriptions"],
 )
 async def change_subscription(
     group_id: UUID,

@@ -24,9 +24,14 @@ from sqlalchemy import (
     text,
 )
 
+from cagette_runtime.tables import idempotency_keys_table
+
 from .domain import ACTIVE_STATUSES, HoldState
 
 metadata = MetaData()
+
+# Answers kept for Idempotency-Key headers (runtime/idempotency.py).
+idempotency_keys = idempotency_keys_table(metadata)
 
 # One active order per basket (domain.ACTIVE_STATUSES), as the partial unique index's predicate.
 ACTIVE_ORDER = f"status IN ({', '.join(repr(s.value) for s in ACTIVE_STATUSES)}) AND flagged_reason IS NULL"

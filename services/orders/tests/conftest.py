@@ -31,7 +31,7 @@ from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.tables import inbox_messages, outbox_messages
-from cagette_runtime.testing import EventSpy, IsolatedServers, create_vhost, delete_vhost
+from cagette_runtime.testing import KEYED, EventSpy, IsolatedServers, create_vhost, delete_vhost
 from cagette_runtime.topology import events_exchange
 
 
@@ -69,7 +69,9 @@ async def env(servers: IsolatedServers, orders_amqp: str) -> AsyncIterator[Order
     async with app.router.lifespan_context(app):
         app.state.holds = LedgerHolds(service.broker, timeout=2.0)
         async with EventSpy(orders_amqp, "orders.#") as spy:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://orders", **KEYED
+            ) as client:
                 yield OrdersEnv(orders_amqp, service, client, spy)
 
 

@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from cagette_orders.app import build_service
-from cagette_runtime.testing import IsolatedServers, Outage
+from cagette_runtime.testing import KEYED, IsolatedServers, Outage
 
 from .conftest import OrdersEnv, make_group
 
@@ -23,7 +23,9 @@ async def test_with_its_database_down_orders_answers_503_with_retry_after(
         service = build_service(settings)
         app = service.create_app()
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders") as client:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://orders", **KEYED
+            ) as client:
                 read = f"/groups/{group.group_id}"
                 assert (await client.get(read, headers=group.coordinator)).status_code == 200
                 newcomer = {"member_id": str(uuid.uuid4()), "role": "member", "name": "Zoé", "email": "zoe@example.org"}

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
 from cagette_contracts.inputs import BusinessDate, Label, Note, QueryText, Reason, RequestBody
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
@@ -29,7 +30,7 @@ from .domain.baskets import Figures
 from .domain.methods import Method
 from .domain.takings import Takings, to_csv
 
-router = APIRouter()
+router = APIRouter(route_class=idempotency.IdempotentRoute)
 
 ClientKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
 
@@ -399,6 +400,7 @@ def created(body: Any, is_new: bool = True) -> JSONResponse:
 
 @router.post(
     "/groups/{group_id}/members/{member_id}/payments",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=PaymentOut,
     tags=["manual payments"],
@@ -428,6 +430,7 @@ async def record_payment(
 
 @router.post(
     "/groups/{group_id}/members/{member_id}/refunds",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=PaymentOut,
     tags=["manual payments"],
@@ -519,6 +522,7 @@ async def get_payment(
 
 @router.post(
     "/groups/{group_id}/payments/{payment_id}/confirm",
+    dependencies=[idempotency.REQUIRED],
     response_model=PaymentOut,
     tags=["payments"],
     summary="Declared -> received, correcting the amount and the method to what was actually paid (R20)",
@@ -542,6 +546,7 @@ async def confirm(
 
 @router.post(
     "/groups/{group_id}/payments/{payment_id}/cancel",
+    dependencies=[idempotency.REQUIRED],
     response_model=PaymentOut,
     tags=["payments"],
     summary="Declared -> cancelled",
@@ -556,6 +561,7 @@ async def cancel(
 
 @router.post(
     "/groups/{group_id}/payments/{payment_id}/reverse",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=PaymentOut,
     tags=["payments"],
@@ -623,6 +629,7 @@ async def _require_basket(session: AsyncSession, group_id: UUID, distribution_id
 
 @router.post(
     "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=BasketDetailOut,
     tags=["distribution validation"],
@@ -658,6 +665,7 @@ async def basket_payment(
 
 @router.post(
     "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/refunds",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=BasketDetailOut,
     tags=["distribution validation"],
@@ -708,6 +716,7 @@ async def validate_basket(
 
 @router.post(
     "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/confirm-all-and-validate",
+    dependencies=[idempotency.REQUIRED],
     response_model=BasketDetailOut,
     tags=["distribution validation"],
     summary="Confirm every pending payment as received for its declared amount, then validate",
@@ -804,6 +813,7 @@ async def takings_csv(
 
 @router.post(
     "/groups/{group_id}/contracts/{contract_id}/payments",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=MassEntryOut,
     tags=["subscriptions"],

@@ -14,7 +14,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Money
-from cagette_runtime import epc_qr
+from cagette_runtime import epc_qr, idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Invalid, NotFound, Refused
@@ -28,7 +28,7 @@ from .domain.methods import Method
 from .domain.statements import Format
 from .domain.states import State
 
-router = APIRouter(tags=["bank statements"])
+router = APIRouter(route_class=idempotency.IdempotentRoute, tags=["bank statements"])
 
 MAX_STATEMENT_BYTES = 10 * 1024 * 1024  # a year of a busy account's statements is well under 1 MB
 
@@ -183,6 +183,7 @@ async def put_bank_settings(
 
 @router.post(
     "/groups/{group_id}/bank-statements",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=ImportReportOut,
     summary="Import a statement file (the body): camt.053/052, MT940 or CSV with the saved mapping",
@@ -253,6 +254,7 @@ async def list_lines(
 
 @router.post(
     "/groups/{group_id}/bank-lines/{line_id}/assign",
+    dependencies=[idempotency.REQUIRED],
     response_model=BankLineOut,
     summary="Assign a line to review to a member (and optionally one of their declared payments)",
 )

@@ -15,6 +15,7 @@ from sqlalchemy import Row
 
 from cagette_contracts import Money
 from cagette_contracts.inputs import Flag, Reason, RequestBody
+from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import NotFound
 from cagette_runtime.http import DatabaseDep
@@ -24,7 +25,7 @@ from . import card_store, card_usecases, store
 from .provider import CardNotConfigured, CardProvider
 from .settings import PaymentsSettings
 
-router = APIRouter(tags=["card payments"])
+router = APIRouter(route_class=idempotency.IdempotentRoute, tags=["card payments"])
 
 AccountId = Annotated[str, Field(pattern=r"^acct_[A-Za-z0-9]{1,64}$", description="Stripe connected account id")]
 
@@ -312,6 +313,7 @@ async def card_onboarding(
 
 @router.post(
     "/groups/{group_id}/orders/{order_id}/card-payment",
+    dependencies=[idempotency.REQUIRED],
     status_code=201,
     response_model=CardPaymentOut,
     summary="Pay your order (or an addition to it) by card: the checkout page to send the member to",
@@ -411,6 +413,7 @@ async def get_card_payment(
 
 @router.post(
     "/groups/{group_id}/card-payments/{payment_id}/refunds",
+    dependencies=[idempotency.REQUIRED],
     status_code=202,
     response_model=RefundOut,
     summary="Refund a card payment fully or partly through the provider (coordinator)",

@@ -36,7 +36,7 @@ from cagette_payments.settings import PaymentsSettings
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.tables import outbox_messages
-from cagette_runtime.testing import EventSpy, IsolatedServers
+from cagette_runtime.testing import KEYED, EventSpy, IsolatedServers
 
 from .stripe_standin import Served, StripeStandIn
 
@@ -275,8 +275,8 @@ async def payments(servers: IsolatedServers, stripe_standin: tuple[StripeStandIn
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
         async with (
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments") as client,
-            httpx.AsyncClient(base_url=served.url, timeout=10) as web,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments", **KEYED) as client,
+            httpx.AsyncClient(base_url=served.url, timeout=10, **KEYED) as web,
         ):
             yield Payments(service, client, servers.amqp_url, exchange, web=web, standin=standin)
     finally:

@@ -10,6 +10,7 @@ their language, instead of failing.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import httpx
 
 from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.http import CORRELATION_HEADER
+from cagette_runtime.idempotency import HEADER as IDEMPOTENCY_HEADER
 
 from .settings import WebSettings
 
@@ -116,8 +118,8 @@ class ServiceApis:
         for client in self.clients.values():
             await client.aclose()
 
-    def as_person(self, access_token: str) -> PersonApis:
-        return PersonApis(self, access_token)
+    def as_person(self, access_token: str, form_key: str | None = None) -> PersonApis:
+        return PersonApis(self, access_token, form_key)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,17 @@ class PersonApis:
 
     apis: ServiceApis
     access_token: str
+    # The submitted form's `client_key` (rendered in the form once, so a double submit or a
+    # browser retry sends it again): each state-changing call of the submission derives its
+    # Idempotency-Key from it, in order (`<form key>.0`, `.1`, ...); without one (a link, a form
+    # without the field) each call gets a new key.
+    form_key: str | None = None
+    _calls: list[int] = field(default_factory=lambda: [0], compare=False, repr=False)
+
+    def idempotency_key(self) -> str:
+        number = self._calls[0]
+        self._calls[0] += 1
+        return f"{self.form_key}.{number}" if self.form_key else f"web-{uuid.uuid4().hex}"
 
     async def call(
         self,
@@ -144,6 +157,8 @@ class PersonApis:
             CORRELATION_HEADER: current_correlation_id(),
             **(headers or {}),
         }
+        if method not in ("GET", "HEAD") and IDEMPOTENCY_HEADER not in request_headers:
+            request_headers[IDEMPOTENCY_HEADER] = self.idempotency_key()
         query = {key: value for key, value in (params or {}).items() if value not in (None, "")}
         try:
             response = await self.apis.clients[service].request(

@@ -208,7 +208,8 @@ async def _catalogs_and_orders(service: WebService, orders: httpx.AsyncClient, d
         await _created(
             await orders.post(
                 f"{group}/orders",
-                headers=await _bearer(service, demo.people[email]),
+                # One key per demo order: the demo is created once (Idempotency-Key, runtime/idempotency.py).
+                headers={**await _bearer(service, demo.people[email]), "Idempotency-Key": f"demo-order-{email}"},
                 json={
                     "distribution_id": first,
                     "payment_method": method,

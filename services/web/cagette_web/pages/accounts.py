@@ -6,7 +6,6 @@ preview before it is applied."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
@@ -16,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ..adapters import ServiceRefused
 from ..domain import AmountRefused, parse_amount
-from .common import CoordinatorVisit, PageRefused, Visit, back_to, group_of
+from .common import CoordinatorVisit, PageRefused, Visit, back_to, group_of, new_client_key
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,11 +32,6 @@ class FormProblem(Exception):
         super().__init__(key)
         self.key = key
         self.values = values
-
-
-def new_client_key() -> str:
-    """Put in each form as it is shown: submitting the same form twice records it once."""
-    return f"web-{uuid.uuid4().hex}"
 
 
 def typed_amount(text: str, currency: str, *, signed: bool = False) -> int:
@@ -297,10 +291,8 @@ async def record_correction(
             "amount": {"amount": typed_amount(amount, currency, signed=True), "currency": currency},
             "reason": _required(reason, "account.reason_required"),
         }
-        headers = {"Idempotency-Key": client_key} if client_key else None
-        await visit.apis.post(
-            "ledger", f"/groups/{group_id}/members/{member_id}/corrections", json=body, headers=headers
-        )
+        # Its Idempotency-Key comes from the form's client_key (PersonApis).
+        await visit.apis.post("ledger", f"/groups/{group_id}/members/{member_id}/corrections", json=body)
 
     return await _submit(visit, group_id, member_id, "correction", {**values, "csrf_token": csrf_token}, action)
 

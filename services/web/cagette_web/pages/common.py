@@ -11,7 +11,9 @@ JavaScript; htmx (served from /static) only makes links and forms lighter (`hx-b
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +141,7 @@ class Visit:
                 "error": error,
                 "notice": notice if notice and notice.replace(".", "").replace("_", "").isalnum() else None,
                 "csrf_token": self.me.csrf_token,
+                "client_key": new_client_key(),
                 "signed_in": True,
                 "account": self.me.account,
                 "path": self.request.url.path,
@@ -208,10 +211,30 @@ async def signed_in_visit(request: Request) -> Visit:
     return Visit(
         request=request,
         me=me,
-        apis=_apis(request).as_person(token.access_token),
+        apis=_apis(request).as_person(token.access_token, await submitted_client_key(request)),
         language=language,
         formats=formats(language, settings.web_time_zone),
     )
+
+
+def new_client_key() -> str:
+    """Rendered in each form as it is shown (a hidden `client_key`): submitting the same form
+    twice (a double click, the browser's retry) sends the same key, so the services record the
+    action once (their Idempotency-Key, runtime/idempotency.py)."""
+    return f"web-{uuid.uuid4().hex}"
+
+
+_CLIENT_KEY = re.compile(r"[A-Za-z0-9._:-]{1,200}")
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+async def submitted_client_key(request: Request) -> str | None:
+    """The `client_key` of a submitted form, if it has a well-formed one (Starlette keeps the
+    parsed form for the page's own Form() fields)."""
+    if request.method != "POST" or not request.headers.get("content-type", "").startswith(_FORMS):
+        return None
+    value = (await request.form()).get("client_key")
+    return value if isinstance(value, str) and _CLIENT_KEY.fullmatch(value) else None
 
 
 SignedInVisit = Annotated[Visit, Depends(signed_in_visit)]

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from ..adapters import ServiceRefused
-from .accounts import FormProblem, _subscriptions_or_none, new_client_key, typed_amount, typed_date
-from .common import CoordinatorVisit, Visit, back_to, group_of
+from .accounts import FormProblem, _subscriptions_or_none, typed_amount, typed_date
+from .common import CoordinatorVisit, Visit, back_to, group_of, new_client_key
 
 router = APIRouter(include_in_schema=False)
 
