@@ -8,6 +8,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
+
 from cagette_runtime.devstack import Stack
 
 from .conftest import client, eventually
@@ -140,11 +142,17 @@ async def test_a_payment_recorded_on_the_wrong_member_is_reversed_not_refunded(s
         group = Group(orders)
         await group.create(["cheque"], cheque_payee="AMAP des Lilas")
         wrong = await group.join("Bruno")
-        recorded = await payments.post(
-            f"/groups/{group.id}/members/{wrong}/payments",
-            headers=group.coordinator,
-            json={"method": "cheque", "amount": eur(4500), "label": "102"},
-        )
+
+        async def record() -> httpx.Response | None:
+            # Payments learns of the new member through orders' event: until then it answers 404.
+            answer = await payments.post(
+                f"/groups/{group.id}/members/{wrong}/payments",
+                headers=group.coordinator,
+                json={"method": "cheque", "amount": eur(4500), "label": "102"},
+            )
+            return None if answer.status_code == 404 else answer
+
+        recorded = await eventually(record)
         assert recorded.status_code == 201, recorded.text
         reversed_ = await payments.post(
             f"/groups/{group.id}/payments/{recorded.json()['payment_id']}/reverse",
