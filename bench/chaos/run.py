@@ -54,6 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 IBAN = "FR7630006000011234567890189"
 TOKEN_TTL = timedelta(minutes=55)  # services refuse tokens living over an hour
 T0 = time.monotonic()
+T0_WALL = datetime.now(UTC)
 
 
 def now() -> float:
@@ -459,10 +460,20 @@ def topic_matches(pattern: str, key: str) -> bool:
     return match(pattern.split("."), key.split("."))
 
 
+_LISTED: dict[str, Any] = {}
+
+
+async def listed(mq: OwnRabbit, *what: str) -> Any:
+    """A rabbitmqctl listing, asked once (seconds each on a busy machine; queues and bindings
+    do not change after start-up)."""
+    if what not in _LISTED:
+        _LISTED[what] = json.loads(await asyncio.to_thread(mq.rabbitmqctl, "-q", *what, "--formatter", "json"))
+    return _LISTED[what]
+
+
 async def parked_counts(mq: OwnRabbit) -> dict[str, int]:
     """Messages in every `*.parking` queue, counted by a passive declare."""
-    listed = json.loads(await asyncio.to_thread(mq.rabbitmqctl, "-q", "list_queues", "name", "--formatter", "json"))
-    names = [q["name"] for q in listed if q["name"].endswith(".parking")]
+    names = [q["name"] for q in await listed(mq, "list_queues", "name") if q["name"].endswith(".parking")]
     connection = await aio_pika.connect(mq.url)
     try:
         channel = await connection.channel()
@@ -476,27 +487,14 @@ async def parked_counts(mq: OwnRabbit) -> dict[str, int]:
 
 
 async def expected_parking(mq: OwnRabbit, poison: list[str]) -> dict[str, int]:
-    listed = json.loads(
-        await asyncio.to_thread(
-            mq.rabbitmqctl,
-            "-q",
-            "list_bindings",
-            "source_name",
-            "destination_name",
-            "routing_key",
-            "--formatter",
-            "json",
-        )
-    )
-    queues = {
-        q["name"]
-        for q in json.loads(await asyncio.to_thread(mq.rabbitmqctl, "-q", "list_queues", "name", "--formatter", "json"))
-    }
+    """Each poison message is parked once by every consumer queue its routing key reaches."""
+    bindings = await listed(mq, "list_bindings", "source_name", "destination_name", "routing_key")
+    queues = {q["name"] for q in await listed(mq, "list_queues", "name")}
     expected: Counter[str] = Counter()
     for key in poison:
         hit = {
             b["destination_name"]
-            for b in listed
+            for b in bindings
             if b["source_name"] == EVENTS_EXCHANGE
             and f"{b['destination_name']}.parking" in queues
             and topic_matches(b["routing_key"], key)
@@ -536,8 +534,9 @@ async def fetch(dsn: str, query: str, *params: Any) -> list[asyncpg.Record]:
 
 async def verify(
     stack: ChaosStack, pg: OwnPostgres, mq: OwnRabbit, http: Http, groups: dict[str, Group], ops: list[Op], chaos: Chaos
-) -> tuple[list[str], dict[str, Any]]:
+) -> tuple[list[str], list[str], dict[str, Any]]:
     violations: list[str] = []
+    findings: list[str] = []
     figures: dict[str, Any] = {}
     db = {name: pg.dsn(f"chaos_{name}") for name in SERVICES}
     group_ids = [g.group_id for g in groups.values()]
@@ -616,7 +615,8 @@ async def verify(
             wrong += 1
             if wrong <= 10:
                 violations.append(
-                    f"member {member[1]}: balance/pending {got}, expected ({balance}, {expected_pending.get(member, 0)})"
+                    f"member {member[1]}: balance/pending {got}, "
+                    f"expected ({balance}, {expected_pending.get(member, 0)})"
                 )
     if wrong > 10:
         violations.append(f"... {wrong} members in all with a wrong balance or pending")
@@ -643,10 +643,16 @@ async def verify(
     # holds
     rows = await fetch(db["ledger"], "SELECT status, count(*) AS n FROM holds GROUP BY status")
     figures["holds"] = {r["status"]: r["n"] for r in rows}
-    active = await fetch(db["ledger"], "SELECT hold_id, order_id, amount FROM holds WHERE status = 'active'")
+    active = await fetch(
+        db["ledger"], "SELECT hold_id, order_id, amount, created_at FROM holds WHERE status = 'active'"
+    )
     for r in active:
-        known = "its order exists" if str(r["order_id"]) in recorded else "no such order (orphan)"
-        violations.append(f"hold {r['hold_id']} still active ({r['amount']} cents, order {r['order_id']}: {known})")
+        at = (r["created_at"] - T0_WALL).total_seconds()
+        line = f"hold {r['hold_id']} (placed at {at:.1f}s) still active ({r['amount']} cents, order {r['order_id']}"
+        if str(r["order_id"]) in recorded:
+            violations.append(f"{line}: its order exists, the hold was never captured)")
+        else:  # granted, but the order was never recorded: it waits out its 15 minutes
+            findings.append(f"{line}: no such order, an orphan)")
 
     # payments and notifications know every order
     rows = await fetch(
@@ -680,7 +686,7 @@ async def verify(
         rows = await fetch(db[name], "SELECT count(*) AS n FROM outbox_messages WHERE published_at IS NULL")
         if rows[0]["n"]:
             violations.append(f"{name}: {rows[0]['n']} outbox rows not published")
-    return violations, figures
+    return violations, findings, figures
 
 
 # ------------------------------------------------------------------ one run
@@ -857,21 +863,30 @@ async def drive(args: argparse.Namespace, stack: ChaosStack, pg: OwnPostgres, mq
 
         drain_began = time.monotonic()
         violations: list[str] = []
+        findings: list[str] = []
         figures: dict[str, Any] = {}
         http.retry_for = 30
         while time.monotonic() - drain_began < args.drain_timeout:
-            violations, figures = await verify(stack, pg, mq, http, groups, ops, chaos)
+            violations, findings, figures = await verify(stack, pg, mq, http, groups, ops, chaos)
             if not violations:
                 break
             say(f"draining: {len(violations)} check(s) failing, e.g. {violations[0]}")
             await asyncio.sleep(3)
         drained = time.monotonic() - drain_began
-        report(ops, chaos, figures, violations, workload_seconds, drained)
+        if not args.tolerate_orphan_holds:
+            violations += findings
+        report(ops, chaos, figures, violations, findings, workload_seconds, drained)
         return 1 if violations else 0
 
 
 def report(
-    ops: list[Op], chaos: Chaos, figures: dict[str, Any], violations: list[str], workload: float, drained: float
+    ops: list[Op],
+    chaos: Chaos,
+    figures: dict[str, Any],
+    violations: list[str],
+    findings: list[str],
+    workload: float,
+    drained: float,
 ) -> None:
     outcomes = Counter(op.outcome for op in ops)
     recovered = sum(1 for op in ops if "recovered" in op.detail)
@@ -887,6 +902,8 @@ def report(
         print(f"{fault.name:<40}{fault.began:>7.1f}s{fault.ended - fault.began:>7.1f}s{recovery:>10}   {fault.note}")
     for name, value in figures.items():
         print(f"{name}: {value}")
+    if findings:
+        print(f"\norphan holds (granted, order never recorded; they expire after 15 minutes): {len(findings)}")
     if violations:
         print(f"\n!! {len(violations)} violation(s):")
         for line in violations[:60]:
@@ -906,6 +923,11 @@ def main() -> None:
     parser.add_argument("--poison", type=int, default=3)
     parser.add_argument("--duplicates", type=int, default=3)
     parser.add_argument("--drain-timeout", type=float, default=180)
+    parser.add_argument(
+        "--tolerate-orphan-holds",
+        action="store_true",
+        help="report active holds whose order was never recorded without failing the run",
+    )
     args = parser.parse_args()
     if args.quick:
         args.orders = args.orders or 150
