@@ -301,7 +301,11 @@ async def place(http: Http, group: Group, op: Op) -> None:
         op.total = fetched.json()["total"]["amount"]
         op.attempt_began = None  # not a fresh success
     elif response.status_code == 409 and "available" in context:
-        op.outcome, op.detail = "refused", f"needed {context.get('needed')}, available {context.get('available')}"
+        op.outcome = "refused"
+        op.detail = (
+            f"needed {context.get('needed')}, available {context.get('available')}, "
+            f"ledger's reason {context.get('ledger_reason')!r}, at {began:.1f}s"
+        )
     else:
         op.outcome, op.detail = "unexpected", f"{response.status_code} {response.text[:300]}"
 
