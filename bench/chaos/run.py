@@ -464,7 +464,7 @@ def topic_matches(pattern: str, key: str) -> bool:
     return match(pattern.split("."), key.split("."))
 
 
-_LISTED: dict[str, Any] = {}
+_LISTED: dict[tuple[str, ...], Any] = {}
 
 
 async def listed(mq: OwnRabbit, *what: str) -> Any:
@@ -900,7 +900,12 @@ def report(
     print(f"{'fault':<40}{'began':>8}{'lasted':>8}{'recovery':>10}   note")
     for fault in chaos.faults:
         after = [
-            op.done_at for op in ops if op.outcome == "placed" and op.attempt_began and op.attempt_began >= fault.ended
+            op.done_at
+            for op in ops
+            if op.outcome == "placed"
+            and op.done_at is not None
+            and op.attempt_began
+            and op.attempt_began >= fault.ended
         ]
         recovery = f"{min(after) - fault.ended:.2f}s" if after else "n/a"
         print(f"{fault.name:<40}{fault.began:>7.1f}s{fault.ended - fault.began:>7.1f}s{recovery:>10}   {fault.note}")
