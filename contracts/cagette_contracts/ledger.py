@@ -140,6 +140,10 @@ class HoldDecision(Part):
     granted: bool
     available: Money = Field(description="Posted balance minus active holds, after this decision")
     reason: str | None = None
+    decided: bool = Field(
+        default=True,
+        description="False: the ledger did not decide (too late, not able to now); nothing was held, ask again",
+    )
 
 
 # Queue (default exchange) for ReleaseHold requests; reply_to is optional (answered by HoldReleased).

@@ -88,6 +88,7 @@ async def answer_hold_request(database: Database, body: bytes) -> dict[str, Any]
                 granted=False,
                 available=Money(amount=0, currency=request.amount.currency),
                 reason=f"the ledger could not decide now ({type(exc).__name__}); ask again with the same hold_id",
+                decided=False,
             ).model_dump(mode="json")
         log.info(
             "hold %s for order %s: %s",

@@ -532,18 +532,21 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     request = request.model_copy(update={"expires_at": _as_utc(request.expires_at)})
     fingerprint = domain.hold_fingerprint(request.group_id, request.member_id, request.order_id, amount)
 
-    def refuse(reason: str, available: int = 0) -> HoldDecision:
+    def refuse(reason: str, available: int = 0, *, decided: bool = True) -> HoldDecision:
         return HoldDecision(
             hold_id=request.hold_id,
             granted=False,
             available=Money(amount=available, currency=amount.currency),
             reason=reason,
+            decided=decided,
         )
 
     def too_late() -> HoldDecision:
+        # Not a verdict on the member's money: the asker may ask again (with a new deadline).
         return refuse(
             f"the request arrived after its deadline ({request.grant_before}): its asker stopped waiting, "
-            "nothing was held"
+            "nothing was held",
+            decided=False,
         )
 
     async def stored() -> HoldDecision | None:
@@ -561,7 +564,9 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
         )
         if ended:
             status = HoldStatus.EXPIRED if row.status == HoldStatus.ACTIVE else row.status
-            return refuse(f"hold {request.hold_id} was granted, then {status}: ask again with a new hold id")
+            return refuse(
+                f"hold {request.hold_id} was granted, then {status}: ask again with a new hold id", decided=False
+            )
         return _decision_from_row(row)
 
     if _past_deadline(request):
@@ -572,7 +577,7 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
         return refuse(f"a hold must be a positive amount, got {amount}")
     group = await find_group(session, request.group_id)
     if group is None:
-        return refuse(f"the ledger knows no group {request.group_id} yet")
+        return refuse(f"the ledger knows no group {request.group_id} yet", decided=False)
     if group.currency != amount.currency:
         return refuse(f"group {group.group_id} keeps its accounts in {group.currency}, not {amount.currency}")
     if request.expires_at <= clock.now():

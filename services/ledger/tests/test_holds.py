@@ -243,6 +243,7 @@ async def test_a_request_past_its_deadline_is_not_granted(world: World) -> None:
         await answer_hold_request(world.service.database, late.model_dump_json().encode())
     )
     assert not reply.granted and "after its deadline" in (reply.reason or "")
+    assert not reply.decided  # no verdict on the member's money: the asker may ask again
     async with world.service.database.sessionmaker() as session:
         assert await session.scalar(select(holds.c.hold_id).where(holds.c.hold_id == late.hold_id)) is None
     assert (await world.balance(member))["held"]["amount"] == 0

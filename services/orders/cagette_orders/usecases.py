@@ -49,7 +49,7 @@ from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
 from cagette_runtime.clock import now
 from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound
+from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound, RetryLater
 from cagette_runtime.pagination import PageRequest
 
 from . import domain, store
@@ -185,10 +185,16 @@ async def _ask_id(session: AsyncSession, request: HoldRequest) -> UUID:
     return domain.ask_hold_id(request.attempt_id, await store.ended_asks(session, request.attempt_id))
 
 
+class HoldUndecided(RetryLater):
+    """The ledger answered without deciding: nothing is held under this hold id."""
+
+
 async def _hold(
     holds: Holds, request: HoldRequest, hold_id: UUID, grant_before: datetime, expires_at: datetime
 ) -> UUID:
-    """The ledger holds the amount on the member's pot, or the request is refused (409)."""
+    """The ledger holds the amount on the member's pot, or the request is refused (409). A ledger
+    that did not decide (the request came too late, it could not decide now) is not a verdict on
+    the member's money: 503, try again."""
     decision = await holds.place(
         hold_id=hold_id,
         group_id=request.group_id,
@@ -198,6 +204,12 @@ async def _hold(
         grant_before=grant_before,
         expires_at=expires_at,
     )
+    if not decision.granted and not decision.decided:
+        raise HoldUndecided(
+            "the ledger could not check your money pot just now; nothing was held, please try again",
+            retry_after=2,
+            ledger_reason=decision.reason,
+        )
     if not decision.granted:
         raise Conflict(
             f"your money pot does not cover this: {request.amount} needed, {decision.available} available. "
@@ -229,8 +241,9 @@ async def _commit_hold(session: AsyncSession, hold_id: UUID) -> None:
     if already is domain.HoldState.COMMITTED:
         raise Conflict("this order was just recorded by a simultaneous identical request; reload it")
     if already is not None:
-        raise Conflict(
-            "your money-pot check took too long and its hold was given back; nothing was recorded, please try again"
+        raise RetryLater(
+            "your money-pot check took too long and its hold was given back; nothing was recorded, please try again",
+            retry_after=1,
         )
 
 
@@ -288,11 +301,13 @@ async def _check_and_record(
             # Recorded before asking, committed with the check: whatever happens next, the
             # reconciliation loop knows this hold may exist.
             if not await store.hold_asked(session, _asked(first.hold, ask_id, grant_before, expires_at)):
-                raise Conflict("your previous money-pot check for this basket just ended; please try again")
+                raise RetryLater(
+                    "your previous money-pot check for this basket just ended; please try again", retry_after=1
+                )
         asked = first.hold
         try:
             hold_id = await _hold(holds, asked, ask_id, grant_before, expires_at)
-        except Conflict:
+        except (Conflict, HoldUndecided):  # nothing held: the attempt's next ask uses a new hold id
             async with database.transaction() as session:
                 await store.hold_resolved(session, ask_id, domain.HoldState.REFUSED)
             raise

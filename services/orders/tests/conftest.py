@@ -369,6 +369,7 @@ class FakeLedgerHolds:
         self.silent = False
         self.delay = 0.0  # seconds before answering
         self.reply_body: bytes | None = None  # answer this instead of a decision
+        self.undecided = False  # answer as a ledger that could not decide (too late, not now)
 
     async def __aenter__(self) -> FakeLedgerHolds:
         self.connection = await aio_pika.connect_robust(self.amqp_url)
@@ -412,7 +413,9 @@ class FakeLedgerHolds:
                 )
                 return
             key = (request.group_id, request.member_id)
-            granted = request.hold_id in self.granted or self.available(*key) >= request.amount.amount
+            granted = not self.undecided and (
+                request.hold_id in self.granted or self.available(*key) >= request.amount.amount
+            )
             if granted and request.hold_id not in self.granted:
                 self.held[key] = self.held.get(key, 0) + request.amount.amount
                 self.granted[request.hold_id] = request
@@ -420,7 +423,8 @@ class FakeLedgerHolds:
                 hold_id=request.hold_id,
                 granted=granted,
                 available=Money(amount=self.available(*key), currency=request.amount.currency),
-                reason=None if granted else "insufficient balance",
+                reason=None if granted else "not decided now" if self.undecided else "insufficient balance",
+                decided=not self.undecided,
             )
             await self.channel.default_exchange.publish(
                 aio_pika.Message(

@@ -133,6 +133,26 @@ async def test_ledger_silent_is_503_after_the_timeout(env: OrdersEnv, ledger: Fa
     assert len(ledger.requests) == 1
 
 
+async def test_a_ledger_that_did_not_decide_is_503_and_the_retry_is_decided(
+    env: OrdersEnv, ledger: FakeLedgerHolds
+) -> None:
+    """Too late, or not able to decide now (restarting): not a verdict on the member's money, so
+    never the 409 'your money pot does not cover this' (a client would give up) but a 503."""
+    group = await pot_group(env)
+    member_id, member = await group.join()
+    ledger.balances[(group.group_id, member_id)] = 10_000
+    ledger.undecided = True
+    async with Unchanged(env, group.group_id):
+        response = await group.order(member, [(group.bread, "1")], method="money_pot")
+        assert response.status_code == 503, response.text
+        assert "try again" in response.json()["detail"] and response.headers["retry-after"]
+    ledger.undecided = False
+    retried = await group.order(member, [(group.bread, "1")], method="money_pot")
+    assert retried.status_code == 201, retried.text
+    first, second = ledger.requests
+    assert first.hold_id != second.hold_id  # the ended ask is not asked again: a new hold id
+
+
 async def test_the_same_basket_twice_at_once_is_one_hold_held_once(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     """Two identical requests (a client retrying before the first answered) are the same
     attempt: the same order id and hold id, held once, one order recorded, nothing released."""
