@@ -210,7 +210,7 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
     from faststream.rabbit import RabbitBroker
     from sqlalchemy import select
 
-    from cagette_contracts import Money
+    from cagette_contracts import Money, PlaceHold
     from cagette_orders import store
     from cagette_orders.holds import LedgerHolds
     from cagette_orders.tables import hold_requests
@@ -240,13 +240,15 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
             async with database.transaction() as session:
                 assert await store.hold_asked(session, asked)
             decision = await LedgerHolds(broker).place(
-                hold_id=asked.hold_id,
-                group_id=asked.group_id,
-                member_id=member_id,
-                order_id=asked.subject_id,
-                amount=asked.amount,
-                grant_before=asked.grant_before,
-                expires_at=asked.expires_at,
+                PlaceHold(
+                    hold_id=asked.hold_id,
+                    group_id=asked.group_id,
+                    member_id=member_id,
+                    order_id=asked.subject_id,
+                    amount=asked.amount,
+                    grant_before=asked.grant_before,
+                    expires_at=asked.expires_at,
+                )
             )
             assert decision.granted, decision
             held = await group.balance(member_id)

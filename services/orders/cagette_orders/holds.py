@@ -19,7 +19,7 @@ from uuid import UUID
 from faststream.rabbit import RabbitBroker
 from pydantic import ValidationError
 
-from cagette_contracts import Money, routing
+from cagette_contracts import routing
 from cagette_contracts.ledger import HoldDecision, PlaceHold, ReleaseHold
 from cagette_contracts.routing import LEDGER_HOLD_RELEASES_QUEUE
 from cagette_runtime import clock
@@ -60,28 +60,8 @@ class LedgerHolds:
         self.timeout = timeout
         self.lifetime = lifetime
 
-    async def place(
-        self,
-        *,
-        hold_id: UUID,
-        group_id: UUID,
-        member_id: UUID,
-        order_id: UUID,
-        amount: Money,
-        grant_before: datetime,
-        expires_at: datetime,
-    ) -> HoldDecision:
-        hold = PlaceHold(
-            hold_id=hold_id,
-            group_id=group_id,
-            member_id=member_id,
-            order_id=order_id,
-            amount=amount,
-            expires_at=expires_at,
-            grant_before=grant_before,
-            correlation_id=current_correlation_id(),
-        )
-        remaining = (grant_before - clock.now()).total_seconds()
+    async def place(self, hold: PlaceHold) -> HoldDecision:
+        remaining = (hold.grant_before - clock.now()).total_seconds() if hold.grant_before else self.timeout
         if remaining <= 0:
             raise LedgerUnavailable("the money-pot check ran out of time before it was asked; nothing was recorded")
         try:

@@ -44,10 +44,11 @@ from cagette_contracts import (
     SubscriptionAmended,
     SubscriptionConfirmed,
 )
-from cagette_contracts.ledger import HoldDecision
+from cagette_contracts.ledger import HoldDecision, PlaceHold
 from cagette_runtime import outbox
 from cagette_runtime.auth import Principal
 from cagette_runtime.clock import now
+from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound, RetryLater
 from cagette_runtime.pagination import PageRequest
@@ -68,17 +69,7 @@ class Holds(Protocol):
     @property
     def lifetime(self) -> timedelta: ...
 
-    async def place(
-        self,
-        *,
-        hold_id: UUID,
-        group_id: UUID,
-        member_id: UUID,
-        order_id: UUID,
-        amount: Money,
-        grant_before: datetime,
-        expires_at: datetime,
-    ) -> HoldDecision: ...
+    async def place(self, hold: PlaceHold) -> HoldDecision: ...
 
     async def release(self, *, group_id: UUID, hold_id: UUID, reason: str) -> bool: ...
 
@@ -196,13 +187,16 @@ async def _hold(
     that did not decide (the request came too late, it could not decide now) is not a verdict on
     the member's money: 503, try again."""
     decision = await holds.place(
-        hold_id=hold_id,
-        group_id=request.group_id,
-        member_id=request.member_id,
-        order_id=request.order_id,
-        amount=request.amount,
-        grant_before=grant_before,
-        expires_at=expires_at,
+        PlaceHold(
+            hold_id=hold_id,
+            group_id=request.group_id,
+            member_id=request.member_id,
+            order_id=request.order_id,
+            amount=request.amount,
+            grant_before=grant_before,
+            expires_at=expires_at,
+            correlation_id=current_correlation_id(),
+        )
     )
     if not decision.granted and not decision.decided:
         raise HoldUndecided(
