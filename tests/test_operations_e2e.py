@@ -141,6 +141,14 @@ async def open_group(stack: Stack) -> Basket:
             },
         )
         assert distribution.status_code == 201, distribution.text
+    async with client(stack, "ledger") as ledger:
+        # The ledger has taken the group and its member in: the order's events then reach it on
+        # their own, not batched with these (statements of a batch of several actions are in none).
+        async def member_known() -> bool:
+            answer = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coordinator_auth)
+            return answer.status_code == 200
+
+        await eventually(member_known)
     return Basket(group_id, member, distribution.json()["distribution_id"], catalog.json()["products"][0]["product_id"])
 
 

@@ -42,6 +42,12 @@ BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
 log = logging.getLogger(__name__)
 
 
+def _trace_id(carrier: dict[str, str]) -> str | None:
+    """The trace id of a W3C `traceparent` (version-traceid-spanid-flags), None without one."""
+    parts = carrier.get("traceparent", "").split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
 class BatchingConsumer(BackgroundLoop):
     """Buffers delivered messages; the loop (woken by each arrival) commits them in batches."""
 
@@ -111,7 +117,9 @@ class BatchingConsumer(BackgroundLoop):
         # A batch of one action's events (the common case when the load is light) runs within
         # its trace, so its database statements show there; a mixed batch belongs to none.
         carriers = [traces[message.message_id] for message, _ in parsed]
-        within = carriers[0] if all(carrier == carriers[0] for carrier in carriers) else {}
+        # One trace even when its events came through different spans (an order and the payment
+        # it caused): compare trace ids, not whole carriers.
+        within = carriers[0] if len({_trace_id(carrier) for carrier in carriers}) == 1 else {}
         try:
             with continued_from(within):
                 await self._commit(parsed, traces)
