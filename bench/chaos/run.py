@@ -128,7 +128,8 @@ class Http:
         accept: Callable[[httpx.Response], bool] = lambda r: r.status_code < 500,
     ) -> tuple[httpx.Response, float]:
         """The first answer `accept`s (by default anything but a 5xx), retried on connection
-        errors and 5xx with the same Idempotency-Key; returns it and when its attempt began."""
+        errors, 5xx and 409s that carry Retry-After, with the same Idempotency-Key; returns it and
+        when its attempt began."""
         headers = {"Authorization": authorization}
         if method in ("POST", "PUT", "PATCH"):
             headers["Idempotency-Key"] = key or uuid.uuid4().hex
@@ -138,7 +139,8 @@ class Http:
             began = now()
             try:
                 response = await self.client.request(method, url, headers=headers, json=body, timeout=15)
-                if accept(response):
+                # A 409 with Retry-After (the same key still in progress) asks to be retried, as a 503 does.
+                if accept(response) and not (response.status_code == 409 and "retry-after" in response.headers):
                     return response, began
                 self.errors[f"{response.status_code}"] += 1
             except httpx.HTTPError as exc:
