@@ -1,155 +1,82 @@
-"""Shared Pydantic message contracts of the Cagette payment services."""
+"""Shared Pydantic message contracts of the Cagette payment services: every event contract (each
+service's events live in the module named after it: orders, ledger, payments, notifications, bank,
+web; shared value types in common), the envelope and money, importable from this one place.
 
-from . import routing
-from .envelope import Event, UnknownEvent, event_class, new_correlation_id, utc_now
-from .events import (
-    AccountType,
-    BalanceBackToNonNegative,
-    BalanceChanged,
-    BalanceWentNegative,
-    BankLineMatched,
-    BankLineToReview,
-    BankStatementImported,
-    BasketUnvalidated,
-    BasketValidated,
-    CardAccountChange,
-    CardAccountProblem,
-    CardDisputeFundsReinstated,
-    CardDisputeFundsWithdrawn,
-    CardDisputeUpdated,
-    CardFeeCharged,
-    CardPaymentDisputed,
-    CardPaymentFailed,
-    CardPaymentSucceeded,
-    CardSettingsChanged,
-    CatalogCreated,
-    CatalogKind,
-    CatalogProduct,
-    CatalogRef,
-    DistributionCreated,
-    EmailFailed,
-    EmailSent,
-    FeeRate,
-    GroupSettingsChanged,
-    HoldDecision,
-    HoldReleased,
-    InvitationCreated,
-    Language,
-    MemberJoined,
-    MemberLeft,
-    MemberUpdated,
-    OrderAbandoned,
-    OrderAmended,
-    OrderAwaitingPayment,
-    OrderConfirmed,
-    OrderLine,
-    OrderLineUndelivered,
-    Part,
-    PasswordResetRequested,
-    PaymentCancelled,
-    PaymentDeclared,
-    PaymentMethod,
-    PaymentReceived,
-    PaymentRefunded,
-    PaymentReversed,
-    PlaceHold,
-    PositiveQuantity,
-    PostingLine,
-    ProductCreated,
-    ProductUnit,
-    ReleaseHold,
-    Role,
-    SubscriptionAmended,
-    SubscriptionConfirmed,
-    TransactionKind,
-    TransactionPosted,
-)
-from .money import (
-    MAX_MINOR_UNITS,
-    CurrencyCode,
-    CurrencyMismatch,
-    Money,
-    MoneyError,
-    PositiveMoney,
-    line_amount,
-    minor_unit_exponent,
-    total,
-)
+Each export is spelled out once, as an explicit re-export (`import X as X`), so type checkers with
+no implicit re-exports and readers see every name without a second `__all__` list."""
 
-__all__ = [
-    "CurrencyCode",
-    "CurrencyMismatch",
-    "Event",
-    "MAX_MINOR_UNITS",
-    "Money",
-    "MoneyError",
-    "PositiveMoney",
-    "UnknownEvent",
-    "event_class",
-    "line_amount",
-    "minor_unit_exponent",
-    "new_correlation_id",
-    "routing",
-    "total",
-    "utc_now",
-    "AccountType",
-    "CatalogCreated",
-    "CatalogKind",
-    "CatalogProduct",
-    "CatalogRef",
-    "DistributionCreated",
-    "FeeRate",
-    "ProductCreated",
-    "ProductUnit",
-    "BalanceBackToNonNegative",
-    "BalanceChanged",
-    "BalanceWentNegative",
-    "BankLineMatched",
-    "BankLineToReview",
-    "BankStatementImported",
-    "BasketUnvalidated",
-    "BasketValidated",
-    "CardAccountChange",
-    "CardAccountProblem",
-    "CardDisputeFundsReinstated",
-    "CardDisputeFundsWithdrawn",
-    "CardDisputeUpdated",
-    "CardFeeCharged",
-    "CardPaymentDisputed",
-    "CardPaymentFailed",
-    "CardPaymentSucceeded",
-    "CardSettingsChanged",
-    "EmailFailed",
-    "EmailSent",
-    "GroupSettingsChanged",
-    "HoldDecision",
-    "HoldReleased",
-    "Language",
-    "InvitationCreated",
-    "MemberJoined",
-    "MemberLeft",
-    "MemberUpdated",
-    "OrderAbandoned",
-    "OrderAmended",
-    "OrderAwaitingPayment",
-    "OrderConfirmed",
-    "OrderLine",
-    "OrderLineUndelivered",
-    "Part",
-    "PasswordResetRequested",
-    "PaymentCancelled",
-    "PaymentDeclared",
-    "PaymentMethod",
-    "PaymentReceived",
-    "PaymentRefunded",
-    "PaymentReversed",
-    "PlaceHold",
-    "PositiveQuantity",
-    "PostingLine",
-    "ReleaseHold",
-    "Role",
-    "SubscriptionAmended",
-    "SubscriptionConfirmed",
-    "TransactionKind",
-    "TransactionPosted",
-]
+from . import routing as routing
+from .bank import BankLineMatched as BankLineMatched
+from .bank import BankLineToReview as BankLineToReview
+from .bank import BankStatementImported as BankStatementImported
+from .common import CatalogKind as CatalogKind
+from .common import FeeRate as FeeRate
+from .common import Language as Language
+from .common import Part as Part
+from .common import PaymentMethod as PaymentMethod
+from .common import PositiveQuantity as PositiveQuantity
+from .common import ProductUnit as ProductUnit
+from .common import Role as Role
+from .envelope import Event as Event
+from .envelope import UnknownEvent as UnknownEvent
+from .envelope import event_class as event_class
+from .envelope import new_correlation_id as new_correlation_id
+from .envelope import utc_now as utc_now
+from .ledger import AccountType as AccountType
+from .ledger import BalanceBackToNonNegative as BalanceBackToNonNegative
+from .ledger import BalanceChanged as BalanceChanged
+from .ledger import BalanceWentNegative as BalanceWentNegative
+from .ledger import HoldDecision as HoldDecision
+from .ledger import HoldReleased as HoldReleased
+from .ledger import PlaceHold as PlaceHold
+from .ledger import PostingLine as PostingLine
+from .ledger import ReleaseHold as ReleaseHold
+from .ledger import TransactionKind as TransactionKind
+from .ledger import TransactionPosted as TransactionPosted
+from .money import MAX_MINOR_UNITS as MAX_MINOR_UNITS
+from .money import CurrencyCode as CurrencyCode
+from .money import CurrencyMismatch as CurrencyMismatch
+from .money import Money as Money
+from .money import MoneyError as MoneyError
+from .money import PositiveMoney as PositiveMoney
+from .money import line_amount as line_amount
+from .money import minor_unit_exponent as minor_unit_exponent
+from .money import total as total
+from .notifications import EmailFailed as EmailFailed
+from .notifications import EmailSent as EmailSent
+from .orders import CatalogCreated as CatalogCreated
+from .orders import CatalogProduct as CatalogProduct
+from .orders import CatalogRef as CatalogRef
+from .orders import DistributionCreated as DistributionCreated
+from .orders import GroupSettingsChanged as GroupSettingsChanged
+from .orders import MemberJoined as MemberJoined
+from .orders import MemberLeft as MemberLeft
+from .orders import MemberUpdated as MemberUpdated
+from .orders import OrderAbandoned as OrderAbandoned
+from .orders import OrderAmended as OrderAmended
+from .orders import OrderAwaitingPayment as OrderAwaitingPayment
+from .orders import OrderConfirmed as OrderConfirmed
+from .orders import OrderLine as OrderLine
+from .orders import OrderLineUndelivered as OrderLineUndelivered
+from .orders import ProductCreated as ProductCreated
+from .orders import SubscriptionAmended as SubscriptionAmended
+from .orders import SubscriptionConfirmed as SubscriptionConfirmed
+from .payments import BasketUnvalidated as BasketUnvalidated
+from .payments import BasketValidated as BasketValidated
+from .payments import CardAccountChange as CardAccountChange
+from .payments import CardAccountProblem as CardAccountProblem
+from .payments import CardDisputeFundsReinstated as CardDisputeFundsReinstated
+from .payments import CardDisputeFundsWithdrawn as CardDisputeFundsWithdrawn
+from .payments import CardDisputeUpdated as CardDisputeUpdated
+from .payments import CardFeeCharged as CardFeeCharged
+from .payments import CardPaymentDisputed as CardPaymentDisputed
+from .payments import CardPaymentFailed as CardPaymentFailed
+from .payments import CardPaymentSucceeded as CardPaymentSucceeded
+from .payments import CardSettingsChanged as CardSettingsChanged
+from .payments import PaymentCancelled as PaymentCancelled
+from .payments import PaymentDeclared as PaymentDeclared
+from .payments import PaymentReceived as PaymentReceived
+from .payments import PaymentRefunded as PaymentRefunded
+from .payments import PaymentReversed as PaymentReversed
+from .web import InvitationCreated as InvitationCreated
+from .web import PasswordResetRequested as PasswordResetRequested

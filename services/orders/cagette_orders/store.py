@@ -22,6 +22,7 @@ from cagette_contracts.inputs import Flag, Label, Name, RequestBody
 from cagette_runtime.clock import now
 from cagette_runtime.errors import Conflict, NotFound
 from cagette_runtime.pagination import PageRequest
+from cagette_runtime.rows import record
 
 from . import domain
 from .tables import (
@@ -203,10 +204,9 @@ class ProductOut(BaseModel):
 
 def product_out(row: Row[Any]) -> ProductOut:
     """A product row joined with its group's currency."""
-    return ProductOut(
-        product_id=row.product_id,
-        catalog_id=row.catalog_id,
-        name=row.name,
+    return record(
+        ProductOut,
+        row,
         unit=domain.Unit(row.unit),
         unit_price=Money(amount=row.unit_price, currency=row.currency),
         fee_rate=domain.plain(row.fee_rate),
@@ -272,14 +272,11 @@ def to_domain_distribution(d: DistributionOut) -> domain.Distribution:
 
 def distribution_out(group: GroupOut, row: Row[Any], catalog_ids: list[UUID]) -> DistributionOut:
     d = as_domain_distribution(row.distribution_id, row.starts_at, row.orders_open_at, row.orders_close_at, catalog_ids)
-    return DistributionOut(
-        distribution_id=row.distribution_id,
+    return record(
+        DistributionOut,
+        row,
         group_id=group.group_id,
-        starts_at=row.starts_at,
-        place=row.place,
         catalog_ids=catalog_ids,
-        orders_open_at=row.orders_open_at,
-        orders_close_at=row.orders_close_at,
         orders_close_with_cutoff=d.closes_at(group.order_cutoff_hours),
         open_for_orders=d.is_open(now(), group.order_cutoff_hours),
     )
@@ -367,15 +364,13 @@ def order_line(priced: domain.PricedLine) -> OrderLine:
 
 
 def stored_line(row: Row[Any], currency: str) -> OrderLineOut:
-    return OrderLineOut(
-        product_id=row.product_id,
-        product_name=row.product_name,
+    return record(
+        OrderLineOut,
+        row,
         quantity=domain.plain(row.quantity),
         unit_price=Money(amount=row.unit_price, currency=currency),
         fee_rate=domain.plain(row.fee_rate),
         line_total=Money(amount=row.line_total, currency=currency),
-        amendment_id=row.amendment_id,
-        line_number=row.line_number,
     )
 
 
@@ -383,14 +378,7 @@ def with_removals(line: OrderLineOut, removals: Sequence[Row[Any]], currency: st
     if not removals:
         return line
     out = [
-        RemovalOut(
-            removal_id=r.removal_id,
-            quantity=domain.plain(r.quantity),
-            amount=Money(amount=r.amount, currency=currency),
-            reason=r.reason,
-            removed_by=r.removed_by,
-            removed_at=r.removed_at,
-        )
+        record(RemovalOut, r, quantity=domain.plain(r.quantity), amount=Money(amount=r.amount, currency=currency))
         for r in removals
     ]
     removed = domain.plain(sum((r.quantity for r in out), Decimal(0)))
@@ -571,15 +559,10 @@ async def find_orders(
     ).all():
         amendments[amendment.order_id].append(amendment)
     return [
-        OrderOut(
-            order_id=row.order_id,
-            group_id=row.group_id,
-            member_id=row.member_id,
-            member_name=row.member_name,
-            member_email=row.member_email,
-            distribution_id=row.distribution_id,
+        record(
+            OrderOut,
+            row,
             status=domain.OrderStatus(row.status),
-            payment_method=row.payment_method,
             total=Money(amount=row.total_amount, currency=row.currency),
             lines=[
                 with_removals(
@@ -588,17 +571,15 @@ async def find_orders(
                 for line in lines[row.order_id]
             ],
             amendments=[
-                AmendmentOut(
-                    amendment_id=a.amendment_id,
+                record(
+                    AmendmentOut,
+                    a,
                     status=domain.OrderStatus(a.status),
                     added_total=Money(amount=a.added_total, currency=row.currency),
-                    flagged_reason=a.flagged_reason,
                 )
                 for a in amendments[row.order_id]
             ],
             locked=bool(row.locked),
-            flagged_reason=row.flagged_reason,
-            created_at=row.created_at,
         )
         for row in rows
     ]
@@ -776,19 +757,11 @@ async def load_subscription(
 
 
 def _subscription_out(row: Row[Any], lines: Sequence[Row[Any]]) -> SubscriptionOut:
-    return SubscriptionOut(
-        subscription_id=row.subscription_id,
-        group_id=row.group_id,
-        contract_id=row.contract_id,
-        contract_name=row.contract_name,
-        member_id=row.member_id,
-        member_name=row.member_name,
-        member_email=row.member_email,
-        payment_method=row.payment_method,
-        distribution_ids=row.distribution_ids,
+    return record(
+        SubscriptionOut,
+        row,
         total=Money(amount=row.total_amount, currency=row.currency),
         lines=[stored_line(line, row.currency) for line in lines],
-        created_at=row.created_at,
     )
 
 

@@ -152,16 +152,20 @@ async def _submit(
     try:
         await action()
     except FormProblem as problem:
-        message = visit.t(problem.key, **problem.values)
-        return await _render_account(
-            visit, group_id, member_id, form=form, values=values, message=message, status_code=422
-        )
+        message, status = visit.t(problem.key, **problem.values), 422
     except ServiceRefused as refused:
+        message = visit.refusal(refused)
         status = refused.status_code if refused.status_code in (400, 409, 422) else 400
-        return await _render_account(
-            visit, group_id, member_id, form=form, values=values, message=visit.refusal(refused), status_code=status
-        )
-    return back_to(f"/groups/{group_id}/members/{member_id}", done=f"account.done_{form}")
+    else:
+        return back_to(f"/groups/{group_id}/members/{member_id}", done=f"account.done_{form}")
+    return await _render_account(
+        visit, group_id, member_id, form=form, values=values, message=message, status_code=status
+    )
+
+
+def _money(amount: str, currency: str, *, signed: bool = False) -> dict[str, Any]:
+    """A typed amount as the services take it: minor units and currency."""
+    return {"amount": typed_amount(amount, currency, signed=signed), "currency": currency}
 
 
 def _link(value: str) -> dict[str, str]:
@@ -199,7 +203,7 @@ async def record_payment(
     async def action() -> None:
         body = {
             "method": _method(method),
-            "amount": {"amount": typed_amount(amount, currency), "currency": currency},
+            "amount": _money(amount, currency),
             "paid_on": typed_date(paid_on),
             "label": label.strip() or None,
             **_link(link),
@@ -229,7 +233,7 @@ async def record_refund(
     async def action() -> None:
         body = {
             "method": _method(method),
-            "amount": {"amount": typed_amount(amount, currency), "currency": currency},
+            "amount": _money(amount, currency),
             "reason": _required(reason, "account.reason_required"),
             "paid_on": typed_date(paid_on),
             "label": label.strip() or None,
@@ -260,7 +264,7 @@ async def record_opening_balance(
 
     async def action() -> None:
         body = {
-            "amount": {"amount": typed_amount(amount, currency, signed=True), "currency": currency},
+            "amount": _money(amount, currency, signed=True),
             "memo": memo.strip(),
         }
         try:
@@ -288,7 +292,7 @@ async def record_correction(
 
     async def action() -> None:
         body = {
-            "amount": {"amount": typed_amount(amount, currency, signed=True), "currency": currency},
+            "amount": _money(amount, currency, signed=True),
             "reason": _required(reason, "account.reason_required"),
         }
         # Its Idempotency-Key comes from the form's client_key (PersonApis).
