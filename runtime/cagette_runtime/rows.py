@@ -25,6 +25,6 @@ def field_names(cls: type[Any]) -> tuple[str, ...]:
 def record(cls: type[RecordT], row: Row[Any] | Mapping[str, Any], /, **overrides: Any) -> RecordT:
     """`cls` built from the row's columns of the same names; `overrides` give the fields the row
     names otherwise or computes (a field neither in the row nor in `overrides` keeps its default)."""
-    columns: Mapping[str, Any] = row._mapping if isinstance(row, Row) else row
+    columns: Mapping[Any, Any] = row._mapping if isinstance(row, Row) else row
     values = {name: columns[name] for name in field_names(cls) if name in columns and name not in overrides}
     return cls(**values, **overrides)
