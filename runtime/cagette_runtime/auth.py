@@ -39,6 +39,7 @@ from cagette_contracts import Role
 from . import clock
 from .errors import Forbidden, RetryLater, Unauthenticated
 from .ratelimit import FailureLimiter
+from .rows import record
 from .settings import ServiceSettings
 
 ACCEPTED_ALGORITHMS = ("EdDSA", "RS256")
@@ -339,13 +340,7 @@ class TokenVerifier:
                 f"The bearer token lives {lifetime} seconds, longer than the {self.settings.jwt_max_lifetime_seconds} "
                 "this service accepts: get a shorter-lived one."
             )
-        return Principal(
-            user_id=read.user_id,
-            roles=read.roles,
-            platform_admin=read.admin,
-            kind=read.kind,
-            roles_in_token=issuer.roles_from_token,
-        )
+        return record(Principal, read.model_dump(), platform_admin=read.admin, roles_in_token=issuer.roles_from_token)
 
 
 # ------------------------------------------------------------------ current roles
