@@ -340,7 +340,7 @@ class TokenVerifier:
                 f"The bearer token lives {lifetime} seconds, longer than the {self.settings.jwt_max_lifetime_seconds} "
                 "this service accepts: get a shorter-lived one."
             )
-        return record(Principal, read.model_dump(), platform_admin=read.admin, roles_in_token=issuer.roles_from_token)
+        return record(Principal, dict(read), platform_admin=read.admin, roles_in_token=issuer.roles_from_token)
 
 
 # ------------------------------------------------------------------ current roles
