@@ -32,15 +32,20 @@ import aio_pika
 import httpx
 import jsonschema
 import uvicorn
+from faststream.rabbit import RabbitBroker
+from sqlalchemy import select
 from yarl import URL
 
+from cagette_contracts import Event
 from cagette_contracts.__main__ import DEFAULT_DIR as SCHEMAS_DIR
 from cagette_contracts.envelope import ENVELOPE_FIELDS
 from cagette_contracts.routing import EVENTS_EXCHANGE
 
-from .db import drop_database, ensure_database
+from .db import Database, drop_database, ensure_database
 from .devstack import START_POSTGRES, START_RABBITMQ, ServerUnreachable, check_servers
 from .settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
+from .tables import inbox_messages
+from .topology import events_exchange
 
 
 @dataclass
@@ -572,3 +577,32 @@ async def _add_idempotency_key(request: httpx.Request) -> None:
 # test of a retry sends its own key twice; a test of the 428 passes
 # `extensions={WITHOUT_KEY: True}` to send none.
 KEYED: dict[str, Any] = {"event_hooks": {"request": [_add_idempotency_key]}}
+
+
+async def publish_event(broker: RabbitBroker, event: Event) -> None:
+    """Publish `event` on `cagette.events` as an outbox relay does (persistent, its ids set)."""
+    await broker.publish(
+        event.model_dump_json(),
+        exchange=events_exchange,
+        routing_key=event.routing_key(),
+        persist=True,
+        message_id=str(event.event_id),
+        correlation_id=event.correlation_id,
+        content_type="application/json",
+    )
+
+
+async def wait_consumed(database: Database, consumer: str, event: Event, timeout: float = 10.0) -> None:
+    """Wait until `consumer` committed `event` (its inbox row exists), or fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    query = select(inbox_messages.c.event_id).where(
+        inbox_messages.c.consumer == consumer, inbox_messages.c.event_id == event.event_id
+    )
+    while True:
+        async with database.sessionmaker() as session:
+            if await session.scalar(query) is not None:
+                return
+        if loop.time() > deadline:
+            raise AssertionError(f"{consumer} did not process {event.routing_key()} {event.event_id} within {timeout}s")
+        await asyncio.sleep(0.02)

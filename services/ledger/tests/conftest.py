@@ -4,7 +4,6 @@ using fresh group ids."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from cagette_contracts import (
     Event,
@@ -32,9 +31,7 @@ from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.db import Database
 from cagette_runtime.migrations import upgrade_async
 from cagette_runtime.settings import ServiceSettings
-from cagette_runtime.tables import inbox_messages
-from cagette_runtime.testing import KEYED, IsolatedServers
-from cagette_runtime.topology import events_exchange
+from cagette_runtime.testing import KEYED, IsolatedServers, publish_event, wait_consumed
 
 
 @pytest.fixture(scope="session")
@@ -111,20 +108,12 @@ class World:
         return Money(amount=amount, currency=self.currency)
 
     async def publish(self, event: Event) -> None:
-        await self.service.broker.publish(
-            event.model_dump_json(),
-            exchange=events_exchange,
-            routing_key=event.routing_key(),
-            persist=True,
-            message_id=str(event.event_id),
-            correlation_id=event.correlation_id,
-            content_type="application/json",
-        )
+        await publish_event(self.service.broker, event)
 
     async def deliver(self, event: Event, timeout: float = 10.0) -> None:
         """Publish and wait until the ledger's consumer has committed it."""
         await self.publish(event)
-        await wait_processed(self.service.database, event.event_id, timeout)
+        await wait_processed(self.service.database, event, timeout)
 
     async def settings_changed(self, allow_negative: bool = True, **extra: Any) -> GroupSettingsChanged:
         event = GroupSettingsChanged(
@@ -164,20 +153,8 @@ class World:
         return response.json()
 
 
-async def wait_processed(database: Database, event_id: uuid.UUID, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        async with database.sessionmaker() as session:
-            found = await session.scalar(
-                select(inbox_messages.c.event_id).where(
-                    inbox_messages.c.consumer == handlers.POSTINGS_QUEUE, inbox_messages.c.event_id == event_id
-                )
-            )
-        if found is not None:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"event {event_id} was not processed by the ledger within {timeout}s")
-        await asyncio.sleep(0.02)
+async def wait_processed(database: Database, event: Event, timeout: float = 10.0) -> None:
+    await wait_consumed(database, handlers.POSTINGS_QUEUE, event, timeout)
 
 
 @pytest.fixture

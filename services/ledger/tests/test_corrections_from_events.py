@@ -147,7 +147,7 @@ async def test_a_reversal_before_its_payment_waits_for_it(world: World) -> None:
             method=PaymentMethod.CASH,
         )
     )
-    await wait_processed(world.service.database, reversed_.event_id, timeout=30)
+    await wait_processed(world.service.database, reversed_, timeout=30)
     assert (await world.balance(member))["balance"]["amount"] == 0
     assert (await statement(world, member))[0]["kind"] == "reversal"
 

@@ -333,7 +333,7 @@ async def test_batches_commit_many_messages_and_a_bad_one_costs_nothing(world: W
     from .conftest import wait_processed
 
     for order in orders:
-        await wait_processed(world.service.database, order.event_id)
+        await wait_processed(world.service.database, order)
     assert "not CHF" in await park_reason(world, bad.event_id)
     assert batcher.largest > 1 and batcher.fallbacks > fallbacks
     for i, member in enumerate(members):

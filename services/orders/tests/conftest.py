@@ -30,9 +30,16 @@ from cagette_orders.holds import LedgerHolds
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.settings import ServiceSettings
-from cagette_runtime.tables import inbox_messages, outbox_messages
-from cagette_runtime.testing import KEYED, EventSpy, IsolatedServers, create_vhost, delete_vhost
-from cagette_runtime.topology import events_exchange
+from cagette_runtime.tables import outbox_messages
+from cagette_runtime.testing import (
+    KEYED,
+    EventSpy,
+    IsolatedServers,
+    create_vhost,
+    delete_vhost,
+    publish_event,
+    wait_consumed,
+)
 
 
 @dataclass
@@ -298,33 +305,13 @@ class Unchanged:
 
 
 async def publish(env: OrdersEnv, event: Event) -> None:
-    await env.service.broker.publish(
-        event.model_dump_json(),
-        exchange=events_exchange,
-        routing_key=event.routing_key(),
-        persist=True,
-        message_id=str(event.event_id),
-        correlation_id=event.correlation_id,
-        content_type="application/json",
-    )
+    await publish_event(env.service.broker, event)
 
 
 async def deliver(env: OrdersEnv, event: Event, timeout: float = 10.0) -> None:
     """Publish an event on the real broker and wait until the orders consumer committed it."""
     await publish(env, event)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        async with env.service.database.sessionmaker() as session:
-            done = await session.scalar(
-                select(inbox_messages.c.event_id).where(
-                    inbox_messages.c.consumer == handlers.QUEUE, inbox_messages.c.event_id == event.event_id
-                )
-            )
-        if done is not None:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"event {event.routing_key()} was not processed within {timeout}s")
-        await asyncio.sleep(0.05)
+    await wait_consumed(env.service.database, handlers.QUEUE, event, timeout)
 
 
 def card_settings(group: Group, ready: bool = True, **fields: Any) -> CardSettingsChanged:

@@ -3,7 +3,6 @@ RabbitMQ, isolated per run by the root `servers` fixture), called in-process ove
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,13 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from cagette_contracts import Event, Language, MemberJoined, Role
 from cagette_runtime.migrations import upgrade_async
-from cagette_runtime.tables import inbox_messages
-from cagette_runtime.testing import EventSpy, IsolatedServers
-from cagette_runtime.topology import events_exchange
+from cagette_runtime.testing import EventSpy, IsolatedServers, publish_event, wait_consumed
 from cagette_web.app import MIGRATIONS, WebService
 from cagette_web.handlers import MEMBERS_QUEUE
 from cagette_web.settings import WebSettings
@@ -66,28 +62,8 @@ def browser(app: FastAPI) -> httpx.AsyncClient:
 
 async def deliver(service: WebService, event: Event, timeout: float = 10.0) -> None:
     """Publish and wait until the web service's consumer has committed it."""
-    await service.broker.publish(
-        event.model_dump_json(),
-        exchange=events_exchange,
-        routing_key=event.routing_key(),
-        persist=True,
-        message_id=str(event.event_id),
-        correlation_id=event.correlation_id,
-        content_type="application/json",
-    )
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        async with service.database.sessionmaker() as session:
-            done = await session.scalar(
-                select(inbox_messages.c.event_id).where(
-                    inbox_messages.c.consumer == MEMBERS_QUEUE, inbox_messages.c.event_id == event.event_id
-                )
-            )
-        if done:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"event {event.event_id} was not processed within {timeout}s")
-        await asyncio.sleep(0.05)
+    await publish_event(service.broker, event)
+    await wait_consumed(service.database, MEMBERS_QUEUE, event, timeout)
 
 
 def csrf_of(html: str) -> str:
