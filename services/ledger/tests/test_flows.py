@@ -3,6 +3,7 @@ ledger, checked through the HTTP API and the events the ledger publishes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
@@ -254,12 +255,19 @@ async def test_events_published_and_zero_crossings_only_when_crossing(world: Wor
         assert posted[0].body["correlation_id"] == first.correlation_id
 
 
-async def park_reason(world: World, event_id: uuid.UUID) -> str:
-    for _ in range(5):
-        for message in await drain_queue(world.service.settings.amqp_url, "ledger.postings.parking", 1, timeout=5):
-            if message.message_id == str(event_id):
-                return str(message.headers[PARKING_REASON_HEADER])
-    raise AssertionError(f"event {event_id} was not parked")
+# Reasons of the messages taken from the parking queue so far, by message id: a message taken while
+# looking for another (parked by an earlier test, or in another order) is kept, not lost.
+_parked: dict[str, str] = {}
+
+
+async def park_reason(world: World, event_id: uuid.UUID, timeout: float = 25.0) -> str:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while str(event_id) not in _parked and asyncio.get_running_loop().time() < deadline:
+        for message in await drain_queue(world.service.settings.amqp_url, "ledger.postings.parking", 100, timeout=1):
+            _parked[str(message.message_id)] = str(message.headers[PARKING_REASON_HEADER])
+    if str(event_id) not in _parked:
+        raise AssertionError(f"event {event_id} was not parked")
+    return _parked[str(event_id)]
 
 
 async def test_wrong_currency_is_parked_and_changes_nothing(world: World) -> None:
