@@ -128,7 +128,7 @@ class Http:
         accept: Callable[[httpx.Response], bool] = lambda r: r.status_code < 500,
     ) -> tuple[httpx.Response, float]:
         """The first answer `accept`s (by default anything but a 5xx), retried on connection
-        errors, 5xx and 409s that carry Retry-After, with the same Idempotency-Key; returns it and
+        errors, 5xx and answers that carry Retry-After, with the same Idempotency-Key; returns it and
         when its attempt began."""
         headers = {"Authorization": authorization}
         if method in ("POST", "PUT", "PATCH"):
@@ -139,8 +139,8 @@ class Http:
             began = now()
             try:
                 response = await self.client.request(method, url, headers=headers, json=body, timeout=15)
-                # A 409 with Retry-After (the same key still in progress) asks to be retried, as a 503 does.
-                if accept(response) and not (response.status_code == 409 and "retry-after" in response.headers):
+                # An answer with Retry-After (503, 429, 409 "this key is still in progress") asks to be retried.
+                if accept(response) and "retry-after" not in response.headers:
                     return response, began
                 self.errors[f"{response.status_code}"] += 1
             except httpx.HTTPError as exc:

@@ -13,13 +13,22 @@ from sqlalchemy import Row
 RecordT = TypeVar("RecordT")
 
 
+# Field names by class, worked out once: record() runs per request (auth) and per row.
+_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
 def field_names(cls: type[Any]) -> tuple[str, ...]:
     """The fields a record class is built from: a dataclass's fields or a Pydantic model's."""
-    if dataclasses.is_dataclass(cls):
-        return tuple(field.name for field in dataclasses.fields(cls) if field.init)
-    if issubclass(cls, BaseModel):
-        return tuple(cls.model_fields)
-    raise TypeError(f"{cls.__name__} is neither a dataclass nor a Pydantic model")
+    names = _FIELDS.get(cls)
+    if names is None:
+        if dataclasses.is_dataclass(cls):
+            names = tuple(field.name for field in dataclasses.fields(cls) if field.init)
+        elif issubclass(cls, BaseModel):
+            names = tuple(cls.model_fields)
+        else:
+            raise TypeError(f"{cls.__name__} is neither a dataclass nor a Pydantic model")
+        _FIELDS[cls] = names
+    return names
 
 
 def record(cls: type[RecordT], row: Row[Any] | Mapping[str, Any], /, **overrides: Any) -> RecordT:
