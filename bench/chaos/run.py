@@ -48,7 +48,7 @@ from cagette_runtime.devstack import SERVICES, Stack
 from cagette_runtime.mailcatcher import MailCatcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from servers import OwnPostgres, OwnRabbit, free_port
+from servers import OwnPostgres, OwnRabbit, OwnRabbitCluster, free_port
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 IBAN = "FR7630006000011234567890189"
@@ -99,6 +99,14 @@ class ChaosStack(Stack):
         )
         service.pump = asyncio.create_task(self._pump(service))
         await self._wait_ready(service, timeout)
+
+    async def all_ready(self) -> bool:
+        async with httpx.AsyncClient(timeout=2) as client:
+            try:
+                answers = await asyncio.gather(*(client.get(f"{s.url}/ready") for s in self.services.values()))
+            except httpx.HTTPError:
+                return False
+        return all(answer.status_code == 200 for answer in answers)
 
     async def wait_all_ready(self, timeout: float = 120) -> None:
         await asyncio.gather(*(self._wait_ready(service, timeout) for service in self.services.values()))
@@ -356,7 +364,7 @@ class Fault:
 class Chaos:
     stack: ChaosStack
     pg: OwnPostgres
-    mq: OwnRabbit
+    mq: OwnRabbit | OwnRabbitCluster
     captured: list[aio_pika.abc.AbstractIncomingMessage]
     faults: list[Fault] = field(default_factory=list)
     poison: list[str] = field(default_factory=list)  # routing keys of the poison messages
@@ -386,6 +394,20 @@ class Chaos:
         await asyncio.to_thread(self.mq.start)
         await self.stack.wait_all_ready()
         return None
+
+    async def node_lost(self) -> str | None:
+        """One node of the cluster killed -9 under load (its queue replicas, its connections gone),
+        then started again: it rejoins and catches up while the other two carry the traffic."""
+        assert isinstance(self.mq, OwnRabbitCluster)
+        node = self.mq.nodes[-1]
+        clients = self.mq.proxy.connections[node.port]
+        await asyncio.to_thread(node.kill)
+        await asyncio.sleep(5.0)  # the cluster runs on two nodes for a while
+        ready_meanwhile = await self.stack.all_ready()
+        await asyncio.to_thread(node.start)
+        await self.stack.wait_all_ready()
+        every = "every service" if ready_meanwhile else "NOT every service"
+        return f"({node.node}, {clients} connections ever made to it; {every} ready while it was down)"
 
     async def postgres_crash(self) -> str | None:
         await asyncio.to_thread(self.pg.crash)
@@ -433,7 +455,10 @@ async def run_faults(chaos: Chaos, args: argparse.Namespace, workload: asyncio.T
         ("poison + duplicates", lambda: chaos.inject(args.poison, args.duplicates))
     ]
     schedule += [(f"kill -9 {name}", chaos.kill(name)) for name in first]
-    schedule += [("broker stop/start", chaos.broker_restart), ("postgres crash", chaos.postgres_crash)]
+    schedule += [("broker stop/start", chaos.broker_restart)]
+    if isinstance(chaos.mq, OwnRabbitCluster):
+        schedule += [("kill -9 one broker node", chaos.node_lost)]
+    schedule += [("postgres crash", chaos.postgres_crash)]
     schedule += [(f"kill -9 {name}", chaos.kill(name)) for name in later]
     if not args.quick:
         schedule += [("kill -9 orders + ledger", chaos.kill("orders", "ledger"))]
@@ -469,7 +494,7 @@ def topic_matches(pattern: str, key: str) -> bool:
 _LISTED: dict[tuple[str, ...], Any] = {}
 
 
-async def listed(mq: OwnRabbit, *what: str) -> Any:
+async def listed(mq: OwnRabbit | OwnRabbitCluster, *what: str) -> Any:
     """A rabbitmqctl listing, asked once (seconds each on a busy machine; queues and bindings
     do not change after start-up)."""
     if what not in _LISTED:
@@ -477,7 +502,7 @@ async def listed(mq: OwnRabbit, *what: str) -> Any:
     return _LISTED[what]
 
 
-async def parked_counts(mq: OwnRabbit) -> dict[str, int]:
+async def parked_counts(mq: OwnRabbit | OwnRabbitCluster) -> dict[str, int]:
     """Messages in every `*.parking` queue, counted by a passive declare."""
     names = [q["name"] for q in await listed(mq, "list_queues", "name") if q["name"].endswith(".parking")]
     connection = await aio_pika.connect(mq.url)
@@ -492,7 +517,7 @@ async def parked_counts(mq: OwnRabbit) -> dict[str, int]:
         await connection.close()
 
 
-async def expected_parking(mq: OwnRabbit, poison: list[str]) -> dict[str, int]:
+async def expected_parking(mq: OwnRabbit | OwnRabbitCluster, poison: list[str]) -> dict[str, int]:
     """Each poison message is parked once by every consumer queue its routing key reaches."""
     bindings = await listed(mq, "list_bindings", "source_name", "destination_name", "routing_key")
     queues = {q["name"] for q in await listed(mq, "list_queues", "name")}
@@ -510,7 +535,7 @@ async def expected_parking(mq: OwnRabbit, poison: list[str]) -> dict[str, int]:
     return {name: expected.get(name, 0) for name in sorted(q for q in queues if q.endswith(".parking"))}
 
 
-async def peek_parking(mq: OwnRabbit, name: str, limit: int = 5) -> list[str]:
+async def peek_parking(mq: OwnRabbit | OwnRabbitCluster, name: str, limit: int = 5) -> list[str]:
     connection = await aio_pika.connect(mq.url)
     reasons = []
     try:
@@ -539,7 +564,13 @@ async def fetch(dsn: str, query: str, *params: Any) -> list[asyncpg.Record]:
 
 
 async def verify(
-    stack: ChaosStack, pg: OwnPostgres, mq: OwnRabbit, http: Http, groups: dict[str, Group], ops: list[Op], chaos: Chaos
+    stack: ChaosStack,
+    pg: OwnPostgres,
+    mq: OwnRabbit | OwnRabbitCluster,
+    http: Http,
+    groups: dict[str, Group],
+    ops: list[Op],
+    chaos: Chaos,
 ) -> tuple[list[str], list[str], dict[str, Any]]:
     violations: list[str] = []
     findings: list[str] = []
@@ -717,7 +748,8 @@ async def capture_confirmed(
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    pg, mq = OwnPostgres(), OwnRabbit()
+    pg = OwnPostgres()
+    mq = OwnRabbit() if args.single_node else OwnRabbitCluster()
     catcher: MailCatcher | None = None
     stack: ChaosStack | None = None
     cleaned = False
@@ -782,7 +814,7 @@ async def main_async(args: argparse.Namespace) -> int:
         say("servers stopped and removed")
 
 
-async def drive(args: argparse.Namespace, stack: ChaosStack, pg: OwnPostgres, mq: OwnRabbit) -> int:
+async def drive(args: argparse.Namespace, stack: ChaosStack, pg: OwnPostgres, mq: OwnRabbit | OwnRabbitCluster) -> int:
     limits = httpx.Limits(max_connections=args.concurrency + 8, max_keepalive_connections=args.concurrency + 8)
     async with httpx.AsyncClient(base_url=stack.services["orders"].url, limits=limits) as client:
         http = Http(client)
@@ -931,6 +963,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--members", type=int, default=None, help="members per group")
     parser.add_argument("--gap", type=float, default=None, help="seconds between faults")
+    parser.add_argument(
+        "--single-node", action="store_true", help="one RabbitMQ node instead of a three-node cluster (no node loss)"
+    )
     parser.add_argument("--poison", type=int, default=3)
     parser.add_argument("--duplicates", type=int, default=3)
     parser.add_argument("--drain-timeout", type=float, default=180)

@@ -39,17 +39,23 @@ leaves a `committed` row without an answer: a retry is never run again; it is an
 the request took effect and its answer was lost (read the resource). An error answer (4xx, 5xx)
 of a request that committed nothing releases the key (the row is deleted), so the same key can be
 tried again once the cause is fixed; an error after an effect committed is stored like any answer.
+When the database is away at step 3 (the request failed because it went down), the write is
+retried in the background until the lease would lapse, so a retry is not answered "in progress"
+for the whole lease once the database is back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Annotated, Any, cast
 
 from fastapi import Depends, Header, Request
@@ -294,20 +300,49 @@ async def _release(attempt: Attempt) -> None:
         await session.execute(delete(idempotency_keys).where(attempt.where(), c.attempt == attempt.attempt))
 
 
+def _closing_step(attempt: Attempt, response: Response | None) -> Callable[[], Awaitable[None]] | None:
+    """Step 3's write: keep the answer, or release the key of a request that changed nothing and
+    was refused or failed (`response` None: an error with no answer to keep). A bound effect
+    without an answer to keep leaves the row `committed`: never run again."""
+    if response is None or isinstance(response, StreamingResponse):
+        return None if attempt.committed else partial(_release, attempt)
+    if response.status_code >= 400 and not attempt.committed:
+        return partial(_release, attempt)
+    return partial(_store, attempt, response)
+
+
+# Step 3 writes kept trying in the background (a reference keeps each task alive).
+_closing: set[asyncio.Task[None]] = set()
+
+
 async def finish(attempt: Attempt, response: Response | None) -> None:
-    """Step 3: keep the answer, or release the key of a request that changed nothing and was
-    refused or failed (`response` None: an error with no answer to keep). A bound effect whose
-    answer cannot be kept leaves the row `committed`: never run again."""
+    """Step 3. When the database is away at the end of a request (a request refused because the
+    database went down is the common case), the write is retried in the background until the
+    key's lease would lapse: otherwise every retry of that request is answered 409 "in progress"
+    for the whole lease after the database is back (found by bench/chaos). Both writes are
+    conditional on this attempt still holding the row, so a late one changes nothing it should not."""
+    step = _closing_step(attempt, response)
+    if step is None:
+        return
     try:
-        if response is None or isinstance(response, StreamingResponse):
-            if not attempt.committed:
-                await _release(attempt)
-        elif response.status_code >= 400 and not attempt.committed:
-            await _release(attempt)
-        else:
-            await _store(attempt, response)
-    except Exception:  # the answer is sent anyway; the row stays until its lease or retention
-        log.warning("could not record the answer for an %s", HEADER, exc_info=True)
+        await step()
+    except Exception as exc:  # the answer is sent anyway
+        log.warning("could not record the answer for an %s yet (%s); retrying in the background", HEADER, exc)
+        task = asyncio.create_task(_keep_trying(step, deadline=time.monotonic() + LEASE.total_seconds()))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+
+async def _keep_trying(step: Callable[[], Awaitable[None]], *, deadline: float) -> None:
+    delay = 0.2
+    while time.monotonic() + delay < deadline:
+        await asyncio.sleep(delay)
+        try:
+            await step()
+            return
+        except Exception:
+            delay = min(delay * 2, 2.0)
+    log.warning("gave up recording the answer for an %s: the row waits for its lease or retention", HEADER)
 
 
 def _error_response(request: Request, exc: Exception) -> Response | None:

@@ -40,6 +40,23 @@ class WidgetIn(RequestBody):
     name: str
 
 
+class Outage:
+    """The app's database, made unreachable on demand (PostgreSQL restarting)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.down = False
+        self.happened = False
+
+    def transaction(self):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionRefusedError("the database is restarting")
+        return self.database.transaction()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.database, name)
+
+
 class Gate:
     """Holds a request inside its handler until the test lets it go."""
 
@@ -63,7 +80,8 @@ async def keyed(database: Database) -> Database:
 async def app(keyed: Database) -> FastAPI:
     app = FastAPI()
     app.state.settings = ServiceSettings(service_name="test", jwt_jwks_url="")
-    app.state.service = SimpleNamespace(database=keyed)
+    app.state.outage = Outage(keyed)
+    app.state.service = SimpleNamespace(database=app.state.outage)
     app.state.gate = None
     install_common(app)
     router = APIRouter(route_class=IdempotentRoute)
@@ -72,6 +90,10 @@ async def app(keyed: Database) -> FastAPI:
     async def create_widget(body: WidgetIn, principal: CurrentPrincipal, database: DatabaseDep) -> dict[str, str]:
         if body.name == "taken":
             raise Conflict("that name is taken")
+        outage: Outage = app.state.outage
+        if body.name == "outage" and not outage.happened:  # the database goes down mid-request
+            outage.happened = outage.down = True
+            raise ConnectionRefusedError("the database is restarting")
         gate: Gate | None = app.state.gate
         if gate is not None:
             gate.entered.set()
@@ -202,6 +224,21 @@ async def test_a_refused_request_releases_its_key(client, keyed) -> None:
     assert refused.status_code == 409 and refused.json()["detail"] == "that name is taken"
     assert await count(keyed, idempotency_keys) == 0
     assert (await post(client, "free", "retry-me")).status_code == 201  # the key is free again
+
+
+async def test_a_key_released_while_the_database_was_down_is_free_once_it_is_back(app, client, keyed) -> None:
+    """The release of a request the outage failed is retried: the client's retry with the same key
+    runs once the database is back, not 409 "in progress" for the whole lease (found by bench/chaos)."""
+    failed = await post(client, "outage", "during-outage")
+    assert failed.status_code == 503 and await count(keyed, idempotency_keys) == 1  # not released yet
+    app.state.outage.down = False
+    for _ in range(50):
+        if await count(keyed, idempotency_keys) == 0:
+            break
+        await asyncio.sleep(0.1)
+    retried = await post(client, "outage", "during-outage")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert await count(keyed, widgets) == 1
 
 
 def fingerprint(name: str) -> str:
