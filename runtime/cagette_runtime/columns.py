@@ -22,6 +22,14 @@ def group_member_columns(*, primary_key: bool = False) -> list[Column[Any]]:
     return [Column("group_id", Uuid, nullable=False), Column("member_id", Uuid, nullable=False)]
 
 
+def basket_columns(*, primary_key: bool = False) -> list[Column[Any]]:
+    """`group_id`, `distribution_id` and `member_id`: one member's basket for one distribution;
+    the primary key when `primary_key` (one row per basket)."""
+    if primary_key:
+        return [Column(name, Uuid, primary_key=True) for name in ("group_id", "distribution_id", "member_id")]
+    return [Column(name, Uuid, nullable=False) for name in ("group_id", "distribution_id", "member_id")]
+
+
 def money_columns(amount: str = "amount") -> list[Column[Any]]:
     """An amount in minor units (BIGINT, never a float) and its currency (ISO 4217): the columns of
     a contracts Money."""

@@ -26,7 +26,7 @@ from sqlalchemy import (
     text,
 )
 
-from cagette_runtime.columns import group_member_columns, money_columns, payment_instruction_columns
+from cagette_runtime.columns import basket_columns, group_member_columns, money_columns, payment_instruction_columns
 from cagette_runtime.tables import idempotency_keys_table
 
 from .domain import ACTIVE_STATUSES, HoldState
@@ -208,12 +208,9 @@ order_line_removals = Table(
 basket_locks = Table(
     "basket_locks",
     metadata,
-    Column("group_id", Uuid, nullable=False),
-    Column("distribution_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *basket_columns(primary_key=True),
     Column("validated_by", Uuid, nullable=False),
     Column("validated_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("group_id", "distribution_id", "member_id"),
 )
 
 subscriptions = Table(

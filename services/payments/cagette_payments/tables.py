@@ -27,7 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from cagette_runtime.columns import group_member_columns, money_columns, payment_instruction_columns, retry_columns
+from cagette_runtime.columns import (
+    basket_columns,
+    group_member_columns,
+    money_columns,
+    payment_instruction_columns,
+    retry_columns,
+)
 from cagette_runtime.memberships import memberships_table
 from cagette_runtime.tables import idempotency_keys_table
 
@@ -120,9 +126,7 @@ Index("owed_items_contract", owed_items.c.group_id, owed_items.c.contract_id)
 baskets = Table(
     "baskets",
     metadata,
-    Column("group_id", Uuid, primary_key=True),
-    Column("distribution_id", Uuid, primary_key=True),
-    Column("member_id", Uuid, primary_key=True),
+    *basket_columns(primary_key=True),
     Column("state", Text, nullable=False, server_default="to_validate"),
     Column("validated_at", DateTime(timezone=True)),
     Column("validated_by", Uuid),
@@ -134,9 +138,7 @@ basket_history = Table(
     "basket_history",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("distribution_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *basket_columns(),
     Column("action", Text, nullable=False),  # validated | unvalidated
     Column("by", Uuid, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
