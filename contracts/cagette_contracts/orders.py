@@ -99,6 +99,27 @@ class OrderLine(Part):
         return self
 
 
+# When and where the member collects an order (shown in the emails about it).
+DistributionStartsAt = Annotated[datetime | None, Field(description="When the distribution starts (UTC)")]
+DistributionPlace = Annotated[str | None, Field(description="Where members collect their orders")]
+
+
+def lines_total(lines: list[OrderLine], currency: str) -> Money:
+    """What the lines come to: the sum of their totals (each rounded once, B1)."""
+    return total([line.line_total for line in lines], currency)
+
+
+def subscription_lines_total(lines: list[OrderLine], distribution_count: int, currency: str) -> Money:
+    """What a subscription's lines (one distribution's products) come to over `distribution_count` distributions."""
+    return Money(amount=lines_total(lines, currency).amount * distribution_count, currency=currency)
+
+
+def check_new_total_includes(added_total: Money, new_total: Money) -> None:
+    """An amendment's new total is the total before plus what it adds: never less, same currency."""
+    if new_total.currency != added_total.currency or new_total < added_total:
+        raise MoneyError("new_total must include added_total, in the same currency")
+
+
 class OrderConfirmed(Event):
     """An order is confirmed: the member owes its total to the group (SPEC R3)."""
 
@@ -107,15 +128,15 @@ class OrderConfirmed(Event):
     order_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
-    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
-    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
+    distribution_starts_at: DistributionStartsAt = None
+    distribution_place: DistributionPlace = None
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     total: PositiveMoney
 
     @model_validator(mode="after")
     def _total_is_sum_of_lines(self) -> OrderConfirmed:
-        expected = total([line.line_total for line in self.lines], self.total.currency)
+        expected = lines_total(self.lines, self.total.currency)
         if expected != self.total:
             raise MoneyError(f"order total {self.total} differs from the sum of its lines {expected}")
         if self.total.amount <= 0:
@@ -132,8 +153,8 @@ class OrderAmended(Event):
     amendment_id: UUID
     member_id: UUID
     distribution_id: UUID | None = None
-    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
-    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
+    distribution_starts_at: DistributionStartsAt = None
+    distribution_place: DistributionPlace = None
     payment_method: PaymentMethod
     added_lines: list[OrderLine] = Field(min_length=1)
     added_total: PositiveMoney
@@ -141,13 +162,12 @@ class OrderAmended(Event):
 
     @model_validator(mode="after")
     def _added_total_is_sum_of_added_lines(self) -> OrderAmended:
-        expected = total([line.line_total for line in self.added_lines], self.added_total.currency)
+        expected = lines_total(self.added_lines, self.added_total.currency)
         if expected != self.added_total:
             raise MoneyError(f"added total {self.added_total} differs from the sum of the added lines {expected}")
         if self.added_total.amount <= 0:
             raise MoneyError("an amendment adds a positive amount")
-        if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
-            raise MoneyError("new_total must include added_total, in the same currency")
+        check_new_total_includes(self.added_total, self.new_total)
         return self
 
 
@@ -172,8 +192,8 @@ class OrderLineUndelivered(Event):
     removal_id: UUID = Field(description="This removal: the key of its effects (one credit, one email)")
     member_id: UUID
     distribution_id: UUID | None = None
-    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
-    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
+    distribution_starts_at: DistributionStartsAt = None
+    distribution_place: DistributionPlace = None
     payment_method: PaymentMethod
     line_number: int = Field(ge=1, description="The order line's number (GET /groups/{g}/orders/{o})")
     product_id: UUID | None = None
@@ -216,8 +236,7 @@ class SubscriptionConfirmed(Event):
 
     @model_validator(mode="after")
     def _total_is_lines_times_distributions(self) -> SubscriptionConfirmed:
-        per_distribution = total([line.line_total for line in self.lines], self.total.currency)
-        expected = Money(amount=per_distribution.amount * self.distribution_count, currency=self.total.currency)
+        expected = subscription_lines_total(self.lines, self.distribution_count, self.total.currency)
         if expected != self.total:
             raise MoneyError(f"subscription total {self.total} differs from lines x distributions = {expected}")
         return self
@@ -236,15 +255,15 @@ class OrderAwaitingPayment(Event):
     amendment_id: UUID | None = None
     member_id: UUID
     distribution_id: UUID | None = None
-    distribution_starts_at: datetime | None = Field(default=None, description="When the distribution starts (UTC)")
-    distribution_place: str | None = Field(default=None, description="Where members collect their orders")
+    distribution_starts_at: DistributionStartsAt = None
+    distribution_place: DistributionPlace = None
     payment_method: PaymentMethod
     lines: list[OrderLine] = Field(min_length=1)
     amount: PositiveMoney
 
     @model_validator(mode="after")
     def _amount_is_sum_of_lines(self) -> OrderAwaitingPayment:
-        expected = total([line.line_total for line in self.lines], self.amount.currency)
+        expected = lines_total(self.lines, self.amount.currency)
         if expected != self.amount or self.amount.amount <= 0:
             raise MoneyError(f"amount {self.amount} must be the (positive) sum of the lines {expected}")
         return self
@@ -280,14 +299,12 @@ class SubscriptionAmended(Event):
 
     @model_validator(mode="after")
     def _added_total_is_lines_times_distributions(self) -> SubscriptionAmended:
-        per_distribution = total([line.line_total for line in self.added_lines], self.added_total.currency)
-        expected = Money(amount=per_distribution.amount * self.distribution_count, currency=self.added_total.currency)
+        expected = subscription_lines_total(self.added_lines, self.distribution_count, self.added_total.currency)
         if expected != self.added_total or expected.amount <= 0:
             raise MoneyError(
                 f"added total {self.added_total} must be the (positive) added lines x distributions = {expected}"
             )
-        if self.new_total.currency != self.added_total.currency or self.new_total < self.added_total:
-            raise MoneyError("new_total must include added_total, in the same currency")
+        check_new_total_includes(self.added_total, self.new_total)
         return self
 
 

@@ -27,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from .columns import retry_columns
+
 messaging_metadata = MetaData()
 
 outbox_messages = Table(
@@ -40,8 +42,7 @@ outbox_messages = Table(
     Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True)),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *retry_columns(),
     Column("last_error", Text),
     Index("outbox_messages_unpublished", "next_attempt_at", "id", postgresql_where=text("published_at IS NULL")),
 )

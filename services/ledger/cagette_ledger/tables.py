@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
 )
 
+from cagette_runtime.columns import group_member_columns, money_columns
 from cagette_runtime.memberships import memberships_table
 from cagette_runtime.tables import idempotency_keys_table
 
@@ -54,8 +55,7 @@ groups = Table(
 members = Table(
     "members",
     metadata,
-    Column("group_id", Uuid, primary_key=True),
-    Column("member_id", Uuid, primary_key=True),
+    *group_member_columns(primary_key=True),
     Column("name", Text, nullable=False),
     Column("email", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -114,8 +114,7 @@ postings = Table(
     Column("posting_id", BigInteger, Identity(always=True), primary_key=True),
     Column("transaction_id", Uuid, ForeignKey("transactions.transaction_id"), nullable=False, index=True),
     Column("account_id", Uuid, ForeignKey("accounts.account_id"), nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("balance_after", BigInteger, nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()),
     # 1, 2, 3... per account, no gap (in the ledger's events); NULL for postings written before.
@@ -132,11 +131,9 @@ pending_entries = Table(
     "pending_entries",
     metadata,
     Column("payment_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("account_id", Uuid, ForeignKey("accounts.account_id"), nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("method", Text, nullable=False),
     Column("reference", Text),
     Column("order_id", Uuid),
@@ -165,12 +162,10 @@ holds = Table(
     "holds",
     metadata,
     Column("hold_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("order_id", Uuid, nullable=False),
     Column("account_id", Uuid, ForeignKey("accounts.account_id")),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("fingerprint", Text, nullable=False),
     Column("granted", Boolean, nullable=False),

@@ -11,7 +11,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -22,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.columns import group_member_columns, money_columns, payment_instruction_columns, retry_columns
 from cagette_runtime.memberships import memberships_table
 from cagette_runtime.tables import idempotency_keys_table
 
@@ -40,9 +40,7 @@ group_directory = Table(
     Column("name", Text, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("language", Text, nullable=False),
-    Column("cheque_payee", Text),
-    Column("transfer_iban", Text),
-    Column("transfer_bic", Text),
+    *payment_instruction_columns(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # The group's IANA time zone, as orders announces it (null: from before groups had one).
     Column("time_zone", Text),
@@ -51,8 +49,7 @@ group_directory = Table(
 member_directory = Table(
     "member_directory",
     metadata,
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(primary_key=True),
     Column("name", Text, nullable=False),
     Column("email", Text, nullable=False),
     Column("language", Text, nullable=False),
@@ -60,7 +57,6 @@ member_directory = Table(
     # Added by 0004: 'member' or 'coordinator' (coordinators hear about card disputes). NULL only
     # for rows kept before 0004, whose role was not stored: unknown until the next MemberUpdated.
     Column("role", Text),
-    PrimaryKeyConstraint("group_id", "member_id"),
     CheckConstraint("role IN ('member', 'coordinator')", name="member_directory_role"),
 )
 
@@ -69,12 +65,10 @@ member_directory = Table(
 member_preferences = Table(
     "member_preferences",
     metadata,
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(primary_key=True),
     Column("reminders_opt_out", Boolean, nullable=False, server_default=text("false")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_by", Uuid),
-    PrimaryKeyConstraint("group_id", "member_id"),
 )
 
 # Orders and amendments as confirmed (their lines are shown in the instructions email).
@@ -82,12 +76,10 @@ known_orders = Table(
     "known_orders",
     metadata,
     Column("order_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("payment_method", Text, nullable=False),
     Column("lines", JSONB, nullable=False),
-    Column("total_amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns("total_amount"),
     Column("confirmed_at", DateTime(timezone=True), nullable=False),
     # added by 0005: the order email names its distribution
     Column("distribution_starts_at", DateTime(timezone=True)),
@@ -99,8 +91,7 @@ known_amendments = Table(
     metadata,
     Column("amendment_id", Uuid, primary_key=True),
     Column("order_id", Uuid, nullable=False, index=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("payment_method", Text, nullable=False),
     Column("added_lines", JSONB, nullable=False),
     Column("added_total_amount", BigInteger, nullable=False),
@@ -113,8 +104,7 @@ known_subscriptions = Table(
     "known_subscriptions",
     metadata,
     Column("subscription_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("contract_name", Text, nullable=False),
 )
 
@@ -125,14 +115,12 @@ declared_payments = Table(
     metadata,
     Column("payment_id", Uuid, primary_key=True),
     Column("event_id", Uuid, nullable=False, unique=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("order_id", Uuid, index=True),
     Column("amendment_id", Uuid, index=True),
     Column("subscription_id", Uuid),
     Column("method", Text, nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("reference", Text),
     Column("declared_at", DateTime(timezone=True), nullable=False),
     # Added by 0003: what became of it. 'declared' (pending), 'received' or 'cancelled'. A
@@ -146,8 +134,7 @@ declared_payments = Table(
 member_balances = Table(
     "member_balances",
     metadata,
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(primary_key=True),
     Column("currency", String(3), nullable=False),
     Column("balance", BigInteger),
     Column("as_of", DateTime(timezone=True)),
@@ -155,7 +142,6 @@ member_balances = Table(
     Column("episode_event_id", Uuid),  # added by 0003: the BalanceWentNegative that opened it
     Column("episode_closed_at", DateTime(timezone=True)),
     Column("last_reminder_at", DateTime(timezone=True)),
-    PrimaryKeyConstraint("group_id", "member_id"),
 )
 
 # B7: the balance a money-pot email states is the ledger's, right after it posted what the email
@@ -166,8 +152,7 @@ ledger_postings = Table(
     metadata,
     Column("source_event_id", Uuid, primary_key=True),
     Column("member_id", Uuid, nullable=False),
-    Column("balance_after", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns("balance_after"),
     Column("posted_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -199,8 +184,7 @@ email_deliveries = Table(
     Column("correlation_id", Text, nullable=False),
     # pending | sending (a sender holds it) | sent | failed | uncertain (interrupted mid-send)
     Column("status", Text, nullable=False, server_default=text("'pending'")),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *retry_columns(),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
@@ -256,8 +240,7 @@ webhook_deliveries = Table(
     Column("correlation_id", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("status", Text, nullable=False),  # pending | delivered | failed
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *retry_columns(),
     # Retries stop webhook_retry_for after this (the delivery's creation, or its replay).
     Column("window_started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_status_code", Integer),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     text,
 )
 
+from cagette_runtime.columns import basket_columns, group_member_columns, money_columns, payment_instruction_columns
 from cagette_runtime.tables import idempotency_keys_table
 
 from .domain import ACTIVE_STATUSES, HoldState
@@ -36,6 +39,19 @@ idempotency_keys = idempotency_keys_table(metadata)
 # One active order per basket (domain.ACTIVE_STATUSES), as the partial unique index's predicate.
 ACTIVE_ORDER = f"status IN ({', '.join(repr(s.value) for s in ACTIVE_STATUSES)}) AND flagged_reason IS NULL"
 
+
+def priced_line_columns() -> list[Column[Any]]:
+    """What a line of an order or a subscription was priced at, once (contracts.money.line_amount):
+    the product's name and price then, the quantity and the line's total."""
+    return [
+        Column("product_name", Text, nullable=False),
+        Column("quantity", Numeric(12, 3), nullable=False),
+        Column("unit_price", BigInteger, nullable=False),
+        Column("fee_rate", Numeric(6, 4), nullable=False),
+        Column("line_total", BigInteger, nullable=False),
+    ]
+
+
 groups = Table(
     "groups",
     metadata,
@@ -47,9 +63,7 @@ groups = Table(
     Column("payments_enabled", Boolean, nullable=False),
     Column("payment_methods", ARRAY(Text), nullable=False),
     Column("allow_negative_money_pot", Boolean, nullable=False),
-    Column("cheque_payee", Text),
-    Column("transfer_iban", Text),
-    Column("transfer_bic", Text),
+    *payment_instruction_columns(),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("card_payments_configured", Boolean, nullable=False, server_default=text("false")),
@@ -125,13 +139,11 @@ orders = Table(
     "orders",
     metadata,
     Column("order_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("distribution_id", Uuid),
     Column("payment_method", Text),
     Column("status", Text, nullable=False),
-    Column("total_amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns("total_amount"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("hold_id", Uuid),
@@ -169,11 +181,7 @@ order_lines = Table(
     Column("order_id", Uuid, ForeignKey("orders.order_id"), nullable=False),
     Column("line_number", Integer, nullable=False),
     Column("product_id", Uuid),
-    Column("product_name", Text, nullable=False),
-    Column("quantity", Numeric(12, 3), nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
-    Column("fee_rate", Numeric(6, 4), nullable=False),
-    Column("line_total", BigInteger, nullable=False),
+    *priced_line_columns(),
     Column("amendment_id", Uuid, ForeignKey("order_amendments.amendment_id")),
     PrimaryKeyConstraint("order_id", "line_number"),
 )
@@ -200,12 +208,9 @@ order_line_removals = Table(
 basket_locks = Table(
     "basket_locks",
     metadata,
-    Column("group_id", Uuid, nullable=False),
-    Column("distribution_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *basket_columns(primary_key=True),
     Column("validated_by", Uuid, nullable=False),
     Column("validated_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("group_id", "distribution_id", "member_id"),
 )
 
 subscriptions = Table(
@@ -217,8 +222,7 @@ subscriptions = Table(
     Column("member_id", Uuid, nullable=False),
     Column("payment_method", Text),
     Column("distribution_ids", ARRAY(Uuid), nullable=False),
-    Column("total_amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns("total_amount"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     ForeignKeyConstraint(["group_id", "member_id"], ["members.group_id", "members.member_id"]),
@@ -241,11 +245,7 @@ subscription_lines = Table(
     Column("subscription_id", Uuid, ForeignKey("subscriptions.subscription_id"), nullable=False),
     Column("line_number", Integer, nullable=False),
     Column("product_id", Uuid, nullable=False),
-    Column("product_name", Text, nullable=False),
-    Column("quantity", Numeric(12, 3), nullable=False),
-    Column("unit_price", BigInteger, nullable=False),
-    Column("fee_rate", Numeric(6, 4), nullable=False),
-    Column("line_total", BigInteger, nullable=False),
+    *priced_line_columns(),
     Column("amendment_id", Uuid, ForeignKey("subscription_amendments.amendment_id")),
     PrimaryKeyConstraint("subscription_id", "line_number"),
 )
@@ -260,11 +260,9 @@ hold_requests = Table(
     metadata,
     Column("hold_id", Uuid, primary_key=True),
     Column("attempt_id", Uuid, nullable=False),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("subject_id", Uuid, nullable=False),  # the order or subscription (PlaceHold.order_id)
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("status", Text, nullable=False),
     Column("grant_before", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),

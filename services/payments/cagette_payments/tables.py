@@ -4,6 +4,8 @@ Amounts are BIGINT minor units with a currency column, never floats. Payments ar
 and their history is in `payment_transitions`; received and cancelled rows are final.
 """
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -25,6 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from cagette_runtime.columns import (
+    basket_columns,
+    group_member_columns,
+    money_columns,
+    payment_instruction_columns,
+    retry_columns,
+)
 from cagette_runtime.memberships import memberships_table
 from cagette_runtime.tables import idempotency_keys_table
 
@@ -36,6 +45,30 @@ idempotency_keys = idempotency_keys_table(metadata)
 # Who holds which role in which group now, from orders.member.* (runtime.memberships).
 memberships = memberships_table(metadata)
 
+
+def state_change_columns(payments_table: str) -> list[Column[Any]]:
+    """The first columns of a payment's history: one row per state change of a payment of
+    `payments_table`, from its state before (NULL: created) to its state after."""
+    return [
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("payment_id", Uuid, ForeignKey(f"{payments_table}.payment_id"), nullable=False, index=True),
+        Column("from_state", Text),
+        Column("to_state", Text, nullable=False),
+    ]
+
+
+def card_due_columns() -> list[Column[Any]]:
+    """What is to be paid by card, as orders asked it (OrderAwaitingPayment): whose, for which
+    order (and amendment) of which distribution, how much. A card payment carries its due's."""
+    return [
+        *group_member_columns(),
+        Column("order_id", Uuid, nullable=False),
+        Column("amendment_id", Uuid),
+        Column("distribution_id", Uuid),
+        *money_columns(),
+    ]
+
+
 # Local copy of each group's settings, from GroupSettingsChanged (no synchronous calls).
 groups = Table(
     "groups",
@@ -45,9 +78,7 @@ groups = Table(
     Column("currency", String(3), nullable=False),
     Column("payments_enabled", Boolean, nullable=False),
     Column("payment_methods", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
-    Column("cheque_payee", Text),
-    Column("transfer_iban", Text),
-    Column("transfer_bic", Text),
+    *payment_instruction_columns(),
     Column("settings_at", DateTime(timezone=True), nullable=False),  # occurred_at of the event applied
 )
 
@@ -55,8 +86,7 @@ groups = Table(
 members = Table(
     "members",
     metadata,
-    Column("group_id", Uuid, primary_key=True),
-    Column("member_id", Uuid, primary_key=True),
+    *group_member_columns(primary_key=True),
     Column("name", Text, nullable=False, server_default=""),
     Column("role", Text),
     Column("joined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -69,8 +99,7 @@ owed_items = Table(
     metadata,
     Column("item_id", Uuid, primary_key=True),  # order_id, amendment_id, subscription_id or removal_id
     Column("kind", Text, nullable=False),  # order | amendment | subscription | undelivered
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("distribution_id", Uuid),  # orders and amendments of a distribution
     Column("order_id", Uuid),
     Column("amendment_id", Uuid),
@@ -80,8 +109,7 @@ owed_items = Table(
     Column("distribution_ids", JSONB, nullable=False, server_default=text("'[]'::jsonb")),  # subscriptions
     Column("distribution_count", Integer),
     Column("payment_method", Text),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("lines", JSONB, nullable=False),
     Column("event_id", Uuid, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -98,9 +126,7 @@ Index("owed_items_contract", owed_items.c.group_id, owed_items.c.contract_id)
 baskets = Table(
     "baskets",
     metadata,
-    Column("group_id", Uuid, primary_key=True),
-    Column("distribution_id", Uuid, primary_key=True),
-    Column("member_id", Uuid, primary_key=True),
+    *basket_columns(primary_key=True),
     Column("state", Text, nullable=False, server_default="to_validate"),
     Column("validated_at", DateTime(timezone=True)),
     Column("validated_by", Uuid),
@@ -112,14 +138,11 @@ basket_history = Table(
     "basket_history",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("distribution_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *basket_columns(),
     Column("action", Text, nullable=False),  # validated | unvalidated
     Column("by", Uuid, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("difference", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns("difference"),
 )
 
 # A mass entry (one request, many rows), idempotent by its client key.
@@ -140,8 +163,7 @@ payments = Table(
     "payments",
     metadata,
     Column("payment_id", Uuid, primary_key=True),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
+    *group_member_columns(),
     Column("kind", Text, nullable=False),  # payment | refund
     Column("state", Text, nullable=False),  # declared | received | cancelled
     Column("method", Text, nullable=False),
@@ -189,10 +211,7 @@ Index(
 payment_transitions = Table(
     "payment_transitions",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("payment_id", Uuid, ForeignKey("payments.payment_id"), nullable=False, index=True),
-    Column("from_state", Text),  # null: created
-    Column("to_state", Text, nullable=False),
+    *state_change_columns("payments"),
     Column("amount_before", BigInteger),
     Column("amount_after", BigInteger, nullable=False),
     Column("method_before", Text),
@@ -244,13 +263,7 @@ card_dues = Table(
     metadata,
     Column("due_id", Uuid, primary_key=True),  # amendment_id, or order_id for the order itself
     Column("kind", Text, nullable=False),  # order | amendment
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
-    Column("order_id", Uuid, nullable=False),
-    Column("amendment_id", Uuid),
-    Column("distribution_id", Uuid),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *card_due_columns(),
     Column("lines", JSONB, nullable=False),
     Column("event_id", Uuid, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -268,13 +281,7 @@ card_payments = Table(
     Column("payment_id", Uuid, primary_key=True),
     Column("due_id", Uuid, ForeignKey("card_dues.due_id"), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("group_id", Uuid, nullable=False),
-    Column("member_id", Uuid, nullable=False),
-    Column("order_id", Uuid, nullable=False),
-    Column("amendment_id", Uuid),
-    Column("distribution_id", Uuid),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *card_due_columns(),
     Column("state", Text, nullable=False),
     Column("stripe_account", Text),
     Column("checkout_session_id", Text, unique=True),
@@ -309,10 +316,7 @@ Index("card_payments_charge", card_payments.c.charge_id)
 card_payment_history = Table(
     "card_payment_history",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False, index=True),
-    Column("from_state", Text),
-    Column("to_state", Text, nullable=False),
+    *state_change_columns("card_payments"),
     Column("provider_event_id", Text),
     Column("note", Text, nullable=False, server_default=""),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -347,8 +351,7 @@ card_refund_requests = Table(
     Column("request_id", Uuid, primary_key=True),
     Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False),
     Column("group_id", Uuid, nullable=False),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("reason", Text, nullable=False),
     Column("client_key", Text),
     Column("request_hash", Text, nullable=False),
@@ -381,8 +384,7 @@ card_failed_refunds = Table(
     metadata,
     Column("refund_id", Text, primary_key=True),
     Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), nullable=False, index=True),
-    Column("amount", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
+    *money_columns(),
     Column("status", Text, nullable=False),
     Column("provider_event_id", Text, nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
@@ -395,8 +397,7 @@ card_jobs = Table(
     metadata,
     Column("payment_id", Uuid, ForeignKey("card_payments.payment_id"), primary_key=True),
     Column("kind", Text, primary_key=True),  # fee
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    *retry_columns(),
     Column("done_at", DateTime(timezone=True)),
     Column("last_error", Text),
     Column("correlation_id", Text),  # the cause's, kept by what the job publishes
@@ -447,8 +448,8 @@ bank_lines = Table(
     Column("line_number", Integer, nullable=False),
     Column("booking_date", Date, nullable=False),
     Column("value_date", Date),
-    Column("amount", BigInteger, nullable=False),  # signed: credits positive
-    Column("currency", String(3), nullable=False),
+    # The amount is signed: credits positive.
+    *money_columns(),
     Column("counterparty", Text, nullable=False, server_default=""),
     Column("counterparty_iban", Text),
     Column("label", Text, nullable=False, server_default=""),
@@ -478,8 +479,7 @@ Index("bank_lines_import", bank_lines.c.import_id)
 member_references = Table(
     "member_references",
     metadata,
-    Column("group_id", Uuid, primary_key=True),
-    Column("member_id", Uuid, primary_key=True),
+    *group_member_columns(primary_key=True),
     Column("reference", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("reference", name="member_references_reference"),
