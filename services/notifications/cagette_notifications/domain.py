@@ -201,16 +201,23 @@ def distribution_of(starts_at: datetime | None, place: str | None) -> Distributi
     return Distribution(starts_at, place) if starts_at is not None and place else None
 
 
+@dataclass(frozen=True)
+class KnownOrder:
+    """An order as confirmed (what its email and a dispute email show of it)."""
+
+    order_id: UUID
+    total: Money
+    confirmed_at: datetime
+
+
 def order_confirmed(
     source_event_id: UUID,
     group: Group,
     member: Member,
     *,
-    order_id: UUID,
+    order: KnownOrder,
     lines: list[OrderLine],
-    total: Money,
     instructions: Instructions,
-    confirmed_at: datetime,
     distribution: Distribution | None = None,
 ) -> list[Email]:
     return email_if_wanted(
@@ -220,11 +227,11 @@ def order_confirmed(
             group,
             member,
             {
-                "order_id": order_id,
+                "order_id": order.order_id,
                 "lines": lines,
-                "total": total,
+                "total": order.total,
                 "instructions": instructions,
-                "date": confirmed_at,
+                "date": order.confirmed_at,
                 "distribution": distribution,
             },
         )
@@ -261,36 +268,44 @@ def order_amended(
     )
 
 
+@dataclass(frozen=True)
+class Subscription:
+    """What a subscription's emails show of it: its contract (None: not known), what it delivers
+    at each distribution and at how many (an amendment's: what it adds, and to how many)."""
+
+    contract_name: str | None
+    lines: list[OrderLine]
+    distribution_count: int
+
+
+def _subscription_facts(
+    subscription: Subscription, charged: Money, instructions: Instructions | None, date: datetime
+) -> dict[str, object]:
+    """What both subscription emails show; `charged` (the total, or the added total) is paid in
+    equal parts per distribution."""
+    per_distribution = Money(amount=charged.amount // subscription.distribution_count, currency=charged.currency)
+    return {
+        "contract_name": subscription.contract_name,
+        "lines": subscription.lines,
+        "distribution_count": subscription.distribution_count,
+        "per_distribution": per_distribution,
+        "instructions": instructions,
+        "date": date,
+    }
+
+
 def subscription_confirmed(
     source_event_id: UUID,
     group: Group,
     member: Member,
     *,
-    contract_name: str,
-    lines: list[OrderLine],
-    distribution_count: int,
+    subscription: Subscription,
     total: Money,
     instructions: Instructions | None,
     confirmed_at: datetime,
 ) -> list[Email]:
-    per_distribution = Money(amount=total.amount // distribution_count, currency=total.currency)
-    return email_if_wanted(
-        Email(
-            Kind.SUBSCRIPTION_CONFIRMED,
-            source_event_id,
-            group,
-            member,
-            {
-                "contract_name": contract_name,
-                "lines": lines,
-                "distribution_count": distribution_count,
-                "per_distribution": per_distribution,
-                "total": total,
-                "instructions": instructions,
-                "date": confirmed_at,
-            },
-        )
-    )
+    facts = {**_subscription_facts(subscription, total, instructions, confirmed_at), "total": total}
+    return email_if_wanted(Email(Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member, facts))
 
 
 def subscription_amended(
@@ -298,33 +313,15 @@ def subscription_amended(
     group: Group,
     member: Member,
     *,
-    contract_name: str | None,
-    lines: list[OrderLine],
-    distribution_count: int,
+    subscription: Subscription,
     added_total: Money,
     new_total: Money,
     instructions: Instructions | None,
     amended_at: datetime,
 ) -> list[Email]:
-    per_distribution = Money(amount=added_total.amount // distribution_count, currency=added_total.currency)
-    return email_if_wanted(
-        Email(
-            Kind.SUBSCRIPTION_AMENDED,
-            source_event_id,
-            group,
-            member,
-            {
-                "contract_name": contract_name,
-                "lines": lines,
-                "distribution_count": distribution_count,
-                "per_distribution": per_distribution,
-                "added_total": added_total,
-                "new_total": new_total,
-                "instructions": instructions,
-                "date": amended_at,
-            },
-        )
-    )
+    facts = _subscription_facts(subscription, added_total, instructions, amended_at)
+    facts |= {"added_total": added_total, "new_total": new_total}
+    return email_if_wanted(Email(Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member, facts))
 
 
 def payment_instructions(
@@ -409,15 +406,6 @@ def payment_event_email(
 # --- card disputes (to the coordinators) -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KnownOrder:
-    """An order as confirmed (what a dispute email shows of it)."""
-
-    order_id: UUID
-    total: Money
-    confirmed_at: datetime
-
-
 def account_link(
     kind: Kind,
     source_event_id: UUID,
@@ -432,21 +420,28 @@ def account_link(
     return [Email(kind, source_event_id, group, person, {"link": link, "expires_at": expires_at})]
 
 
+@dataclass(frozen=True)
+class Dispute:
+    """A card payment disputed with the card provider (a chargeback), as payments announced it."""
+
+    payment_id: UUID
+    amount: Money
+    dispute_id: str
+    provider_payment_id: str
+    reason: str = ""
+    status: str = ""
+    order_id: UUID | None = None
+
+
 def card_payment_disputed(
     source_event_id: UUID,
     group: Group,
     coordinators: list[Member],
     *,
     payer: Member,
-    payment_id: UUID,
-    amount: Money,
+    dispute: Dispute,
     disputed_at: datetime,
-    dispute_id: str,
-    provider_payment_id: str,
-    reason: str = "",
-    status: str = "",
     order: KnownOrder | None = None,
-    order_id: UUID | None = None,
     contract_name: str | None = None,
 ) -> list[Email]:
     """A card payment was disputed with the card provider (a chargeback): one email to each
@@ -457,15 +452,15 @@ def card_payment_disputed(
     who are not coordinators never get it (the disputing member neither, unless a coordinator)."""
     facts: dict[str, object] = {
         "payer": payer,
-        "payment_id": payment_id,
-        "amount": amount,
+        "payment_id": dispute.payment_id,
+        "amount": dispute.amount,
         "date": disputed_at,
-        "dispute_id": dispute_id,
-        "provider_payment_id": provider_payment_id,
-        "reason": reason.strip(),
-        "status": status.strip(),
+        "dispute_id": dispute.dispute_id,
+        "provider_payment_id": dispute.provider_payment_id,
+        "reason": dispute.reason.strip(),
+        "status": dispute.status.strip(),
         "order": order,
-        "order_id": order.order_id if order is not None else order_id,
+        "order_id": order.order_id if order is not None else dispute.order_id,
         "contract_name": contract_name,
     }
     return to_coordinators(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinators, facts)
