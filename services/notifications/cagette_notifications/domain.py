@@ -182,8 +182,9 @@ class Email:
         return language_of(self.member, self.group)
 
 
-def email_if_wanted(email: Email) -> list[Email]:
-    return [email] if wants(email.member, email.kind) else []
+def to_member(kind: Kind, source_event_id: UUID, group: Group, member: Member, facts: dict[str, object]) -> list[Email]:
+    """One email of `kind` to the member, unless they refused that kind (reminders only)."""
+    return [Email(kind, source_event_id, group, member, facts)] if wants(member, kind) else []
 
 
 # --- order, amendment and subscription confirmations -------------------------------------
@@ -220,22 +221,15 @@ def order_confirmed(
     instructions: Instructions,
     distribution: Distribution | None = None,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.ORDER_CONFIRMED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order.order_id,
-                "lines": lines,
-                "total": order.total,
-                "instructions": instructions,
-                "date": order.confirmed_at,
-                "distribution": distribution,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order.order_id,
+        "lines": lines,
+        "total": order.total,
+        "instructions": instructions,
+        "date": order.confirmed_at,
+        "distribution": distribution,
+    }
+    return to_member(Kind.ORDER_CONFIRMED, source_event_id, group, member, facts)
 
 
 def order_amended(
@@ -250,22 +244,15 @@ def order_amended(
     instructions: Instructions,
     amended_at: datetime,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.ORDER_AMENDED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order_id,
-                "lines": added_lines,
-                "added_total": added_total,
-                "new_total": new_total,
-                "instructions": instructions,
-                "date": amended_at,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order_id,
+        "lines": added_lines,
+        "added_total": added_total,
+        "new_total": new_total,
+        "instructions": instructions,
+        "date": amended_at,
+    }
+    return to_member(Kind.ORDER_AMENDED, source_event_id, group, member, facts)
 
 
 @dataclass(frozen=True)
@@ -305,7 +292,7 @@ def subscription_confirmed(
     confirmed_at: datetime,
 ) -> list[Email]:
     facts = {**_subscription_facts(subscription, total, instructions, confirmed_at), "total": total}
-    return email_if_wanted(Email(Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member, facts))
+    return to_member(Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member, facts)
 
 
 def subscription_amended(
@@ -321,7 +308,7 @@ def subscription_amended(
 ) -> list[Email]:
     facts = _subscription_facts(subscription, added_total, instructions, amended_at)
     facts |= {"added_total": added_total, "new_total": new_total}
-    return email_if_wanted(Email(Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member, facts))
+    return to_member(Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member, facts)
 
 
 def payment_instructions(
@@ -334,15 +321,8 @@ def payment_instructions(
     declared_at: datetime,
 ) -> list[Email]:
     """A declared payment not tied to an order (a subscription's, or entered by a coordinator)."""
-    return email_if_wanted(
-        Email(
-            Kind.PAYMENT_INSTRUCTIONS,
-            source_event_id,
-            group,
-            member,
-            {"instructions": instructions, "about": about, "date": declared_at},
-        )
-    )
+    facts: dict[str, object] = {"instructions": instructions, "about": about, "date": declared_at}
+    return to_member(Kind.PAYMENT_INSTRUCTIONS, source_event_id, group, member, facts)
 
 
 @dataclass(frozen=True)
@@ -371,24 +351,17 @@ def line_undelivered(
 ) -> list[Email]:
     """The member is told which product was not delivered, why, and how much less they owe (the
     amount credited to their account). Not a reminder: always sent."""
-    return email_if_wanted(
-        Email(
-            Kind.LINE_UNDELIVERED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order_id,
-                "product": product,
-                "reason": reason,
-                "amount": amount,
-                "new_total": new_total,
-                "method": method,
-                "date": removed_at,
-                "distribution": distribution,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order_id,
+        "product": product,
+        "reason": reason,
+        "amount": amount,
+        "new_total": new_total,
+        "method": method,
+        "date": removed_at,
+        "distribution": distribution,
+    }
+    return to_member(Kind.LINE_UNDELIVERED, source_event_id, group, member, facts)
 
 
 # --- what happened to the money ---------------------------------------------------------
@@ -400,7 +373,7 @@ def payment_event_email(
     """Receipt, cancellation, card failure, refund: facts are amount, method, date and the rest."""
     if kind not in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         raise ValueError(f"{kind} is not about a payment")
-    return email_if_wanted(Email(kind, source_event_id, group, member, dict(facts)))
+    return to_member(kind, source_event_id, group, member, dict(facts))
 
 
 # --- card disputes (to the coordinators) -----------------------------------------------------
@@ -590,15 +563,8 @@ def _balance_facts(group: Group, balance: Money, pending: Money) -> dict[str, ob
 def balance_reminder(
     source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, pending: Money
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.BALANCE_REMINDER,
-            source_event_id,
-            group,
-            member,
-            {**_balance_facts(group, balance, pending), "since": since},
-        )
-    )
+    facts = _balance_facts(group, balance, pending) | {"since": since}
+    return to_member(Kind.BALANCE_REMINDER, source_event_id, group, member, facts)
 
 
 def balance_digest(
@@ -611,15 +577,8 @@ def balance_digest(
     now: datetime,
     pending: Money,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.BALANCE_DIGEST,
-            source_event_id,
-            group,
-            member,
-            {**_balance_facts(group, balance, pending), "since": since, "date": now, "days": (now - since).days},
-        )
-    )
+    facts = _balance_facts(group, balance, pending) | {"since": since, "date": now, "days": (now - since).days}
+    return to_member(Kind.BALANCE_DIGEST, source_event_id, group, member, facts)
 
 
 def balance_email(
