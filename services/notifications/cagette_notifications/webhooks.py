@@ -36,15 +36,13 @@ from standardwebhooks.webhooks import Webhook
 from cagette_contracts import Event
 from cagette_runtime import clock
 from cagette_runtime.asyncapi import topic_matches
-from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import OUTBOX_WRITTEN, AnyRow, Database
 from cagette_runtime.rows import field_names, record
 
 from . import domain
-from .delivery import enqueue
+from .sender import EmailingLoop
 from .settings import NotificationSettings
-from .smtp import sender_domain
 from .store import NotYetKnown, load_recipient
 from .tables import member_directory, webhook_deliveries, webhook_endpoints
 
@@ -136,17 +134,14 @@ class Outcome:
     error: str | None
 
 
-class WebhookSender(BackgroundLoop):
+class WebhookSender(EmailingLoop):
     """Claims due deliveries (a lease, SKIP LOCKED: replicas share them), POSTs them with no
     database transaction open, then records each outcome in its own transaction."""
 
     name = "webhook-sender"
 
     def __init__(self, database: Database, settings: NotificationSettings) -> None:
-        super().__init__(settings.webhook_poll_interval)
-        self.database = database
-        self.settings = settings
-        self.domain = sender_domain(settings.smtp_sender)
+        super().__init__(database, settings, settings.webhook_poll_interval)
         database.on_outbox_commit(self.wake)
 
     async def run_once(self) -> bool:
@@ -299,7 +294,7 @@ class WebhookSender(BackgroundLoop):
             failing_since=endpoint.failing_since,
             last_error=last_error or "",
         )
-        await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
+        await self.send(session, emails)
 
     async def _coordinators(self, session: AsyncSession, group_id: UUID) -> list[tuple[domain.Group, domain.Member]]:
         rows = (
