@@ -65,13 +65,11 @@ async def get_preferences(
 ) -> EmailPreferences:
     principal.require_self_or_coordinator(group_id, member_id)
     async with database.transaction() as session:
-        opt_out = (
-            await session.execute(
-                select(member_preferences.c.reminders_opt_out).where(
-                    and_(member_preferences.c.group_id == group_id, member_preferences.c.member_id == member_id)
-                )
+        opt_out = await session.scalar(
+            select(member_preferences.c.reminders_opt_out).where(
+                and_(member_preferences.c.group_id == group_id, member_preferences.c.member_id == member_id)
             )
-        ).scalar()
+        )
     return EmailPreferences(reminders=not opt_out)
 
 
@@ -161,13 +159,11 @@ async def retry_email(
             raise Conflict(f"email {delivery_id} is {row.status}: only a failed or uncertain email can be sent again")
         recipient = row.recipient
         if row.member_id is not None:
-            current = (
-                await session.execute(
-                    select(member_directory.c.email).where(
-                        and_(member_directory.c.group_id == group_id, member_directory.c.member_id == row.member_id)
-                    )
+            current = await session.scalar(
+                select(member_directory.c.email).where(
+                    and_(member_directory.c.group_id == group_id, member_directory.c.member_id == row.member_id)
                 )
-            ).scalar()
+            )
             recipient = current or recipient
         if recipient != row.recipient:
             taken = (

@@ -16,9 +16,10 @@ per row, so even that resend can be recognised by the receiving server.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 from sqlalchemy import ColumnElement, Row, and_, select, update
@@ -29,6 +30,7 @@ from cagette_contracts import EmailFailed, EmailSent
 from cagette_runtime import clock, outbox
 from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.db import OUTBOX_WRITTEN
+from cagette_runtime.rows import record
 
 from .domain import Email
 from .rendering import render
@@ -81,8 +83,11 @@ async def enqueue(session: AsyncSession, emails: list[Email], *, sender_domain: 
 
 @dataclass(frozen=True)
 class Claimed:
+    """A delivery taken by a sender; its outcome events (EmailSent, EmailFailed) carry its fields
+    of the same names."""
+
     delivery_id: UUID
-    event_id: UUID
+    source_event_id: UUID  # the event the email is about (the row's event_id)
     recipient: str
     kind: str
     group_id: UUID
@@ -122,46 +127,15 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: float, now: dat
 
 
 def _claimed(row: Row[Any]) -> Claimed:
-    return Claimed(
-        delivery_id=row.delivery_id,
-        event_id=row.event_id,
-        recipient=row.recipient,
-        kind=row.kind,
-        group_id=row.group_id,
-        member_id=row.member_id,
-        subject=row.subject,
-        text_body=row.text_body,
-        html_body=row.html_body,
-        message_id=row.message_id,
-        correlation_id=row.correlation_id,
-        attempts=row.attempts,
-        lease_until=row.next_attempt_at,
-        epc_payload=row.epc_payload,
-    )
+    return record(Claimed, row, source_event_id=row.event_id, lease_until=row.next_attempt_at)
 
 
-class _OutcomeFields(TypedDict):
-    group_id: UUID
-    correlation_id: str
-    delivery_id: UUID
-    source_event_id: UUID
-    kind: str
-    member_id: UUID | None
-    recipient: str
-    attempts: int
+OutcomeT = TypeVar("OutcomeT", EmailSent, EmailFailed)
 
 
-def _outcome_fields(claimed: Claimed) -> _OutcomeFields:
-    return _OutcomeFields(
-        group_id=claimed.group_id,
-        correlation_id=claimed.correlation_id,
-        delivery_id=claimed.delivery_id,
-        source_event_id=claimed.event_id,
-        kind=claimed.kind,
-        member_id=claimed.member_id,
-        recipient=claimed.recipient,
-        attempts=claimed.attempts,
-    )
+def _outcome(event_class: type[OutcomeT], claimed: Claimed, **facts: object) -> OutcomeT:
+    """What became of the claimed delivery, from its fields of the same names and `facts`."""
+    return record(event_class, dataclasses.asdict(claimed), **facts)
 
 
 def _held_by(claimed: Claimed, *statuses: str) -> ColumnElement[bool]:
@@ -183,7 +157,7 @@ async def mark_sent(session: AsyncSession, claimed: Claimed) -> None:
         .returning(email_deliveries.c.delivery_id)
     )
     if result.first() is not None:
-        await outbox.add(session, EmailSent(**_outcome_fields(claimed), message_id=claimed.message_id))
+        await outbox.add(session, _outcome(EmailSent, claimed))
 
 
 async def mark_retry(session: AsyncSession, claimed: Claimed, error: str, delay: float) -> None:
@@ -202,7 +176,7 @@ async def mark_failed(session: AsyncSession, claimed: Claimed, error: str, *, pe
         .returning(email_deliveries.c.delivery_id)
     )
     if result.first() is not None:
-        await outbox.add(session, EmailFailed(**_outcome_fields(claimed), permanent=permanent, reason=error[:2000]))
+        await outbox.add(session, _outcome(EmailFailed, claimed, permanent=permanent, reason=error[:2000]))
 
 
 async def give_up_interrupted(session: AsyncSession, *, now: datetime | None = None) -> int:
@@ -219,5 +193,5 @@ async def give_up_interrupted(session: AsyncSession, *, now: datetime | None = N
         )
     ).all()
     for row in rows:
-        await outbox.add(session, EmailFailed(**_outcome_fields(_claimed(row)), permanent=False, reason=INTERRUPTED))
+        await outbox.add(session, _outcome(EmailFailed, _claimed(row), permanent=False, reason=INTERRUPTED))
     return len(rows)

@@ -182,8 +182,9 @@ class Email:
         return language_of(self.member, self.group)
 
 
-def email_if_wanted(email: Email) -> list[Email]:
-    return [email] if wants(email.member, email.kind) else []
+def to_member(kind: Kind, source_event_id: UUID, group: Group, member: Member, facts: dict[str, object]) -> list[Email]:
+    """One email of `kind` to the member, unless they refused that kind (reminders only)."""
+    return [Email(kind, source_event_id, group, member, facts)] if wants(member, kind) else []
 
 
 # --- order, amendment and subscription confirmations -------------------------------------
@@ -201,34 +202,34 @@ def distribution_of(starts_at: datetime | None, place: str | None) -> Distributi
     return Distribution(starts_at, place) if starts_at is not None and place else None
 
 
+@dataclass(frozen=True)
+class KnownOrder:
+    """An order as confirmed (what its email and a dispute email show of it)."""
+
+    order_id: UUID
+    total: Money
+    confirmed_at: datetime
+
+
 def order_confirmed(
     source_event_id: UUID,
     group: Group,
     member: Member,
     *,
-    order_id: UUID,
+    order: KnownOrder,
     lines: list[OrderLine],
-    total: Money,
     instructions: Instructions,
-    confirmed_at: datetime,
     distribution: Distribution | None = None,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.ORDER_CONFIRMED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order_id,
-                "lines": lines,
-                "total": total,
-                "instructions": instructions,
-                "date": confirmed_at,
-                "distribution": distribution,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order.order_id,
+        "lines": lines,
+        "total": order.total,
+        "instructions": instructions,
+        "date": order.confirmed_at,
+        "distribution": distribution,
+    }
+    return to_member(Kind.ORDER_CONFIRMED, source_event_id, group, member, facts)
 
 
 def order_amended(
@@ -243,22 +244,41 @@ def order_amended(
     instructions: Instructions,
     amended_at: datetime,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.ORDER_AMENDED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order_id,
-                "lines": added_lines,
-                "added_total": added_total,
-                "new_total": new_total,
-                "instructions": instructions,
-                "date": amended_at,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order_id,
+        "lines": added_lines,
+        "added_total": added_total,
+        "new_total": new_total,
+        "instructions": instructions,
+        "date": amended_at,
+    }
+    return to_member(Kind.ORDER_AMENDED, source_event_id, group, member, facts)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a subscription's emails show of it: its contract (None: not known), what it delivers
+    at each distribution and at how many (an amendment's: what it adds, and to how many)."""
+
+    contract_name: str | None
+    lines: list[OrderLine]
+    distribution_count: int
+
+
+def _subscription_facts(
+    subscription: Subscription, charged: Money, instructions: Instructions | None, date: datetime
+) -> dict[str, object]:
+    """What both subscription emails show; `charged` (the total, or the added total) is paid in
+    equal parts per distribution."""
+    per_distribution = Money(amount=charged.amount // subscription.distribution_count, currency=charged.currency)
+    return {
+        "contract_name": subscription.contract_name,
+        "lines": subscription.lines,
+        "distribution_count": subscription.distribution_count,
+        "per_distribution": per_distribution,
+        "instructions": instructions,
+        "date": date,
+    }
 
 
 def subscription_confirmed(
@@ -266,31 +286,13 @@ def subscription_confirmed(
     group: Group,
     member: Member,
     *,
-    contract_name: str,
-    lines: list[OrderLine],
-    distribution_count: int,
+    subscription: Subscription,
     total: Money,
     instructions: Instructions | None,
     confirmed_at: datetime,
 ) -> list[Email]:
-    per_distribution = Money(amount=total.amount // distribution_count, currency=total.currency)
-    return email_if_wanted(
-        Email(
-            Kind.SUBSCRIPTION_CONFIRMED,
-            source_event_id,
-            group,
-            member,
-            {
-                "contract_name": contract_name,
-                "lines": lines,
-                "distribution_count": distribution_count,
-                "per_distribution": per_distribution,
-                "total": total,
-                "instructions": instructions,
-                "date": confirmed_at,
-            },
-        )
-    )
+    facts = {**_subscription_facts(subscription, total, instructions, confirmed_at), "total": total}
+    return to_member(Kind.SUBSCRIPTION_CONFIRMED, source_event_id, group, member, facts)
 
 
 def subscription_amended(
@@ -298,33 +300,15 @@ def subscription_amended(
     group: Group,
     member: Member,
     *,
-    contract_name: str | None,
-    lines: list[OrderLine],
-    distribution_count: int,
+    subscription: Subscription,
     added_total: Money,
     new_total: Money,
     instructions: Instructions | None,
     amended_at: datetime,
 ) -> list[Email]:
-    per_distribution = Money(amount=added_total.amount // distribution_count, currency=added_total.currency)
-    return email_if_wanted(
-        Email(
-            Kind.SUBSCRIPTION_AMENDED,
-            source_event_id,
-            group,
-            member,
-            {
-                "contract_name": contract_name,
-                "lines": lines,
-                "distribution_count": distribution_count,
-                "per_distribution": per_distribution,
-                "added_total": added_total,
-                "new_total": new_total,
-                "instructions": instructions,
-                "date": amended_at,
-            },
-        )
-    )
+    facts = _subscription_facts(subscription, added_total, instructions, amended_at)
+    facts |= {"added_total": added_total, "new_total": new_total}
+    return to_member(Kind.SUBSCRIPTION_AMENDED, source_event_id, group, member, facts)
 
 
 def payment_instructions(
@@ -337,15 +321,8 @@ def payment_instructions(
     declared_at: datetime,
 ) -> list[Email]:
     """A declared payment not tied to an order (a subscription's, or entered by a coordinator)."""
-    return email_if_wanted(
-        Email(
-            Kind.PAYMENT_INSTRUCTIONS,
-            source_event_id,
-            group,
-            member,
-            {"instructions": instructions, "about": about, "date": declared_at},
-        )
-    )
+    facts: dict[str, object] = {"instructions": instructions, "about": about, "date": declared_at}
+    return to_member(Kind.PAYMENT_INSTRUCTIONS, source_event_id, group, member, facts)
 
 
 @dataclass(frozen=True)
@@ -374,24 +351,17 @@ def line_undelivered(
 ) -> list[Email]:
     """The member is told which product was not delivered, why, and how much less they owe (the
     amount credited to their account). Not a reminder: always sent."""
-    return email_if_wanted(
-        Email(
-            Kind.LINE_UNDELIVERED,
-            source_event_id,
-            group,
-            member,
-            {
-                "order_id": order_id,
-                "product": product,
-                "reason": reason,
-                "amount": amount,
-                "new_total": new_total,
-                "method": method,
-                "date": removed_at,
-                "distribution": distribution,
-            },
-        )
-    )
+    facts: dict[str, object] = {
+        "order_id": order_id,
+        "product": product,
+        "reason": reason,
+        "amount": amount,
+        "new_total": new_total,
+        "method": method,
+        "date": removed_at,
+        "distribution": distribution,
+    }
+    return to_member(Kind.LINE_UNDELIVERED, source_event_id, group, member, facts)
 
 
 # --- what happened to the money ---------------------------------------------------------
@@ -403,19 +373,10 @@ def payment_event_email(
     """Receipt, cancellation, card failure, refund: facts are amount, method, date and the rest."""
     if kind not in (Kind.PAYMENT_RECEIVED, Kind.PAYMENT_CANCELLED, Kind.CARD_PAYMENT_FAILED, Kind.PAYMENT_REFUNDED):
         raise ValueError(f"{kind} is not about a payment")
-    return email_if_wanted(Email(kind, source_event_id, group, member, dict(facts)))
+    return to_member(kind, source_event_id, group, member, dict(facts))
 
 
 # --- card disputes (to the coordinators) -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KnownOrder:
-    """An order as confirmed (what a dispute email shows of it)."""
-
-    order_id: UUID
-    total: Money
-    confirmed_at: datetime
 
 
 def account_link(
@@ -432,21 +393,28 @@ def account_link(
     return [Email(kind, source_event_id, group, person, {"link": link, "expires_at": expires_at})]
 
 
+@dataclass(frozen=True)
+class Dispute:
+    """A card payment disputed with the card provider (a chargeback), as payments announced it."""
+
+    payment_id: UUID
+    amount: Money
+    dispute_id: str
+    provider_payment_id: str
+    reason: str = ""
+    status: str = ""
+    order_id: UUID | None = None
+
+
 def card_payment_disputed(
     source_event_id: UUID,
     group: Group,
     coordinators: list[Member],
     *,
     payer: Member,
-    payment_id: UUID,
-    amount: Money,
+    dispute: Dispute,
     disputed_at: datetime,
-    dispute_id: str,
-    provider_payment_id: str,
-    reason: str = "",
-    status: str = "",
     order: KnownOrder | None = None,
-    order_id: UUID | None = None,
     contract_name: str | None = None,
 ) -> list[Email]:
     """A card payment was disputed with the card provider (a chargeback): one email to each
@@ -457,15 +425,15 @@ def card_payment_disputed(
     who are not coordinators never get it (the disputing member neither, unless a coordinator)."""
     facts: dict[str, object] = {
         "payer": payer,
-        "payment_id": payment_id,
-        "amount": amount,
+        "payment_id": dispute.payment_id,
+        "amount": dispute.amount,
         "date": disputed_at,
-        "dispute_id": dispute_id,
-        "provider_payment_id": provider_payment_id,
-        "reason": reason.strip(),
-        "status": status.strip(),
+        "dispute_id": dispute.dispute_id,
+        "provider_payment_id": dispute.provider_payment_id,
+        "reason": dispute.reason.strip(),
+        "status": dispute.status.strip(),
         "order": order,
-        "order_id": order.order_id if order is not None else order_id,
+        "order_id": order.order_id if order is not None else dispute.order_id,
         "contract_name": contract_name,
     }
     return to_coordinators(Kind.CARD_PAYMENT_DISPUTED, source_event_id, group, coordinators, facts)
@@ -595,15 +563,8 @@ def _balance_facts(group: Group, balance: Money, pending: Money) -> dict[str, ob
 def balance_reminder(
     source_event_id: UUID, group: Group, member: Member, *, balance: Money, since: datetime, pending: Money
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.BALANCE_REMINDER,
-            source_event_id,
-            group,
-            member,
-            {**_balance_facts(group, balance, pending), "since": since},
-        )
-    )
+    facts = _balance_facts(group, balance, pending) | {"since": since}
+    return to_member(Kind.BALANCE_REMINDER, source_event_id, group, member, facts)
 
 
 def balance_digest(
@@ -616,15 +577,8 @@ def balance_digest(
     now: datetime,
     pending: Money,
 ) -> list[Email]:
-    return email_if_wanted(
-        Email(
-            Kind.BALANCE_DIGEST,
-            source_event_id,
-            group,
-            member,
-            {**_balance_facts(group, balance, pending), "since": since, "date": now, "days": (now - since).days},
-        )
-    )
+    facts = _balance_facts(group, balance, pending) | {"since": since, "date": now, "days": (now - since).days}
+    return to_member(Kind.BALANCE_DIGEST, source_event_id, group, member, facts)
 
 
 def balance_email(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +48,7 @@ from cagette_contracts import (
 )
 from cagette_runtime.consumer import Consumer, EventHandlers, parse_event
 from cagette_runtime.db import AnyRow
+from cagette_runtime.rows import record
 
 from . import domain
 from .delivery import enqueue
@@ -55,6 +57,8 @@ from .settings import NotificationSettings
 from .smtp import sender_domain
 from .store import (
     NotYetKnown,
+    columns_of,
+    keep_newest,
     load_balance,
     load_coordinators,
     load_group,
@@ -124,6 +128,81 @@ def _lines(data: list[dict]) -> list[OrderLine]:
     return [OrderLine.model_validate(item) for item in data]
 
 
+# An email about an order, an amendment, a subscription or a payment, all said but how to pay:
+# `email(source_event_id, group, member, instructions=...)` (a partial of a domain function).
+EmailAbout = Callable[..., list[Email]]
+
+
+def _kept(**totals: Money) -> dict[str, Any]:
+    """Money as the known_* tables keep it: a `<name>_amount` column each, one `currency`."""
+    currency = next(iter(totals.values())).currency
+    return {f"{name}_amount": money.amount for name, money in totals.items()} | {"currency": currency}
+
+
+def _money(row: Mapping[Any, Any], name: str) -> Money:
+    return Money(amount=row[f"{name}_amount"], currency=row["currency"])
+
+
+@dataclass(frozen=True)
+class Basket:
+    """An order or an amendment: its row as kept, what the member pays for it, the declared
+    payments that pay it, and its email (all but how to pay: that depends on the payment)."""
+
+    table: Table
+    row: dict[str, Any]
+    to_pay: Money
+    declared: ColumnElement[bool]
+    email: EmailAbout
+
+
+def ordered(event: OrderConfirmed) -> Basket:
+    row = columns_of(
+        known_orders, event, lines=_lines_json(event.lines), confirmed_at=event.occurred_at, **_kept(total=event.total)
+    )
+    declared = and_(declared_payments.c.order_id == event.order_id, declared_payments.c.amendment_id.is_(None))
+    return Basket(known_orders, row, event.total, declared, order_confirmation(row))
+
+
+def added(event: OrderAmended) -> Basket:
+    totals = _kept(added_total=event.added_total, new_total=event.new_total)
+    row = columns_of(
+        known_amendments, event, added_lines=_lines_json(event.added_lines), amended_at=event.occurred_at, **totals
+    )
+    declared = declared_payments.c.amendment_id == event.amendment_id
+    return Basket(known_amendments, row, event.added_total, declared, amendment_confirmation(row))
+
+
+def known(order: Mapping[Any, Any]) -> domain.KnownOrder:
+    """A known_orders row as the domain knows the order."""
+    return record(domain.KnownOrder, order, total=_money(order, "total"))
+
+
+def order_confirmation(order: Mapping[Any, Any]) -> EmailAbout:
+    """The confirmation email of a known_orders row."""
+    distribution = domain.distribution_of(order["distribution_starts_at"], order["distribution_place"])
+    return partial(domain.order_confirmed, order=known(order), lines=_lines(order["lines"]), distribution=distribution)
+
+
+def amendment_confirmation(amendment: Mapping[Any, Any]) -> EmailAbout:
+    """The email of a known_amendments row."""
+    return partial(
+        domain.order_amended,
+        order_id=amendment["order_id"],
+        added_lines=_lines(amendment["added_lines"]),
+        added_total=_money(amendment, "added_total"),
+        new_total=_money(amendment, "new_total"),
+        amended_at=amendment["amended_at"],
+    )
+
+
+def declared_payment(event: PaymentDeclared | PaymentReceived) -> dict[str, Any]:
+    """The payment as kept in declared_payments (a received one not declared before gets one too)."""
+    amount = event.amount
+    return columns_of(
+        declared_payments, event, amount=amount.amount, currency=amount.currency, declared_at=event.occurred_at
+    )
+
+
 class Handlers:
     def __init__(self, settings: NotificationSettings) -> None:
         self.settings = settings
@@ -178,41 +257,12 @@ class Handlers:
     # --- directory ---------------------------------------------------------------------
 
     async def on_group(self, session: AsyncSession, event: GroupSettingsChanged) -> None:
-        values = {
-            "name": event.name,
-            "currency": event.currency,
-            "language": event.language.value,
-            "cheque_payee": event.cheque_payee,
-            "transfer_iban": event.transfer_iban,
-            "transfer_bic": event.transfer_bic,
-            "time_zone": event.time_zone,
-            "updated_at": event.occurred_at,
-        }
-        statement = pg_insert(group_directory).values(group_id=event.group_id, **values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[group_directory.c.group_id],
-                set_=values,
-                where=group_directory.c.updated_at < statement.excluded.updated_at,
-            )
-        )
+        group = columns_of(group_directory, event, updated_at=event.occurred_at)
+        await keep_newest(session, group_directory, group, key=("group_id",))
 
     async def on_member(self, session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
-        values = {
-            "name": event.name,
-            "email": str(event.email),
-            "language": event.language.value,
-            "role": event.role.value,
-            "updated_at": event.occurred_at,
-        }
-        statement = pg_insert(member_directory).values(group_id=event.group_id, member_id=event.member_id, **values)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[member_directory.c.group_id, member_directory.c.member_id],
-                set_=values,
-                where=member_directory.c.updated_at < statement.excluded.updated_at,
-            )
-        )
+        member = columns_of(member_directory, event, email=str(event.email), updated_at=event.occurred_at)
+        await keep_newest(session, member_directory, member, key=("group_id", "member_id"))
 
     # --- accounts (web) -----------------------------------------------------------------
 
@@ -233,177 +283,62 @@ class Handlers:
     # --- orders ------------------------------------------------------------------------
 
     async def on_order_confirmed(self, session: AsyncSession, event: OrderConfirmed) -> None:
-        await lock(session, f"order:{event.order_id}")
-        await session.execute(
-            pg_insert(known_orders)
-            .values(
-                order_id=event.order_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                payment_method=event.payment_method.value,
-                lines=_lines_json(event.lines),
-                total_amount=event.total.amount,
-                currency=event.total.currency,
-                confirmed_at=event.occurred_at,
-                distribution_starts_at=event.distribution_starts_at,
-                distribution_place=event.distribution_place,
-            )
-            .on_conflict_do_nothing()
-        )
-        if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
-            group, member = await load_recipient(session, event.group_id, event.member_id)
-            balance_after = await posted_balance(session, event)
-            instructions = instructions_for(
-                group,
-                event.payment_method,
-                event.total,
-                balance_after=balance_after,
-                paid=event.payment_method == PaymentMethod.CARD,
-            )
-            assert instructions is not None
-            await self.send(
-                session,
-                domain.order_confirmed(
-                    event.event_id,
-                    group,
-                    member,
-                    order_id=event.order_id,
-                    lines=event.lines,
-                    total=event.total,
-                    instructions=instructions,
-                    confirmed_at=event.occurred_at,
-                    distribution=domain.distribution_of(event.distribution_starts_at, event.distribution_place),
-                ),
-            )
-            return
-        # Cheque, transfer, cash, on the spot: the email goes with the declared payment (its
-        # RF reference). If the payments service declared it before we saw the order, send now.
-        declared = (
-            await session.execute(
-                select(declared_payments).where(
-                    and_(declared_payments.c.order_id == event.order_id, declared_payments.c.amendment_id.is_(None))
-                )
-            )
-        ).all()
-        for payment in declared:
-            await self._send_order_instructions(
-                session,
-                payment,
-                event.lines,
-                event.total,
-                event.occurred_at,
-                domain.distribution_of(event.distribution_starts_at, event.distribution_place),
-            )
+        await self._confirm(session, event, ordered(event))
 
     async def on_order_amended(self, session: AsyncSession, event: OrderAmended) -> None:
+        await self._confirm(session, event, added(event))
+
+    async def _confirm(self, session: AsyncSession, event: OrderConfirmed | OrderAmended, basket: Basket) -> None:
+        """Keep the order or amendment, and send its email. Money pot and card: now, with their
+        balance or "paid". Cheque, transfer, cash, on the spot: the email goes with the declared
+        payment (its RF reference); if the payments service declared it before we saw the order,
+        send now."""
         await lock(session, f"order:{event.order_id}")
-        await session.execute(
-            pg_insert(known_amendments)
-            .values(
-                amendment_id=event.amendment_id,
-                order_id=event.order_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                payment_method=event.payment_method.value,
-                added_lines=_lines_json(event.added_lines),
-                added_total_amount=event.added_total.amount,
-                new_total_amount=event.new_total.amount,
-                currency=event.added_total.currency,
-                amended_at=event.occurred_at,
-            )
-            .on_conflict_do_nothing()
-        )
+        await session.execute(pg_insert(basket.table).values(basket.row).on_conflict_do_nothing())
         if instructions_trigger(event.payment_method) == Trigger.CONFIRMED:
-            group, member = await load_recipient(session, event.group_id, event.member_id)
-            balance_after = await posted_balance(session, event)
-            instructions = instructions_for(
-                group,
-                event.payment_method,
-                event.added_total,
-                balance_after=balance_after,
-                paid=event.payment_method == PaymentMethod.CARD,
-            )
-            assert instructions is not None
-            await self.send(
-                session,
-                domain.order_amended(
-                    event.event_id,
-                    group,
-                    member,
-                    order_id=event.order_id,
-                    added_lines=event.added_lines,
-                    added_total=event.added_total,
-                    new_total=event.new_total,
-                    instructions=instructions,
-                    amended_at=event.occurred_at,
-                ),
-            )
+            paid = event.payment_method == PaymentMethod.CARD
+            await self._send_about(session, event, basket.email, basket.to_pay, paid=paid)
             return
-        declared = (
-            await session.execute(
-                select(declared_payments).where(declared_payments.c.amendment_id == event.amendment_id)
-            )
-        ).all()
-        for payment in declared:
-            await self._send_amendment_instructions(
-                session, payment, event.added_lines, event.added_total, event.new_total, event.occurred_at
-            )
+        for payment in (await session.execute(select(declared_payments).where(basket.declared))).all():
+            await self._send_with_payment(session, payment, basket.email)
+
+    async def _send_about(
+        self, session: AsyncSession, event: OrderEvent, email: EmailAbout, to_pay: Money, *, paid: bool = False
+    ) -> None:
+        """`email` to the event's member, saying how to pay `to_pay` by the event's method (a money
+        pot's: the balance right after the ledger posted it, B7)."""
+        group, member = await load_recipient(session, event.group_id, event.member_id)
+        balance_after = await posted_balance(session, event)
+        instructions = instructions_for(group, event.payment_method, to_pay, balance_after=balance_after, paid=paid)
+        await self.send(session, email(event.event_id, group, member, instructions=instructions))
+
+    async def _send_with_payment(self, session: AsyncSession, payment: AnyRow, email: EmailAbout) -> None:
+        """`email` to the payer of a declared payment, saying how to pay it (its RF reference)."""
+        group, member = await load_recipient(session, payment.group_id, payment.member_id)
+        amount = Money(amount=payment.amount, currency=payment.currency)
+        instructions = instructions_for(group, PaymentMethod(payment.method), amount, reference=payment.reference)
+        await self.send(session, email(payment.event_id, group, member, instructions=instructions))
 
     async def on_subscription(self, session: AsyncSession, event: SubscriptionConfirmed) -> None:
-        await session.execute(
-            pg_insert(known_subscriptions)
-            .values(
-                subscription_id=event.subscription_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                contract_name=event.contract_name,
-            )
-            .on_conflict_do_nothing()
+        subscription = columns_of(known_subscriptions, event)
+        await session.execute(pg_insert(known_subscriptions).values(subscription).on_conflict_do_nothing())
+        terms = domain.Subscription(event.contract_name, event.lines, event.distribution_count)
+        email = partial(
+            domain.subscription_confirmed, subscription=terms, total=event.total, confirmed_at=event.occurred_at
         )
-        group, member = await load_recipient(session, event.group_id, event.member_id)
-        balance_after = await posted_balance(session, event)
-        instructions = instructions_for(group, event.payment_method, event.total, balance_after=balance_after)
-        await self.send(
-            session,
-            domain.subscription_confirmed(
-                event.event_id,
-                group,
-                member,
-                contract_name=event.contract_name,
-                lines=event.lines,
-                distribution_count=event.distribution_count,
-                total=event.total,
-                instructions=instructions,
-                confirmed_at=event.occurred_at,
-            ),
-        )
+        await self._send_about(session, event, email, event.total)
 
     async def on_subscription_amended(self, session: AsyncSession, event: SubscriptionAmended) -> None:
-        group, member = await load_recipient(session, event.group_id, event.member_id)
-        contract_name = (
-            await session.execute(
-                select(known_subscriptions.c.contract_name).where(
-                    known_subscriptions.c.subscription_id == event.subscription_id
-                )
-            )
-        ).scalar()
-        balance_after = await posted_balance(session, event)
-        instructions = instructions_for(group, event.payment_method, event.added_total, balance_after=balance_after)
-        await self.send(
-            session,
-            domain.subscription_amended(
-                event.event_id,
-                group,
-                member,
-                contract_name=contract_name,
-                lines=event.added_lines,
-                distribution_count=event.distribution_count,
-                added_total=event.added_total,
-                new_total=event.new_total,
-                instructions=instructions,
-                amended_at=event.occurred_at,
-            ),
+        contract_name = await self._contract_name(session, event.subscription_id)
+        terms = domain.Subscription(contract_name, event.added_lines, event.distribution_count)
+        email = partial(
+            domain.subscription_amended,
+            subscription=terms,
+            added_total=event.added_total,
+            new_total=event.new_total,
+            amended_at=event.occurred_at,
         )
+        await self._send_about(session, event, email, event.added_total)
 
     # --- payments ----------------------------------------------------------------------
 
@@ -412,24 +347,7 @@ class Handlers:
             return  # money pot / card: their confirmation goes out with OrderConfirmed / OrderAmended
         if event.order_id is not None:
             await lock(session, f"order:{event.order_id}")
-        await session.execute(
-            pg_insert(declared_payments)
-            .values(
-                payment_id=event.payment_id,
-                event_id=event.event_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                order_id=event.order_id,
-                amendment_id=event.amendment_id,
-                subscription_id=event.subscription_id,
-                method=event.method.value,
-                amount=event.amount.amount,
-                currency=event.amount.currency,
-                reference=event.reference,
-                declared_at=event.occurred_at,
-            )
-            .on_conflict_do_nothing()
-        )
+        await session.execute(pg_insert(declared_payments).values(declared_payment(event)).on_conflict_do_nothing())
         payment = (
             await session.execute(select(declared_payments).where(declared_payments.c.payment_id == event.payment_id))
         ).one()
@@ -440,118 +358,17 @@ class Handlers:
                 )
             ).first()
             if amendment is not None:
-                currency = amendment.currency
-                await self._send_amendment_instructions(
-                    session,
-                    payment,
-                    _lines(amendment.added_lines),
-                    Money(amount=amendment.added_total_amount, currency=currency),
-                    Money(amount=amendment.new_total_amount, currency=currency),
-                    amendment.amended_at,
-                )
+                await self._send_with_payment(session, payment, amendment_confirmation(amendment._mapping))
             return  # otherwise sent when OrderAmended arrives
         if event.order_id is not None:
-            order = (
-                await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))
-            ).first()
+            order = await self._known_order(session, event.order_id)
             if order is not None:
-                await self._send_order_instructions(
-                    session,
-                    payment,
-                    _lines(order.lines),
-                    Money(amount=order.total_amount, currency=order.currency),
-                    order.confirmed_at,
-                    domain.distribution_of(order.distribution_starts_at, order.distribution_place),
-                )
+                await self._send_with_payment(session, payment, order_confirmation(order._mapping))
             return  # otherwise sent when OrderConfirmed arrives
         # A payment not tied to an order: a subscription's, or one a coordinator expects.
-        group, member = await load_recipient(session, event.group_id, event.member_id)
-        about = None
-        if event.subscription_id is not None:
-            about = (
-                await session.execute(
-                    select(known_subscriptions.c.contract_name).where(
-                        known_subscriptions.c.subscription_id == event.subscription_id
-                    )
-                )
-            ).scalar()
-        instructions = instructions_for(group, event.method, event.amount, reference=event.reference)
-        assert instructions is not None
-        await self.send(
-            session,
-            domain.payment_instructions(
-                event.event_id,
-                group,
-                member,
-                instructions=instructions,
-                about=about,
-                declared_at=event.occurred_at,
-            ),
-        )
-
-    async def _send_order_instructions(
-        self,
-        session: AsyncSession,
-        payment: AnyRow,
-        lines: list[OrderLine],
-        total: Money,
-        confirmed_at: datetime,
-        distribution: domain.Distribution | None,
-    ) -> None:
-        group, member = await load_recipient(session, payment.group_id, payment.member_id)
-        instructions = instructions_for(
-            group,
-            PaymentMethod(payment.method),
-            Money(amount=payment.amount, currency=payment.currency),
-            reference=payment.reference,
-        )
-        assert instructions is not None
-        await self.send(
-            session,
-            domain.order_confirmed(
-                payment.event_id,
-                group,
-                member,
-                order_id=payment.order_id,
-                lines=lines,
-                total=total,
-                instructions=instructions,
-                confirmed_at=confirmed_at,
-                distribution=distribution,
-            ),
-        )
-
-    async def _send_amendment_instructions(
-        self,
-        session: AsyncSession,
-        payment: AnyRow,
-        lines: list[OrderLine],
-        added: Money,
-        new_total: Money,
-        amended_at: datetime,
-    ) -> None:
-        group, member = await load_recipient(session, payment.group_id, payment.member_id)
-        instructions = instructions_for(
-            group,
-            PaymentMethod(payment.method),
-            Money(amount=payment.amount, currency=payment.currency),
-            reference=payment.reference,
-        )
-        assert instructions is not None
-        await self.send(
-            session,
-            domain.order_amended(
-                payment.event_id,
-                group,
-                member,
-                order_id=payment.order_id,
-                added_lines=lines,
-                added_total=added,
-                new_total=new_total,
-                instructions=instructions,
-                amended_at=amended_at,
-            ),
-        )
+        about = await self._contract_name(session, event.subscription_id) if event.subscription_id is not None else None
+        instructions = partial(domain.payment_instructions, about=about, declared_at=event.occurred_at)
+        await self._send_with_payment(session, payment, instructions)
 
     async def on_payment_outcome(
         self, session: AsyncSession, event: PaymentReceived | PaymentCancelled | PaymentRefunded | CardPaymentFailed
@@ -626,21 +443,7 @@ class Handlers:
                 }
                 await session.execute(
                     pg_insert(declared_payments)
-                    .values(
-                        payment_id=event.payment_id,
-                        event_id=event.event_id,
-                        group_id=event.group_id,
-                        member_id=event.member_id,
-                        order_id=event.order_id,
-                        amendment_id=event.amendment_id,
-                        subscription_id=event.subscription_id,
-                        method=event.method.value,
-                        amount=event.amount.amount,
-                        currency=event.amount.currency,
-                        reference=event.reference,
-                        declared_at=event.occurred_at,
-                        **settled,
-                    )
+                    .values(**declared_payment(event), **settled)
                     .on_conflict_do_update(index_elements=[declared_payments.c.payment_id], set_=settled)
                 )
             case PaymentCancelled():
@@ -679,24 +482,11 @@ class Handlers:
         coordinators = await self.coordinators_to_tell(session, event.group_id, what)
         if not coordinators:
             return
-        order = None
-        if event.order_id is not None:
-            row = (await session.execute(select(known_orders).where(known_orders.c.order_id == event.order_id))).first()
-            if row is not None:
-                order = domain.KnownOrder(
-                    order_id=row.order_id,
-                    total=Money(amount=row.total_amount, currency=row.currency),
-                    confirmed_at=row.confirmed_at,
-                )
+        row = await self._known_order(session, event.order_id) if event.order_id is not None else None
+        order = known(row._mapping) if row is not None else None
         contract_name = None
         if event.subscription_id is not None:
-            contract_name = (
-                await session.execute(
-                    select(known_subscriptions.c.contract_name).where(
-                        known_subscriptions.c.subscription_id == event.subscription_id
-                    )
-                )
-            ).scalar()
+            contract_name = await self._contract_name(session, event.subscription_id)
         await self.send(
             session,
             domain.card_payment_disputed(
@@ -704,15 +494,9 @@ class Handlers:
                 group,
                 coordinators,
                 payer=payer,
-                payment_id=event.payment_id,
-                amount=event.amount,
+                dispute=record(domain.Dispute, dict(event)),
                 disputed_at=event.occurred_at,
-                dispute_id=event.dispute_id,
-                provider_payment_id=event.provider_payment_id,
-                reason=event.reason,
-                status=event.status,
                 order=order,
-                order_id=event.order_id,
                 contract_name=contract_name,
             ),
         )
@@ -741,11 +525,17 @@ class Handlers:
         )
 
     async def _reference(self, session: AsyncSession, payment_id: UUID) -> str | None:
-        return (
-            await session.execute(
-                select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id)
-            )
-        ).scalar()
+        return await session.scalar(
+            select(declared_payments.c.reference).where(declared_payments.c.payment_id == payment_id)
+        )
+
+    async def _contract_name(self, session: AsyncSession, subscription_id: UUID) -> str | None:
+        return await session.scalar(
+            select(known_subscriptions.c.contract_name).where(known_subscriptions.c.subscription_id == subscription_id)
+        )
+
+    async def _known_order(self, session: AsyncSession, order_id: UUID) -> AnyRow | None:
+        return (await session.execute(select(known_orders).where(known_orders.c.order_id == order_id))).first()
 
     # --- balances ----------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ class Rendered:
 def _environment(language: str, timezone: str) -> Environment:
     zone = time_zone(timezone)
     env = Environment(
-        loader=FileSystemLoader(TEMPLATES / language),
+        # A language's own templates, then those every language shares (markup with no words).
+        loader=FileSystemLoader([TEMPLATES / language, TEMPLATES / "common"]),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=StrictUndefined,
         trim_blocks=True,

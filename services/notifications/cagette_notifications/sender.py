@@ -112,17 +112,27 @@ class EmailSender(BackgroundLoop):
         log.info("email %s (%s) sent to %s", claimed.delivery_id, claimed.kind, claimed.recipient)
 
 
-class ReminderScheduler(BackgroundLoop):
+class EmailingLoop(BackgroundLoop):
+    """A background loop that logs emails to send (the reminders, the webhook-disabled notices)."""
+
+    def __init__(self, database: Database, settings: NotificationSettings, interval: float) -> None:
+        super().__init__(interval)
+        self.database = database
+        self.settings = settings
+        self.domain = sender_domain(settings.smtp_sender)
+
+    async def send(self, session: AsyncSession, emails: list[domain.Email]) -> None:
+        await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
+
+
+class ReminderScheduler(EmailingLoop):
     """Negative balances: the episode's reminder after the grace period, then a digest every
     `reminder_interval`, while the balance stays negative and pending payments do not cover it."""
 
     name = "balance-reminders"
 
     def __init__(self, database: Database, settings: NotificationSettings) -> None:
-        super().__init__(settings.reminder_check_interval)
-        self.database = database
-        self.settings = settings
-        self.domain = sender_domain(settings.smtp_sender)
+        super().__init__(database, settings, settings.reminder_check_interval)
 
     async def run_once(self, now: datetime | None = None) -> bool:
         now = now or clock.now()
@@ -178,12 +188,7 @@ class ReminderScheduler(BackgroundLoop):
             event_id = domain.digest_event_id(
                 f"{row.group_id}:{row.member_id}", state.negative_since, state.last_reminder_at
             )
-        await enqueue(
-            session,
-            domain.balance_email(kind, event_id, group, member, state, now, pending),
-            sender_domain=self.domain,
-            timezone=s.timezone,
-        )
+        await self.send(session, domain.balance_email(kind, event_id, group, member, state, now, pending))
         # Also when the member opted out: the reminder was due and is skipped, not postponed.
         await session.execute(
             update(member_balances)

@@ -38,7 +38,7 @@ def build_message(claimed: Claimed, sender: str) -> EmailMessage:
     message["Message-ID"] = claimed.message_id
     message["Date"] = format_datetime(clock.now())
     message["X-Cagette-Kind"] = claimed.kind
-    message["X-Cagette-Event-Id"] = str(claimed.event_id)
+    message["X-Cagette-Event-Id"] = str(claimed.source_event_id)
     message.set_content(claimed.text_body)
     message.add_alternative(claimed.html_body, subtype="html")
     if claimed.epc_payload:

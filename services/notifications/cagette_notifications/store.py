@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import Table, and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cagette_contracts import Money
+from cagette_contracts import Event, Money
 from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import NotYet
+from cagette_runtime.rows import record
 
 from .domain import BalanceState, Group, Member
 from .tables import declared_payments, group_directory, member_balances, member_directory, member_preferences
@@ -27,20 +30,38 @@ async def lock(session: AsyncSession, key: str) -> None:
     await session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
 
+def columns_of(table: Table, event: Event, **computed: Any) -> dict[str, Any]:
+    """A row of `table` from `event`: each column the event has a field of the same name for
+    (an enum as its value), and the `computed` ones (named otherwise, or derived)."""
+    row: dict[str, Any] = {}
+    for column in table.columns:
+        if column.name in computed:
+            row[column.name] = computed[column.name]
+        elif column.name in type(event).model_fields:
+            value = getattr(event, column.name)
+            row[column.name] = value.value if isinstance(value, Enum) else value
+    return row
+
+
+async def keep_newest(session: AsyncSession, table: Table, row: dict[str, Any], *, key: tuple[str, ...]) -> None:
+    """Insert the row, or update the one of the same `key` unless it is newer: events may arrive
+    out of order, and an older one must not undo a newer one (`updated_at` tells)."""
+    changed = {name: value for name, value in row.items() if name not in key}
+    statement = pg_insert(table).values(row)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c[name] for name in key],
+            set_=changed,
+            where=table.c.updated_at < statement.excluded.updated_at,
+        )
+    )
+
+
 async def load_group(session: AsyncSession, group_id: UUID) -> Group:
     row = (await session.execute(select(group_directory).where(group_directory.c.group_id == group_id))).first()
     if row is None:
         raise NotYetKnown(f"group {group_id} is not in the directory yet")
-    return Group(
-        group_id=row.group_id,
-        name=row.name,
-        currency=row.currency,
-        language=row.language,
-        cheque_payee=row.cheque_payee,
-        transfer_iban=row.transfer_iban,
-        transfer_bic=row.transfer_bic,
-        time_zone=row.time_zone,
-    )
+    return record(Group, row)
 
 
 async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID) -> Member:
@@ -61,15 +82,7 @@ async def load_member(session: AsyncSession, group_id: UUID, member_id: UUID) ->
     ).first()
     if row is None:
         raise NotYetKnown(f"member {member_id} of group {group_id} is not in the directory yet")
-    return Member(
-        group_id=row.group_id,
-        member_id=row.member_id,
-        name=row.name,
-        email=row.email,
-        language=row.language,
-        reminders_opt_out=bool(row.opt_out),
-        role=row.role,
-    )
+    return record(Member, row, reminders_opt_out=bool(row.opt_out))
 
 
 async def load_coordinators(session: AsyncSession, group_id: UUID) -> list[Member]:
@@ -81,17 +94,7 @@ async def load_coordinators(session: AsyncSession, group_id: UUID) -> list[Membe
             .order_by(member_directory.c.name, member_directory.c.member_id)
         )
     ).all()
-    return [
-        Member(
-            group_id=row.group_id,
-            member_id=row.member_id,
-            name=row.name,
-            email=row.email,
-            language=row.language,
-            role=row.role,
-        )
-        for row in rows
-    ]
+    return [record(Member, row) for row in rows]
 
 
 async def members_without_role(session: AsyncSession, group_id: UUID) -> int:
@@ -112,15 +115,8 @@ async def load_recipient(session: AsyncSession, group_id: UUID, member_id: UUID)
 def state_from_row(row: AnyRow | None, currency: str) -> BalanceState:
     if row is None:
         return BalanceState(currency=currency)
-    return BalanceState(
-        currency=row.currency,
-        balance=None if row.balance is None else Money(amount=row.balance, currency=row.currency),
-        as_of=row.as_of,
-        negative_since=row.negative_since,
-        episode_event_id=row.episode_event_id,
-        episode_closed_at=row.episode_closed_at,
-        last_reminder_at=row.last_reminder_at,
-    )
+    balance = None if row.balance is None else Money(amount=row.balance, currency=row.currency)
+    return record(BalanceState, row, balance=balance)
 
 
 async def load_balance(

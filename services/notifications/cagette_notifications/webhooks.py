@@ -21,6 +21,7 @@ import logging
 import re
 import secrets
 from base64 import b64encode
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,14 +36,13 @@ from standardwebhooks.webhooks import Webhook
 from cagette_contracts import Event
 from cagette_runtime import clock
 from cagette_runtime.asyncapi import topic_matches
-from cagette_runtime.background import BackgroundLoop
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
-from cagette_runtime.db import OUTBOX_WRITTEN, Database
+from cagette_runtime.db import OUTBOX_WRITTEN, AnyRow, Database
+from cagette_runtime.rows import field_names, record
 
 from . import domain
-from .delivery import enqueue
+from .sender import EmailingLoop
 from .settings import NotificationSettings
-from .smtp import sender_domain
 from .store import NotYetKnown, load_recipient
 from .tables import member_directory, webhook_deliveries, webhook_endpoints
 
@@ -134,17 +134,14 @@ class Outcome:
     error: str | None
 
 
-class WebhookSender(BackgroundLoop):
+class WebhookSender(EmailingLoop):
     """Claims due deliveries (a lease, SKIP LOCKED: replicas share them), POSTs them with no
     database transaction open, then records each outcome in its own transaction."""
 
     name = "webhook-sender"
 
     def __init__(self, database: Database, settings: NotificationSettings) -> None:
-        super().__init__(settings.webhook_poll_interval)
-        self.database = database
-        self.settings = settings
-        self.domain = sender_domain(settings.smtp_sender)
+        super().__init__(database, settings, settings.webhook_poll_interval)
         database.on_outbox_commit(self.wake)
 
     async def run_once(self) -> bool:
@@ -172,16 +169,11 @@ class WebhookSender(BackgroundLoop):
 
     async def _claim(self, session: AsyncSession) -> list[Attempt]:
         s = self.settings
-        rows = (
+        rows: Sequence[AnyRow] = (
             await session.execute(
+                # An attempt's fields: the endpoint's address and secret, the rest the delivery's.
                 select(
-                    webhook_deliveries.c.delivery_id,
-                    webhook_deliveries.c.endpoint_id,
-                    webhook_deliveries.c.event_id,
-                    webhook_deliveries.c.body,
-                    webhook_deliveries.c.attempts,
-                    webhook_deliveries.c.window_started_at,
-                    webhook_deliveries.c.correlation_id,
+                    *(webhook_deliveries.c[name] for name in field_names(Attempt) if name not in ("url", "secret")),
                     webhook_endpoints.c.url,
                     webhook_endpoints.c.secret,
                 )
@@ -205,20 +197,7 @@ class WebhookSender(BackgroundLoop):
                     next_attempt_at=func.now() + timedelta(seconds=s.webhook_lease),
                 )
             )
-        return [
-            Attempt(
-                row.delivery_id,
-                row.endpoint_id,
-                row.url,
-                row.secret,
-                row.event_id,
-                row.body,
-                row.attempts + 1,
-                row.window_started_at,
-                row.correlation_id,
-            )
-            for row in rows
-        ]
+        return [record(Attempt, row, attempts=row.attempts + 1) for row in rows]
 
     async def _post(self, http: httpx.AsyncClient, item: Attempt) -> Outcome:
         headers = signed_headers(item.secret, str(item.event_id), item.body, clock.now())
@@ -315,7 +294,7 @@ class WebhookSender(BackgroundLoop):
             failing_since=endpoint.failing_since,
             last_error=last_error or "",
         )
-        await enqueue(session, emails, sender_domain=self.domain, timezone=self.settings.timezone)
+        await self.send(session, emails)
 
     async def _coordinators(self, session: AsyncSession, group_id: UUID) -> list[tuple[domain.Group, domain.Member]]:
         rows = (

@@ -9,18 +9,45 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
 
-import aio_pika
 import httpx
 import pytest
 
-from cagette_contracts import Event, Role
-from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_contracts import (
+    CardPaymentFailed,
+    Event,
+    MemberJoined,
+    MemberUpdated,
+    Money,
+    OrderConfirmed,
+    OrderLine,
+    PaymentCancelled,
+    PaymentDeclared,
+    PaymentReceived,
+    PaymentRefunded,
+    Role,
+    SubscriptionConfirmed,
+    line_amount,
+)
 from cagette_notifications.app import NotificationsService, build_service
 from cagette_notifications.handlers import QUEUE_NAME
 from cagette_notifications.settings import NotificationSettings
 from cagette_runtime.auth import Principal, encode_token
-from cagette_runtime.testing import KEYED, IsolatedServers, Mailbox, create_vhost, delete_vhost, free_port, smtp_server
+from cagette_runtime.testing import (
+    KEYED,
+    IsolatedServers,
+    Mailbox,
+    create_vhost,
+    delete_vhost,
+    free_port,
+    publish_event,
+    smtp_server,
+    wait_consumed,
+)
+
+PaymentT = TypeVar("PaymentT", PaymentDeclared, PaymentReceived, PaymentCancelled, PaymentRefunded, CardPaymentFailed)
 
 
 @pytest.fixture(name="free_port", scope="session")
@@ -45,35 +72,18 @@ async def mailbox() -> AsyncIterator[Mailbox]:
 class Running:
     service: NotificationsService
     amqp_url: str
-    channel: aio_pika.abc.AbstractChannel
-    exchange: aio_pika.abc.AbstractExchange
     http: httpx.AsyncClient
 
-    async def publish(self, *events: Event, message_id: str | None = None) -> None:
+    async def publish(self, *events: Event) -> None:
         for event in events:
-            await self.exchange.publish(
-                aio_pika.Message(
-                    event.model_dump_json().encode(),
-                    message_id=message_id or str(event.event_id),
-                    correlation_id=event.correlation_id,
-                    content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                ),
-                routing_key=event.routing_key(),
-            )
+            await publish_event(self.service.broker, event)
 
     async def processed_all_before(self, sentinel: Event) -> None:
         """Publish `sentinel` and wait until it is processed: the one queue is consumed in order,
-        so everything published before it was processed too."""
+        so everything published before it was processed too. (The notifications queue's own
+        inbox row: member events are also consumed by the memberships queue, in its own order.)"""
         await self.publish(sentinel)
-        await self.wait_rows(
-            # The notifications queue's own inbox row (member events are also consumed by the
-            # memberships queue, in its own order).
-            "SELECT 1 FROM inbox_messages WHERE event_id = :id AND consumer = :consumer",
-            lambda rows: len(rows) == 1,
-            id=sentinel.event_id,
-            consumer=QUEUE_NAME,
-        )
+        await wait_consumed(self.service.database, QUEUE_NAME, sentinel, timeout=15.0)
 
     def token(self, user_id: uuid.UUID, roles: dict[uuid.UUID, Role], admin: bool = False) -> dict[str, str]:
         settings = self.service.settings
@@ -124,17 +134,13 @@ def start_service(servers: IsolatedServers) -> Callable[..., object]:
         settings = NotificationSettings(database_url=database_url, amqp_url=amqp_url, **{**fast, **overrides})
         service = build_service(settings)
         await service.start()
-        connection = await aio_pika.connect_robust(amqp_url)
         try:
-            channel = await connection.channel()
-            exchange = await channel.get_exchange(EVENTS_EXCHANGE)
             app = service.create_app()  # its lifespan is not run: the service is already started
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://notifications", **KEYED
             ) as http:
-                yield Running(service, amqp_url, channel, exchange, http)
+                yield Running(service, amqp_url, http)
         finally:
-            await connection.close()
             await service.stop()
             await delete_vhost(servers.base_amqp_url, vhost)
 
@@ -164,9 +170,7 @@ class Facts:
             transfer_bic=self.BIC,
         )
 
-    def member(self, name: str, language: str = "fr", role: Role = Role.MEMBER):
-        from cagette_contracts import MemberJoined
-
+    def member(self, name: str, language: str = "fr", role: Role = Role.MEMBER) -> MemberJoined:
         member_id = uuid.uuid4()
         return MemberJoined(
             group_id=self.group_id,
@@ -177,31 +181,39 @@ class Facts:
             language=language,
         )
 
+    def coordinators(self) -> tuple[MemberJoined, MemberJoined]:
+        """Cora, who reads French, and Carl, who reads English: the group's coordinators."""
+        return self.member("Cora", "fr", role=Role.COORDINATOR), self.member("Carl", "en", role=Role.COORDINATOR)
+
+    def updated(self, member: MemberJoined | MemberUpdated, **changes: object) -> MemberUpdated:
+        """The member's next MemberUpdated: the member as known, but for `changes`."""
+        known = {name: getattr(member, name) for name in ("member_id", "role", "name", "email", "language")}
+        return MemberUpdated(group_id=self.group_id, **{**known, **changes})
+
+    def payment(self, event_class: type[PaymentT], member: Any, amount: Money, **fields: object) -> PaymentT:
+        """A payments event about one of the member's payments (a new one unless `payment_id`);
+        `member`: anything with a member_id (the member, their order)."""
+        fields.setdefault("payment_id", uuid.uuid4())
+        return event_class(group_id=self.group_id, member_id=member.member_id, amount=amount, **fields)
+
+    def outcome(self, event_class: type[PaymentT], declared: PaymentDeclared, **fields: object) -> PaymentT:
+        """What became of a declared payment (received, cancelled): the same payment, member,
+        amount, order and method."""
+        same = {"payment_id": declared.payment_id, "order_id": declared.order_id, "method": declared.method}
+        return self.payment(event_class, declared, declared.amount, **same, **fields)
+
     @staticmethod
-    def lines():
-        from decimal import Decimal
+    def line(product_name: str, unit_price: int, quantity: str = "1") -> OrderLine:
+        price, how_many = Money.of(unit_price, "EUR"), Decimal(quantity)
+        return OrderLine(
+            product_name=product_name, quantity=how_many, unit_price=price, line_total=line_amount(how_many, price)
+        )
 
-        from cagette_contracts import Money, OrderLine, line_amount
+    @classmethod
+    def lines(cls) -> list[OrderLine]:
+        return [cls.line("Oeufs x6", 320, "2"), cls.line("Pain", 410, "1.5")]  # 6,40 + 6,15 = 12,55 EUR
 
-        eggs, bread = Money.of(320, "EUR"), Money.of(410, "EUR")
-        return [
-            OrderLine(
-                product_name="Oeufs x6",
-                quantity=Decimal("2"),
-                unit_price=eggs,
-                line_total=line_amount(Decimal("2"), eggs),
-            ),
-            OrderLine(
-                product_name="Pain",
-                quantity=Decimal("1.5"),
-                unit_price=bread,
-                line_total=line_amount(Decimal("1.5"), bread),
-            ),
-        ]  # 6,40 + 6,15 = 12,55 EUR
-
-    def order(self, member, method: str):
-        from cagette_contracts import Money, OrderConfirmed
-
+    def order(self, member, method: str) -> OrderConfirmed:
         return OrderConfirmed(
             group_id=self.group_id,
             order_id=uuid.uuid4(),
@@ -211,15 +223,26 @@ class Facts:
             total=Money.of(1255, "EUR"),
         )
 
-    def declared(self, order, reference: str | None, *, amendment=None):
-        from cagette_contracts import PaymentDeclared
-
-        amount = amendment.added_total if amendment is not None else order.total
-        return PaymentDeclared(
+    def subscription(
+        self, member: MemberJoined, contract_name: str, method: str, distribution_count: int, total: Money
+    ) -> SubscriptionConfirmed:
+        return SubscriptionConfirmed(
             group_id=self.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=order.member_id,
-            amount=amount,
+            subscription_id=uuid.uuid4(),
+            contract_id=uuid.uuid4(),
+            contract_name=contract_name,
+            member_id=member.member_id,
+            payment_method=method,
+            lines=self.lines(),
+            distribution_count=distribution_count,
+            total=total,
+        )
+
+    def declared(self, order, reference: str | None, *, amendment=None) -> PaymentDeclared:
+        return self.payment(
+            PaymentDeclared,
+            order,
+            amendment.added_total if amendment is not None else order.total,
             order_id=order.order_id,
             amendment_id=amendment.amendment_id if amendment is not None else None,
             method=(amendment or order).payment_method,

@@ -20,33 +20,25 @@ from cagette_contracts import (
 def ledger(facts, member, account_id):
     """Builders for the ledger's balance events of one member account."""
 
-    def changed(previous: int, balance: int) -> BalanceChanged:
-        return BalanceChanged(
+    def posted(event_class, balance: int, **fields):
+        """The ledger's event of a new transaction on the account, leaving it at `balance`."""
+        return event_class(
             group_id=facts.group_id,
             member_id=member.member_id,
             account_id=account_id,
             transaction_id=uuid.uuid4(),
-            previous_balance=Money.of(previous, "EUR"),
             balance=Money.of(balance, "EUR"),
+            **fields,
         )
+
+    def changed(previous: int, balance: int) -> BalanceChanged:
+        return posted(BalanceChanged, balance, previous_balance=Money.of(previous, "EUR"))
 
     def negative(balance: int) -> BalanceWentNegative:
-        return BalanceWentNegative(
-            group_id=facts.group_id,
-            member_id=member.member_id,
-            account_id=account_id,
-            transaction_id=uuid.uuid4(),
-            balance=Money.of(balance, "EUR"),
-        )
+        return posted(BalanceWentNegative, balance)
 
     def back(balance: int) -> BalanceBackToNonNegative:
-        return BalanceBackToNonNegative(
-            group_id=facts.group_id,
-            member_id=member.member_id,
-            account_id=account_id,
-            transaction_id=uuid.uuid4(),
-            balance=Money.of(balance, "EUR"),
-        )
+        return posted(BalanceBackToNonNegative, balance)
 
     return changed, negative, back
 
@@ -105,15 +97,7 @@ async def test_opted_out_member_gets_receipts_but_no_reminders(start_service, ma
 
         changed, negative, back = ledger(facts, emma, uuid.uuid4())
         await running.publish(changed(0, -1255), negative(-1255))
-        await running.publish(
-            PaymentReceived(
-                group_id=facts.group_id,
-                payment_id=uuid.uuid4(),
-                member_id=emma.member_id,
-                amount=Money.of(1255, "EUR"),
-                method="cash",
-            )
-        )
+        await running.publish(facts.payment(PaymentReceived, emma, Money.of(1255, "EUR"), method="cash"))
         [receipt] = await mailbox.wait_for(str(emma.email))
         assert receipt["Subject"].startswith("Reçu : 12,55")
         await running.processed_all_before(facts.member("Sentinel"))
@@ -176,17 +160,7 @@ async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(star
         await asyncio.sleep(1.5)  # grace passed, several scans: the pending cheque covers the debt
         assert len(mailbox.to(str(nina.email))) == 1
 
-        await running.publish(
-            PaymentCancelled(
-                group_id=facts.group_id,
-                payment_id=declared.payment_id,
-                member_id=nina.member_id,
-                amount=order.total,
-                order_id=order.order_id,
-                method="cheque",
-                reason="no cheque at the distribution",
-            )
-        )
+        await running.publish(facts.outcome(PaymentCancelled, declared, reason="no cheque at the distribution"))
         cancelled, reminder = (await mailbox.wait_for(str(nina.email), 3))[1:]
         assert cancelled["Subject"].startswith("Payment cancelled")
         assert reminder["Subject"] == "Your balance is negative: €12.55 to settle - AMAP des Lilas"

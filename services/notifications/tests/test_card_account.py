@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cagette_contracts import CardAccountChange, CardAccountProblem, CardSettingsChanged, Role
+from cagette_contracts import CardAccountChange, CardAccountProblem, CardSettingsChanged
 
 SETTINGS_URL = "https://cagette.example.org/groups/g/settings"
 
@@ -27,8 +27,7 @@ async def test_coordinators_are_told_once_when_card_payments_stop_and_once_when_
     start_service, mailbox, facts
 ) -> None:
     async with start_service(smtp_port=mailbox.port) as running:
-        cora = facts.member("Cora", "fr", role=Role.COORDINATOR)
-        carl = facts.member("Carl", "en", role=Role.COORDINATOR)
+        cora, carl = facts.coordinators()
         paul = facts.member("Paul", "fr")
         await running.publish(facts.group, cora, carl, paul)
 

@@ -6,19 +6,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from cagette_contracts import MemberUpdated, Money, PaymentReceived, Role
+from cagette_contracts import Money, PaymentReceived, Role
 from cagette_contracts.routing import EMAIL_FAILED, EMAIL_SENT
 from cagette_runtime.testing import EventSpy
 
 
 def receipt_for(facts, member) -> PaymentReceived:
-    return PaymentReceived(
-        group_id=facts.group_id,
-        payment_id=uuid.uuid4(),
-        member_id=member.member_id,
-        amount=Money.of(1255, "EUR"),
-        method="transfer",
-        reference="RF18 5390 0754 7034",
+    return facts.payment(
+        PaymentReceived, member, Money.of(1255, "EUR"), method="transfer", reference="RF18 5390 0754 7034"
     )
 
 
@@ -78,16 +73,7 @@ async def test_permanent_refusal_is_failed_and_reported(start_service, facts, sm
             retry = f"/groups/{facts.group_id}/emails/{failed.body['delivery_id']}/retry"
             as_member = running.token(ines.member_id, {facts.group_id: Role.MEMBER})
             assert (await running.http.post(retry, headers=as_member)).status_code == 403
-            await running.publish(
-                MemberUpdated(
-                    group_id=facts.group_id,
-                    member_id=ines.member_id,
-                    role=Role.MEMBER,
-                    name="Ines",
-                    email="ines.fixed@example.org",
-                    language="fr",
-                )
-            )
+            await running.publish(facts.updated(ines, email="ines.fixed@example.org"))
             await running.wait_rows(
                 "SELECT 1 FROM member_directory WHERE email = 'ines.fixed@example.org'", lambda rows: len(rows) == 1
             )

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import uuid
 
-from cagette_contracts import CardPaymentDisputed, MemberUpdated, Money, Role
+from cagette_contracts import CardPaymentDisputed, Money, Role
 from cagette_runtime.testing import drain_queue
 
 DISPUTE_SUBJECT_FR = "Paiement par carte contesté : 12,55\xa0€ payés par Paul - AMAP des Lilas"
@@ -45,8 +45,7 @@ async def test_each_coordinator_gets_one_email_in_their_language_members_none_re
     start_service, mailbox, facts
 ) -> None:
     async with start_service(smtp_port=mailbox.port) as running:
-        cora = facts.member("Cora", "fr", role=Role.COORDINATOR)
-        carl = facts.member("Carl", "en", role=Role.COORDINATOR)
+        cora, carl = facts.coordinators()
         paul, max_ = facts.member("Paul", "fr"), facts.member("Max", "en")
         await running.publish(facts.group, cora, carl, paul, max_)
         order = facts.order(paul, "card")
@@ -104,29 +103,15 @@ async def test_each_coordinator_gets_one_email_in_their_language_members_none_re
 
 async def test_role_changes_are_followed(start_service, mailbox, facts) -> None:
     async with start_service(smtp_port=mailbox.port) as running:
-        cora = facts.member("Cora", "fr", role=Role.COORDINATOR)
-        carl = facts.member("Carl", "en", role=Role.COORDINATOR)
+        cora, carl = facts.coordinators()
         paul, max_ = facts.member("Paul", "fr"), facts.member("Max", "en")
         await running.publish(facts.group, cora, carl, paul, max_)
 
-        def updated(member, role: Role, **changes) -> MemberUpdated:
-            fields = {
-                "group_id": facts.group_id,
-                "member_id": member.member_id,
-                "role": role,
-                "name": member.name,
-                "email": member.email,
-                "language": member.language,
-            }
-            return MemberUpdated(**{**fields, **changes})
-
         # Carl steps down, Max becomes a coordinator (and writes in French now). An older update
         # arriving late (Carl still a coordinator, earlier occurred_at) changes nothing.
-        demoted = updated(carl, Role.MEMBER)
-        stale = updated(
-            carl, Role.COORDINATOR, occurred_at=demoted.occurred_at.replace(year=demoted.occurred_at.year - 1)
-        )
-        await running.publish(demoted, updated(max_, Role.COORDINATOR, language="fr"), stale)
+        demoted = facts.updated(carl, role=Role.MEMBER)
+        stale = facts.updated(carl, occurred_at=demoted.occurred_at.replace(year=demoted.occurred_at.year - 1))
+        await running.publish(demoted, facts.updated(max_, role=Role.COORDINATOR, language="fr"), stale)
         await running.publish(dispute(facts, paul))
 
         [to_cora] = await mailbox.wait_for(str(cora.email))
@@ -212,16 +197,7 @@ async def test_no_known_coordinator_yet_is_retried_then_parked(start_service, ma
         assert await running.rows("SELECT * FROM email_deliveries") == []
 
         # Once her role is known (her next MemberUpdated), a dispute reaches her.
-        await running.publish(
-            MemberUpdated(
-                group_id=facts.group_id,
-                member_id=cora.member_id,
-                role=Role.COORDINATOR,
-                name="Cora",
-                email=cora.email,
-                language="fr",
-            )
-        )
+        await running.publish(facts.updated(cora))
         await running.publish(dispute(facts, stranger))
         [email] = await mailbox.wait_for(str(cora.email))
         assert email["Subject"] == DISPUTE_SUBJECT_FR

@@ -147,12 +147,14 @@ def test_a_dispute_goes_to_each_coordinator_in_their_language_opt_out_or_not() -
         GROUP,
         [fr, plain, en, unknown],
         payer=payer,
-        payment_id=uuid.uuid4(),
-        amount=eur(1255),
+        dispute=domain.Dispute(
+            payment_id=uuid.uuid4(),
+            amount=eur(1255),
+            dispute_id="dp_1",
+            provider_payment_id="pi_1",
+            reason="fraudulent",
+        ),
         disputed_at=T0,
-        dispute_id="dp_1",
-        provider_payment_id="pi_1",
-        reason="fraudulent",
     )
     assert [(e.kind, e.recipient, e.language) for e in emails] == [
         (Kind.CARD_PAYMENT_DISPUTED, "cora@example.org", "fr"),

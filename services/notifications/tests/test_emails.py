@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from decimal import Decimal
 
 from cagette_contracts import (
     CardPaymentFailed,
-    MemberUpdated,
     Money,
     OrderAmended,
-    OrderLine,
     PaymentCancelled,
+    PaymentDeclared,
     PaymentReceived,
     PaymentRefunded,
     SubscriptionAmended,
-    SubscriptionConfirmed,
-    line_amount,
 )
 
 REFERENCE_FR = "RF18 5390 0754 7034"
@@ -70,16 +66,7 @@ async def test_cheque_order_then_receipt_and_redeliveries_send_nothing_more(star
         assert f"Référence à écrire au dos du chèque : {REFERENCE_FR}" in text
         assert "Remettez le chèque lors de la distribution" in text
 
-        received = PaymentReceived(
-            group_id=facts.group_id,
-            payment_id=declared.payment_id,
-            member_id=alice.member_id,
-            amount=order.total,
-            order_id=order.order_id,
-            method="cheque",
-            declared_amount=order.total,
-            label="chèque n° 0012345",
-        )
+        received = facts.outcome(PaymentReceived, declared, declared_amount=order.total, label="chèque n° 0012345")
         await running.publish(received)
         _, receipt = await mailbox.wait_for(str(alice.email), 2)
         assert receipt["Subject"] == "Reçu : 12,55\xa0€ reçus - AMAP des Lilas"
@@ -154,18 +141,15 @@ async def test_money_pot_card_and_amendment_confirmations(start_service, mailbox
         cheque_order = facts.order(pot, "cheque")
         await running.publish(cheque_order, facts.declared(cheque_order, REFERENCE_EN))
         await mailbox.wait_for(str(pot.email), 2)
-        bread = Money.of(410, "EUR")
-        line = OrderLine(
-            product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread)
-        )
+        bread = facts.line("Pain", 410)
         amended = OrderAmended(
             group_id=facts.group_id,
             order_id=cheque_order.order_id,
             amendment_id=uuid.uuid4(),
             member_id=pot.member_id,
             payment_method="cheque",
-            added_lines=[line],
-            added_total=bread,
+            added_lines=[bread],
+            added_total=bread.line_total,
             new_total=Money.of(1665, "EUR"),
         )
         await running.publish(amended, facts.declared(cheque_order, "RF97 0000 1111 2222", amendment=amended))
@@ -181,32 +165,18 @@ async def test_subscription_and_payment_outcomes(start_service, mailbox, facts) 
     async with start_service(smtp_port=mailbox.port) as running:
         claire = facts.member("Claire", "fr")
         await running.publish(facts.group, claire)
-        lines = facts.lines()
-        subscription = SubscriptionConfirmed(
-            group_id=facts.group_id,
-            subscription_id=uuid.uuid4(),
-            contract_id=uuid.uuid4(),
-            contract_name="Légumes d'hiver",
-            member_id=claire.member_id,
-            payment_method="cheque",
-            lines=lines,
-            distribution_count=10,
-            total=Money.of(12550, "EUR"),
-        )
+        subscription = facts.subscription(claire, "Légumes d'hiver", "cheque", 10, Money.of(12550, "EUR"))
         await running.publish(subscription)
         [sub_mail] = await mailbox.wait_for(str(claire.email))
         assert sub_mail["Subject"] == "Votre contrat Légumes d'hiver : 125,50\xa0€ - AMAP des Lilas"
         assert "12,55\xa0€ par distribution x 10 distributions" in mailbox.body(sub_mail, "plain")
 
         # The payments service expects a payment for the subscription: instructions with its reference.
-        from cagette_contracts import PaymentDeclared
-
         await running.publish(
-            PaymentDeclared(
-                group_id=facts.group_id,
-                payment_id=uuid.uuid4(),
-                member_id=claire.member_id,
-                amount=Money.of(12550, "EUR"),
+            facts.payment(
+                PaymentDeclared,
+                claire,
+                Money.of(12550, "EUR"),
                 subscription_id=subscription.subscription_id,
                 method="cheque",
                 reference="RF55 1234 5678 9",
@@ -259,34 +229,13 @@ async def test_member_updates_and_subscription_amendments(start_service, mailbox
         lea = facts.member("Lea", "fr")
         await running.publish(facts.group, lea)
         # Lea changes her address and language: later emails follow.
-        updated = MemberUpdated(
-            group_id=facts.group_id,
-            member_id=lea.member_id,
-            role=lea.role,
-            name="Léa",
-            email="lea.new@example.org",
-            language="en",
-        )
-        subscription = SubscriptionConfirmed(
-            group_id=facts.group_id,
-            subscription_id=uuid.uuid4(),
-            contract_id=uuid.uuid4(),
-            contract_name="Fromages",
-            member_id=lea.member_id,
-            payment_method="transfer",
-            lines=facts.lines(),
-            distribution_count=4,
-            total=Money.of(5020, "EUR"),
-        )
+        updated = facts.updated(lea, name="Léa", email="lea.new@example.org", language="en")
+        subscription = facts.subscription(lea, "Fromages", "transfer", 4, Money.of(5020, "EUR"))
         await running.publish(updated, subscription)
         [confirmed] = await mailbox.wait_for("lea.new@example.org")
         assert confirmed["Subject"] == "Your subscription to Fromages: €50.20 - AMAP des Lilas"
         assert f"IBAN: {facts.IBAN}" in mailbox.body(confirmed, "plain")
 
-        bread = Money.of(410, "EUR")
-        line = OrderLine(
-            product_name="Pain", quantity=Decimal("1"), unit_price=bread, line_total=line_amount(Decimal(1), bread)
-        )
         amended = SubscriptionAmended(
             group_id=facts.group_id,
             subscription_id=subscription.subscription_id,
@@ -294,7 +243,7 @@ async def test_member_updates_and_subscription_amendments(start_service, mailbox
             contract_id=subscription.contract_id,
             member_id=lea.member_id,
             payment_method="transfer",
-            added_lines=[line],
+            added_lines=[facts.line("Pain", 410)],
             distribution_count=3,
             added_total=Money.of(1230, "EUR"),
             new_total=Money.of(6250, "EUR"),

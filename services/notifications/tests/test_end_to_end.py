@@ -71,81 +71,47 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
     alice_email, bob_email = f"alice.{alice.hex[:6]}@example.org", f"bob.{bob.hex[:6]}@example.org"
     url = {name: stack.services[name].url for name in STACK_SERVICES}
     async with httpx.AsyncClient(timeout=10, **KEYED) as http:
-        group = ok(
-            await http.post(
-                f"{url['orders']}/groups",
-                headers=bearer(admin, admin=True),
-                json={
-                    "name": "AMAP des Lilas",
-                    "currency": "EUR",
-                    "payment_methods": ["cheque", "transfer"],
-                    "cheque_payee": "AMAP des Lilas",
-                    "transfer_iban": IBAN,
-                    "transfer_bic": "AGRIFRPP",
-                },
-            ),
-            201,
+
+        async def created(path: str, headers: dict[str, str], body: dict) -> dict:
+            """What orders answers a POST of `body` with: 201, and the new thing."""
+            return ok(await http.post(f"{url['orders']}{path}", headers=headers, json=body), 201)
+
+        group = await created(
+            "/groups",
+            bearer(admin, admin=True),
+            {
+                "name": "AMAP des Lilas",
+                "currency": "EUR",
+                "payment_methods": ["cheque", "transfer"],
+                "cheque_payee": "AMAP des Lilas",
+                "transfer_iban": IBAN,
+                "transfer_bic": "AGRIFRPP",
+            },
         )
         g = uuid.UUID(group["group_id"])
         coord = bearer(coordinator, {g: Role.COORDINATOR})
         for member_id, name, email, language in ((alice, "Alice", alice_email, "en"), (bob, "Bob", bob_email, "fr")):
-            ok(
-                await http.post(
-                    f"{url['orders']}/groups/{g}/members",
-                    headers=coord,
-                    json={
-                        "member_id": str(member_id),
-                        "name": name,
-                        "email": email,
-                        "language": language,
-                    },
-                ),
-                201,
-            )
-        catalog = ok(
-            await http.post(
-                f"{url['orders']}/groups/{g}/catalogs",
-                headers=coord,
-                json={
-                    "name": "Ferme du Pré",
-                    "kind": "variable",
-                    "products": [
-                        {"name": "Panier de légumes", "unit_price": 1550},
-                        {"name": "Pain", "unit_price": 410},
-                    ],
-                },
-            ),
-            201,
+            member = {"member_id": str(member_id), "name": name, "email": email, "language": language}
+            await created(f"/groups/{g}/members", coord, member)
+        products = [{"name": "Panier de légumes", "unit_price": 1550}, {"name": "Pain", "unit_price": 410}]
+        catalog = await created(
+            f"/groups/{g}/catalogs", coord, {"name": "Ferme du Pré", "kind": "variable", "products": products}
         )
         vegetables, bread = (p["product_id"] for p in catalog["products"])
-        distribution = ok(
-            await http.post(
-                f"{url['orders']}/groups/{g}/distributions",
-                headers=coord,
-                json={
-                    "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                    "place": "Préau",
-                    "catalog_ids": [catalog["catalog_id"]],
-                },
-            ),
-            201,
-        )
-        d = distribution["distribution_id"]
+        starts_at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+        where = {"starts_at": starts_at, "place": "Préau", "catalog_ids": [catalog["catalog_id"]]}
+        d = (await created(f"/groups/{g}/distributions", coord, where))["distribution_id"]
+
+        async def order(auth: dict[str, str], method: str, *lines: tuple[str, str]) -> dict:
+            """`lines` (product, quantity) ordered for the distribution, paid by `method`."""
+            basket = [{"product_id": product, "quantity": quantity} for product, quantity in lines]
+            return await created(
+                f"/groups/{g}/orders", auth, {"distribution_id": d, "payment_method": method, "lines": basket}
+            )
 
         # 1. Alice orders by transfer: IBAN, amount and the reference the payments service stored.
         alice_auth = bearer(alice, {g: Role.MEMBER})
-        order = ok(
-            await http.post(
-                f"{url['orders']}/groups/{g}/orders",
-                headers=alice_auth,
-                json={
-                    "distribution_id": d,
-                    "payment_method": "transfer",
-                    "lines": [{"product_id": vegetables, "quantity": "1"}],
-                },
-            ),
-            201,
-        )
+        placed = await order(alice_auth, "transfer", (vegetables, "1"))
         [instructions] = await mailbox.wait_for(alice_email, timeout=20)
         [payment] = ok(await http.get(f"{url['payments']}/groups/{g}/members/{alice}/payments", headers=alice_auth))
         assert payment["state"] == "declared" and payment["reference"]
@@ -156,18 +122,7 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
 
         # 2. Bob orders by cheque; the coordinator confirms the cheque at validation: a receipt.
         bob_auth = bearer(bob, {g: Role.MEMBER})
-        ok(
-            await http.post(
-                f"{url['orders']}/groups/{g}/orders",
-                headers=bob_auth,
-                json={
-                    "distribution_id": d,
-                    "payment_method": "cheque",
-                    "lines": [{"product_id": bread, "quantity": "2"}],
-                },
-            ),
-            201,
-        )
+        await order(bob_auth, "cheque", (bread, "2"))
         [cheque_mail] = await mailbox.wait_for(bob_email, timeout=20)
         [cheque] = ok(await http.get(f"{url['payments']}/groups/{g}/members/{bob}/payments", headers=bob_auth))
         assert f"Référence à écrire au dos du chèque : {cheque['reference']}" in mailbox.body(cheque_mail, "plain")
@@ -195,7 +150,7 @@ async def test_transfer_instructions_cheque_receipt_and_one_reminder(system) -> 
         assert reminder["Subject"] == "Your balance is negative: €15.50 to settle - AMAP des Lilas"
         ok(
             await http.put(
-                f"{url['orders']}/groups/{g}/orders/{order['order_id']}",
+                f"{url['orders']}/groups/{g}/orders/{placed['order_id']}",
                 headers=alice_auth,
                 json={
                     "lines": [{"product_id": vegetables, "quantity": "1"}, {"product_id": bread, "quantity": "1"}],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -47,17 +48,23 @@ TOTAL = Money.of(1255, "EUR")
 
 def every_email(language: str) -> list[domain.Email]:
     m, eid = member(language), uuid.uuid4
+
+    def to_m(build: Callable[..., list[domain.Email]], **facts: object) -> list[domain.Email]:
+        """The email `build` makes of `facts`, to the member (a new event each)."""
+        return build(eid(), GROUP, m, **facts)
+
     emails = []
     for method in PaymentMethod:
         instructions = domain.instructions_for(GROUP, method, TOTAL, reference=REF, balance_after=Money.of(-300, "EUR"))
-        emails += domain.order_confirmed(
-            eid(), GROUP, m, order_id=eid(), lines=lines(), total=TOTAL, instructions=instructions, confirmed_at=WHEN
+        emails += to_m(
+            domain.order_confirmed,
+            order=domain.KnownOrder(eid(), TOTAL, WHEN),
+            lines=lines(),
+            instructions=instructions,
         )
     card = domain.instructions_for(GROUP, PaymentMethod.CARD, TOTAL, retry_url="https://pay.example.org/r")
-    emails += domain.order_amended(
-        eid(),
-        GROUP,
-        m,
+    emails += to_m(
+        domain.order_amended,
         order_id=eid(),
         added_lines=lines(),
         added_total=TOTAL,
@@ -65,33 +72,23 @@ def every_email(language: str) -> list[domain.Email]:
         instructions=card,
         amended_at=WHEN,
     )
-    emails += domain.subscription_confirmed(
-        eid(),
-        GROUP,
-        m,
-        contract_name="Légumes",
-        lines=lines(),
-        distribution_count=10,
+    emails += to_m(
+        domain.subscription_confirmed,
+        subscription=domain.Subscription("Légumes", lines(), 10),
         total=Money.of(12550, "EUR"),
         instructions=None,
         confirmed_at=WHEN,
     )
-    emails += domain.subscription_amended(
-        eid(),
-        GROUP,
-        m,
-        contract_name="Légumes",
-        lines=lines(),
-        distribution_count=4,
+    emails += to_m(
+        domain.subscription_amended,
+        subscription=domain.Subscription("Légumes", lines(), 4),
         added_total=Money.of(5020, "EUR"),
         new_total=Money.of(17570, "EUR"),
         instructions=domain.instructions_for(GROUP, PaymentMethod.CHEQUE, TOTAL),
         amended_at=WHEN,
     )
-    emails += domain.payment_instructions(
-        eid(),
-        GROUP,
-        m,
+    emails += to_m(
+        domain.payment_instructions,
         about="Légumes",
         declared_at=WHEN,
         instructions=domain.instructions_for(GROUP, PaymentMethod.TRANSFER, TOTAL, reference=REF),
@@ -117,13 +114,15 @@ def every_email(language: str) -> list[domain.Email]:
         GROUP,
         [coordinator],
         payer=member("en"),
-        payment_id=eid(),
-        amount=TOTAL,
+        dispute=domain.Dispute(
+            payment_id=eid(),
+            amount=TOTAL,
+            dispute_id="dp_1",
+            provider_payment_id="pi_1",
+            reason="fraudulent",
+            order_id=eid(),
+        ),
         disputed_at=WHEN,
-        dispute_id="dp_1",
-        provider_payment_id="pi_1",
-        reason="fraudulent",
-        order_id=eid(),
     )
     for change in CardAccountChange:
         emails += domain.card_account_changed(
@@ -136,10 +135,8 @@ def every_email(language: str) -> list[domain.Email]:
             changed_at=WHEN,
         )
     for method in (PaymentMethod.CHEQUE, PaymentMethod.CARD):
-        emails += domain.line_undelivered(
-            eid(),
-            GROUP,
-            m,
+        emails += to_m(
+            domain.line_undelivered,
             order_id=eid(),
             product=domain.Undelivered("Comté <AOP>", Decimal("0.375"), "kg", Decimal(0)),
             reason="Fromager <malade>",
@@ -149,9 +146,9 @@ def every_email(language: str) -> list[domain.Email]:
             removed_at=WHEN,
             distribution=domain.Distribution(WHEN, "La grange"),
         )
-    emails += domain.balance_reminder(eid(), GROUP, m, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
-    emails += domain.balance_digest(
-        eid(), GROUP, m, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
+    emails += to_m(domain.balance_reminder, balance=-TOTAL, since=WHEN, pending=Money.of(0, "EUR"))
+    emails += to_m(
+        domain.balance_digest, balance=-TOTAL, since=WHEN, now=WHEN + timedelta(days=14), pending=Money.of(0, "EUR")
     )
     emails += domain.webhook_disabled(
         eid(), WHEN, [(GROUP, coordinator)], url="https://example.org/hook", failing_since=WHEN, last_error="HTTP 503"
@@ -341,7 +338,7 @@ def test_mime_message_has_both_parts_and_the_delivery_headers() -> None:
     sender = "AMAP <amap@lilas.example.org>"
     claimed = Claimed(
         delivery_id=delivery_id,
-        event_id=email.source_event_id,
+        source_event_id=email.source_event_id,
         recipient=email.recipient,
         kind=email.kind.value,
         group_id=GROUP.group_id,
@@ -405,13 +402,15 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
         GROUP,
         [coordinator],
         payer=payer,
-        payment_id=payment_id,
-        amount=TOTAL,
+        dispute=domain.Dispute(
+            payment_id=payment_id,
+            amount=TOTAL,
+            dispute_id="dp_9",
+            provider_payment_id="pi_9",
+            reason="product_not_received",
+            status="needs_response",
+        ),
         disputed_at=WHEN,
-        dispute_id="dp_9",
-        provider_payment_id="pi_9",
-        reason="product_not_received",
-        status="needs_response",
         order=domain.KnownOrder(order_id, Money.of(2510, "EUR"), WHEN),
     )
     rendered = render(email)
@@ -426,12 +425,10 @@ def test_dispute_email_says_who_what_which_order_why_and_where_to_answer(languag
         GROUP,
         [coordinator],
         payer=payer,
-        payment_id=payment_id,
-        amount=TOTAL,
+        dispute=domain.Dispute(
+            payment_id=payment_id, amount=TOTAL, dispute_id="dp_9", provider_payment_id="pi_9", order_id=order_id
+        ),
         disputed_at=WHEN,
-        dispute_id="dp_9",
-        provider_payment_id="pi_9",
-        order_id=order_id,
     )
     text = render(bare).text
     assert "Motif" not in text and "Reason" not in text and "statut" not in text and "status:" not in text
@@ -451,11 +448,9 @@ def test_dates_are_in_the_group_s_time_zone() -> None:
             uuid.uuid4(),
             group,
             Member(group.group_id, uuid.uuid4(), "Alice", "alice@example.org", "fr"),
-            order_id=uuid.uuid4(),
+            order=domain.KnownOrder(uuid.uuid4(), TOTAL, datetime(2026, 11, 2, 1, 30, tzinfo=UTC)),
             lines=lines(),
-            total=TOTAL,
             instructions=instructions,
-            confirmed_at=datetime(2026, 11, 2, 1, 30, tzinfo=UTC),
             distribution=where,
         )
         texts[zone] = render(email).text
@@ -489,11 +484,9 @@ def test_an_order_email_a_member_can_act_on() -> None:
             uuid.uuid4(),
             amap,
             alice,
-            order_id=uuid.uuid4(),
+            order=domain.KnownOrder(uuid.uuid4(), cheese.line_total, datetime(2026, 11, 1, 9, tzinfo=UTC)),
             lines=[cheese],
-            total=cheese.line_total,
             instructions=instructions,
-            confirmed_at=datetime(2026, 11, 1, 9, tzinfo=UTC),
             distribution=where,
         )
         rendered = render(email)
@@ -595,9 +588,7 @@ def _subscription(language: str, distribution_count: int) -> domain.Email:
         uuid.uuid4(),
         GROUP,
         member(language),
-        contract_name="Légumes",
-        lines=lines(),
-        distribution_count=distribution_count,
+        subscription=domain.Subscription("Légumes", lines(), distribution_count),
         added_total=Money.of(1255 * distribution_count, "EUR"),
         new_total=Money.of(1255 * distribution_count, "EUR"),
         instructions=None,

@@ -8,12 +8,33 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from standardwebhooks.webhooks import Webhook
 
 from cagette_contracts import BalanceChanged, Money, Role
 from cagette_runtime.testing import WebhookReceiver
+
+
+@asynccontextmanager
+async def delivering(start_service, mailbox, facts, *members, disable_after: int):
+    """`(receiver, running)`: a webhook receiver, and the service delivering to it over plain
+    HTTP, retrying quickly, disabling an endpoint failing for `disable_after` seconds; the group
+    and `members` known to it."""
+    async with (
+        WebhookReceiver() as receiver,
+        start_service(
+            smtp_port=mailbox.port,
+            webhook_allow_http=True,
+            webhook_poll_interval=0.1,
+            webhook_retry_base=0.2,
+            webhook_retry_max=0.5,
+            webhook_disable_after=timedelta(seconds=disable_after),
+        ) as running,
+    ):
+        await running.publish(facts.group, *members)
+        yield receiver, running
 
 
 def balance_changed(facts, member, balance: int) -> BalanceChanged:
@@ -63,20 +84,8 @@ async def test_registration_is_checked(start_service, facts) -> None:
 async def test_signed_deliveries_retried_while_down_logged_replayed_then_disabled(
     start_service, mailbox, facts
 ) -> None:
-    async with (
-        WebhookReceiver() as receiver,
-        start_service(
-            smtp_port=mailbox.port,
-            webhook_allow_http=True,
-            webhook_poll_interval=0.1,
-            webhook_retry_base=0.2,
-            webhook_retry_max=0.5,
-            webhook_disable_after=timedelta(seconds=4),
-        ) as running,
-    ):
-        camille = facts.member("Camille", "en", Role.COORDINATOR)
-        alice = facts.member("Alice")
-        await running.publish(facts.group, camille, alice)
+    camille, alice = facts.member("Camille", "en", Role.COORDINATOR), facts.member("Alice")
+    async with delivering(start_service, mailbox, facts, camille, alice, disable_after=4) as (receiver, running):
         coordinator = running.token(camille.member_id, {facts.group_id: Role.COORDINATOR})
         created = (
             await running.http.post(
@@ -181,20 +190,8 @@ async def test_a_platform_endpoint_needs_an_owner_checked_like_any_input(start_s
 async def test_a_disabled_platform_endpoint_emails_its_owner_each_time_in_their_language(
     start_service, mailbox, facts
 ) -> None:
-    async with (
-        WebhookReceiver() as receiver,
-        start_service(
-            smtp_port=mailbox.port,
-            webhook_allow_http=True,
-            webhook_poll_interval=0.1,
-            webhook_retry_base=0.2,
-            webhook_retry_max=0.5,
-            webhook_disable_after=timedelta(seconds=3),
-        ) as running,
-    ):
-        camille = facts.member("Camille", "fr", Role.COORDINATOR)
-        alice = facts.member("Alice")
-        await running.publish(facts.group, camille, alice)
+    camille, alice = facts.member("Camille", "fr", Role.COORDINATOR), facts.member("Alice")
+    async with delivering(start_service, mailbox, facts, camille, alice, disable_after=3) as (receiver, running):
         admin = running.token(uuid.uuid4(), {}, admin=True)
         created = await running.http.post(
             "/webhooks/endpoints",
