@@ -145,7 +145,9 @@ async def test_digest_while_negative_then_stops(start_service, mailbox, facts) -
 async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(start_service, mailbox, facts) -> None:
     from cagette_contracts import PaymentCancelled
 
-    async with start_service(smtp_port=mailbox.port, reminder_grace=timedelta(seconds=0.5)) as running:
+    # The grace counts from the crossing's own time: long enough for the declaration published
+    # right after it to be consumed on a busy machine (at 0.5 s it was not, once).
+    async with start_service(smtp_port=mailbox.port, reminder_grace=timedelta(seconds=2)) as running:
         nina = facts.member("Nina", "en")
         await running.publish(facts.group, nina)
         order = facts.order(nina, "cheque")
@@ -157,7 +159,7 @@ async def test_pending_cheque_holds_the_reminder_back_until_it_is_cancelled(star
         await running.publish(order, changed(0, -1255), went_negative, declared)
         [instructions] = await mailbox.wait_for(str(nina.email))
         assert "Payable to" in mailbox.body(instructions, "plain")
-        await asyncio.sleep(1.5)  # grace passed, several scans: the pending cheque covers the debt
+        await asyncio.sleep(2.5)  # grace passed, several scans: the pending cheque covers the debt
         assert len(mailbox.to(str(nina.email))) == 1
 
         await running.publish(facts.outcome(PaymentCancelled, declared, reason="no cheque at the distribution"))
