@@ -44,7 +44,7 @@ import httpx
 from cagette_contracts import Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.auth import Principal, encode_token
-from cagette_runtime.devstack import SERVICES, Stack
+from cagette_runtime.devstack import SERVICES, ServiceProcess, Stack
 from cagette_runtime.mailcatcher import MailCatcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -100,13 +100,18 @@ class ChaosStack(Stack):
         service.pump = asyncio.create_task(self._pump(service))
         await self._wait_ready(service, timeout)
 
-    async def all_ready(self) -> bool:
-        async with httpx.AsyncClient(timeout=2) as client:
+    async def not_ready(self) -> list[str]:
+        """The services whose /ready does not answer 200 now."""
+
+        async def ready(client: httpx.AsyncClient, service: ServiceProcess) -> bool:
             try:
-                answers = await asyncio.gather(*(client.get(f"{s.url}/ready") for s in self.services.values()))
+                return (await client.get(f"{service.url}/ready")).status_code == 200
             except httpx.HTTPError:
                 return False
-        return all(answer.status_code == 200 for answer in answers)
+
+        async with httpx.AsyncClient(timeout=2) as client:
+            answers = await asyncio.gather(*(ready(client, s) for s in self.services.values()))
+        return [name for name, answer in zip(self.services, answers, strict=True) if not answer]
 
     async def wait_all_ready(self, timeout: float = 120) -> None:
         await asyncio.gather(*(self._wait_ready(service, timeout) for service in self.services.values()))
@@ -403,11 +408,11 @@ class Chaos:
         clients = self.mq.proxy.connections[node.port]
         await asyncio.to_thread(node.kill)
         await asyncio.sleep(5.0)  # the cluster runs on two nodes for a while
-        ready_meanwhile = await self.stack.all_ready()
+        not_ready = await self.stack.not_ready()
         await asyncio.to_thread(node.start)
         await self.stack.wait_all_ready()
-        every = "every service" if ready_meanwhile else "NOT every service"
-        return f"({node.node}, {clients} connections ever made to it; {every} ready while it was down)"
+        meanwhile = f"not ready 5 s after: {', '.join(not_ready)}" if not_ready else "every service ready 5 s after"
+        return f"({node.node}, {clients} connections ever made to it; {meanwhile})"
 
     async def postgres_crash(self) -> str | None:
         await asyncio.to_thread(self.pg.crash)
