@@ -62,6 +62,14 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     order = await _order(session, event)
     if order.payment_method != PaymentMethod.CARD.value:
         raise Invalid(f"order {order.order_id} is paid by {order.payment_method}, not by card")
+    # What OrderAmended and OrderConfirmed both say of the order paid.
+    paid: dict[str, Any] = {
+        **outbox.event_context(order.group_id),
+        "order_id": order.order_id,
+        "member_id": order.member_id,
+        "distribution_id": order.distribution_id,
+        "payment_method": PaymentMethod.CARD,
+    }
     if event.amendment_id is not None:
         amendment = await _amendment(session, order.order_id, event.amendment_id)
         added_total = Money(amount=amendment.added_total, currency=order.currency)
@@ -75,12 +83,8 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
         await outbox.add(
             session,
             OrderAmended(
-                **outbox.event_context(order.group_id),
-                order_id=order.order_id,
+                **paid,
                 amendment_id=amendment.amendment_id,
-                member_id=order.member_id,
-                distribution_id=order.distribution_id,
-                payment_method=PaymentMethod.CARD,
                 added_lines=await store.contract_lines(
                     session, order_lines.c.amendment_id == amendment.amendment_id, order.currency
                 ),
@@ -96,15 +100,7 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     placed = (order_lines.c.order_id == order.order_id) & order_lines.c.amendment_id.is_(None)
     await outbox.add(
         session,
-        OrderConfirmed(
-            **outbox.event_context(order.group_id),
-            order_id=order.order_id,
-            member_id=order.member_id,
-            distribution_id=order.distribution_id,
-            payment_method=PaymentMethod.CARD,
-            lines=await store.contract_lines(session, placed, order.currency),
-            total=total,
-        ),
+        OrderConfirmed(**paid, lines=await store.contract_lines(session, placed, order.currency), total=total),
     )
 
 

@@ -4,7 +4,7 @@ broker confirm it, leave it to retry or abandon, and a late success is honoured 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from cagette_contracts import CardPaymentFailed, CardPaymentSucceeded, Money
 from cagette_orders import handlers
@@ -12,37 +12,47 @@ from cagette_runtime.testing import drain_queue
 
 from .conftest import Group, OrdersEnv, Unchanged, deliver, make_card_group, outbox_rows, publish
 
+CardEventT = TypeVar("CardEventT", CardPaymentSucceeded, CardPaymentFailed)
+
 
 async def card_group(env: OrdersEnv) -> Group:
     return await make_card_group(env)
 
 
-def succeeded(
-    group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None
-) -> CardPaymentSucceeded:
-    return CardPaymentSucceeded(
+def _card_event(
+    kind: type[CardEventT],
+    group: Group,
+    order: dict[str, Any],
+    amount: int | None,
+    amendment_id: str | None,
+    **extra: Any,
+) -> CardEventT:
+    """A payments card event about `order` (or its addition `amendment_id`), of `amount` (default: its total)."""
+    return kind(
         group_id=group.group_id,
         payment_id=uuid.uuid4(),
         member_id=uuid.UUID(order["member_id"]),
         order_id=uuid.UUID(order["order_id"]),
         amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
         amount=Money(amount=amount if amount is not None else order["total"]["amount"], currency="EUR"),
-        provider_payment_id=f"pi_{uuid.uuid4().hex[:12]}",
+        **extra,
+    )
+
+
+def succeeded(
+    group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None
+) -> CardPaymentSucceeded:
+    provider_payment_id = f"pi_{uuid.uuid4().hex[:12]}"
+    return _card_event(
+        CardPaymentSucceeded, group, order, amount, amendment_id, provider_payment_id=provider_payment_id
     )
 
 
 def failed(
     group: Group, order: dict[str, Any], amendment_id: str | None = None, amount: int | None = None
 ) -> CardPaymentFailed:
-    return CardPaymentFailed(
-        group_id=group.group_id,
-        payment_id=uuid.uuid4(),
-        member_id=uuid.UUID(order["member_id"]),
-        order_id=uuid.UUID(order["order_id"]),
-        amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
-        amount=Money(amount=amount or order["total"]["amount"], currency="EUR"),
-        reason="card declined",
-    )
+    # No amount or 0: the order's total.
+    return _card_event(CardPaymentFailed, group, order, amount or None, amendment_id, reason="card declined")
 
 
 async def keys(group: Group) -> list[str]:
