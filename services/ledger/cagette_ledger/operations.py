@@ -556,29 +556,29 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     verdict = domain.decide_hold(
         balance=balance, active_holds=held, amount=amount.amount, allow_negative=group.allow_negative_money_pot
     )
-    await session.execute(
-        holds.insert().values(
-            hold_id=request.hold_id,
-            group_id=group.group_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            account_id=account_id,
-            amount=amount.amount,
-            currency=amount.currency,
-            expires_at=request.expires_at,
-            fingerprint=fingerprint,
-            granted=verdict.granted,
-            available_after=verdict.available_after,
-            reason=verdict.reason,
-            status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+    stored_row = (
+        await session.execute(
+            holds.insert()
+            .values(
+                hold_id=request.hold_id,
+                group_id=group.group_id,
+                member_id=request.member_id,
+                order_id=request.order_id,
+                account_id=account_id,
+                amount=amount.amount,
+                currency=amount.currency,
+                expires_at=request.expires_at,
+                fingerprint=fingerprint,
+                granted=verdict.granted,
+                available_after=verdict.available_after,
+                reason=verdict.reason,
+                status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+            )
+            .returning(holds)
         )
-    )
-    return HoldDecision(
-        hold_id=request.hold_id,
-        granted=verdict.granted,
-        available=Money(amount=verdict.available_after, currency=amount.currency),
-        reason=verdict.reason,
-    )
+    ).one()
+    # The answer a replay of this request gets too: the stored decision.
+    return _decision_from_row(stored_row)
 
 
 async def release_hold(session: AsyncSession, hold_id: UUID, reason: str = "") -> str:

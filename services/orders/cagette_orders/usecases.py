@@ -52,6 +52,7 @@ from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound, RetryLater
 from cagette_runtime.pagination import PageRequest
+from cagette_runtime.rows import record
 
 from . import domain, store
 from .store import DistributionOut, GroupOut, MemberOut, OrderOut, ProductOut, SubscriptionOut
@@ -216,13 +217,12 @@ async def _hold(
 
 
 def _asked(request: HoldRequest, hold_id: UUID, grant_before: datetime, expires_at: datetime) -> store.AskedHold:
-    return store.AskedHold(
+    # The request's own fields; what it is for is the hold's subject.
+    return record(
+        store.AskedHold,
+        vars(request),
         hold_id=hold_id,
-        attempt_id=request.attempt_id,
-        group_id=request.group_id,
-        member_id=request.member_id,
         subject_id=request.order_id,
-        amount=request.amount,
         grant_before=grant_before,
         expires_at=expires_at,
     )
