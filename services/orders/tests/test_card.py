@@ -19,6 +19,14 @@ async def card_group(env: OrdersEnv) -> Group:
     return await make_card_group(env)
 
 
+async def bread_by_card(env: OrdersEnv) -> tuple[Group, dict[str, str], dict[str, Any]]:
+    """A card group, a member of it and the member's order of one bread, awaiting its payment."""
+    group = await card_group(env)
+    _, member = await group.join()
+    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    return group, member, order
+
+
 def _card_event(
     kind: type[CardEventT],
     group: Group,
@@ -94,9 +102,7 @@ async def test_card_order_waits_then_the_card_success_confirms_it(env: OrdersEnv
 
 
 async def test_failed_card_payment_leaves_the_basket_to_retry(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     url = group.url(f"/orders/{order['order_id']}")
     await deliver(env, failed(group, order))
     assert (await group.client.get(url, headers=member)).json()["status"] == "payment_failed"
@@ -109,9 +115,7 @@ async def test_failed_card_payment_leaves_the_basket_to_retry(env: OrdersEnv) ->
 
 
 async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     url = group.url(f"/orders/{order['order_id']}")
     await deliver(env, failed(group, order))
     abandoned = await group.client.delete(url, headers=member)
@@ -131,9 +135,7 @@ async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: O
 
 
 async def test_a_card_success_for_the_wrong_amount_is_parked(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     wrong = succeeded(group, order, amount=order["total"]["amount"] - 1)
     await publish(env, wrong)
     parked = await drain_queue(env.amqp_url, f"{handlers.QUEUE}.parking", expected=1)
@@ -146,9 +148,7 @@ async def test_a_card_success_for_the_wrong_amount_is_parked(env: OrdersEnv) -> 
 
 
 async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
     response = await group.client.put(
@@ -175,9 +175,7 @@ async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) ->
 
 
 async def test_a_failed_card_addition_is_dropped(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
     changed = (
