@@ -151,9 +151,8 @@ async def list_orders(
     """Orders of the group (coordinators) or your own (members), optionally for one distribution;
     oldest first, one page at a time."""
     async with database.transaction() as session:
-        found = await usecases.list_orders(
-            session, principal, group_id, distribution_id=distribution_id, member_id=member_id, page=page
-        )
+        query = usecases.ListOrders(group_id, member_id=member_id, page=page, distribution_id=distribution_id)
+        found = await usecases.list_orders(session, principal, query)
     return page.finish(found, lambda order: (order.created_at, order.order_id), response)
 
 
@@ -240,9 +239,8 @@ async def list_subscriptions(
     """Subscriptions of the group (coordinators) or your own (members), with the member's and the
     contract's names, oldest first, one page at a time."""
     async with database.transaction() as session:
-        found = await usecases.list_subscriptions(
-            session, principal, group_id, member_id=member_id, contract_id=contract_id, page=page
-        )
+        query = usecases.ListSubscriptions(group_id, member_id=member_id, page=page, contract_id=contract_id)
+        found = await usecases.list_subscriptions(session, principal, query)
     return page.finish(found, lambda sub: (sub.created_at, sub.subscription_id), response)
 
 

@@ -463,16 +463,29 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
     return order_id
 
 
-async def get_order(session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID) -> OrderOut:
-    """An order with its lines and additions (its member, or a coordinator)."""
+async def get_order(
+    session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID, *, for_update: bool = False
+) -> OrderOut:
+    """An order with its lines and additions (its member, or a coordinator); `for_update`: locked,
+    to change it."""
     principal.require_group_member(group_id)
-    order = await store.load_order(session, group_id, order_id)
+    order = await store.load_order(session, group_id, order_id, for_update=for_update)
     principal.require_self_or_coordinator(group_id, order.member_id)
     return order
 
 
-def _whose(principal: Principal, group_id: UUID, member_id: UUID | None) -> UUID | None:
+@dataclass(frozen=True)
+class _Listing:
+    """Which rows of a group a list shows (one member's, when given) and which page of them."""
+
+    group_id: UUID
+    member_id: UUID | None = None
+    page: PageRequest | None = None
+
+
+def _whose(principal: Principal, listing: _Listing) -> UUID | None:
     """Whose rows a list shows: a member only ever their own; a coordinator everyone's, or one member's."""
+    group_id, member_id = listing.group_id, listing.member_id
     principal.require_group_member(group_id)
     if member_id is None and not principal.platform_admin and principal.role_in(group_id) != "coordinator":
         member_id = principal.user_id
@@ -481,18 +494,17 @@ def _whose(principal: Principal, group_id: UUID, member_id: UUID | None) -> UUID
     return member_id
 
 
-async def list_orders(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    *,
-    distribution_id: UUID | None = None,
-    member_id: UUID | None = None,
-    page: PageRequest | None = None,
-) -> list[OrderOut]:
+@dataclass(frozen=True)
+class ListOrders(_Listing):
+    distribution_id: UUID | None = None
+
+
+async def list_orders(session: AsyncSession, principal: Principal, query: ListOrders) -> list[OrderOut]:
     """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
-    member_id = _whose(principal, group_id, member_id)
-    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id, page=page)
+    member_id = _whose(principal, query)
+    return await store.find_orders(
+        session, query.group_id, distribution_id=query.distribution_id, member_id=member_id, page=query.page
+    )
 
 
 @dataclass(frozen=True)
@@ -530,9 +542,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
 
     async def check(session: AsyncSession) -> _BasketChange:
         group = await store.load_group(session, group_id)
-        principal.require_group_member(group_id)
-        order = await store.load_order(session, group_id, order_id, for_update=True)
-        principal.require_self_or_coordinator(group_id, order.member_id)
+        order = await get_order(session, principal, group_id, order_id, for_update=True)
         domain.check_unlocked(order.locked)
         distribution = await store.load_distribution(session, group, order.distribution_id)
         store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
@@ -603,8 +613,7 @@ async def withdraw_order(session: AsyncSession, principal: Principal, group_id: 
     (until the cut-off). A confirmed order with payments on cannot be removed (R6)."""
     principal.require_group_member(group_id)
     group = await store.load_group(session, group_id)
-    order = await store.load_order(session, group_id, order_id, for_update=True)
-    principal.require_self_or_coordinator(group_id, order.member_id)
+    order = await get_order(session, principal, group_id, order_id, for_update=True)
     domain.check_unlocked(order.locked)
     status = domain.on_withdraw(order.status, group.payments_enabled)
     if status is domain.OrderStatus.CANCELLED:
@@ -824,26 +833,28 @@ async def subscribe(database: Database, holds: Holds, principal: Principal, comm
 
 
 async def get_subscription(
-    session: AsyncSession, principal: Principal, group_id: UUID, subscription_id: UUID
+    session: AsyncSession, principal: Principal, group_id: UUID, subscription_id: UUID, *, for_update: bool = False
 ) -> SubscriptionOut:
+    """A subscription (its member, or a coordinator); `for_update`: locked, to change it."""
     principal.require_group_member(group_id)
-    sub = await store.load_subscription(session, group_id, subscription_id)
+    sub = await store.load_subscription(session, group_id, subscription_id, for_update=for_update)
     principal.require_self_or_coordinator(group_id, sub.member_id)
     return sub
 
 
+@dataclass(frozen=True)
+class ListSubscriptions(_Listing):
+    contract_id: UUID | None = None
+
+
 async def list_subscriptions(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    *,
-    member_id: UUID | None = None,
-    contract_id: UUID | None = None,
-    page: PageRequest | None = None,
+    session: AsyncSession, principal: Principal, query: ListSubscriptions
 ) -> list[SubscriptionOut]:
     """The group's subscriptions (coordinators) or one's own (members), to one contract when given."""
-    member_id = _whose(principal, group_id, member_id)
-    return await store.find_subscriptions(session, group_id, member_id=member_id, contract_id=contract_id, page=page)
+    member_id = _whose(principal, query)
+    return await store.find_subscriptions(
+        session, query.group_id, member_id=member_id, contract_id=query.contract_id, page=query.page
+    )
 
 
 @dataclass(frozen=True)
@@ -881,9 +892,7 @@ async def change_subscription(
 
     async def check(session: AsyncSession) -> _SubscriptionChange:
         group = await store.load_group(session, group_id)
-        principal.require_group_member(group_id)
-        sub = await store.load_subscription(session, group_id, subscription_id, for_update=True)
-        principal.require_self_or_coordinator(group_id, sub.member_id)
+        sub = await get_subscription(session, principal, group_id, subscription_id, for_update=True)
         terms = await _contract_terms(session, group, sub.contract_id)
         remaining = [d for d in terms.remaining if d in set(sub.distribution_ids)]
         if not remaining:
