@@ -187,18 +187,16 @@ async def _hold(
     """The ledger holds the amount on the member's pot, or the request is refused (409). A ledger
     that did not decide (the request came too late, it could not decide now) is not a verdict on
     the member's money: 503, try again."""
-    decision = await holds.place(
-        PlaceHold(
-            hold_id=hold_id,
-            group_id=request.group_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            amount=request.amount,
-            grant_before=grant_before,
-            expires_at=expires_at,
-            correlation_id=current_correlation_id(),
-        )
+    # The request's own fields (group, member, order, amount), asked under `hold_id`.
+    asked = record(
+        PlaceHold,
+        vars(request),
+        hold_id=hold_id,
+        grant_before=grant_before,
+        expires_at=expires_at,
+        correlation_id=current_correlation_id(),
     )
+    decision = await holds.place(asked)
     if not decision.granted and not decision.decided:
         raise HoldUndecided(
             "the ledger could not check your money pot just now; nothing was held, please try again",

@@ -31,6 +31,14 @@ async def pot_order(group: Group, member: dict[str, str], breads: str, **extra: 
     return await group.order(member, [(group.bread, breads)], method="money_pot", **extra)
 
 
+async def undecided_order(env: OrdersEnv, group: Group, member: dict[str, str]) -> httpx.Response:
+    """A pot order of one bread while the ledger gives no decision: 503, and nothing recorded."""
+    async with Unchanged(env, group.group_id):
+        response = await pot_order(group, member, "1")
+        assert response.status_code == 503, response.text
+    return response
+
+
 async def funded_member(group: Group, ledger: FakeLedgerHolds, balance: int) -> tuple[uuid.UUID, dict[str, str]]:
     """A new member whose pot the (fake) ledger says holds `balance`."""
     member_id, member = await group.join()
@@ -126,20 +134,16 @@ async def test_amendment_from_the_pot_needs_a_hold_for_the_added_amount(
 async def test_ledger_unreachable_is_503_and_records_nothing(env: OrdersEnv) -> None:
     group = await pot_group(env)
     _, member = await group.join()
-    async with Unchanged(env, group.group_id):  # no responder: the hold request is unroutable
-        response = await pot_order(group, member, "1")
-        assert response.status_code == 503, response.text
-        assert "nothing was recorded" in response.json()["detail"]
-        assert response.json()["error"] == "ledger_unavailable" and response.headers["Retry-After"] == "5"
+    response = await undecided_order(env, group, member)  # no responder: the hold request is unroutable
+    assert "nothing was recorded" in response.json()["detail"]
+    assert response.json()["error"] == "ledger_unavailable" and response.headers["Retry-After"] == "5"
 
 
 async def test_ledger_silent_is_503_after_the_timeout(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
     member_id, member = await funded_member(group, ledger, 10_000)
     ledger.silent = True
-    async with Unchanged(env, group.group_id):
-        response = await pot_order(group, member, "1")
-        assert response.status_code == 503, response.text
+    await undecided_order(env, group, member)
     assert len(ledger.requests) == 1
 
 
@@ -151,10 +155,8 @@ async def test_a_ledger_that_did_not_decide_is_503_and_the_retry_is_decided(
     group = await pot_group(env)
     member_id, member = await funded_member(group, ledger, 10_000)
     ledger.undecided = True
-    async with Unchanged(env, group.group_id):
-        response = await pot_order(group, member, "1")
-        assert response.status_code == 503, response.text
-        assert "try again" in response.json()["detail"] and response.headers["retry-after"]
+    response = await undecided_order(env, group, member)
+    assert "try again" in response.json()["detail"] and response.headers["retry-after"]
     ledger.undecided = False
     retried = await pot_order(group, member, "1")
     assert retried.status_code == 201, retried.text
