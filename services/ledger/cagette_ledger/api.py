@@ -271,18 +271,15 @@ async def _statement(
             next_before = rows[-1].posting_id
         for row in rows:
             entries.append(
-                StatementEntry(
+                record(
+                    StatementEntry,
+                    row,
                     status="posted",
                     at=row.posted_at,
-                    kind=row.kind,
                     description=_described(row.kind, row.memo, row.reason, language),
                     amount=Money(amount=row.amount, currency=row.currency),
                     balance_after=Money(amount=row.balance_after, currency=row.currency),
-                    transaction_id=row.transaction_id,
-                    reverses_transaction_id=row.reverses_transaction_id,
                     reversed_by_transaction_id=row.reversed_by,
-                    reason=row.reason,
-                    payment_id=row.payment_id,
                     cursor=row.posting_id,
                 )
             )

@@ -560,18 +560,13 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
         await session.execute(
             holds.insert()
             .values(
-                hold_id=request.hold_id,
-                group_id=group.group_id,
-                member_id=request.member_id,
-                order_id=request.order_id,
+                # The request's and the verdict's own fields, under the names the table keeps.
+                **request.model_dump(include={"hold_id", "group_id", "member_id", "order_id", "expires_at"}),
+                **dataclasses.asdict(verdict),
                 account_id=account_id,
                 amount=amount.amount,
                 currency=amount.currency,
-                expires_at=request.expires_at,
                 fingerprint=fingerprint,
-                granted=verdict.granted,
-                available_after=verdict.available_after,
-                reason=verdict.reason,
                 status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
             )
             .returning(holds)

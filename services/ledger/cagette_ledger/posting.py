@@ -29,6 +29,7 @@ from cagette_contracts import (
 from cagette_runtime import outbox
 from cagette_runtime.correlation import peek_correlation_id
 from cagette_runtime.errors import Conflict, Invalid
+from cagette_runtime.rows import record
 
 from .domain import AccountRef, TransactionDraft, crossed_zero
 from .tables import accounts, postings, transactions
@@ -113,14 +114,7 @@ class PostedLeg:
 
     def line(self) -> PostingLine:
         """The posting as TransactionPosted carries it."""
-        return PostingLine(
-            account_id=self.account_id,
-            account_type=self.account.type,
-            member_id=self.account.member_id,
-            amount=self.amount,
-            balance_after=self.balance_after,
-            sequence=self.sequence,
-        )
+        return record(PostingLine, vars(self), account_type=self.account.type, member_id=self.account.member_id)
 
 
 @dataclass(frozen=True)
