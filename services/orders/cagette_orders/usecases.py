@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -668,16 +668,17 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
     )
     new_total = order.total - taken.amount
     removal_id = uuid.uuid4()
-    await store.insert_removal(
-        session,
-        removal_id=removal_id,
-        order_id=order_id,
-        line_number=command.line_number,
-        quantity=taken.quantity,
-        amount=taken.amount,
-        reason=reason,
-        removed_by=principal.user_id,
-    )
+    # What is recorded of the removal, and said again by its event.
+    removal: dict[str, Any] = {
+        "removal_id": removal_id,
+        "order_id": order_id,
+        "line_number": command.line_number,
+        "quantity": taken.quantity,
+        "amount": taken.amount,
+        "reason": reason,
+        "removed_by": principal.user_id,
+    }
+    await store.insert_removal(session, **removal)
     await store.set_order(session, order_id, total_amount=new_total.amount)
     if order.payment_method is None:
         return removal_id
@@ -688,25 +689,19 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
         session,
         OrderLineUndelivered(
             **outbox.event_context(group_id),
-            order_id=order_id,
-            removal_id=removal_id,
+            **removal,
             member_id=order.member_id,
             distribution_id=order.distribution_id,
             distribution_starts_at=distribution.starts_at if distribution else None,
             distribution_place=distribution.place if distribution else None,
             payment_method=order.payment_method,
-            line_number=command.line_number,
             product_id=line.product_id,
             product_name=line.product_name,
             unit=unit.value if unit else None,
-            quantity=taken.quantity,
             quantity_left=taken.quantity_left,
             unit_price=line.unit_price,
             fee_rate=line.fee_rate,
-            amount=taken.amount,
             new_total=new_total,
-            reason=reason,
-            removed_by=principal.user_id,
         ),
     )
     return removal_id
