@@ -348,15 +348,10 @@ class OrderLineOut(OrderLine):
 
 
 def order_line(priced: domain.PricedLine) -> OrderLine:
-    p = priced.product
-    return OrderLine(
-        product_id=p.product_id,
-        product_name=p.name,
-        quantity=priced.quantity,
-        unit_price=p.unit_price,
-        fee_rate=p.fee_rate,
-        line_total=priced.line_total,
-        unit=p.unit,
+    # The product's id, price, fee rate and unit; the line's quantity and total.
+    product = priced.product
+    return record(
+        OrderLine, vars(product), product_name=product.name, quantity=priced.quantity, line_total=priced.line_total
     )
 
 
