@@ -657,15 +657,7 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
     line = order.line(command.line_number)
     domain.check_removable(order.status, order.amendment_status(line.amendment_id))
     unit = await store.product_unit(session, line.product_id)
-    taken = domain.undelivered(
-        product_name=line.product_name,
-        unit=unit,
-        ordered=line.quantity,
-        already_removed=line.removed_quantity,
-        quantity=command.quantity,
-        unit_price=line.unit_price,
-        fee_rate=line.fee_rate,
-    )
+    taken = domain.undelivered(line, line.removed_quantity, unit, command.quantity)
     new_total = order.total - taken.amount
     removal_id = uuid.uuid4()
     # What is recorded of the removal, and said again by its event.
