@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,6 +31,7 @@ from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound, Refused
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page, PageRequest
+from cagette_runtime.rows import record
 
 from . import domain, operations, wording
 from .audit import run_audit
@@ -39,6 +40,7 @@ from .posting import PostedTransaction
 from .tables import accounts, holds, members, pending_entries, postings, transactions
 
 router = APIRouter(route_class=idempotency.IdempotentRoute)
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -269,18 +271,15 @@ async def _statement(
             next_before = rows[-1].posting_id
         for row in rows:
             entries.append(
-                StatementEntry(
+                record(
+                    StatementEntry,
+                    row,
                     status="posted",
                     at=row.posted_at,
-                    kind=row.kind,
                     description=_described(row.kind, row.memo, row.reason, language),
                     amount=Money(amount=row.amount, currency=row.currency),
                     balance_after=Money(amount=row.balance_after, currency=row.currency),
-                    transaction_id=row.transaction_id,
-                    reverses_transaction_id=row.reverses_transaction_id,
                     reversed_by_transaction_id=row.reversed_by,
-                    reason=row.reason,
-                    payment_id=row.payment_id,
                     cursor=row.posting_id,
                 )
             )
@@ -656,22 +655,18 @@ def _transaction_view(posted: PostedTransaction) -> TransactionView:
         replayed=posted.replayed,
         reverses_transaction_id=posted.draft.reverses,
         reason=posted.draft.reason,
-        postings=[
-            PostingView(
-                account_id=leg.account_id,
-                account_type=leg.account.type,
-                member_id=leg.account.member_id,
-                amount=leg.amount,
-                balance_after=leg.balance_after,
-            )
-            for leg in posted.legs
-        ],
+        postings=[record(PostingView, dict(leg.line())) for leg in posted.legs],
     )
 
 
 def _view(posted: PostedTransaction) -> JSONResponse:
     view = _transaction_view(posted)
     return JSONResponse(status_code=200 if posted.replayed else 201, content=view.model_dump(mode="json"))
+
+
+def _adjustment(path: str, **options: Any) -> Callable[[_Route], _Route]:
+    """A route that posts one adjustment and answers it as a TransactionView (201; 200 replayed)."""
+    return router.post(path, response_model=TransactionView, status_code=201, tags=["adjustments"], **options)
 
 
 Memo = Annotated[str, Field(max_length=500), MULTI_LINE]
@@ -682,13 +677,7 @@ class OpeningBalanceRequest(RequestBody):
     memo: Memo = ""
 
 
-@router.post(
-    "/groups/{group_id}/members/{member_id}/opening-balance",
-    dependencies=[idempotency.REQUIRED],
-    response_model=TransactionView,
-    status_code=201,
-    tags=["adjustments"],
-)
+@_adjustment("/groups/{group_id}/members/{member_id}/opening-balance", dependencies=[idempotency.REQUIRED])
 async def post_opening_balance(
     group_id: UUID, member_id: UUID, body: OpeningBalanceRequest, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
@@ -707,12 +696,7 @@ class CorrectionRequest(RequestBody):
     against: AccountType = Field(default=AccountType.SALES, description="The group account on the other side")
 
 
-@router.post(
-    "/groups/{group_id}/members/{member_id}/corrections",
-    response_model=TransactionView,
-    status_code=201,
-    tags=["adjustments"],
-)
+@_adjustment("/groups/{group_id}/members/{member_id}/corrections")
 async def post_correction(
     group_id: UUID,
     member_id: UUID,
@@ -746,13 +730,7 @@ class ReversalRequest(RequestBody):
     reason: Reason
 
 
-@router.post(
-    "/groups/{group_id}/transactions/{transaction_id}/reversal",
-    dependencies=[idempotency.REQUIRED],
-    response_model=TransactionView,
-    status_code=201,
-    tags=["adjustments"],
-)
+@_adjustment("/groups/{group_id}/transactions/{transaction_id}/reversal", dependencies=[idempotency.REQUIRED])
 async def post_reversal(
     group_id: UUID, transaction_id: UUID, body: ReversalRequest, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:

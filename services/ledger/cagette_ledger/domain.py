@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 from uuid import UUID
 
 from cagette_contracts import (
@@ -128,28 +129,24 @@ def group_account(group_id: UUID, account_type: AccountType) -> AccountRef:
 
 
 def _member_against(
-    *,
-    group_id: UUID,
-    member_id: UUID,
+    member: AccountRef,
     member_amount: Money,
     against: AccountType,
     kind: Kind,
     key: str,
     memo: str,
+    *,
     source_event_id: UUID | None = None,
     reason: str | None = None,
     recorded_by: UUID | None = None,
 ) -> TransactionDraft:
-    """Two legs: `member_amount` on the member (signed as the member sees it), the opposite on
-    the group account `against`."""
+    """Two legs: `member_amount` on the member's account (signed as the member sees it), the
+    opposite on the group account `against`."""
     return TransactionDraft(
-        group_id=group_id,
+        group_id=member.group_id,
         kind=kind.value,
         idempotency_key=key,
-        legs=(
-            Leg(member_account(group_id, member_id), member_amount),
-            Leg(group_account(group_id, against), -member_amount),
-        ),
+        legs=(Leg(member, member_amount), Leg(group_account(member.group_id, against), -member_amount)),
         memo=memo,
         source_event_id=source_event_id,
         reason=reason,
@@ -163,32 +160,34 @@ def _positive(amount: Money, what: str) -> Money:
     return amount
 
 
+class _MemberEvent(Protocol):
+    """An event about one member of one group (the orders' and payments' events)."""
+
+    @property
+    def event_id(self) -> UUID: ...
+    @property
+    def group_id(self) -> UUID: ...
+    @property
+    def member_id(self) -> UUID: ...
+
+
+def _sale(event: _MemberEvent, total: Money, what: str, kind: Kind, key: str, memo: str) -> TransactionDraft:
+    """What a member owes for `event`: a debit of `total` (positive) against the group's sales."""
+    member = member_account(event.group_id, event.member_id)
+    debit = -_positive(total, what)
+    return _member_against(member, debit, AccountType.SALES, kind, key, memo, source_event_id=event.event_id)
+
+
 def order_confirmed(event: OrderConfirmed) -> TransactionDraft:
     """An order debits the member and credits the group's sales (SPEC R3)."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=-_positive(event.total, "an order total"),
-        against=AccountType.SALES,
-        kind=Kind.ORDER,
-        key=f"order:{event.order_id}:confirmed",
-        memo=f"order {event.order_id}",
-        source_event_id=event.event_id,
-    )
+    key = f"order:{event.order_id}:confirmed"
+    return _sale(event, event.total, "an order total", Kind.ORDER, key, f"order {event.order_id}")
 
 
 def order_amended(event: OrderAmended) -> TransactionDraft:
     """Products added to an order (R6, add-only): an extra debit of the added total."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=-_positive(event.added_total, "an amendment"),
-        against=AccountType.SALES,
-        kind=Kind.ORDER_AMENDMENT,
-        key=f"order:{event.order_id}:amendment:{event.amendment_id}",
-        memo=f"order {event.order_id} amended",
-        source_event_id=event.event_id,
-    )
+    key = f"order:{event.order_id}:amendment:{event.amendment_id}"
+    return _sale(event, event.added_total, "an amendment", Kind.ORDER_AMENDMENT, key, f"order {event.order_id} amended")
 
 
 def order_line_undelivered(event: OrderLineUndelivered) -> TransactionDraft:
@@ -196,14 +195,17 @@ def order_line_undelivered(event: OrderLineUndelivered) -> TransactionDraft:
     the member owes that much less. A new posting crediting the member against sales, never an
     edit of the order's (B4). Kind correction (R6: "a recorded correction"), with the reason and
     who recorded it: not kind reversal, which negates the whole of one transaction, once."""
+    credit = _positive(event.amount, "an undelivered product's credit")
+    key = f"order:{event.order_id}:undelivered:{event.removal_id}"
+    memo = f"order {event.order_id} line {event.line_number} not delivered"
+    member = member_account(event.group_id, event.member_id)
     return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=_positive(event.amount, "an undelivered product's credit"),
-        against=AccountType.SALES,
-        kind=Kind.CORRECTION,
-        key=f"order:{event.order_id}:undelivered:{event.removal_id}",
-        memo=f"order {event.order_id} line {event.line_number} not delivered",
+        member,
+        credit,
+        AccountType.SALES,
+        Kind.CORRECTION,
+        key,
+        memo,
         source_event_id=event.event_id,
         reason=event.reason,
         recorded_by=event.removed_by,
@@ -212,31 +214,17 @@ def order_line_undelivered(event: OrderLineUndelivered) -> TransactionDraft:
 
 def subscription_confirmed(event: SubscriptionConfirmed) -> TransactionDraft:
     """A subscription contract: the debt is the contract total, recorded at once (R19)."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=-_positive(event.total, "a subscription total"),
-        against=AccountType.SALES,
-        kind=Kind.SUBSCRIPTION,
-        key=f"subscription:{event.subscription_id}:confirmed",
-        memo=f"subscription {event.contract_name} ({event.distribution_count} distributions)",
-        source_event_id=event.event_id,
-    )
+    key = f"subscription:{event.subscription_id}:confirmed"
+    memo = f"subscription {event.contract_name} ({event.distribution_count} distributions)"
+    return _sale(event, event.total, "a subscription total", Kind.SUBSCRIPTION, key, memo)
 
 
 def subscription_amended(event: SubscriptionAmended) -> TransactionDraft:
     """Products added to a subscription (add-only): an extra debit of the added lines x the
     distributions still to come."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=-_positive(event.added_total, "a subscription amendment"),
-        against=AccountType.SALES,
-        kind=Kind.SUBSCRIPTION_AMENDMENT,
-        key=f"subscription:{event.subscription_id}:amendment:{event.amendment_id}",
-        memo=f"subscription {event.subscription_id} amended ({event.distribution_count} distributions)",
-        source_event_id=event.event_id,
-    )
+    key = f"subscription:{event.subscription_id}:amendment:{event.amendment_id}"
+    memo = f"subscription {event.subscription_id} amended ({event.distribution_count} distributions)"
+    return _sale(event, event.added_total, "a subscription amendment", Kind.SUBSCRIPTION_AMENDMENT, key, memo)
 
 
 def hold_key(event: OrderConfirmed | OrderAmended | SubscriptionConfirmed | SubscriptionAmended) -> UUID:
@@ -267,36 +255,33 @@ def clearing_account(method: PaymentMethod) -> AccountType:
         ) from None
 
 
+def _money_moved(
+    event: PaymentReceived | PaymentRefunded, member_amount: Money, kind: Kind, key: str, memo: str
+) -> TransactionDraft:
+    """Money that came or went by `event.method`: on the member, against that method's clearing
+    account."""
+    member = member_account(event.group_id, event.member_id)
+    against = clearing_account(event.method)
+    return _member_against(
+        member, member_amount, against, kind, key, memo, source_event_id=event.event_id, recorded_by=event.recorded_by
+    )
+
+
 def payment_received(event: PaymentReceived) -> TransactionDraft:
     """Money arrived: credit the member, against the clearing account of the actual method."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=_positive(event.amount, "a payment"),
-        against=clearing_account(event.method),
-        kind=Kind.PAYMENT,
-        key=f"payment:{event.payment_id}:received",
-        memo=" ".join(
-            part for part in (f"{event.method.value} payment", event.label or "", event.reference or "") if part
-        ),
-        source_event_id=event.event_id,
-        recorded_by=event.recorded_by,
+    amount = _positive(event.amount, "a payment")
+    memo = " ".join(
+        part for part in (f"{event.method.value} payment", event.label or "", event.reference or "") if part
     )
+    key = f"payment:{event.payment_id}:received"
+    return _money_moved(event, amount, Kind.PAYMENT, key, memo)
 
 
 def payment_refunded(event: PaymentRefunded) -> TransactionDraft:
     """Money given back: debit the member, against the clearing account it leaves by."""
-    return _member_against(
-        group_id=event.group_id,
-        member_id=event.member_id,
-        member_amount=-_positive(event.amount, "a refund"),
-        against=clearing_account(event.method),
-        kind=Kind.REFUND,
-        key=f"refund:{event.refund_id}",
-        memo=f"{event.method.value} refund {event.reason}".strip(),
-        source_event_id=event.event_id,
-        recorded_by=event.recorded_by,
-    )
+    amount = -_positive(event.amount, "a refund")
+    memo = f"{event.method.value} refund {event.reason}".strip()
+    return _money_moved(event, amount, Kind.REFUND, f"refund:{event.refund_id}", memo)
 
 
 def payment_reversal_accounts(event: PaymentReversed) -> list[AccountRef]:
@@ -324,45 +309,44 @@ def card_fee_charged(event: CardFeeCharged) -> TransactionDraft:
     )
 
 
+def _card_dispute(
+    event: CardDisputeFundsWithdrawn | CardDisputeFundsReinstated,
+    member_amount: Money,
+    fee: Money,
+    kind: Kind,
+    what: str,
+) -> TransactionDraft:
+    """A dispute's funds moving: `member_amount` on the member and `fee` on the group's card fees
+    (no leg when zero), their opposite on card clearing."""
+    legs = [
+        Leg(member_account(event.group_id, event.member_id), member_amount),
+        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), -(member_amount + fee)),
+    ]
+    if not fee.is_zero:
+        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), fee))
+    return TransactionDraft(
+        group_id=event.group_id,
+        kind=kind.value,
+        idempotency_key=f"card_dispute:{event.transaction_id}",
+        legs=tuple(legs),
+        memo=f"card dispute {event.dispute_id}: funds {what} payment {event.provider_payment_id}",
+        source_event_id=event.event_id,
+    )
+
+
 def card_dispute_funds_withdrawn(event: CardDisputeFundsWithdrawn) -> TransactionDraft:
     """Dispute funds withdrawn: the provider took the amount back to the card holder and its fee
     out of card clearing. The member's payment no longer stands (the member owes it again: kind
     refund); the group's card-fee account bears the fee."""
     amount = _positive(event.amount, "withdrawn dispute funds")
-    legs = [
-        Leg(member_account(event.group_id, event.member_id), -amount),
-        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), amount + event.fee),
-    ]
-    if not event.fee.is_zero:
-        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), -event.fee))
-    return TransactionDraft(
-        group_id=event.group_id,
-        kind=Kind.REFUND.value,
-        idempotency_key=f"card_dispute:{event.transaction_id}",
-        legs=tuple(legs),
-        memo=f"card dispute {event.dispute_id}: funds withdrawn from payment {event.provider_payment_id}",
-        source_event_id=event.event_id,
-    )
+    return _card_dispute(event, -amount, -event.fee, Kind.REFUND, "withdrawn from")
 
 
 def card_dispute_funds_reinstated(event: CardDisputeFundsReinstated) -> TransactionDraft:
     """A won dispute: the amount (and any fee given back) returns to card clearing; the member's
     payment stands again (credited: kind payment)."""
     amount = _positive(event.amount, "reinstated dispute funds")
-    legs = [
-        Leg(member_account(event.group_id, event.member_id), amount),
-        Leg(group_account(event.group_id, AccountType.CARD_CLEARING), -(amount + event.fee_returned)),
-    ]
-    if not event.fee_returned.is_zero:
-        legs.append(Leg(group_account(event.group_id, AccountType.CARD_FEES), event.fee_returned))
-    return TransactionDraft(
-        group_id=event.group_id,
-        kind=Kind.PAYMENT.value,
-        idempotency_key=f"card_dispute:{event.transaction_id}",
-        legs=tuple(legs),
-        memo=f"card dispute {event.dispute_id}: funds reinstated to payment {event.provider_payment_id}",
-        source_event_id=event.event_id,
-    )
+    return _card_dispute(event, amount, event.fee_returned, Kind.PAYMENT, "reinstated to")
 
 
 def opening_balance(
@@ -372,16 +356,10 @@ def opening_balance(
     opening-balance equity. One per member unless the caller gives its own key."""
     if amount.is_zero:
         raise Invalid("an opening balance of zero records nothing: leave the member at zero instead")
-    return _member_against(
-        group_id=group_id,
-        member_id=member_id,
-        member_amount=amount,
-        against=AccountType.OPENING_BALANCE_EQUITY,
-        kind=Kind.OPENING_BALANCE,
-        key=key or f"opening_balance:{group_id}:{member_id}",
-        memo=memo or "opening balance",
-        recorded_by=recorded_by,
-    )
+    key = key or f"opening_balance:{group_id}:{member_id}"
+    equity, memo = AccountType.OPENING_BALANCE_EQUITY, memo or "opening balance"
+    member = member_account(group_id, member_id)
+    return _member_against(member, amount, equity, Kind.OPENING_BALANCE, key, memo, recorded_by=recorded_by)
 
 
 def correction(
@@ -401,16 +379,9 @@ def correction(
         raise Invalid("a correction needs a reason")
     if amount.is_zero:
         raise Invalid("a correction of zero changes nothing")
+    member = member_account(group_id, member_id)
     return _member_against(
-        group_id=group_id,
-        member_id=member_id,
-        member_amount=amount,
-        against=against,
-        kind=Kind.CORRECTION,
-        key=key,
-        memo="correction",
-        reason=reason,
-        recorded_by=recorded_by,
+        member, amount, against, Kind.CORRECTION, key, "correction", reason=reason, recorded_by=recorded_by
     )
 
 

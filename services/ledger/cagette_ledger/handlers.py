@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import (
@@ -39,6 +38,7 @@ from cagette_contracts import (
 from cagette_runtime.consumer import Consumer, EventHandlers
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.errors import Invalid
+from cagette_runtime.upserts import newest_wins
 
 from . import domain, operations, wording
 from .posting import lock_accounts
@@ -77,28 +77,15 @@ async def on_group_settings_changed(session: AsyncSession, event: GroupSettingsC
         "language": event.language.value,
         "time_zone": event.time_zone,
     }
-    statement = pg_insert(groups).values(group_id=event.group_id, **values)
     # Settings events carry full state: the newest wins, whatever the delivery order.
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[groups.c.group_id],
-            set_=values,
-            where=groups.c.settings_occurred_at < statement.excluded.settings_occurred_at,
-        )
-    )
+    await session.execute(newest_wins(groups, {"group_id": event.group_id}, values, "settings_occurred_at"))
 
 
 async def on_member(session: AsyncSession, event: MemberJoined | MemberUpdated) -> None:
     """Keep the member's name and email (full state: the newest wins) for the coordinators' lists."""
     values = {"name": event.name, "email": str(event.email), "updated_at": event.occurred_at}
-    statement = pg_insert(members).values(group_id=event.group_id, member_id=event.member_id, **values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[members.c.group_id, members.c.member_id],
-            set_=values,
-            where=members.c.updated_at < statement.excluded.updated_at,
-        )
-    )
+    key = {"group_id": event.group_id, "member_id": event.member_id}
+    await session.execute(newest_wins(members, key, values, "updated_at"))
 
 
 def in_words(event: Event, draft: domain.TransactionDraft, group: operations.Group | None) -> domain.TransactionDraft:

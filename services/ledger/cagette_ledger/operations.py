@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +30,7 @@ from cagette_contracts.common import DEFAULT_TIME_ZONE
 from cagette_runtime import clock, outbox
 from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import Conflict, Invalid, NotFound, NotYet
+from cagette_runtime.rows import field_names, record
 
 from . import domain, wording
 from .domain import AccountRef, EntryStatus, HoldStatus, Leg, TransactionDraft
@@ -48,44 +50,19 @@ class Group:
     time_zone: str = DEFAULT_TIME_ZONE
 
 
+_GROUP_COLUMNS = [groups.c[name] for name in field_names(Group)]
+
+
 async def find_group(session: AsyncSession, group_id: UUID) -> Group | None:
-    row = (
-        await session.execute(
-            select(
-                groups.c.group_id,
-                groups.c.currency,
-                groups.c.allow_negative_money_pot,
-                groups.c.payments_enabled,
-                groups.c.language,
-                groups.c.time_zone,
-            ).where(groups.c.group_id == group_id)
-        )
-    ).first()
-    return _group(row) if row else None
+    row = (await session.execute(select(*_GROUP_COLUMNS).where(groups.c.group_id == group_id))).first()
+    return record(Group, row) if row else None
 
 
 async def find_groups(session: AsyncSession, group_ids: set[UUID]) -> list[Group]:
     if not group_ids:
         return []
-    rows = (
-        await session.execute(
-            select(
-                groups.c.group_id,
-                groups.c.currency,
-                groups.c.allow_negative_money_pot,
-                groups.c.payments_enabled,
-                groups.c.language,
-                groups.c.time_zone,
-            ).where(groups.c.group_id.in_(group_ids))
-        )
-    ).all()
-    return [_group(row) for row in rows]
-
-
-def _group(row: AnyRow) -> Group:
-    return Group(
-        row.group_id, row.currency, row.allow_negative_money_pot, row.payments_enabled, row.language, row.time_zone
-    )
+    rows = (await session.execute(select(*_GROUP_COLUMNS).where(groups.c.group_id.in_(group_ids)))).all()
+    return [record(Group, row) for row in rows]
 
 
 async def require_group(session: AsyncSession, group_id: UUID) -> Group:
@@ -185,24 +162,42 @@ async def declare_payment(session: AsyncSession, event: PaymentDeclared) -> None
     if event.method == PaymentMethod.MONEY_POT:
         log.info("payment %s is a money-pot payment: nothing pending", event.payment_id)
         return
-    await check_currency(session, event.group_id, event.amount.currency)
-    account_id = await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
+    account_id = await _entry_account(session, event)
     await session.execute(
-        pg_insert(pending_entries)
-        .values(
-            payment_id=event.payment_id,
-            group_id=event.group_id,
-            member_id=event.member_id,
-            account_id=account_id,
-            amount=event.amount.amount,
-            currency=event.amount.currency,
-            method=event.method.value,
-            reference=event.reference,
-            order_id=event.order_id,
-            status=EntryStatus.PENDING,
-            declared_at=event.occurred_at,
+        _new_entry(event, account_id, EntryStatus.PENDING, event.reference).on_conflict_do_nothing(
+            index_elements=[pending_entries.c.payment_id]
         )
-        .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
+    )
+
+
+async def _entry_account(session: AsyncSession, event: PaymentDeclared | PaymentCancelled) -> UUID:
+    """The member's account a pending entry of `event`'s payment stands on (opened if need be)."""
+    await check_currency(session, event.group_id, event.amount.currency)
+    return await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
+
+
+def _new_entry(
+    event: PaymentDeclared | PaymentReceived | PaymentCancelled,
+    account_id: UUID,
+    status: EntryStatus,
+    reference: str | None,
+    **resolution: object,
+) -> Insert:
+    """The pending entry of `event`'s payment; `resolution` (resolved_at, ...) for one recorded
+    already resolved."""
+    return pg_insert(pending_entries).values(
+        payment_id=event.payment_id,
+        group_id=event.group_id,
+        member_id=event.member_id,
+        account_id=account_id,
+        amount=event.amount.amount,
+        currency=event.amount.currency,
+        method=event.method.value,
+        reference=reference,
+        order_id=event.order_id,
+        status=status,
+        declared_at=event.occurred_at,
+        **resolution,
     )
 
 
@@ -225,26 +220,16 @@ async def receive_payment(session: AsyncSession, event: PaymentReceived) -> Post
         # A manual entry (or the declaration is still on its way): record it as resolved so a
         # late declaration does not show a pending entry for money already received.
         account_id = posted.legs[0].account_id if posted.legs[0].account.member_id else posted.legs[1].account_id
-        await session.execute(
-            pg_insert(pending_entries)
-            .values(
-                payment_id=event.payment_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                account_id=account_id,
-                amount=event.amount.amount,
-                currency=event.amount.currency,
-                method=event.method.value,
-                reference=event.reference,
-                order_id=event.order_id,
-                status=EntryStatus.POSTED,
-                declared_at=event.occurred_at,
-                resolved_at=func.now(),
-                transaction_id=posted.transaction_id,
-                resolution="received",
-            )
-            .on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id])
+        entry_row = _new_entry(
+            event,
+            account_id,
+            EntryStatus.POSTED,
+            event.reference,
+            resolved_at=func.now(),
+            transaction_id=posted.transaction_id,
+            resolution="received",
         )
+        await session.execute(entry_row.on_conflict_do_nothing(index_elements=[pending_entries.c.payment_id]))
     elif entry.status == EntryStatus.PENDING:
         await session.execute(
             update(pending_entries)
@@ -270,32 +255,17 @@ async def cancel_payment(session: AsyncSession, event: PaymentCancelled) -> None
             select(pending_entries.c.status).where(pending_entries.c.payment_id == event.payment_id).with_for_update()
         )
     ).first()
+    resolution = f"cancelled: {event.reason}".strip(": ")
     if entry is None:
-        await check_currency(session, event.group_id, event.amount.currency)
-        account_id = await open_member_account(session, event.group_id, event.member_id, event.amount.currency)
+        account_id = await _entry_account(session, event)
         await session.execute(
-            pg_insert(pending_entries).values(
-                payment_id=event.payment_id,
-                group_id=event.group_id,
-                member_id=event.member_id,
-                account_id=account_id,
-                amount=event.amount.amount,
-                currency=event.amount.currency,
-                method=event.method.value,
-                order_id=event.order_id,
-                status=EntryStatus.VOIDED,
-                declared_at=event.occurred_at,
-                resolved_at=func.now(),
-                resolution=f"cancelled: {event.reason}".strip(": "),
-            )
+            _new_entry(event, account_id, EntryStatus.VOIDED, None, resolved_at=func.now(), resolution=resolution)
         )
     elif entry.status == EntryStatus.PENDING:
         await session.execute(
             update(pending_entries)
             .where(pending_entries.c.payment_id == event.payment_id)
-            .values(
-                status=EntryStatus.VOIDED, resolved_at=func.now(), resolution=f"cancelled: {event.reason}".strip(": ")
-            )
+            .values(status=EntryStatus.VOIDED, resolved_at=func.now(), resolution=resolution)
         )
     elif entry.status == EntryStatus.POSTED:
         raise Invalid(
@@ -395,6 +365,22 @@ class OpeningBalancesRefused(Exception):
         self.errors = errors
 
 
+async def _legs(session: AsyncSession, group_id: UUID, transaction_id: UUID) -> list[Leg]:
+    """A posted transaction's legs, in posting order (what its reversal negates)."""
+    rows = (
+        await session.execute(
+            select(postings.c.amount, postings.c.currency, accounts.c.type, accounts.c.member_id)
+            .join(accounts, accounts.c.account_id == postings.c.account_id)
+            .where(postings.c.transaction_id == transaction_id)
+            .order_by(postings.c.posting_id)
+        )
+    ).all()
+    return [
+        Leg(AccountRef(group_id, AccountType(row.type), row.member_id), Money(amount=row.amount, currency=row.currency))
+        for row in rows
+    ]
+
+
 async def reverse(
     session: AsyncSession, group_id: UUID, transaction_id: UUID, *, reason: str, recorded_by: UUID | None
 ) -> PostedTransaction:
@@ -405,18 +391,7 @@ async def reverse(
     ).first()
     if original is None or original.group_id != group_id:
         raise NotFound(f"group {group_id} has no transaction {transaction_id}")
-    rows = (
-        await session.execute(
-            select(postings.c.amount, postings.c.currency, accounts.c.type, accounts.c.member_id)
-            .join(accounts, accounts.c.account_id == postings.c.account_id)
-            .where(postings.c.transaction_id == transaction_id)
-            .order_by(postings.c.posting_id)
-        )
-    ).all()
-    legs = [
-        Leg(AccountRef(group_id, AccountType(row.type), row.member_id), Money(amount=row.amount, currency=row.currency))
-        for row in rows
-    ]
+    legs = await _legs(session, group_id, transaction_id)
     draft = domain.reversal(
         transaction_id, group_id, legs, reason=reason, recorded_by=recorded_by, original_kind=original.kind
     )
@@ -456,25 +431,10 @@ async def reverse_payment(session: AsyncSession, event: PaymentReversed, *, memo
             "payment %s: transaction %s already reversed by %s", event.payment_id, original.transaction_id, existing
         )
         return None
-    rows = (
-        await session.execute(
-            select(postings.c.amount, postings.c.currency, accounts.c.type, accounts.c.member_id)
-            .join(accounts, accounts.c.account_id == postings.c.account_id)
-            .where(postings.c.transaction_id == original.transaction_id)
-            .order_by(postings.c.posting_id)
-        )
-    ).all()
-    legs = [
-        Leg(
-            AccountRef(event.group_id, AccountType(row.type), row.member_id),
-            Money(amount=row.amount, currency=row.currency),
-        )
-        for row in rows
-    ]
     draft = domain.reversal(
         original.transaction_id,
         event.group_id,
-        legs,
+        await _legs(session, event.group_id, original.transaction_id),
         reason=event.reason,
         recorded_by=event.recorded_by,
         original_kind=domain.Kind.PAYMENT.value,
@@ -596,29 +556,24 @@ async def place_hold(session: AsyncSession, request: PlaceHold) -> HoldDecision:
     verdict = domain.decide_hold(
         balance=balance, active_holds=held, amount=amount.amount, allow_negative=group.allow_negative_money_pot
     )
-    await session.execute(
-        holds.insert().values(
-            hold_id=request.hold_id,
-            group_id=group.group_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            account_id=account_id,
-            amount=amount.amount,
-            currency=amount.currency,
-            expires_at=request.expires_at,
-            fingerprint=fingerprint,
-            granted=verdict.granted,
-            available_after=verdict.available_after,
-            reason=verdict.reason,
-            status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+    stored_row = (
+        await session.execute(
+            holds.insert()
+            .values(
+                # The request's and the verdict's own fields, under the names the table keeps.
+                **request.model_dump(include={"hold_id", "group_id", "member_id", "order_id", "expires_at"}),
+                **dataclasses.asdict(verdict),
+                account_id=account_id,
+                amount=amount.amount,
+                currency=amount.currency,
+                fingerprint=fingerprint,
+                status=HoldStatus.ACTIVE if verdict.granted else HoldStatus.REFUSED,
+            )
+            .returning(holds)
         )
-    )
-    return HoldDecision(
-        hold_id=request.hold_id,
-        granted=verdict.granted,
-        available=Money(amount=verdict.available_after, currency=amount.currency),
-        reason=verdict.reason,
-    )
+    ).one()
+    # The answer a replay of this request gets too: the stored decision.
+    return _decision_from_row(stored_row)
 
 
 async def release_hold(session: AsyncSession, hold_id: UUID, reason: str = "") -> str:

@@ -29,6 +29,7 @@ from cagette_contracts import (
 from cagette_runtime import outbox
 from cagette_runtime.correlation import peek_correlation_id
 from cagette_runtime.errors import Conflict, Invalid
+from cagette_runtime.rows import record
 
 from .domain import AccountRef, TransactionDraft, crossed_zero
 from .tables import accounts, postings, transactions
@@ -111,6 +112,10 @@ class PostedLeg:
     # written before sequences existed).
     sequence: int | None = None
 
+    def line(self) -> PostingLine:
+        """The posting as TransactionPosted carries it."""
+        return record(PostingLine, vars(self), account_type=self.account.type, member_id=self.account.member_id)
+
 
 @dataclass(frozen=True)
 class PostedTransaction:
@@ -132,47 +137,26 @@ class PostedTransaction:
                 idempotency_key=self.draft.idempotency_key,
                 reverses_transaction_id=self.draft.reverses,
                 source_event_id=self.draft.source_event_id,
-                postings=[
-                    PostingLine(
-                        account_id=leg.account_id,
-                        account_type=leg.account.type,
-                        member_id=leg.account.member_id,
-                        amount=leg.amount,
-                        balance_after=leg.balance_after,
-                        sequence=leg.sequence,
-                    )
-                    for leg in self.legs
-                ],
+                postings=[leg.line() for leg in self.legs],
             )
         ]
         for leg in self.legs:
             if leg.account.member_id is None:
                 continue
-            member_id, account_id, transaction_id = leg.account.member_id, leg.account_id, self.transaction_id
-            result.append(
-                BalanceChanged(
-                    **context,
-                    member_id=member_id,
-                    account_id=account_id,
-                    transaction_id=transaction_id,
-                    previous_balance=leg.balance_before,
-                    balance=leg.balance_after,
-                    sequence=leg.sequence,
-                )
-            )
+            # What every balance event of this leg says: whose balance, which posting moved it.
+            leg_context: dict[str, Any] = {
+                **context,
+                "member_id": leg.account.member_id,
+                "account_id": leg.account_id,
+                "transaction_id": self.transaction_id,
+                "balance": leg.balance_after,
+                "sequence": leg.sequence,
+            }
+            result.append(BalanceChanged(**leg_context, previous_balance=leg.balance_before))
             crossing = crossed_zero(leg.balance_before, leg.balance_after)
             if crossing is not None:
                 zero_event = BalanceWentNegative if crossing == "negative" else BalanceBackToNonNegative
-                result.append(
-                    zero_event(
-                        **context,
-                        member_id=member_id,
-                        account_id=account_id,
-                        transaction_id=transaction_id,
-                        balance=leg.balance_after,
-                        sequence=leg.sequence,
-                    )
-                )
+                result.append(zero_event(**leg_context))
         return result
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -32,6 +32,52 @@ from cagette_runtime.db import Database
 from cagette_runtime.migrations import upgrade_async
 from cagette_runtime.settings import ServiceSettings
 from cagette_runtime.testing import KEYED, IsolatedServers, publish_event, wait_consumed
+
+PaymentT = TypeVar("PaymentT", bound=Event)
+
+
+def payment_event(
+    kind: type[PaymentT],
+    group_id: uuid.UUID,
+    member_id: uuid.UUID,
+    amount: Money,
+    method: PaymentMethod,
+    payment_id: uuid.UUID | None = None,
+    **extra: Any,
+) -> PaymentT:
+    """A payments event (declared, received, cancelled, refunded, reversed) about one payment of
+    `amount` by `member_id`; a new payment unless `payment_id` names one."""
+    fields: dict[str, Any] = {
+        "group_id": group_id,
+        "payment_id": payment_id or uuid.uuid4(),
+        "member_id": member_id,
+        "amount": amount,
+        "method": method,
+    }
+    return kind(**fields, **extra)
+
+
+def order_event(
+    group_id: uuid.UUID,
+    member_id: uuid.UUID,
+    total: Money,
+    *,
+    method: PaymentMethod = PaymentMethod.CHEQUE,
+    order_id: uuid.UUID | None = None,
+    product: str = "basket",
+    **extra: Any,
+) -> OrderConfirmed:
+    """An order of one `product` at `total` (a new order unless `order_id` names one)."""
+    line = OrderLine(product_name=product, quantity=Decimal(1), unit_price=total, line_total=total)
+    return OrderConfirmed(
+        group_id=group_id,
+        order_id=order_id or uuid.uuid4(),
+        member_id=member_id,
+        payment_method=method,
+        lines=[line],
+        total=total,
+        **extra,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +153,18 @@ class World:
     def money(self, amount: int) -> Money:
         return Money(amount=amount, currency=self.currency)
 
+    def payment(
+        self,
+        kind: type[PaymentT],
+        member_id: uuid.UUID,
+        cents: int,
+        method: PaymentMethod,
+        payment_id: uuid.UUID | None = None,
+        **extra: Any,
+    ) -> PaymentT:
+        """`payment_event` in this group, of `cents` in its currency."""
+        return payment_event(kind, self.group_id, member_id, self.money(cents), method, payment_id, **extra)
+
     async def publish(self, event: Event) -> None:
         await publish_event(self.service.broker, event)
 
@@ -135,15 +193,7 @@ class World:
         order_id: uuid.UUID | None = None,
         method: PaymentMethod = PaymentMethod.CHEQUE,
     ) -> OrderConfirmed:
-        price = self.money(cents)
-        return OrderConfirmed(
-            group_id=self.group_id,
-            order_id=order_id or uuid.uuid4(),
-            member_id=member_id,
-            payment_method=method,
-            lines=[OrderLine(product_name="basket", quantity=Decimal(1), unit_price=price, line_total=price)],
-            total=price,
-        )
+        return order_event(self.group_id, member_id, self.money(cents), method=method, order_id=order_id)
 
     async def balance(self, member_id: uuid.UUID) -> dict[str, Any]:
         response = await self.client.get(

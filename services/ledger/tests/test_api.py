@@ -111,91 +111,26 @@ async def test_opening_balance_once_per_member(world: World) -> None:
 
 async def test_bad_adjustments_are_refused_and_change_nothing(world: World) -> None:
     member = await joined(world)
+    opening, correction = url(world, member, "opening-balance"), url(world, member, "corrections")
+    reversal = f"/groups/{world.group_id}/transactions/{uuid.uuid4()}/reversal"
+    coordinator, as_member = world.coordinator, world.member(member)
+
+    def eur(cents: float) -> dict[str, object]:
+        return {"amount": {"amount": cents, "currency": "EUR"}}
+
     cases = [
-        (
-            url(world, member, "opening-balance"),
-            {"amount": {"amount": 0, "currency": "EUR"}},
-            world.coordinator,
-            422,
-            "zero",
-        ),
-        (
-            url(world, member, "opening-balance"),
-            {"amount": {"amount": 100, "currency": "CHF"}},
-            world.coordinator,
-            422,
-            "not CHF",
-        ),
-        (
-            url(world, member, "opening-balance"),
-            {"amount": {"amount": 1.5, "currency": "EUR"}},
-            world.coordinator,
-            422,
-            None,
-        ),
-        (
-            url(world, member, "opening-balance"),
-            {"amount": {"amount": 100, "currency": "EUR"}},
-            world.member(member),
-            403,
-            None,
-        ),
-        (
-            url(world, uuid.uuid4(), "opening-balance"),
-            {"amount": {"amount": 100, "currency": "EUR"}},
-            world.coordinator,
-            404,
-            "unknown account",
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 100, "currency": "EUR"}, "reason": "  "},
-            world.coordinator,
-            422,
-            "reason",
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 100, "currency": "EUR"}},
-            world.coordinator,
-            422,
-            None,
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 0, "currency": "EUR"}, "reason": "x"},
-            world.coordinator,
-            422,
-            "zero",
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 5, "currency": "EUR"}, "reason": "x", "against": "member"},
-            world.coordinator,
-            422,
-            "group account",
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 5, "currency": "EUR"}, "reason": "x", "against": "nowhere"},
-            world.coordinator,
-            422,
-            None,
-        ),
-        (
-            url(world, member, "corrections"),
-            {"amount": {"amount": 5, "currency": "EUR"}, "reason": "x"},
-            world.member(member),
-            403,
-            None,
-        ),
-        (
-            f"/groups/{world.group_id}/transactions/{uuid.uuid4()}/reversal",
-            {"reason": "x"},
-            world.coordinator,
-            404,
-            None,
-        ),
+        (opening, eur(0), coordinator, 422, "zero"),
+        (opening, {"amount": {"amount": 100, "currency": "CHF"}}, coordinator, 422, "not CHF"),
+        (opening, eur(1.5), coordinator, 422, None),
+        (opening, eur(100), as_member, 403, None),
+        (url(world, uuid.uuid4(), "opening-balance"), eur(100), coordinator, 404, "unknown account"),
+        (correction, {**eur(100), "reason": "  "}, coordinator, 422, "reason"),
+        (correction, eur(100), coordinator, 422, None),
+        (correction, {**eur(0), "reason": "x"}, coordinator, 422, "zero"),
+        (correction, {**eur(5), "reason": "x", "against": "member"}, coordinator, 422, "group account"),
+        (correction, {**eur(5), "reason": "x", "against": "nowhere"}, coordinator, 422, None),
+        (correction, {**eur(5), "reason": "x"}, as_member, 403, None),
+        (reversal, {"reason": "x"}, coordinator, 404, None),
     ]
     for path, body, headers, status, detail in cases:
         response = await world.client.post(path, json=body, headers=headers)
@@ -260,15 +195,7 @@ async def test_statement_pages_newest_first_with_date_range_and_as_of(world: Wor
         await world.deliver(world.order(member, cents))
         moments.append(datetime.now(UTC))
         await asyncio.sleep(0.02)
-    await world.deliver(
-        PaymentDeclared(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=member,
-            amount=world.money(1500),
-            method=PaymentMethod.CHEQUE,
-        )
-    )
+    await world.deliver(world.payment(PaymentDeclared, member, 1500, PaymentMethod.CHEQUE))
     page1 = (await world.client.get(url(world, member, "statement") + "?limit=2", headers=world.member(member))).json()
     assert [(e["status"], e["amount"]["amount"]) for e in page1["entries"]] == [
         ("pending", 1500),
@@ -310,24 +237,8 @@ async def test_statement_pages_newest_first_with_date_range_and_as_of(world: Wor
 async def test_group_balances_page_and_csv(world: World) -> None:
     debtor, settled, creditor = uuid.uuid4(), await joined(world), uuid.uuid4()
     await world.deliver(world.order(debtor, 1234))
-    await world.deliver(
-        PaymentReceived(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=creditor,
-            amount=world.money(5000),
-            method=PaymentMethod.TRANSFER,
-        )
-    )
-    await world.deliver(
-        PaymentDeclared(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=debtor,
-            amount=world.money(1234),
-            method=PaymentMethod.CHEQUE,
-        )
-    )
+    await world.deliver(world.payment(PaymentReceived, creditor, 5000, PaymentMethod.TRANSFER))
+    await world.deliver(world.payment(PaymentDeclared, debtor, 1234, PaymentMethod.CHEQUE))
     from cagette_contracts import MemberUpdated
 
     # Names come from orders.member.* (the newest state wins); a member never announced has none.
@@ -412,16 +323,7 @@ async def test_group_balances_page_and_csv(world: World) -> None:
 async def test_statement_csv(world: World) -> None:
     member = uuid.uuid4()
     await world.deliver(world.order(member, 999))
-    await world.deliver(
-        PaymentDeclared(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=member,
-            amount=world.money(999),
-            method=PaymentMethod.CHEQUE,
-            reference="RF18 0000",
-        )
-    )
+    await world.deliver(world.payment(PaymentDeclared, member, 999, PaymentMethod.CHEQUE, reference="RF18 0000"))
     response = await world.client.get(url(world, member, "statement.csv"), headers=world.member(member))
     assert response.status_code == 200
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))

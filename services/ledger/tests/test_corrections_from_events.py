@@ -87,30 +87,30 @@ async def test_an_undelivered_product_in_english_and_by_the_piece(world: World) 
     assert (await world.balance(member))["balance"]["amount"] == -350
 
 
+def reversal_of(
+    world: World, member: uuid.UUID, cents: int, method: PaymentMethod, payment_id: uuid.UUID, reason: str
+) -> PaymentReversed:
+    """A coordinator's reversal of a payment recorded by mistake."""
+    return world.payment(
+        PaymentReversed,
+        member,
+        cents,
+        method,
+        payment_id=payment_id,
+        reversal_id=uuid.uuid4(),
+        reason=reason,
+        recorded_by=uuid.uuid4(),
+    )
+
+
 async def test_a_payment_recorded_by_mistake_is_reversed_not_refunded(world: World) -> None:
     member, payment_id = uuid.uuid4(), uuid.uuid4()
     await world.deliver(world.order(member, 3000))
     await world.deliver(
-        PaymentReceived(
-            group_id=world.group_id,
-            payment_id=payment_id,
-            member_id=member,
-            amount=world.money(3000),
-            method=PaymentMethod.CHEQUE,
-            label="101",
-        )
+        world.payment(PaymentReceived, member, 3000, PaymentMethod.CHEQUE, payment_id=payment_id, label="101")
     )
     assert (await world.balance(member))["balance"]["amount"] == 0
-    reversed_ = PaymentReversed(
-        group_id=world.group_id,
-        payment_id=payment_id,
-        member_id=member,
-        amount=world.money(3000),
-        reversal_id=uuid.uuid4(),
-        method=PaymentMethod.CHEQUE,
-        reason="wrong member",
-        recorded_by=uuid.uuid4(),
-    )
+    reversed_ = reversal_of(world, member, 3000, PaymentMethod.CHEQUE, payment_id, "wrong member")
     await world.deliver(reversed_)
     await world.deliver(reversed_.model_copy(update={"event_id": uuid.uuid4()}))
     assert (await world.balance(member))["balance"]["amount"] == -3000
@@ -127,26 +127,9 @@ async def test_a_payment_recorded_by_mistake_is_reversed_not_refunded(world: Wor
 
 async def test_a_reversal_before_its_payment_waits_for_it(world: World) -> None:
     member, payment_id = uuid.uuid4(), uuid.uuid4()
-    reversed_ = PaymentReversed(
-        group_id=world.group_id,
-        payment_id=payment_id,
-        member_id=member,
-        amount=world.money(500),
-        reversal_id=uuid.uuid4(),
-        method=PaymentMethod.CASH,
-        reason="typo",
-        recorded_by=uuid.uuid4(),
-    )
+    reversed_ = reversal_of(world, member, 500, PaymentMethod.CASH, payment_id, "typo")
     await world.publish(reversed_)
-    await world.deliver(
-        PaymentReceived(
-            group_id=world.group_id,
-            payment_id=payment_id,
-            member_id=member,
-            amount=world.money(500),
-            method=PaymentMethod.CASH,
-        )
-    )
+    await world.deliver(world.payment(PaymentReceived, member, 500, PaymentMethod.CASH, payment_id=payment_id))
     await wait_processed(world.service.database, reversed_, timeout=30)
     assert (await world.balance(member))["balance"]["amount"] == 0
     assert (await statement(world, member))[0]["kind"] == "reversal"
@@ -156,13 +139,13 @@ async def test_an_old_reversal_as_a_refund_still_posts_with_its_words(world: Wor
     """Events published before payments.payment.reversed existed: a refund pointing at the payment."""
     member, payment_id = uuid.uuid4(), uuid.uuid4()
     await world.deliver(
-        PaymentRefunded(
-            group_id=world.group_id,
+        world.payment(
+            PaymentRefunded,
+            member,
+            200,
+            PaymentMethod.CASH,
             payment_id=payment_id,
-            member_id=member,
-            amount=world.money(200),
             refund_id=uuid.uuid4(),
-            method=PaymentMethod.CASH,
             reverses_payment_id=payment_id,
         )
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +15,6 @@ from cagette_contracts import (
     CardFeeCharged,
     Money,
     OrderConfirmed,
-    OrderLine,
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
@@ -24,6 +22,8 @@ from cagette_contracts import (
 from cagette_ledger import domain, wording
 from cagette_ledger.domain import Leg, TransactionDraft, group_account, member_account
 from cagette_runtime.errors import Invalid
+
+from .conftest import order_event
 
 G = uuid.uuid4()
 M = uuid.uuid4()
@@ -86,14 +86,7 @@ def test_fingerprint_tells_content_apart_and_ignores_leg_order() -> None:
 
 
 def order(cents: int) -> OrderConfirmed:
-    return OrderConfirmed(
-        group_id=G,
-        order_id=uuid.uuid4(),
-        member_id=M,
-        payment_method=PaymentMethod.CHEQUE,
-        lines=[OrderLine(product_name="x", quantity=Decimal(1), unit_price=eur(cents), line_total=eur(cents))],
-        total=eur(cents),
-    )
+    return order_event(G, M, eur(cents), product="x")
 
 
 def test_flows_post_the_right_accounts() -> None:

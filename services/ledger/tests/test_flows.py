@@ -96,27 +96,15 @@ def declared(
     method: PaymentMethod = PaymentMethod.CHEQUE,
     payment_id: uuid.UUID | None = None,
 ) -> PaymentDeclared:
-    return PaymentDeclared(
-        group_id=world.group_id,
-        payment_id=payment_id or uuid.uuid4(),
-        member_id=member,
-        amount=world.money(cents),
-        method=method,
-        reference="RF18 5390 0754 7034",
+    return world.payment(
+        PaymentDeclared, member, cents, method, payment_id=payment_id or uuid.uuid4(), reference="RF18 5390 0754 7034"
     )
 
 
 def received(
     world: World, member: uuid.UUID, cents: int, payment_id: uuid.UUID, method: PaymentMethod = PaymentMethod.CHEQUE
 ) -> PaymentReceived:
-    return PaymentReceived(
-        group_id=world.group_id,
-        payment_id=payment_id,
-        member_id=member,
-        amount=world.money(cents),
-        method=method,
-        label="cheque 0012",
-    )
+    return world.payment(PaymentReceived, member, cents, method, payment_id=payment_id, label="cheque 0012")
 
 
 async def test_declared_payment_is_pending_then_posted_with_corrected_amount(world: World) -> None:
@@ -171,27 +159,19 @@ async def test_cancelled_payment_is_voided_and_late_declaration_ignored(world: W
     await world.deliver(declaration)
     assert (await world.balance(member))["pending"]["amount"] == 1500
     await world.deliver(
-        PaymentCancelled(
-            group_id=world.group_id,
+        world.payment(
+            PaymentCancelled,
+            member,
+            1500,
+            PaymentMethod.TRANSFER,
             payment_id=declaration.payment_id,
-            member_id=member,
-            amount=world.money(1500),
-            method=PaymentMethod.TRANSFER,
             reason="never came",
         )
     )
     assert (await world.balance(member))["pending"]["amount"] == 0
     # A cancellation that overtakes its declaration: the declaration shows nothing afterwards.
     other = declared(world, member, 700)
-    await world.deliver(
-        PaymentCancelled(
-            group_id=world.group_id,
-            payment_id=other.payment_id,
-            member_id=member,
-            amount=world.money(700),
-            method=PaymentMethod.CHEQUE,
-        )
-    )
+    await world.deliver(world.payment(PaymentCancelled, member, 700, PaymentMethod.CHEQUE, payment_id=other.payment_id))
     await world.deliver(other)
     balance = await world.balance(member)
     assert (balance["balance"]["amount"], balance["pending"]["amount"]) == (0, 0)
@@ -211,14 +191,7 @@ async def test_refund_and_card_fee(world: World) -> None:
         )
     )
     await world.deliver(
-        PaymentRefunded(
-            group_id=world.group_id,
-            payment_id=payment_id,
-            member_id=member,
-            amount=world.money(1200),
-            refund_id=uuid.uuid4(),
-            method=PaymentMethod.CARD,
-        )
+        world.payment(PaymentRefunded, member, 1200, PaymentMethod.CARD, payment_id=payment_id, refund_id=uuid.uuid4())
     )
     assert (await world.balance(member))["balance"]["amount"] == 3800
     assert (await group_accounts(world)) == {"card_clearing": -5000 + 90 + 1200, "card_fees": -90}
@@ -293,13 +266,7 @@ async def test_cancelling_a_received_payment_is_parked(world: World) -> None:
     member = uuid.uuid4()
     payment_id = uuid.uuid4()
     await world.deliver(received(world, member, 1000, payment_id))
-    bad = PaymentCancelled(
-        group_id=world.group_id,
-        payment_id=payment_id,
-        member_id=member,
-        amount=world.money(1000),
-        method=PaymentMethod.CHEQUE,
-    )
+    bad = world.payment(PaymentCancelled, member, 1000, PaymentMethod.CHEQUE, payment_id=payment_id)
     await world.publish(bad)
     assert "already received" in await park_reason(world, bad.event_id)
     assert (await world.balance(member))["balance"]["amount"] == 1000

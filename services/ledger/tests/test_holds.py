@@ -54,15 +54,7 @@ def hold(
 
 
 async def credit(world: World, member: uuid.UUID, cents: int) -> None:
-    await world.deliver(
-        PaymentReceived(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=member,
-            amount=world.money(cents),
-            method=PaymentMethod.CASH,
-        )
-    )
+    await world.deliver(world.payment(PaymentReceived, member, cents, PaymentMethod.CASH))
 
 
 async def request(world: World, body: str) -> bytes:
@@ -290,15 +282,7 @@ async def test_pending_credits_never_count(world: World) -> None:
 
     await world.settings_changed(allow_negative=False)
     member = uuid.uuid4()
-    await world.deliver(
-        PaymentDeclared(
-            group_id=world.group_id,
-            payment_id=uuid.uuid4(),
-            member_id=member,
-            amount=world.money(10000),
-            method=PaymentMethod.CHEQUE,
-        )
-    )
+    await world.deliver(world.payment(PaymentDeclared, member, 10000, PaymentMethod.CHEQUE))
     decision = await ask(world, hold(world, member, 1))
     assert (decision.granted, decision.available) == (False, world.money(0))
 

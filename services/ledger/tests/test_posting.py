@@ -19,6 +19,8 @@ from cagette_ledger.tables import accounts, postings
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Invalid
 
+from .conftest import order_event, payment_event
+
 
 def eur(cents: int) -> Money:
     return Money(amount=cents, currency="EUR")
@@ -186,9 +188,8 @@ async def test_concurrent_postings_to_one_member(db: Database) -> None:
 async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) -> None:
     """Two consumers (replicas) commit interleaved batches of orders and payments on the same
     members at the same time: both always commit, nothing is lost."""
-    from decimal import Decimal
 
-    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
+    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, PaymentMethod, PaymentReceived
     from cagette_ledger import handlers
     from cagette_runtime.inbox import claim_many
 
@@ -204,26 +205,11 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
         for i in range(30):
             m = members[(i * (seed + 1)) % len(members)]
             if (i + seed) % 3:
-                events.append(
-                    OrderConfirmed(
-                        group_id=group,
-                        order_id=uuid.uuid4(),
-                        member_id=m,
-                        payment_method=PaymentMethod.CHEQUE,
-                        total=eur(100),
-                        lines=[
-                            OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(100), line_total=eur(100))
-                        ],
-                    )
-                )
+                events.append(order_event(group, m, eur(100), product="p"))
             else:
                 events.append(
-                    PaymentReceived(
-                        group_id=group,
-                        payment_id=uuid.uuid4(),
-                        member_id=m,
-                        amount=eur(100),
-                        method=PaymentMethod.CASH if i % 2 else PaymentMethod.CHEQUE,
+                    payment_event(
+                        PaymentReceived, group, m, eur(100), PaymentMethod.CASH if i % 2 else PaymentMethod.CHEQUE
                     )
                 )
         return events
@@ -248,9 +234,8 @@ async def test_competing_batches_with_mixed_events_never_deadlock(db: Database) 
 async def test_a_batch_posts_each_transaction_with_its_own_causes_correlation_id(db: Database) -> None:
     """Members' events committed in one batch: each transaction row and each event it publishes
     carries the correlation id of the event that caused it, not the batch's first."""
-    from decimal import Decimal
 
-    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, OrderLine, PaymentMethod, PaymentReceived
+    from cagette_contracts import GroupSettingsChanged, OrderConfirmed, PaymentMethod, PaymentReceived
     from cagette_ledger import handlers
     from cagette_ledger.tables import transactions
     from cagette_runtime.inbox import claim_many
@@ -259,28 +244,12 @@ async def test_a_batch_posts_each_transaction_with_its_own_causes_correlation_id
     group = uuid.uuid4()
     members = [uuid.uuid4() for _ in range(4)]
     settings = GroupSettingsChanged(group_id=group, name="g", currency="EUR", payments_enabled=True)
-    line = OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(300), line_total=eur(300))
     events = [settings] + [
-        OrderConfirmed(
-            group_id=group,
-            order_id=uuid.uuid4(),
-            member_id=member,
-            payment_method=PaymentMethod.CHEQUE,
-            total=eur(300),
-            lines=[line],
-            correlation_id=f"order-{n}",
-        )
+        order_event(group, member, eur(300), product="p", correlation_id=f"order-{n}")
         for n, member in enumerate(members)
     ]
     events += [
-        PaymentReceived(
-            group_id=group,
-            payment_id=uuid.uuid4(),
-            member_id=member,
-            amount=eur(300),
-            method=PaymentMethod.CASH,
-            correlation_id=f"payment-{n}",
-        )
+        payment_event(PaymentReceived, group, member, eur(300), PaymentMethod.CASH, correlation_id=f"payment-{n}")
         for n, member in enumerate(members)
     ]
     async with db.transaction() as session:

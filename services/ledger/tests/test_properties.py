@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,7 +15,6 @@ from cagette_contracts import (
     MemberJoined,
     Money,
     OrderConfirmed,
-    OrderLine,
     PaymentMethod,
     PaymentReceived,
     PaymentRefunded,
@@ -28,6 +26,8 @@ from cagette_ledger.audit import run_audit
 from cagette_ledger.tables import accounts
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Invalid
+
+from .conftest import order_event, payment_event
 
 MEMBERS = 3
 cents = st.integers(1, 50_000)
@@ -82,14 +82,7 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
             await handlers.POSTINGS.dispatch(session, event)
 
     def order(m: uuid.UUID, amount: int, order_id: uuid.UUID | None = None) -> OrderConfirmed:
-        return OrderConfirmed(
-            group_id=group,
-            order_id=order_id or uuid.uuid4(),
-            member_id=m,
-            payment_method=PaymentMethod.MONEY_POT,
-            lines=[OrderLine(product_name="p", quantity=Decimal(1), unit_price=eur(amount), line_total=eur(amount))],
-            total=eur(amount),
-        )
+        return order_event(group, m, eur(amount), method=PaymentMethod.MONEY_POT, order_id=order_id, product="p")
 
     async def last_transaction() -> uuid.UUID:
         from sqlalchemy import text
@@ -118,13 +111,8 @@ async def test_random_sequences_keep_the_audit_invariants(db: Database, ops: lis
                 )
                 delta = amount
             else:
-                event = PaymentRefunded(
-                    group_id=group,
-                    payment_id=uuid.uuid4(),
-                    member_id=m,
-                    amount=eur(amount),
-                    refund_id=uuid.uuid4(),
-                    method=PaymentMethod.CASH,
+                event = payment_event(
+                    PaymentRefunded, group, m, eur(amount), PaymentMethod.CASH, refund_id=uuid.uuid4()
                 )
                 delta = -amount
             await run(event)
@@ -272,41 +260,13 @@ async def test_batches_post_exactly_what_one_by_one_posts(db: Database, ops: lis
                 continue
             m, amount = members[op[1]], op[2]
             if op[0] == "order":
-                events.append(
-                    OrderConfirmed(
-                        group_id=group,
-                        order_id=uuid.uuid4(),
-                        member_id=m,
-                        payment_method=PaymentMethod.CHEQUE,
-                        lines=[
-                            OrderLine(
-                                product_name="p", quantity=Decimal(1), unit_price=eur(amount), line_total=eur(amount)
-                            )
-                        ],
-                        total=eur(amount),
-                    )
-                )
+                events.append(order_event(group, m, eur(amount), product="p"))
             elif op[0] == "refund":
                 events.append(
-                    PaymentRefunded(
-                        group_id=group,
-                        payment_id=uuid.uuid4(),
-                        member_id=m,
-                        amount=eur(amount),
-                        refund_id=uuid.uuid4(),
-                        method=PaymentMethod.CASH,
-                    )
+                    payment_event(PaymentRefunded, group, m, eur(amount), PaymentMethod.CASH, refund_id=uuid.uuid4())
                 )
             else:
-                events.append(
-                    PaymentReceived(
-                        group_id=group,
-                        payment_id=uuid.uuid4(),
-                        member_id=m,
-                        amount=eur(amount),
-                        method=PaymentMethod.CHEQUE,
-                    )
-                )
+                events.append(payment_event(PaymentReceived, group, m, eur(amount), PaymentMethod.CHEQUE))
         if batched:
             bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
             for start, end in zip(bounds, bounds[1:], strict=False):
@@ -360,48 +320,13 @@ async def test_payments_in_any_delivery_order(db: Database, stories: list[tuple]
     for index, (steps, declared, received) in enumerate(stories):
         payment_id = uuid.uuid4()
         for step in steps:
-            if step == "declared":
-                queue.append(
-                    (
-                        index,
-                        step,
-                        PaymentDeclared(
-                            group_id=group,
-                            payment_id=payment_id,
-                            member_id=m,
-                            amount=eur(declared),
-                            method=PaymentMethod.CHEQUE,
-                        ),
-                    )
-                )
-            elif step == "received":
-                queue.append(
-                    (
-                        index,
-                        step,
-                        PaymentReceived(
-                            group_id=group,
-                            payment_id=payment_id,
-                            member_id=m,
-                            amount=eur(received),
-                            method=PaymentMethod.CHEQUE,
-                        ),
-                    )
-                )
-            else:
-                queue.append(
-                    (
-                        index,
-                        step,
-                        PaymentCancelled(
-                            group_id=group,
-                            payment_id=payment_id,
-                            member_id=m,
-                            amount=eur(declared),
-                            method=PaymentMethod.CHEQUE,
-                        ),
-                    )
-                )
+            kind, cents = {
+                "declared": (PaymentDeclared, declared),
+                "received": (PaymentReceived, received),
+                "cancelled": (PaymentCancelled, declared),
+            }[step]
+            event = payment_event(kind, group, m, eur(cents), PaymentMethod.CHEQUE, payment_id=payment_id)
+            queue.append((index, step, event))
     order = data.draw(st.permutations(queue))
     parked = []
     for index, step, event in order:

@@ -340,21 +340,13 @@ def check_reason(reason: str) -> str:
     return reason
 
 
-def undelivered(
-    *,
-    product_name: str,
-    unit: Unit | None,
-    ordered: Decimal,
-    already_removed: Decimal,
-    quantity: Decimal | None,
-    unit_price: Money,
-    fee_rate: Decimal,
-) -> Undelivered:
+def undelivered(line: OrderLine, already_removed: Decimal, unit: Unit | None, quantity: Decimal | None) -> Undelivered:
     """R6: a coordinator takes all (`quantity` None) or part of what is left of a line off an
     order, because the producer could not deliver it. The member owes the line priced at what
     was left minus the line priced at what remains: removing a line in several steps credits
     exactly its total, whatever the rounding (B1). Nothing left: Conflict; more than is left,
     a fraction of a piece, or an amount that rounds to nothing: Invalid."""
+    product_name, ordered, unit_price, fee_rate = line.product_name, line.quantity, line.unit_price, line.fee_rate
     left = ordered - already_removed
     if left <= 0:
         raise Conflict(f"{product_name} was already taken off this order entirely")

@@ -4,6 +4,7 @@ group's card readiness announced by the payments service."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -62,6 +63,14 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     order = await _order(session, event)
     if order.payment_method != PaymentMethod.CARD.value:
         raise Invalid(f"order {order.order_id} is paid by {order.payment_method}, not by card")
+    # What OrderAmended and OrderConfirmed both say of the order paid.
+    paid: dict[str, Any] = {
+        **outbox.event_context(order.group_id),
+        "order_id": order.order_id,
+        "member_id": order.member_id,
+        "distribution_id": order.distribution_id,
+        "payment_method": PaymentMethod.CARD,
+    }
     if event.amendment_id is not None:
         amendment = await _amendment(session, order.order_id, event.amendment_id)
         added_total = Money(amount=amendment.added_total, currency=order.currency)
@@ -75,12 +84,8 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
         await outbox.add(
             session,
             OrderAmended(
-                **outbox.event_context(order.group_id),
-                order_id=order.order_id,
+                **paid,
                 amendment_id=amendment.amendment_id,
-                member_id=order.member_id,
-                distribution_id=order.distribution_id,
-                payment_method=PaymentMethod.CARD,
                 added_lines=await store.contract_lines(
                     session, order_lines.c.amendment_id == amendment.amendment_id, order.currency
                 ),
@@ -96,15 +101,7 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     placed = (order_lines.c.order_id == order.order_id) & order_lines.c.amendment_id.is_(None)
     await outbox.add(
         session,
-        OrderConfirmed(
-            **outbox.event_context(order.group_id),
-            order_id=order.order_id,
-            member_id=order.member_id,
-            distribution_id=order.distribution_id,
-            payment_method=PaymentMethod.CARD,
-            lines=await store.contract_lines(session, placed, order.currency),
-            total=total,
-        ),
+        OrderConfirmed(**paid, lines=await store.contract_lines(session, placed, order.currency), total=total),
     )
 
 
@@ -123,28 +120,21 @@ async def on_card_failed(session: AsyncSession, event: CardPaymentFailed) -> Non
     await store.set_order(session, order.order_id, status=state.value)
 
 
+def _basket(event: BasketValidated | BasketUnvalidated) -> dict[str, UUID]:
+    """The basket a (un)validation is about: one member's at one distribution of the group."""
+    return {"group_id": event.group_id, "distribution_id": event.distribution_id, "member_id": event.member_id}
+
+
 async def on_basket_validated(session: AsyncSession, event: BasketValidated) -> None:
-    await session.execute(
-        pg_insert(basket_locks)
-        .values(
-            group_id=event.group_id,
-            distribution_id=event.distribution_id,
-            member_id=event.member_id,
-            validated_by=event.validated_by,
-            validated_at=event.occurred_at,
-        )
-        .on_conflict_do_nothing()
+    lock = pg_insert(basket_locks).values(
+        **_basket(event), validated_by=event.validated_by, validated_at=event.occurred_at
     )
+    await session.execute(lock.on_conflict_do_nothing())
 
 
 async def on_basket_unvalidated(session: AsyncSession, event: BasketUnvalidated) -> None:
-    await session.execute(
-        delete(basket_locks).where(
-            basket_locks.c.group_id == event.group_id,
-            basket_locks.c.distribution_id == event.distribution_id,
-            basket_locks.c.member_id == event.member_id,
-        )
-    )
+    basket = [basket_locks.c[name] == value for name, value in _basket(event).items()]
+    await session.execute(delete(basket_locks).where(*basket))
 
 
 async def on_card_settings_changed(session: AsyncSession, event: CardSettingsChanged) -> None:
@@ -164,16 +154,7 @@ async def on_card_settings_changed(session: AsyncSession, event: CardSettingsCha
     current = GroupOut.model_validate(dict(row))
     settings = payment_settings(current)
     if event.card_payments_ready:
-        settings = domain.PaymentSettings(
-            settings.payments_enabled,
-            settings.payment_methods,
-            settings.allow_negative_money_pot,
-            settings.cheque_payee,
-            settings.transfer_iban,
-            settings.transfer_bic,
-            True,
-            settings.order_cutoff_hours,
-        )
+        settings = dataclasses.replace(settings, card_configured=True)
     else:
         settings = settings.without_card()
     group = current.model_copy(

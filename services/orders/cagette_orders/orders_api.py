@@ -3,16 +3,18 @@ thin endpoints; what each action does is in usecases.py, the rules in domain.py.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from cagette_contracts import PaymentMethod
 from cagette_contracts.inputs import SINGLE_LINE, AsciiDecimal, RequestBody
 from cagette_runtime import idempotency
 from cagette_runtime.auth import CurrentPrincipal
+from cagette_runtime.db import Database
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
 
@@ -33,6 +35,29 @@ def ledger_holds(request: Request) -> LedgerHolds:
 
 
 HoldsDep = Annotated[LedgerHolds, Depends(ledger_holds)]
+_Route = TypeVar("_Route", bound=Callable[..., Any])
+_TAGS: dict[type[BaseModel], str] = {OrderOut: "orders", SubscriptionOut: "subscriptions"}
+
+
+def _changes(
+    declare: Callable[..., Callable[[_Route], _Route]], path: str, answer: type[BaseModel], *, created: bool = False
+) -> Callable[[_Route], _Route]:
+    """A route that changes an order or a subscription and answers it as it is now: an
+    Idempotency-Key is required (a retry gets the first answer); 201 when it `created` one."""
+    status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    return declare(
+        path, dependencies=[idempotency.REQUIRED], status_code=status_code, response_model=answer, tags=[_TAGS[answer]]
+    )
+
+
+async def _order_now(database: Database, group_id: UUID, order_id: UUID) -> OrderOut:
+    async with database.transaction() as session:
+        return await store.load_order(session, group_id, order_id)
+
+
+async def _subscription_now(database: Database, group_id: UUID, subscription_id: UUID) -> SubscriptionOut:
+    async with database.transaction() as session:
+        return await store.load_subscription(session, group_id, subscription_id)
 
 
 class LineIn(RequestBody):
@@ -90,13 +115,7 @@ class SubscriptionIn(RequestBody):
 # ------------------------------------------------------------------ orders
 
 
-@router.post(
-    "/groups/{group_id}/orders",
-    dependencies=[idempotency.REQUIRED],
-    status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut,
-    tags=["orders"],
-)
+@_changes(router.post, "/groups/{group_id}/orders", OrderOut, created=True)
 async def place_order(
     group_id: UUID, body: OrderIn, principal: CurrentPrincipal, database: DatabaseDep, holds: HoldsDep
 ) -> OrderOut:
@@ -109,8 +128,7 @@ async def place_order(
     Payments off (R1): recorded, no money events."""
     command = usecases.PlaceOrder(group_id, body.distribution_id, body.payment_method, _requested(body.lines))
     order_id = await usecases.place_order(database, holds, principal, command)
-    async with database.transaction() as session:
-        return await store.load_order(session, group_id, order_id)
+    return await _order_now(database, group_id, order_id)
 
 
 @router.get("/groups/{group_id}/orders/{order_id}", response_model=OrderOut, tags=["orders"])
@@ -133,18 +151,12 @@ async def list_orders(
     """Orders of the group (coordinators) or your own (members), optionally for one distribution;
     oldest first, one page at a time."""
     async with database.transaction() as session:
-        found = await usecases.list_orders(
-            session, principal, group_id, distribution_id=distribution_id, member_id=member_id, page=page
-        )
+        query = usecases.ListOrders(group_id, member_id=member_id, page=page, distribution_id=distribution_id)
+        found = await usecases.list_orders(session, principal, query)
     return page.finish(found, lambda order: (order.created_at, order.order_id), response)
 
 
-@router.put(
-    "/groups/{group_id}/orders/{order_id}",
-    dependencies=[idempotency.REQUIRED],
-    response_model=OrderOut,
-    tags=["orders"],
-)
+@_changes(router.put, "/groups/{group_id}/orders/{order_id}", OrderOut)
 async def change_order(
     group_id: UUID, order_id: UUID, body: BasketIn, principal: CurrentPrincipal, database: DatabaseDep, holds: HoldsDep
 ) -> OrderOut:
@@ -155,16 +167,10 @@ async def change_order(
     OrderAmended (card: after the card payment). Removing or lowering is refused with the reason."""
     command = usecases.ChangeOrder(group_id, order_id, _requested(body.lines))
     await usecases.change_order(database, holds, principal, command)
-    async with database.transaction() as session:
-        return await store.load_order(session, group_id, order_id)
+    return await _order_now(database, group_id, order_id)
 
 
-@router.delete(
-    "/groups/{group_id}/orders/{order_id}",
-    dependencies=[idempotency.REQUIRED],
-    response_model=OrderOut,
-    tags=["orders"],
-)
+@_changes(router.delete, "/groups/{group_id}/orders/{order_id}", OrderOut)
 async def withdraw_order(
     group_id: UUID, order_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> OrderOut:
@@ -175,13 +181,7 @@ async def withdraw_order(
         return await store.load_order(session, group_id, order_id)
 
 
-@router.post(
-    "/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered",
-    dependencies=[idempotency.REQUIRED],
-    status_code=status.HTTP_201_CREATED,
-    response_model=OrderOut,
-    tags=["orders"],
-)
+@_changes(router.post, "/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered", OrderOut, created=True)
 async def take_off_undelivered(
     group_id: UUID,
     order_id: UUID,
@@ -198,20 +198,13 @@ async def take_off_undelivered(
     command = usecases.TakeOffUndelivered(group_id, order_id, line_number, body.quantity, body.reason)
     async with database.transaction() as session:
         await usecases.take_off_undelivered(session, principal, command)
-    async with database.transaction() as session:
-        return await store.load_order(session, group_id, order_id)
+    return await _order_now(database, group_id, order_id)
 
 
 # ------------------------------------------------------------------ subscriptions (R19)
 
 
-@router.post(
-    "/groups/{group_id}/contracts/{contract_id}/subscriptions",
-    dependencies=[idempotency.REQUIRED],
-    status_code=status.HTTP_201_CREATED,
-    response_model=SubscriptionOut,
-    tags=["subscriptions"],
-)
+@_changes(router.post, "/groups/{group_id}/contracts/{contract_id}/subscriptions", SubscriptionOut, created=True)
 async def subscribe(
     group_id: UUID,
     contract_id: UUID,
@@ -225,8 +218,7 @@ async def subscribe(
     price x quantity x number of distributions (R19)."""
     command = usecases.Subscribe(group_id, contract_id, body.payment_method, _requested(body.lines))
     subscription_id = await usecases.subscribe(database, holds, principal, command)
-    async with database.transaction() as session:
-        return await store.load_subscription(session, group_id, subscription_id)
+    return await _subscription_now(database, group_id, subscription_id)
 
 
 @router.get(
@@ -247,9 +239,8 @@ async def list_subscriptions(
     """Subscriptions of the group (coordinators) or your own (members), with the member's and the
     contract's names, oldest first, one page at a time."""
     async with database.transaction() as session:
-        found = await usecases.list_subscriptions(
-            session, principal, group_id, member_id=member_id, contract_id=contract_id, page=page
-        )
+        query = usecases.ListSubscriptions(group_id, member_id=member_id, page=page, contract_id=contract_id)
+        found = await usecases.list_subscriptions(session, principal, query)
     return page.finish(found, lambda sub: (sub.created_at, sub.subscription_id), response)
 
 
@@ -263,12 +254,7 @@ async def get_subscription(
         return await usecases.get_subscription(session, principal, group_id, subscription_id)
 
 
-@router.put(
-    "/groups/{group_id}/subscriptions/{subscription_id}",
-    dependencies=[idempotency.REQUIRED],
-    response_model=SubscriptionOut,
-    tags=["subscriptions"],
-)
+@_changes(router.put, "/groups/{group_id}/subscriptions/{subscription_id}", SubscriptionOut)
 async def change_subscription(
     group_id: UUID,
     subscription_id: UUID,
@@ -281,5 +267,4 @@ async def change_subscription(
     (R6); the addition x remaining distributions is owed and published as SubscriptionAmended."""
     command = usecases.ChangeSubscription(group_id, subscription_id, _requested(body.lines))
     await usecases.change_subscription(database, holds, principal, command)
-    async with database.transaction() as session:
-        return await store.load_subscription(session, group_id, subscription_id)
+    return await _subscription_now(database, group_id, subscription_id)

@@ -76,15 +76,12 @@ class GroupOut(GroupSettingsIn):
 
 
 def payment_settings(group: GroupSettingsIn) -> domain.PaymentSettings:
-    return domain.PaymentSettings(
-        payments_enabled=group.payments_enabled,
+    # The settings of the same names; the methods as a tuple, card readiness under its domain name.
+    return record(
+        domain.PaymentSettings,
+        dict(group),
         payment_methods=tuple(group.payment_methods),
-        allow_negative_money_pot=group.allow_negative_money_pot,
-        cheque_payee=group.cheque_payee,
-        transfer_iban=group.transfer_iban,
-        transfer_bic=group.transfer_bic,
         card_configured=group.card_payments_configured,
-        order_cutoff_hours=group.order_cutoff_hours,
     )
 
 
@@ -351,15 +348,10 @@ class OrderLineOut(OrderLine):
 
 
 def order_line(priced: domain.PricedLine) -> OrderLine:
-    p = priced.product
-    return OrderLine(
-        product_id=p.product_id,
-        product_name=p.name,
-        quantity=priced.quantity,
-        unit_price=p.unit_price,
-        fee_rate=p.fee_rate,
-        line_total=priced.line_total,
-        unit=p.unit,
+    # The product's id, price, fee rate and unit; the line's quantity and total.
+    product = priced.product
+    return record(
+        OrderLine, vars(product), product_name=product.name, quantity=priced.quantity, line_total=priced.line_total
     )
 
 

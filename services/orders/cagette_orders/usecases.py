@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +52,7 @@ from cagette_runtime.correlation import current_correlation_id
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Conflict, Forbidden, Invalid, NotFound, RetryLater
 from cagette_runtime.pagination import PageRequest
+from cagette_runtime.rows import record
 
 from . import domain, store
 from .store import DistributionOut, GroupOut, MemberOut, OrderOut, ProductOut, SubscriptionOut
@@ -186,18 +187,16 @@ async def _hold(
     """The ledger holds the amount on the member's pot, or the request is refused (409). A ledger
     that did not decide (the request came too late, it could not decide now) is not a verdict on
     the member's money: 503, try again."""
-    decision = await holds.place(
-        PlaceHold(
-            hold_id=hold_id,
-            group_id=request.group_id,
-            member_id=request.member_id,
-            order_id=request.order_id,
-            amount=request.amount,
-            grant_before=grant_before,
-            expires_at=expires_at,
-            correlation_id=current_correlation_id(),
-        )
+    # The request's own fields (group, member, order, amount), asked under `hold_id`.
+    asked = record(
+        PlaceHold,
+        vars(request),
+        hold_id=hold_id,
+        grant_before=grant_before,
+        expires_at=expires_at,
+        correlation_id=current_correlation_id(),
     )
+    decision = await holds.place(asked)
     if not decision.granted and not decision.decided:
         raise HoldUndecided(
             "the ledger could not check your money pot just now; nothing was held, please try again",
@@ -216,13 +215,12 @@ async def _hold(
 
 
 def _asked(request: HoldRequest, hold_id: UUID, grant_before: datetime, expires_at: datetime) -> store.AskedHold:
-    return store.AskedHold(
+    # The request's own fields; what it is for is the hold's subject.
+    return record(
+        store.AskedHold,
+        vars(request),
         hold_id=hold_id,
-        attempt_id=request.attempt_id,
-        group_id=request.group_id,
-        member_id=request.member_id,
         subject_id=request.order_id,
-        amount=request.amount,
         grant_before=grant_before,
         expires_at=expires_at,
     )
@@ -463,16 +461,29 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
     return order_id
 
 
-async def get_order(session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID) -> OrderOut:
-    """An order with its lines and additions (its member, or a coordinator)."""
+async def get_order(
+    session: AsyncSession, principal: Principal, group_id: UUID, order_id: UUID, *, for_update: bool = False
+) -> OrderOut:
+    """An order with its lines and additions (its member, or a coordinator); `for_update`: locked,
+    to change it."""
     principal.require_group_member(group_id)
-    order = await store.load_order(session, group_id, order_id)
+    order = await store.load_order(session, group_id, order_id, for_update=for_update)
     principal.require_self_or_coordinator(group_id, order.member_id)
     return order
 
 
-def _whose(principal: Principal, group_id: UUID, member_id: UUID | None) -> UUID | None:
+@dataclass(frozen=True)
+class _Listing:
+    """Which rows of a group a list shows (one member's, when given) and which page of them."""
+
+    group_id: UUID
+    member_id: UUID | None = None
+    page: PageRequest | None = None
+
+
+def _whose(principal: Principal, listing: _Listing) -> UUID | None:
     """Whose rows a list shows: a member only ever their own; a coordinator everyone's, or one member's."""
+    group_id, member_id = listing.group_id, listing.member_id
     principal.require_group_member(group_id)
     if member_id is None and not principal.platform_admin and principal.role_in(group_id) != "coordinator":
         member_id = principal.user_id
@@ -481,18 +492,17 @@ def _whose(principal: Principal, group_id: UUID, member_id: UUID | None) -> UUID
     return member_id
 
 
-async def list_orders(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    *,
-    distribution_id: UUID | None = None,
-    member_id: UUID | None = None,
-    page: PageRequest | None = None,
-) -> list[OrderOut]:
+@dataclass(frozen=True)
+class ListOrders(_Listing):
+    distribution_id: UUID | None = None
+
+
+async def list_orders(session: AsyncSession, principal: Principal, query: ListOrders) -> list[OrderOut]:
     """Orders of the group (coordinators) or one's own (members), optionally for one distribution."""
-    member_id = _whose(principal, group_id, member_id)
-    return await store.find_orders(session, group_id, distribution_id=distribution_id, member_id=member_id, page=page)
+    member_id = _whose(principal, query)
+    return await store.find_orders(
+        session, query.group_id, distribution_id=query.distribution_id, member_id=member_id, page=query.page
+    )
 
 
 @dataclass(frozen=True)
@@ -530,9 +540,7 @@ async def change_order(database: Database, holds: Holds, principal: Principal, c
 
     async def check(session: AsyncSession) -> _BasketChange:
         group = await store.load_group(session, group_id)
-        principal.require_group_member(group_id)
-        order = await store.load_order(session, group_id, order_id, for_update=True)
-        principal.require_self_or_coordinator(group_id, order.member_id)
+        order = await get_order(session, principal, group_id, order_id, for_update=True)
         domain.check_unlocked(order.locked)
         distribution = await store.load_distribution(session, group, order.distribution_id)
         store.to_domain_distribution(distribution).check_open(now(), group.order_cutoff_hours)
@@ -603,8 +611,7 @@ async def withdraw_order(session: AsyncSession, principal: Principal, group_id: 
     (until the cut-off). A confirmed order with payments on cannot be removed (R6)."""
     principal.require_group_member(group_id)
     group = await store.load_group(session, group_id)
-    order = await store.load_order(session, group_id, order_id, for_update=True)
-    principal.require_self_or_coordinator(group_id, order.member_id)
+    order = await get_order(session, principal, group_id, order_id, for_update=True)
     domain.check_unlocked(order.locked)
     status = domain.on_withdraw(order.status, group.payments_enabled)
     if status is domain.OrderStatus.CANCELLED:
@@ -650,27 +657,20 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
     line = order.line(command.line_number)
     domain.check_removable(order.status, order.amendment_status(line.amendment_id))
     unit = await store.product_unit(session, line.product_id)
-    taken = domain.undelivered(
-        product_name=line.product_name,
-        unit=unit,
-        ordered=line.quantity,
-        already_removed=line.removed_quantity,
-        quantity=command.quantity,
-        unit_price=line.unit_price,
-        fee_rate=line.fee_rate,
-    )
+    taken = domain.undelivered(line, line.removed_quantity, unit, command.quantity)
     new_total = order.total - taken.amount
     removal_id = uuid.uuid4()
-    await store.insert_removal(
-        session,
-        removal_id=removal_id,
-        order_id=order_id,
-        line_number=command.line_number,
-        quantity=taken.quantity,
-        amount=taken.amount,
-        reason=reason,
-        removed_by=principal.user_id,
-    )
+    # What is recorded of the removal, and said again by its event.
+    removal: dict[str, Any] = {
+        "removal_id": removal_id,
+        "order_id": order_id,
+        "line_number": command.line_number,
+        "quantity": taken.quantity,
+        "amount": taken.amount,
+        "reason": reason,
+        "removed_by": principal.user_id,
+    }
+    await store.insert_removal(session, **removal)
     await store.set_order(session, order_id, total_amount=new_total.amount)
     if order.payment_method is None:
         return removal_id
@@ -681,25 +681,19 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
         session,
         OrderLineUndelivered(
             **outbox.event_context(group_id),
-            order_id=order_id,
-            removal_id=removal_id,
+            **removal,
             member_id=order.member_id,
             distribution_id=order.distribution_id,
             distribution_starts_at=distribution.starts_at if distribution else None,
             distribution_place=distribution.place if distribution else None,
             payment_method=order.payment_method,
-            line_number=command.line_number,
             product_id=line.product_id,
             product_name=line.product_name,
             unit=unit.value if unit else None,
-            quantity=taken.quantity,
             quantity_left=taken.quantity_left,
             unit_price=line.unit_price,
             fee_rate=line.fee_rate,
-            amount=taken.amount,
             new_total=new_total,
-            reason=reason,
-            removed_by=principal.user_id,
         ),
     )
     return removal_id
@@ -824,26 +818,28 @@ async def subscribe(database: Database, holds: Holds, principal: Principal, comm
 
 
 async def get_subscription(
-    session: AsyncSession, principal: Principal, group_id: UUID, subscription_id: UUID
+    session: AsyncSession, principal: Principal, group_id: UUID, subscription_id: UUID, *, for_update: bool = False
 ) -> SubscriptionOut:
+    """A subscription (its member, or a coordinator); `for_update`: locked, to change it."""
     principal.require_group_member(group_id)
-    sub = await store.load_subscription(session, group_id, subscription_id)
+    sub = await store.load_subscription(session, group_id, subscription_id, for_update=for_update)
     principal.require_self_or_coordinator(group_id, sub.member_id)
     return sub
 
 
+@dataclass(frozen=True)
+class ListSubscriptions(_Listing):
+    contract_id: UUID | None = None
+
+
 async def list_subscriptions(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    *,
-    member_id: UUID | None = None,
-    contract_id: UUID | None = None,
-    page: PageRequest | None = None,
+    session: AsyncSession, principal: Principal, query: ListSubscriptions
 ) -> list[SubscriptionOut]:
     """The group's subscriptions (coordinators) or one's own (members), to one contract when given."""
-    member_id = _whose(principal, group_id, member_id)
-    return await store.find_subscriptions(session, group_id, member_id=member_id, contract_id=contract_id, page=page)
+    member_id = _whose(principal, query)
+    return await store.find_subscriptions(
+        session, query.group_id, member_id=member_id, contract_id=query.contract_id, page=query.page
+    )
 
 
 @dataclass(frozen=True)
@@ -881,9 +877,7 @@ async def change_subscription(
 
     async def check(session: AsyncSession) -> _SubscriptionChange:
         group = await store.load_group(session, group_id)
-        principal.require_group_member(group_id)
-        sub = await store.load_subscription(session, group_id, subscription_id, for_update=True)
-        principal.require_self_or_coordinator(group_id, sub.member_id)
+        sub = await get_subscription(session, principal, group_id, subscription_id, for_update=True)
         terms = await _contract_terms(session, group, sub.contract_id)
         remaining = [d for d in terms.remaining if d in set(sub.distribution_ids)]
         if not remaining:

@@ -148,6 +148,13 @@ class Group:
         assert response.status_code == 201, response.text
         return member_id, self.member(member_id, role)
 
+    async def new_catalog(self, name: str, kind: str, products: list[dict[str, Any]]) -> dict[str, Any]:
+        """A catalog created by the coordinator (201), as the API answers it."""
+        body = {"name": name, "kind": kind, "products": products}
+        response = await self.client.post(self.url("/catalogs"), json=body, headers=self.coordinator)
+        assert response.status_code == 201, response.text
+        return response.json()
+
     async def new_distribution(
         self,
         catalog_ids: list[str] | None = None,
@@ -183,6 +190,11 @@ class Group:
             body["payment_method"] = method
         return await self.client.post(self.url("/orders"), json=body, headers=headers)
 
+    async def change_basket(self, path: str, headers: dict[str, str], lines: list[tuple[str, str]]) -> httpx.Response:
+        """PUT the whole basket wanted (product id, quantity) to an order's or a subscription's path."""
+        body = {"lines": [{"product_id": p, "quantity": q} for p, q in lines]}
+        return await self.client.put(path, json=body, headers=headers)
+
     async def settings(self, **changes: Any) -> httpx.Response:
         return await self.client.patch(self.url(), json=changes, headers=self.coordinator)
 
@@ -208,20 +220,14 @@ async def make_group(env: OrdersEnv, **settings: Any) -> Group:
         json={"member_id": str(coordinator_id), "role": "coordinator", "name": "Coord", "email": "coord@example.org"},
     )
     assert response.status_code == 201, response.text
-    response = await env.client.post(
-        group.url("/catalogs"),
-        headers=group.coordinator,
-        json={
-            "name": "Ferme",
-            "kind": "variable",
-            "products": [
-                {"name": "Bread", "unit_price": 350, "unit": "piece"},
-                {"name": "Cheese", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
-            ],
-        },
+    group.catalog = await group.new_catalog(
+        "Ferme",
+        "variable",
+        [
+            {"name": "Bread", "unit_price": 350, "unit": "piece"},
+            {"name": "Cheese", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
+        ],
     )
-    assert response.status_code == 201, response.text
-    group.catalog = response.json()
     group.distribution = await group.new_distribution()
     return group
 

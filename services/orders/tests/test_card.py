@@ -4,7 +4,7 @@ broker confirm it, leave it to retry or abandon, and a late success is honoured 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from cagette_contracts import CardPaymentFailed, CardPaymentSucceeded, Money
 from cagette_orders import handlers
@@ -12,37 +12,55 @@ from cagette_runtime.testing import drain_queue
 
 from .conftest import Group, OrdersEnv, Unchanged, deliver, make_card_group, outbox_rows, publish
 
+CardEventT = TypeVar("CardEventT", CardPaymentSucceeded, CardPaymentFailed)
+
 
 async def card_group(env: OrdersEnv) -> Group:
     return await make_card_group(env)
 
 
-def succeeded(
-    group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None
-) -> CardPaymentSucceeded:
-    return CardPaymentSucceeded(
+async def bread_by_card(env: OrdersEnv) -> tuple[Group, dict[str, str], dict[str, Any]]:
+    """A card group, a member of it and the member's order of one bread, awaiting its payment."""
+    group = await card_group(env)
+    _, member = await group.join()
+    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    return group, member, order
+
+
+def _card_event(
+    kind: type[CardEventT],
+    group: Group,
+    order: dict[str, Any],
+    amount: int | None,
+    amendment_id: str | None,
+    **extra: Any,
+) -> CardEventT:
+    """A payments card event about `order` (or its addition `amendment_id`), of `amount` (default: its total)."""
+    return kind(
         group_id=group.group_id,
         payment_id=uuid.uuid4(),
         member_id=uuid.UUID(order["member_id"]),
         order_id=uuid.UUID(order["order_id"]),
         amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
         amount=Money(amount=amount if amount is not None else order["total"]["amount"], currency="EUR"),
-        provider_payment_id=f"pi_{uuid.uuid4().hex[:12]}",
+        **extra,
+    )
+
+
+def succeeded(
+    group: Group, order: dict[str, Any], amount: int | None = None, amendment_id: str | None = None
+) -> CardPaymentSucceeded:
+    provider_payment_id = f"pi_{uuid.uuid4().hex[:12]}"
+    return _card_event(
+        CardPaymentSucceeded, group, order, amount, amendment_id, provider_payment_id=provider_payment_id
     )
 
 
 def failed(
     group: Group, order: dict[str, Any], amendment_id: str | None = None, amount: int | None = None
 ) -> CardPaymentFailed:
-    return CardPaymentFailed(
-        group_id=group.group_id,
-        payment_id=uuid.uuid4(),
-        member_id=uuid.UUID(order["member_id"]),
-        order_id=uuid.UUID(order["order_id"]),
-        amendment_id=uuid.UUID(amendment_id) if amendment_id else None,
-        amount=Money(amount=amount or order["total"]["amount"], currency="EUR"),
-        reason="card declined",
-    )
+    # No amount or 0: the order's total.
+    return _card_event(CardPaymentFailed, group, order, amount or None, amendment_id, reason="card declined")
 
 
 async def keys(group: Group) -> list[str]:
@@ -84,9 +102,7 @@ async def test_card_order_waits_then_the_card_success_confirms_it(env: OrdersEnv
 
 
 async def test_failed_card_payment_leaves_the_basket_to_retry(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     url = group.url(f"/orders/{order['order_id']}")
     await deliver(env, failed(group, order))
     assert (await group.client.get(url, headers=member)).json()["status"] == "payment_failed"
@@ -99,9 +115,7 @@ async def test_failed_card_payment_leaves_the_basket_to_retry(env: OrdersEnv) ->
 
 
 async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     url = group.url(f"/orders/{order['order_id']}")
     await deliver(env, failed(group, order))
     abandoned = await group.client.delete(url, headers=member)
@@ -121,9 +135,7 @@ async def test_abandoned_basket_then_late_success_is_honoured_and_flagged(env: O
 
 
 async def test_a_card_success_for_the_wrong_amount_is_parked(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     wrong = succeeded(group, order, amount=order["total"]["amount"] - 1)
     await publish(env, wrong)
     parked = await drain_queue(env.amqp_url, f"{handlers.QUEUE}.parking", expected=1)
@@ -136,9 +148,7 @@ async def test_a_card_success_for_the_wrong_amount_is_parked(env: OrdersEnv) -> 
 
 
 async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
     response = await group.client.put(
@@ -165,9 +175,7 @@ async def test_card_amendment_is_confirmed_by_its_own_payment(env: OrdersEnv) ->
 
 
 async def test_a_failed_card_addition_is_dropped(env: OrdersEnv) -> None:
-    group = await card_group(env)
-    _, member = await group.join()
-    order = (await group.order(member, [(group.bread, "1")], method="card")).json()
+    group, member, order = await bread_by_card(env)
     await deliver(env, succeeded(group, order))
     url = group.url(f"/orders/{order['order_id']}")
     changed = (

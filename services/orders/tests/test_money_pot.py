@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -22,6 +24,26 @@ from .conftest import FakeLedgerHolds, Group, OrdersEnv, Unchanged, make_group, 
 
 async def pot_group(env: OrdersEnv) -> Group:
     return await make_group(env, payment_methods=["money_pot"], allow_negative_money_pot=False)
+
+
+async def pot_order(group: Group, member: dict[str, str], breads: str, **extra: Any) -> httpx.Response:
+    """An order of `breads` bread, paid from the member's money pot."""
+    return await group.order(member, [(group.bread, breads)], method="money_pot", **extra)
+
+
+async def undecided_order(env: OrdersEnv, group: Group, member: dict[str, str]) -> httpx.Response:
+    """A pot order of one bread while the ledger gives no decision: 503, and nothing recorded."""
+    async with Unchanged(env, group.group_id):
+        response = await pot_order(group, member, "1")
+        assert response.status_code == 503, response.text
+    return response
+
+
+async def funded_member(group: Group, ledger: FakeLedgerHolds, balance: int) -> tuple[uuid.UUID, dict[str, str]]:
+    """A new member whose pot the (fake) ledger says holds `balance`."""
+    member_id, member = await group.join()
+    ledger.balances[(group.group_id, member_id)] = balance
+    return member_id, member
 
 
 async def hold_states(env: OrdersEnv, group_id: uuid.UUID) -> dict[uuid.UUID, str]:
@@ -49,9 +71,8 @@ class Crash(BaseException):
 
 async def test_granted_hold_confirms_the_order(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1000
-    response = await group.order(member, [(group.bread, "2")], method="money_pot")
+    member_id, member = await funded_member(group, ledger, 1000)
+    response = await pot_order(group, member, "2")
     assert response.status_code == 201, response.text
     order = response.json()
     assert order["status"] == "confirmed"
@@ -64,10 +85,9 @@ async def test_granted_hold_confirms_the_order(env: OrdersEnv, ledger: FakeLedge
 
 async def test_refused_hold_records_nothing_and_says_what_is_available(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 500
+    member_id, member = await funded_member(group, ledger, 500)
     async with Unchanged(env, group.group_id):
-        response = await group.order(member, [(group.bread, "2")], method="money_pot")
+        response = await pot_order(group, member, "2")
         assert response.status_code == 409, response.text
         body = response.json()
         assert "money pot does not cover" in body["detail"]
@@ -75,7 +95,7 @@ async def test_refused_hold_records_nothing_and_says_what_is_available(env: Orde
         assert body["context"]["needed"] == {"amount": 700, "currency": "EUR"}
     # After a top-up the same order goes through.
     ledger.balances[(group.group_id, member_id)] = 800
-    assert (await group.order(member, [(group.bread, "2")], method="money_pot")).status_code == 201
+    assert (await pot_order(group, member, "2")).status_code == 201
 
 
 async def test_two_concurrent_orders_when_the_pot_covers_one(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
@@ -84,8 +104,8 @@ async def test_two_concurrent_orders_when_the_pot_covers_one(env: OrdersEnv, led
     second = await group.new_distribution()
     ledger.balances[(group.group_id, member_id)] = 1000
     responses = await asyncio.gather(
-        group.order(member, [(group.bread, "2")], method="money_pot"),
-        group.order(member, [(group.bread, "2")], method="money_pot", distribution_id=second["distribution_id"]),
+        pot_order(group, member, "2"),
+        pot_order(group, member, "2", distribution_id=second["distribution_id"]),
     )
     assert sorted(r.status_code for r in responses) == [201, 409]
     confirmed = [e for e in await outbox_rows(env, group.group_id) if e["routing_key"] == "orders.order.confirmed"]
@@ -96,9 +116,8 @@ async def test_amendment_from_the_pot_needs_a_hold_for_the_added_amount(
     env: OrdersEnv, ledger: FakeLedgerHolds
 ) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1100
-    order = (await group.order(member, [(group.bread, "2")], method="money_pot")).json()
+    member_id, member = await funded_member(group, ledger, 1100)
+    order = (await pot_order(group, member, "2")).json()
     url = group.url(f"/orders/{order['order_id']}")
     async with Unchanged(env, group.group_id):
         refused = await group.client.put(
@@ -115,21 +134,16 @@ async def test_amendment_from_the_pot_needs_a_hold_for_the_added_amount(
 async def test_ledger_unreachable_is_503_and_records_nothing(env: OrdersEnv) -> None:
     group = await pot_group(env)
     _, member = await group.join()
-    async with Unchanged(env, group.group_id):  # no responder: the hold request is unroutable
-        response = await group.order(member, [(group.bread, "1")], method="money_pot")
-        assert response.status_code == 503, response.text
-        assert "nothing was recorded" in response.json()["detail"]
-        assert response.json()["error"] == "ledger_unavailable" and response.headers["Retry-After"] == "5"
+    response = await undecided_order(env, group, member)  # no responder: the hold request is unroutable
+    assert "nothing was recorded" in response.json()["detail"]
+    assert response.json()["error"] == "ledger_unavailable" and response.headers["Retry-After"] == "5"
 
 
 async def test_ledger_silent_is_503_after_the_timeout(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 10_000
+    member_id, member = await funded_member(group, ledger, 10_000)
     ledger.silent = True
-    async with Unchanged(env, group.group_id):
-        response = await group.order(member, [(group.bread, "1")], method="money_pot")
-        assert response.status_code == 503, response.text
+    await undecided_order(env, group, member)
     assert len(ledger.requests) == 1
 
 
@@ -139,15 +153,12 @@ async def test_a_ledger_that_did_not_decide_is_503_and_the_retry_is_decided(
     """Too late, or not able to decide now (restarting): not a verdict on the member's money, so
     never the 409 'your money pot does not cover this' (a client would give up) but a 503."""
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 10_000
+    member_id, member = await funded_member(group, ledger, 10_000)
     ledger.undecided = True
-    async with Unchanged(env, group.group_id):
-        response = await group.order(member, [(group.bread, "1")], method="money_pot")
-        assert response.status_code == 503, response.text
-        assert "try again" in response.json()["detail"] and response.headers["retry-after"]
+    response = await undecided_order(env, group, member)
+    assert "try again" in response.json()["detail"] and response.headers["retry-after"]
     ledger.undecided = False
-    retried = await group.order(member, [(group.bread, "1")], method="money_pot")
+    retried = await pot_order(group, member, "1")
     assert retried.status_code == 201, retried.text
     first, second = ledger.requests
     assert first.hold_id != second.hold_id  # the ended ask is not asked again: a new hold id
@@ -157,10 +168,9 @@ async def test_the_same_basket_twice_at_once_is_one_hold_held_once(env: OrdersEn
     """Two identical requests (a client retrying before the first answered) are the same
     attempt: the same order id and hold id, held once, one order recorded, nothing released."""
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 5000
+    member_id, member = await funded_member(group, ledger, 5000)
     ledger.delay = 0.3  # both requests are checked before either is recorded
-    responses = await asyncio.gather(*(group.order(member, [(group.bread, "2")], method="money_pot") for _ in range(2)))
+    responses = await asyncio.gather(*(pot_order(group, member, "2") for _ in range(2)))
     assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
     first, second = ledger.requests
     assert first.hold_id == second.hold_id and first.order_id == second.order_id
@@ -174,13 +184,12 @@ async def test_the_same_basket_twice_at_once_is_one_hold_held_once(env: OrdersEn
 
 async def test_a_hold_whose_order_is_not_recorded_is_released(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 5000
+    member_id, member = await funded_member(group, ledger, 5000)
     ledger.delay = 0.3  # both requests are checked before either is recorded
     # Two different baskets for the same distribution at once: two holds, one order.
     responses = await asyncio.gather(
-        group.order(member, [(group.bread, "2")], method="money_pot"),
-        group.order(member, [(group.bread, "3")], method="money_pot"),
+        pot_order(group, member, "2"),
+        pot_order(group, member, "3"),
     )
     assert sorted(r.status_code for r in responses) == [201, 409], [r.text for r in responses]
     assert len({r.hold_id for r in ledger.requests}) == 2
@@ -204,10 +213,9 @@ async def test_a_hold_whose_order_is_not_recorded_is_released(env: OrdersEnv, le
 
 async def test_the_request_carries_its_deadline_and_expiration(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1000
+    member_id, member = await funded_member(group, ledger, 1000)
     before = datetime.now(UTC)
-    assert (await group.order(member, [(group.bread, "1")], method="money_pot")).status_code == 201
+    assert (await pot_order(group, member, "1")).status_code == 201
     (request,) = ledger.requests
     timeout = 2.0  # the env's LedgerHolds (app.state.holds) waits 2 s
     assert request.grant_before is not None
@@ -221,15 +229,14 @@ async def test_a_retry_after_a_timeout_reuses_the_hold(env: OrdersEnv, ledger: F
     """The ledger granted the first request after orders stopped waiting (503); the member's
     retry asks for the same hold id (and order id) and gets that grant: held once."""
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1000
+    member_id, member = await funded_member(group, ledger, 1000)
     ledger.delay = 2.3  # longer than the env's 2 s: orders stops waiting, the fake grants anyway
-    first = await group.order(member, [(group.bread, "2")], method="money_pot")
+    first = await pot_order(group, member, "2")
     assert first.status_code == 503, first.text
     await asyncio.sleep(0.5)
     assert ledger.available(group.group_id, member_id) == 300  # the late grant holds the money
     ledger.delay = 0
-    retry = await group.order(member, [(group.bread, "2")], method="money_pot")
+    retry = await pot_order(group, member, "2")
     assert retry.status_code == 201, retry.text
     asked, again = ledger.requests
     assert asked.hold_id == again.hold_id and str(again.order_id) == retry.json()["order_id"]
@@ -245,10 +252,9 @@ async def test_reconciliation_gives_back_a_hold_granted_after_the_deadline(
     """The issue's fault: orders timed out, the ledger granted later; nobody retries. Once the
     deadline (plus the grace) passed, the reconciliation releases it and the money comes back."""
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1000
+    member_id, member = await funded_member(group, ledger, 1000)
     ledger.delay = 2.3
-    assert (await group.order(member, [(group.bread, "2")], method="money_pot")).status_code == 503
+    assert (await pot_order(group, member, "2")).status_code == 503
     await asyncio.sleep(0.5)
     assert ledger.available(group.group_id, member_id) == 300
     (request,) = ledger.requests
@@ -264,7 +270,7 @@ async def test_reconciliation_gives_back_a_hold_granted_after_the_deadline(
     assert await released(ledger, group) == [request.hold_id]  # given back once
     # The member can order again: the hold id is the same attempt, decided afresh.
     ledger.delay = 0
-    assert (await group.order(member, [(group.bread, "2")], method="money_pot")).status_code == 201
+    assert (await pot_order(group, member, "2")).status_code == 201
     assert ledger.available(group.group_id, member_id) == 300
 
 
@@ -274,8 +280,7 @@ async def test_reconciliation_gives_back_a_hold_when_orders_dies_after_the_grant
     """orders dies between the grant and recording the order (no immediate give-back runs):
     the hold it recorded before asking is released by the reconciliation."""
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 1000
+    member_id, member = await funded_member(group, ledger, 1000)
 
     async def crash(*args: object, **kwargs: object) -> None:
         raise Crash  # the process dies here: nothing after it runs
@@ -283,7 +288,7 @@ async def test_reconciliation_gives_back_a_hold_when_orders_dies_after_the_grant
     monkeypatch.setattr(usecases, "_commit_hold", crash)
     monkeypatch.setattr(usecases, "give_back", crash)
     with pytest.raises(BaseException) as died:
-        await group.order(member, [(group.bread, "2")], method="money_pot")
+        await pot_order(group, member, "2")
     assert died.group_contains(Crash) if isinstance(died.value, BaseExceptionGroup) else died.type is Crash
     monkeypatch.undo()
     assert ledger.available(group.group_id, member_id) == 300
@@ -300,7 +305,7 @@ async def test_a_hold_past_its_lifetime_is_only_marked_expired(env: OrdersEnv, l
     group = await pot_group(env)
     member_id, member = await group.join()
     ledger.silent = True
-    assert (await group.order(member, [(group.bread, "1")], method="money_pot")).status_code == 503
+    assert (await pot_order(group, member, "1")).status_code == 503
     (request,) = ledger.requests
     reconciler = HoldReconciler(env.service.database, env.service.holds, interval=60, grace=timedelta(0))
     async with env.service.database.transaction() as session:
@@ -316,9 +321,8 @@ async def test_a_hold_past_its_lifetime_is_only_marked_expired(env: OrdersEnv, l
 
 async def test_an_answer_that_is_not_a_decision_is_503(env: OrdersEnv, ledger: FakeLedgerHolds) -> None:
     group = await pot_group(env)
-    member_id, member = await group.join()
-    ledger.balances[(group.group_id, member_id)] = 10_000
+    member_id, member = await funded_member(group, ledger, 10_000)
     ledger.reply_body = b'{"error": "malformed", "detail": "whatever"}'
     async with Unchanged(env, group.group_id):
-        response = await group.order(member, [(group.bread, "1")], method="money_pot")
+        response = await pot_order(group, member, "1")
         assert response.status_code == 503 and "not understood" in response.json()["detail"]

@@ -39,12 +39,8 @@ async def test_each_bad_order_is_refused_changing_nothing(group: Group) -> None:
     env = group.env
     member_id, member = await group.join()
     other = await make_group(env)
-    contract = await group.client.post(
-        group.url("/catalogs"),
-        headers=group.coordinator,
-        json={"name": "AMAP", "kind": "subscription", "products": [{"name": "Veg box", "unit_price": 1500}]},
-    )
-    box = contract.json()["products"][0]["product_id"]
+    contract = await group.new_catalog("AMAP", "subscription", [{"name": "Veg box", "unit_price": 1500}])
+    box = contract["products"][0]["product_id"]
     closed = await group.new_distribution(
         opened=timedelta(days=2), starts_in=timedelta(hours=3), closes_before=timedelta(hours=4)
     )
@@ -152,11 +148,7 @@ async def test_add_only_amendment_with_payments_on(group: Group) -> None:
     member_id, member = await group.join()
     order = (await group.order(member, [(group.bread, "2")])).json()
     url = group.url(f"/orders/{order['order_id']}")
-    response = await group.client.put(
-        url,
-        headers=member,
-        json={"lines": [{"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]},
-    )
+    response = await group.change_basket(url, member, [(group.bread, "3"), (group.cheese, "0.5")])
     assert response.status_code == 200, response.text
     changed = response.json()
     # 1 more bread (350) + 0.5 kg cheese (0.5 x 1999 x 1.02 = 1019.49 -> 1019)
@@ -174,31 +166,15 @@ async def test_add_only_amendment_with_payments_on(group: Group) -> None:
 
     _, someone = await group.join()
     async with Unchanged(group.env, group.group_id):
-        lower = await group.client.put(
-            url,
-            headers=member,
-            json={
-                "lines": [{"product_id": group.bread, "quantity": "1"}, {"product_id": group.cheese, "quantity": "0.5"}]
-            },
-        )
+        lower = await group.change_basket(url, member, [(group.bread, "1"), (group.cheese, "0.5")])
         assert lower.status_code == 409 and "cannot lower from 3 to 1 Bread" in lower.json()["detail"]
-        remove = await group.client.put(
-            url, headers=member, json={"lines": [{"product_id": group.bread, "quantity": "5"}]}
-        )
+        remove = await group.change_basket(url, member, [(group.bread, "5")])
         assert remove.status_code == 409 and "cannot remove Cheese" in remove.json()["detail"]
-        same = await group.client.put(
-            url,
-            headers=member,
-            json={
-                "lines": [{"product_id": group.bread, "quantity": "3"}, {"product_id": group.cheese, "quantity": "0.5"}]
-            },
-        )
+        same = await group.change_basket(url, member, [(group.bread, "3"), (group.cheese, "0.5")])
         assert same.status_code == 422 and "nothing to add" in same.json()["detail"]
         withdraw = await group.client.delete(url, headers=member)
         assert withdraw.status_code == 409 and "R6" in withdraw.json()["detail"]
-        assert (
-            await group.client.put(url, headers=someone, json={"lines": [{"product_id": group.bread, "quantity": "9"}]})
-        ).status_code == 403
+        assert (await group.change_basket(url, someone, [(group.bread, "9")])).status_code == 403
         assert (await group.client.get(url, headers=someone)).status_code == 403
     assert (await group.client.get(url, headers=group.coordinator)).json()["total"]["amount"] == 2069
 

@@ -7,24 +7,17 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
+
 from .conftest import FakeLedgerHolds, Group, OrdersEnv, Unchanged, make_group, outbox_rows
 
 
 async def contract(group: Group, distributions: int = 3, past: int = 0) -> dict[str, Any]:
-    response = await group.client.post(
-        group.url("/catalogs"),
-        headers=group.coordinator,
-        json={
-            "name": "AMAP légumes",
-            "kind": "subscription",
-            "products": [
-                {"name": "Veg box", "unit_price": 1500},
-                {"name": "Eggs x6", "unit_price": 290, "fee_rate": "0.05"},
-            ],
-        },
+    body = await group.new_catalog(
+        "AMAP légumes",
+        "subscription",
+        [{"name": "Veg box", "unit_price": 1500}, {"name": "Eggs x6", "unit_price": 290, "fee_rate": "0.05"}],
     )
-    assert response.status_code == 201, response.text
-    body = response.json()
     for week in range(distributions):
         await group.new_distribution([body["catalog_id"]], starts_in=timedelta(days=7 * (week + 1)))
     for _ in range(past):  # a distribution whose orders already closed does not count
@@ -98,38 +91,20 @@ async def test_bad_subscriptions_are_refused(group: Group) -> None:
     _, member = await group.join()
     c = await contract(group)
     over = await contract(group, distributions=0, past=1)
+
+    async def bread_from(contract_id: str | uuid.UUID) -> httpx.Response:
+        """A subscription to bread, whatever the contract sells."""
+        body = {"lines": [{"product_id": group.bread, "quantity": 1}]}
+        return await group.client.post(group.url(f"/contracts/{contract_id}/subscriptions"), headers=member, json=body)
+
     async with Unchanged(group.env, group.group_id):
         cases = [
             (await subscribe(group, member, c, [(0, "0")]), 422, "must be positive"),
             (await subscribe(group, member, c, [(0, "1")], method="money_pot"), 422, "does not offer"),
             (await subscribe(group, member, over, [(0, "1")]), 422, "no distribution left"),
-            (
-                await group.client.post(
-                    group.url(f"/contracts/{group.catalog['catalog_id']}/subscriptions"),
-                    headers=member,
-                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
-                ),
-                422,
-                "not a subscription contract",
-            ),
-            (
-                await group.client.post(
-                    group.url(f"/contracts/{c['catalog_id']}/subscriptions"),
-                    headers=member,
-                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
-                ),
-                422,
-                "not sold",
-            ),
-            (
-                await group.client.post(
-                    group.url(f"/contracts/{uuid.uuid4()}/subscriptions"),
-                    headers=member,
-                    json={"lines": [{"product_id": group.bread, "quantity": 1}]},
-                ),
-                404,
-                "no contract",
-            ),
+            (await bread_from(group.catalog["catalog_id"]), 422, "not a subscription contract"),
+            (await bread_from(c["catalog_id"]), 422, "not sold"),
+            (await bread_from(uuid.uuid4()), 404, "no contract"),
         ]
         for response, code, reason in cases:
             assert response.status_code == code, response.text
