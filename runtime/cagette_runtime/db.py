@@ -83,6 +83,20 @@ class Database:
                 for callback in self._after_outbox_commit:
                     callback()
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session whose statements all see one committed state (REPEATABLE READ):
+        a page that reads a balance and then the entries behind it never shows a posting the
+        balance does not include (READ COMMITTED takes a new snapshot per statement)."""
+        async with self.sessionmaker() as session:
+            await session.connection(
+                execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            )
+            try:
+                yield session
+            finally:
+                await session.rollback()  # nothing to commit
+
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))

@@ -318,7 +318,7 @@ async def member_statement(
 ) -> Statement:
     """The member's account history, newest first, with the running balance after each entry."""
     principal.require_self_or_coordinator(group_id, member_id)
-    async with database.sessionmaker() as session:
+    async with database.snapshot() as session:  # the balance and the entries from one state
         return await _statement(session, group_id, member_id, limit=limit, before=before, from_=from_, to=to, kind=kind)
 
 
@@ -390,7 +390,7 @@ async def member_statement_csv(
     async def batches() -> AsyncIterator[list[list[str]]]:
         before: int | None = None
         while True:
-            async with database.sessionmaker() as session:
+            async with database.snapshot() as session:
                 statement = await _statement(
                     session, group_id, member_id, limit=CSV_BATCH, before=before, from_=from_, to=to
                 )
