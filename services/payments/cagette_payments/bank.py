@@ -351,9 +351,8 @@ async def _settle_declared(
         if corrected
         else ""
     )
-    await usecases.confirm_payment(
-        session, principal, group_id, payment.payment_id, amount=received if corrected else None, note=note
-    )
+    confirmation = usecases.Confirmation(amount=received if corrected else None, note=note)
+    await usecases.confirm_payment(session, principal, group_id, payment.payment_id, confirmation)
     outcome = Outcome.ASSIGNED if assigned_by else Outcome.AMOUNT_CORRECTED if corrected else Outcome.MATCHED
     await _announce_match(
         session,
@@ -385,11 +384,7 @@ async def _settle_top_up(
     distribution_id: UUID | None = None,
 ) -> Outcome:
     """A received transfer for the member (their money pot when linked to nothing)."""
-    recorded = await usecases.record_payment(
-        session,
-        principal,
-        group_id,
-        member_id,
+    entry = usecases.PaymentEntry(
         method=Method.TRANSFER,
         amount=Money(amount=line.amount, currency=line.currency),
         paid_on=line.booking_date,
@@ -399,6 +394,7 @@ async def _settle_top_up(
         client_key=f"bank-line-{line_id}",
         source="bank",
     )
+    recorded = await usecases.record_payment(session, principal, group_id, member_id, entry)
     outcome = Outcome.ASSIGNED if assigned_by else Outcome.TOP_UP
     await _announce_match(
         session,

@@ -251,63 +251,111 @@ class Recorded:
     created: bool
 
 
-async def record_payment(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    member_id: UUID,
-    *,
-    method: Method,
-    amount: Money,
-    paid_on: date | None,
-    label: str | None,
-    order_id: UUID | None = None,
-    subscription_id: UUID | None = None,
-    distribution_id: UUID | None = None,
-    client_key: str | None = None,
-    request_hash: str | None = None,
-    source: str = "manual",
-) -> Recorded:
-    """A payment received, recorded by a coordinator: already received, credits the member."""
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """Money a coordinator records by hand (R7, R22), as received or given back."""
+
+    method: Method
+    amount: Money  # positive: for a refund, the money given back
+    paid_on: date | None = None
+    label: str | None = None
+    distribution_id: UUID | None = None
+    client_key: str | None = None
+    # The request's fingerprint: its client key used again for another request is refused.
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentEntry(Entry):
+    """A payment received, linked to one of the member's orders or subscriptions if given."""
+
+    order_id: UUID | None = None
+    subscription_id: UUID | None = None
+    source: str = "manual"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundEntry(Entry):
+    """Money given back, with its reason; `payment_id`: the payment it gives back, if one."""
+
+    reason: str
+    payment_id: UUID | None = None
+    overpayment_only: bool = False  # at most what the basket (`distribution_id`) was overpaid
+
+
+async def _checked_entry(
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: Entry, what: str
+) -> str:
+    """The group's currency, once the entry may be recorded: by a coordinator, in a group with
+    payments on, for a member, by a manual method, for a positive amount."""
     principal.require_coordinator(group_id)
     currency = await group_currency(session, group_id)
     await require_member(session, group_id, member_id)
-    require_manual_method(method)
-    require_amount(amount, currency)
+    require_manual_method(entry.method)
+    require_amount(entry.amount, currency, what)
+    return currency
+
+
+def _entry_values(
+    principal: Principal, group_id: UUID, member_id: UUID, entry: Entry, currency: str, **values: Any
+) -> dict[str, Any]:
+    """The row of a received entry; `values` add to or override what the entry gives."""
+    given = {
+        "state": State.RECEIVED.value,
+        "method": entry.method.value,
+        "currency": currency,
+        "label": entry.label,
+        "paid_on": entry.paid_on or store.today(),
+        "source_key": f"client:{entry.client_key}" if entry.client_key else None,
+        "request_hash": entry.request_hash,
+        "created_by": principal.user_id,
+    }
+    return _new_payment_values(group_id, member_id, **(given | values))
+
+
+async def _insert_entry(
+    session: AsyncSession, principal: Principal, values: dict[str, Any], entry: Entry, event: Event, note: str = ""
+) -> Recorded:
+    """Write the entry, once per client key: the same key again answers the entry it recorded
+    (if the request is the same)."""
+    group_id = values["group_id"]
+    if entry.client_key:
+        if not await store.insert_payment_once(session, values):
+            return await _replay(session, group_id, f"client:{entry.client_key}", entry.request_hash)
+    else:
+        await store.insert_payment(session, values)
+    await _create(session, values, principal.user_id, event, note=note)
+    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+
+
+async def record_payment(
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: PaymentEntry
+) -> Recorded:
+    """A payment received, recorded by a coordinator: already received, credits the member."""
+    currency = await _checked_entry(session, principal, group_id, member_id, entry, "amount")
     link = await resolve_link(
         session,
         group_id,
         member_id,
-        order_id=order_id,
-        subscription_id=subscription_id,
-        distribution_id=distribution_id,
+        order_id=entry.order_id,
+        subscription_id=entry.subscription_id,
+        distribution_id=entry.distribution_id,
     )
     await _lock_basket_of(session, group_id, member_id, link.distribution_id)
-    values = _new_payment_values(
+    values = _entry_values(
+        principal,
         group_id,
         member_id,
+        entry,
+        currency,
         kind=Kind.PAYMENT.value,
-        state=State.RECEIVED.value,
-        method=method.value,
-        amount=amount.amount,
-        currency=currency,
-        label=label,
-        paid_on=paid_on or store.today(),
+        amount=entry.amount.amount,
         order_id=link.order_id,
         subscription_id=link.subscription_id,
         distribution_id=link.distribution_id,
-        source=source,
-        source_key=f"client:{client_key}" if client_key else None,
-        request_hash=request_hash,
-        created_by=principal.user_id,
+        source=entry.source,
     )
-    if client_key:
-        if not await store.insert_payment_once(session, values):
-            return await _replay(session, group_id, f"client:{client_key}", request_hash)
-    else:
-        await store.insert_payment(session, values)
-    await _create(session, values, principal.user_id, received_event(values, by=principal.user_id))
-    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+    return await _insert_entry(session, principal, values, entry, received_event(values, by=principal.user_id))
 
 
 async def _replay(session: AsyncSession, group_id: UUID, source_key: str, request_hash: str | None) -> Recorded:
@@ -319,69 +367,41 @@ async def _replay(session: AsyncSession, group_id: UUID, source_key: str, reques
 
 
 async def record_refund(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    member_id: UUID,
-    *,
-    method: Method,
-    amount: Money,
-    reason: str,
-    paid_on: date | None,
-    label: str | None = None,
-    distribution_id: UUID | None = None,
-    payment_id: UUID | None = None,
-    client_key: str | None = None,
-    request_hash: str | None = None,
-    overpayment_only: bool = False,
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: RefundEntry
 ) -> Recorded:
     """Money given back to the member: a negative payment with a reason; PaymentRefunded."""
-    principal.require_coordinator(group_id)
-    currency = await group_currency(session, group_id)
-    await require_member(session, group_id, member_id)
-    require_manual_method(method)
-    require_amount(amount, currency, "the refunded amount")
-    if not reason.strip():
+    currency = await _checked_entry(session, principal, group_id, member_id, entry, "the refunded amount")
+    reason = entry.reason.strip()
+    if not reason:
         raise Invalid("a refund needs a reason")
-    if payment_id is not None:
-        refunded = await store.get_payment(session, group_id, payment_id)
+    if entry.payment_id is not None:
+        refunded = await store.get_payment(session, group_id, entry.payment_id)
         if refunded is None or refunded.member_id != member_id or refunded.kind != Kind.PAYMENT.value:
-            raise Invalid(f"payment {payment_id} is not a payment of member {member_id} in group {group_id}")
+            raise Invalid(f"payment {entry.payment_id} is not a payment of member {member_id} in group {group_id}")
         if refunded.state != State.RECEIVED.value:
-            raise Conflict(f"payment {payment_id} is {refunded.state}: only money received can be given back")
-    await _lock_basket_of(session, group_id, member_id, distribution_id)
-    if overpayment_only:
-        assert distribution_id is not None
-        current = await basket_figures(session, group_id, distribution_id, member_id, currency)
+            raise Conflict(f"payment {entry.payment_id} is {refunded.state}: only money received can be given back")
+    await _lock_basket_of(session, group_id, member_id, entry.distribution_id)
+    if entry.overpayment_only:
+        assert entry.distribution_id is not None
+        current = await basket_figures(session, group_id, entry.distribution_id, member_id, currency)
         try:
-            check_overpayment_refund(current, amount)
+            check_overpayment_refund(current, entry.amount)
         except RefundTooLarge as exc:
             raise Invalid(str(exc)) from None
-    values = _new_payment_values(
+    values = _entry_values(
+        principal,
         group_id,
         member_id,
+        entry,
+        currency,
         kind=Kind.REFUND.value,
-        state=State.RECEIVED.value,
-        method=method.value,
-        amount=-amount.amount,
-        currency=currency,
-        label=label,
-        reason=reason.strip(),
-        paid_on=paid_on or store.today(),
-        distribution_id=distribution_id,
+        amount=-entry.amount.amount,
+        reason=reason,
+        distribution_id=entry.distribution_id,
         source="refund",
-        source_key=f"client:{client_key}" if client_key else None,
-        request_hash=request_hash,
-        created_by=principal.user_id,
     )
-    if client_key:
-        if not await store.insert_payment_once(session, values):
-            return await _replay(session, group_id, f"client:{client_key}", request_hash)
-    else:
-        await store.insert_payment(session, values)
-    event = refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id)
-    await _create(session, values, principal.user_id, event, note=reason.strip())
-    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+    event = refunded_event(values, by=principal.user_id, refunded_payment_id=entry.payment_id)
+    return await _insert_entry(session, principal, values, entry, event, note=reason)
 
 
 # -- transitions (B3) -----------------------------------------------------------------------
@@ -403,39 +423,39 @@ def _row_dict(row: Row) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Confirmation:
+    """A declared payment confirmed as received: the amount and the method actually received
+    where they are not the declared ones (R20)."""
+
+    amount: Money | None = None
+    method: Method | None = None
+    label: str | None = None
+    note: str = ""
+
+
 async def confirm_payment(
     session: AsyncSession,
     principal: Principal,
     group_id: UUID,
     payment_id: UUID,
-    *,
-    amount: Money | None = None,
-    method: Method | None = None,
-    label: str | None = None,
-    note: str = "",
+    received: Confirmation,
     at: datetime | None = None,
 ) -> Row:
     """declared -> received, with the amount and the method actually received (R20)."""
     principal.require_coordinator(group_id)
     row = await _payment_for_change(session, group_id, payment_id)
-    await _confirm_locked(session, principal, row, amount=amount, method=method, label=label, note=note, at=at or now())
+    await _confirm_locked(session, principal, row, received, at or now())
     return await _written(session, group_id, payment_id)
 
 
 async def _confirm_locked(
-    session: AsyncSession,
-    principal: Principal,
-    row: Row,
-    *,
-    amount: Money | None,
-    method: Method | None,
-    label: str | None,
-    note: str,
-    at: datetime,
+    session: AsyncSession, principal: Principal, row: Row, received: Confirmation, at: datetime
 ) -> None:
+    amount, method, label = received.amount, received.method, received.label
     try:
         after, transition = states.confirm(
-            store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=note
+            store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=received.note
         )
     except states.TransitionRefused as exc:
         raise Conflict(str(exc)) from None
@@ -672,16 +692,8 @@ async def confirm_all_and_validate(
     for row in await store.basket_payments(session, group_id, distribution_id, member_id, lock=True):
         if row.state == State.DECLARED.value:
             method = on_the_spot_method if row.method == Method.ON_THE_SPOT.value else None
-            await _confirm_locked(
-                session,
-                principal,
-                row,
-                amount=None,
-                method=method,
-                label=None,
-                note="confirmed with the basket validation",
-                at=at,
-            )
+            confirmation = Confirmation(method=method, note="confirmed with the basket validation")
+            await _confirm_locked(session, principal, row, confirmation, at)
     pending = await _validate_locked(session, principal, group_id, distribution_id, member_id, currency)
     assert not pending
 
@@ -753,14 +765,11 @@ async def unvalidate_basket(
 # -- mass entry for a subscription contract (R7, R22) ---------------------------------------
 
 
-@dataclass(frozen=True)
-class MassRow:
+@dataclass(frozen=True, kw_only=True)
+class MassRow(PaymentEntry):
+    """One subscriber's payment of a mass entry (the entry's client key is the batch's)."""
+
     member_id: UUID
-    method: Method
-    amount: Money
-    subscription_id: UUID | None = None
-    label: str | None = None
-    paid_on: date | None = None
 
 
 async def mass_entry(
@@ -829,21 +838,18 @@ async def mass_entry(
             raise Conflict(f"client key {client_key!r} was already used for a different mass entry")
         return await store.batch_payments(session, existing.batch_id), False
     for index, (row, subscription_id) in enumerate(zip(rows, resolved, strict=True)):
-        values = _new_payment_values(
+        values = _entry_values(
+            principal,
             group_id,
             row.member_id,
+            row,
+            currency,
             kind=Kind.PAYMENT.value,
-            state=State.RECEIVED.value,
-            method=row.method.value,
             amount=row.amount.amount,
-            currency=currency,
-            label=row.label,
-            paid_on=row.paid_on or store.today(),
             subscription_id=subscription_id,
             source="mass_entry",
             source_key=f"batch:{batch_id}:{index:05d}",
             batch_id=batch_id,
-            created_by=principal.user_id,
         )
         await store.insert_payment(session, values)
         await _create(
