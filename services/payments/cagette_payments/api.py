@@ -350,16 +350,11 @@ def takings_json(distribution_id: UUID, report: Takings) -> dict[str, Any]:
     }
 
 
+OWED_FIELDS = ("kind", "order_id", "amendment_id", "payment_method", "amount", "lines", "occurred_at")
+
+
 def owed_json(row: Row) -> dict[str, Any]:
-    return {
-        "kind": row.kind,
-        "order_id": row.order_id,
-        "amendment_id": row.amendment_id,
-        "payment_method": row.payment_method,
-        "amount": money(row.amount, row.currency),
-        "lines": row.lines,
-        "occurred_at": row.occurred_at,
-    }
+    return {name: money(row.amount, row.currency) if name == "amount" else getattr(row, name) for name in OWED_FIELDS}
 
 
 async def with_transitions(session: AsyncSession, rows: list[Row]) -> list[dict[str, Any]]:
@@ -499,12 +494,8 @@ async def find_by_reference(
 async def get_payment(
     group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    principal.require_group_member(group_id)
     async with database.transaction() as session:
-        row = await store.get_payment(session, group_id, payment_id)
-        if row is None:
-            raise NotFound(f"no payment {payment_id} in group {group_id}")
-        principal.require_self_or_coordinator(group_id, row.member_id)
+        row = await usecases.visible_payment(session, principal, group_id, payment_id)
         return (await with_transitions(session, [row]))[0]
 
 

@@ -161,20 +161,14 @@ async def import_statement(
     await bank_store.finish_import(session, report.import_id, report.as_dict())
     await outbox.add(
         session,
-        BankStatementImported(
+        record(
+            BankStatementImported,
+            asdict(report),  # its counts under the same names, but for two
             **outbox.event_context(group_id),
-            import_id=report.import_id,
-            format=statement.format,
-            statement_id=statement.statement_id,
             first_booking_date=min(line.booking_date for line in statement.lines),
             last_booking_date=max(line.booking_date for line in statement.lines),
-            lines=report.lines,
-            matched=report.matched,
-            amount_corrected=report.amount_corrected,
             top_ups=report.top_up,
-            to_review=report.to_review,
             debits=report.debit,
-            already_imported=report.already_imported,
             imported_by=principal.user_id,
         ),
     )

@@ -6,6 +6,7 @@ nothing and publishes nothing."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -118,12 +119,19 @@ async def _create(
         await outbox.add(session, event)
 
 
-def _new_payment_values(group_id: UUID, member_id: UUID, **values: Any) -> dict[str, Any]:
+def _new_payment_values(
+    group_id: UUID, member_id: UUID, kind: Kind, state: State, amount: Money, **values: Any
+) -> dict[str, Any]:
+    """A new payment's row; `amount` signed (a refund's is negative)."""
     at = now()
     return {
         "payment_id": uuid4(),
         "group_id": group_id,
         "member_id": member_id,
+        "kind": kind.value,
+        "state": state.value,
+        "amount": amount.amount,
+        "currency": amount.currency,
         "created_at": at,
         "updated_at": at,
         "order_id": None,
@@ -168,12 +176,11 @@ async def declare_for_order(
     values = _new_payment_values(
         group_id,
         member_id,
-        kind=Kind.PAYMENT.value,
-        state=State.DECLARED.value,
+        Kind.PAYMENT,
+        State.DECLARED,
+        amount,
         method=method.value,
-        amount=amount.amount,
         declared_amount=amount.amount,
-        currency=amount.currency,
         order_id=order_id,
         amendment_id=amendment_id,
         distribution_id=distribution_id,
@@ -231,6 +238,23 @@ async def resolve_link(
     return link
 
 
+async def visible_payment(
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    payment_id: UUID,
+    find: Callable[[AsyncSession, UUID, UUID], Awaitable[Row | None]] = store.get_payment,
+    what: str = "payment",
+) -> Row:
+    """The group's payment (`find` reads it) as its member or a coordinator may see it."""
+    principal.require_group_member(group_id)
+    row = await find(session, group_id, payment_id)
+    if row is None:
+        raise NotFound(f"no {what} {payment_id} in group {group_id}")
+    principal.require_self_or_coordinator(group_id, row.member_id)
+    return row
+
+
 async def _lock_basket_of(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID | None) -> None:
     """Lock the basket a payment goes to (it must exist: a basket comes from an order)."""
     if distribution_id is not None and await store.lock_basket(session, group_id, distribution_id, member_id) is None:
@@ -283,56 +307,61 @@ class RefundEntry(Entry):
     overpayment_only: bool = False  # at most what the basket (`distribution_id`) was overpaid
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """An entry being recorded by a coordinator for a member, in the group's currency."""
+
+    principal: Principal
+    group_id: UUID
+    member_id: UUID
+    entry: Entry
+    currency: str
+
+    def values(self, kind: Kind, amount: Money, **values: Any) -> dict[str, Any]:
+        """The row of the received entry (`amount` signed); `values` add to or override what the
+        entry gives."""
+        entry = self.entry
+        given = {
+            "method": entry.method.value,
+            "label": entry.label,
+            "paid_on": entry.paid_on or store.today(),
+            "source_key": f"client:{entry.client_key}" if entry.client_key else None,
+            "request_hash": entry.request_hash,
+            "created_by": self.principal.user_id,
+        }
+        return _new_payment_values(self.group_id, self.member_id, kind, State.RECEIVED, amount, **(given | values))
+
+    async def insert(self, session: AsyncSession, values: dict[str, Any], event: Event, note: str = "") -> Recorded:
+        """Write the entry, once per client key: the same key again answers the entry it recorded
+        (if the request is the same)."""
+        key = self.entry.client_key
+        if key:
+            if not await store.insert_payment_once(session, values):
+                return await _replay(session, self.group_id, f"client:{key}", self.entry.request_hash)
+        else:
+            await store.insert_payment(session, values)
+        await _create(session, values, self.principal.user_id, event, note=note)
+        return Recorded(await _written(session, self.group_id, values["payment_id"]), True)
+
+
 async def _checked_entry(
     session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: Entry, what: str
-) -> str:
-    """The group's currency, once the entry may be recorded: by a coordinator, in a group with
-    payments on, for a member, by a manual method, for a positive amount."""
+) -> _Recording:
+    """The entry once it may be recorded: by a coordinator, in a group with payments on, for a
+    member, by a manual method, for a positive amount."""
     principal.require_coordinator(group_id)
     currency = await group_currency(session, group_id)
     await require_member(session, group_id, member_id)
     require_manual_method(entry.method)
     require_amount(entry.amount, currency, what)
-    return currency
-
-
-def _entry_values(
-    principal: Principal, group_id: UUID, member_id: UUID, entry: Entry, currency: str, **values: Any
-) -> dict[str, Any]:
-    """The row of a received entry; `values` add to or override what the entry gives."""
-    given = {
-        "state": State.RECEIVED.value,
-        "method": entry.method.value,
-        "currency": currency,
-        "label": entry.label,
-        "paid_on": entry.paid_on or store.today(),
-        "source_key": f"client:{entry.client_key}" if entry.client_key else None,
-        "request_hash": entry.request_hash,
-        "created_by": principal.user_id,
-    }
-    return _new_payment_values(group_id, member_id, **(given | values))
-
-
-async def _insert_entry(
-    session: AsyncSession, principal: Principal, values: dict[str, Any], entry: Entry, event: Event, note: str = ""
-) -> Recorded:
-    """Write the entry, once per client key: the same key again answers the entry it recorded
-    (if the request is the same)."""
-    group_id = values["group_id"]
-    if entry.client_key:
-        if not await store.insert_payment_once(session, values):
-            return await _replay(session, group_id, f"client:{entry.client_key}", entry.request_hash)
-    else:
-        await store.insert_payment(session, values)
-    await _create(session, values, principal.user_id, event, note=note)
-    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+    return _Recording(principal, group_id, member_id, entry, currency)
 
 
 async def record_payment(
     session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: PaymentEntry
 ) -> Recorded:
     """A payment received, recorded by a coordinator: already received, credits the member."""
-    currency = await _checked_entry(session, principal, group_id, member_id, entry, "amount")
+    recording = await _checked_entry(session, principal, group_id, member_id, entry, "amount")
     link = await resolve_link(
         session,
         group_id,
@@ -342,20 +371,15 @@ async def record_payment(
         distribution_id=entry.distribution_id,
     )
     await _lock_basket_of(session, group_id, member_id, link.distribution_id)
-    values = _entry_values(
-        principal,
-        group_id,
-        member_id,
-        entry,
-        currency,
-        kind=Kind.PAYMENT.value,
-        amount=entry.amount.amount,
+    values = recording.values(
+        Kind.PAYMENT,
+        entry.amount,
         order_id=link.order_id,
         subscription_id=link.subscription_id,
         distribution_id=link.distribution_id,
         source=entry.source,
     )
-    return await _insert_entry(session, principal, values, entry, received_event(values, by=principal.user_id))
+    return await recording.insert(session, values, received_event(values, by=principal.user_id))
 
 
 async def _replay(session: AsyncSession, group_id: UUID, source_key: str, request_hash: str | None) -> Recorded:
@@ -370,7 +394,7 @@ async def record_refund(
     session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: RefundEntry
 ) -> Recorded:
     """Money given back to the member: a negative payment with a reason; PaymentRefunded."""
-    currency = await _checked_entry(session, principal, group_id, member_id, entry, "the refunded amount")
+    recording = await _checked_entry(session, principal, group_id, member_id, entry, "the refunded amount")
     reason = entry.reason.strip()
     if not reason:
         raise Invalid("a refund needs a reason")
@@ -383,25 +407,20 @@ async def record_refund(
     await _lock_basket_of(session, group_id, member_id, entry.distribution_id)
     if entry.overpayment_only:
         assert entry.distribution_id is not None
-        current = await basket_figures(session, group_id, entry.distribution_id, member_id, currency)
+        current = await basket_figures(session, group_id, entry.distribution_id, member_id, recording.currency)
         try:
             check_overpayment_refund(current, entry.amount)
         except RefundTooLarge as exc:
             raise Invalid(str(exc)) from None
-    values = _entry_values(
-        principal,
-        group_id,
-        member_id,
-        entry,
-        currency,
-        kind=Kind.REFUND.value,
-        amount=-entry.amount.amount,
+    values = recording.values(
+        Kind.REFUND,
+        -entry.amount,
         reason=reason,
         distribution_id=entry.distribution_id,
         source="refund",
     )
     event = refunded_event(values, by=principal.user_id, refunded_payment_id=entry.payment_id)
-    return await _insert_entry(session, principal, values, entry, event, note=reason)
+    return await recording.insert(session, values, event, note=reason)
 
 
 # -- transitions (B3) -----------------------------------------------------------------------
@@ -518,11 +537,10 @@ async def reverse_payment(
     values = _new_payment_values(
         group_id,
         row.member_id,
-        kind=Kind.REFUND.value,
-        state=State.RECEIVED.value,
+        Kind.REFUND,
+        State.RECEIVED,
+        amount,
         method=row.method,
-        amount=amount.amount,
-        currency=row.currency,
         reason=reason.strip(),
         paid_on=store.today(),
         order_id=row.order_id,
@@ -541,7 +559,7 @@ async def reverse_payment(
     event = PaymentReversed(
         **fields,
         reversal_id=values["payment_id"],
-        amount=Money(amount=-amount.amount, currency=row.currency),
+        amount=-amount,
         method=method.contract_method,
         card_terminal=method is Method.CARD_TERMINAL,
         reason=reason.strip(),
@@ -559,7 +577,20 @@ async def basket_figures(
 ) -> Figures:
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
+    return _figures(owed, paid, currency)
+
+
+def _figures(owed: list[Row], paid: list[Row], currency: str) -> Figures:
+    """The figures of what the owed rows ask and the payment rows bring."""
     return figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency)
+
+
+def _by(rows: Iterable[Row], column: str) -> defaultdict[UUID, list[Row]]:
+    """The rows by their value of `column` (in their order)."""
+    grouped: defaultdict[UUID, list[Row]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, column)].append(row)
+    return grouped
 
 
 @dataclass
@@ -574,27 +605,14 @@ class BasketView:
 async def distribution_view(session: AsyncSession, group_id: UUID, distribution_id: UUID) -> list[BasketView]:
     currency = await group_currency(session, group_id, for_writing=False)
     found = await store.distribution_baskets(session, group_id, distribution_id)
-    owed_by: dict[UUID, list[Row]] = defaultdict(list)
-    paid_by: dict[UUID, list[Row]] = defaultdict(list)
-    for row in await store.basket_owed(session, group_id, distribution_id):
-        owed_by[row.member_id].append(row)
-    for row in await store.basket_payments(session, group_id, distribution_id):
-        paid_by[row.member_id].append(row)
+    owed_by = _by(await store.basket_owed(session, group_id, distribution_id), "member_id")
+    paid_by = _by(await store.basket_payments(session, group_id, distribution_id), "member_id")
     names = await store.member_names(session, group_id, [b.member_id for b in found])
-    return [
-        BasketView(
-            b,
-            names.get(b.member_id, ""),
-            figures(
-                [store.owed_of(r) for r in owed_by[b.member_id]],
-                [store.line_of(r) for r in paid_by[b.member_id]],
-                currency,
-            ),
-            owed_by[b.member_id],
-            paid_by[b.member_id],
-        )
-        for b in found
-    ]
+    return [_basket_view(b, names, owed_by[b.member_id], paid_by[b.member_id], currency) for b in found]
+
+
+def _basket_view(basket: Row, names: dict[UUID, str], owed: list[Row], paid: list[Row], currency: str) -> BasketView:
+    return BasketView(basket, names.get(basket.member_id, ""), _figures(owed, paid, currency), owed, paid)
 
 
 async def basket_view(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> BasketView:
@@ -604,14 +622,7 @@ async def basket_view(session: AsyncSession, group_id: UUID, distribution_id: UU
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
-    names = await store.member_names(session, group_id, [member_id])
-    return BasketView(
-        found,
-        names.get(member_id, ""),
-        figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency),
-        owed,
-        paid,
-    )
+    return _basket_view(found, await store.member_names(session, group_id, [member_id]), owed, paid, currency)
 
 
 async def _lock_basket_for_validation(
@@ -623,6 +634,32 @@ async def _lock_basket_for_validation(
     if basket.state == BasketState.VALIDATED.value:
         raise Conflict(f"the basket of member {member_id} for distribution {distribution_id} is already validated")
     return basket
+
+
+async def _set_basket_state(
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    currency: str,
+    state: BasketState,
+) -> None:
+    """The basket validated or unvalidated, its history keeping the difference it shows now; the
+    event that says so."""
+    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
+    by, at = principal.user_id, now()
+    await store.set_basket_state(session, group_id, distribution_id, member_id, state, by, at, current.difference)
+    basket: dict[str, Any] = {
+        **outbox.event_context(group_id),
+        "distribution_id": distribution_id,
+        "member_id": member_id,
+    }
+    validated = state is BasketState.VALIDATED
+    await outbox.add(
+        session,
+        BasketValidated(**basket, validated_by=by) if validated else BasketUnvalidated(**basket, unvalidated_by=by),
+    )
 
 
 async def _validate_locked(
@@ -637,26 +674,7 @@ async def _validate_locked(
     ]
     if pending:
         return pending
-    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(
-        session,
-        group_id,
-        distribution_id,
-        member_id,
-        BasketState.VALIDATED,
-        principal.user_id,
-        now(),
-        current.difference,
-    )
-    await outbox.add(
-        session,
-        BasketValidated(
-            **outbox.event_context(group_id),
-            distribution_id=distribution_id,
-            member_id=member_id,
-            validated_by=principal.user_id,
-        ),
-    )
+    await _set_basket_state(session, principal, group_id, distribution_id, member_id, currency, BasketState.VALIDATED)
     return []
 
 
@@ -740,26 +758,7 @@ async def unvalidate_basket(
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
     if basket.state != BasketState.VALIDATED.value:
         raise Conflict(f"the basket of member {member_id} for distribution {distribution_id} is not validated")
-    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(
-        session,
-        group_id,
-        distribution_id,
-        member_id,
-        BasketState.TO_VALIDATE,
-        principal.user_id,
-        now(),
-        current.difference,
-    )
-    await outbox.add(
-        session,
-        BasketUnvalidated(
-            **outbox.event_context(group_id),
-            distribution_id=distribution_id,
-            member_id=member_id,
-            unvalidated_by=principal.user_id,
-        ),
-    )
+    await _set_basket_state(session, principal, group_id, distribution_id, member_id, currency, BasketState.TO_VALIDATE)
 
 
 # -- mass entry for a subscription contract (R7, R22) ---------------------------------------
@@ -838,14 +837,9 @@ async def mass_entry(
             raise Conflict(f"client key {client_key!r} was already used for a different mass entry")
         return await store.batch_payments(session, existing.batch_id), False
     for index, (row, subscription_id) in enumerate(zip(rows, resolved, strict=True)):
-        values = _entry_values(
-            principal,
-            group_id,
-            row.member_id,
-            row,
-            currency,
-            kind=Kind.PAYMENT.value,
-            amount=row.amount.amount,
+        values = _Recording(principal, group_id, row.member_id, row, currency).values(
+            Kind.PAYMENT,
+            row.amount,
             subscription_id=subscription_id,
             source="mass_entry",
             source_key=f"batch:{batch_id}:{index:05d}",
@@ -874,18 +868,14 @@ async def contract_view(session: AsyncSession, group_id: UUID, contract_id: UUID
     currency = await group_currency(session, group_id, for_writing=False)
     subscriptions = await store.contract_subscriptions(session, group_id, contract_id)
     ids = [s.item_id for s in subscriptions]
-    paid: dict[UUID, list[Row]] = defaultdict(list)
-    for row in await store.subscription_payments(session, group_id, ids):
-        paid[row.subscription_id].append(row)
-    owed: dict[UUID, list[Row]] = {s.item_id: [s] for s in subscriptions}
-    for row in await store.subscription_amendments(session, group_id, ids):
-        owed[row.subscription_id].append(row)
+    paid = _by(await store.subscription_payments(session, group_id, ids), "subscription_id")
+    amendments = _by(await store.subscription_amendments(session, group_id, ids), "subscription_id")
     names = await store.member_names(session, group_id, [s.member_id for s in subscriptions])
     return [
         SubscriptionView(
             s,
             names.get(s.member_id, ""),
-            figures([store.owed_of(o) for o in owed[s.item_id]], [store.line_of(r) for r in paid[s.item_id]], currency),
+            _figures([s, *amendments[s.item_id]], paid[s.item_id], currency),
             paid[s.item_id],
         )
         for s in subscriptions
