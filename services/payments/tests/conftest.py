@@ -201,6 +201,15 @@ class Payments:
         await self.feed(event)
         return event
 
+    async def declared_cheque(self) -> tuple[Group, UUID, str]:
+        """A new group whose first member ordered by cheque: the group, the member and the URL that
+        confirms the declared payment."""
+        group = await self.new_group()
+        member = group.members[0]
+        await self.order(group, member, uuid4(), PaymentMethod.CHEQUE)
+        [declared] = await self.member_payments(group, member)
+        return group, member, f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm"
+
     async def member_payments(self, group: Group, member_id: UUID) -> list[dict]:
         response = await self.client.get(
             f"/groups/{group.group_id}/members/{member_id}/payments", headers=self.coordinator(group)
