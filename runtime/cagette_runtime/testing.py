@@ -19,7 +19,7 @@ import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -606,3 +606,17 @@ async def wait_consumed(database: Database, consumer: str, event: Event, timeout
         if loop.time() > deadline:
             raise AssertionError(f"{consumer} did not process {event.routing_key()} {event.event_id} within {timeout}s")
         await asyncio.sleep(0.02)
+
+
+async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """The probe's first truthy answer, asked again every `interval` seconds (the services work
+    asynchronously, through the broker); fails after `timeout` seconds with the last answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        answer = await probe()
+        if answer:
+            return answer
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last answer {answer!r})")
+        await asyncio.sleep(interval)

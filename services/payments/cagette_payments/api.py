@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Response
@@ -23,6 +23,7 @@ from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.errors import Invalid, NotFound
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
+from cagette_runtime.rows import record
 
 from . import store, usecases
 from .domain import references
@@ -35,9 +36,17 @@ router = APIRouter(route_class=idempotency.IdempotentRoute)
 ClientKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
+CommandT = TypeVar("CommandT")
+
+
 class Body(RequestBody):
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def entry(self, command: type[CommandT], **route: Any) -> CommandT:
+        """The use case's entry from the body's fields, its fingerprint (the client key's request)
+        and what the route adds (the path's distribution, say)."""
+        return record(command, dict(self), request_hash=self.fingerprint(), **route)
 
 
 class ManualPayment(Body):
@@ -341,16 +350,11 @@ def takings_json(distribution_id: UUID, report: Takings) -> dict[str, Any]:
     }
 
 
+OWED_FIELDS = ("kind", "order_id", "amendment_id", "payment_method", "amount", "lines", "occurred_at")
+
+
 def owed_json(row: Row) -> dict[str, Any]:
-    return {
-        "kind": row.kind,
-        "order_id": row.order_id,
-        "amendment_id": row.amendment_id,
-        "payment_method": row.payment_method,
-        "amount": money(row.amount, row.currency),
-        "lines": row.lines,
-        "occurred_at": row.occurred_at,
-    }
+    return {name: money(row.amount, row.currency) if name == "amount" else getattr(row, name) for name in OWED_FIELDS}
 
 
 async def with_transitions(session: AsyncSession, rows: list[Row]) -> list[dict[str, Any]]:
@@ -395,6 +399,10 @@ def created(body: Any, is_new: bool = True) -> JSONResponse:
     return JSONResponse(status_code=201 if is_new else 200, content=jsonable_encoder(body))
 
 
+async def recorded_json(session: AsyncSession, recorded: usecases.Recorded) -> JSONResponse:
+    return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
+
+
 # -- members: manual payments and refunds (R7, R22) -----------------------------------------
 
 
@@ -410,22 +418,9 @@ async def record_payment(
     group_id: UUID, member_id: UUID, body: ManualPayment, principal: CurrentPrincipal, database: DatabaseDep
 ) -> JSONResponse:
     async with database.transaction() as session:
-        recorded = await usecases.record_payment(
-            session,
-            principal,
-            group_id,
-            member_id,
-            method=body.method,
-            amount=body.amount,
-            paid_on=body.paid_on,
-            label=body.label,
-            order_id=body.order_id,
-            subscription_id=body.subscription_id,
-            distribution_id=body.distribution_id,
-            client_key=body.client_key,
-            request_hash=body.fingerprint(),
-        )
-        return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
+        entry = body.entry(usecases.PaymentEntry)
+        recorded = await usecases.record_payment(session, principal, group_id, member_id, entry)
+        return await recorded_json(session, recorded)
 
 
 @router.post(
@@ -441,21 +436,9 @@ async def record_refund(
 ) -> JSONResponse:
     async with database.transaction() as session:
         recorded = await usecases.record_refund(
-            session,
-            principal,
-            group_id,
-            member_id,
-            method=body.method,
-            amount=body.amount,
-            reason=body.reason,
-            paid_on=body.paid_on,
-            label=body.label,
-            distribution_id=body.distribution_id,
-            payment_id=body.payment_id,
-            client_key=body.client_key,
-            request_hash=body.fingerprint(),
+            session, principal, group_id, member_id, body.entry(usecases.RefundEntry)
         )
-        return created((await with_transitions(session, [recorded.payment]))[0], recorded.created)
+        return await recorded_json(session, recorded)
 
 
 @router.get(
@@ -511,12 +494,8 @@ async def find_by_reference(
 async def get_payment(
     group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    principal.require_group_member(group_id)
     async with database.transaction() as session:
-        row = await store.get_payment(session, group_id, payment_id)
-        if row is None:
-            raise NotFound(f"no payment {payment_id} in group {group_id}")
-        principal.require_self_or_coordinator(group_id, row.member_id)
+        row = await usecases.visible_payment(session, principal, group_id, payment_id)
         return (await with_transitions(session, [row]))[0]
 
 
@@ -532,14 +511,7 @@ async def confirm(
 ) -> dict[str, Any]:
     async with database.transaction() as session:
         row = await usecases.confirm_payment(
-            session,
-            principal,
-            group_id,
-            payment_id,
-            amount=body.amount,
-            method=body.method,
-            label=body.label,
-            note=body.note,
+            session, principal, group_id, payment_id, record(usecases.Confirmation, dict(body))
         )
         return (await with_transitions(session, [row]))[0]
 
@@ -646,20 +618,8 @@ async def basket_payment(
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
-        recorded = await usecases.record_payment(
-            session,
-            principal,
-            group_id,
-            member_id,
-            method=body.method,
-            amount=body.amount,
-            paid_on=body.paid_on,
-            label=body.label,
-            distribution_id=distribution_id,
-            client_key=body.client_key,
-            request_hash=body.fingerprint(),
-            source="basket",
-        )
+        entry = body.entry(usecases.PaymentEntry, distribution_id=distribution_id, source="basket")
+        recorded = await usecases.record_payment(session, principal, group_id, member_id, entry)
         return created(await _basket_detail(session, group_id, distribution_id, member_id), recorded.created)
 
 
@@ -682,21 +642,8 @@ async def basket_refund(
     principal.require_coordinator(group_id)
     async with database.transaction() as session:
         await _require_basket(session, group_id, distribution_id, member_id)
-        recorded = await usecases.record_refund(
-            session,
-            principal,
-            group_id,
-            member_id,
-            method=body.method,
-            amount=body.amount,
-            reason=body.reason,
-            paid_on=body.paid_on,
-            label=body.label,
-            distribution_id=distribution_id,
-            client_key=body.client_key,
-            request_hash=body.fingerprint(),
-            overpayment_only=True,
-        )
+        entry = body.entry(usecases.RefundEntry, distribution_id=distribution_id, overpayment_only=True)
+        recorded = await usecases.record_refund(session, principal, group_id, member_id, entry)
         return created(await _basket_detail(session, group_id, distribution_id, member_id), recorded.created)
 
 
@@ -830,10 +777,7 @@ async def mass_entry(
             contract_id,
             client_key=body.client_key,
             request_hash=hashlib.sha256(body.model_dump_json(exclude={"client_key"}).encode()).hexdigest(),
-            rows=[
-                usecases.MassRow(r.member_id, r.method, r.amount, r.subscription_id, r.label, r.paid_on)
-                for r in body.rows
-            ],
+            rows=[record(usecases.MassRow, dict(r)) for r in body.rows],
         )
         return created({"client_key": body.client_key, "payments": [payment_json(r) for r in rows]}, is_new)
 

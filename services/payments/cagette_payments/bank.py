@@ -21,6 +21,7 @@ from cagette_contracts import BankLineMatched, BankLineToReview, BankStatementIm
 from cagette_runtime import clock, outbox
 from cagette_runtime.auth import Principal
 from cagette_runtime.errors import Conflict, Invalid, NotFound
+from cagette_runtime.rows import record
 
 from . import bank_store, store, usecases
 from .adapters.statements import CsvMapping, check_mapping, parse_statement
@@ -133,7 +134,8 @@ async def import_statement(
         },
     )
     for line, key in zip(statement.lines, line_keys(statement, account), strict=True):
-        kept = without_texts(line)
+        kept = asdict(without_texts(line))
+        kept["line_number"] = kept.pop("number")  # the column's name
         line_id = uuid4()
         inserted = await bank_store.insert_line_once(
             session,
@@ -142,16 +144,7 @@ async def import_statement(
                 "group_id": group_id,
                 "line_key": key,
                 "import_id": report.import_id,
-                "line_number": line.number,
-                "booking_date": line.booking_date,
-                "value_date": line.value_date,
-                "amount": line.amount,
-                "currency": line.currency,
-                "counterparty": kept.counterparty,
-                "counterparty_iban": kept.counterparty_iban,
-                "label": kept.label,
-                "creditor_reference": kept.creditor_reference,
-                "bank_reference": kept.bank_reference,
+                **kept,
                 "outcome": Outcome.DEBIT.value if line.amount < 0 else Outcome.TO_REVIEW.value,
                 "created_at": at,
             },
@@ -163,29 +156,33 @@ async def import_statement(
         if line.amount < 0:
             report.debit += 1
             continue
-        outcome = await _match_credit(session, principal, group_id, report.import_id, line_id, line)
+        outcome = await _match_credit(session, principal, Credit(group_id, report.import_id, line_id, line))
         setattr(report, outcome.value, getattr(report, outcome.value) + 1)
     await bank_store.finish_import(session, report.import_id, report.as_dict())
     await outbox.add(
         session,
-        BankStatementImported(
+        record(
+            BankStatementImported,
+            asdict(report),  # its counts under the same names, but for two
             **outbox.event_context(group_id),
-            import_id=report.import_id,
-            format=statement.format,
-            statement_id=statement.statement_id,
             first_booking_date=min(line.booking_date for line in statement.lines),
             last_booking_date=max(line.booking_date for line in statement.lines),
-            lines=report.lines,
-            matched=report.matched,
-            amount_corrected=report.amount_corrected,
             top_ups=report.top_up,
-            to_review=report.to_review,
             debits=report.debit,
-            already_imported=report.already_imported,
             imported_by=principal.user_id,
         ),
     )
     return report
+
+
+@dataclass(frozen=True)
+class Credit:
+    """A credit line being settled or put to review: where it is, what the bank booked."""
+
+    group_id: UUID
+    import_id: UUID
+    line_id: UUID
+    line: StatementLine
 
 
 @dataclass(frozen=True)
@@ -195,11 +192,10 @@ class Review:
     suggested_payment_id: UUID | None = None
 
 
-async def _match_credit(
-    session: AsyncSession, principal: Principal, group_id: UUID, import_id: UUID, line_id: UUID, line: StatementLine
-) -> Outcome:
+async def _match_credit(session: AsyncSession, principal: Principal, credit: Credit) -> Outcome:
     """What one new credit line does: confirm the declared payment its reference names, credit the
     member whose standing reference it carries, or wait for a coordinator."""
+    group_id, line = credit.group_id, credit.line
     found = find_references(line.creditor_reference, line.label)
     payments_found: list[Row] = []
     members_found: list[tuple[str, UUID]] = []
@@ -217,14 +213,10 @@ async def _match_credit(
         payment = payments_found[0]
         decision = _payable(payment)
         if decision is None:
-            return await _settle_declared(
-                session, principal, group_id, import_id, line_id, line, payment, assigned_by=None
-            )
+            return await _settle_declared(session, principal, credit, payment, assigned_by=None)
     elif members_found:
         reference, member_id = members_found[0]
-        return await _settle_top_up(
-            session, principal, group_id, import_id, line_id, line, member_id, reference, assigned_by=None
-        )
+        return await _settle_top_up(session, principal, credit, member_id, reference, assigned_by=None)
     elif found.valid:
         decision = Review(
             f"the reference {references.format_reference(found.valid[0])} is not one of the group's",
@@ -244,7 +236,7 @@ async def _match_credit(
         )
     else:
         decision = Review("no RF reference in the line")
-    await _to_review(session, group_id, import_id, line_id, line, decision)
+    await _to_review(session, credit, decision)
     return Outcome.TO_REVIEW
 
 
@@ -264,12 +256,11 @@ def _payable(payment: Row) -> Review | None:
     return None
 
 
-async def _to_review(
-    session: AsyncSession, group_id: UUID, import_id: UUID, line_id: UUID, line: StatementLine, review: Review
-) -> None:
+async def _to_review(session: AsyncSession, credit: Credit, review: Review) -> None:
+    line = credit.line
     await bank_store.set_line_outcome(
         session,
-        line_id,
+        credit.line_id,
         outcome=Outcome.TO_REVIEW.value,
         review_reason=review.reason,
         reference=review.reference,
@@ -279,9 +270,9 @@ async def _to_review(
     await outbox.add(
         session,
         BankLineToReview(
-            **outbox.event_context(group_id),
-            line_id=line_id,
-            import_id=import_id,
+            **outbox.event_context(credit.group_id),
+            line_id=credit.line_id,
+            import_id=credit.import_id,
             amount=Money(amount=line.amount, currency=line.currency),
             booking_date=line.booking_date,
             counterparty=kept.counterparty,
@@ -294,10 +285,7 @@ async def _to_review(
 
 async def _announce_match(
     session: AsyncSession,
-    group_id: UUID,
-    import_id: UUID,
-    line_id: UUID,
-    line: StatementLine,
+    credit: Credit,
     *,
     payment_id: UUID,
     member_id: UUID,
@@ -305,16 +293,17 @@ async def _announce_match(
     reference: str | None,
     assigned_by: UUID | None,
 ) -> None:
-    await bank_store.settle_payment(session, payment_id, line_id, line.booking_date)
+    line = credit.line
+    await bank_store.settle_payment(session, payment_id, credit.line_id, line.booking_date)
     await bank_store.set_line_outcome(
-        session, line_id, outcome=outcome.value, payment_id=payment_id, member_id=member_id, reference=reference
+        session, credit.line_id, outcome=outcome.value, payment_id=payment_id, member_id=member_id, reference=reference
     )
     await outbox.add(
         session,
         BankLineMatched(
-            **outbox.event_context(group_id),
-            line_id=line_id,
-            import_id=import_id,
+            **outbox.event_context(credit.group_id),
+            line_id=credit.line_id,
+            import_id=credit.import_id,
             payment_id=payment_id,
             member_id=member_id,
             outcome=outcome.value,  # type: ignore[arg-type]  # one of the four settled outcomes
@@ -333,17 +322,10 @@ def _note(line: StatementLine) -> str:
 
 
 async def _settle_declared(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    import_id: UUID,
-    line_id: UUID,
-    line: StatementLine,
-    payment: Row,
-    *,
-    assigned_by: UUID | None,
+    session: AsyncSession, principal: Principal, credit: Credit, payment: Row, *, assigned_by: UUID | None
 ) -> Outcome:
     """The declared transfer confirmed as received, for the amount the bank booked."""
+    line = credit.line
     received = Money(amount=line.amount, currency=line.currency)
     corrected = received.amount != payment.amount
     note = _note(line) + (
@@ -351,16 +333,12 @@ async def _settle_declared(
         if corrected
         else ""
     )
-    await usecases.confirm_payment(
-        session, principal, group_id, payment.payment_id, amount=received if corrected else None, note=note
-    )
+    confirmation = usecases.Confirmation(amount=received if corrected else None, note=note)
+    await usecases.confirm_payment(session, principal, credit.group_id, payment.payment_id, confirmation)
     outcome = Outcome.ASSIGNED if assigned_by else Outcome.AMOUNT_CORRECTED if corrected else Outcome.MATCHED
     await _announce_match(
         session,
-        group_id,
-        import_id,
-        line_id,
-        line,
+        credit,
         payment_id=payment.payment_id,
         member_id=payment.member_id,
         outcome=outcome,
@@ -373,10 +351,7 @@ async def _settle_declared(
 async def _settle_top_up(
     session: AsyncSession,
     principal: Principal,
-    group_id: UUID,
-    import_id: UUID,
-    line_id: UUID,
-    line: StatementLine,
+    credit: Credit,
     member_id: UUID,
     reference: str | None,
     *,
@@ -385,27 +360,22 @@ async def _settle_top_up(
     distribution_id: UUID | None = None,
 ) -> Outcome:
     """A received transfer for the member (their money pot when linked to nothing)."""
-    recorded = await usecases.record_payment(
-        session,
-        principal,
-        group_id,
-        member_id,
+    line = credit.line
+    entry = usecases.PaymentEntry(
         method=Method.TRANSFER,
         amount=Money(amount=line.amount, currency=line.currency),
         paid_on=line.booking_date,
         label=_note(line)[:200],
         order_id=order_id,
         distribution_id=distribution_id,
-        client_key=f"bank-line-{line_id}",
+        client_key=f"bank-line-{credit.line_id}",
         source="bank",
     )
+    recorded = await usecases.record_payment(session, principal, credit.group_id, member_id, entry)
     outcome = Outcome.ASSIGNED if assigned_by else Outcome.TOP_UP
     await _announce_match(
         session,
-        group_id,
-        import_id,
-        line_id,
-        line,
+        credit,
         payment_id=recorded.payment.payment_id,
         member_id=member_id,
         outcome=outcome,
@@ -416,21 +386,6 @@ async def _settle_top_up(
 
 
 # -- review ---------------------------------------------------------------------------------
-
-
-def line_of_row(row: Row) -> StatementLine:
-    return StatementLine(
-        number=row.line_number,
-        booking_date=row.booking_date,
-        amount=row.amount,
-        currency=row.currency,
-        counterparty=row.counterparty,
-        counterparty_iban=row.counterparty_iban,
-        label=row.label,
-        creditor_reference=row.creditor_reference,
-        bank_reference=row.bank_reference,
-        value_date=row.value_date,
-    )
 
 
 async def _line_to_review(session: AsyncSession, principal: Principal, group_id: UUID, line_id: UUID) -> Row:
@@ -461,7 +416,7 @@ async def assign_line(
     a received transfer credited to the member's account."""
     row = await _line_to_review(session, principal, group_id, line_id)
     await usecases.require_member(session, group_id, member_id)
-    line = line_of_row(row)
+    credit = Credit(group_id, row.import_id, line_id, record(StatementLine, row, number=row.line_number))
     if payment_id is not None:
         payment = await store.get_payment(session, group_id, payment_id)
         if payment is None or payment.member_id != member_id or payment.kind != Kind.PAYMENT.value:
@@ -469,20 +424,15 @@ async def assign_line(
         if payment.state != State.DECLARED.value:
             raise Conflict(f"payment {payment_id} is {payment.state}: only a declared payment can be settled by a line")
         if payment.method == Method.TRANSFER.value:
-            await _settle_declared(
-                session, principal, group_id, row.import_id, line_id, line, payment, assigned_by=principal.user_id
-            )
+            await _settle_declared(session, principal, credit, payment, assigned_by=principal.user_id)
         else:
             await usecases.cancel_payment(
-                session, principal, group_id, payment_id, reason=f"paid by bank transfer: {_note(line)}"
+                session, principal, group_id, payment_id, reason=f"paid by bank transfer: {_note(credit.line)}"
             )
             await _settle_top_up(
                 session,
                 principal,
-                group_id,
-                row.import_id,
-                line_id,
-                line,
+                credit,
                 member_id,
                 payment.reference,
                 assigned_by=principal.user_id,
@@ -490,9 +440,7 @@ async def assign_line(
                 distribution_id=payment.distribution_id,
             )
     else:
-        await _settle_top_up(
-            session, principal, group_id, row.import_id, line_id, line, member_id, None, assigned_by=principal.user_id
-        )
+        await _settle_top_up(session, principal, credit, member_id, None, assigned_by=principal.user_id)
     await bank_store.set_line_outcome(
         session, line_id, reviewed_by=principal.user_id, reviewed_at=clock.now(), review_note=note or None
     )

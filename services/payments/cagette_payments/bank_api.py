@@ -17,11 +17,11 @@ from cagette_contracts import Money
 from cagette_runtime import epc_qr, idempotency
 from cagette_runtime.auth import CurrentPrincipal
 from cagette_runtime.db import Database
-from cagette_runtime.errors import Conflict, Invalid, NotFound, Refused
+from cagette_runtime.errors import Conflict, Invalid, Refused
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
 
-from . import bank, bank_store, store
+from . import bank, bank_store, store, usecases
 from .adapters.statements import detect_format
 from .domain import references
 from .domain.methods import Method
@@ -309,12 +309,8 @@ async def _instructions(
     database: Database, principal: CurrentPrincipal, group_id: UUID, payment_id: UUID
 ) -> tuple[dict[str, Any], epc_qr.Transfer]:
     """The instructions of a declared transfer the caller may see, and the transfer for its QR code."""
-    principal.require_group_member(group_id)
     async with database.transaction() as session:
-        payment = await store.get_payment(session, group_id, payment_id)
-        if payment is None:
-            raise NotFound(f"no payment {payment_id} in group {group_id}")
-        principal.require_self_or_coordinator(group_id, payment.member_id)
+        payment = await usecases.visible_payment(session, principal, group_id, payment_id)
         if payment.method != Method.TRANSFER.value or payment.reference is None:
             raise Conflict(f"payment {payment_id} is not a transfer with a reference")
         if payment.state != State.DECLARED.value:

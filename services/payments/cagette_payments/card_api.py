@@ -21,7 +21,7 @@ from cagette_runtime.errors import NotFound
 from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
 
-from . import card_store, card_usecases, store
+from . import card_store, card_usecases, store, usecases
 from .provider import CardNotConfigured, CardProvider
 from .settings import PaymentsSettings
 
@@ -396,12 +396,10 @@ async def order_card_payments(
 async def get_card_payment(
     group_id: UUID, payment_id: UUID, principal: CurrentPrincipal, database: DatabaseDep
 ) -> dict[str, Any]:
-    principal.require_group_member(group_id)
     async with database.transaction() as session:
-        row = await card_store.get_card_payment(session, group_id, payment_id)
-        if row is None:
-            raise NotFound(f"no card payment {payment_id} in group {group_id}")
-        principal.require_self_or_coordinator(group_id, row.member_id)
+        row = await usecases.visible_payment(
+            session, principal, group_id, payment_id, card_store.get_card_payment, "card payment"
+        )
         return payment_json(
             row,
             await store.member_names(session, group_id, [row.member_id]),

@@ -399,7 +399,12 @@ async def _apply_dispute(session: AsyncSession, payment: Row, notice: DisputeCha
         await card_store.record_history(
             session, payment.payment_id, after, after, notice.source.event_id, f"dispute {notice.status}", at
         )
-    fields = store.payment_event_fields(payment)
+    # What each event of the dispute says first: the card payment, the provider's one, the dispute.
+    about: dict[str, Any] = {
+        **store.payment_event_fields(payment),
+        "provider_payment_id": provider_payment_id,
+        "dispute_id": notice.dispute_id,
+    }
     if first:
         log.warning(
             "card payment %s of group %s disputed (%s): coordinators are told",
@@ -409,24 +414,15 @@ async def _apply_dispute(session: AsyncSession, payment: Row, notice: DisputeCha
         )
         await outbox.add(
             session,
-            CardPaymentDisputed(
-                **fields,
-                amount=disputed,
-                provider_payment_id=provider_payment_id,
-                dispute_id=notice.dispute_id,
-                reason=notice.reason,
-                status=notice.status,
-            ),
+            CardPaymentDisputed(**about, amount=disputed, reason=notice.reason, status=notice.status),
         )
         notes.append("dispute recorded")
     elif status_changed:
         await outbox.add(
             session,
             CardDisputeUpdated(
-                **fields,
+                **about,
                 amount=disputed,
-                provider_payment_id=provider_payment_id,
-                dispute_id=notice.dispute_id,
                 status=notice.status,
                 reason=notice.reason,
                 closed=domain.dispute_outcome(notice.status) is not domain.DisputeOutcome.OPEN,
@@ -434,7 +430,7 @@ async def _apply_dispute(session: AsyncSession, payment: Row, notice: DisputeCha
         )
         notes.append(f"dispute {notice.status}")
     for funds in notice.funds:
-        notes.extend(await _dispute_funds(session, payment, notice, funds, provider_payment_id, at))
+        notes.extend(await _dispute_funds(session, payment, notice, funds, about, at))
     if notice.step is DisputeStep.CLOSED and not notes:
         notes.append("dispute closure already recorded")
     return "; ".join(notes) or f"dispute {notice.status} already recorded"
@@ -445,7 +441,7 @@ async def _dispute_funds(
     payment: Row,
     notice: DisputeChanged,
     funds: DisputeFunds,
-    provider_payment_id: str,
+    about: dict[str, Any],
     at: datetime,
 ) -> list[str]:
     """One balance transaction of the dispute, once: withdrawn (the member's payment no longer
@@ -482,31 +478,15 @@ async def _dispute_funds(
         note=f"card dispute funds {'withdrawn' if withdrawn else 'reinstated'} ({notice.source.event_id})",
         at=at,
     )
-    fields = store.payment_event_fields(payment)  # about the card payment; keyed by the transaction
+    moved_by: dict[str, Any] = {
+        **about,
+        "amount": moved,
+        "transaction_id": funds.transaction_id,
+    }  # keyed by the transaction
     if withdrawn:
         fee = Money(amount=max(funds.fee, 0), currency=paid.currency)
-        await outbox.add(
-            session,
-            CardDisputeFundsWithdrawn(
-                **fields,
-                amount=moved,
-                provider_payment_id=provider_payment_id,
-                dispute_id=notice.dispute_id,
-                transaction_id=funds.transaction_id,
-                fee=fee,
-            ),
-        )
+        await outbox.add(session, CardDisputeFundsWithdrawn(**moved_by, fee=fee))
         return [f"funds withdrawn {moved.amount}, fee {fee.amount}"]
     fee_returned = Money(amount=max(-funds.fee, 0), currency=paid.currency)
-    await outbox.add(
-        session,
-        CardDisputeFundsReinstated(
-            **fields,
-            amount=moved,
-            provider_payment_id=provider_payment_id,
-            dispute_id=notice.dispute_id,
-            transaction_id=funds.transaction_id,
-            fee_returned=fee_returned,
-        ),
-    )
+    await outbox.add(session, CardDisputeFundsReinstated(**moved_by, fee_returned=fee_returned))
     return [f"funds reinstated {moved.amount}, fee returned {fee_returned.amount}"]

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,11 +37,15 @@ FEE_JOB = "fee"
 # -- a group's card set-up ---------------------------------------------------------------------
 
 
-async def group_card_settings(session: AsyncSession, group_id: UUID, *, lock: bool = False) -> Row | None:
-    query = select(card_settings).where(card_settings.c.group_id == group_id)
+async def _card_settings(session: AsyncSession, which: ColumnElement[bool], lock: bool) -> Row | None:
+    query = select(card_settings).where(which)
     if lock:
         query = query.with_for_update()
     return (await session.execute(query)).first()
+
+
+async def group_card_settings(session: AsyncSession, group_id: UUID, *, lock: bool = False) -> Row | None:
+    return await _card_settings(session, card_settings.c.group_id == group_id, lock)
 
 
 async def save_card_settings(session: AsyncSession, group_id: UUID, values: dict[str, Any]) -> Row:
@@ -53,10 +57,7 @@ async def save_card_settings(session: AsyncSession, group_id: UUID, values: dict
 
 
 async def card_settings_by_account(session: AsyncSession, account: str, *, lock: bool = False) -> Row | None:
-    query = select(card_settings).where(card_settings.c.stripe_account == account)
-    if lock:
-        query = query.with_for_update()
-    return (await session.execute(query)).first()
+    return await _card_settings(session, card_settings.c.stripe_account == account, lock)
 
 
 async def save_account_status(session: AsyncSession, group_id: UUID, values: dict[str, Any]) -> Row:
@@ -199,14 +200,14 @@ async def order_card_payments(session: AsyncSession, group_id: UUID, order_id: U
     )
 
 
+async def _of_payment(session: AsyncSession, table: Table, payment_id: UUID, *order: str) -> list[Row]:
+    """A card payment's rows of `table`, ordered by the columns `order` names."""
+    query = select(table).where(table.c.payment_id == payment_id).order_by(*(table.c[name] for name in order))
+    return list(await session.execute(query))
+
+
 async def history_of(session: AsyncSession, payment_id: UUID) -> list[Row]:
-    return list(
-        await session.execute(
-            select(card_payment_history)
-            .where(card_payment_history.c.payment_id == payment_id)
-            .order_by(card_payment_history.c.id)
-        )
-    )
+    return await _of_payment(session, card_payment_history, payment_id, "id")
 
 
 async def record_history(
@@ -266,45 +267,29 @@ async def set_refund_request_outcome(session: AsyncSession, request_id: UUID, re
 
 
 async def refund_requests_of(session: AsyncSession, payment_id: UUID) -> list[Row]:
-    return list(
-        await session.execute(
-            select(card_refund_requests)
-            .where(card_refund_requests.c.payment_id == payment_id)
-            .order_by(card_refund_requests.c.requested_at)
-        )
+    return await _of_payment(session, card_refund_requests, payment_id, "requested_at")
+
+
+async def _record_once(session: AsyncSession, table: Table, key: str, values: dict[str, Any]) -> bool:
+    """Record the row now, unless one with its `key` was recorded already (then False)."""
+    result = await session.execute(
+        pg_insert(table).values(**values, recorded_at=now()).on_conflict_do_nothing().returning(table.c[key])
     )
+    return result.first() is not None
 
 
 async def record_failed_refund(session: AsyncSession, values: dict[str, Any]) -> bool:
     """False when this refund's failure was already recorded."""
-    result = await session.execute(
-        pg_insert(card_failed_refunds)
-        .values(**values, recorded_at=now())
-        .on_conflict_do_nothing()
-        .returning(card_failed_refunds.c.refund_id)
-    )
-    return result.first() is not None
+    return await _record_once(session, card_failed_refunds, "refund_id", values)
 
 
 async def record_dispute_funds(session: AsyncSession, values: dict[str, Any]) -> bool:
     """False when this balance transaction of the dispute was already recorded."""
-    result = await session.execute(
-        pg_insert(card_dispute_funds)
-        .values(**values, recorded_at=now())
-        .on_conflict_do_nothing()
-        .returning(card_dispute_funds.c.transaction_id)
-    )
-    return result.first() is not None
+    return await _record_once(session, card_dispute_funds, "transaction_id", values)
 
 
 async def dispute_funds_of(session: AsyncSession, payment_id: UUID) -> list[Row]:
-    return list(
-        await session.execute(
-            select(card_dispute_funds)
-            .where(card_dispute_funds.c.payment_id == payment_id)
-            .order_by(card_dispute_funds.c.recorded_at, card_dispute_funds.c.transaction_id)
-        )
-    )
+    return await _of_payment(session, card_dispute_funds, payment_id, "recorded_at", "transaction_id")
 
 
 # -- the fee, fetched in the background --------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from cagette_runtime.metrics import DatabaseGauge, seconds_since
+from cagette_runtime.backlogs import backlog_gauges
+from cagette_runtime.metrics import DatabaseGauge
 
 from .domain.methods import DECLARED_METHODS
 from .tables import card_jobs, payments
@@ -25,14 +26,16 @@ GAUGES = [
         .select_from(card_jobs)
         .where(card_jobs.c.done_at.is_(None), card_jobs.c.next_attempt_at <= func.now()),
     ),
-    DatabaseGauge(
-        "cagette_payments_pending_manual_payments",
-        "Declared cheque, transfer, cash and on-the-spot payments not yet received or cancelled",
-        select(func.count()).select_from(payments).where(pending_manual),
-    ),
-    DatabaseGauge(
-        "cagette_payments_oldest_pending_manual_payment_seconds",
-        "Age of the oldest pending manual payment (0 when none)",
-        select(seconds_since(payments.c.created_at)).where(pending_manual),
+    *backlog_gauges(
+        payments,
+        pending_manual,
+        count=(
+            "cagette_payments_pending_manual_payments",
+            "Declared cheque, transfer, cash and on-the-spot payments not yet received or cancelled",
+        ),
+        oldest=(
+            "cagette_payments_oldest_pending_manual_payment_seconds",
+            "Age of the oldest pending manual payment (0 when none)",
+        ),
     ),
 ]

@@ -7,7 +7,8 @@ so a redelivered event has no second effect."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +16,7 @@ from cagette_contracts import (
     GroupSettingsChanged,
     MemberJoined,
     MemberUpdated,
+    Money,
     OrderAmended,
     OrderAwaitingPayment,
     OrderConfirmed,
@@ -57,27 +59,57 @@ async def on_member_joined(session: AsyncSession, event: MemberJoined | MemberUp
     await store.upsert_member(session, event.group_id, event.member_id, event.name, event.role.value)
 
 
-async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> None:
+OwingEvent = OrderConfirmed | OrderAmended | OrderLineUndelivered | SubscriptionConfirmed | SubscriptionAmended
+
+# The owed item's columns that the events carry under the same names (each event some of them).
+SAME_NAMES = (
+    "distribution_id",
+    "order_id",
+    "amendment_id",
+    "subscription_id",
+    "contract_id",
+    "contract_name",
+    "distribution_count",
+)
+
+
+async def _owe(
+    session: AsyncSession,
+    event: OwingEvent,
+    item_id: UUID,
+    kind: str,
+    owed: Money,
+    lines: list[dict[str, Any]],
+    payment_method: str,
+    **item: Any,
+) -> bool:
+    """Record what the event makes the member owe (signed: an undelivered line owes less), once:
+    False when its item was recorded already."""
     await store.ensure_member(session, event.group_id, event.member_id)
-    recorded = await store.insert_owed(
+    return await store.insert_owed(
         session,
         {
-            "item_id": event.order_id,
-            "kind": "order",
+            "item_id": item_id,
+            "kind": kind,
             "group_id": event.group_id,
             "member_id": event.member_id,
-            "distribution_id": event.distribution_id,
-            "order_id": event.order_id,
-            "payment_method": event.payment_method.value,
-            "amount": event.total.amount,
-            "currency": event.total.currency,
-            "lines": _lines(event.lines),
+            **{name: getattr(event, name) for name in SAME_NAMES if hasattr(event, name)},
+            "payment_method": payment_method,
+            "amount": owed.amount,
+            "currency": owed.currency,
+            "lines": lines,
             "event_id": event.event_id,
             "occurred_at": event.occurred_at,
+            **item,
         },
     )
-    if not recorded:
-        return
+
+
+async def _declare(
+    session: AsyncSession, event: OrderConfirmed | OrderAmended, amount: Money, amendment_id: UUID | None = None
+) -> None:
+    """The declared payment an order (or its addition, the amendment) now waits for, in the
+    member's basket."""
     if event.distribution_id is not None:
         await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
     await usecases.declare_for_order(
@@ -85,52 +117,31 @@ async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> No
         group_id=event.group_id,
         member_id=event.member_id,
         method=Method.from_contract(event.payment_method),
-        amount=event.total,
-        source="order",
-        item_id=event.order_id,
+        amount=amount,
+        source="order" if amendment_id is None else "amendment",
+        item_id=amendment_id or event.order_id,
         order_id=event.order_id,
-        amendment_id=None,
+        amendment_id=amendment_id,
         distribution_id=event.distribution_id,
     )
+
+
+async def on_order_confirmed(session: AsyncSession, event: OrderConfirmed) -> None:
+    recorded = await _owe(
+        session, event, event.order_id, "order", event.total, _lines(event.lines), event.payment_method.value
+    )
+    if recorded:
+        await _declare(session, event, event.total)
 
 
 async def on_order_amended(session: AsyncSession, event: OrderAmended) -> None:
     """A complementary payment (R6): its own declared payment and its own reference."""
-    await store.ensure_member(session, event.group_id, event.member_id)
-    recorded = await store.insert_owed(
-        session,
-        {
-            "item_id": event.amendment_id,
-            "kind": "amendment",
-            "group_id": event.group_id,
-            "member_id": event.member_id,
-            "distribution_id": event.distribution_id,
-            "order_id": event.order_id,
-            "amendment_id": event.amendment_id,
-            "payment_method": event.payment_method.value,
-            "amount": event.added_total.amount,
-            "currency": event.added_total.currency,
-            "lines": _lines(event.added_lines),
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at,
-        },
+    lines = _lines(event.added_lines)
+    recorded = await _owe(
+        session, event, event.amendment_id, "amendment", event.added_total, lines, event.payment_method.value
     )
-    if not recorded:
-        return
-    if event.distribution_id is not None:
-        await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
-    await usecases.declare_for_order(
-        session,
-        group_id=event.group_id,
-        member_id=event.member_id,
-        method=Method.from_contract(event.payment_method),
-        amount=event.added_total,
-        source="amendment",
-        item_id=event.amendment_id,
-        order_id=event.order_id,
-        amendment_id=event.amendment_id,
-        distribution_id=event.distribution_id,
-    )
+    if recorded:
+        await _declare(session, event, event.added_total, event.amendment_id)
 
 
 async def on_order_line_undelivered(session: AsyncSession, event: OrderLineUndelivered) -> None:
@@ -138,88 +149,50 @@ async def on_order_line_undelivered(session: AsyncSession, event: OrderLineUndel
     (negative) beside the order, so the basket's figures and the takings say what is really due.
     Recorded even once the basket was validated (that is when it shows): it then reads overpaid
     by that much, a credit the member keeps on their account (R4) unless a coordinator refunds it."""
-    await store.ensure_member(session, event.group_id, event.member_id)
-    recorded = await store.insert_owed(
-        session,
-        {
-            "item_id": event.removal_id,
-            "kind": "undelivered",
-            "group_id": event.group_id,
-            "member_id": event.member_id,
-            "distribution_id": event.distribution_id,
-            "order_id": event.order_id,
-            "payment_method": event.payment_method.value,
-            "amount": -event.amount.amount,
-            "currency": event.amount.currency,
-            "lines": [
-                {
-                    "line_number": event.line_number,
-                    "product_id": str(event.product_id) if event.product_id else None,
-                    "product_name": event.product_name,
-                    "unit": event.unit,
-                    "quantity": str(event.quantity),
-                    "unit_price": event.unit_price.model_dump(mode="json"),
-                    "line_total": {"amount": -event.amount.amount, "currency": event.amount.currency},
-                    "reason": event.reason,
-                }
-            ],
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at,
-        },
+    line = {
+        "line_number": event.line_number,
+        "product_id": str(event.product_id) if event.product_id else None,
+        "product_name": event.product_name,
+        "unit": event.unit,
+        "quantity": str(event.quantity),
+        "unit_price": event.unit_price.model_dump(mode="json"),
+        "line_total": {"amount": -event.amount.amount, "currency": event.amount.currency},
+        "reason": event.reason,
+    }
+    recorded = await _owe(
+        session, event, event.removal_id, "undelivered", -event.amount, [line], event.payment_method.value
     )
     if recorded and event.distribution_id is not None:
         await store.ensure_basket(session, event.group_id, event.distribution_id, event.member_id)
 
 
+def _subscription_method(event: SubscriptionConfirmed | SubscriptionAmended) -> str:
+    return event.payment_method.value if event.payment_method else Method.CHEQUE.value
+
+
 async def on_subscription_confirmed(session: AsyncSession, event: SubscriptionConfirmed) -> None:
     """The contract total is owed (R19). No declared payment: the coordinator enters the
     subscriber's cheques by hand, usually in one mass entry (R7)."""
-    await store.ensure_member(session, event.group_id, event.member_id)
-    await store.insert_owed(
+    lines = _lines(event.lines)
+    distribution_ids = [str(d) for d in event.distribution_ids]
+    method = _subscription_method(event)
+    await _owe(
         session,
-        {
-            "item_id": event.subscription_id,
-            "kind": "subscription",
-            "group_id": event.group_id,
-            "member_id": event.member_id,
-            "subscription_id": event.subscription_id,
-            "contract_id": event.contract_id,
-            "contract_name": event.contract_name,
-            "distribution_ids": [str(d) for d in event.distribution_ids],
-            "distribution_count": event.distribution_count,
-            "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
-            "amount": event.total.amount,
-            "currency": event.total.currency,
-            "lines": _lines(event.lines),
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at,
-        },
+        event,
+        event.subscription_id,
+        "subscription",
+        event.total,
+        lines,
+        method,
+        distribution_ids=distribution_ids,
     )
 
 
 async def on_subscription_amended(session: AsyncSession, event: SubscriptionAmended) -> None:
     """Products added to a subscription: the added lines x remaining distributions are owed too,
     recorded as an amendment of the subscription (no declared payment, as for the subscription)."""
-    await store.ensure_member(session, event.group_id, event.member_id)
-    await store.insert_owed(
-        session,
-        {
-            "item_id": event.amendment_id,
-            "kind": "amendment",
-            "group_id": event.group_id,
-            "member_id": event.member_id,
-            "subscription_id": event.subscription_id,
-            "contract_id": event.contract_id,
-            "amendment_id": event.amendment_id,
-            "distribution_count": event.distribution_count,
-            "payment_method": (event.payment_method.value if event.payment_method else Method.CHEQUE.value),
-            "amount": event.added_total.amount,
-            "currency": event.added_total.currency,
-            "lines": _lines(event.added_lines),
-            "event_id": event.event_id,
-            "occurred_at": event.occurred_at,
-        },
-    )
+    lines = _lines(event.added_lines)
+    await _owe(session, event, event.amendment_id, "amendment", event.added_total, lines, _subscription_method(event))
 
 
 def consumers(service: Service) -> list[Consumer]:

@@ -16,7 +16,7 @@ from stripe import RequestOptions
 from stripe.params import AccountCreateParams, AccountLinkCreateParams, RefundCreateParams
 from stripe.params.checkout import SessionCreateParams
 
-from cagette_runtime.errors import Refused, RetryLater
+from cagette_runtime.errors import Conflict, Refused, RetryLater
 
 from .domain.card import AccountStatus, idempotency_key
 from .settings import PaymentsSettings
@@ -37,9 +37,8 @@ class ProviderRefused(Refused):
     code = "provider_refused"
 
 
-class CardNotConfigured(Refused):
-    status_code = 409
-    code = "conflict"
+class CardNotConfigured(Conflict):
+    """Card payments asked for where the platform's provider keys (or the group's set-up) are missing."""
 
 
 @dataclass(frozen=True)

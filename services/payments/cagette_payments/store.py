@@ -8,10 +8,11 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from cagette_contracts import Money
 from cagette_runtime import clock, outbox
@@ -33,6 +34,27 @@ from .tables import (
 )
 
 REFERENCE_ATTEMPTS = 8
+
+
+def _of_group(table: Table, group_id: UUID, **equal: Any) -> ColumnElement[bool]:
+    """A row of the group whose columns have the values `equal` gives."""
+    return and_(table.c.group_id == group_id, *(table.c[name] == value for name, value in equal.items()))
+
+
+async def _first(
+    session: AsyncSession, table: Table, group_id: UUID, *, lock: bool = False, **equal: Any
+) -> Row | None:
+    """The group's row of `table` with the values `equal` gives; `lock`: locked until the
+    transaction ends."""
+    query = select(table).where(_of_group(table, group_id, **equal))
+    if lock:
+        query = query.with_for_update()
+    return (await session.execute(query)).first()
+
+
+async def _inserted(session: AsyncSession, insert_once: ReturningInsert[Any]) -> bool:
+    """Whether an INSERT ... ON CONFLICT DO NOTHING RETURNING wrote its row (False: it was there)."""
+    return (await session.execute(insert_once)).first() is not None
 
 
 # -- groups and members ---------------------------------------------------------------------
@@ -94,9 +116,7 @@ async def ensure_member(session: AsyncSession, group_id: UUID, member_id: UUID) 
 
 
 async def get_member(session: AsyncSession, group_id: UUID, member_id: UUID) -> Row | None:
-    return (
-        await session.execute(select(members).where(members.c.group_id == group_id, members.c.member_id == member_id))
-    ).first()
+    return await _first(session, members, group_id, member_id=member_id)
 
 
 async def member_names(session: AsyncSession, group_id: UUID, member_ids: Sequence[UUID]) -> dict[UUID, str]:
@@ -115,18 +135,13 @@ async def member_names(session: AsyncSession, group_id: UUID, member_ids: Sequen
 
 async def insert_owed(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Record a debt; False if it already was (a redelivered event)."""
-    result = await session.execute(
-        pg_insert(owed_items).values(**values).on_conflict_do_nothing().returning(owed_items.c.item_id)
+    return await _inserted(
+        session, pg_insert(owed_items).values(**values).on_conflict_do_nothing().returning(owed_items.c.item_id)
     )
-    return result.first() is not None
 
 
 async def get_owed(session: AsyncSession, group_id: UUID, item_id: UUID) -> Row | None:
-    return (
-        await session.execute(
-            select(owed_items).where(owed_items.c.group_id == group_id, owed_items.c.item_id == item_id)
-        )
-    ).first()
+    return await _first(session, owed_items, group_id, item_id=item_id)
 
 
 async def basket_owed(
@@ -142,11 +157,7 @@ async def contract_subscriptions(session: AsyncSession, group_id: UUID, contract
     return list(
         await session.execute(
             select(owed_items)
-            .where(
-                owed_items.c.group_id == group_id,
-                owed_items.c.contract_id == contract_id,
-                owed_items.c.kind == "subscription",
-            )
+            .where(_of_group(owed_items, group_id, contract_id=contract_id, kind="subscription"))
             .order_by(owed_items.c.occurred_at, owed_items.c.item_id)
         )
     )
@@ -198,29 +209,11 @@ async def ensure_basket(session: AsyncSession, group_id: UUID, distribution_id: 
 
 async def lock_basket(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> Row | None:
     """The basket row, locked until the transaction ends (serialises validation and new payments)."""
-    return (
-        await session.execute(
-            select(baskets)
-            .where(
-                baskets.c.group_id == group_id,
-                baskets.c.distribution_id == distribution_id,
-                baskets.c.member_id == member_id,
-            )
-            .with_for_update()
-        )
-    ).first()
+    return await _first(session, baskets, group_id, lock=True, distribution_id=distribution_id, member_id=member_id)
 
 
 async def get_basket(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> Row | None:
-    return (
-        await session.execute(
-            select(baskets).where(
-                baskets.c.group_id == group_id,
-                baskets.c.distribution_id == distribution_id,
-                baskets.c.member_id == member_id,
-            )
-        )
-    ).first()
+    return await _first(session, baskets, group_id, distribution_id=distribution_id, member_id=member_id)
 
 
 async def distribution_baskets(
@@ -249,11 +242,7 @@ async def set_basket_state(
     validated = state is BasketState.VALIDATED
     await session.execute(
         update(baskets)
-        .where(
-            baskets.c.group_id == group_id,
-            baskets.c.distribution_id == distribution_id,
-            baskets.c.member_id == member_id,
-        )
+        .where(_of_group(baskets, group_id, distribution_id=distribution_id, member_id=member_id))
         .values(state=state.value, validated_at=at if validated else None, validated_by=by if validated else None)
     )
     await session.execute(
@@ -274,11 +263,7 @@ async def basket_history_of(session: AsyncSession, group_id: UUID, distribution_
     return list(
         await session.execute(
             select(basket_history)
-            .where(
-                basket_history.c.group_id == group_id,
-                basket_history.c.distribution_id == distribution_id,
-                basket_history.c.member_id == member_id,
-            )
+            .where(_of_group(basket_history, group_id, distribution_id=distribution_id, member_id=member_id))
             .order_by(basket_history.c.id)
         )
     )
@@ -306,37 +291,19 @@ async def insert_payment(session: AsyncSession, values: dict[str, Any], *, with_
 
 
 async def payment_by_source(session: AsyncSession, group_id: UUID, source_key: str) -> Row | None:
-    return (
-        await session.execute(
-            select(payments).where(payments.c.group_id == group_id, payments.c.source_key == source_key)
-        )
-    ).first()
+    return await _first(session, payments, group_id, source_key=source_key)
 
 
 async def lock_payment(session: AsyncSession, group_id: UUID, payment_id: UUID) -> Row | None:
-    return (
-        await session.execute(
-            select(payments)
-            .where(payments.c.group_id == group_id, payments.c.payment_id == payment_id)
-            .with_for_update()
-        )
-    ).first()
+    return await _first(session, payments, group_id, lock=True, payment_id=payment_id)
 
 
 async def get_payment(session: AsyncSession, group_id: UUID, payment_id: UUID) -> Row | None:
-    return (
-        await session.execute(
-            select(payments).where(payments.c.group_id == group_id, payments.c.payment_id == payment_id)
-        )
-    ).first()
+    return await _first(session, payments, group_id, payment_id=payment_id)
 
 
 async def payment_by_reference(session: AsyncSession, group_id: UUID, reference: str) -> Row | None:
-    return (
-        await session.execute(
-            select(payments).where(payments.c.group_id == group_id, payments.c.reference == reference)
-        )
-    ).first()
+    return await _first(session, payments, group_id, reference=reference)
 
 
 async def reversal_of(session: AsyncSession, payment_id: UUID) -> Row | None:
@@ -440,20 +407,14 @@ def line_of(row: Row) -> PaymentLine:
 async def claim_batch(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the batch row; False when the client key was already used (the other request's
     transaction is waited for by PostgreSQL, so its outcome is known here)."""
-    result = await session.execute(
-        pg_insert(payment_batches).values(**values).on_conflict_do_nothing().returning(payment_batches.c.batch_id)
+    return await _inserted(
+        session,
+        pg_insert(payment_batches).values(**values).on_conflict_do_nothing().returning(payment_batches.c.batch_id),
     )
-    return result.first() is not None
 
 
 async def batch_by_key(session: AsyncSession, group_id: UUID, client_key: str) -> Row | None:
-    return (
-        await session.execute(
-            select(payment_batches).where(
-                and_(payment_batches.c.group_id == group_id, payment_batches.c.client_key == client_key)
-            )
-        )
-    ).first()
+    return await _first(session, payment_batches, group_id, client_key=client_key)
 
 
 async def batch_payments(session: AsyncSession, batch_id: UUID) -> list[Row]:
@@ -473,10 +434,10 @@ def today() -> date:
 
 async def insert_payment_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert a client-keyed payment; False when its (group, source_key) already exists."""
-    result = await session.execute(
+    return await _inserted(
+        session,
         pg_insert(payments)
         .values(**values)
         .on_conflict_do_nothing(constraint="payments_source_key")
-        .returning(payments.c.payment_id)
+        .returning(payments.c.payment_id),
     )
-    return result.first() is not None

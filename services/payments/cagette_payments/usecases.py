@@ -6,6 +6,7 @@ nothing and publishes nothing."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -118,12 +119,19 @@ async def _create(
         await outbox.add(session, event)
 
 
-def _new_payment_values(group_id: UUID, member_id: UUID, **values: Any) -> dict[str, Any]:
+def _new_payment_values(
+    group_id: UUID, member_id: UUID, kind: Kind, state: State, amount: Money, **values: Any
+) -> dict[str, Any]:
+    """A new payment's row; `amount` signed (a refund's is negative)."""
     at = now()
     return {
         "payment_id": uuid4(),
         "group_id": group_id,
         "member_id": member_id,
+        "kind": kind.value,
+        "state": state.value,
+        "amount": amount.amount,
+        "currency": amount.currency,
         "created_at": at,
         "updated_at": at,
         "order_id": None,
@@ -168,12 +176,11 @@ async def declare_for_order(
     values = _new_payment_values(
         group_id,
         member_id,
-        kind=Kind.PAYMENT.value,
-        state=State.DECLARED.value,
+        Kind.PAYMENT,
+        State.DECLARED,
+        amount,
         method=method.value,
-        amount=amount.amount,
         declared_amount=amount.amount,
-        currency=amount.currency,
         order_id=order_id,
         amendment_id=amendment_id,
         distribution_id=distribution_id,
@@ -231,6 +238,23 @@ async def resolve_link(
     return link
 
 
+async def visible_payment(
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    payment_id: UUID,
+    find: Callable[[AsyncSession, UUID, UUID], Awaitable[Row | None]] = store.get_payment,
+    what: str = "payment",
+) -> Row:
+    """The group's payment (`find` reads it) as its member or a coordinator may see it."""
+    principal.require_group_member(group_id)
+    row = await find(session, group_id, payment_id)
+    if row is None:
+        raise NotFound(f"no {what} {payment_id} in group {group_id}")
+    principal.require_self_or_coordinator(group_id, row.member_id)
+    return row
+
+
 async def _lock_basket_of(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID | None) -> None:
     """Lock the basket a payment goes to (it must exist: a basket comes from an order)."""
     if distribution_id is not None and await store.lock_basket(session, group_id, distribution_id, member_id) is None:
@@ -251,63 +275,111 @@ class Recorded:
     created: bool
 
 
-async def record_payment(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    member_id: UUID,
-    *,
-    method: Method,
-    amount: Money,
-    paid_on: date | None,
-    label: str | None,
-    order_id: UUID | None = None,
-    subscription_id: UUID | None = None,
-    distribution_id: UUID | None = None,
-    client_key: str | None = None,
-    request_hash: str | None = None,
-    source: str = "manual",
-) -> Recorded:
-    """A payment received, recorded by a coordinator: already received, credits the member."""
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """Money a coordinator records by hand (R7, R22), as received or given back."""
+
+    method: Method
+    amount: Money  # positive: for a refund, the money given back
+    paid_on: date | None = None
+    label: str | None = None
+    distribution_id: UUID | None = None
+    client_key: str | None = None
+    # The request's fingerprint: its client key used again for another request is refused.
+    request_hash: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaymentEntry(Entry):
+    """A payment received, linked to one of the member's orders or subscriptions if given."""
+
+    order_id: UUID | None = None
+    subscription_id: UUID | None = None
+    source: str = "manual"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefundEntry(Entry):
+    """Money given back, with its reason; `payment_id`: the payment it gives back, if one."""
+
+    reason: str
+    payment_id: UUID | None = None
+    overpayment_only: bool = False  # at most what the basket (`distribution_id`) was overpaid
+
+
+@dataclass(frozen=True)
+class _Recording:
+    """An entry being recorded by a coordinator for a member, in the group's currency."""
+
+    principal: Principal
+    group_id: UUID
+    member_id: UUID
+    entry: Entry
+    currency: str
+
+    def values(self, kind: Kind, amount: Money, **values: Any) -> dict[str, Any]:
+        """The row of the received entry (`amount` signed); `values` add to or override what the
+        entry gives."""
+        entry = self.entry
+        given = {
+            "method": entry.method.value,
+            "label": entry.label,
+            "paid_on": entry.paid_on or store.today(),
+            "source_key": f"client:{entry.client_key}" if entry.client_key else None,
+            "request_hash": entry.request_hash,
+            "created_by": self.principal.user_id,
+        }
+        return _new_payment_values(self.group_id, self.member_id, kind, State.RECEIVED, amount, **(given | values))
+
+    async def insert(self, session: AsyncSession, values: dict[str, Any], event: Event, note: str = "") -> Recorded:
+        """Write the entry, once per client key: the same key again answers the entry it recorded
+        (if the request is the same)."""
+        key = self.entry.client_key
+        if key:
+            if not await store.insert_payment_once(session, values):
+                return await _replay(session, self.group_id, f"client:{key}", self.entry.request_hash)
+        else:
+            await store.insert_payment(session, values)
+        await _create(session, values, self.principal.user_id, event, note=note)
+        return Recorded(await _written(session, self.group_id, values["payment_id"]), True)
+
+
+async def _checked_entry(
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: Entry, what: str
+) -> _Recording:
+    """The entry once it may be recorded: by a coordinator, in a group with payments on, for a
+    member, by a manual method, for a positive amount."""
     principal.require_coordinator(group_id)
     currency = await group_currency(session, group_id)
     await require_member(session, group_id, member_id)
-    require_manual_method(method)
-    require_amount(amount, currency)
+    require_manual_method(entry.method)
+    require_amount(entry.amount, currency, what)
+    return _Recording(principal, group_id, member_id, entry, currency)
+
+
+async def record_payment(
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: PaymentEntry
+) -> Recorded:
+    """A payment received, recorded by a coordinator: already received, credits the member."""
+    recording = await _checked_entry(session, principal, group_id, member_id, entry, "amount")
     link = await resolve_link(
         session,
         group_id,
         member_id,
-        order_id=order_id,
-        subscription_id=subscription_id,
-        distribution_id=distribution_id,
+        order_id=entry.order_id,
+        subscription_id=entry.subscription_id,
+        distribution_id=entry.distribution_id,
     )
     await _lock_basket_of(session, group_id, member_id, link.distribution_id)
-    values = _new_payment_values(
-        group_id,
-        member_id,
-        kind=Kind.PAYMENT.value,
-        state=State.RECEIVED.value,
-        method=method.value,
-        amount=amount.amount,
-        currency=currency,
-        label=label,
-        paid_on=paid_on or store.today(),
+    values = recording.values(
+        Kind.PAYMENT,
+        entry.amount,
         order_id=link.order_id,
         subscription_id=link.subscription_id,
         distribution_id=link.distribution_id,
-        source=source,
-        source_key=f"client:{client_key}" if client_key else None,
-        request_hash=request_hash,
-        created_by=principal.user_id,
+        source=entry.source,
     )
-    if client_key:
-        if not await store.insert_payment_once(session, values):
-            return await _replay(session, group_id, f"client:{client_key}", request_hash)
-    else:
-        await store.insert_payment(session, values)
-    await _create(session, values, principal.user_id, received_event(values, by=principal.user_id))
-    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+    return await recording.insert(session, values, received_event(values, by=principal.user_id))
 
 
 async def _replay(session: AsyncSession, group_id: UUID, source_key: str, request_hash: str | None) -> Recorded:
@@ -319,69 +391,36 @@ async def _replay(session: AsyncSession, group_id: UUID, source_key: str, reques
 
 
 async def record_refund(
-    session: AsyncSession,
-    principal: Principal,
-    group_id: UUID,
-    member_id: UUID,
-    *,
-    method: Method,
-    amount: Money,
-    reason: str,
-    paid_on: date | None,
-    label: str | None = None,
-    distribution_id: UUID | None = None,
-    payment_id: UUID | None = None,
-    client_key: str | None = None,
-    request_hash: str | None = None,
-    overpayment_only: bool = False,
+    session: AsyncSession, principal: Principal, group_id: UUID, member_id: UUID, entry: RefundEntry
 ) -> Recorded:
     """Money given back to the member: a negative payment with a reason; PaymentRefunded."""
-    principal.require_coordinator(group_id)
-    currency = await group_currency(session, group_id)
-    await require_member(session, group_id, member_id)
-    require_manual_method(method)
-    require_amount(amount, currency, "the refunded amount")
-    if not reason.strip():
+    recording = await _checked_entry(session, principal, group_id, member_id, entry, "the refunded amount")
+    reason = entry.reason.strip()
+    if not reason:
         raise Invalid("a refund needs a reason")
-    if payment_id is not None:
-        refunded = await store.get_payment(session, group_id, payment_id)
+    if entry.payment_id is not None:
+        refunded = await store.get_payment(session, group_id, entry.payment_id)
         if refunded is None or refunded.member_id != member_id or refunded.kind != Kind.PAYMENT.value:
-            raise Invalid(f"payment {payment_id} is not a payment of member {member_id} in group {group_id}")
+            raise Invalid(f"payment {entry.payment_id} is not a payment of member {member_id} in group {group_id}")
         if refunded.state != State.RECEIVED.value:
-            raise Conflict(f"payment {payment_id} is {refunded.state}: only money received can be given back")
-    await _lock_basket_of(session, group_id, member_id, distribution_id)
-    if overpayment_only:
-        assert distribution_id is not None
-        current = await basket_figures(session, group_id, distribution_id, member_id, currency)
+            raise Conflict(f"payment {entry.payment_id} is {refunded.state}: only money received can be given back")
+    await _lock_basket_of(session, group_id, member_id, entry.distribution_id)
+    if entry.overpayment_only:
+        assert entry.distribution_id is not None
+        current = await basket_figures(session, group_id, entry.distribution_id, member_id, recording.currency)
         try:
-            check_overpayment_refund(current, amount)
+            check_overpayment_refund(current, entry.amount)
         except RefundTooLarge as exc:
             raise Invalid(str(exc)) from None
-    values = _new_payment_values(
-        group_id,
-        member_id,
-        kind=Kind.REFUND.value,
-        state=State.RECEIVED.value,
-        method=method.value,
-        amount=-amount.amount,
-        currency=currency,
-        label=label,
-        reason=reason.strip(),
-        paid_on=paid_on or store.today(),
-        distribution_id=distribution_id,
+    values = recording.values(
+        Kind.REFUND,
+        -entry.amount,
+        reason=reason,
+        distribution_id=entry.distribution_id,
         source="refund",
-        source_key=f"client:{client_key}" if client_key else None,
-        request_hash=request_hash,
-        created_by=principal.user_id,
     )
-    if client_key:
-        if not await store.insert_payment_once(session, values):
-            return await _replay(session, group_id, f"client:{client_key}", request_hash)
-    else:
-        await store.insert_payment(session, values)
-    event = refunded_event(values, by=principal.user_id, refunded_payment_id=payment_id)
-    await _create(session, values, principal.user_id, event, note=reason.strip())
-    return Recorded(await _written(session, group_id, values["payment_id"]), True)
+    event = refunded_event(values, by=principal.user_id, refunded_payment_id=entry.payment_id)
+    return await recording.insert(session, values, event, note=reason)
 
 
 # -- transitions (B3) -----------------------------------------------------------------------
@@ -403,39 +442,39 @@ def _row_dict(row: Row) -> dict[str, Any]:
     return dict(row._mapping)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Confirmation:
+    """A declared payment confirmed as received: the amount and the method actually received
+    where they are not the declared ones (R20)."""
+
+    amount: Money | None = None
+    method: Method | None = None
+    label: str | None = None
+    note: str = ""
+
+
 async def confirm_payment(
     session: AsyncSession,
     principal: Principal,
     group_id: UUID,
     payment_id: UUID,
-    *,
-    amount: Money | None = None,
-    method: Method | None = None,
-    label: str | None = None,
-    note: str = "",
+    received: Confirmation,
     at: datetime | None = None,
 ) -> Row:
     """declared -> received, with the amount and the method actually received (R20)."""
     principal.require_coordinator(group_id)
     row = await _payment_for_change(session, group_id, payment_id)
-    await _confirm_locked(session, principal, row, amount=amount, method=method, label=label, note=note, at=at or now())
+    await _confirm_locked(session, principal, row, received, at or now())
     return await _written(session, group_id, payment_id)
 
 
 async def _confirm_locked(
-    session: AsyncSession,
-    principal: Principal,
-    row: Row,
-    *,
-    amount: Money | None,
-    method: Method | None,
-    label: str | None,
-    note: str,
-    at: datetime,
+    session: AsyncSession, principal: Principal, row: Row, received: Confirmation, at: datetime
 ) -> None:
+    amount, method, label = received.amount, received.method, received.label
     try:
         after, transition = states.confirm(
-            store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=note
+            store.payment_of(row), by=principal.user_id, at=at, amount=amount, method=method, note=received.note
         )
     except states.TransitionRefused as exc:
         raise Conflict(str(exc)) from None
@@ -498,11 +537,10 @@ async def reverse_payment(
     values = _new_payment_values(
         group_id,
         row.member_id,
-        kind=Kind.REFUND.value,
-        state=State.RECEIVED.value,
+        Kind.REFUND,
+        State.RECEIVED,
+        amount,
         method=row.method,
-        amount=amount.amount,
-        currency=row.currency,
         reason=reason.strip(),
         paid_on=store.today(),
         order_id=row.order_id,
@@ -521,7 +559,7 @@ async def reverse_payment(
     event = PaymentReversed(
         **fields,
         reversal_id=values["payment_id"],
-        amount=Money(amount=-amount.amount, currency=row.currency),
+        amount=-amount,
         method=method.contract_method,
         card_terminal=method is Method.CARD_TERMINAL,
         reason=reason.strip(),
@@ -539,7 +577,20 @@ async def basket_figures(
 ) -> Figures:
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
+    return _figures(owed, paid, currency)
+
+
+def _figures(owed: list[Row], paid: list[Row], currency: str) -> Figures:
+    """The figures of what the owed rows ask and the payment rows bring."""
     return figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency)
+
+
+def _by(rows: Iterable[Row], column: str) -> defaultdict[UUID, list[Row]]:
+    """The rows by their value of `column` (in their order)."""
+    grouped: defaultdict[UUID, list[Row]] = defaultdict(list)
+    for row in rows:
+        grouped[getattr(row, column)].append(row)
+    return grouped
 
 
 @dataclass
@@ -554,27 +605,14 @@ class BasketView:
 async def distribution_view(session: AsyncSession, group_id: UUID, distribution_id: UUID) -> list[BasketView]:
     currency = await group_currency(session, group_id, for_writing=False)
     found = await store.distribution_baskets(session, group_id, distribution_id)
-    owed_by: dict[UUID, list[Row]] = defaultdict(list)
-    paid_by: dict[UUID, list[Row]] = defaultdict(list)
-    for row in await store.basket_owed(session, group_id, distribution_id):
-        owed_by[row.member_id].append(row)
-    for row in await store.basket_payments(session, group_id, distribution_id):
-        paid_by[row.member_id].append(row)
+    owed_by = _by(await store.basket_owed(session, group_id, distribution_id), "member_id")
+    paid_by = _by(await store.basket_payments(session, group_id, distribution_id), "member_id")
     names = await store.member_names(session, group_id, [b.member_id for b in found])
-    return [
-        BasketView(
-            b,
-            names.get(b.member_id, ""),
-            figures(
-                [store.owed_of(r) for r in owed_by[b.member_id]],
-                [store.line_of(r) for r in paid_by[b.member_id]],
-                currency,
-            ),
-            owed_by[b.member_id],
-            paid_by[b.member_id],
-        )
-        for b in found
-    ]
+    return [_basket_view(b, names, owed_by[b.member_id], paid_by[b.member_id], currency) for b in found]
+
+
+def _basket_view(basket: Row, names: dict[UUID, str], owed: list[Row], paid: list[Row], currency: str) -> BasketView:
+    return BasketView(basket, names.get(basket.member_id, ""), _figures(owed, paid, currency), owed, paid)
 
 
 async def basket_view(session: AsyncSession, group_id: UUID, distribution_id: UUID, member_id: UUID) -> BasketView:
@@ -584,14 +622,7 @@ async def basket_view(session: AsyncSession, group_id: UUID, distribution_id: UU
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
     owed = await store.basket_owed(session, group_id, distribution_id, member_id)
     paid = await store.basket_payments(session, group_id, distribution_id, member_id)
-    names = await store.member_names(session, group_id, [member_id])
-    return BasketView(
-        found,
-        names.get(member_id, ""),
-        figures([store.owed_of(r) for r in owed], [store.line_of(r) for r in paid], currency),
-        owed,
-        paid,
-    )
+    return _basket_view(found, await store.member_names(session, group_id, [member_id]), owed, paid, currency)
 
 
 async def _lock_basket_for_validation(
@@ -603,6 +634,32 @@ async def _lock_basket_for_validation(
     if basket.state == BasketState.VALIDATED.value:
         raise Conflict(f"the basket of member {member_id} for distribution {distribution_id} is already validated")
     return basket
+
+
+async def _set_basket_state(
+    session: AsyncSession,
+    principal: Principal,
+    group_id: UUID,
+    distribution_id: UUID,
+    member_id: UUID,
+    currency: str,
+    state: BasketState,
+) -> None:
+    """The basket validated or unvalidated, its history keeping the difference it shows now; the
+    event that says so."""
+    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
+    by, at = principal.user_id, now()
+    await store.set_basket_state(session, group_id, distribution_id, member_id, state, by, at, current.difference)
+    basket: dict[str, Any] = {
+        **outbox.event_context(group_id),
+        "distribution_id": distribution_id,
+        "member_id": member_id,
+    }
+    validated = state is BasketState.VALIDATED
+    await outbox.add(
+        session,
+        BasketValidated(**basket, validated_by=by) if validated else BasketUnvalidated(**basket, unvalidated_by=by),
+    )
 
 
 async def _validate_locked(
@@ -617,26 +674,7 @@ async def _validate_locked(
     ]
     if pending:
         return pending
-    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(
-        session,
-        group_id,
-        distribution_id,
-        member_id,
-        BasketState.VALIDATED,
-        principal.user_id,
-        now(),
-        current.difference,
-    )
-    await outbox.add(
-        session,
-        BasketValidated(
-            **outbox.event_context(group_id),
-            distribution_id=distribution_id,
-            member_id=member_id,
-            validated_by=principal.user_id,
-        ),
-    )
+    await _set_basket_state(session, principal, group_id, distribution_id, member_id, currency, BasketState.VALIDATED)
     return []
 
 
@@ -672,16 +710,8 @@ async def confirm_all_and_validate(
     for row in await store.basket_payments(session, group_id, distribution_id, member_id, lock=True):
         if row.state == State.DECLARED.value:
             method = on_the_spot_method if row.method == Method.ON_THE_SPOT.value else None
-            await _confirm_locked(
-                session,
-                principal,
-                row,
-                amount=None,
-                method=method,
-                label=None,
-                note="confirmed with the basket validation",
-                at=at,
-            )
+            confirmation = Confirmation(method=method, note="confirmed with the basket validation")
+            await _confirm_locked(session, principal, row, confirmation, at)
     pending = await _validate_locked(session, principal, group_id, distribution_id, member_id, currency)
     assert not pending
 
@@ -728,39 +758,17 @@ async def unvalidate_basket(
         raise NotFound(f"member {member_id} has no basket for distribution {distribution_id} in group {group_id}")
     if basket.state != BasketState.VALIDATED.value:
         raise Conflict(f"the basket of member {member_id} for distribution {distribution_id} is not validated")
-    current = await basket_figures(session, group_id, distribution_id, member_id, currency)
-    await store.set_basket_state(
-        session,
-        group_id,
-        distribution_id,
-        member_id,
-        BasketState.TO_VALIDATE,
-        principal.user_id,
-        now(),
-        current.difference,
-    )
-    await outbox.add(
-        session,
-        BasketUnvalidated(
-            **outbox.event_context(group_id),
-            distribution_id=distribution_id,
-            member_id=member_id,
-            unvalidated_by=principal.user_id,
-        ),
-    )
+    await _set_basket_state(session, principal, group_id, distribution_id, member_id, currency, BasketState.TO_VALIDATE)
 
 
 # -- mass entry for a subscription contract (R7, R22) ---------------------------------------
 
 
-@dataclass(frozen=True)
-class MassRow:
+@dataclass(frozen=True, kw_only=True)
+class MassRow(PaymentEntry):
+    """One subscriber's payment of a mass entry (the entry's client key is the batch's)."""
+
     member_id: UUID
-    method: Method
-    amount: Money
-    subscription_id: UUID | None = None
-    label: str | None = None
-    paid_on: date | None = None
 
 
 async def mass_entry(
@@ -829,21 +837,13 @@ async def mass_entry(
             raise Conflict(f"client key {client_key!r} was already used for a different mass entry")
         return await store.batch_payments(session, existing.batch_id), False
     for index, (row, subscription_id) in enumerate(zip(rows, resolved, strict=True)):
-        values = _new_payment_values(
-            group_id,
-            row.member_id,
-            kind=Kind.PAYMENT.value,
-            state=State.RECEIVED.value,
-            method=row.method.value,
-            amount=row.amount.amount,
-            currency=currency,
-            label=row.label,
-            paid_on=row.paid_on or store.today(),
+        values = _Recording(principal, group_id, row.member_id, row, currency).values(
+            Kind.PAYMENT,
+            row.amount,
             subscription_id=subscription_id,
             source="mass_entry",
             source_key=f"batch:{batch_id}:{index:05d}",
             batch_id=batch_id,
-            created_by=principal.user_id,
         )
         await store.insert_payment(session, values)
         await _create(
@@ -868,18 +868,14 @@ async def contract_view(session: AsyncSession, group_id: UUID, contract_id: UUID
     currency = await group_currency(session, group_id, for_writing=False)
     subscriptions = await store.contract_subscriptions(session, group_id, contract_id)
     ids = [s.item_id for s in subscriptions]
-    paid: dict[UUID, list[Row]] = defaultdict(list)
-    for row in await store.subscription_payments(session, group_id, ids):
-        paid[row.subscription_id].append(row)
-    owed: dict[UUID, list[Row]] = {s.item_id: [s] for s in subscriptions}
-    for row in await store.subscription_amendments(session, group_id, ids):
-        owed[row.subscription_id].append(row)
+    paid = _by(await store.subscription_payments(session, group_id, ids), "subscription_id")
+    amendments = _by(await store.subscription_amendments(session, group_id, ids), "subscription_id")
     names = await store.member_names(session, group_id, [s.member_id for s in subscriptions])
     return [
         SubscriptionView(
             s,
             names.get(s.member_id, ""),
-            figures([store.owed_of(o) for o in owed[s.item_id]], [store.line_of(r) for r in paid[s.item_id]], currency),
+            _figures([s, *amendments[s.item_id]], paid[s.item_id], currency),
             paid[s.item_id],
         )
         for s in subscriptions

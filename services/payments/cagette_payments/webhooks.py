@@ -28,17 +28,8 @@ from cagette_runtime.pagination import PAGINATED, Page
 
 from . import card_store, card_usecases
 from .card_effects import Park, apply_notice
+from .domain import notices
 from .domain.card import Outcome
-from .domain.notices import (
-    CardNotice,
-    ChargeRefunded,
-    DisputeChanged,
-    DisputeFunds,
-    DisputeStep,
-    PaymentOutcome,
-    RefundFailed,
-    Source,
-)
 from .provider import status_of_account
 from .settings import PaymentsSettings
 
@@ -57,7 +48,7 @@ OUTCOMES = {
     "checkout.session.expired": Outcome.EXPIRED,
 }
 REFUND_FAILURES = ("refund.failed", "charge.refund.updated")  # the latter only when failed / canceled
-DISPUTES = {f"charge.dispute.{step.value}": step for step in DisputeStep}
+DISPUTES = {f"charge.dispute.{step.value}": step for step in notices.DisputeStep}
 # The one list of the event types the endpoint acts on: the README's `stripe listen --events`
 # line is tested against it.
 # Connected accounts (Connect webhooks): whether a group's own Stripe account may take payments.
@@ -87,7 +78,7 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def notice_of(event: dict[str, Any]) -> CardNotice | None:
+def notice_of(event: dict[str, Any]) -> notices.CardNotice | None:
     """What a provider event says, or None when it says nothing to us."""
     kind = event.get("type")
     obj = (event.get("data") or {}).get("object") or {}
@@ -96,7 +87,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
     found = obj.get("metadata")
     metadata: dict[str, Any] = found if isinstance(found, dict) else {}
     account = event.get("account")
-    base = Source(
+    base = notices.Source(
         event_id=str(event["id"]),
         account=account if isinstance(account, str) and account else None,
         created=_int(event.get("created")),
@@ -106,7 +97,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
         if kind == "checkout.session.completed" and obj.get("payment_status") != "paid":
             return None  # an asynchronous method still to settle: its own event follows
         expired = kind == "checkout.session.expired"
-        return PaymentOutcome(
+        return notices.PaymentOutcome(
             source=replace(
                 base,
                 payment_id=base.payment_id or _uuid(obj.get("client_reference_id")),
@@ -124,7 +115,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
         if kind == "payment_intent.canceled":
             reason = f"payment canceled: {_str(obj.get('cancellation_reason'))}".strip()
         succeeded = kind == "payment_intent.succeeded"
-        return PaymentOutcome(
+        return notices.PaymentOutcome(
             source=replace(base, payment_intent=_id(obj), charge_id=_id(obj.get("latest_charge"))),
             outcome=OUTCOMES[kind],
             amount=_int(obj.get("amount_received")) if succeeded else None,
@@ -132,7 +123,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
             reason=reason or ("card declined" if not succeeded else ""),
         )
     if kind == "charge.refunded":
-        return ChargeRefunded(
+        return notices.ChargeRefunded(
             source=replace(base, charge_id=_id(obj), payment_intent=_id(obj.get("payment_intent"))),
             amount_refunded=_int(obj.get("amount_refunded")),
             currency=_str(obj.get("currency")) or None,
@@ -141,7 +132,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
         status = _str(obj.get("status"))
         if status not in ("failed", "canceled") or _id(obj) is None:
             return None  # a refund that is still on its way, or went through
-        return RefundFailed(
+        return notices.RefundFailed(
             source=replace(base, charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent"))),
             refund_id=str(_id(obj)),
             amount=_int(obj.get("amount")) or 0,
@@ -154,7 +145,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
         return None
     transactions = obj.get("balance_transactions")
     funds = tuple(
-        DisputeFunds(
+        notices.DisputeFunds(
             transaction_id=str(_id(t)),
             amount=_int(t.get("amount")) or 0,
             fee=_int(t.get("fee")) or 0,
@@ -163,7 +154,7 @@ def notice_of(event: dict[str, Any]) -> CardNotice | None:
         for t in (transactions if isinstance(transactions, list) else [])
         if isinstance(t, dict) and _id(t)
     )
-    return DisputeChanged(
+    return notices.DisputeChanged(
         source=replace(base, charge_id=_id(obj.get("charge")), payment_intent=_id(obj.get("payment_intent"))),
         step=DISPUTES[kind],
         dispute_id=dispute_id,

@@ -11,6 +11,7 @@ import httpx
 import stripe
 
 from cagette_contracts import OrderAwaitingPayment, OrderLine, PaymentMethod
+from cagette_runtime.testing import eventually
 
 from .conftest import WEBHOOK_SECRET, Group, Payments, line, lines_total
 from .stripe_standin import StripeStandIn, body_of
@@ -80,6 +81,14 @@ async def started(payments: Payments, group: Group, due: OrderAwaitingPayment) -
     return response.json()
 
 
+async def checkout_started(payments: Payments) -> tuple[Group, OrderAwaitingPayment, dict[str, Any]]:
+    """A card group whose first member started paying an order by card: the group, what the
+    order awaits, the card payment as answered (its checkout page open)."""
+    group = await card_group(payments)
+    due = await awaiting(payments, group, group.members[0])
+    return group, due, await started(payments, group, due)
+
+
 def sign(event: dict[str, Any], *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[str, str]:
     body = body_of(event)
     return body, stripe.WebhookSignature.generate_signature_header(
@@ -133,7 +142,5 @@ async def settle_background_jobs(payments: Payments) -> None:
 
     async def idle() -> bool:
         return await payments.scalar("SELECT count(*) FROM card_jobs WHERE done_at IS NULL") == 0
-
-    from .conftest import eventually
 
     await eventually(idle)

@@ -5,14 +5,12 @@ groups of its own (fresh UUIDs), so tests do not see each other's data."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
-import aio_pika
 import httpx
 import pytest
 from sqlalchemy import func, select, text
@@ -30,13 +28,12 @@ from cagette_contracts import (
     SubscriptionConfirmed,
     line_amount,
 )
-from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_payments.app import build_service
 from cagette_payments.settings import PaymentsSettings
 from cagette_runtime.auth import Principal, encode_token
 from cagette_runtime.service import Service
 from cagette_runtime.tables import outbox_messages
-from cagette_runtime.testing import KEYED, EventSpy, IsolatedServers
+from cagette_runtime.testing import KEYED, EventSpy, IsolatedServers, publish_event, wait_consumed
 
 from .stripe_standin import Served, StripeStandIn
 
@@ -57,18 +54,6 @@ def lines_total(lines: list[OrderLine]) -> Money:
     return result
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15.0) -> Any:
-    """Retry `check` until it returns something truthy (events are consumed asynchronously)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
-        await asyncio.sleep(0.05)
-
-
 @dataclass
 class Group:
     group_id: UUID
@@ -82,7 +67,6 @@ class Payments:
     service: Service
     client: httpx.AsyncClient
     amqp_url: str
-    exchange: aio_pika.abc.AbstractExchange
     tokens: dict[tuple, str] = field(default_factory=dict)
     web: httpx.AsyncClient | None = None  # the service over real HTTP
     standin: StripeStandIn | None = None
@@ -108,16 +92,7 @@ class Payments:
 
     # -- messages --
     async def publish(self, event: Event) -> None:
-        await self.exchange.publish(
-            aio_pika.Message(
-                event.model_dump_json().encode(),
-                message_id=str(event.event_id),
-                correlation_id=event.correlation_id,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                content_type="application/json",
-            ),
-            routing_key=event.routing_key(),
-        )
+        await publish_event(self.service.broker, event)
 
     async def scalar(self, sql: str, **params: Any) -> Any:
         async with self.service.database.transaction() as session:
@@ -128,12 +103,8 @@ class Payments:
             return (await session.execute(select(func.count()).select_from(outbox_messages))).scalar_one()
 
     async def processed(self, event: Event) -> None:
-        """Wait until the service consumed `event` (its id is in the inbox)."""
-
-        async def done() -> bool:
-            return bool(await self.scalar("SELECT 1 FROM inbox_messages WHERE event_id = :e", e=event.event_id))
-
-        await eventually(done)
+        """Wait until the service consumed `event` (every event fed here is one of orders')."""
+        await wait_consumed(self.service.database, "payments.orders", event, timeout=15.0)
 
     async def feed(self, *events: Event) -> None:
         for event in events:
@@ -230,6 +201,15 @@ class Payments:
         await self.feed(event)
         return event
 
+    async def declared_cheque(self) -> tuple[Group, UUID, str]:
+        """A new group whose first member ordered by cheque: the group, the member and the URL that
+        confirms the declared payment."""
+        group = await self.new_group()
+        member = group.members[0]
+        await self.order(group, member, uuid4(), PaymentMethod.CHEQUE)
+        [declared] = await self.member_payments(group, member)
+        return group, member, f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm"
+
     async def member_payments(self, group: Group, member_id: UUID) -> list[dict]:
         response = await self.client.get(
             f"/groups/{group.group_id}/members/{member_id}/payments", headers=self.coordinator(group)
@@ -270,17 +250,13 @@ async def payments(servers: IsolatedServers, stripe_standin: tuple[StripeStandIn
     await service.start()
     served = Served(app)  # the same app over real HTTP, for the provider's webhooks
     await served.start()
-    connection = await aio_pika.connect_robust(servers.amqp_url)
     try:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
         async with (
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://payments", **KEYED) as client,
             httpx.AsyncClient(base_url=served.url, timeout=10, **KEYED) as web,
         ):
-            yield Payments(service, client, servers.amqp_url, exchange, web=web, standin=standin)
+            yield Payments(service, client, servers.amqp_url, web=web, standin=standin)
     finally:
-        await connection.close()
         await served.stop()
         await service.stop()
 

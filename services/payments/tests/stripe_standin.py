@@ -26,7 +26,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -190,7 +190,11 @@ class StripeStandIn:
 
         return Route(path, create, methods=["POST"])
 
-    def _get(self, path: str, call: Any, object_name: str) -> Route:
+    def _retriever(
+        self, call: Any, find: Callable[[Request, str | None], dict[str, Any] | JSONResponse]
+    ) -> Callable[[Request], Awaitable[JSONResponse]]:
+        """A GET of one object: the call's parameters checked and recorded, then what `find`
+        finds (or the error it answers)."""
         params_class = params_of(call)
 
         async def retrieve(request: Request) -> JSONResponse:
@@ -198,6 +202,13 @@ class StripeStandIn:
             self._record(request, account, params, refused.status_code if refused else 200)
             if refused is not None:
                 return refused
+            found = find(request, account)
+            return found if isinstance(found, JSONResponse) else JSONResponse(self._public(found))
+
+        return retrieve
+
+    def _get(self, path: str, call: Any, object_name: str) -> Route:
+        def find(request: Request, account: str | None) -> dict[str, Any] | JSONResponse:
             found = self._store(account).get(request.path_params["id"])
             if found is None or found["object"] != object_name:
                 return error(
@@ -207,18 +218,12 @@ class StripeStandIn:
                     code="resource_missing",
                     param="id",
                 )
-            return JSONResponse(self._public(found))
+            return found
 
-        return Route(path, retrieve, methods=["GET"])
+        return Route(path, self._retriever(call, find), methods=["GET"])
 
-    def _retrieve_account(self, call: Any) -> Callable[[Request], Any]:
-        params_class = params_of(call)
-
-        async def retrieve(request: Request) -> JSONResponse:
-            params, account, refused = await self._begin(request, params_class)
-            self._record(request, account, params, refused.status_code if refused else 200)
-            if refused is not None:
-                return refused
+    def _retrieve_account(self, call: Any) -> Callable[[Request], Awaitable[JSONResponse]]:
+        def find(request: Request, account: str | None) -> dict[str, Any] | JSONResponse:
             found = self.accounts.get(request.path_params["id"])
             if found is None:
                 return error(
@@ -228,9 +233,9 @@ class StripeStandIn:
                     "account does not exist).",
                     code="account_invalid",
                 )
-            return JSONResponse(self._public(found))
+            return found
 
-        return retrieve
+        return self._retriever(call, find)
 
     def _new_session(self, params: dict[str, Any], account: str | None) -> tuple[dict[str, Any], int]:
         items = params.get("line_items") or []

@@ -222,36 +222,13 @@ async def test_state_machine_refusals(payments: Payments, scene: Scene) -> None:
         json={},
         detail="received",
     )
-    await refused(
-        payments,
-        scene,
-        "POST",
-        f"/groups/{g}/payments/{scene.pending_id}/confirm",
-        422,
-        headers=headers,
-        json={"amount": eur(0)},
-        detail="must be positive",
-    )
-    await refused(
-        payments,
-        scene,
-        "POST",
-        f"/groups/{g}/payments/{scene.pending_id}/confirm",
-        422,
-        headers=headers,
-        json={"amount": {"amount": 700, "currency": "CHF"}},
-        detail="must be in EUR",
-    )
-    await refused(
-        payments,
-        scene,
-        "POST",
-        f"/groups/{g}/payments/{scene.pending_id}/confirm",
-        422,
-        headers=headers,
-        json={"method": "card"},
-        detail="cannot be confirmed as card",
-    )
+    for correction, detail in (
+        ({"amount": eur(0)}, "must be positive"),
+        ({"amount": {"amount": 700, "currency": "CHF"}}, "must be in EUR"),
+        ({"method": "card"}, "cannot be confirmed as card"),
+    ):
+        confirm = f"/groups/{g}/payments/{scene.pending_id}/confirm"
+        await refused(payments, scene, "POST", confirm, 422, headers=headers, json=correction, detail=detail)
     await refused(
         payments,
         scene,

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from cagette_runtime.testing import EventSpy
 
-from .cardkit import applied, awaiting, card_group, card_payment, outbox_for, settle_background_jobs, standin, started
+from .cardkit import applied, card_payment, checkout_started, outbox_for, settle_background_jobs, standin
 from .conftest import Group, Payments
 from .stripe_standin import DISPUTE_FEE
 
@@ -28,9 +28,7 @@ async def _settled(payments: Payments):
 
 async def succeeded(payments: Payments) -> tuple[Group, str, dict[str, Any], dict[str, Any]]:
     """A paid card order (29.80): group, payment id, payment intent, charge."""
-    group = await card_group(payments)
-    due = await awaiting(payments, group, group.members[0])
-    payment = await started(payments, group, due)
+    group, _, payment = await checkout_started(payments)
     session, intent, charge = standin(payments).pay(payment["checkout_session_id"])
     await applied(payments, standin(payments).event("checkout.session.completed", session))
     return group, payment["payment_id"], intent, charge
@@ -47,6 +45,14 @@ async def card_rows(payments: Payments, member_id: object) -> list[tuple[str, st
             {"m": member_id},
         )
         return [(r.kind, r.source, r.amount) for r in rows]
+
+
+async def refund_refused(payments: Payments, group: Group, pid: str, refund: dict[str, Any]) -> None:
+    """A coordinator's refund the service refuses (409, nothing asked of the provider)."""
+    refused = await payments.client.post(
+        f"/groups/{group.group_id}/card-payments/{pid}/refunds", json=refund, headers=payments.coordinator(group)
+    )
+    assert refused.status_code == 409, refused.text
 
 
 async def test_refund_states_move_with_the_money_and_every_transition_is_recorded(payments: Payments) -> None:
@@ -68,12 +74,7 @@ async def test_refund_states_move_with_the_money_and_every_transition_is_recorde
         ("partially_refunded", "refunded"),
     ]
     # nothing left to refund: a coordinator's request is refused, nothing asked of the provider
-    refused = await payments.client.post(
-        f"/groups/{group.group_id}/card-payments/{pid}/refunds",
-        json={"amount": eur(1), "reason": "again", "client_key": "late"},
-        headers=payments.coordinator(group),
-    )
-    assert refused.status_code == 409, refused.text
+    await refund_refused(payments, group, pid, {"amount": eur(1), "reason": "again", "client_key": "late"})
 
 
 async def test_a_failed_refund_gives_the_money_back_once(payments: Payments, spy: EventSpy) -> None:
@@ -142,12 +143,7 @@ async def test_a_lost_dispute_withdraws_the_money_and_its_fee_once(payments: Pay
     rows = await card_rows(payments, state["member_id"])
     assert rows == [("payment", "card", 2980), ("refund", "card_dispute", -2980)]
     # a dispute is not the coordinator's to refund
-    refused = await payments.client.post(
-        f"/groups/{group.group_id}/card-payments/{pid}/refunds",
-        json={"amount": eur(100), "reason": "x", "client_key": "disputed"},
-        headers=payments.coordinator(group),
-    )
-    assert refused.status_code == 409, refused.text
+    await refund_refused(payments, group, pid, {"amount": eur(100), "reason": "x", "client_key": "disputed"})
 
 
 async def test_a_won_dispute_reinstates_the_money_once(payments: Payments, spy: EventSpy) -> None:

@@ -10,7 +10,18 @@ from uuid import uuid4
 
 import pytest
 
-from .cardkit import applied, awaiting, card_group, card_payment, pay, settle_background_jobs, standin, started, webhook
+from .cardkit import (
+    applied,
+    awaiting,
+    card_group,
+    card_payment,
+    checkout_started,
+    pay,
+    settle_background_jobs,
+    standin,
+    started,
+    webhook,
+)
 from .conftest import STRIPE_KEY, WEBHOOK_SECRET, Payments, line
 
 
@@ -87,10 +98,8 @@ async def test_a_member_pays_their_order_through_one_checkout_session(payments: 
 async def test_a_retry_after_a_lost_answer_gets_the_same_session(payments: Payments) -> None:
     """The provider created the session but its answer was lost (the row has no session): the
     retried request asks again with the same idempotency key and gets the same session."""
-    group = await card_group(payments)
-    alice = group.members[0]
-    due = await awaiting(payments, group, alice)
-    payment = await started(payments, group, due)
+    group, due, payment = await checkout_started(payments)
+    alice = due.member_id
     await payments.scalar(
         "UPDATE card_payments SET checkout_session_id = NULL, checkout_url = NULL WHERE payment_id = :p RETURNING 1",
         p=payment["payment_id"],
@@ -189,9 +198,7 @@ async def test_a_provider_refusal_charges_nothing_and_the_retry_recovers(payment
 
 async def test_secrets_never_reach_the_logs(payments: Payments, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    group = await card_group(payments)
-    due = await awaiting(payments, group, group.members[0])
-    payment = await started(payments, group, due)
+    group, _, payment = await checkout_started(payments)
     session, _, _ = standin(payments).pay(payment["checkout_session_id"])
     await applied(payments, standin(payments).event("checkout.session.completed", session))
     assert (
@@ -221,10 +228,8 @@ async def test_concurrent_pay_requests_make_one_attempt_and_one_session(payments
 
 
 async def test_a_new_attempt_only_once_the_open_session_is_surely_over(payments: Payments) -> None:
-    group = await card_group(payments)
-    alice = group.members[0]
-    due = await awaiting(payments, group, alice)
-    first = await started(payments, group, due)
+    group, due, first = await checkout_started(payments)
+    alice = due.member_id
     # past its end but within the margin (clocks): the same session, never two payable at once
     await payments.scalar(
         "UPDATE card_payments SET expires_at = now() - interval '1 minute' WHERE payment_id = :p RETURNING 1",

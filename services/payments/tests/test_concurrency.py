@@ -16,11 +16,7 @@ def eur(cents: int) -> dict:
 
 
 async def test_two_concurrent_confirmations_one_wins(payments: Payments) -> None:
-    group = await payments.new_group()
-    member = group.members[0]
-    await payments.order(group, member, uuid4(), PaymentMethod.CHEQUE)
-    [declared] = await payments.member_payments(group, member)
-    url = f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm"
+    group, member, url = await payments.declared_cheque()
     before = await payments.outbox_count()
     responses = await asyncio.gather(
         *[

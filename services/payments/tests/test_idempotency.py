@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from uuid import uuid4
 
-from cagette_contracts import PaymentMethod
 from cagette_runtime.testing import WITHOUT_KEY
 
 from .conftest import Payments
@@ -77,11 +76,7 @@ async def test_a_payment_retried_with_its_key_is_recorded_once(payments: Payment
 
 
 async def test_a_confirmation_retried_with_its_key_confirms_once(payments: Payments) -> None:
-    group = await payments.new_group()
-    member = group.members[0]
-    await payments.order(group, member, uuid4(), PaymentMethod.CHEQUE)
-    [declared] = await payments.member_payments(group, member)
-    url = f"/groups/{group.group_id}/payments/{declared['payment_id']}/confirm"
+    group, _, url = await payments.declared_cheque()
     headers = {**payments.coordinator(group), "Idempotency-Key": "cheque-in-hand"}
     first = await payments.client.post(url, json={"label": "cheque 7"}, headers=headers)
     assert first.status_code == 200, first.text
