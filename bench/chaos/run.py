@@ -315,6 +315,22 @@ async def place(http: Http, group: Group, op: Op) -> None:
         )
         op.total = fetched.json()["total"]["amount"]
         op.attempt_began = None  # not a fresh success
+    elif (
+        response.status_code == 409
+        and answer.get("error") == "idempotency_key_reused"
+        and "took effect" in answer.get("detail", "")
+    ):
+        # "took effect but its answer was not recorded" (orders was killed between committing the
+        # order and storing its answer): as the answer says, read the resource.
+        listed, _ = await http.call(
+            "GET",
+            f"/groups/{group.group_id}/orders?distribution_id={op.distribution_id}&member_id={op.member_id}",
+            authorization=authorization,
+        )
+        [order] = listed.json()
+        op.outcome, op.order_id, op.total = "placed", order["order_id"], order["total"]["amount"]
+        op.detail = "recovered by reading the order (409 took effect, answer lost)"
+        op.attempt_began = None  # not a fresh success
     elif response.status_code == 409 and "available" in context:
         op.outcome = "refused"
         op.detail = (
