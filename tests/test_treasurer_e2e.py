@@ -46,6 +46,10 @@ class Lilas:
         return self.group.group_id
 
     @property
+    def coordinator_id(self) -> uuid.UUID:
+        return self.group.coordinator_id
+
+    @property
     def coordinator(self) -> dict[str, str]:
         return self.group.coordinator
 
