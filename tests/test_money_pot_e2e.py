@@ -181,6 +181,7 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
     from cagette_orders.holds import LedgerHolds
     from cagette_orders.tables import hold_requests
     from cagette_runtime.db import Database
+    from cagette_runtime.rows import record
 
     async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
         group = PotGroup(orders, ledger)
@@ -205,17 +206,8 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
         try:
             async with database.transaction() as session:
                 assert await store.hold_asked(session, asked)
-            decision = await LedgerHolds(broker).place(
-                PlaceHold(
-                    hold_id=asked.hold_id,
-                    group_id=asked.group_id,
-                    member_id=member_id,
-                    order_id=asked.subject_id,
-                    amount=asked.amount,
-                    grant_before=asked.grant_before,
-                    expires_at=asked.expires_at,
-                )
-            )
+            # The same request orders sends: the recorded hold, for the order never recorded.
+            decision = await LedgerHolds(broker).place(record(PlaceHold, vars(asked), order_id=asked.subject_id))
             assert decision.granted, decision
             held = await group.balance(member_id)
             assert held is not None and held["available"]["amount"] == 300  # orders "dies" here
