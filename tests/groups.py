@@ -12,7 +12,8 @@ from datetime import datetime
 
 import httpx
 
-from cagette_web.seeding import Catalog, Product, add_catalog, add_distribution, add_member, create_group, order_body
+from cagette_web import seeding
+from cagette_web.seeding import Catalog, Joining, Product, order_body
 
 from .conftest import bearer
 
@@ -30,7 +31,7 @@ class Group:
     async def create(cls, orders: httpx.AsyncClient, name: str, **settings: object) -> Group:
         """A new group in euros (settings as `POST /groups` takes them), its coordinator not a member yet."""
         admin_id = uuid.uuid4()
-        group_id = await create_group(orders, bearer(admin_id, admin=True), name, **settings)
+        group_id = await seeding.create_group(orders, bearer(admin_id, admin=True), name, **settings)
         return cls(orders, group_id, admin_id)
 
     @property
@@ -48,27 +49,20 @@ class Group:
         self, name: str, *, member_id: uuid.UUID | None = None, role: str | None = None, email: str | None = None
     ) -> uuid.UUID:
         """Someone joins (by default as a member, a new id, the e-mail `<name>@example.org`)."""
-        return await add_member(
-            self.orders,
-            self.admin,
-            self.group_id,
-            name,
-            email or f"{name.lower()}@example.org",
-            role=role,
-            member_id=member_id or uuid.uuid4(),
-        )
+        joining = Joining(name, email or f"{name.lower()}@example.org", role, member_id or uuid.uuid4())
+        return await seeding.add_member(self.orders, self.admin, self.group_id, joining)
 
     async def join_coordinator(self, name: str, *, email: str | None = None) -> uuid.UUID:
         """The coordinator joins the group as its coordinator (orders then knows their name and e-mail)."""
         return await self.join(name, member_id=self.coordinator_id, role="coordinator", email=email)
 
     async def catalog(self, name: str, products: Sequence[Product], *, kind: str | None = None) -> Catalog:
-        return await add_catalog(self.orders, self.coordinator, self.group_id, name, products, kind=kind)
+        return await seeding.add_catalog(self.orders, self.coordinator, self.group_id, name, products, kind=kind)
 
     async def distribution(self, catalogs: Iterable[Catalog], place: str, *, starts_at: datetime | None = None) -> str:
         """A distribution of those catalogs, by default in three days."""
         catalog_ids = [catalog.catalog_id for catalog in catalogs]
-        return await add_distribution(
+        return await seeding.add_distribution(
             self.orders, self.coordinator, self.group_id, catalog_ids, place=place, starts_at=starts_at
         )
 

@@ -202,11 +202,11 @@ async def seed(orders_url: str, members: int, distributions: int) -> tuple[str, 
     yields one distinct basket (member x distribution) per order."""
     import httpx
 
-    from cagette_web.seeding import Product, add_catalog, add_distribution, add_member, create_group, order_body
+    from cagette_web import seeding
 
     admin, coordinator = uuid.uuid4(), uuid.uuid4()
     async with httpx.AsyncClient(base_url=orders_url, timeout=30) as http:
-        group_id = await create_group(
+        group_id = await seeding.create_group(
             http,
             {"Authorization": bearer(admin, admin=True), "Idempotency-Key": uuid.uuid4().hex},
             "AMAP du Banc d'essai",
@@ -218,11 +218,15 @@ async def seed(orders_url: str, members: int, distributions: int) -> tuple[str, 
         def keyed() -> dict[str, str]:
             return {**as_coordinator, "Idempotency-Key": uuid.uuid4().hex}
 
-        farm = [Product("Panier de légumes", 1550), Product("Oeufs x6", 320), Product("Pain", 410)]
-        catalog = await add_catalog(http, keyed(), group_id, "Ferme du Pré", farm, kind="variable")
+        farm = [
+            seeding.Product("Panier de légumes", 1550),
+            seeding.Product("Oeufs x6", 320),
+            seeding.Product("Pain", 410),
+        ]
+        catalog = await seeding.add_catalog(http, keyed(), group_id, "Ferme du Pré", farm, kind="variable")
         products = catalog.product_ids
         distribution_ids = [
-            await add_distribution(
+            await seeding.add_distribution(
                 http,
                 keyed(),
                 group_id,
@@ -234,12 +238,13 @@ async def seed(orders_url: str, members: int, distributions: int) -> tuple[str, 
         ]
         member_ids = [uuid.uuid4() for _ in range(members)]
         for index, member_id in enumerate(member_ids):
-            await add_member(http, keyed(), group_id, f"Membre {index}", f"m{index}@example.org", member_id=member_id)
+            joining = seeding.Joining(f"Membre {index}", f"m{index}@example.org", member_id=member_id)
+            await seeding.add_member(http, keyed(), group_id, joining)
 
     def baskets() -> Iterator[tuple[str, bytes]]:
         for distribution_id in distribution_ids:
             for member_id in member_ids:
-                body = order_body(distribution_id, "cheque", [(products[0], "1"), (products[1], "2")])
+                body = seeding.order_body(distribution_id, "cheque", [(products[0], "1"), (products[1], "2")])
                 yield bearer(member_id, roles={group_id: Role.MEMBER}), json.dumps(body).encode()
 
     return str(group_id), baskets()

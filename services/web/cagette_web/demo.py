@@ -26,7 +26,7 @@ from cagette_runtime.errors import Invalid
 from . import seeding, store, usecases
 from .app import WebService
 from .domain import PASSWORD_RESET
-from .seeding import Product
+from .seeding import Joining, Product
 
 DEMO_PASSWORD = "demo-cagette-2026"
 ADMIN = ("admin@example.org", "Admin Démo")
@@ -129,7 +129,7 @@ async def seed_demo(service: WebService, *, group_name: str = "AMAP des Lilas", 
         )
         demo = Demo(group_id, group_name)
         for (email, name), role in [(COORDINATOR, "coordinator"), *((member, "member") for member in MEMBERS)]:
-            demo.people[email] = await seeding.add_member(orders, admin, group_id, name, email, role=role)
+            demo.people[email] = await seeding.add_member(orders, admin, group_id, Joining(name, email, role))
         for email in [COORDINATOR[0], *(member[0] for member in MEMBERS)]:
             await _wait_for_account(service, email)
             await _set_password(service, demo.people[email])

@@ -59,23 +59,22 @@ async def create_group(orders: httpx.AsyncClient, headers: Headers, name: str, *
     return UUID(created["group_id"])
 
 
-async def add_member(
-    orders: httpx.AsyncClient,
-    headers: Headers,
-    group_id: UUID,
-    name: str,
-    email: str,
-    *,
-    role: str | None = None,
-    member_id: UUID | None = None,
-) -> UUID:
-    """A member joins (orders picks the id unless given; the role is orders' default unless given)."""
-    body: dict[str, Any] = {"name": name, "email": email}
-    if role is not None:
-        body["role"] = role
-    if member_id is not None:
-        body["member_id"] = str(member_id)
-    joined = checked(await orders.post(f"/groups/{group_id}/members", headers=headers, json=body))
+@dataclass(frozen=True)
+class Joining:
+    """Someone joining a group: orders picks the id unless given, and its default role unless given."""
+
+    name: str
+    email: str
+    role: str | None = None
+    member_id: UUID | None = None
+
+    def body(self) -> dict[str, Any]:
+        given = {"role": self.role, "member_id": str(self.member_id) if self.member_id else None}
+        return {"name": self.name, "email": self.email, **{k: v for k, v in given.items() if v is not None}}
+
+
+async def add_member(orders: httpx.AsyncClient, headers: Headers, group_id: UUID, joining: Joining) -> UUID:
+    joined = checked(await orders.post(f"/groups/{group_id}/members", headers=headers, json=joining.body()))
     return UUID(joined["member_id"])
 
 
