@@ -8,7 +8,7 @@ import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +122,10 @@ def bearer(
 
 def client(stack: Stack, service: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=stack.services[service].url, timeout=10, **KEYED)
+
+
+@asynccontextmanager
+async def clients(stack: Stack, *services: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """A client for each of those services, in that order, closed together."""
+    async with AsyncExitStack() as opened:
+        yield [await opened.enter_async_context(client(stack, service)) for service in services]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
-from .conftest import bearer, client, eventually
+from .conftest import clients, eventually
+from .groups import Group, Product
 
 IBAN = "FR7630006000011234567890189"
 
@@ -57,66 +58,22 @@ def float_free(text: str) -> int:
 
 
 async def test_transfer_settled_by_a_camt053_import_and_reimport_changes_nothing(stack) -> None:
-    admin, coordinator, alice, bob = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "payments") as payments,
-        client(stack, "ledger") as ledger,
-    ):
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={
-                "name": "AMAP des Lilas",
-                "currency": "EUR",
-                "payment_methods": ["transfer"],
-                "transfer_iban": "FR76 3000 6000 0112 3456 7890 189",
-                "transfer_bic": "BNPAFRPP",
-            },
+    async with clients(stack, "orders", "payments", "ledger") as (orders, payments, ledger):
+        lilas = await Group.create(
+            orders,
+            "AMAP des Lilas",
+            payment_methods=["transfer"],
+            transfer_iban="FR76 3000 6000 0112 3456 7890 189",
+            transfer_bic="BNPAFRPP",
         )
-        assert created.status_code == 201, created.text
-        group = created.json()["group_id"]
-        coord = bearer(coordinator, coordinator_of=uuid.UUID(group))
-        for member_id, role, name in [
-            (coordinator, "coordinator", "Claire"),
-            (alice, "member", "Alice"),
-            (bob, "member", "Bob"),
-        ]:
-            joined = await orders.post(
-                f"/groups/{group}/members",
-                headers=bearer(admin, admin=True),
-                json={"member_id": str(member_id), "role": role, "name": name, "email": f"{name.lower()}@example.org"},
-            )
-            assert joined.status_code == 201, joined.text
-        as_alice = bearer(alice, member_of=uuid.UUID(group))
-        as_bob = bearer(bob, member_of=uuid.UUID(group))
-        shop = (
-            await orders.post(
-                f"/groups/{group}/catalogs",
-                headers=coord,
-                json={"name": "Farm shop", "products": [{"name": "Cheese", "unit_price": 1250}]},
-            )
-        ).json()
-        distribution = await orders.post(
-            f"/groups/{group}/distributions",
-            headers=coord,
-            json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                "place": "Market hall",
-                "catalog_ids": [shop["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
-        d = distribution.json()["distribution_id"]
-        placed = await orders.post(
-            f"/groups/{group}/orders",
-            headers=as_alice,
-            json={
-                "distribution_id": d,
-                "payment_method": "transfer",
-                "lines": [{"product_id": shop["products"][0]["product_id"], "quantity": "2"}],
-            },
-        )
+        group = lilas.group_id
+        coord = lilas.coordinator
+        await lilas.join_coordinator("Claire")
+        alice, bob = await lilas.join("Alice"), await lilas.join("Bob")
+        as_alice, as_bob = lilas.member(alice), lilas.member(bob)
+        shop = await lilas.catalog("Farm shop", [Product("Cheese", 1250)])
+        d = await lilas.distribution([shop], "Market hall")
+        placed = await lilas.order(alice, d, "transfer", [(shop.product_ids[0], "2")])
         assert placed.status_code == 201, placed.text
 
         async def declared() -> dict[str, Any] | None:

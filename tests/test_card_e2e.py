@@ -36,7 +36,8 @@ from sqlalchemy.engine import make_url
 from cagette_runtime.devstack import Stack
 from cagette_runtime.testing import IsolatedServers, Mailbox, smtp_server
 
-from .conftest import bearer, client, eventually, running_stack
+from .conftest import clients, eventually, running_stack
+from .groups import Group, Product
 
 # The payments tests' Stripe stand-in, imported as a package of its own (it imports its sibling
 # stripe_declared.py relatively).
@@ -105,6 +106,18 @@ async def payments_db(stack: Stack, sql: str, *args: Any) -> Any:
         return await connection.fetchval(sql, *args)
     finally:
         await connection.close()
+
+
+async def card_checkout(payments: Any, group_id: uuid.UUID, order_id: str, member: dict[str, str]) -> dict[str, Any]:
+    """The card payment the member opens for the order (its checkout session), once payments
+    has heard of the order."""
+
+    async def opened() -> dict[str, Any] | None:
+        response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=member)
+        assert response.status_code in (201, 404), response.text
+        return response.json() if response.status_code == 201 else None
+
+    return dict(await eventually(opened))
 
 
 async def books_agree(
@@ -178,47 +191,14 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
     card_stack: tuple[Stack, Any, Mailbox],
 ) -> None:
     stack, standin, _mailbox = card_stack
-    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "ledger") as ledger,
-        client(stack, "payments") as payments,
-    ):
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={"name": "Coop du Marché", "currency": "EUR", "payment_methods": ["on_the_spot"]},
-        )
-        assert created.status_code == 201, created.text
-        group_id = uuid.UUID(created.json()["group_id"])
-        coord = bearer(coordinator, coordinator_of=group_id)
-        alice = bearer(member, member_of=group_id)
-        joined = await orders.post(
-            f"/groups/{group_id}/members",
-            headers=coord,
-            json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
-        catalog = await orders.post(
-            f"/groups/{group_id}/catalogs",
-            headers=coord,
-            json={
-                "name": "Fromagerie",
-                "products": [{"name": "Comté", "unit_price": 2390, "unit": "kg"}, {"name": "Yaourt", "unit_price": 95}],
-            },
-        )
-        assert catalog.status_code == 201, catalog.text
-        comte, yoghurt = (p["product_id"] for p in catalog.json()["products"])
-        distribution = await orders.post(
-            f"/groups/{group_id}/distributions",
-            headers=coord,
-            json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                "place": "Halle",
-                "catalog_ids": [catalog.json()["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
+    async with clients(stack, "orders", "ledger", "payments") as (orders, ledger, payments):
+        coop = await Group.create(orders, "Coop du Marché", payment_methods=["on_the_spot"])
+        group_id, coord = coop.group_id, coop.coordinator
+        member = await coop.join("Alice")
+        alice = coop.member(member)
+        catalog = await coop.catalog("Fromagerie", [Product("Comté", 2390, unit="kg"), Product("Yaourt", 95)])
+        comte, yoghurt = catalog.product_ids
+        distribution_id = await coop.distribution([catalog], "Halle")
 
         # card cannot be offered yet, and the flag is not the coordinator's to set on orders
         refused = await orders.patch(f"/groups/{group_id}", headers=coord, json={"payment_methods": ["card"]})
@@ -244,25 +224,12 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
         assert offered.status_code == 200 and offered.json()["payment_methods"] == ["card"], offered.text
 
         # 0.35 kg x 23.90 = 8.365 -> 8.37 (rounded once per line), + 6 x 0.95 = 5.70: 14.07
-        placed = await orders.post(
-            f"/groups/{group_id}/orders",
-            headers=alice,
-            json={
-                "distribution_id": distribution.json()["distribution_id"],
-                "payment_method": "card",
-                "lines": [{"product_id": comte, "quantity": "0.35"}, {"product_id": yoghurt, "quantity": "6"}],
-            },
-        )
+        placed = await coop.order(member, distribution_id, "card", [(comte, "0.35"), (yoghurt, "6")])
         assert placed.status_code == 201, placed.text
         assert placed.json()["status"] == "awaiting_payment"
         order_id = placed.json()["order_id"]
 
-        async def checkout() -> dict[str, Any] | None:
-            response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=alice)
-            assert response.status_code in (201, 404), response.text
-            return response.json() if response.status_code == 201 else None
-
-        payment = await eventually(checkout)
+        payment = await card_checkout(payments, group_id, order_id, alice)
         assert payment["amount"] == {"amount": 1407, "currency": "EUR"}
         payment_id = payment["payment_id"]
 
@@ -292,7 +259,6 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
             return await balance() == 0 and await entries() == 2
 
         await eventually(settled)
-        distribution_id = distribution.json()["distribution_id"]
         await books_agree(ledger, payments, coord, group_id, member, balance=0, card_takings={distribution_id: 1407})
 
         async def fee_posted() -> list[dict[str, Any]] | None:
@@ -368,15 +334,7 @@ async def test_card_order_confirmed_by_signed_webhook_then_refunded_in_part(
         assert turned_off.status_code == 200 and turned_off.json()["card_payments_ready"] is False, turned_off.text
         group = await eventually(lambda: card_configured(False))
         assert group["payment_methods"] == ["card"]
-        late = await orders.post(
-            f"/groups/{group_id}/orders",
-            headers=alice,
-            json={
-                "distribution_id": distribution.json()["distribution_id"],
-                "payment_method": "card",
-                "lines": [{"product_id": yoghurt, "quantity": "1"}],
-            },
-        )
+        late = await coop.order(member, distribution_id, "card", [(yoghurt, "1")])
         assert late.status_code == 409 and "card payments are not available" in late.json()["detail"], late.text
         listed = (await orders.get(f"/groups/{group_id}/orders", headers=coord)).json()
         assert [o["order_id"] for o in listed] == [order_id]
@@ -391,48 +349,18 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
     card orders on orders and the coordinator is emailed, once. The ledger's audit passes at the
     end."""
     stack, standin, mailbox = card_stack
-    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "ledger") as ledger,
-        client(stack, "payments") as payments,
-    ):
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={"name": "AMAP du Canal", "currency": "EUR", "payment_methods": ["on_the_spot"]},
-        )
-        assert created.status_code == 201, created.text
-        group_id = uuid.UUID(created.json()["group_id"])
-        coord = bearer(coordinator, coordinator_of=group_id)
-        bob = bearer(member, member_of=group_id)
-        for who, role, name in ((coordinator, "coordinator", "Camille"), (member, "member", "Bob")):
-            joined = await orders.post(
-                f"/groups/{group_id}/members",
-                headers=bearer(admin, admin=True),
-                json={"member_id": str(who), "role": role, "name": name, "email": f"{name.lower()}@canal.example.org"},
-            )
-            assert joined.status_code == 201, joined.text
-        catalog = await orders.post(
-            f"/groups/{group_id}/catalogs",
-            headers=coord,
-            json={"name": "Maraîcher", "products": [{"name": "Panier", "unit_price": 2000}]},
-        )
-        assert catalog.status_code == 201, catalog.text
-        [basket] = (p["product_id"] for p in catalog.json()["products"])
-        distributions = []
-        for week in (1, 2, 3):  # one basket per member and distribution: one order each
-            distribution = await orders.post(
-                f"/groups/{group_id}/distributions",
-                headers=coord,
-                json={
-                    "starts_at": (datetime.now(UTC) + timedelta(weeks=week)).isoformat(),
-                    "place": "Écluse",
-                    "catalog_ids": [catalog.json()["catalog_id"]],
-                },
-            )
-            assert distribution.status_code == 201, distribution.text
-            distributions.append(distribution.json()["distribution_id"])
+    async with clients(stack, "orders", "ledger", "payments") as (orders, ledger, payments):
+        canal = await Group.create(orders, "AMAP du Canal", payment_methods=["on_the_spot"])
+        group_id, coord = canal.group_id, canal.coordinator
+        await canal.join_coordinator("Camille", email=COORDINATOR_EMAIL)
+        member = await canal.join("Bob", email="bob@canal.example.org")
+        catalog = await canal.catalog("Maraîcher", [Product("Panier", 2000)])
+        [basket] = catalog.product_ids
+        # one basket per member and distribution: one order each
+        distributions = [
+            await canal.distribution([catalog], "Écluse", starts_at=datetime.now(UTC) + timedelta(weeks=week))
+            for week in (1, 2, 3)
+        ]
 
         # Onboarding through the platform: an account Stripe does not let take charges yet.
         async def onboarding() -> dict[str, Any] | None:
@@ -474,24 +402,11 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
             return response.json()["balance"]["amount"] if response.status_code == 200 else None
 
         async def paid_card_order(distribution_id: str) -> tuple[str, dict[str, Any]]:
-            placed = await orders.post(
-                f"/groups/{group_id}/orders",
-                headers=bob,
-                json={
-                    "distribution_id": distribution_id,
-                    "payment_method": "card",
-                    "lines": [{"product_id": basket, "quantity": "1"}],
-                },
-            )
+            placed = await canal.order(member, distribution_id, "card", [(basket, "1")])
             assert placed.status_code == 201, placed.text
             order_id = placed.json()["order_id"]
 
-            async def checkout() -> dict[str, Any] | None:
-                response = await payments.post(f"/groups/{group_id}/orders/{order_id}/card-payment", headers=bob)
-                assert response.status_code in (201, 404), response.text
-                return response.json() if response.status_code == 201 else None
-
-            payment = await eventually(checkout)
+            payment = await card_checkout(payments, group_id, order_id, canal.member(member))
             session, _intent, charge = standin.pay(payment["checkout_session_id"], account)
             assert (await deliver(standin.event("checkout.session.completed", session, account=account)))[
                 "outcome"
@@ -605,17 +520,9 @@ async def test_connected_account_refund_failure_and_disputes_keep_every_book_rig
         await asyncio.sleep(1.5)
         assert len(await account_emails(mailbox, 2)) == 2
         assert not [m for m in mailbox.to("bob@canal.example.org") if m["X-Cagette-Kind"] in ACCOUNT_KINDS]
-        late = await orders.post(
-            f"/groups/{group_id}/orders",
-            headers=bob,
-            json={
-                "distribution_id": third,
-                "payment_method": "card",
-                "lines": [{"product_id": basket, "quantity": "1"}],
-            },
-        )
+        late = await canal.order(member, third, "card", [(basket, "1")])
         assert late.status_code == 409, late.text
 
         # The ledger's invariants hold over everything above.
-        audit = await ledger.get("/admin/audit", headers=bearer(admin, admin=True))
+        audit = await ledger.get("/admin/audit", headers=canal.admin)
         assert audit.status_code == 200 and audit.json()["ok"] is True, audit.text

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import aio_pika
 
@@ -15,6 +14,7 @@ from cagette_runtime.consumer import PARKING_REASON_HEADER
 from cagette_runtime.testing import EventSpy, drain_queue
 
 from .conftest import bearer, client
+from .groups import Group, Product
 
 
 async def publish_raw(amqp_url: str, body: bytes, routing_key: str, message_id: str) -> None:
@@ -34,70 +34,24 @@ async def publish_raw(amqp_url: str, body: bytes, routing_key: str, message_id: 
 
 
 async def test_order_over_http_debits_the_member_once_and_publishes_the_balance(stack) -> None:
-    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with (
         EventSpy(stack.amqp_url, "orders.#", "ledger.#") as spy,
         client(stack, "orders") as orders,
         client(stack, "ledger") as ledger,
     ):
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={
-                "name": "AMAP des Lilas",
-                "currency": "EUR",
-                "payment_methods": ["cheque"],
-                "cheque_payee": "AMAP des Lilas",
-            },
+        group = await Group.create(orders, "AMAP des Lilas", payment_methods=["cheque"], cheque_payee="AMAP des Lilas")
+        group_id = group.group_id
+        member = await group.join("Alice")
+        farm = await group.catalog(
+            "Ferme du Pré",
+            [Product("Panier de légumes", 1550), Product("Oeufs x6", 320), Product("Pain", 410)],
+            kind="variable",
         )
-        assert created.status_code == 201, created.text
-        group_id = uuid.UUID(created.json()["group_id"])
-        coordinator_auth = bearer(coordinator, coordinator_of=group_id)
+        basket, eggs, bread = farm.product_ids
+        distribution_id = await group.distribution([farm], "Préau")
 
-        joined = await orders.post(
-            f"/groups/{group_id}/members",
-            headers=coordinator_auth,
-            json={"member_id": str(member), "name": "Alice", "email": "alice@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
-        catalog = await orders.post(
-            f"/groups/{group_id}/catalogs",
-            headers=coordinator_auth,
-            json={
-                "name": "Ferme du Pré",
-                "kind": "variable",
-                "products": [
-                    {"name": "Panier de légumes", "unit_price": 1550},
-                    {"name": "Oeufs x6", "unit_price": 320},
-                    {"name": "Pain", "unit_price": 410},
-                ],
-            },
-        )
-        assert catalog.status_code == 201, catalog.text
-        basket, eggs, bread = (product["product_id"] for product in catalog.json()["products"])
-        starts_at = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-        distribution = await orders.post(
-            f"/groups/{group_id}/distributions",
-            headers=coordinator_auth,
-            json={
-                "starts_at": starts_at,
-                "place": "Préau",
-                "catalog_ids": [catalog.json()["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
-        distribution_id = distribution.json()["distribution_id"]
-
-        member_auth = bearer(member, member_of=group_id)
-        placed = await orders.post(
-            f"/groups/{group_id}/orders",
-            headers=member_auth,
-            json={
-                "distribution_id": distribution_id,
-                "payment_method": "cheque",
-                "lines": [{"product_id": basket, "quantity": "1"}, {"product_id": eggs, "quantity": "2"}],
-            },
-        )
+        member_auth = group.member(member)
+        placed = await group.order(member, distribution_id, "cheque", [(basket, "1"), (eggs, "2")])
         assert placed.status_code == 201, placed.text
         assert placed.json()["total"] == {"amount": 2190, "currency": "EUR"}
         order_id = placed.json()["order_id"]

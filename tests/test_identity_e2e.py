@@ -26,9 +26,9 @@ from cagette_runtime.devstack import SERVICES, Stack
 from cagette_runtime.settings import DEV_JWT_SECRET
 from cagette_runtime.testing import IsolatedServers, Mailbox, smtp_server
 
+from .browser import launch_chromium
 from .conftest import bearer, client, eventually, running_stack
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 PASSWORD = "une phrase de passe longue"
 OTHER_SERVICES = ("orders", "ledger", "payments", "notifications")
@@ -49,16 +49,6 @@ def link_in(mailbox: Mailbox, message: Any) -> str:
     found = re.search(r"http://\S+/set-password\?token=[\w-]+", mailbox.body(message, "plain"))
     assert found, "the email has no set-password link"
     return found.group(0)
-
-
-async def browser_session(playwright: Any) -> Any:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (make install does)", pytrace=False)
-    return await playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        headless=True,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    )
 
 
 async def accept_invitation(page: Any, link: str, shot: str) -> None:
@@ -112,7 +102,7 @@ async def test_people_sign_in_and_roles_are_current_on_every_service(system) -> 
             assert added.status_code == 201, added.text
 
     async with async_playwright() as playwright:
-        browser = await browser_session(playwright)
+        browser = await launch_chromium(playwright)
         try:
             # The coordinator accepts their invitation and signs in.
             [invitation] = await mailbox.wait_for(coordinator_email, timeout=30)

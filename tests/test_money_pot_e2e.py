@@ -28,6 +28,7 @@ from cagette_runtime.devstack import Stack
 from cagette_runtime.testing import IsolatedServers
 
 from .conftest import bearer, client, eventually, running_stack
+from .groups import Group, Product, order_body
 
 
 @pytest.fixture(scope="module")
@@ -47,59 +48,28 @@ class PotGroup:
 
     def __init__(self, orders: httpx.AsyncClient, ledger: httpx.AsyncClient) -> None:
         self.orders, self.ledger = orders, ledger
-        self.coordinator_id = uuid.uuid4()
 
     async def setup(self, distributions: int) -> None:
-        admin = bearer(uuid.uuid4(), admin=True)
-        created = await self.orders.post(
-            "/groups",
-            headers=admin,
-            json={
-                "name": "Épicerie du coin",
-                "currency": "EUR",
-                "payment_methods": ["money_pot"],
-                "allow_negative_money_pot": False,
-            },
+        self.group = await Group.create(
+            self.orders, "Épicerie du coin", payment_methods=["money_pot"], allow_negative_money_pot=False
         )
-        assert created.status_code == 201, created.text
-        self.group_id = uuid.UUID(created.json()["group_id"])
-        self.coordinator = bearer(self.coordinator_id, coordinator_of=self.group_id)
-        catalog = await self.orders.post(
-            f"/groups/{self.group_id}/catalogs",
-            headers=self.coordinator,
-            json={"name": "Épicerie", "products": [{"name": "Huile d'olive", "unit_price": 700, "unit": "litre"}]},
-        )
-        assert catalog.status_code == 201, catalog.text
-        self.oil = catalog.json()["products"][0]["product_id"]
-        self.distributions = []
-        for day in range(distributions):
-            response = await self.orders.post(
-                f"/groups/{self.group_id}/distributions",
-                headers=self.coordinator,
-                json={
-                    "starts_at": (datetime.now(UTC) + timedelta(days=day + 2)).isoformat(),
-                    "place": "Local",
-                    "catalog_ids": [catalog.json()["catalog_id"]],
-                },
-            )
-            assert response.status_code == 201, response.text
-            self.distributions.append(response.json()["distribution_id"])
+        self.group_id, self.coordinator = self.group.group_id, self.group.coordinator
+        catalog = await self.group.catalog("Épicerie", [Product("Huile d'olive", 700, unit="litre")])
+        [self.oil] = catalog.product_ids
+        self.distributions = [
+            await self.group.distribution([catalog], "Local", starts_at=datetime.now(UTC) + timedelta(days=day + 2))
+            for day in range(distributions)
+        ]
 
     async def join(self) -> tuple[uuid.UUID, dict[str, str]]:
         member_id = uuid.uuid4()
-        joined = await self.orders.post(
-            f"/groups/{self.group_id}/members",
-            headers=self.coordinator,
-            json={"member_id": str(member_id), "name": "Chloé", "email": f"{member_id.hex[:8]}@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
-        auth = bearer(member_id, member_of=self.group_id)
+        await self.group.join("Chloé", member_id=member_id, email=f"{member_id.hex[:8]}@example.org")
 
         async def known() -> bool:  # the ledger learnt the group from GroupSettingsChanged
             return (await self.balance(member_id)) is not None
 
         await eventually(known)
-        return member_id, auth
+        return member_id, self.group.member(member_id)
 
     async def balance(self, member_id: uuid.UUID) -> dict[str, Any] | None:
         response = await self.ledger.get(
@@ -111,11 +81,7 @@ class PotGroup:
         return await self.orders.post(
             f"/groups/{self.group_id}/orders",
             headers=auth,
-            json={
-                "distribution_id": self.distributions[distribution],
-                "payment_method": "money_pot",
-                "lines": [{"product_id": self.oil, "quantity": litres}],
-            },
+            json=order_body(self.distributions[distribution], "money_pot", [(self.oil, litres)]),
         )
 
     async def top_up(self, member_id: uuid.UUID, cents: int) -> None:
@@ -215,6 +181,7 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
     from cagette_orders.holds import LedgerHolds
     from cagette_orders.tables import hold_requests
     from cagette_runtime.db import Database
+    from cagette_runtime.rows import record
 
     async with client(pot_stack, "orders") as orders, client(pot_stack, "ledger") as ledger:
         group = PotGroup(orders, ledger)
@@ -239,17 +206,8 @@ async def test_a_hold_whose_order_attempt_died_is_given_back(pot_stack: Stack) -
         try:
             async with database.transaction() as session:
                 assert await store.hold_asked(session, asked)
-            decision = await LedgerHolds(broker).place(
-                PlaceHold(
-                    hold_id=asked.hold_id,
-                    group_id=asked.group_id,
-                    member_id=member_id,
-                    order_id=asked.subject_id,
-                    amount=asked.amount,
-                    grant_before=asked.grant_before,
-                    expires_at=asked.expires_at,
-                )
-            )
+            # The same request orders sends: the recorded hold, for the order never recorded.
+            decision = await LedgerHolds(broker).place(record(PlaceHold, vars(asked), order_id=asked.subject_id))
             assert decision.granted, decision
             held = await group.balance(member_id)
             assert held is not None and held["available"]["amount"] == 300  # orders "dies" here

@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,6 +31,7 @@ from cagette_runtime.devstack import Stack
 from cagette_runtime.testing import EventSpy, IsolatedServers
 
 from .conftest import bearer, client, eventually, running_stack
+from .groups import Group, Product, order_body
 
 
 @dataclass
@@ -109,47 +109,20 @@ class Basket:
 
 async def open_group(stack: Stack) -> Basket:
     """A group (cheques), its member, a one-product catalog and a distribution in three days."""
-    admin, coordinator, member = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with client(stack, "orders") as orders:
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={"name": "AMAP du Canal", "currency": "EUR", "payment_methods": ["cheque"], "cheque_payee": "AMAP"},
-        )
-        assert created.status_code == 201, created.text
-        group_id = uuid.UUID(created.json()["group_id"])
-        coordinator_auth = bearer(coordinator, coordinator_of=group_id)
-        joined = await orders.post(
-            f"/groups/{group_id}/members",
-            headers=coordinator_auth,
-            json={"member_id": str(member), "name": "Inès", "email": "ines@example.org"},
-        )
-        assert joined.status_code == 201, joined.text
-        catalog = await orders.post(
-            f"/groups/{group_id}/catalogs",
-            headers=coordinator_auth,
-            json={"name": "Ferme", "kind": "variable", "products": [{"name": "Panier", "unit_price": 1200}]},
-        )
-        assert catalog.status_code == 201, catalog.text
-        distribution = await orders.post(
-            f"/groups/{group_id}/distributions",
-            headers=coordinator_auth,
-            json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                "place": "Halle",
-                "catalog_ids": [catalog.json()["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
+        group = await Group.create(orders, "AMAP du Canal", payment_methods=["cheque"], cheque_payee="AMAP")
+        member = await group.join("Inès", email="ines@example.org")
+        catalog = await group.catalog("Ferme", [Product("Panier", 1200)], kind="variable")
+        distribution_id = await group.distribution([catalog], "Halle")
     async with client(stack, "ledger") as ledger:
         # The ledger has taken the group and its member in: the order's events then reach it on
         # their own, not batched with these (statements of a batch of several actions are in none).
         async def member_known() -> bool:
-            answer = await ledger.get(f"/groups/{group_id}/members/{member}/balance", headers=coordinator_auth)
+            answer = await ledger.get(f"/groups/{group.group_id}/members/{member}/balance", headers=group.coordinator)
             return answer.status_code == 200
 
         await eventually(member_known)
-    return Basket(group_id, member, distribution.json()["distribution_id"], catalog.json()["products"][0]["product_id"])
+    return Basket(group.group_id, member, distribution_id, catalog.product_ids[0])
 
 
 async def place_order(stack: Stack, basket: Basket) -> dict[str, object]:
@@ -157,11 +130,7 @@ async def place_order(stack: Stack, basket: Basket) -> dict[str, object]:
         placed = await orders.post(
             f"/groups/{basket.group_id}/orders",
             headers=bearer(basket.member_id, member_of=basket.group_id),
-            json={
-                "distribution_id": basket.distribution_id,
-                "payment_method": "cheque",
-                "lines": [{"product_id": basket.product_id, "quantity": "1"}],
-            },
+            json=order_body(basket.distribution_id, "cheque", [(basket.product_id, "1")]),
         )
     assert placed.status_code == 201, placed.text
     return dict(placed.json())

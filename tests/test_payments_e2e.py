@@ -8,12 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stdnum import iso11649
 
-from .conftest import bearer, client, eventually
+from .conftest import clients, eventually
+from .groups import Group, Product
 
 
 def eur(cents: int) -> dict[str, Any]:
@@ -21,82 +21,26 @@ def eur(cents: int) -> dict[str, Any]:
 
 
 async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(stack) -> None:
-    admin, coordinator = uuid.uuid4(), uuid.uuid4()
-    alice, bob, carol = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "payments") as payments,
-        client(stack, "ledger") as ledger,
-    ):
-        created = await orders.post(
-            "/groups",
-            headers=bearer(admin, admin=True),
-            json={
-                "name": "AMAP des Lilas",
-                "currency": "EUR",
-                "payment_methods": ["cheque", "cash", "on_the_spot"],
-                "cheque_payee": "AMAP des Lilas",
-            },
+    async with clients(stack, "orders", "payments", "ledger") as (orders, payments, ledger):
+        lilas = await Group.create(
+            orders,
+            "AMAP des Lilas",
+            payment_methods=["cheque", "cash", "on_the_spot"],
+            cheque_payee="AMAP des Lilas",
         )
-        assert created.status_code == 201, created.text
-        group = created.json()["group_id"]
-        coord = bearer(coordinator, coordinator_of=uuid.UUID(group))
-        for member_id, role, name in [
-            (coordinator, "coordinator", "Claire"),
-            (alice, "member", "Alice"),
-            (bob, "member", "Bob"),
-            (carol, "member", "Carol"),
-        ]:
-            joined = await orders.post(
-                f"/groups/{group}/members",
-                headers=bearer(admin, admin=True),
-                json={"member_id": str(member_id), "role": role, "name": name, "email": f"{name.lower()}@example.org"},
-            )
-            assert joined.status_code == 201, joined.text
-        member = {m: bearer(m, member_of=uuid.UUID(group)) for m in (alice, bob, carol)}
-
-        shop = (
-            await orders.post(
-                f"/groups/{group}/catalogs",
-                headers=coord,
-                json={"name": "Farm shop", "products": [{"name": "Cheese", "unit_price": 1250}]},
-            )
-        ).json()
-        contract = (
-            await orders.post(
-                f"/groups/{group}/catalogs",
-                headers=coord,
-                json={
-                    "name": "Vegetables",
-                    "kind": "subscription",
-                    "products": [{"name": "Vegetable box", "unit_price": 1500}],
-                },
-            )
-        ).json()
-        distribution = await orders.post(
-            f"/groups/{group}/distributions",
-            headers=coord,
-            json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-                "place": "Market hall",
-                "catalog_ids": [shop["catalog_id"], contract["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
-        d = distribution.json()["distribution_id"]
-        cheese = shop["products"][0]["product_id"]
+        group = lilas.group_id
+        coord = lilas.coordinator
+        await lilas.join_coordinator("Claire")
+        alice, bob, carol = [await lilas.join(name) for name in ("Alice", "Bob", "Carol")]
+        member = {m: lilas.member(m) for m in (alice, bob, carol)}
+        shop = await lilas.catalog("Farm shop", [Product("Cheese", 1250)])
+        contract = await lilas.catalog("Vegetables", [Product("Vegetable box", 1500)], kind="subscription")
+        d = await lilas.distribution([shop, contract], "Market hall")
+        [cheese] = shop.product_ids
 
         # Alice pays two cheeses (25.00) by cheque, Bob one (12.50) on the spot.
         for who, method, quantity in [(alice, "cheque", "2"), (bob, "on_the_spot", "1")]:
-            placed = await orders.post(
-                f"/groups/{group}/orders",
-                headers=member[who],
-                json={
-                    "distribution_id": d,
-                    "payment_method": method,
-                    "lines": [{"product_id": cheese, "quantity": quantity}],
-                },
-            )
+            placed = await lilas.order(who, d, method, [(cheese, quantity)])
             assert placed.status_code == 201, placed.text
 
         async def declared(who: uuid.UUID) -> dict[str, Any] | None:
@@ -163,11 +107,11 @@ async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(s
         subscriptions = {}
         for who in (bob, carol):
             subscribed = await orders.post(
-                f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions",
+                f"/groups/{group}/contracts/{contract.catalog_id}/subscriptions",
                 headers=member[who],
                 json={
                     "payment_method": "cheque",
-                    "lines": [{"product_id": contract["products"][0]["product_id"], "quantity": "1"}],
+                    "lines": [{"product_id": contract.product_ids[0], "quantity": "1"}],
                 },
             )
             assert subscribed.status_code == 201, subscribed.text
@@ -177,7 +121,7 @@ async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(s
 
         async def known_to_payments() -> bool:
             listed = (
-                await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)
+                await payments.get(f"/groups/{group}/contracts/{contract.catalog_id}/subscriptions", headers=coord)
             ).json()
             return len(listed.get("subscriptions", [])) == 2
 
@@ -195,16 +139,16 @@ async def test_cheque_confirmed_with_a_corrected_amount_mass_entry_and_takings(s
             ],
         }
         mass = await payments.post(
-            f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry
+            f"/groups/{group}/contracts/{contract.catalog_id}/payments", headers=coord, json=entry
         )
         assert mass.status_code in (200, 201), mass.text
         again = await payments.post(
-            f"/groups/{group}/contracts/{contract['catalog_id']}/payments", headers=coord, json=entry
+            f"/groups/{group}/contracts/{contract.catalog_id}/payments", headers=coord, json=entry
         )
         assert again.status_code == 200 and again.json() == mass.json()
         await eventually(lambda: balance_of(bob, 0))
         await eventually(lambda: balance_of(carol, 0))
         listed = (
-            await payments.get(f"/groups/{group}/contracts/{contract['catalog_id']}/subscriptions", headers=coord)
+            await payments.get(f"/groups/{group}/contracts/{contract.catalog_id}/subscriptions", headers=coord)
         ).json()
         assert {s["standing"] for s in listed["subscriptions"]} == {"settled"}

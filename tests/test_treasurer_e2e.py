@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,88 +11,64 @@ import httpx
 
 from cagette_runtime.devstack import Stack
 
-from .conftest import bearer, client, eventually
+from .conftest import client, clients, eventually
+from .groups import Group, Product
 
 
 def eur(cents: int) -> dict[str, Any]:
     return {"amount": cents, "currency": "EUR"}
 
 
-class Group:
-    """A group set up over HTTP: a coordinator, members, one catalog, one distribution."""
+@dataclass
+class Lilas:
+    """AMAP des Lilas set up over HTTP: its coordinator, members, one catalog (bread by the
+    piece, cheese by weight with a 2 % fee), one distribution."""
 
-    def __init__(self, orders: httpx.AsyncClient) -> None:
-        self.orders = orders
-        self.admin = bearer(uuid.uuid4(), admin=True)
-        self.coordinator_id = uuid.uuid4()
+    group: Group
+    bread: str
+    cheese: str
+    distribution: str
 
-    async def create(self, methods: list[str], **settings: Any) -> None:
-        created = await self.orders.post(
-            "/groups",
-            headers=self.admin,
-            json={"name": "AMAP des Lilas", "currency": "EUR", "payment_methods": methods, **settings},
+    @classmethod
+    async def create(cls, orders: httpx.AsyncClient, methods: list[str], **settings: Any) -> Lilas:
+        group = await Group.create(orders, "AMAP des Lilas", payment_methods=methods, **settings)
+        await group.join_coordinator("Claire")
+        farm = await group.catalog(
+            "Ferme du Pré", [Product("Pain", 350, unit="piece"), Product("Comté", 1999, unit="kg", fee_rate="0.02")]
         )
-        assert created.status_code == 201, created.text
-        self.id = created.json()["group_id"]
-        self.coordinator = bearer(self.coordinator_id, coordinator_of=uuid.UUID(self.id))
-        await self.join("Claire", self.coordinator_id, role="coordinator")
-        catalog = await self.orders.post(
-            f"/groups/{self.id}/catalogs",
-            headers=self.coordinator,
-            json={
-                "name": "Ferme du Pré",
-                "products": [
-                    {"name": "Pain", "unit_price": 350, "unit": "piece"},
-                    {"name": "Comté", "unit_price": 1999, "unit": "kg", "fee_rate": "0.02"},
-                ],
-            },
-        )
-        assert catalog.status_code == 201, catalog.text
-        self.bread, self.cheese = (p["product_id"] for p in catalog.json()["products"])
-        distribution = await self.orders.post(
-            f"/groups/{self.id}/distributions",
-            headers=self.coordinator,
-            json={
-                "starts_at": (datetime.now(UTC) + timedelta(days=3)).replace(hour=18, minute=0).isoformat(),
-                "place": "Préau de l'école",
-                "catalog_ids": [catalog.json()["catalog_id"]],
-            },
-        )
-        assert distribution.status_code == 201, distribution.text
-        self.distribution = distribution.json()["distribution_id"]
+        starts_at = (datetime.now(UTC) + timedelta(days=3)).replace(hour=18, minute=0)
+        distribution = await group.distribution([farm], "Préau de l'école", starts_at=starts_at)
+        bread, cheese = farm.product_ids
+        return cls(group, bread, cheese, distribution)
 
-    async def join(self, name: str, member_id: uuid.UUID | None = None, role: str = "member") -> uuid.UUID:
-        member_id = member_id or uuid.uuid4()
-        joined = await self.orders.post(
-            f"/groups/{self.id}/members",
-            headers=self.admin,
-            json={
-                "member_id": str(member_id),
-                "role": role,
-                "name": name,
-                "email": f"{member_id.hex[:10]}@example.org",
-            },
-        )
-        assert joined.status_code == 201, joined.text
-        return member_id
+    @property
+    def id(self) -> uuid.UUID:
+        return self.group.group_id
+
+    @property
+    def coordinator_id(self) -> uuid.UUID:
+        return self.group.coordinator_id
+
+    @property
+    def coordinator(self) -> dict[str, str]:
+        return self.group.coordinator
 
     def member(self, member_id: uuid.UUID) -> dict[str, str]:
-        return bearer(member_id, member_of=uuid.UUID(self.id))
+        return self.group.member(member_id)
+
+    async def join(self, name: str) -> uuid.UUID:
+        """A member with an e-mail of their own (the emails tests read are each member's)."""
+        member_id = uuid.uuid4()
+        return await self.group.join(name, member_id=member_id, email=f"{member_id.hex[:10]}@example.org")
 
     async def order(
         self, member_id: uuid.UUID, method: str, breads: str = "2", cheese: str = "0.375"
     ) -> httpx.Response:
-        lines = [{"product_id": self.bread, "quantity": breads}]
-        if cheese:
-            lines.append({"product_id": self.cheese, "quantity": cheese})
-        return await self.orders.post(
-            f"/groups/{self.id}/orders",
-            headers=self.member(member_id),
-            json={"distribution_id": self.distribution, "payment_method": method, "lines": lines},
-        )
+        lines = [(self.bread, breads), *([(self.cheese, cheese)] if cheese else [])]
+        return await self.group.order(member_id, self.distribution, method, lines)
 
 
-async def emails_of(stack: Stack, group: Group, member_id: uuid.UUID) -> list[dict[str, Any]]:
+async def emails_of(stack: Stack, group: Lilas, member_id: uuid.UUID) -> list[dict[str, Any]]:
     async with client(stack, "notifications") as notifications:
         response = await notifications.get(f"/groups/{group.id}/members/{member_id}/emails", headers=group.coordinator)
         assert response.status_code == 200, response.text
@@ -102,13 +79,8 @@ async def test_cash_declared_confirmed_as_a_cheque(stack: Stack) -> None:
     """R20: Alice declared cash and hands over a cheque. The coordinator confirms it as a cheque:
     the transition says cash -> cheque, by whom and when; the ledger clears it in the cheques
     account (nothing in cash); Alice gets a receipt, never a "payment cancelled" email."""
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "payments") as payments,
-        client(stack, "ledger") as ledger,
-    ):
-        group = Group(orders)
-        await group.create(["cheque", "cash"], cheque_payee="AMAP des Lilas")
+    async with clients(stack, "orders", "payments", "ledger") as (orders, payments, ledger):
+        group = await Lilas.create(orders, ["cheque", "cash"], cheque_payee="AMAP des Lilas")
         alice = await group.join("Alice")
         placed = await group.order(alice, "cash")
         assert placed.status_code == 201, placed.text

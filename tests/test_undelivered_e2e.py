@@ -12,18 +12,13 @@ import httpx
 
 from cagette_runtime.devstack import Stack
 
-from .conftest import client, eventually
-from .test_treasurer_e2e import Group, emails_of, eur
+from .conftest import clients, eventually
+from .test_treasurer_e2e import Lilas, emails_of, eur
 
 
 async def test_an_undelivered_product_lowers_the_debt_and_everyone_agrees(stack: Stack) -> None:
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "payments") as payments,
-        client(stack, "ledger") as ledger,
-    ):
-        group = Group(orders)
-        await group.create(["cheque", "cash"], cheque_payee="AMAP des Lilas")
+    async with clients(stack, "orders", "payments", "ledger") as (orders, payments, ledger):
+        group = await Lilas.create(orders, ["cheque", "cash"], cheque_payee="AMAP des Lilas")
         alice, bruno = await group.join("Alice"), await group.join("Bruno")
         placed = (await group.order(alice, "cheque")).json()
         assert placed["total"] == eur(1465)  # 2 x 3.50 + 0.375 kg x 19.99 x 1.02 = 7.00 + 7.65
@@ -129,18 +124,13 @@ async def test_an_undelivered_product_lowers_the_debt_and_everyone_agrees(stack:
         assert len([e for e in await emails_of(stack, group, alice) if e["kind"] == "line_undelivered"]) == 1
 
 
-async def _received_by(stack: Stack, group: Group, member: uuid.UUID) -> bool:
+async def _received_by(stack: Stack, group: Lilas, member: uuid.UUID) -> bool:
     return any(e["kind"] == "payment_received" for e in await emails_of(stack, group, member))
 
 
 async def test_a_payment_recorded_on_the_wrong_member_is_reversed_not_refunded(stack: Stack) -> None:
-    async with (
-        client(stack, "orders") as orders,
-        client(stack, "payments") as payments,
-        client(stack, "ledger") as ledger,
-    ):
-        group = Group(orders)
-        await group.create(["cheque"], cheque_payee="AMAP des Lilas")
+    async with clients(stack, "orders", "payments", "ledger") as (orders, payments, ledger):
+        group = await Lilas.create(orders, ["cheque"], cheque_payee="AMAP des Lilas")
         wrong = await group.join("Bruno")
 
         async def record() -> httpx.Response | None:

@@ -24,11 +24,11 @@ from sqlalchemy import select
 
 from cagette_contracts import Event
 from cagette_runtime import outbox
-from cagette_runtime.db import Database, drop_database, ensure_database
+from cagette_runtime.scratch import messaging_scratch
 from cagette_runtime.service import Service
-from cagette_runtime.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL, ServiceSettings
-from cagette_runtime.tables import messaging_metadata, outbox_messages
-from cagette_runtime.testing import Outage, create_vhost, delete_vhost
+from cagette_runtime.settings import ServiceSettings
+from cagette_runtime.tables import outbox_messages
+from cagette_runtime.testing import Outage
 
 
 class BenchRecovered(Event):
@@ -93,18 +93,9 @@ async def main() -> None:
     for n in range(args.runs):
         for configuration in results:
             vhost = f"cagette-bench-recovery-{run_id}-{configuration}-{n}"
-            amqp_url = await create_vhost(DEFAULT_AMQP_URL, vhost)
-            database_url = f"{DEFAULT_POSTGRES_SERVER_URL}/bench_recovery_{run_id}_{configuration}_{n}"
-            await ensure_database(database_url)
-            setup = Database(database_url)
-            async with setup.engine.begin() as connection:
-                await connection.run_sync(messaging_metadata.create_all)
-            await setup.dispose()
-            try:
+            database = f"bench_recovery_{run_id}_{configuration}_{n}"
+            async with messaging_scratch(vhost, database) as (amqp_url, database_url):
                 results[configuration].append(await one_run(configuration, amqp_url, database_url, args.outage))
-            finally:
-                await delete_vhost(DEFAULT_AMQP_URL, vhost)
-                await drop_database(database_url)
     print(f"broker away {args.outage:.0f} s, an event written at the start of the outage; {args.runs} runs each")
     print("baseline: before = reconnect every 5 s, relay waits out its backoff; now = 1 s, backoff ended on return")
     for configuration, runs in results.items():

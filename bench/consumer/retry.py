@@ -31,11 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cagette_contracts import Event
 from cagette_runtime.broker_admin import BrokerAdmin
 from cagette_runtime.consumer import Consumer, ConsumerRunner
-from cagette_runtime.db import Database, drop_database, ensure_database
+from cagette_runtime.db import Database
 from cagette_runtime.errors import RetryLater
-from cagette_runtime.settings import DEFAULT_AMQP_URL, DEFAULT_POSTGRES_SERVER_URL
-from cagette_runtime.tables import messaging_metadata
-from cagette_runtime.testing import create_vhost, delete_vhost, drain_queue
+from cagette_runtime.scratch import messaging_scratch
+from cagette_runtime.testing import drain_queue
 from cagette_runtime.topology import declare_consumer_queue, events_exchange
 
 
@@ -127,18 +126,9 @@ async def main() -> None:
     results = []
     for scenario, policy in [(s, p) for s in ("some", "outage") for p in ("sleeping", "retry-queue")]:
         name = f"{scenario}-{policy}"
-        amqp_url = await create_vhost(DEFAULT_AMQP_URL, f"{vhost}-{name}")
-        database_url = f"{DEFAULT_POSTGRES_SERVER_URL}/bench_retry_{run_id}_{name.replace('-', '_')}"
-        await ensure_database(database_url)
-        setup = Database(database_url)
-        async with setup.engine.begin() as connection:
-            await connection.run_sync(messaging_metadata.create_all)
-        await setup.dispose()
-        try:
+        database = f"bench_retry_{run_id}_{name.replace('-', '_')}"
+        async with messaging_scratch(f"{vhost}-{name}", database) as (amqp_url, database_url):
             results.append(await run(policy, scenario, amqp_url, database_url, args))
-        finally:
-            await delete_vhost(DEFAULT_AMQP_URL, f"{vhost}-{name}")
-            await drop_database(database_url)
     print(f"some: every {args.every}th of {args.events} events fails {args.failures} times (RetryLater), then succeeds")
     print(f"outage: every event fails for {args.outage:.0f} s (RetryLater), then succeeds")
     print("baseline: sleeping = back off in the consumer, then nack/requeue (before); retry-queue = now")

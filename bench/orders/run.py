@@ -202,73 +202,49 @@ async def seed(orders_url: str, members: int, distributions: int) -> tuple[str, 
     yields one distinct basket (member x distribution) per order."""
     import httpx
 
+    from cagette_web import seeding
+
     admin, coordinator = uuid.uuid4(), uuid.uuid4()
     async with httpx.AsyncClient(base_url=orders_url, timeout=30) as http:
-        created = await http.post(
-            "/groups",
-            headers={"Authorization": bearer(admin, admin=True), "Idempotency-Key": uuid.uuid4().hex},
-            json={
-                "name": "AMAP du Banc d'essai",
-                "currency": "EUR",
-                "payment_methods": ["cheque"],
-                "cheque_payee": "AMAP du Banc d'essai",
-            },
+        group_id = await seeding.create_group(
+            http,
+            {"Authorization": bearer(admin, admin=True), "Idempotency-Key": uuid.uuid4().hex},
+            "AMAP du Banc d'essai",
+            payment_methods=["cheque"],
+            cheque_payee="AMAP du Banc d'essai",
         )
-        created.raise_for_status()
-        group_id = uuid.UUID(created.json()["group_id"])
         as_coordinator = {"Authorization": bearer(coordinator, roles={group_id: Role.COORDINATOR})}
 
         def keyed() -> dict[str, str]:
             return {**as_coordinator, "Idempotency-Key": uuid.uuid4().hex}
 
-        catalog = await http.post(
-            f"/groups/{group_id}/catalogs",
-            headers=keyed(),
-            json={
-                "name": "Ferme du Pré",
-                "kind": "variable",
-                "products": [
-                    {"name": "Panier de légumes", "unit_price": 1550},
-                    {"name": "Oeufs x6", "unit_price": 320},
-                    {"name": "Pain", "unit_price": 410},
-                ],
-            },
-        )
-        catalog.raise_for_status()
-        products = [product["product_id"] for product in catalog.json()["products"]]
-        distribution_ids = []
-        for day in range(distributions):
-            made = await http.post(
-                f"/groups/{group_id}/distributions",
-                headers=keyed(),
-                json={
-                    "starts_at": (datetime.now(UTC) + timedelta(days=3 + day)).isoformat(),
-                    "place": "Préau",
-                    "catalog_ids": [catalog.json()["catalog_id"]],
-                },
+        farm = [
+            seeding.Product("Panier de légumes", 1550),
+            seeding.Product("Oeufs x6", 320),
+            seeding.Product("Pain", 410),
+        ]
+        catalog = await seeding.add_catalog(http, keyed(), group_id, "Ferme du Pré", farm, kind="variable")
+        products = catalog.product_ids
+        distribution_ids = [
+            await seeding.add_distribution(
+                http,
+                keyed(),
+                group_id,
+                [catalog.catalog_id],
+                place="Préau",
+                starts_at=datetime.now(UTC) + timedelta(days=3 + day),
             )
-            made.raise_for_status()
-            distribution_ids.append(made.json()["distribution_id"])
+            for day in range(distributions)
+        ]
         member_ids = [uuid.uuid4() for _ in range(members)]
         for index, member_id in enumerate(member_ids):
-            joined = await http.post(
-                f"/groups/{group_id}/members",
-                headers=keyed(),
-                json={"member_id": str(member_id), "name": f"Membre {index}", "email": f"m{index}@example.org"},
-            )
-            joined.raise_for_status()
+            joining = seeding.Joining(f"Membre {index}", f"m{index}@example.org", member_id=member_id)
+            await seeding.add_member(http, keyed(), group_id, joining)
 
     def baskets() -> Iterator[tuple[str, bytes]]:
         for distribution_id in distribution_ids:
             for member_id in member_ids:
-                body = {
-                    "distribution_id": distribution_id,
-                    "payment_method": "cheque",
-                    "lines": [
-                        {"product_id": products[0], "quantity": "1"},
-                        {"product_id": products[1], "quantity": "2"},
-                    ],
-                }
+                body = seeding.order_body(distribution_id, "cheque", [(products[0], "1"), (products[1], "2")])
                 yield bearer(member_id, roles={group_id: Role.MEMBER}), json.dumps(body).encode()
 
     return str(group_id), baskets()

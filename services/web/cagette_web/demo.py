@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 from uuid import UUID
 
@@ -24,9 +23,10 @@ from cagette_contracts import Language
 from cagette_runtime import clock
 from cagette_runtime.errors import Invalid
 
-from . import store, usecases
+from . import seeding, store, usecases
 from .app import WebService
 from .domain import PASSWORD_RESET
+from .seeding import Joining, Product
 
 DEMO_PASSWORD = "demo-cagette-2026"
 ADMIN = ("admin@example.org", "Admin Démo")
@@ -87,12 +87,6 @@ async def _bearer(service: WebService, account_id: UUID) -> dict[str, str]:
     return {"Authorization": f"Bearer {token.access_token}"}
 
 
-async def _created(answer: httpx.Response) -> Any:
-    if answer.status_code not in (200, 201):
-        raise DemoRefused(f"{answer.request.method} {answer.request.url.path}: {answer.status_code} {answer.text}")
-    return answer.json()
-
-
 async def existing_demo(service: WebService, group_name: str) -> Demo | None:
     """The demo group an earlier run created (its coordinator's first group), if any."""
     async with service.database.transaction() as session:
@@ -121,31 +115,21 @@ async def seed_demo(service: WebService, *, group_name: str = "AMAP des Lilas", 
     token = parse_qs(urlparse(link).query)["token"][0]
     admin_id = await usecases.set_password(service.database, token, DEMO_PASSWORD, DEMO_PASSWORD)
     async with httpx.AsyncClient(base_url=service.settings.web_orders_url, timeout=15) as orders:
-        group = await _created(
-            await orders.post(
-                "/groups",
-                headers=await _bearer(service, admin_id),
-                json={
-                    "name": group_name,
-                    "currency": "EUR",
-                    "language": "fr",
-                    "payments_enabled": True,
-                    "payment_methods": ["cheque", "transfer", "cash"],
-                    "cheque_payee": group_name,
-                    "transfer_iban": DEMO_IBAN,
-                    "transfer_bic": "AGRIFRPP",
-                },
-            )
-        )
-        demo = Demo(UUID(group["group_id"]), group_name)
         admin = await _bearer(service, admin_id)
+        group_id = await seeding.create_group(
+            orders,
+            admin,
+            group_name,
+            language="fr",
+            payments_enabled=True,
+            payment_methods=["cheque", "transfer", "cash"],
+            cheque_payee=group_name,
+            transfer_iban=DEMO_IBAN,
+            transfer_bic="AGRIFRPP",
+        )
+        demo = Demo(group_id, group_name)
         for (email, name), role in [(COORDINATOR, "coordinator"), *((member, "member") for member in MEMBERS)]:
-            joined = await _created(
-                await orders.post(
-                    f"/groups/{demo.group_id}/members", headers=admin, json={"name": name, "email": email, "role": role}
-                )
-            )
-            demo.people[email] = UUID(joined["member_id"])
+            demo.people[email] = await seeding.add_member(orders, admin, group_id, Joining(name, email, role))
         for email in [COORDINATOR[0], *(member[0] for member in MEMBERS)]:
             await _wait_for_account(service, email)
             await _set_password(service, demo.people[email])
@@ -153,67 +137,47 @@ async def seed_demo(service: WebService, *, group_name: str = "AMAP des Lilas", 
     return demo
 
 
+FARM = [
+    Product("Panier de légumes", 1550),
+    Product("Œufs (boîte de 6)", 320),
+    Product("Pain de campagne", 410),
+    Product("Pommes", 280, unit="kg"),
+]
+
+
 async def _catalogs_and_orders(service: WebService, orders: httpx.AsyncClient, demo: Demo) -> None:
-    group = f"/groups/{demo.group_id}"
     coordinator = await _bearer(service, demo.people[COORDINATOR[0]])
-    farm = await _created(
-        await orders.post(
-            f"{group}/catalogs",
-            headers=coordinator,
-            json={
-                "name": "Ferme du Pré",
-                "kind": "variable",
-                "products": [
-                    {"name": "Panier de légumes", "unit_price": 1550},
-                    {"name": "Œufs (boîte de 6)", "unit_price": 320},
-                    {"name": "Pain de campagne", "unit_price": 410},
-                    {"name": "Pommes", "unit_price": 280, "unit": "kg"},
-                ],
-            },
-        )
-    )
-    contract = await _created(
-        await orders.post(
-            f"{group}/catalogs",
-            headers=coordinator,
-            json={
-                "name": "Contrat légumes d'hiver",
-                "kind": "subscription",
-                "products": [{"name": "Panier hebdomadaire", "unit_price": 1200}],
-            },
-        )
+    farm = await seeding.add_catalog(orders, coordinator, demo.group_id, "Ferme du Pré", FARM, kind="variable")
+    contract = await seeding.add_catalog(
+        orders,
+        coordinator,
+        demo.group_id,
+        "Contrat légumes d'hiver",
+        [Product("Panier hebdomadaire", 1200)],
+        kind="subscription",
     )
     first_day = (clock.now() + timedelta(days=3)).replace(hour=17, minute=0, second=0, microsecond=0)
-    distributions = []
-    for week in range(3):
-        distributions.append(
-            await _created(
-                await orders.post(
-                    f"{group}/distributions",
-                    headers=coordinator,
-                    json={
-                        "starts_at": (first_day + timedelta(weeks=week)).isoformat(),
-                        "place": "Préau de l'école Jean Jaurès",
-                        "catalog_ids": [farm["catalog_id"], contract["catalog_id"]],
-                    },
-                )
-            )
+    distributions = [
+        await seeding.add_distribution(
+            orders,
+            coordinator,
+            demo.group_id,
+            [farm.catalog_id, contract.catalog_id],
+            place="Préau de l'école Jean Jaurès",
+            starts_at=first_day + timedelta(weeks=week),
         )
-    vegetables, eggs, bread, _apples = (product["product_id"] for product in farm["products"])
-    first = distributions[0]["distribution_id"]
+        for week in range(3)
+    ]
+    vegetables, eggs, bread, _apples = farm.product_ids
     for (email, _name), method, lines in [
         (MEMBERS[0], "cheque", [(vegetables, "1"), (eggs, "2")]),
         (MEMBERS[1], "transfer", [(vegetables, "1"), (bread, "1")]),
     ]:
-        await _created(
+        seeding.checked(
             await orders.post(
-                f"{group}/orders",
+                f"/groups/{demo.group_id}/orders",
                 # One key per demo order: the demo is created once (Idempotency-Key, runtime/idempotency.py).
                 headers={**await _bearer(service, demo.people[email]), "Idempotency-Key": f"demo-order-{email}"},
-                json={
-                    "distribution_id": first,
-                    "payment_method": method,
-                    "lines": [{"product_id": product, "quantity": quantity} for product, quantity in lines],
-                },
+                json=seeding.order_body(distributions[0], method, lines),
             )
         )

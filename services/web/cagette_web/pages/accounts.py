@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
 
-from ..adapters import ServiceRefused
+from ..adapters import ServiceName, ServiceRefused
 from ..domain import AmountRefused, parse_amount
 from .common import CoordinatorVisit, PageRefused, Visit, back_to, group_of, new_client_key
 
@@ -126,7 +127,6 @@ async def _render_account(
         "coordinator/account.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         form=form,
         values=values or {},
         **context,
@@ -136,31 +136,6 @@ async def _render_account(
 @router.get("/groups/{group_id}/members/{member_id}", response_class=HTMLResponse)
 async def account_page(group_id: UUID, member_id: UUID, visit: CoordinatorVisit) -> Response:
     return await _render_account(visit, group_id, member_id)
-
-
-async def _submit(
-    visit: Visit,
-    group_id: UUID,
-    member_id: UUID,
-    form: str,
-    values: dict[str, str],
-    action: Any,
-) -> Response:
-    """Run a form's action; on success back to the account with a notice, else the same page
-    with the message and the form as typed."""
-    visit.check_csrf(values.pop("csrf_token", ""))
-    try:
-        await action()
-    except FormProblem as problem:
-        message, status = visit.t(problem.key, **problem.values), 422
-    except ServiceRefused as refused:
-        message = visit.refusal(refused)
-        status = refused.status_code if refused.status_code in (400, 409, 422) else 400
-    else:
-        return back_to(f"/groups/{group_id}/members/{member_id}", done=f"account.done_{form}")
-    return await _render_account(
-        visit, group_id, member_id, form=form, values=values, message=message, status_code=status
-    )
 
 
 def _money(amount: str, currency: str, *, signed: bool = False) -> dict[str, Any]:
@@ -184,121 +159,156 @@ def _method(value: str) -> str:
     return value
 
 
-@router.post("/groups/{group_id}/members/{member_id}/payments")
-async def record_payment(
-    group_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    method: FormText = "",
-    amount: FormText = "",
-    paid_on: FormText = "",
-    label: FormText = "",
-    link: FormText = "",
-    client_key: FormText = "",
-    csrf_token: FormText = "",
-) -> Response:
-    currency = group_of(visit).currency
-    values = {"method": method, "amount": amount, "paid_on": paid_on, "label": label, "link": link}
-
-    async def action() -> None:
-        body = {
-            "method": _method(method),
-            "amount": _money(amount, currency),
-            "paid_on": typed_date(paid_on),
-            "label": label.strip() or None,
-            **_link(link),
-            "client_key": client_key or None,
-        }
-        await visit.apis.post("payments", f"/groups/{group_id}/members/{member_id}/payments", json=body)
-
-    return await _submit(visit, group_id, member_id, "payment", {**values, "csrf_token": csrf_token}, action)
-
-
-@router.post("/groups/{group_id}/members/{member_id}/refunds")
-async def record_refund(
-    group_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    method: FormText = "",
-    amount: FormText = "",
-    reason: FormText = "",
-    paid_on: FormText = "",
-    label: FormText = "",
-    client_key: FormText = "",
-    csrf_token: FormText = "",
-) -> Response:
-    currency = group_of(visit).currency
-    values = {"method": method, "amount": amount, "reason": reason, "paid_on": paid_on, "label": label}
-
-    async def action() -> None:
-        body = {
-            "method": _method(method),
-            "amount": _money(amount, currency),
-            "reason": _required(reason, "account.reason_required"),
-            "paid_on": typed_date(paid_on),
-            "label": label.strip() or None,
-            "client_key": client_key or None,
-        }
-        await visit.apis.post("payments", f"/groups/{group_id}/members/{member_id}/refunds", json=body)
-
-    return await _submit(visit, group_id, member_id, "refund", {**values, "csrf_token": csrf_token}, action)
-
-
 def _required(text: str, key: str) -> str:
     if not text.strip():
         raise FormProblem(key)
     return text.strip()
 
 
-@router.post("/groups/{group_id}/members/{member_id}/opening-balance")
-async def record_opening_balance(
-    group_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    amount: FormText = "",
-    memo: FormText = "",
-    csrf_token: FormText = "",
-) -> Response:
-    currency = group_of(visit).currency
-    values = {"amount": amount, "memo": memo}
+Typed = Annotated[str, Field(max_length=500)]
 
-    async def action() -> None:
-        body = {
-            "amount": _money(amount, currency, signed=True),
-            "memo": memo.strip(),
+
+class AccountForm(BaseModel):
+    """One of the account page's forms, as typed: what it asks which service to record, at
+    the page's own path on that service (`/groups/{g}/members/{m}/<path>`)."""
+
+    form: ClassVar[str]  # which form on the page (shown again when refused), and its notice
+    service: ClassVar[ServiceName]
+    path: ClassVar[str]
+    csrf_token: Typed = ""
+
+    def typed(self) -> dict[str, str]:
+        """The values to fill the form with again."""
+        return self.model_dump(exclude={"csrf_token", "client_key"})
+
+    def body(self, currency: str) -> dict[str, Any]:
+        """The request's body (a FormProblem for a value the page refuses itself)."""
+        raise NotImplementedError
+
+    async def record(self, visit: Visit, path: str, currency: str) -> None:
+        await visit.apis.post(self.service, path, json=self.body(currency))
+
+
+async def _submit(visit: Visit, group_id: UUID, member_id: UUID, form: AccountForm) -> Response:
+    """Record a form's content; on success back to the account with a notice, else the same
+    page with the message and the form as typed."""
+    visit.check_csrf(form.csrf_token)
+    account = f"/groups/{group_id}/members/{member_id}"
+    try:
+        await form.record(visit, f"{account}/{form.path}", group_of(visit).currency)
+    except FormProblem as problem:
+        message, status = visit.t(problem.key, **problem.values), 422
+    except ServiceRefused as refused:
+        message = visit.refusal(refused)
+        status = refused.status_code if refused.status_code in (400, 409, 422) else 400
+    else:
+        return back_to(account, done=f"account.done_{form.form}")
+    return await _render_account(
+        visit, group_id, member_id, form=form.form, values=form.typed(), message=message, status_code=status
+    )
+
+
+class HandedOver(AccountForm):
+    """Money handed over by hand (R22): a payment received or a refund given."""
+
+    service = "payments"
+    method: Typed = ""
+    amount: Typed = ""
+    paid_on: Typed = ""
+    label: Typed = ""
+    client_key: Typed = ""
+
+    def body(self, currency: str) -> dict[str, Any]:
+        return {
+            "method": _method(self.method),
+            "amount": _money(self.amount, currency),
+            "paid_on": typed_date(self.paid_on),
+            "label": self.label.strip() or None,
+            "client_key": self.client_key or None,
         }
+
+
+class PaymentForm(HandedOver):
+    form = "payment"
+    path = "payments"
+    link: Typed = ""  # the order or subscription it pays, if any
+
+    def body(self, currency: str) -> dict[str, Any]:
+        return {**super().body(currency), **_link(self.link)}
+
+
+@router.post("/groups/{group_id}/members/{member_id}/payments")
+async def record_payment(
+    group_id: UUID, member_id: UUID, visit: CoordinatorVisit, form: Annotated[PaymentForm, Form()]
+) -> Response:
+    return await _submit(visit, group_id, member_id, form)
+
+
+class RefundForm(HandedOver):
+    form = "refund"
+    path = "refunds"
+    reason: Typed = ""
+
+    def body(self, currency: str) -> dict[str, Any]:
+        return {**super().body(currency), "reason": _required(self.reason, "account.reason_required")}
+
+
+@router.post("/groups/{group_id}/members/{member_id}/refunds")
+async def record_refund(
+    group_id: UUID, member_id: UUID, visit: CoordinatorVisit, form: Annotated[RefundForm, Form()]
+) -> Response:
+    return await _submit(visit, group_id, member_id, form)
+
+
+class LedgerEntryForm(AccountForm):
+    """An amount the ledger records on the member's account, either sign."""
+
+    service = "ledger"
+    amount: Typed = ""
+
+    def signed_amount(self, currency: str) -> dict[str, Any]:
+        return _money(self.amount, currency, signed=True)
+
+
+class OpeningBalanceForm(LedgerEntryForm):
+    form = "opening_balance"
+    path = "opening-balance"
+    memo: Typed = ""
+
+    def body(self, currency: str) -> dict[str, Any]:
+        return {"amount": self.signed_amount(currency), "memo": self.memo.strip()}
+
+    async def record(self, visit: Visit, path: str, currency: str) -> None:
         try:
-            await visit.apis.post("ledger", f"/groups/{group_id}/members/{member_id}/opening-balance", json=body)
+            await super().record(visit, path, currency)
         except ServiceRefused as refused:
             if refused.status_code == 409:  # once per member (R15): another amount needs a reversal first
                 raise FormProblem("account.opening_exists") from None
             raise
 
-    return await _submit(visit, group_id, member_id, "opening_balance", {**values, "csrf_token": csrf_token}, action)
+
+@router.post("/groups/{group_id}/members/{member_id}/opening-balance")
+async def record_opening_balance(
+    group_id: UUID, member_id: UUID, visit: CoordinatorVisit, form: Annotated[OpeningBalanceForm, Form()]
+) -> Response:
+    return await _submit(visit, group_id, member_id, form)
+
+
+class CorrectionForm(LedgerEntryForm):
+    form = "correction"
+    path = "corrections"
+    reason: Typed = ""
+    client_key: Typed = ""  # its Idempotency-Key (PersonApis reads it from the form)
+
+    def body(self, currency: str) -> dict[str, Any]:
+        return {"amount": self.signed_amount(currency), "reason": _required(self.reason, "account.reason_required")}
 
 
 @router.post("/groups/{group_id}/members/{member_id}/corrections")
 async def record_correction(
-    group_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    amount: FormText = "",
-    reason: FormText = "",
-    client_key: FormText = "",
-    csrf_token: FormText = "",
+    group_id: UUID, member_id: UUID, visit: CoordinatorVisit, form: Annotated[CorrectionForm, Form()]
 ) -> Response:
-    currency = group_of(visit).currency
-    values = {"amount": amount, "reason": reason}
-
-    async def action() -> None:
-        body = {
-            "amount": _money(amount, currency, signed=True),
-            "reason": _required(reason, "account.reason_required"),
-        }
-        # Its Idempotency-Key comes from the form's client_key (PersonApis).
-        await visit.apis.post("ledger", f"/groups/{group_id}/members/{member_id}/corrections", json=body)
-
-    return await _submit(visit, group_id, member_id, "correction", {**values, "csrf_token": csrf_token}, action)
+    return await _submit(visit, group_id, member_id, form)
 
 
 # --- bulk opening balances -----------------------------------------------------------------
@@ -354,41 +364,29 @@ async def opening_balances_upload(
     visit.check_csrf(csrf_token)
     names = await member_names(visit, group_id)
     members = _sorted_members(names)
+
+    def refused(status_code: int, message: str, errors: list[str] | None = None) -> Response:
+        """The upload page again, saying why (and the file's errors by line, if any)."""
+        return visit.render(
+            "coordinator/opening_balances.html",
+            status_code=status_code,
+            message=message,
+            members=members,
+            preview=None,
+            errors=errors or [],
+        )
+
     text = content
     if file is not None and file.filename:
         raw = await file.read(UPLOAD_MAX_BYTES + 1)
         if len(raw) > UPLOAD_MAX_BYTES:
-            return visit.render(
-                "coordinator/opening_balances.html",
-                status_code=413,
-                message=visit.t("opening.too_big"),
-                error=True,
-                members=members,
-                preview=None,
-                errors=[],
-            )
+            return refused(413, visit.t("opening.too_big"))
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
-            return visit.render(
-                "coordinator/opening_balances.html",
-                status_code=422,
-                message=visit.t("opening.not_utf8"),
-                error=True,
-                members=members,
-                preview=None,
-                errors=[],
-            )
+            return refused(422, visit.t("opening.not_utf8"))
     if not text.strip():
-        return visit.render(
-            "coordinator/opening_balances.html",
-            status_code=422,
-            message=visit.t("opening.no_file"),
-            error=True,
-            members=members,
-            preview=None,
-            errors=[],
-        )
+        return refused(422, visit.t("opening.no_file"))
     confirmed = apply == "yes"
     try:
         answer = await visit.apis.call(
@@ -399,16 +397,8 @@ async def opening_balances_upload(
             content=text.encode(),
             headers={"Content-Type": "text/csv"},
         )
-    except ServiceRefused as refused:
-        return visit.render(
-            "coordinator/opening_balances.html",
-            status_code=422,
-            message=visit.refusal(refused),
-            error=True,
-            members=members,
-            preview=None,
-            errors=_file_errors(refused, names),
-        )
+    except ServiceRefused as refusal:
+        return refused(422, visit.refusal(refusal), _file_errors(refusal, names))
     if confirmed:
         return back_to(f"/groups/{group_id}/balances", done="opening.done")
     return visit.render(

@@ -126,9 +126,10 @@ class Visit:
         *,
         status_code: int = 200,
         message: str | None = None,
-        error: bool = False,
         **context: Any,
     ) -> HTMLResponse:
+        """The page; a `message` on it says what went wrong (a notice of what was done comes
+        back through `?done=`)."""
         notice = self.request.query_params.get("done")
         response = templates.TemplateResponse(
             self.request,
@@ -138,7 +139,7 @@ class Visit:
                 "f": self.formats,
                 "language": self.language.value,
                 "message": message,
-                "error": error,
+                "error": message is not None,
                 "notice": notice if notice and notice.replace(".", "").replace("_", "").isalnum() else None,
                 "csrf_token": self.me.csrf_token,
                 "client_key": new_client_key(),

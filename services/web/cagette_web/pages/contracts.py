@@ -56,7 +56,6 @@ async def _render(
         "coordinator/contracts.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         contracts=await _contracts(visit, group_id),
         slots=slots,
         typed=typed or {},

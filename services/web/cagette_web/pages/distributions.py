@@ -14,11 +14,12 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Form, Path, Query
+from fastapi import APIRouter, Depends, Form, Path, Query
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
 
 from cagette_runtime.errors import Invalid
 
@@ -128,7 +129,6 @@ async def validate_distribution(
             "distributions/baskets.html",
             status_code=409 if refused.status_code == 409 else 400,
             message=visit.refusal(refused),
-            error=True,
             distribution=distribution,
             baskets=baskets,
             shown=baskets["baskets"],
@@ -156,25 +156,37 @@ class Typed:
     values: dict[str, str] = field(default_factory=dict)
 
 
-def _basket_path(group_id: UUID, distribution_id: UUID, member_id: UUID) -> str:
-    return f"{_base(group_id, distribution_id)}/baskets/{member_id}"
+BASKET = "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}"
+
+
+@dataclass(frozen=True)
+class BasketRef:
+    """One member's basket at a distribution, as the page's path (BASKET) names it."""
+
+    group_id: UUID
+    distribution_id: UUID
+    member_id: UUID
+
+    @property
+    def path(self) -> str:
+        """The basket on payments (the page has the same path)."""
+        return f"{_base(self.group_id, self.distribution_id)}/baskets/{self.member_id}"
+
+
+BasketPath = Annotated[BasketRef, Depends()]
 
 
 async def _basket_page(
-    visit: Visit,
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    *,
-    typed: Typed | None = None,
-    message: str | None = None,
-    status_code: int = 200,
+    visit: Visit, ref: BasketRef, *, typed: Typed | None = None, message: str | None = None, status_code: int = 200
 ) -> Response:
     distribution, basket, orders = await asyncio.gather(
-        _distribution(visit, group_id, distribution_id),
-        visit.apis.get("payments", _basket_path(group_id, distribution_id, member_id)),
+        _distribution(visit, ref.group_id, ref.distribution_id),
+        visit.apis.get("payments", ref.path),
         visit.apis.get_all(
-            "orders", f"/groups/{group_id}/orders", distribution_id=str(distribution_id), member_id=str(member_id)
+            "orders",
+            f"/groups/{ref.group_id}/orders",
+            distribution_id=str(ref.distribution_id),
+            member_id=str(ref.member_id),
         ),
     )
     pending = [p for p in basket["payments"] if p["state"] == "declared"]
@@ -182,7 +194,6 @@ async def _basket_page(
         "distributions/basket.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         distribution=distribution,
         basket=basket,
         pending=pending,
@@ -211,22 +222,13 @@ def _held_lines(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return held
 
 
-@router.get("/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}", response_class=HTMLResponse)
-async def basket_page(group_id: UUID, distribution_id: UUID, member_id: UUID, visit: CoordinatorVisit) -> Response:
-    return await _basket_page(visit, group_id, distribution_id, member_id)
+@router.get(BASKET, response_class=HTMLResponse)
+async def basket_page(ref: BasketPath, visit: CoordinatorVisit) -> Response:
+    return await _basket_page(visit, ref)
 
 
 async def _act(
-    visit: Visit,
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    path: str,
-    body: dict[str, Any] | None,
-    done: str,
-    typed: Typed,
-    *,
-    then: str | None = None,
+    visit: Visit, ref: BasketRef, path: str, body: dict[str, Any] | None, done: str, typed: Typed, *, then: str = ""
 ) -> Response:
     """Send one action to payments; back to the basket (or `then`) with a notice, or the
     basket again with the refusal and what was typed."""
@@ -234,10 +236,8 @@ async def _act(
         await visit.apis.post("payments", path, json=body)
     except ServiceRefused as refused:
         status = refused.status_code if refused.status_code in (409, 422) else 400
-        return await _basket_page(
-            visit, group_id, distribution_id, member_id, typed=typed, message=visit.refusal(refused), status_code=status
-        )
-    return back_to(then or _basket_path(group_id, distribution_id, member_id), done=done)
+        return await _basket_page(visit, ref, typed=typed, message=visit.refusal(refused), status_code=status)
+    return back_to(then or ref.path, done=done)
 
 
 def _money(visit: Visit, text: str) -> dict[str, Any]:
@@ -251,14 +251,9 @@ def _method(method: str, allowed: tuple[str, ...]) -> str:
     return method
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments/{payment_id}/confirm",
-    response_class=HTMLResponse,
-)
+@router.post(f"{BASKET}/payments/{{payment_id}}/confirm", response_class=HTMLResponse)
 async def confirm_payment(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
+    ref: BasketPath,
     payment_id: UUID,
     visit: CoordinatorVisit,
     amount: Annotated[str, Form(max_length=40)],
@@ -275,15 +270,7 @@ async def confirm_payment(
         received = _money(visit, amount)
         actual = _method(method, MANUAL_METHODS)
     except AmountRefused as bad:
-        return await _basket_page(
-            visit,
-            group_id,
-            distribution_id,
-            member_id,
-            typed=typed,
-            message=visit.t(bad.reason, **bad.details),
-            status_code=422,
-        )
+        return await _basket_page(visit, ref, typed=typed, message=visit.t(bad.reason, **bad.details), status_code=422)
     # Only what differs from the declaration is sent as a correction (payments keeps both).
     body: dict[str, Any] = {"note": note.strip()}
     if received["amount"] != declared_amount:
@@ -292,122 +279,83 @@ async def confirm_payment(
         body["method"] = actual
     if label.strip():
         body["label"] = label.strip()
-    return await _act(
-        visit,
-        group_id,
-        distribution_id,
-        member_id,
-        f"/groups/{group_id}/payments/{payment_id}/confirm",
-        body,
-        "distribution.confirmed_notice",
-        typed,
-    )
+    path = f"/groups/{ref.group_id}/payments/{payment_id}/confirm"
+    return await _act(visit, ref, path, body, "distribution.confirmed_notice", typed)
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments/{payment_id}/cancel",
-    response_class=HTMLResponse,
-)
+@router.post(f"{BASKET}/payments/{{payment_id}}/cancel", response_class=HTMLResponse)
 async def cancel_payment(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
+    ref: BasketPath,
     payment_id: UUID,
     visit: CoordinatorVisit,
     reason: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     visit.check_csrf(csrf_token)
-    return await _act(
-        visit,
-        group_id,
-        distribution_id,
-        member_id,
-        f"/groups/{group_id}/payments/{payment_id}/cancel",
-        {"reason": reason.strip()},
-        "distribution.cancelled_notice",
-        Typed("cancel", str(payment_id), {"reason": reason}),
-    )
+    path = f"/groups/{ref.group_id}/payments/{payment_id}/cancel"
+    typed = Typed("cancel", str(payment_id), {"reason": reason})
+    return await _act(visit, ref, path, {"reason": reason.strip()}, "distribution.cancelled_notice", typed)
 
 
-async def _record_money(
-    visit: Visit,
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    kind: Literal["payments", "refunds"],
-    form: dict[str, str],
-    text_field: Literal["label", "reason"],
-) -> Response:
-    """A payment received or a refund given for the basket: method, amount and a label or reason."""
-    typed = Typed("payment" if kind == "payments" else "refund", "", form)
+class MoneyForm(BaseModel):
+    """Money handed over for the basket: a payment received or a refund given, with its method,
+    amount and a label or reason; payments records it at `<basket>/<kind>`."""
+
+    kind: ClassVar[str]
+    typed_as: ClassVar[str]  # the form on the page
+    done: ClassVar[str]
+    amount: Annotated[str, Field(max_length=40)]
+    method: Annotated[str, Field(max_length=20)]
+    csrf_token: str = ""
+
+    def said(self) -> dict[str, str]:
+        """The label or reason, when there is one."""
+        raise NotImplementedError
+
+
+async def _record_money(visit: Visit, ref: BasketRef, form: MoneyForm) -> Response:
+    visit.check_csrf(form.csrf_token)
+    typed = Typed(form.typed_as, "", form.model_dump(exclude={"csrf_token"}))
     try:
-        body: dict[str, Any] = {
-            "amount": _money(visit, form["amount"]),
-            "method": _method(form["method"], MANUAL_METHODS),
-        }
+        body = {"amount": _money(visit, form.amount), "method": _method(form.method, MANUAL_METHODS), **form.said()}
     except AmountRefused as bad:
-        return await _basket_page(
-            visit,
-            group_id,
-            distribution_id,
-            member_id,
-            typed=typed,
-            message=visit.t(bad.reason, **bad.details),
-            status_code=422,
-        )
-    if form[text_field].strip():
-        body[text_field] = form[text_field].strip()
-    done = "distribution.payment_added_notice" if kind == "payments" else "distribution.refunded_notice"
-    path = f"{_basket_path(group_id, distribution_id, member_id)}/{kind}"
-    return await _act(visit, group_id, distribution_id, member_id, path, body, done, typed)
+        return await _basket_page(visit, ref, typed=typed, message=visit.t(bad.reason, **bad.details), status_code=422)
+    return await _act(visit, ref, f"{ref.path}/{form.kind}", body, form.done, typed)
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/payments", response_class=HTMLResponse
-)
-async def add_payment(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    amount: Annotated[str, Form(max_length=40)],
-    method: Annotated[str, Form(max_length=20)],
-    label: Annotated[str, Form(max_length=200)] = "",
-    csrf_token: Annotated[str, Form()] = "",
-) -> Response:
-    visit.check_csrf(csrf_token)
-    form = {"amount": amount, "method": method, "label": label}
-    return await _record_money(visit, group_id, distribution_id, member_id, "payments", form, "label")
+class PaymentForm(MoneyForm):
+    kind = "payments"
+    typed_as = "payment"
+    done = "distribution.payment_added_notice"
+    label: Annotated[str, Field(max_length=200)] = ""
+
+    def said(self) -> dict[str, str]:
+        return {"label": self.label.strip()} if self.label.strip() else {}
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/refunds", response_class=HTMLResponse
-)
-async def add_refund(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    amount: Annotated[str, Form(max_length=40)],
-    method: Annotated[str, Form(max_length=20)],
-    reason: Annotated[str, Form(max_length=500)] = "",
-    csrf_token: Annotated[str, Form()] = "",
-) -> Response:
-    visit.check_csrf(csrf_token)
-    form = {"amount": amount, "method": method, "reason": reason}
-    return await _record_money(visit, group_id, distribution_id, member_id, "refunds", form, "reason")
+@router.post(f"{BASKET}/payments", response_class=HTMLResponse)
+async def add_payment(ref: BasketPath, visit: CoordinatorVisit, form: Annotated[PaymentForm, Form()]) -> Response:
+    return await _record_money(visit, ref, form)
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/orders/{order_id}/lines/{line_number}"
-    "/undelivered",
-    response_class=HTMLResponse,
-)
+class RefundForm(MoneyForm):
+    kind = "refunds"
+    typed_as = "refund"
+    done = "distribution.refunded_notice"
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+    def said(self) -> dict[str, str]:
+        return {"reason": self.reason.strip()} if self.reason.strip() else {}
+
+
+@router.post(f"{BASKET}/refunds", response_class=HTMLResponse)
+async def add_refund(ref: BasketPath, visit: CoordinatorVisit, form: Annotated[RefundForm, Form()]) -> Response:
+    return await _record_money(visit, ref, form)
+
+
+@router.post(f"{BASKET}/orders/{{order_id}}/lines/{{line_number}}/undelivered", response_class=HTMLResponse)
 async def take_off_undelivered(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
+    ref: BasketPath,
     order_id: UUID,
     line_number: Annotated[int, Path(ge=1, le=100_000)],
     visit: CoordinatorVisit,
@@ -428,33 +376,20 @@ async def take_off_undelivered(
                 raise Invalid("zero")
             body["quantity"] = str(parsed)
         except Invalid:
-            return await _basket_page(
-                visit,
-                group_id,
-                distribution_id,
-                member_id,
-                typed=typed,
-                message=visit.t("distribution.undelivered_quantity_invalid"),
-                status_code=422,
-            )
-    path = f"/groups/{group_id}/orders/{order_id}/lines/{line_number}/undelivered"
+            message = visit.t("distribution.undelivered_quantity_invalid")
+            return await _basket_page(visit, ref, typed=typed, message=message, status_code=422)
+    path = f"/groups/{ref.group_id}/orders/{order_id}/lines/{line_number}/undelivered"
     try:
         await visit.apis.post("orders", path, json=body)
     except ServiceRefused as refused:
         status = refused.status_code if refused.status_code in (403, 404, 409, 422) else 400
-        return await _basket_page(
-            visit, group_id, distribution_id, member_id, typed=typed, message=visit.refusal(refused), status_code=status
-        )
-    return back_to(_basket_path(group_id, distribution_id, member_id), done="distribution.undelivered_notice")
+        return await _basket_page(visit, ref, typed=typed, message=visit.refusal(refused), status_code=status)
+    return back_to(ref.path, done="distribution.undelivered_notice")
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/validate", response_class=HTMLResponse
-)
+@router.post(f"{BASKET}/validate", response_class=HTMLResponse)
 async def validate_basket(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
+    ref: BasketPath,
     visit: CoordinatorVisit,
     confirm_all: Annotated[str, Form(max_length=5)] = "",
     on_the_spot_method: Annotated[str, Form(max_length=20)] = "",
@@ -462,7 +397,7 @@ async def validate_basket(
 ) -> Response:
     """Validate the basket; with `confirm_all`, first confirm every pending payment as declared."""
     visit.check_csrf(csrf_token)
-    path = _basket_path(group_id, distribution_id, member_id)
+    path = ref.path
     typed = Typed("validate", "", {"on_the_spot_method": on_the_spot_method})
     body: dict[str, Any] | None = None
     if confirm_all:
@@ -471,52 +406,21 @@ async def validate_basket(
             try:
                 body = {"on_the_spot_method": _method(on_the_spot_method, ON_THE_SPOT_METHODS)}
             except AmountRefused as bad:
-                return await _basket_page(
-                    visit,
-                    group_id,
-                    distribution_id,
-                    member_id,
-                    typed=typed,
-                    message=visit.t(bad.reason, **bad.details),
-                    status_code=422,
-                )
+                message = visit.t(bad.reason, **bad.details)
+                return await _basket_page(visit, ref, typed=typed, message=message, status_code=422)
     else:
         path += "/validate"
-    return await _act(
-        visit,
-        group_id,
-        distribution_id,
-        member_id,
-        path,
-        body,
-        "distribution.basket_validated_notice",
-        typed,
-        then=_base(group_id, distribution_id),
-    )
+    done = "distribution.basket_validated_notice"
+    return await _act(visit, ref, path, body, done, typed, then=_base(ref.group_id, ref.distribution_id))
 
 
-@router.post(
-    "/groups/{group_id}/distributions/{distribution_id}/baskets/{member_id}/unvalidate", response_class=HTMLResponse
-)
+@router.post(f"{BASKET}/unvalidate", response_class=HTMLResponse)
 async def unvalidate_basket(
-    group_id: UUID,
-    distribution_id: UUID,
-    member_id: UUID,
-    visit: CoordinatorVisit,
-    csrf_token: Annotated[str, Form()] = "",
+    ref: BasketPath, visit: CoordinatorVisit, csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     """Platform administrators only (payments checks it too)."""
     visit.check_csrf(csrf_token)
-    return await _act(
-        visit,
-        group_id,
-        distribution_id,
-        member_id,
-        f"{_basket_path(group_id, distribution_id, member_id)}/unvalidate",
-        None,
-        "distribution.unvalidated_notice",
-        Typed(),
-    )
+    return await _act(visit, ref, f"{ref.path}/unvalidate", None, "distribution.unvalidated_notice", Typed())
 
 
 # -- takings -----------------------------------------------------------------------------------

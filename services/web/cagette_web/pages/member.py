@@ -182,7 +182,6 @@ async def _order_form(
         "member/order.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         distributions=open_ones,
         chosen=chosen,
         products=products,
@@ -266,7 +265,6 @@ async def _add_form(
             "member/add.html",
             status_code=409,
             message=visit.t("add.closed"),
-            error=True,
             order=order,
             distribution=distribution,
             products=[],
@@ -279,7 +277,6 @@ async def _add_form(
         "member/add.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         order=order,
         distribution=distribution,
         products=await _products(visit, group_id, distribution),
@@ -449,7 +446,6 @@ async def card_checkout(
             "member/card_refused.html",
             status_code=refused.status_code,
             message=visit.refusal(refused),
-            error=True,
             back=target,
         )
     if not started.get("checkout_url"):

@@ -34,7 +34,6 @@ async def _render(
         "coordinator/settings.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         current=typed or group,
         card=card,
         methods=METHODS,

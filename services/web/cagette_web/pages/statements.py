@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
 
 from ..adapters import ServiceRefused
-from .accounts import FormText, member_names
+from .accounts import FormText, Typed, member_names
 from .common import CoordinatorVisit, Visit, back_to
 
 router = APIRouter(include_in_schema=False)
@@ -192,7 +193,6 @@ async def _render(
         "statements/bank.html",
         status_code=status_code,
         message=message,
-        error=message is not None,
         typed=typed or {},
         typed_line=typed_line,
         **context,
@@ -243,69 +243,80 @@ async def upload_statement(
     return back_to(f"/groups/{group_id}/bank", done="statements.imported", shown=str(answer.body["import_id"]))
 
 
-def _assign_body(target: str, note: str) -> dict[str, Any] | None:
-    """The assign form's choice: `payment:<member>:<payment>` or `member:<member>` (None: not one)."""
-    kind, _, rest = target.partition(":")
-    try:
-        if kind == "payment":
-            member_id, _, payment_id = rest.partition(":")
-            return {"member_id": str(UUID(member_id)), "payment_id": str(UUID(payment_id)), "note": note}
-        if kind == "member":
-            return {"member_id": str(UUID(rest)), "note": note}
-    except ValueError:
+class LineReview(BaseModel):
+    """A review of a line payments could not match, as typed: what to ask payments
+    (`/bank-lines/{line}/<action>`), or None when the form lacks its choice (`missing` says so)."""
+
+    action: ClassVar[str]
+    missing: ClassVar[str]
+    csrf_token: Typed = ""
+
+    def typed(self) -> dict[str, str]:
+        return self.model_dump(exclude={"csrf_token"})
+
+    def body(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+
+async def _review(visit: Visit, group_id: UUID, line_id: UUID, form: LineReview) -> Response:
+    visit.check_csrf(form.csrf_token)
+    body = form.body()
+    if body is None:
+        message, status = visit.t(form.missing), 422
+    else:
+        try:
+            await visit.apis.post("payments", f"/groups/{group_id}/bank-lines/{line_id}/{form.action}", json=body)
+        except ServiceRefused as refused:
+            already = refused.status_code == 409
+            message = visit.t("statements.refused.already_reviewed") if already else visit.refusal(refused)
+            status = _refusal_status(refused)
+        else:
+            return back_to(f"/groups/{group_id}/bank", done=f"statements.done_{form.action}")
+    return await _render(
+        visit, group_id, typed=form.typed(), typed_line=str(line_id), message=message, status_code=status
+    )
+
+
+class AssignForm(LineReview):
+    """The line pays `payment:<member>:<payment>`, or tops up `member:<member>`."""
+
+    action = "assign"
+    missing = "statements.choose_target"
+    target: Typed = ""
+    note: Typed = ""
+
+    def body(self) -> dict[str, Any] | None:
+        kind, _, rest = self.target.partition(":")
+        note = self.note.strip()
+        try:
+            if kind == "payment":
+                member_id, _, payment_id = rest.partition(":")
+                return {"member_id": str(UUID(member_id)), "payment_id": str(UUID(payment_id)), "note": note}
+            if kind == "member":
+                return {"member_id": str(UUID(rest)), "note": note}
+        except ValueError:
+            return None
         return None
-    return None
-
-
-async def _review_action(
-    visit: Visit, group_id: UUID, line_id: UUID, action: str, body: dict[str, Any], typed: dict[str, str]
-) -> Response:
-    try:
-        await visit.apis.post("payments", f"/groups/{group_id}/bank-lines/{line_id}/{action}", json=body)
-    except ServiceRefused as refused:
-        message = (
-            visit.t("statements.refused.already_reviewed") if refused.status_code == 409 else visit.refusal(refused)
-        )
-        return await _render(
-            visit,
-            group_id,
-            typed=typed,
-            typed_line=str(line_id),
-            message=message,
-            status_code=_refusal_status(refused),
-        )
-    return back_to(f"/groups/{group_id}/bank", done=f"statements.done_{action}")
 
 
 @router.post("/groups/{group_id}/bank/lines/{line_id}/assign", response_class=HTMLResponse)
 async def assign_line(
-    group_id: UUID,
-    line_id: UUID,
-    visit: CoordinatorVisit,
-    target: FormText = "",
-    note: FormText = "",
-    csrf_token: FormText = "",
+    group_id: UUID, line_id: UUID, visit: CoordinatorVisit, form: Annotated[AssignForm, Form()]
 ) -> Response:
-    visit.check_csrf(csrf_token)
-    typed = {"target": target, "note": note}
-    body = _assign_body(target, note.strip())
-    if body is None:
-        message = visit.t("statements.choose_target")
-        return await _render(visit, group_id, typed=typed, typed_line=str(line_id), message=message, status_code=422)
-    return await _review_action(visit, group_id, line_id, "assign", body, typed)
+    return await _review(visit, group_id, line_id, form)
+
+
+class IgnoreForm(LineReview):
+    action = "ignore"
+    missing = "statements.reason_required"
+    reason: Typed = ""
+
+    def body(self) -> dict[str, Any] | None:
+        return {"reason": self.reason.strip()} if self.reason.strip() else None
 
 
 @router.post("/groups/{group_id}/bank/lines/{line_id}/ignore", response_class=HTMLResponse)
 async def ignore_line(
-    group_id: UUID,
-    line_id: UUID,
-    visit: CoordinatorVisit,
-    reason: FormText = "",
-    csrf_token: FormText = "",
+    group_id: UUID, line_id: UUID, visit: CoordinatorVisit, form: Annotated[IgnoreForm, Form()]
 ) -> Response:
-    visit.check_csrf(csrf_token)
-    typed = {"reason": reason}
-    if not reason.strip():
-        message = visit.t("statements.reason_required")
-        return await _render(visit, group_id, typed=typed, typed_line=str(line_id), message=message, status_code=422)
-    return await _review_action(visit, group_id, line_id, "ignore", {"reason": reason.strip()}, typed)
+    return await _review(visit, group_id, line_id, form)
