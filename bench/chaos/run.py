@@ -148,6 +148,8 @@ class Http:
             headers["Idempotency-Key"] = key or uuid.uuid4().hex
         deadline = time.monotonic() + self.retry_for
         delay = 0.1
+        seen: Counter[str] = Counter()  # what the attempts got, for a GaveUp to say
+        first, last = now(), ""
         while True:
             began = now()
             try:
@@ -156,10 +158,17 @@ class Http:
                 if accept(response) and "retry-after" not in response.headers:
                     return response, began
                 self.errors[f"{response.status_code}"] += 1
+                seen[f"{response.status_code}"] += 1
+                last = f"{response.status_code} {response.text[:200]}"
             except httpx.HTTPError as exc:
                 self.errors[type(exc).__name__] += 1
+                seen[type(exc).__name__] += 1
+                last = f"{type(exc).__name__} {exc}"
             if time.monotonic() > deadline:
-                raise GaveUp(f"{method} {url}: no answer after {self.retry_for:.0f}s")
+                raise GaveUp(
+                    f"{method} {url}: no answer after {self.retry_for:.0f}s"
+                    f" (from {first:.1f}s: {dict(seen)}; last: {last})"
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
