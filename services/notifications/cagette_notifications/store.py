@@ -15,6 +15,7 @@ from cagette_contracts import Event, Money
 from cagette_runtime.db import AnyRow
 from cagette_runtime.errors import NotYet
 from cagette_runtime.rows import record
+from cagette_runtime.upserts import newest_wins
 
 from .domain import BalanceState, Group, Member
 from .tables import declared_payments, group_directory, member_balances, member_directory, member_preferences
@@ -46,15 +47,9 @@ def columns_of(table: Table, event: Event, **computed: Any) -> dict[str, Any]:
 async def keep_newest(session: AsyncSession, table: Table, row: dict[str, Any], *, key: tuple[str, ...]) -> None:
     """Insert the row, or update the one of the same `key` unless it is newer: events may arrive
     out of order, and an older one must not undo a newer one (`updated_at` tells)."""
+    keyed = {name: row[name] for name in key}
     changed = {name: value for name, value in row.items() if name not in key}
-    statement = pg_insert(table).values(row)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[table.c[name] for name in key],
-            set_=changed,
-            where=table.c.updated_at < statement.excluded.updated_at,
-        )
-    )
+    await session.execute(newest_wins(table, keyed, changed, "updated_at"))
 
 
 async def load_group(session: AsyncSession, group_id: UUID) -> Group:
