@@ -38,7 +38,9 @@ retry takes the row over and runs the request (safe: nothing was done). A crash 
 leaves a `committed` row without an answer: a retry is never run again; it is answered 409 saying
 the request took effect and its answer was lost (read the resource). An error answer (4xx, 5xx)
 of a request that committed nothing releases the key (the row is deleted), so the same key can be
-tried again once the cause is fixed; an error after an effect committed is stored like any answer.
+tried again once the cause is fixed; a 4xx after an effect committed is stored like any answer, but
+a 5xx is not (it would be replayed to a client told to retry): the row stays `committed` and its
+lease ends, so a retry learns at once that the request took effect.
 When the database is away at step 3 (the request failed because it went down), the write is
 retried in the background until the lease would lapse, so a retry is not answered "in progress"
 for the whole lease once the database is back.
@@ -294,6 +296,16 @@ async def _store(attempt: Attempt, response: Response) -> None:
         )
 
 
+async def _end_lease(attempt: Attempt) -> None:
+    c = idempotency_keys.c
+    async with attempt.database.transaction() as session:
+        await session.execute(
+            update(idempotency_keys)
+            .where(attempt.where(), c.attempt == attempt.attempt, c.state == "committed")
+            .values(leased_until=func.now())
+        )
+
+
 async def _release(attempt: Attempt) -> None:
     c = idempotency_keys.c
     async with attempt.database.transaction() as session:
@@ -308,6 +320,12 @@ def _closing_step(attempt: Attempt, response: Response | None) -> Callable[[], A
         return None if attempt.committed else partial(_release, attempt)
     if response.status_code >= 400 and not attempt.committed:
         return partial(_release, attempt)
+    if response.status_code >= 500:
+        # The effect committed but its answer could not be made (the database went away right
+        # after the commit): a stored 503 would be replayed, Retry-After and all, to a client
+        # told to retry, for as long as the key is kept (found by bench/chaos). Keep no answer and
+        # end the lease: a retry is told at once that the request took effect (read the resource).
+        return partial(_end_lease, attempt)
     return partial(_store, attempt, response)
 
 

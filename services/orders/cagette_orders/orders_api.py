@@ -127,8 +127,7 @@ async def place_order(
     the order waits for the card payment (status awaiting_payment, OrderAwaitingPayment).
     Payments off (R1): recorded, no money events."""
     command = usecases.PlaceOrder(group_id, body.distribution_id, body.payment_method, _requested(body.lines))
-    order_id = await usecases.place_order(database, holds, principal, command)
-    return await _order_now(database, group_id, order_id)
+    return await usecases.place_order(database, holds, principal, command)
 
 
 @router.get("/groups/{group_id}/orders/{order_id}", response_model=OrderOut, tags=["orders"])

@@ -394,16 +394,17 @@ class _NewOrder:
         return _hold_for(how, self.group.group_id, self.member_id, self.order_id, "order", self.amount, self.lines)
 
 
-async def place_order(database: Database, holds: Holds, principal: Principal, command: PlaceOrder) -> UUID:
+async def place_order(database: Database, holds: Holds, principal: Principal, command: PlaceOrder) -> OrderOut:
     """Validate a member's basket for a distribution with a payment method (R8). Cheque, cash,
     transfer, on the spot, money pot with negatives allowed: confirmed at once (OrderConfirmed).
     Money pot without negatives: the ledger must hold the amount first. Card: the order waits for
-    the card payment (OrderAwaitingPayment). Payments off (R1): recorded, no money events."""
+    the card payment (OrderAwaitingPayment). Payments off (R1): recorded, no money events.
+    The order is answered as read in the transaction that records it: once that commits, no
+    later read can fail and answer an error for an order that exists."""
     group_id = command.group_id
-    order_id: UUID | None = None
+    placed: OrderOut | None = None
 
     async def check(session: AsyncSession) -> _NewOrder:
-        nonlocal order_id
         group = await store.load_group(session, group_id)
         member = await require_registered(session, principal, group_id)
         distribution = await store.load_distribution(session, group, command.distribution_id)
@@ -422,10 +423,15 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         )
         lines = [store.order_line(p) for p in priced]
         earlier = await store.orders_at_distribution(session, group_id, member.member_id, distribution.distribution_id)
-        order_id = new_id = domain.order_id_for(group_id, member.member_id, distribution.distribution_id, earlier)
+        new_id = domain.order_id_for(group_id, member.member_id, distribution.distribution_id, earlier)
         return _NewOrder(new_id, group, member.member_id, distribution, payment, lines, amount)
 
     async def record(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
+        nonlocal placed
+        await insert(session, order, hold_id)
+        placed = await store.load_order(session, group_id, order.order_id)
+
+    async def insert(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
         payment = order.payment
         await store.insert_order(
             session,
@@ -457,8 +463,8 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             )
 
     await _check_and_record(database, holds, check, record)
-    assert order_id is not None  # set by check, which ran
-    return order_id
+    assert placed is not None  # set by record, which ran
+    return placed
 
 
 async def get_order(
