@@ -242,6 +242,10 @@ class AmqpProxy:
         if not ready.wait(10):
             raise TimeoutError(f"the AMQP proxy did not listen on {self.port}")
 
+    @property
+    def listening(self) -> bool:
+        return self._loop is not None
+
     def stop(self) -> None:
         loop, server = self._loop, self._server
         if loop is None or server is None:
@@ -322,7 +326,7 @@ class OwnRabbitCluster:
         return self.nodes[0].rabbitmqctl(*args, timeout=timeout, check=check)
 
     def start(self, timeout: float = 180) -> None:
-        if self.proxy._loop is None:
+        if not self.proxy.listening:
             self.proxy.start()
         if not self.formed:
             self.nodes[0].start(timeout)

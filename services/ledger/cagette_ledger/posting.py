@@ -29,6 +29,7 @@ from cagette_contracts import (
 from cagette_runtime import outbox
 from cagette_runtime.correlation import peek_correlation_id
 from cagette_runtime.errors import Conflict, Invalid
+from cagette_runtime.outbox import EventContext
 from cagette_runtime.rows import record
 
 from .domain import AccountRef, TransactionDraft, crossed_zero
@@ -117,6 +118,17 @@ class PostedLeg:
         return record(PostingLine, vars(self), account_type=self.account.type, member_id=self.account.member_id)
 
 
+class _LegFields(EventContext):
+    """What every balance event of one leg says: whose balance, which posting moved it (typed, so
+    the events built from it are checked field by field)."""
+
+    member_id: UUID
+    account_id: UUID
+    transaction_id: UUID
+    balance: Money
+    sequence: int | None
+
+
 @dataclass(frozen=True)
 class PostedTransaction:
     transaction_id: UUID
@@ -143,15 +155,14 @@ class PostedTransaction:
         for leg in self.legs:
             if leg.account.member_id is None:
                 continue
-            # What every balance event of this leg says: whose balance, which posting moved it.
-            leg_context: dict[str, Any] = {
+            leg_context = _LegFields(
                 **context,
-                "member_id": leg.account.member_id,
-                "account_id": leg.account_id,
-                "transaction_id": self.transaction_id,
-                "balance": leg.balance_after,
-                "sequence": leg.sequence,
-            }
+                member_id=leg.account.member_id,
+                account_id=leg.account_id,
+                transaction_id=self.transaction_id,
+                balance=leg.balance_after,
+                sequence=leg.sequence,
+            )
             result.append(BalanceChanged(**leg_context, previous_balance=leg.balance_before))
             crossing = crossed_zero(leg.balance_before, leg.balance_after)
             if crossing is not None:

@@ -115,13 +115,13 @@ async def test_bad_adjustments_are_refused_and_change_nothing(world: World) -> N
     reversal = f"/groups/{world.group_id}/transactions/{uuid.uuid4()}/reversal"
     coordinator, as_member = world.coordinator, world.member(member)
 
-    def eur(cents: float) -> dict[str, object]:
+    def eur(cents: int) -> dict[str, object]:
         return {"amount": {"amount": cents, "currency": "EUR"}}
 
     cases = [
         (opening, eur(0), coordinator, 422, "zero"),
         (opening, {"amount": {"amount": 100, "currency": "CHF"}}, coordinator, 422, "not CHF"),
-        (opening, eur(1.5), coordinator, 422, None),
+        (opening, {"amount": {"amount": 1.5, "currency": "EUR"}}, coordinator, 422, None),  # not whole cents
         (opening, eur(100), as_member, 403, None),
         (url(world, uuid.uuid4(), "opening-balance"), eur(100), coordinator, 404, "unknown account"),
         (correction, {**eur(100), "reason": "  "}, coordinator, 422, "reason"),

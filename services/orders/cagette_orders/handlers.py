@@ -26,6 +26,7 @@ from cagette_contracts import (
 from cagette_runtime import outbox
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.errors import Invalid
+from cagette_runtime.outbox import EventContext
 
 from . import domain, store
 from .store import GroupOut, payment_settings
@@ -54,6 +55,15 @@ async def _amendment(session: AsyncSession, order_id: UUID, amendment_id: UUID) 
     return row
 
 
+class _PaidByCard(EventContext):
+    """What OrderAmended and OrderConfirmed both say of an order paid by card."""
+
+    order_id: UUID
+    member_id: UUID
+    distribution_id: UUID
+    payment_method: PaymentMethod
+
+
 async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) -> None:
     """Confirm what was paid and publish its confirmation; a payment after abandonment is honoured
     (the money was taken) and flagged for the coordinator. A second success for something already
@@ -63,14 +73,13 @@ async def on_card_succeeded(session: AsyncSession, event: CardPaymentSucceeded) 
     order = await _order(session, event)
     if order.payment_method != PaymentMethod.CARD.value:
         raise Invalid(f"order {order.order_id} is paid by {order.payment_method}, not by card")
-    # What OrderAmended and OrderConfirmed both say of the order paid.
-    paid: dict[str, Any] = {
+    paid = _PaidByCard(
         **outbox.event_context(order.group_id),
-        "order_id": order.order_id,
-        "member_id": order.member_id,
-        "distribution_id": order.distribution_id,
-        "payment_method": PaymentMethod.CARD,
-    }
+        order_id=order.order_id,
+        member_id=order.member_id,
+        distribution_id=order.distribution_id,
+        payment_method=PaymentMethod.CARD,
+    )
     if event.amendment_id is not None:
         amendment = await _amendment(session, order.order_id, event.amendment_id)
         added_total = Money(amount=amendment.added_total, currency=order.currency)

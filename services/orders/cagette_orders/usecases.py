@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, TypedDict, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 from uuid import UUID
 
 from sqlalchemy.exc import IntegrityError
@@ -649,6 +649,19 @@ class TakeOffUndelivered:
     reason: str
 
 
+class _Removal(TypedDict):
+    """What is recorded of an undelivered removal, and said again by its event (typed, so both are
+    checked field by field)."""
+
+    removal_id: UUID
+    order_id: UUID
+    line_number: int
+    quantity: Decimal
+    amount: Money
+    reason: str
+    removed_by: UUID
+
+
 async def take_off_undelivered(session: AsyncSession, principal: Principal, command: TakeOffUndelivered) -> UUID:
     """R6: a coordinator takes all or part of a line off a confirmed order because the producer
     could not deliver it, with a reason; also once the basket was validated at the distribution
@@ -667,15 +680,15 @@ async def take_off_undelivered(session: AsyncSession, principal: Principal, comm
     new_total = order.total - taken.amount
     removal_id = uuid.uuid4()
     # What is recorded of the removal, and said again by its event.
-    removal: dict[str, Any] = {
-        "removal_id": removal_id,
-        "order_id": order_id,
-        "line_number": command.line_number,
-        "quantity": taken.quantity,
-        "amount": taken.amount,
-        "reason": reason,
-        "removed_by": principal.user_id,
-    }
+    removal = _Removal(
+        removal_id=removal_id,
+        order_id=order_id,
+        line_number=command.line_number,
+        quantity=taken.quantity,
+        amount=taken.amount,
+        reason=reason,
+        removed_by=principal.user_id,
+    )
     await store.insert_removal(session, **removal)
     await store.set_order(session, order_id, total_amount=new_total.amount)
     if order.payment_method is None:

@@ -64,6 +64,20 @@ class Park(Exception):
         self.payment_id = payment_id
 
 
+class _DisputeFields(store.PaymentEventFields):
+    """What each event of a dispute says first: the card payment, the provider's one, the dispute."""
+
+    provider_payment_id: str
+    dispute_id: str
+
+
+class _DisputeFundsFields(_DisputeFields):
+    """What both funds events of a dispute say: how much moved, by which provider transaction."""
+
+    amount: Money
+    transaction_id: str
+
+
 async def apply_notice(session: AsyncSession, notice: CardNotice) -> tuple[UUID, str]:
     """Apply one notification to its card payment. Returns (payment id, what happened). Raises
     Park when it cannot be applied."""
@@ -399,12 +413,9 @@ async def _apply_dispute(session: AsyncSession, payment: Row, notice: DisputeCha
         await card_store.record_history(
             session, payment.payment_id, after, after, notice.source.event_id, f"dispute {notice.status}", at
         )
-    # What each event of the dispute says first: the card payment, the provider's one, the dispute.
-    about: dict[str, Any] = {
-        **store.payment_event_fields(payment),
-        "provider_payment_id": provider_payment_id,
-        "dispute_id": notice.dispute_id,
-    }
+    about = _DisputeFields(
+        **store.payment_event_fields(payment), provider_payment_id=provider_payment_id, dispute_id=notice.dispute_id
+    )
     if first:
         log.warning(
             "card payment %s of group %s disputed (%s): coordinators are told",
@@ -441,7 +452,7 @@ async def _dispute_funds(
     payment: Row,
     notice: DisputeChanged,
     funds: DisputeFunds,
-    about: dict[str, Any],
+    about: _DisputeFields,
     at: datetime,
 ) -> list[str]:
     """One balance transaction of the dispute, once: withdrawn (the member's payment no longer
@@ -478,11 +489,7 @@ async def _dispute_funds(
         note=f"card dispute funds {'withdrawn' if withdrawn else 'reinstated'} ({notice.source.event_id})",
         at=at,
     )
-    moved_by: dict[str, Any] = {
-        **about,
-        "amount": moved,
-        "transaction_id": funds.transaction_id,
-    }  # keyed by the transaction
+    moved_by = _DisputeFundsFields(**about, amount=moved, transaction_id=funds.transaction_id)  # keyed by it
     if withdrawn:
         fee = Money(amount=max(funds.fee, 0), currency=paid.currency)
         await outbox.add(session, CardDisputeFundsWithdrawn(**moved_by, fee=fee))

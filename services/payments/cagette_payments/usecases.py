@@ -636,6 +636,13 @@ async def _lock_basket_for_validation(
     return basket
 
 
+class _BasketFields(outbox.EventContext):
+    """Which basket a (un)validation event is about."""
+
+    distribution_id: UUID
+    member_id: UUID
+
+
 async def _set_basket_state(
     session: AsyncSession,
     principal: Principal,
@@ -650,11 +657,7 @@ async def _set_basket_state(
     current = await basket_figures(session, group_id, distribution_id, member_id, currency)
     by, at = principal.user_id, now()
     await store.set_basket_state(session, group_id, distribution_id, member_id, state, by, at, current.difference)
-    basket: dict[str, Any] = {
-        **outbox.event_context(group_id),
-        "distribution_id": distribution_id,
-        "member_id": member_id,
-    }
+    basket = _BasketFields(**outbox.event_context(group_id), distribution_id=distribution_id, member_id=member_id)
     validated = state is BasketState.VALIDATED
     await outbox.add(
         session,
