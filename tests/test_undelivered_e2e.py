@@ -80,8 +80,10 @@ async def test_an_undelivered_product_lowers_the_debt_and_everyone_agrees(stack:
         bruno_basket = f"/groups/{group.id}/distributions/{group.distribution}/baskets/{bruno}"
 
         async def declared_cash() -> dict[str, Any] | None:
-            found = (await payments.get(bruno_basket, headers=group.coordinator)).json()
-            return next((p for p in found["payments"] if p["state"] == "declared"), None)
+            answer = await payments.get(bruno_basket, headers=group.coordinator)
+            if answer.status_code == 404:  # payments has not heard of the order yet
+                return None
+            return next((p for p in answer.json()["payments"] if p["state"] == "declared"), None)
 
         cash = await eventually(declared_cash)
         await payments.post(
