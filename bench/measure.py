@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import asyncpg
 
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
-IDLE_LEAVES = ("Condition.wait", "EpollSelector.select", "Queue.get")
+IDLE_LEAVES = ("Condition.wait", "EpollSelector.select", "Queue.get", "_worker (concurrent/futures/thread.py")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -85,7 +86,18 @@ class Profiler:
     def __init__(self, pid: int, output: Path, rate: int = 200) -> None:
         self.output = output
         self.process = subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--output", str(output)],
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                str(rate),
+                "--format",
+                "raw",
+                "--output",
+                str(output),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

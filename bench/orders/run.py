@@ -3,6 +3,7 @@ ledger, payments, notifications as separate processes, emails into an SMTP sink)
 FastAPI + asyncpg INSERT endpoint (baseline.py), measured in the same run with the same client.
 
     .venv/bin/python -m bench.orders.run [--orders 400] [--rate 50] [--paced-seconds 20] [--runs 1]
+        [--profile var/orders-profile]
 
 Figures, for the system and the baseline:
 * burst at 8 and 32 clients (each client one keep-alive connection, requests back to back):
@@ -39,7 +40,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from bench.measure import CpuMeter
+from bench.measure import CpuMeter, Profiler
 from cagette_contracts import Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.auth import Principal, encode_token
@@ -316,8 +317,34 @@ class Figures:
     to_balance: list[float] = field(default_factory=list)
 
 
+PROFILED_LIBRARIES = (
+    "cagette_",
+    "faststream",
+    "fast_depends",
+    "aio_pika",
+    "aiormq",
+    "sqlalchemy",
+    "asyncpg",
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "opentelemetry",
+    "prometheus",
+    "logging",
+    "jinja2",
+    "babel",
+    "email",
+    "smtp",
+)
+
+
 async def measure(
-    target: Target, args: argparse.Namespace, meter: CpuMeter, drain: Callable[[], Awaitable[None]] | None
+    target: Target,
+    args: argparse.Namespace,
+    meter: CpuMeter,
+    drain: Callable[[], Awaitable[None]] | None,
+    profiled: dict[str, int] | None = None,
 ) -> Figures:
     phases = {}
     for clients in (8, 32):
@@ -325,11 +352,16 @@ async def measure(
         if drain:
             await drain()
     target.placed.clear()
+    profilers = {name: Profiler(pid, args.profile / f"{name}.raw") for name, pid in (profiled or {}).items()}
     await meter.begin()
     phases["paced"] = await paced(target, f"paced {args.rate:g}/s", args.rate, args.paced_seconds)
     if drain:
         await drain()
     spent = await meter.end()
+    for name, profiler in profilers.items():
+        profiler.stop()
+        summary = profiler.summary(top=45, ours=PROFILED_LIBRARIES)
+        (args.profile / f"{name}.txt").write_text(summary + "\n")
     placed = phases["paced"].orders - phases["paced"].refused
     return Figures(phases, {name: seconds / max(placed, 1) for name, seconds in spent.items()})
 
@@ -378,7 +410,11 @@ async def one_run(args: argparse.Namespace, number: int) -> tuple[Figures, Figur
             await wait_drained(system, arrived, notifications_dsn)
 
         print(f"run {number}: system ({', '.join(SERVICES)}) ...", flush=True)
-        ours = await measure(system, args, meter, drain)
+        profiled = None
+        if args.profile and number == 1:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            profiled = roots
+        ours = await measure(system, args, meter, drain, profiled)
         ours.to_balance = [arrived[key] - placed for key, placed in system.placed.items() if key in arrived]
 
         await ensure_database(baseline_url)
@@ -462,6 +498,9 @@ async def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="orders/s in the paced phase")
     parser.add_argument("--paced-seconds", type=float, default=20.0)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy every service during run 1's paced phase; summaries in this directory"
+    )
     args = parser.parse_args()
     results = []
     for number in range(1, args.runs + 1):

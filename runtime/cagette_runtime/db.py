@@ -61,7 +61,12 @@ class Database:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (it cost a BEGIN/ROLLBACK round trip on every transaction):
+            # a connection the server dropped fails its first statement, SQLAlchemy then
+            # invalidates every pooled connection as old as it, and the failure is an outage
+            # (`as_retry_later`: the message retried uncounted, HTTP 503 with Retry-After).
+            pool_pre_ping=False,
+            pool_recycle=1800,
             hide_parameters=True,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
