@@ -93,12 +93,20 @@ class EventHandlers:
 
 
 class Consumer:
-    """A queue (`<service>.<consumer>`) and the handler of each event class it takes."""
+    """A queue (`<service>.<consumer>`) and the handler of each event class it takes.
+    `batched`: its deliveries are committed many to a transaction (batching.py), for a consumer
+    whose handlers only write to the database."""
 
     def __init__(
-        self, name: str, handlers: Mapping[type[Event], Handler] | EventHandlers, *, delivery_limit: int = 5
+        self,
+        name: str,
+        handlers: Mapping[type[Event], Handler] | EventHandlers,
+        *,
+        delivery_limit: int = 5,
+        batched: bool = False,
     ) -> None:
         self.name = name
+        self.batched = batched
         self.handlers = handlers if isinstance(handlers, EventHandlers) else EventHandlers(handlers)
         self.queue = ConsumerQueue(name, self.handlers.routing_keys(), delivery_limit)
 

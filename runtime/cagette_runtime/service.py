@@ -17,6 +17,7 @@ from sqlalchemy import Table
 
 from .auth import MembershipDirectory, TokenVerifier
 from .background import BackgroundLoop
+from .batching import BatchingConsumer
 from .broker_admin import BrokerAdmin
 from .consumer import Consumer, ConsumerRunner
 from .db import Database, ensure_database
@@ -152,7 +153,9 @@ class Service:
     def runner(self, consumer: Consumer) -> Runner:
         """The extension point for a runner of its own: how this service consumes `consumer`'s
         queue. Called while the Service is built, once per consumer; by default the runtime's
-        one transaction per message."""
+        one transaction per message, or per delivered batch for a batched consumer."""
+        if consumer.batched and self.settings.consumer_batch_size > 1:
+            return BatchingConsumer(self.consumer_runner(consumer), max_batch=self.settings.consumer_batch_size)
         return self.consumer_runner(consumer)
 
     async def migrate(self) -> None:

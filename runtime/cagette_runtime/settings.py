@@ -88,6 +88,8 @@ class ServiceSettings(BaseSettings):
     # each retry of the same message up to the max). An outage (RetryLater) is retried without
     # limit, a message's own failure up to the delivery limit.
     prefetch_count: int = 64
+    # A batched consumer's largest transaction (messages); at most the prefetch is delivered.
+    consumer_batch_size: int = Field(default=64, ge=1)
     delivery_limit: int = Field(default=5, ge=1)
     consumer_retry_delay: float = Field(default=1.0, gt=0)
     consumer_retry_max_delay: float = Field(default=15.0, gt=0)

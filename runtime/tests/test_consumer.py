@@ -1,6 +1,7 @@
 """Consumption on the real broker: idempotent, poison messages parked with their reason while the
 consumer keeps going, and outages (RetryLater, the database down) retried through the retry queue
-for as long as they last, never counted against the delivery limit."""
+for as long as they last, never counted against the delivery limit. Each test runs on both
+runners: one transaction per message, and batches (batching.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 
 from cagette_contracts import Event
 from cagette_contracts.routing import EVENTS_EXCHANGE
+from cagette_runtime.batching import BatchingConsumer
 from cagette_runtime.broker_admin import BrokerAdmin
 from cagette_runtime.consumer import (
     PARKING_REASON_HEADER,
@@ -25,7 +27,7 @@ from cagette_runtime.consumer import (
 from cagette_runtime.db import Database
 from cagette_runtime.errors import Invalid, NotYet, RetryLater
 from cagette_runtime.tables import inbox_messages
-from cagette_runtime.testing import Outage, drain_queue
+from cagette_runtime.testing import Outage, drain_queue, eventually
 from cagette_runtime.topology import declare_consumer_queue
 
 from .conftest import WidgetCreated, WidgetUnrouted, make_broker, widget_event, widgets
@@ -34,7 +36,7 @@ from .conftest import WidgetCreated, WidgetUnrouted, make_broker, widget_event, 
 class Harness:
     """A consumer of test.widget.* whose handler records widgets, with scripted failures."""
 
-    def __init__(self, servers, database, delivery_limit: int = 3) -> None:
+    def __init__(self, batched: bool, servers, database, delivery_limit: int = 3) -> None:
         self.servers = servers
         self.database = database
         consumer = Consumer(
@@ -43,7 +45,9 @@ class Harness:
         self.queue = consumer.queue
         self.failures: dict[str, int] = {}  # widget name -> transient failures still to raise
         self.broker = make_broker(servers)
-        ConsumerRunner(self.broker, database, consumer, retry_delay=0.05, retry_max_delay=0.2).subscribe()
+        runner = ConsumerRunner(self.broker, database, consumer, retry_delay=0.05, retry_max_delay=0.2)
+        self.batches = BatchingConsumer(runner) if batched else None
+        (self.batches or runner).subscribe()
 
     async def handle(self, session, event) -> None:
         if event.name.startswith("refuse"):
@@ -71,6 +75,8 @@ class Harness:
         await self.broker.connect()
         await declare_consumer_queue(self.broker, self.queue, BrokerAdmin(self.servers.amqp_url))
         await self.broker.start()
+        if self.batches is not None:
+            self.batches.start()
         self.connection = await aio_pika.connect_robust(self.servers.amqp_url)
         channel = await self.connection.channel()
         self.exchange = await channel.get_exchange(EVENTS_EXCHANGE)
@@ -78,6 +84,8 @@ class Harness:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.connection.close()
+        if self.batches is not None:
+            await self.batches.stop()
         await self.broker.stop()
 
     async def publish_raw(self, body: bytes, message_id: str, routing_key: str = "test.widget.created") -> None:
@@ -106,6 +114,11 @@ class Harness:
             await asyncio.sleep(0.05)
 
 
+@pytest.fixture(params=[False, True], ids=["per-message", "batched"])
+def batched(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
+
+
 def test_parse_event_says_what_is_wrong() -> None:
     with pytest.raises(MalformedMessage, match="not JSON"):
         parse_event(b"{nope")
@@ -120,9 +133,9 @@ def test_parse_event_says_what_is_wrong() -> None:
         )
 
 
-async def test_duplicated_message_has_one_effect(servers, database) -> None:
+async def test_duplicated_message_has_one_effect(batched: bool, servers, database) -> None:
     event = widget_event("once")
-    async with Harness(servers, database) as harness:
+    async with Harness(batched, servers, database) as harness:
         for _ in range(3):
             await harness.publish(event)
         sentinel = widget_event("after")
@@ -136,8 +149,10 @@ async def test_duplicated_message_has_one_effect(servers, database) -> None:
     assert claimed == 1
 
 
-async def test_malformed_message_is_parked_with_reason_and_the_next_is_processed(servers, database) -> None:
-    async with Harness(servers, database) as harness:
+async def test_malformed_message_is_parked_with_reason_and_the_next_is_processed(
+    batched: bool, servers, database
+) -> None:
+    async with Harness(batched, servers, database) as harness:
         await harness.publish_raw(b"this is not json", message_id="garbage-1")
         await harness.publish_raw(b'{"event_type": "test.widget.created", "schema_version": 1}', message_id="garbage-2")
         good = widget_event("good")
@@ -151,8 +166,10 @@ async def test_malformed_message_is_parked_with_reason_and_the_next_is_processed
     assert parked[0].headers["x-original-routing-key"] == "test.widget.created"
 
 
-async def test_refused_message_is_parked_with_the_domain_reason_and_changes_nothing(servers, database) -> None:
-    async with Harness(servers, database) as harness:
+async def test_refused_message_is_parked_with_the_domain_reason_and_changes_nothing(
+    batched: bool, servers, database
+) -> None:
+    async with Harness(batched, servers, database) as harness:
         refused = widget_event("refuse-me")
         await harness.publish(refused)
         good = widget_event("fine")
@@ -165,8 +182,50 @@ async def test_refused_message_is_parked_with_the_domain_reason_and_changes_noth
         assert await session.scalar(select(func.count()).where(inbox_messages.c.event_id == refused.event_id)) == 0
 
 
-async def test_transient_failure_is_retried_then_processed_once(servers, database) -> None:
-    async with Harness(servers, database, delivery_limit=5) as harness:
+async def all_buffered(batches: BatchingConsumer, count: int) -> None:
+    async def arrived() -> bool:
+        return batches.received == count
+
+    await eventually(arrived)
+
+
+async def test_a_batch_commits_together_and_its_refused_message_costs_the_others_nothing(servers, database) -> None:
+    """Fifteen deliveries buffered while the batch loop is held: one batch, whose refused message
+    rolls it back; each message is then handled alone (the refused one parked, a duplicate
+    ignored), every good widget has exactly one effect."""
+    async with Harness(True, servers, database) as harness:
+        batches = harness.batches
+        assert batches is not None
+        await batches.stop()
+        good = [widget_event(f"widget-{n}") for n in range(13)]
+        refused = widget_event("refuse-this-one")
+        for event in [*good[:6], refused, good[0], *good[6:]]:
+            await harness.publish(event)
+        await all_buffered(batches, 15)
+        batches.start()
+        for event in good:
+            await harness.wait_processed(event)
+        [parked] = await drain_queue(servers.amqp_url, harness.queue.parking_name)
+    assert batches.largest == 0 and batches.fallbacks == 1  # the one batch fell back
+    assert [await harness.effects(event) for event in good] == [1] * 13
+    assert parked.message_id == str(refused.event_id) and await harness.effects(refused) is None
+
+    async with Harness(True, servers, database) as harness:
+        batches = harness.batches
+        assert batches is not None
+        await batches.stop()
+        more = [widget_event(f"more-{n}") for n in range(10)]
+        for event in more:
+            await harness.publish(event)
+        await all_buffered(batches, 10)
+        batches.start()
+        for event in more:
+            await harness.wait_processed(event)
+    assert (batches.batches, batches.largest, batches.fallbacks) == (1, 10, 0)
+
+
+async def test_transient_failure_is_retried_then_processed_once(batched: bool, servers, database) -> None:
+    async with Harness(batched, servers, database, delivery_limit=5) as harness:
         flaky = widget_event("flaky")
         harness.failures["flaky"] = 2
         await harness.publish(flaky)
@@ -175,8 +234,8 @@ async def test_transient_failure_is_retried_then_processed_once(servers, databas
     assert harness.failures["flaky"] == 0
 
 
-async def test_not_yet_is_retried_without_a_traceback(servers, database, caplog) -> None:
-    async with Harness(servers, database, delivery_limit=5) as harness:
+async def test_not_yet_is_retried_without_a_traceback(batched: bool, servers, database, caplog) -> None:
+    async with Harness(batched, servers, database, delivery_limit=5) as harness:
         waiting = widget_event("later-please")
         harness.failures["later-please"] = 1
         await harness.publish(waiting)
@@ -186,8 +245,10 @@ async def test_not_yet_is_retried_without_a_traceback(servers, database, caplog)
     assert await harness.effects(waiting) == 1
 
 
-async def test_retry_later_is_never_counted_against_the_delivery_limit(servers, database, caplog) -> None:
-    async with Harness(servers, database, delivery_limit=2) as harness:
+async def test_retry_later_is_never_counted_against_the_delivery_limit(
+    batched: bool, servers, database, caplog
+) -> None:
+    async with Harness(batched, servers, database, delivery_limit=2) as harness:
         waiting = widget_event("outage-then-fine")
         harness.failures["outage-then-fine"] = 6  # three times the delivery limit
         await harness.publish(waiting)
@@ -199,14 +260,16 @@ async def test_retry_later_is_never_counted_against_the_delivery_limit(servers, 
     assert len(waits) == 6 and all(r.exc_info is None for r in waits)
 
 
-async def test_the_database_down_longer_than_the_delivery_limit_loses_nothing(servers, database, caplog) -> None:
+async def test_the_database_down_longer_than_the_delivery_limit_loses_nothing(
+    batched: bool, servers, database, caplog
+) -> None:
     """The consumer's database goes away (connections cut, new ones refused) while events arrive:
     each is retried through the retry queue, well past the delivery limit, and processed once the
     database is back; nothing is parked, and the consumer never waited on one of them."""
     async with Outage(database.url) as outage:
         proxied = Database(outage.url, pool_size=2)
         try:
-            async with Harness(servers, proxied, delivery_limit=2) as harness:
+            async with Harness(batched, servers, proxied, delivery_limit=2) as harness:
                 await outage.down()
                 events = [widget_event(f"during-outage-{n}") for n in range(3)]
                 for event in events:
@@ -226,8 +289,10 @@ async def test_the_database_down_longer_than_the_delivery_limit_loses_nothing(se
     assert "database is unavailable" in waits[0].getMessage() or "unavailable right now" in waits[0].getMessage()
 
 
-async def test_message_that_keeps_failing_is_parked_with_its_reason_at_the_delivery_limit(servers, database) -> None:
-    async with Harness(servers, database, delivery_limit=2) as harness:
+async def test_message_that_keeps_failing_is_parked_with_its_reason_at_the_delivery_limit(
+    batched: bool, servers, database
+) -> None:
+    async with Harness(batched, servers, database, delivery_limit=2) as harness:
         doomed = widget_event("always-fails")
         await harness.publish(doomed)
         never = widget_event("never-known")

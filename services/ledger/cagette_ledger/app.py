@@ -6,13 +6,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from cagette_runtime.batching import BatchingConsumer
 from cagette_runtime.consumer import Consumer
 from cagette_runtime.service import Runner, Service
 from cagette_runtime.settings import ServiceSettings, derive_settings
 
 from . import holds
 from .api import router
-from .batching import BatchingConsumer
 from .gauges import GAUGES
 from .handlers import POSTINGS_QUEUE, consumers, dispatch_batch
 from .settings import LedgerSettings

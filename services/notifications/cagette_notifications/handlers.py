@@ -595,9 +595,11 @@ async def record_webhook_deliveries(session: AsyncSession, event: Event) -> None
 def consumers(settings: NotificationSettings) -> list[Consumer]:
     limit = settings.delivery_limit
     return [
-        Consumer(QUEUE_NAME, Handlers(settings).events, delivery_limit=limit),
+        # Batched: the handlers write rows only (emails and webhook calls are sent by their own
+        # loops from the rows), and these two queues take several events per order.
+        Consumer(QUEUE_NAME, Handlers(settings).events, delivery_limit=limit, batched=True),
         # `Event`: every event, whatever its type (the queue binds #).
-        Consumer(WEBHOOKS_QUEUE, {Event: record_webhook_deliveries}, delivery_limit=limit),
+        Consumer(WEBHOOKS_QUEUE, {Event: record_webhook_deliveries}, delivery_limit=limit, batched=True),
     ]
 
 

@@ -195,5 +195,6 @@ def consumers(service: Service) -> list[Consumer]:
                 CardSettingsChanged: on_card_settings_changed,
             },
             delivery_limit=service.settings.delivery_limit,
+            batched=True,  # its handlers write rows only
         )
     ]

@@ -211,5 +211,6 @@ def consumers(service: Service) -> list[Consumer]:
                 OrderAwaitingPayment: card_usecases.on_order_awaiting_payment,
             },
             delivery_limit=service.settings.delivery_limit,
+            batched=True,  # its handlers write rows only
         )
     ]

@@ -1,10 +1,14 @@
 """Batched consumption: many messages committed in one database transaction.
 
-The runtime's ConsumerRunner commits one transaction per message. The ledger's consumer instead
-buffers the messages the broker has delivered (up to the channel's prefetch), and commits them
-together: one inbox claim plus one handler call per message, in delivery order, in a single
-transaction, then acks them all. It is the runtime's pipeline with a batched middle step: it
-subscribes, decodes and parks through the runtime's runner, so the same things happen:
+The runtime's ConsumerRunner commits one transaction per message. A batched consumer (`Consumer(...,
+batched=True)`, or the ledger's postings) instead buffers the messages the broker has delivered
+(up to the channel's prefetch), and commits them together: one inbox claim for all of them, then
+each event's handler in delivery order (or the consumer's own batch handler: the ledger posts runs
+of postings together), in a single transaction, then acks them all. Under a light load a batch is
+one message; under a heavy one the per-message costs (a transaction's BEGIN and COMMIT, the inbox
+claim, a pooled connection) are paid once per batch. It is the runtime's pipeline with a batched
+middle step: it subscribes, decodes and parks through the runtime's runner, so the same things
+happen:
 
 * a malformed message, or one with no handler in the registry, is parked at once with its
   reason (it never joins a batch), whatever its content type claims;
@@ -16,9 +20,9 @@ subscribes, decodes and parks through the runtime's runner, so the same things h
   a bad message never costs the others anything but a retry.
 
 One consumer processes one batch at a time, so a replica is the single writer of what it
-consumes and a batch's account locks are taken by one transaction. Accounts are locked in a
-fixed order within each posting; across replicas, a deadlock aborts a batch, which then falls
-back to per-message processing.
+consumes and a batch's locks are taken by one transaction. Across replicas, a deadlock aborts a
+batch, which then falls back to per-message processing. Only handlers whose effects are all in
+the database may be batched: a rolled-back batch runs its handlers again.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from faststream.rabbit.message import RabbitMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cagette_contracts import Event
-from cagette_runtime.background import BackgroundLoop
-from cagette_runtime.consumer import ConsumerRunner
-from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
-from cagette_runtime.inbox import claim_many
-from cagette_runtime.tracing import batch_causes, continued_from, current_trace_carrier
+
+from .background import BackgroundLoop
+from .consumer import ConsumerRunner
+from .correlation import reset_correlation_id, set_correlation_id
+from .inbox import claim_many
+from .tracing import batch_causes, continued_from, current_trace_carrier
 
 BatchHandler = Callable[[AsyncSession, list[Event]], Awaitable[None]]
 
@@ -55,7 +60,7 @@ class BatchingConsumer(BackgroundLoop):
         self,
         runner: ConsumerRunner,
         *,
-        batch_handler: BatchHandler,
+        batch_handler: BatchHandler | None = None,
         max_batch: int = 200,
         linger: float = 0.002,
     ) -> None:
@@ -64,7 +69,7 @@ class BatchingConsumer(BackgroundLoop):
         self.database = runner.database
         self.runner = runner  # the pipeline: subscription, decoding, parking, per-message fallback
         self.consumer = runner.consumer
-        self.batch_handler = batch_handler
+        self.batch_handler = batch_handler or self.dispatch_each
         self.max_batch = max_batch
         self.linger = linger
         self._buffer: list[RabbitMessage] = []
@@ -75,6 +80,12 @@ class BatchingConsumer(BackgroundLoop):
         self.batches = 0
         self.fallbacks = 0
         self.largest = 0
+
+    async def dispatch_each(self, session: AsyncSession, events: list[Event]) -> None:
+        """The default batch handler: each event's handler from the registry, in delivery order."""
+        for event in events:
+            set_correlation_id(event.correlation_id)
+            await self.consumer.handlers.dispatch(session, event)
 
     def subscribe(self) -> None:
         self.runner.subscribe(self.receive, title=f"{self.consumer.queue.name} (batched)")
@@ -124,6 +135,11 @@ class BatchingConsumer(BackgroundLoop):
             with continued_from(within):
                 await self._commit(parsed, traces)
         except Exception as exc:
+            if len(parsed) == 1:  # nothing else to save: its failure is handled as the runner's
+                message, event = parsed[0]
+                with continued_from(traces[message.message_id]):
+                    await self.runner.failed(message, event, exc)
+                return
             self.fallbacks += 1
             log.info(
                 "batch of %d rolled back (%s: %s); processing its messages one by one",
