@@ -392,11 +392,21 @@ class _Lines:
     parent: str
 
     async def add(
-        self, session: AsyncSession, parent_id: UUID, lines: Sequence[OrderLine], amendment_id: UUID | None = None
+        self,
+        session: AsyncSession,
+        parent_id: UUID,
+        lines: Sequence[OrderLine],
+        amendment_id: UUID | None = None,
+        *,
+        new_parent: bool = False,
     ) -> None:
-        """Append `lines` after the parent's last line."""
-        last = await session.scalar(
-            select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
+        """Append `lines` after the parent's last line (`new_parent`: it has none yet, no need to ask)."""
+        last = (
+            None
+            if new_parent
+            else await session.scalar(
+                select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
+            )
         )
         await session.execute(
             self.table.insert(),
@@ -591,19 +601,22 @@ async def insert_order(
     *,
     order_id: UUID,
     group: GroupOut,
-    member_id: UUID,
+    member: MemberOut,
     distribution_id: UUID,
     method: PaymentMethod | None,
     status: domain.OrderStatus,
     lines: Sequence[OrderLine],
     total: Money,
     hold_id: UUID | None,
-) -> None:
-    await session.execute(
-        orders.insert().values(
+) -> OrderOut:
+    """Insert a new order and its lines; the order as `load_order` would read it back, built in
+    memory (a new order has no removals, amendments or flag; the caller checked it is unlocked)."""
+    created_at = await session.scalar(
+        orders.insert()
+        .values(
             order_id=order_id,
             group_id=group.group_id,
-            member_id=member_id,
+            member_id=member.member_id,
             distribution_id=distribution_id,
             payment_method=method,
             status=status.value,
@@ -611,8 +624,35 @@ async def insert_order(
             currency=group.currency,
             hold_id=hold_id,
         )
+        .returning(orders.c.created_at)
     )
-    await ORDER_LINES.add(session, order_id, lines)
+    assert created_at is not None
+    await ORDER_LINES.add(session, order_id, lines, new_parent=True)
+    return OrderOut(
+        order_id=order_id,
+        group_id=group.group_id,
+        member_id=member.member_id,
+        member_name=member.name,
+        member_email=member.email,
+        distribution_id=distribution_id,
+        status=status,
+        payment_method=method,
+        total=Money(amount=total.amount, currency=group.currency),
+        lines=[
+            OrderLineOut.model_validate(
+                {
+                    **line.model_dump(),
+                    "quantity": domain.plain(line.quantity),
+                    "fee_rate": domain.plain(line.fee_rate),
+                    "unit": None,  # not stored with a line: a read gives none
+                    "line_number": number,
+                }
+            )
+            for number, line in enumerate(lines, start=1)
+        ],
+        locked=False,
+        created_at=created_at,
+    )
 
 
 async def set_order(session: AsyncSession, order_id: UUID, **values: object) -> None:
