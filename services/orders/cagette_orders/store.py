@@ -500,19 +500,6 @@ async def basket_locked(session: AsyncSession, group_id: UUID, distribution_id: 
     return bool(await session.scalar(select(_basket_locked(group_id, distribution_id, member_id))))
 
 
-async def active_order_id(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> UUID | None:
-    """The member's active order for the distribution, if any (domain.ACTIVE_STATUSES)."""
-    return await session.scalar(
-        select(orders.c.order_id).where(
-            orders.c.group_id == group_id,
-            orders.c.member_id == member_id,
-            orders.c.distribution_id == distribution_id,
-            orders.c.status.in_([s.value for s in domain.ACTIVE_STATUSES]),
-            orders.c.flagged_reason.is_(None),
-        )
-    )
-
-
 async def find_orders(
     session: AsyncSession,
     group_id: UUID,
@@ -892,18 +879,28 @@ async def insert_subscription_amendment(
     await SUBSCRIPTION_LINES.add(session, subscription_id, added, amendment_id)
 
 
-async def orders_at_distribution(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> int:
-    """How many orders (any status) the member has placed for the distribution."""
-    return int(
-        await session.scalar(
-            select(func.count()).where(
+async def member_orders_at(
+    session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID
+) -> tuple[UUID | None, int]:
+    """The member's active order for the distribution, if any (domain.ACTIVE_STATUSES), and how
+    many orders (any status) they placed for it: one query, order placement needs both."""
+    active = and_(
+        orders.c.status.in_([s.value for s in domain.ACTIVE_STATUSES]),
+        orders.c.flagged_reason.is_(None),
+    )
+    row = (
+        await session.execute(
+            select(
+                func.array_agg(orders.c.order_id).filter(active).label("active"),
+                func.count().label("placed"),
+            ).where(
                 orders.c.group_id == group_id,
                 orders.c.member_id == member_id,
                 orders.c.distribution_id == distribution_id,
             )
         )
-        or 0
-    )
+    ).one()
+    return (row.active[0] if row.active else None), int(row.placed)
 
 
 # ------------------------------------------------------------------ money-pot holds asked for

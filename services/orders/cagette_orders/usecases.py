@@ -423,11 +423,11 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         allowed = await store.variable_catalogs(session, distribution.catalog_ids)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
         domain.check_card_limits(payment, amount)
-        domain.check_no_active_order(
-            await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
+        active, earlier = await store.member_orders_at(
+            session, group_id, member.member_id, distribution.distribution_id
         )
+        domain.check_no_active_order(active)
         lines = [store.order_line(p) for p in priced]
-        earlier = await store.orders_at_distribution(session, group_id, member.member_id, distribution.distribution_id)
         new_id = domain.order_id_for(group_id, member.member_id, distribution.distribution_id, earlier)
         return _NewOrder(new_id, group, member, distribution, payment, lines, amount)
 
