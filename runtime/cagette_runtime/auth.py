@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,6 +224,8 @@ class TrustedIssuer:
     cache_seconds: float = 300.0
     refetch_cooldown_seconds: float = 30.0
     _client: jwt.PyJWKClient | None = None
+    # Keys fetched from the JWKS, with when: served without a thread hop while fresh.
+    _fetched: dict[str, tuple[jwt.PyJWK, float]] = field(default_factory=dict, repr=False)
 
     def _jwks_client(self) -> jwt.PyJWKClient:
         if self._client is None:
@@ -248,6 +251,26 @@ class TrustedIssuer:
         if self.jwks_url is None and self.discovery_url is None:
             raise jwt.PyJWKClientError(f"no key {key_id}")
         return self._jwks_client().get_signing_key(key_id)
+
+    def known_key(self, key_id: str) -> jwt.PyJWK | None:
+        """The key if it needs no fetch: a static one, or one fetched less than `cache_seconds` ago."""
+        if key_id in self.static_keys:
+            return self.static_keys[key_id]
+        fetched = self._fetched.get(key_id)
+        if fetched is not None and time.monotonic() - fetched[1] < self.cache_seconds:
+            return fetched[0]
+        return None
+
+    async def key(self, key_id: str) -> jwt.PyJWK:
+        """The signing key; only a fetch (a miss or a stale key) goes to a thread, every request
+        signed with a known key is verified on the event loop (a thread hop per request showed
+        in the profiles)."""
+        known = self.known_key(key_id)
+        if known is not None:
+            return known
+        key = await asyncio.to_thread(self.signing_key, key_id)
+        self._fetched[key_id] = (key, time.monotonic())
+        return key
 
 
 def trusted_issuers(settings: ServiceSettings) -> list[TrustedIssuer]:
@@ -304,7 +327,7 @@ class TokenVerifier:
         if not isinstance(key_id, str) or not key_id:
             raise Unauthenticated("The bearer token does not say which key signed it (no 'kid' header).")
         try:
-            key = await asyncio.to_thread(issuer.signing_key, key_id)
+            key = await issuer.key(key_id)
         except jwt.PyJWKClientConnectionError:
             raise RetryLater("The keys of the token's issuer cannot be fetched right now; try again shortly.") from None
         except (jwt.PyJWKClientError, OSError, KeyError, ValueError):

@@ -22,7 +22,7 @@ transaction, and several use cases run more than one transaction (a money-pot ho
 ledger between two), so the answer itself cannot always be written in the effect's transaction.
 What is written there is the *claim*: the three steps are
 
-1. `begin` (its own short transaction): insert the key's row as `started`, with this attempt's
+1. `begin` (its own statements, each committed alone): insert the key's row as `started`, with this attempt's
    id and a lease. A concurrent request with the same key finds the row and is answered 409 (in
    progress); the INSERT ... ON CONFLICT makes exactly one of them the owner.
 2. The effect's transaction: `outbox.add` (every effect that moves money publishes an event, in
@@ -31,7 +31,7 @@ What is written there is the *claim*: the three steps are
    "this key took effect" commit together or not at all; an attempt that lost its row (its lease
    lapsed and another attempt took it over) fails there and its effect is rolled back. A route
    whose effect publishes nothing may call `bind(session)` itself.
-3. `finish` (its own short transaction): store the answer, row `done`.
+3. `finish` (one statement, committed alone): store the answer, row `done`.
 
 A crash before 2 commits leaves a `started` row and no effect: once its lease lapses the next
 retry takes the row over and runs the request (safe: nothing was done). A crash between 2 and 3
@@ -53,7 +53,8 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,7 +65,7 @@ from fastapi import Depends, Header, Request
 from fastapi.routing import APIRoute
 from sqlalchemy import CursorResult, and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.responses import Response, StreamingResponse
 
 from .auth import CurrentPrincipal, Principal
@@ -151,12 +152,21 @@ def _stored_answer(row: Any) -> Response:
     return Response(content=row.body or b"", status_code=row.status_code, headers=headers)
 
 
+@asynccontextmanager
+async def _autocommit(database: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection whose statements each commit alone: the key's own writes are one statement
+    each (or, in `begin`, statements each atomic on its own under READ COMMITTED anyway), so no
+    BEGIN and COMMIT round trips around them."""
+    async with database.engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 async def begin(request: Request, principal: Principal, database: Database, key: str) -> Attempt:
     """Take the key for this request (step 1), or raise: its stored answer (Replayed), or 409."""
     attempt = Attempt(database, _principal(principal), request.method, request.url.path, key, uuid.uuid4())
     fingerprint = await _fingerprint(request)
     c = idempotency_keys.c
-    async with database.transaction() as session:
+    async with _autocommit(database) as session:
         taken = await session.scalar(
             insert(idempotency_keys)
             .values(
@@ -288,7 +298,7 @@ async def bind(session: AsyncSession) -> None:
 async def _store(attempt: Attempt, response: Response) -> None:
     headers = {name: value for name, value in response.headers.items() if name in KEPT_HEADERS}
     c = idempotency_keys.c
-    async with attempt.database.transaction() as session:
+    async with _autocommit(attempt.database) as session:
         await session.execute(
             update(idempotency_keys)
             .where(attempt.where(), c.attempt == attempt.attempt)
@@ -298,7 +308,7 @@ async def _store(attempt: Attempt, response: Response) -> None:
 
 async def _end_lease(attempt: Attempt) -> None:
     c = idempotency_keys.c
-    async with attempt.database.transaction() as session:
+    async with _autocommit(attempt.database) as session:
         await session.execute(
             update(idempotency_keys)
             .where(attempt.where(), c.attempt == attempt.attempt, c.state == "committed")
@@ -308,7 +318,7 @@ async def _end_lease(attempt: Attempt) -> None:
 
 async def _release(attempt: Attempt) -> None:
     c = idempotency_keys.c
-    async with attempt.database.transaction() as session:
+    async with _autocommit(attempt.database) as session:
         await session.execute(delete(idempotency_keys).where(attempt.where(), c.attempt == attempt.attempt))
 
 

@@ -4,6 +4,7 @@ reasons; and roles replaced by the memberships a service knows now."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import uuid
@@ -105,6 +106,38 @@ async def test_tokens_signed_with_the_issuers_published_keys_are_accepted_and_ro
     legacy = jwt.encode(claims(alice), DEV_JWT_SECRET, algorithm="HS256", headers={"kid": "k1"})
     with pytest.raises(Unauthenticated, match="HS256"):
         await verifier.verify(legacy)
+
+
+async def test_a_known_key_is_used_without_a_thread_and_a_stale_one_is_asked_again(jwks, monkeypatch) -> None:
+    key = Ed25519PrivateKey.generate()
+    jwks.keys = [public_jwk(key, "k1")]
+    verifier = TokenVerifier(
+        settings(jwks.url, env="production", jwks_refetch_cooldown_seconds=0, jwks_cache_seconds=0.5)
+    )
+    alice = Principal(user_id=ALICE)
+    assert (await verifier.verify(sign_claims(claims(alice), key, "k1"))).user_id == ALICE  # fetched in a thread
+    real_to_thread = asyncio.to_thread
+    hops: list[object] = []
+
+    async def counting_to_thread(function: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return await real_to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counting_to_thread)
+    for _ in range(3):
+        assert (await verifier.verify(sign_claims(claims(alice), key, "k1"))).user_id == ALICE
+    assert hops == [] and jwks.fetches == 1
+    await asyncio.sleep(0.6)  # past the cache: asked of the key client again, in a thread
+    assert (await verifier.verify(sign_claims(claims(alice), key, "k1"))).user_id == ALICE
+    assert len(hops) == 1
+
+
+async def test_the_static_development_key_needs_no_thread(monkeypatch) -> None:
+    async def no_thread(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a thread hop for a static key")
+
+    monkeypatch.setattr(asyncio, "to_thread", no_thread)
+    assert (await TokenVerifier(settings()).verify(encode_token(Principal(user_id=ALICE)))).user_id == ALICE
 
 
 def _unsigned(principal: Principal) -> str:

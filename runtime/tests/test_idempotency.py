@@ -53,6 +53,12 @@ class Outage:
             raise ConnectionRefusedError("the database is restarting")
         return self.database.transaction()
 
+    @property
+    def engine(self) -> object:  # the key's own autocommitted statements connect through it
+        if self.down:
+            raise ConnectionRefusedError("the database is restarting")
+        return self.database.engine
+
     def __getattr__(self, name: str) -> object:
         return getattr(self.database, name)
 

@@ -392,11 +392,21 @@ class _Lines:
     parent: str
 
     async def add(
-        self, session: AsyncSession, parent_id: UUID, lines: Sequence[OrderLine], amendment_id: UUID | None = None
+        self,
+        session: AsyncSession,
+        parent_id: UUID,
+        lines: Sequence[OrderLine],
+        amendment_id: UUID | None = None,
+        *,
+        new_parent: bool = False,
     ) -> None:
-        """Append `lines` after the parent's last line."""
-        last = await session.scalar(
-            select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
+        """Append `lines` after the parent's last line (`new_parent`: it has none yet, no need to ask)."""
+        last = (
+            None
+            if new_parent
+            else await session.scalar(
+                select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
+            )
         )
         await session.execute(
             self.table.insert(),
@@ -490,19 +500,6 @@ async def basket_locked(session: AsyncSession, group_id: UUID, distribution_id: 
     return bool(await session.scalar(select(_basket_locked(group_id, distribution_id, member_id))))
 
 
-async def active_order_id(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> UUID | None:
-    """The member's active order for the distribution, if any (domain.ACTIVE_STATUSES)."""
-    return await session.scalar(
-        select(orders.c.order_id).where(
-            orders.c.group_id == group_id,
-            orders.c.member_id == member_id,
-            orders.c.distribution_id == distribution_id,
-            orders.c.status.in_([s.value for s in domain.ACTIVE_STATUSES]),
-            orders.c.flagged_reason.is_(None),
-        )
-    )
-
-
 async def find_orders(
     session: AsyncSession,
     group_id: UUID,
@@ -591,19 +588,22 @@ async def insert_order(
     *,
     order_id: UUID,
     group: GroupOut,
-    member_id: UUID,
+    member: MemberOut,
     distribution_id: UUID,
     method: PaymentMethod | None,
     status: domain.OrderStatus,
     lines: Sequence[OrderLine],
     total: Money,
     hold_id: UUID | None,
-) -> None:
-    await session.execute(
-        orders.insert().values(
+) -> OrderOut:
+    """Insert a new order and its lines; the order as `load_order` would read it back, built in
+    memory (a new order has no removals, amendments or flag; the caller checked it is unlocked)."""
+    created_at = await session.scalar(
+        orders.insert()
+        .values(
             order_id=order_id,
             group_id=group.group_id,
-            member_id=member_id,
+            member_id=member.member_id,
             distribution_id=distribution_id,
             payment_method=method,
             status=status.value,
@@ -611,8 +611,35 @@ async def insert_order(
             currency=group.currency,
             hold_id=hold_id,
         )
+        .returning(orders.c.created_at)
     )
-    await ORDER_LINES.add(session, order_id, lines)
+    assert created_at is not None
+    await ORDER_LINES.add(session, order_id, lines, new_parent=True)
+    return OrderOut(
+        order_id=order_id,
+        group_id=group.group_id,
+        member_id=member.member_id,
+        member_name=member.name,
+        member_email=member.email,
+        distribution_id=distribution_id,
+        status=status,
+        payment_method=method,
+        total=Money(amount=total.amount, currency=group.currency),
+        lines=[
+            OrderLineOut.model_validate(
+                {
+                    **line.model_dump(),
+                    "quantity": domain.plain(line.quantity),
+                    "fee_rate": domain.plain(line.fee_rate),
+                    "unit": None,  # not stored with a line: a read gives none
+                    "line_number": number,
+                }
+            )
+            for number, line in enumerate(lines, start=1)
+        ],
+        locked=False,
+        created_at=created_at,
+    )
 
 
 async def set_order(session: AsyncSession, order_id: UUID, **values: object) -> None:
@@ -852,18 +879,28 @@ async def insert_subscription_amendment(
     await SUBSCRIPTION_LINES.add(session, subscription_id, added, amendment_id)
 
 
-async def orders_at_distribution(session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID) -> int:
-    """How many orders (any status) the member has placed for the distribution."""
-    return int(
-        await session.scalar(
-            select(func.count()).where(
+async def member_orders_at(
+    session: AsyncSession, group_id: UUID, member_id: UUID, distribution_id: UUID
+) -> tuple[UUID | None, int]:
+    """The member's active order for the distribution, if any (domain.ACTIVE_STATUSES), and how
+    many orders (any status) they placed for it: one query, order placement needs both."""
+    active = and_(
+        orders.c.status.in_([s.value for s in domain.ACTIVE_STATUSES]),
+        orders.c.flagged_reason.is_(None),
+    )
+    row = (
+        await session.execute(
+            select(
+                func.array_agg(orders.c.order_id).filter(active).label("active"),
+                func.count().label("placed"),
+            ).where(
                 orders.c.group_id == group_id,
                 orders.c.member_id == member_id,
                 orders.c.distribution_id == distribution_id,
             )
         )
-        or 0
-    )
+    ).one()
+    return (row.active[0] if row.active else None), int(row.placed)
 
 
 # ------------------------------------------------------------------ money-pot holds asked for

@@ -382,11 +382,15 @@ class PlaceOrder:
 class _NewOrder:
     order_id: UUID
     group: GroupOut
-    member_id: UUID
+    member: store.MemberOut
     distribution: DistributionOut
     payment: domain.Payment | None  # None: payments off (R1)
     lines: list[OrderLine]
     amount: Money
+
+    @property
+    def member_id(self) -> UUID:
+        return self.member.member_id
 
     @property
     def hold(self) -> HoldRequest | None:
@@ -399,8 +403,9 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
     transfer, on the spot, money pot with negatives allowed: confirmed at once (OrderConfirmed).
     Money pot without negatives: the ledger must hold the amount first. Card: the order waits for
     the card payment (OrderAwaitingPayment). Payments off (R1): recorded, no money events.
-    The order is answered as read in the transaction that records it: once that commits, no
-    later read can fail and answer an error for an order that exists."""
+    The order is answered as recorded in the transaction that records it (built from what was
+    inserted, not read back): once that commits, nothing can fail and answer an error for an
+    order that exists."""
     group_id = command.group_id
     placed: OrderOut | None = None
 
@@ -418,26 +423,25 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
         allowed = await store.variable_catalogs(session, distribution.catalog_ids)
         priced, amount = domain.price_basket(wanted, products, allowed, group.currency)
         domain.check_card_limits(payment, amount)
-        domain.check_no_active_order(
-            await store.active_order_id(session, group_id, member.member_id, distribution.distribution_id)
+        active, earlier = await store.member_orders_at(
+            session, group_id, member.member_id, distribution.distribution_id
         )
+        domain.check_no_active_order(active)
         lines = [store.order_line(p) for p in priced]
-        earlier = await store.orders_at_distribution(session, group_id, member.member_id, distribution.distribution_id)
         new_id = domain.order_id_for(group_id, member.member_id, distribution.distribution_id, earlier)
-        return _NewOrder(new_id, group, member.member_id, distribution, payment, lines, amount)
+        return _NewOrder(new_id, group, member, distribution, payment, lines, amount)
 
     async def record(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
         nonlocal placed
-        await insert(session, order, hold_id)
-        placed = await store.load_order(session, group_id, order.order_id)
+        placed = await insert(session, order, hold_id)
 
-    async def insert(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> None:
+    async def insert(session: AsyncSession, order: _NewOrder, hold_id: UUID | None) -> store.OrderOut:
         payment = order.payment
-        await store.insert_order(
+        placed = await store.insert_order(
             session,
             order_id=order.order_id,
             group=order.group,
-            member_id=order.member_id,
+            member=order.member,
             distribution_id=order.distribution.distribution_id,
             method=payment.method if payment else None,
             status=payment.initial_status if payment else domain.OrderStatus.CONFIRMED,
@@ -446,7 +450,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
             hold_id=hold_id,
         )
         if payment is None:
-            return
+            return placed
         ids = _OrderIds(order_id=order.order_id, member_id=order.member_id, **_distribution_fields(order.distribution))
         context = outbox.event_context(group_id)
         if payment.settlement is domain.Settlement.AWAIT_CARD:
@@ -461,6 +465,7 @@ async def place_order(database: Database, holds: Holds, principal: Principal, co
                 session,
                 OrderConfirmed(**context, **ids, payment_method=payment.method, lines=order.lines, total=order.amount),
             )
+        return placed
 
     await _check_and_record(database, holds, check, record)
     assert placed is not None  # set by record, which ran

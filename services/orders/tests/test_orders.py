@@ -35,6 +35,18 @@ async def test_cheque_order_is_confirmed_at_once_with_lines_rounded_once(group: 
     await group.env.spy.wait_for("orders.order.confirmed", order_id=order["order_id"])
 
 
+async def test_the_order_answered_is_the_order_stored(group: Group) -> None:
+    # The answer is built from what was inserted, not read back: it must be what a read gives.
+    _, member = await group.join()
+    response = await group.order(member, [(group.bread, "2"), (group.cheese, "0.500")], method="cheque")
+    assert response.status_code == 201, response.text
+    placed = response.json()
+    stored = await group.client.get(group.url(f"/orders/{placed['order_id']}"), headers=member)
+    assert stored.status_code == 200, stored.text
+    assert placed == stored.json()
+    assert [line["line_number"] for line in placed["lines"]] == [1, 2]
+
+
 async def test_each_bad_order_is_refused_changing_nothing(group: Group) -> None:
     env = group.env
     member_id, member = await group.join()
