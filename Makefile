@@ -63,6 +63,7 @@ asyncapi: install $(ASYNCAPI)
 bench: install
 	$(PY) -m bench.ledger.run --runs 3
 	$(PY) -m bench.orders.run --runs 3
+	$(PY) -m bench.consumer.drain --runs 3
 	$(PY) bench/reads/balances.py --repeat 3
 
 schemas: install

@@ -110,27 +110,19 @@ async def processed(database: asyncpg.Connection, consumer: str, since: float) -
 COUNT = "SELECT count(*) FROM inbox_messages WHERE consumer = $1"
 
 
-async def drain(
-    database: asyncpg.Connection, channel: aio_pika.abc.AbstractChannel, consumers: tuple[str, ...], quiet: float = 1.5
-) -> dict[str, int]:
-    """Wait until the queues of `consumers` hold nothing ready and none of them committed anything
-    for `quiet` seconds (what was delivered but not yet acked is done by then)."""
-    counts: dict[str, int] = {}
-    still_since = time.monotonic()
-    while True:
+async def drain(database: asyncpg.Connection, consumers: tuple[str, ...], quiet: float = 1.5) -> dict[str, int]:
+    """Wait until none of `consumers` committed anything for `quiet` seconds, counted from the
+    first commit seen (a profiler attaching may hold the process a moment first)."""
+    start = {c: await database.fetchval(COUNT, c) for c in consumers}
+    counts, still_since, moved = start, time.monotonic(), False
+    while not moved or time.monotonic() - still_since < quiet:
         await asyncio.sleep(0.25)
         now = {c: await database.fetchval(COUNT, c) for c in consumers}
         if now != counts:
-            counts, still_since = now, time.monotonic()
-            continue
-        if time.monotonic() - still_since < quiet:
-            continue
-        ready = 0
-        for consumer in consumers:
-            queue = await channel.declare_queue(consumer, passive=True)
-            ready += queue.declaration_result.message_count or 0
-        if not ready:
-            return counts
+            counts, still_since, moved = now, time.monotonic(), True
+        elif not moved and time.monotonic() - still_since > 30:
+            break  # nothing came for this consumer at all
+    return counts
 
 
 async def one_pass(args: argparse.Namespace, batched: bool) -> list[Drained]:
@@ -192,7 +184,7 @@ async def one_pass(args: argparse.Namespace, batched: bool) -> list[Drained]:
             ],
         )
         for name in SERVICES:
-            await drain(databases[name], channel, CONSUMERS[name])
+            await drain(databases[name], CONSUMERS[name])
 
         for service in stack.services.values():
             assert service.process is not None
@@ -232,7 +224,7 @@ async def one_pass(args: argparse.Namespace, batched: bool) -> list[Drained]:
             process.send_signal(signal.SIGCONT)
             # py-spy attaches to a running process (a stopped one stays stopped under its ptrace).
             profiler = Profiler(process.pid, args.profile / f"{name}.raw") if args.profile and batched else None
-            await drain(database, channel, CONSUMERS[name])
+            await drain(database, CONSUMERS[name])
             if profiler is not None:
                 profiler.stop()
                 (args.profile / f"{name}.txt").write_text(profiler.summary(top=45, ours=PROFILED_LIBRARIES) + "\n")
