@@ -135,7 +135,10 @@ class BatchingConsumer(BackgroundLoop):
             with continued_from(within):
                 await self._commit(parsed, traces)
         except Exception as exc:
-            if len(parsed) == 1:  # nothing else to save: its failure is handled as the runner's
+            # A batch of one run by the registry's handlers failed as it would alone: its failure
+            # is handled as the runner's (a service's own batch handler is checked by the
+            # per-message path, whose reasons are the reference).
+            if len(parsed) == 1 and self.batch_handler == self.dispatch_each:
                 message, event = parsed[0]
                 with continued_from(traces[message.message_id]):
                     await self.runner.failed(message, event, exc)
