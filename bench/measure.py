@@ -123,3 +123,13 @@ class Profiler:
                     inclusive[frame] += samples
         rows = [f"{100 * n / max(busy, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
         return f"{busy} busy samples; inclusive share of the busiest functions:\n" + "\n".join(rows)
+
+
+def smtp_sink(port: int) -> subprocess.Popen[bytes]:
+    """An SMTP server on 127.0.0.1:`port` that accepts every email and keeps none (aiosmtpd's Sink):
+    notifications sends as in production, to nobody."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Sink"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

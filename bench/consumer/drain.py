@@ -27,8 +27,6 @@ import asyncio
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from bench.measure import Profiler
+from bench.measure import Profiler, smtp_sink
 from bench.orders.run import PROFILED_LIBRARIES
 from cagette_contracts import (
     GroupSettingsChanged,
@@ -132,11 +130,7 @@ async def one_pass(args: argparse.Namespace, batched: bool) -> list[Drained]:
     vhost = f"cagette-bench-{run_id}"
     amqp_url = await create_vhost(amqp_base, vhost)
     smtp_port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Sink"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sink = smtp_sink(smtp_port)
     env = {"CAGETTE_LOG_LEVEL": "WARNING", "CAGETTE_SMTP_HOST": "127.0.0.1", "CAGETTE_SMTP_PORT": str(smtp_port)}
     if not batched:
         env["CAGETTE_CONSUMER_BATCH_SIZE"] = "1"

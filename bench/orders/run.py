@@ -40,7 +40,7 @@ from pathlib import Path
 import aio_pika
 import asyncpg
 
-from bench.measure import CpuMeter, Profiler
+from bench.measure import CpuMeter, Profiler, smtp_sink
 from cagette_contracts import Role
 from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime.auth import Principal, encode_token
@@ -373,11 +373,7 @@ async def one_run(args: argparse.Namespace, number: int) -> tuple[Figures, Figur
     vhost = f"cagette-bench-{run_id}"
     amqp_url = await create_vhost(amqp_base, vhost)
     smtp_port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{smtp_port}", "-c", "aiosmtpd.handlers.Sink"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sink = smtp_sink(smtp_port)
     stack = Stack(
         amqp_url=amqp_url,
         postgres_url=postgres,
