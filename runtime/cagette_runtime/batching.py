@@ -18,7 +18,7 @@ happen:
   the refused one with its reason, sends one that met an outage (`RetryLater`, the database
   down) to the retry queue uncounted, and retries any other failure under the delivery limit, so
   a bad message never costs the others anything but a retry (a failed batch of one, run by the
-  registry's handlers, goes straight to that failure handling: it would only fail again);
+  registry's handlers, goes straight to that failure handling: it would only fail again).
 
 One consumer processes one batch at a time, so a replica is the single writer of what it
 consumes and a batch's locks are taken by one transaction. Across replicas, a deadlock aborts a
