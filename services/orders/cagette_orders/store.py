@@ -4,7 +4,7 @@ and the API returns. No business rules here beyond what the schema enforces: the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -355,14 +355,16 @@ def order_line(priced: domain.PricedLine) -> OrderLine:
     )
 
 
-def stored_line(row: Row[Any], currency: str) -> OrderLineOut:
+def stored_line(row: Row[Any] | Mapping[str, Any], currency: str) -> OrderLineOut:
+    """A line as stored (a row read, or the values just inserted) as answered."""
+    columns = row._mapping if isinstance(row, Row) else row
     return record(
         OrderLineOut,
-        row,
-        quantity=domain.plain(row.quantity),
-        unit_price=Money(amount=row.unit_price, currency=currency),
-        fee_rate=domain.plain(row.fee_rate),
-        line_total=Money(amount=row.line_total, currency=currency),
+        columns,
+        quantity=domain.plain(columns["quantity"]),
+        unit_price=Money(amount=columns["unit_price"], currency=currency),
+        fee_rate=domain.plain(columns["fee_rate"]),
+        line_total=Money(amount=columns["line_total"], currency=currency),
     )
 
 
@@ -399,8 +401,9 @@ class _Lines:
         amendment_id: UUID | None = None,
         *,
         new_parent: bool = False,
-    ) -> None:
-        """Append `lines` after the parent's last line (`new_parent`: it has none yet, no need to ask)."""
+    ) -> list[dict[str, Any]]:
+        """Append `lines` after the parent's last line (`new_parent`: it has none yet, no need to
+        ask); returns the rows inserted."""
         last = (
             None
             if new_parent
@@ -408,23 +411,22 @@ class _Lines:
                 select(func.max(self.table.c.line_number)).where(self.table.c[self.parent] == parent_id)
             )
         )
-        await session.execute(
-            self.table.insert(),
-            [
-                {
-                    self.parent: parent_id,
-                    "line_number": number,
-                    "product_id": line.product_id,
-                    "product_name": line.product_name,
-                    "quantity": line.quantity,
-                    "unit_price": line.unit_price.amount,
-                    "fee_rate": line.fee_rate,
-                    "line_total": line.line_total.amount,
-                    "amendment_id": amendment_id,
-                }
-                for number, line in enumerate(lines, start=(last or 0) + 1)
-            ],
-        )
+        rows = [
+            {
+                self.parent: parent_id,
+                "line_number": number,
+                "product_id": line.product_id,
+                "product_name": line.product_name,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price.amount,
+                "fee_rate": line.fee_rate,
+                "line_total": line.line_total.amount,
+                "amendment_id": amendment_id,
+            }
+            for number, line in enumerate(lines, start=(last or 0) + 1)
+        ]
+        await session.execute(self.table.insert(), rows)
+        return rows
 
     async def replace(self, session: AsyncSession, parent_id: UUID, lines: Sequence[OrderLine]) -> None:
         await session.execute(delete(self.table).where(self.table.c[self.parent] == parent_id))
@@ -614,7 +616,7 @@ async def insert_order(
         .returning(orders.c.created_at)
     )
     assert created_at is not None
-    await ORDER_LINES.add(session, order_id, lines, new_parent=True)
+    inserted = await ORDER_LINES.add(session, order_id, lines, new_parent=True)
     return OrderOut(
         order_id=order_id,
         group_id=group.group_id,
@@ -625,18 +627,7 @@ async def insert_order(
         status=status,
         payment_method=method,
         total=Money(amount=total.amount, currency=group.currency),
-        lines=[
-            OrderLineOut.model_validate(
-                {
-                    **line.model_dump(),
-                    "quantity": domain.plain(line.quantity),
-                    "fee_rate": domain.plain(line.fee_rate),
-                    "unit": None,  # not stored with a line: a read gives none
-                    "line_number": number,
-                }
-            )
-            for number, line in enumerate(lines, start=1)
-        ],
+        lines=[stored_line(row, group.currency) for row in inserted],
         locked=False,
         created_at=created_at,
     )
