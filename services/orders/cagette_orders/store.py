@@ -360,7 +360,7 @@ def stored_line(row: Row[Any] | Mapping[str, Any], currency: str) -> OrderLineOu
     columns = row._mapping if isinstance(row, Row) else row
     return record(
         OrderLineOut,
-        columns,
+        row,
         quantity=domain.plain(columns["quantity"]),
         unit_price=Money(amount=columns["unit_price"], currency=currency),
         fee_rate=domain.plain(columns["fee_rate"]),
