@@ -24,7 +24,7 @@ from faststream.rabbit import RabbitQueue
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
-from sqlalchemy import ColumnElement, Executable, extract, func, select
+from sqlalchemy import ColumnElement, Executable, extract, func
 from starlette.responses import Response
 
 from .tables import outbox_messages
@@ -53,19 +53,18 @@ def seconds_since(column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 
 def outbox_gauges() -> list[DatabaseGauge]:
-    pending = outbox_messages.c.published_at.is_(None)
-    return [
-        DatabaseGauge(
-            "cagette_outbox_pending_messages",
-            "Outbox rows committed but not yet confirmed by the broker",
-            select(func.count()).select_from(outbox_messages).where(pending),
-        ),
-        DatabaseGauge(
+    # Imported here: backlogs builds its gauges on this module's DatabaseGauge.
+    from .backlogs import backlog_gauges
+
+    return backlog_gauges(
+        outbox_messages,
+        outbox_messages.c.published_at.is_(None),
+        count=("cagette_outbox_pending_messages", "Outbox rows committed but not yet confirmed by the broker"),
+        oldest=(
             "cagette_outbox_oldest_pending_seconds",
             "Age of the oldest outbox row not yet confirmed by the broker (0 when none)",
-            select(seconds_since(outbox_messages.c.created_at)).where(pending),
         ),
-    ]
+    )
 
 
 class ServiceMetrics:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from cagette_runtime.metrics import DatabaseGauge, seconds_since
+from cagette_runtime.backlogs import backlog_gauges
+from cagette_runtime.metrics import DatabaseGauge
 
 from .delivery import FAILED, PENDING, SENDING, UNCERTAIN
 from .tables import email_deliveries
@@ -13,15 +14,17 @@ from .tables import email_deliveries
 pending = email_deliveries.c.status.in_((PENDING, SENDING))
 
 GAUGES = [
-    DatabaseGauge(
-        "cagette_notifications_emails_pending",
-        "Emails written and not yet accepted by the SMTP server (the backlog)",
-        select(func.count()).select_from(email_deliveries).where(pending),
-    ),
-    DatabaseGauge(
-        "cagette_notifications_oldest_pending_email_seconds",
-        "Age of the oldest email not yet delivered (0 when none)",
-        select(seconds_since(email_deliveries.c.created_at)).where(pending),
+    *backlog_gauges(
+        email_deliveries,
+        pending,
+        count=(
+            "cagette_notifications_emails_pending",
+            "Emails written and not yet accepted by the SMTP server (the backlog)",
+        ),
+        oldest=(
+            "cagette_notifications_oldest_pending_email_seconds",
+            "Age of the oldest email not yet delivered (0 when none)",
+        ),
     ),
     DatabaseGauge(
         "cagette_notifications_emails_uncertain",
