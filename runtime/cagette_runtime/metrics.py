@@ -24,7 +24,7 @@ from faststream.rabbit import RabbitQueue
 from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_fastapi_instrumentator import Instrumentator
-from sqlalchemy import ColumnElement, Executable, extract, func
+from sqlalchemy import ColumnElement, Executable, Table, extract, func, select
 from starlette.responses import Response
 
 from .tables import outbox_messages
@@ -52,10 +52,23 @@ def seconds_since(column: ColumnElement[Any]) -> ColumnElement[Any]:
     return func.coalesce(extract("epoch", func.now() - func.min(column)), 0)
 
 
-def outbox_gauges() -> list[DatabaseGauge]:
-    # Imported here: backlogs builds its gauges on this module's DatabaseGauge.
-    from .backlogs import backlog_gauges
+def backlog_gauges(
+    table: Table,
+    waiting: ColumnElement[bool],
+    count: tuple[str, str],
+    oldest: tuple[str, str],
+    since: str = "created_at",
+) -> list[DatabaseGauge]:
+    """The two gauges of a backlog watched from the database: how many rows of `table` are
+    `waiting`, and how long the oldest has waited (0 when none), so an alert sees a stuck queue.
+    `count` and `oldest` are each a gauge's name and documentation; the age is taken from `since`."""
+    return [
+        DatabaseGauge(*count, select(func.count()).select_from(table).where(waiting)),
+        DatabaseGauge(*oldest, select(seconds_since(table.c[since])).where(waiting)),
+    ]
 
+
+def outbox_gauges() -> list[DatabaseGauge]:
     return backlog_gauges(
         outbox_messages,
         outbox_messages.c.published_at.is_(None),

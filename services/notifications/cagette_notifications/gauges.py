@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from cagette_runtime.backlogs import backlog_gauges
-from cagette_runtime.metrics import DatabaseGauge
+from cagette_runtime.metrics import DatabaseGauge, backlog_gauges
 
 from .delivery import FAILED, PENDING, SENDING, UNCERTAIN
 from .tables import email_deliveries

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from cagette_runtime.backlogs import backlog_gauges
-from cagette_runtime.metrics import DatabaseGauge
+from cagette_runtime.metrics import DatabaseGauge, backlog_gauges
 
 from .domain.methods import DECLARED_METHODS
 from .tables import card_jobs, payments
