@@ -157,7 +157,13 @@ async def test_one_member_action_is_one_trace_from_orders_through_ledger_to_noti
         known = {span.span_id for span in spans}
         consumers = {span.service for span in spans if span.name.endswith(" process")}
         roots = [span for span in spans if span.parent_id not in known]
-        complete = {"cagette-ledger", "cagette-notifications"} <= consumers and len(roots) == 1
+        # The ledger's statements may come in a later export batch than its "process" span.
+        ledger_statements = {span.name.split()[0] for span in spans if span.service == "cagette-ledger"}
+        complete = (
+            {"cagette-ledger", "cagette-notifications"} <= consumers
+            and len(roots) == 1
+            and {"INSERT", "SELECT"} <= ledger_statements
+        )
         return spans if complete else None
 
     spans = await eventually(lambda: asyncio.sleep(0, whole_trace()))
