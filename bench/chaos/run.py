@@ -493,6 +493,12 @@ async def run_faults(chaos: Chaos, args: argparse.Namespace, workload: asyncio.T
     if not args.quick:
         schedule += [("kill -9 orders + ledger", chaos.kill("orders", "ledger"))]
         schedule += [("kill -9 payments + notifications", chaos.kill("payments", "notifications"))]
+    if args.faults:
+        # Only the faults asked for (to look at one closely); poison only if asked for too.
+        wanted = [part.strip() for part in args.faults.split(",") if part.strip()]
+        schedule = [(name, action) for name, action in schedule if any(part in name for part in wanted)]
+        if not schedule:
+            raise SystemExit(f"--faults {args.faults!r} names none of the faults")
     cycle = 0
     while True:
         for name, action in schedule:
@@ -995,6 +1001,12 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=None, help="seconds between faults")
     parser.add_argument(
         "--single-node", action="store_true", help="one RabbitMQ node instead of a three-node cluster (no node loss)"
+    )
+    parser.add_argument(
+        "--faults",
+        default="",
+        help="comma-separated parts of fault names: run only the faults whose name contains one"
+        " (e.g. 'orders + ledger,payments + notifications'); the long mode's double kills included",
     )
     parser.add_argument("--poison", type=int, default=3)
     parser.add_argument("--duplicates", type=int, default=3)

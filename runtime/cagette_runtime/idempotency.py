@@ -22,9 +22,10 @@ transaction, and several use cases run more than one transaction (a money-pot ho
 ledger between two), so the answer itself cannot always be written in the effect's transaction.
 What is written there is the *claim*: the three steps are
 
-1. `begin` (its own statements, each committed alone): insert the key's row as `started`, with this attempt's
-   id and a lease. A concurrent request with the same key finds the row and is answered 409 (in
-   progress); the INSERT ... ON CONFLICT makes exactly one of them the owner.
+1. `begin` (its own statements, each committed alone): insert the key's row as `started`, with
+   this attempt's id and a lease (LEASE, renewed every RENEW_EVERY seconds while the request
+   runs). A concurrent request with the same key finds the row and is answered 409 (in progress);
+   the INSERT ... ON CONFLICT makes exactly one of them the owner.
 2. The effect's transaction: `outbox.add` (every effect that moves money publishes an event, in
    the transaction that makes it) calls `bind`, which turns the row `committed` *in that same
    transaction*, on the condition that this attempt still holds it. So the effect and the mark
@@ -79,8 +80,12 @@ log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-# How long a started request holds its key before another attempt may take it over.
-LEASE = timedelta(seconds=60)
+# How long a request holds its key before another attempt may take it over, and how often a
+# running request renews that hold. Short, so that the key of a request whose process died
+# (kill -9, a crashed node) is free again within seconds: with a 60 s lease every client retrying
+# such a request was answered "in progress" for up to a minute (found by bench/chaos).
+LEASE = timedelta(seconds=10)
+RENEW_EVERY = 3.0
 # The headers of an answer that are stored and replayed with its status and body.
 KEPT_HEADERS = ("content-type", "location", "retry-after", "link", "x-next-cursor", "x-total-count", "etag")
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -119,10 +124,40 @@ class Attempt:
         return and_(c.principal == self.principal, c.method == self.method, c.path == self.path, c.key == self.key)
 
 
+class _Renewal:
+    """Renews a running request's lease every RENEW_EVERY seconds until the request ends, so a
+    slow request keeps its key and a dead one loses it within LEASE."""
+
+    def __init__(self, attempt: Attempt) -> None:
+        self.attempt = attempt
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not await self._stopped_within(RENEW_EVERY):
+            try:
+                if not await _renew(self.attempt):
+                    return  # taken over: nothing left to hold (its bind will fail)
+            except Exception as exc:  # the database away: the next beat tries again
+                log.info("could not renew an %s lease (%s)", HEADER, exc)
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def end(self) -> None:
+        self.stop.set()
+        await self.task
+
+
 class _Slot:
     """Where the route class and the dependency meet for one request."""
 
     attempt: Attempt | None = None
+    renewal: _Renewal | None = None
 
 
 _current: ContextVar[_Slot | None] = ContextVar("cagette_idempotency", default=None)
@@ -261,6 +296,7 @@ async def _take(request: Request, principal: Principal, database: Database, key:
         raise RuntimeError("an Idempotency-Key dependency on a route that is not an IdempotentRoute")
     if slot.attempt is None:  # FastAPI calls each dependency once per request
         slot.attempt = await begin(request, principal, database, key)
+        slot.renewal = _Renewal(slot.attempt)
     return key
 
 
@@ -293,6 +329,19 @@ async def bind(session: AsyncSession) -> None:
         attempt.committed = True
 
     session.info.setdefault(AFTER_COMMIT, []).append(committed)
+
+
+async def _renew(attempt: Attempt) -> bool:
+    """Extend this attempt's lease; False when it no longer holds the key."""
+    c = idempotency_keys.c
+    async with _autocommit(attempt.database) as session:
+        held = await session.scalar(
+            update(idempotency_keys)
+            .where(attempt.where(), c.attempt == attempt.attempt, c.state.in_(("started", "committed")))
+            .values(leased_until=func.now() + LEASE)
+            .returning(c.attempt)
+        )
+    return held is not None
 
 
 async def _store(attempt: Attempt, response: Response) -> None:
@@ -426,13 +475,19 @@ class IdempotentRoute(APIRoute):
                 except Replayed as replayed:
                     return replayed.response
                 except Exception as exc:
+                    if slot.renewal is not None:
+                        await slot.renewal.end()
                     if slot.attempt is not None:
                         await finish(slot.attempt, _error_response(request, exc) if slot.attempt.committed else None)
                     raise
+                if slot.renewal is not None:
+                    await slot.renewal.end()
                 if slot.attempt is not None:
                     await finish(slot.attempt, response)
                 return response
             finally:
+                if slot.renewal is not None:  # also when the request was cancelled
+                    slot.renewal.stop.set()
                 _current.reset(token)
 
         return idempotent

@@ -264,7 +264,9 @@ def fingerprint(name: str) -> str:
     return hashlib.sha256(b"\n" + body(name)).hexdigest()
 
 
-async def stale_row(database: Database, state: str, name: str, key: str) -> uuid.UUID:
+async def stale_row(
+    database: Database, state: str, name: str, key: str, lease_left: timedelta = timedelta(seconds=-1)
+) -> uuid.UUID:
     attempt = uuid.uuid4()
     async with database.transaction() as session:
         await session.execute(
@@ -276,7 +278,7 @@ async def stale_row(database: Database, state: str, name: str, key: str) -> uuid
                 fingerprint=fingerprint(name),
                 state=state,
                 attempt=attempt,
-                leased_until=datetime.now(UTC) - timedelta(seconds=1),
+                leased_until=datetime.now(UTC) + lease_left,
             )
         )
     return attempt
@@ -337,3 +339,30 @@ async def test_retention_deletes_old_keys_only(client, keyed) -> None:
     async with keyed.transaction() as session:
         assert list(await session.scalars(select(idempotency_keys.c.key))) == ["new"]
     assert (await post(client, "a", "old")).status_code == 201  # a new key again, past retention
+
+
+async def test_a_running_request_keeps_its_key_past_one_lease(app, client, keyed, monkeypatch) -> None:
+    """The lease is short (a dead request's key is free within seconds) and renewed while the
+    request runs: a slow request is not taken over."""
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=1))
+    monkeypatch.setattr(idempotency, "RENEW_EVERY", 0.2)
+    app.state.gate = gate = Gate()
+    first = asyncio.create_task(post(client, "a", "slow but alive"))
+    await asyncio.wait_for(gate.entered.wait(), 10)
+    await asyncio.sleep(2.5)  # two and a half leases
+    async with keyed.transaction() as session:
+        running = await session.scalar(select(idempotency_keys.c.leased_until > func.now()))
+    assert running
+    during = await post(client, "a", "slow but alive")
+    assert during.status_code == 409 and during.json()["error"] == "idempotency_key_in_progress"
+    gate.release.set()
+    assert (await first).status_code == 201
+    assert await count(keyed, widgets) == 1
+
+
+async def test_the_key_of_a_request_that_died_is_free_within_a_lease(client, keyed, monkeypatch) -> None:
+    monkeypatch.setattr(idempotency, "LEASE", timedelta(seconds=1))
+    await stale_row(keyed, "started", "a", "orphaned", lease_left=idempotency.LEASE)  # its process died
+    assert (await post(client, "a", "orphaned")).status_code == 409
+    await asyncio.sleep(1.2)
+    assert (await post(client, "a", "orphaned")).status_code == 201
