@@ -95,7 +95,8 @@ class EventHandlers:
 class Consumer:
     """A queue (`<service>.<consumer>`) and the handler of each event class it takes.
     `batched`: its deliveries are committed many to a transaction (batching.py), for a consumer
-    whose handlers only write to the database."""
+    whose handlers only write to the database. `bound_at_declaration=False`: the queue is
+    declared without bindings, the service binds it itself (with what it needs at the time)."""
 
     def __init__(
         self,
@@ -104,11 +105,12 @@ class Consumer:
         *,
         delivery_limit: int = 5,
         batched: bool = False,
+        bound_at_declaration: bool = True,
     ) -> None:
         self.name = name
         self.batched = batched
         self.handlers = handlers if isinstance(handlers, EventHandlers) else EventHandlers(handlers)
-        self.queue = ConsumerQueue(name, self.handlers.routing_keys(), delivery_limit)
+        self.queue = ConsumerQueue(name, self.handlers.routing_keys(), delivery_limit, bound_at_declaration)
 
 
 def _header_count(message: RabbitMessage, name: str) -> int:

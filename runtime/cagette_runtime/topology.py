@@ -61,11 +61,13 @@ async def _declare_without_arguments(amqp_url: str, name: str) -> None:
 
 @dataclass(frozen=True)
 class ConsumerQueue:
-    """A consumer's queue: its name, the routing keys (topic patterns) it binds, its limit."""
+    """A consumer's queue: its name, the routing keys (topic patterns) it may bind, its limit;
+    bound with them when declared unless `bound_at_declaration` is False (its service binds it)."""
 
     name: str
     routing_keys: tuple[str, ...]
     delivery_limit: int = 5
+    bound_at_declaration: bool = True
 
     @property
     def parking_name(self) -> str:
@@ -123,6 +125,9 @@ async def declare_consumer_queue(broker: RabbitBroker, consumer: ConsumerQueue, 
     await policies.apply(consumer.policy())
     await _declare_without_arguments(policies.amqp_url, consumer.name)
     queue = await broker.declare_queue(consumer.queue())
+    if not consumer.bound_at_declaration:
+        log.info("declared queue %s (its service binds it)", consumer.name)
+        return
     for routing_key in consumer.routing_keys:
         await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
     log.info("declared queue %s bound to %s", consumer.name, ", ".join(consumer.routing_keys))

@@ -19,7 +19,7 @@ from .handlers import consumers
 from .sender import EmailSender, ReminderScheduler
 from .settings import NotificationSettings
 from .tables import memberships
-from .webhooks import WebhookSender
+from .webhooks import WebhookSender, sync_bindings
 from .webhooks_api import router as webhooks_router
 
 NAME = "notifications"
@@ -62,6 +62,8 @@ class NotificationsService(Service):
         )
         for routing_key in (EMAIL_SENT, EMAIL_FAILED):
             await queue.bind(EVENTS_EXCHANGE, routing_key=routing_key)
+        async with self.database.transaction() as session:
+            await sync_bindings(session, self.broker)
 
 
 def build_service(settings: ServiceSettings | None = None) -> NotificationsService:

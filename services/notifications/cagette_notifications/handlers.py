@@ -78,7 +78,7 @@ from .tables import (
     ledger_postings,
     member_directory,
 )
-from .webhooks import record_deliveries
+from .webhooks import WEBHOOKS_QUEUE, record_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -584,8 +584,6 @@ class Handlers:
 
 
 QUEUE_NAME = "notifications.events"
-# Every event, for the outbound webhooks that want it (webhooks.py).
-WEBHOOKS_QUEUE = "notifications.webhooks"
 
 
 async def record_webhook_deliveries(session: AsyncSession, event: Event) -> None:
@@ -598,8 +596,15 @@ def consumers(settings: NotificationSettings) -> list[Consumer]:
         # Batched: the handlers write rows only (emails and webhook calls are sent by their own
         # loops from the rows), and these two queues take several events per order.
         Consumer(QUEUE_NAME, Handlers(settings).events, delivery_limit=limit, batched=True),
-        # `Event`: every event, whatever its type (the queue binds #).
-        Consumer(WEBHOOKS_QUEUE, {Event: record_webhook_deliveries}, delivery_limit=limit, batched=True),
+        # `Event`: any event, whatever its type; the queue is bound with what the enabled
+        # endpoints want (webhooks.sync_bindings), not at declaration.
+        Consumer(
+            WEBHOOKS_QUEUE,
+            {Event: record_webhook_deliveries},
+            delivery_limit=limit,
+            batched=True,
+            bound_at_declaration=False,
+        ),
     ]
 
 

@@ -229,6 +229,14 @@ webhook_endpoints = Table(
     CheckConstraint("owner_language IN ('fr', 'en')", name="webhook_endpoints_owner_language"),
 )
 
+# The topic patterns the notifications.webhooks queue is bound with (webhooks.sync_bindings):
+# those of the enabled endpoints, so that an event no endpoint wants is never queued here.
+webhook_bindings = Table(
+    "webhook_bindings",
+    metadata,
+    Column("pattern", Text, primary_key=True),
+)
+
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,

@@ -10,6 +10,11 @@ for `webhook_retry_for` (days). An endpoint that has not accepted anything for
 platform endpoint the address given at registration. Deliveries can be
 replayed, one or all since a time; the log shows attempts, last status and last error.
 
+The `notifications.webhooks` queue is bound only with the patterns enabled endpoints ask for
+(`sync_bindings`, run at start and whenever an endpoint is registered or enabled, before it is
+answered): an event no endpoint wants is never queued, consumed and dropped. So an endpoint gets
+the events published after its registration (or its enabling) was answered.
+
 Why here: notifications already delivers to the outside world with retries and a delivery log
 (emails), and knows each group's coordinators to tell when an endpoint gets disabled.
 """
@@ -28,29 +33,37 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-from sqlalchemy import Row, and_, func, or_, select, update
+from faststream.rabbit import RabbitBroker
+from sqlalchemy import Row, and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks.webhooks import Webhook
 
 from cagette_contracts import Event
+from cagette_contracts.routing import EVENTS_EXCHANGE
 from cagette_runtime import clock
 from cagette_runtime.asyncapi import topic_matches
 from cagette_runtime.correlation import reset_correlation_id, set_correlation_id
 from cagette_runtime.db import OUTBOX_WRITTEN, AnyRow, Database
 from cagette_runtime.rows import field_names, record
+from cagette_runtime.topology import ConsumerQueue
 
 from . import domain
 from .sender import EmailingLoop
 from .settings import NotificationSettings
 from .store import NotYetKnown, load_recipient
-from .tables import member_directory, webhook_deliveries, webhook_endpoints
+from .tables import member_directory, webhook_bindings, webhook_deliveries, webhook_endpoints
 
 log = logging.getLogger(__name__)
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 EVENT_TYPE_PATTERN = re.compile(r"^(#|\*|[a-z_]+)(\.(#|\*|[a-z_]+)){0,2}$")
 USER_AGENT = "cagette-webhooks/1"
+# The queue the webhook deliveries are recorded from (handlers.py consumes it).
+WEBHOOKS_QUEUE = "notifications.webhooks"
+# Serializes the syncs of every replica (pg_advisory_xact_lock): one reads the endpoints and
+# changes the bindings at a time, so a sync cannot unbind what another's endpoint just needed.
+_BINDINGS_LOCK = 0x6E6F74692E776862  # "noti.whb"
 
 
 def new_secret() -> str:
@@ -60,6 +73,34 @@ def new_secret() -> str:
 
 def wants(patterns: list[str], event_type: str) -> bool:
     return any(topic_matches(pattern, event_type) for pattern in patterns)
+
+
+async def sync_bindings(session: AsyncSession, broker: RabbitBroker) -> tuple[set[str], set[str]]:
+    """Bind the webhooks queue with every pattern an enabled endpoint wants (as this session sees
+    the endpoints: call it in the transaction that registers or enables one) and unbind the rest;
+    returns (bound, unbound). The broker's bindings are changed before the table that records
+    them commits: after a failure the next sync binds or unbinds again (both are idempotent)."""
+    await session.execute(select(func.pg_advisory_xact_lock(_BINDINGS_LOCK)))
+    wanted = set(
+        await session.scalars(
+            select(func.unnest(webhook_endpoints.c.event_types)).where(webhook_endpoints.c.enabled).distinct()
+        )
+    )
+    recorded = set(await session.scalars(select(webhook_bindings.c.pattern)))
+    to_bind, to_unbind = wanted - recorded, recorded - wanted
+    if not to_bind and not to_unbind:
+        return set(), set()
+    queue = await broker.declare_queue(ConsumerQueue(WEBHOOKS_QUEUE, ()).queue())
+    for pattern in sorted(to_bind):
+        await queue.bind(EVENTS_EXCHANGE, routing_key=pattern)
+    for pattern in sorted(to_unbind):
+        await queue.unbind(EVENTS_EXCHANGE, routing_key=pattern)
+    if to_bind:
+        await session.execute(pg_insert(webhook_bindings).values([{"pattern": p} for p in to_bind]))
+    if to_unbind:
+        await session.execute(delete(webhook_bindings).where(webhook_bindings.c.pattern.in_(to_unbind)))
+    log.info("webhooks queue: bound %s, unbound %s", sorted(to_bind) or "-", sorted(to_unbind) or "-")
+    return to_bind, to_unbind
 
 
 def retry_delay(attempts: int, base: float, cap: float) -> float:

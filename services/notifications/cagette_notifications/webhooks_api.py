@@ -23,7 +23,7 @@ from cagette_runtime.http import DatabaseDep
 from cagette_runtime.pagination import PAGINATED, Page
 
 from .tables import webhook_deliveries, webhook_endpoints
-from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret
+from .webhooks import EVENT_TYPE_PATTERN, FAILED, PENDING, new_secret, sync_bindings
 
 router = APIRouter(route_class=idempotency.IdempotentRoute, prefix="/webhooks", tags=["webhooks"])
 DeliveryState = Literal["pending", "delivered", "failed"]  # webhooks.PENDING, DELIVERED, FAILED
@@ -156,6 +156,7 @@ async def create_endpoint(
                 .returning(webhook_endpoints)
             )
         ).one()
+        await sync_bindings(session, request.app.state.service.broker)
     return CreatedEndpoint(**_shown(row).model_dump(), secret=secret)
 
 
@@ -234,7 +235,7 @@ async def replay_one(
 @router.post(
     "/endpoints/{endpoint_id}/enable", summary="Enable a disabled endpoint again (its failed deliveries resume)"
 )
-async def enable(endpoint_id: UUID, principal: CurrentPrincipal, database: DatabaseDep) -> Endpoint:
+async def enable(endpoint_id: UUID, principal: CurrentPrincipal, request: Request, database: DatabaseDep) -> Endpoint:
     async with database.transaction() as session:
         await _endpoint(session, principal, endpoint_id)
         row = (
@@ -250,5 +251,6 @@ async def enable(endpoint_id: UUID, principal: CurrentPrincipal, database: Datab
             .where(and_(webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == FAILED))
             .values(status=PENDING, next_attempt_at=func.now(), window_started_at=func.now())
         )
+        await sync_bindings(session, request.app.state.service.broker)
         session.info[OUTBOX_WRITTEN] = True
     return _shown(row)

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 from standardwebhooks.webhooks import Webhook
 
 from cagette_contracts import BalanceChanged, Money, Role
-from cagette_runtime.testing import WebhookReceiver
+from cagette_notifications.webhooks import WEBHOOKS_QUEUE
+from cagette_runtime.testing import WebhookReceiver, wait_consumed
 
 
 @asynccontextmanager
@@ -228,3 +229,26 @@ async def test_a_disabled_platform_endpoint_emails_its_owner_each_time_in_their_
         await running.publish(balance_changed(facts, alice, -600))
         await mailbox.wait_for("ops@example.org", count=2, timeout=20)
         assert mailbox.to(str(camille.email)) == []
+
+
+async def test_the_webhooks_queue_takes_only_what_an_enabled_endpoint_wants(start_service, mailbox, facts) -> None:
+    """Bound with the enabled endpoints' patterns (none at first: the `#` of earlier versions is
+    removed at start), so an event nobody wants is never queued, consumed and dropped."""
+    camille, alice = facts.member("Camille", "en", Role.COORDINATOR), facts.member("Alice")
+    async with delivering(start_service, mailbox, facts, camille, alice, disable_after=60) as (receiver, running):
+        assert await running.rows("SELECT pattern FROM webhook_bindings") == []
+        unwanted = balance_changed(facts, alice, -100)
+        await running.processed_all_before(unwanted)
+        assert await running.rows("SELECT 1 FROM inbox_messages WHERE consumer = :q", q=WEBHOOKS_QUEUE) == []
+
+        coordinator = running.token(camille.member_id, {facts.group_id: Role.COORDINATOR})
+        body = {"group_id": str(facts.group_id), "url": receiver.url, "event_types": ["ledger.balance.*"]}
+        assert (await running.http.post("/webhooks/endpoints", json=body, headers=coordinator)).status_code == 201
+        assert await running.rows("SELECT pattern FROM webhook_bindings") == [("ledger.balance.*",)]
+        joined, wanted = facts.member("Bob"), balance_changed(facts, alice, -200)
+        await running.publish(joined, wanted)  # one queue, in order: Bob would be consumed first
+        await wait_consumed(running.service.database, WEBHOOKS_QUEUE, wanted, timeout=15)
+        consumed = await running.rows("SELECT event_id FROM inbox_messages WHERE consumer = :q", q=WEBHOOKS_QUEUE)
+        assert consumed == [(wanted.event_id,)]
+        [received] = await eventually(lambda: receiver.accepted)
+        assert received.headers["webhook-id"] == str(wanted.event_id)
