@@ -93,7 +93,12 @@ async def replay(
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
             nonlocal read, last_arrival
-            handle(json.loads(message.body))
+            try:
+                event = json.loads(message.body)
+            except ValueError:
+                event = {}  # the log keeps whatever was published, poison included: not an event, skipped
+            if isinstance(event, dict):
+                handle(event)
             read += 1
             last_arrival = asyncio.get_running_loop().time()
             await message.ack()
