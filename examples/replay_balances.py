@@ -96,8 +96,9 @@ async def replay(
             try:
                 event = json.loads(message.body)
             except ValueError:
-                event = {}  # the log keeps whatever was published, poison included: not an event, skipped
-            if isinstance(event, dict):
+                event = None
+            # The log keeps whatever was published, poison included: what is not an event is skipped.
+            if isinstance(event, dict) and "event_id" in event:
                 handle(event)
             read += 1
             last_arrival = asyncio.get_running_loop().time()

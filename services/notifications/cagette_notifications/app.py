@@ -47,7 +47,7 @@ class NotificationsService(Service):
         )
         self.sender = EmailSender(self.database, settings)
         self.reminders = ReminderScheduler(self.database, settings)
-        self.webhooks = WebhookSender(self.database, settings)
+        self.webhooks = WebhookSender(self.database, settings, self.broker)
         self.background += [self.sender, self.reminders, self.webhooks]
 
     async def start(self) -> None:

@@ -11,9 +11,10 @@ platform endpoint the address given at registration. Deliveries can be
 replayed, one or all since a time; the log shows attempts, last status and last error.
 
 The `notifications.webhooks` queue is bound only with the patterns enabled endpoints ask for
-(`sync_bindings`, run at start and whenever an endpoint is registered or enabled, before it is
-answered): an event no endpoint wants is never queued, consumed and dropped. So an endpoint gets
-the events published after its registration (or its enabling) was answered.
+(`sync_bindings`, run at start, whenever an endpoint is registered or enabled, before it is
+answered, and when one is disabled for failing): an event no endpoint wants is never queued,
+consumed and dropped. So an endpoint gets the events published after its registration (or its
+enabling) was answered.
 
 Why here: notifications already delivers to the outside world with retries and a delivery log
 (emails), and knows each group's coordinators to tell when an endpoint gets disabled.
@@ -181,8 +182,9 @@ class WebhookSender(EmailingLoop):
 
     name = "webhook-sender"
 
-    def __init__(self, database: Database, settings: NotificationSettings) -> None:
+    def __init__(self, database: Database, settings: NotificationSettings, broker: RabbitBroker) -> None:
         super().__init__(database, settings, settings.webhook_poll_interval)
+        self.broker = broker  # to unbind what only a disabled endpoint wanted
         database.on_outbox_commit(self.wake)
 
     async def run_once(self) -> bool:
@@ -307,6 +309,8 @@ class WebhookSender(EmailingLoop):
                 .returning(webhook_endpoints)
             )
         ).all()
+        if disabled:
+            await sync_bindings(session, self.broker)
         for endpoint in disabled:
             log.error("webhook endpoint %s (%s) disabled: %s", endpoint.endpoint_id, endpoint.url, "failing")
             await self._tell_owner(session, endpoint)

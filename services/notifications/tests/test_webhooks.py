@@ -145,6 +145,7 @@ async def test_signed_deliveries_retried_while_down_logged_replayed_then_disable
         assert "HTTP 503" in mailbox.body(told, "plain")
         [shown] = (await running.http.get(f"/webhooks/endpoints?group_id={facts.group_id}", headers=coordinator)).json()
         assert shown["enabled"] is False and shown["disabled_reason"]
+        assert await running.rows("SELECT pattern FROM webhook_bindings") == []  # nobody wants them now
         refused = receiver.refused
         await running.publish(balance_changed(facts, alice, -950))
         await asyncio.sleep(1.0)
